@@ -1,0 +1,30 @@
+// RMSNorm (HF LlamaRMSNorm): out = x · rsqrt(mean(x²) + eps) · weight, per row of C channels.
+import type { Arr } from '../../tensor.js';
+
+/** out[N,C] = x / rms(x) · w;  rstd[N] = 1/sqrt(mean(x²)+eps) is kept for the backward. */
+export function rmsnormForward(out: Arr, rstd: Arr | null, x: Arr, w: Arr, N: number, C: number, eps: number): void {
+  for (let n = 0; n < N; n++) {
+    const o = n * C;
+    let ss = 0;
+    for (let i = 0; i < C; i++) { const v = x[o + i]; ss += v * v; }
+    const r = 1 / Math.sqrt(ss / C + eps);
+    if (rstd) rstd[n] = r;
+    for (let i = 0; i < C; i++) out[o + i] = x[o + i] * r * w[i];
+  }
+}
+
+/**
+ * dx[N,C] += ∂L/∂x, dw[C] += ∂L/∂w (dw may be null) given dout[N,C], the forward input x and rstd.
+ * With xh = x·r: dx = r·(g − xh·mean(g·xh)) where g = dout·w.
+ */
+export function rmsnormBackward(dx: Arr | null, dw: Arr | null, dout: Arr, x: Arr, w: Arr, rstd: Arr,
+  N: number, C: number): void {
+  for (let n = 0; n < N; n++) {
+    const o = n * C, r = rstd[n];
+    let dot = 0;
+    for (let i = 0; i < C; i++) dot += dout[o + i] * w[i] * x[o + i];
+    const k = dot * r * r / C;
+    if (dx) for (let i = 0; i < C; i++) dx[o + i] += r * (dout[o + i] * w[i] - x[o + i] * k);
+    if (dw) for (let i = 0; i < C; i++) dw[i] += dout[o + i] * x[o + i] * r;
+  }
+}
