@@ -4,16 +4,16 @@
 import { helpText, parseArgs, type CommandSpec } from './args.js';
 import { LowbitError } from '../io/errors.js';
 
-const COMMANDS: Record<string, { summary: string; load: () => Promise<{ command: CommandSpec }> }> = {
-  env: { summary: 'what lowbit found: native addon, threads, SIMD, CUDA device, cuBLAS', load: () => import('./commands/env.js') },
-  pretrain: { summary: 'train a small LLaMA (and its BPE tokenizer) from a text file', load: () => import('./commands/pretrain.js') },
-  logits: { summary: 'print the logits of a token sequence', load: () => import('./commands/logits.js') },
-  'eval ppl': { summary: 'perplexity with the GPTQ protocol (non-overlapping windows)', load: () => import('./commands/eval-ppl.js') },
-  generate: { summary: 'generate text, streaming', load: () => import('./commands/generate.js') },
-  quantize: { summary: 'quantize a model to 2/3/4 bits (rtn, nf, icq, gptq) into a packed directory', load: () => import('./commands/quantize.js') },
-  compensate: { summary: 'train LoRA adapters that compensate quantization error (rilq, lrec, svd, loftq, …)', load: () => import('./commands/compensate.js') },
-  'rank-sweep': { summary: 'run compensation methods over ranks; table and plot', load: () => import('./commands/rank-sweep.js') },
-  demo: { summary: 'the main job on the shipped tiny model', load: () => import('./commands/demo.js') },
+const COMMANDS: Record<string, { summary: string; file: string }> = {
+  env: { summary: 'what lowbit found: native addon, threads, SIMD, CUDA device, cuBLAS', file: 'env' },
+  pretrain: { summary: 'train a small LLaMA (and its BPE tokenizer) from a text file', file: 'pretrain' },
+  logits: { summary: 'print the logits of a token sequence', file: 'logits' },
+  'eval ppl': { summary: 'perplexity with the GPTQ protocol (non-overlapping windows)', file: 'eval-ppl' },
+  generate: { summary: 'generate text, streaming', file: 'generate' },
+  quantize: { summary: 'quantize a model to 2/3/4 bits (rtn, nf, icq, gptq) into a packed directory', file: 'quantize' },
+  compensate: { summary: 'train LoRA adapters that compensate quantization error (rilq, lrec, svd, loftq, …)', file: 'compensate' },
+  'rank-sweep': { summary: 'run compensation methods over ranks; table and plot', file: 'rank-sweep' },
+  demo: { summary: 'the main job on the shipped tiny model', file: 'demo' },
 };
 
 function topHelp(): string {
@@ -32,8 +32,8 @@ async function main(argv: string[]): Promise<void> {
   const entry = COMMANDS[name];
   if (!entry) throw new LowbitError(`lowbit: unknown command '${argv[0]}' (see lowbit --help)`);
   let mod: { command: CommandSpec };
-  try { mod = await entry.load(); } catch (e) {
-    if ((e as NodeJS.ErrnoException).code === 'ERR_MODULE_NOT_FOUND') throw new LowbitError(`lowbit ${name}: not available in this build`);
+  try { mod = await import(`./commands/${entry.file}.js`) as { command: CommandSpec }; } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === 'ERR_MODULE_NOT_FOUND' && String((e as Error).message).includes(`commands/${entry.file}.js`)) throw new LowbitError(`lowbit ${name}: not available in this build`);
     throw e;
   }
   if (rest.includes('--help') || rest.includes('-h')) { console.log(helpText(mod.command)); return; }
