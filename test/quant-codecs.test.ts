@@ -66,13 +66,15 @@ test('RTN: round half to even, zero clamp, 1e-5 floor, groups per row with a sho
   // constant group: s = 1e-5/M (f16-rounded)
   assert.equal(rtnParams(0.5, 0.5, 2).s, roundF16(Math.fround(1e-5 / 3)));
   // 2 rows × 5 inputs, group 2 → 3 groups per row (last has 1 element)
-  const W = [1, 2, 3, 4, 5, -1, -2, -3, -4, -5];
+  const W = [-1, 2, -3, 4, 5, 1, -2, 3, -4, -5];
   const q = quantizeRTN(W, 2, 5, { bits: 8, groupSize: 2 });
   assert.equal(q.scales!.length, 6);
   const d = dequantizeInt(q);
   for (let i = 0; i < 10; i++) if (i % 5 !== 4) assert.ok(Math.abs(d[i] - W[i]) < 0.01, `${i}: ${d[i]}`);
-  // the rule's degenerate case (as in the reference code): a constant non-zero group collapses to M·s = 1e-5·M/M
+  // the rule's degenerate cases (as in the reference code): a group without 0 in [mn, mx] has z clamped to 0,
+  // so a one-element group w > 0 collapses to M·s with s = 1e-5/M, and w < 0 to −M·s
   assert.ok(Math.abs(d[4] - 255 * roundF16(Math.fround(1e-5 / 255))) < 1e-9);
+  assert.ok(Math.abs(d[9] + 255 * roundF16(Math.fround(1e-5 / 255))) < 1e-9);
   // per channel
   const pc = quantizeRTN(W, 2, 5, { bits: 4, groupSize: -1 });
   assert.equal(pc.scales!.length, 2); assert.equal(pc.groupSize, 5);
