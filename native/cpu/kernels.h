@@ -1,0 +1,24 @@
+// CPU kernels of the addon. Row-major float32; contracts match the TypeScript references in
+// src/backend/kernels.ts (sgemmRef, attentionForwardRef, attentionBackwardRef).
+#pragma once
+#include <cstdint>
+
+namespace lowbit {
+
+// C[M,N] = alpha * op(A) * op(B) + beta * C. op(A) = A[M,K] or A[K,M]^T; op(B) = B[K,N] or B[N,K]^T.
+// beta == 0 never reads C (NaN garbage there is ignored).
+void sgemm(bool transA, bool transB, int64_t M, int64_t N, int64_t K, float alpha, const float* A,
+           const float* B, float beta, float* C);
+
+// Causal GQA attention. q,out [B,Tq,Hq,D]; k,v [B,Tk,Hkv,D]; lse [B,Hq,Tq] (may be null).
+void attention_forward(float* out, float* lse, const float* q, const float* k, const float* v, int B, int Tq,
+                       int Tk, int Hq, int Hkv, int D);
+// Accumulates into dq, dk, dv.
+void attention_backward(float* dq, float* dk, float* dv, const float* dout, const float* q, const float* k,
+                        const float* v, const float* out, const float* lse, int B, int Tq, int Tk, int Hq,
+                        int Hkv, int D);
+
+// Which SIMD path this build compiled ("avx512", "avx2+fma", ...).
+const char* simd_name();
+
+}  // namespace lowbit

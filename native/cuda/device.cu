@@ -1,0 +1,49 @@
+// Device discovery and raw buffers. cudart is linked statically, so the addon loads on machines with
+// no GPU/driver: cudaGetDeviceCount then just reports an error and the count is 0.
+#include "check.h"
+#include "lowbit_cuda.h"
+
+#include <cstring>
+
+namespace lowbit {
+
+const char* cuda_device_info(int* count, char* name, size_t name_len, int* major, int* minor) {
+  *count = 0;
+  LB_CUDA(cudaGetDeviceCount(count));
+  if (*count > 0) {
+    cudaDeviceProp p;
+    LB_CUDA(cudaGetDeviceProperties(&p, 0));
+    std::strncpy(name, p.name, name_len - 1);
+    name[name_len - 1] = 0;
+    *major = p.major;
+    *minor = p.minor;
+  }
+  return nullptr;
+}
+
+const char* cuda_alloc(size_t bytes, void** ptr) {
+  LB_CUDA(cudaMalloc(ptr, bytes ? bytes : 1));
+  return nullptr;
+}
+
+const char* cuda_free(void* ptr) {
+  LB_CUDA(cudaFree(ptr));
+  return nullptr;
+}
+
+const char* cuda_upload(void* dst, const void* src, size_t bytes) {
+  LB_CUDA(cudaMemcpy(dst, src, bytes, cudaMemcpyHostToDevice));
+  return nullptr;
+}
+
+const char* cuda_download(void* dst, const void* src, size_t bytes) {
+  LB_CUDA(cudaMemcpy(dst, src, bytes, cudaMemcpyDeviceToHost));
+  return nullptr;
+}
+
+const char* cuda_sync() {
+  LB_CUDA(cudaDeviceSynchronize());
+  return nullptr;
+}
+
+}  // namespace lowbit
