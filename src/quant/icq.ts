@@ -72,6 +72,31 @@ function nfBlockCodes(W: ArrayLike<number>, lo: number, hi: number, tau: number,
   return am;
 }
 
+/**
+ * The ICQ search on one block [lo, hi): τ0 = lower median, a = max|w − τ0|, τ_f = f·a + τ0 (float32), entropy of
+ * the NF codes of (w − τ_f) with the block's own absmax; strict argmax over the candidates in order.
+ */
+export function icqSearchBlock(W: ArrayLike<number>, lo: number, hi: number, bits: number, factors: number[],
+  mids = midpoints(nfLevels(bits)), tmpCodes = new Uint8Array(hi), shifted = new Float32Array(hi - lo),
+  counts = new Int32Array(1 << bits)): { tau: number; index: number; entropy: number; tau0: number; a: number } {
+  const t0 = fr(lowerMedian(W, lo, hi));
+  let a = 0;
+  for (let i = lo; i < hi; i++) { const v = Math.abs(fr(W[i] - t0)); if (v > a) a = v; }
+  let best = -Infinity, bestTau = t0, index = -1;
+  for (let k = 0; k < factors.length; k++) {
+    const t = fr(fr(fr(factors[k]) * a) + t0);
+    nfBlockCodes(W, lo, hi, t, mids, tmpCodes, shifted);
+    const h = codeEntropy(tmpCodes, lo, hi, bits, counts);
+    if (h > best) { best = h; bestTau = t; index = k; }
+  }
+  return { tau: bestTau, index, entropy: best, tau0: t0, a };
+}
+
+/** The candidate factors f = linspace(−λσ', λσ', 2n+1) (numpy, float64). */
+export function icqFactors(lambda = 0.1, n = 100): number[] {
+  return linspaceF64(-lambda * ICQ_SIGMA, lambda * ICQ_SIGMA, 2 * n + 1);
+}
+
 /** Method 'icq', NF path. `stats` (optional) receives the mean per-block entropy of plain NF vs ICQ codes. */
 export function quantizeICQ_NF(W: ArrayLike<number>, out: number, inF: number,
   opts: { bits: number; groupSize?: number; doubleQuant?: boolean; tauLambda?: number; tauN?: number }, stats?: IcqStats): PackedTensor {
@@ -79,7 +104,7 @@ export function quantizeICQ_NF(W: ArrayLike<number>, out: number, inF: number,
   if (W.length !== n) throw new Error(`quantizeICQ: weight has ${W.length} values, expected ${out}x${inF}`);
   const bits = opts.bits, B = opts.groupSize && opts.groupSize > 0 ? opts.groupSize : 64;
   const lambda = opts.tauLambda ?? 0.1, tn = opts.tauN ?? 100;
-  const factors = linspaceF64(-lambda * ICQ_SIGMA, lambda * ICQ_SIGMA, 2 * tn + 1);
+  const factors = icqFactors(lambda, tn);
   const mids = midpoints(nfLevels(bits));
   const nb = Math.ceil(n / B);
   const codes = new Uint8Array(n), absmax = new Float32Array(nb), tau = new Float32Array(nb);
@@ -87,16 +112,7 @@ export function quantizeICQ_NF(W: ArrayLike<number>, out: number, inF: number,
   let hBefore = 0, hAfter = 0;
   for (let b = 0; b < nb; b++) {
     const lo = b * B, hi = Math.min(n, lo + B);
-    const t0 = fr(lowerMedian(W, lo, hi));
-    let a = 0;
-    for (let i = lo; i < hi; i++) { const v = Math.abs(fr(W[i] - t0)); if (v > a) a = v; }
-    let best = -Infinity, bestTau = t0;
-    for (const f of factors) {
-      const t = fr(fr(fr(f) * a) + t0);
-      nfBlockCodes(W, lo, hi, t, mids, tmpCodes, shifted);
-      const h = codeEntropy(tmpCodes, lo, hi, bits, counts);
-      if (h > best) { best = h; bestTau = t; }
-    }
+    const bestTau = icqSearchBlock(W, lo, hi, bits, factors, mids, tmpCodes, shifted, counts).tau;
     tau[b] = bestTau;
     absmax[b] = nfBlockCodes(W, lo, hi, bestTau, mids, codes, shifted);
     hAfter += codeEntropy(codes, lo, hi, bits, counts);
