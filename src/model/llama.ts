@@ -13,6 +13,8 @@ import { swigluBackward, swigluForward } from './ops/swiglu.js';
 import { embeddingBackward, embeddingForward } from './ops/embedding.js';
 import { residualForward } from './ops/residual.js';
 import { crossEntropyFused } from './ops/cross-entropy.js';
+import { klForward } from './ops/kl.js';
+import { LowbitError } from '../io/errors.js';
 import type { KvCache } from './generate.js';
 
 /** Observers of every projection's input/output during a forward (GPTQ statistics, linear-scope targets). */
@@ -29,6 +31,19 @@ export interface ForwardOptions {
   /** also compute logits [B·T, V]: true allocates, an array is filled */
   logits?: boolean | Arr;
   hooks?: LinearHooks;
+}
+
+export interface BackwardOptions {
+  /**
+   * Extra gradients at block outputs: dLayerOutputs[l] (if set) is added to ∂L/∂(output of block l)
+   * — for `layer`-scope objectives comparing every block's output.
+   */
+  dLayerOutputs?: (Arr | null | undefined)[];
+  /**
+   * Called before each projection's backward with dy = ∂L/∂(its output) [rows, out] (q/k before RoPE);
+   * the callback may ADD its own gradient into dy (for `linear`-scope objectives). The buffer is scratch.
+   */
+  onLinearGrad?(layer: number, p: Projection, dy: Arr, rows: number): void;
 }
 
 export interface ForwardResult {
@@ -150,7 +165,7 @@ export class LlamaModel {
   /** Full forward: embeddings → blocks → final norm (→ logits). Positions are 0..T−1 in every row. */
   forward(ids: Int32Array, B: number, T: number, opts: ForwardOptions = {}): ForwardResult {
     const c = this.config, N = B * T;
-    if (ids.length < N) throw new Error(`src/model/llama.ts: ${ids.length} ids for B=${B} × T=${T}`);
+    if (ids.length < N) throw new LowbitError(`src/model/llama.ts: ${ids.length} ids for B=${B} × T=${T}`);
     this.prepare(B, T, opts.train ?? true);
     const a = this.a;
     this.embed(ids, B, T);
@@ -196,13 +211,17 @@ export class LlamaModel {
    * Full backward from ∂L/∂hidden [B·T, D] of the last forward(train). Accumulates every grad (Linear
    * layers', and embed/norm grads when enableWeightGrads() was called); returns ∂L/∂embeddings (view).
    */
-  backward(dHidden: Arr): Arr {
-    const c = this.config, a = this.a, g = this.weights.grads, L = c.numLayers;
+  backward(dHidden: Arr | null, opts: BackwardOptions = {}): Arr {
+    const c = this.config, a = this.a, g = this.weights.grads, L = c.numLayers, ND = a.N * c.hiddenSize;
     this.requireTrain();
     const dres = a.s.dres;
     dres.fill(0);
-    rmsnormBackward(dres, g ? g.finalNorm : null, dHidden, a.resid[L], this.weights.finalNorm, a.s.rstdf, a.N, c.hiddenSize);
-    for (let l = L - 1; l >= 0; l--) this.backwardLayer(l, dres);
+    if (dHidden) rmsnormBackward(dres, g ? g.finalNorm : null, dHidden, a.resid[L], this.weights.finalNorm, a.s.rstdf, a.N, c.hiddenSize);
+    for (let l = L - 1; l >= 0; l--) {
+      const extra = opts.dLayerOutputs?.[l];
+      if (extra) for (let i = 0; i < ND; i++) dres[i] += extra[i];
+      this.backwardLayer(l, dres, opts.onLinearGrad ?? null);
+    }
     if (g && this.ids) embeddingBackward(g.embed, dres, this.ids, a.N, c.hiddenSize);
     return dres;
   }
@@ -211,28 +230,38 @@ export class LlamaModel {
    * Backward through block l, in place: d holds ∂L/∂(block output) [B·T, D] on entry and
    * ∂L/∂(block input) on exit. Accumulates Linear grads (adapters, dense weights) and norm grads.
    */
-  backwardLayer(l: number, d: Arr): void {
+  backwardLayer(l: number, d: Arr, onLinearGrad: BackwardOptions['onLinearGrad'] | null = null): void {
     const c = this.config, a = this.a, w = this.weights.layers[l], g = this.weights.grads;
     this.requireTrain();
     const la = a.layers[l], s = a.s, N = a.N, B = a.B, T = a.T;
     const D = c.hiddenSize, hd = c.headDim, Hq = c.numHeads, Hkv = c.numKvHeads;
     // MLP: out = mid + down(silu(gate(ln2)) · up(ln2)),  ln2 = norm(mid)
+    const hook = onLinearGrad ?? null;
+    // dy of o_proj/down_proj is the residual grad itself: hand a hook a copy, never d
+    const resDy = (p: Projection): Arr => {
+      if (!hook) return d;
+      s.tmpD.set(d.subarray(0, N * D));
+      hook(l, p, s.tmpD, N);
+      return s.tmpD;
+    };
     s.dact.fill(0);
-    w.down.backward(s.dact, d, la.act, N);
+    w.down.backward(s.dact, resDy('down_proj'), la.act, N);
     s.dgate.fill(0); s.dup.fill(0);
     swigluBackward(s.dgate, s.dup, s.dact, la.gate, la.up, N * c.intermediateSize);
+    if (hook) { hook(l, 'gate_proj', s.dgate, N); hook(l, 'up_proj', s.dup, N); }
     s.dln.fill(0);
     w.gate.backward(s.dln, s.dgate, la.ln2, N);
     w.up.backward(s.dln, s.dup, la.ln2, N);
     rmsnormBackward(d, g ? g.layers[l].postNorm : null, s.dln, la.mid, w.postNorm, la.rstd2, N, D);
     // attention: mid = x + o(attn(rope(q(ln1)), rope(k(ln1)), v(ln1))),  ln1 = norm(x)
     s.datt.fill(0);
-    w.o.backward(s.datt, d, la.att, N);
+    w.o.backward(s.datt, resDy('o_proj'), la.att, N);
     s.dq.fill(0); s.dk.fill(0); s.dv.fill(0);
     attentionBackward(s.dq, s.dk, s.dv, s.datt, la.q, la.k, la.v, la.att, la.lse, B, T, T, Hq, Hkv, hd);
     s.dqr.fill(0); s.dkr.fill(0);
     ropeBackward(s.dqr, s.dq, a.cos, a.sin, B, T, Hq, hd);
     ropeBackward(s.dkr, s.dk, a.cos, a.sin, B, T, Hkv, hd);
+    if (hook) { hook(l, 'q_proj', s.dqr, N); hook(l, 'k_proj', s.dkr, N); hook(l, 'v_proj', s.dv, N); }
     s.dln.fill(0);
     w.q.backward(s.dln, s.dqr, la.ln1, N);
     w.k.backward(s.dln, s.dkr, la.ln1, N);
@@ -279,13 +308,46 @@ export class LlamaModel {
   }
 
   /**
+   * Fused, chunked lm_head + KL(teacher ‖ student) for distillation: student logits = lm_head(hidden),
+   * teacher logits = teacherHead(teacherHidden) (default: this lm_head). Never holds more than chunkRows × V
+   * logits per side. loss = scale · Σ_rows KL / rows (default scale 1: mean over positions, summed over
+   * vocab); with grad, returns ∂loss/∂hidden (accumulated into opts.dHidden if given) and accumulates the
+   * lm_head's grads.
+   */
+  lmHeadKl(hidden: Arr, teacherHidden: Arr, rows: number,
+    opts: { teacherHead?: Linear; grad?: boolean; dHidden?: Arr; chunkRows?: number; scale?: number } = {}): { loss: number; sum: number; dHidden: Arr | null } {
+    const c = this.config, V = c.vocabSize, D = c.hiddenSize;
+    const grad = opts.grad ?? true, teacherHead = opts.teacherHead ?? this.weights.lmHead;
+    const chunk = Math.max(1, Math.min(rows, opts.chunkRows ?? Math.max(1, Math.floor((1 << 21) / V))));
+    const sl = new this.A(chunk * V), tl = new this.A(chunk * V);
+    const dHidden = grad ? (opts.dHidden ?? new this.A(rows * D)) : null;
+    const scale = (opts.scale ?? 1) / rows;
+    let sum = 0;
+    for (let r0 = 0; r0 < rows; r0 += chunk) {
+      const cr = Math.min(chunk, rows - r0);
+      const h = hidden.subarray(r0 * D, (r0 + cr) * D);
+      const s = sl.subarray(0, cr * V), t = tl.subarray(0, cr * V);
+      this.weights.lmHead.forward(s, h, cr);
+      teacherHead.forward(t, teacherHidden.subarray(r0 * D, (r0 + cr) * D), cr);
+      sum += klForward(t, s, cr, V);
+      if (dHidden) {
+        // reuse the teacher buffer for dlogits
+        const ds = t;
+        klGradInto(ds, s, cr, V, scale);
+        this.weights.lmHead.backward(dHidden.subarray(r0 * D, (r0 + cr) * D), ds, h, cr);
+      }
+    }
+    return { loss: (opts.scale ?? 1) * sum / rows, sum, dHidden };
+  }
+
+  /**
    * Inference forward of T new tokens per row through a KV cache (positions cache.pos .. cache.pos+T−1).
    * Appends their K/V to the cache, advances cache.pos, and returns the final hidden [B·T, D] (view).
    */
   forwardCached(ids: Int32Array, B: number, T: number, cache: KvCache): Arr {
     const c = this.config;
     if (B !== cache.B) throw new Error(`src/model/llama.ts: cache holds ${cache.B} rows, got B=${B}`);
-    if (cache.pos + T > cache.maxT) throw new Error(`src/model/llama.ts: KV cache of ${cache.maxT} positions is full (at ${cache.pos}, +${T})`);
+    if (cache.pos + T > cache.maxT) throw new LowbitError(`src/model/llama.ts: KV cache of ${cache.maxT} positions is full (at ${cache.pos}, +${T})`);
     let a = this.inferActs;
     if (!a || a.B !== B || a.T !== T) a = this.inferActs = new Activations(c, this.A, B, T, false, this.invFreq);
     embeddingForward(a.resid[0], ids, this.weights.embed, B * T, c.hiddenSize, c.vocabSize);
@@ -347,6 +409,18 @@ export class LlamaModel {
   private checkShape(B: number, T: number): void {
     const a = this.a;
     if (a.B !== B || a.T !== T) throw new Error(`src/model/llama.ts: activations are for B=${a.B}, T=${a.T}, got B=${B}, T=${T}`);
+  }
+}
+
+/** In place: t (teacher logits) becomes scale · (softmax(s) − softmax(t)), row by row. */
+function klGradInto(t: Arr, s: Arr, N: number, V: number, scale: number): void {
+  for (let n = 0; n < N; n++) {
+    const o = n * V;
+    let ms = -Infinity, mt = -Infinity;
+    for (let i = 0; i < V; i++) { if (s[o + i] > ms) ms = s[o + i]; if (t[o + i] > mt) mt = t[o + i]; }
+    let zs = 0, zt = 0;
+    for (let i = 0; i < V; i++) { zs += Math.exp(s[o + i] - ms); zt += Math.exp(t[o + i] - mt); }
+    for (let i = 0; i < V; i++) t[o + i] = scale * (Math.exp(s[o + i] - ms) / zs - Math.exp(t[o + i] - mt) / zt);
   }
 }
 

@@ -4,6 +4,7 @@
 import { type Arr, type Precision, type Rng, ctorOf } from '../tensor.js';
 import { type LlamaConfig, type Projection, PROJECTIONS, projectionPath, projectionShape } from './config.js';
 import { DenseLinear, type Linear } from './linear.js';
+import { LowbitError } from '../io/errors.js';
 
 export interface LayerWeights {
   inputNorm: Arr;   // [D]  input_layernorm
@@ -80,7 +81,7 @@ export class LlamaWeights {
       const src = get(name, shape);
       const n = shape.reduce((a, b) => a * b, 1);
       if (src.length !== n) {
-        throw new Error(`src/model/weights.ts: tensor ${name} has ${src.length} values, expected [${shape.join(', ')}]`);
+        throw new LowbitError(`src/model/weights.ts: tensor ${name} has ${src.length} values, expected [${shape.join(', ')}]`);
       }
       return precision === 'f32' ? src : Float64Array.from(src);
     };
@@ -140,7 +141,7 @@ export class LlamaWeights {
     this.checkLayer(layer);
     const s = projectionShape(this.config, p);
     if (lin.outFeatures !== s.out || lin.inFeatures !== s.in) {
-      throw new Error(`src/model/weights.ts: ${projectionPath(layer, p)} needs [${s.out}, ${s.in}], got [${lin.outFeatures}, ${lin.inFeatures}]`);
+      throw new LowbitError(`src/model/weights.ts: ${projectionPath(layer, p)} needs [${s.out}, ${s.in}], got [${lin.outFeatures}, ${lin.inFeatures}]`);
     }
     this.layers[layer][KEY[p]] = lin;
   }

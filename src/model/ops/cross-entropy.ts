@@ -1,6 +1,7 @@
 // Softmax cross-entropy over logits [N,V] with integer targets [N] (target < 0, e.g. −100, is ignored).
 // Log-softmax is computed stably (max-subtracted, f64 accumulation).
 import type { Arr } from '../../tensor.js';
+import { LowbitError } from '../../io/errors.js';
 
 export const IGNORE_INDEX = -100;
 
@@ -13,7 +14,7 @@ export function crossEntropyForward(losses: Arr | null, logits: Arr, targets: In
   for (let n = 0; n < N; n++) {
     const t = targets[n];
     if (t < 0) { if (losses) losses[n] = 0; continue; }
-    if (t >= V) throw new Error(`src/model/ops/cross-entropy.ts: target ${t} at row ${n} is outside the vocabulary [0, ${V})`);
+    if (t >= V) throw new LowbitError(`src/model/ops/cross-entropy.ts: target ${t} at row ${n} is outside the vocabulary [0, ${V})`);
     const o = n * V;
     let max = -Infinity;
     for (let i = 0; i < V; i++) if (logits[o + i] > max) max = logits[o + i];
@@ -51,7 +52,7 @@ export function crossEntropyFused(dlogits: Arr, logits: Arr, targets: Int32Array
   for (let n = 0; n < N; n++) {
     const t = targets[n], o = n * V;
     if (t < 0) { dlogits.fill(0, o, o + V); continue; }
-    if (t >= V) throw new Error(`src/model/ops/cross-entropy.ts: target ${t} at row ${n} is outside the vocabulary [0, ${V})`);
+    if (t >= V) throw new LowbitError(`src/model/ops/cross-entropy.ts: target ${t} at row ${n} is outside the vocabulary [0, ${V})`);
     let max = -Infinity;
     for (let i = 0; i < V; i++) if (logits[o + i] > max) max = logits[o + i];
     let sum = 0;
