@@ -38,3 +38,127 @@ export function sgemm(transA: boolean, transB: boolean, M: number, N: number, K:
     sgemmRef(transA, transB, M, N, K, alpha, A, B, beta, C);
   }
 }
+
+// ---------------------------------------------------------------------------------------------
+// Causal grouped-query attention.
+//   q [B,Tq,Hq,D], k,v [B,Tk,Hkv,D], out [B,Tq,Hq,D], lse [B,Hq,Tq] (log-sum-exp of the scaled scores
+//   per query row, saved for the backward; may be null at inference). Scale 1/sqrt(D). Query i sits at
+//   absolute position i + (Tk − Tq) and attends to keys 0..that position. Query head h reads kv head
+//   floor(h / (Hq/Hkv)).
+
+export type AttentionForward = (out: Arr, lse: Arr | null, q: Arr, k: Arr, v: Arr,
+  B: number, Tq: number, Tk: number, Hq: number, Hkv: number, D: number) => void;
+export type AttentionBackward = (dq: Arr, dk: Arr, dv: Arr, dout: Arr, q: Arr, k: Arr, v: Arr, out: Arr,
+  lse: Arr, B: number, Tq: number, Tk: number, Hq: number, Hkv: number, D: number) => void;
+
+function checkAttentionDims(Tq: number, Tk: number, Hq: number, Hkv: number): void {
+  if (Hkv <= 0 || Hq % Hkv !== 0) {
+    throw new Error(`src/backend/kernels.ts: attention: ${Hq} query heads are not a multiple of ${Hkv} kv heads`);
+  }
+  if (Tk < Tq) throw new Error(`src/backend/kernels.ts: attention: Tk=${Tk} < Tq=${Tq}`);
+}
+
+/** TS reference (float64 internally; the only path for Float64Array). */
+export function attentionForwardRef(out: Arr, lse: Arr | null, q: Arr, k: Arr, v: Arr,
+  B: number, Tq: number, Tk: number, Hq: number, Hkv: number, D: number): void {
+  checkAttentionDims(Tq, Tk, Hq, Hkv);
+  const group = Hq / Hkv, scale = 1 / Math.sqrt(D), off = Tk - Tq;
+  const s = new Float64Array(Tk), acc = new Float64Array(D);
+  for (let b = 0; b < B; b++) {
+    for (let h = 0; h < Hq; h++) {
+      const hk = Math.floor(h / group);
+      for (let i = 0; i < Tq; i++) {
+        const qo = ((b * Tq + i) * Hq + h) * D, last = i + off;
+        let max = -Infinity;
+        for (let j = 0; j <= last; j++) {
+          const ko = ((b * Tk + j) * Hkv + hk) * D;
+          let dot = 0;
+          for (let d = 0; d < D; d++) dot += q[qo + d] * k[ko + d];
+          s[j] = dot * scale;
+          if (s[j] > max) max = s[j];
+        }
+        let sum = 0;
+        acc.fill(0);
+        for (let j = 0; j <= last; j++) {
+          const p = Math.exp(s[j] - max), vo = ((b * Tk + j) * Hkv + hk) * D;
+          sum += p;
+          for (let d = 0; d < D; d++) acc[d] += p * v[vo + d];
+        }
+        for (let d = 0; d < D; d++) out[qo + d] = acc[d] / sum;
+        if (lse) lse[(b * Hq + h) * Tq + i] = max + Math.log(sum);
+      }
+    }
+  }
+}
+
+/**
+ * TS reference backward; ACCUMULATES into dq, dk, dv. P = exp(s − lse) is recomputed from the saved
+ * lse, and dS = P ∘ (dP − rowsum(dout ∘ out)) with dP = dout · vᵀ.
+ */
+export function attentionBackwardRef(dq: Arr, dk: Arr, dv: Arr, dout: Arr, q: Arr, k: Arr, v: Arr, out: Arr,
+  lse: Arr, B: number, Tq: number, Tk: number, Hq: number, Hkv: number, D: number): void {
+  checkAttentionDims(Tq, Tk, Hq, Hkv);
+  const group = Hq / Hkv, scale = 1 / Math.sqrt(D), off = Tk - Tq;
+  const dqi = new Float64Array(D);
+  for (let b = 0; b < B; b++) {
+    for (let h = 0; h < Hq; h++) {
+      const hk = Math.floor(h / group);
+      for (let i = 0; i < Tq; i++) {
+        const qo = ((b * Tq + i) * Hq + h) * D, last = i + off;
+        const l = lse[(b * Hq + h) * Tq + i];
+        let delta = 0;
+        for (let d = 0; d < D; d++) delta += dout[qo + d] * out[qo + d];
+        dqi.fill(0);
+        for (let j = 0; j <= last; j++) {
+          const ko = ((b * Tk + j) * Hkv + hk) * D;
+          let s = 0, dp = 0;
+          for (let d = 0; d < D; d++) { s += q[qo + d] * k[ko + d]; dp += dout[qo + d] * v[ko + d]; }
+          const p = Math.exp(s * scale - l), ds = p * (dp - delta) * scale;
+          for (let d = 0; d < D; d++) {
+            dqi[d] += ds * k[ko + d];
+            dk[ko + d] += ds * q[qo + d];
+            dv[ko + d] += p * dout[qo + d];
+          }
+        }
+        for (let d = 0; d < D; d++) dq[qo + d] += dqi[d];
+      }
+    }
+  }
+}
+
+let nativeAttnFwd: AttentionForward | null = null;
+let nativeAttnBwd: AttentionBackward | null = null;
+/** Installed by backend/native.ts when the addon loads. */
+export function setNativeAttention(fwd: AttentionForward | null, bwd: AttentionBackward | null): void {
+  nativeAttnFwd = fwd;
+  nativeAttnBwd = bwd;
+}
+
+const allF32 = (...xs: (Arr | null)[]): boolean => xs.every((x) => x === null || x instanceof Float32Array);
+
+/** Native for Float32Array (when the addon is loaded), TS reference otherwise. */
+export function attentionForward(out: Arr, lse: Arr | null, q: Arr, k: Arr, v: Arr,
+  B: number, Tq: number, Tk: number, Hq: number, Hkv: number, D: number): void {
+  if (nativeAttnFwd && allF32(out, lse, q, k, v)) {
+    checkAttentionDims(Tq, Tk, Hq, Hkv);
+    nativeAttnFwd(out, lse, q, k, v, B, Tq, Tk, Hq, Hkv, D);
+  } else {
+    attentionForwardRef(out, lse, q, k, v, B, Tq, Tk, Hq, Hkv, D);
+  }
+}
+
+/** Accumulates dq, dk, dv. lse may be null: it is then recomputed by a forward pass. */
+export function attentionBackward(dq: Arr, dk: Arr, dv: Arr, dout: Arr, q: Arr, k: Arr, v: Arr, out: Arr,
+  lse: Arr | null, B: number, Tq: number, Tk: number, Hq: number, Hkv: number, D: number): void {
+  if (!lse) {
+    lse = out instanceof Float64Array ? new Float64Array(B * Hq * Tq) : new Float32Array(B * Hq * Tq);
+    attentionForward(out instanceof Float64Array ? new Float64Array(out.length) : new Float32Array(out.length),
+      lse, q, k, v, B, Tq, Tk, Hq, Hkv, D);
+  }
+  if (nativeAttnBwd && allF32(dq, dk, dv, dout, q, k, v, out, lse)) {
+    checkAttentionDims(Tq, Tk, Hq, Hkv);
+    nativeAttnBwd(dq, dk, dv, dout, q, k, v, out, lse, B, Tq, Tk, Hq, Hkv, D);
+  } else {
+    attentionBackwardRef(dq, dk, dv, dout, q, k, v, out, lse, B, Tq, Tk, Hq, Hkv, D);
+  }
+}
