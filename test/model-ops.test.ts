@@ -5,7 +5,7 @@ import { Rng } from '../src/tensor.js';
 import { DenseLinear } from '../src/model/linear.js';
 import { rmsnormBackward, rmsnormForward } from '../src/model/ops/rmsnorm.js';
 import { ropeBackward, ropeForward, ropeInvFreq, ropeTables } from '../src/model/ops/rope.js';
-import { attentionBackward, attentionForward } from '../src/model/ops/attention.js';
+import { attentionBackward, attentionForward } from '../src/backend/kernels.js';
 import { swigluBackward, swigluForward } from '../src/model/ops/swiglu.js';
 import { embeddingBackward, embeddingForward } from '../src/model/ops/embedding.js';
 import { crossEntropyBackward, crossEntropyForward, crossEntropyFused } from '../src/model/ops/cross-entropy.js';

@@ -8,7 +8,7 @@ import type { Linear } from './linear.js';
 import { LlamaWeights } from './weights.js';
 import { rmsnormBackward, rmsnormForward } from './ops/rmsnorm.js';
 import { ropeBackward, ropeForward, ropeInvFreq, ropeTables } from './ops/rope.js';
-import { attentionBackward, attentionForward } from './ops/attention.js';
+import { attentionBackward, attentionForward } from '../backend/kernels.js';
 import { swigluBackward, swigluForward } from './ops/swiglu.js';
 import { embeddingBackward, embeddingForward } from './ops/embedding.js';
 import { residualForward } from './ops/residual.js';
