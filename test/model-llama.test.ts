@@ -158,9 +158,13 @@ test('forward(logits) == chunked lm head; hooks see every projection; layer outp
   const lg = new Float64Array(N * c.vocabSize);
   m.lmHeadForward(lg, res.hidden, N);
   assert.equal(maxAbsDiff(lg, res.logits!), 0);
-  // train:false and train:true agree
+  // train:false and train:true agree; so does the low-memory path without layer outputs
   const trained = m.forward(ids, B, T, { logits: true, train: true });
   assert.ok(maxAbsDiff(trained.logits!, lg) < 1e-14);
+  const lean = new LlamaModel(m.weights).forward(ids, B, T, { logits: true, train: false, captureLayerOutputs: false });
+  assert.equal(lean.layerOutputs.length, 0);
+  assert.equal(maxAbsDiff(lean.logits!, lg), 0);
+  assert.throws(() => new LlamaModel(m.weights).backward(new Float64Array(N * c.hiddenSize)), /forward/);
 });
 
 test('KV-cache prefill + decode steps == full forward logits (B=2), and greedy generate == argmax of full forward', () => {

@@ -28,6 +28,11 @@ export interface LinearHooks {
 export interface ForwardOptions {
   /** keep every layer's activations for backward() (default true); false shares one layer's scratch */
   train?: boolean;
+  /**
+   * keep every block's output readable in ForwardResult.layerOutputs (default true). Inference that needs
+   * only the final hidden (perplexity, teacher hidden caching) should pass false: saves L·B·T·D floats.
+   */
+  captureLayerOutputs?: boolean;
   /** also compute logits [B·T, V]: true allocates, an array is filled */
   logits?: boolean | Arr;
   hooks?: LinearHooks;
@@ -51,7 +56,7 @@ export interface ForwardResult {
   hidden: Arr;
   /** logits [B·T, V] when asked for */
   logits: Arr | null;
-  /** layerOutputs[l] = output of decoder block l [B·T, D] (views; valid until the next forward) */
+  /** layerOutputs[l] = output of decoder block l [B·T, D] (views; valid until the next forward); [] if not captured */
   layerOutputs: Arr[];
   /** the embedding output [B·T, D] (view) */
   embeddings: Arr;
@@ -83,19 +88,26 @@ const LAYER_ACTS = ['ln1', 'rstd1', 'q', 'k', 'v', 'att', 'lse', 'mid', 'ln2', '
 type LayerActName = typeof LAYER_ACTS[number];
 export type LayerActs = Record<LayerActName, Arr>;
 
-/** Scratch shared by all layers: linear outputs before the residual add, and backward gradients. */
-function scratchSizes(c: LlamaConfig, B: number, T: number) {
+/** Forward scratch shared by all layers: linear outputs before the residual add, the final norm. */
+function fwdScratchSizes(c: LlamaConfig, B: number, T: number) {
+  const N = B * T, D = c.hiddenSize;
+  return {
+    tmpD: N * D,                    // o_proj / down_proj output (backward: hook copy of the residual grad)
+    lnf: N * D, rstdf: N,          // final norm output and 1/rms
+  };
+}
+/** Backward scratch shared by all layers (allocated only for training). */
+function bwdScratchSizes(c: LlamaConfig, B: number, T: number) {
   const N = B * T, D = c.hiddenSize, Q = c.numHeads * c.headDim, KV = c.numKvHeads * c.headDim, I = c.intermediateSize;
   return {
-    tmpD: N * D,                    // o_proj / down_proj output
     dres: N * D, dln: N * D,        // residual-stream grad, norm-output grad
     datt: N * Q, dq: N * Q, dqr: N * Q, // grads of attention output, rotated q, pre-RoPE q
     dk: N * KV, dkr: N * KV, dv: N * KV,
     dgate: N * I, dup: N * I, dact: N * I,
-    lnf: N * D, rstdf: N,          // final norm output and 1/rms
   };
 }
-type ScratchName = keyof ReturnType<typeof scratchSizes>;
+type FwdName = keyof ReturnType<typeof fwdScratchSizes>;
+type BwdName = keyof ReturnType<typeof bwdScratchSizes>;
 
 function carve<K extends string>(A: ArrCtor, sizes: Record<K, number>): Record<K, Arr> {
   let total = 0;
@@ -107,24 +119,31 @@ function carve<K extends string>(A: ArrCtor, sizes: Record<K, number>): Record<K
   return out;
 }
 
+/**
+ * Everything a forward/backward of B×T tokens writes. train: every layer keeps its activations and the
+ * backward scratch exists; otherwise one layer's activations are reused by all. keepAll: resid[l] are
+ * distinct buffers (the layer outputs stay readable); otherwise two buffers alternate.
+ */
 class Activations {
   readonly N: number;
   /** resid[l] = input of block l; resid[L] = output of the last block */
   readonly resid: Arr[];
   readonly layers: LayerActs[];
-  readonly s: Record<ScratchName, Arr>;
+  readonly s: Record<FwdName, Arr>;
+  readonly g: Record<BwdName, Arr> | null;
   readonly cos: Float64Array;
   readonly sin: Float64Array;
   constructor(c: LlamaConfig, A: ArrCtor, readonly B: number, readonly T: number, readonly train: boolean,
-    invFreq: Float64Array) {
+    readonly keepAll: boolean, invFreq: Float64Array) {
     this.N = B * T;
     const D = c.hiddenSize;
     this.resid = [];
-    for (let l = 0; l <= c.numLayers; l++) this.resid.push(new A(this.N * D));
+    for (let l = 0; l <= c.numLayers; l++) this.resid.push(keepAll || l < 2 ? new A(this.N * D) : this.resid[l - 2]);
     const sizes = layerActSizes(c, B, T);
     this.layers = [];
     for (let l = 0; l < (train ? c.numLayers : 1); l++) this.layers.push(carve(A, sizes));
-    this.s = carve(A, scratchSizes(c, B, T));
+    this.s = carve(A, fwdScratchSizes(c, B, T));
+    this.g = train ? carve(A, bwdScratchSizes(c, B, T)) : null;
     this.cos = new Float64Array(T * invFreq.length);
     this.sin = new Float64Array(T * invFreq.length);
     ropeTables(this.cos, this.sin, invFreq, 0, T);
@@ -149,12 +168,15 @@ export class LlamaModel {
     this.invFreq = ropeInvFreq(c.headDim, c.ropeTheta, c.ropeScaling);
   }
 
-  /** Allocate (or reuse) the activations for B×T tokens. train=true keeps every layer's activations. */
-  prepare(B: number, T: number, train = true): void {
-    const a = this.acts;
-    if (a && a.B === B && a.T === T && (a.train || !train)) return;
+  /**
+   * Allocate (or reuse) the activations for B×T tokens. train keeps every layer's activations for
+   * backward; keepLayerOutputs (default true; forced by train) keeps every block's output readable.
+   */
+  prepare(B: number, T: number, train = true, keepLayerOutputs = true): void {
+    const a = this.acts, keep = train || keepLayerOutputs;
+    if (a && a.B === B && a.T === T && (a.train || !train) && (a.keepAll || !keep)) return;
     this.acts = null; // let the old buffers go before allocating
-    this.acts = new Activations(this.config, this.A, B, T, train, this.invFreq);
+    this.acts = new Activations(this.config, this.A, B, T, train, keep, this.invFreq);
   }
 
   private get a(): Activations {
@@ -166,7 +188,7 @@ export class LlamaModel {
   forward(ids: Int32Array, B: number, T: number, opts: ForwardOptions = {}): ForwardResult {
     const c = this.config, N = B * T;
     if (ids.length < N) throw new LowbitError(`src/model/llama.ts: ${ids.length} ids for B=${B} × T=${T}`);
-    this.prepare(B, T, opts.train ?? true);
+    this.prepare(B, T, opts.train ?? true, opts.captureLayerOutputs ?? true);
     const a = this.a;
     this.embed(ids, B, T);
     for (let l = 0; l < c.numLayers; l++) this.runBlock(l, a.resid[l], a.resid[l + 1], a, opts.hooks ?? null, 0, null);
@@ -176,7 +198,7 @@ export class LlamaModel {
       logits = opts.logits === true ? new this.A(N * c.vocabSize) : opts.logits;
       this.lmHeadForward(logits, hidden, N);
     }
-    return { hidden, logits, layerOutputs: a.resid.slice(1), embeddings: a.resid[0] };
+    return { hidden, logits, layerOutputs: a.keepAll ? a.resid.slice(1) : [], embeddings: a.resid[0] };
   }
 
   /** Embedding lookup into the block-0 input buffer (after prepare/forward for this B, T). */
@@ -193,7 +215,7 @@ export class LlamaModel {
    * returns the block output (view). Activations are kept for backwardLayer(l) when prepared with train.
    */
   forwardLayer(l: number, x: Arr, B: number, T: number, hooks: LinearHooks | null = null): Arr {
-    this.prepare(B, T, this.acts?.train ?? true);
+    this.prepare(B, T, this.acts?.train ?? true, this.acts?.keepAll ?? true);
     const a = this.a, inp = a.resid[l];
     if (x !== inp) inp.set(x.subarray(0, inp.length));
     this.runBlock(l, inp, a.resid[l + 1], a, hooks, 0, null);
@@ -214,7 +236,7 @@ export class LlamaModel {
   backward(dHidden: Arr | null, opts: BackwardOptions = {}): Arr {
     const c = this.config, a = this.a, g = this.weights.grads, L = c.numLayers, ND = a.N * c.hiddenSize;
     this.requireTrain();
-    const dres = a.s.dres;
+    const dres = a.g!.dres;
     dres.fill(0);
     if (dHidden) rmsnormBackward(dres, g ? g.finalNorm : null, dHidden, a.resid[L], this.weights.finalNorm, a.s.rstdf, a.N, c.hiddenSize);
     for (let l = L - 1; l >= 0; l--) {
@@ -233,16 +255,16 @@ export class LlamaModel {
   backwardLayer(l: number, d: Arr, onLinearGrad: BackwardOptions['onLinearGrad'] | null = null): void {
     const c = this.config, a = this.a, w = this.weights.layers[l], g = this.weights.grads;
     this.requireTrain();
-    const la = a.layers[l], s = a.s, N = a.N, B = a.B, T = a.T;
+    const la = a.layers[l], s = a.g!, N = a.N, B = a.B, T = a.T, tmpD = a.s.tmpD;
     const D = c.hiddenSize, hd = c.headDim, Hq = c.numHeads, Hkv = c.numKvHeads;
     // MLP: out = mid + down(silu(gate(ln2)) · up(ln2)),  ln2 = norm(mid)
     const hook = onLinearGrad ?? null;
     // dy of o_proj/down_proj is the residual grad itself: hand a hook a copy, never d
     const resDy = (p: Projection): Arr => {
       if (!hook) return d;
-      s.tmpD.set(d.subarray(0, N * D));
-      hook(l, p, s.tmpD, N);
-      return s.tmpD;
+      tmpD.set(d.subarray(0, N * D));
+      hook(l, p, tmpD, N);
+      return tmpD;
     };
     s.dact.fill(0);
     w.down.backward(s.dact, resDy('down_proj'), la.act, N);
@@ -349,7 +371,7 @@ export class LlamaModel {
     if (B !== cache.B) throw new Error(`src/model/llama.ts: cache holds ${cache.B} rows, got B=${B}`);
     if (cache.pos + T > cache.maxT) throw new LowbitError(`src/model/llama.ts: KV cache of ${cache.maxT} positions is full (at ${cache.pos}, +${T})`);
     let a = this.inferActs;
-    if (!a || a.B !== B || a.T !== T) a = this.inferActs = new Activations(c, this.A, B, T, false, this.invFreq);
+    if (!a || a.B !== B || a.T !== T) a = this.inferActs = new Activations(c, this.A, B, T, false, false, this.invFreq);
     embeddingForward(a.resid[0], ids, this.weights.embed, B * T, c.hiddenSize, c.vocabSize);
     const cos = new Float64Array(T * this.invFreq.length), sin = new Float64Array(T * this.invFreq.length);
     ropeTables(cos, sin, this.invFreq, cache.pos, T);
