@@ -1,0 +1,207 @@
+// Quantize a whole HF model directory into a packed directory (format.ts). RTN/NF/ICQ stream one
+// projection at a time from the checkpoint; GPTQ loads the model, draws GPTQ-style random calibration
+// windows from a text file and quantizes layer by layer, the inputs of layer l coming from the
+// already-quantized layers < l.
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { LowbitError, fileError } from '../io/errors.js';
+import { loadHfConfig } from '../io/config.js';
+import { openTensorStore, SafetensorsWriter, SINGLE_FILE, type TensorStore } from '../io/safetensors.js';
+import { loadTokenizer } from '../io/tokenizer.js';
+import { randomWindows } from '../train/data.js';
+import { type LlamaConfig, PROJECTIONS, type Projection, projectionPath, projectionShape } from '../model/config.js';
+import { LlamaWeights } from '../model/weights.js';
+import { LlamaModel } from '../model/llama.js';
+import type { Arr } from '../tensor.js';
+import type { PackedTensor, QuantOpts } from './types.js';
+import { quantizeWeight } from './quantizer.js';
+import type { IcqStats } from './icq.js';
+import { HessianAccumulator } from './gptq.js';
+import { PackedLinear } from './packed-linear.js';
+import {
+  BitCounter, type BitStats, type QuantRecord, PACKED_FORMAT, PACKED_VERSION, QUANT_FILE, copyAuxFiles, layoutRecord,
+  packedEntries, writePackedConfig, checkpointBytes, exportFakeQuant,
+} from './format.js';
+
+export interface ModelQuantOpts extends QuantOpts {
+  /** GPTQ calibration text file, number of windows, window length, seed */
+  calib?: string;
+  calibSamples?: number;
+  seq?: number;
+  seed?: number;
+  /** GPTQ: already tokenized calibration windows (instead of --calib) */
+  calibWindows?: Int32Array[];
+  /** GPTQ forward batch (windows per forward) */
+  calibBatch?: number;
+  exportFakeQuant?: string;
+}
+
+export interface QuantizeStats {
+  method: QuantOpts['method'];
+  bits: number;
+  groupSize: number;
+  doubleQuant: boolean;
+  bitStats: BitStats;
+  /** ICQ: mean per-block code entropy of plain NF/RTN codes vs ICQ codes */
+  icq?: { entropyBefore: number; entropyAfter: number; blocks: number };
+  /** GPTQ: summed GPTQ loss and calibration tokens */
+  gptq?: { loss: number; tokens: number };
+  seconds: number;
+  outDir: string;
+}
+
+export type QuantProgress = (done: number, total: number, what: string) => void;
+
+function checkOpts(o: ModelQuantOpts): void {
+  if (!['rtn', 'nf', 'icq', 'gptq'].includes(o.method)) throw new LowbitError(`unknown quantization method '${o.method}' (known: rtn, nf, icq, gptq)`);
+  const nfLike = o.method === 'nf' || (o.method === 'icq' && (o.icqMode ?? 'nf') === 'nf');
+  const okBits = nfLike ? [2, 3, 4] : [2, 3, 4, 8];
+  if (!okBits.includes(o.bits)) throw new LowbitError(`--bits ${o.bits} is not supported by ${o.method}${o.method === 'icq' ? `-${o.icqMode ?? 'nf'}` : ''} (choose ${okBits.join(', ')})`);
+  if (o.groupSize !== undefined && o.groupSize > 0 && !nfLike && ![32, 64, 128].includes(o.groupSize)) {
+    // any positive size works; the documented ones are 32/64/128 or per-channel (-1)
+  }
+  if (o.doubleQuant && !nfLike) throw new LowbitError(`--double-quant applies to the NormalFloat methods (nf, icq), not ${o.method}`);
+  if (o.method === 'gptq' && !o.calib && !o.calibWindows) throw new LowbitError('gptq needs --calib FILE (calibration text)');
+}
+
+export async function quantizeModel(srcDir: string, outDir: string, opts: ModelQuantOpts, progress?: QuantProgress): Promise<QuantizeStats> {
+  const t0 = Date.now();
+  checkOpts(opts);
+  if (!existsSync(join(srcDir, 'config.json'))) throw new LowbitError(`${srcDir}: no config.json (not a HF model directory)`);
+  if (existsSync(join(srcDir, QUANT_FILE))) throw new LowbitError(`${srcDir}: is already a packed (quantized) directory`);
+  const config = loadHfConfig(join(srcDir, 'config.json'));
+  const store = openTensorStore(srcDir);
+  const nfLike = opts.method === 'nf' || (opts.method === 'icq' && (opts.icqMode ?? 'nf') === 'nf');
+  const group = opts.groupSize === undefined ? 64 : opts.groupSize;
+  const qopts: QuantOpts = { ...opts, groupSize: group };
+  mkdirSync(outDir, { recursive: true });
+  const counter = new BitCounter();
+  counter.originalBytes = checkpointBytes(store);
+  const icqStats: IcqStats = { entropyBefore: 0, entropyAfter: 0, blocks: 0 };
+  const gptqLoss = { sum: 0 };
+  const record: QuantRecord = {
+    format: PACKED_FORMAT, version: PACKED_VERSION, method: opts.method, bits: opts.bits, group_size: group,
+    double_quant: nfLike && !!opts.doubleQuant, tensors: {},
+  };
+  if (opts.method === 'icq') record.icq_mode = opts.icqMode ?? 'nf';
+  const writer = new SafetensorsWriter(join(outDir, SINGLE_FILE), { metadata: { format: 'lowbit-packed' } });
+  const total = config.numLayers * PROJECTIONS.length;
+  let done = 0;
+  let gptqTokens = 0;
+  try {
+    const quantNames = new Set<string>();
+    for (let l = 0; l < config.numLayers; l++) for (const p of PROJECTIONS) quantNames.add(`${projectionPath(l, p)}.weight`);
+    // non-quantized tensors, in their source dtype
+    for (const name of store.names()) {
+      if (quantNames.has(name)) continue;
+      const r = store.readTensorRaw(name);
+      writer.add(name, r.dtype, r.shape, r.data);
+      counter.otherParams += r.data.length;
+    }
+    const emit = (l: number, p: Projection, t: PackedTensor) => {
+      const path = projectionPath(l, p);
+      for (const e of packedEntries(path, t)) writer.add(e.name, e.dtype, e.shape, e.data);
+      record.tensors[path] = layoutRecord(t);
+      counter.addPacked(t);
+      progress?.(++done, total, path);
+    };
+    if (opts.method !== 'gptq') {
+      for (let l = 0; l < config.numLayers; l++) for (const p of PROJECTIONS) {
+        const s = projectionShape(config, p), name = `${projectionPath(l, p)}.weight`;
+        if (!store.has(name)) throw fileError(store.source, `missing tensor '${name}'`);
+        const W = store.readTensorF32(name);
+        if (W.length !== s.out * s.in) throw fileError(store.source, `tensor '${name}' has ${W.length} values, expected [${s.out}, ${s.in}]`);
+        emit(l, p, quantizeWeight(W, s.out, s.in, qopts, { icqStats }));
+      }
+    } else {
+      gptqTokens = await runGptq(config, store, srcDir, opts, qopts, emit, gptqLoss);
+      record.gptq = {
+        calib: opts.calib ?? '(windows)', samples: opts.calibWindows?.length ?? opts.calibSamples ?? 128, seq: opts.calibWindows?.[0].length ?? opts.seq ?? 256, seed: opts.seed ?? 0,
+        percdamp: opts.percdamp ?? 0.01, act_order: !!opts.actOrder, static_groups: !!opts.staticGroups,
+      };
+    }
+    counter.packedBytes = writer.dataBytes;
+    writer.finish();
+  } catch (e) {
+    writer.abort();
+    throw e;
+  } finally { store.close(); }
+  const bitStats = counter.result();
+  record.stats = bitStats;
+  copyAuxFiles(srcDir, outDir);
+  writePackedConfig(srcDir, outDir, record);
+  writeFileSync(join(outDir, QUANT_FILE), JSON.stringify(record, null, 1) + '\n');
+  if (opts.exportFakeQuant) exportFakeQuant(outDir, opts.exportFakeQuant);
+  const stats: QuantizeStats = {
+    method: opts.method, bits: opts.bits, groupSize: group, doubleQuant: record.double_quant, bitStats,
+    seconds: (Date.now() - t0) / 1000, outDir,
+  };
+  if (opts.method === 'icq' && icqStats.blocks > 0) {
+    stats.icq = { entropyBefore: icqStats.entropyBefore / icqStats.blocks, entropyAfter: icqStats.entropyAfter / icqStats.blocks, blocks: icqStats.blocks };
+  }
+  if (opts.method === 'gptq') stats.gptq = { loss: gptqLoss.sum, tokens: gptqTokens };
+  return stats;
+}
+
+/** GPTQ calibration windows: whole file tokenized (no BOS), seeded random start offsets. */
+export function calibrationWindows(tokDir: string, file: string, samples: number, seq: number, seed: number): Int32Array[] {
+  if (!existsSync(file)) throw new LowbitError(`${file}: calibration file not found`);
+  const tok = loadTokenizer(tokDir);
+  const ids = tok.encode(readFileSync(file, 'utf8'));
+  return randomWindows(ids, seq, samples, seed, file);
+}
+
+async function runGptq(config: LlamaConfig, store: TensorStore, srcDir: string, opts: ModelQuantOpts, qopts: QuantOpts,
+  emit: (l: number, p: Projection, t: PackedTensor) => void, loss: { sum: number }): Promise<number> {
+  const windows = opts.calibWindows ?? calibrationWindows(srcDir, opts.calib!, opts.calibSamples ?? 128, opts.seq ?? 256, opts.seed ?? 0);
+  const samples = windows.length, seq = windows[0].length;
+  const weights = LlamaWeights.fromTensors(config, (name) => {
+    if (!store.has(name)) throw fileError(store.source, `missing tensor '${name}'`);
+    return store.readTensorF32(name);
+  });
+  const model = new LlamaModel(weights);
+  const D = config.hiddenSize;
+  let B = Math.min(opts.calibBatch ?? 4, samples);
+  while (samples % B !== 0) B--;
+  const nb = samples / B;
+  // inputs of the current layer, per batch
+  const inps: Float32Array[] = [];
+  model.prepare(B, seq, false);
+  for (let b = 0; b < nb; b++) {
+    const ids = new Int32Array(B * seq);
+    for (let i = 0; i < B; i++) ids.set(windows[b * B + i], i * seq);
+    inps.push(Float32Array.from(model.embed(ids, B, seq) as Float32Array));
+  }
+  for (let l = 0; l < config.numLayers; l++) {
+    const acc = {
+      attn: new HessianAccumulator(D),
+      o: new HessianAccumulator(config.numHeads * config.headDim),
+      mlp: new HessianAccumulator(D),
+      down: new HessianAccumulator(config.intermediateSize),
+    };
+    const hooks = {
+      onLinearInput(_l: number, p: Projection, x: Arr, rows: number) {
+        if (p === 'q_proj') acc.attn.add(x, rows);
+        else if (p === 'o_proj') acc.o.add(x, rows);
+        else if (p === 'gate_proj') acc.mlp.add(x, rows);
+        else if (p === 'down_proj') acc.down.add(x, rows);
+      },
+    };
+    for (let b = 0; b < nb; b++) model.forwardLayer(l, inps[b], B, seq, hooks);
+    const H = { attn: acc.attn.finalize(), o: acc.o.finalize(), mlp: acc.mlp.finalize(), down: acc.down.finalize() };
+    const which: Record<Projection, Float64Array> = {
+      q_proj: H.attn, k_proj: H.attn, v_proj: H.attn, o_proj: H.o, gate_proj: H.mlp, up_proj: H.mlp, down_proj: H.down,
+    };
+    for (const p of PROJECTIONS) {
+      const lin = weights.linearAt(l, p) as unknown as { dense(): Arr };
+      const s = projectionShape(config, p);
+      const t = quantizeWeight(lin.dense(), s.out, s.in, qopts, { hessian: which[p], gptqLoss: loss });
+      weights.setLinear(l, p, new PackedLinear(t, projectionPath(l, p)));
+      emit(l, p, t);
+    }
+    // outputs of the quantized layer l = inputs of layer l+1
+    for (let b = 0; b < nb; b++) inps[b].set(model.forwardLayer(l, inps[b], B, seq).subarray(0, inps[b].length));
+    await new Promise((r) => setImmediate(r));
+  }
+  return samples * seq;
+}
