@@ -321,3 +321,24 @@ test('writer rejects mismatched data', () => {
   assert.ok(!existsSync(join(dir, 'x.safetensors')));
   assert.deepEqual(readdirSync(dir), []);
 });
+
+test('odd tensor names and null metadata', () => {
+  const dir = tmp(), p = join(dir, 'odd.safetensors');
+  writeSafetensors(p, [
+    { name: '__proto__', dtype: 'F32', shape: [1], data: new Float32Array([5]) },
+    { name: 'ünï "quoted"', dtype: 'U8', shape: [1], data: new Uint8Array([9]) },
+  ]);
+  const f = SafetensorsFile.open(p);
+  assert.deepEqual(f.names(), ['__proto__', 'ünï "quoted"']);
+  assert.deepEqual([...f.readTensorF32('__proto__')], [5]);
+  assert.deepEqual([...f.readTensorRaw('ünï "quoted"').data], [9]);
+  f.close();
+  rawFile(p, { __metadata__: null, a: { dtype: 'F32', shape: [1], data_offsets: [0, 4] } }, 4);
+  const g = SafetensorsFile.open(p);
+  assert.equal(g.metadata, null);
+  g.close();
+  const w = new ShardedSafetensorsWriter(join(dir, 'sh'));
+  w.add('a', 'F32', [1], new Float32Array(1));
+  assert.throws(() => w.add('a', 'F32', [1], new Float32Array(1)), /duplicate tensor name 'a'/);
+  w.abort();
+});

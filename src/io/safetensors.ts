@@ -162,6 +162,7 @@ export class SafetensorsFile implements TensorStore {
     const tensors = new Map<string, TensorInfo>();
     for (const [name, v] of Object.entries(header)) {
       if (name === '__metadata__') {
+        if (v === null) continue;
         if (!isPlainObject(v)) throw fileError(path, `'__metadata__' is not an object`);
         for (const [k, mv] of Object.entries(v)) {
           if (typeof mv !== 'string') throw fileError(path, `'__metadata__' value of '${k}' is not a string`);
@@ -290,10 +291,11 @@ function writeAll(fd: number, buf: Uint8Array): void {
 
 /** Build the padded header bytes (length prefix included). */
 function encodeHeader(entries: { name: string; dtype: Dtype; shape: number[]; begin: number; end: number }[], metadata?: Record<string, string>): Uint8Array {
-  const h: Record<string, unknown> = {};
-  if (metadata) h.__metadata__ = metadata;
-  for (const e of entries) h[e.name] = { dtype: e.dtype, shape: e.shape, data_offsets: [e.begin, e.end] };
-  const json = new TextEncoder().encode(JSON.stringify(h));
+  // built as text so that any tensor name (even '__proto__') is written as an ordinary key
+  const parts: string[] = [];
+  if (metadata) parts.push(`"__metadata__":${JSON.stringify(metadata)}`);
+  for (const e of entries) parts.push(`${JSON.stringify(e.name)}:${JSON.stringify({ dtype: e.dtype, shape: e.shape, data_offsets: [e.begin, e.end] })}`);
+  const json = new TextEncoder().encode(`{${parts.join(',')}}`);
   const padded = json.length + (8 - (json.length % 8)) % 8; // HF pads with spaces so the data section is 8-aligned
   const out = new Uint8Array(8 + padded).fill(0x20, 8 + json.length);
   new DataView(out.buffer).setBigUint64(0, BigInt(padded), true);
@@ -433,6 +435,7 @@ export interface ShardedWriteResult {
 export class ShardedSafetensorsWriter {
   private shards: { writer: SafetensorsWriter; names: string[] }[] = [];
   private total = 0;
+  private readonly allNames = new Set<string>();
   private readonly maxBytes: number;
 
   constructor(readonly dir: string, private readonly opts: ShardedWriteOptions = {}) {
@@ -442,13 +445,15 @@ export class ShardedSafetensorsWriter {
   }
 
   add(name: string, dtype: Dtype, shape: readonly number[], data: TensorData): void {
+    checkData(name, dtype, shape, data);
+    if (this.allNames.has(name)) throw new Error(`safetensors writer: duplicate tensor name '${name}'`);
     const nbytes = numel(shape) * DTYPES[dtype].size;
     let cur = this.shards[this.shards.length - 1];
     if (!cur || (cur.writer.count > 0 && cur.writer.dataBytes + nbytes > this.maxBytes)) {
       cur = { writer: new SafetensorsWriter(join(this.dir, `model-shard-${this.shards.length + 1}.safetensors.tmp`), this.opts), names: [] };
       this.shards.push(cur);
     }
-    if (this.shards.some((s) => s.names.includes(name))) throw new Error(`safetensors writer: duplicate tensor name '${name}'`);
+    this.allNames.add(name);
     cur.writer.add(name, dtype, shape, data);
     cur.names.push(name);
     this.total += nbytes;
