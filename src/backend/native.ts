@@ -3,7 +3,7 @@
 // addon is missing or disabled the TypeScript kernels stay in place and nativeInfo() says why.
 //
 // Environment: LOWBIT_NATIVE=0 disables the addon; LOWBIT_ADDON=<path> loads another build (e.g.
-// build-device/lowbit.node); LOWBIT_THREADS=<n> sets the CPU kernel threads (default: all cores).
+// build/device/lowbit.node); LOWBIT_THREADS=<n> sets the CPU kernel threads (default: all cores).
 import { existsSync, readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import os from 'node:os';
