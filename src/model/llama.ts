@@ -12,7 +12,7 @@ import { attentionBackward, attentionForward } from '../backend/kernels.js';
 import { swigluBackward, swigluForward } from './ops/swiglu.js';
 import { embeddingBackward, embeddingForward } from './ops/embedding.js';
 import { residualForward } from './ops/residual.js';
-import { crossEntropyFused } from './ops/cross-entropy.js';
+import { crossEntropyForward, crossEntropyFused } from './ops/cross-entropy.js';
 import { klForward } from './ops/kl.js';
 import { LowbitError } from '../io/errors.js';
 import type { KvCache } from './generate.js';
@@ -323,7 +323,7 @@ export class LlamaModel {
       const h = hidden.subarray(r0 * D, (r0 + cr) * D);
       const lg = logits.subarray(0, cr * V), t = targets.subarray(r0, r0 + cr);
       this.weights.lmHead.forward(lg, h, cr);
-      sum += crossEntropyFused(lg, lg, t, cr, V, scale);
+      sum += dHidden ? crossEntropyFused(lg, lg, t, cr, V, scale) : crossEntropyForward(null, lg, t, cr, V);
       if (dHidden) this.weights.lmHead.backward(dHidden.subarray(r0 * D, (r0 + cr) * D), lg, h, cr);
     }
     return { loss: count > 0 ? sum / count : NaN, sum, count, dHidden };

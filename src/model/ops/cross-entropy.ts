@@ -55,12 +55,12 @@ export function crossEntropyFused(dlogits: Arr, logits: Arr, targets: Int32Array
     if (t >= V) throw new LowbitError(`src/model/ops/cross-entropy.ts: target ${t} at row ${n} is outside the vocabulary [0, ${V})`);
     let max = -Infinity;
     for (let i = 0; i < V; i++) if (logits[o + i] > max) max = logits[o + i];
-    let sum = 0;
-    for (let i = 0; i < V; i++) sum += Math.exp(logits[o + i] - max);
     const lt = logits[o + t];
+    let sum = 0;
+    for (let i = 0; i < V; i++) { const e = Math.exp(logits[o + i] - max); dlogits[o + i] = e; sum += e; }
     total += max + Math.log(sum) - lt;
     const k = scale / sum;
-    for (let i = 0; i < V; i++) dlogits[o + i] = k * Math.exp(logits[o + i] - max);
+    for (let i = 0; i < V; i++) dlogits[o + i] *= k;
     dlogits[o + t] -= scale;
   }
   return total;
