@@ -78,6 +78,8 @@ test('model backward == finite differences (dense weights, embedding, norms, inp
       return crossEntropyForward(null, lg, targets, N, c.vocabSize) / res.count;
     };
     assert.ok(Math.abs(ce() - res.loss) < 1e-12);
+    const noGrad = m.lmHeadCrossEntropy(hid, targets, N, { grad: false, chunkRows: 4 });
+    assert.ok(noGrad.dHidden === null && Math.abs(noGrad.sum - res.sum) < 1e-12 && noGrad.count === res.count);
     checkGrad('lm_head CE dHidden', ce, hid, res.dHidden!, { indices: idx(N * D, 16) });
     const lm = w.lmHead as DenseLinear;
     assert.equal(lm.grad === w.grads!.embed, tied);
