@@ -201,10 +201,14 @@ export class LlamaModel {
     return { hidden, logits, layerOutputs: a.keepAll ? a.resid.slice(1) : [], embeddings: a.resid[0] };
   }
 
-  /** Embedding lookup into the block-0 input buffer (after prepare/forward for this B, T). */
+  /**
+   * Embedding lookup into the block-0 input buffer [B·T, D] (view). Layer-by-layer use: prepare(B, T,
+   * train, keepLayerOutputs) once, then embed → forwardLayer(0..L−1) → finalNorm (→ backwardLayer …).
+   * Without a prior prepare for this B, T it allocates with the previous mode (default: train).
+   */
   embed(ids: Int32Array, B: number, T: number): Arr {
+    this.prepare(B, T, this.acts?.train ?? true, this.acts?.keepAll ?? true);
     const c = this.config, a = this.a;
-    this.checkShape(B, T);
     embeddingForward(a.resid[0], ids, this.weights.embed, B * T, c.hiddenSize, c.vocabSize);
     this.ids = ids.slice(0, B * T);
     return a.resid[0];
@@ -426,11 +430,6 @@ export class LlamaModel {
 
   private requireTrain(): void {
     if (!this.a.train) throw new Error('src/model/llama.ts: backward needs a forward with train: true');
-  }
-
-  private checkShape(B: number, T: number): void {
-    const a = this.a;
-    if (a.B !== B || a.T !== T) throw new Error(`src/model/llama.ts: activations are for B=${a.B}, T=${a.T}, got B=${B}, T=${T}`);
   }
 }
 
