@@ -1,6 +1,8 @@
-// Causal GQA attention on the CPU, row by row (no T x T matrix is stored): a query row computes its
-// scores, a stable softmax, and the weighted sum of V. The forward saves lse = log-sum-exp of the scaled
-// scores so the backward recomputes P = exp(s - lse) instead of storing it.
+// Causal GQA attention on the CPU, blocked like FlashAttention but with whole score rows: for a block of
+// QB queries, S = scale·Q·Kᵀ over the visible keys, a masked stable softmax in place, O = P·V. The two
+// products go through the packed sgemm (single-threaded inside a task), so attention runs at GEMM speed;
+// q/k/v/out are addressed in place through leading dimensions (no gathering of heads).
+// The forward saves lse = log-sum-exp of the scaled scores; the backward recomputes P = exp(S - lse).
 // Query i sits at absolute position i + (Tk - Tq) and sees keys 0..that position.
 #include <cmath>
 #include <limits>
@@ -13,6 +15,8 @@
 namespace lowbit {
 namespace {
 
+constexpr int QB = 64;  // query rows per block: S is QB x Tk floats
+
 inline float dot(const float* a, const float* b, int n) {
   vf s = vf{};
   int i = 0;
@@ -22,77 +26,95 @@ inline float dot(const float* a, const float* b, int n) {
   return r;
 }
 
-inline void axpy(float* y, float a, const float* x, int n) {  // y += a * x
-  int i = 0;
-  for (; i + VW <= n; i += VW) vstore(y + i, vload(y + i) + vload(x + i) * a);
-  for (; i < n; i++) y[i] += a * x[i];
+inline float row_max(const float* x, int n) {
+  float m = -std::numeric_limits<float>::infinity();
+  for (int j = 0; j < n; j++) m = x[j] > m ? x[j] : m;
+  return m;
 }
+
+// x[j] = exp(x[j] - shift) for j < n, returns the sum.
+inline float exp_shift(float* x, int n, float shift) {
+  vf acc = vf{};
+  int j = 0;
+  for (; j + VW <= n; j += VW) {
+    vf e = vexp(vload(x + j) - shift);
+    vstore(x + j, e);
+    acc += e;
+  }
+  float s = vsum(acc);
+  for (; j < n; j++) s += (x[j] = std::exp(x[j] - shift));
+  return s;
+}
+
+struct Dims {
+  int B, Tq, Tk, Hq, Hkv, D;
+  int64_t ldq() const { return (int64_t)Hq * D; }   // row stride of q, out, dq, dout
+  int64_t ldk() const { return (int64_t)Hkv * D; }  // row stride of k, v, dk, dv
+  int64_t qrow(int b, int i, int h) const { return ((int64_t)(b * Tq + i) * Hq + h) * D; }
+  int64_t krow(int b, int j, int hk) const { return ((int64_t)(b * Tk + j) * Hkv + hk) * D; }
+};
 
 }  // namespace
 
 void attention_forward(float* out, float* lse, const float* q, const float* k, const float* v, int B, int Tq,
                        int Tk, int Hq, int Hkv, int D) {
-  const int group = Hq / Hkv;
+  const Dims d{B, Tq, Tk, Hq, Hkv, D};
+  const int group = Hq / Hkv, off = Tk - Tq, nblk = (Tq + QB - 1) / QB;
   const float scale = 1.f / std::sqrt((float)D);
-  parallel_for(B * Hq, [&](int task) {  // one (batch, query head) per task: outputs are disjoint
-    const int b = task / Hq, h = task % Hq, hk = h / group;
-    std::vector<float> s((size_t)Tk);
-    for (int i = 0; i < Tq; i++) {
-      const int last = i + Tk - Tq;  // last visible key
-      const float* qi = q + ((int64_t)(b * Tq + i) * Hq + h) * D;
-      float* oi = out + ((int64_t)(b * Tq + i) * Hq + h) * D;
-      for (int d = 0; d < D; d++) oi[d] = 0.f;
-      float* lse_i = lse ? lse + ((int64_t)b * Hq + h) * Tq + i : nullptr;
-      if (last < 0) {  // no visible key: empty softmax
-        if (lse_i) *lse_i = -std::numeric_limits<float>::infinity();
-        continue;
-      }
-      float m = -std::numeric_limits<float>::infinity();
-      for (int j = 0; j <= last; j++) {
-        s[j] = dot(qi, k + ((int64_t)(b * Tk + j) * Hkv + hk) * D, D) * scale;
-        m = s[j] > m ? s[j] : m;
-      }
-      float l = 0.f;
-      for (int j = 0; j <= last; j++) {
-        const float p = std::exp(s[j] - m);
-        l += p;
-        axpy(oi, p, v + ((int64_t)(b * Tk + j) * Hkv + hk) * D, D);
-      }
-      const float inv = 1.f / l;
-      for (int d = 0; d < D; d++) oi[d] *= inv;
-      if (lse_i) *lse_i = m + std::log(l);
+  // One (batch, head, query block) per task: outputs are disjoint; later blocks cost more, and the
+  // pool's dynamic claiming evens that out.
+  parallel_for(B * Hq * nblk, [&](int task) {
+    const int blk = nblk - 1 - task % nblk, h = (task / nblk) % Hq, b = task / (nblk * Hq), hk = h / group;
+    const int i0 = blk * QB, m = std::min(QB, Tq - i0), nk = i0 + m + off;  // keys seen by the block's last row
+    std::vector<float> S((size_t)m * nk);
+    sgemm_ex(false, true, m, nk, D, scale, q + d.qrow(b, i0, h), d.ldq(), k + d.krow(b, 0, hk), d.ldk(), 0.f,
+             S.data(), nk, false);
+    for (int r = 0; r < m; r++) {
+      float* s = S.data() + (int64_t)r * nk;
+      const int n = i0 + r + off + 1;  // visible keys of this row
+      const float mx = row_max(s, n), l = exp_shift(s, n, mx), inv = 1.f / l;
+      for (int j = 0; j < n; j++) s[j] *= inv;
+      for (int j = n; j < nk; j++) s[j] = 0.f;  // masked
+      if (lse) lse[((int64_t)b * Hq + h) * Tq + i0 + r] = mx + std::log(l);
     }
+    sgemm_ex(false, false, m, D, nk, 1.f, S.data(), nk, v + d.krow(b, 0, hk), d.ldk(), 0.f, out + d.qrow(b, i0, h),
+             d.ldq(), false);
   });
 }
 
 void attention_backward(float* dq, float* dk, float* dv, const float* dout, const float* q, const float* k,
                         const float* v, const float* out, const float* lse, int B, int Tq, int Tk, int Hq,
                         int Hkv, int D) {
-  const int group = Hq / Hkv;
+  const Dims d{B, Tq, Tk, Hq, Hkv, D};
+  const int group = Hq / Hkv, off = Tk - Tq;
   const float scale = 1.f / std::sqrt((float)D);
   // One (batch, kv head) per task: it owns dk/dv of that head and dq of its query-head group, so no
   // two tasks write the same memory.
   parallel_for(B * Hkv, [&](int task) {
     const int b = task / Hkv, hk = task % Hkv;
-    std::vector<float> dqi((size_t)D);
+    const float *kb = k + d.krow(b, 0, hk), *vb = v + d.krow(b, 0, hk);
+    float *dkb = dk + d.krow(b, 0, hk), *dvb = dv + d.krow(b, 0, hk);
+    std::vector<float> P((size_t)QB * Tk), dS((size_t)QB * Tk);
     for (int h = hk * group; h < (hk + 1) * group; h++) {
-      for (int i = 0; i < Tq; i++) {
-        const int last = i + Tk - Tq;
-        if (last < 0) continue;
-        const int64_t row = ((int64_t)(b * Tq + i) * Hq + h) * D;
-        const float *qi = q + row, *doi = dout + row;
-        const float lse_i = lse[((int64_t)b * Hq + h) * Tq + i];
-        const float delta = dot(doi, out + row, D);  // rowsum(dout * out) = sum_j P_ij dP_ij
-        for (int d = 0; d < D; d++) dqi[d] = 0.f;
-        for (int j = 0; j <= last; j++) {
-          const int64_t kv = ((int64_t)(b * Tk + j) * Hkv + hk) * D;
-          const float p = std::exp(dot(qi, k + kv, D) * scale - lse_i);
-          const float ds = p * (dot(doi, v + kv, D) - delta) * scale;
-          axpy(dv + kv, p, doi, D);
-          axpy(dk + kv, ds, qi, D);
-          axpy(dqi.data(), ds, k + kv, D);
+      for (int i0 = 0; i0 < Tq; i0 += QB) {
+        const int m = std::min(QB, Tq - i0), nk = i0 + m + off;
+        const float *qb = q + d.qrow(b, i0, h), *dob = dout + d.qrow(b, i0, h);
+        // P = exp(scale·Q·Kᵀ - lse), masked; dP = dO·Vᵀ
+        sgemm_ex(false, true, m, nk, D, scale, qb, d.ldq(), kb, d.ldk(), 0.f, P.data(), nk, false);
+        sgemm_ex(false, true, m, nk, D, 1.f, dob, d.ldq(), vb, d.ldk(), 0.f, dS.data(), nk, false);
+        for (int r = 0; r < m; r++) {
+          float *p = P.data() + (int64_t)r * nk, *ds = dS.data() + (int64_t)r * nk;
+          const int n = i0 + r + off + 1;
+          const float l = lse[((int64_t)b * Hq + h) * Tq + i0 + r];
+          const float delta = dot(dob + r * d.ldq(), out + d.qrow(b, i0 + r, h), D);  // rowsum(dO∘O)
+          exp_shift(p, n, l);
+          for (int j = 0; j < n; j++) ds[j] = p[j] * (ds[j] - delta) * scale;
+          for (int j = n; j < nk; j++) p[j] = ds[j] = 0.f;
         }
-        axpy(dq + row, 1.f, dqi.data(), D);
+        // dV += Pᵀ·dO, dK += dSᵀ·Q, dQ += dS·K
+        sgemm_ex(true, false, nk, D, m, 1.f, P.data(), nk, dob, d.ldq(), 1.f, dvb, d.ldk(), false);
+        sgemm_ex(true, false, nk, D, m, 1.f, dS.data(), nk, qb, d.ldq(), 1.f, dkb, d.ldk(), false);
+        sgemm_ex(false, false, m, D, nk, 1.f, dS.data(), nk, kb, d.ldk(), 1.f, dq + d.qrow(b, i0, h), d.ldq(), false);
       }
     }
   });

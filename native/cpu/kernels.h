@@ -10,6 +10,11 @@ namespace lowbit {
 void sgemm(bool transA, bool transB, int64_t M, int64_t N, int64_t K, float alpha, const float* A,
            const float* B, float beta, float* C);
 
+// The same with explicit leading dimensions (row strides) of A, B, C as stored; threaded = false keeps
+// it on the calling thread (for use inside other parallel kernels).
+void sgemm_ex(bool transA, bool transB, int64_t M, int64_t N, int64_t K, float alpha, const float* A, int64_t lda,
+              const float* B, int64_t ldb, float beta, float* C, int64_t ldc, bool threaded);
+
 // Causal GQA attention. q,out [B,Tq,Hq,D]; k,v [B,Tk,Hkv,D]; lse [B,Hq,Tq] (may be null).
 void attention_forward(float* out, float* lse, const float* q, const float* k, const float* v, int B, int Tq,
                        int Tk, int Hq, int Hkv, int D);

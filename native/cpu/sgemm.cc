@@ -135,10 +135,12 @@ struct Gemm {
   bool ta, tb;
   int64_t M, N, K;
   float alpha, beta;
-  const float *A, *B;
+  const float* A;
+  int64_t lda;
+  const float* B;
+  int64_t ldb;
   float* C;
-  int64_t lda() const { return ta ? M : K; }
-  int64_t ldb() const { return tb ? K : N; }
+  int64_t ldc;
 
   // The Goto loop nest over the C rectangle [m0,m1) x [n0,n1).
   void tile(int64_t m0, int64_t m1, int64_t n0, int64_t n1) const {
@@ -149,13 +151,13 @@ struct Gemm {
       for (int64_t pc = 0; pc < K; pc += KC) {
         const int kc = (int)std::min<int64_t>(KC, K - pc);
         const float beta_eff = pc == 0 ? beta : 1.f;  // later K blocks accumulate onto the first
-        pack_b(tb, B, ldb(), pc, kc, jc, nc, bp);
+        pack_b(tb, B, ldb, pc, kc, jc, nc, bp);
         for (int64_t ic = m0; ic < m1; ic += MC) {
           const int mc = (int)std::min<int64_t>(MC, m1 - ic);
-          pack_a(ta, A, lda(), ic, mc, pc, kc, ap);
+          pack_a(ta, A, lda, ic, mc, pc, kc, ap);
           for (int jr = 0; jr < nc; jr += NR)
             for (int ir = 0; ir < mc; ir += MR)
-              micro_kernel(kc, ap + (int64_t)ir * kc, bp + (int64_t)jr * kc, C + (ic + ir) * N + jc + jr, N,
+              micro_kernel(kc, ap + (int64_t)ir * kc, bp + (int64_t)jr * kc, C + (ic + ir) * ldc + jc + jr, ldc,
                            alpha, beta_eff, std::min(MR, mc - ir), std::min(NR, nc - jr));
         }
       }
@@ -164,26 +166,28 @@ struct Gemm {
 };
 
 // C = beta*C (the K == 0 or alpha == 0 case), without reading C when beta == 0.
-void scale_c(int64_t M, int64_t N, float beta, float* C) {
-  for (int64_t i = 0; i < M * N; i++) C[i] = beta == 0.f ? 0.f : beta * C[i];
+void scale_c(int64_t M, int64_t N, float beta, float* C, int64_t ldc) {
+  for (int64_t i = 0; i < M; i++)
+    for (int64_t j = 0; j < N; j++) C[i * ldc + j] = beta == 0.f ? 0.f : beta * C[i * ldc + j];
 }
 
 // Few rows (decode-time GEMV): packing B would triple its memory traffic, so compute directly,
 // split over columns of C.
-void small_m(const Gemm& g) {
+void small_m(const Gemm& g, bool threaded) {
   const int64_t M = g.M, N = g.N, K = g.K;
   std::vector<float> arow((size_t)K);
-  const int64_t chunk = std::max<int64_t>(64, (N + pool_threads() * 4 - 1) / (pool_threads() * 4));
+  const int T = threaded ? pool_threads() : 1;
+  const int64_t chunk = std::max<int64_t>(64, (N + T * 4 - 1) / (T * 4));
   const int ntasks = (int)((N + chunk - 1) / chunk);
   for (int64_t i = 0; i < M; i++) {
-    for (int64_t k = 0; k < K; k++) arow[k] = g.ta ? g.A[k * M + i] : g.A[i * K + k];
+    for (int64_t k = 0; k < K; k++) arow[k] = g.ta ? g.A[k * g.lda + i] : g.A[i * g.lda + k];
     const float* a = arow.data();
-    float* c = g.C + i * N;
-    parallel_for(ntasks, [&](int t) {
+    float* c = g.C + i * g.ldc;
+    auto body = [&](int t) {
       const int64_t j0 = t * chunk, j1 = std::min(N, j0 + chunk);
       if (g.tb) {  // c[j] = a . B[j,:]
         for (int64_t j = j0; j < j1; j++) {
-          const float* b = g.B + j * K;
+          const float* b = g.B + j * g.ldb;
           vf s = vf{};
           int64_t k = 0;
           for (; k + VW <= K; k += VW) s += vload(a + k) * vload(b + k);
@@ -195,27 +199,29 @@ void small_m(const Gemm& g) {
         std::vector<float> acc((size_t)(j1 - j0), 0.f);
         for (int64_t k = 0; k < K; k++) {
           const float ak = a[k];
-          const float* b = g.B + k * N + j0;
+          const float* b = g.B + k * g.ldb + j0;
           for (int64_t j = 0; j < j1 - j0; j++) acc[j] += ak * b[j];
         }
         for (int64_t j = j0; j < j1; j++) c[j] = g.alpha * acc[j - j0] + (g.beta != 0.f ? g.beta * c[j] : 0.f);
       }
-    });
+    };
+    if (ntasks > 1) parallel_for(ntasks, body);
+    else body(0);
   }
 }
 
 }  // namespace
 
-void sgemm(bool ta, bool tb, int64_t M, int64_t N, int64_t K, float alpha, const float* A, const float* B,
-           float beta, float* C) {
+void sgemm_ex(bool ta, bool tb, int64_t M, int64_t N, int64_t K, float alpha, const float* A, int64_t lda,
+              const float* B, int64_t ldb, float beta, float* C, int64_t ldc, bool threaded) {
   if (M <= 0 || N <= 0) return;
-  if (K <= 0 || alpha == 0.f) return scale_c(M, N, beta, C);
-  const Gemm g{ta, tb, M, N, K, alpha, beta, A, B, C};
-  if (M < 4) return small_m(g);
+  if (K <= 0 || alpha == 0.f) return scale_c(M, N, beta, C, ldc);
+  const Gemm g{ta, tb, M, N, K, alpha, beta, A, lda, B, ldb, C, ldc};
+  if (M < 4) return small_m(g, threaded);
 
   // Split C into T rectangles (sm x sn grid, in whole micro-tiles) minimising the largest tile plus
   // its packing traffic. Tiny problems stay on the calling thread.
-  int T = pool_threads();
+  int T = threaded ? pool_threads() : 1;
   const double flops = 2.0 * M * N * K;
   if (flops < 2.0 * 64 * 64 * 64) T = 1;
   const int64_t mt = (M + MR - 1) / MR, nt = (N + NR - 1) / NR;
@@ -232,11 +238,17 @@ void sgemm(bool ta, bool tb, int64_t M, int64_t N, int64_t K, float alpha, const
   if (best == 1e300) T = 1, best_sm = 1;
   const int sm = best_sm, sn = T / sm;
   const int64_t tm = (mt + sm - 1) / sm, tn = (nt + sn - 1) / sn;
+  if (T == 1) return g.tile(0, M, 0, N);
   parallel_for(sm * sn, [&](int t) {
     const int64_t m0 = std::min(M, (t / sn) * tm * MR), m1 = std::min(M, m0 + tm * MR);
     const int64_t n0 = std::min(N, (t % sn) * tn * NR), n1 = std::min(N, n0 + tn * NR);
     if (m0 < m1 && n0 < n1) g.tile(m0, m1, n0, n1);
   });
+}
+
+void sgemm(bool ta, bool tb, int64_t M, int64_t N, int64_t K, float alpha, const float* A, const float* B,
+           float beta, float* C) {
+  sgemm_ex(ta, tb, M, N, K, alpha, A, ta ? M : K, B, tb ? K : N, beta, C, N, true);
 }
 
 const char* simd_name() { return LOWBIT_SIMD; }
