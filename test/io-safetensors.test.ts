@@ -342,3 +342,28 @@ test('odd tensor names and null metadata', () => {
   assert.throws(() => w.add('a', 'F32', [1], new Float32Array(1)), /duplicate tensor name 'a'/);
   w.abort();
 });
+
+test('reads a file written by Python safetensors/torch 2.13, and our conversions match torch bit for bit', () => {
+  const fixture = new URL('../../test/fixtures/io/torch-2.13.safetensors', import.meta.url).pathname;
+  const f = SafetensorsFile.open(fixture);
+  assert.deepEqual(f.metadata, { format: 'pt' });
+  assert.deepEqual(f.names().sort(), ['bf16', 'codes', 'f16', 'i32', 'idx', 'mask', 'x']);
+  const x = f.readTensorF32('x');
+  assert.deepEqual(f.info('x').shape, [4, 8]);
+  assert.equal(bitsOf(x[1]), 0x3f808000);
+  assert.equal(x[0], 1);
+  const tb = f.readTensorRaw('bf16').data as Uint16Array, th = f.readTensorRaw('f16').data as Uint16Array;
+  for (let i = 0; i < 32; i++) {
+    // torch's x.to(bfloat16) / x.to(float16) on ties, subnormals, overflow, inf
+    assert.equal(f32ToBf16Bits(x[i]), tb[i], `bf16 of ${bitsOf(x[i]).toString(16)}`);
+    assert.equal(f32ToF16Bits(x[i]), th[i], `f16 of ${bitsOf(x[i]).toString(16)}`);
+  }
+  assert.deepEqual([...f.readTensorF32('bf16')], [...tb].map(bf16BitsToF32));
+  assert.deepEqual([...f.readTensorF32('f16')], [...th].map(f16BitsToF32));
+  assert.deepEqual([...f.readTensorRaw('codes').data], [0, 1, 2, 3, 3, 2, 1, 0]);
+  assert.deepEqual([...f.readTensorRaw('idx').data], [-1n, 1n << 40n]);
+  assert.deepEqual([...f.readTensorRaw('mask').data], [1, 0]);
+  assert.equal(f.readTensorRaw('mask').dtype, 'BOOL');
+  assert.deepEqual([...f.readTensorRaw('i32').data], [7, -7]);
+  f.close();
+});

@@ -163,3 +163,16 @@ test('tokenizer errors are LowbitErrors naming the file', () => {
   assert.throws(() => tok.encode('ab', { addBos: true }), isLow(/BOS requested but the tokenizer has no BOS token/));
   assert.ok(existsSync(join(dir, 'tokenizer.json')));
 });
+
+test('ids match Python HF tokenizers (fixture recorded with tokenizers 0.23.2)', () => {
+  const fx = JSON.parse(readFileSync(fileURLToPath(new URL('../../test/fixtures/io/python-tokenizers-ids.json', import.meta.url)), 'utf8')) as
+    { corpus_chars: number; vocab_size: number; cases: { text: string; ids: number[] }[] };
+  const corpus = readFileSync(join(DATA, 'jargon.train.txt'), 'utf8').slice(0, fx.corpus_chars);
+  const bpe = trainByteLevelBpe(corpus, { vocabSize: fx.vocab_size });
+  const tok = tokenizerFromJson(bpeTokenizerJson(bpe), {});
+  assert.equal(fx.cases.length, 10);
+  for (const c of fx.cases) {
+    assert.deepEqual(tok.encode(c.text), c.ids, JSON.stringify(c.text.slice(0, 40)));
+    assert.equal(tok.decode(c.ids), c.text);
+  }
+});
