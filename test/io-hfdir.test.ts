@@ -92,6 +92,8 @@ test('checkTensorShape message', () => {
   checkTensorShape('w', [2, 3], [2, 3]);
   lowbit(() => checkTensorShape('model.embed_tokens.weight', [32000, 4096], [32001, 4096]), /^model\.safetensors: tensor 'model\.embed_tokens\.weight' has shape \[32000, 4096\], config expects \[32001, 4096\]$/);
   lowbit(() => checkTensorShape('b', [4], [4, 1], '/x/model-00002-of-00003.safetensors'), /^model-00002-of-00003\.safetensors: tensor 'b' has shape \[4\], config expects \[4, 1\]$/);
+  lowbit(() => checkTensorShape('/x/model-00002-of-00003.safetensors', 'b', [4], [4, 1]), /^model-00002-of-00003\.safetensors: tensor 'b' has shape \[4\], config expects \[4, 1\]$/);
+  checkTensorShape('/x/m.safetensors', 'b', [4, 1], [4, 1]);
 });
 
 test('openHfModelDir errors', () => {

@@ -45,9 +45,18 @@ export function openHfModelDir(dir: string): HfModelDir {
   };
 }
 
-/** One-line error when a checkpoint tensor does not have the shape the config implies. */
-export function checkTensorShape(name: string, shape: readonly number[], expected: readonly number[], file = SINGLE_FILE): void {
-  if (shape.length !== expected.length || shape.some((d, i) => d !== expected[i])) {
+/**
+ * One-line error when a checkpoint tensor does not have the shape the config implies:
+ * `model.safetensors: tensor 'x' has shape [a, b], config expects [c, d]` (file defaults to model.safetensors).
+ * Also callable file-first: checkTensorShape(file, name, shape, expected).
+ */
+export function checkTensorShape(name: string, shape: readonly number[], expected: readonly number[], file?: string): void;
+export function checkTensorShape(file: string, name: string, shape: readonly number[], expected: readonly number[]): void;
+export function checkTensorShape(a: string, b: string | readonly number[], c: readonly number[], d?: string | readonly number[]): void {
+  const [file, name, shape, expected] = typeof b === 'string'
+    ? [a, b, c, d as readonly number[]]
+    : [(d as string | undefined) ?? SINGLE_FILE, a, b, c];
+  if (shape.length !== expected.length || shape.some((x, i) => x !== expected[i])) {
     throw new LowbitError(`${basename(file)}: tensor '${name}' has shape ${fmtShape(shape)}, config expects ${fmtShape(expected)}`);
   }
 }
