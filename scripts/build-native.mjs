@@ -101,7 +101,7 @@ function run(cmd, args) {
     p.stdout.on('data', (d) => { text += d; });
     p.stderr.on('data', (d) => { text += d; });
     p.on('error', (e) => resolve({ ok: false, text: `${cmd}: ${e.message}` }));
-    p.on('close', (code) => resolve({ ok: code === 0, text }));
+    p.on('close', (code, sig) => resolve({ ok: code === 0, text: text || (code === 0 ? '' : `${cmd} exited with ${sig ?? `code ${code}`} and no output`) }));
   });
 }
 
