@@ -109,7 +109,7 @@ test('cuda: cublasGemmBf16 matches sgemmRef on bf16 inputs (all transposes, C fp
       const got = new Float32Array(M * N), want = C0.slice();
       c.cudaDownload(hC, got);
       sgemmRef(ta, tb, M, N, K, 1.5, A, B, 0.5, want);
-      assert.ok(relErr(got, want) < 1e-5, `${what} fp32 C: ${relErr(got, want)}`);
+      assert.ok(relErr(got, want) < 1e-4, `${what} fp32 C: ${relErr(got, want)}`);
       // bf16 C, beta = 0: one bf16 rounding of the result
       c.cublasGemmBf16(ta, tb, M, N, K, hA, hB, hC, 1, 0, false);
       const hF = c.cudaAlloc(M * N * 4);
