@@ -14,6 +14,7 @@ import { saveBpeTokenizer, trainByteLevelBpe } from '../src/io/bpe-train.js';
 import { quantizeModel } from '../src/quant/model.js';
 import { loadPackedModel } from '../src/quant/format.js';
 import { loadPeftAdapter } from '../src/adapters/peft-io.js';
+import { rankSweep } from '../src/compensate/sweep.js';
 import { COMPENSATE_METHODS, compensate, loadContext, runMethod, resetStudent, snapshotBases } from '../src/compensate/index.js';
 
 const TEXT = Array.from({ length: 60 }, (_, i) => `the quick brown fox ${i % 7} jumps over the lazy dog number ${i % 5}. `).join('');
@@ -62,5 +63,8 @@ test('compensate end to end: every method on a tiny RTN-W2 model, PEFT round tri
     let d = 0; for (let i = 0; i < a.length; i++) d = Math.max(d, Math.abs(a[i] - b[i]));
     assert.ok(d < 1e-4, `loftq reload max |Δlogit| ${d}`);
     assert.ok(r2.relWeightError! > 0);
+    const sw = rankSweep({ ...base, methods: ['svd', 'rilq'], ranks: [2, 4], out: join(root, 'sweep') });
+    assert.equal(sw.rows.length, 4);
+    assert.ok(existsSync(join(root, 'sweep', 'rank-sweep.svg')) && sw.table.includes('| rilq |'));
   } finally { rmSync(root, { recursive: true, force: true }); }
 });
