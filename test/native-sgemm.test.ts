@@ -32,29 +32,36 @@ test('native sgemm matches sgemmRef (all transposes, odd sizes, beta 0 over NaN,
   const a = nativeAddon();
   if (!a) { t.skip(`native addon not built: ${nativeReason()}`); return; }
   const rng = new Rng(7);
-  let cases = 0;
-  for (const threads of [a.getThreads(), 1, 3]) {
-    const before = a.getThreads();
+  // Reference results once; then every thread count must reproduce them.
+  const cases: { M: number; N: number; K: number; ta: boolean; tb: boolean; alpha: number; beta: number;
+    A: Float32Array; B: Float32Array; C0: Float32Array; want: Float32Array }[] = [];
+  for (const [M, N, K] of SHAPES) {
+    for (const [ta, tb] of TRANS) {
+      const A = rand(rng, M * K), B = rand(rng, K * N);
+      for (const [alpha, beta] of [[1, 0], [0.7, 1], [-1.3, 0.5]]) {
+        const C0 = beta === 0 ? new Float32Array(M * N).fill(NaN) : rand(rng, M * N);
+        const want = C0.slice();
+        sgemmRef(ta, tb, M, N, K, alpha, A, B, beta, want);
+        cases.push({ M, N, K, ta, tb, alpha, beta, A, B, C0, want });
+      }
+    }
+  }
+  let checked = 0;
+  const before = a.getThreads();
+  for (const threads of [before, 1, 3]) {
     setNativeThreads(threads);
     try {
-      for (const [M, N, K] of SHAPES) {
-        for (const [ta, tb] of TRANS) {
-          const A = rand(rng, M * K), B = rand(rng, K * N);
-          for (const [alpha, beta] of [[1, 0], [0.7, 1], [-1.3, 0.5]]) {
-            const C0 = beta === 0 ? new Float32Array(M * N).fill(NaN) : rand(rng, M * N);
-            const want = C0.slice(), got = C0.slice();
-            sgemmRef(ta, tb, M, N, K, alpha, A, B, beta, want);
-            a.sgemm(ta, tb, M, N, K, alpha, A, B, beta, got);
-            const e = relErr(got, want);
-            assert.ok(e < 1e-5, `M=${M} N=${N} K=${K} ta=${ta} tb=${tb} alpha=${alpha} beta=${beta} threads=${threads}: rel err ${e}`);
-            assert.ok(got.every(Number.isFinite), 'NaN leaked from C into the result');
-            cases++;
-          }
-        }
+      for (const { M, N, K, ta, tb, alpha, beta, A, B, C0, want } of cases) {
+        const got = C0.slice();
+        a.sgemm(ta, tb, M, N, K, alpha, A, B, beta, got);
+        const e = relErr(got, want);
+        assert.ok(e < 1e-5, `M=${M} N=${N} K=${K} ta=${ta} tb=${tb} alpha=${alpha} beta=${beta} threads=${threads}: rel err ${e}`);
+        assert.ok(got.every(Number.isFinite), 'NaN leaked from C into the result');
+        checked++;
       }
     } finally { setNativeThreads(before); }
   }
-  assert.equal(cases, 3 * SHAPES.length * 4 * 3);
+  assert.equal(checked, 3 * SHAPES.length * 4 * 3);
 });
 
 test('native sgemm: K = 0 and alpha = 0 scale C by beta; bad sizes throw', (t) => {
