@@ -115,6 +115,12 @@ test('round trip of every dtype, header layout, metadata', () => {
   // f16 bytes of 0.1 are 0x2e66 little endian at data offset 24 + 3*2
   assert.equal(bytes.readUInt16LE(8 + hlen + 24 + 6), 0x2e66);
 
+  // a generator goes through the staged streaming writer and gives the same bytes
+  function* gen() { for (const s of samples) yield s.t; }
+  writeSafetensors(join(dir, 'streamed.safetensors'), gen(), { metadata: { format: 'pt' } });
+  assert.deepEqual(new Uint8Array(readFileSync(join(dir, 'streamed.safetensors'))), new Uint8Array(bytes));
+  assert.deepEqual(readdirSync(dir).sort(), ['model.safetensors', 'streamed.safetensors']);
+
   const f = SafetensorsFile.open(path);
   assert.deepEqual(f.metadata, { format: 'pt' });
   assert.deepEqual(f.names().sort(), samples.map((s) => s.t.name).sort());

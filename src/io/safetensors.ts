@@ -289,6 +289,22 @@ function writeAll(fd: number, buf: Uint8Array): void {
   while (done < buf.length) done += writeSync(fd, buf, done, Math.min(buf.length - done, 1 << 30));
 }
 
+/** Append a tensor's bytes, converting Float32Array to F16/BF16 in 16 MiB chunks. */
+function writeTensorBytes(fd: number, dtype: Dtype, data: TensorData): void {
+  if ((dtype === 'F16' || dtype === 'BF16') && data instanceof Float32Array) {
+    const per = CHUNK_BYTES / 2;
+    const scratch = new Uint16Array(Math.min(per, data.length));
+    for (let i = 0; i < data.length; i += per) {
+      const m = Math.min(per, data.length - i);
+      if (dtype === 'F16') f32ToF16Array(data, scratch, i, m);
+      else f32ToBf16Array(data, scratch, i, m);
+      writeAll(fd, new Uint8Array(scratch.buffer, 0, m * 2));
+    }
+  } else {
+    writeAll(fd, new Uint8Array(data.buffer, data.byteOffset, data.byteLength));
+  }
+}
+
 /** Build the padded header bytes (length prefix included). */
 function encodeHeader(entries: { name: string; dtype: Dtype; shape: number[]; begin: number; end: number }[], metadata?: Record<string, string>): Uint8Array {
   // built as text so that any tensor name (even '__proto__') is written as an ordinary key
@@ -328,20 +344,8 @@ export class SafetensorsWriter {
     if (this.dataFd === null) throw new Error(`${this.path}: add() after finish()`);
     if (name === '__metadata__' || this.seen.has(name)) throw new Error(`safetensors writer: duplicate or reserved tensor name '${name}'`);
     checkData(name, dtype, shape, data);
-    const fd = this.dataFd;
     const begin = this.size;
-    if ((dtype === 'F16' || dtype === 'BF16') && data instanceof Float32Array) {
-      const per = CHUNK_BYTES / 2;
-      const scratch = new Uint16Array(Math.min(per, data.length));
-      for (let i = 0; i < data.length; i += per) {
-        const m = Math.min(per, data.length - i);
-        if (dtype === 'F16') f32ToF16Array(data, scratch, i, m);
-        else f32ToBf16Array(data, scratch, i, m);
-        writeAll(fd, new Uint8Array(scratch.buffer, 0, m * 2));
-      }
-    } else {
-      writeAll(fd, new Uint8Array(data.buffer, data.byteOffset, data.byteLength));
-    }
+    writeTensorBytes(this.dataFd, dtype, data);
     this.size += numel(shape) * DTYPES[dtype].size;
     this.seen.add(name);
     this.entries.push({ name, dtype, shape: [...shape], begin, end: this.size });
@@ -392,8 +396,40 @@ export interface TensorToWrite {
   data: TensorData;
 }
 
-/** Write one safetensors file from tensors produced one at a time. */
+function writeSafetensorsArray(path: string, tensors: TensorToWrite[], opts: WriteOptions): void {
+  const seen = new Set<string>();
+  const entries: { name: string; dtype: Dtype; shape: number[]; begin: number; end: number }[] = [];
+  let pos = 0;
+  for (const t of tensors) {
+    if (t.name === '__metadata__' || seen.has(t.name)) throw new Error(`safetensors writer: duplicate or reserved tensor name '${t.name}'`);
+    checkData(t.name, t.dtype, t.shape, t.data);
+    seen.add(t.name);
+    const n = numel(t.shape) * DTYPES[t.dtype].size;
+    entries.push({ name: t.name, dtype: t.dtype, shape: [...t.shape], begin: pos, end: pos + n });
+    pos += n;
+  }
+  mkdirSync(dirname(path), { recursive: true });
+  const partial = `${path}.partial`;
+  const fd = openSync(partial, 'w');
+  try {
+    writeAll(fd, encodeHeader(entries, opts.metadata));
+    for (const t of tensors) writeTensorBytes(fd, t.dtype, t.data);
+  } catch (e) {
+    closeSync(fd);
+    unlinkSync(partial);
+    throw e;
+  }
+  closeSync(fd);
+  renameSync(partial, path);
+}
+
+/** Write one safetensors file. An array is written in one pass (header first); any other iterable is
+ *  consumed one tensor at a time through SafetensorsWriter (data staged in a side file). */
 export function writeSafetensors(path: string, tensors: Iterable<TensorToWrite>, opts: WriteOptions = {}): void {
+  if (Array.isArray(tensors)) {
+    writeSafetensorsArray(path, tensors as TensorToWrite[], opts);
+    return;
+  }
   const w = new SafetensorsWriter(path, opts);
   try {
     for (const t of tensors) w.add(t.name, t.dtype, t.shape, t.data);
