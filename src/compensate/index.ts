@@ -33,7 +33,7 @@ import { RilqObjective } from '../train/objectives/rilq.js';
 import { LrecObjective } from '../train/objectives/lrec.js';
 import { LayerScopeObjective, LinearScopeObjective } from '../train/objectives/scopes.js';
 import type { Objective } from '../train/objectives/types.js';
-import { trainAdapters, evaluate, type TrainResult } from '../train/trainer.js';
+import { trainAdapters, trainOrder, evaluate, type TrainResult } from '../train/trainer.js';
 import { Progress } from '../cli/progress.js';
 
 export type CompensateMethod = 'rilq' | 'rilq-logits' | 'lrec' | 'linear' | 'layer' | 'svd' | 'loftq';
@@ -357,10 +357,14 @@ export interface CompensateSummary {
   pplBefore?: number; pplAfter?: number; seconds: number;
 }
 
-/** Write calibration windows (token ids) + split as JSON, the input of the PyTorch reference scripts. */
+/**
+ * Write calibration windows (token ids) as JSON, the input of scripts/reference/rilq_torch.py: `train` in the exact
+ * order lowbit's trainer walks them (shuffled once with the seed, then cyclic), `val`, and the held-out token stream.
+ */
 export function writeWindowsJson(path: string, ctx: CompensateContext): void {
   writeFileSync(path, JSON.stringify({
-    seq: ctx.seq, seed: ctx.seed, calib: ctx.calib, train: ctx.trainIdx.map((i) => Array.from(ctx.windows[i])),
+    seq: ctx.seq, seed: ctx.seed, calib: ctx.calib, order: 'train is in trainer order; walk it cyclically, do not reshuffle',
+    train: trainOrder(ctx.trainIdx, ctx.seed).map((i) => Array.from(ctx.windows[i])),
     val: ctx.valIdx.map((i) => Array.from(ctx.windows[i])),
     heldout: ctx.heldout ?? undefined,
   }) + '\n');

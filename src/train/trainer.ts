@@ -85,17 +85,21 @@ export function evaluate(obj: Objective, windows: Int32Array[], indices: number[
   return meanParts(acc, Math.max(1, indices.length));
 }
 
+/** The fixed order the trainer walks the training windows in (shuffled once, seeded; cyclic afterwards). */
+export function trainOrder(trainIdx: number[], seed: number): number[] {
+  const order = trainIdx.slice();
+  const rng = new Rng(seed ^ 0x5bd1e995);
+  for (let i = order.length - 1; i > 0; i--) { const j = rng.int(i + 1); [order[i], order[j]] = [order[j], order[i]]; }
+  return order;
+}
+
 export function trainAdapters(params: Param[], obj: Objective, windows: Int32Array[], trainIdx: number[], valIdx: number[],
   o: TrainOptions): TrainResult {
   if (params.length === 0) throw new Error('trainAdapters: nothing to train');
   if (trainIdx.length === 0) throw new Error('trainAdapters: no training windows');
   const mb = o.microBatch ?? 1, accum = o.gradAccum ?? 8, maxSteps = o.maxSteps ?? 10000;
   const evalEvery = o.evalEvery ?? 25, patience = o.patience ?? 5, seed = o.seed ?? 42;
-  const order = trainIdx.slice();
-  if (o.shuffle !== false) {
-    const rng = new Rng(seed ^ 0x5bd1e995);
-    for (let i = order.length - 1; i > 0; i--) { const j = rng.int(i + 1); [order[i], order[j]] = [order[j], order[i]]; }
-  }
+  const order = o.shuffle === false ? trainIdx.slice() : trainOrder(trainIdx, seed);
   const opt = new AdamW(params, { lr: o.lr, beta1: o.beta1, beta2: o.beta2, eps: o.eps, weightDecay: o.weightDecay, coupledL2: o.coupledL2 });
   const best = params.map((p) => Float32Array.from(p.data));
   const canVal = valIdx.length > 0 && evalEvery > 0;
