@@ -6,6 +6,7 @@
 // the re-quantized base).
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import '../backend/native.js'; // loads the addon (native sgemm/attention) when built
 import { Rng } from '../tensor.js';
 import { LowbitError } from '../io/errors.js';
 import { type Projection, PROJECTIONS, projectionPath, projectionShape } from '../model/config.js';
