@@ -27,7 +27,11 @@ def main():
     dev = "cuda" if torch.cuda.is_available() else "cpu"
     dt = getattr(torch, a.dtype)
     ids = torch.tensor([[int(s) for s in a.ids.split(",")]], device=dev)
-    base = AutoModelForCausalLM.from_pretrained(a.base, torch_dtype=dt).to(dev).eval()
+    try:
+        base = AutoModelForCausalLM.from_pretrained(a.base, dtype=dt)
+    except TypeError:
+        base = AutoModelForCausalLM.from_pretrained(a.base, torch_dtype=dt)
+    base = base.to(dev).eval()
     with torch.no_grad():
         plain = base(input_ids=ids).logits.float()[0]
     model = PeftModel.from_pretrained(base, a.adapter).to(dev).eval()

@@ -35,6 +35,13 @@ from peft import LoraConfig, get_peft_model
 TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
 
 
+def load(path, dt):
+    try:
+        return AutoModelForCausalLM.from_pretrained(path, dtype=dt)  # transformers >= 4.56
+    except TypeError:
+        return AutoModelForCausalLM.from_pretrained(path, torch_dtype=dt)
+
+
 def log(*a):
     print(*a, file=sys.stderr, flush=True)
 
@@ -88,7 +95,7 @@ def main():
     t0 = time.time()
 
     # 1. teacher: cache final post-norm hidden states (the lm_head input) on the CPU, then free the FP model
-    fp = AutoModelForCausalLM.from_pretrained(a.fp, torch_dtype=dt).to(dev).eval()
+    fp = load(a.fp, dt).to(dev).eval()
     ppl_fp = perplexity(fp, heldout, eval_seq, dev, a.eval_max_windows) if heldout else None
     with torch.no_grad():
         h_train = [fp.model(input_ids=x.to(dev))[0].to("cpu") for x in train]
@@ -99,7 +106,7 @@ def main():
     log(f"teacher cached: {len(h_train)} train + {len(h_val)} val windows, {time.time() - t0:.1f}s; ppl_fp={ppl_fp}")
 
     # 2. student: fake-quant model + PEFT LoRA, gaussian init (A ~ N(0, 1/r), B = 0)
-    q = AutoModelForCausalLM.from_pretrained(a.q, torch_dtype=dt).to(dev)
+    q = load(a.q, dt).to(dev)
     ppl_quant = perplexity(q.eval(), heldout, eval_seq, dev, a.eval_max_windows) if heldout else None
     cfg = LoraConfig(r=a.rank, lora_alpha=a.alpha, lora_dropout=0.0, bias="none", init_lora_weights="gaussian",
                      target_modules=TARGETS, task_type="CAUSAL_LM")

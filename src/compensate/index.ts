@@ -278,7 +278,9 @@ export function runMethod(ctx: CompensateContext, m: MethodOptions): MethodResul
     const obj = buildObjective(ctx, m, quiet);
     res.train = trainAdapters(loraParams(ctx.student, name), obj, ctx.windows, ctx.trainIdx, ctx.valIdx, {
       lr: m.lr ?? 1e-4, gradAccum: m.gradAccum ?? 8, microBatch: m.microBatch ?? 1, maxSteps: m.maxSteps ?? 10000,
-      evalEvery: m.evalEvery ?? 25, patience: m.patience ?? 5, weightDecay: m.weightDecay, coupledL2: m.coupledL2,
+      evalEvery: m.evalEvery ?? 25, patience: m.patience ?? 5,
+      // LREC: torch.optim.Adam(weight_decay=1e-5), a coupled L2, as the authors
+      weightDecay: m.weightDecay ?? (m.method === 'lrec' ? 1e-5 : undefined), coupledL2: m.coupledL2 ?? (m.method === 'lrec'),
       seed: m.seed ?? ctx.seed, ckptDir: m.ckptDir ?? null, logPath: m.logPath ?? null, svgPath: m.svgPath ?? null,
       label: `${m.method} r${r}`, quiet, meta: { method: m.method, rank: r, alpha, targets },
     });

@@ -85,9 +85,7 @@ export const command: CommandSpec = {
       ...commonOptions(a, CMD), method, rank: int(a, 'rank', CMD)!, out: req(a, 'out', CMD),
       ckptDir: str(a, 'checkpoint') ?? null, windowsJson: str(a, 'windows-json'), baseOut: str(a, 'base-out'),
       pplBefore: str(a, 'heldout') !== undefined,
-      coupledL2: method === 'lrec' && str(a, 'weight-decay') === undefined ? true : undefined,
     };
-    if (method === 'lrec' && o.weightDecay === undefined) o.weightDecay = 1e-5;
     const s = compensate(o);
     const f = (x: number | undefined, d = 4) => (x === undefined ? '-' : x.toFixed(d));
     out.info(`${method} r=${s.rank} α=${s.alpha}: ${s.adapterParams} adapter params on ${s.targets.join(',')}; ` +
