@@ -1,6 +1,7 @@
 #!/usr/bin/env node
 // lowbit CLI entry. Each command lives in src/cli/commands/<name>.ts and exports `command: CommandSpec`;
 // modules load lazily so `lowbit --help` stays instant.
+import '../backend/native.js'; // installs the native kernels when the addon is built
 import { helpText, parseArgs, type CommandSpec } from './args.js';
 import { LowbitError } from '../io/errors.js';
 

@@ -30,7 +30,7 @@ export function evalPerplexity(model: LlamaModel, ids: ArrayLike<number>, o: Ppl
     const nb = Math.min(B, windows.length - w0);
     const batch = new Int32Array(nb * o.seq);
     for (let b = 0; b < nb; b++) batch.set(windows[w0 + b], b * o.seq);
-    const { hidden } = model.forward(batch, nb, o.seq, { train: false });
+    const { hidden } = model.forward(batch, nb, o.seq, { train: false, captureLayerOutputs: false });
     const r = model.lmHeadCrossEntropy(hidden, nextTokenTargets(batch, nb, o.seq), nb * o.seq, { grad: false });
     sum += r.sum; count += r.count;
     bar?.update(w0 + nb, `ppl ${Math.exp(sum / count).toFixed(3)}`);
