@@ -179,7 +179,7 @@ void small_m(const Gemm& g, bool threaded) {
   const int64_t M = g.M, N = g.N, K = g.K;
   std::vector<float> arow((size_t)K);
   const int T = threaded ? pool_threads() : 1;
-  const int64_t chunk = std::max<int64_t>(64, (N + T * 4 - 1) / (T * 4));
+  const int64_t chunk = T == 1 ? N : std::max<int64_t>(64, (N + T * 4 - 1) / (T * 4));
   const int ntasks = (int)((N + chunk - 1) / chunk);
   for (int64_t i = 0; i < M; i++) {
     for (int64_t k = 0; k < K; k++) arow[k] = g.ta ? g.A[k * g.lda + i] : g.A[i * g.lda + k];
@@ -187,15 +187,29 @@ void small_m(const Gemm& g, bool threaded) {
     float* c = g.C + i * g.ldc;
     auto body = [&](int t) {
       const int64_t j0 = t * chunk, j1 = std::min(N, j0 + chunk);
-      if (g.tb) {  // c[j] = a . B[j,:]
-        for (int64_t j = j0; j < j1; j++) {
+      if (g.tb) {  // c[j] = a . B[j,:], four rows of B at a time: one load of a feeds 4 independent FMAs
+        auto put = [&](int64_t j, float r) { c[j] = g.alpha * r + (g.beta != 0.f ? g.beta * c[j] : 0.f); };
+        int64_t j = j0;
+        for (; j + 4 <= j1; j += 4) {
+          const float *b0 = g.B + j * g.ldb, *b1 = b0 + g.ldb, *b2 = b1 + g.ldb, *b3 = b2 + g.ldb;
+          vf s0 = vf{}, s1 = vf{}, s2 = vf{}, s3 = vf{};
+          int64_t k = 0;
+          for (; k + VW <= K; k += VW) {
+            const vf av = vload(a + k);
+            s0 += av * vload(b0 + k), s1 += av * vload(b1 + k), s2 += av * vload(b2 + k), s3 += av * vload(b3 + k);
+          }
+          float r0 = vsum(s0), r1 = vsum(s1), r2 = vsum(s2), r3 = vsum(s3);
+          for (; k < K; k++) r0 += a[k] * b0[k], r1 += a[k] * b1[k], r2 += a[k] * b2[k], r3 += a[k] * b3[k];
+          put(j, r0), put(j + 1, r1), put(j + 2, r2), put(j + 3, r3);
+        }
+        for (; j < j1; j++) {
           const float* b = g.B + j * g.ldb;
           vf s = vf{};
           int64_t k = 0;
           for (; k + VW <= K; k += VW) s += vload(a + k) * vload(b + k);
           float r = vsum(s);
           for (; k < K; k++) r += a[k] * b[k];
-          c[j] = g.alpha * r + (g.beta != 0.f ? g.beta * c[j] : 0.f);
+          put(j, r);
         }
       } else {  // c[j0:j1] = sum_k a[k] * B[k, j0:j1]
         std::vector<float> acc((size_t)(j1 - j0), 0.f);
