@@ -28,13 +28,15 @@ const shapes: Shape[] = [
 const opName = (s: Shape) => `${s.ta ? 'T' : 'N'}${s.tb ? 'T' : 'N'}`;
 const flops = (s: Shape) => 2 * s.M * s.N * s.K;
 
-function median(xs: number[]): number {
+interface Timing { median: number; best: number }
+function stats(xs: number[]): Timing {
   const s = [...xs].sort((a, b) => a - b);
-  return s.length % 2 ? s[(s.length - 1) / 2] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2;
+  const median = s.length % 2 ? s[(s.length - 1) / 2] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2;
+  return { median, best: s[0] };
 }
 
-/** Median seconds per call: repeats until ~budget seconds or maxRuns, after one warmup call. */
-function timeIt(fn: () => void, budget: number, minRuns = 5, maxRuns = 50): number {
+/** Seconds per call (median and best): repeats until ~budget seconds or maxRuns, after one warmup call. */
+function timeIt(fn: () => void, budget: number, minRuns = 5, maxRuns = 100): Timing {
   fn();
   const ts: number[] = [];
   const start = performance.now();
@@ -43,7 +45,7 @@ function timeIt(fn: () => void, budget: number, minRuns = 5, maxRuns = 50): numb
     fn();
     ts.push((performance.now() - t0) / 1000);
   }
-  return median(ts);
+  return stats(ts);
 }
 
 const rand = (n: number) => { const a = new Float32Array(n); for (let i = 0; i < n; i++) a[i] = Math.random() * 2 - 1; return a; };
@@ -72,18 +74,18 @@ for s in shapes:
     C = np.empty((M, N), dtype=np.float32)
     np.matmul(a, b, out=C)
     ts = []; start = time.perf_counter()
-    while len(ts) < 5 or (len(ts) < 50 and time.perf_counter() - start < budget):
+    while len(ts) < 5 or (len(ts) < 100 and time.perf_counter() - start < budget):
         t0 = time.perf_counter(); np.matmul(a, b, out=C); ts.append(time.perf_counter() - t0)
-    out.append(float(np.median(ts)))
+    out.append({'median': float(np.median(ts)), 'best': float(min(ts))})
 print(json.dumps({'info': info, 'seconds': out}))
 `;
 
-type NumpyResult = { info: Record<string, unknown>; seconds: number[] } | { error: string };
-function runNumpy(shape: Shape): NumpyResult {
-  const env = { ...process.env };
+type NumpyResult = { info: Record<string, unknown>; seconds: Timing[] } | { error: string };
+function runNumpy(shape: Shape, threads: number): NumpyResult {
+  const env: NodeJS.ProcessEnv = { ...process.env, OPENBLAS_NUM_THREADS: String(threads) };
   delete env.OPENBLAS_CORETYPE;  // let OpenBLAS pick its best kernel for this CPU
   delete env.OPENBLAS_L2_SIZE;
-  const r = spawnSync('python3', ['-c', PY, JSON.stringify([shape]), String(quick ? 0.2 : 0.5)], { env, encoding: 'utf8' });
+  const r = spawnSync('python3', ['-c', PY, JSON.stringify([shape]), String(budget)], { env, encoding: 'utf8' });
   if (r.status !== 0) return { error: (r.stderr || r.error?.message || 'python3 failed').trim().split('\n').pop()! };
   return JSON.parse(r.stdout);
 }
@@ -104,47 +106,67 @@ const info = nativeInfo();
 const load0 = os.loadavg()[0];
 console.log(`native: ${info.simd}, ${info.threads} threads; load average ${load0.toFixed(2)}`);
 
-// The 2 cores are shared with other work, so native and OpenBLAS are measured back to back per shape,
-// in `rounds` alternating rounds, and each keeps its best median (the least disturbed one).
-const rounds = quick ? 1 : 3;
-const rows: { s: Shape; native: number; ts: number | null; ob: number | null }[] = [];
+// The 2 cores are shared with other work, so native and OpenBLAS are measured back to back per shape
+// and thread count, alternating for `rounds` rounds; each side keeps its best median and best single call.
+const rounds = quick ? 1 : 3, budget = quick ? 0.15 : 0.4;
+const allThreads = info.threads;
+const threadCounts = allThreads > 1 ? [1, allThreads] : [1];
+const minT = (x: Timing | null, y: Timing): Timing => (x ? { median: Math.min(x.median, y.median), best: Math.min(x.best, y.best) } : y);
+type Row = { s: Shape; native: Record<number, Timing>; ob: Record<number, Timing | null>; ts: number | null };
+const rows: Row[] = [];
 let np: NumpyResult = { error: 'not run' };
 for (const s of shapes) {
   const A = rand(s.M * s.K), B = rand(s.K * s.N), C = new Float32Array(s.M * s.N);
-  let native = Infinity, ob: number | null = null;
-  for (let r = 0; r < rounds; r++) {
-    native = Math.min(native, timeIt(() => addon.sgemm(s.ta, s.tb, s.M, s.N, s.K, 1, A, B, 0, C), quick ? 0.2 : 0.5));
-    const res = runNumpy(s);
-    if ('seconds' in res) { ob = Math.min(ob ?? Infinity, res.seconds[0]); np = res; } else if (!('info' in np)) np = res;
+  const row: Row = { s, native: {}, ob: {}, ts: null };
+  for (const th of threadCounts) {
+    addon.setThreads(th);
+    let nat: Timing | null = null, ob: Timing | null = null;
+    for (let r = 0; r < rounds; r++) {
+      nat = minT(nat, timeIt(() => addon.sgemm(s.ta, s.tb, s.M, s.N, s.K, 1, A, B, 0, C), budget));
+      const res = runNumpy(s, th);
+      if ('seconds' in res) { ob = minT(ob, res.seconds[0]); np = res; } else if (!('info' in np)) np = res;
+    }
+    row.native[th] = nat!;
+    row.ob[th] = ob;
   }
-  // The TS reference is ~1 GFLOP/s: time it only where one call stays under a second or so.
-  const ts = flops(s) <= 4.2e8 ? timeIt(() => sgemmRef(s.ta, s.tb, s.M, s.N, s.K, 1, A, B, 0, C), 0, 1, 1) : null;
-  rows.push({ s, native, ts, ob });
-  console.log(`${s.name.padEnd(28)} ${opName(s)} native ${(flops(s) / native / 1e9).toFixed(1)}  OpenBLAS ${ob ? (flops(s) / ob / 1e9).toFixed(1) : '-'} GFLOP/s`);
+  addon.setThreads(allThreads);
+  // The TS reference is ~0.5 GFLOP/s: time it only where one call stays under a second or so.
+  if (flops(s) <= 4.2e8) row.ts = timeIt(() => sgemmRef(s.ta, s.tb, s.M, s.N, s.K, 1, A, B, 0, C), 0, 1, 1).median;
+  rows.push(row);
+  console.log(`${s.name.padEnd(28)} ${opName(s)} ` + threadCounts.map((th) =>
+    `${th}T native ${(flops(s) / row.native[th].best / 1e9).toFixed(1)} OpenBLAS ${row.ob[th] ? (flops(s) / row.ob[th]!.best / 1e9).toFixed(1) : '-'}`).join('  '));
 }
 const gf = (s: Shape, sec: number | null | undefined) => (sec ? flops(s) / sec / 1e9 : NaN);
 const fmt = (x: number) => (Number.isFinite(x) ? x.toFixed(1) : '—');
+const ratio = (x: number, y: number) => (Number.isFinite(x) && Number.isFinite(y) ? (x / y).toFixed(2) : '—');
 
 const lines: string[] = [];
 lines.push('# CPU sgemm: native addon vs OpenBLAS (numpy) vs TypeScript reference', '');
 lines.push(`- date: ${new Date().toISOString()}`);
 lines.push(`- machine: ${lscpu('Model name')}, ${lscpu('CPU(s)')} CPUs, L2 ${lscpu('L2 cache')}, ${os.platform()} ${os.arch()}`);
-lines.push(`- native: ${info.simd} micro-kernel, ${info.threads} threads (LOWBIT_THREADS), built -march=native`);
+lines.push(`- native: ${info.simd} micro-kernel, built -march=native; 1 thread and ${allThreads} threads (all cores)`);
 if ('info' in np) {
   const i = np.info;
-  lines.push(`- OpenBLAS (numpy ${i.numpy}): ${i.config}; core ${i.core ?? '?'}, ${i.threads ?? '?'} threads (OPENBLAS_CORETYPE/OPENBLAS_L2_SIZE unset)`);
+  lines.push(`- OpenBLAS (numpy ${i.numpy}): ${i.config}; core ${i.core ?? '?'} (OPENBLAS_NUM_THREADS set per column; OPENBLAS_CORETYPE/OPENBLAS_L2_SIZE unset)`);
 } else {
   lines.push(`- OpenBLAS: not measured (${np.error})`);
 }
-lines.push(`- load average at start: ${load0.toFixed(2)}, at end: ${os.loadavg()[0].toFixed(2)} (2 shared cores: per shape, native and OpenBLAS alternate for ${rounds} rounds; each keeps its best median)`);
+lines.push(`- load average at start: ${load0.toFixed(2)}, at end: ${os.loadavg()[0].toFixed(2)}. The 2 cores are shared with other`
+  + ` work: per shape and thread count, native and OpenBLAS alternate for ${rounds} rounds of ~${budget} s each; GFLOP/s`
+  + ' are from the best single call (the least disturbed one), medians in parentheses.');
 lines.push(`- command: \`node dist/bench/cpu-matmul.js${quick ? ' --quick' : ''}\``, '');
-lines.push('| shape | op | M | N | K | native GFLOP/s | OpenBLAS GFLOP/s | native / OpenBLAS | TS ref GFLOP/s |');
-lines.push('|---|---|---:|---:|---:|---:|---:|---:|---:|');
-rows.forEach(({ s, native, ts, ob: obSec }) => {
-  const ob = gf(s, obSec), nat = gf(s, native);
-  lines.push(`| ${s.name} | ${opName(s)} | ${s.M} | ${s.N} | ${s.K} | ${fmt(nat)} | ${fmt(ob)} | ${Number.isFinite(ob) ? (nat / ob).toFixed(2) : '—'} | ${ts ? gf(s, ts).toFixed(2) : '—'} |`);
-});
-lines.push('', 'op: N/T = operand used as stored / transposed (row-major), e.g. NT = x·Wᵀ, the Linear forward.', '');
+const head = threadCounts.flatMap((th) => [`native ${th}T`, `OpenBLAS ${th}T`, `ratio ${th}T`]);
+lines.push(`| shape | op | M | N | K | ${head.join(' | ')} | TS ref |`);
+lines.push(`|---|---|---:|---:|---:|${head.map(() => '---:').join('|')}|---:|`);
+for (const { s, native, ob, ts } of rows) {
+  const cells = threadCounts.flatMap((th) => {
+    const n = native[th], o = ob[th];
+    const nb = gf(s, n.best), obb = gf(s, o?.best);
+    return [`${fmt(nb)} (${fmt(gf(s, n.median))})`, `${fmt(obb)} (${fmt(gf(s, o?.median))})`, ratio(nb, obb)];
+  });
+  lines.push(`| ${s.name} | ${opName(s)} | ${s.M} | ${s.N} | ${s.K} | ${cells.join(' | ')} | ${ts ? gf(s, ts).toFixed(2) : '—'} |`);
+}
+lines.push('', 'GFLOP/s = 2·M·N·K / time. ratio = native / OpenBLAS (best calls). op: N/T = operand used as stored / transposed', '(row-major), e.g. NT = x·Wᵀ, the Linear forward. TS ref = sgemmRef on Float32Array, one call.', '');
 const md = lines.join('\n');
 const outDir = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../bench/results');
 mkdirSync(outDir, { recursive: true });

@@ -23,6 +23,8 @@ else
 fi
 node bench/cuda-gemm.mjs --json "$OUT/ours.json" 2>&1 | tee "$OUT/ours.log" || status=1
 python3 bench/cuda_gemm_torch.py --json "$OUT/torch.json" 2>&1 | tee "$OUT/torch.log" || status=1
-node bench/cuda-gemm.mjs --report "$OUT/ours.json" "$OUT/torch.json" --md "$OUT/cuda-gemm.md" || status=1
-cp "$OUT/cuda-gemm.md" bench/results/cuda-gemm.md 2>/dev/null || true
+if [[ -f "$OUT/ours.json" ]]; then
+  node bench/cuda-gemm.mjs --report "$OUT/ours.json" "$OUT/torch.json" --md "$OUT/cuda-gemm.md" || status=1
+  cp "$OUT/cuda-gemm.md" bench/results/cuda-gemm.md
+fi
 exit $status
