@@ -104,6 +104,7 @@ test('GPTQ end to end: lower output error than RTN on the calibration data; fake
   const windows = Array.from({ length: 8 }, () => Int32Array.from({ length: 32 }, () => rng.int(CFG.vocabSize)));
   const g = await quantizeModel(dir, join(dir, 'gptq'), { method: 'gptq', bits: 2, groupSize: 32, calibWindows: windows, actOrder: true });
   await quantizeModel(dir, join(dir, 'rtn'), { method: 'rtn', bits: 2, groupSize: 32 });
+  await quantizeModel(dir, join(dir, 'gptq-ts'), { method: 'gptq', bits: 2, groupSize: 32, calibWindows: windows, trueSequential: true });
   assert.ok(g.gptq && g.gptq.tokens === 256);
   const ids = new Int32Array(8 * 32); windows.forEach((w, i) => ids.set(w, i * 32));
   const ref = new LlamaModel(weights).forward(ids, 8, 32, { train: false }).hidden.slice();
@@ -112,8 +113,9 @@ test('GPTQ end to end: lower output error than RTN on the calibration data; fake
     let e = 0; for (let i = 0; i < h.length; i++) e += (h[i] - ref[i]) ** 2;
     return e;
   };
-  const eg = err('gptq'), er = err('rtn');
+  const eg = err('gptq'), er = err('rtn'), et = err('gptq-ts');
   assert.ok(eg < er, `gptq ${eg} rtn ${er}`);
+  assert.ok(et < er, `gptq true-sequential ${et} rtn ${er}`);
   const rec = JSON.parse(readFileSync(join(dir, 'gptq', QUANT_FILE), 'utf8'));
   assert.equal(rec.tensors['model.layers.0.self_attn.q_proj'].act_order, true);
   // fake-quant export: plain HF dir, bf16, values = bf16(dequantized)

@@ -49,7 +49,7 @@ export interface QuantRecord {
   group_size: number;
   double_quant: boolean;
   icq_mode?: 'nf' | 'int';
-  gptq?: { calib: string; samples: number; seq: number; seed: number; percdamp: number; act_order: boolean; static_groups: boolean };
+  gptq?: { calib: string; samples: number; seq: number; seed: number; percdamp: number; act_order: boolean; static_groups: boolean; true_sequential?: boolean };
   tensors: Record<string, TensorLayoutRecord>;
   stats?: BitStats;
 }

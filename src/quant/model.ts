@@ -31,6 +31,8 @@ export interface ModelQuantOpts extends QuantOpts {
   seed?: number;
   /** GPTQ: already tokenized calibration windows (instead of --calib) */
   calibWindows?: Int32Array[];
+  /** GPTQ: quantize q/k/v, o, gate/up, down in turn, each seeing the earlier ones quantized */
+  trueSequential?: boolean;
   /** GPTQ forward batch (windows per forward) */
   calibBatch?: number;
   exportFakeQuant?: string;
@@ -117,7 +119,7 @@ export async function quantizeModel(srcDir: string, outDir: string, opts: ModelQ
       gptqTokens = await runGptq(config, store, srcDir, opts, qopts, emit, gptqLoss);
       record.gptq = {
         calib: opts.calib ?? '(windows)', samples: opts.calibWindows?.length ?? opts.calibSamples ?? 128, seq: opts.calibWindows?.[0].length ?? opts.seq ?? 256, seed: opts.seed ?? 0,
-        percdamp: opts.percdamp ?? 0.01, act_order: !!opts.actOrder, static_groups: !!opts.staticGroups,
+        percdamp: opts.percdamp ?? 0.01, act_order: !!opts.actOrder, static_groups: !!opts.staticGroups, true_sequential: !!opts.trueSequential,
       };
     }
     counter.packedBytes = writer.dataBytes;
@@ -160,7 +162,6 @@ async function runGptq(config: LlamaConfig, store: TensorStore, srcDir: string, 
     return store.readTensorF32(name);
   });
   const model = new LlamaModel(weights);
-  const D = config.hiddenSize;
   let B = Math.min(opts.calibBatch ?? 4, samples);
   while (samples % B !== 0) B--;
   const nb = samples / B;
@@ -172,32 +173,31 @@ async function runGptq(config: LlamaConfig, store: TensorStore, srcDir: string, 
     for (let i = 0; i < B; i++) ids.set(windows[b * B + i], i * seq);
     inps.push(Float32Array.from(model.embed(ids, B, seq) as Float32Array));
   }
+  // GPTQ's `--true-sequential`: q/k/v, then o, then gate/up, then down, each with inputs from the projections
+  // of this layer quantized before it; otherwise all 7 share one pass (GPTQ's default).
+  const groups: Projection[][] = opts.trueSequential
+    ? [['q_proj', 'k_proj', 'v_proj'], ['o_proj'], ['gate_proj', 'up_proj'], ['down_proj']]
+    : [[...PROJECTIONS]];
+  const inputOf: Record<Projection, Projection> = {
+    q_proj: 'q_proj', k_proj: 'q_proj', v_proj: 'q_proj', o_proj: 'o_proj', gate_proj: 'gate_proj', up_proj: 'gate_proj', down_proj: 'down_proj',
+  };
   for (let l = 0; l < config.numLayers; l++) {
-    const acc = {
-      attn: new HessianAccumulator(D),
-      o: new HessianAccumulator(config.numHeads * config.headDim),
-      mlp: new HessianAccumulator(D),
-      down: new HessianAccumulator(config.intermediateSize),
-    };
-    const hooks = {
-      onLinearInput(_l: number, p: Projection, x: Arr, rows: number) {
-        if (p === 'q_proj') acc.attn.add(x, rows);
-        else if (p === 'o_proj') acc.o.add(x, rows);
-        else if (p === 'gate_proj') acc.mlp.add(x, rows);
-        else if (p === 'down_proj') acc.down.add(x, rows);
-      },
-    };
-    for (let b = 0; b < nb; b++) model.forwardLayer(l, inps[b], B, seq, hooks);
-    const H = { attn: acc.attn.finalize(), o: acc.o.finalize(), mlp: acc.mlp.finalize(), down: acc.down.finalize() };
-    const which: Record<Projection, Float64Array> = {
-      q_proj: H.attn, k_proj: H.attn, v_proj: H.attn, o_proj: H.o, gate_proj: H.mlp, up_proj: H.mlp, down_proj: H.down,
-    };
-    for (const p of PROJECTIONS) {
-      const lin = weights.linearAt(l, p) as unknown as { dense(): Arr };
-      const s = projectionShape(config, p);
-      const t = quantizeWeight(lin.dense(), s.out, s.in, qopts, { hessian: which[p], gptqLoss: loss });
-      weights.setLinear(l, p, new PackedLinear(t, projectionPath(l, p)));
-      emit(l, p, t);
+    for (const group of groups) {
+      const acc = new Map<Projection, HessianAccumulator>();
+      for (const p of group) if (!acc.has(inputOf[p])) acc.set(inputOf[p], new HessianAccumulator(projectionShape(config, p).in));
+      const hooks = {
+        onLinearInput(_l: number, p: Projection, x: Arr, rows: number) { acc.get(p)?.add(x, rows); },
+      };
+      for (let b = 0; b < nb; b++) model.forwardLayer(l, inps[b], B, seq, hooks);
+      const H = new Map<Projection, Float64Array>();
+      for (const [k, a] of acc) H.set(k, a.finalize());
+      for (const p of group) {
+        const lin = weights.linearAt(l, p) as unknown as { dense(): Arr };
+        const s = projectionShape(config, p);
+        const t = quantizeWeight(lin.dense(), s.out, s.in, qopts, { hessian: H.get(inputOf[p]), gptqLoss: loss });
+        weights.setLinear(l, p, new PackedLinear(t, projectionPath(l, p)));
+        emit(l, p, t);
+      }
     }
     // outputs of the quantized layer l = inputs of layer l+1
     for (let b = 0; b < nb; b++) inps[b].set(model.forwardLayer(l, inps[b], B, seq).subarray(0, inps[b].length));

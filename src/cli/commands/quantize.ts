@@ -26,7 +26,7 @@ export function quantOptsFromArgs(a: ParsedArgs): ModelQuantOpts {
   const o: ModelQuantOpts = {
     method: method as QuantMethod, bits, groupSize, doubleQuant: flag(a, 'double-quant'), icqMode,
     calib: str(a, 'calib'), calibSamples: int(a, 'calib-samples', CMD), seq: int(a, 'seq', CMD), seed: int(a, 'seed', CMD),
-    percdamp: num(a, 'percdamp', CMD), actOrder: flag(a, 'act-order'), staticGroups: flag(a, 'static-groups'),
+    percdamp: num(a, 'percdamp', CMD), actOrder: flag(a, 'act-order'), staticGroups: flag(a, 'static-groups'), trueSequential: flag(a, 'true-sequential'),
     exportFakeQuant: str(a, 'export-fake-quant'),
   };
   return o;
@@ -49,6 +49,7 @@ export const command: CommandSpec = {
     { name: 'seed', help: 'gptq: seed of the window offsets', default: '0' },
     { name: 'percdamp', help: 'gptq: dampening, fraction of mean(diag H)', default: '0.01' },
     { name: 'act-order', flag: true, help: 'gptq: quantize columns by descending Hessian diagonal' },
+    { name: 'true-sequential', flag: true, help: 'gptq: quantize q/k/v, o, gate/up, down in turn (each sees the earlier ones quantized)' },
     { name: 'static-groups', flag: true, help: 'gptq: fit group parameters up front (with --act-order: no g_idx)' },
     { name: 'out', help: 'output packed directory' },
     { name: 'export-fake-quant', help: 'also write a plain HF directory with the dequantized weights (bf16)' },
