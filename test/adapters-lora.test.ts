@@ -1,14 +1,14 @@
 // LoRA layer, inits, SVD, LoftQ and PEFT I/O.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Rng } from '../src/tensor.js';
 import { DenseLinear } from '../src/model/linear.js';
 import { LlamaWeights } from '../src/model/weights.js';
 import type { LlamaConfig } from '../src/model/config.js';
-import { LoraLinear, attachLora, loraParams, loraSites } from '../src/adapters/lora.js';
+import { LoraLinear, attachLora, loraParams, loraSites, parseTargets } from '../src/adapters/lora.js';
 import { initGaussian, initKaiming, initFromResidual } from '../src/adapters/init.js';
 import { jacobiSvd, truncatedSvd, svdFactors, residualNorm, frobenius } from '../src/adapters/svd.js';
 import { loftq } from '../src/adapters/loftq.js';
@@ -152,4 +152,32 @@ test('PEFT directory round trip: keys, shapes, config, metadata; load reproduces
     assert.ok(w.linearAt(0, 'q_proj') instanceof DenseLinear);
     assert.ok(maxAbsDiff((w.linearAt(0, 'q_proj') as DenseLinear).weight, d) === 0);
   } finally { rmSync(dir, { recursive: true, force: true }); }
+});
+
+test('PEFT: rsLoRA round trip, targets parsing, one-line errors naming the file', () => {
+  const c = tinyConfig(), rng = new Rng(7);
+  const w = LlamaWeights.initRandom(c, rng, 'f32', 0.2);
+  const sites = attachLora(w, 'x', { r: 4, alpha: 8, rslora: true }, ['k_proj', 'up_proj']);
+  for (const s of sites) { rng.fillNormal(s.lin.get('x').A); rng.fillNormal(s.lin.get('x').B); }
+  const dir = mkdtempSync(join(tmpdir(), 'lowbit-peft2-'));
+  try {
+    savePeftAdapter(dir, w, 'x');
+    const cfg = JSON.parse(readFileSync(join(dir, 'adapter_config.json'), 'utf8'));
+    assert.equal(cfg.use_rslora, true); assert.equal(cfg.init_lora_weights, true);
+    const w2 = LlamaWeights.initRandom(c, new Rng(7), 'f32', 0.2);
+    loadPeftAdapter(dir, w2, 'y', true);
+    const l2 = w2.linearAt(1, 'up_proj') as LoraLinear;
+    assert.equal(l2.get('y').scale, 8 / 2);
+    assert.ok(l2.get('y').gradA !== null);
+    assert.ok(maxAbsDiff(l2.delta('y'), (w.linearAt(1, 'up_proj') as LoraLinear).delta('x')) < 1e-6);
+    // a wrong-rank config names the file
+    writeFileSync(join(dir, 'adapter_config.json'), JSON.stringify({ ...cfg, r: 5 }));
+    const w3 = LlamaWeights.initRandom(c, new Rng(7), 'f32', 0.2);
+    assert.throws(() => loadPeftAdapter(dir, w3, 'z'), (e: Error) => e.name === 'LowbitError' && /adapter_model\.safetensors: .*shape/.test(e.message));
+    writeFileSync(join(dir, 'adapter_config.json'), '{oops');
+    assert.throws(() => loadPeftAdapter(dir, w3, 'z'), (e: Error) => e.name === 'LowbitError' && /adapter_config\.json: invalid JSON/.test(e.message));
+  } finally { rmSync(dir, { recursive: true, force: true }); }
+  assert.deepEqual(parseTargets('q,v,down_proj'), ['q_proj', 'v_proj', 'down_proj']);
+  assert.equal(parseTargets('all').length, 7);
+  assert.throws(() => parseTargets('lm_head'), /unknown LoRA target/);
 });
