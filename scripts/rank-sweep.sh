@@ -24,3 +24,6 @@ $L rank-sweep "${COMMON[@]}" --methods loftq,lrec --ranks 16 --out "$OUT/r16" --
 # GPU parity inputs
 $L compensate "${COMMON[@]}" --method rilq --rank 16 --out "$OUT/rilq-r16" --windows-json "$OUT/windows.json" --json > "$OUT/rilq-r16.json"
 node scripts/reference/export-fake-quant.mjs "$OUT/q" "$OUT/q-fake" F32
+IDS=${IDS:-$(node -e "const w=JSON.parse(require('fs').readFileSync('$OUT/windows.json','utf8')).val[0];console.log(w.slice(0,64).join(','))")}
+echo "$IDS" > "$OUT/check-ids.txt"
+$L logits --model "$OUT/q" --adapter "$OUT/rilq-r16" --ids "$IDS" --json > "$OUT/lowbit-logits.json"

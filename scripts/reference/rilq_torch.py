@@ -30,9 +30,39 @@ import argparse, json, math, sys, time, copy
 import torch
 import torch.nn.functional as F
 from transformers import AutoModelForCausalLM
-from peft import LoraConfig, get_peft_model
+try:
+    from peft import LoraConfig, get_peft_model
+    HAVE_PEFT = True
+except ImportError:  # fall back to an equivalent hand-written LoRA (PEFT's LoraLayer math, gaussian init)
+    HAVE_PEFT = False
 
 TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
+
+
+class LoraLinear(torch.nn.Module):
+    """y = base(x) + (alpha/r) * B(A x); A ~ N(0, 1/r) (PEFT init_lora_weights="gaussian"), B = 0."""
+
+    def __init__(self, base, r, alpha, dtype):
+        super().__init__()
+        self.base_layer = base
+        self.lora_A = torch.nn.Linear(base.in_features, r, bias=False, device=base.weight.device, dtype=dtype)
+        self.lora_B = torch.nn.Linear(r, base.out_features, bias=False, device=base.weight.device, dtype=dtype)
+        torch.nn.init.normal_(self.lora_A.weight, std=1 / r)
+        torch.nn.init.zeros_(self.lora_B.weight)
+        self.scaling = alpha / r
+
+    def forward(self, x):
+        y = self.base_layer(x)
+        return y + (self.lora_B(self.lora_A(x.to(self.lora_A.weight.dtype))) * self.scaling).to(y.dtype)
+
+
+def add_lora_by_hand(model, r, alpha, dtype):
+    for name, mod in list(model.named_modules()):
+        for t in TARGETS:
+            child = getattr(mod, t, None)
+            if isinstance(child, torch.nn.Linear):
+                setattr(mod, t, LoraLinear(child, r, alpha, dtype))
+    return model
 
 
 def load(path, dt):
@@ -108,9 +138,14 @@ def main():
     # 2. student: fake-quant model + PEFT LoRA, gaussian init (A ~ N(0, 1/r), B = 0)
     q = load(a.q, dt).to(dev)
     ppl_quant = perplexity(q.eval(), heldout, eval_seq, dev, a.eval_max_windows) if heldout else None
-    cfg = LoraConfig(r=a.rank, lora_alpha=a.alpha, lora_dropout=0.0, bias="none", init_lora_weights="gaussian",
-                     target_modules=TARGETS, task_type="CAUSAL_LM")
-    model = get_peft_model(q, cfg)
+    if HAVE_PEFT:
+        cfg = LoraConfig(r=a.rank, lora_alpha=a.alpha, lora_dropout=0.0, bias="none", init_lora_weights="gaussian",
+                         target_modules=TARGETS, task_type="CAUSAL_LM")
+        model = get_peft_model(q, cfg)
+        inner = model.base_model.model  # LlamaForCausalLM with LoRA injected
+    else:
+        log("peft not installed: using the hand-written LoRA wrapper (same math)")
+        model = inner = add_lora_by_hand(q, a.rank, a.alpha, getattr(torch, a.adapter_dtype))
     params = []
     for n, p in model.named_parameters():
         if "lora_" in n:
@@ -121,7 +156,6 @@ def main():
             p.requires_grad_(False)
     model.train()
     opt = torch.optim.Adam([p for _, p in params], lr=a.lr)
-    inner = model.base_model.model  # LlamaForCausalLM
 
     def loss_of(x, h_t):
         x = x.to(dev)
@@ -186,12 +220,12 @@ def main():
                 p.copy_(best_state[n])
     model.eval()
     ppl_rilq = perplexity(model, heldout, eval_seq, dev, a.eval_max_windows) if heldout else None
-    if a.out:
+    if a.out and HAVE_PEFT:
         model.save_pretrained(a.out)
     res = {"ppl_fp": ppl_fp, "ppl_quant": ppl_quant, "ppl_rilq": ppl_rilq, "best_val": best, "best_update": best_update,
            "initial_val": v0, "updates": update, "micro_steps": micro, "early_stop": stopped, "rank": a.rank, "alpha": a.alpha,
            "lr": a.lr, "grad_accum": a.grad_accum, "eval_seq": eval_seq, "dtype": a.dtype, "seconds": time.time() - t0,
-           "torch": torch.__version__, "device": dev, "history": history}
+           "torch": torch.__version__, "peft": HAVE_PEFT, "device": dev, "history": history}
     print(json.dumps(res))
 
 
