@@ -71,6 +71,53 @@ napi_value js_attention_backward(napi_env env, napi_callback_info info) {
   return nullptr;
 }
 
+// swigluForward(out, gate, up, N) / swigluBackward(dgate, dup, dout, gate, up, N)
+napi_value js_swiglu_forward(napi_env env, napi_callback_info info) {
+  Args a(env, info, "swigluForward");
+  int64_t N = 0;
+  float *out, *gate, *up;
+  if (!a.count(3, &N) || !a.f32(0, N, &out) || !a.f32(1, N, &gate) || !a.f32(2, N, &up)) return nullptr;
+  swiglu_forward(out, gate, up, N);
+  return nullptr;
+}
+
+napi_value js_swiglu_backward(napi_env env, napi_callback_info info) {
+  Args a(env, info, "swigluBackward");
+  int64_t N = 0;
+  float *dgate, *dup, *dout, *gate, *up;
+  if (!a.count(5, &N) || !a.f32(0, N, &dgate) || !a.f32(1, N, &dup) || !a.f32(2, N, &dout) || !a.f32(3, N, &gate) ||
+      !a.f32(4, N, &up))
+    return nullptr;
+  swiglu_backward(dgate, dup, dout, gate, up, N);
+  return nullptr;
+}
+
+// rmsnormForward(out, rstd|null, x, w, N, C, eps)
+napi_value js_rmsnorm_forward(napi_env env, napi_callback_info info) {
+  Args a(env, info, "rmsnormForward");
+  int64_t N = 0, C = 0;
+  double eps = 0;
+  float *out, *rstd = nullptr, *x, *w;
+  if (!a.count(4, &N) || !a.count(5, &C) || !a.number(6, &eps) || !a.f32(0, N * C, &out) ||
+      (!a.is_nullish(1) && !a.f32(1, N, &rstd)) || !a.f32(2, N * C, &x) || !a.f32(3, C, &w))
+    return nullptr;
+  rmsnorm_forward(out, rstd, x, w, N, C, (float)eps);
+  return nullptr;
+}
+
+// rmsnormBackward(dx|null, dw|null, dout, x, w, rstd, N, C)
+napi_value js_rmsnorm_backward(napi_env env, napi_callback_info info) {
+  Args a(env, info, "rmsnormBackward");
+  int64_t N = 0, C = 0;
+  float *dx = nullptr, *dw = nullptr, *dout, *x, *w, *rstd;
+  if (!a.count(6, &N) || !a.count(7, &C) || (!a.is_nullish(0) && !a.f32(0, N * C, &dx)) ||
+      (!a.is_nullish(1) && !a.f32(1, C, &dw)) || !a.f32(2, N * C, &dout) || !a.f32(3, N * C, &x) ||
+      !a.f32(4, C, &w) || !a.f32(5, N, &rstd))
+    return nullptr;
+  rmsnorm_backward(dx, dw, dout, x, w, rstd, N, C);
+  return nullptr;
+}
+
 napi_value js_set_threads(napi_env env, napi_callback_info info) {
   Args a(env, info, "setThreads");
   int64_t n = 0;
@@ -98,6 +145,10 @@ napi_value init(napi_env env, napi_value exports) {
   export_fn(env, exports, "sgemm", js_sgemm);
   export_fn(env, exports, "attentionForward", js_attention_forward);
   export_fn(env, exports, "attentionBackward", js_attention_backward);
+  export_fn(env, exports, "swigluForward", js_swiglu_forward);
+  export_fn(env, exports, "swigluBackward", js_swiglu_backward);
+  export_fn(env, exports, "rmsnormForward", js_rmsnorm_forward);
+  export_fn(env, exports, "rmsnormBackward", js_rmsnorm_backward);
   export_fn(env, exports, "setThreads", js_set_threads);
   export_fn(env, exports, "getThreads", js_get_threads);
   export_fn(env, exports, "info", js_info);

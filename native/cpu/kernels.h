@@ -23,6 +23,13 @@ void attention_backward(float* dq, float* dk, float* dv, const float* dout, cons
                         const float* v, const float* out, const float* lse, int B, int Tq, int Tk, int Hq,
                         int Hkv, int D);
 
+// Element-wise helpers (twins: src/model/ops/swiglu.ts, rmsnorm.ts). Backwards accumulate.
+void swiglu_forward(float* out, const float* gate, const float* up, int64_t N);
+void swiglu_backward(float* dgate, float* dup, const float* dout, const float* gate, const float* up, int64_t N);
+void rmsnorm_forward(float* out, float* rstd, const float* x, const float* w, int64_t N, int64_t C, float eps);
+void rmsnorm_backward(float* dx, float* dw, const float* dout, const float* x, const float* w, const float* rstd,
+                      int64_t N, int64_t C);
+
 // Which SIMD path this build compiled ("avx512", "avx2+fma", ...).
 const char* simd_name();
 

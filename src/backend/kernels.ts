@@ -162,3 +162,28 @@ export function attentionBackward(dq: Arr, dk: Arr, dv: Arr, dout: Arr, q: Arr, 
     attentionBackwardRef(dq, dk, dv, dout, q, k, v, out, lse, B, Tq, Tk, Hq, Hkv, D);
   }
 }
+
+// ---------------------------------------------------------------------------------------------
+// Optional native element-wise kernels. Their TypeScript twins are the ops themselves
+// (src/model/ops/swiglu.ts, rmsnorm.ts), which can hand Float32Array calls over:
+//   const nat = nativeOps();
+//   if (nat && allFloat32(out, gate, up)) return nat.swigluForward(out, gate, up, N);
+// Same contracts as the twins; backwards accumulate.
+
+export interface NativeOps {
+  swigluForward(out: Float32Array, gate: Float32Array, up: Float32Array, N: number): void;
+  swigluBackward(dgate: Float32Array, dup: Float32Array, dout: Float32Array, gate: Float32Array, up: Float32Array,
+    N: number): void;
+  rmsnormForward(out: Float32Array, rstd: Float32Array | null, x: Float32Array, w: Float32Array, N: number, C: number,
+    eps: number): void;
+  rmsnormBackward(dx: Float32Array | null, dw: Float32Array | null, dout: Float32Array, x: Float32Array,
+    w: Float32Array, rstd: Float32Array, N: number, C: number): void;
+}
+
+let nativeOpsImpl: NativeOps | null = null;
+/** Installed by backend/native.ts when the addon loads. */
+export function setNativeOps(o: NativeOps | null): void { nativeOpsImpl = o; }
+/** The native element-wise kernels, or null (addon not loaded / LOWBIT_NATIVE=0). */
+export function nativeOps(): NativeOps | null { return nativeOpsImpl; }
+/** True when every non-null array is a Float32Array (the native path's precondition). */
+export function allFloat32(...xs: (Arr | null)[]): boolean { return xs.every((x) => x === null || x instanceof Float32Array); }

@@ -9,10 +9,10 @@ import { createRequire } from 'node:module';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { setNativeAttention, setNativeSgemm } from './kernels.js';
+import { type NativeOps, setNativeAttention, setNativeOps, setNativeSgemm } from './kernels.js';
 
 /** What the addon exports (CUDA functions only when it was compiled with nvcc). */
-export interface NativeAddon {
+export interface NativeAddon extends NativeOps {
   sgemm(transA: boolean, transB: boolean, M: number, N: number, K: number, alpha: number,
     A: Float32Array, B: Float32Array, beta: number, C: Float32Array): void;
   attentionForward(out: Float32Array, lse: Float32Array | null, q: Float32Array, k: Float32Array, v: Float32Array,
@@ -105,6 +105,7 @@ function load(): void {
     (dq, dk, dv, dout, q, k, v, out, lse, B, Tq, Tk, Hq, Hkv, D) => a.attentionBackward(dq as Float32Array,
       dk as Float32Array, dv as Float32Array, dout as Float32Array, q as Float32Array, k as Float32Array,
       v as Float32Array, out as Float32Array, lse as Float32Array, B, Tq, Tk, Hq, Hkv, D));
+  setNativeOps(a);
 }
 load();
 
