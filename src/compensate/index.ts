@@ -192,6 +192,8 @@ export interface MethodResult {
   /** validation loss (RILQ loss: 0.5 MSE + 0.5 CE) of the calibration hold-out, before/after */
   valBefore?: number;
   valAfter?: number;
+  /** the RILQ validation loss after, whatever the method (a common yardstick) */
+  rilqVal?: number;
   /** svd/loftq: Σ‖W − Q − sBA‖_F / Σ‖W − Q‖_F over the adapted projections */
   relWeightError?: number;
   loftqErrors?: number[][];
@@ -286,10 +288,12 @@ export function runMethod(ctx: CompensateContext, m: MethodOptions): MethodResul
     });
     res.valBefore = res.train.initialVal ?? undefined;
     res.valAfter = res.train.bestVal ?? undefined;
-  } else if (ctx.valIdx.length) {
-    // the common yardstick: the RILQ validation loss on the held-out calibration windows
-    const obj = buildObjective(ctx, { ...m, method: 'rilq' }, quiet);
-    res.valAfter = evaluate(obj, ctx.windows, ctx.valIdx).loss;
+  }
+  if (ctx.valIdx.length) {
+    // the common yardstick: the RILQ validation loss (0.5 MSE + 0.5 CE) on the held-out calibration windows
+    const obj = buildObjective(ctx, { ...m, method: 'rilq', mseWeight: 0.5 }, quiet);
+    res.rilqVal = evaluate(obj, ctx.windows, ctx.valIdx).loss;
+    if (!res.train) res.valAfter = res.rilqVal;
   }
   res.pplAfter = evalPpl(`ppl ${m.method}`);
   res.seconds = (Date.now() - t0) / 1000;

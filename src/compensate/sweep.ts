@@ -17,7 +17,7 @@ export interface SweepOptions extends ContextOptions, Omit<MethodOptions, 'metho
 }
 
 export interface SweepRow {
-  method: CompensateMethod; rank: number; ppl: number; nll: number; valLoss?: number; relWeightError?: number;
+  method: CompensateMethod; rank: number; ppl: number; nll: number; valLoss?: number; rilqVal?: number; relWeightError?: number;
   updates?: number; bestUpdate?: number; seconds: number; adapterParams: number;
 }
 
@@ -50,7 +50,7 @@ export function rankSweep(o: SweepOptions): SweepResult {
         logPath: join(o.out, 'logs', `${method}-r${rank}.json`), svgPath: null, ckptDir: null,
       });
       const row: SweepRow = {
-        method, rank, ppl: r.pplAfter!.ppl, nll: r.pplAfter!.nll, valLoss: r.valAfter, relWeightError: r.relWeightError,
+        method, rank, ppl: r.pplAfter!.ppl, nll: r.pplAfter!.nll, valLoss: r.valAfter, rilqVal: r.rilqVal, relWeightError: r.relWeightError,
         updates: r.train?.updates, bestUpdate: r.train?.bestUpdate, seconds: r.seconds, adapterParams: r.adapterParams,
       };
       rows.push(row);

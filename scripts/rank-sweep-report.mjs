@@ -1,0 +1,34 @@
+#!/usr/bin/env node
+// Builds the results section of docs/compensation.md (between <!-- RESULTS --> markers) and docs/rank-sweep.svg
+// from scripts/rank-sweep.sh's outputs.   node scripts/rank-sweep-report.mjs [OUT_DIR]
+import { copyFileSync, existsSync, readFileSync, writeFileSync } from 'node:fs';
+const OUT = process.argv[2] ?? 'out/compensation';
+const sweep = JSON.parse(readFileSync(`${OUT}/sweep/rank-sweep.json`, 'utf8'));
+const r16 = existsSync(`${OUT}/r16/rank-sweep.json`) ? JSON.parse(readFileSync(`${OUT}/r16/rank-sweep.json`, 'utf8')) : { rows: [] };
+const rows = [...sweep.rows, ...r16.rows];
+const s = sweep.settings, f = (x, d = 2) => (x === undefined || x === null ? '–' : Number(x).toFixed(d));
+const gap = sweep.quantPpl - sweep.fpPpl;
+const closed = (p) => `${(100 * (sweep.quantPpl - p) / gap).toFixed(1)}%`;
+const order = ['svd', 'loftq', 'linear', 'layer', 'rilq', 'lrec'];
+const at16 = order.map((m) => rows.find((r) => r.method === m && r.rank === 16)).filter(Boolean);
+const lines = [];
+lines.push('## Results on the shipped model (`models/tiny-jargon`, RTN W2 g64)', '');
+lines.push(`Held-out perplexity of \`data/jargon.heldout.txt\` (GPTQ protocol, windows of ${sweep.evalSeq}` +
+  `${s.evalMaxWindows ? `, first ${s.evalMaxWindows} windows` : ''}, ${sweep.tokens} predicted tokens). Calibration: ${s.samples} random windows × ${s.seq} tokens of` +
+  ` \`data/jargon.train.txt\` (seed ${s.seed}), the last ${s.valWindows} held out for validation; batch 1 × accumulation ${s.gradAccum},` +
+  ` Adam lr ${s.lr}, at most ${s.maxSteps} micro-steps (${s.maxSteps / s.gradAccum} updates), validation every ${s.evalEvery} updates, patience ${s.patience}, α = ${s.alpha}.` +
+  ` This is a much smaller budget than RILQ's 7B defaults (320 × 512, lr 1e-4, up to 1250 updates, validation every 25), sized for a 2-core CPU` +
+  ` and a 4M-parameter model: fewer, shorter windows, a 10× higher learning rate to converge in fewer updates, validation more often.`, '');
+lines.push(`### Rank 16`, '', '| method | held-out ppl | gap to FP closed | validation loss (0.5 MSE + 0.5 CE) | ‖W−Q−sBA‖/‖W−Q‖ | updates (best) | time |', '|---|---:|---:|---:|---:|---:|---:|');
+lines.push(`| FP teacher | ${f(sweep.fpPpl, 3)} | | | | | |`);
+lines.push(`| RTN W2 g64, no adapter | ${f(sweep.quantPpl, 3)} | 0% | ${f(sweep.quantVal, 4)} | 1 | | |`);
+for (const r of at16) lines.push(`| ${r.method} | ${f(r.ppl, 3)} | ${closed(r.ppl)} | ${f(r.rilqVal, 4)} | ${r.relWeightError !== undefined ? f(r.relWeightError, 3) : ''} | ${r.updates !== undefined ? `${r.updates} (${r.bestUpdate})` : ''} | ${f(r.seconds, 0)} s |`);
+lines.push('', '### Rank sweep', '', readFileSync(`${OUT}/sweep/rank-sweep.md`, 'utf8').split('\n').slice(2).join('\n').trim(), '');
+lines.push('![held-out perplexity vs rank](rank-sweep.svg)', '');
+lines.push(`Raw numbers: \`scripts/rank-sweep.sh\` writes \`${OUT}/sweep/rank-sweep.json\` and \`${OUT}/r16/rank-sweep.json\` (training logs per run in \`logs/\`).`, '');
+const doc = readFileSync('docs/compensation.md', 'utf8');
+const block = `<!-- RESULTS -->\n${lines.join('\n')}\n<!-- /RESULTS -->`;
+const out = doc.includes('<!-- /RESULTS -->') ? doc.replace(/<!-- RESULTS -->[\s\S]*<!-- \/RESULTS -->/, block) : doc.replace('<!-- RESULTS -->', block);
+writeFileSync('docs/compensation.md', out);
+copyFileSync(`${OUT}/sweep/rank-sweep.svg`, 'docs/rank-sweep.svg');
+console.log(lines.join('\n'));
