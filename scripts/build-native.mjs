@@ -106,15 +106,34 @@ function run(cmd, args) {
 }
 
 // Runs compile jobs `jobs` at a time; resolves to the failures.
+// Per-object reuse: an object is recompiled only when its command, its source or any header changed
+// (all headers count, which is simple and safe). Saves the slow nvcc step when only C++ changed.
+const headers = createHash('sha256');
+for (const dir of ['native/cpu', 'native/cuda']) {
+  const d = path.join(root, dir);
+  if (!existsSync(d)) continue;
+  for (const f of readdirSync(d).sort()) if (f.endsWith('.h')) headers.update(f).update(readFileSync(path.join(d, f)));
+}
+const headersKey = headers.digest('hex');
+function jobKey(job) {
+  return createHash('sha256').update(job.cmd).update(JSON.stringify(job.args)).update(headersKey)
+    .update(readFileSync(job.src)).digest('hex');
+}
+
 async function compileAll(list) {
   const failures = [];
   let i = 0;
   async function worker() {
     while (i < list.length) {
       const job = list[i++];
+      const out = job.args[job.args.length - 1], keyFile = `${out}.key`, k = jobKey(job);
+      if (process.env.LOWBIT_NATIVE_FORCE !== '1' && existsSync(out) && existsSync(keyFile) && readFileSync(keyFile, 'utf8') === k) continue;
       const r = await run(job.cmd, job.args);
       if (!r.ok) failures.push({ src: job.src, cuda: !!job.cuda, text: r.text });
-      else if (r.text.trim()) console.warn(r.text.trim());
+      else {
+        writeFileSync(keyFile, k);
+        if (r.text.trim()) console.warn(r.text.trim());
+      }
     }
   }
   await Promise.all(Array.from({ length: Math.min(jobs, list.length) }, worker));
