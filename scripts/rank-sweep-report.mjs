@@ -1,11 +1,14 @@
 #!/usr/bin/env node
 // Builds the results section of docs/compensation.md (between <!-- RESULTS --> markers) and docs/rank-sweep.svg
 // from scripts/rank-sweep.sh's outputs.   node scripts/rank-sweep-report.mjs [OUT_DIR]
-import { copyFileSync, existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 const OUT = process.argv[2] ?? 'out/compensation';
-const sweep = JSON.parse(readFileSync(`${OUT}/sweep/rank-sweep.json`, 'utf8'));
-const r16 = existsSync(`${OUT}/r16/rank-sweep.json`) ? JSON.parse(readFileSync(`${OUT}/r16/rank-sweep.json`, 'utf8')) : { rows: [] };
-const rows = [...sweep.rows, ...r16.rows];
+import { svgLinePlot } from '../dist/src/report/svg-plot.js';
+const sweep = JSON.parse(readFileSync(`${OUT}/r16/rank-sweep.json`, 'utf8'));
+const rest = existsSync(`${OUT}/sweep/rank-sweep.json`) ? JSON.parse(readFileSync(`${OUT}/sweep/rank-sweep.json`, 'utf8')) : { rows: [] };
+const rows = [...sweep.rows, ...rest.rows];
+const ranks = [...new Set(rows.map((r) => r.rank))].sort((a, b) => a - b);
+const swept = ['svd', 'linear', 'layer', 'rilq'].filter((m) => rows.some((r) => r.method === m && r.rank !== 16));
 const s = sweep.settings, f = (x, d = 2) => (x === undefined || x === null ? '–' : Number(x).toFixed(d));
 const gap = sweep.quantPpl - sweep.fpPpl;
 const closed = (p) => `${(100 * (sweep.quantPpl - p) / gap).toFixed(1)}%`;
@@ -23,12 +26,22 @@ lines.push(`### Rank 16`, '', '| method | held-out ppl | gap to FP closed | vali
 lines.push(`| FP teacher | ${f(sweep.fpPpl, 3)} | | | | | |`);
 lines.push(`| RTN W2 g64, no adapter | ${f(sweep.quantPpl, 3)} | 0% | ${f(sweep.quantVal, 4)} | 1 | | |`);
 for (const r of at16) lines.push(`| ${r.method} | ${f(r.ppl, 3)} | ${closed(r.ppl)} | ${f(r.rilqVal, 4)} | ${r.relWeightError !== undefined ? f(r.relWeightError, 3) : ''} | ${r.updates !== undefined ? `${r.updates} (${r.bestUpdate})` : ''} | ${f(r.seconds, 0)} s |`);
-lines.push('', '### Rank sweep', '', readFileSync(`${OUT}/sweep/rank-sweep.md`, 'utf8').split('\n').slice(2).join('\n').trim(), '');
+lines.push('', '### Rank sweep', '', `| method | ${ranks.map((r) => `r=${r}`).join(' | ')} | spread (max−min) |`, `|---|${ranks.map(() => '---:').join('|')}|---:|`);
+lines.push(`| FP teacher | ${ranks.map(() => f(sweep.fpPpl, 3)).join(' | ')} | |`, `| no adapter | ${ranks.map(() => f(sweep.quantPpl, 3)).join(' | ')} | |`);
+for (const m of swept) {
+  const v = ranks.map((r) => rows.find((x) => x.method === m && x.rank === r)?.ppl);
+  const ok = v.filter((x) => x !== undefined);
+  lines.push(`| ${m} | ${v.map((x) => f(x, 3)).join(' | ')} | ${f(Math.max(...ok) - Math.min(...ok), 3)} |`);
+}
+lines.push('');
+const series = swept.map((m) => ({ name: m, points: ranks.map((r) => [r, rows.find((x) => x.method === m && x.rank === r)?.ppl]).filter((p) => p[1] !== undefined) }));
+const flat = (name, y) => ({ name, points: ranks.map((r) => [r, y]) });
+writeFileSync('docs/rank-sweep.svg', svgLinePlot([...series, flat('FP', sweep.fpPpl), flat('no adapter', sweep.quantPpl)],
+  { title: 'tiny-jargon RTN W2 g64: held-out perplexity vs LoRA rank', xLabel: 'rank', yLabel: 'perplexity', logX: true, logY: true }));
 lines.push('![held-out perplexity vs rank](rank-sweep.svg)', '');
 lines.push(`Raw numbers: \`scripts/rank-sweep.sh\` writes \`${OUT}/sweep/rank-sweep.json\` and \`${OUT}/r16/rank-sweep.json\` (training logs per run in \`logs/\`).`, '');
 const doc = readFileSync('docs/compensation.md', 'utf8');
 const block = `<!-- RESULTS -->\n${lines.join('\n')}\n<!-- /RESULTS -->`;
 const out = doc.includes('<!-- /RESULTS -->') ? doc.replace(/<!-- RESULTS -->[\s\S]*<!-- \/RESULTS -->/, block) : doc.replace('<!-- RESULTS -->', block);
 writeFileSync('docs/compensation.md', out);
-copyFileSync(`${OUT}/sweep/rank-sweep.svg`, 'docs/rank-sweep.svg');
 console.log(lines.join('\n'));

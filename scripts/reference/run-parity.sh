@@ -2,7 +2,7 @@
 # GPU machine: the RILQ parity run and the PEFT load check. Needs python3 with torch + transformers (+ peft for the
 # check; rilq_torch.py falls back to a hand-written LoRA without it). Inputs come from scripts/rank-sweep.sh:
 # carry out/compensation/q-fake out/compensation/windows.json out/compensation/rilq-r16
-#       out/compensation/lowbit-logits.json out/compensation/check-ids.txt out/compensation/rilq-r16.json
+#       out/compensation/lowbit-logits.json out/compensation/check-ids.txt out/compensation/r16/rank-sweep.json
 # (models/tiny-jargon is in git). Same budget as the lowbit run: read from rilq-r16.json's settings via env below.
 set -uo pipefail
 C=${C:-out/compensation}
@@ -20,4 +20,4 @@ for DT in float32 bfloat16; do
   python3 scripts/reference/peft_check.py --base "$C/q-fake" --adapter "$C/rilq-r16" --ids "$(cat $C/check-ids.txt)" \
     --lowbit-json "$C/lowbit-logits.json" --dtype $DT | tee "$OUTDIR/peft_check_$DT.json"
 done
-echo "lowbit: $(node -e "const r=JSON.parse(require('fs').readFileSync('$C/rilq-r16.json','utf8').trim().split('\n').pop());console.log('ppl before', r.pplBefore, 'after', r.pplAfter)")"
+echo "lowbit: $(node -e "const r=JSON.parse(require('fs').readFileSync('$C/r16/rank-sweep.json','utf8'));console.log('ppl fp', r.fpPpl, 'quant', r.quantPpl, 'rilq r16', r.rows.find((x)=>x.method==='rilq').ppl)")"

@@ -6,12 +6,18 @@ import { evalPerplexity } from '../eval/ppl.js';
 import { svgLinePlot } from '../report/svg-plot.js';
 import { type CompensateMethod, type ContextOptions, type MethodOptions, type MethodResult, loadContext, resetStudent, runMethod, snapshotBases, buildObjective } from './index.js';
 import { evaluate } from '../train/trainer.js';
+import { savePeftAdapter } from '../adapters/peft-io.js';
+import { writeRequantizedBase, writeWindowsJson } from './index.js';
 
 export interface SweepOptions extends ContextOptions, Omit<MethodOptions, 'method' | 'rank'> {
   methods: CompensateMethod[];
   ranks: number[];
   out: string;
   evalSeq: number;
+  /** save each run's adapter as a PEFT dir under OUT/adapters/{method}-r{rank} */
+  saveAdapters?: boolean;
+  /** write the calibration windows JSON (scripts/reference/rilq_torch.py input) */
+  windowsJson?: string;
   /** called after each run (CLI progress / JSON lines) */
   onResult?: (r: SweepRow) => void;
 }
@@ -28,6 +34,7 @@ export interface SweepResult {
 
 export function rankSweep(o: SweepOptions): SweepResult {
   const ctx = loadContext(o);
+  if (o.windowsJson) writeWindowsJson(o.windowsJson, ctx);
   if (!ctx.heldout) throw new Error('rank-sweep needs --heldout');
   const quiet = o.quiet ?? false;
   const ev = (label: string, m = ctx.studentModel) => evalPerplexity(m, ctx.heldout!, { seq: o.evalSeq, maxWindows: o.evalMaxWindows, progress: !quiet, label });
@@ -54,6 +61,11 @@ export function rankSweep(o: SweepOptions): SweepResult {
         updates: r.train?.updates, bestUpdate: r.train?.bestUpdate, seconds: r.seconds, adapterParams: r.adapterParams,
       };
       rows.push(row);
+      if (o.saveAdapters) {
+        const dir = join(o.out, 'adapters', `${method}-r${rank}`);
+        if (r.requantized) writeRequantizedBase(ctx, join(dir, 'base'), r.requantized);
+        savePeftAdapter(dir, ctx.student, 'comp', { baseModel: r.requantized ? join(dir, 'base') : ctx.quantDir, init: method === 'svd' || method === 'loftq' ? method : 'gaussian' });
+      }
       o.onResult?.(row);
       resetStudent(ctx, bases);
       writeOutputs();

@@ -16,7 +16,8 @@ export const command: CommandSpec = {
   options: [
     { name: 'methods', help: `comma-separated: ${COMPENSATE_METHODS.join(', ')}`, default: 'svd,linear,layer,rilq' },
     { name: 'ranks', help: 'comma-separated ranks', default: '4,8,16,32,64' },
-    ...COMPENSATE_OPTIONS.filter((o) => o.name !== 'rank' && o.name !== 'checkpoint' && o.name !== 'base-out' && o.name !== 'windows-json'),
+    { name: 'save-adapters', flag: true, help: 'save every run\'s adapter under OUT/adapters/{method}-r{rank}' },
+    ...COMPENSATE_OPTIONS.filter((o) => o.name !== 'rank' && o.name !== 'checkpoint' && o.name !== 'base-out'),
   ],
   async run(a) {
     const out = makeOut(flag(a, 'json'));
@@ -27,7 +28,7 @@ export const command: CommandSpec = {
     if (!str(a, 'heldout')) throw new LowbitError(`lowbit ${CMD}: --heldout FILE is required`);
     const c = commonOptions(a, CMD);
     const res = rankSweep({
-      ...c, methods, ranks, out: req(a, 'out', CMD), evalSeq: int(a, 'eval-seq', CMD) ?? c.seq!,
+      ...c, methods, ranks, out: req(a, 'out', CMD), saveAdapters: flag(a, 'save-adapters'), windowsJson: str(a, 'windows-json'), evalSeq: int(a, 'eval-seq', CMD) ?? c.seq!,
       onResult: (r) => out.info(`${r.method} r=${r.rank}: ppl ${r.ppl.toFixed(3)}${r.updates !== undefined ? ` (${r.updates} updates)` : ''} ${r.seconds.toFixed(0)} s`),
     });
     out.info(`FP ppl ${res.fpPpl.toFixed(3)}, quantized ${res.quantPpl.toFixed(3)}\n${res.table}\nwrote ${res.files.join(', ')}`);
