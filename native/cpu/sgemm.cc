@@ -3,8 +3,8 @@
 //     for ic (MC rows): pack op(A) block into MR-tall panels
 //       for jr / ir: MR x NR register micro-kernel over KC.
 // Packing makes every transpose combination look the same to the micro-kernel (unit-stride loads),
-// keeps the B micro-panel in L1 and the A block in L2. C is split into one rectangle per thread;
-// each thread packs privately, so there is no synchronisation inside the loops.
+// keeps the B micro-panel in L1 and the A block in L2. C is split into rectangles (one or two per
+// thread); each task packs privately, so there is no synchronisation inside the loops.
 #include <algorithm>
 #include <cstdlib>
 #include <vector>
