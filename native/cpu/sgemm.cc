@@ -24,7 +24,7 @@ constexpr int MR = 6, NV = 2;   // 12 ymm accumulators of 16 registers
 constexpr int MR = 4, NV = 2;
 #endif
 constexpr int NR = NV * VW;
-// Measured on the dev machine (Sapphire Rapids, 48 KiB L1d, 2 MiB L2): KC 128..384, MC 16..85 MR and
+// Measured on the dev machine (Xeon family 6 model 207, 48 KiB L1d, 2 MiB L2): KC 128..384, MC 16..85 MR and
 // NC 16..128 NR were all within noise of each other; single-core ~120-145 GFLOP/s vs OpenBLAS ~150.
 constexpr int KC = 256;             // B micro-panel KC*NR*4 bytes = 32 KiB with AVX-512: fits L1
 constexpr int MC = MR * 24;         // A block MC*KC*4 = 288 KiB (AVX-512): well inside L2
