@@ -33,6 +33,8 @@ export interface PretrainOptions {
   resume: boolean;
   /** stop early (and save) once this many minutes have passed in this run */
   maxMinutes?: number;
+  /** stop (and save) after this many steps while the schedule still spans `steps` */
+  stopAfter?: number;
   quiet?: boolean;
   log?: (msg: string) => void;
 }
@@ -73,6 +75,7 @@ export function pretrain(o: PretrainOptions): PretrainResult {
   const heldout = () => evalPerplexity(model, o.heldoutIds, { seq: T, batch: B, maxWindows: o.evalWindows }).ppl;
   const deadline = o.maxMinutes ? t0 + o.maxMinutes * 60_000 : Infinity;
   while (step < o.steps) {
+    if (o.stopAfter !== undefined && step >= o.stopAfter) { log(`stopping at step ${step} (--stop-after)`); break; }
     if (Date.now() > deadline) { log(`stopping at step ${step}: --max-minutes ${o.maxMinutes} reached`); break; }
     // each step draws fresh random windows, seeded by the step so a resumed run sees the same data
     const wins = randomWindows(o.trainIds, T, B, o.seed * 100003 + step);

@@ -41,6 +41,7 @@ export const command: CommandSpec = {
     { name: 'eval-windows', help: 'held-out windows per evaluation', default: '32' },
     { name: 'checkpoint-every', help: 'resumable checkpoint every N steps', default: '200' },
     { name: 'max-minutes', help: 'stop early and save after this many minutes' },
+    { name: 'stop-after', help: 'stop and save after N steps (the schedule still spans --steps)' },
     { name: 'threads', help: 'CPU threads for the native kernels (default: all cores)' },
     { name: 'resume', flag: true, help: 'continue from OUT/checkpoint if present' },
     { name: 'dtype', help: 'weights dtype on disk: float32 | bfloat16 | float16', default: 'bfloat16' },
@@ -85,7 +86,7 @@ export const command: CommandSpec = {
       weightDecay: num(a, 'weight-decay', cmd)!, clip: num(a, 'clip', cmd)!, seed: int(a, 'seed', cmd)!,
       evalEvery: int(a, 'eval-every', cmd)!, evalWindows: int(a, 'eval-windows', cmd)!,
       checkpointEvery: int(a, 'checkpoint-every', cmd)!, resume: flag(a, 'resume'), log: out.info,
-      maxMinutes: num(a, 'max-minutes', cmd),
+      maxMinutes: num(a, 'max-minutes', cmd), stopAfter: int(a, 'stop-after', cmd),
     });
     writeHfConfig(join(dir, 'config.json'), config);
     const tensors = [...r.weights.toTensors()].map(([name, data, shape]) => ({ name, dtype, shape, data }));
