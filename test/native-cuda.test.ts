@@ -125,6 +125,27 @@ test('cuda: cublasGemmBf16 matches sgemmRef on bf16 inputs (all transposes, C fp
   c.cudaFree(small);
 });
 
+test('cuda: cublasGemmBf16Batched matches per-batch sgemmRef (strided A/C, shared B)', (t) => {
+  const c = cudaOrSkip(t);
+  if (!c) return;
+  const rng = new Rng(4), batch = 3, [M, N, K] = [19, 24, 33];
+  for (const [ta, tb] of [[false, true], [true, false]] as const) {
+    const A = randf(rng, batch * M * K).map(bf16Round), B = randf(rng, K * N).map(bf16Round);
+    const hA = toDeviceBf16(c, A), hB = toDeviceBf16(c, B), hC = c.cudaAlloc(batch * M * N * 4);
+    c.cublasGemmBf16Batched(ta, tb, M, N, K, hA, hB, hC, 1, 0, true, batch, M * K, 0, M * N);
+    const got = new Float32Array(batch * M * N);
+    c.cudaDownload(hC, got);
+    for (let i = 0; i < batch; i++) {
+      const want = new Float32Array(M * N);
+      sgemmRef(ta, tb, M, N, K, 1, A.subarray(i * M * K, (i + 1) * M * K), B, 0, want);
+      const e = relErr(got.subarray(i * M * N, (i + 1) * M * N), want);
+      assert.ok(e < 1e-4, `batch ${i} ta=${ta} tb=${tb}: ${e}`);
+    }
+    assert.throws(() => c.cublasGemmBf16Batched(ta, tb, M, N, K, hA, hB, hC, 1, 0, true, batch + 1, M * K, 0, M * N), /needs/);
+    for (const h of [hA, hB, hC]) c.cudaFree(h);
+  }
+});
+
 test('cuda: cudaBenchGemm returns a plausible time', (t) => {
   const c = cudaOrSkip(t);
   if (!c) return;

@@ -57,6 +57,7 @@ void load() {
       {(void**)&g_api.set_stream, "cublasSetStream_v2"},
       {(void**)&g_api.set_math_mode, "cublasSetMathMode"},
       {(void**)&g_api.gemm_ex, "cublasGemmEx"},
+      {(void**)&g_api.gemm_strided_batched_ex, "cublasGemmStridedBatchedEx"},
   };
   for (auto& s : syms) {
     *s.slot = dlsym(lib, s.name);

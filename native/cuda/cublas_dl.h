@@ -24,6 +24,11 @@ struct CublasApi {
   cublasStatus_t (*gemm_ex)(cublasHandle_t, int transa, int transb, int m, int n, int k, const void* alpha,
                             const void* A, int Atype, int lda, const void* B, int Btype, int ldb,
                             const void* beta, void* C, int Ctype, int ldc, int computeType, int algo);
+  cublasStatus_t (*gemm_strided_batched_ex)(cublasHandle_t, int transa, int transb, int m, int n, int k,
+                                            const void* alpha, const void* A, int Atype, int lda, long long strideA,
+                                            const void* B, int Btype, int ldb, long long strideB, const void* beta,
+                                            void* C, int Ctype, int ldc, long long strideC, int batchCount,
+                                            int computeType, int algo);
   cublasHandle_t handle;
   int version;
 };

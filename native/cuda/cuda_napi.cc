@@ -152,6 +152,28 @@ napi_value js_gemm(napi_env env, napi_callback_info info) {
   return nullptr;
 }
 
+// cublasGemmBf16Batched(transA, transB, M, N, K, A, B, C, alpha, beta, cF32, batch, strideA, strideB, strideC)
+// Strides in elements; each buffer must hold (batch-1)*stride + its matrix.
+napi_value js_gemm_batched(napi_env env, napi_callback_info info) {
+  Args a(env, info, "cublasGemmBf16Batched");
+  bool ta = false, tb = false, cf32 = false;
+  int64_t M = 0, N = 0, K = 0, batch = 0, sA = 0, sB = 0, sC = 0;
+  double alpha = 0, beta = 0;
+  Buf A, B, C;
+  if (!a.boolean(0, &ta) || !a.boolean(1, &tb) || !int_dim(a, 2, &M) || !int_dim(a, 3, &N) ||
+      !int_dim(a, 4, &K) || !a.number(8, &alpha) || !a.number(9, &beta) || !a.boolean(10, &cf32) ||
+      !int_dim(a, 11, &batch) || !a.count(12, &sA) || !a.count(13, &sB) || !a.count(14, &sC))
+    return nullptr;
+  if (batch == 0) return nullptr;
+  const int64_t cEl = cf32 ? 4 : 2;
+  if (!buf_arg(a, 5, ((batch - 1) * sA + M * K) * 2, &A) || !buf_arg(a, 6, ((batch - 1) * sB + K * N) * 2, &B) ||
+      !buf_arg(a, 7, ((batch - 1) * sC + M * N) * cEl, &C))
+    return nullptr;
+  check(env, cublas_gemm_bf16_batched(ta, tb, M, N, K, (float)alpha, A.ptr, sA, B.ptr, sB, (float)beta, C.ptr, sC,
+                                      batch, cf32));
+  return nullptr;
+}
+
 // cudaBenchGemm(M, N, K, iters, transA = false, transB = false) -> median ms per GEMM
 napi_value js_bench(napi_env env, napi_callback_info info) {
   Args a(env, info, "cudaBenchGemm");
@@ -178,6 +200,7 @@ void register_cuda(napi_env env, napi_value exports) {
   export_fn(env, exports, "cudaConvertF32ToBf16", js_to_bf16);
   export_fn(env, exports, "cudaConvertBf16ToF32", js_to_f32);
   export_fn(env, exports, "cublasGemmBf16", js_gemm);
+  export_fn(env, exports, "cublasGemmBf16Batched", js_gemm_batched);
   export_fn(env, exports, "cudaBenchGemm", js_bench);
 }
 

@@ -23,6 +23,21 @@ const char* cublas_gemm_bf16(bool ta, bool tb, int M, int N, int K, float alpha,
   return nullptr;
 }
 
+const char* cublas_gemm_bf16_batched(bool ta, bool tb, int M, int N, int K, float alpha, const void* A,
+                                     long long strideA, const void* B, long long strideB, float beta, void* C,
+                                     long long strideC, int batch, bool c_f32) {
+  const char* err = nullptr;
+  const CublasApi* api = cublas_api(&err);
+  if (!api) return err;
+  const int lda = ta ? M : K, ldb = tb ? K : N;  // same operand swap as cublas_gemm_bf16
+  cublasStatus_t st = api->gemm_strided_batched_ex(
+      api->handle, tb ? CUBLAS_OP_T : CUBLAS_OP_N, ta ? CUBLAS_OP_T : CUBLAS_OP_N, N, M, K, &alpha, B, CUDA_R_16BF,
+      ldb, strideB, A, CUDA_R_16BF, lda, strideA, &beta, C, c_f32 ? CUDA_R_32F : CUDA_R_16BF, N, strideC, batch,
+      CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT);
+  if (st != 0) return cublas_err("cublasGemmStridedBatchedEx", st);
+  return nullptr;
+}
+
 namespace {
 
 // Frees the benchmark's buffers and events on every exit path.

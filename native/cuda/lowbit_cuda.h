@@ -27,6 +27,11 @@ const char* cublas_load(int* version);
 // gemm.cu. Row-major C[M,N] = alpha*op(A)*op(B) + beta*C, A/B bf16, fp32 accumulate, C bf16 or fp32.
 const char* cublas_gemm_bf16(bool transA, bool transB, int M, int N, int K, float alpha, const void* A,
                              const void* B, float beta, void* C, bool c_f32);
+// `batch` independent GEMMs of the same shape; operand i starts at X + i*strideX (elements; 0 reuses one
+// operand for every batch, e.g. a shared weight).
+const char* cublas_gemm_bf16_batched(bool transA, bool transB, int M, int N, int K, float alpha, const void* A,
+                                     long long strideA, const void* B, long long strideB, float beta, void* C,
+                                     long long strideC, int batch, bool c_f32);
 // Times cublas_gemm_bf16 (bf16 C) on random data: warmup, then `iters` calls separated by cudaEvents;
 // *ms = median per call.
 const char* cuda_bench_gemm(int M, int N, int K, int iters, bool transA, bool transB, double* ms);

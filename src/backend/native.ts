@@ -40,6 +40,13 @@ export interface NativeCuda {
   /** Row-major C[M,N] = alpha·op(A)·op(B) + beta·C; A, B bf16; fp32 accumulate; C fp32 when cF32. */
   cublasGemmBf16(transA: boolean, transB: boolean, M: number, N: number, K: number,
     A: number, B: number, C: number, alpha: number, beta: number, cF32: boolean): void;
+  /**
+   * `batch` GEMMs of one shape; operand i starts at element i·stride of its buffer (stride 0 reuses one
+   * operand for every batch, e.g. a shared weight).
+   */
+  cublasGemmBf16Batched(transA: boolean, transB: boolean, M: number, N: number, K: number,
+    A: number, B: number, C: number, alpha: number, beta: number, cF32: boolean,
+    batch: number, strideA: number, strideB: number, strideC: number): void;
   /** Median ms of one bf16 GEMM on random data, timed with CUDA events after warmup. */
   cudaBenchGemm(M: number, N: number, K: number, iters: number, transA?: boolean, transB?: boolean): number;
 }
