@@ -3,8 +3,8 @@
 //     for ic (MC rows): pack op(A) block into MR-tall panels
 //       for jr / ir: MR x NR register micro-kernel over KC.
 // Packing makes every transpose combination look the same to the micro-kernel (unit-stride loads),
-// keeps the B micro-panel in L1 and the A block in L2. C is split into rectangles (one or two per
-// thread); each task packs privately, so there is no synchronisation inside the loops.
+// keeps the B micro-panel in L1 and the A block in L2. C is split into one rectangle per thread; each
+// thread packs privately, so there is no synchronisation inside the loops.
 #include <algorithm>
 #include <cstdlib>
 #include <vector>
@@ -235,13 +235,12 @@ void sgemm_ex(bool ta, bool tb, int64_t M, int64_t N, int64_t K, float alpha, co
   const Gemm g{ta, tb, M, N, K, alpha, beta, A, lda, B, ldb, C, ldc};
   if (M < 4) return small_m(g, threaded);
 
-  // Split C into `tasks` rectangles (sm x sn grid, in whole micro-tiles) minimising the largest tile
-  // plus its packing traffic. Large problems get 2 tasks per thread so that a thread slowed down by
-  // other work on the machine hands its second tile to the others (the pool claims tasks dynamically).
-  // Tiny problems stay on the calling thread.
+  // Split C into one rectangle per thread (sm x sn grid, in whole micro-tiles) minimising the largest
+  // tile plus its packing traffic; tiny problems stay on the calling thread. (Two tiles per thread, for
+  // dynamic balance on a shared machine, measured slower here: every extra tile re-packs its operands.)
   const int T = threaded ? pool_threads() : 1;
   const double flops = 2.0 * M * N * K;
-  int tasks = flops < 2.0 * 64 * 64 * 64 ? 1 : flops >= 2.0 * T * 16e6 ? 2 * T : T;
+  int tasks = flops < 2.0 * 64 * 64 * 64 ? 1 : T;
   const int64_t mt = (M + MR - 1) / MR, nt = (N + NR - 1) / NR;
   int best_sm = 0;
   double best = 1e300;
@@ -253,7 +252,7 @@ void sgemm_ex(bool ta, bool tb, int64_t M, int64_t N, int64_t K, float alpha, co
       const double cost = tm * tn * K + 4.0 * (tm + tn) * K;  // FMAs + a rough packing charge
       if (cost < best) best = cost, best_sm = sm;
     }
-    if (best_sm == 0) tasks = tasks > T ? T : 1;  // too few micro-tiles for this grid: fewer tasks
+    if (best_sm == 0) tasks--;  // no sm x sn grid of whole micro-tiles: try fewer tasks
   }
   if (tasks <= 1) return g.tile(0, M, 0, N);
   const int sm = best_sm, sn = tasks / sm;
