@@ -13,7 +13,7 @@ cd "$(dirname "$0")/.."
 MODEL=${MODEL:-models/tiny-jargon}
 OUT=${OUT:-out/compensation}
 SAMPLES=${SAMPLES:-80} SEQ=${SEQ:-256} MAX_STEPS=${MAX_STEPS:-320} LR=${LR:-1e-3} EVAL_EVERY=${EVAL_EVERY:-5}
-EVAL_MAX=${EVAL_MAX:-100}
+EVAL_MAX=${EVAL_MAX:-1000}
 RANKS_REST=${RANKS_REST:-4,8,32,64}
 L="node dist/src/cli/main.js"
 mkdir -p "$OUT"

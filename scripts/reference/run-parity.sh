@@ -7,7 +7,7 @@
 set -uo pipefail
 C=${C:-out/compensation}
 OUTDIR=${OUT:-/tmp/parity}; mkdir -p "$OUTDIR"
-MAX_STEPS=${MAX_STEPS:-320} LR=${LR:-1e-3} EVAL_EVERY=${EVAL_EVERY:-5} EVAL_MAX=${EVAL_MAX:-100} SEQ=${SEQ:-256}
+MAX_STEPS=${MAX_STEPS:-320} LR=${LR:-1e-3} EVAL_EVERY=${EVAL_EVERY:-5} EVAL_MAX=${EVAL_MAX:-1000} SEQ=${SEQ:-256}
 python3 -c "import torch, transformers; print('torch', torch.__version__, 'transformers', transformers.__version__, torch.cuda.get_device_name(0) if torch.cuda.is_available() else 'cpu')"
 python3 -c "import peft; print('peft', peft.__version__)" || echo "peft: not installed"
 for DT in float32 bfloat16; do
