@@ -5,8 +5,8 @@ import assert from 'node:assert/strict';
 import { Rng } from '../src/tensor.js';
 import { nativeOps } from '../src/backend/kernels.js';
 import { nativeReason } from '../src/backend/native.js';
-import { swigluBackward, swigluForward } from '../src/model/ops/swiglu.js';
-import { rmsnormBackward, rmsnormForward } from '../src/model/ops/rmsnorm.js';
+import { swigluBackwardRef as swigluBackward, swigluForwardRef as swigluForward } from '../src/model/ops/swiglu.js';
+import { rmsnormBackwardRef as rmsnormBackward, rmsnormForwardRef as rmsnormForward } from '../src/model/ops/rmsnorm.js';
 
 function randf(rng: Rng, n: number, std = 1): Float32Array {
   const a = new Float32Array(n);

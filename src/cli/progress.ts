@@ -10,6 +10,9 @@ export class Progress {
 
   constructor(private label: string, private total: number, private unit = 'it', private quiet = false) {}
 
+  /** For jobs whose size is known only once they start. */
+  setTotal(total: number): void { this.total = total; }
+
   tick(n = 1, extra?: string): void { this.update(this.done + n, extra); }
 
   update(done: number, extra?: string): void {

@@ -15,6 +15,8 @@ import { writeSafetensors, openTensorStore } from '../io/safetensors.js';
 
 export interface PretrainOptions {
   config: LlamaConfig;
+  /** continue from these weights (e.g. an earlier run's model) instead of a random init */
+  initWeights?: LlamaWeights;
   trainIds: Int32Array;
   heldoutIds: Int32Array;
   outDir: string;
@@ -47,7 +49,7 @@ const CKPT = 'checkpoint';
 
 export function pretrain(o: PretrainOptions): PretrainResult {
   const log = o.log ?? ((m: string) => process.stderr.write(m + '\n'));
-  const weights = LlamaWeights.initRandom(o.config, new Rng(o.seed));
+  const weights = o.initWeights ?? LlamaWeights.initRandom(o.config, new Rng(o.seed));
   weights.enableWeightGrads();
   const model = new LlamaModel(weights);
   const params = weights.parameters();

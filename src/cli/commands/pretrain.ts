@@ -1,5 +1,6 @@
 // `lowbit pretrain`: train a byte-level BPE tokenizer and a small LLaMA from a text file.
-import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { copyFileSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { loadHfWeights } from '../../serve/load.js';
 import { join } from 'node:path';
 import type { CommandSpec } from '../args.js';
 import { flag, int, num, req, str } from '../args.js';
@@ -21,6 +22,7 @@ export const command: CommandSpec = {
     { name: 'corpus', help: 'training text file' },
     { name: 'heldout', help: 'held-out text file (default: the last 10% of the corpus tokens)' },
     { name: 'out', help: 'output HF model directory' },
+    { name: 'init', help: 'continue training this HF model (its config and tokenizer are used; size options are ignored)' },
     { name: 'vocab', help: 'BPE vocabulary size', default: '2048' },
     { name: 'dim', help: 'hidden size', default: '256' },
     { name: 'layers', help: 'decoder layers', default: '4' },
@@ -56,7 +58,12 @@ export const command: CommandSpec = {
     mkdirSync(dir, { recursive: true });
     const vocab = int(a, 'vocab', cmd)!;
     // the tokenizer is trained once; a resumed run reuses it so the ids stay the same
-    if (!(flag(a, 'resume') && existsSync(join(dir, 'tokenizer.json')))) {
+    const initDir = str(a, 'init');
+    const init = initDir ? loadHfWeights(initDir) : null;
+    if (initDir) {
+      for (const f of ['tokenizer.json', 'tokenizer_config.json']) if (existsSync(join(initDir, f))) copyFileSync(join(initDir, f), join(dir, f));
+      out.info(`continuing from ${initDir} (its config and tokenizer)`);
+    } else if (!(flag(a, 'resume') && existsSync(join(dir, 'tokenizer.json')))) {
       const t0 = Date.now();
       const bpe = trainByteLevelBpe(corpus, { vocabSize: vocab });
       saveBpeTokenizer(dir, bpe, { modelMaxLength: int(a, 'seq', cmd)! * 8 });
@@ -70,7 +77,7 @@ export const command: CommandSpec = {
     else { const cut = Math.floor(ids.length * 0.9); trainIds = ids.subarray(0, cut); heldoutIds = ids.subarray(cut); }
     out.info(`corpus: ${trainIds.length} training tokens, ${heldoutIds.length} held-out tokens (${(corpus.length / ids.length).toFixed(2)} chars/token)`);
     const D = int(a, 'dim', cmd)!, H = int(a, 'heads', cmd)!;
-    const config: LlamaConfig = {
+    const config: LlamaConfig = init ? { ...init.config, torchDtype: str(a, 'dtype')! } : {
       architecture: 'llama', vocabSize: tok.vocabSize, hiddenSize: D, intermediateSize: int(a, 'ffn', cmd)!,
       numLayers: int(a, 'layers', cmd)!, numHeads: H, numKvHeads: int(a, 'kv-heads', cmd)!, headDim: D / H,
       rmsNormEps: 1e-5, ropeTheta: num(a, 'rope-theta', cmd)!, ropeScaling: { type: 'default' },
@@ -81,7 +88,7 @@ export const command: CommandSpec = {
     const dtype = { float32: 'F32', bfloat16: 'BF16', float16: 'F16' }[config.torchDtype] as 'F32' | 'BF16' | 'F16' | undefined;
     if (!dtype) throw new LowbitError(`lowbit pretrain: --dtype must be float32, bfloat16 or float16`);
     const r = pretrain({
-      config, trainIds, heldoutIds, outDir: dir, seq: int(a, 'seq', cmd)!, batch: int(a, 'batch', cmd)!,
+      config, initWeights: init?.weights, trainIds, heldoutIds, outDir: dir, seq: int(a, 'seq', cmd)!, batch: int(a, 'batch', cmd)!,
       steps: int(a, 'steps', cmd)!, lr: num(a, 'lr', cmd)!, warmup: int(a, 'warmup', cmd)!,
       weightDecay: num(a, 'weight-decay', cmd)!, clip: num(a, 'clip', cmd)!, seed: int(a, 'seed', cmd)!,
       evalEvery: int(a, 'eval-every', cmd)!, evalWindows: int(a, 'eval-windows', cmd)!,
