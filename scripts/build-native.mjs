@@ -69,7 +69,7 @@ function findCudart(nvcc) {
   return cands.find((c) => existsSync(c));
 }
 
-const cxxFlags = ['-std=c++17', '-O3', `-march=${march}`, '-fPIC', '-pthread', '-fvisibility=hidden',
+const cxxFlags = ['-std=c++17', '-O3', `-march=${march}`, '-fno-math-errno', '-fPIC', '-pthread', '-fvisibility=hidden',
   '-Wall', '-Wno-unused-function', '-DNAPI_VERSION=8', '-DNODE_GYP_MODULE_NAME=lowbit', `-I${napiInclude}`];
 const nvccFlags = ['-std=c++17', '-O3', '-Xcompiler', `-fPIC,-fvisibility=hidden,-march=${march}`,
   '-gencode', 'arch=compute_90,code=sm_90', '-gencode', 'arch=compute_90,code=compute_90'];

@@ -118,6 +118,103 @@ napi_value js_rmsnorm_backward(napi_env env, napi_callback_info info) {
   return nullptr;
 }
 
+// Targets must be < V (negative = ignored row), as crossEntropy* in src/model/ops/cross-entropy.ts checks.
+bool check_targets(Args& a, const int32_t* t, int64_t N, int64_t V) {
+  for (int64_t n = 0; n < N; n++)
+    if (t[n] >= V) {
+      throw_error(a.env, std::string(a.fn) + ": target " + std::to_string(t[n]) + " at row " + std::to_string(n) +
+                             " is outside the vocabulary [0, " + std::to_string(V) + ")");
+      return false;
+    }
+  return true;
+}
+
+// crossEntropyForward(losses|null, logits, targets, N, V) -> loss sum
+napi_value js_ce_forward(napi_env env, napi_callback_info info) {
+  Args a(env, info, "crossEntropyForward");
+  int64_t N = 0, V = 0;
+  float *losses = nullptr, *logits;
+  int32_t* t;
+  if (!a.count(3, &N) || !a.count(4, &V) || (!a.is_nullish(0) && !a.f32(0, N, &losses)) ||
+      !a.f32(1, N * V, &logits) || !a.i32(2, N, &t) || !check_targets(a, t, N, V))
+    return nullptr;
+  return make_number(env, cross_entropy_forward(losses, logits, t, N, V));
+}
+
+// crossEntropyBackward(dlogits, logits, targets, N, V, scale)
+napi_value js_ce_backward(napi_env env, napi_callback_info info) {
+  Args a(env, info, "crossEntropyBackward");
+  int64_t N = 0, V = 0;
+  double scale = 0;
+  float *d, *logits;
+  int32_t* t;
+  if (!a.count(3, &N) || !a.count(4, &V) || !a.number(5, &scale) || !a.f32(0, N * V, &d) ||
+      !a.f32(1, N * V, &logits) || !a.i32(2, N, &t) || !check_targets(a, t, N, V))
+    return nullptr;
+  cross_entropy_backward(d, logits, t, N, V, (float)scale);
+  return nullptr;
+}
+
+// crossEntropyFused(dlogits, logits, targets, N, V, scale) -> loss sum; dlogits may alias logits
+napi_value js_ce_fused(napi_env env, napi_callback_info info) {
+  Args a(env, info, "crossEntropyFused");
+  int64_t N = 0, V = 0;
+  double scale = 0;
+  float *d, *logits;
+  int32_t* t;
+  if (!a.count(3, &N) || !a.count(4, &V) || !a.number(5, &scale) || !a.f32(0, N * V, &d) ||
+      !a.f32(1, N * V, &logits) || !a.i32(2, N, &t) || !check_targets(a, t, N, V))
+    return nullptr;
+  return make_number(env, cross_entropy_fused(d, logits, t, N, V, (float)scale));
+}
+
+// klForward(teacher, student, N, V) -> sum
+napi_value js_kl_forward(napi_env env, napi_callback_info info) {
+  Args a(env, info, "klForward");
+  int64_t N = 0, V = 0;
+  float *te, *st;
+  if (!a.count(2, &N) || !a.count(3, &V) || !a.f32(0, N * V, &te) || !a.f32(1, N * V, &st)) return nullptr;
+  return make_number(env, kl_forward(te, st, N, V));
+}
+
+// klBackward(dstudent, teacher, student, N, V, scale)
+napi_value js_kl_backward(napi_env env, napi_callback_info info) {
+  Args a(env, info, "klBackward");
+  int64_t N = 0, V = 0;
+  double scale = 0;
+  float *d, *te, *st;
+  if (!a.count(3, &N) || !a.count(4, &V) || !a.number(5, &scale) || !a.f32(0, N * V, &d) ||
+      !a.f32(1, N * V, &te) || !a.f32(2, N * V, &st))
+    return nullptr;
+  kl_backward(d, te, st, N, V, (float)scale);
+  return nullptr;
+}
+
+// adamwUpdate(w, g, m, v, lr, beta1, beta2, eps, weightDecay, coupled, bc1, bc2); n = w.length
+napi_value js_adamw(napi_env env, napi_callback_info info) {
+  Args a(env, info, "adamwUpdate");
+  int64_t n = 0;
+  float *w, *g, *m, *v;
+  double lr = 0, b1 = 0, b2 = 0, eps = 0, wd = 0, bc1 = 0, bc2 = 0;
+  bool coupled = false;
+  if (!a.f32_len(0, &n) || !a.f32(0, n, &w) || !a.f32(1, n, &g) || !a.f32(2, n, &m) || !a.f32(3, n, &v) ||
+      !a.number(4, &lr) || !a.number(5, &b1) || !a.number(6, &b2) || !a.number(7, &eps) || !a.number(8, &wd) ||
+      !a.boolean(9, &coupled) || !a.number(10, &bc1) || !a.number(11, &bc2))
+    return nullptr;
+  const AdamParams p{(float)lr, (float)b1, (float)b2, (float)eps, (float)wd, (float)bc1, (float)bc2, coupled};
+  adamw_update(w, g, m, v, n, p);
+  return nullptr;
+}
+
+// sumSquares(x) -> Σ x² (double)
+napi_value js_sum_squares(napi_env env, napi_callback_info info) {
+  Args a(env, info, "sumSquares");
+  int64_t n = 0;
+  float* x;
+  if (!a.f32_len(0, &n) || !a.f32(0, n, &x)) return nullptr;
+  return make_number(env, sum_squares(x, n));
+}
+
 napi_value js_set_threads(napi_env env, napi_callback_info info) {
   Args a(env, info, "setThreads");
   int64_t n = 0;
@@ -149,6 +246,13 @@ napi_value init(napi_env env, napi_value exports) {
   export_fn(env, exports, "swigluBackward", js_swiglu_backward);
   export_fn(env, exports, "rmsnormForward", js_rmsnorm_forward);
   export_fn(env, exports, "rmsnormBackward", js_rmsnorm_backward);
+  export_fn(env, exports, "crossEntropyForward", js_ce_forward);
+  export_fn(env, exports, "crossEntropyBackward", js_ce_backward);
+  export_fn(env, exports, "crossEntropyFused", js_ce_fused);
+  export_fn(env, exports, "klForward", js_kl_forward);
+  export_fn(env, exports, "klBackward", js_kl_backward);
+  export_fn(env, exports, "adamwUpdate", js_adamw);
+  export_fn(env, exports, "sumSquares", js_sum_squares);
   export_fn(env, exports, "setThreads", js_set_threads);
   export_fn(env, exports, "getThreads", js_get_threads);
   export_fn(env, exports, "info", js_info);

@@ -30,6 +30,25 @@ void rmsnorm_forward(float* out, float* rstd, const float* x, const float* w, in
 void rmsnorm_backward(float* dx, float* dw, const float* dout, const float* x, const float* w, const float* rstd,
                       int64_t N, int64_t C);
 
+// Row-wise losses over logits [N, V] (twins: src/model/ops/cross-entropy.ts, kl.ts). Targets < 0 are
+// ignored rows; callers check targets < V. Sums are returned in double.
+double cross_entropy_forward(float* losses, const float* logits, const int32_t* targets, int64_t N, int64_t V);
+void cross_entropy_backward(float* dlogits, const float* logits, const int32_t* targets, int64_t N, int64_t V,
+                            float scale);
+double cross_entropy_fused(float* dlogits, const float* logits, const int32_t* targets, int64_t N, int64_t V,
+                           float scale);  // dlogits may alias logits
+double kl_forward(const float* teacher, const float* student, int64_t N, int64_t V);
+void kl_backward(float* dstudent, const float* teacher, const float* student, int64_t N, int64_t V, float scale);
+
+// One Adam/AdamW step over n values (twin: AdamW.update in src/train/adamw.ts); bc1/bc2 = 1 - beta^step.
+struct AdamParams {
+  float lr, beta1, beta2, eps, weight_decay, bc1, bc2;
+  bool coupled;  // L2 added to the gradient (Adam) instead of decoupled decay (AdamW)
+};
+void adamw_update(float* w, const float* g, float* m, float* v, int64_t n, const AdamParams& p);
+// Σ x² in double (gradient-norm clipping).
+double sum_squares(const float* x, int64_t n);
+
 // Which SIMD path this build compiled ("avx512", "avx2+fma", ...).
 const char* simd_name();
 

@@ -70,6 +70,36 @@ struct Args {
     *out = static_cast<float*>(data);
     return true;
   }
+  // Int32Array holding at least `need` elements.
+  bool i32(size_t i, int64_t need, int32_t** out) {
+    bool is = false;
+    if (i < argc) napi_is_typedarray(env, argv[i], &is);
+    napi_typedarray_type type;
+    size_t len;
+    void* data;
+    if (!is || napi_get_typedarray_info(env, argv[i], &type, &len, &data, nullptr, nullptr) != napi_ok ||
+        type != napi_int32_array)
+      return fail(i, "an Int32Array");
+    if ((int64_t)len < need) {
+      napi_throw_range_error(env, nullptr,
+                             (std::string("lowbit native: ") + fn + ": argument " + std::to_string(i) + " has " +
+                              std::to_string(len) + " elements, needs " + std::to_string(need))
+                                 .c_str());
+      return false;
+    }
+    *out = static_cast<int32_t*>(data);
+    return true;
+  }
+  // Length of the Float32Array argument i (0 after throwing).
+  bool f32_len(size_t i, int64_t* len) {
+    float* p;
+    if (!f32(i, 0, &p)) return false;
+    size_t n;
+    napi_typedarray_type type;
+    napi_get_typedarray_info(env, argv[i], &type, &n, nullptr, nullptr, nullptr);
+    *len = (int64_t)n;
+    return true;
+  }
   // Any TypedArray/Buffer: raw bytes.
   bool bytes(size_t i, void** data, size_t* nbytes) {
     bool is = false;

@@ -164,8 +164,9 @@ export function attentionBackward(dq: Arr, dk: Arr, dv: Arr, dout: Arr, q: Arr, 
 }
 
 // ---------------------------------------------------------------------------------------------
-// Optional native element-wise kernels. Their TypeScript twins are the ops themselves
-// (src/model/ops/swiglu.ts, rmsnorm.ts), which can hand Float32Array calls over:
+// Optional native element-wise / row-wise kernels. Their TypeScript twins are the ops themselves
+// (src/model/ops/swiglu.ts, rmsnorm.ts, cross-entropy.ts, kl.ts; AdamW.update in src/train/adamw.ts),
+// which can hand Float32Array calls over:
 //   const nat = nativeOps();
 //   if (nat && allFloat32(out, gate, up)) return nat.swigluForward(out, gate, up, N);
 // Same contracts as the twins; backwards accumulate.
@@ -178,6 +179,21 @@ export interface NativeOps {
     eps: number): void;
   rmsnormBackward(dx: Float32Array | null, dw: Float32Array | null, dout: Float32Array, x: Float32Array,
     w: Float32Array, rstd: Float32Array, N: number, C: number): void;
+  /** Loss sum over rows with target ≥ 0; throws on a target ≥ V. */
+  crossEntropyForward(losses: Float32Array | null, logits: Float32Array, targets: Int32Array, N: number, V: number): number;
+  crossEntropyBackward(dlogits: Float32Array, logits: Float32Array, targets: Int32Array, N: number, V: number,
+    scale: number): void;
+  /** dlogits may alias logits (overwritten with scale·(softmax − onehot)); returns the loss sum. */
+  crossEntropyFused(dlogits: Float32Array, logits: Float32Array, targets: Int32Array, N: number, V: number,
+    scale: number): number;
+  klForward(teacher: Float32Array, student: Float32Array, N: number, V: number): number;
+  klBackward(dstudent: Float32Array, teacher: Float32Array, student: Float32Array, N: number, V: number,
+    scale: number): void;
+  /** One Adam(W) step over w.length values; bc1/bc2 = 1 − beta^step; coupled = L2 in the gradient (Adam). */
+  adamwUpdate(w: Float32Array, g: Float32Array, m: Float32Array, v: Float32Array, lr: number, beta1: number,
+    beta2: number, eps: number, weightDecay: number, coupled: boolean, bc1: number, bc2: number): void;
+  /** Σ x² accumulated in double (for gradient-norm clipping). */
+  sumSquares(x: Float32Array): number;
 }
 
 let nativeOpsImpl: NativeOps | null = null;
