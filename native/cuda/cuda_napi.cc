@@ -3,6 +3,8 @@
 #include <mutex>
 #include <string>
 #include <unordered_map>
+#include <vector>
+#include <algorithm>
 
 #include "../cpu/napi_util.h"
 #include "lowbit_cuda.h"
@@ -189,6 +191,8 @@ napi_value js_bench(napi_env env, napi_callback_info info) {
 
 }  // namespace
 
+void register_cuda_quant(napi_env env, napi_value exports);  // packed low-bit weights, below
+
 void register_cuda(napi_env env, napi_value exports) {
   export_fn(env, exports, "cudaInfo", js_info);
   export_fn(env, exports, "cublasInfo", js_cublas_info);
@@ -202,6 +206,366 @@ void register_cuda(napi_env env, napi_value exports) {
   export_fn(env, exports, "cublasGemmBf16", js_gemm);
   export_fn(env, exports, "cublasGemmBf16Batched", js_gemm_batched);
   export_fn(env, exports, "cudaBenchGemm", js_bench);
+  register_cuda_quant(env, exports);
+}
+
+// ---- packed low-bit weights: dequantization, fused GEMV, packed GEMM and their benchmarks ----
+namespace {
+
+// Optional numeric property of an object; false after throwing when present but not a number.
+bool prop_num(Args& a, napi_value obj, const char* key, double* out, bool* present) {
+  napi_value v;
+  napi_valuetype t;
+  *present = false;
+  if (napi_get_named_property(a.env, obj, key, &v) != napi_ok || napi_typeof(a.env, v, &t) != napi_ok) return true;
+  if (t == napi_undefined || t == napi_null) return true;
+  if (t != napi_number || napi_get_value_double(a.env, v, out) != napi_ok) {
+    throw_error(a.env, std::string(a.fn) + ": descriptor field '" + key + "' must be a number");
+    return false;
+  }
+  *present = true;
+  return true;
+}
+
+// Optional buffer-handle property (0/absent = none) holding at least `need` bytes.
+bool prop_buf(Args& a, napi_value obj, const char* key, size_t need, const void** out, bool required = false) {
+  double h = 0;
+  bool present = false;
+  *out = nullptr;
+  if (!prop_num(a, obj, key, &h, &present)) return false;
+  if (!present || h == 0) {
+    if (required) throw_error(a.env, std::string(a.fn) + ": descriptor field '" + key + "' is required");
+    return !required;
+  }
+  std::lock_guard<std::mutex> lk(g_mu);
+  auto it = g_bufs.find((uint32_t)h);
+  if (h != (double)(uint32_t)h || it == g_bufs.end()) {
+    throw_error(a.env, std::string(a.fn) + ": descriptor field '" + key + "' is not a live CUDA buffer");
+    return false;
+  }
+  if (it->second.bytes < need) {
+    throw_error(a.env, std::string(a.fn) + ": descriptor field '" + key + "' buffer has " +
+                           std::to_string(it->second.bytes) + " bytes, needs " + std::to_string(need));
+    return false;
+  }
+  *out = it->second.ptr;
+  return true;
+}
+
+// Reads a packed-tensor descriptor object (src/backend/cuda.ts DeviceQuant.desc), size-checking every buffer.
+bool desc_from(Args& a, napi_value obj, QDesc* d) {
+  napi_valuetype t;
+  if (napi_typeof(a.env, obj, &t) != napi_ok || t != napi_object) {
+    throw_error(a.env, std::string(a.fn) + ": a packed-tensor descriptor object is required");
+    return false;
+  }
+  double v[5] = {0};
+  const char* keys[5] = {"layout", "bits", "out", "in", "group"};
+  for (int k = 0; k < 5; k++) {
+    bool present = false;
+    if (!prop_num(a, obj, keys[k], &v[k], &present)) return false;
+    if (!present || v[k] != (double)(int)v[k] || v[k] < 0 || v[k] > 0x7fffffff) {
+      throw_error(a.env, std::string(a.fn) + ": descriptor field '" + keys[k] + "' must be a non-negative int32");
+      return false;
+    }
+  }
+  d->layout = (int)v[0]; d->bits = (int)v[1]; d->out = (int)v[2]; d->in = (int)v[3]; d->group = (int)v[4];
+  if (d->bits < 1 || d->bits > 8 || d->out < 1 || d->in < 1 || d->group < 1) {
+    throw_error(a.env, std::string(a.fn) + ": descriptor has bits outside 1..8 or an empty shape/group");
+    return false;
+  }
+  const size_t n = (size_t)d->out * d->in;
+  const size_t ng = (size_t)(d->in + d->group - 1) / d->group, nb = (n + d->group - 1) / d->group;
+  const void* p;
+  if (!prop_buf(a, obj, "codes", (n * d->bits + 7) / 8 + 16, &p, true)) return false;
+  d->codes = static_cast<const uint8_t*>(p);
+  if (d->layout == 0) {
+    if (!prop_buf(a, obj, "sz", (size_t)d->out * ng * 4, &p, true)) return false;
+    d->sz = static_cast<const uint32_t*>(p);
+    if (!prop_buf(a, obj, "gidx", (size_t)d->in * 4, &p)) return false;
+    d->gidx = static_cast<const int32_t*>(p);
+  } else if (d->layout == 1) {
+    if (!prop_buf(a, obj, "levels", ((size_t)1 << d->bits) * 4, &p, true)) return false;
+    d->levels = static_cast<const float*>(p);
+    if (!prop_buf(a, obj, "dynmap", 256 * 4, &p)) return false;
+    d->dynmap = static_cast<const float*>(p);
+    if (!prop_buf(a, obj, "absmax", nb * 4, &p)) return false;
+    d->absmax = static_cast<const float*>(p);
+    if (!prop_buf(a, obj, "absq", nb, &p)) return false;
+    d->absq = static_cast<const uint8_t*>(p);
+    if (!prop_buf(a, obj, "absscale", (nb + 255) / 256 * 4, &p)) return false;
+    d->absscale = static_cast<const float*>(p);
+    if (!prop_buf(a, obj, "tauq", nb, &p)) return false;
+    d->tauq = static_cast<const uint8_t*>(p);
+    if (!prop_buf(a, obj, "tauscale", (nb + 255) / 256 * 4, &p)) return false;
+    d->tauscale = static_cast<const float*>(p);
+    double off = 0;
+    bool present = false;
+    if (!prop_num(a, obj, "absoffset", &off, &present)) return false;
+    d->absoffset = (float)off;
+  }
+  return check(a.env, qdesc_check(*d));
+}
+
+bool desc_arg(Args& a, size_t i, QDesc* d) {
+  if (i >= a.argc) return a.fail(i, "a packed-tensor descriptor");
+  return desc_from(a, a.argv[i], d);
+}
+
+// Array of descriptors (or of buffer handles when `d` is null and `h` is given).
+bool array_arg(Args& a, size_t i, std::vector<QDesc>* d, std::vector<const void*>* h, size_t need_each = 0,
+               std::vector<size_t>* sizes = nullptr) {
+  bool is = false;
+  if (i < a.argc) napi_is_array(a.env, a.argv[i], &is);
+  if (!is) return a.fail(i, "an array");
+  uint32_t len = 0;
+  napi_get_array_length(a.env, a.argv[i], &len);
+  if (len == 0) return a.fail(i, "a non-empty array");
+  for (uint32_t k = 0; k < len; k++) {
+    napi_value el;
+    napi_get_element(a.env, a.argv[i], k, &el);
+    if (d) {
+      QDesc q;
+      if (!desc_from(a, el, &q)) return false;
+      d->push_back(q);
+    } else {
+      double hv = 0;
+      if (napi_get_value_double(a.env, el, &hv) != napi_ok) return a.fail(i, "an array of buffer handles");
+      std::lock_guard<std::mutex> lk(g_mu);
+      auto it = g_bufs.find((uint32_t)hv);
+      if (it == g_bufs.end() || it->second.bytes < need_each) {
+        throw_error(a.env, std::string(a.fn) + ": element " + std::to_string(k) + " of argument " + std::to_string(i) +
+                               " is not a live CUDA buffer of " + std::to_string(need_each) + " bytes");
+        return false;
+      }
+      h->push_back(it->second.ptr);
+      if (sizes) sizes->push_back(it->second.bytes);
+    }
+  }
+  return true;
+}
+
+// cudaDequantBf16(desc, dst)
+napi_value js_dequant(napi_env env, napi_callback_info info) {
+  Args a(env, info, "cudaDequantBf16");
+  QDesc d;
+  Buf dst;
+  if (!desc_arg(a, 0, &d) || !buf_arg(a, 1, (size_t)d.out * d.in * 2, &dst)) return nullptr;
+  check(env, cuda_dequant_bf16(d, dst.ptr, nullptr));
+  return nullptr;
+}
+
+// cudaQGemv(desc, x, y, accumulate)   x f32 [in], y f32 [out]
+napi_value js_qgemv(napi_env env, napi_callback_info info) {
+  Args a(env, info, "cudaQGemv");
+  QDesc d;
+  Buf x, y;
+  bool acc = false;
+  if (!desc_arg(a, 0, &d) || !buf_arg(a, 1, (size_t)d.in * 4, &x) || !buf_arg(a, 2, (size_t)d.out * 4, &y) ||
+      !a.boolean(3, &acc))
+    return nullptr;
+  check(env, cuda_qgemv(d, static_cast<const float*>(x.ptr), static_cast<float*>(y.ptr), acc, nullptr));
+  return nullptr;
+}
+
+// cudaGemvBf16(W, rows, K, x, y, accumulate)   W bf16 [rows, K], x f32 [K], y f32 [rows]
+napi_value js_gemv_bf16(napi_env env, napi_callback_info info) {
+  Args a(env, info, "cudaGemvBf16");
+  int64_t rows = 0, K = 0;
+  bool acc = false;
+  Buf W, x, y;
+  if (!int_dim(a, 1, &rows) || !int_dim(a, 2, &K) || !buf_arg(a, 0, rows * K * 2, &W) ||
+      !buf_arg(a, 3, K * 4, &x) || !buf_arg(a, 4, rows * 4, &y) || !a.boolean(5, &acc))
+    return nullptr;
+  check(env, cuda_gemv_bf16(W.ptr, (int)rows, (int)K, static_cast<const float*>(x.ptr), static_cast<float*>(y.ptr),
+                            acc, nullptr));
+  return nullptr;
+}
+
+// cudaQGemm(desc, M, X, Y, yF32, scratch)   X bf16 [M, in], Y [M, out], scratch bf16 [out*in]
+napi_value js_qgemm(napi_env env, napi_callback_info info) {
+  Args a(env, info, "cudaQGemm");
+  QDesc d;
+  int64_t M = 0;
+  bool yf32 = false;
+  Buf X, Y, S;
+  if (!desc_arg(a, 0, &d) || !int_dim(a, 1, &M) || !a.boolean(4, &yf32) || !buf_arg(a, 2, M * d.in * 2, &X) ||
+      !buf_arg(a, 3, M * d.out * (yf32 ? 4 : 2), &Y) || !buf_arg(a, 5, (size_t)d.out * d.in * 2, &S))
+    return nullptr;
+  check(env, cuda_qgemm(d, (int)M, X.ptr, Y.ptr, yf32, S.ptr));
+  return nullptr;
+}
+
+// cudaFillRandomBytes(h, bytes, seed) / cudaFillUniformBf16(h, n, seed, lo, hi)
+napi_value js_fill_bytes(napi_env env, napi_callback_info info) {
+  Args a(env, info, "cudaFillRandomBytes");
+  int64_t n = 0, seed = 0;
+  Buf b;
+  if (!a.count(1, &n) || !a.count(2, &seed) || !buf_arg(a, 0, n, &b)) return nullptr;
+  check(env, cuda_fill_random_bytes(b.ptr, n, (uint32_t)seed));
+  return nullptr;
+}
+napi_value js_fill_bf16(napi_env env, napi_callback_info info) {
+  Args a(env, info, "cudaFillUniformBf16");
+  int64_t n = 0, seed = 0;
+  double lo = 0, hi = 0;
+  Buf b;
+  if (!a.count(1, &n) || !a.count(2, &seed) || !a.number(3, &lo) || !a.number(4, &hi) || !buf_arg(a, 0, n * 2, &b))
+    return nullptr;
+  check(env, cuda_fill_uniform_bf16(b.ptr, n, (uint32_t)seed, (float)lo, (float)hi));
+  return nullptr;
+}
+
+size_t max_out(const std::vector<QDesc>& d, size_t* sum) {
+  size_t m = 0;
+  *sum = 0;
+  for (auto& q : d) m = std::max(m, (size_t)q.out * q.in), *sum += q.out;
+  return m;
+}
+
+// cudaBenchDequant(descs, dst, dstStrideBytes, reps) -> ms per dequantization
+napi_value js_bench_dequant(napi_env env, napi_callback_info info) {
+  Args a(env, info, "cudaBenchDequant");
+  std::vector<QDesc> d;
+  int64_t stride = 0, reps = 0;
+  Buf dst;
+  size_t outs = 0;
+  if (!array_arg(a, 0, &d, nullptr) || !a.count(2, &stride) || !int_dim(a, 3, &reps)) return nullptr;
+  const size_t m = max_out(d, &outs);
+  if ((size_t)stride < m * 2 || stride % 16) return throw_error(env, "cudaBenchDequant: stride must hold one output, multiple of 16");
+  if (!buf_arg(a, 1, (d.size() - 1) * stride + m * 2, &dst)) return nullptr;
+  double ms = 0;
+  if (!check(env, cuda_bench_dequant(d.data(), (int)d.size(), dst.ptr, stride, (int)reps, &ms))) return nullptr;
+  return make_number(env, ms);
+}
+
+// cudaBenchCopy(dst, src, bytes, reps) -> ms per copy
+napi_value js_bench_copy(napi_env env, napi_callback_info info) {
+  Args a(env, info, "cudaBenchCopy");
+  int64_t bytes = 0, reps = 0;
+  Buf dst, src;
+  if (!a.count(2, &bytes) || !int_dim(a, 3, &reps) || !buf_arg(a, 0, bytes, &dst) || !buf_arg(a, 1, bytes, &src))
+    return nullptr;
+  double ms = 0;
+  if (!check(env, cuda_bench_copy(dst.ptr, src.ptr, bytes, (int)reps, &ms))) return nullptr;
+  return make_number(env, ms);
+}
+
+// cudaBenchQGemm(descs, M, X, Y, scratch, reps) -> ms per packed GEMM (bf16 Y)
+napi_value js_bench_qgemm(napi_env env, napi_callback_info info) {
+  Args a(env, info, "cudaBenchQGemm");
+  std::vector<QDesc> d;
+  int64_t M = 0, reps = 0;
+  Buf X, Y, S;
+  size_t outs = 0;
+  if (!array_arg(a, 0, &d, nullptr) || !int_dim(a, 1, &M) || !int_dim(a, 5, &reps)) return nullptr;
+  size_t maxIn = 0, maxOut = 0;
+  for (auto& q : d) maxIn = std::max(maxIn, (size_t)q.in), maxOut = std::max(maxOut, (size_t)q.out);
+  if (!buf_arg(a, 2, M * maxIn * 2, &X) || !buf_arg(a, 3, M * maxOut * 2, &Y) || !buf_arg(a, 4, max_out(d, &outs) * 2, &S))
+    return nullptr;
+  double ms = 0;
+  if (!check(env, cuda_bench_qgemm(d.data(), (int)d.size(), (int)M, X.ptr, Y.ptr, S.ptr, (int)reps, &ms))) return nullptr;
+  return make_number(env, ms);
+}
+
+// cudaBenchQGemmPipelined(descs, M, X, Y, scratch2, reps) -> ms per packed GEMM; scratch2 holds two weights
+napi_value js_bench_qgemm_pipe(napi_env env, napi_callback_info info) {
+  Args a(env, info, "cudaBenchQGemmPipelined");
+  std::vector<QDesc> d;
+  int64_t M = 0, reps = 0;
+  Buf X, Y, S;
+  size_t outs = 0;
+  if (!array_arg(a, 0, &d, nullptr) || !int_dim(a, 1, &M) || !int_dim(a, 5, &reps)) return nullptr;
+  size_t maxIn = 0, maxOut = 0;
+  for (auto& q : d) maxIn = std::max(maxIn, (size_t)q.in), maxOut = std::max(maxOut, (size_t)q.out);
+  const size_t half = (max_out(d, &outs) * 2 + 255) / 256 * 256;
+  if (!buf_arg(a, 2, M * maxIn * 2, &X) || !buf_arg(a, 3, M * maxOut * 2, &Y) || !buf_arg(a, 4, 2 * half, &S))
+    return nullptr;
+  double ms = 0;
+  if (!check(env, cuda_bench_qgemm_pipelined(d.data(), (int)d.size(), (int)M, X.ptr, Y.ptr, S.ptr, half, (int)reps, &ms)))
+    return nullptr;
+  return make_number(env, ms);
+}
+
+// cudaBenchDenseGemm(weights[], M, N, K, X, Y, reps) -> ms per GEMM, Y[M,N] = X[M,K]·W[N,K]ᵀ (bf16)
+napi_value js_bench_dense(napi_env env, napi_callback_info info) {
+  Args a(env, info, "cudaBenchDenseGemm");
+  int64_t M = 0, N = 0, K = 0, reps = 0;
+  std::vector<const void*> w;
+  Buf X, Y;
+  if (!int_dim(a, 1, &M) || !int_dim(a, 2, &N) || !int_dim(a, 3, &K) || !int_dim(a, 6, &reps) ||
+      !array_arg(a, 0, nullptr, &w, N * K * 2) || !buf_arg(a, 4, M * K * 2, &X) || !buf_arg(a, 5, M * N * 2, &Y))
+    return nullptr;
+  double ms = 0;
+  if (!check(env, cuda_bench_dense_gemm(w.data(), (int)w.size(), M, N, K, X.ptr, Y.ptr, (int)reps, &ms))) return nullptr;
+  return make_number(env, ms);
+}
+
+// cudaBenchQGemv(descs, x, y, reps) -> ms per GEMV; y holds the outputs of all descs back to back
+napi_value js_bench_qgemv(napi_env env, napi_callback_info info) {
+  Args a(env, info, "cudaBenchQGemv");
+  std::vector<QDesc> d;
+  int64_t reps = 0;
+  Buf x, y;
+  size_t outs = 0, maxIn = 0;
+  if (!array_arg(a, 0, &d, nullptr) || !int_dim(a, 3, &reps)) return nullptr;
+  max_out(d, &outs);
+  for (auto& q : d) maxIn = std::max(maxIn, (size_t)q.in);
+  if (!buf_arg(a, 1, maxIn * 4, &x) || !buf_arg(a, 2, outs * 4, &y)) return nullptr;
+  double ms = 0;
+  if (!check(env, cuda_bench_qgemv(d.data(), (int)d.size(), static_cast<const float*>(x.ptr), static_cast<float*>(y.ptr),
+                                   (int)reps, &ms)))
+    return nullptr;
+  return make_number(env, ms);
+}
+
+// cudaBenchDecode(descs, A[] | null, B[] | null, rank, x, y, t, reps) -> ms per token (all descs)
+napi_value js_bench_decode(napi_env env, napi_callback_info info) {
+  Args a(env, info, "cudaBenchDecode");
+  std::vector<QDesc> d;
+  std::vector<const void*> A, B;
+  int64_t rank = 0, reps = 0;
+  Buf x, y, t;
+  size_t outs = 0, maxIn = 0, maxOut = 0;
+  if (!array_arg(a, 0, &d, nullptr) || !int_dim(a, 3, &rank) || !int_dim(a, 7, &reps)) return nullptr;
+  max_out(d, &outs);
+  for (auto& q : d) maxIn = std::max(maxIn, (size_t)q.in), maxOut = std::max(maxOut, (size_t)q.out);
+  const bool lora = !a.is_nullish(1);
+  if (lora) {
+    std::vector<size_t> sa, sb;
+    if (!array_arg(a, 1, nullptr, &A, 0, &sa) || !array_arg(a, 2, nullptr, &B, 0, &sb)) return nullptr;
+    if (A.size() != d.size() || B.size() != d.size()) return throw_error(env, "cudaBenchDecode: one A and one B per descriptor");
+    for (size_t k = 0; k < d.size(); k++)
+      if (sa[k] < (size_t)rank * d[k].in * 2 || sb[k] < (size_t)rank * d[k].out * 2)
+        return throw_error(env, "cudaBenchDecode: LoRA buffer " + std::to_string(k) + " is smaller than rank x dim bf16");
+  }
+  (void)maxOut;
+  if (!buf_arg(a, 4, maxIn * 4, &x) || !buf_arg(a, 5, outs * 4, &y) || !buf_arg(a, 6, std::max<int64_t>(rank, 1) * 4, &t))
+    return nullptr;
+  double ms = 0;
+  if (!check(env, cuda_bench_decode(d.data(), (int)d.size(), lora ? A.data() : nullptr, lora ? B.data() : nullptr,
+                                    (int)rank, static_cast<const float*>(x.ptr), static_cast<float*>(y.ptr),
+                                    static_cast<float*>(t.ptr), (int)reps, &ms)))
+    return nullptr;
+  return make_number(env, ms);
+}
+
+}  // namespace
+
+void register_cuda_quant(napi_env env, napi_value exports) {
+  export_fn(env, exports, "cudaDequantBf16", js_dequant);
+  export_fn(env, exports, "cudaQGemv", js_qgemv);
+  export_fn(env, exports, "cudaGemvBf16", js_gemv_bf16);
+  export_fn(env, exports, "cudaQGemm", js_qgemm);
+  export_fn(env, exports, "cudaFillRandomBytes", js_fill_bytes);
+  export_fn(env, exports, "cudaFillUniformBf16", js_fill_bf16);
+  export_fn(env, exports, "cudaBenchDequant", js_bench_dequant);
+  export_fn(env, exports, "cudaBenchCopy", js_bench_copy);
+  export_fn(env, exports, "cudaBenchQGemm", js_bench_qgemm);
+  export_fn(env, exports, "cudaBenchQGemmPipelined", js_bench_qgemm_pipe);
+  export_fn(env, exports, "cudaBenchDenseGemm", js_bench_dense);
+  export_fn(env, exports, "cudaBenchQGemv", js_bench_qgemv);
+  export_fn(env, exports, "cudaBenchDecode", js_bench_decode);
 }
 
 }  // namespace lowbit

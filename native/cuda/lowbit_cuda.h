@@ -36,4 +36,57 @@ const char* cublas_gemm_bf16_batched(bool transA, bool transB, int M, int N, int
 // *ms = median per call.
 const char* cuda_bench_gemm(int M, int N, int K, int iters, bool transA, bool transB, double* ms);
 
+// ---- packed low-bit weights (dequant.cu, gemv.cu, qgemm.cu, ops.cu) ----
+// One PackedTensor (src/quant/types.ts) on the device. All pointers are device pointers; optional ones are
+// null. The code stream (pack.ts layout) must be followed by >= 16 readable bytes (the uploader pads).
+struct QDesc {
+  int layout = 0;  // 0 = 'int', 1 = 'nf'
+  int bits = 0, out = 0, in = 0, group = 0;
+  const uint8_t* codes = nullptr;
+  // 'int': [out * ceil(in/group)] words, low half = f16 scale bits, high half = f16 zero bits (exact)
+  const uint32_t* sz = nullptr;
+  const int32_t* gidx = nullptr;  // 'int': [in] group of each input column, or null
+  // 'nf' (blocks of `group` over the flat row-major tensor)
+  const float* absmax = nullptr;                                 // [nb] or null (then double-quantized)
+  const uint8_t* absq = nullptr; const float* absscale = nullptr;  // DQ: [nb] codes, [ceil(nb/256)] scales
+  float absoffset = 0;
+  const uint8_t* tauq = nullptr; const float* tauscale = nullptr;  // ICQ τ: [nb], [ceil(nb/256)], or null
+  const float* levels = nullptr;  // 'nf': [2^bits] NormalFloat levels
+  const float* dynmap = nullptr;  // [256] bnb dynamic map (needed when absq or tauq)
+};
+
+// nullptr when d is a consistent descriptor, else why not.
+const char* qdesc_check(const QDesc& d);
+// dst (bf16, out*in) = dequantized weight, bit-exact bf16 rounding of the TS float32 dequantizer.
+const char* cuda_dequant_bf16(const QDesc& d, void* dst, void* stream);
+// Fused decode GEMV on packed codes: y[out] (f32) = Ŵ·x (+ y when accumulate), x f32 [in], fp32 accumulate.
+// Needs in % 32 == 0, group % 32 == 0, no gIdx; bits 2/3/4/8 ('int') or 2/3/4 ('nf').
+const char* cuda_qgemv(const QDesc& d, const float* x, float* y, bool accumulate, void* stream);
+// Dense bf16 GEMV: y[rows] (f32) = W[rows, K]·x (+ y), W bf16 row-major, x f32.
+const char* cuda_gemv_bf16(const void* W, int rows, int K, const float* x, float* y, bool accumulate, void* stream);
+// Y[M, out] = X[M, in]·Ŵᵀ: dequantize into `scratch` (bf16 out*in), then cuBLAS bf16 GEMM, fp32 accumulate.
+const char* cuda_qgemm(const QDesc& d, int M, const void* X, void* Y, bool y_f32, void* scratch);
+// ops.cu: random bytes (hash of seed, index) for benchmark codes.
+const char* cuda_fill_random_bytes(void* dst, size_t n, uint32_t seed);
+
+// Benchmarks (qgemm.cu). Each times one pass over `nd` operands (rotating so L2 holds none), CUDA events
+// after warmup, median over `reps` passes; *ms = median pass time / nd (one operation).
+// dequant: dst_i = dst + i*dst_stride bytes.
+const char* cuda_bench_dequant(const QDesc* d, int nd, void* dst, size_t dst_stride, int reps, double* ms);
+const char* cuda_bench_copy(void* dst, const void* src, size_t bytes, int reps, double* ms);
+// packed GEMM (dequant into one scratch + cuBLAS) and the dense reference on nd bf16 weights [N, K].
+const char* cuda_bench_qgemm(const QDesc* d, int nd, int M, const void* X, void* Y, void* scratch, int reps, double* ms);
+// the same with the dequantization of weight i+1 (second stream) overlapping the GEMM of weight i; scratch
+// holds two weights, the second at scratch + scratch_half_bytes.
+const char* cuda_bench_qgemm_pipelined(const QDesc* d, int nd, int M, const void* X, void* Y, void* scratch,
+                                       size_t scratch_half_bytes, int reps, double* ms);
+const char* cuda_bench_dense_gemm(const void* const* W, int nd, int M, int N, int K, const void* X, void* Y, int reps,
+                                  double* ms);
+// fused GEMV (graph-captured pass): y_i = y + i*out floats.
+const char* cuda_bench_qgemv(const QDesc* d, int nd, const float* x, float* y, int reps, double* ms);
+// One decode token through nd projections: y = Ŵ_i·x + B_i·(A_i·x) (A_i [rank, in], B_i [out, rank] bf16;
+// null A disables LoRA). Graph-captured; *ms = median time of the whole token (not divided by nd).
+const char* cuda_bench_decode(const QDesc* d, int nd, const void* const* A, const void* const* B, int rank,
+                              const float* x, float* y, float* t, int reps, double* ms);
+
 }  // namespace lowbit

@@ -1,0 +1,208 @@
+// Decode-time GEMVs (M = 1): the fused low-bit GEMV that reads packed codes directly, and a dense bf16
+// GEMV for the skinny LoRA factors.
+//
+// Fused GEMV: a block of 128 threads owns R = 4 output rows; thread c takes 32-element chunks c, c+128, …
+// of the input dimension. A chunk's codes are 4·bits bytes (one 8/16-byte load for 2/4 bits), its 32 x
+// values are loaded once (float4, L1-resident) and reused for the 4 rows; all 4 rows' code words are loaded
+// before any is used. Per chunk and row: dot = Σ q_j·x_j (codes to float by the 2^23 magic-number trick,
+// 'nf': level table in shared memory), then 'int': s·(dot − z·Σx), 'nf': absmax·dot (+ τ·Σx). fp32 throughout,
+// warp-shuffle then shared-memory reduction over the block.
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
+
+#include "check.h"
+#include "lowbit_cuda.h"
+
+namespace lowbit {
+namespace {
+
+constexpr int kGemvThreads = 128;
+constexpr int kRows = 4;
+
+template <int B>
+__device__ __forceinline__ void load_chunk(const uint8_t* codes, size_t chunk, uint32_t (&w)[B]) {
+  const uint8_t* p = codes + chunk * (4 * B);
+  if constexpr (B == 2) {
+    const uint2 v = __ldg(reinterpret_cast<const uint2*>(p));
+    w[0] = v.x; w[1] = v.y;
+  } else if constexpr (B == 4) {
+    const uint4 v = __ldg(reinterpret_cast<const uint4*>(p));
+    w[0] = v.x; w[1] = v.y; w[2] = v.z; w[3] = v.w;
+  } else if constexpr (B == 8) {
+    const uint4 a = __ldg(reinterpret_cast<const uint4*>(p)), b = __ldg(reinterpret_cast<const uint4*>(p) + 1);
+    w[0] = a.x; w[1] = a.y; w[2] = a.z; w[3] = a.w; w[4] = b.x; w[5] = b.y; w[6] = b.z; w[7] = b.w;
+  } else {
+#pragma unroll
+    for (int k = 0; k < B; k++) w[k] = __ldg(reinterpret_cast<const uint32_t*>(p) + k);
+  }
+}
+
+template <int B>
+__device__ __forceinline__ uint32_t extract(const uint32_t (&w)[B], int j) {  // j compile-time after unrolling
+  const int pos = j * B, k = pos >> 5, o = pos & 31;
+  uint32_t v = w[k] >> o;
+  if (o + B > 32) v |= w[k + 1] << (32 - o);
+  return v & ((1u << B) - 1);
+}
+
+__device__ __forceinline__ float code_f(uint32_t q) { return __uint_as_float(0x4B000000u | q) - 8388608.0f; }
+
+template <int B, bool NF>
+__global__ void __launch_bounds__(kGemvThreads) qgemv_kernel(QDesc d, const float* __restrict__ x,
+                                                             float* __restrict__ y, bool accumulate) {
+  __shared__ float lev[NF ? (1 << B) : 1];
+  __shared__ float map[256];
+  __shared__ float red[kGemvThreads / 32][kRows];
+  if constexpr (NF) {
+    if (threadIdx.x < (1 << B)) lev[threadIdx.x] = d.levels[threadIdx.x];
+    if (d.dynmap) for (int i = threadIdx.x; i < 256; i += kGemvThreads) map[i] = d.dynmap[i];
+    __syncthreads();
+  }
+  const int r0 = blockIdx.x * kRows;
+  const int nch = d.in >> 5;                 // chunks per row
+  const int ng = (d.in + d.group - 1) / d.group;
+  float acc[kRows];
+#pragma unroll
+  for (int r = 0; r < kRows; r++) acc[r] = 0.f;
+
+  for (int c = threadIdx.x; c < nch; c += kGemvThreads) {
+    uint32_t w[kRows][B];
+#pragma unroll
+    for (int r = 0; r < kRows; r++) {
+      const int row = min(r0 + r, d.out - 1);  // clamped: rows past the end are computed and dropped
+      load_chunk<B>(d.codes, (size_t)row * nch + c, w[r]);
+    }
+    float xv[32];
+    const float4* xp = reinterpret_cast<const float4*>(x) + c * 8;
+#pragma unroll
+    for (int k = 0; k < 8; k++) {
+      const float4 v = __ldg(xp + k);
+      xv[4 * k] = v.x; xv[4 * k + 1] = v.y; xv[4 * k + 2] = v.z; xv[4 * k + 3] = v.w;
+    }
+    float xs = 0.f;
+#pragma unroll
+    for (int j = 0; j < 32; j++) xs += xv[j];
+#pragma unroll
+    for (int r = 0; r < kRows; r++) {
+      const int row = min(r0 + r, d.out - 1);
+      float dot = 0.f;
+#pragma unroll
+      for (int j = 0; j < 32; j++) {
+        const uint32_t q = extract<B>(w[r], j);
+        dot = fmaf(NF ? lev[q] : code_f(q), xv[j], dot);
+      }
+      if constexpr (!NF) {
+        const uint32_t m = __ldg(d.sz + (size_t)row * ng + (c * 32) / d.group);
+        const float s = __half2float(__ushort_as_half((unsigned short)(m & 0xffff)));
+        const float z = __half2float(__ushort_as_half((unsigned short)(m >> 16)));
+        acc[r] = fmaf(s, fmaf(-z, xs, dot), acc[r]);
+      } else {
+        const size_t b = ((size_t)row * d.in + (size_t)c * 32) / (unsigned)d.group;
+        const float a = d.absmax ? __ldg(d.absmax + b)
+                                 : __fadd_rn(__fmul_rn(map[__ldg(d.absq + b)], __ldg(d.absscale + b / 256)), d.absoffset);
+        acc[r] = fmaf(a, dot, acc[r]);
+        if (d.tauq) acc[r] = fmaf(__fmul_rn(map[__ldg(d.tauq + b)], __ldg(d.tauscale + b / 256)), xs, acc[r]);
+      }
+    }
+  }
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+#pragma unroll
+  for (int r = 0; r < kRows; r++) {
+    float v = acc[r];
+#pragma unroll
+    for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+    if (lane == 0) red[warp][r] = v;
+  }
+  __syncthreads();
+  if (threadIdx.x < kRows && r0 + (int)threadIdx.x < d.out) {
+    float v = 0.f;
+#pragma unroll
+    for (int k = 0; k < kGemvThreads / 32; k++) v += red[k][threadIdx.x];
+    float* yp = y + r0 + threadIdx.x;
+    *yp = accumulate ? *yp + v : v;
+  }
+}
+
+// Dense bf16 GEMV. TPR threads per row (a power of two, up to the 256 of the block), 8 bf16 per 16-byte load.
+constexpr int kDenseThreads = 256;
+
+__global__ void __launch_bounds__(kDenseThreads) gemv_bf16_kernel(const __nv_bfloat16* __restrict__ W, int rows,
+                                                                  int K, const float* __restrict__ x,
+                                                                  float* __restrict__ y, bool accumulate, int tpr) {
+  __shared__ float red[kDenseThreads / 32];
+  const int rpb = kDenseThreads / tpr;
+  const int sub = threadIdx.x % tpr, rib = threadIdx.x / tpr;
+  const int row = blockIdx.x * rpb + rib;
+  float acc = 0.f;
+  if (row < rows) {
+    const __nv_bfloat16* wr = W + (size_t)row * K;
+    if ((K & 7) == 0) {
+      for (int k = sub * 8; k < K; k += tpr * 8) {
+        const uint4 v = __ldg(reinterpret_cast<const uint4*>(wr + k));
+        const float4 a = __ldg(reinterpret_cast<const float4*>(x + k)), b = __ldg(reinterpret_cast<const float4*>(x + k) + 1);
+        const __nv_bfloat162* h = reinterpret_cast<const __nv_bfloat162*>(&v);
+        float2 f0 = __bfloat1622float2(h[0]), f1 = __bfloat1622float2(h[1]), f2 = __bfloat1622float2(h[2]),
+               f3 = __bfloat1622float2(h[3]);
+        acc = fmaf(f0.x, a.x, acc); acc = fmaf(f0.y, a.y, acc); acc = fmaf(f1.x, a.z, acc); acc = fmaf(f1.y, a.w, acc);
+        acc = fmaf(f2.x, b.x, acc); acc = fmaf(f2.y, b.y, acc); acc = fmaf(f3.x, b.z, acc); acc = fmaf(f3.y, b.w, acc);
+      }
+    } else {
+      for (int k = sub; k < K; k += tpr) acc = fmaf(__bfloat162float(wr[k]), x[k], acc);
+    }
+  }
+  const int width = tpr < 32 ? tpr : 32;
+  for (int o = width / 2; o > 0; o >>= 1) acc += __shfl_xor_sync(0xffffffffu, acc, o);
+  if (tpr > 32) {
+    if ((threadIdx.x & 31) == 0) red[threadIdx.x >> 5] = acc;
+    __syncthreads();
+    if (sub == 0) {
+      acc = 0.f;
+      for (int k = 0; k < tpr / 32; k++) acc += red[rib * (tpr / 32) + k];
+    }
+  }
+  if (sub == 0 && row < rows) y[row] = accumulate ? y[row] + acc : acc;
+}
+
+}  // namespace
+
+const char* cuda_qgemv(const QDesc& d, const float* x, float* y, bool accumulate, void* stream) {
+  if (const char* e = qdesc_check(d)) return e;
+  if (d.in % 32 || d.group % 32 || d.gidx)
+    return "qgemv: needs in % 32 == 0, group % 32 == 0 and no gIdx (use the dequantize + GEMM path)";
+  const unsigned grid = (unsigned)((d.out + kRows - 1) / kRows);
+  cudaStream_t s = static_cast<cudaStream_t>(stream);
+#define LB_QGEMV(B, NF) qgemv_kernel<B, NF><<<grid, kGemvThreads, 0, s>>>(d, x, y, accumulate)
+  if (d.layout == 0) {
+    switch (d.bits) {
+      case 2: LB_QGEMV(2, false); break;
+      case 3: LB_QGEMV(3, false); break;
+      case 4: LB_QGEMV(4, false); break;
+      case 8: LB_QGEMV(8, false); break;
+      default: return "qgemv: 'int' bits must be 2, 3, 4 or 8";
+    }
+  } else {
+    switch (d.bits) {
+      case 2: LB_QGEMV(2, true); break;
+      case 3: LB_QGEMV(3, true); break;
+      case 4: LB_QGEMV(4, true); break;
+      default: return "qgemv: 'nf' bits must be 2, 3 or 4";
+    }
+  }
+#undef LB_QGEMV
+  LB_CUDA(cudaGetLastError());
+  return nullptr;
+}
+
+const char* cuda_gemv_bf16(const void* W, int rows, int K, const float* x, float* y, bool accumulate, void* stream) {
+  if (rows <= 0 || K <= 0) return "gemv_bf16: empty shape";
+  int tpr = 1;
+  while (tpr < kDenseThreads && tpr * 8 < K) tpr <<= 1;  // enough threads to cover K in 8-wide loads
+  const int rpb = kDenseThreads / tpr;
+  const unsigned grid = (unsigned)((rows + rpb - 1) / rpb);
+  gemv_bf16_kernel<<<grid, kDenseThreads, 0, static_cast<cudaStream_t>(stream)>>>(
+      static_cast<const __nv_bfloat16*>(W), rows, K, x, y, accumulate, tpr);
+  LB_CUDA(cudaGetLastError());
+  return nullptr;
+}
+
+}  // namespace lowbit
