@@ -92,6 +92,10 @@ export const command: CommandSpec = {
       (s.updates !== undefined ? `${s.updates} updates, best at ${s.bestUpdate}${s.stoppedEarly ? ' (early stop)' : ''}, val ${f(s.valBefore)} → ${f(s.valAfter)}; ` : '') +
       (s.relWeightError !== undefined ? `‖W−Q−sBA‖/‖W−Q‖ = ${f(s.relWeightError)}; ` : '') +
       (s.pplAfter !== undefined ? `held-out ppl ${f(s.pplBefore, 3)} → ${f(s.pplAfter, 3)}; ` : '') + `${s.seconds.toFixed(1)} s`);
+    if (s.loftqErrors?.length) {
+      const T = s.loftqErrors[0].length, mean = (t: number) => s.loftqErrors!.reduce((a, e) => a + e[t], 0) / s.loftqErrors!.length;
+      out.info(`loftq mean ‖W − Q_t − sB_tA_t‖_F per iteration: ${Array.from({ length: T }, (_, t) => mean(t).toFixed(4)).join(', ')} (best iterate kept per projection)`);
+    }
     out.info(`adapter → ${s.out}${s.baseOut ? `, re-quantized base → ${s.baseOut}` : ''}`);
     out.result({ ...s });
   },
