@@ -105,10 +105,12 @@ for (const [fname, spec] of quick ? GEMV_FORMATS.slice(0, 1) : GEMV_FORMATS) {
     const qs = [probe, ...Array.from({ length: nd - 1 }, () => make(spec, out, inF))];
     const x = c.cudaAlloc(inF * 4), y = c.cudaAlloc(nd * out * 4);
     c.cudaUpload(x, Float32Array.from({ length: inF }, (_, i) => Math.sin(i)));
-    const ms = c.cudaBenchQGemv(qs.map((q) => q.desc), x, y, 50);
-    const gbs = moved / (ms * 1e-3) / 1e9;
-    res.gemv.push({ format: fname, shape: sname, out, in: inF, bytes: moved, ms, gbs, ofCopy: gbs / BW, boundMs: moved / (BW * 1e9) * 1e3, rotate: nd });
-    log(`qgemv ${fname} ${out}x${inF}: ${(ms * 1e3).toFixed(2)} us, ${gbs.toFixed(0)} GB/s = ${(100 * gbs / BW).toFixed(0)}% of copy (rotating ${nd})`);
+    for (const variant of fname === 'int2 g64' || fname === 'nf2 b64 dq' ? [1, 2] : [2]) {
+      const ms = c.cudaBenchQGemv(qs.map((q) => q.desc), x, y, 50, variant);
+      const gbs = moved / (ms * 1e-3) / 1e9;
+      res.gemv.push({ format: fname, variant, shape: sname, out, in: inF, bytes: moved, ms, gbs, ofCopy: gbs / BW, boundMs: moved / (BW * 1e9) * 1e3, rotate: nd });
+      log(`qgemv v${variant} ${fname} ${out}x${inF}: ${(ms * 1e3).toFixed(2)} us, ${gbs.toFixed(0)} GB/s = ${(100 * gbs / BW).toFixed(0)}% of copy (rotating ${nd})`);
+    }
     c.cudaFree(x); c.cudaFree(y); for (const q of qs) q.free();
   }
 }
@@ -156,8 +158,9 @@ md.push('', '## Packed GEMM (dequantize into a bf16 scratch + cuBLAS bf16, fp32 
   '| format | M | out x in | dense µs | packed µs | efficiency | pipelined µs | pipelined efficiency | dense TFLOP/s |', '|---|---:|---|---:|---:|---:|---:|---:|---:|');
 for (const r of res.qgemm) md.push(`| ${r.format} | ${r.M} | ${r.out}x${r.in} | ${f(r.denseMs * 1e3)} | ${f(r.ms * 1e3)} | ${f(100 * r.eff, 0)}% | ${f(r.pipeMs * 1e3)} | ${f(100 * r.pipeEff, 0)}% | ${f(r.denseTflops, 0)} |`);
 md.push('', '## Fused low-bit GEMV (M = 1, decode) vs the bytes-read bound', '',
-  '| format | out x in | bytes | µs | bound µs (bytes / copy BW) | GB/s | % of copy |', '|---|---|---:|---:|---:|---:|---:|');
-for (const r of res.gemv) md.push(`| ${r.format} | ${r.out}x${r.in} | ${f(r.bytes / MB, 2)} MB | ${f(r.ms * 1e3, 2)} | ${f(r.boundMs * 1e3, 2)} | ${f(r.gbs, 0)} | ${f(100 * r.ofCopy, 0)}% |`);
+  'v1: a block of 4 warps owns 4 rows, 32-code chunks, one pass. v2 (the default): a warp owns 4 rows, 16-byte chunks (64 codes at 2 bits), next chunk prefetched, codes turned into floats with one shift + one LOP3 (1 + q·2^−b trick, no subtraction per weight).', '',
+  '| format | kernel | out x in | bytes | µs | bound µs (bytes / copy BW) | GB/s | % of copy |', '|---|---|---|---:|---:|---:|---:|---:|');
+for (const r of res.gemv) md.push(`| ${r.format} | v${r.variant} | ${r.out}x${r.in} | ${f(r.bytes / MB, 2)} MB | ${f(r.ms * 1e3, 2)} | ${f(r.boundMs * 1e3, 2)} | ${f(r.gbs, 0)} | ${f(100 * r.ofCopy, 0)}% |`);
 md.push('', '## Decode estimate: LLaMA-7B-shaped linear layers, int2 g64, random weights', '',
   'Per token: for each of 32 layers × 7 projections (q/k/v/o 4096x4096, gate/up 11008x4096, down 4096x11008) one fused GEMV, and with LoRA two bf16 GEMVs (A·x, then y += B·(A·x)). Attention, norms, embeddings and the LM head are not included.', '',
   '| layers | LoRA rank | MB / token | ms / token | tokens/s | bound tokens/s (bytes / copy BW) | % of bound |', '|---:|---:|---:|---:|---:|---:|---:|');

@@ -355,16 +355,17 @@ napi_value js_dequant(napi_env env, napi_callback_info info) {
   return nullptr;
 }
 
-// cudaQGemv(desc, x, y, accumulate)   x f32 [in], y f32 [out]
+// cudaQGemv(desc, x, y, accumulate, variant = 0)   x f32 [in], y f32 [out]; variant 0 auto, 1 v1, 2 v2
 napi_value js_qgemv(napi_env env, napi_callback_info info) {
   Args a(env, info, "cudaQGemv");
   QDesc d;
   Buf x, y;
   bool acc = false;
+  int64_t variant = 0;
   if (!desc_arg(a, 0, &d) || !buf_arg(a, 1, (size_t)d.in * 4, &x) || !buf_arg(a, 2, (size_t)d.out * 4, &y) ||
-      !a.boolean(3, &acc))
+      !a.boolean(3, &acc) || (!a.is_nullish(4) && !a.count(4, &variant)))
     return nullptr;
-  check(env, cuda_qgemv(d, static_cast<const float*>(x.ptr), static_cast<float*>(y.ptr), acc, nullptr));
+  check(env, cuda_qgemv(d, static_cast<const float*>(x.ptr), static_cast<float*>(y.ptr), acc, nullptr, (int)variant));
   return nullptr;
 }
 
@@ -501,11 +502,12 @@ napi_value js_bench_dense(napi_env env, napi_callback_info info) {
   return make_number(env, ms);
 }
 
-// cudaBenchQGemv(descs, x, y, reps) -> ms per GEMV; y holds the outputs of all descs back to back
+// cudaBenchQGemv(descs, x, y, reps, variant = 0) -> ms per GEMV; y holds the outputs of all descs back to back
 napi_value js_bench_qgemv(napi_env env, napi_callback_info info) {
   Args a(env, info, "cudaBenchQGemv");
   std::vector<QDesc> d;
-  int64_t reps = 0;
+  int64_t reps = 0, variant = 0;
+  if (!a.is_nullish(4) && !a.count(4, &variant)) return nullptr;
   Buf x, y;
   size_t outs = 0, maxIn = 0;
   if (!array_arg(a, 0, &d, nullptr) || !int_dim(a, 3, &reps)) return nullptr;
@@ -514,7 +516,7 @@ napi_value js_bench_qgemv(napi_env env, napi_callback_info info) {
   if (!buf_arg(a, 1, maxIn * 4, &x) || !buf_arg(a, 2, outs * 4, &y)) return nullptr;
   double ms = 0;
   if (!check(env, cuda_bench_qgemv(d.data(), (int)d.size(), static_cast<const float*>(x.ptr), static_cast<float*>(y.ptr),
-                                   (int)reps, &ms)))
+                                   (int)reps, &ms, (int)variant)))
     return nullptr;
   return make_number(env, ms);
 }

@@ -111,6 +111,18 @@ __global__ void __launch_bounds__(kThreads) dequant_kernel(QDesc d, __nv_bfloat1
           for (int j = 0; j < 8; j++) v[j] = __fmul_rn(sm.lev[(uint32_t)(c >> (B * j)) & mask], a);
         }
       }
+    } else if (d.gidx && d.layout == 0 && d.in % 8 == 0) {
+      // gIdx, 8 elements of one row: row/column once, 8 group lookups (two 16-byte gIdx loads)
+      const int r = (int)(e0 / (unsigned)d.in), i = (int)(e0 - (size_t)r * d.in);
+      const int ng = (d.in + d.group - 1) / d.group;
+      const int4 g0 = __ldg(reinterpret_cast<const int4*>(d.gidx + i)), g1 = __ldg(reinterpret_cast<const int4*>(d.gidx + i) + 1);
+      const int gs[8] = {g0.x, g0.y, g0.z, g0.w, g1.x, g1.y, g1.z, g1.w};
+      const uint32_t* szr = d.sz + (size_t)r * ng;
+#pragma unroll
+      for (int j = 0; j < 8; j++) {
+        const uint32_t w = __ldg(szr + gs[j]);
+        v[j] = __fmul_rn(half_lo(w), (float)((uint32_t)(c >> (B * j)) & mask) - half_hi(w));
+      }
     } else {
 #pragma unroll
       for (int j = 0; j < 8; j++) v[j] = deq_one(d, sm, e0 + j, (uint32_t)(c >> (B * j)) & mask);

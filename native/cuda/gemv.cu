@@ -7,6 +7,8 @@
 // before any is used. Per chunk and row: dot = Σ q_j·x_j (codes to float by the 2^23 magic-number trick,
 // 'nf': level table in shared memory), then 'int': s·(dot − z·Σx), 'nf': absmax·dot (+ τ·Σx). fp32 throughout,
 // warp-shuffle then shared-memory reduction over the block.
+#include <algorithm>
+
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
 
@@ -123,6 +125,154 @@ __global__ void __launch_bounds__(kGemvThreads) qgemv_kernel(QDesc d, const floa
   }
 }
 
+// ---- v2: warp per row pair, 16-byte chunks, prefetch, ~3 instructions per weight ----
+// A warp owns R2 = 2 rows; lane l takes chunks l, l+32, … of CW words (16 bytes for 2/4/8 bits, 12 for 3),
+// i.e. CPC = 32·CW/B codes; the next chunk's words (both rows) are loaded before the current one is used.
+// The per-chunk sums Σx are computed once per block into shared memory. Code → float without a
+// subtraction: the code is moved to the top mantissa bits of 1.0f (one shift + one LOP3), f = 1 + q·2^−B,
+// so Σ f·x = Σx + 2^−B·Σ q·x and dot = 2^B·(Σ f·x − Σx) per chunk (the bias is of the order of the signal,
+// not 2^23 times it as with the usual magic number, so fp32 keeps ~1e-7 relative accuracy).
+constexpr int kRows2 = 2;
+constexpr int kWarps2 = 4;
+constexpr int kMaxXsum = 12288;  // chunks per row held in shared memory (48 KB)
+
+template <int B> struct Chunk { static constexpr int CW = B == 3 ? 3 : 4; static constexpr int CPC = 32 * CW / B; };
+
+template <int B>
+__device__ __forceinline__ void load_chunk2(const uint8_t* codes, size_t chunk, uint32_t (&w)[Chunk<B>::CW]) {
+  if constexpr (Chunk<B>::CW == 4) {
+    const uint4 v = __ldg(reinterpret_cast<const uint4*>(codes) + chunk);
+    w[0] = v.x; w[1] = v.y; w[2] = v.z; w[3] = v.w;
+  } else {
+    const uint32_t* p = reinterpret_cast<const uint32_t*>(codes) + chunk * 3;
+    w[0] = __ldg(p); w[1] = __ldg(p + 1); w[2] = __ldg(p + 2);
+  }
+}
+
+// 1 + q_j·2^−B as a float: code j moved to mantissa bits [23−B, 23) of 1.0f.
+template <int B, int CW>
+__device__ __forceinline__ float code_biased(const uint32_t (&w)[CW], int j) {
+  const int pos = j * B, k = pos >> 5, o = pos & 31;
+  uint32_t v;
+  if (o + B <= 32) {
+    const int sh = (23 - B) - o;
+    v = sh >= 0 ? (w[k] << sh) : (w[k] >> -sh);
+  } else {  // straddles two words (3 bits)
+    const uint32_t q = ((w[k] >> o) | (w[k + 1] << (32 - o)));
+    v = q << (23 - B);
+  }
+  return __uint_as_float((v & (((1u << B) - 1) << (23 - B))) | 0x3F800000u);
+}
+
+template <int B, bool NF>
+__global__ void __launch_bounds__(kWarps2 * 32) qgemv2_kernel(QDesc d, const float* __restrict__ x,
+                                                               float* __restrict__ y, bool accumulate) {
+  constexpr int CW = Chunk<B>::CW, CPC = Chunk<B>::CPC;
+  extern __shared__ float xsum[];  // [nch]
+  __shared__ float lev[NF ? (1 << B) : 1];
+  __shared__ float map[256];
+  const int nch = d.in / CPC;
+  if constexpr (NF) {
+    if (threadIdx.x < (1 << B)) lev[threadIdx.x] = d.levels[threadIdx.x];
+    if (d.dynmap) for (int i = threadIdx.x; i < 256; i += kWarps2 * 32) map[i] = d.dynmap[i];
+  }
+  for (int k = threadIdx.x; k < nch; k += kWarps2 * 32) {
+    const float4* xp = reinterpret_cast<const float4*>(x) + (size_t)k * (CPC / 4);
+    float s0 = 0.f, s1 = 0.f;
+#pragma unroll
+    for (int j = 0; j < CPC / 4; j++) {
+      const float4 v = __ldg(xp + j);
+      s0 += v.x + v.y;
+      s1 += v.z + v.w;
+    }
+    xsum[k] = s0 + s1;
+  }
+  __syncthreads();
+  const int lane = threadIdx.x & 31;
+  const int ng = (d.in + d.group - 1) / d.group;
+  // grid-stride over row pairs: the grid is sized to the resident blocks, so there is no tail wave
+  for (int r0 = (blockIdx.x * kWarps2 + (threadIdx.x >> 5)) * kRows2; r0 < d.out; r0 += gridDim.x * kWarps2 * kRows2) {
+  int rows[kRows2];
+#pragma unroll
+  for (int r = 0; r < kRows2; r++) rows[r] = min(r0 + r, d.out - 1);
+  float acc[kRows2];
+#pragma unroll
+  for (int r = 0; r < kRows2; r++) acc[r] = 0.f;
+  uint32_t cur[kRows2][CW], nxt[kRows2][CW];
+  if (lane < nch) {
+#pragma unroll
+    for (int r = 0; r < kRows2; r++) load_chunk2<B>(d.codes, (size_t)rows[r] * nch + lane, cur[r]);
+  }
+  for (int c = lane; c < nch; c += 32) {
+    const int cn = c + 32;
+    if (cn < nch) {
+#pragma unroll
+      for (int r = 0; r < kRows2; r++) load_chunk2<B>(d.codes, (size_t)rows[r] * nch + cn, nxt[r]);
+    }
+    float xv[CPC];
+    const float4* xp = reinterpret_cast<const float4*>(x) + (size_t)c * (CPC / 4);
+#pragma unroll
+    for (int k = 0; k < CPC / 4; k++) {
+      const float4 v = __ldg(xp + k);
+      xv[4 * k] = v.x; xv[4 * k + 1] = v.y; xv[4 * k + 2] = v.z; xv[4 * k + 3] = v.w;
+    }
+    const float xs = xsum[c];
+#pragma unroll
+    for (int r = 0; r < kRows2; r++) {
+      float dot;
+      if constexpr (NF) {
+        float d0 = 0.f, d1 = 0.f;
+#pragma unroll
+        for (int j = 0; j < CPC; j++) {
+          const int pos = j * B, k = pos >> 5, o = pos & 31;
+          uint32_t q = cur[r][k] >> o;
+          if (o + B > 32) q |= cur[r][k + 1] << (32 - o);
+          if (j & 1) d1 = fmaf(lev[q & ((1u << B) - 1)], xv[j], d1);
+          else d0 = fmaf(lev[q & ((1u << B) - 1)], xv[j], d0);
+        }
+        dot = d0 + d1;
+      } else {
+        float s0 = 0.f, s1 = 0.f;
+#pragma unroll
+        for (int j = 0; j < CPC; j++) {
+          if (j & 1) s1 = fmaf(code_biased<B, CW>(cur[r], j), xv[j], s1);
+          else s0 = fmaf(code_biased<B, CW>(cur[r], j), xv[j], s0);
+        }
+        dot = ((s0 + s1) - xs) * (float)(1 << B);
+      }
+      if constexpr (!NF) {
+        const uint32_t m = __ldg(d.sz + (size_t)rows[r] * ng + (c * CPC) / d.group);
+        const float s = __half2float(__ushort_as_half((unsigned short)(m & 0xffff)));
+        const float z = __half2float(__ushort_as_half((unsigned short)(m >> 16)));
+        acc[r] = fmaf(s, fmaf(-z, xs, dot), acc[r]);
+      } else {
+        const size_t b = ((size_t)rows[r] * d.in + (size_t)c * CPC) / (unsigned)d.group;
+        const float a = d.absmax ? __ldg(d.absmax + b)
+                                 : __fadd_rn(__fmul_rn(map[__ldg(d.absq + b)], __ldg(d.absscale + b / 256)), d.absoffset);
+        acc[r] = fmaf(a, dot, acc[r]);
+        if (d.tauq) acc[r] = fmaf(__fmul_rn(map[__ldg(d.tauq + b)], __ldg(d.tauscale + b / 256)), xs, acc[r]);
+      }
+    }
+    if (cn < nch) {
+#pragma unroll
+      for (int r = 0; r < kRows2; r++)
+#pragma unroll
+        for (int k = 0; k < CW; k++) cur[r][k] = nxt[r][k];
+    }
+  }
+#pragma unroll
+  for (int r = 0; r < kRows2; r++) {
+    float v = acc[r];
+#pragma unroll
+    for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+    if (lane == r && r0 + r < d.out) {
+      float* yp = y + r0 + r;
+      *yp = accumulate ? *yp + v : v;
+    }
+  }
+  }  // row pairs
+}
+
 // Dense bf16 GEMV. TPR threads per row (a power of two, up to the 256 of the block), 8 bf16 per 16-byte load.
 constexpr int kDenseThreads = 256;
 
@@ -165,12 +315,55 @@ __global__ void __launch_bounds__(kDenseThreads) gemv_bf16_kernel(const __nv_bfl
 
 }  // namespace
 
-const char* cuda_qgemv(const QDesc& d, const float* x, float* y, bool accumulate, void* stream) {
+int qgemv_v2_chunk(const QDesc& d) {
+  if (d.layout == 0) return d.bits == 2 ? 64 : d.bits == 3 || d.bits == 4 ? 32 : d.bits == 8 ? 16 : 0;
+  return d.bits == 2 ? 64 : d.bits == 3 || d.bits == 4 ? 32 : 0;
+}
+
+const char* cuda_qgemv(const QDesc& d, const float* x, float* y, bool accumulate, void* stream, int variant) {
   if (const char* e = qdesc_check(d)) return e;
   if (d.in % 32 || d.group % 32 || d.gidx)
     return "qgemv: needs in % 32 == 0, group % 32 == 0 and no gIdx (use the dequantize + GEMM path)";
-  const unsigned grid = (unsigned)((d.out + kRows - 1) / kRows);
+  const int cpc = qgemv_v2_chunk(d);
+  const bool v2ok = cpc > 0 && d.in % cpc == 0 && d.group % cpc == 0 && d.in / cpc <= kMaxXsum;
+  if (variant == 2 && !v2ok) return "qgemv: variant 2 needs in and group multiples of its chunk (64 codes for 2 bits)";
   cudaStream_t s = static_cast<cudaStream_t>(stream);
+  if (variant != 1 && v2ok) {
+    const size_t smem = (size_t)(d.in / cpc) * sizeof(float);
+    const unsigned need = (unsigned)((d.out + kRows2 * kWarps2 - 1) / (kRows2 * kWarps2));
+    static int sms = 0;
+    if (!sms) LB_CUDA(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, 0));
+    unsigned grid = need;
+    auto size_grid = [&](const void* kernel) -> const char* {  // resident blocks, at most what the rows need
+      int per_sm = 0;
+      LB_CUDA(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, kernel, kWarps2 * 32, smem));
+      grid = std::min(need, (unsigned)std::max(1, per_sm * sms));
+      return nullptr;
+    };
+#define LB_QGEMV2(B, NF)                                                              \
+  do {                                                                                \
+    if (const char* e = size_grid((const void*)qgemv2_kernel<B, NF>)) return e;      \
+    qgemv2_kernel<B, NF><<<grid, kWarps2 * 32, smem, s>>>(d, x, y, accumulate);       \
+  } while (0)
+    if (d.layout == 0) {
+      switch (d.bits) {
+        case 2: LB_QGEMV2(2, false); break;
+        case 3: LB_QGEMV2(3, false); break;
+        case 4: LB_QGEMV2(4, false); break;
+        case 8: LB_QGEMV2(8, false); break;
+      }
+    } else {
+      switch (d.bits) {
+        case 2: LB_QGEMV2(2, true); break;
+        case 3: LB_QGEMV2(3, true); break;
+        case 4: LB_QGEMV2(4, true); break;
+      }
+    }
+#undef LB_QGEMV2
+    LB_CUDA(cudaGetLastError());
+    return nullptr;
+  }
+  const unsigned grid = (unsigned)((d.out + kRows - 1) / kRows);
 #define LB_QGEMV(B, NF) qgemv_kernel<B, NF><<<grid, kGemvThreads, 0, s>>>(d, x, y, accumulate)
   if (d.layout == 0) {
     switch (d.bits) {

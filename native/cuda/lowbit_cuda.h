@@ -60,8 +60,10 @@ const char* qdesc_check(const QDesc& d);
 // dst (bf16, out*in) = dequantized weight, bit-exact bf16 rounding of the TS float32 dequantizer.
 const char* cuda_dequant_bf16(const QDesc& d, void* dst, void* stream);
 // Fused decode GEMV on packed codes: y[out] (f32) = Ŵ·x (+ y when accumulate), x f32 [in], fp32 accumulate.
-// Needs in % 32 == 0, group % 32 == 0, no gIdx; bits 2/3/4/8 ('int') or 2/3/4 ('nf').
-const char* cuda_qgemv(const QDesc& d, const float* x, float* y, bool accumulate, void* stream);
+// Needs in % 32 == 0, group % 32 == 0, no gIdx; bits 2/3/4/8 ('int') or 2/3/4 ('nf'). variant: 0 = best that
+// applies (v2 when in and group are multiples of its chunk: 64 codes for 2 bits, 32 for 3/4, 16 for 8), 1 = v1,
+// 2 = v2 (error when it does not apply).
+const char* cuda_qgemv(const QDesc& d, const float* x, float* y, bool accumulate, void* stream, int variant = 0);
 // Dense bf16 GEMV: y[rows] (f32) = W[rows, K]·x (+ y), W bf16 row-major, x f32.
 const char* cuda_gemv_bf16(const void* W, int rows, int K, const float* x, float* y, bool accumulate, void* stream);
 // Y[M, out] = X[M, in]·Ŵᵀ: dequantize into `scratch` (bf16 out*in), then cuBLAS bf16 GEMM, fp32 accumulate.
@@ -83,7 +85,7 @@ const char* cuda_bench_qgemm_pipelined(const QDesc* d, int nd, int M, const void
 const char* cuda_bench_dense_gemm(const void* const* W, int nd, int M, int N, int K, const void* X, void* Y, int reps,
                                   double* ms);
 // fused GEMV (graph-captured pass): y_i = y + i*out floats.
-const char* cuda_bench_qgemv(const QDesc* d, int nd, const float* x, float* y, int reps, double* ms);
+const char* cuda_bench_qgemv(const QDesc* d, int nd, const float* x, float* y, int reps, double* ms, int variant = 0);
 // One decode token through nd projections: y = Ŵ_i·x + B_i·(A_i·x) (A_i [rank, in], B_i [out, rank] bf16;
 // null A disables LoRA). Graph-captured; *ms = median time of the whole token (not divided by nd).
 const char* cuda_bench_decode(const QDesc* d, int nd, const void* const* A, const void* const* B, int rank,

@@ -170,12 +170,12 @@ const char* cuda_bench_dense_gemm(const void* const* W, int nd, int M, int N, in
   return err;
 }
 
-const char* cuda_bench_qgemv(const QDesc* d, int nd, const float* x, float* y, int reps, double* ms) {
+const char* cuda_bench_qgemv(const QDesc* d, int nd, const float* x, float* y, int reps, double* ms, int variant) {
   Bench b;
   auto pass = [&](cudaStream_t s) -> const char* {
     size_t off = 0;
     for (int i = 0; i < nd; i++) {
-      if (const char* e = cuda_qgemv(d[i], x, y + off, false, s)) return e;
+      if (const char* e = cuda_qgemv(d[i], x, y + off, false, s, variant)) return e;
       off += d[i].out;
     }
     return nullptr;

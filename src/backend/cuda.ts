@@ -34,8 +34,11 @@ export interface QuantDesc {
 export interface NativeCudaQuant extends NativeCuda {
   /** dst bf16 [out·in] = dequantized weight (bf16 round-to-nearest-even of the TS float32 value). */
   cudaDequantBf16(desc: QuantDesc, dst: number): void;
-  /** y f32 [out] = Ŵ·x (+ y), x f32 [in]; fp32 accumulate; needs in, group multiples of 32 and no gIdx. */
-  cudaQGemv(desc: QuantDesc, x: number, y: number, accumulate: boolean): void;
+  /**
+   * y f32 [out] = Ŵ·x (+ y), x f32 [in]; fp32 accumulate; needs in, group multiples of 32 and no gIdx.
+   * variant: 0 = best that applies, 1 = v1 (block of 4 rows), 2 = v2 (warp per 4 rows, 16-byte chunks, prefetch).
+   */
+  cudaQGemv(desc: QuantDesc, x: number, y: number, accumulate: boolean, variant?: 0 | 1 | 2): void;
   /** y f32 [rows] = W·x (+ y), W bf16 [rows, K], x f32 [K]. */
   cudaGemvBf16(W: number, rows: number, K: number, x: number, y: number, accumulate: boolean): void;
   /** Y [M, out] = X [M, in]·Ŵᵀ (X bf16; Y f32 or bf16): dequantize into scratch (bf16 out·in), cuBLAS GEMM. */
@@ -48,7 +51,7 @@ export interface NativeCudaQuant extends NativeCuda {
   /** Layer-stack prefill: dequantization of weight i+1 overlaps the GEMM of weight i (scratch: 2 weights, 256-aligned). */
   cudaBenchQGemmPipelined(descs: QuantDesc[], M: number, X: number, Y: number, scratch2: number, reps: number): number;
   cudaBenchDenseGemm(weights: number[], M: number, N: number, K: number, X: number, Y: number, reps: number): number;
-  cudaBenchQGemv(descs: QuantDesc[], x: number, y: number, reps: number): number;
+  cudaBenchQGemv(descs: QuantDesc[], x: number, y: number, reps: number, variant?: 0 | 1 | 2): number;
   cudaBenchDecode(descs: QuantDesc[], A: number[] | null, B: number[] | null, rank: number, x: number, y: number,
     t: number, reps: number): number;
 }
