@@ -60,9 +60,9 @@ const char* qdesc_check(const QDesc& d);
 // dst (bf16, out*in) = dequantized weight, bit-exact bf16 rounding of the TS float32 dequantizer.
 const char* cuda_dequant_bf16(const QDesc& d, void* dst, void* stream);
 // Fused decode GEMV on packed codes: y[out] (f32) = Ŵ·x (+ y when accumulate), x f32 [in], fp32 accumulate.
-// Needs in % 32 == 0, group % 32 == 0, no gIdx; bits 2/3/4/8 ('int') or 2/3/4 ('nf'). variant: 0 = best that
-// applies (v2 when in and group are multiples of its chunk: 64 codes for 2 bits, 32 for 3/4, 16 for 8), 1 = v1,
-// 2 = v2 (error when it does not apply).
+// Needs in % 32 == 0, group % 32 == 0, no gIdx; bits 2/3/4/8 ('int') or 2/3/4 ('nf'). variant: 0 = default
+// (v1, the kernel measured on the GPU), 1 = v1, 2 = v2 (in and group multiples of its chunk: 64 codes for 2 bits,
+// 32 for 3/4, 16 for 8; error otherwise) — v2 has parity tests but has not run on a device yet.
 const char* cuda_qgemv(const QDesc& d, const float* x, float* y, bool accumulate, void* stream, int variant = 0);
 // Dense bf16 GEMV: y[rows] (f32) = W[rows, K]·x (+ y), W bf16 row-major, x f32.
 const char* cuda_gemv_bf16(const void* W, int rows, int K, const float* x, float* y, bool accumulate, void* stream);

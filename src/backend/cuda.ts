@@ -36,7 +36,8 @@ export interface NativeCudaQuant extends NativeCuda {
   cudaDequantBf16(desc: QuantDesc, dst: number): void;
   /**
    * y f32 [out] = Ŵ·x (+ y), x f32 [in]; fp32 accumulate; needs in, group multiples of 32 and no gIdx.
-   * variant: 0 = best that applies, 1 = v1 (block of 4 rows), 2 = v2 (warp per 4 rows, 16-byte chunks, prefetch).
+   * variant: 0 = default (v1), 1 = v1 (block of 4 rows), 2 = v2 (warp per row pair, 16-byte chunks, prefetch;
+   * opt-in until its parity tests have run on a device, see docs/cuda.md).
    */
   cudaQGemv(desc: QuantDesc, x: number, y: number, accumulate: boolean, variant?: 0 | 1 | 2): void;
   /** y f32 [rows] = W·x (+ y), W bf16 [rows, K], x f32 [K]. */
