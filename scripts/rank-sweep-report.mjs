@@ -26,6 +26,12 @@ lines.push(`### Rank 16`, '', '| method | held-out ppl | gap to FP closed | vali
 lines.push(`| FP teacher | ${f(sweep.fpPpl, 3)} | | | | | |`);
 lines.push(`| RTN W2 g64, no adapter | ${f(sweep.quantPpl, 3)} | 0% | ${f(sweep.quantVal, 4)} | 1 | | |`);
 for (const r of at16) lines.push(`| ${r.method} | ${f(r.ppl, 3)} | ${closed(r.ppl)} | ${f(r.rilqVal, 4)} | ${r.relWeightError !== undefined ? f(r.relWeightError, 3) : ''} | ${r.updates !== undefined ? `${r.updates} (${r.bestUpdate})` : ''} | ${f(r.seconds, 0)} s |`);
+if (existsSync(`${OUT}/r16-long/rank-sweep.json`)) {
+  const lg = JSON.parse(readFileSync(`${OUT}/r16-long/rank-sweep.json`, 'utf8')), ls = lg.settings;
+  lines.push('', `With a 4× longer budget (at most ${ls.maxSteps} micro-steps = ${ls.maxSteps / ls.gradAccum} updates, same data and lr; \`scripts/rank-sweep-long.sh\`):`, '',
+    '| method (r=16, long) | held-out ppl | gap to FP closed | validation loss (0.5 MSE + 0.5 CE) | updates (best) | time |', '|---|---:|---:|---:|---:|---:|');
+  for (const r of lg.rows) lines.push(`| ${r.method} | ${f(r.ppl, 3)} | ${closed(r.ppl)} | ${f(r.rilqVal, 4)} | ${r.updates} (${r.bestUpdate}) | ${f(r.seconds, 0)} s |`);
+}
 lines.push('', '### Rank sweep', '', `| method | ${ranks.map((r) => `r=${r}`).join(' | ')} | spread (max−min) |`, `|---|${ranks.map(() => '---:').join('|')}|---:|`);
 lines.push(`| FP teacher | ${ranks.map(() => f(sweep.fpPpl, 3)).join(' | ')} | |`, `| no adapter | ${ranks.map(() => f(sweep.quantPpl, 3)).join(' | ')} | |`);
 for (const m of swept) {
