@@ -17,7 +17,7 @@ const at16 = order.map((m) => rows.find((r) => r.method === m && r.rank === 16))
 const lines = [];
 lines.push('## Results on the shipped model (`models/tiny-jargon`, RTN W2 g64)', '');
 lines.push(`Held-out perplexity of \`data/jargon.heldout.txt\` (GPTQ protocol, windows of ${sweep.evalSeq}` +
-  `${s.evalMaxWindows ? `, first ${s.evalMaxWindows} windows` : ''}, ${sweep.tokens} predicted tokens). Calibration: ${s.samples} random windows × ${s.seq} tokens of` +
+  `, ${s.evalMaxWindows && s.evalMaxWindows < Math.round(sweep.tokens / (sweep.evalSeq - 1)) ? `first ${s.evalMaxWindows}` : `all ${Math.round(sweep.tokens / (sweep.evalSeq - 1))}`} windows, ${sweep.tokens} predicted tokens). Calibration: ${s.samples} random windows × ${s.seq} tokens of` +
   ` \`data/jargon.train.txt\` (seed ${s.seed}), the last ${s.valWindows} held out for validation; batch 1 × accumulation ${s.gradAccum},` +
   ` Adam lr ${s.lr}, at most ${s.maxSteps} micro-steps (${s.maxSteps / s.gradAccum} updates), validation every ${s.evalEvery} updates, patience ${s.patience}, α = ${s.alpha}.` +
   ` This is a much smaller budget than RILQ's 7B defaults (320 × 512, lr 1e-4, up to 1250 updates, validation every 25), sized for a 2-core CPU` +
