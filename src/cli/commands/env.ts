@@ -20,7 +20,7 @@ export const command: CommandSpec = {
       console.log(`simd        ${n.simd}`);
       const c = n.cuda;
       console.log(`cuda        ${c.compiled ? 'compiled in' : 'not compiled in'}; ${c.deviceCount} device(s)` +
-        (c.deviceName ? `: ${c.deviceName} (sm_${c.computeCapability})` : ''));
+        (c.deviceName ? `: ${c.deviceName} (compute capability ${c.computeCapability})` : ''));
       if (c.cublas) console.log(`cublas      ${c.cublas.loaded ? `libcublas.so.13 version ${c.cublas.version}` : `not loaded (${c.cublas.error ?? ''})`}`);
     }
     out.result(info as unknown as Record<string, unknown>);
