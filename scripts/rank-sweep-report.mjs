@@ -34,6 +34,9 @@ if (existsSync(`${OUT}/r16-long/rank-sweep.json`)) {
 }
 if (existsSync(`${OUT}/r16-calib320/rank-sweep.json`)) {
   const lg = JSON.parse(readFileSync(`${OUT}/r16-calib320/rank-sweep.json`, 'utf8')), ls = lg.settings;
+  if (existsSync(`${OUT}/r16-calib320b/rank-sweep.json`)) lg.rows.push(...JSON.parse(readFileSync(`${OUT}/r16-calib320b/rank-sweep.json`, 'utf8')).rows);
+  const ord = ['svd', 'linear', 'layer', 'rilq', 'lrec'];
+  lg.rows.sort((a, b) => ord.indexOf(a.method) - ord.indexOf(b.method));
   lines.push('', `With RILQ's calibration-set size (${ls.samples} windows × ${ls.seq}, ${ls.valWindows} for validation), at most ${ls.maxSteps} micro-steps = ${ls.maxSteps / ls.gradAccum} updates, validation every ${ls.evalEvery} (\`scripts/rank-sweep-calib320.sh\`):`, '',
     '| method (r=16, 320 windows) | held-out ppl | gap to FP closed | validation loss (0.5 MSE + 0.5 CE) | updates (best) | time |', '|---|---:|---:|---:|---:|---:|');
   for (const r of lg.rows) lines.push(`| ${r.method} | ${f(r.ppl, 3)} | ${closed(r.ppl)} | ${f(r.rilqVal, 4)} | ${r.updates !== undefined ? `${r.updates} (${r.bestUpdate})` : ''} | ${f(r.seconds, 0)} s |`);
