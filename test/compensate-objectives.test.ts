@@ -104,3 +104,22 @@ test('trainer: RILQ lowers the validation loss, keeps the best, and a killed run
   assert.ok(es.stoppedEarly || es.updates === 200);
   assert.ok(loraSites(q, 'comp').length === 14);
 });
+
+test('teacher cache: within the budget cached, the rest recomputed online (identical); bf16 storage', () => {
+  const { c, teacher, rng } = pair('f32', 41);
+  const T = 8, windows = Array.from({ length: 3 }, () => Int32Array.from({ length: T }, () => rng.int(c.vocabSize)));
+  const full = windows.map((w) => Float32Array.from(teacher.forward(w, 1, T, { train: false }).hidden));
+  const per = T * c.hiddenSize * 4;
+  const cache = new TeacherCache(teacher, windows, { budgetBytes: per + 10 });
+  cache.fill();
+  assert.equal(cache.cachedCount, 1);
+  for (let i = 0; i < 3; i++) assert.deepEqual(Array.from(cache.hidden(i)), Array.from(full[i]));
+  assert.equal(cache.online, 2);
+  assert.equal(cache.releaseTeacherIfComplete(), false);
+  const b = new TeacherCache(teacher, windows, { dtype: 'bf16' });
+  b.fill();
+  assert.equal(b.cachedBytes, 3 * per / 2);
+  assert.ok(b.releaseTeacherIfComplete());
+  const h = b.hidden(2);
+  for (let i = 0; i < h.length; i++) assert.ok(Math.abs(h[i] - full[2][i]) <= 2 ** -8 * Math.abs(full[2][i]) + 1e-30);
+});
