@@ -10,3 +10,23 @@ export * from './model/generate.js';
 export * from './model/sampling.js';
 export * from './model/loss.js';
 export { ropeInvFreq } from './model/ops/rope.js';
+// I/O
+export * from './io/errors.js';
+export * from './io/safetensors.js';
+export * from './io/config.js';
+export * from './io/tokenizer.js';
+export * from './io/hf-dir.js';
+export { trainByteLevelBpe, saveBpeTokenizer, type BpeTrainOptions, type TrainedBpe } from './io/bpe-train.js';
+// quantization, adapters, training, compensation, evaluation, serving
+export * as quant from './quant/index.js';
+export * from './adapters/lora.js';
+export * from './adapters/init.js';
+export * from './adapters/peft-io.js';
+export * from './adapters/merge.js';
+export { AdamW, type AdamOptions } from './train/adamw.js';
+export { cosineLr } from './train/schedule.js';
+export * from './train/data.js';
+export { pretrain, type PretrainOptions, type PretrainResult } from './train/pretrain.js';
+export * as compensation from './compensate/index.js';
+export * from './eval/ppl.js';
+export * from './serve/load.js';

@@ -14,8 +14,7 @@ import { DenseLinear, type Linear } from '../model/linear.js';
 import { LlamaModel } from '../model/llama.js';
 import type { LlamaWeights } from '../model/weights.js';
 import { loadTokenizer } from '../io/tokenizer.js';
-import { openHfModelDir, readTensorChecked } from '../io/hf-dir.js';
-import { LlamaWeights as Weights } from '../model/weights.js';
+import { loadHfWeights } from '../serve/load.js';
 import { isPackedDir, loadPackedModel, packedEntries, layoutRecord, copyAuxFiles, writePackedConfig, QUANT_FILE, type QuantRecord } from '../quant/format.js';
 import { PackedLinear } from '../quant/packed-linear.js';
 import { quantizeWeight } from '../quant/quantizer.js';
@@ -78,14 +77,6 @@ export interface ContextOptions {
   teacherBudgetMB?: number;
   teacherDtype?: CacheDtype;
   quiet?: boolean;
-}
-
-/** Dense f32 weights of an HF directory (local helper: serve/load.ts is the lead's, this keeps compensate independent). */
-export function loadHfWeights(dir: string): { weights: LlamaWeights } {
-  const d = openHfModelDir(dir);
-  try {
-    return { weights: Weights.fromTensors(d.config, (name, shape) => readTensorChecked(d.store, name, shape)) };
-  } finally { d.close(); }
 }
 
 /** The original quantized bases of the student, to restore after LoftQ swapped them. */

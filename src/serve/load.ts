@@ -1,11 +1,6 @@
 // Opens what a user passes as --model: a plain HF directory or a lowbit packed directory, plus any
 // number of PEFT adapters stacked on it by name (all frozen: this is the inference path).
-import { existsSync } from 'node:fs';
-import { join } from 'node:path';
-import { LowbitError } from '../io/errors.js';
-import { loadHfConfig } from '../io/config.js';
-import { openTensorStore, SINGLE_FILE, INDEX_FILE } from '../io/safetensors.js';
-import { checkTensorShape } from '../io/hf-dir.js';
+import { openHfModelDir, readTensorChecked } from '../io/hf-dir.js';
 import type { LlamaConfig } from '../model/config.js';
 import { LlamaModel, LlamaWeights } from '../model/llama.js';
 import type { Precision } from '../tensor.js';
@@ -23,21 +18,10 @@ export interface LoadedModel {
 
 /** Dense weights of an HF directory (float32 in memory whatever the file dtype). */
 export function loadHfWeights(dir: string, precision: Precision = 'f32'): { config: LlamaConfig; weights: LlamaWeights } {
-  const cfgPath = join(dir, 'config.json');
-  if (!existsSync(dir)) throw new LowbitError(`${dir}: no such model directory`);
-  if (!existsSync(cfgPath)) throw new LowbitError(`${dir}: no config.json (not a HF model directory)`);
-  const config = loadHfConfig(cfgPath);
-  const wpath = existsSync(join(dir, INDEX_FILE)) ? join(dir, INDEX_FILE) : join(dir, SINGLE_FILE);
-  if (!existsSync(wpath)) throw new LowbitError(`${dir}: no ${SINGLE_FILE} or ${INDEX_FILE}`);
-  const store = openTensorStore(wpath);
+  const d = openHfModelDir(dir);
   try {
-    const weights = LlamaWeights.fromTensors(config, (name, shape) => {
-      if (!store.has(name)) throw new LowbitError(`${store.source}: missing tensor '${name}'`);
-      checkTensorShape(store.source, name, store.info(name).shape, shape);
-      return store.readTensorF32(name);
-    }, precision);
-    return { config, weights };
-  } finally { store.close(); }
+    return { config: d.config, weights: LlamaWeights.fromTensors(d.config, (name, shape) => readTensorChecked(d.store, name, shape), precision) };
+  } finally { d.close(); }
 }
 
 export interface LoadOptions { adapters?: string[]; precision?: Precision }
