@@ -44,6 +44,7 @@ export function svgLinePlot(series: Series[], o: PlotOptions): string {
 }
 
 function fmt(v: number): string {
+  if (Math.abs(v - Math.round(v)) < 1e-9) return String(Math.round(v));
   const a = Math.abs(v);
   return a >= 1000 ? v.toExponential(1) : a >= 10 ? v.toFixed(0) : a >= 1 ? v.toFixed(2) : v.toPrecision(2);
 }

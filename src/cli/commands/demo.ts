@@ -18,16 +18,16 @@ import { Progress } from '../progress.js';
 export const command: CommandSpec = {
   name: 'demo',
   summary: 'the main job on the shipped tiny model: quantize to 2 bits, compensate with RILQ, compare',
-  usage: 'lowbit demo [--out DIR] [--rank 16] [--max-steps 320] [--json]',
+  usage: 'lowbit demo [--out DIR] [--rank 16] [--samples 320] [--max-steps 1280] [--json]',
   options: [
     { name: 'model', help: 'full-precision model', default: 'models/tiny-jargon' },
     { name: 'heldout', help: 'held-out text for perplexity', default: 'data/jargon.heldout.txt' },
     { name: 'calib', help: 'calibration text', default: 'data/jargon.train.txt' },
     { name: 'out', help: 'working directory for the quantized model and the adapter', default: 'demo-out' },
     { name: 'rank', help: 'LoRA rank', default: '16' },
-    { name: 'samples', help: 'calibration windows (20% held out for validation)', default: '80' },
+    { name: 'samples', help: 'calibration windows (20% held out for validation; RILQ uses 320)', default: '320' },
     { name: 'seq', help: 'window length', default: '256' },
-    { name: 'max-steps', help: 'RILQ budget in micro-steps (batch 1, accumulation 8)', default: '320' },
+    { name: 'max-steps', help: 'RILQ budget in micro-steps (batch 1, accumulation 8)', default: '1280' },
     { name: 'lr', help: 'Adam learning rate', default: '1e-3' },
     { name: 'prompt', help: 'prompt for the samples', default: 'A hacker is' },
     { name: 'json', flag: true, help: 'print one JSON object as the last stdout line' },
@@ -61,7 +61,7 @@ export const command: CommandSpec = {
     const adDir = join(work, `rilq-r${rank}`);
     const cs = compensate({
       model: fpDir, quant: qDir, calib, samples: int(a, 'samples', cmd)!, seq, method: 'rilq', rank,
-      maxSteps: int(a, 'max-steps', cmd)!, lr: num(a, 'lr', cmd)!, evalEvery: 5, patience: 5, out: adDir, quiet: out.json,
+      maxSteps: int(a, 'max-steps', cmd)!, lr: num(a, 'lr', cmd)!, evalEvery: 10, patience: 5, out: adDir, quiet: out.json,
     });
     const c = ppl(qDir, [adDir], 'ppl w2+rilq');
     out.info(`      ${cs.adapterParams} adapter parameters, ${cs.updates} updates in ${cs.seconds.toFixed(0)} s; held-out perplexity ${c.toFixed(2)}\n`);
