@@ -3,9 +3,9 @@
 //   newer (transformers v5):     rope_parameters: {rope_type, rope_theta, factor, ...}
 // and refuses what the model code does not implement (other architectures, biases, activations,
 // rope types other than default/llama3) with a one-line LowbitError.
-import { readFileSync, writeFileSync } from 'node:fs';
+import { writeFileSync } from 'node:fs';
 import type { LlamaConfig, RopeScaling } from '../model/config.js';
-import { LowbitError, fileError } from './errors.js';
+import { LowbitError, fileError, readJsonFile } from './errors.js';
 
 const ARCHS: Record<string, 'llama' | 'mistral'> = {
   llama: 'llama', mistral: 'mistral', LlamaForCausalLM: 'llama', MistralForCausalLM: 'mistral',
@@ -162,20 +162,7 @@ export function parseHfConfig(json: unknown, file = 'config.json'): LlamaConfig 
 
 /** Read and parse `path` (a config.json). */
 export function loadHfConfig(path: string): LlamaConfig {
-  let text: string;
-  try {
-    text = readFileSync(path, 'utf8');
-  } catch (e) {
-    const code = (e as NodeJS.ErrnoException).code;
-    throw fileError(path, code === 'ENOENT' ? 'file not found' : `cannot read (${code ?? String(e)})`);
-  }
-  let json: unknown;
-  try {
-    json = JSON.parse(text);
-  } catch (e) {
-    throw fileError(path, `not valid JSON (${(e as Error).message})`);
-  }
-  return parseHfConfig(json, path);
+  return parseHfConfig(readJsonFile(path), path);
 }
 
 /** An older-style (rope_theta + rope_scaling) HF config that transformers 4.x and 5 both load. */

@@ -7,10 +7,10 @@
 // (chunked conversion for f16/bf16), so a multi-GB file is never read into one buffer.
 // The writer streams tensor data to a side file while tensors are added, then writes the header and
 // appends the data, so tensors can come from a generator one at a time.
-import { closeSync, existsSync, fstatSync, openSync, readFileSync, readSync, renameSync, statSync, unlinkSync, writeFileSync, writeSync, mkdirSync } from 'node:fs';
+import { closeSync, existsSync, fstatSync, openSync, readSync, renameSync, statSync, unlinkSync, writeFileSync, writeSync, mkdirSync } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
 import { endianness } from 'node:os';
-import { LowbitError, fileError, fmtShape } from './errors.js';
+import { LowbitError, fileError, fmtShape, readJsonFile } from './errors.js';
 import { bf16ToF32Array, f16ToF32Array, f32ToBf16Array, f32ToF16Array } from './halfs.js';
 
 if (endianness() !== 'LE') throw new Error('lowbit safetensors I/O assumes a little-endian host');
@@ -546,19 +546,7 @@ class ShardedStore implements TensorStore {
 
 /** Open a sharded checkpoint from its index; every shard is opened and validated up front. */
 export function openShardedIndex(indexPath: string): TensorStore {
-  let text: string;
-  try {
-    text = readFileSync(indexPath, 'utf8');
-  } catch (e) {
-    const code = (e as NodeJS.ErrnoException).code;
-    throw fileError(indexPath, code === 'ENOENT' ? 'file not found' : `cannot read (${code ?? String(e)})`);
-  }
-  let idx: unknown;
-  try {
-    idx = JSON.parse(text);
-  } catch (e) {
-    throw fileError(indexPath, `not valid JSON (${(e as Error).message})`);
-  }
+  const idx = readJsonFile(indexPath);
   if (!isPlainObject(idx) || !isPlainObject(idx.weight_map)) throw fileError(indexPath, `has no 'weight_map' object`);
   const dir = dirname(indexPath);
   const opened = new Map<string, SafetensorsFile>();

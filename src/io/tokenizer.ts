@@ -4,10 +4,10 @@
 // post-processor template — e.g. Llama's "<s> $A" — adds anything) and prepends bosId only when
 // { addBos: true }. The perplexity protocol encodes with no BOS.
 // decode() keeps special tokens and never "cleans up" spaces, so byte-level tokenizers round-trip exactly.
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { Tokenizer } from '@huggingface/tokenizers';
-import { LowbitError, fileError } from './errors.js';
+import { LowbitError, fileError, readJsonFile } from './errors.js';
 
 export interface LowbitTokenizer {
   /** ids of `text`; BOS prepended only with { addBos: true } (default false); EOS never added */
@@ -25,20 +25,6 @@ export interface LowbitTokenizer {
 const BOS_GUESSES = ['<s>', '<|begin_of_text|>', '<bos>'];
 const EOS_GUESSES = ['</s>', '<|end_of_text|>', '<|endoftext|>', '<eos>'];
 
-function readJson(path: string): unknown {
-  let text: string;
-  try {
-    text = readFileSync(path, 'utf8');
-  } catch (e) {
-    const code = (e as NodeJS.ErrnoException).code;
-    throw fileError(path, code === 'ENOENT' ? 'file not found' : `cannot read (${code ?? String(e)})`);
-  }
-  try {
-    return JSON.parse(text);
-  } catch (e) {
-    throw fileError(path, `not valid JSON (${(e as Error).message})`);
-  }
-}
 
 /** tokenizer_config's bos_token/eos_token: a string or an AddedToken dict {content: ...}. */
 function tokenContent(v: unknown): string | null {
@@ -116,6 +102,6 @@ export function loadTokenizer(dir: string): LowbitTokenizer {
     throw fileError(tjPath, `file not found${hint}`);
   }
   const cfgPath = join(dir, 'tokenizer_config.json');
-  const cfg = existsSync(cfgPath) ? readJson(cfgPath) : {};
-  return tokenizerFromJson(readJson(tjPath), cfg, tjPath);
+  const cfg = existsSync(cfgPath) ? readJsonFile(cfgPath) : {};
+  return tokenizerFromJson(readJsonFile(tjPath), cfg, tjPath);
 }

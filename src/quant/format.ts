@@ -10,9 +10,9 @@
 //                                        ICQ: P.tau_q U8 [nb], P.tau_scale F32 [⌈nb/256⌉]
 //   quantization.json    { format, version, method, bits, group_size, double_quant, ..., tensors: { P: layout } }
 // Loading reads only these packed arrays; a projection is dequantized when it is used (PackedLinear).
-import { copyFileSync, existsSync, mkdirSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { copyFileSync, existsSync, mkdirSync, readdirSync, statSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
-import { LowbitError, fileError } from '../io/errors.js';
+import { LowbitError, fileError, readJsonFile } from '../io/errors.js';
 import { loadHfConfig } from '../io/config.js';
 import { openTensorStore, SafetensorsWriter, SINGLE_FILE, INDEX_FILE, type TensorStore, type Dtype, type RawArray } from '../io/safetensors.js';
 import { f16ToF32Array } from '../io/halfs.js';
@@ -215,18 +215,10 @@ export function isPackedDir(dir: string): boolean {
   return existsSync(join(dir, QUANT_FILE));
 }
 
-function readJson(path: string): unknown {
-  let text: string;
-  try { text = readFileSync(path, 'utf8'); } catch (e) {
-    const code = (e as NodeJS.ErrnoException).code;
-    throw fileError(path, code === 'ENOENT' ? 'file not found' : `cannot read (${code ?? String(e)})`);
-  }
-  try { return JSON.parse(text); } catch (e) { throw fileError(path, `not valid JSON (${(e as Error).message})`); }
-}
 
 export function readQuantRecord(dir: string): QuantRecord {
   const file = join(dir, QUANT_FILE);
-  const r = readJson(file) as Partial<QuantRecord> | null;
+  const r = readJsonFile(file) as Partial<QuantRecord> | null;
   if (typeof r !== 'object' || r === null || Array.isArray(r)) throw fileError(file, 'is not a JSON object');
   if (r.format !== PACKED_FORMAT) throw fileError(file, `format is ${JSON.stringify(r.format)}, expected "${PACKED_FORMAT}"`);
   if (r.version !== PACKED_VERSION) throw fileError(file, `version ${JSON.stringify(r.version)} is not supported (this build reads ${PACKED_VERSION})`);
@@ -250,7 +242,7 @@ export function loadPackedModel(dir: string): PackedModel {
   const cfgPath = join(dir, 'config.json');
   if (!existsSync(cfgPath)) throw new LowbitError(`${dir}: no config.json (not a packed model directory)`);
   const config = loadHfConfig(cfgPath);
-  const cfgJson = readJson(cfgPath) as { quantization_config?: { method?: unknown } };
+  const cfgJson = readJsonFile(cfgPath) as { quantization_config?: { method?: unknown } };
   if (cfgJson.quantization_config?.method !== undefined && cfgJson.quantization_config.method !== record.method) {
     throw fileError(cfgPath, `quantization_config.method ${JSON.stringify(cfgJson.quantization_config.method)} disagrees with ${QUANT_FILE}'s ${JSON.stringify(record.method)}`);
   }
@@ -318,7 +310,7 @@ export function copyAuxFiles(src: string, dst: string, skip: string[] = []): str
 
 /** Write the packed directory's config.json: the source config with a quantization_config entry. */
 export function writePackedConfig(srcDir: string, outDir: string, record: QuantRecord): void {
-  const cfg = readJson(join(srcDir, 'config.json')) as Record<string, unknown>;
+  const cfg = readJsonFile(join(srcDir, 'config.json')) as Record<string, unknown>;
   cfg.quantization_config = {
     quant_method: 'lowbit', format: PACKED_FORMAT, method: record.method, bits: record.bits,
     group_size: record.group_size, double_quant: record.double_quant, ...(record.icq_mode ? { icq_mode: record.icq_mode } : {}),
@@ -342,7 +334,7 @@ export function exportFakeQuant(packedDir: string, outDir: string, dtype: 'BF16'
   if (resolve(packedDir) === resolve(outDir)) throw new LowbitError(`${outDir}: fake-quant export must go to a different directory`);
   mkdirSync(outDir, { recursive: true });
   copyAuxFiles(packedDir, outDir);
-  const cfg = readJson(join(packedDir, 'config.json')) as Record<string, unknown>;
+  const cfg = readJsonFile(join(packedDir, 'config.json')) as Record<string, unknown>;
   delete cfg.quantization_config;
   cfg.torch_dtype = dtype === 'BF16' ? 'bfloat16' : dtype === 'F16' ? 'float16' : 'float32';
   writeFileSync(join(outDir, 'config.json'), JSON.stringify(cfg, null, 2) + '\n');
