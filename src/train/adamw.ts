@@ -4,12 +4,25 @@ import type { Arr } from '../tensor.js';
 
 export interface Param { name: string; data: Arr; grad: Arr }
 
+/** Global L2 norm of the gradients of `params`; scales them down to maxNorm (> 0) when above it. Returns the norm before. */
+export function clipGradNorm(params: readonly Param[], maxNorm: number): number {
+  let s = 0;
+  for (const p of params) for (let i = 0; i < p.grad.length; i++) s += p.grad[i] * p.grad[i];
+  const n = Math.sqrt(s);
+  if (maxNorm > 0 && n > maxNorm) {
+    const k = maxNorm / n;
+    for (const p of params) for (let i = 0; i < p.grad.length; i++) p.grad[i] *= k;
+  }
+  return n;
+}
+
 export interface AdamOptions {
   lr: number;
   beta1?: number;
   beta2?: number;
   eps?: number;
   weightDecay?: number;
+  /** torch.optim.Adam(weight_decay=…) style coupled L2 (LREC) instead of decoupled AdamW */
   coupledL2?: boolean;
 }
 
@@ -44,16 +57,7 @@ export class AdamW {
   zeroGrad(): void { for (const p of this.params) p.grad.fill(0); }
 
   /** Global L2 norm of all gradients; scales them down to maxNorm when above it. Returns the norm before. */
-  clipGradNorm(maxNorm: number): number {
-    let s = 0;
-    for (const p of this.params) for (let i = 0; i < p.grad.length; i++) s += p.grad[i] * p.grad[i];
-    const n = Math.sqrt(s);
-    if (n > maxNorm && n > 0) {
-      const k = maxNorm / n;
-      for (const p of this.params) for (let i = 0; i < p.grad.length; i++) p.grad[i] *= k;
-    }
-    return n;
-  }
+  clipGradNorm(maxNorm: number): number { return clipGradNorm(this.params, maxNorm); }
 
   state(): { step: number; m: Float32Array[]; v: Float32Array[] } { return { step: this.step, m: this.m, v: this.v }; }
   loadState(s: { step: number; m: ArrayLike<number>[]; v: ArrayLike<number>[] }): void {

@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { Rng } from '../tensor.js';
 import type { LlamaConfig } from '../model/config.js';
 import { LlamaModel, LlamaWeights } from '../model/llama.js';
-import { AdamW } from './adamw.js';
+import { AdamW, clipGradNorm } from './adamw.js';
 import { cosineLr } from './schedule.js';
 import { randomWindows } from './data.js';
 import { evalPerplexity, nextTokenTargets } from '../eval/ppl.js';
@@ -87,7 +87,7 @@ export function pretrain(o: PretrainOptions): PretrainResult {
     const { hidden } = model.forward(ids, B, T, { train: true });
     const r = model.lmHeadCrossEntropy(hidden, nextTokenTargets(ids, B, T), B * T, { grad: true });
     model.backward(r.dHidden!);
-    const gn = clipGlobal([optD, optP], o.clip);
+    const gn = clipGradNorm(params, o.clip); // one global norm over both optimizer groups
     const lr = cosineLr(step, o.steps, o.lr, o.warmup, o.minLr ?? o.lr * 0.1);
     optD.update(lr); optP.update(lr);
     step++;
@@ -108,17 +108,6 @@ export function pretrain(o: PretrainOptions): PretrainResult {
     { name: 'held-out log ppl', points: rows.filter((r) => r.heldoutPpl).map((r) => [r.step, Math.log(r.heldoutPpl!)]) },
   ], { title: 'pretraining', xLabel: 'step', yLabel: 'nats/token' }));
   return { weights, log: rows, finalHeldoutPpl, tokensSeen: step * B * T, seconds: elapsed0 + (Date.now() - t0) / 1000 };
-}
-
-function clipGlobal(opts: AdamW[], maxNorm: number): number {
-  let s = 0;
-  for (const o of opts) for (const p of o.params) for (let i = 0; i < p.grad.length; i++) s += p.grad[i] * p.grad[i];
-  const n = Math.sqrt(s);
-  if (maxNorm > 0 && n > maxNorm) {
-    const k = maxNorm / n;
-    for (const o of opts) for (const p of o.params) for (let i = 0; i < p.grad.length; i++) p.grad[i] *= k;
-  }
-  return n;
 }
 
 function saveCheckpoint(dir: string, params: ReturnType<LlamaWeights['parameters']>, optD: AdamW, optP: AdamW,

@@ -5,20 +5,13 @@
 import { existsSync, mkdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { type Arr, Rng } from '../tensor.js';
-import { AdamW, type Param } from './adamw.js';
+import { AdamW, type AdamOptions, type Param } from './adamw.js';
 import type { LossParts, Objective } from './objectives/types.js';
 import { Progress, fmtTime } from '../cli/progress.js';
 import { SafetensorsFile, writeSafetensors, type TensorToWrite } from '../io/safetensors.js';
 import { svgLinePlot } from '../report/svg-plot.js';
 
-export interface TrainOptions {
-  lr: number;
-  beta1?: number;
-  beta2?: number;
-  eps?: number;
-  weightDecay?: number;
-  /** torch.optim.Adam(weight_decay=…) style coupled L2 (LREC) instead of decoupled AdamW */
-  coupledL2?: boolean;
+export interface TrainOptions extends AdamOptions {
   /** windows per micro-step (default 1) */
   microBatch?: number;
   /** micro-steps per optimizer update (default 8) */
