@@ -8,25 +8,21 @@
 
 #include "../cpu/napi_util.h"
 #include "lowbit_cuda.h"
+#include "napi_cuda.h"
 
 namespace lowbit {
-namespace {
 
-struct Buf {
-  void* ptr;
-  size_t bytes = 0;
-};
+// ---- the buffer table (napi_cuda.h): shared by every N-API file of the CUDA part ----
 std::unordered_map<uint32_t, Buf> g_bufs;
 uint32_t g_next = 1;
 std::mutex g_mu;
 
-bool check(napi_env env, const char* err) {
+bool cuda_check(napi_env env, const char* err) {
   if (err) throw_error(env, err);
   return err == nullptr;
 }
 
-// Reads argument i as a live buffer handle holding at least `need` bytes.
-bool buf_arg(Args& a, size_t i, size_t need, Buf* out) {
+bool cuda_buf_arg(Args& a, size_t i, size_t need, Buf* out) {
   int64_t h = 0;
   if (!a.count(i, &h)) return false;
   std::lock_guard<std::mutex> lk(g_mu);
@@ -43,6 +39,22 @@ bool buf_arg(Args& a, size_t i, size_t need, Buf* out) {
   *out = it->second;
   return true;
 }
+
+bool cuda_opt_buf_arg(Args& a, size_t i, size_t need, Buf* out) {
+  if (a.is_nullish(i)) { *out = Buf{nullptr, 0, false}; return true; }
+  return cuda_buf_arg(a, i, need, out);
+}
+
+bool cuda_int_dim(Args& a, size_t i, int64_t* out) {
+  if (!a.count(i, out)) return false;
+  if (*out > 0x7fffffff) return a.fail(i, "below 2^31");
+  return true;
+}
+
+namespace {
+
+bool check(napi_env env, const char* err) { return cuda_check(env, err); }
+bool buf_arg(Args& a, size_t i, size_t need, Buf* out) { return cuda_buf_arg(a, i, need, out); }
 
 // cudaInfo() -> { deviceCount, deviceName?, computeCapability?, error? }
 napi_value js_info(napi_env env, napi_callback_info) {
@@ -81,8 +93,55 @@ napi_value js_alloc(napi_env env, napi_callback_info info) {
   if (!check(env, cuda_alloc((size_t)bytes, &p))) return nullptr;
   std::lock_guard<std::mutex> lk(g_mu);
   const uint32_t h = g_next++;
-  g_bufs[h] = Buf{p, (size_t)bytes};
+  g_bufs[h] = Buf{p, (size_t)bytes, false};
   return make_number(env, h);
+}
+
+// cudaView(handle, byteOffset, bytes) -> handle of a window into the buffer (no allocation). The TS side
+// carves one allocation into named views (llm.c style) and frees views before their parent.
+napi_value js_view(napi_env env, napi_callback_info info) {
+  Args a(env, info, "cudaView");
+  int64_t off = 0, bytes = 0;
+  Buf b;
+  if (!a.count(1, &off) || !a.count(2, &bytes) || !buf_arg(a, 0, (size_t)(off + bytes), &b)) return nullptr;
+  std::lock_guard<std::mutex> lk(g_mu);
+  const uint32_t h = g_next++;
+  g_bufs[h] = Buf{static_cast<char*>(b.ptr) + off, (size_t)bytes, true};
+  return make_number(env, h);
+}
+
+// cudaMemset0(handle, bytes?) zeroes the first `bytes` (default: all) of a buffer.
+napi_value js_memset0(napi_env env, napi_callback_info info) {
+  Args a(env, info, "cudaMemset0");
+  int64_t bytes = -1;
+  Buf b;
+  if (!a.is_nullish(1) && !a.count(1, &bytes)) return nullptr;
+  if (!buf_arg(a, 0, bytes < 0 ? 0 : (size_t)bytes, &b)) return nullptr;
+  check(env, cuda_memset0(b.ptr, bytes < 0 ? b.bytes : (size_t)bytes));
+  return nullptr;
+}
+
+// cudaCopy(dst, src, bytes, dstOffset = 0, srcOffset = 0): device-to-device, stream-ordered.
+napi_value js_copy(napi_env env, napi_callback_info info) {
+  Args a(env, info, "cudaCopy");
+  int64_t bytes = 0, doff = 0, soff = 0;
+  Buf d, s;
+  if (!a.count(2, &bytes) || (!a.is_nullish(3) && !a.count(3, &doff)) || (!a.is_nullish(4) && !a.count(4, &soff)) ||
+      !buf_arg(a, 0, (size_t)(doff + bytes), &d) || !buf_arg(a, 1, (size_t)(soff + bytes), &s))
+    return nullptr;
+  check(env, cuda_copy_d2d(static_cast<char*>(d.ptr) + doff, static_cast<char*>(s.ptr) + soff, (size_t)bytes));
+  return nullptr;
+}
+
+// cudaMemInfo() -> { free, total } bytes; cudaPeakReset()/cudaPeak(): high-water mark of live cudaAlloc bytes.
+napi_value js_meminfo(napi_env env, napi_callback_info) {
+  size_t fr = 0, tot = 0;
+  if (!check(env, cuda_mem_info(&fr, &tot))) return nullptr;
+  napi_value o;
+  napi_create_object(env, &o);
+  set_prop(env, o, "free", make_number(env, (double)fr));
+  set_prop(env, o, "total", make_number(env, (double)tot));
+  return o;
 }
 
 // cudaFree(handle)
@@ -95,7 +154,7 @@ napi_value js_free(napi_env env, napi_callback_info info) {
     std::lock_guard<std::mutex> lk(g_mu);
     g_bufs.erase((uint32_t)h);
   }
-  check(env, cuda_free(b.ptr));
+  if (!b.view) check(env, cuda_free(b.ptr));
   return nullptr;
 }
 
@@ -133,11 +192,7 @@ napi_value convert(napi_env env, napi_callback_info info, bool to_bf16) {
 napi_value js_to_bf16(napi_env env, napi_callback_info info) { return convert(env, info, true); }
 napi_value js_to_f32(napi_env env, napi_callback_info info) { return convert(env, info, false); }
 
-bool int_dim(Args& a, size_t i, int64_t* out) {
-  if (!a.count(i, out)) return false;
-  if (*out > 0x7fffffff) return a.fail(i, "below 2^31");
-  return true;
-}
+bool int_dim(Args& a, size_t i, int64_t* out) { return cuda_int_dim(a, i, out); }
 
 // cublasGemmBf16(transA, transB, M, N, K, A, B, C, alpha, beta, cF32)
 napi_value js_gemm(napi_env env, napi_callback_info info) {
@@ -198,6 +253,10 @@ void register_cuda(napi_env env, napi_value exports) {
   export_fn(env, exports, "cublasInfo", js_cublas_info);
   export_fn(env, exports, "cudaAlloc", js_alloc);
   export_fn(env, exports, "cudaFree", js_free);
+  export_fn(env, exports, "cudaView", js_view);
+  export_fn(env, exports, "cudaMemset0", js_memset0);
+  export_fn(env, exports, "cudaCopy", js_copy);
+  export_fn(env, exports, "cudaMemInfo", js_meminfo);
   export_fn(env, exports, "cudaUpload", js_upload);
   export_fn(env, exports, "cudaDownload", js_download);
   export_fn(env, exports, "cudaSync", js_sync);
@@ -207,6 +266,8 @@ void register_cuda(napi_env env, napi_value exports) {
   export_fn(env, exports, "cublasGemmBf16Batched", js_gemm_batched);
   export_fn(env, exports, "cudaBenchGemm", js_bench);
   register_cuda_quant(env, exports);
+  register_cuda_train(env, exports);
+  register_cuda_attention(env, exports);
 }
 
 // ---- packed low-bit weights: dequantization, fused GEMV, packed GEMM and their benchmarks ----

@@ -46,4 +46,19 @@ const char* cuda_sync() {
   return nullptr;
 }
 
+const char* cuda_memset0(void* ptr, size_t bytes) {
+  LB_CUDA(cudaMemsetAsync(ptr, 0, bytes, 0));
+  return nullptr;
+}
+
+const char* cuda_copy_d2d(void* dst, const void* src, size_t bytes) {
+  LB_CUDA(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToDevice, 0));
+  return nullptr;
+}
+
+const char* cuda_mem_info(size_t* free_bytes, size_t* total_bytes) {
+  LB_CUDA(cudaMemGetInfo(free_bytes, total_bytes));
+  return nullptr;
+}
+
 }  // namespace lowbit

@@ -14,6 +14,9 @@ const char* cuda_free(void* ptr);
 const char* cuda_upload(void* dst, const void* src, size_t bytes);
 const char* cuda_download(void* dst, const void* src, size_t bytes);
 const char* cuda_sync();
+const char* cuda_memset0(void* ptr, size_t bytes);
+const char* cuda_copy_d2d(void* dst, const void* src, size_t bytes);
+const char* cuda_mem_info(size_t* free_bytes, size_t* total_bytes);
 
 // convert.cu (bf16 is stored as uint16; round-to-nearest-even, NaN stays NaN)
 const char* cuda_f32_to_bf16(void* dst, const void* src, size_t n);

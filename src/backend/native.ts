@@ -35,6 +35,13 @@ export interface NativeCuda {
   cudaUpload(handle: number, src: ArrayBufferView, byteOffset?: number): void;
   cudaDownload(handle: number, dst: ArrayBufferView, byteOffset?: number): void;
   cudaSync(): void;
+  /** A window [byteOffset, byteOffset+bytes) of a buffer as its own handle (no allocation; free views first). */
+  cudaView(handle: number, byteOffset: number, bytes: number): number;
+  /** Zero the first `bytes` (default: all) of a buffer, stream-ordered. */
+  cudaMemset0(handle: number, bytes?: number): void;
+  /** Device-to-device copy, stream-ordered. */
+  cudaCopy(dst: number, src: number, bytes: number, dstOffset?: number, srcOffset?: number): void;
+  cudaMemInfo(): { free: number; total: number };
   cudaConvertF32ToBf16(dst: number, src: number, n: number): void;
   cudaConvertBf16ToF32(dst: number, src: number, n: number): void;
   /** Row-major C[M,N] = alpha·op(A)·op(B) + beta·C; A, B bf16; fp32 accumulate; C fp32 when cF32. */
