@@ -33,7 +33,13 @@ import { RilqObjective } from '../train/objectives/rilq.js';
 import { LrecObjective } from '../train/objectives/lrec.js';
 import { LayerScopeObjective, LinearScopeObjective } from '../train/objectives/scopes.js';
 import type { Objective } from '../train/objectives/types.js';
-import { trainAdapters, trainOrder, evaluate, type TrainResult } from '../train/trainer.js';
+import { trainAdapters, trainOrder, evaluate, type TrainResult, type TrainOptions } from '../train/trainer.js';
+import { requireGpu } from '../model/gpu/engine.js';
+import { uploadWeights } from '../model/gpu/device-weights.js';
+import { GpuLora } from '../model/gpu/gpu-lora.js';
+import { GpuLlama } from '../model/gpu/gpu-llama.js';
+import { GpuAdam } from '../train/gpu-adam.js';
+import { GpuRilqObjective } from '../train/objectives/rilq-gpu.js';
 import { Progress } from '../cli/progress.js';
 
 export type CompensateMethod = 'rilq' | 'rilq-logits' | 'lrec' | 'linear' | 'layer' | 'svd' | 'loftq';
@@ -170,6 +176,8 @@ export interface MethodOptions {
   evalMaxWindows?: number;
   pplBefore?: boolean;
   adapterName?: string;
+  /** 'cuda': train on the GPU engine (rilq only so far); evaluation stays on the CPU path */
+  device?: 'cpu' | 'cuda';
 }
 
 export interface MethodResult {
@@ -268,15 +276,19 @@ export function runMethod(ctx: CompensateContext, m: MethodOptions): MethodResul
   }
   res.adapterParams = loraParamCount(ctx.student, name);
   if (TRAINED_METHODS.includes(m.method)) {
-    const obj = buildObjective(ctx, m, quiet);
+    const gpu = m.device === 'cuda' ? gpuTraining(ctx, m, name, quiet) : null;
+    const obj = gpu?.obj ?? buildObjective(ctx, m, quiet);
+    try {
     res.train = trainAdapters(loraParams(ctx.student, name), obj, ctx.windows, ctx.trainIdx, ctx.valIdx, {
+      optimizer: gpu?.optimizer,
       lr: m.lr ?? 1e-4, gradAccum: m.gradAccum ?? 8, microBatch: m.microBatch ?? 1, maxSteps: m.maxSteps ?? 10000,
       evalEvery: m.evalEvery ?? 25, patience: m.patience ?? 5,
       // LREC: torch.optim.Adam(weight_decay=1e-5), a coupled L2, as the authors
       weightDecay: m.weightDecay ?? (m.method === 'lrec' ? 1e-5 : undefined), coupledL2: m.coupledL2 ?? (m.method === 'lrec'),
       seed: m.seed ?? ctx.seed, ckptDir: m.ckptDir ?? null, logPath: m.logPath ?? null, svgPath: m.svgPath ?? null,
-      label: `${m.method} r${r}`, quiet, meta: { method: m.method, rank: r, alpha, targets },
+      label: `${m.method} r${r}${gpu ? ' (cuda)' : ''}`, quiet, meta: { method: m.method, rank: r, alpha, targets, device: m.device ?? 'cpu' },
     });
+    } finally { gpu?.free(); }
     res.valBefore = res.train.initialVal ?? undefined;
     res.valAfter = res.train.bestVal ?? undefined;
   }
@@ -289,6 +301,25 @@ export function runMethod(ctx: CompensateContext, m: MethodOptions): MethodResul
   res.pplAfter = evalPpl(`ppl ${m.method}`);
   res.seconds = (Date.now() - t0) / 1000;
   return res;
+}
+
+/** The GPU engine's objective and device-resident Adam for a trained method (rilq only so far). */
+function gpuTraining(ctx: CompensateContext, m: MethodOptions, name: string, quiet: boolean): { obj: Objective; optimizer: TrainOptions['optimizer']; free(): void } {
+  if (m.method !== 'rilq') throw new LowbitError(`compensate --device cuda: only --method rilq runs on the GPU engine so far (got ${m.method})`);
+  const eng = requireGpu();
+  const specs = loraSites(ctx.student, name).map((s) => {
+    const a = s.lin.get(name);
+    return { layer: s.layer, proj: s.proj, r: a.r, scale: a.scale, in: s.lin.inFeatures, out: s.lin.outFeatures };
+  });
+  const cache = teacherCache(ctx, quiet);
+  const gw = uploadWeights(eng, ctx.student);
+  const lora = new GpuLora(eng, specs);
+  const gm = new GpuLlama(eng, gw, lora);
+  return {
+    obj: new GpuRilqObjective(gm, cache, { mseWeight: m.mseWeight, ceWeight: 1 - (m.mseWeight ?? 0.5) }),
+    optimizer: (ps, ao) => new GpuAdam(lora, ps, ao),
+    free: () => { gm.free(); lora.free(); gw.free(); },
+  };
 }
 
 function swapBase(w: LlamaWeights, layer: number, p: Projection, lin: LoraLinear, base: Linear): LoraLinear {

@@ -26,7 +26,21 @@ export interface AdamOptions {
   coupledL2?: boolean;
 }
 
-export class AdamW {
+/** What the trainer needs of an optimizer; device-resident ones (GpuAdam) also move params/moments to and from the host. */
+export interface TrainOptimizer {
+  step: number;
+  readonly m: Float32Array[];
+  readonly v: Float32Array[];
+  update(lr?: number): void;
+  zeroGrad(): void;
+  clipGradNorm(maxNorm: number): number;
+  /** copy the device parameters and moments into the host arrays (before the trainer reads them) */
+  pull?(): void;
+  /** copy the host parameters and moments to the device (after the trainer wrote them) */
+  push?(): void;
+}
+
+export class AdamW implements TrainOptimizer {
   readonly m: Float32Array[];
   readonly v: Float32Array[];
   step = 0;

@@ -5,7 +5,7 @@
 import { existsSync, mkdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { type Arr, Rng } from '../tensor.js';
-import { AdamW, type AdamOptions, type Param } from './adamw.js';
+import { AdamW, type AdamOptions, type Param, type TrainOptimizer } from './adamw.js';
 import type { LossParts, Objective } from './objectives/types.js';
 import { Progress, fmtTime } from '../cli/progress.js';
 import { SafetensorsFile, writeSafetensors, type TensorToWrite } from '../io/safetensors.js';
@@ -34,6 +34,8 @@ export interface TrainOptions extends AdamOptions {
   svgPath?: string | null;
   label?: string;
   quiet?: boolean;
+  /** optimizer factory (default: AdamW on the host arrays); GPU training passes a device-resident one */
+  optimizer?: (params: Param[], o: AdamOptions) => TrainOptimizer;
   /** extra fields for the JSON log header */
   meta?: Record<string, unknown>;
   /** test hook: stop (as if killed) after this many updates, leaving the checkpoint */
@@ -93,7 +95,8 @@ export function trainAdapters(params: Param[], obj: Objective, windows: Int32Arr
   const mb = o.microBatch ?? 1, accum = o.gradAccum ?? 8, maxSteps = o.maxSteps ?? 10000;
   const evalEvery = o.evalEvery ?? 25, patience = o.patience ?? 5, seed = o.seed ?? 42;
   const order = o.shuffle === false ? trainIdx.slice() : trainOrder(trainIdx, seed);
-  const opt = new AdamW(params, { lr: o.lr, beta1: o.beta1, beta2: o.beta2, eps: o.eps, weightDecay: o.weightDecay, coupledL2: o.coupledL2 });
+  const adamOpts: AdamOptions = { lr: o.lr, beta1: o.beta1, beta2: o.beta2, eps: o.eps, weightDecay: o.weightDecay, coupledL2: o.coupledL2 };
+  const opt: TrainOptimizer = o.optimizer ? o.optimizer(params, adamOpts) : new AdamW(params, adamOpts);
   const best = params.map((p) => Float32Array.from(p.data));
   const canVal = valIdx.length > 0 && evalEvery > 0;
   const t0 = Date.now();
@@ -112,6 +115,7 @@ export function trainAdapters(params: Param[], obj: Objective, windows: Int32Arr
       });
     } finally { f.close(); }
     opt.step = st.adamStep;
+    opt.push?.();
     resumed = true;
   }
   const elapsed = () => st.elapsed + (Date.now() - t0) / 1000;
@@ -133,6 +137,7 @@ export function trainAdapters(params: Param[], obj: Objective, windows: Int32Arr
     if (!ck) return;
     mkdirSync(ck, { recursive: true });
     const name = `tensors-${st.update}.safetensors`, old = st.tensors;
+    opt.pull?.();
     const f32 = (a: Arr) => (a instanceof Float32Array ? a : Float32Array.from(a));
     const ts: TensorToWrite[] = [];
     params.forEach((p, i) => {
@@ -152,6 +157,7 @@ export function trainAdapters(params: Param[], obj: Objective, windows: Int32Arr
   const consider = (val: number): void => {
     if (st.best === null || val < st.best) {
       st.best = val; st.bestUpdate = st.update; st.bad = 0;
+      opt.pull?.();
       params.forEach((p, i) => best[i].set(p.data));
     } else st.bad++;
   };
@@ -196,6 +202,7 @@ export function trainAdapters(params: Param[], obj: Objective, windows: Int32Arr
       if (o.killAfterUpdates !== undefined && st.update >= o.killAfterUpdates) { killed = true; break; }
     } else bar.update(st.micro);
   }
+  if (killed) opt.pull?.();
   if (killed) return { updates: st.update, microSteps: st.micro, initialVal: st.initialVal, bestVal: st.best, bestUpdate: st.bestUpdate, finalVal: null, stoppedEarly: false, resumed, killed, seconds: elapsed(), log: st.log };
   bar.finish();
   const stoppedEarly = st.stopped;
@@ -207,7 +214,7 @@ export function trainAdapters(params: Param[], obj: Objective, windows: Int32Arr
     st.log.push({ update: st.update, micro: st.micro, val: v.loss, valParts: v, seconds: elapsed() });
     consider(v.loss);
   }
-  if (canVal && st.best !== null) params.forEach((p, i) => p.data.set(best[i]));
+  if (canVal && st.best !== null) { params.forEach((p, i) => p.data.set(best[i])); opt.push?.(); } else opt.pull?.();
   st.stopped = true;
   checkpoint();
   writeLog(true);

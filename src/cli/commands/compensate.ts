@@ -40,6 +40,7 @@ export const COMPENSATE_OPTIONS = [
   { name: 'checkpoint', help: 'checkpoint directory (a killed run resumes from it)' },
   { name: 'windows-json', help: 'write the calibration windows as JSON (input of scripts/reference/rilq_torch.py)' },
   { name: 'base-out', help: 'loftq: directory for the re-quantized base (default OUT/base)' },
+  { name: 'device', help: 'cpu | cuda (trained rilq on the GPU engine: packed base on the device, adapters + Adam there)', default: 'cpu' },
   { name: 'out', help: 'output PEFT adapter directory' },
   { name: 'json', flag: true, help: 'print one JSON object as the last stdout line' },
 ];
@@ -61,7 +62,10 @@ export function commonOptions(a: ParsedArgs, cmd: string): Omit<CompensateOption
   const td = str(a, 'teacher-dtype');
   if (td !== 'f32' && td !== 'bf16') throw new LowbitError(`lowbit ${cmd}: --teacher-dtype must be f32 or bf16`);
   const seq = int(a, 'seq', cmd)!;
+  const device = str(a, 'device') ?? 'cpu';
+  if (device !== 'cpu' && device !== 'cuda') throw new LowbitError(`lowbit ${cmd}: --device must be cpu or cuda, got '${device}'`);
   return {
+    device,
     model: req(a, 'model', cmd), quant: req(a, 'quant', cmd), calib: req(a, 'calib', cmd),
     alpha: num(a, 'alpha', cmd), rslora: flag(a, 'rslora'), targets, init,
     samples: int(a, 'samples', cmd), seq, valRatio: vr, maxSteps: int(a, 'max-steps', cmd), lr: num(a, 'lr', cmd),

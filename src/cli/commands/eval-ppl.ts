@@ -1,10 +1,12 @@
 // `lowbit eval ppl`: perplexity with the GPTQ protocol.
 import { readFileSync } from 'node:fs';
 import type { CommandSpec } from '../args.js';
-import { flag, int, req } from '../args.js';
+import { flag, int, req, str } from '../args.js';
 import { LowbitError } from '../../io/errors.js';
 import { loadTokenizer } from '../../io/tokenizer.js';
-import { evalPerplexity } from '../../eval/ppl.js';
+import { evalPerplexity, evalPerplexityGpu } from '../../eval/ppl.js';
+import { requireGpu } from '../../model/gpu/engine.js';
+import { gpuModelFromHost } from '../../model/gpu/from-host.js';
 import { makeOut } from '../output.js';
 import { JSON_OPTION, MODEL_OPTIONS, loadFromArgs } from './common.js';
 
@@ -17,6 +19,7 @@ export const command: CommandSpec = {
     { name: 'seq', help: 'window length in tokens', default: '512' },
     { name: 'batch', help: 'windows per forward pass', default: '4' },
     { name: 'max-windows', help: 'score only the first N windows' },
+    { name: 'device', help: 'cpu | cuda (GPU engine: packed base on the device, bf16 activations)', default: 'cpu' },
     JSON_OPTION],
   async run(a) {
     const out = makeOut(flag(a, 'json'));
@@ -29,9 +32,16 @@ export const command: CommandSpec = {
     const seq = int(a, 'seq', 'eval ppl')!;
     if (ids.length < seq) throw new LowbitError(`${file}: ${ids.length} tokens, fewer than one window of --seq ${seq}`);
     const t0 = Date.now();
-    const r = evalPerplexity(m.model, ids, { seq, batch: int(a, 'batch', 'eval ppl'), maxWindows: int(a, 'max-windows', 'eval ppl'), progress: true });
+    const device = str(a, 'device') ?? 'cpu';
+    if (device !== 'cpu' && device !== 'cuda') throw new LowbitError(`lowbit eval ppl: --device must be cpu or cuda, got '${device}'`);
+    const po = { seq, batch: int(a, 'batch', 'eval ppl'), maxWindows: int(a, 'max-windows', 'eval ppl'), progress: true };
+    let r;
+    if (device === 'cuda') {
+      const g = gpuModelFromHost(requireGpu(), m.model.weights);
+      try { r = evalPerplexityGpu(g.model, ids, po); } finally { g.free(); }
+    } else r = evalPerplexity(m.model, ids, po);
     const seconds = (Date.now() - t0) / 1000;
     out.info(`perplexity ${r.ppl.toFixed(4)}  (nll ${r.nll.toFixed(4)}, ${r.tokens} predicted tokens, ${r.windows} windows of ${seq}, ${seconds.toFixed(1)} s)`);
-    out.result({ ppl: r.ppl, nll: r.nll, tokens: r.tokens, windows: r.windows, seq, model: m.dir, kind: m.kind, adapters: m.adapters.length, seconds });
+    out.result({ ppl: r.ppl, nll: r.nll, tokens: r.tokens, windows: r.windows, seq, device, model: m.dir, kind: m.kind, adapters: m.adapters.length, seconds });
   },
 };

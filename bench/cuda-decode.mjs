@@ -1,0 +1,67 @@
+#!/usr/bin/env node
+// Batch-1 greedy decode on lowbit's GPU engine: a LLaMA-2-7B-shaped model with a packed RTN W2 g64 base
+// (random codes made on the device), with and without an UNMERGED rank-64 LoRA on all 7 projections, for
+// each fused-GEMV variant. Reports tokens/s and the share of the memory-bandwidth bound: bytes a token must
+// read (packed base + adapters + lm_head + KV cache) ÷ the device-to-device copy bandwidth measured in the
+// same run. Compare with transformers' bf16 greedy decode (bench/torch_reference.py).
+//   node bench/cuda-decode.mjs [--json out.json] [--tiny] [--tokens 128]
+import { writeFileSync } from 'node:fs';
+import { gpuEngine, gpuUnavailable } from '../dist/src/model/gpu/engine.js';
+import { randomGpuWeights } from '../dist/src/model/gpu/device-weights.js';
+import { GpuLora } from '../dist/src/model/gpu/gpu-lora.js';
+import { GpuDecoder, greedyDecode } from '../dist/src/model/gpu/gpu-decode.js';
+import { PROJECTIONS, projectionShape } from '../dist/src/model/config.js';
+
+const args = process.argv.slice(2);
+const opt = (k, d) => { const i = args.indexOf(k); return i >= 0 ? args[i + 1] : d; };
+const tiny = args.includes('--tiny');
+const c = gpuEngine();
+if (!c) { console.error(`cuda-decode bench: ${gpuUnavailable()}`); process.exit(2); }
+const cfg = tiny
+  ? { vocabSize: 2048, hiddenSize: 256, intermediateSize: 704, numLayers: 4, numHeads: 8, numKvHeads: 4, headDim: 32 }
+  : { vocabSize: 32000, hiddenSize: 4096, intermediateSize: 11008, numLayers: 32, numHeads: 32, numKvHeads: 32, headDim: 128 };
+Object.assign(cfg, { rmsNormEps: 1e-5, ropeTheta: 10000, ropeScaling: { type: 'default' }, tieWordEmbeddings: false, maxPositionEmbeddings: 4096 });
+const N = Number(opt('--tokens', 128)), rank = 64, prompt = Array.from({ length: 8 }, (_, i) => (i * 31 + 5) % cfg.vocabSize);
+const log = (m) => console.log(m);
+const bytes = 1 << 28, a = c.cudaAlloc(bytes), b = c.cudaAlloc(bytes);
+c.cudaFillRandomBytes(a, bytes, 1);
+const copyMs = c.cudaBenchCopy(b, a, bytes, 20);
+c.cudaFree(a); c.cudaFree(b);
+const BW = (2 * bytes) / (copyMs * 1e-3);
+log(`copy bandwidth ${(BW / 1e9).toFixed(0)} GB/s (read + write)`);
+
+const gw = randomGpuWeights(c, cfg, { layout: 'int', bits: 2, group: 64 }, 3);
+const specs = [];
+for (let l = 0; l < cfg.numLayers; l++) for (const p of PROJECTIONS) { const s = projectionShape(cfg, p); specs.push({ layer: l, proj: p, r: rank, scale: 16 / rank, in: s.in, out: s.out }); }
+const lora = new GpuLora(c, specs);
+{
+  let x = 99;
+  const rnd = () => { x ^= x << 13; x >>>= 0; x ^= x >>> 17; x ^= x << 5; x >>>= 0; return x / 4294967296 - 0.5; };
+  lora.setParams(specs.flatMap((s) => [Float32Array.from({ length: s.r * s.in }, () => rnd() / Math.sqrt(s.in)), Float32Array.from({ length: s.out * s.r }, () => 0.01 * rnd())]));
+}
+const res = { date: new Date().toISOString(), device: c.cudaInfo().deviceName, shape: tiny ? 'tiny' : 'llama-2-7b', copyGBs: BW / 1e9, tokens: N, runs: [] };
+for (const withLora of [true, false]) {
+  for (const variant of [1, 2]) {
+    const d = new GpuDecoder(c, gw, withLora ? lora : null, prompt.length + N + 1);
+    d.variant = variant;
+    try {
+      greedyDecode(d, prompt, 4); d.reset();  // warmup
+      c.cudaSync();
+      const t0 = performance.now();
+      const out = greedyDecode(d, prompt, N);
+      c.cudaSync();
+      const s = (performance.now() - t0) / 1000;
+      const tps = N / s, perTok = d.bytesPerToken(prompt.length + N / 2);
+      const bound = BW / perTok;
+      const r = { lora: withLora, variant, tokensPerS: tps, msPerToken: 1000 / tps, bytesPerToken: perTok, boundTokensPerS: bound, ofBound: tps / bound, first: out.slice(0, 8) };
+      res.runs.push(r);
+      log(`${withLora ? 'rank-64 LoRA unmerged' : 'no adapter         '} GEMV v${variant}: ${tps.toFixed(1)} tok/s (${r.msPerToken.toFixed(2)} ms/token), bound ${bound.toFixed(0)} tok/s (${(perTok / 1e6).toFixed(0)} MB/token) → ${(100 * r.ofBound).toFixed(1)} %`);
+    } catch (e) {
+      res.runs.push({ lora: withLora, variant, error: String(e) });
+      log(`${withLora ? 'lora' : 'base'} v${variant}: ${e}`);
+    } finally { d.free(); }
+  }
+}
+const out = opt('--json');
+if (out) writeFileSync(out, JSON.stringify(res, null, 1) + '\n');
+lora.free(); gw.free();

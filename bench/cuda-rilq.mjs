@@ -1,0 +1,95 @@
+#!/usr/bin/env node
+// lowbit's GPU engine on the issue's reference workload: one RILQ micro-step (batch 1 × 512 tokens,
+// 0.5·MSE(final hidden) + 0.5·CE, backward into rank-64 LoRA on all 7 projections, Adam update) on a
+// LLaMA-2-7B-shaped model with a packed RTN W2 g64 base (random codes and metadata made on the device).
+// Compare with bench/torch_reference.py (HF transformers + PEFT on a fake-quant bf16 base) run in the same
+// device session.
+//   node bench/cuda-rilq.mjs [--json out.json] [--tiny] [--steps 10] [--warmup 3] [--seq 512] [--rank 64]
+// Timing: wall clock around each step with a device sync at its end (the step ends by reading the loss
+// anyway), median over --steps after --warmup. Memory: bytes lowbit allocated (weights + adapters + Adam
+// + activations + scratch), and the device memory in use (incl. CUDA context, cuBLAS workspace) from cudaMemGetInfo.
+import { writeFileSync } from 'node:fs';
+import { gpuEngine, gpuUnavailable } from '../dist/src/model/gpu/engine.js';
+import { randomGpuWeights } from '../dist/src/model/gpu/device-weights.js';
+import { GpuLora } from '../dist/src/model/gpu/gpu-lora.js';
+import { GpuLlama } from '../dist/src/model/gpu/gpu-llama.js';
+import { PROJECTIONS, projectionShape } from '../dist/src/model/config.js';
+
+const args = process.argv.slice(2);
+const opt = (k, d) => { const i = args.indexOf(k); return i >= 0 ? args[i + 1] : d; };
+const tiny = args.includes('--tiny');
+const c = gpuEngine();
+if (!c) { console.error(`cuda-rilq bench: ${gpuUnavailable()}`); process.exit(2); }
+const mem0 = c.cudaMemInfo();
+const cfg = tiny
+  ? { vocabSize: 2048, hiddenSize: 256, intermediateSize: 688, numLayers: 4, numHeads: 8, numKvHeads: 4, headDim: 32 }
+  : { vocabSize: 32000, hiddenSize: 4096, intermediateSize: 11008, numLayers: 32, numHeads: 32, numKvHeads: 32, headDim: 128 };
+Object.assign(cfg, { rmsNormEps: 1e-5, ropeTheta: 10000, ropeScaling: { type: 'default' }, tieWordEmbeddings: false, maxPositionEmbeddings: 4096 });
+const T = Number(opt('--seq', tiny ? 256 : 512)), rank = Number(opt('--rank', 64)), alpha = 16;
+const steps = Number(opt('--steps', 10)), warmup = Number(opt('--warmup', 3));
+const log = (m) => console.log(m);
+
+const t0 = performance.now();
+const gw = randomGpuWeights(c, cfg, { layout: 'int', bits: 2, group: 64 }, 7);
+const specs = [];
+for (let l = 0; l < cfg.numLayers; l++) for (const p of PROJECTIONS) { const s = projectionShape(cfg, p); specs.push({ layer: l, proj: p, r: rank, scale: alpha / rank, in: s.in, out: s.out }); }
+const lora = new GpuLora(c, specs);
+// adapters: A ~ U(±1/√in) (kaiming-uniform-like), B ~ U(±0.01) — non-zero so every gradient path is exercised
+{
+  let x = 12345;
+  const rnd = () => { x ^= x << 13; x >>>= 0; x ^= x >>> 17; x ^= x << 5; x >>>= 0; return x / 4294967296 - 0.5; };
+  const ts = [];
+  for (const s of specs) {
+    const A = new Float32Array(s.r * s.in), B = new Float32Array(s.out * s.r), a = 2 / Math.sqrt(s.in);
+    for (let i = 0; i < A.length; i++) A[i] = a * rnd();
+    for (let i = 0; i < B.length; i++) B[i] = 0.02 * rnd();
+    ts.push(A, B);
+  }
+  lora.setParams(ts);
+}
+const m = new GpuLlama(c, gw, lora);
+m.prepare(1, T);
+const ids = new Int32Array(T).map((_, i) => (i * 7919 + 17) % cfg.vocabSize);
+const targets = new Int32Array(T).map((_, i) => (i + 1 < T ? ids[i + 1] : -100));
+const teacher = new Float32Array(T * cfg.hiddenSize).map((_, i) => Math.sin(i * 0.37));
+log(`setup ${((performance.now() - t0) / 1000).toFixed(1)} s: base ${(gw.baseBytes / 2 ** 30).toFixed(3)} GiB packed, ` +
+  `adapters ${lora.n} params (${(lora.bytes / 2 ** 30).toFixed(3)} GiB with grads, Adam moments, bf16 copy), activations ${(m.activationBytes / 2 ** 30).toFixed(3)} GiB`);
+
+const adam = { lr: 1e-4, beta1: 0.9, beta2: 0.999, eps: 1e-8, weightDecay: 0, coupledL2: false };
+const phases = { fwd: [], fwdbwd: [], step: [] };
+let loss = null;
+function microStep(kind) {
+  const s = performance.now();
+  m.forward(ids, 1, T);
+  if (kind === 'fwd') { c.cudaSync(); return performance.now() - s; }
+  m.beginLoss(true);
+  m.mseToTeacher(teacher, true, 0.5, 0);
+  m.lmHeadCe(targets, true, 0.5 / (T - 1), 1);
+  m.backward();
+  if (kind === 'step') { lora.adam(adam); lora.zeroGrad(); }
+  const l = m.readLoss();  // syncs
+  loss = { mse: l[0] / (T * cfg.hiddenSize), ce: l[1] / (T - 1) };
+  return performance.now() - s;
+}
+const med = (a) => { const b = [...a].sort((x, y) => x - y); return b[b.length >> 1]; };
+for (const kind of ['fwd', 'fwdbwd', 'step']) {
+  for (let i = 0; i < warmup; i++) microStep(kind);
+  for (let i = 0; i < steps; i++) phases[kind].push(microStep(kind));
+}
+const mem1 = c.cudaMemInfo();
+const allocated = gw.baseBytes + lora.bytes + m.activationBytes + gw.maxWeight * 2 + cfg.vocabSize * cfg.hiddenSize * 4 + cfg.hiddenSize * 4 * (2 * cfg.numLayers + 1);
+const res = {
+  date: new Date().toISOString(), device: c.cudaInfo().deviceName, shape: tiny ? 'tiny' : 'llama-2-7b', T, rank, alpha,
+  quant: 'RTN int2 g64 (random codes)', steps, warmup,
+  ms: { forward: med(phases.fwd), forwardBackward: med(phases.fwdbwd), microStep: med(phases.step), microStepMin: Math.min(...phases.step) },
+  all: phases, loss,
+  memory: {
+    allocatedGiB: allocated / 2 ** 30, baseGiB: gw.baseBytes / 2 ** 30, adaptersGiB: lora.bytes / 2 ** 30, activationsGiB: m.activationBytes / 2 ** 30,
+    deviceInUseGiB: (mem0.free - mem1.free) / 2 ** 30,
+  },
+};
+log(`forward ${res.ms.forward.toFixed(2)} ms, forward+backward ${res.ms.forwardBackward.toFixed(2)} ms, micro-step (with Adam) ${res.ms.microStep.toFixed(2)} ms (min ${res.ms.microStepMin.toFixed(2)})`);
+log(`memory: allocated ${res.memory.allocatedGiB.toFixed(2)} GiB, device in use (incl. context, cuBLAS) ${res.memory.deviceInUseGiB.toFixed(2)} GiB; loss mse ${loss.mse.toFixed(4)} ce ${loss.ce.toFixed(4)}`);
+const out = opt('--json');
+if (out) writeFileSync(out, JSON.stringify(res, null, 1) + '\n');
+m.free(); lora.free(); gw.free();

@@ -1,0 +1,31 @@
+// The CUDA engine the GPU model runs on: the addon's packed-weight kernels (backend/cuda.ts), the training
+// element-wise ops (backend/cuda-train-ops.ts) and flash attention (backend/cuda-attention.ts), all on
+// device-buffer handles.
+import { cudaEngine, cudaUnavailable, type NativeCudaQuant } from '../../backend/cuda.js';
+import { cudaTrainOps, type NativeCudaTrain } from '../../backend/cuda-train-ops.js';
+import { cudaAttention, type NativeCudaAttention } from '../../backend/cuda-attention.js';
+import { LowbitError } from '../../io/errors.js';
+
+export type GpuEngine = NativeCudaQuant & NativeCudaTrain & NativeCudaAttention;
+
+/** The engine when a CUDA device and every kernel family are present, else null. */
+export function gpuEngine(): GpuEngine | null {
+  const q = cudaEngine();
+  if (!q || !cudaTrainOps() || !cudaAttention()) return null;
+  return q as GpuEngine;
+}
+
+export function gpuUnavailable(): string {
+  const why = cudaUnavailable();
+  if (why !== 'available') return why;
+  if (!cudaTrainOps()) return 'addon predates the CUDA training ops (rebuild it)';
+  if (!cudaAttention()) return 'addon predates the CUDA attention kernels (rebuild it)';
+  return 'available';
+}
+
+/** The engine, or a one-line error saying why there is none (for --device cuda). */
+export function requireGpu(): GpuEngine {
+  const e = gpuEngine();
+  if (!e) throw new LowbitError(`--device cuda: ${gpuUnavailable()}`);
+  return e;
+}

@@ -1,0 +1,150 @@
+// Batch-1 KV-cached decoding on the GPU: one token at a time through the packed base with the fused low-bit
+// GEMV (codes read directly, never dequantized to memory), the LoRA kept UNMERGED (t = A·x, y += (s·B)·t as
+// two skinny bf16 GEMVs), K/V appended to a bf16 cache and attended by the flash kernel with Tq = 1.
+// Shapes the fused GEMV does not take (in or group not a multiple of 32, act-order gIdx) fall back to
+// dequantize + cuBLAS with M = 1. Prefill runs the prompt through the same step, token by token.
+import type { Projection } from '../config.js';
+import { ropeInvFreq, ropeTables } from '../ops/rope.js';
+import { DeviceArena, type Slot } from './arena.js';
+import type { GpuEngine } from './engine.js';
+import type { GpuBase, GpuWeights } from './device-weights.js';
+import type { GpuLora } from './gpu-lora.js';
+import { LowbitError } from '../../io/errors.js';
+
+export class GpuDecoder {
+  private arena: DeviceArena<string>;
+  private views: number[] = [];
+  private cosAt: number[] = [];
+  private sinAt: number[] = [];
+  private kAt: number[][] = [];
+  private vAt: number[][] = [];
+  /** s·B in bf16 per adapted projection (the decode GEMV has no alpha) */
+  private scaledB = new Map<string, number>();
+  private readonly scratch: number;
+  pos = 0;
+  /** GEMV variant for the packed projections (see backend/cuda.ts) */
+  variant: 0 | 1 | 2 = 0;
+
+  constructor(readonly c: GpuEngine, readonly w: GpuWeights, readonly lora: GpuLora | null, readonly maxT: number) {
+    const cfg = w.config, D = cfg.hiddenSize, I = cfg.intermediateSize, Q = cfg.numHeads * cfg.headDim, KV = cfg.numKvHeads * cfg.headDim;
+    const half = cfg.headDim / 2, L = cfg.numLayers, R = Math.max(1, lora?.maxRank ?? 1);
+    const s: Record<string, Slot> = {
+      id: { n: 1, t: 'i32' }, x: { n: D, t: 'f32' }, xn: { n: D, t: 'f32' }, xb: { n: Math.max(D, I, Q), t: 'bf16' },
+      q: { n: Q, t: 'f32' }, k: { n: KV, t: 'f32' }, v: { n: KV, t: 'f32' }, qb: { n: Q, t: 'bf16' }, att: { n: Q, t: 'bf16' },
+      attF: { n: Q, t: 'f32' }, tmp: { n: D, t: 'f32' }, gate: { n: I, t: 'f32' }, up: { n: I, t: 'f32' }, gateB: { n: I, t: 'bf16' },
+      upB: { n: I, t: 'bf16' }, actB: { n: I, t: 'bf16' }, act: { n: I, t: 'f32' }, t: { n: R, t: 'f32' },
+      lnf: { n: D, t: 'bf16' }, logits: { n: cfg.vocabSize, t: 'f32' }, cos: { n: maxT * half, t: 'f32' }, sin: { n: maxT * half, t: 'f32' },
+      yb: { n: Math.max(D, I, Q), t: 'bf16' },
+    };
+    for (let l = 0; l < L; l++) { s[`kc${l}`] = { n: maxT * KV, t: 'bf16' }; s[`vc${l}`] = { n: maxT * KV, t: 'bf16' }; }
+    this.arena = new DeviceArena(c, s);
+    const h = this.arena.h, cos = new Float32Array(maxT * half), sin = new Float32Array(maxT * half);
+    ropeTables(cos, sin, ropeInvFreq(cfg.headDim, cfg.ropeTheta, cfg.ropeScaling), 0, maxT);
+    c.cudaUpload(h.cos, cos); c.cudaUpload(h.sin, sin);
+    for (let p = 0; p < maxT; p++) { this.cosAt.push(this.view(h.cos, p * half * 4, half * 4)); this.sinAt.push(this.view(h.sin, p * half * 4, half * 4)); }
+    for (let l = 0; l < L; l++) {
+      this.kAt.push([]); this.vAt.push([]);
+      for (let p = 0; p < maxT; p++) { this.kAt[l].push(this.view(h[`kc${l}`], p * KV * 2, KV * 2)); this.vAt[l].push(this.view(h[`vc${l}`], p * KV * 2, KV * 2)); }
+    }
+    if (lora) for (const st of lora.sites) {
+      const b = c.cudaAlloc(st.out * st.r * 2);
+      const tmp = c.cudaAlloc(st.out * st.r * 4);
+      c.cudaCopy(tmp, st.B, st.out * st.r * 4);
+      c.cudaCastF32ToBf16Scaled(b, tmp, st.out * st.r, st.scale);
+      c.cudaFree(tmp);
+      this.scaledB.set(`${st.layer}.${st.proj}`, b);
+    }
+    this.scratch = c.cudaAlloc(w.maxWeight * 2);
+  }
+
+  private view(h: number, off: number, bytes: number): number { const v = this.c.cudaView(h, off, bytes); this.views.push(v); return v; }
+
+  reset(): void { this.pos = 0; }
+
+  /** y[out] (f32) = Ŵ·x (+ s·B·(A·x)) for x f32 [in] in h.xn-like buffers. */
+  private lin(l: number, p: Projection, x: number, y: number): void {
+    const c = this.c, b: GpuBase = this.w.layers[l].proj[p], h = this.arena.h;
+    if (b.kind === 'dense') c.cudaGemvBf16(b.w, b.out, b.in, x, y, false);
+    else if (b.q.desc.in % 32 === 0 && b.q.desc.group % 32 === 0 && !b.q.desc.gidx && (this.variant !== 2 || b.q.desc.in % 64 === 0)) c.cudaQGemv(b.q.desc, x, y, false, this.variant);
+    else {
+      c.cudaCastF32ToBf16Scaled(h.xb, x, b.in, 1);
+      c.cudaQGemm(b.q.desc, 1, h.xb, y, true, this.scratch);
+    }
+    const s = this.lora?.at(l, p);
+    if (s) {
+      c.cudaGemvBf16(s.Ab, s.r, s.in, x, h.t, false);
+      c.cudaGemvBf16(this.scaledB.get(`${l}.${p}`)!, s.out, s.r, h.t, y, true);
+    }
+  }
+
+  /** One token at position this.pos → logits [V] (f32, on the host). */
+  step(id: number, wantLogits = true): Float32Array | null {
+    const c = this.c, cfg = this.w.config, h = this.arena.h, pos = this.pos;
+    if (pos >= this.maxT) throw new LowbitError(`GpuDecoder: KV cache of ${this.maxT} positions is full`);
+    if (!(id >= 0 && id < cfg.vocabSize)) throw new LowbitError(`GpuDecoder: token id ${id} outside the vocabulary`);
+    const D = cfg.hiddenSize, I = cfg.intermediateSize, Q = cfg.numHeads * cfg.headDim, KV = cfg.numKvHeads * cfg.headDim;
+    const hd = cfg.headDim, Hq = cfg.numHeads, Hkv = cfg.numKvHeads, eps = cfg.rmsNormEps;
+    c.cudaUpload(h.id, Int32Array.of(id));
+    c.cudaEmbedding(h.id, this.w.embed, h.x, 1, D, cfg.vocabSize, true);
+    for (let l = 0; l < cfg.numLayers; l++) {
+      const w = this.w.layers[l];
+      c.cudaRmsnormFwd(h.x, w.inputNorm, null, h.xn, null, 1, D, eps);
+      this.lin(l, 'q_proj', h.xn, h.q);
+      this.lin(l, 'k_proj', h.xn, h.k);
+      this.lin(l, 'v_proj', h.xn, h.v);
+      c.cudaRopeFwd(h.q, h.qb, this.cosAt[pos], this.sinAt[pos], 1, 1, Hq, hd);
+      c.cudaRopeFwd(h.k, this.kAt[l][pos], this.cosAt[pos], this.sinAt[pos], 1, 1, Hkv, hd);
+      c.cudaCastF32ToBf16Scaled(this.vAt[l][pos], h.v, KV, 1);
+      c.cudaAttnFwd(h.qb, h[`kc${l}`], h[`vc${l}`], h.att, null, 1, 1, pos + 1, Hq, Hkv, hd);
+      c.cudaConvertBf16ToF32(h.attF, h.att, Q);
+      this.lin(l, 'o_proj', h.attF, h.tmp);
+      c.cudaAddF32(h.x, h.x, h.tmp, D);
+      c.cudaRmsnormFwd(h.x, w.postNorm, null, h.xn, null, 1, D, eps);
+      this.lin(l, 'gate_proj', h.xn, h.gate);
+      this.lin(l, 'up_proj', h.xn, h.up);
+      c.cudaCastF32ToBf16Scaled(h.gateB, h.gate, I, 1);
+      c.cudaCastF32ToBf16Scaled(h.upB, h.up, I, 1);
+      c.cudaSwigluFwd(h.gateB, h.upB, h.actB, I);
+      c.cudaConvertBf16ToF32(h.act, h.actB, I);
+      this.lin(l, 'down_proj', h.act, h.tmp);
+      c.cudaAddF32(h.x, h.x, h.tmp, D);
+    }
+    this.pos++;
+    if (!wantLogits) return null;
+    c.cudaRmsnormFwd(h.x, this.w.finalNorm, h.lnf, null, null, 1, D, eps);
+    c.cublasGemmBf16(false, true, 1, cfg.vocabSize, D, h.lnf, this.w.lmHead, h.logits, 1, 0, true);
+    const out = new Float32Array(cfg.vocabSize);
+    c.cudaDownload(h.logits, out);
+    return out;
+  }
+
+  /** Bytes one decode step must read at least: packed base + adapters (bf16) + lm_head + the KV cache so far. */
+  bytesPerToken(pos = this.pos): number {
+    const cfg = this.w.config, KV = cfg.numKvHeads * cfg.headDim;
+    let lora = 0;
+    if (this.lora) for (const s of this.lora.sites) lora += (s.r * s.in + s.out * s.r) * 2;
+    return this.w.baseBytes + lora + cfg.vocabSize * cfg.hiddenSize * 2 + 2 * cfg.numLayers * pos * KV * 2;
+  }
+
+  free(): void {
+    for (const v of this.views.splice(0)) this.c.cudaFree(v);
+    for (const b of this.scaledB.values()) this.c.cudaFree(b);
+    this.scaledB.clear();
+    this.arena.free();
+    this.c.cudaFree(this.scratch);
+  }
+}
+
+/** Greedy decode: prompt through the cache, then n new tokens. Returns the new ids. */
+export function greedyDecode(d: GpuDecoder, prompt: ArrayLike<number>, n: number): number[] {
+  let logits: Float32Array | null = null;
+  for (let i = 0; i < prompt.length; i++) logits = d.step(prompt[i], i === prompt.length - 1);
+  const out: number[] = [];
+  for (let k = 0; k < n; k++) {
+    let best = 0;
+    for (let i = 1; i < logits!.length; i++) if (logits![i] > logits![best]) best = i;
+    out.push(best);
+    if (k < n - 1) logits = d.step(best);
+  }
+  return out;
+}
