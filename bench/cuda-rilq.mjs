@@ -14,6 +14,7 @@ import { randomGpuWeights } from '../dist/src/model/gpu/device-weights.js';
 import { GpuLora } from '../dist/src/model/gpu/gpu-lora.js';
 import { GpuLlama } from '../dist/src/model/gpu/gpu-llama.js';
 import { PROJECTIONS, projectionShape } from '../dist/src/model/config.js';
+import { GpuProfiler } from '../dist/src/model/gpu/profiler.js';
 
 const args = process.argv.slice(2);
 const opt = (k, d) => { const i = args.indexOf(k); return i >= 0 ? args[i + 1] : d; };
@@ -47,7 +48,7 @@ const lora = new GpuLora(c, specs);
   }
   lora.setParams(ts);
 }
-const m = new GpuLlama(c, gw, lora);
+let m = new GpuLlama(c, gw, lora);
 m.prepare(1, T);
 const ids = new Int32Array(T).map((_, i) => (i * 7919 + 17) % cfg.vocabSize);
 const targets = new Int32Array(T).map((_, i) => (i + 1 < T ? ids[i + 1] : -100));
@@ -66,7 +67,7 @@ function microStep(kind) {
   m.mseToTeacher(teacher, true, 0.5, 0);
   m.lmHeadCe(targets, true, 0.5 / (T - 1), 1);
   m.backward();
-  if (kind === 'step') { lora.adam(adam); lora.zeroGrad(); }
+  if (kind === 'step') { lora.adam(adam); lora.zeroGrad(); m.prof?.tick('adam'); }
   const l = m.readLoss();  // syncs
   loss = { mse: l[0] / (T * cfg.hiddenSize), ce: l[1] / (T - 1) };
   return performance.now() - s;
@@ -88,6 +89,32 @@ const res = {
     deviceInUseGiB: (mem0.free - mem1.free) / 2 ** 30,
   },
 };
+// where the time goes: one profiled micro-step (CUDA events between consecutive ops)
+{
+  const prof = new GpuProfiler(c);
+  m.prof = prof;
+  for (let i = 0; i < 3; i++) { prof.begin(); microStep('step'); prof.end(); }
+  m.prof = null;
+  const tot = [...prof.end()].map(([k, v]) => [k, v.ms / 3, v.calls / 3]).sort((a, b) => b[1] - a[1]);
+  const sum = tot.reduce((a, x) => a + x[1], 0);
+  res.profile = Object.fromEntries(tot.map(([k, ms, n]) => [k, { ms, calls: n }]));
+  log(`profile (GPU ms per micro-step, events between ops; total ${sum.toFixed(2)}):`);
+  for (const [k, ms, n] of tot) log(`  ${k.padEnd(14)} ${ms.toFixed(2).padStart(7)} ms  ${(100 * ms / sum).toFixed(1).padStart(5)} %  ${n} ops`);
+  prof.free();
+}
+// the same step with one GEMM per adapter (LOWBIT_GPU_LORA_GROUP=0) for comparison
+if (!args.includes('--no-ab')) {
+  const grouped = m.grouped;
+  m.free();
+  process.env.LOWBIT_GPU_LORA_GROUP = grouped ? '0' : '1';
+  m = new GpuLlama(c, gw, lora);
+  m.prepare(1, T);
+  const t = [];
+  for (let i = 0; i < warmup; i++) microStep('step');
+  for (let i = 0; i < steps; i++) t.push(microStep('step'));
+  res.ms[grouped ? 'microStepUngrouped' : 'microStepGrouped'] = med(t);
+  log(`micro-step with ${grouped ? 'one GEMM per adapter' : 'grouped adapters'}: ${med(t).toFixed(2)} ms`);
+}
 log(`forward ${res.ms.forward.toFixed(2)} ms, forward+backward ${res.ms.forwardBackward.toFixed(2)} ms, micro-step (with Adam) ${res.ms.microStep.toFixed(2)} ms (min ${res.ms.microStepMin.toFixed(2)})`);
 log(`memory: allocated ${res.memory.allocatedGiB.toFixed(2)} GiB, device in use (incl. context, cuBLAS) ${res.memory.deviceInUseGiB.toFixed(2)} GiB; loss mse ${loss.mse.toFixed(4)} ce ${loss.ce.toFixed(4)}`);
 const out = opt('--json');

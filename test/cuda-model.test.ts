@@ -51,7 +51,7 @@ function build(): LlamaWeights {
   return w;
 }
 
-test('GPU model = CPU model: hidden, logits, RILQ loss and every LoRA gradient (packed + dense layers, GQA)', (t) => {
+for (const grouped of [true, false]) test(`GPU model = CPU model: hidden, logits, RILQ loss and every LoRA gradient (packed + dense layers, GQA; ${grouped ? 'q/k/v and gate/up adapters as one GEMM' : 'one GEMM per adapter'})`, (t) => {
   const c = gpuEngine();
   if (!c) { t.skip(gpuUnavailable()); return; }
   const w = build(), B = 2, T = 40, N = B * T, D = cfg.hiddenSize, V = cfg.vocabSize;
@@ -73,7 +73,10 @@ test('GPU model = CPU model: hidden, logits, RILQ loss and every LoRA gradient (
   const params = loraParams(w, 'comp');
   // GPU
   const specs = loraSites(w, 'comp').map((s) => { const a = s.lin.get('comp'); return { layer: s.layer, proj: s.proj, r: a.r, scale: a.scale, in: s.lin.inFeatures, out: s.lin.outFeatures }; });
+  process.env.LOWBIT_GPU_LORA_GROUP = grouped ? '1' : '0';
   const gw = uploadWeights(c, w), lora = new GpuLora(c, specs), gm = new GpuLlama(c, gw, lora);
+  delete process.env.LOWBIT_GPU_LORA_GROUP;
+  assert.equal(gm.grouped, grouped);
   try {
     lora.setParams(params.map((p) => p.data));
     gm.forward(ids, B, T);

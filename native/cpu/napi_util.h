@@ -16,8 +16,8 @@ inline napi_value throw_error(napi_env env, const std::string& msg) {
 
 struct Args {
   napi_env env;
-  size_t argc = 16;
-  napi_value argv[16];
+  size_t argc = 20;
+  napi_value argv[20];
   const char* fn;
   Args(napi_env e, napi_callback_info info, const char* name) : env(e), fn(name) {
     napi_get_cb_info(env, info, &argc, argv, nullptr, nullptr);

@@ -231,6 +231,73 @@ napi_value js_gemm_batched(napi_env env, napi_callback_info info) {
   return nullptr;
 }
 
+// cublasGemmBf16Ex(transA, transB, M, N, K, A, aOff, lda, B, bOff, ldb, C, cOff, ldc, alpha, beta, cF32)
+// Row-major with explicit leading dimensions and element offsets into each buffer (column blocks of wider
+// matrices). Each operand's extent (off + (rows−1)·ld + cols elements) is checked against its buffer.
+napi_value js_gemm_ex(napi_env env, napi_callback_info info) {
+  Args a(env, info, "cublasGemmBf16Ex");
+  bool ta = false, tb = false, cf32 = false;
+  int64_t M = 0, N = 0, K = 0, ao = 0, lda = 0, bo = 0, ldb = 0, co = 0, ldc = 0;
+  double alpha = 0, beta = 0;
+  Buf A, B, C;
+  if (!a.boolean(0, &ta) || !a.boolean(1, &tb) || !int_dim(a, 2, &M) || !int_dim(a, 3, &N) || !int_dim(a, 4, &K) ||
+      !a.count(6, &ao) || !int_dim(a, 7, &lda) || !a.count(9, &bo) || !int_dim(a, 10, &ldb) || !a.count(12, &co) ||
+      !int_dim(a, 13, &ldc) || !a.number(14, &alpha) || !a.number(15, &beta) || !a.boolean(16, &cf32))
+    return nullptr;
+  // stored shapes (row-major): A is [M,K] or, transposed, [K,M]; B is [K,N] or [N,K]; C is [M,N]
+  const int64_t aRows = ta ? K : M, aCols = ta ? M : K, bRows = tb ? N : K, bCols = tb ? K : N;
+  if (lda < aCols || ldb < bCols || ldc < N) return throw_error(env, "cublasGemmBf16Ex: a leading dimension is smaller than its row");
+  auto extent = [](int64_t off, int64_t rows, int64_t ld, int64_t cols) { return rows == 0 ? off : off + (rows - 1) * ld + cols; };
+  if (!buf_arg(a, 5, extent(ao, aRows, lda, aCols) * 2, &A) || !buf_arg(a, 8, extent(bo, bRows, ldb, bCols) * 2, &B) ||
+      !buf_arg(a, 11, extent(co, M, ldc, N) * (cf32 ? 4 : 2), &C))
+    return nullptr;
+  check(env, cublas_gemm_bf16_ld(ta, tb, M, N, K, (float)alpha, static_cast<const char*>(A.ptr) + ao * 2, (int)lda,
+                                 static_cast<const char*>(B.ptr) + bo * 2, (int)ldb, (float)beta,
+                                 static_cast<char*>(C.ptr) + co * (cf32 ? 4 : 2), (int)ldc, cf32));
+  return nullptr;
+}
+
+// Events for profiling: cudaEventNew() -> id, cudaEventRecord(id), cudaEventMs(a, b) -> ms, cudaEventFree(id).
+std::unordered_map<uint32_t, void*> g_events;
+uint32_t g_next_event = 1;
+napi_value js_event_new(napi_env env, napi_callback_info) {
+  void* e = nullptr;
+  if (!check(env, cuda_event_new(&e))) return nullptr;
+  const uint32_t id = g_next_event++;
+  g_events[id] = e;
+  return make_number(env, id);
+}
+bool event_arg(Args& a, size_t i, void** e) {
+  int64_t id = 0;
+  if (!a.count(i, &id)) return false;
+  auto it = g_events.find((uint32_t)id);
+  if (it == g_events.end()) { throw_error(a.env, std::string(a.fn) + ": not a live event"); return false; }
+  *e = it->second;
+  return true;
+}
+napi_value js_event_record(napi_env env, napi_callback_info info) {
+  Args a(env, info, "cudaEventRecord");
+  void* e;
+  if (event_arg(a, 0, &e)) check(env, cuda_event_record(e));
+  return nullptr;
+}
+napi_value js_event_ms(napi_env env, napi_callback_info info) {
+  Args a(env, info, "cudaEventMs");
+  void *e0, *e1;
+  float ms = 0;
+  if (!event_arg(a, 0, &e0) || !event_arg(a, 1, &e1) || !check(env, cuda_event_pair_ms(e0, e1, &ms))) return nullptr;
+  return make_number(env, ms);
+}
+napi_value js_event_free(napi_env env, napi_callback_info info) {
+  Args a(env, info, "cudaEventFree");
+  int64_t id = 0;
+  void* e;
+  if (!event_arg(a, 0, &e) || !a.count(0, &id)) return nullptr;
+  g_events.erase((uint32_t)id);
+  check(env, cuda_event_free(e));
+  return nullptr;
+}
+
 // cudaBenchGemm(M, N, K, iters, transA = false, transB = false) -> median ms per GEMM
 napi_value js_bench(napi_env env, napi_callback_info info) {
   Args a(env, info, "cudaBenchGemm");
@@ -264,6 +331,11 @@ void register_cuda(napi_env env, napi_value exports) {
   export_fn(env, exports, "cudaConvertBf16ToF32", js_to_f32);
   export_fn(env, exports, "cublasGemmBf16", js_gemm);
   export_fn(env, exports, "cublasGemmBf16Batched", js_gemm_batched);
+  export_fn(env, exports, "cublasGemmBf16Ex", js_gemm_ex);
+  export_fn(env, exports, "cudaEventNew", js_event_new);
+  export_fn(env, exports, "cudaEventRecord", js_event_record);
+  export_fn(env, exports, "cudaEventMs", js_event_ms);
+  export_fn(env, exports, "cudaEventFree", js_event_free);
   export_fn(env, exports, "cudaBenchGemm", js_bench);
   register_cuda_quant(env, exports);
   register_cuda_train(env, exports);

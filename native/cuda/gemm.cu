@@ -23,6 +23,37 @@ const char* cublas_gemm_bf16(bool ta, bool tb, int M, int N, int K, float alpha,
   return nullptr;
 }
 
+const char* cublas_gemm_bf16_ld(bool ta, bool tb, int M, int N, int K, float alpha, const void* A, int lda,
+                                const void* B, int ldb, float beta, void* C, int ldc, bool c_f32) {
+  const char* err = nullptr;
+  const CublasApi* api = cublas_api(&err);
+  if (!api) return err;
+  cublasStatus_t st = api->gemm_ex(api->handle, tb ? CUBLAS_OP_T : CUBLAS_OP_N, ta ? CUBLAS_OP_T : CUBLAS_OP_N,
+                                   N, M, K, &alpha, B, CUDA_R_16BF, ldb, A, CUDA_R_16BF, lda, &beta, C,
+                                   c_f32 ? CUDA_R_32F : CUDA_R_16BF, ldc, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT);
+  if (st != 0) return cublas_err("cublasGemmEx", st);
+  return nullptr;
+}
+
+const char* cuda_event_pair_ms(void* a, void* b, float* ms) {
+  LB_CUDA(cudaEventElapsedTime(ms, static_cast<cudaEvent_t>(a), static_cast<cudaEvent_t>(b)));
+  return nullptr;
+}
+const char* cuda_event_new(void** ev) {
+  cudaEvent_t e;
+  LB_CUDA(cudaEventCreate(&e));
+  *ev = e;
+  return nullptr;
+}
+const char* cuda_event_record(void* ev) {
+  LB_CUDA(cudaEventRecord(static_cast<cudaEvent_t>(ev), 0));
+  return nullptr;
+}
+const char* cuda_event_free(void* ev) {
+  LB_CUDA(cudaEventDestroy(static_cast<cudaEvent_t>(ev)));
+  return nullptr;
+}
+
 const char* cublas_gemm_bf16_batched(bool ta, bool tb, int M, int N, int K, float alpha, const void* A,
                                      long long strideA, const void* B, long long strideB, float beta, void* C,
                                      long long strideC, int batch, bool c_f32) {

@@ -30,6 +30,15 @@ const char* cublas_load(int* version);
 // gemm.cu. Row-major C[M,N] = alpha*op(A)*op(B) + beta*C, A/B bf16, fp32 accumulate, C bf16 or fp32.
 const char* cublas_gemm_bf16(bool transA, bool transB, int M, int N, int K, float alpha, const void* A,
                              const void* B, float beta, void* C, bool c_f32);
+// The same with explicit leading dimensions (row-major: elements between consecutive rows of A, B, C as stored),
+// for operands that are column blocks of wider matrices.
+const char* cublas_gemm_bf16_ld(bool transA, bool transB, int M, int N, int K, float alpha, const void* A, int lda,
+                                const void* B, int ldb, float beta, void* C, int ldc, bool c_f32);
+// CUDA events on stream 0 (profiling from JS): create, record, elapsed ms between two recorded events, destroy.
+const char* cuda_event_new(void** ev);
+const char* cuda_event_record(void* ev);
+const char* cuda_event_pair_ms(void* a, void* b, float* ms);
+const char* cuda_event_free(void* ev);
 // `batch` independent GEMMs of the same shape; operand i starts at X + i*strideX (elements; 0 reuses one
 // operand for every batch, e.g. a shared weight).
 const char* cublas_gemm_bf16_batched(bool transA, bool transB, int M, int N, int K, float alpha, const void* A,

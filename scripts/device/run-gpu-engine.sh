@@ -20,13 +20,19 @@ grep -E '^\s*# ' "$OUT/tests.log" | grep -vE '^# (tests|suites|pass|fail|cancell
 grep -B2 -A12 '^not ok\|^    not ok\|^  not ok' "$OUT/tests.log" | head -120
 [ "$MODE" = tests ] && exit 0
 step "rilq micro-step (lowbit)"
-timeout 150 node bench/cuda-rilq.mjs --json "$OUT/rilq.json" 2>&1 | tail -5
-step "decode (lowbit)"
-timeout 150 node bench/cuda-decode.mjs --json "$OUT/decode.json" 2>&1 | tail -8
-step "attention"
-timeout 60 node bench/cuda-attention.mjs 2>&1 | tail -12
-step "torch reference"
-timeout 300 python3 bench/torch_reference.py --out "$OUT" > "$OUT/torch.log" 2>&1; echo "torch rc=$?"; tail -15 "$OUT/torch.log"
+timeout 150 node bench/cuda-rilq.mjs --json "$OUT/rilq.json" 2>&1 | tail -30
+if [ "${DECODE:-1}" = 1 ]; then
+  step "decode (lowbit)"
+  timeout 150 node bench/cuda-decode.mjs --json "$OUT/decode.json" 2>&1 | tail -8
+fi
+if [ "${ATTN:-1}" = 1 ]; then
+  step "attention"
+  timeout 60 node bench/cuda-attention.mjs 2>&1 | tail -12
+fi
+if [ "${TORCH:-1}" = 1 ]; then
+  step "torch reference"
+  timeout 300 python3 bench/torch_reference.py --out "$OUT" > "$OUT/torch.log" 2>&1; echo "torch rc=$?"; tail -15 "$OUT/torch.log"
+fi
 if [ "${COMPENSATE:-1}" = 1 ]; then
   step "compensate on the GPU (shipped model, demo recipe)"
   node dist/src/cli/main.js quantize --model models/tiny-jargon --method rtn --bits 2 --group 64 --out /tmp/q2 > /dev/null 2>&1
@@ -37,3 +43,5 @@ if [ "${COMPENSATE:-1}" = 1 ]; then
   timeout 60 node dist/src/cli/main.js eval ppl --device cuda --model /tmp/q2 --adapter /tmp/rilq-gpu --data data/jargon.heldout.txt --seq 256 --json 2>&1 | tail -1 > "$OUT/ppl-gpu.json"
   cat "$OUT/ppl-gpu.json"
 fi
+# $OUT returns at most 8 files: everything else goes into one tarball
+cd "$OUT" && tar czf results.tgz --exclude=results.tgz * && ls | grep -v -E '^(results.tgz|parity.txt|env.txt)$' | xargs rm -f

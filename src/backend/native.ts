@@ -48,6 +48,18 @@ export interface NativeCuda {
   cublasGemmBf16(transA: boolean, transB: boolean, M: number, N: number, K: number,
     A: number, B: number, C: number, alpha: number, beta: number, cF32: boolean): void;
   /**
+   * The same with element offsets and leading dimensions (row-major, elements between rows as stored) for each
+   * operand: operands that are column blocks of wider matrices. Extents are checked against the buffers.
+   */
+  cublasGemmBf16Ex(transA: boolean, transB: boolean, M: number, N: number, K: number,
+    A: number, aOff: number, lda: number, B: number, bOff: number, ldb: number, C: number, cOff: number, ldc: number,
+    alpha: number, beta: number, cF32: boolean): void;
+  /** CUDA events on stream 0, for profiling: ids, not buffer handles. */
+  cudaEventNew(): number;
+  cudaEventRecord(id: number): void;
+  cudaEventMs(a: number, b: number): number;
+  cudaEventFree(id: number): void;
+  /**
    * `batch` GEMMs of one shape; operand i starts at element i·stride of its buffer (stride 0 reuses one
    * operand for every batch, e.g. a shared weight).
    */

@@ -10,11 +10,23 @@ import type { GpuEngine } from './engine.js';
 import type { GpuWeights } from './device-weights.js';
 import type { GpuLora } from './gpu-lora.js';
 import { LowbitError } from '../../io/errors.js';
+import type { GpuProfiler } from './profiler.js';
 
 type Named = Record<string, Slot>;
 
 /** Every tensor a forward+backward of B×T tokens touches, by name and size: THE one place they are sized. */
-function actSlots(c: LlamaConfig, B: number, T: number, lora: GpuLora | null, chunkRows: number): Named {
+/** Projections whose adapters run as one GEMM (same input, A's adjacent): q/k/v and gate/up when possible. */
+const GROUPS: readonly (readonly Projection[])[] = [['q_proj', 'k_proj', 'v_proj'], ['o_proj'], ['gate_proj', 'up_proj'], ['down_proj']];
+function groupsOf(lora: GpuLora, l: number, grouped: boolean): Projection[][] {
+  const out: Projection[][] = [];
+  for (const g of GROUPS) {
+    if (grouped && g.length > 1 && lora.group(l, g)) { out.push([...g]); continue; }
+    for (const p of g) if (lora.at(l, p)) out.push([p]);
+  }
+  return out;
+}
+
+function actSlots(c: LlamaConfig, B: number, T: number, lora: GpuLora | null, chunkRows: number, grouped: boolean): Named {
   const N = B * T, D = c.hiddenSize, Q = c.numHeads * c.headDim, KV = c.numKvHeads * c.headDim, I = c.intermediateSize;
   const L = c.numLayers, V = c.vocabSize, half = c.headDim / 2;
   const s: Named = {
@@ -29,7 +41,7 @@ function actSlots(c: LlamaConfig, B: number, T: number, lora: GpuLora | null, ch
     dattF: { n: N * Q, t: 'f32' }, dattB: { n: N * Q, t: 'bf16' },
     dq: { n: N * Q, t: 'f32' }, dk: { n: N * KV, t: 'f32' }, dv: { n: N * KV, t: 'f32' },
     dqB: { n: N * Q, t: 'bf16' }, dkB: { n: N * KV, t: 'bf16' }, dvB: { n: N * KV, t: 'bf16' },
-    u: { n: N * Math.max(1, lora?.maxRank ?? 1), t: 'bf16' },
+    u: { n: N * 3 * Math.max(1, lora?.maxRank ?? 1), t: 'bf16' },
     // losses and the chunked lm_head scratch
     teacher: { n: N * D, t: 'f32' }, loss: { n: 4, t: 'f32' },
     ceLogits: { n: chunkRows * V, t: 'f32' }, ceDlogits: { n: chunkRows * V, t: 'bf16' },
@@ -43,7 +55,15 @@ function actSlots(c: LlamaConfig, B: number, T: number, lora: GpuLora | null, ch
     s[`mid_${l}`] = { n: N * D, t: 'f32' }; s[`ln2_${l}`] = { n: N * D, t: 'bf16' }; s[`rstd2_${l}`] = { n: N, t: 'f32' };
     s[`gate_${l}`] = { n: N * I, t: 'bf16' }; s[`up_${l}`] = { n: N * I, t: 'bf16' };
   }
-  if (lora) for (const x of lora.sites) s[`t_${x.layer}_${x.proj}`] = { n: N * x.r, t: 'bf16' }; // x·Aᵀ, kept for ∂B
+  // x·Aᵀ of every adapter, kept for ∂B: one [N, Σr] block per group of projections sharing an input
+  if (lora) {
+    for (let l = 0; l < L; l++) {
+      for (const ps of groupsOf(lora, l, grouped)) {
+        const r = ps.reduce((a, p) => a + lora.at(l, p)!.r, 0);
+        s[`t_${l}_${ps[0]}`] = { n: N * r, t: 'bf16' };
+      }
+    }
+  }
   return s;
 }
 
@@ -57,6 +77,11 @@ export class GpuLlama {
   private readonly scratch: number;
   private readonly invFreq: Float64Array;
   readonly chunkRows: number;
+  /** run the adapters of q/k/v and of gate/up as one GEMM each (LOWBIT_GPU_LORA_GROUP=0 turns it off) */
+  readonly grouped = process.env.LOWBIT_GPU_LORA_GROUP !== '0';
+  /** op-category GPU times when set (bench/cuda-rilq.mjs --profile) */
+  prof: GpuProfiler | null = null;
+  private tick(cat: string): void { this.prof?.tick(cat); }
 
   constructor(readonly c: GpuEngine, readonly w: GpuWeights, readonly lora: GpuLora | null = null) {
     this.config = w.config;
@@ -79,7 +104,7 @@ export class GpuLlama {
     for (const v of this.lossViews.splice(0)) if (v) this.c.cudaFree(v);
     this.arena?.free();
     this.arena = null;
-    this.arena = new DeviceArena(this.c, actSlots(this.config, B, T, this.lora, Math.min(this.chunkRows, B * T)));
+    this.arena = new DeviceArena(this.c, actSlots(this.config, B, T, this.lora, Math.min(this.chunkRows, B * T), this.grouped));
     this.B = B; this.T = T;
     const half = this.config.headDim / 2, cos = new Float32Array(T * half), sin = new Float32Array(T * half);
     ropeTables(cos, sin, this.invFreq, 0, T);
@@ -95,9 +120,10 @@ export class GpuLlama {
     this.prepare(B, T);
     const h = this.h, c = this.c;
     c.cudaUpload(h.ids, ids.subarray(0, N));
-    c.cudaEmbedding(h.ids, this.w.embed, h.resid0, N, cfg.hiddenSize, cfg.vocabSize, true);
+    c.cudaEmbedding(h.ids, this.w.embed, h.resid0, N, cfg.hiddenSize, cfg.vocabSize, true); this.tick('embedding');
     for (let l = 0; l < cfg.numLayers; l++) this.block(l);
     c.cudaRmsnormFwd(h[`resid${cfg.numLayers}`], this.w.finalNorm, h.lnf, h.lnfF, h.rstdf, N, cfg.hiddenSize, cfg.rmsNormEps);
+    this.tick('rmsnorm');
   }
 
   private block(l: number): void {
@@ -105,49 +131,78 @@ export class GpuLlama {
     const B = this.B, T = this.T, N = B * T, D = cfg.hiddenSize, I = cfg.intermediateSize;
     const hd = cfg.headDim, Hq = cfg.numHeads, Hkv = cfg.numKvHeads, eps = cfg.rmsNormEps;
     const x = h[`resid${l}`], mid = h[`mid_${l}`], ln1 = h[`ln1_${l}`], ln2 = h[`ln2_${l}`];
-    c.cudaRmsnormFwd(x, w.inputNorm, ln1, null, h[`rstd1_${l}`], N, D, eps);
-    this.linFwd(l, 'q_proj', ln1, h.qf, true);
-    this.linFwd(l, 'k_proj', ln1, h.kf, true);
-    this.linFwd(l, 'v_proj', ln1, h[`v_${l}`], false);
+    c.cudaRmsnormFwd(x, w.inputNorm, ln1, null, h[`rstd1_${l}`], N, D, eps); this.tick('rmsnorm');
+    this.groupFwd(l, ['q_proj', 'k_proj', 'v_proj'], ln1, [h.qf, h.kf, h[`v_${l}`]], [true, true, false]);
     c.cudaRopeFwd(h.qf, h[`q_${l}`], h.cos, h.sin, B, T, Hq, hd);
-    c.cudaRopeFwd(h.kf, h[`k_${l}`], h.cos, h.sin, B, T, Hkv, hd);
-    c.cudaAttnFwd(h[`q_${l}`], h[`k_${l}`], h[`v_${l}`], h[`att_${l}`], h[`lse_${l}`], B, T, T, Hq, Hkv, hd);
-    this.linFwd(l, 'o_proj', h[`att_${l}`], h.tmpD, true);
-    c.cudaAddF32(mid, x, h.tmpD, N * D);
-    c.cudaRmsnormFwd(mid, w.postNorm, ln2, null, h[`rstd2_${l}`], N, D, eps);
-    this.linFwd(l, 'gate_proj', ln2, h[`gate_${l}`], false);
-    this.linFwd(l, 'up_proj', ln2, h[`up_${l}`], false);
-    c.cudaSwigluFwd(h[`gate_${l}`], h[`up_${l}`], h.act, N * I);
-    this.linFwd(l, 'down_proj', h.act, h.tmpD, true);
-    c.cudaAddF32(h[`resid${l + 1}`], mid, h.tmpD, N * D);
+    c.cudaRopeFwd(h.kf, h[`k_${l}`], h.cos, h.sin, B, T, Hkv, hd); this.tick('rope');
+    c.cudaAttnFwd(h[`q_${l}`], h[`k_${l}`], h[`v_${l}`], h[`att_${l}`], h[`lse_${l}`], B, T, T, Hq, Hkv, hd); this.tick('attention');
+    this.groupFwd(l, ['o_proj'], h[`att_${l}`], [h.tmpD], [true]);
+    c.cudaAddF32(mid, x, h.tmpD, N * D); this.tick('add/cast');
+    c.cudaRmsnormFwd(mid, w.postNorm, ln2, null, h[`rstd2_${l}`], N, D, eps); this.tick('rmsnorm');
+    this.groupFwd(l, ['gate_proj', 'up_proj'], ln2, [h[`gate_${l}`], h[`up_${l}`]], [false, false]);
+    c.cudaSwigluFwd(h[`gate_${l}`], h[`up_${l}`], h.act, N * I); this.tick('swiglu');
+    this.groupFwd(l, ['down_proj'], h.act, [h.tmpD], [true]);
+    c.cudaAddF32(h[`resid${l + 1}`], mid, h.tmpD, N * D); this.tick('add/cast');
   }
 
-  /** y[N, out] = x[N, in]·Ŵᵀ (+ s·(x·Aᵀ)·Bᵀ); x bf16, y f32 or bf16. */
-  private linFwd(l: number, p: Projection, x: number, y: number, yF32: boolean): void {
+  /** The frozen base's y[N, out] = x·Ŵᵀ: dequantize into the scratch, then one cuBLAS GEMM. */
+  private baseFwd(l: number, p: Projection, x: number, y: number, yF32: boolean): void {
     const c = this.c, b = this.w.layers[l].proj[p], N = this.B * this.T;
-    if (b.kind === 'quant') c.cudaQGemm(b.q.desc, N, x, y, yF32, this.scratch);
-    else c.cublasGemmBf16(false, true, N, b.out, b.in, x, b.w, y, 1, 0, yF32);
-    const s = this.lora?.at(l, p);
-    if (s) {
-      const t = this.h[`t_${l}_${p}`];
-      c.cublasGemmBf16(false, true, N, s.r, b.in, x, s.Ab, t, 1, 0, false);
-      c.cublasGemmBf16(false, true, N, b.out, s.r, t, s.Bb, y, s.scale, 1, yF32);
+    let W = b.kind === 'dense' ? b.w : this.scratch;
+    if (b.kind === 'quant') { c.cudaDequantBf16(b.q.desc, this.scratch); this.tick('dequant'); W = this.scratch; }
+    c.cublasGemmBf16(false, true, N, b.out, b.in, x, W, y, 1, 0, yF32); this.tick('gemm base');
+  }
+
+  /** dx[N, in] (f32; overwritten, or += when acc) += dy·Ŵ (no weight gradient: the base is frozen). */
+  private baseBwd(l: number, p: Projection, dy: number, dx: number, acc: boolean): void {
+    const c = this.c, b = this.w.layers[l].proj[p], N = this.B * this.T;
+    let W = b.kind === 'dense' ? b.w : this.scratch;
+    if (b.kind === 'quant') { c.cudaDequantBf16(b.q.desc, this.scratch); this.tick('dequant'); W = this.scratch; }
+    c.cublasGemmBf16(false, false, N, b.in, b.out, dy, W, dx, 1, acc ? 1 : 0, true); this.tick('gemm base');
+  }
+
+  /**
+   * Projections ps of layer l reading the same x: ys[i] = x·Ŵᵢᵀ + sᵢ·(x·Aᵢᵀ)·Bᵢᵀ. The adapters' x·Aᵀ of a group is
+   * one GEMM against their adjacent A's ([Σr, in]), kept as t [N, Σr] for the backward.
+   */
+  private groupFwd(l: number, ps: Projection[], x: number, ys: number[], f32s: boolean[]): void {
+    const c = this.c, N = this.B * this.T, lora = this.lora;
+    ps.forEach((p, i) => this.baseFwd(l, p, x, ys[i], f32s[i]));
+    if (!lora) return;
+    for (const g of groupsOf(lora, l, this.grouped)) {
+      if (!ps.includes(g[0])) continue;
+      const sites = g.map((p) => lora.at(l, p)!), R = sites.reduce((a, s) => a + s.r, 0), inF = sites[0].in;
+      const t = this.h[`t_${l}_${g[0]}`];
+      c.cublasGemmBf16Ex(false, true, N, R, inF, x, 0, inF, lora.flat.PB, sites[0].offA, inF, t, 0, R, 1, 0, false);
+      let o = 0;
+      sites.forEach((s, i) => {
+        const k = ps.indexOf(g[i]);
+        c.cublasGemmBf16Ex(false, true, N, s.out, s.r, t, o, R, s.Bb, 0, s.r, ys[k], 0, s.out, s.scale, 1, f32s[k]);
+        o += s.r;
+      });
+      this.tick('lora');
     }
   }
 
-  /** dx[N, in] (f32; overwritten, or += when acc) = dy·Ŵ (+ s·(dy·B)·A), and the adapter's ∂A, ∂B accumulate. */
-  private linBwd(l: number, p: Projection, dy: number, x: number, dx: number, acc: boolean): void {
-    const c = this.c, b = this.w.layers[l].proj[p], N = this.B * this.T;
-    let W = this.scratch;
-    if (b.kind === 'quant') c.cudaDequantBf16(b.q.desc, this.scratch); else W = b.w;
-    c.cublasGemmBf16(false, false, N, b.in, b.out, dy, W, dx, 1, acc ? 1 : 0, true);
-    const s = this.lora?.at(l, p);
-    if (s) {
-      const t = this.h[`t_${l}_${p}`], u = this.h.u;
-      c.cublasGemmBf16(true, false, b.out, s.r, N, dy, t, s.gB, s.scale, 1, true);  // ∂B += s·dyᵀ·t
-      c.cublasGemmBf16(false, false, N, s.r, b.out, dy, s.Bb, u, s.scale, 0, false); // u = s·dy·B
-      c.cublasGemmBf16(true, false, s.r, b.in, N, u, x, s.gA, 1, 1, true);           // ∂A += uᵀ·x
-      c.cublasGemmBf16(false, false, N, b.in, s.r, u, s.Ab, dx, 1, 1, true);         // dx += u·A
+  /** dx (f32; overwritten, or += when acc) = Σᵢ dyᵢ·Ŵᵢ + adapters; the adapters' ∂A, ∂B accumulate. */
+  private groupBwd(l: number, ps: Projection[], dys: number[], x: number, dx: number, acc: boolean): void {
+    const c = this.c, N = this.B * this.T, lora = this.lora, u = this.h.u;
+    ps.forEach((p, i) => this.baseBwd(l, p, dys[i], dx, i === 0 ? acc : true));
+    if (!lora) return;
+    for (const g of groupsOf(lora, l, this.grouped)) {
+      if (!ps.includes(g[0])) continue;
+      const sites = g.map((p) => lora.at(l, p)!), R = sites.reduce((a, s) => a + s.r, 0), inF = sites[0].in;
+      const t = this.h[`t_${l}_${g[0]}`];
+      let o = 0;
+      sites.forEach((s, i) => {
+        const dy = dys[ps.indexOf(g[i])];
+        c.cublasGemmBf16Ex(true, false, s.out, s.r, N, dy, 0, s.out, t, o, R, s.gB, 0, s.r, s.scale, 1, true);   // ∂B += s·dyᵀ·t
+        c.cublasGemmBf16Ex(false, false, N, s.r, s.out, dy, 0, s.out, s.Bb, 0, s.r, u, o, R, s.scale, 0, false); // u = s·dy·B
+        o += s.r;
+      });
+      c.cublasGemmBf16Ex(true, false, R, inF, N, u, 0, R, x, 0, inF, lora.flat.G, sites[0].offA, inF, 1, 1, true);   // ∂A += uᵀ·x
+      c.cublasGemmBf16Ex(false, false, N, inF, R, u, 0, R, lora.flat.PB, sites[0].offA, inF, dx, 0, inF, 1, 1, true); // dx += u·A
+      this.tick('lora');
     }
   }
 
@@ -157,30 +212,27 @@ export class GpuLlama {
     const B = this.B, T = this.T, N = B * T, D = cfg.hiddenSize, I = cfg.intermediateSize, Q = cfg.numHeads * cfg.headDim, KV = cfg.numKvHeads * cfg.headDim;
     const hd = cfg.headDim, Hq = cfg.numHeads, Hkv = cfg.numKvHeads;
     c.cudaMemset0(h.dres, N * D * 4);
-    c.cudaRmsnormBwd(h.dres, h.dH, h[`resid${L}`], this.w.finalNorm, h.rstdf, N, D);
+    c.cudaRmsnormBwd(h.dres, h.dH, h[`resid${L}`], this.w.finalNorm, h.rstdf, N, D); this.tick('rmsnorm');
     for (let l = L - 1; l >= 0; l--) {
       const w = this.w.layers[l];
       // MLP: out = mid + down(silu(gate(ln2)) · up(ln2))
-      c.cudaCastF32ToBf16Scaled(h.dresB, h.dres, N * D, 1);
-      c.cudaSwigluFwd(h[`gate_${l}`], h[`up_${l}`], h.act, N * I);  // recompute the down_proj input
-      this.linBwd(l, 'down_proj', h.dresB, h.act, h.dactF, false);
-      c.cudaCastF32ToBf16Scaled(h.dactB, h.dactF, N * I, 1);
-      c.cudaSwigluBwd(h.dactB, h[`gate_${l}`], h[`up_${l}`], h.dgate, h.dup, N * I);
-      this.linBwd(l, 'gate_proj', h.dgate, h[`ln2_${l}`], h.dln, false);
-      this.linBwd(l, 'up_proj', h.dup, h[`ln2_${l}`], h.dln, true);
-      c.cudaRmsnormBwd(h.dres, h.dln, h[`mid_${l}`], w.postNorm, h[`rstd2_${l}`], N, D);
+      c.cudaCastF32ToBf16Scaled(h.dresB, h.dres, N * D, 1); this.tick('add/cast');
+      c.cudaSwigluFwd(h[`gate_${l}`], h[`up_${l}`], h.act, N * I); this.tick('swiglu');  // recompute the down_proj input
+      this.groupBwd(l, ['down_proj'], [h.dresB], h.act, h.dactF, false);
+      c.cudaCastF32ToBf16Scaled(h.dactB, h.dactF, N * I, 1); this.tick('add/cast');
+      c.cudaSwigluBwd(h.dactB, h[`gate_${l}`], h[`up_${l}`], h.dgate, h.dup, N * I); this.tick('swiglu');
+      this.groupBwd(l, ['gate_proj', 'up_proj'], [h.dgate, h.dup], h[`ln2_${l}`], h.dln, false);
+      c.cudaRmsnormBwd(h.dres, h.dln, h[`mid_${l}`], w.postNorm, h[`rstd2_${l}`], N, D); this.tick('rmsnorm');
       // attention: mid = x + o(attn(rope(q(ln1)), rope(k(ln1)), v(ln1)))
-      c.cudaCastF32ToBf16Scaled(h.dresB, h.dres, N * D, 1);
-      this.linBwd(l, 'o_proj', h.dresB, h[`att_${l}`], h.dattF, false);
-      c.cudaCastF32ToBf16Scaled(h.dattB, h.dattF, N * Q, 1);
-      c.cudaAttnBwd(h.dattB, h[`q_${l}`], h[`k_${l}`], h[`v_${l}`], h[`att_${l}`], h[`lse_${l}`], h.dq, h.dk, h.dv, B, T, T, Hq, Hkv, hd);
+      c.cudaCastF32ToBf16Scaled(h.dresB, h.dres, N * D, 1); this.tick('add/cast');
+      this.groupBwd(l, ['o_proj'], [h.dresB], h[`att_${l}`], h.dattF, false);
+      c.cudaCastF32ToBf16Scaled(h.dattB, h.dattF, N * Q, 1); this.tick('add/cast');
+      c.cudaAttnBwd(h.dattB, h[`q_${l}`], h[`k_${l}`], h[`v_${l}`], h[`att_${l}`], h[`lse_${l}`], h.dq, h.dk, h.dv, B, T, T, Hq, Hkv, hd); this.tick('attention');
       c.cudaRopeBwd(h.dq, h.dqB, h.cos, h.sin, B, T, Hq, hd);
-      c.cudaRopeBwd(h.dk, h.dkB, h.cos, h.sin, B, T, Hkv, hd);
-      c.cudaCastF32ToBf16Scaled(h.dvB, h.dv, N * KV, 1);
-      this.linBwd(l, 'q_proj', h.dqB, h[`ln1_${l}`], h.dln, false);
-      this.linBwd(l, 'k_proj', h.dkB, h[`ln1_${l}`], h.dln, true);
-      this.linBwd(l, 'v_proj', h.dvB, h[`ln1_${l}`], h.dln, true);
-      c.cudaRmsnormBwd(h.dres, h.dln, h[`resid${l}`], w.inputNorm, h[`rstd1_${l}`], N, D);
+      c.cudaRopeBwd(h.dk, h.dkB, h.cos, h.sin, B, T, Hkv, hd); this.tick('rope');
+      c.cudaCastF32ToBf16Scaled(h.dvB, h.dv, N * KV, 1); this.tick('add/cast');
+      this.groupBwd(l, ['q_proj', 'k_proj', 'v_proj'], [h.dqB, h.dkB, h.dvB], h[`ln1_${l}`], h.dln, false);
+      c.cudaRmsnormBwd(h.dres, h.dln, h[`resid${l}`], w.inputNorm, h[`rstd1_${l}`], N, D); this.tick('rmsnorm');
     }
   }
 
@@ -195,7 +247,7 @@ export class GpuLlama {
     const h = this.h, n = this.B * this.T * this.config.hiddenSize;
     if (teacher.length < n) throw new LowbitError(`GpuLlama: teacher hidden has ${teacher.length} values, need ${n}`);
     this.c.cudaUpload(h.teacher, teacher.subarray(0, n));
-    this.c.cudaMseF32(h.lnfF, h.teacher, grad ? h.dH : null, this.lossView(slot), n, gradScale);
+    this.c.cudaMseF32(h.lnfF, h.teacher, grad ? h.dH : null, this.lossView(slot), n, gradScale); this.tick('loss');
   }
 
   /**
@@ -212,6 +264,7 @@ export class GpuLlama {
     this.c.cudaUpload(h.targets, targets.subarray(0, N));
     this.c.cudaLmHeadCe(h.lnf, this.w.lmHead, h.targets, grad ? h.dH : null, this.lossView(slot), N, cfg.hiddenSize, cfg.vocabSize,
       scale, Math.min(this.chunkRows, N), h.ceLogits, h.ceDlogits);
+    this.tick('lm_head + CE');
     return count;
   }
 

@@ -1,8 +1,11 @@
 // The trainable LoRA adapter of every adapted projection on the device, as ONE flat parameter vector: fp32
 // master weights P, gradients G, Adam moments M and V, and bf16 copies PB for the GEMMs (refreshed after each
 // update). A flat layout makes the optimizer, the gradient norm and the bf16 refresh one launch each.
-// Order and layout = loraParams(): for each site A [r, in] then B [out, r] (PEFT's lora_A / lora_B).
-import type { Projection } from '../config.js';
+// Device layout: per layer, the A factors [r, in] of its sites in projection order, then their B factors [out, r]
+// (PEFT's lora_A / lora_B). So the A's of q/k/v (and of gate/up), which read the same input, form one
+// contiguous [3r, in] ([2r, in]) block that a single GEMM serves. Host order (setParams/getParams) is the order
+// of the specs, A then B per site = loraParams().
+import { type Projection, PROJECTIONS } from '../config.js';
 import { DeviceArena } from './arena.js';
 import type { GpuEngine } from './engine.js';
 import type { Arr } from '../../tensor.js';
@@ -25,9 +28,20 @@ export class GpuLora {
   private readonly views: number[] = [];
   step = 0;
 
+  /** device offsets of the host-order tensors (A0, B0, A1, B1, …) */
+  private readonly hostOffsets: number[] = [];
+
   constructor(private readonly c: GpuEngine, specs: LoraSiteSpec[]) {
     let n = 0;
-    const offs = specs.map((s) => { const a = n; n += s.r * s.in; const b = n; n += s.out * s.r; return [a, b]; });
+    const offs: [number, number][] = specs.map(() => [0, 0]);
+    const layers = [...new Set(specs.map((s) => s.layer))].sort((a, b) => a - b);
+    const order = (l: number) => specs.map((s, i) => [s, i] as const).filter(([s]) => s.layer === l)
+      .sort(([a], [b]) => PROJECTIONS.indexOf(a.proj) - PROJECTIONS.indexOf(b.proj));
+    for (const l of layers) {
+      for (const [s, i] of order(l)) { offs[i][0] = n; n += s.r * s.in; }
+      for (const [s, i] of order(l)) { offs[i][1] = n; n += s.out * s.r; }
+    }
+    for (const [a, b] of offs) this.hostOffsets.push(a, b);
     this.n = n;
     this.arena = new DeviceArena(c, { P: { n, t: 'f32' }, G: { n, t: 'f32' }, M: { n, t: 'f32' }, V: { n, t: 'f32' }, PB: { n, t: 'bf16' }, norm: { n: 1, t: 'f32' } });
     const h = this.arena.h;
@@ -46,31 +60,47 @@ export class GpuLora {
   get bytes(): number { return this.arena.bytes; }
   get maxRank(): number { return this.sites.reduce((m, s) => Math.max(m, s.r), 0); }
 
-  /** Upload parameters (A, B per site, in order) and refresh the bf16 copies. */
+  /** Upload parameters (A, B per site, in spec order) and refresh the bf16 copies. */
   setParams(tensors: Arr[]): void {
-    const all = new Float32Array(this.n);
-    let o = 0;
-    for (const t of tensors) { all.set(t, o); o += t.length; }
-    if (o !== this.n) throw new Error(`GpuLora.setParams: ${o} values for ${this.n} parameters`);
-    this.c.cudaUpload(this.arena.h.P, all);
+    this.upload(this.arena.h.P, tensors);
     this.refreshBf16();
   }
+
+  /**
+   * The contiguous A block of projections `ps` of a layer ([Σr, in] starting at element offA of the flat
+   * vectors), when all of them carry an adapter of one rank and their A's are adjacent; else null.
+   */
+  group(layer: number, ps: readonly Projection[]): { offA: number; r: number; sites: GpuLoraSite[] } | null {
+    const sites = ps.map((p) => this.at(layer, p));
+    if (sites.some((s) => !s)) return null;
+    const ss = sites as GpuLoraSite[];
+    for (let i = 1; i < ss.length; i++) if (ss[i].r !== ss[0].r || ss[i].in !== ss[0].in || ss[i].offA !== ss[i - 1].offA + ss[0].r * ss[0].in) return null;
+    return { offA: ss[0].offA, r: ss[0].r, sites: ss };
+  }
+  /** Handles of the whole flat vectors (for grouped GEMMs with element offsets). */
+  get flat(): { P: number; PB: number; G: number } { return { P: this.arena.h.P, PB: this.arena.h.PB, G: this.arena.h.G }; }
   /** Download parameters into the given arrays (same order as setParams). */
   getParams(into: Arr[]): void { this.download(this.arena.h.P, into); }
   getMoments(m: Arr[], v: Arr[]): void { this.download(this.arena.h.M, m); this.download(this.arena.h.V, v); }
   setMoments(m: Arr[], v: Arr[]): void { this.upload(this.arena.h.M, m); this.upload(this.arena.h.V, v); }
   getGrads(into: Arr[]): void { this.download(this.arena.h.G, into); }
 
+  private checkCount(ts: Arr[]): void {
+    if (ts.length !== this.hostOffsets.length) throw new Error(`GpuLora: ${ts.length} tensors for ${this.hostOffsets.length / 2} sites`);
+    let n = 0;
+    for (const t of ts) n += t.length;
+    if (n !== this.n) throw new Error(`GpuLora: ${n} values for ${this.n} parameters`);
+  }
   private download(h: number, into: Arr[]): void {
+    this.checkCount(into);
     const all = new Float32Array(this.n);
     this.c.cudaDownload(h, all);
-    let o = 0;
-    for (const t of into) { t.set(all.subarray(o, o + t.length)); o += t.length; }
+    into.forEach((t, i) => t.set(all.subarray(this.hostOffsets[i], this.hostOffsets[i] + t.length)));
   }
   private upload(h: number, from: Arr[]): void {
+    this.checkCount(from);
     const all = new Float32Array(this.n);
-    let o = 0;
-    for (const t of from) { all.set(t, o); o += t.length; }
+    from.forEach((t, i) => all.set(t, this.hostOffsets[i]));
     this.c.cudaUpload(h, all);
   }
 
