@@ -64,7 +64,7 @@ function microStep(kind) {
   m.forward(ids, 1, T);
   if (kind === 'fwd') { c.cudaSync(); return performance.now() - s; }
   m.beginLoss(true);
-  m.mseToTeacher(teacher, true, 0.5, 0);
+  m.mseToTeacher(null, true, 0.5, 0);  // the teacher hidden stays on the device, as in the PyTorch reference
   m.lmHeadCe(targets, true, 0.5 / (T - 1), 1);
   m.backward();
   if (kind === 'step') { lora.adam(adam); lora.zeroGrad(); m.prof?.tick('adam'); }
@@ -72,6 +72,7 @@ function microStep(kind) {
   loss = { mse: l[0] / (T * cfg.hiddenSize), ce: l[1] / (T - 1) };
   return performance.now() - s;
 }
+m.setTeacher(teacher);
 const med = (a) => { const b = [...a].sort((x, y) => x - y); return b[b.length >> 1]; };
 for (const kind of ['fwd', 'fwdbwd', 'step']) {
   for (let i = 0; i < warmup; i++) microStep(kind);
@@ -93,27 +94,32 @@ const res = {
 {
   const prof = new GpuProfiler(c);
   m.prof = prof;
-  for (let i = 0; i < 3; i++) { prof.begin(); microStep('step'); prof.end(); }
+  let totals;
+  for (let i = 0; i < 3; i++) { prof.begin(); microStep('step'); totals = prof.end(); }
   m.prof = null;
-  const tot = [...prof.end()].map(([k, v]) => [k, v.ms / 3, v.calls / 3]).sort((a, b) => b[1] - a[1]);
+  const tot = [...totals].map(([k, v]) => [k, v.ms / 3, v.calls / 3]).sort((a, b) => b[1] - a[1]);
   const sum = tot.reduce((a, x) => a + x[1], 0);
   res.profile = Object.fromEntries(tot.map(([k, ms, n]) => [k, { ms, calls: n }]));
   log(`profile (GPU ms per micro-step, events between ops; total ${sum.toFixed(2)}):`);
   for (const [k, ms, n] of tot) log(`  ${k.padEnd(14)} ${ms.toFixed(2).padStart(7)} ms  ${(100 * ms / sum).toFixed(1).padStart(5)} %  ${n} ops`);
   prof.free();
 }
-// the same step with one GEMM per adapter (LOWBIT_GPU_LORA_GROUP=0) for comparison
+// A/B: the same step without one of the optimisations (each on a fresh GpuLlama sharing weights and adapters)
 if (!args.includes('--no-ab')) {
-  const grouped = m.grouped;
-  m.free();
-  process.env.LOWBIT_GPU_LORA_GROUP = grouped ? '0' : '1';
-  m = new GpuLlama(c, gw, lora);
-  m.prepare(1, T);
-  const t = [];
-  for (let i = 0; i < warmup; i++) microStep('step');
-  for (let i = 0; i < steps; i++) t.push(microStep('step'));
-  res.ms[grouped ? 'microStepUngrouped' : 'microStepGrouped'] = med(t);
-  log(`micro-step with ${grouped ? 'one GEMM per adapter' : 'grouped adapters'}: ${med(t).toFixed(2)} ms`);
+  res.ablation = {};
+  for (const [name, env] of [['one GEMM per adapter (LOWBIT_GPU_LORA_GROUP=0)', 'LOWBIT_GPU_LORA_GROUP'], ['no split-K (LOWBIT_GPU_SPLITK=0)', 'LOWBIT_GPU_SPLITK']]) {
+    m.free();
+    process.env[env] = '0';
+    m = new GpuLlama(c, gw, lora);
+    delete process.env[env];
+    m.prepare(1, T);
+    m.setTeacher(teacher);
+    const t = [];
+    for (let i = 0; i < warmup; i++) microStep('step');
+    for (let i = 0; i < steps; i++) t.push(microStep('step'));
+    res.ablation[name] = med(t);
+    log(`micro-step with ${name}: ${med(t).toFixed(2)} ms`);
+  }
 }
 log(`forward ${res.ms.forward.toFixed(2)} ms, forward+backward ${res.ms.forwardBackward.toFixed(2)} ms, micro-step (with Adam) ${res.ms.microStep.toFixed(2)} ms (min ${res.ms.microStepMin.toFixed(2)})`);
 log(`memory: allocated ${res.memory.allocatedGiB.toFixed(2)} GiB, device in use (incl. context, cuBLAS) ${res.memory.deviceInUseGiB.toFixed(2)} GiB; loss mse ${loss.mse.toFixed(4)} ce ${loss.ce.toFixed(4)}`);

@@ -257,6 +257,31 @@ napi_value js_gemm_ex(napi_env env, napi_callback_info info) {
   return nullptr;
 }
 
+// cublasGemmBf16SplitK(transB, M, N, K, A, aOff, lda, B, bOff, ldb, C, cOff, ldc, alpha, beta, cF32, splits, work)
+// C = alpha·A·op(B) + beta·C with K in `splits` slices (work: f32 [splits·M·N]); A is never transposed.
+napi_value js_gemm_splitk(napi_env env, napi_callback_info info) {
+  Args a(env, info, "cublasGemmBf16SplitK");
+  bool tb = false, cf32 = false;
+  int64_t M = 0, N = 0, K = 0, ao = 0, lda = 0, bo = 0, ldb = 0, co = 0, ldc = 0, splits = 0;
+  double alpha = 0, beta = 0;
+  Buf A, B, C, W;
+  if (!a.boolean(0, &tb) || !int_dim(a, 1, &M) || !int_dim(a, 2, &N) || !int_dim(a, 3, &K) || !a.count(5, &ao) ||
+      !int_dim(a, 6, &lda) || !a.count(8, &bo) || !int_dim(a, 9, &ldb) || !a.count(11, &co) || !int_dim(a, 12, &ldc) ||
+      !a.number(13, &alpha) || !a.number(14, &beta) || !a.boolean(15, &cf32) || !int_dim(a, 16, &splits))
+    return nullptr;
+  const int64_t bRows = tb ? N : K, bCols = tb ? K : N;
+  if (lda < K || ldb < bCols || ldc < N) return throw_error(env, "cublasGemmBf16SplitK: a leading dimension is smaller than its row");
+  auto extent = [](int64_t off, int64_t rows, int64_t ld, int64_t cols) { return rows == 0 ? off : off + (rows - 1) * ld + cols; };
+  if (!buf_arg(a, 4, extent(ao, M, lda, K) * 2, &A) || !buf_arg(a, 7, extent(bo, bRows, ldb, bCols) * 2, &B) ||
+      !buf_arg(a, 10, extent(co, M, ldc, N) * (cf32 ? 4 : 2), &C) || !buf_arg(a, 17, (size_t)splits * M * N * 4, &W))
+    return nullptr;
+  check(env, cublas_gemm_bf16_splitk(tb, M, N, K, (float)alpha, static_cast<const char*>(A.ptr) + ao * 2, (int)lda,
+                                     static_cast<const char*>(B.ptr) + bo * 2, (int)ldb, (float)beta,
+                                     static_cast<char*>(C.ptr) + co * (cf32 ? 4 : 2), (int)ldc, cf32, (int)splits,
+                                     static_cast<float*>(W.ptr)));
+  return nullptr;
+}
+
 // Events for profiling: cudaEventNew() -> id, cudaEventRecord(id), cudaEventMs(a, b) -> ms, cudaEventFree(id).
 std::unordered_map<uint32_t, void*> g_events;
 uint32_t g_next_event = 1;
@@ -332,6 +357,7 @@ void register_cuda(napi_env env, napi_value exports) {
   export_fn(env, exports, "cublasGemmBf16", js_gemm);
   export_fn(env, exports, "cublasGemmBf16Batched", js_gemm_batched);
   export_fn(env, exports, "cublasGemmBf16Ex", js_gemm_ex);
+  export_fn(env, exports, "cublasGemmBf16SplitK", js_gemm_splitk);
   export_fn(env, exports, "cudaEventNew", js_event_new);
   export_fn(env, exports, "cudaEventRecord", js_event_record);
   export_fn(env, exports, "cudaEventMs", js_event_ms);

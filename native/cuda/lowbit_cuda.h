@@ -34,6 +34,11 @@ const char* cublas_gemm_bf16(bool transA, bool transB, int M, int N, int K, floa
 // for operands that are column blocks of wider matrices.
 const char* cublas_gemm_bf16_ld(bool transA, bool transB, int M, int N, int K, float alpha, const void* A, int lda,
                                 const void* B, int ldb, float beta, void* C, int ldc, bool c_f32);
+// splitk.cu: C[M,N] (ldc; bf16 or f32) = alpha·A·op(B) + beta·C with K cut into `splits` slices (one
+// strided-batched GEMM into work [splits·M·N] f32, then a reduction). A row-major [M,K] (lda), B [K,N] or, tb,
+// [N,K] (ldb). For skinny outputs with long K. K must be a multiple of splits.
+const char* cublas_gemm_bf16_splitk(bool tb, int M, int N, int K, float alpha, const void* A, int lda, const void* B,
+                                    int ldb, float beta, void* C, int ldc, bool c_f32, int splits, float* work);
 // CUDA events on stream 0 (profiling from JS): create, record, elapsed ms between two recorded events, destroy.
 const char* cuda_event_new(void** ev);
 const char* cuda_event_record(void* ev);

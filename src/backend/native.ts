@@ -54,6 +54,13 @@ export interface NativeCuda {
   cublasGemmBf16Ex(transA: boolean, transB: boolean, M: number, N: number, K: number,
     A: number, aOff: number, lda: number, B: number, bOff: number, ldb: number, C: number, cOff: number, ldc: number,
     alpha: number, beta: number, cF32: boolean): void;
+  /**
+   * C = alpha·A·op(B) + beta·C (C bf16 or f32, own ldc) with K cut into `splits` slices: one strided-batched GEMM
+   * into work (f32, splits·M·N) and a reduction. A [M,K] is never transposed; B is [K,N], or [N,K] with transB.
+   */
+  cublasGemmBf16SplitK(transB: boolean, M: number, N: number, K: number, A: number, aOff: number, lda: number,
+    B: number, bOff: number, ldb: number, C: number, cOff: number, ldc: number, alpha: number, beta: number,
+    cF32: boolean, splits: number, work: number): void;
   /** CUDA events on stream 0, for profiling: ids, not buffer handles. */
   cudaEventNew(): number;
   cudaEventRecord(id: number): void;

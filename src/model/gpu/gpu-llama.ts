@@ -15,6 +15,13 @@ import type { GpuProfiler } from './profiler.js';
 type Named = Record<string, Slot>;
 
 /** Every tensor a forward+backward of B×T tokens touches, by name and size: THE one place they are sized. */
+/** Split-K for the skinny LoRA products: K cut into up to this many slices of at least 256. */
+const MAX_SPLITS = 16;
+function splitsFor(K: number): number {
+  for (let s = MAX_SPLITS; s > 1; s >>= 1) if (K % s === 0 && K / s >= 256) return s;
+  return 1;
+}
+
 /** Projections whose adapters run as one GEMM (same input, A's adjacent): q/k/v and gate/up when possible. */
 const GROUPS: readonly (readonly Projection[])[] = [['q_proj', 'k_proj', 'v_proj'], ['o_proj'], ['gate_proj', 'up_proj'], ['down_proj']];
 function groupsOf(lora: GpuLora, l: number, grouped: boolean): Projection[][] {
@@ -36,12 +43,13 @@ function actSlots(c: LlamaConfig, B: number, T: number, lora: GpuLora | null, ch
     lnf: { n: N * D, t: 'bf16' }, lnfF: { n: N * D, t: 'f32' }, rstdf: { n: N, t: 'f32' },
     // backward scratch shared by the layers
     dH: { n: N * D, t: 'f32' }, dres: { n: N * D, t: 'f32' }, dresB: { n: N * D, t: 'bf16' }, dln: { n: N * D, t: 'f32' },
-    act: { n: N * I, t: 'bf16' }, dactF: { n: N * I, t: 'f32' }, dactB: { n: N * I, t: 'bf16' },
+    act: { n: N * I, t: 'bf16' }, dactB: { n: N * I, t: 'bf16' },
     dgate: { n: N * I, t: 'bf16' }, dup: { n: N * I, t: 'bf16' },
-    dattF: { n: N * Q, t: 'f32' }, dattB: { n: N * Q, t: 'bf16' },
+    dattB: { n: N * Q, t: 'bf16' },
     dq: { n: N * Q, t: 'f32' }, dk: { n: N * KV, t: 'f32' }, dv: { n: N * KV, t: 'f32' },
     dqB: { n: N * Q, t: 'bf16' }, dkB: { n: N * KV, t: 'bf16' }, dvB: { n: N * KV, t: 'bf16' },
     u: { n: N * 3 * Math.max(1, lora?.maxRank ?? 1), t: 'bf16' },
+    splitk: { n: lora ? MAX_SPLITS * N * 3 * lora.maxRank : 1, t: 'f32' },
     // losses and the chunked lm_head scratch
     teacher: { n: N * D, t: 'f32' }, loss: { n: 4, t: 'f32' },
     ceLogits: { n: chunkRows * V, t: 'f32' }, ceDlogits: { n: chunkRows * V, t: 'bf16' },
@@ -79,6 +87,10 @@ export class GpuLlama {
   readonly chunkRows: number;
   /** run the adapters of q/k/v and of gate/up as one GEMM each (LOWBIT_GPU_LORA_GROUP=0 turns it off) */
   readonly grouped = process.env.LOWBIT_GPU_LORA_GROUP !== '0';
+  /** split-K GEMMs for x·Aᵀ and dy·B (LOWBIT_GPU_SPLITK=0 turns it off) */
+  readonly splitK = process.env.LOWBIT_GPU_SPLITK !== '0';
+  /** the packed weight whose dequantization the scratch holds (the backward starts with the forward's last) */
+  private scratchHolds: unknown = null;
   /** op-category GPU times when set (bench/cuda-rilq.mjs --profile) */
   prof: GpuProfiler | null = null;
   private tick(cat: string): void { this.prof?.tick(cat); }
@@ -148,17 +160,29 @@ export class GpuLlama {
   /** The frozen base's y[N, out] = x·Ŵᵀ: dequantize into the scratch, then one cuBLAS GEMM. */
   private baseFwd(l: number, p: Projection, x: number, y: number, yF32: boolean): void {
     const c = this.c, b = this.w.layers[l].proj[p], N = this.B * this.T;
-    let W = b.kind === 'dense' ? b.w : this.scratch;
-    if (b.kind === 'quant') { c.cudaDequantBf16(b.q.desc, this.scratch); this.tick('dequant'); W = this.scratch; }
-    c.cublasGemmBf16(false, true, N, b.out, b.in, x, W, y, 1, 0, yF32); this.tick('gemm base');
+    c.cublasGemmBf16(false, true, N, b.out, b.in, x, this.weight(l, p), y, 1, 0, yF32); this.tick('gemm base');
   }
 
-  /** dx[N, in] (f32; overwritten, or += when acc) += dy·Ŵ (no weight gradient: the base is frozen). */
-  private baseBwd(l: number, p: Projection, dy: number, dx: number, acc: boolean): void {
+  /** The bf16 W[out, in] of a projection: dense as is, packed dequantized into the shared scratch. */
+  private weight(l: number, p: Projection): number {
+    const b = this.w.layers[l].proj[p];
+    if (b.kind === 'dense') return b.w;
+    if (this.scratchHolds !== b.q) { this.c.cudaDequantBf16(b.q.desc, this.scratch); this.tick('dequant'); this.scratchHolds = b.q; }
+    return this.scratch;
+  }
+
+  /** dx[N, in] (overwritten, or += when acc) = dy·Ŵ (no weight gradient: the base is frozen). */
+  private baseBwd(l: number, p: Projection, dy: number, dx: number, acc: boolean, dxF32: boolean): void {
     const c = this.c, b = this.w.layers[l].proj[p], N = this.B * this.T;
-    let W = b.kind === 'dense' ? b.w : this.scratch;
-    if (b.kind === 'quant') { c.cudaDequantBf16(b.q.desc, this.scratch); this.tick('dequant'); W = this.scratch; }
-    c.cublasGemmBf16(false, false, N, b.in, b.out, dy, W, dx, 1, acc ? 1 : 0, true); this.tick('gemm base');
+    c.cublasGemmBf16(false, false, N, b.in, b.out, dy, this.weight(l, p), dx, 1, acc ? 1 : 0, dxF32); this.tick('gemm base');
+  }
+
+  /** C[M, Nc] (ldc, at element cOff) = alpha·A[M, K]·op(B) + beta·C: split-K when K is long, else one GEMM. */
+  private skinny(tb: boolean, M: number, Nc: number, K: number, A: number, lda: number, B: number, bOff: number, ldb: number,
+    C: number, cOff: number, ldc: number, alpha: number, beta: number, cF32: boolean): void {
+    const s = this.splitK ? splitsFor(K) : 1;
+    if (s > 1) this.c.cublasGemmBf16SplitK(tb, M, Nc, K, A, 0, lda, B, bOff, ldb, C, cOff, ldc, alpha, beta, cF32, s, this.h.splitk);
+    else this.c.cublasGemmBf16Ex(false, tb, M, Nc, K, A, 0, lda, B, bOff, ldb, C, cOff, ldc, alpha, beta, cF32);
   }
 
   /**
@@ -173,7 +197,7 @@ export class GpuLlama {
       if (!ps.includes(g[0])) continue;
       const sites = g.map((p) => lora.at(l, p)!), R = sites.reduce((a, s) => a + s.r, 0), inF = sites[0].in;
       const t = this.h[`t_${l}_${g[0]}`];
-      c.cublasGemmBf16Ex(false, true, N, R, inF, x, 0, inF, lora.flat.PB, sites[0].offA, inF, t, 0, R, 1, 0, false);
+      this.skinny(true, N, R, inF, x, inF, lora.flat.PB, sites[0].offA, inF, t, 0, R, 1, 0, false);
       let o = 0;
       sites.forEach((s, i) => {
         const k = ps.indexOf(g[i]);
@@ -184,10 +208,10 @@ export class GpuLlama {
     }
   }
 
-  /** dx (f32; overwritten, or += when acc) = Σᵢ dyᵢ·Ŵᵢ + adapters; the adapters' ∂A, ∂B accumulate. */
-  private groupBwd(l: number, ps: Projection[], dys: number[], x: number, dx: number, acc: boolean): void {
+  /** dx (f32 or bf16; overwritten, or += when acc) = Σᵢ dyᵢ·Ŵᵢ + adapters; the adapters' ∂A, ∂B accumulate. */
+  private groupBwd(l: number, ps: Projection[], dys: number[], x: number, dx: number, acc: boolean, dxF32 = true): void {
     const c = this.c, N = this.B * this.T, lora = this.lora, u = this.h.u;
-    ps.forEach((p, i) => this.baseBwd(l, p, dys[i], dx, i === 0 ? acc : true));
+    ps.forEach((p, i) => this.baseBwd(l, p, dys[i], dx, i === 0 ? acc : true, dxF32));
     if (!lora) return;
     for (const g of groupsOf(lora, l, this.grouped)) {
       if (!ps.includes(g[0])) continue;
@@ -197,11 +221,11 @@ export class GpuLlama {
       sites.forEach((s, i) => {
         const dy = dys[ps.indexOf(g[i])];
         c.cublasGemmBf16Ex(true, false, s.out, s.r, N, dy, 0, s.out, t, o, R, s.gB, 0, s.r, s.scale, 1, true);   // ∂B += s·dyᵀ·t
-        c.cublasGemmBf16Ex(false, false, N, s.r, s.out, dy, 0, s.out, s.Bb, 0, s.r, u, o, R, s.scale, 0, false); // u = s·dy·B
+        this.skinny(false, N, s.r, s.out, dy, s.out, s.Bb, 0, s.r, u, o, R, s.scale, 0, false);                   // u = s·dy·B
         o += s.r;
       });
       c.cublasGemmBf16Ex(true, false, R, inF, N, u, 0, R, x, 0, inF, lora.flat.G, sites[0].offA, inF, 1, 1, true);   // ∂A += uᵀ·x
-      c.cublasGemmBf16Ex(false, false, N, inF, R, u, 0, R, lora.flat.PB, sites[0].offA, inF, dx, 0, inF, 1, 1, true); // dx += u·A
+      c.cublasGemmBf16Ex(false, false, N, inF, R, u, 0, R, lora.flat.PB, sites[0].offA, inF, dx, 0, inF, 1, 1, dxF32); // dx += u·A
       this.tick('lora');
     }
   }
@@ -218,15 +242,13 @@ export class GpuLlama {
       // MLP: out = mid + down(silu(gate(ln2)) · up(ln2))
       c.cudaCastF32ToBf16Scaled(h.dresB, h.dres, N * D, 1); this.tick('add/cast');
       c.cudaSwigluFwd(h[`gate_${l}`], h[`up_${l}`], h.act, N * I); this.tick('swiglu');  // recompute the down_proj input
-      this.groupBwd(l, ['down_proj'], [h.dresB], h.act, h.dactF, false);
-      c.cudaCastF32ToBf16Scaled(h.dactB, h.dactF, N * I, 1); this.tick('add/cast');
+      this.groupBwd(l, ['down_proj'], [h.dresB], h.act, h.dactB, false, false);  // bf16: it feeds the SwiGLU backward
       c.cudaSwigluBwd(h.dactB, h[`gate_${l}`], h[`up_${l}`], h.dgate, h.dup, N * I); this.tick('swiglu');
       this.groupBwd(l, ['gate_proj', 'up_proj'], [h.dgate, h.dup], h[`ln2_${l}`], h.dln, false);
       c.cudaRmsnormBwd(h.dres, h.dln, h[`mid_${l}`], w.postNorm, h[`rstd2_${l}`], N, D); this.tick('rmsnorm');
       // attention: mid = x + o(attn(rope(q(ln1)), rope(k(ln1)), v(ln1)))
       c.cudaCastF32ToBf16Scaled(h.dresB, h.dres, N * D, 1); this.tick('add/cast');
-      this.groupBwd(l, ['o_proj'], [h.dresB], h[`att_${l}`], h.dattF, false);
-      c.cudaCastF32ToBf16Scaled(h.dattB, h.dattF, N * Q, 1); this.tick('add/cast');
+      this.groupBwd(l, ['o_proj'], [h.dresB], h[`att_${l}`], h.dattB, false, false);  // bf16: it feeds the attention backward
       c.cudaAttnBwd(h.dattB, h[`q_${l}`], h[`k_${l}`], h[`v_${l}`], h[`att_${l}`], h[`lse_${l}`], h.dq, h.dk, h.dv, B, T, T, Hq, Hkv, hd); this.tick('attention');
       c.cudaRopeBwd(h.dq, h.dqB, h.cos, h.sin, B, T, Hq, hd);
       c.cudaRopeBwd(h.dk, h.dkB, h.cos, h.sin, B, T, Hkv, hd); this.tick('rope');
@@ -243,11 +265,17 @@ export class GpuLlama {
   }
 
   /** loss[slot] += Σ(hidden − teacher)² over N·D; with grad, dH += gradScale·2(hidden − teacher)/(N·D). */
-  mseToTeacher(teacher: Float32Array, grad: boolean, gradScale: number, slot = 0): void {
+  mseToTeacher(teacher: Float32Array | null, grad: boolean, gradScale: number, slot = 0): void {
     const h = this.h, n = this.B * this.T * this.config.hiddenSize;
-    if (teacher.length < n) throw new LowbitError(`GpuLlama: teacher hidden has ${teacher.length} values, need ${n}`);
-    this.c.cudaUpload(h.teacher, teacher.subarray(0, n));
+    if (teacher) this.setTeacher(teacher);
     this.c.cudaMseF32(h.lnfF, h.teacher, grad ? h.dH : null, this.lossView(slot), n, gradScale); this.tick('loss');
+  }
+
+  /** Upload the teacher hidden [B·T, D] (mseToTeacher(null, …) then reuses it). */
+  setTeacher(teacher: Float32Array): void {
+    const n = this.B * this.T * this.config.hiddenSize;
+    if (teacher.length < n) throw new LowbitError(`GpuLlama: teacher hidden has ${teacher.length} values, need ${n}`);
+    this.c.cudaUpload(this.h.teacher, teacher.subarray(0, n));
   }
 
   /**
