@@ -104,6 +104,32 @@ const res = {
   for (const [k, ms, n] of tot) log(`  ${k.padEnd(14)} ${ms.toFixed(2).padStart(7)} ms  ${(100 * ms / sum).toFixed(1).padStart(5)} %  ${n} ops`);
   prof.free();
 }
+// The same micro-step replayed as one CUDA graph (forward + losses + backward; the Adam update, whose bias
+// corrections change every step, stays a separate launch): no host launch overhead left.
+try {
+  m.setIds(ids, 1, T);
+  m.setTargets(targets);
+  const g = m.captureGraph(() => {
+    m.forwardDevice(); m.beginLoss(true); m.mseToTeacher(null, true, 0.5, 0); m.lmHeadCeDevice(true, 0.5 / (T - 1), 1); m.backward();
+  });
+  const graphStep = () => {
+    const s = performance.now();
+    c.cudaGraphLaunch(g); lora.adam(adam); lora.zeroGrad();
+    const l = m.readLoss();
+    loss = { mse: l[0] / (T * cfg.hiddenSize), ce: l[1] / (T - 1) };
+    return performance.now() - s;
+  };
+  for (let i = 0; i < warmup; i++) graphStep();
+  const t = [];
+  for (let i = 0; i < steps; i++) t.push(graphStep());
+  res.ms.microStepGraph = med(t);
+  res.ms.microStepGraphMin = Math.min(...t);
+  c.cudaGraphFree(g);
+  log(`micro-step as a CUDA graph (+ Adam): ${med(t).toFixed(2)} ms (min ${Math.min(...t).toFixed(2)}); loss mse ${loss.mse.toFixed(4)} ce ${loss.ce.toFixed(4)}`);
+} catch (e) {
+  res.graphError = String(e);
+  log(`CUDA graph capture failed: ${e}`);
+}
 // A/B: the same step without one of the optimisations (each on a fresh GpuLlama sharing weights and adapters)
 if (!args.includes('--no-ab')) {
   res.ablation = {};

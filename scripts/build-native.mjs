@@ -71,7 +71,9 @@ function findCudart(nvcc) {
 
 const cxxFlags = ['-std=c++17', '-O3', `-march=${march}`, '-fno-math-errno', '-fPIC', '-pthread', '-fvisibility=hidden',
   '-Wall', '-Wno-unused-function', '-DNAPI_VERSION=8', '-DNODE_GYP_MODULE_NAME=lowbit', `-I${napiInclude}`];
-const nvccFlags = ['-std=c++17', '-O3', '-Xcompiler', `-fPIC,-fvisibility=hidden,-march=${march}`,
+// --default-stream per-thread: stream 0 in every .cu file is the calling thread's default stream, which (unlike
+// the legacy stream) can be captured into a CUDA graph; cuBLAS is put on the same stream (cublas_dl.cu).
+const nvccFlags = ['-std=c++17', '-O3', '--default-stream', 'per-thread', '-Xcompiler', `-fPIC,-fvisibility=hidden,-march=${march}`,
   '-gencode', 'arch=compute_90,code=sm_90', '-gencode', 'arch=compute_90,code=compute_90'];
 
 const found = findNvcc();

@@ -103,5 +103,19 @@ for (const grouped of [true, false]) test(`GPU model = CPU model: hidden, logits
     assert.ok(worst < 1e-1, `worst LoRA grad tensor ${worstName}: ${worst}`);
     // a grad error this small must not be reachable by chance: a zero gradient has rel err 1
     assert.ok(all(grads).some((x) => x !== 0));
+    // the same step captured as a CUDA graph and replayed gives the same loss and gradients
+    gm.setIds(ids, B, T); gm.setTargets(targets); gm.setTeacher(teacher);
+    const g = gm.captureGraph(() => { gm.forwardDevice(); gm.beginLoss(true); gm.mseToTeacher(null, true, 0.5, 0); gm.lmHeadCeDevice(true, 0.5 / count, 1); gm.backward(); });
+    try {
+      lora.zeroGrad();
+      c.cudaGraphLaunch(g);
+      const l2 = gm.readLoss();
+      const grads2 = params.map((p) => new Float32Array(p.grad.length));
+      lora.getGrads(grads2);
+      const eGraph = relErr(all(grads2), all(grads));
+      t.diagnostic(`graph replay vs eager: loss ${l2[0]} / ${l2[1]} vs ${l[0]} / ${l[1]}, grads rel ${eGraph.toExponential(2)}`);
+      assert.ok(Math.abs(l2[1] / l[1] - 1) < 1e-5 && Math.abs(l2[0] / l[0] - 1) < 1e-4, 'graph loss');
+      assert.ok(eGraph < 1e-4, `graph grads rel err ${eGraph}`);
+    } finally { c.cudaGraphFree(g); }
   } finally { gm.free(); lora.free(); gw.free(); }
 });

@@ -13,6 +13,9 @@
 namespace lowbit {
 namespace {
 
+constexpr size_t kWorkspaceBytes = 64u << 20;  // cuBLAS recommends >= 32 MiB on Hopper
+
+
 CublasApi g_api;
 std::string g_error;  // set once if loading failed
 std::once_flag g_once;
@@ -58,6 +61,7 @@ void load() {
       {(void**)&g_api.set_math_mode, "cublasSetMathMode"},
       {(void**)&g_api.gemm_ex, "cublasGemmEx"},
       {(void**)&g_api.gemm_strided_batched_ex, "cublasGemmStridedBatchedEx"},
+      {(void**)&g_api.set_workspace, "cublasSetWorkspace_v2"},
   };
   for (auto& s : syms) {
     *s.slot = dlsym(lib, s.name);
@@ -73,9 +77,15 @@ void load() {
   }
   // Default math: bf16 GEMMs use tensor cores with fp32 accumulation (CUBLAS_COMPUTE_32F).
   if ((st = g_api.set_math_mode(g_api.handle, CUBLAS_DEFAULT_MATH)) != 0 ||
-      (st = g_api.set_stream(g_api.handle, 0)) != 0 ||
+      (st = g_api.set_stream(g_api.handle, cudaStreamPerThread)) != 0 ||
       (st = g_api.get_version(g_api.handle, &g_api.version)) != 0) {
     g_error = cublas_err("cublas handle setup", st);
+    return;
+  }
+  // A workspace of our own: without one cuBLAS may allocate during a CUDA-graph capture, which is illegal there.
+  void* ws = nullptr;
+  if (cudaMalloc(&ws, kWorkspaceBytes) != cudaSuccess || (st = g_api.set_workspace(g_api.handle, ws, kWorkspaceBytes)) != 0) {
+    g_error = "cuBLAS workspace setup failed";
     return;
   }
 }

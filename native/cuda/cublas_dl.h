@@ -29,6 +29,7 @@ struct CublasApi {
                                             const void* B, int Btype, int ldb, long long strideB, const void* beta,
                                             void* C, int Ctype, int ldc, long long strideC, int batchCount,
                                             int computeType, int algo);
+  cublasStatus_t (*set_workspace)(cublasHandle_t, void*, size_t);
   cublasHandle_t handle;
   int version;
 };

@@ -282,6 +282,45 @@ napi_value js_gemm_splitk(napi_env env, napi_callback_info info) {
   return nullptr;
 }
 
+// CUDA graphs: cudaGraphBegin() starts capturing the stream every kernel goes to; cudaGraphEnd() -> id of the
+// instantiated graph; cudaGraphLaunch(id) replays it; cudaGraphFree(id).
+std::unordered_map<uint32_t, void*> g_graphs;
+uint32_t g_next_graph = 1;
+napi_value js_graph_begin(napi_env env, napi_callback_info) {
+  check(env, cuda_graph_begin());
+  return nullptr;
+}
+napi_value js_graph_end(napi_env env, napi_callback_info) {
+  void* x = nullptr;
+  if (!check(env, cuda_graph_end(&x))) return nullptr;
+  const uint32_t id = g_next_graph++;
+  g_graphs[id] = x;
+  return make_number(env, id);
+}
+bool graph_arg(Args& a, void** x) {
+  int64_t id = 0;
+  if (!a.count(0, &id)) return false;
+  auto it = g_graphs.find((uint32_t)id);
+  if (it == g_graphs.end()) { throw_error(a.env, std::string(a.fn) + ": not a live graph"); return false; }
+  *x = it->second;
+  return true;
+}
+napi_value js_graph_launch(napi_env env, napi_callback_info info) {
+  Args a(env, info, "cudaGraphLaunch");
+  void* x;
+  if (graph_arg(a, &x)) check(env, cuda_graph_launch(x));
+  return nullptr;
+}
+napi_value js_graph_free(napi_env env, napi_callback_info info) {
+  Args a(env, info, "cudaGraphFree");
+  void* x;
+  int64_t id = 0;
+  if (!graph_arg(a, &x) || !a.count(0, &id)) return nullptr;
+  g_graphs.erase((uint32_t)id);
+  check(env, cuda_graph_free(x));
+  return nullptr;
+}
+
 // Events for profiling: cudaEventNew() -> id, cudaEventRecord(id), cudaEventMs(a, b) -> ms, cudaEventFree(id).
 std::unordered_map<uint32_t, void*> g_events;
 uint32_t g_next_event = 1;
@@ -359,6 +398,10 @@ void register_cuda(napi_env env, napi_value exports) {
   export_fn(env, exports, "cublasGemmBf16Ex", js_gemm_ex);
   export_fn(env, exports, "cublasGemmBf16SplitK", js_gemm_splitk);
   export_fn(env, exports, "cudaEventNew", js_event_new);
+  export_fn(env, exports, "cudaGraphBegin", js_graph_begin);
+  export_fn(env, exports, "cudaGraphEnd", js_graph_end);
+  export_fn(env, exports, "cudaGraphLaunch", js_graph_launch);
+  export_fn(env, exports, "cudaGraphFree", js_graph_free);
   export_fn(env, exports, "cudaEventRecord", js_event_record);
   export_fn(env, exports, "cudaEventMs", js_event_ms);
   export_fn(env, exports, "cudaEventFree", js_event_free);

@@ -61,4 +61,28 @@ const char* cuda_mem_info(size_t* free_bytes, size_t* total_bytes) {
   return nullptr;
 }
 
+// CUDA graphs of the calling thread's default stream (where every kernel and cuBLAS call of the addon goes).
+const char* cuda_graph_begin() {
+  LB_CUDA(cudaStreamBeginCapture(cudaStreamPerThread, cudaStreamCaptureModeThreadLocal));
+  return nullptr;
+}
+const char* cuda_graph_end(void** exec) {
+  cudaGraph_t g = nullptr;
+  LB_CUDA(cudaStreamEndCapture(cudaStreamPerThread, &g));
+  cudaGraphExec_t x = nullptr;
+  const cudaError_t e = cudaGraphInstantiate(&x, g, 0);
+  cudaGraphDestroy(g);
+  if (e != cudaSuccess) return cuda_err("cudaGraphInstantiate", e);
+  *exec = x;
+  return nullptr;
+}
+const char* cuda_graph_launch(void* exec) {
+  LB_CUDA(cudaGraphLaunch(static_cast<cudaGraphExec_t>(exec), cudaStreamPerThread));
+  return nullptr;
+}
+const char* cuda_graph_free(void* exec) {
+  LB_CUDA(cudaGraphExecDestroy(static_cast<cudaGraphExec_t>(exec)));
+  return nullptr;
+}
+
 }  // namespace lowbit

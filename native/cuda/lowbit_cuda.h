@@ -17,6 +17,12 @@ const char* cuda_sync();
 const char* cuda_memset0(void* ptr, size_t bytes);
 const char* cuda_copy_d2d(void* dst, const void* src, size_t bytes);
 const char* cuda_mem_info(size_t* free_bytes, size_t* total_bytes);
+// Stream capture of the thread's default stream into a CUDA graph: begin, end (-> instantiated exec), launch, free.
+// Between begin and end nothing may synchronise or allocate (uploads, downloads, first-use allocations).
+const char* cuda_graph_begin();
+const char* cuda_graph_end(void** exec);
+const char* cuda_graph_launch(void* exec);
+const char* cuda_graph_free(void* exec);
 
 // convert.cu (bf16 is stored as uint16; round-to-nearest-even, NaN stays NaN)
 const char* cuda_f32_to_bf16(void* dst, const void* src, size_t n);

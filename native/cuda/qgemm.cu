@@ -25,7 +25,7 @@ struct Bench {
   cudaGraphExec_t ge = nullptr;
   const CublasApi* api = nullptr;
   ~Bench() {
-    if (api) api->set_stream(api->handle, 0);
+    if (api) api->set_stream(api->handle, cudaStreamPerThread);
     if (ge) cudaGraphExecDestroy(ge);
     if (g) cudaGraphDestroy(g);
     for (auto e : ev) cudaEventDestroy(e);

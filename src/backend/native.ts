@@ -61,6 +61,14 @@ export interface NativeCuda {
   cublasGemmBf16SplitK(transB: boolean, M: number, N: number, K: number, A: number, aOff: number, lda: number,
     B: number, bOff: number, ldb: number, C: number, cOff: number, ldc: number, alpha: number, beta: number,
     cF32: boolean, splits: number, work: number): void;
+  /**
+   * CUDA graphs of the stream every kernel goes to: begin capturing, end (→ graph id), replay, free. Nothing between
+   * begin and end may synchronise or allocate (no uploads/downloads, no first-use allocations: warm up first).
+   */
+  cudaGraphBegin(): void;
+  cudaGraphEnd(): number;
+  cudaGraphLaunch(id: number): void;
+  cudaGraphFree(id: number): void;
   /** CUDA events on stream 0, for profiling: ids, not buffer handles. */
   cudaEventNew(): number;
   cudaEventRecord(id: number): void;

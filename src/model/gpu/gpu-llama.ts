@@ -126,16 +126,39 @@ export class GpuLlama {
 
   /** Forward of ids [B·T] → final post-norm hidden in h.lnf (bf16, the lm_head input) and h.lnfF (f32). */
   forward(ids: Int32Array, B: number, T: number): void {
+    this.setIds(ids, B, T);
+    this.forwardDevice();
+  }
+
+  /** Validate and upload ids [B·T] (allocating for B×T when needed). */
+  setIds(ids: Int32Array, B: number, T: number): void {
     const cfg = this.config, N = B * T;
     if (ids.length < N) throw new LowbitError(`GpuLlama: ${ids.length} ids for B=${B} × T=${T}`);
     for (let i = 0; i < N; i++) if (!(ids[i] >= 0 && ids[i] < cfg.vocabSize)) throw new LowbitError(`GpuLlama: token id ${ids[i]} at ${i} outside the vocabulary [0, ${cfg.vocabSize})`);
     this.prepare(B, T);
-    const h = this.h, c = this.c;
-    c.cudaUpload(h.ids, ids.subarray(0, N));
+    this.c.cudaUpload(this.h.ids, ids.subarray(0, N));
+  }
+
+  /** The forward of the uploaded ids: device work only (capturable into a CUDA graph). */
+  forwardDevice(): void {
+    const cfg = this.config, h = this.h, c = this.c, N = this.B * this.T;
     c.cudaEmbedding(h.ids, this.w.embed, h.resid0, N, cfg.hiddenSize, cfg.vocabSize, true); this.tick('embedding');
     for (let l = 0; l < cfg.numLayers; l++) this.block(l);
     c.cudaRmsnormFwd(h[`resid${cfg.numLayers}`], this.w.finalNorm, h.lnf, h.lnfF, h.rstdf, N, cfg.hiddenSize, cfg.rmsNormEps);
     this.tick('rmsnorm');
+  }
+
+  /**
+   * Record `fn` (device work only: no uploads, downloads or first-use allocations) as a CUDA graph, after one eager
+   * run that warms every lazy allocation up. Returns the graph id for cudaGraphLaunch; free with cudaGraphFree.
+   */
+  captureGraph(fn: () => void): number {
+    fn();
+    this.c.cudaSync();
+    this.scratchHolds = null;  // the graph must not depend on what the scratch held before it
+    this.c.cudaGraphBegin();
+    try { fn(); } catch (e) { try { this.c.cudaGraphEnd(); } catch { /* the capture is broken anyway */ } throw e; }
+    return this.c.cudaGraphEnd();
   }
 
   private block(l: number): void {
@@ -283,17 +306,29 @@ export class GpuLlama {
    * dH += scale·∂CE/∂hidden (scale already divided by the count, as crossEntropyFused). Returns the count.
    */
   lmHeadCe(targets: Int32Array, grad: boolean, scale: number, slot = 1): number {
-    const cfg = this.config, h = this.h, N = this.B * this.T;
+    const count = this.setTargets(targets);
+    this.lmHeadCeDevice(grad, scale, slot);
+    return count;
+  }
+
+  /** Validate and upload targets [B·T]; returns how many are counted (≥ 0). */
+  setTargets(targets: Int32Array): number {
+    const cfg = this.config, N = this.B * this.T;
     let count = 0;
     for (let i = 0; i < N; i++) {
       if (targets[i] >= cfg.vocabSize) throw new LowbitError(`GpuLlama: target ${targets[i]} outside the vocabulary`);
       if (targets[i] >= 0) count++;
     }
-    this.c.cudaUpload(h.targets, targets.subarray(0, N));
+    this.c.cudaUpload(this.h.targets, targets.subarray(0, N));
+    return count;
+  }
+
+  /** The lm_head + CE of the uploaded targets: device work only (capturable). */
+  lmHeadCeDevice(grad: boolean, scale: number, slot = 1): void {
+    const cfg = this.config, h = this.h, N = this.B * this.T;
     this.c.cudaLmHeadCe(h.lnf, this.w.lmHead, h.targets, grad ? h.dH : null, this.lossView(slot), N, cfg.hiddenSize, cfg.vocabSize,
       scale, Math.min(this.chunkRows, N), h.ceLogits, h.ceDlogits);
     this.tick('lm_head + CE');
-    return count;
   }
 
   /** The four loss accumulators (one sync). */
