@@ -133,9 +133,9 @@ try {
 // A/B: the same step without one of the optimisations (each on a fresh GpuLlama sharing weights and adapters)
 if (!args.includes('--no-ab')) {
   res.ablation = {};
-  for (const [name, env] of [['one GEMM per adapter (LOWBIT_GPU_LORA_GROUP=0)', 'LOWBIT_GPU_LORA_GROUP'], ['no split-K (LOWBIT_GPU_SPLITK=0)', 'LOWBIT_GPU_SPLITK']]) {
+  for (const [name, env, val] of [['one GEMM per adapter (LOWBIT_GPU_LORA_GROUP=0)', 'LOWBIT_GPU_LORA_GROUP', '0'], ['split-K LoRA GEMMs (LOWBIT_GPU_SPLITK=1)', 'LOWBIT_GPU_SPLITK', '1']]) {
     m.free();
-    process.env[env] = '0';
+    process.env[env] = val;
     m = new GpuLlama(c, gw, lora);
     delete process.env[env];
     m.prepare(1, T);

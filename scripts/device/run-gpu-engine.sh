@@ -25,6 +25,11 @@ if [ "${DECODE:-1}" = 1 ]; then
   step "decode (lowbit)"
   timeout 150 node bench/cuda-decode.mjs --json "$OUT/decode.json" 2>&1 | tail -8
 fi
+if [ "${DEQUANT:-1}" = 1 ]; then
+  step "dequantization, packed GEMM, fused GEMV (v1, v2)"
+  timeout 180 node bench/cuda-dequant.mjs --md "$OUT/cuda-dequant.md" --json "$OUT/cuda-dequant.json" > "$OUT/dequant.log" 2>&1; echo "dequant rc=$?"
+  tail -30 "$OUT/dequant.log"
+fi
 if [ "${ATTN:-1}" = 1 ]; then
   step "attention"
   timeout 60 node bench/cuda-attention.mjs 2>&1 | tail -12
@@ -42,6 +47,9 @@ if [ "${COMPENSATE:-1}" = 1 ]; then
   tail -3 "$OUT/compensate.log"; cp /tmp/rilq-gpu/train-log.json "$OUT/compensate-train-log.json" 2>/dev/null
   timeout 60 node dist/src/cli/main.js eval ppl --device cuda --model /tmp/q2 --adapter /tmp/rilq-gpu --data data/jargon.heldout.txt --seq 256 --json 2>&1 | tail -1 > "$OUT/ppl-gpu.json"
   cat "$OUT/ppl-gpu.json"
+  step "CPU path vs GPU engine on the shipped model (logits, greedy generation)"
+  timeout 120 node scripts/device/compare-cpu-gpu.mjs /tmp/q2 /tmp/rilq-gpu --json "$OUT/cpu-vs-gpu.json" 2>&1 | tail -8
+  timeout 60 node dist/src/cli/main.js generate --device cuda --model /tmp/q2 --adapter /tmp/rilq-gpu --prompt "A hacker is" --temperature 0 --max-tokens 24 2>&1 | tail -2
 fi
 # $OUT returns at most 8 files: everything else goes into one tarball
 cd "$OUT" && tar czf results.tgz --exclude=results.tgz * && ls | grep -v -E '^(results.tgz|parity.txt|env.txt)$' | xargs rm -f

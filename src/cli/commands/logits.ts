@@ -3,13 +3,15 @@ import type { CommandSpec } from '../args.js';
 import { flag, req } from '../args.js';
 import { LowbitError } from '../../io/errors.js';
 import { makeOut } from '../output.js';
-import { JSON_OPTION, MODEL_OPTIONS, loadFromArgs } from './common.js';
+import { DEVICE_OPTION, JSON_OPTION, MODEL_OPTIONS, deviceOf, loadFromArgs } from './common.js';
+import { requireGpu } from '../../model/gpu/engine.js';
+import { gpuModelFromHost } from '../../model/gpu/from-host.js';
 
 export const command: CommandSpec = {
   name: 'logits',
   summary: 'print the logits of a token sequence',
   usage: 'lowbit logits --model DIR [--adapter DIR]… --ids 1,2,3 --json',
-  options: [...MODEL_OPTIONS, { name: 'ids', help: 'comma-separated token ids' }, JSON_OPTION],
+  options: [...MODEL_OPTIONS, { name: 'ids', help: 'comma-separated token ids' }, DEVICE_OPTION, JSON_OPTION],
   async run(a) {
     const out = makeOut(flag(a, 'json'));
     const raw = req(a, 'ids', 'logits');
@@ -22,9 +24,13 @@ export const command: CommandSpec = {
     const V = m.config.vocabSize;
     const bad = ids.find((v) => v >= V);
     if (bad !== undefined) throw new LowbitError(`lowbit logits: id ${bad} is outside the vocabulary (${V})`);
-    const { logits } = m.model.forward(ids, 1, ids.length, { train: false, logits: true });
+    let logits: ArrayLike<number> & { subarray(a: number, b: number): ArrayLike<number> };
+    if (deviceOf(a, 'logits') === 'cuda') {
+      const g = gpuModelFromHost(requireGpu(), m.model.weights);
+      try { g.model.forward(ids, 1, ids.length); logits = g.model.logits(); } finally { g.free(); }
+    } else logits = m.model.forward(ids, 1, ids.length, { train: false, logits: true }).logits!;
     const rows: number[][] = [];
-    for (let t = 0; t < ids.length; t++) rows.push(Array.from(logits!.subarray(t * V, (t + 1) * V)));
+    for (let t = 0; t < ids.length; t++) rows.push(Array.from(logits.subarray(t * V, (t + 1) * V)));
     if (!out.json) {
       for (let t = 0; t < ids.length; t++) {
         const r = rows[t];

@@ -10,6 +10,9 @@ import type { GpuEngine } from './engine.js';
 import type { GpuBase, GpuWeights } from './device-weights.js';
 import type { GpuLora } from './gpu-lora.js';
 import { LowbitError } from '../../io/errors.js';
+import { Rng } from '../../tensor.js';
+import { sampleToken } from '../sampling.js';
+import type { GenerateOptions } from '../generate.js';
 
 export class GpuDecoder {
   private arena: DeviceArena<string>;
@@ -147,4 +150,23 @@ export function greedyDecode(d: GpuDecoder, prompt: ArrayLike<number>, n: number
     if (k < n - 1) logits = d.step(best);
   }
   return out;
+}
+
+/** The GPU twin of generate.ts streamTokens: the prompt through the cache, then sampled tokens, streamed. */
+export function* streamTokensGpu(d: GpuDecoder, promptIds: ArrayLike<number>, opts: GenerateOptions): Generator<number> {
+  const c = d.w.config, V = c.vocabSize, T = promptIds.length;
+  if (T === 0) throw new LowbitError('generate: empty prompt');
+  const maxTokens = Math.max(0, opts.maxTokens | 0);
+  if (maxTokens === 0) return;
+  const stops = new Set(opts.stopTokens ?? (c.eosTokenId != null ? [c.eosTokenId] : []));
+  const rng = new Rng(opts.seed ?? 0);
+  d.reset();
+  let logits: Float32Array | null = null;
+  for (let i = 0; i < T; i++) logits = d.step(promptIds[i], i === T - 1);
+  for (let i = 0; i < maxTokens; i++) {
+    const id = sampleToken(logits!, V, opts, rng);
+    yield id;
+    if (stops.has(id) || i === maxTokens - 1) return;
+    logits = d.step(id);
+  }
 }

@@ -87,8 +87,8 @@ export class GpuLlama {
   readonly chunkRows: number;
   /** run the adapters of q/k/v and of gate/up as one GEMM each (LOWBIT_GPU_LORA_GROUP=0 turns it off) */
   readonly grouped = process.env.LOWBIT_GPU_LORA_GROUP !== '0';
-  /** split-K GEMMs for x·Aᵀ and dy·B (LOWBIT_GPU_SPLITK=0 turns it off) */
-  readonly splitK = process.env.LOWBIT_GPU_SPLITK !== '0';
+  /** split-K GEMMs for x·Aᵀ and dy·B (LOWBIT_GPU_SPLITK=1; measured no faster than cuBLAS alone on the H100) */
+  readonly splitK = process.env.LOWBIT_GPU_SPLITK === '1';
   /** the packed weight whose dequantization the scratch holds (the backward starts with the forward's last) */
   private scratchHolds: unknown = null;
   /** op-category GPU times when set (bench/cuda-rilq.mjs --profile) */
