@@ -158,7 +158,7 @@ md.push('', '## Packed GEMM (dequantize into a bf16 scratch + cuBLAS bf16, fp32 
   '| format | M | out x in | dense µs | packed µs | efficiency | pipelined µs | pipelined efficiency | dense TFLOP/s |', '|---|---:|---|---:|---:|---:|---:|---:|---:|');
 for (const r of res.qgemm) md.push(`| ${r.format} | ${r.M} | ${r.out}x${r.in} | ${f(r.denseMs * 1e3)} | ${f(r.ms * 1e3)} | ${f(100 * r.eff, 0)}% | ${f(r.pipeMs * 1e3)} | ${f(100 * r.pipeEff, 0)}% | ${f(r.denseTflops, 0)} |`);
 md.push('', '## Fused low-bit GEMV (M = 1, decode) vs the bytes-read bound', '',
-  'v1: a block of 4 warps owns 4 rows, 32-code chunks, one pass. v2 (the default): a warp owns 4 rows, 16-byte chunks (64 codes at 2 bits), next chunk prefetched, codes turned into floats with one shift + one LOP3 (1 + q·2^−b trick, no subtraction per weight).', '',
+  'v1 (the default): a block of 4 warps owns 4 rows, 32-code chunks, one pass. v2 (opt-in; measured slower than v1 on every shape, see docs/cuda.md): a warp owns 2 rows, 16-byte chunks (64 codes at 2 bits), next chunk prefetched, codes turned into floats with one shift + one LOP3 (1 + q·2^−b trick, no subtraction per weight).', '',
   '| format | kernel | out x in | bytes | µs | bound µs (bytes / copy BW) | GB/s | % of copy |', '|---|---|---|---:|---:|---:|---:|---:|');
 for (const r of res.gemv) md.push(`| ${r.format} | v${r.variant} | ${r.out}x${r.in} | ${f(r.bytes / MB, 2)} MB | ${f(r.ms * 1e3, 2)} | ${f(r.boundMs * 1e3, 2)} | ${f(r.gbs, 0)} | ${f(100 * r.ofCopy, 0)}% |`);
 md.push('', '## Decode estimate: LLaMA-7B-shaped linear layers, int2 g64, random weights', '',
