@@ -40,12 +40,16 @@ const lora = new GpuLora(c, specs);
   lora.setParams(specs.flatMap((s) => [Float32Array.from({ length: s.r * s.in }, () => rnd() / Math.sqrt(s.in)), Float32Array.from({ length: s.out * s.r }, () => 0.01 * rnd())]));
 }
 const res = { date: new Date().toISOString(), device: c.cudaInfo().deviceName, shape: tiny ? 'tiny' : 'llama-2-7b', copyGBs: BW / 1e9, tokens: N, runs: [] };
+const variants = (opt('--variants', '1,2')).split(',').map(Number);
+const modes = (opt('--modes', 'eager,graph')).split(',');
 for (const withLora of [true, false]) {
-  for (const variant of [1, 2]) {
+  for (const variant of variants) for (const mode of modes) {
     const d = new GpuDecoder(c, gw, withLora ? lora : null, prompt.length + N + 1);
     d.variant = variant;
+    d.useGraphs = mode === 'graph';
     try {
       greedyDecode(d, prompt, 4); d.reset();  // warmup
+      if (d.useGraphs) { greedyDecode(d, prompt, N); d.reset(); }  // first sequence: captures one graph per position
       c.cudaSync();
       const t0 = performance.now();
       const out = greedyDecode(d, prompt, N);
@@ -53,12 +57,12 @@ for (const withLora of [true, false]) {
       const s = (performance.now() - t0) / 1000;
       const tps = N / s, perTok = d.bytesPerToken(prompt.length + N / 2);
       const bound = BW / perTok;
-      const r = { lora: withLora, variant, tokensPerS: tps, msPerToken: 1000 / tps, bytesPerToken: perTok, boundTokensPerS: bound, ofBound: tps / bound, first: out.slice(0, 8) };
+      const r = { lora: withLora, variant, mode, captureSeconds: d.captureSeconds, tokensPerS: tps, msPerToken: 1000 / tps, bytesPerToken: perTok, boundTokensPerS: bound, ofBound: tps / bound, first: out.slice(0, 8) };
       res.runs.push(r);
-      log(`${withLora ? 'rank-64 LoRA unmerged' : 'no adapter         '} GEMV v${variant}: ${tps.toFixed(1)} tok/s (${r.msPerToken.toFixed(2)} ms/token), bound ${bound.toFixed(0)} tok/s (${(perTok / 1e6).toFixed(0)} MB/token) → ${(100 * r.ofBound).toFixed(1)} %`);
+      log(`${withLora ? 'rank-64 LoRA unmerged' : 'no adapter         '} GEMV v${variant} ${mode.padEnd(5)}: ${tps.toFixed(1)} tok/s (${r.msPerToken.toFixed(2)} ms/token), bound ${bound.toFixed(0)} tok/s (${(perTok / 1e6).toFixed(0)} MB/token) → ${(100 * r.ofBound).toFixed(1)} %`);
     } catch (e) {
-      res.runs.push({ lora: withLora, variant, error: String(e) });
-      log(`${withLora ? 'lora' : 'base'} v${variant}: ${e}`);
+      res.runs.push({ lora: withLora, variant, mode, error: String(e) });
+      log(`${withLora ? 'lora' : 'base'} v${variant} ${mode}: ${e}`);
     } finally { d.free(); }
   }
 }

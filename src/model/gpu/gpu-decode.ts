@@ -26,7 +26,16 @@ export class GpuDecoder {
   private readonly scratch: number;
   pos = 0;
   /** GEMV variant for the packed projections (see backend/cuda.ts) */
-  variant: 0 | 1 | 2 = 0;
+  variant: 0 | 1 | 2 | 3 = 0;
+  /**
+   * Replay each position's token step as a CUDA graph (captured the first time that position is decoded after one
+   * eager warm-up step, then reused by every later sequence): removes the ~1000 host launches per token.
+   */
+  useGraphs = false;
+  private graphs: number[] = [];
+  private warm = false;
+  /** seconds spent capturing + instantiating graphs so far */
+  captureSeconds = 0;
 
   constructor(readonly c: GpuEngine, readonly w: GpuWeights, readonly lora: GpuLora | null, readonly maxT: number) {
     const cfg = w.config, D = cfg.hiddenSize, I = cfg.intermediateSize, Q = cfg.numHeads * cfg.headDim, KV = cfg.numKvHeads * cfg.headDim;
@@ -64,11 +73,18 @@ export class GpuDecoder {
 
   reset(): void { this.pos = 0; }
 
+  /** The requested GEMV variant where the tensor meets its constraints, else v1 (in and group multiples of 32). */
+  private gemvVariant(b: GpuBase): 0 | 1 | 2 {
+    if (b.kind !== 'quant' || this.variant < 2) return this.variant as 0 | 1;
+    const d = b.q.desc, ok = d.in % 64 === 0 && d.group % 64 === 0 && (this.variant === 2 || (d.layout === 0 && (d.bits === 2 || d.bits === 4)));
+    return (ok ? this.variant : 1) as 0 | 1 | 2;
+  }
+
   /** y[out] (f32) = Ŵ·x (+ s·B·(A·x)) for x f32 [in] in h.xn-like buffers. */
   private lin(l: number, p: Projection, x: number, y: number): void {
     const c = this.c, b: GpuBase = this.w.layers[l].proj[p], h = this.arena.h;
     if (b.kind === 'dense') c.cudaGemvBf16(b.w, b.out, b.in, x, y, false);
-    else if (b.q.desc.in % 32 === 0 && b.q.desc.group % 32 === 0 && !b.q.desc.gidx && (this.variant !== 2 || b.q.desc.in % 64 === 0)) c.cudaQGemv(b.q.desc, x, y, false, this.variant);
+    else if (b.q.desc.in % 32 === 0 && b.q.desc.group % 32 === 0 && !b.q.desc.gidx) c.cudaQGemv(b.q.desc, x, y, false, this.gemvVariant(b));
     else {
       c.cudaCastF32ToBf16Scaled(h.xb, x, b.in, 1);
       c.cudaQGemm(b.q.desc, 1, h.xb, y, true, this.scratch);
@@ -85,9 +101,34 @@ export class GpuDecoder {
     const c = this.c, cfg = this.w.config, h = this.arena.h, pos = this.pos;
     if (pos >= this.maxT) throw new LowbitError(`GpuDecoder: KV cache of ${this.maxT} positions is full`);
     if (!(id >= 0 && id < cfg.vocabSize)) throw new LowbitError(`GpuDecoder: token id ${id} outside the vocabulary`);
+    c.cudaUpload(h.id, Int32Array.of(id));
+    if (this.useGraphs && this.warm) {
+      let g = this.graphs[pos];
+      if (!g) {
+        const t0 = performance.now();
+        c.cudaGraphBegin();
+        try { this.body(pos, true); } catch (e) { try { c.cudaGraphEnd(); } catch { /* broken capture */ } throw e; }
+        g = this.graphs[pos] = c.cudaGraphEnd();
+        this.captureSeconds += (performance.now() - t0) / 1000;
+      }
+      c.cudaGraphLaunch(g);
+      wantLogits = true;
+    } else {
+      this.body(pos, wantLogits || this.useGraphs);
+      this.warm = true;
+    }
+    this.pos++;
+    if (!wantLogits) return null;
+    const out = new Float32Array(cfg.vocabSize);
+    c.cudaDownload(h.logits, out);
+    return out;
+  }
+
+  /** The device work of one token at position pos (the id already uploaded): capturable. */
+  private body(pos: number, logits: boolean): void {
+    const c = this.c, cfg = this.w.config, h = this.arena.h;
     const D = cfg.hiddenSize, I = cfg.intermediateSize, Q = cfg.numHeads * cfg.headDim, KV = cfg.numKvHeads * cfg.headDim;
     const hd = cfg.headDim, Hq = cfg.numHeads, Hkv = cfg.numKvHeads, eps = cfg.rmsNormEps;
-    c.cudaUpload(h.id, Int32Array.of(id));
     c.cudaEmbedding(h.id, this.w.embed, h.x, 1, D, cfg.vocabSize, true);
     for (let l = 0; l < cfg.numLayers; l++) {
       const w = this.w.layers[l];
@@ -112,13 +153,9 @@ export class GpuDecoder {
       this.lin(l, 'down_proj', h.act, h.tmp);
       c.cudaAddF32(h.x, h.x, h.tmp, D);
     }
-    this.pos++;
-    if (!wantLogits) return null;
+    if (!logits) return;
     c.cudaRmsnormFwd(h.x, this.w.finalNorm, h.lnf, null, null, 1, D, eps);
     c.cublasGemmBf16(false, true, 1, cfg.vocabSize, D, h.lnf, this.w.lmHead, h.logits, 1, 0, true);
-    const out = new Float32Array(cfg.vocabSize);
-    c.cudaDownload(h.logits, out);
-    return out;
   }
 
   /** Bytes one decode step must read at least: packed base + adapters (bf16) + lm_head + the KV cache so far. */
@@ -130,6 +167,8 @@ export class GpuDecoder {
   }
 
   free(): void {
+    for (const g of this.graphs) if (g) this.c.cudaGraphFree(g);
+    this.graphs = [];
     for (const v of this.views.splice(0)) this.c.cudaFree(v);
     for (const b of this.scaledB.values()) this.c.cudaFree(b);
     this.scaledB.clear();

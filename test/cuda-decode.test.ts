@@ -1,0 +1,68 @@
+// The GPU decoder (KV-cached, batch 1, fused low-bit GEMV, unmerged LoRA) against the CPU model and the GPU
+// training forward on the same weights: logits at every position of a sequence fed token by token; and the
+// CUDA-graph mode (one graph per position, captured on first use) against the eager steps.
+// Runs only where a CUDA device is present; skips with the reason elsewhere.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { Rng } from '../src/tensor.js';
+import { gpuEngine, gpuUnavailable } from '../src/model/gpu/engine.js';
+import { gpuModelFromHost } from '../src/model/gpu/from-host.js';
+import { GpuDecoder } from '../src/model/gpu/gpu-decode.js';
+import { LlamaModel, LlamaWeights } from '../src/model/llama.js';
+import { DenseLinear } from '../src/model/linear.js';
+import { PackedLinear } from '../src/quant/packed-linear.js';
+import { quantizeRTN } from '../src/quant/rtn.js';
+import { attachLora, loraParams } from '../src/adapters/lora.js';
+import { bf16ToF32, f32ToBf16 } from '../src/backend/cuda.js';
+import type { LlamaConfig } from '../src/model/config.js';
+
+const cfg: LlamaConfig = {
+  architecture: 'llama', vocabSize: 300, hiddenSize: 128, intermediateSize: 192, numLayers: 2, numHeads: 4, numKvHeads: 2,
+  headDim: 32, rmsNormEps: 1e-5, ropeTheta: 10000, ropeScaling: { type: 'default' }, maxPositionEmbeddings: 256,
+  tieWordEmbeddings: false, bosTokenId: null, eosTokenId: null, torchDtype: 'float32',
+};
+const bf = (a: ArrayLike<number>): Float32Array => bf16ToF32(f32ToBf16(a));
+function relErr(a: ArrayLike<number>, b: ArrayLike<number>): number {
+  let num = 0, den = 0;
+  for (let i = 0; i < b.length; i++) { const d = a[i] - b[i]; num += d * d; den += b[i] * b[i]; }
+  return Math.sqrt(num / Math.max(den, 1e-30));
+}
+
+test('GPU decoder = CPU model = GPU forward at every position; graph replay = eager (packed + dense layers, LoRA)', (t) => {
+  const c = gpuEngine();
+  if (!c) { t.skip(gpuUnavailable()); return; }
+  const rng = new Rng(21);
+  const w = LlamaWeights.initRandom(cfg, rng, 'f32', 0.05);
+  w.embed.set(bf(w.embed));
+  (w.lmHead as DenseLinear).weight.set(bf((w.lmHead as DenseLinear).weight));
+  for (const [l, p, lin] of [...w.linears()]) {
+    const d = lin as DenseLinear;
+    // layer 0 packed 2-bit g64 (fused GEMV; down_proj in=192 too), layer 1 dense bf16
+    if (l === 0) w.setLinear(l, p, new PackedLinear(quantizeRTN(d.weight, d.outFeatures, d.inFeatures, { bits: 2, groupSize: 64 })));
+    else d.weight.set(bf(d.weight));
+  }
+  attachLora(w, 'x', { r: 8, alpha: 16 });
+  for (const p of loraParams(w, 'x')) { for (let i = 0; i < p.data.length; i++) p.data[i] = 0.08 * rng.normal(); p.data.set(bf(p.data)); }
+  const T = 20, V = cfg.vocabSize, ids = Int32Array.from({ length: T }, () => rng.int(V));
+  const cpu = new LlamaModel(w).forward(ids, 1, T, { train: false, logits: true }).logits!;
+  const g = gpuModelFromHost(c, w);
+  let fwd: Float32Array;
+  try { g.model.forward(ids, 1, T); fwd = g.model.logits(); } finally { /* the decoder reuses g.weights/g.lora */ }
+  for (const variant of [1, 3] as const) {
+    const d = new GpuDecoder(c, g.weights, g.lora, T + 1);
+    try {
+      d.variant = variant as 1;
+      const eager = new Float32Array(T * V);
+      for (let i = 0; i < T; i++) eager.set(d.step(ids[i])!, i * V);
+      d.reset(); d.useGraphs = true;
+      const graphs = [new Float32Array(T * V), new Float32Array(T * V)];
+      for (const out of graphs) { d.reset(); for (let i = 0; i < T; i++) out.set(d.step(ids[i])!, i * V); }
+      const eCpu = relErr(eager, cpu), eFwd = relErr(eager, fwd!), eG1 = relErr(graphs[0], eager), eG2 = relErr(graphs[1], eager);
+      t.diagnostic(`GEMV v${variant}: decoder vs CPU ${eCpu.toExponential(2)}, vs GPU forward ${eFwd.toExponential(2)}; graph (capture pass) ${eG1.toExponential(2)}, graph replay ${eG2.toExponential(2)}`);
+      assert.ok(eCpu < 2e-2, `decoder vs CPU ${eCpu}`);
+      assert.ok(eFwd < 2e-2, `decoder vs GPU forward ${eFwd}`);
+      assert.ok(eG1 < 1e-5 && eG2 < 1e-5, `graph vs eager ${eG1} ${eG2}`);
+    } finally { d.free(); }
+  }
+  g.free();
+});
