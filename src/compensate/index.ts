@@ -315,10 +315,11 @@ function gpuTraining(ctx: CompensateContext, m: MethodOptions, name: string, qui
   const gw = uploadWeights(eng, ctx.student);
   const lora = new GpuLora(eng, specs);
   const gm = new GpuLlama(eng, gw, lora);
+  const obj = new GpuRilqObjective(gm, cache, { mseWeight: m.mseWeight, ceWeight: 1 - (m.mseWeight ?? 0.5) });
   return {
-    obj: new GpuRilqObjective(gm, cache, { mseWeight: m.mseWeight, ceWeight: 1 - (m.mseWeight ?? 0.5) }),
+    obj,
     optimizer: (ps, ao) => new GpuAdam(lora, ps, ao),
-    free: () => { gm.free(); lora.free(); gw.free(); },
+    free: () => { obj.free(); gm.free(); lora.free(); gw.free(); },
   };
 }
 

@@ -161,6 +161,12 @@ export class GpuLlama {
     return this.c.cudaGraphEnd();
   }
 
+  /** Replay a graph of captureGraph (what the dequantization scratch holds is unknown afterwards). */
+  launchGraph(g: number): void {
+    this.c.cudaGraphLaunch(g);
+    this.scratchHolds = null;
+  }
+
   private block(l: number): void {
     const cfg = this.config, h = this.h, c = this.c, w = this.w.layers[l];
     const B = this.B, T = this.T, N = B * T, D = cfg.hiddenSize, I = cfg.intermediateSize;

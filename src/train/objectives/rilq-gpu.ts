@@ -14,19 +14,37 @@ export class GpuRilqObjective implements Objective {
     this.wm = o.mseWeight ?? 0.5; this.wc = o.ceWeight ?? 0.5;
   }
 
+  /** CUDA graphs of the device part of a window, by (T, grad, scale, count); LOWBIT_GPU_GRAPHS=0 runs eagerly */
+  private graphs = new Map<string, number>();
+  private readonly useGraphs = process.env.LOWBIT_GPU_GRAPHS !== '0';
+
   run(ids: Int32Array, index: number, grad: boolean, scale: number): LossParts {
     const m = this.m, T = ids.length, D = m.config.hiddenSize;
-    m.forward(ids, 1, T);
-    m.beginLoss(grad);
     const th = this.teacher.hidden(index);
-    m.mseToTeacher(th instanceof Float32Array ? th : Float32Array.from(th), grad, scale * this.wm, 0);
     const targets = shiftTargets(ids, 1, T);
-    let count = 0;
-    for (let i = 0; i < T; i++) if (targets[i] >= 0) count++;
-    m.lmHeadCe(targets, grad, count > 0 ? (scale * this.wc) / count : 0, 1);
-    if (grad) m.backward();
+    // host → device first (uploads cannot be part of a graph), then the device work, eager or replayed
+    m.setIds(ids, 1, T);
+    m.setTeacher(th instanceof Float32Array ? th : Float32Array.from(th));
+    const count = m.setTargets(targets);
+    const ceScale = count > 0 ? (scale * this.wc) / count : 0;
+    const work = () => {
+      m.forwardDevice();
+      m.beginLoss(grad);
+      m.mseToTeacher(null, grad, scale * this.wm, 0);
+      m.lmHeadCeDevice(grad, ceScale, 1);
+      if (grad) m.backward();
+    };
+    const key = `${T}|${grad}|${scale}|${count}`, g = this.graphs.get(key);
+    if (!this.useGraphs) work();
+    else if (g) m.launchGraph(g);
+    else this.graphs.set(key, m.captureGraph(work));  // captureGraph runs `work` once eagerly: this window's result
     const l = m.readLoss();
     const mse = l[0] / (T * D), ce = count > 0 ? l[1] / count : NaN;
     return { loss: this.wm * mse + this.wc * ce, mse, ce };
+  }
+
+  free(): void {
+    for (const g of this.graphs.values()) this.m.c.cudaGraphFree(g);
+    this.graphs.clear();
   }
 }
