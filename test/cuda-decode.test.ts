@@ -13,20 +13,9 @@ import { DenseLinear } from '../src/model/linear.js';
 import { PackedLinear } from '../src/quant/packed-linear.js';
 import { quantizeRTN } from '../src/quant/rtn.js';
 import { attachLora, loraParams } from '../src/adapters/lora.js';
-import { bf16ToF32, f32ToBf16 } from '../src/backend/cuda.js';
-import type { LlamaConfig } from '../src/model/config.js';
+import { bf, relErr, smallConfig } from './helpers/gpu-model.js';
 
-const cfg: LlamaConfig = {
-  architecture: 'llama', vocabSize: 300, hiddenSize: 128, intermediateSize: 192, numLayers: 2, numHeads: 4, numKvHeads: 2,
-  headDim: 32, rmsNormEps: 1e-5, ropeTheta: 10000, ropeScaling: { type: 'default' }, maxPositionEmbeddings: 256,
-  tieWordEmbeddings: false, bosTokenId: null, eosTokenId: null, torchDtype: 'float32',
-};
-const bf = (a: ArrayLike<number>): Float32Array => bf16ToF32(f32ToBf16(a));
-function relErr(a: ArrayLike<number>, b: ArrayLike<number>): number {
-  let num = 0, den = 0;
-  for (let i = 0; i < b.length; i++) { const d = a[i] - b[i]; num += d * d; den += b[i] * b[i]; }
-  return Math.sqrt(num / Math.max(den, 1e-30));
-}
+const cfg = smallConfig(192);
 
 test('GPU decoder = CPU model = GPU forward at every position; graph replay = eager (packed + dense layers, LoRA)', (t) => {
   const c = gpuEngine();
