@@ -96,6 +96,7 @@ for (const M of quick ? [512] : [512, 2048]) {
 }
 
 // ---- fused GEMV (M = 1) vs the bytes-read bound ----
+const vname = (v) => (v === 34 ? 'v3 R4' : v === 38 ? 'v3 R8' : `v${v}`);
 const GEMV_FORMATS = FORMATS.filter(([n]) => !/gIdx|int8/.test(n));
 for (const [fname, spec] of quick ? GEMV_FORMATS.slice(0, 1) : GEMV_FORMATS) {
   for (const [sname, out, inF] of SHAPES) {
@@ -105,11 +106,13 @@ for (const [fname, spec] of quick ? GEMV_FORMATS.slice(0, 1) : GEMV_FORMATS) {
     const qs = [probe, ...Array.from({ length: nd - 1 }, () => make(spec, out, inF))];
     const x = c.cudaAlloc(inF * 4), y = c.cudaAlloc(nd * out * 4);
     c.cudaUpload(x, Float32Array.from({ length: inF }, (_, i) => Math.sin(i)));
-    for (const variant of fname === 'int2 g64' || fname === 'nf2 b64 dq' ? [1, 2] : [2]) {
+    // v3 ('int', 2/4 bits) next to v1 and v2; for int2 also with 4 / 8 rows per thread forced (34 / 38)
+    const variants = fname === 'int2 g64' ? [1, 2, 3, 34, 38] : fname === 'int4 g64' ? [1, 2, 3] : fname === 'nf2 b64 dq' ? [1, 2] : [2];
+    for (const variant of variants) {
       const ms = c.cudaBenchQGemv(qs.map((q) => q.desc), x, y, 50, variant);
       const gbs = moved / (ms * 1e-3) / 1e9;
       res.gemv.push({ format: fname, variant, shape: sname, out, in: inF, bytes: moved, ms, gbs, ofCopy: gbs / BW, boundMs: moved / (BW * 1e9) * 1e3, rotate: nd });
-      log(`qgemv v${variant} ${fname} ${out}x${inF}: ${(ms * 1e3).toFixed(2)} us, ${gbs.toFixed(0)} GB/s = ${(100 * gbs / BW).toFixed(0)}% of copy (rotating ${nd})`);
+      log(`qgemv ${vname(variant)} ${fname} ${out}x${inF}: ${(ms * 1e3).toFixed(2)} us, ${gbs.toFixed(0)} GB/s = ${(100 * gbs / BW).toFixed(0)}% of copy (rotating ${nd})`);
     }
     c.cudaFree(x); c.cudaFree(y); for (const q of qs) q.free();
   }
@@ -136,11 +139,19 @@ for (const [fname, spec] of quick ? GEMV_FORMATS.slice(0, 1) : GEMV_FORMATS) {
     const ms = c.cudaBenchDecode(qs.map((q) => q.desc), withLora ? A : null, withLora ? B : null, rank, x, y, t, 20);
     const bytes = packed + (withLora ? lora : 0);
     const boundMs = bytes / (BW * 1e9) * 1e3;
-    res.decode.push({ layers: L, lora: withLora ? rank : 0, bytesPerToken: bytes, ms, tokS: 1e3 / ms, boundMs, boundTokS: 1e3 / boundMs, ofBound: boundMs / ms });
+    res.decode.push({ kernel: 'v1, one graph per token', layers: L, lora: withLora ? rank : 0, bytesPerToken: bytes, ms, tokS: 1e3 / ms, boundMs, boundTokS: 1e3 / boundMs, ofBound: boundMs / ms });
     log(`decode ${L} layers int2 g64${withLora ? ` + LoRA r${rank}` : ''}: ${ms.toFixed(3)} ms/token = ${(1e3 / ms).toFixed(0)} tok/s; bound ${(bytes / MB).toFixed(0)} MB/token -> ${(1e3 / boundMs).toFixed(0)} tok/s (${(100 * boundMs / ms).toFixed(0)}%)`);
   }
   for (const q of qs) q.free();
   for (const h of [...A, ...B, x, y, t]) c.cudaFree(h);
+  // v3 estimate (no LoRA): the same 32 × 7 projections at the per-shape v3 GEMV times measured above
+  const t3 = (o, i) => res.gemv.find((r) => r.format === 'int2 g64' && r.variant === 3 && r.out === o && r.in === i)?.ms;
+  const times = proj.map(([o, i]) => t3(o, i));
+  if (times.every((v) => v !== undefined)) {
+    const ms = 32 * times.reduce((a, b) => a + b, 0), bytes = (packed / L) * 32, boundMs = bytes / (BW * 1e9) * 1e3;
+    res.decode.push({ kernel: 'v3, sum of per-shape GEMV times', layers: 32, lora: 0, bytesPerToken: bytes, ms, tokS: 1e3 / ms, boundMs, boundTokS: 1e3 / boundMs, ofBound: boundMs / ms });
+    log(`decode estimate 32 layers int2 g64, v3 GEMVs: ${ms.toFixed(3)} ms/token = ${(1e3 / ms).toFixed(0)} tok/s (${(100 * boundMs / ms).toFixed(0)}% of bound)`);
+  }
 }
 
 // ---- report ----
@@ -158,13 +169,13 @@ md.push('', '## Packed GEMM (dequantize into a bf16 scratch + cuBLAS bf16, fp32 
   '| format | M | out x in | dense µs | packed µs | efficiency | pipelined µs | pipelined efficiency | dense TFLOP/s |', '|---|---:|---|---:|---:|---:|---:|---:|---:|');
 for (const r of res.qgemm) md.push(`| ${r.format} | ${r.M} | ${r.out}x${r.in} | ${f(r.denseMs * 1e3)} | ${f(r.ms * 1e3)} | ${f(100 * r.eff, 0)}% | ${f(r.pipeMs * 1e3)} | ${f(100 * r.pipeEff, 0)}% | ${f(r.denseTflops, 0)} |`);
 md.push('', '## Fused low-bit GEMV (M = 1, decode) vs the bytes-read bound', '',
-  'v1 (the default): a block of 4 warps owns 4 rows, 32-code chunks, one pass. v2 (opt-in; measured slower than v1 on every shape, see docs/cuda.md): a warp owns 2 rows, 16-byte chunks (64 codes at 2 bits), next chunk prefetched, codes turned into floats with one shift + one LOP3 (1 + q·2^−b trick, no subtraction per weight).', '',
+  'v1 (the default): a block of 4 warps owns 4 rows, 32-code chunks, one pass. v2 (opt-in; measured slower than v1 on every shape, see docs/cuda.md): a warp owns 2 rows, 16-byte chunks (64 codes at 2 bits), next chunk prefetched, codes turned into floats with one shift + one LOP3 (1 + q·2^−b trick, no subtraction per weight). v3 (opt-in; \'int\' 2/4 bits): x staged once per 256-thread block in padded shared memory (conflict-free LDS.128), 16-byte chunks, 4 or 8 rows per thread (R4 / R8 forced; v3 = picked from the occupancy) reusing the chunk\'s x from registers, ~2.5 instructions per 2-bit weight.', '',
   '| format | kernel | out x in | bytes | µs | bound µs (bytes / copy BW) | GB/s | % of copy |', '|---|---|---|---:|---:|---:|---:|---:|');
-for (const r of res.gemv) md.push(`| ${r.format} | v${r.variant} | ${r.out}x${r.in} | ${f(r.bytes / MB, 2)} MB | ${f(r.ms * 1e3, 2)} | ${f(r.boundMs * 1e3, 2)} | ${f(r.gbs, 0)} | ${f(100 * r.ofCopy, 0)}% |`);
+for (const r of res.gemv) md.push(`| ${r.format} | ${vname(r.variant)} | ${r.out}x${r.in} | ${f(r.bytes / MB, 2)} MB | ${f(r.ms * 1e3, 2)} | ${f(r.boundMs * 1e3, 2)} | ${f(r.gbs, 0)} | ${f(100 * r.ofCopy, 0)}% |`);
 md.push('', '## Decode estimate: LLaMA-7B-shaped linear layers, int2 g64, random weights', '',
   'Per token: for each of 32 layers × 7 projections (q/k/v/o 4096x4096, gate/up 11008x4096, down 4096x11008) one fused GEMV, and with LoRA two bf16 GEMVs (A·x, then y += B·(A·x)). Attention, norms, embeddings and the LM head are not included.', '',
-  '| layers | LoRA rank | MB / token | ms / token | tokens/s | bound tokens/s (bytes / copy BW) | % of bound |', '|---:|---:|---:|---:|---:|---:|---:|');
-for (const r of res.decode) md.push(`| ${r.layers} | ${r.lora || '-'} | ${f(r.bytesPerToken / MB, 0)} | ${f(r.ms, 3)} | ${f(r.tokS, 0)} | ${f(r.boundTokS, 0)} | ${f(100 * r.ofBound, 0)}% |`);
+  '| GEMV | layers | LoRA rank | MB / token | ms / token | tokens/s | bound tokens/s (bytes / copy BW) | % of bound |', '|---|---:|---:|---:|---:|---:|---:|---:|');
+for (const r of res.decode) md.push(`| ${r.kernel} | ${r.layers} | ${r.lora || '-'} | ${f(r.bytesPerToken / MB, 0)} | ${f(r.ms, 3)} | ${f(r.tokS, 0)} | ${f(r.boundTokS, 0)} | ${f(100 * r.ofBound, 0)}% |`);
 const text = md.join('\n') + '\n';
 if (opt('--md')) writeFileSync(opt('--md'), text);
 if (opt('--json')) writeFileSync(opt('--json'), JSON.stringify(res, null, 1));

@@ -273,6 +273,190 @@ __global__ void __launch_bounds__(kWarps2 * 32) qgemv2_kernel(QDesc d, const flo
   }  // row pairs
 }
 
+// ---- v3: x staged once per block in shared memory, R rows per thread, 2.5 instructions per 2-bit weight ----
+// A block of 256 threads is cut into row sets of TPR threads (TPR = 32, 64 or 128: the smallest power of two
+// >= the chunks per row, at most 128); a row set owns R consecutive rows (R = 4 or 8, picked on the host from the
+// occupancy, see qgemv3_launch; one block per RB rows, no persistent loop), so a
+// block owns RB = (256 / TPR)·R rows. Thread kl of a set takes chunks kl, kl + TPR, … of 16 bytes (CPC = 64
+// codes at 2 bits, 32 at 4): for each chunk it loads the R rows' 16-byte code words and R sz words (all issued
+// before any is used; the first chunk's are issued before x is staged), then reads the chunk's x from shared
+// memory 8 values at a time (two conflict-free LDS.128: chunks are padded to CPC + 4 floats, an odd number of
+// 16-byte slots) and reuses them for the R rows.
+// x is staged pre-scaled: x'_e = x_e·2^(23−p_e), where p_e is the mantissa bit where code e is placed: 2 bits:
+// one shift brings codes (2m, 2m+1) of a word to bits [19, 21) and [21, 23), one LOP3 each makes 1 + q·2^−4 and
+// 1 + q·2^−2 (x' = 16x and 4x); 4 bits: code to bits [19, 23), 1 + q·2^−4 (x' = 16x). So f·x' = x' + q·x and
+// per chunk Σ q·x = Σ f·x' − Σ x' (the bias Σ x' and Σ x precomputed per chunk in shared memory). Per weight:
+// 2 bits 0.5 SHF + 1 LOP3 + 1 FFMA, 4 bits 1 + 1 + 1. Per chunk and row: s·((S − Σx') − z·Σx), fp32 throughout.
+constexpr int kThreads3 = 256;
+
+__device__ __forceinline__ uint32_t word_of(const uint4& v, int k) { return k == 0 ? v.x : k == 1 ? v.y : k == 2 ? v.z : v.w; }
+__device__ __forceinline__ uint32_t shift_s(uint32_t w, int s) { return s >= 0 ? w >> s : w << -s; }  // s compile-time
+
+template <int B, int R>
+__global__ void __launch_bounds__(kThreads3, R == 4 ? 4 : 2) qgemv3_kernel(QDesc d, const float* __restrict__ x,
+                                                                            float* __restrict__ y, bool accumulate,
+                                                                            int tpr_log2) {
+  constexpr int CPC = 128 / B, PAD = CPC + 4, F4 = CPC / 4, WPC = 32 / B;  // codes per chunk, padded, float4s, codes per word
+  extern __shared__ float4 smem3[];
+  __shared__ float red[kThreads3 / 32][R];
+  const int nch = d.in / CPC;
+  float* xsum_s = reinterpret_cast<float*>(smem3) + (size_t)nch * PAD;  // [nch] Σ x
+  float* xb_s = xsum_s + nch;                                            // [nch] Σ x'
+  const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
+  const int tpr = 1 << tpr_log2, kl = tid & (tpr - 1), set = tid >> tpr_log2;
+  const int rb = (kThreads3 >> tpr_log2) * R;
+  const int rbase = blockIdx.x * rb + set * R;
+  const int ng = (d.in + d.group - 1) / d.group, cpg = d.group / CPC;
+  const uint4* codes = reinterpret_cast<const uint4*>(d.codes);
+  int rows[R];
+#pragma unroll
+  for (int r = 0; r < R; r++) rows[r] = min(rbase + r, d.out - 1);  // clamped: rows past the end are computed and dropped
+  uint4 w[R];
+  uint32_t m[R];
+  int c = kl;
+  if (c < nch) {
+    const int g = c / cpg;
+#pragma unroll
+    for (int r = 0; r < R; r++) w[r] = __ldg(codes + (size_t)rows[r] * nch + c);
+#pragma unroll
+    for (int r = 0; r < R; r++) m[r] = __ldg(d.sz + (size_t)rows[r] * ng + g);
+  }
+  // stage x' and the per-chunk sums; a chunk is F4 consecutive float4s = F4 aligned lanes of a warp
+  const int nf = d.in >> 2;
+  for (int f0 = warp * 32; f0 < nf; f0 += kThreads3) {  // warp-uniform bounds: every lane shuffles
+    const int f = f0 + lane;
+    float4 v = make_float4(0.f, 0.f, 0.f, 0.f);
+    if (f < nf) v = __ldg(reinterpret_cast<const float4*>(x) + f);
+    const float4 sv = B == 2 ? make_float4(16.f * v.x, 4.f * v.y, 16.f * v.z, 4.f * v.w)
+                             : make_float4(16.f * v.x, 16.f * v.y, 16.f * v.z, 16.f * v.w);
+    float ls = (v.x + v.y) + (v.z + v.w), lb = (sv.x + sv.y) + (sv.z + sv.w);
+#pragma unroll
+    for (int o = F4 / 2; o > 0; o >>= 1) {
+      ls += __shfl_xor_sync(0xffffffffu, ls, o);
+      lb += __shfl_xor_sync(0xffffffffu, lb, o);
+    }
+    if (f < nf) {
+      const int cc = f / F4, p = f % F4;
+      smem3[cc * (PAD / 4) + p] = sv;
+      if (p == 0) { xsum_s[cc] = ls; xb_s[cc] = lb; }
+    }
+  }
+  __syncthreads();
+  float acc[R];
+#pragma unroll
+  for (int r = 0; r < R; r++) acc[r] = 0.f;
+  for (; c < nch; c += tpr) {
+    float S[R];
+#pragma unroll
+    for (int r = 0; r < R; r++) S[r] = 0.f;
+    const float4* xc = smem3 + c * (PAD / 4);
+#pragma unroll
+    for (int e0 = 0; e0 < CPC; e0 += 8) {  // 8 codes of each row per step: e0..e0+7 of the chunk
+      const float4 a = xc[e0 / 4], b = xc[e0 / 4 + 1];
+      const float xv[8] = {a.x, a.y, a.z, a.w, b.x, b.y, b.z, b.w};
+      const int k = e0 / WPC, j0 = e0 % WPC;  // word of the chunk, first code in it
+#pragma unroll
+      for (int r = 0; r < R; r++) {
+        const uint32_t wd = word_of(w[r], k);
+        if constexpr (B == 2) {
+#pragma unroll
+          for (int mm = 0; mm < 4; mm++) {  // codes j, j + 1 (j even) at bits [2j, 2j + 4) → [19, 23)
+            const uint32_t v = shift_s(wd, 2 * (j0 + 2 * mm) - 19);
+            S[r] = fmaf(__uint_as_float((v & (3u << 19)) | 0x3F800000u), xv[2 * mm], S[r]);
+            S[r] = fmaf(__uint_as_float((v & (3u << 21)) | 0x3F800000u), xv[2 * mm + 1], S[r]);
+          }
+        } else {
+#pragma unroll
+          for (int jj = 0; jj < 8; jj++) {  // code j0 + jj at bits [4(j0 + jj), +4) → [19, 23)
+            const uint32_t v = shift_s(wd, 4 * (j0 + jj) - 19);
+            S[r] = fmaf(__uint_as_float((v & (15u << 19)) | 0x3F800000u), xv[jj], S[r]);
+          }
+        }
+      }
+    }
+    const float xs = xsum_s[c], xb = xb_s[c];
+#pragma unroll
+    for (int r = 0; r < R; r++) {
+      const float s = __half2float(__ushort_as_half((unsigned short)(m[r] & 0xffff)));
+      const float z = __half2float(__ushort_as_half((unsigned short)(m[r] >> 16)));
+      acc[r] = fmaf(s, fmaf(-z, xs, S[r] - xb), acc[r]);
+    }
+    const int cn = c + tpr;
+    if (cn < nch) {
+      const int g = cn / cpg;
+#pragma unroll
+      for (int r = 0; r < R; r++) w[r] = __ldg(codes + (size_t)rows[r] * nch + cn);
+#pragma unroll
+      for (int r = 0; r < R; r++) m[r] = __ldg(d.sz + (size_t)rows[r] * ng + g);
+    }
+  }
+#pragma unroll
+  for (int r = 0; r < R; r++) {
+    float v = acc[r];
+#pragma unroll
+    for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+    if (lane == 0) red[warp][r] = v;
+  }
+  __syncthreads();
+  if (tid < rb) {  // row rbase' + r of set tid / R: the sum over the set's TPR / 32 warps
+    const int row = blockIdx.x * rb + tid, s2 = tid / R, r = tid % R, wps = tpr >> 5;
+    if (row < d.out) {
+      float v = 0.f;
+      for (int k = 0; k < wps; k++) v += red[s2 * wps + k][r];
+      y[row] = accumulate ? y[row] + v : v;
+    }
+  }
+}
+
+// Sets the kernel's dynamic shared memory limit when above the default 48 KB; *per_sm = resident blocks per SM.
+template <int B, int R>
+const char* qgemv3_prepare(size_t smem, int* per_sm) {
+  static size_t attr = 48 * 1024;
+  if (smem > attr) {
+    LB_CUDA(cudaFuncSetAttribute((const void*)qgemv3_kernel<B, R>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem));
+    attr = smem;
+  }
+  if (per_sm) LB_CUDA(cudaOccupancyMaxActiveBlocksPerMultiprocessor(per_sm, (const void*)qgemv3_kernel<B, R>, kThreads3, smem));
+  return nullptr;
+}
+
+template <int B>
+const char* qgemv3_launch(const QDesc& d, const float* x, float* y, bool accumulate, cudaStream_t s, int force_r) {
+  constexpr int CPC = 128 / B;
+  const int nch = d.in / CPC;
+  int tl = 5;
+  while ((1 << tl) < nch && tl < 7) tl++;
+  const int sets = kThreads3 >> tl;
+  const size_t smem = ((size_t)nch * (CPC + 4) + 2 * (size_t)nch) * sizeof(float);
+  static int sms = 0, optin = 0;
+  if (!sms) {
+    LB_CUDA(cudaDeviceGetAttribute(&optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, 0));
+    LB_CUDA(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, 0));
+  }
+  if (smem + kThreads3 / 32 * 8 * sizeof(float) > (size_t)optin)
+    return "qgemv: variant 3 stages x in shared memory (4.4 bytes per input at 2 bits): in is too large";
+  int R = force_r;
+  if (R != 4 && R != 8) {
+    // 8 rows per thread (half the x staging per row) when its grid covers every SM in one resident wave; else 4
+    // (twice the warps) when that fits in one wave; else 8.
+    int per4 = 0, per8 = 0;
+    if (const char* e = qgemv3_prepare<B, 4>(smem, &per4)) return e;
+    if (const char* e = qgemv3_prepare<B, 8>(smem, &per8)) return e;
+    const long long b4 = (d.out + sets * 4 - 1) / (sets * 4), b8 = (d.out + sets * 8 - 1) / (sets * 8);
+    R = b8 >= sms && b8 <= (long long)per8 * sms ? 8 : b4 <= (long long)per4 * sms ? 4 : 8;
+  }
+  const unsigned grid = (unsigned)((d.out + sets * R - 1) / (sets * R));
+  if (R == 4) {
+    if (const char* e = qgemv3_prepare<B, 4>(smem, nullptr)) return e;
+    qgemv3_kernel<B, 4><<<grid, kThreads3, smem, s>>>(d, x, y, accumulate, tl);
+  } else {
+    if (const char* e = qgemv3_prepare<B, 8>(smem, nullptr)) return e;
+    qgemv3_kernel<B, 8><<<grid, kThreads3, smem, s>>>(d, x, y, accumulate, tl);
+  }
+  LB_CUDA(cudaGetLastError());
+  return nullptr;
+}
+
 // Dense bf16 GEMV. TPR threads per row (a power of two, up to the 256 of the block), 8 bf16 per 16-byte load.
 constexpr int kDenseThreads = 256;
 
@@ -324,10 +508,17 @@ const char* cuda_qgemv(const QDesc& d, const float* x, float* y, bool accumulate
   if (const char* e = qdesc_check(d)) return e;
   if (d.in % 32 || d.group % 32 || d.gidx)
     return "qgemv: needs in % 32 == 0, group % 32 == 0 and no gIdx (use the dequantize + GEMM path)";
+  cudaStream_t s = static_cast<cudaStream_t>(stream);
+  if (variant == 3 || variant == 34 || variant == 38) {  // v3 (34 / 38: rows per thread forced to 4 / 8)
+    if (d.layout != 0) return "qgemv: variant 3 supports the 'int' layout only (use variant 1 or 2 for 'nf')";
+    if (d.bits != 2 && d.bits != 4) return "qgemv: variant 3 needs bits 2 or 4";
+    if (d.in % 64 || d.group % 64) return "qgemv: variant 3 needs in % 64 == 0 and group % 64 == 0";
+    const int force_r = variant == 34 ? 4 : variant == 38 ? 8 : 0;
+    return d.bits == 2 ? qgemv3_launch<2>(d, x, y, accumulate, s, force_r) : qgemv3_launch<4>(d, x, y, accumulate, s, force_r);
+  }
   const int cpc = qgemv_v2_chunk(d);
   const bool v2ok = cpc > 0 && d.in % cpc == 0 && d.group % cpc == 0 && d.in / cpc <= kMaxXsum;
   if (variant == 2 && !v2ok) return "qgemv: variant 2 needs in and group multiples of its chunk (64 codes for 2 bits)";
-  cudaStream_t s = static_cast<cudaStream_t>(stream);
   // v2 is opt-in until its first device run (it is implemented and has parity tests, not yet run on a GPU).
   if (variant == 2 && v2ok) {
     const size_t smem = (size_t)(d.in / cpc) * sizeof(float);

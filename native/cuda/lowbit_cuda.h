@@ -85,7 +85,10 @@ const char* cuda_dequant_bf16(const QDesc& d, void* dst, void* stream);
 // Fused decode GEMV on packed codes: y[out] (f32) = Ŵ·x (+ y when accumulate), x f32 [in], fp32 accumulate.
 // Needs in % 32 == 0, group % 32 == 0, no gIdx; bits 2/3/4/8 ('int') or 2/3/4 ('nf'). variant: 0 = default
 // (v1, the kernel measured on the GPU), 1 = v1, 2 = v2 (in and group multiples of its chunk: 64 codes for 2 bits,
-// 32 for 3/4, 16 for 8; error otherwise) — v2 has parity tests but has not run on a device yet.
+// 32 for 3/4, 16 for 8; error otherwise; measured slower than v1), 3 = v3 ('int' only, bits 2 or 4, in % 64 == 0,
+// group % 64 == 0; error otherwise): x staged once per block in shared memory, 4 or 8 rows per thread picked from
+// the occupancy (34 / 38 force 4 / 8), ~2.5 instructions per 2-bit weight — parity tests and a CPU model
+// (test/cuda-gemv-model.test.ts), not yet run on a device.
 const char* cuda_qgemv(const QDesc& d, const float* x, float* y, bool accumulate, void* stream, int variant = 0);
 // Dense bf16 GEMV: y[rows] (f32) = W[rows, K]·x (+ y), W bf16 row-major, x f32.
 const char* cuda_gemv_bf16(const void* W, int rows, int K, const float* x, float* y, bool accumulate, void* stream);

@@ -30,6 +30,9 @@ export interface QuantDesc {
   tauscale?: number;
 }
 
+/** Fused GEMV kernel choice (cudaQGemv): 0 default (v1), 1 v1, 2 v2, 3 v3 (rows per thread auto), 34 / 38 v3 with 4 / 8. */
+export type QGemvVariant = 0 | 1 | 2 | 3 | 34 | 38;
+
 /** The packed-weight functions of the addon (native/cuda/cuda_napi.cc, register_cuda_quant). */
 export interface NativeCudaQuant extends NativeCuda {
   /** dst bf16 [out·in] = dequantized weight (bf16 round-to-nearest-even of the TS float32 value). */
@@ -37,9 +40,11 @@ export interface NativeCudaQuant extends NativeCuda {
   /**
    * y f32 [out] = Ŵ·x (+ y), x f32 [in]; fp32 accumulate; needs in, group multiples of 32 and no gIdx.
    * variant: 0 = default (v1), 1 = v1 (block of 4 rows), 2 = v2 (warp per row pair, 16-byte chunks, prefetch;
-   * opt-in until its parity tests have run on a device, see docs/cuda.md).
+   * opt-in, measured slower than v1, see docs/cuda.md), 3 = v3 ('int' layout, 2 or 4 bits, in and group multiples
+   * of 64; x staged once per block in shared memory and reused from registers over 4 or 8 rows per thread, picked
+   * from the occupancy; 34 / 38 force 4 / 8 rows; opt-in until it has run on a device). Unsupported shapes throw.
    */
-  cudaQGemv(desc: QuantDesc, x: number, y: number, accumulate: boolean, variant?: 0 | 1 | 2): void;
+  cudaQGemv(desc: QuantDesc, x: number, y: number, accumulate: boolean, variant?: QGemvVariant): void;
   /** y f32 [rows] = W·x (+ y), W bf16 [rows, K], x f32 [K]. */
   cudaGemvBf16(W: number, rows: number, K: number, x: number, y: number, accumulate: boolean): void;
   /** Y [M, out] = X [M, in]·Ŵᵀ (X bf16; Y f32 or bf16): dequantize into scratch (bf16 out·in), cuBLAS GEMM. */
@@ -52,7 +57,7 @@ export interface NativeCudaQuant extends NativeCuda {
   /** Layer-stack prefill: dequantization of weight i+1 overlaps the GEMM of weight i (scratch: 2 weights, 256-aligned). */
   cudaBenchQGemmPipelined(descs: QuantDesc[], M: number, X: number, Y: number, scratch2: number, reps: number): number;
   cudaBenchDenseGemm(weights: number[], M: number, N: number, K: number, X: number, Y: number, reps: number): number;
-  cudaBenchQGemv(descs: QuantDesc[], x: number, y: number, reps: number, variant?: 0 | 1 | 2): number;
+  cudaBenchQGemv(descs: QuantDesc[], x: number, y: number, reps: number, variant?: QGemvVariant): number;
   cudaBenchDecode(descs: QuantDesc[], A: number[] | null, B: number[] | null, rank: number, x: number, y: number,
     t: number, reps: number): number;
 }
