@@ -40,7 +40,7 @@ test('GPU decoder = CPU model = GPU forward at every position; graph replay = ea
   for (const variant of [1, 3] as const) {
     const d = new GpuDecoder(c, g.weights, g.lora, T + 1);
     try {
-      d.variant = variant as 1;
+      d.variant = variant;
       const eager = new Float32Array(T * V);
       for (let i = 0; i < T; i++) eager.set(d.step(ids[i])!, i * V);
       d.reset(); d.useGraphs = true;

@@ -74,10 +74,10 @@ export class GpuDecoder {
   reset(): void { this.pos = 0; }
 
   /** The requested GEMV variant where the tensor meets its constraints, else v1 (in and group multiples of 32). */
-  private gemvVariant(b: GpuBase): 0 | 1 | 2 {
-    if (b.kind !== 'quant' || this.variant < 2) return this.variant as 0 | 1;
+  private gemvVariant(b: GpuBase): 0 | 1 | 2 | 3 {
+    if (b.kind !== 'quant' || this.variant < 2) return this.variant;
     const d = b.q.desc, ok = d.in % 64 === 0 && d.group % 64 === 0 && (this.variant === 2 || (d.layout === 0 && (d.bits === 2 || d.bits === 4)));
-    return (ok ? this.variant : 1) as 0 | 1 | 2;
+    return ok ? this.variant : 1;
   }
 
   /** y[out] (f32) = Ŵ·x (+ s·B·(A·x)) for x f32 [in] in h.xn-like buffers. */
