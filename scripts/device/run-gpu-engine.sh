@@ -23,7 +23,7 @@ step "rilq micro-step (lowbit)"
 timeout 150 node bench/cuda-rilq.mjs --json "$OUT/rilq.json" 2>&1 | tail -30
 if [ "${DECODE:-1}" = 1 ]; then
   step "decode (lowbit)"
-  timeout 150 node bench/cuda-decode.mjs --json "$OUT/decode.json" 2>&1 | tail -8
+  timeout 240 node bench/cuda-decode.mjs --variants ${DECODE_VARIANTS:-1,3} --json "$OUT/decode.json" 2>&1 | tail -10
 fi
 if [ "${DEQUANT:-1}" = 1 ]; then
   step "dequantization, packed GEMM, fused GEMV (v1, v2)"
