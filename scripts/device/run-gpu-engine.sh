@@ -13,7 +13,7 @@ export LOWBIT_ADDON=${LOWBIT_ADDON:-$PWD/build/device-v4/lowbit.node}
 step() { echo "== $1 ($(date +%T))"; }
 step tests
 timeout ${TEST_TIMEOUT:-150} node --test --test-reporter=tap --test-concurrency=1 ${TESTS:-dist/test/cuda-train-ops.test.js dist/test/cuda-attention.test.js \
-  dist/test/cuda-model.test.js dist/test/cuda-quant.test.js dist/test/native-cuda.test.js} > "$OUT/tests.log" 2>&1
+  dist/test/cuda-model.test.js dist/test/cuda-decode.test.js dist/test/cuda-quant.test.js dist/test/native-cuda.test.js} > "$OUT/tests.log" 2>&1
 echo "tests rc=$?"
 grep -E '^# (tests|pass|fail|skipped)|^not ok|# SKIP' "$OUT/tests.log" | head -40
 grep -E '^\s*# ' "$OUT/tests.log" | grep -vE '^# (tests|suites|pass|fail|cancelled|skipped|todo|duration_ms)' | sed 's/^ *//' | head -80 > "$OUT/parity.txt"
