@@ -23,10 +23,12 @@ export class GpuDecoder {
   private vAt: number[][] = [];
   /** s·B in bf16 per adapted projection (the decode GEMV has no alpha) */
   private scaledB = new Map<string, number>();
+  /** per layer, the adjacent A block of the q/k/v (gate/up) adapters and views of their slices of t */
+  private groupA = new Map<string, { A: number; R: number; in: number; t: number[] }>();
   private readonly scratch: number;
   pos = 0;
-  /** GEMV variant for the packed projections (see backend/cuda.ts) */
-  variant: 0 | 1 | 2 | 3 = 0;
+  /** GEMV variant for the packed projections (backend/cuda.ts); v3 (fastest measured, int 2/4-bit) falls back to v1 */
+  variant: 0 | 1 | 2 | 3 = 3;
   /**
    * Replay each position's token step as a CUDA graph (captured the first time that position is decoded after one
    * eager warm-up step, then reused by every later sequence): removes the ~1000 host launches per token.
@@ -66,6 +68,17 @@ export class GpuDecoder {
       c.cudaFree(tmp);
       this.scaledB.set(`${st.layer}.${st.proj}`, b);
     }
+    if (lora) {
+      for (let l = 0; l < L; l++) {
+        for (const ps of [['q_proj', 'k_proj', 'v_proj'], ['gate_proj', 'up_proj']] as Projection[][]) {
+          const g = lora.group(l, ps);
+          if (!g) continue;
+          const R = g.r * ps.length, inF = g.sites[0].in;
+          this.groupA.set(`${l}.${ps[0]}`, { A: this.view(lora.flat.PB, g.offA * 2, R * inF * 2), R, in: inF,
+            t: ps.map((_, i) => this.view(h.t, i * g.r * 4, g.r * 4)) });
+        }
+      }
+    }
     this.scratch = c.cudaAlloc(w.maxWeight * 2);
   }
 
@@ -81,18 +94,40 @@ export class GpuDecoder {
   }
 
   /** y[out] (f32) = Ŵ·x (+ s·B·(A·x)) for x f32 [in] in h.xn-like buffers. */
+  /**
+   * Projections ps of layer l reading the same x into ys: the packed GEMVs, then the adapters' A·x of the group as
+   * ONE GEMV over their adjacent A factors ([Σr, in], see GpuLora) and one (s·B)·t GEMV per projection.
+   */
+  private linGroup(l: number, ps: Projection[], x: number, ys: number[]): void {
+    const blk = this.groupA.get(`${l}.${ps[0]}`);
+    if (!blk) { ps.forEach((p, i) => this.lin(l, p, x, ys[i])); return; }
+    ps.forEach((p, i) => this.base(l, p, x, ys[i]));
+    const c = this.c;
+    c.cudaGemvBf16(blk.A, blk.R, blk.in, x, this.arena.h.t, false);
+    ps.forEach((p, i) => {
+      const s = this.lora!.at(l, p)!;
+      c.cudaGemvBf16(this.scaledB.get(`${l}.${p}`)!, s.out, s.r, blk.t[i], ys[i], true);
+    });
+  }
+
   private lin(l: number, p: Projection, x: number, y: number): void {
+    const c = this.c, h = this.arena.h;
+    this.base(l, p, x, y);
+    const s = this.lora?.at(l, p);
+    if (s) {
+      c.cudaGemvBf16(s.Ab, s.r, s.in, x, h.t, false);
+      c.cudaGemvBf16(this.scaledB.get(`${l}.${p}`)!, s.out, s.r, h.t, y, true);
+    }
+  }
+
+  /** y[out] (f32) = Ŵ·x for the frozen base of a projection. */
+  private base(l: number, p: Projection, x: number, y: number): void {
     const c = this.c, b: GpuBase = this.w.layers[l].proj[p], h = this.arena.h;
     if (b.kind === 'dense') c.cudaGemvBf16(b.w, b.out, b.in, x, y, false);
     else if (b.q.desc.in % 32 === 0 && b.q.desc.group % 32 === 0 && !b.q.desc.gidx) c.cudaQGemv(b.q.desc, x, y, false, this.gemvVariant(b));
     else {
       c.cudaCastF32ToBf16Scaled(h.xb, x, b.in, 1);
       c.cudaQGemm(b.q.desc, 1, h.xb, y, true, this.scratch);
-    }
-    const s = this.lora?.at(l, p);
-    if (s) {
-      c.cudaGemvBf16(s.Ab, s.r, s.in, x, h.t, false);
-      c.cudaGemvBf16(this.scaledB.get(`${l}.${p}`)!, s.out, s.r, h.t, y, true);
     }
   }
 
@@ -133,9 +168,7 @@ export class GpuDecoder {
     for (let l = 0; l < cfg.numLayers; l++) {
       const w = this.w.layers[l];
       c.cudaRmsnormFwd(h.x, w.inputNorm, null, h.xn, null, 1, D, eps);
-      this.lin(l, 'q_proj', h.xn, h.q);
-      this.lin(l, 'k_proj', h.xn, h.k);
-      this.lin(l, 'v_proj', h.xn, h.v);
+      this.linGroup(l, ['q_proj', 'k_proj', 'v_proj'], h.xn, [h.q, h.k, h.v]);
       c.cudaRopeFwd(h.q, h.qb, this.cosAt[pos], this.sinAt[pos], 1, 1, Hq, hd);
       c.cudaRopeFwd(h.k, this.kAt[l][pos], this.cosAt[pos], this.sinAt[pos], 1, 1, Hkv, hd);
       c.cudaCastF32ToBf16Scaled(this.vAt[l][pos], h.v, KV, 1);
@@ -144,8 +177,7 @@ export class GpuDecoder {
       this.lin(l, 'o_proj', h.attF, h.tmp);
       c.cudaAddF32(h.x, h.x, h.tmp, D);
       c.cudaRmsnormFwd(h.x, w.postNorm, null, h.xn, null, 1, D, eps);
-      this.lin(l, 'gate_proj', h.xn, h.gate);
-      this.lin(l, 'up_proj', h.xn, h.up);
+      this.linGroup(l, ['gate_proj', 'up_proj'], h.xn, [h.gate, h.up]);
       c.cudaCastF32ToBf16Scaled(h.gateB, h.gate, I, 1);
       c.cudaCastF32ToBf16Scaled(h.upB, h.up, I, 1);
       c.cudaSwigluFwd(h.gateB, h.upB, h.actB, I);
