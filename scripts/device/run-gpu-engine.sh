@@ -19,8 +19,10 @@ grep -E '^# (tests|pass|fail|skipped)|^not ok|# SKIP' "$OUT/tests.log" | head -4
 grep -E '^\s*# ' "$OUT/tests.log" | grep -vE '^# (tests|suites|pass|fail|cancelled|skipped|todo|duration_ms)' | sed 's/^ *//' | head -80 > "$OUT/parity.txt"
 grep -B2 -A12 '^not ok\|^    not ok\|^  not ok' "$OUT/tests.log" | head -120
 [ "$MODE" = tests ] && exit 0
-step "rilq micro-step (lowbit)"
-timeout 150 node bench/cuda-rilq.mjs --json "$OUT/rilq.json" 2>&1 | tail -30
+if [ "${RILQ:-1}" = 1 ]; then
+  step "rilq micro-step (lowbit)"
+  timeout 150 node bench/cuda-rilq.mjs --json "$OUT/rilq.json" 2>&1 | tail -30
+fi
 if [ "${DECODE:-1}" = 1 ]; then
   step "decode (lowbit)"
   timeout 240 node bench/cuda-decode.mjs --variants ${DECODE_VARIANTS:-1,3} --json "$OUT/decode.json" 2>&1 | tail -10

@@ -46,7 +46,7 @@ export class GpuDecoder {
       id: { n: 1, t: 'i32' }, x: { n: D, t: 'f32' }, xn: { n: D, t: 'f32' }, xb: { n: Math.max(D, I, Q), t: 'bf16' },
       q: { n: Q, t: 'f32' }, k: { n: KV, t: 'f32' }, v: { n: KV, t: 'f32' }, qb: { n: Q, t: 'bf16' }, att: { n: Q, t: 'bf16' },
       attF: { n: Q, t: 'f32' }, tmp: { n: D, t: 'f32' }, gate: { n: I, t: 'f32' }, up: { n: I, t: 'f32' }, gateB: { n: I, t: 'bf16' },
-      upB: { n: I, t: 'bf16' }, actB: { n: I, t: 'bf16' }, act: { n: I, t: 'f32' }, t: { n: R, t: 'f32' },
+      upB: { n: I, t: 'bf16' }, actB: { n: I, t: 'bf16' }, act: { n: I, t: 'f32' }, t: { n: 3 * R, t: 'f32' },
       lnf: { n: D, t: 'bf16' }, logits: { n: cfg.vocabSize, t: 'f32' }, cos: { n: maxT * half, t: 'f32' }, sin: { n: maxT * half, t: 'f32' },
       yb: { n: Math.max(D, I, Q), t: 'bf16' },
     };
