@@ -84,6 +84,8 @@ export class GpuLora {
   getMoments(m: Arr[], v: Arr[]): void { this.download(this.arena.h.M, m); this.download(this.arena.h.V, v); }
   setMoments(m: Arr[], v: Arr[]): void { this.upload(this.arena.h.M, m); this.upload(this.arena.h.V, v); }
   getGrads(into: Arr[]): void { this.download(this.arena.h.G, into); }
+  /** Set the gradients (spec order, like setParams): for tests and for gradients computed elsewhere. */
+  setGrads(from: Arr[]): void { this.upload(this.arena.h.G, from); }
 
   private checkCount(ts: Arr[]): void {
     if (ts.length !== this.hostOffsets.length) throw new Error(`GpuLora: ${ts.length} tensors for ${this.hostOffsets.length / 2} sites`);
