@@ -282,10 +282,27 @@ napi_value js_gemm_splitk(napi_env env, napi_callback_info info) {
   return nullptr;
 }
 
+// Opaque CUDA objects (graphs, events) behind numeric ids, like the buffer table.
+struct IdTable {
+  const char* what;
+  std::unordered_map<uint32_t, void*> m;
+  uint32_t next = 1;
+  uint32_t add(void* p) { m[next] = p; return next++; }
+  // Argument i as a live id: its object in *p (and the id in *id); throws otherwise.
+  bool get(Args& a, size_t i, void** p, uint32_t* id = nullptr) {
+    int64_t v = 0;
+    if (!a.count(i, &v)) return false;
+    auto it = m.find((uint32_t)v);
+    if (it == m.end()) { throw_error(a.env, std::string(a.fn) + ": not a live " + what); return false; }
+    *p = it->second;
+    if (id) *id = (uint32_t)v;
+    return true;
+  }
+};
+IdTable g_graphs{"graph"}, g_events{"event"};
+
 // CUDA graphs: cudaGraphBegin() starts capturing the stream every kernel goes to; cudaGraphEnd() -> id of the
 // instantiated graph; cudaGraphLaunch(id) replays it; cudaGraphFree(id).
-std::unordered_map<uint32_t, void*> g_graphs;
-uint32_t g_next_graph = 1;
 napi_value js_graph_begin(napi_env env, napi_callback_info) {
   check(env, cuda_graph_begin());
   return nullptr;
@@ -293,71 +310,49 @@ napi_value js_graph_begin(napi_env env, napi_callback_info) {
 napi_value js_graph_end(napi_env env, napi_callback_info) {
   void* x = nullptr;
   if (!check(env, cuda_graph_end(&x))) return nullptr;
-  const uint32_t id = g_next_graph++;
-  g_graphs[id] = x;
-  return make_number(env, id);
-}
-bool graph_arg(Args& a, void** x) {
-  int64_t id = 0;
-  if (!a.count(0, &id)) return false;
-  auto it = g_graphs.find((uint32_t)id);
-  if (it == g_graphs.end()) { throw_error(a.env, std::string(a.fn) + ": not a live graph"); return false; }
-  *x = it->second;
-  return true;
+  return make_number(env, g_graphs.add(x));
 }
 napi_value js_graph_launch(napi_env env, napi_callback_info info) {
   Args a(env, info, "cudaGraphLaunch");
   void* x;
-  if (graph_arg(a, &x)) check(env, cuda_graph_launch(x));
+  if (g_graphs.get(a, 0, &x)) check(env, cuda_graph_launch(x));
   return nullptr;
 }
 napi_value js_graph_free(napi_env env, napi_callback_info info) {
   Args a(env, info, "cudaGraphFree");
   void* x;
-  int64_t id = 0;
-  if (!graph_arg(a, &x) || !a.count(0, &id)) return nullptr;
-  g_graphs.erase((uint32_t)id);
+  uint32_t id = 0;
+  if (!g_graphs.get(a, 0, &x, &id)) return nullptr;
+  g_graphs.m.erase(id);
   check(env, cuda_graph_free(x));
   return nullptr;
 }
 
 // Events for profiling: cudaEventNew() -> id, cudaEventRecord(id), cudaEventMs(a, b) -> ms, cudaEventFree(id).
-std::unordered_map<uint32_t, void*> g_events;
-uint32_t g_next_event = 1;
 napi_value js_event_new(napi_env env, napi_callback_info) {
   void* e = nullptr;
   if (!check(env, cuda_event_new(&e))) return nullptr;
-  const uint32_t id = g_next_event++;
-  g_events[id] = e;
-  return make_number(env, id);
-}
-bool event_arg(Args& a, size_t i, void** e) {
-  int64_t id = 0;
-  if (!a.count(i, &id)) return false;
-  auto it = g_events.find((uint32_t)id);
-  if (it == g_events.end()) { throw_error(a.env, std::string(a.fn) + ": not a live event"); return false; }
-  *e = it->second;
-  return true;
+  return make_number(env, g_events.add(e));
 }
 napi_value js_event_record(napi_env env, napi_callback_info info) {
   Args a(env, info, "cudaEventRecord");
   void* e;
-  if (event_arg(a, 0, &e)) check(env, cuda_event_record(e));
+  if (g_events.get(a, 0, &e)) check(env, cuda_event_record(e));
   return nullptr;
 }
 napi_value js_event_ms(napi_env env, napi_callback_info info) {
   Args a(env, info, "cudaEventMs");
   void *e0, *e1;
   float ms = 0;
-  if (!event_arg(a, 0, &e0) || !event_arg(a, 1, &e1) || !check(env, cuda_event_pair_ms(e0, e1, &ms))) return nullptr;
+  if (!g_events.get(a, 0, &e0) || !g_events.get(a, 1, &e1) || !check(env, cuda_event_pair_ms(e0, e1, &ms))) return nullptr;
   return make_number(env, ms);
 }
 napi_value js_event_free(napi_env env, napi_callback_info info) {
   Args a(env, info, "cudaEventFree");
-  int64_t id = 0;
   void* e;
-  if (!event_arg(a, 0, &e) || !a.count(0, &id)) return nullptr;
-  g_events.erase((uint32_t)id);
+  uint32_t id = 0;
+  if (!g_events.get(a, 0, &e, &id)) return nullptr;
+  g_events.m.erase(id);
   check(env, cuda_event_free(e));
   return nullptr;
 }
