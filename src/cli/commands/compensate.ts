@@ -7,6 +7,7 @@ import { makeOut } from '../output.js';
 import { COMPENSATE_METHODS, compensate, type CompensateMethod, type CompensateOptions } from '../../compensate/index.js';
 import { parseTargets } from '../../adapters/lora.js';
 import { LORA_INITS, type LoraInit } from '../../adapters/init.js';
+import { DEVICE_OPTION, deviceOf } from './common.js';
 
 const CMD = 'compensate';
 
@@ -40,7 +41,7 @@ export const COMPENSATE_OPTIONS = [
   { name: 'checkpoint', help: 'checkpoint directory (a killed run resumes from it)' },
   { name: 'windows-json', help: 'write the calibration windows as JSON (input of scripts/reference/rilq_torch.py)' },
   { name: 'base-out', help: 'loftq: directory for the re-quantized base (default OUT/base)' },
-  { name: 'device', help: 'cpu | cuda (trained rilq on the GPU engine: packed base on the device, adapters + Adam there)', default: 'cpu' },
+  { ...DEVICE_OPTION, help: 'cpu | cuda (rilq on the GPU engine: packed base, adapters and Adam on the device) | auto' },
   { name: 'out', help: 'output PEFT adapter directory' },
   { name: 'json', flag: true, help: 'print one JSON object as the last stdout line' },
 ];
@@ -62,8 +63,7 @@ export function commonOptions(a: ParsedArgs, cmd: string): Omit<CompensateOption
   const td = str(a, 'teacher-dtype');
   if (td !== 'f32' && td !== 'bf16') throw new LowbitError(`lowbit ${cmd}: --teacher-dtype must be f32 or bf16`);
   const seq = int(a, 'seq', cmd)!;
-  const device = str(a, 'device') ?? 'cpu';
-  if (device !== 'cpu' && device !== 'cuda') throw new LowbitError(`lowbit ${cmd}: --device must be cpu or cuda, got '${device}'`);
+  const device = deviceOf(a, cmd);
   return {
     device,
     model: req(a, 'model', cmd), quant: req(a, 'quant', cmd), calib: req(a, 'calib', cmd),

@@ -13,6 +13,7 @@ import { quantizeModel } from '../../quant/model.js';
 import { compensate } from '../../compensate/index.js';
 import { generateText } from './generate.js';
 import { makeOut } from '../output.js';
+import { DEVICE_OPTION, deviceOf } from './common.js';
 import { Progress } from '../progress.js';
 
 export const command: CommandSpec = {
@@ -30,13 +31,14 @@ export const command: CommandSpec = {
     { name: 'max-steps', help: 'RILQ budget in micro-steps (batch 1, accumulation 8)', default: '1280' },
     { name: 'lr', help: 'Adam learning rate', default: '1e-3' },
     { name: 'prompt', help: 'prompt for the samples', default: 'A hacker is' },
+    { ...DEVICE_OPTION, help: 'where RILQ trains: cpu | cuda (GPU engine) | auto' },
     { name: 'json', flag: true, help: 'print one JSON object as the last stdout line' },
   ],
   async run(a) {
     const cmd = 'demo', out = makeOut(flag(a, 'json'));
     const fpDir = str(a, 'model')!, heldoutPath = str(a, 'heldout')!, calib = str(a, 'calib')!, work = resolve(str(a, 'out')!);
     for (const p of [fpDir, heldoutPath, calib]) if (!existsSync(p)) throw new LowbitError(`lowbit demo: ${p} not found (run from the lowbit repository root)`);
-    const seq = int(a, 'seq', cmd)!, rank = int(a, 'rank', cmd)!, t0 = Date.now();
+    const seq = int(a, 'seq', cmd)!, rank = int(a, 'rank', cmd)!, device = deviceOf(a, cmd), t0 = Date.now();
     const n = nativeInfo();
     out.info(`lowbit demo — native ${n.loaded ? `${n.simd}, ${n.threads} threads` : `off (${n.reason})`}; model ${fpDir}\n`);
     mkdirSync(work, { recursive: true });
@@ -57,11 +59,11 @@ export const command: CommandSpec = {
     const q = ppl(qDir, [], 'ppl w2');
     out.info(`      ${qs.bitStats.bitsPerWeightCodes.toFixed(2)} bits/weight codes, ${qs.bitStats.bitsPerWeightAll.toFixed(3)} with scales/zeros; held-out perplexity ${q.toFixed(2)}\n`);
 
-    out.info(`[3/4] compensate: RILQ (0.5·MSE on the final hidden state + 0.5·CE), LoRA rank ${rank} on all 7 projections`);
+    out.info(`[3/4] compensate: RILQ (0.5·MSE on the final hidden state + 0.5·CE), LoRA rank ${rank} on all 7 projections${device === 'cuda' ? ', on the GPU engine' : ''}`);
     const adDir = join(work, `rilq-r${rank}`);
     const cs = compensate({
       model: fpDir, quant: qDir, calib, samples: int(a, 'samples', cmd)!, seq, method: 'rilq', rank,
-      maxSteps: int(a, 'max-steps', cmd)!, lr: num(a, 'lr', cmd)!, evalEvery: 10, patience: 5, out: adDir, quiet: out.json,
+      maxSteps: int(a, 'max-steps', cmd)!, lr: num(a, 'lr', cmd)!, evalEvery: 10, patience: 5, out: adDir, quiet: out.json, device,
     });
     const c = ppl(qDir, [adDir], 'ppl w2+rilq');
     out.info(`      ${cs.adapterParams} adapter parameters, ${cs.updates} updates in ${cs.seconds.toFixed(0)} s; held-out perplexity ${c.toFixed(2)}\n`);

@@ -1,14 +1,14 @@
 // `lowbit eval ppl`: perplexity with the GPTQ protocol.
 import { readFileSync } from 'node:fs';
 import type { CommandSpec } from '../args.js';
-import { flag, int, req, str } from '../args.js';
+import { flag, int, req } from '../args.js';
 import { LowbitError } from '../../io/errors.js';
 import { loadTokenizer } from '../../io/tokenizer.js';
 import { evalPerplexity, evalPerplexityGpu } from '../../eval/ppl.js';
 import { requireGpu } from '../../model/gpu/engine.js';
 import { gpuModelFromHost } from '../../model/gpu/from-host.js';
 import { makeOut } from '../output.js';
-import { JSON_OPTION, MODEL_OPTIONS, loadFromArgs } from './common.js';
+import { DEVICE_OPTION, JSON_OPTION, MODEL_OPTIONS, deviceOf, loadFromArgs } from './common.js';
 
 export const command: CommandSpec = {
   name: 'eval ppl',
@@ -19,7 +19,7 @@ export const command: CommandSpec = {
     { name: 'seq', help: 'window length in tokens', default: '512' },
     { name: 'batch', help: 'windows per forward pass', default: '4' },
     { name: 'max-windows', help: 'score only the first N windows' },
-    { name: 'device', help: 'cpu | cuda (GPU engine: packed base on the device, bf16 activations)', default: 'cpu' },
+    DEVICE_OPTION,
     JSON_OPTION],
   async run(a) {
     const out = makeOut(flag(a, 'json'));
@@ -32,8 +32,7 @@ export const command: CommandSpec = {
     const seq = int(a, 'seq', 'eval ppl')!;
     if (ids.length < seq) throw new LowbitError(`${file}: ${ids.length} tokens, fewer than one window of --seq ${seq}`);
     const t0 = Date.now();
-    const device = str(a, 'device') ?? 'cpu';
-    if (device !== 'cpu' && device !== 'cuda') throw new LowbitError(`lowbit eval ppl: --device must be cpu or cuda, got '${device}'`);
+    const device = deviceOf(a, 'eval ppl');
     const po = { seq, batch: int(a, 'batch', 'eval ppl'), maxWindows: int(a, 'max-windows', 'eval ppl'), progress: true };
     let r;
     if (device === 'cuda') {

@@ -262,7 +262,7 @@ export class GpuLlama {
   /** Backward from ∂L/∂hidden in h.dH (f32) through every block; adapter gradients accumulate. */
   backward(): void {
     const cfg = this.config, h = this.h, c = this.c, L = cfg.numLayers;
-    const B = this.B, T = this.T, N = B * T, D = cfg.hiddenSize, I = cfg.intermediateSize, Q = cfg.numHeads * cfg.headDim, KV = cfg.numKvHeads * cfg.headDim;
+    const B = this.B, T = this.T, N = B * T, D = cfg.hiddenSize, I = cfg.intermediateSize, KV = cfg.numKvHeads * cfg.headDim;
     const hd = cfg.headDim, Hq = cfg.numHeads, Hkv = cfg.numKvHeads;
     c.cudaMemset0(h.dres, N * D * 4);
     c.cudaRmsnormBwd(h.dres, h.dH, h[`resid${L}`], this.w.finalNorm, h.rstdf, N, D); this.tick('rmsnorm');
