@@ -3,6 +3,7 @@ import type { CommandSpec } from '../args.js';
 import { flag } from '../args.js';
 import { makeOut } from '../output.js';
 import { nativeInfo } from '../../backend/native.js';
+import { gpuUnavailable } from '../../model/gpu/engine.js';
 
 export const command: CommandSpec = {
   name: 'env',
@@ -12,7 +13,8 @@ export const command: CommandSpec = {
   async run(a) {
     const out = makeOut(flag(a, 'json'));
     const n = nativeInfo();
-    const info = { node: process.version, platform: `${process.platform}-${process.arch}`, ...n };
+    const gpu = gpuUnavailable();
+    const info = { node: process.version, platform: `${process.platform}-${process.arch}`, ...n, gpuEngine: gpu };
     if (!out.json) {
       console.log(`node        ${info.node} (${info.platform})`);
       console.log(`native      ${n.loaded ? 'loaded' : `not loaded (${n.reason ?? 'unknown'})`}`);
@@ -22,6 +24,7 @@ export const command: CommandSpec = {
       console.log(`cuda        ${c.compiled ? 'compiled in' : 'not compiled in'}; ${c.deviceCount} device(s)` +
         (c.deviceName ? `: ${c.deviceName} (compute capability ${c.computeCapability})` : ''));
       if (c.cublas) console.log(`cublas      ${c.cublas.loaded ? `libcublas.so.13 version ${c.cublas.version}` : `not loaded (${c.cublas.error ?? ''})`}`);
+      console.log(`gpu engine  ${gpu === 'available' ? 'available (--device cuda)' : `unavailable: ${gpu}`}`);
     }
     out.result(info as unknown as Record<string, unknown>);
   },
