@@ -1,11 +1,14 @@
 // The GPU decoder (KV-cached, batch 1, fused low-bit GEMV, unmerged LoRA) against the CPU model and the GPU
 // training forward on the same weights: logits at every position of a sequence fed token by token; and the
 // CUDA-graph mode (one graph per position, captured on first use) against the eager steps.
-// Runs only where a CUDA device is present; skips with the reason elsewhere.
+// Runs on the CUDA engine where a device is present (skipped with the reason elsewhere) and, everywhere, on the
+// host emulator of the engine (test/helpers/host-engine.ts: the kernels' TypeScript twins behind the same handles),
+// which checks the GPU model's orchestration in CI.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { Rng } from '../src/tensor.js';
-import { gpuEngine, gpuUnavailable } from '../src/model/gpu/engine.js';
+import { gpuEngine, gpuUnavailable, type GpuEngine } from '../src/model/gpu/engine.js';
+import { hostEngine } from './helpers/host-engine.js';
 import { gpuModelFromHost } from '../src/model/gpu/from-host.js';
 import { GpuDecoder } from '../src/model/gpu/gpu-decode.js';
 import { LlamaModel, LlamaWeights } from '../src/model/llama.js';
@@ -15,10 +18,11 @@ import { quantizeRTN } from '../src/quant/rtn.js';
 import { attachLora, loraParams } from '../src/adapters/lora.js';
 import { bf, relErr, smallConfig } from './helpers/gpu-model.js';
 
+const ENGINES: { name: string; get(): GpuEngine | null }[] = [{ name: 'CUDA', get: gpuEngine }, { name: 'host emulator', get: hostEngine }];
 const cfg = smallConfig(192);
 
-test('GPU decoder = CPU model = GPU forward at every position; graph replay = eager (packed + dense layers, LoRA)', (t) => {
-  const c = gpuEngine();
+for (const E of ENGINES) test(`${E.name}: GPU decoder = CPU model = GPU forward at every position; graph replay = eager (packed + dense layers, LoRA)`, (t) => {
+  const c = E.get();
   if (!c) { t.skip(gpuUnavailable()); return; }
   const rng = new Rng(21);
   const w = LlamaWeights.initRandom(cfg, rng, 'f32', 0.05);

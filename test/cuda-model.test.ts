@@ -3,11 +3,14 @@
 // dense, with a rank-8 LoRA on every projection. Checked: the final hidden, the logits, the RILQ loss parts
 // (MSE to a teacher hidden + CE) and every adapter gradient after the backward. The GPU keeps activations in
 // bf16 where they feed a GEMM, so tolerances are bf16-level; the CPU side uses the bf16-rounded weights.
-// Runs only where a CUDA device is present; skips with the reason elsewhere.
+// Runs on the CUDA engine where a device is present (skipped with the reason elsewhere) and, everywhere, on the
+// host emulator of the engine (test/helpers/host-engine.ts: the kernels' TypeScript twins behind the same handles),
+// which checks the GPU model's orchestration in CI.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { Rng } from '../src/tensor.js';
-import { gpuEngine, gpuUnavailable } from '../src/model/gpu/engine.js';
+import { gpuEngine, gpuUnavailable, type GpuEngine } from '../src/model/gpu/engine.js';
+import { hostEngine } from './helpers/host-engine.js';
 import { uploadWeights } from '../src/model/gpu/device-weights.js';
 import { GpuLora } from '../src/model/gpu/gpu-lora.js';
 import { GpuLlama } from '../src/model/gpu/gpu-llama.js';
@@ -19,6 +22,7 @@ import { attachLora, loraParams, loraSites } from '../src/adapters/lora.js';
 import { shiftTargets } from '../src/model/loss.js';
 import { bf, relErr, smallConfig } from './helpers/gpu-model.js';
 
+const ENGINES: { name: string; get(): GpuEngine | null }[] = [{ name: 'CUDA', get: gpuEngine }, { name: 'host emulator', get: hostEngine }];
 const cfg = smallConfig(200);
 
 function build(): LlamaWeights {
@@ -39,8 +43,8 @@ function build(): LlamaWeights {
   return w;
 }
 
-for (const grouped of [true, false]) test(`GPU model = CPU model: hidden, logits, RILQ loss and every LoRA gradient (packed + dense layers, GQA; ${grouped ? 'q/k/v and gate/up adapters as one GEMM' : 'one GEMM per adapter'})`, (t) => {
-  const c = gpuEngine();
+for (const E of ENGINES) for (const grouped of [true, false]) test(`${E.name}: GPU model = CPU model: hidden, logits, RILQ loss and every LoRA gradient (packed + dense layers, GQA; ${grouped ? 'q/k/v and gate/up adapters as one GEMM' : 'one GEMM per adapter'})`, (t) => {
+  const c = E.get();
   if (!c) { t.skip(gpuUnavailable()); return; }
   const w = build(), B = 2, T = 40, N = B * T, D = cfg.hiddenSize, V = cfg.vocabSize;
   const rng = new Rng(5);

@@ -1,51 +1,172 @@
-// A stand-in for the CUDA engine with host memory behind the handles: enough of it (buffers, views, transfers,
-// memset, the bf16 cast, AdamW, sum of squares) to test the bookkeeping of the GPU model's memory (arenas, the
-// flat LoRA layout, device-resident Adam) in CI, where there is no GPU. The arithmetic follows the TypeScript
-// twins (AdamW.update, f32ToBf16); the kernels themselves are tested against those twins on the GPU machine.
+// A host-memory emulator of the CUDA engine, built from the kernels' TypeScript twins: device buffers are
+// ArrayBuffers behind the same numeric handles, and every kernel the GPU model calls is its reference
+// (sgemm in f64 on bf16-rounded operands, dequantize, rmsnorm/rope/swiglu/attention refs, the chunked CE, AdamW)
+// with bf16 rounding exactly where the CUDA kernels store bf16. CUDA graphs record the calls made between
+// begin and end and replay them; uploads, downloads and allocations during a capture throw, as on a GPU.
+// It lets CI run the GPU model's orchestration (arenas, views, grouped adapters, decoder, graphs, the RILQ
+// objective through the trainer) against the CPU model; the kernels themselves are tested on the GPU machine.
 import { f32ToBf16 } from '../../src/backend/cuda.js';
 import type { GpuEngine } from '../../src/model/gpu/engine.js';
+import type { QuantDesc } from '../../src/backend/cuda.js';
+import { attentionBackwardRef, attentionForwardRef } from '../../src/backend/kernels.js';
+import { rmsnormBackwardRef, rmsnormForwardRef } from '../../src/model/ops/rmsnorm.js';
+import { ropeBackward, ropeForward } from '../../src/model/ops/rope.js';
+import { swigluBackwardRef, swigluForwardRef } from '../../src/model/ops/swiglu.js';
+import { dequantize } from '../../src/quant/dequant.js';
+import { packedBytes } from '../../src/quant/pack.js';
+import { f16BitsToF32 } from '../../src/quant/f16.js';
+import { groupCount, type PackedTensor } from '../../src/quant/types.js';
 
-interface HostBuf { mem: ArrayBuffer; off: number; bytes: number; view: boolean }
+interface HostBuf { mem: ArrayBuffer; off: number; bytes: number }
 
-export function hostEngine(): GpuEngine & { live(): number } {
+export type HostEngine = GpuEngine & { live(): number; calls: number };
+
+export function hostEngine(): HostEngine {
   const bufs = new Map<number, HostBuf>();
   let next = 1;
+  let capture: (() => void)[] | null = null;
+  const graphs = new Map<number, (() => void)[]>();
+  let nextGraph = 1;
   const get = (h: number, need = 0): HostBuf => {
     const b = bufs.get(h);
     if (!b) throw new Error(`host engine: ${h} is not a live buffer`);
     if (b.bytes < need) throw new Error(`host engine: buffer ${h} has ${b.bytes} bytes, needs ${need}`);
     return b;
   };
-  const f32 = (h: number, n: number) => { const b = get(h, n * 4); return new Float32Array(b.mem, b.off, n); };
-  const eng = {
-    cudaAlloc(bytes: number): number { bufs.set(next, { mem: new ArrayBuffer(Math.max(bytes, 1)), off: 0, bytes, view: false }); return next++; },
-    cudaView(h: number, off: number, bytes: number): number {
-      const b = get(h, off + bytes);
-      bufs.set(next, { mem: b.mem, off: b.off + off, bytes, view: true });
-      return next++;
+  const noCapture = (what: string) => { if (capture) throw new Error(`host engine: ${what} during a graph capture`); };
+  const f32 = (h: number, n: number, off = 0) => { const b = get(h, (off + n) * 4); return new Float32Array(b.mem, b.off + off * 4, n); };
+  const i32 = (h: number, n: number) => { const b = get(h, n * 4); return new Int32Array(b.mem, b.off, n); };
+  const u16 = (h: number, n: number, off = 0) => { const b = get(h, (off + n) * 2); return new Uint16Array(b.mem, b.off + off * 2, n); };
+  const u8 = (h: number, n: number) => { const b = get(h, n); return new Uint8Array(b.mem, b.off, n); };
+  const fromBf = (a: Uint16Array) => { const u = new Uint32Array(a.length); for (let i = 0; i < a.length; i++) u[i] = a[i] << 16; return new Float32Array(u.buffer); };
+  const bfRead = (h: number, n: number) => fromBf(u16(h, n));
+  const bfWrite = (h: number, x: ArrayLike<number>, off = 0) => u16(h, x.length, off).set(f32ToBf16(x));
+  const round = (x: ArrayLike<number>) => fromBf(f32ToBf16(x));
+
+  /** Row-major C (ldc, at cOff) = alpha·op(A)·op(B) + beta·C over bf16 A, B; f64 sums, C bf16 or f32. */
+  function gemm(ta: boolean, tb: boolean, M: number, N: number, K: number, A: number, aOff: number, lda: number,
+    B: number, bOff: number, ldb: number, C: number, cOff: number, ldc: number, alpha: number, beta: number, cF32: boolean): void {
+    const aRows = ta ? K : M, bRows = tb ? N : K;
+    const a = fromBf(u16(A, (aRows - 1) * lda + (ta ? M : K), aOff)), b = fromBf(u16(B, (bRows - 1) * ldb + (tb ? K : N), bOff));
+    const cn = (M - 1) * ldc + N;
+    const c: Float32Array | Uint16Array = cF32 ? f32(C, cn, cOff) : u16(C, cn, cOff);
+    const out = new Float32Array(1);
+    for (let m = 0; m < M; m++) {
+      for (let n = 0; n < N; n++) {
+        let s = 0;
+        for (let k = 0; k < K; k++) s += a[ta ? k * lda + m : m * lda + k] * b[tb ? n * ldb + k : k * ldb + n];
+        const o = m * ldc + n;
+        const old = beta !== 0 ? (cF32 ? (c as Float32Array)[o] : fromBf(Uint16Array.of((c as Uint16Array)[o]))[0]) : 0;
+        out[0] = alpha * s + beta * old;
+        if (cF32) (c as Float32Array)[o] = out[0]; else (c as Uint16Array)[o] = f32ToBf16(out)[0];
+      }
+    }
+  }
+
+  /** The packed tensor behind a descriptor, read back from emulated device memory, dequantized by the TS twin. */
+  function dequantDesc(d: QuantDesc): Float32Array {
+    const n = d.out * d.in;
+    const p: PackedTensor = { method: d.layout === 0 ? 'rtn' : 'nf', layout: d.layout === 0 ? 'int' : 'nf', bits: d.bits, out: d.out, in: d.in,
+      groupSize: d.group, qcodes: u8(d.codes, packedBytes(n, d.bits)).slice() };
+    const ng = groupCount(p);
+    if (d.layout === 0) {
+      const b = get(d.sz!, d.out * ng * 4), sz = new Uint32Array(b.mem, b.off, d.out * ng);
+      p.scales = Float32Array.from(sz, (w) => f16BitsToF32(w & 0xffff));
+      p.zeros = Float32Array.from(sz, (w) => f16BitsToF32(w >>> 16));
+      if (d.gidx) p.gIdx = i32(d.gidx, d.in).slice();
+    } else {
+      if (d.absmax) p.absmax = f32(d.absmax, ng).slice();
+      else { p.absmaxQ = u8(d.absq!, ng).slice(); p.absmaxScale = f32(d.absscale!, Math.ceil(ng / 256)).slice(); p.absmaxOffset = d.absoffset; }
+      if (d.tauq) { p.tauQ = u8(d.tauq, ng).slice(); p.tauScale = f32(d.tauscale!, Math.ceil(ng / 256)).slice(); }
+    }
+    return dequantize(p);
+  }
+
+  const ops = {
+    // ---- kernels (recorded while capturing) ----
+    cublasGemmBf16: (ta: boolean, tb: boolean, M: number, N: number, K: number, A: number, B: number, C: number, alpha: number, beta: number, cF32: boolean) =>
+      gemm(ta, tb, M, N, K, A, 0, ta ? M : K, B, 0, tb ? K : N, C, 0, N, alpha, beta, cF32),
+    cublasGemmBf16Ex: gemm,
+    cublasGemmBf16SplitK: (tb: boolean, M: number, N: number, K: number, A: number, aOff: number, lda: number, B: number, bOff: number, ldb: number,
+      C: number, cOff: number, ldc: number, alpha: number, beta: number, cF32: boolean) => gemm(false, tb, M, N, K, A, aOff, lda, B, bOff, ldb, C, cOff, ldc, alpha, beta, cF32),
+    cudaDequantBf16: (d: QuantDesc, dst: number) => bfWrite(dst, dequantDesc(d)),
+    cudaQGemv: (d: QuantDesc, x: number, y: number, acc: boolean) => {
+      const W = dequantDesc(d), xv = f32(x, d.in), yv = f32(y, d.out);
+      for (let o = 0; o < d.out; o++) { let s = 0; for (let i = 0; i < d.in; i++) s += W[o * d.in + i] * xv[i]; yv[o] = (acc ? yv[o] : 0) + s; }
     },
-    cudaFree(h: number): void { get(h); bufs.delete(h); },
-    cudaUpload(h: number, src: ArrayBufferView, off = 0): void {
-      const b = get(h, off + src.byteLength);
-      new Uint8Array(b.mem, b.off + off, src.byteLength).set(new Uint8Array(src.buffer, src.byteOffset, src.byteLength));
+    cudaQGemm: (d: QuantDesc, M: number, X: number, Y: number, yF32: boolean, scratch: number) => {
+      bfWrite(scratch, dequantDesc(d));
+      gemm(false, true, M, d.out, d.in, X, 0, d.in, scratch, 0, d.in, Y, 0, d.out, 1, 0, yF32);
     },
-    cudaDownload(h: number, dst: ArrayBufferView, off = 0): void {
-      const b = get(h, off + dst.byteLength);
-      new Uint8Array(dst.buffer, dst.byteOffset, dst.byteLength).set(new Uint8Array(b.mem, b.off + off, dst.byteLength));
+    cudaGemvBf16: (W: number, rows: number, K: number, x: number, y: number, acc: boolean) => {
+      const w = bfRead(W, rows * K), xv = f32(x, K), yv = f32(y, rows);
+      for (let r = 0; r < rows; r++) { let s = 0; for (let k = 0; k < K; k++) s += w[r * K + k] * xv[k]; yv[r] = (acc ? yv[r] : 0) + s; }
     },
-    cudaMemset0(h: number, bytes?: number): void { const b = get(h, bytes ?? 0); new Uint8Array(b.mem, b.off, bytes ?? b.bytes).fill(0); },
-    cudaCastF32ToBf16Scaled(dst: number, src: number, n: number, scale: number): void {
-      const x = f32(src, n), d = get(dst, n * 2);
-      new Uint16Array(d.mem, d.off, n).set(f32ToBf16(x.map((v) => v * scale)));
+    cudaRmsnormFwd: (x: number, w: number, yB: number | null, yF: number | null, rstd: number | null, N: number, C: number, eps: number) => {
+      const y = new Float32Array(N * C), r = new Float32Array(N);
+      rmsnormForwardRef(y, r, f32(x, N * C), f32(w, C), N, C, eps);
+      if (yB) bfWrite(yB, y);
+      if (yF) f32(yF, N * C).set(y);
+      if (rstd) f32(rstd, N).set(r);
     },
-    cudaSumSquaresF32(x: number, n: number, out: number): void {
-      const a = f32(x, n), o = f32(out, 1);
+    cudaRmsnormBwd: (dx: number, dout: number, x: number, w: number, rstd: number, N: number, C: number) =>
+      rmsnormBackwardRef(f32(dx, N * C), null, f32(dout, N * C), f32(x, N * C), f32(w, C), f32(rstd, N), N, C),
+    cudaRopeFwd: (x: number, out: number, cos: number, sin: number, B: number, T: number, H: number, D: number) => {
+      const n = B * T * H * D, y = new Float32Array(n);
+      ropeForward(y, f32(x, n), f32(cos, T * D / 2), f32(sin, T * D / 2), B, T, H, D);
+      bfWrite(out, y);
+    },
+    cudaRopeBwd: (dout: number, dx: number, cos: number, sin: number, B: number, T: number, H: number, D: number) => {
+      const n = B * T * H * D, y = new Float32Array(n);
+      ropeBackward(y, f32(dout, n), f32(cos, T * D / 2), f32(sin, T * D / 2), B, T, H, D);
+      bfWrite(dx, y);
+    },
+    cudaSwigluFwd: (gate: number, up: number, out: number, n: number) => {
+      const y = new Float32Array(n);
+      swigluForwardRef(y, bfRead(gate, n), bfRead(up, n), n);
+      bfWrite(out, y);
+    },
+    cudaSwigluBwd: (dout: number, gate: number, up: number, dgate: number, dup: number, n: number) => {
+      const dg = new Float32Array(n), du = new Float32Array(n);
+      swigluBackwardRef(dg, du, bfRead(dout, n), bfRead(gate, n), bfRead(up, n), n);
+      bfWrite(dgate, dg); bfWrite(dup, du);
+    },
+    cudaAddF32: (out: number, a: number, b: number, n: number) => { const av = f32(a, n), bv = f32(b, n), o = f32(out, n); for (let i = 0; i < n; i++) o[i] = av[i] + bv[i]; },
+    cudaScaleF32: (x: number, n: number, k: number) => { const v = f32(x, n); for (let i = 0; i < n; i++) v[i] *= k; },
+    cudaCastF32ToBf16Scaled: (dst: number, src: number, n: number, k: number) => bfWrite(dst, f32(src, n).map((v) => v * k)),
+    cudaAccumulateBf16ToF32: (dst: number, src: number, n: number, k: number) => { const d = f32(dst, n), s = bfRead(src, n); for (let i = 0; i < n; i++) d[i] += k * s[i]; },
+    cudaConvertF32ToBf16: (dst: number, src: number, n: number) => bfWrite(dst, f32(src, n)),
+    cudaConvertBf16ToF32: (dst: number, src: number, n: number) => f32(dst, n).set(bfRead(src, n)),
+    cudaEmbedding: (ids: number, table: number, out: number, N: number, D: number, V: number, isBf16: boolean) => {
+      const id = i32(ids, N), o = f32(out, N * D), t = isBf16 ? bfRead(table, V * D) : f32(table, V * D);
+      for (let n = 0; n < N; n++) o.set(id[n] >= 0 && id[n] < V ? t.subarray(id[n] * D, (id[n] + 1) * D) : new Float32Array(D).fill(NaN), n * D);
+    },
+    cudaLmHeadCe: (hidden: number, W: number, targets: number, dH: number | null, lossSum: number, N: number, D: number, V: number, scale: number) => {
+      const h = bfRead(hidden, N * D), w = bfRead(W, V * D), t = i32(targets, N), loss = f32(lossSum, 1);
+      const dh = dH ? f32(dH, N * D) : null, logits = new Float64Array(V), p = new Float32Array(V);
+      let sum = 0;
+      for (let n = 0; n < N; n++) {
+        let max = -Infinity;
+        for (let v = 0; v < V; v++) { let s = 0; for (let k = 0; k < D; k++) s += h[n * D + k] * w[v * D + k]; logits[v] = Math.fround(s); if (logits[v] > max) max = logits[v]; }
+        let z = 0;
+        for (let v = 0; v < V; v++) z += Math.exp(logits[v] - max);
+        if (t[n] >= 0) sum += max + Math.log(z) - logits[t[n]];
+        if (!dh) continue;
+        for (let v = 0; v < V; v++) p[v] = t[n] < 0 ? 0 : scale * (Math.exp(logits[v] - max) / z - (v === t[n] ? 1 : 0));
+        const pb = round(p);
+        for (let k = 0; k < D; k++) { let s = 0; for (let v = 0; v < V; v++) s += pb[v] * w[v * D + k]; dh[n * D + k] += s; }
+      }
+      loss[0] += sum;
+    },
+    cudaMseF32: (a: number, tgt: number, da: number | null, lossSum: number, n: number, gradScale: number) => {
+      const av = f32(a, n), tv = f32(tgt, n), d = da ? f32(da, n) : null, loss = f32(lossSum, 1);
       let s = 0;
-      for (let i = 0; i < n; i++) s += a[i] * a[i];
-      o[0] += s;
+      for (let i = 0; i < n; i++) { const e = av[i] - tv[i]; s += e * e; if (d) d[i] += gradScale * 2 * e / n; }
+      loss[0] += s;
     },
-    cudaAdamW(p: number, g: number, m: number, v: number, n: number, lr: number, b1: number, b2: number, eps: number,
-      wd: number, step: number, gradScale: number, coupled: boolean): void {
+    cudaSumSquaresF32: (x: number, n: number, out: number) => { const a = f32(x, n); let s = 0; for (let i = 0; i < n; i++) s += a[i] * a[i]; f32(out, 1)[0] += s; },
+    cudaAdamW: (p: number, g: number, m: number, v: number, n: number, lr: number, b1: number, b2: number, eps: number,
+      wd: number, step: number, gradScale: number, coupled: boolean) => {
       const P = f32(p, n), G = f32(g, n), M = f32(m, n), Vv = f32(v, n);
       const bc1 = 1 - Math.pow(b1, step), bc2 = 1 - Math.pow(b2, step);
       for (let i = 0; i < n; i++) {
@@ -56,7 +177,62 @@ export function hostEngine(): GpuEngine & { live(): number } {
         P[i] -= lr * ((M[i] / bc1) / (Math.sqrt(Vv[i] / bc2) + eps) + (!coupled && wd ? wd * P[i] : 0));
       }
     },
+    cudaAttnFwd: (q: number, k: number, v: number, out: number, lse: number | null, B: number, Tq: number, Tk: number, Hq: number, Hkv: number, D: number) => {
+      const o = new Float32Array(B * Tq * Hq * D), l = new Float32Array(B * Hq * Tq);
+      attentionForwardRef(o, l, bfRead(q, B * Tq * Hq * D), bfRead(k, B * Tk * Hkv * D), bfRead(v, B * Tk * Hkv * D), B, Tq, Tk, Hq, Hkv, D);
+      bfWrite(out, o);
+      if (lse) f32(lse, B * Hq * Tq).set(l);
+    },
+    cudaAttnBwd: (dout: number, q: number, k: number, v: number, out: number, lse: number, dq: number, dk: number, dv: number,
+      B: number, Tq: number, Tk: number, Hq: number, Hkv: number, D: number) => {
+      const nq = B * Tq * Hq * D, nk = B * Tk * Hkv * D;
+      const dqv = f32(dq, nq), dkv = f32(dk, nk), dvv = f32(dv, nk);
+      dqv.fill(0); dkv.fill(0); dvv.fill(0);
+      attentionBackwardRef(dqv, dkv, dvv, bfRead(dout, nq), bfRead(q, nq), bfRead(k, nk), bfRead(v, nk), bfRead(out, nq), f32(lse, B * Hq * Tq), B, Tq, Tk, Hq, Hkv, D);
+    },
+    cudaMemset0: (h: number, bytes?: number) => { const b = get(h, bytes ?? 0); new Uint8Array(b.mem, b.off, bytes ?? b.bytes).fill(0); },
+    cudaCopy: (dst: number, src: number, bytes: number, dOff = 0, sOff = 0) => {
+      const d = get(dst, dOff + bytes), s = get(src, sOff + bytes);
+      new Uint8Array(d.mem, d.off + dOff, bytes).set(new Uint8Array(s.mem, s.off + sOff, bytes));
+    },
+  };
+  const recorded = {} as Record<string, (...a: unknown[]) => void>;
+  for (const [name, fn] of Object.entries(ops)) {
+    recorded[name] = (...args: unknown[]) => {
+      eng.calls++;
+      if (capture) capture.push(() => (fn as (...a: unknown[]) => void)(...args));
+      else (fn as (...a: unknown[]) => void)(...args);
+    };
+  }
+  const eng = {
+    ...recorded,
+    calls: 0,
+    cudaInfo: () => ({ deviceCount: 1, deviceName: 'host emulator' }),
+    cudaMemInfo: () => ({ free: 1 << 30, total: 1 << 30 }),
+    cudaSync: () => noCapture('cudaSync'),
+    cudaAlloc(bytes: number): number { noCapture('cudaAlloc'); bufs.set(next, { mem: new ArrayBuffer(Math.max(bytes, 1)), off: 0, bytes }); return next++; },
+    cudaView(h: number, off: number, bytes: number): number {
+      const b = get(h, off + bytes);
+      bufs.set(next, { mem: b.mem, off: b.off + off, bytes });
+      return next++;
+    },
+    cudaFree(h: number): void { get(h); bufs.delete(h); },
+    cudaUpload(h: number, src: ArrayBufferView, off = 0): void {
+      noCapture('cudaUpload');
+      const b = get(h, off + src.byteLength);
+      new Uint8Array(b.mem, b.off + off, src.byteLength).set(new Uint8Array(src.buffer, src.byteOffset, src.byteLength));
+    },
+    cudaDownload(h: number, dst: ArrayBufferView, off = 0): void {
+      noCapture('cudaDownload');
+      const b = get(h, off + dst.byteLength);
+      new Uint8Array(dst.buffer, dst.byteOffset, dst.byteLength).set(new Uint8Array(b.mem, b.off + off, dst.byteLength));
+    },
+    cudaGraphBegin(): void { noCapture('cudaGraphBegin'); capture = []; },
+    cudaGraphEnd(): number { if (!capture) throw new Error('host engine: no capture'); graphs.set(nextGraph, capture); capture = null; return nextGraph++; },
+    cudaGraphLaunch(id: number): void { const g = graphs.get(id); if (!g) throw new Error('host engine: not a live graph'); noCapture('cudaGraphLaunch'); for (const f of g) f(); },
+    cudaGraphFree(id: number): void { graphs.delete(id); },
+    cudaEventNew: () => 1, cudaEventRecord: () => undefined, cudaEventMs: () => 0, cudaEventFree: () => undefined,
     live: () => bufs.size,
   };
-  return eng as unknown as GpuEngine & { live(): number };
+  return eng as unknown as HostEngine;
 }

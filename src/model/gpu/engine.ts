@@ -8,14 +8,20 @@ import { LowbitError } from '../../io/errors.js';
 
 export type GpuEngine = NativeCudaQuant & NativeCudaTrain & NativeCudaAttention;
 
+let override: GpuEngine | null = null;
+/** Route gpuEngine()/requireGpu() to another implementation of the engine (tests: the host emulator); null resets. */
+export function useGpuEngine(e: GpuEngine | null): void { override = e; }
+
 /** The engine when a CUDA device and every kernel family are present, else null. */
 export function gpuEngine(): GpuEngine | null {
+  if (override) return override;
   const q = cudaEngine();
   if (!q || !cudaTrainOps() || !cudaAttention()) return null;
   return q as GpuEngine;
 }
 
 export function gpuUnavailable(): string {
+  if (override) return 'available';
   const why = cudaUnavailable();
   if (why !== 'available') return why;
   if (!cudaTrainOps()) return 'addon predates the CUDA training ops (rebuild it)';
