@@ -133,7 +133,8 @@ try {
 // A/B: the same step without one of the optimisations (each on a fresh GpuLlama sharing weights and adapters)
 if (!args.includes('--no-ab')) {
   res.ablation = {};
-  for (const [name, env, val] of [['one GEMM per adapter (LOWBIT_GPU_LORA_GROUP=0)', 'LOWBIT_GPU_LORA_GROUP', '0'], ['split-K LoRA GEMMs (LOWBIT_GPU_SPLITK=1)', 'LOWBIT_GPU_SPLITK', '1']]) {
+  for (const [name, env, val] of [['one GEMM per adapter (LOWBIT_GPU_LORA_GROUP=0)', 'LOWBIT_GPU_LORA_GROUP', '0'], ['split-K LoRA GEMMs (LOWBIT_GPU_SPLITK=1)', 'LOWBIT_GPU_SPLITK', '1'],
+    ['activation recomputation (LOWBIT_GPU_RECOMPUTE=1)', 'LOWBIT_GPU_RECOMPUTE', '1']]) {
     m.free();
     process.env[env] = val;
     m = new GpuLlama(c, gw, lora);
@@ -143,8 +144,8 @@ if (!args.includes('--no-ab')) {
     const t = [];
     for (let i = 0; i < warmup; i++) microStep('step');
     for (let i = 0; i < steps; i++) t.push(microStep('step'));
-    res.ablation[name] = med(t);
-    log(`micro-step with ${name}: ${med(t).toFixed(2)} ms`);
+    res.ablation[name] = { ms: med(t), activationsGiB: m.activationBytes / 2 ** 30 };
+    log(`micro-step with ${name}: ${med(t).toFixed(2)} ms, activations ${(m.activationBytes / 2 ** 30).toFixed(3)} GiB`);
   }
 }
 log(`forward ${res.ms.forward.toFixed(2)} ms, forward+backward ${res.ms.forwardBackward.toFixed(2)} ms, micro-step (with Adam) ${res.ms.microStep.toFixed(2)} ms (min ${res.ms.microStepMin.toFixed(2)})`);

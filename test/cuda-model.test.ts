@@ -43,7 +43,8 @@ function build(): LlamaWeights {
   return w;
 }
 
-for (const E of ENGINES) for (const grouped of [true, false]) test(`${E.name}: GPU model = CPU model: hidden, logits, RILQ loss and every LoRA gradient (packed + dense layers, GQA; ${grouped ? 'q/k/v and gate/up adapters as one GEMM' : 'one GEMM per adapter'})`, (t) => {
+const MODES = [{ grouped: true, recompute: false }, { grouped: false, recompute: false }, { grouped: true, recompute: true }];
+for (const E of ENGINES) for (const { grouped, recompute } of MODES) test(`${E.name}: GPU model = CPU model: hidden, logits, RILQ loss and every LoRA gradient (packed + dense layers, GQA; ${grouped ? 'q/k/v and gate/up adapters as one GEMM' : 'one GEMM per adapter'}${recompute ? '; activations recomputed in the backward' : ''})`, (t) => {
   const c = E.get();
   if (!c) { t.skip(gpuUnavailable()); return; }
   const w = build(), B = 2, T = 40, N = B * T, D = cfg.hiddenSize, V = cfg.vocabSize;
@@ -66,9 +67,10 @@ for (const E of ENGINES) for (const grouped of [true, false]) test(`${E.name}: G
   // GPU
   const specs = loraSites(w, 'comp').map((s) => { const a = s.lin.get('comp'); return { layer: s.layer, proj: s.proj, r: a.r, scale: a.scale, in: s.lin.inFeatures, out: s.lin.outFeatures }; });
   process.env.LOWBIT_GPU_LORA_GROUP = grouped ? '1' : '0';
-  const gw = uploadWeights(c, w), lora = new GpuLora(c, specs), gm = new GpuLlama(c, gw, lora);
+  const gw = uploadWeights(c, w), lora = new GpuLora(c, specs), gm = new GpuLlama(c, gw, lora, { recompute });
   delete process.env.LOWBIT_GPU_LORA_GROUP;
   assert.equal(gm.grouped, grouped);
+  assert.equal(gm.recompute, recompute);
   try {
     lora.setParams(params.map((p) => p.data));
     gm.forward(ids, B, T);

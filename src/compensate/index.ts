@@ -178,6 +178,8 @@ export interface MethodOptions {
   adapterName?: string;
   /** 'cuda': train on the GPU engine (rilq only so far); evaluation stays on the CPU path */
   device?: 'cpu' | 'cuda';
+  /** GPU engine: keep only each block's input and recompute its activations in the backward (less memory, +1 forward) */
+  recompute?: boolean;
 }
 
 export interface MethodResult {
@@ -314,7 +316,7 @@ function gpuTraining(ctx: CompensateContext, m: MethodOptions, name: string, qui
   const cache = teacherCache(ctx, quiet);
   const gw = uploadWeights(eng, ctx.student);
   const lora = new GpuLora(eng, specs);
-  const gm = new GpuLlama(eng, gw, lora);
+  const gm = new GpuLlama(eng, gw, lora, { recompute: m.recompute });
   const obj = new GpuRilqObjective(gm, cache, { mseWeight: m.mseWeight, ceWeight: 1 - (m.mseWeight ?? 0.5) });
   return {
     obj,

@@ -42,6 +42,7 @@ export const COMPENSATE_OPTIONS = [
   { name: 'windows-json', help: 'write the calibration windows as JSON (input of scripts/reference/rilq_torch.py)' },
   { name: 'base-out', help: 'loftq: directory for the re-quantized base (default OUT/base)' },
   { ...DEVICE_OPTION, help: 'cpu | cuda (rilq on the GPU engine: packed base, adapters and Adam on the device) | auto' },
+  { name: 'recompute', flag: true, help: 'GPU engine: recompute each block\'s activations in the backward (one layer\'s worth kept)' },
   { name: 'out', help: 'output PEFT adapter directory' },
   { name: 'json', flag: true, help: 'print one JSON object as the last stdout line' },
 ];
@@ -65,7 +66,7 @@ export function commonOptions(a: ParsedArgs, cmd: string): Omit<CompensateOption
   const seq = int(a, 'seq', cmd)!;
   const device = deviceOf(a, cmd);
   return {
-    device,
+    device, recompute: flag(a, 'recompute'),
     model: req(a, 'model', cmd), quant: req(a, 'quant', cmd), calib: req(a, 'calib', cmd),
     alpha: num(a, 'alpha', cmd), rslora: flag(a, 'rslora'), targets, init,
     samples: int(a, 'samples', cmd), seq, valRatio: vr, maxSteps: int(a, 'max-steps', cmd), lr: num(a, 'lr', cmd),

@@ -33,7 +33,7 @@ function groupsOf(lora: GpuLora, l: number, grouped: boolean): Projection[][] {
   return out;
 }
 
-function actSlots(c: LlamaConfig, B: number, T: number, lora: GpuLora | null, chunkRows: number, grouped: boolean): Named {
+function actSlots(c: LlamaConfig, B: number, T: number, lora: GpuLora | null, chunkRows: number, grouped: boolean, recompute: boolean): Named {
   const N = B * T, D = c.hiddenSize, Q = c.numHeads * c.headDim, KV = c.numKvHeads * c.headDim, I = c.intermediateSize;
   const L = c.numLayers, V = c.vocabSize, half = c.headDim / 2;
   const s: Named = {
@@ -55,7 +55,8 @@ function actSlots(c: LlamaConfig, B: number, T: number, lora: GpuLora | null, ch
     ceLogits: { n: chunkRows * V, t: 'f32' }, ceDlogits: { n: chunkRows * V, t: 'bf16' },
   };
   for (let l = 0; l <= L; l++) s[`resid${l}`] = { n: N * D, t: 'f32' };
-  for (let l = 0; l < L; l++) {
+  // with recompute, one layer's set serves every layer (the backward re-runs each block from its input first)
+  for (let l = 0; l < (recompute ? 1 : L); l++) {
     // kept for backward (the SwiGLU product is recomputed there instead of kept)
     s[`ln1_${l}`] = { n: N * D, t: 'bf16' }; s[`rstd1_${l}`] = { n: N, t: 'f32' };
     s[`q_${l}`] = { n: N * Q, t: 'bf16' }; s[`k_${l}`] = { n: N * KV, t: 'bf16' }; s[`v_${l}`] = { n: N * KV, t: 'bf16' };
@@ -67,8 +68,8 @@ function actSlots(c: LlamaConfig, B: number, T: number, lora: GpuLora | null, ch
   if (lora) {
     for (let l = 0; l < L; l++) {
       for (const ps of groupsOf(lora, l, grouped)) {
-        const r = ps.reduce((a, p) => a + lora.at(l, p)!.r, 0);
-        s[`t_${l}_${ps[0]}`] = { n: N * r, t: 'bf16' };
+        const r = ps.reduce((a, p) => a + lora.at(l, p)!.r, 0), key = `t_${recompute ? 'x' : l}_${ps[0]}`;
+        s[key] = { n: Math.max(N * r, s[key]?.n ?? 0), t: 'bf16' };
       }
     }
   }
@@ -91,12 +92,22 @@ export class GpuLlama {
   readonly splitK = process.env.LOWBIT_GPU_SPLITK === '1';
   /** the packed weight whose dequantization the scratch holds (the backward starts with the forward's last) */
   private scratchHolds: unknown = null;
+  /**
+   * Activation recomputation: keep only each block's input and re-run the block right before its backward (one
+   * layer's activations instead of L; one extra forward). Constructor option, or LOWBIT_GPU_RECOMPUTE=1.
+   */
+  readonly recompute: boolean;
+  /** A per-layer activation slot (the shared one under recompute). */
+  private la(name: string, l: number): number { return this.h[`${name}_${this.recompute ? 0 : l}`]; }
+  /** The kept x·Aᵀ of the adapter group starting at projection p of layer l. */
+  private tbuf(l: number, p: Projection): number { return this.h[`t_${this.recompute ? 'x' : l}_${p}`]; }
   /** op-category GPU times when set (bench/cuda-rilq.mjs --profile) */
   prof: GpuProfiler | null = null;
   private tick(cat: string): void { this.prof?.tick(cat); }
 
-  constructor(readonly c: GpuEngine, readonly w: GpuWeights, readonly lora: GpuLora | null = null) {
+  constructor(readonly c: GpuEngine, readonly w: GpuWeights, readonly lora: GpuLora | null = null, opts: { recompute?: boolean } = {}) {
     this.config = w.config;
+    this.recompute = opts.recompute ?? process.env.LOWBIT_GPU_RECOMPUTE === '1';
     const cfg = this.config;
     if (![32, 64, 128].includes(cfg.headDim)) throw new LowbitError(`GPU engine: head dim ${cfg.headDim} (supported: 32, 64, 128)`);
     this.scratch = c.cudaAlloc(w.maxWeight * 2);
@@ -116,7 +127,7 @@ export class GpuLlama {
     for (const v of this.lossViews.splice(0)) if (v) this.c.cudaFree(v);
     this.arena?.free();
     this.arena = null;
-    this.arena = new DeviceArena(this.c, actSlots(this.config, B, T, this.lora, Math.min(this.chunkRows, B * T), this.grouped));
+    this.arena = new DeviceArena(this.c, actSlots(this.config, B, T, this.lora, Math.min(this.chunkRows, B * T), this.grouped, this.recompute));
     this.B = B; this.T = T;
     const half = this.config.headDim / 2, cos = new Float32Array(T * half), sin = new Float32Array(T * half);
     ropeTables(cos, sin, this.invFreq, 0, T);
@@ -171,17 +182,17 @@ export class GpuLlama {
     const cfg = this.config, h = this.h, c = this.c, w = this.w.layers[l];
     const B = this.B, T = this.T, N = B * T, D = cfg.hiddenSize, I = cfg.intermediateSize;
     const hd = cfg.headDim, Hq = cfg.numHeads, Hkv = cfg.numKvHeads, eps = cfg.rmsNormEps;
-    const x = h[`resid${l}`], mid = h[`mid_${l}`], ln1 = h[`ln1_${l}`], ln2 = h[`ln2_${l}`];
-    c.cudaRmsnormFwd(x, w.inputNorm, ln1, null, h[`rstd1_${l}`], N, D, eps); this.tick('rmsnorm');
-    this.groupFwd(l, ['q_proj', 'k_proj', 'v_proj'], ln1, [h.qf, h.kf, h[`v_${l}`]], [true, true, false]);
-    c.cudaRopeFwd(h.qf, h[`q_${l}`], h.cos, h.sin, B, T, Hq, hd);
-    c.cudaRopeFwd(h.kf, h[`k_${l}`], h.cos, h.sin, B, T, Hkv, hd); this.tick('rope');
-    c.cudaAttnFwd(h[`q_${l}`], h[`k_${l}`], h[`v_${l}`], h[`att_${l}`], h[`lse_${l}`], B, T, T, Hq, Hkv, hd); this.tick('attention');
-    this.groupFwd(l, ['o_proj'], h[`att_${l}`], [h.tmpD], [true]);
+    const x = h[`resid${l}`], mid = this.la('mid', l), ln1 = this.la('ln1', l), ln2 = this.la('ln2', l);
+    c.cudaRmsnormFwd(x, w.inputNorm, ln1, null, this.la('rstd1', l), N, D, eps); this.tick('rmsnorm');
+    this.groupFwd(l, ['q_proj', 'k_proj', 'v_proj'], ln1, [h.qf, h.kf, this.la('v', l)], [true, true, false]);
+    c.cudaRopeFwd(h.qf, this.la('q', l), h.cos, h.sin, B, T, Hq, hd);
+    c.cudaRopeFwd(h.kf, this.la('k', l), h.cos, h.sin, B, T, Hkv, hd); this.tick('rope');
+    c.cudaAttnFwd(this.la('q', l), this.la('k', l), this.la('v', l), this.la('att', l), this.la('lse', l), B, T, T, Hq, Hkv, hd); this.tick('attention');
+    this.groupFwd(l, ['o_proj'], this.la('att', l), [h.tmpD], [true]);
     c.cudaAddF32(mid, x, h.tmpD, N * D); this.tick('add/cast');
-    c.cudaRmsnormFwd(mid, w.postNorm, ln2, null, h[`rstd2_${l}`], N, D, eps); this.tick('rmsnorm');
-    this.groupFwd(l, ['gate_proj', 'up_proj'], ln2, [h[`gate_${l}`], h[`up_${l}`]], [false, false]);
-    c.cudaSwigluFwd(h[`gate_${l}`], h[`up_${l}`], h.act, N * I); this.tick('swiglu');
+    c.cudaRmsnormFwd(mid, w.postNorm, ln2, null, this.la('rstd2', l), N, D, eps); this.tick('rmsnorm');
+    this.groupFwd(l, ['gate_proj', 'up_proj'], ln2, [this.la('gate', l), this.la('up', l)], [false, false]);
+    c.cudaSwigluFwd(this.la('gate', l), this.la('up', l), h.act, N * I); this.tick('swiglu');
     this.groupFwd(l, ['down_proj'], h.act, [h.tmpD], [true]);
     c.cudaAddF32(h[`resid${l + 1}`], mid, h.tmpD, N * D); this.tick('add/cast');
   }
@@ -225,7 +236,7 @@ export class GpuLlama {
     for (const g of groupsOf(lora, l, this.grouped)) {
       if (!ps.includes(g[0])) continue;
       const sites = g.map((p) => lora.at(l, p)!), R = sites.reduce((a, s) => a + s.r, 0), inF = sites[0].in;
-      const t = this.h[`t_${l}_${g[0]}`];
+      const t = this.tbuf(l, g[0]);
       this.skinny(true, N, R, inF, x, inF, lora.flat.PB, sites[0].offA, inF, t, 0, R, 1, 0, false);
       let o = 0;
       sites.forEach((s, i) => {
@@ -245,7 +256,7 @@ export class GpuLlama {
     for (const g of groupsOf(lora, l, this.grouped)) {
       if (!ps.includes(g[0])) continue;
       const sites = g.map((p) => lora.at(l, p)!), R = sites.reduce((a, s) => a + s.r, 0), inF = sites[0].in;
-      const t = this.h[`t_${l}_${g[0]}`];
+      const t = this.tbuf(l, g[0]);
       let o = 0;
       sites.forEach((s, i) => {
         const dy = dys[ps.indexOf(g[i])];
@@ -268,22 +279,23 @@ export class GpuLlama {
     c.cudaRmsnormBwd(h.dres, h.dH, h[`resid${L}`], this.w.finalNorm, h.rstdf, N, D); this.tick('rmsnorm');
     for (let l = L - 1; l >= 0; l--) {
       const w = this.w.layers[l];
+      if (this.recompute) this.block(l);  // this layer's activations, again, from its kept input
       // MLP: out = mid + down(silu(gate(ln2)) · up(ln2))
       c.cudaCastF32ToBf16Scaled(h.dresB, h.dres, N * D, 1); this.tick('add/cast');
-      c.cudaSwigluFwd(h[`gate_${l}`], h[`up_${l}`], h.act, N * I); this.tick('swiglu');  // recompute the down_proj input
+      c.cudaSwigluFwd(this.la('gate', l), this.la('up', l), h.act, N * I); this.tick('swiglu');  // recompute the down_proj input
       this.groupBwd(l, ['down_proj'], [h.dresB], h.act, h.dactB, false, false);  // bf16: it feeds the SwiGLU backward
-      c.cudaSwigluBwd(h.dactB, h[`gate_${l}`], h[`up_${l}`], h.dgate, h.dup, N * I); this.tick('swiglu');
-      this.groupBwd(l, ['gate_proj', 'up_proj'], [h.dgate, h.dup], h[`ln2_${l}`], h.dln, false);
-      c.cudaRmsnormBwd(h.dres, h.dln, h[`mid_${l}`], w.postNorm, h[`rstd2_${l}`], N, D); this.tick('rmsnorm');
+      c.cudaSwigluBwd(h.dactB, this.la('gate', l), this.la('up', l), h.dgate, h.dup, N * I); this.tick('swiglu');
+      this.groupBwd(l, ['gate_proj', 'up_proj'], [h.dgate, h.dup], this.la('ln2', l), h.dln, false);
+      c.cudaRmsnormBwd(h.dres, h.dln, this.la('mid', l), w.postNorm, this.la('rstd2', l), N, D); this.tick('rmsnorm');
       // attention: mid = x + o(attn(rope(q(ln1)), rope(k(ln1)), v(ln1)))
       c.cudaCastF32ToBf16Scaled(h.dresB, h.dres, N * D, 1); this.tick('add/cast');
-      this.groupBwd(l, ['o_proj'], [h.dresB], h[`att_${l}`], h.dattB, false, false);  // bf16: it feeds the attention backward
-      c.cudaAttnBwd(h.dattB, h[`q_${l}`], h[`k_${l}`], h[`v_${l}`], h[`att_${l}`], h[`lse_${l}`], h.dq, h.dk, h.dv, B, T, T, Hq, Hkv, hd); this.tick('attention');
+      this.groupBwd(l, ['o_proj'], [h.dresB], this.la('att', l), h.dattB, false, false);  // bf16: it feeds the attention backward
+      c.cudaAttnBwd(h.dattB, this.la('q', l), this.la('k', l), this.la('v', l), this.la('att', l), this.la('lse', l), h.dq, h.dk, h.dv, B, T, T, Hq, Hkv, hd); this.tick('attention');
       c.cudaRopeBwd(h.dq, h.dqB, h.cos, h.sin, B, T, Hq, hd);
       c.cudaRopeBwd(h.dk, h.dkB, h.cos, h.sin, B, T, Hkv, hd); this.tick('rope');
       c.cudaCastF32ToBf16Scaled(h.dvB, h.dv, N * KV, 1); this.tick('add/cast');
-      this.groupBwd(l, ['q_proj', 'k_proj', 'v_proj'], [h.dqB, h.dkB, h.dvB], h[`ln1_${l}`], h.dln, false);
-      c.cudaRmsnormBwd(h.dres, h.dln, h[`resid${l}`], w.inputNorm, h[`rstd1_${l}`], N, D); this.tick('rmsnorm');
+      this.groupBwd(l, ['q_proj', 'k_proj', 'v_proj'], [h.dqB, h.dkB, h.dvB], this.la('ln1', l), h.dln, false);
+      c.cudaRmsnormBwd(h.dres, h.dln, h[`resid${l}`], w.inputNorm, this.la('rstd1', l), N, D); this.tick('rmsnorm');
     }
   }
 
