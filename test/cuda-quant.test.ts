@@ -13,6 +13,7 @@ import { quantizeRTN } from '../src/quant/rtn.js';
 import { quantizeNF } from '../src/quant/normalfloat.js';
 import { quantizeICQ_NF } from '../src/quant/icq.js';
 import type { PackedTensor } from '../src/quant/types.js';
+import { randf } from './helpers/arrays.js';
 
 type TestContext = { skip(message?: string): void; diagnostic(message: string): void };
 
@@ -22,18 +23,12 @@ function engineOrSkip(t: TestContext): NativeCudaQuant | null {
   return c;
 }
 
-function randn(rng: Rng, n: number, std = 1): Float32Array {
-  const a = new Float32Array(n);
-  for (let i = 0; i < n; i++) a[i] = std * rng.normal();
-  return a;
-}
-
 const NAN_BF16 = 0x7fc0;
 
 /** Every packed format the kernels must handle, quantized by the TS quantizers from random weights. */
 function formats(rng: Rng): { name: string; p: PackedTensor }[] {
   const list: { name: string; p: PackedTensor }[] = [];
-  const W = (o: number, i: number): Float32Array => randn(rng, o * i, 0.02);
+  const W = (o: number, i: number): Float32Array => randf(rng, o * i, 0.02);
   for (const bits of [2, 3, 4, 8]) {
     list.push({ name: `rtn int${bits} g64 96x256`, p: quantizeRTN(W(96, 256), 96, 256, { bits, groupSize: 64 }) });
   }
@@ -118,7 +113,7 @@ test('cuda-quant: fused GEMV on packed codes matches f64 on the TS-dequantized w
   const c = engineOrSkip(t);
   if (!c) return;
   const rng = new Rng(12);
-  const W = (o: number, i: number): Float32Array => randn(rng, o * i, 0.02);
+  const W = (o: number, i: number): Float32Array => randf(rng, o * i, 0.02);
   const cases: { name: string; p: PackedTensor }[] = [];
   for (const bits of [2, 3, 4, 8]) cases.push({ name: `int${bits} g64`, p: quantizeRTN(W(67, 512), 67, 512, { bits, groupSize: 64 }) });
   cases.push({ name: 'int2 g32 (rows % 4 != 0)', p: quantizeRTN(W(130, 96), 130, 96, { bits: 2, groupSize: 32 }) });
@@ -137,7 +132,7 @@ test('cuda-quant: fused GEMV on packed codes matches f64 on the TS-dequantized w
   const cpc = (p: PackedTensor): number => p.bits === 2 ? 64 : p.bits === 3 || p.bits === 4 ? 32 : p.bits === 8 && p.layout === 'int' ? 16 : 0;
   for (const { name, p } of cases) {
     const ref = dequantize(p);
-    const x = randn(rng, p.in), y0 = randn(rng, p.out);
+    const x = randf(rng, p.in), y0 = randf(rng, p.out);
     const q = uploadPacked(c, p);
     const hx = c.cudaAlloc(p.in * 4), hy = c.cudaAlloc(p.out * 4);
     c.cudaUpload(hx, x);
@@ -182,8 +177,8 @@ test('cuda-quant: dense bf16 GEMV (LoRA factors) matches f64', (t) => {
   if (!c) return;
   const rng = new Rng(13);
   for (const [rows, K] of [[64, 4096], [300, 64], [37, 100], [5, 11008], [1000, 8]]) {
-    const Wb = f32ToBf16(randn(rng, rows * K)), Wf = bf16ToF32(Wb);
-    const x = randn(rng, K), y0 = randn(rng, rows);
+    const Wb = f32ToBf16(randf(rng, rows * K)), Wf = bf16ToF32(Wb);
+    const x = randf(rng, K), y0 = randf(rng, rows);
     const hW = c.cudaAlloc(rows * K * 2), hx = c.cudaAlloc(K * 4), hy = c.cudaAlloc(rows * 4);
     c.cudaUpload(hW, Wb); c.cudaUpload(hx, x);
     for (const acc of [false, true]) {
@@ -204,7 +199,7 @@ test('cuda-quant: packed GEMM (dequantize + cuBLAS) matches sgemmRef on the TS-d
   const c = engineOrSkip(t);
   if (!c) return;
   const rng = new Rng(14);
-  const W = (o: number, i: number): Float32Array => randn(rng, o * i, 0.02);
+  const W = (o: number, i: number): Float32Array => randf(rng, o * i, 0.02);
   const cases: { name: string; p: PackedTensor }[] = [
     { name: 'int2 g64', p: quantizeRTN(W(96, 256), 96, 256, { bits: 2, groupSize: 64 }) },
     { name: 'int3 g64 odd', p: quantizeRTN(W(45, 200), 45, 200, { bits: 3, groupSize: 64 }) },
@@ -214,7 +209,7 @@ test('cuda-quant: packed GEMM (dequantize + cuBLAS) matches sgemmRef on the TS-d
   for (const { name, p } of cases) {
     for (const M of [1, 33]) {
       const Wq = bf16ToF32(f32ToBf16(dequantize(p)));  // cuBLAS multiplies the bf16 weight
-      const Xb = f32ToBf16(randn(rng, M * p.in)), Xf = bf16ToF32(Xb);
+      const Xb = f32ToBf16(randf(rng, M * p.in)), Xf = bf16ToF32(Xb);
       const q = uploadPacked(c, p);
       const hX = c.cudaAlloc(M * p.in * 2), hY = c.cudaAlloc(M * p.out * 4), hS = c.cudaAlloc(p.out * p.in * 2);
       c.cudaUpload(hX, Xb);

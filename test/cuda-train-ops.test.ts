@@ -19,6 +19,7 @@ import { embeddingForward } from '../src/model/ops/embedding.js';
 import { crossEntropyFused } from '../src/model/ops/cross-entropy.js';
 import { mseForward, mseBackward } from '../src/model/ops/mse.js';
 import { AdamW, type Param } from '../src/train/adamw.js';
+import { randf } from './helpers/arrays.js';
 
 type TestContext = { skip(message?: string): void; diagnostic(message: string): void };
 
@@ -30,11 +31,6 @@ function opsOrSkip(t: TestContext): NativeCudaTrain | null {
 
 const NAN_BF16 = 0x7fc0;
 
-function randn(rng: Rng, n: number, std = 1, mean = 0): Float32Array {
-  const a = new Float32Array(n);
-  for (let i = 0; i < n; i++) a[i] = mean + std * rng.normal();
-  return a;
-}
 /** Values exactly representable in bf16 (what the kernel will see) as f32. */
 function bf16Round(a: Float32Array): Float32Array { return bf16ToF32(f32ToBf16(a)); }
 
@@ -172,7 +168,7 @@ test('cuda-train-ops: RMSNorm forward (bf16 + f32 outputs, rstd) matches rmsnorm
   // [N, C, byte offset of every buffer]: vector path, realistic row, C % 4 ≠ 0, unaligned buffers
   for (const [N, C, off] of [[37, 200, 0], [9, 4096, 0], [11, 203, 0], [13, 200, 4], [3, 8192, 0]]) {
     const name = `rmsnorm fwd N=${N} C=${C}${off ? ` offset ${off}` : ''}`;
-    const x = randn(rng, N * C, 1.5, 0.2), w = randn(rng, C, 0.1, 1), eps = 1e-5;
+    const x = randf(rng, N * C, 1.5, 0.2), w = randf(rng, C, 0.1, 1), eps = 1e-5;
     const yRef = new Float32Array(N * C), rRef = new Float32Array(N);
     rmsnormForwardRef(yRef, rRef, x, w, N, C, eps);
     withDev(c, (d) => {
@@ -200,7 +196,7 @@ test('cuda-train-ops: RMSNorm backward accumulates rmsnormBackwardRef into dx', 
   const rng = new Rng(102);
   for (const [N, C, off] of [[37, 200, 0], [9, 4096, 0], [11, 203, 0], [13, 200, 4]]) {
     const name = `rmsnorm bwd N=${N} C=${C}${off ? ` offset ${off}` : ''}`;
-    const x = randn(rng, N * C, 1.5, 0.2), w = randn(rng, C, 0.1, 1), dout = randn(rng, N * C), dx0 = randn(rng, N * C);
+    const x = randf(rng, N * C, 1.5, 0.2), w = randf(rng, C, 0.1, 1), dout = randf(rng, N * C), dx0 = randf(rng, N * C);
     const y = new Float32Array(N * C), r = new Float32Array(N);
     rmsnormForwardRef(y, r, x, w, N, C, 1e-5);
     const dxRef = Float32Array.from(dx0);
@@ -225,7 +221,7 @@ test('cuda-train-ops: RoPE forward / backward (bf16 out) match ropeForward / rop
     const half = D / 2, n = B * T * H * D;
     const cos = new Float32Array(T * half), sin = new Float32Array(T * half);
     ropeTables(cos, sin, ropeInvFreq(D, 10000, { type: 'default' }), pos0, T);
-    const x = randn(rng, n), g = randn(rng, n);
+    const x = randf(rng, n), g = randf(rng, n);
     const fRef = new Float64Array(n), bRef = new Float64Array(n);
     ropeForward(fRef, x, cos, sin, B, T, H, D);
     ropeBackward(bRef, g, cos, sin, B, T, H, D);
@@ -248,7 +244,7 @@ test('cuda-train-ops: SwiGLU forward / backward (bf16) match swigluForwardRef / 
   const rng = new Rng(104);
   for (const [n, off] of [[1003, 0], [3 * 4096 + 5, 0], [1003, 2], [7, 0]]) {
     const name = `swiglu n=${n}${off ? ` offset ${off}` : ''}`;
-    const gate = bf16Round(randn(rng, n, 2)), up = bf16Round(randn(rng, n)), dout = bf16Round(randn(rng, n));
+    const gate = bf16Round(randf(rng, n, 2)), up = bf16Round(randf(rng, n)), dout = bf16Round(randf(rng, n));
     const oRef = new Float64Array(n), dgRef = new Float64Array(n), duRef = new Float64Array(n);
     swigluForwardRef(oRef, gate, up, n);
     swigluBackwardRef(dgRef, duRef, dout, gate, up, n);
@@ -273,7 +269,7 @@ test('cuda-train-ops: add, scale, scaled bf16 cast and bf16 accumulation', (t) =
   const rng = new Rng(105);
   for (const [n, off] of [[1003, 0], [65536 + 3, 0], [1003, 4], [2, 0]]) {
     const name = `n=${n}${off ? ` offset ${off}` : ''}`;
-    const a = randn(rng, n), b = randn(rng, n), k = Math.fround(0.37);
+    const a = randf(rng, n), b = randf(rng, n), k = Math.fround(0.37);
     withDev(c, (d) => {
       // add into a fresh output, then in place (out aliases a)
       const ha = d.f32(a, off), hb = d.f32(b, off), ho = d.nanF32(n, off);
@@ -291,7 +287,7 @@ test('cuda-train-ops: add, scale, scaled bf16 cast and bf16 accumulation', (t) =
       c.cudaCastF32ToBf16Scaled(hc, hb, n, k);
       assert.deepEqual(d.getBf16(hc, n), bf16Round(Float32Array.from(b, (v) => v * k)), `${name}: cast`);
       // dst += scale·src (src bf16)
-      const src = bf16Round(randn(rng, n)), dst0 = randn(rng, n), hd = d.f32(dst0, off);
+      const src = bf16Round(randf(rng, n)), dst0 = randf(rng, n), hd = d.f32(dst0, off);
       c.cudaAccumulateBf16ToF32(hd, d.bf16(src, off), n, -1.5);
       const got = d.getF32(hd, n), want = Float64Array.from(dst0, (v, i) => v - 1.5 * src[i]);
       assertRel(got, want, 1e-6, `${name}: accumulate`, t);
@@ -307,7 +303,7 @@ test('cuda-train-ops: embedding gather (bf16 and f32 tables) matches embeddingFo
   for (const [N, D, V, off] of [[37, 200, 1000, 0], [37, 203, 1000, 0], [5, 4096, 300, 0], [11, 64, 50, 4]]) {
     for (const bf of [true, false]) {
       const name = `embedding N=${N} D=${D} V=${V} ${bf ? 'bf16' : 'f32'}${off ? ` offset ${off}` : ''}`;
-      const table = bf ? bf16Round(randn(rng, V * D)) : randn(rng, V * D);
+      const table = bf ? bf16Round(randf(rng, V * D)) : randf(rng, V * D);
       const ids = Int32Array.from({ length: N }, () => rng.int(V));
       ids[0] = 0; ids[N - 1] = V - 1;
       const ref = new Float32Array(N * D);
@@ -343,7 +339,7 @@ test('cuda-train-ops: fused chunked LM head + cross-entropy matches crossEntropy
   for (const [N, D, V, chunk, withDh] of [[37, 96, 1000, 16, 1], [20, 64, 1001, 7, 1], [37, 96, 1000, 64, 1],
     [6, 64, 32000, 4, 1], [9, 32, 5000, 3, 0]]) {
     const name = `lm-head CE N=${N} D=${D} V=${V} chunk=${chunk}${withDh ? '' : ' (no dHidden)'}`;
-    const h = bf16Round(randn(rng, N * D)), W = bf16Round(randn(rng, V * D, 0.05));
+    const h = bf16Round(randf(rng, N * D)), W = bf16Round(randf(rng, V * D, 0.05));
     const targets = Int32Array.from({ length: N }, () => (rng.next() < 0.2 ? -100 : rng.int(V)));
     targets[0] = 0; targets[1] = V - 1; targets[2] = -100;
     let count = 0;
@@ -353,7 +349,7 @@ test('cuda-train-ops: fused chunked LM head + cross-entropy matches crossEntropy
     const logits = new Float64Array(N * V), dl = new Float64Array(N * V);
     sgemmRef(false, true, N, V, D, 1, h, W, 0, logits);
     const lossRef = crossEntropyFused(dl, logits, targets, N, V, scale);
-    const dh0 = randn(rng, N * D), dhRef = Float64Array.from(dh0);
+    const dh0 = randf(rng, N * D), dhRef = Float64Array.from(dh0);
     sgemmRef(false, false, N, D, V, 1, bf16Round(Float32Array.from(dl)), W, 1, dhRef);
     const rows = Math.min(chunk, N), last0 = Math.floor((N - 1) / chunk) * chunk, lastRows = N - last0;
     withDev(c, (d) => {
@@ -384,7 +380,7 @@ test('cuda-train-ops: fused chunked LM head + cross-entropy matches crossEntropy
   withDev(c, (d) => {
     const N = 3, D = 32, V = 40;
     const hl = d.nanF32(N * V), hdl = d.nanBf16(N * V), hloss = d.f32(Float32Array.of(0));
-    c.cudaLmHeadCe(d.bf16(bf16Round(randn(rng, N * D))), d.bf16(bf16Round(randn(rng, V * D, 0.05))),
+    c.cudaLmHeadCe(d.bf16(bf16Round(randf(rng, N * D))), d.bf16(bf16Round(randf(rng, V * D, 0.05))),
       d.up(Int32Array.of(1, V, -100)), null, hloss, N, D, V, 1, N, hl, hdl);
     assert.ok(Number.isNaN(d.getF32(hloss, 1)[0]), 'target ≥ V: loss should be NaN');
     const g = d.getBf16(hdl, N * V);
@@ -402,8 +398,8 @@ test('cuda-train-ops: MSE loss sum and gradient match mseForward / mseBackward',
   const rng = new Rng(108);
   for (const [n, off] of [[100003, 0], [1001, 4], [3, 0], [2 ** 20 + 1, 0]]) {
     const name = `mse n=${n}${off ? ` offset ${off}` : ''}`;
-    const a = randn(rng, n), tg = randn(rng, n, 1, 0.3), gs = 0.7;
-    const da0 = randn(rng, n, 2 / n);  // same order as the increment, so the accumulation is visible
+    const a = randf(rng, n), tg = randf(rng, n, 1, 0.3), gs = 0.7;
+    const da0 = randf(rng, n, 2 / n);  // same order as the increment, so the accumulation is visible
     const lossRef = mseForward(a, tg, n) * n;
     const daRef = Float64Array.from(da0);
     mseBackward(daRef, a, tg, n, gs);
@@ -429,7 +425,7 @@ test('cuda-train-ops: sum of squares accumulates Σx²', (t) => {
   if (!c) return;
   const rng = new Rng(109);
   for (const [n, off] of [[100003, 0], [1001, 4], [5, 0], [2 ** 22 + 3, 0]]) {
-    const x = randn(rng, n, 0.01);
+    const x = randf(rng, n, 0.01);
     let ref = 0;
     for (const v of x) ref += v * v;
     withDev(c, (d) => {
@@ -454,13 +450,13 @@ test('cuda-train-ops: AdamW matches AdamW.update over 3 steps (decoupled, couple
     for (const [n, off] of [[1003, 0], [37, 4], [65536 + 1, 0]]) {
       const name = `adamw ${mode.name} n=${n}${off ? ` offset ${off}` : ''}`;
       const lr = 1e-2, b1 = 0.9, b2 = 0.999, eps = 1e-8, gs = 0.5;
-      const p0 = randn(rng, n, 0.5);
+      const p0 = randf(rng, n, 0.5);
       const param: Param = { name: 'p', data: Float32Array.from(p0), grad: new Float32Array(n) };
       const opt = new AdamW([param], { lr, beta1: b1, beta2: b2, eps, weightDecay: mode.wd, coupledL2: mode.coupled });
       withDev(c, (d) => {
         const hp = d.f32(p0, off), hm = d.f32(new Float32Array(n), off), hv = d.f32(new Float32Array(n), off);
         for (let step = 1; step <= 3; step++) {
-          const g = randn(rng, n, 0.1);
+          const g = randf(rng, n, 0.1);
           const hg = d.f32(g, off);
           c.cudaAdamW(hp, hg, hm, hv, n, lr, b1, b2, eps, mode.wd, step, gs, mode.coupled);
           for (let i = 0; i < n; i++) param.grad[i] = g[i] * gs;

@@ -6,12 +6,8 @@ import assert from 'node:assert/strict';
 import { Rng } from '../src/tensor.js';
 import { attentionBackward, attentionBackwardRef, attentionForward, attentionForwardRef } from '../src/backend/kernels.js';
 import { nativeAddon, nativeReason } from '../src/backend/native.js';
-
-function randn(rng: Rng, n: number): Float64Array {
-  const a = new Float64Array(n);
-  for (let i = 0; i < n; i++) a[i] = rng.normal();
-  return a;
-}
+import { maxRelErr, randf } from './helpers/arrays.js';
+import { randn } from './model-fd.js';
 
 /** Straightforward attention: S = q kᵀ/√D with −∞ above the (offset) diagonal, softmax, P v. */
 function naive(q: Float64Array, k: Float64Array, v: Float64Array, B: number, Tq: number, Tk: number, Hq: number,
@@ -94,18 +90,6 @@ test('attentionBackwardRef (f64) matches central finite differences and accumula
 const F32: [number, number, number, number, number, number][] = [[2, 9, 9, 4, 2, 20], [1, 33, 33, 8, 2, 64],
   [2, 5, 12, 6, 3, 7], [1, 1, 17, 4, 1, 16], [3, 16, 16, 2, 2, 33]];
 
-function randf(rng: Rng, n: number): Float32Array {
-  const a = new Float32Array(n);
-  for (let i = 0; i < n; i++) a[i] = rng.normal();
-  return a;
-}
-
-function relErr(x: Float32Array, y: Float32Array): number {
-  let d = 0, m = 0;
-  for (let i = 0; i < y.length; i++) { d = Math.max(d, Math.abs(x[i] - y[i])); m = Math.max(m, Math.abs(y[i])); }
-  return d / m;
-}
-
 test('native attention forward/backward match the TS reference (f32)', (t) => {
   const a = nativeAddon();
   if (!a) { t.skip(`native addon not built: ${nativeReason()}`); return; }
@@ -117,8 +101,8 @@ test('native attention forward/backward match the TS reference (f32)', (t) => {
     const outN = new Float32Array(nq).fill(NaN), lseN = new Float32Array(B * Hq * Tq).fill(NaN);
     attentionForwardRef(outR, lseR, q, k, v, B, Tq, Tk, Hq, Hkv, D);
     a.attentionForward(outN, lseN, q, k, v, B, Tq, Tk, Hq, Hkv, D);
-    assert.ok(relErr(outN, outR) < 1e-5, `out ${shape}: ${relErr(outN, outR)}`);
-    assert.ok(relErr(lseN, lseR) < 1e-5, `lse ${shape}: ${relErr(lseN, lseR)}`);
+    assert.ok(maxRelErr(outN, outR) < 1e-5, `out ${shape}: ${maxRelErr(outN, outR)}`);
+    assert.ok(maxRelErr(lseN, lseR) < 1e-5, `lse ${shape}: ${maxRelErr(lseN, lseR)}`);
     const init = (n: number) => randf(rng, n);
     const dq0 = init(nq), dk0 = init(nkv), dv0 = init(nkv);
     const [dqR, dkR, dvR] = [dq0.slice(), dk0.slice(), dv0.slice()];
@@ -128,7 +112,7 @@ test('native attention forward/backward match the TS reference (f32)', (t) => {
     // Compare the increments (the += part), not the random initial values they were added to.
     const inc = (x: Float32Array, x0: Float32Array) => x.map((y, i) => y - x0[i]);
     for (const [n, r, x0, name] of [[dqN, dqR, dq0, 'dq'], [dkN, dkR, dk0, 'dk'], [dvN, dvR, dv0, 'dv']] as const) {
-      const e = relErr(inc(n, x0), inc(r, x0));
+      const e = maxRelErr(inc(n, x0), inc(r, x0));
       assert.ok(e < 1e-4, `${name} ${shape}: ${e}`);
     }
   }

@@ -6,6 +6,7 @@ import assert from 'node:assert/strict';
 import { Rng } from '../src/tensor.js';
 import { sgemmRef } from '../src/backend/kernels.js';
 import { nativeAddon, nativeReason, type NativeCuda } from '../src/backend/native.js';
+import { maxRelErr, randf } from './helpers/arrays.js';
 
 type TestContext = { skip(message?: string): void };
 
@@ -26,18 +27,6 @@ function bf16Bits(x: number): number {
 }
 function bf16Round(x: number): number {
   return new Float32Array(new Uint32Array([bf16Bits(x) << 16]).buffer)[0];
-}
-
-function randf(rng: Rng, n: number): Float32Array {
-  const a = new Float32Array(n);
-  for (let i = 0; i < n; i++) a[i] = rng.normal();
-  return a;
-}
-
-function relErr(x: Float32Array, y: Float32Array): number {
-  let d = 0, m = 0;
-  for (let i = 0; i < y.length; i++) { d = Math.max(d, Math.abs(x[i] - y[i])); m = Math.max(m, Math.abs(y[i])); }
-  return d / m;
 }
 
 /** Uploads f32 data and converts it on the device; returns the bf16 buffer handle. */
@@ -109,14 +98,14 @@ test('cuda: cublasGemmBf16 matches sgemmRef on bf16 inputs (all transposes, C fp
       const got = new Float32Array(M * N), want = C0.slice();
       c.cudaDownload(hC, got);
       sgemmRef(ta, tb, M, N, K, 1.5, A, B, 0.5, want);
-      assert.ok(relErr(got, want) < 1e-4, `${what} fp32 C: ${relErr(got, want)}`);
+      assert.ok(maxRelErr(got, want) < 1e-4, `${what} fp32 C: ${maxRelErr(got, want)}`);
       // bf16 C, beta = 0: one bf16 rounding of the result
       c.cublasGemmBf16(ta, tb, M, N, K, hA, hB, hC, 1, 0, false);
       const hF = c.cudaAlloc(M * N * 4);
       c.cudaConvertBf16ToF32(hF, hC, M * N);
       c.cudaDownload(hF, got);
       sgemmRef(ta, tb, M, N, K, 1, A, B, 0, want);
-      assert.ok(relErr(got, want) < 8e-3, `${what} bf16 C: ${relErr(got, want)}`);
+      assert.ok(maxRelErr(got, want) < 8e-3, `${what} bf16 C: ${maxRelErr(got, want)}`);
       for (const h of [hA, hB, hC, hF]) c.cudaFree(h);
     }
   }
@@ -138,7 +127,7 @@ test('cuda: cublasGemmBf16Batched matches per-batch sgemmRef (strided A/C, share
     for (let i = 0; i < batch; i++) {
       const want = new Float32Array(M * N);
       sgemmRef(ta, tb, M, N, K, 1, A.subarray(i * M * K, (i + 1) * M * K), B, 0, want);
-      const e = relErr(got.subarray(i * M * N, (i + 1) * M * N), want);
+      const e = maxRelErr(got.subarray(i * M * N, (i + 1) * M * N), want);
       assert.ok(e < 1e-4, `batch ${i} ta=${ta} tb=${tb}: ${e}`);
     }
     assert.throws(() => c.cublasGemmBf16Batched(ta, tb, M, N, K, hA, hB, hC, 1, 0, true, batch + 1, M * K, 0, M * N), /needs/);

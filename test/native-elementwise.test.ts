@@ -7,18 +7,7 @@ import { nativeOps } from '../src/backend/kernels.js';
 import { nativeReason } from '../src/backend/native.js';
 import { swigluBackwardRef as swigluBackward, swigluForwardRef as swigluForward } from '../src/model/ops/swiglu.js';
 import { rmsnormBackwardRef as rmsnormBackward, rmsnormForwardRef as rmsnormForward } from '../src/model/ops/rmsnorm.js';
-
-function randf(rng: Rng, n: number, std = 1): Float32Array {
-  const a = new Float32Array(n);
-  for (let i = 0; i < n; i++) a[i] = std * rng.normal();
-  return a;
-}
-
-function relErr(x: Float32Array, y: Float32Array): number {
-  let d = 0, m = 0;
-  for (let i = 0; i < y.length; i++) { d = Math.max(d, Math.abs(x[i] - y[i])); m = Math.max(m, Math.abs(y[i])); }
-  return d / m;
-}
+import { maxRelErr, randf } from './helpers/arrays.js';
 
 test('native swiglu forward/backward match src/model/ops/swiglu.ts', (t) => {
   const nat = nativeOps();
@@ -30,13 +19,13 @@ test('native swiglu forward/backward match src/model/ops/swiglu.ts', (t) => {
     const want = new Float32Array(N), got = new Float32Array(N).fill(NaN);
     swigluForward(want, gate, up, N);
     nat.swigluForward(got, gate, up, N);
-    assert.ok(relErr(got, want) < 1e-5, `fwd N=${N}: ${relErr(got, want)}`);
+    assert.ok(maxRelErr(got, want) < 1e-5, `fwd N=${N}: ${maxRelErr(got, want)}`);
     const dg0 = randf(rng, N), du0 = randf(rng, N);
     const [dgW, duW, dgG, duG] = [dg0.slice(), du0.slice(), dg0.slice(), du0.slice()];
     swigluBackward(dgW, duW, dout, gate, up, N);
     nat.swigluBackward(dgG, duG, dout, gate, up, N);
-    assert.ok(relErr(dgG, dgW) < 1e-5 && relErr(duG, duW) < 1e-5, `bwd N=${N}: ${relErr(dgG, dgW)} ${relErr(duG, duW)}`);
-    assert.ok(relErr(dgG.map((x, i) => x - dg0[i]), dgW.map((x, i) => x - dg0[i])) < 1e-4, `bwd increment N=${N}`);
+    assert.ok(maxRelErr(dgG, dgW) < 1e-5 && maxRelErr(duG, duW) < 1e-5, `bwd N=${N}: ${maxRelErr(dgG, dgW)} ${maxRelErr(duG, duW)}`);
+    assert.ok(maxRelErr(dgG.map((x, i) => x - dg0[i]), dgW.map((x, i) => x - dg0[i])) < 1e-4, `bwd increment N=${N}`);
   }
 });
 
@@ -49,7 +38,7 @@ test('native rmsnorm forward/backward match src/model/ops/rmsnorm.ts', (t) => {
     const outW = new Float32Array(N * C), rW = new Float32Array(N), outG = new Float32Array(N * C).fill(NaN), rG = new Float32Array(N);
     rmsnormForward(outW, rW, x, w, N, C, eps);
     nat.rmsnormForward(outG, rG, x, w, N, C, eps);
-    assert.ok(relErr(outG, outW) < 1e-5 && relErr(rG, rW) < 1e-5, `fwd ${N}x${C}: ${relErr(outG, outW)} ${relErr(rG, rW)}`);
+    assert.ok(maxRelErr(outG, outW) < 1e-5 && maxRelErr(rG, rW) < 1e-5, `fwd ${N}x${C}: ${maxRelErr(outG, outW)} ${maxRelErr(rG, rW)}`);
     const out2 = new Float32Array(N * C);
     nat.rmsnormForward(out2, null, x, w, N, C, eps);
     assert.deepEqual(out2, outG);
@@ -58,8 +47,8 @@ test('native rmsnorm forward/backward match src/model/ops/rmsnorm.ts', (t) => {
     rmsnormBackward(dxW, dwW, dout, x, w, rW, N, C);
     nat.rmsnormBackward(dxG, dwG, dout, x, w, rW, N, C);
     const inc = (a: Float32Array, a0: Float32Array) => a.map((v, i) => v - a0[i]);
-    assert.ok(relErr(inc(dxG, dx0), inc(dxW, dx0)) < 1e-4, `dx ${N}x${C}: ${relErr(inc(dxG, dx0), inc(dxW, dx0))}`);
-    assert.ok(relErr(inc(dwG, dw0), inc(dwW, dw0)) < 1e-4, `dw ${N}x${C}: ${relErr(inc(dwG, dw0), inc(dwW, dw0))}`);
+    assert.ok(maxRelErr(inc(dxG, dx0), inc(dxW, dx0)) < 1e-4, `dx ${N}x${C}: ${maxRelErr(inc(dxG, dx0), inc(dxW, dx0))}`);
+    assert.ok(maxRelErr(inc(dwG, dw0), inc(dwW, dw0)) < 1e-4, `dw ${N}x${C}: ${maxRelErr(inc(dwG, dw0), inc(dwW, dw0))}`);
     const dxOnly = dx0.slice();
     nat.rmsnormBackward(dxOnly, null, dout, x, w, rW, N, C);
     assert.deepEqual(dxOnly, dxG);

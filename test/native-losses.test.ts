@@ -8,18 +8,7 @@ import { nativeReason } from '../src/backend/native.js';
 import { crossEntropyBackward, crossEntropyForward, crossEntropyFused } from '../src/model/ops/cross-entropy.js';
 import { klBackward, klForward } from '../src/model/ops/kl.js';
 import { AdamW } from '../src/train/adamw.js';
-
-function randf(rng: Rng, n: number, std = 1): Float32Array {
-  const a = new Float32Array(n);
-  for (let i = 0; i < n; i++) a[i] = std * rng.normal();
-  return a;
-}
-
-function relErr(x: ArrayLike<number>, y: ArrayLike<number>): number {
-  let d = 0, m = 0;
-  for (let i = 0; i < y.length; i++) { d = Math.max(d, Math.abs(x[i] - y[i])); m = Math.max(m, Math.abs(y[i])); }
-  return d / m;
-}
+import { maxRelErr, randf } from './helpers/arrays.js';
 
 const SHAPES: [number, number][] = [[1, 5], [7, 37], [33, 1000], [5, 32003]];
 
@@ -33,17 +22,17 @@ test('native cross-entropy forward/backward/fused match src/model/ops/cross-entr
     const lw = new Float32Array(N), lg = new Float32Array(N).fill(NaN);
     const want = crossEntropyForward(lw, logits, targets, N, V), got = nat.crossEntropyForward(lg, logits, targets, N, V);
     assert.ok(Math.abs(got - want) < 1e-5 * Math.abs(want), `fwd ${N}x${V}: ${got} vs ${want}`);
-    assert.ok(relErr(lg, lw) < 1e-5, `per-row losses ${N}x${V}`);
+    assert.ok(maxRelErr(lg, lw) < 1e-5, `per-row losses ${N}x${V}`);
     assert.equal(nat.crossEntropyForward(null, logits, targets, N, V), got);
     const d0 = randf(rng, N * V, 1e-3), dw = d0.slice(), dg = d0.slice();  // small: float rounding of d0 + Δ stays below Δ·1e-6
     crossEntropyBackward(dw, logits, targets, N, V, 0.37);
     nat.crossEntropyBackward(dg, logits, targets, N, V, 0.37);
-    assert.ok(relErr(dg.map((x, i) => x - d0[i]), dw.map((x, i) => x - d0[i])) < 1e-5, `bwd ${N}x${V}`);
+    assert.ok(maxRelErr(dg.map((x, i) => x - d0[i]), dw.map((x, i) => x - d0[i])) < 1e-5, `bwd ${N}x${V}`);
     const fw = new Float32Array(N * V), inPlace = logits.slice();
     const sw = crossEntropyFused(fw, logits, targets, N, V, 0.37);
     const sg = nat.crossEntropyFused(inPlace, inPlace, targets, N, V, 0.37);  // aliased, as the lm-head chunks call it
     assert.ok(Math.abs(sg - sw) < 1e-5 * Math.abs(sw), `fused loss ${N}x${V}`);
-    assert.ok(relErr(inPlace, fw) < 1e-5, `fused grad ${N}x${V}: ${relErr(inPlace, fw)}`);
+    assert.ok(maxRelErr(inPlace, fw) < 1e-5, `fused grad ${N}x${V}: ${maxRelErr(inPlace, fw)}`);
   }
   assert.throws(() => nat.crossEntropyForward(null, new Float32Array(4), Int32Array.from([1, 2]), 2, 2),
     /target 2 at row 1 is outside the vocabulary \[0, 2\)/);
@@ -60,7 +49,7 @@ test('native KL forward/backward match src/model/ops/kl.ts', (t) => {
     const d0 = randf(rng, N * V, 1e-3), dw = d0.slice(), dg = d0.slice();  // small: float rounding of d0 + Δ stays below Δ·1e-6
     klBackward(dw, te, st, N, V, 1.7);
     nat.klBackward(dg, te, st, N, V, 1.7);
-    assert.ok(relErr(dg.map((x, i) => x - d0[i]), dw.map((x, i) => x - d0[i])) < 1e-5, `bwd ${N}x${V}`);
+    assert.ok(maxRelErr(dg.map((x, i) => x - d0[i]), dw.map((x, i) => x - d0[i])) < 1e-5, `bwd ${N}x${V}`);
   }
 });
 
@@ -80,9 +69,9 @@ test('native AdamW step matches AdamW.update (decoupled and coupled decay), sumS
       nat.adamwUpdate(w, g, m, v, opts.lr, opts.beta1, opts.beta2, opts.eps, opts.weightDecay, coupled,
         1 - opts.beta1 ** step, 1 - opts.beta2 ** step);
     }
-    assert.ok(relErr(m, opt.m[0]) < 1e-5 && relErr(v, opt.v[0]) < 1e-5, `moments coupled=${coupled}`);
+    assert.ok(maxRelErr(m, opt.m[0]) < 1e-5 && maxRelErr(v, opt.v[0]) < 1e-5, `moments coupled=${coupled}`);
     const dW = w.map((x, i) => x - w0[i]), dR = ref.data.map((x, i) => x - w0[i]);
-    assert.ok(relErr(dW, dR) < 1e-4, `update coupled=${coupled}: ${relErr(dW, dR)}`);
+    assert.ok(maxRelErr(dW, dR) < 1e-4, `update coupled=${coupled}: ${maxRelErr(dW, dR)}`);
   }
   const x = randf(rng, 100003);
   let s = 0;

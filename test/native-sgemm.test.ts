@@ -6,27 +6,12 @@ import assert from 'node:assert/strict';
 import { Rng } from '../src/tensor.js';
 import { sgemm, sgemmRef } from '../src/backend/kernels.js';
 import { nativeAddon, nativeReason, setNativeThreads } from '../src/backend/native.js';
+import { maxRelErr, randf } from './helpers/arrays.js';
 
 const TRANS: [boolean, boolean][] = [[false, false], [false, true], [true, false], [true, true]];
 // [M, N, K]: odd; tiny; M < 4 (direct path); more than one K/M/N block (KC=256, MC=288, NC=4096 on AVX-512).
 const SHAPES: [number, number, number][] = [[37, 53, 29], [1, 7, 5], [3, 100, 17], [2, 33, 300], [5, 1, 9],
   [64, 64, 64], [130, 70, 300], [301, 77, 513], [17, 4100, 40]];
-
-function rand(rng: Rng, n: number): Float32Array {
-  const a = new Float32Array(n);
-  for (let i = 0; i < n; i++) a[i] = rng.normal();
-  return a;
-}
-
-/** max |x − y| / max |y|: the error relative to the result's scale. */
-function relErr(x: Float32Array, y: Float32Array): number {
-  let d = 0, m = 0;
-  for (let i = 0; i < y.length; i++) {
-    d = Math.max(d, Math.abs(x[i] - y[i]));
-    m = Math.max(m, Math.abs(y[i]));
-  }
-  return m === 0 ? d : d / m;
-}
 
 test('native sgemm matches sgemmRef (all transposes, odd sizes, beta 0 over NaN, beta 1)', (t) => {
   const a = nativeAddon();
@@ -37,9 +22,9 @@ test('native sgemm matches sgemmRef (all transposes, odd sizes, beta 0 over NaN,
     A: Float32Array; B: Float32Array; C0: Float32Array; want: Float32Array }[] = [];
   for (const [M, N, K] of SHAPES) {
     for (const [ta, tb] of TRANS) {
-      const A = rand(rng, M * K), B = rand(rng, K * N);
+      const A = randf(rng, M * K), B = randf(rng, K * N);
       for (const [alpha, beta] of [[1, 0], [0.7, 1], [-1.3, 0.5]]) {
-        const C0 = beta === 0 ? new Float32Array(M * N).fill(NaN) : rand(rng, M * N);
+        const C0 = beta === 0 ? new Float32Array(M * N).fill(NaN) : randf(rng, M * N);
         const want = C0.slice();
         sgemmRef(ta, tb, M, N, K, alpha, A, B, beta, want);
         cases.push({ M, N, K, ta, tb, alpha, beta, A, B, C0, want });
@@ -54,7 +39,7 @@ test('native sgemm matches sgemmRef (all transposes, odd sizes, beta 0 over NaN,
       for (const { M, N, K, ta, tb, alpha, beta, A, B, C0, want } of cases) {
         const got = C0.slice();
         a.sgemm(ta, tb, M, N, K, alpha, A, B, beta, got);
-        const e = relErr(got, want);
+        const e = maxRelErr(got, want);
         assert.ok(e < 1e-5, `M=${M} N=${N} K=${K} ta=${ta} tb=${tb} alpha=${alpha} beta=${beta} threads=${threads}: rel err ${e}`);
         assert.ok(got.every(Number.isFinite), 'NaN leaked from C into the result');
         checked++;
@@ -83,7 +68,7 @@ test('kernels.sgemm dispatches Float32Array to native and keeps Float64Array on 
   const a = nativeAddon();
   if (!a) { t.skip(`native addon not built: ${nativeReason()}`); return; }
   const rng = new Rng(3), M = 40, N = 50, K = 60;
-  const A = rand(rng, M * K), B = rand(rng, N * K);
+  const A = randf(rng, M * K), B = randf(rng, N * K);
   const viaNative = new Float32Array(M * N), direct = new Float32Array(M * N);
   sgemm(false, true, M, N, K, 1, A, B, 0, viaNative);
   a.sgemm(false, true, M, N, K, 1, A, B, 0, direct);
