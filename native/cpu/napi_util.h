@@ -51,35 +51,19 @@ struct Args {
     return true;
   }
   // Float32Array holding at least `need` elements.
-  bool f32(size_t i, int64_t need, float** out) {
-    bool is = false;
-    if (i < argc) napi_is_typedarray(env, argv[i], &is);
-    napi_typedarray_type type;
-    size_t len;
-    void* data;
-    if (!is || napi_get_typedarray_info(env, argv[i], &type, &len, &data, nullptr, nullptr) != napi_ok ||
-        type != napi_float32_array)
-      return fail(i, "a Float32Array");
-    if ((int64_t)len < need) {
-      napi_throw_range_error(env, nullptr,
-                             (std::string("lowbit native: ") + fn + ": argument " + std::to_string(i) + " has " +
-                              std::to_string(len) + " elements, needs " + std::to_string(need))
-                                 .c_str());
-      return false;
-    }
-    *out = static_cast<float*>(data);
-    return true;
-  }
+  bool f32(size_t i, int64_t need, float** out) { return typed(i, need, napi_float32_array, "a Float32Array", out); }
   // Int32Array holding at least `need` elements.
-  bool i32(size_t i, int64_t need, int32_t** out) {
+  bool i32(size_t i, int64_t need, int32_t** out) { return typed(i, need, napi_int32_array, "an Int32Array", out); }
+  // Typed array of `want` type holding at least `need` elements.
+  template <typename T>
+  bool typed(size_t i, int64_t need, napi_typedarray_type want, const char* what, T** out) {
     bool is = false;
     if (i < argc) napi_is_typedarray(env, argv[i], &is);
     napi_typedarray_type type;
     size_t len;
     void* data;
-    if (!is || napi_get_typedarray_info(env, argv[i], &type, &len, &data, nullptr, nullptr) != napi_ok ||
-        type != napi_int32_array)
-      return fail(i, "an Int32Array");
+    if (!is || napi_get_typedarray_info(env, argv[i], &type, &len, &data, nullptr, nullptr) != napi_ok || type != want)
+      return fail(i, what);
     if ((int64_t)len < need) {
       napi_throw_range_error(env, nullptr,
                              (std::string("lowbit native: ") + fn + ": argument " + std::to_string(i) + " has " +
@@ -87,7 +71,7 @@ struct Args {
                                  .c_str());
       return false;
     }
-    *out = static_cast<int32_t*>(data);
+    *out = static_cast<T*>(data);
     return true;
   }
   // Length of the Float32Array argument i (0 after throwing).
