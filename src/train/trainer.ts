@@ -202,8 +202,10 @@ export function trainAdapters(params: Param[], obj: Objective, windows: Int32Arr
       if (o.killAfterUpdates !== undefined && st.update >= o.killAfterUpdates) { killed = true; break; }
     } else bar.update(st.micro);
   }
-  if (killed) opt.pull?.();
-  if (killed) return { updates: st.update, microSteps: st.micro, initialVal: st.initialVal, bestVal: st.best, bestUpdate: st.bestUpdate, finalVal: null, stoppedEarly: false, resumed, killed, seconds: elapsed(), log: st.log };
+  if (killed) {
+    opt.pull?.();
+    return { updates: st.update, microSteps: st.micro, initialVal: st.initialVal, bestVal: st.best, bestUpdate: st.bestUpdate, finalVal: null, stoppedEarly: false, resumed, killed, seconds: elapsed(), log: st.log };
+  }
   bar.finish();
   const stoppedEarly = st.stopped;
   let finalVal: number | null = null;

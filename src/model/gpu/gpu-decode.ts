@@ -209,18 +209,9 @@ export class GpuDecoder {
   }
 }
 
-/** Greedy decode: prompt through the cache, then n new tokens. Returns the new ids. */
+/** Greedy decode from an empty cache: the prompt, then n new tokens (no stop token). Returns the new ids. */
 export function greedyDecode(d: GpuDecoder, prompt: ArrayLike<number>, n: number): number[] {
-  let logits: Float32Array | null = null;
-  for (let i = 0; i < prompt.length; i++) logits = d.step(prompt[i], i === prompt.length - 1);
-  const out: number[] = [];
-  for (let k = 0; k < n; k++) {
-    let best = 0;
-    for (let i = 1; i < logits!.length; i++) if (logits![i] > logits![best]) best = i;
-    out.push(best);
-    if (k < n - 1) logits = d.step(best);
-  }
-  return out;
+  return [...streamTokensGpu(d, prompt, { maxTokens: n, temperature: 0, stopTokens: [] })];
 }
 
 /** The GPU twin of generate.ts streamTokens: the prompt through the cache, then sampled tokens, streamed. */

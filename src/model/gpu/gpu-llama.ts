@@ -11,6 +11,7 @@ import type { GpuWeights } from './device-weights.js';
 import type { GpuLora } from './gpu-lora.js';
 import { LowbitError } from '../../io/errors.js';
 import type { GpuProfiler } from './profiler.js';
+import { bf16ToF32 } from '../../backend/cuda.js';
 
 type Named = Record<string, Slot>;
 
@@ -376,9 +377,9 @@ export class GpuLlama {
   /** Download a named activation as f32 (bf16 ones widened). */
   read(name: string, n: number, bf16 = false): Float32Array {
     if (!bf16) { const o = new Float32Array(n); this.c.cudaDownload(this.h[name], o); return o; }
-    const b = new Uint16Array(n); this.c.cudaDownload(this.h[name], b);
-    const u = new Uint32Array(n); for (let i = 0; i < n; i++) u[i] = b[i] << 16;
-    return new Float32Array(u.buffer);
+    const b = new Uint16Array(n);
+    this.c.cudaDownload(this.h[name], b);
+    return bf16ToF32(b);
   }
 
   free(): void {
