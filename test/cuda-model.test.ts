@@ -12,13 +12,13 @@ import { Rng } from '../src/tensor.js';
 import { gpuEngine, gpuUnavailable, type GpuEngine } from '../src/model/gpu/engine.js';
 import { hostEngine } from './helpers/host-engine.js';
 import { uploadWeights } from '../src/model/gpu/device-weights.js';
-import { GpuLora } from '../src/model/gpu/gpu-lora.js';
+import { GpuLora, loraSiteSpecs } from '../src/model/gpu/gpu-lora.js';
 import { GpuLlama } from '../src/model/gpu/gpu-llama.js';
 import { LlamaModel, LlamaWeights } from '../src/model/llama.js';
 import { DenseLinear } from '../src/model/linear.js';
 import { PackedLinear } from '../src/quant/packed-linear.js';
 import { quantizeRTN } from '../src/quant/rtn.js';
-import { attachLora, loraParams, loraSites } from '../src/adapters/lora.js';
+import { attachLora, loraParams } from '../src/adapters/lora.js';
 import { shiftTargets } from '../src/model/loss.js';
 import { bf, relErr, smallConfig } from './helpers/gpu-model.js';
 
@@ -65,7 +65,7 @@ for (const E of ENGINES) for (const { grouped, recompute } of MODES) test(`${E.n
   cm.backward(dH);
   const params = loraParams(w, 'comp');
   // GPU
-  const specs = loraSites(w, 'comp').map((s) => { const a = s.lin.get('comp'); return { layer: s.layer, proj: s.proj, r: a.r, scale: a.scale, in: s.lin.inFeatures, out: s.lin.outFeatures }; });
+  const specs = loraSiteSpecs(w, 'comp');
   process.env.LOWBIT_GPU_LORA_GROUP = grouped ? '1' : '0';
   const gw = uploadWeights(c, w), lora = new GpuLora(c, specs), gm = new GpuLlama(c, gw, lora, { recompute });
   delete process.env.LOWBIT_GPU_LORA_GROUP;

@@ -9,7 +9,7 @@ import { LlamaModel, LlamaWeights } from '../src/model/llama.js';
 import { DenseLinear } from '../src/model/linear.js';
 import { PackedLinear } from '../src/quant/packed-linear.js';
 import { quantizeRTN } from '../src/quant/rtn.js';
-import { attachLora, loraParams, loraSites } from '../src/adapters/lora.js';
+import { attachLora, loraParams } from '../src/adapters/lora.js';
 import { initGaussian } from '../src/adapters/init.js';
 import { TeacherCache } from '../src/train/teacher-cache.js';
 import { RilqObjective } from '../src/train/objectives/rilq.js';
@@ -17,7 +17,7 @@ import { GpuRilqObjective } from '../src/train/objectives/rilq-gpu.js';
 import { GpuAdam } from '../src/train/gpu-adam.js';
 import { trainAdapters, type TrainOptions } from '../src/train/trainer.js';
 import { uploadWeights } from '../src/model/gpu/device-weights.js';
-import { GpuLora } from '../src/model/gpu/gpu-lora.js';
+import { GpuLora, loraSiteSpecs } from '../src/model/gpu/gpu-lora.js';
 import { GpuLlama } from '../src/model/gpu/gpu-llama.js';
 import { bf, relErr, smallConfig } from './helpers/gpu-model.js';
 import { hostEngine } from './helpers/host-engine.js';
@@ -57,7 +57,7 @@ test('host emulator: RILQ training through the GPU objective (graphs) and device
   const cpu = trainAdapters(loraParams(sc, 'comp'), new RilqObjective(new LlamaModel(sc), cache), windows, trainIdx, valIdx, opts);
   // GPU code path on the emulator
   const sg = student(), c = hostEngine();
-  const specs = loraSites(sg, 'comp').map((s) => { const a = s.lin.get('comp'); return { layer: s.layer, proj: s.proj, r: a.r, scale: a.scale, in: s.lin.inFeatures, out: s.lin.outFeatures }; });
+  const specs = loraSiteSpecs(sg, 'comp');
   const gw = uploadWeights(c, sg), lora = new GpuLora(c, specs), gm = new GpuLlama(c, gw, lora);
   const obj = new GpuRilqObjective(gm, cache);
   const callsBefore = c.calls;

@@ -23,7 +23,7 @@ import type { PackedTensor, QuantOpts } from '../quant/types.js';
 import { SafetensorsWriter, SINGLE_FILE, openTensorStore } from '../io/safetensors.js';
 import { randomWindows, splitWindows } from '../train/data.js';
 import { evalPerplexity, type PplResult } from '../eval/ppl.js';
-import { attachLora, detachLora, loraParams, loraParamCount, loraSites, type LoraLinear } from '../adapters/lora.js';
+import { attachLora, detachLora, loraParams, loraParamCount, type LoraLinear } from '../adapters/lora.js';
 import { initGaussian, initKaiming, initFromResidual, type LoraInit } from '../adapters/init.js';
 import { loftq } from '../adapters/loftq.js';
 import { frobenius } from '../adapters/svd.js';
@@ -36,7 +36,7 @@ import type { Objective } from '../train/objectives/types.js';
 import { trainAdapters, trainOrder, evaluate, type TrainResult, type TrainOptions } from '../train/trainer.js';
 import { requireGpu } from '../model/gpu/engine.js';
 import { uploadWeights } from '../model/gpu/device-weights.js';
-import { GpuLora } from '../model/gpu/gpu-lora.js';
+import { GpuLora, loraSiteSpecs } from '../model/gpu/gpu-lora.js';
 import { GpuLlama } from '../model/gpu/gpu-llama.js';
 import { GpuAdam } from '../train/gpu-adam.js';
 import { GpuRilqObjective } from '../train/objectives/rilq-gpu.js';
@@ -309,10 +309,7 @@ export function runMethod(ctx: CompensateContext, m: MethodOptions): MethodResul
 function gpuTraining(ctx: CompensateContext, m: MethodOptions, name: string, quiet: boolean): { obj: Objective; optimizer: TrainOptions['optimizer']; free(): void } {
   if (m.method !== 'rilq') throw new LowbitError(`compensate --device cuda: only --method rilq runs on the GPU engine so far (got ${m.method})`);
   const eng = requireGpu();
-  const specs = loraSites(ctx.student, name).map((s) => {
-    const a = s.lin.get(name);
-    return { layer: s.layer, proj: s.proj, r: a.r, scale: a.scale, in: s.lin.inFeatures, out: s.lin.outFeatures };
-  });
+  const specs = loraSiteSpecs(ctx.student, name);
   const cache = teacherCache(ctx, quiet);
   const gw = uploadWeights(eng, ctx.student);
   const lora = new GpuLora(eng, specs);

@@ -9,6 +9,8 @@ import { type Projection, PROJECTIONS } from '../config.js';
 import { DeviceArena } from './arena.js';
 import type { GpuEngine } from './engine.js';
 import type { Arr } from '../../tensor.js';
+import type { LlamaWeights } from '../weights.js';
+import { loraSites } from '../../adapters/lora.js';
 
 export interface GpuLoraSite {
   layer: number; proj: Projection; r: number; scale: number; in: number; out: number;
@@ -19,6 +21,14 @@ export interface GpuLoraSite {
 }
 
 export interface LoraSiteSpec { layer: number; proj: Projection; r: number; scale: number; in: number; out: number }
+
+/** The sites of adapter `name` of a CPU model as GPU specs, in loraParams() order (the host order of GpuLora). */
+export function loraSiteSpecs(w: LlamaWeights, name: string): LoraSiteSpec[] {
+  return loraSites(w, name).map((s) => {
+    const a = s.lin.get(name);
+    return { layer: s.layer, proj: s.proj, r: a.r, scale: a.scale, in: s.lin.inFeatures, out: s.lin.outFeatures };
+  });
+}
 
 export class GpuLora {
   readonly n: number;
