@@ -10,17 +10,14 @@ import { gpuEngine, gpuUnavailable } from '../dist/src/model/gpu/engine.js';
 import { randomGpuWeights } from '../dist/src/model/gpu/device-weights.js';
 import { GpuLora } from '../dist/src/model/gpu/gpu-lora.js';
 import { GpuDecoder, greedyDecode } from '../dist/src/model/gpu/gpu-decode.js';
-import { PROJECTIONS, projectionShape } from '../dist/src/model/config.js';
+import { allSiteSpecs, benchConfig, randomLoraParams } from './gpu-shapes.mjs';
 
 const args = process.argv.slice(2);
 const opt = (k, d) => { const i = args.indexOf(k); return i >= 0 ? args[i + 1] : d; };
 const tiny = args.includes('--tiny');
 const c = gpuEngine();
 if (!c) { console.error(`cuda-decode bench: ${gpuUnavailable()}`); process.exit(2); }
-const cfg = tiny
-  ? { vocabSize: 2048, hiddenSize: 256, intermediateSize: 704, numLayers: 4, numHeads: 8, numKvHeads: 4, headDim: 32 }
-  : { vocabSize: 32000, hiddenSize: 4096, intermediateSize: 11008, numLayers: 32, numHeads: 32, numKvHeads: 32, headDim: 128 };
-Object.assign(cfg, { rmsNormEps: 1e-5, ropeTheta: 10000, ropeScaling: { type: 'default' }, tieWordEmbeddings: false, maxPositionEmbeddings: 4096 });
+const cfg = benchConfig(tiny, 704);  // tiny: intermediate a multiple of 64, so every projection takes the fused GEMV
 const N = Number(opt('--tokens', 128)), rank = 64, prompt = Array.from({ length: 8 }, (_, i) => (i * 31 + 5) % cfg.vocabSize);
 const log = (m) => console.log(m);
 const bytes = 1 << 28, a = c.cudaAlloc(bytes), b = c.cudaAlloc(bytes);
@@ -31,14 +28,9 @@ const BW = (2 * bytes) / (copyMs * 1e-3);
 log(`copy bandwidth ${(BW / 1e9).toFixed(0)} GB/s (read + write)`);
 
 const gw = randomGpuWeights(c, cfg, { layout: 'int', bits: 2, group: 64 }, 3);
-const specs = [];
-for (let l = 0; l < cfg.numLayers; l++) for (const p of PROJECTIONS) { const s = projectionShape(cfg, p); specs.push({ layer: l, proj: p, r: rank, scale: 16 / rank, in: s.in, out: s.out }); }
+const specs = allSiteSpecs(cfg, rank);
 const lora = new GpuLora(c, specs);
-{
-  let x = 99;
-  const rnd = () => { x ^= x << 13; x >>>= 0; x ^= x >>> 17; x ^= x << 5; x >>>= 0; return x / 4294967296 - 0.5; };
-  lora.setParams(specs.flatMap((s) => [Float32Array.from({ length: s.r * s.in }, () => rnd() / Math.sqrt(s.in)), Float32Array.from({ length: s.out * s.r }, () => 0.01 * rnd())]));
-}
+lora.setParams(randomLoraParams(specs, 99, 1, 0.01));
 const res = { date: new Date().toISOString(), device: c.cudaInfo().deviceName, shape: tiny ? 'tiny' : 'llama-2-7b', copyGBs: BW / 1e9, tokens: N, runs: [] };
 const variants = (opt('--variants', '1,2')).split(',').map(Number);
 const modes = (opt('--modes', 'eager,graph')).split(',');

@@ -13,7 +13,7 @@ import { gpuEngine, gpuUnavailable } from '../dist/src/model/gpu/engine.js';
 import { randomGpuWeights } from '../dist/src/model/gpu/device-weights.js';
 import { GpuLora } from '../dist/src/model/gpu/gpu-lora.js';
 import { GpuLlama } from '../dist/src/model/gpu/gpu-llama.js';
-import { PROJECTIONS, projectionShape } from '../dist/src/model/config.js';
+import { allSiteSpecs, benchConfig, randomLoraParams } from './gpu-shapes.mjs';
 import { GpuProfiler } from '../dist/src/model/gpu/profiler.js';
 
 const args = process.argv.slice(2);
@@ -22,32 +22,16 @@ const tiny = args.includes('--tiny');
 const c = gpuEngine();
 if (!c) { console.error(`cuda-rilq bench: ${gpuUnavailable()}`); process.exit(2); }
 const mem0 = c.cudaMemInfo();
-const cfg = tiny
-  ? { vocabSize: 2048, hiddenSize: 256, intermediateSize: 688, numLayers: 4, numHeads: 8, numKvHeads: 4, headDim: 32 }
-  : { vocabSize: 32000, hiddenSize: 4096, intermediateSize: 11008, numLayers: 32, numHeads: 32, numKvHeads: 32, headDim: 128 };
-Object.assign(cfg, { rmsNormEps: 1e-5, ropeTheta: 10000, ropeScaling: { type: 'default' }, tieWordEmbeddings: false, maxPositionEmbeddings: 4096 });
+const cfg = benchConfig(tiny);
 const T = Number(opt('--seq', tiny ? 256 : 512)), rank = Number(opt('--rank', 64)), alpha = 16;
 const steps = Number(opt('--steps', 10)), warmup = Number(opt('--warmup', 3));
 const log = (m) => console.log(m);
 
 const t0 = performance.now();
 const gw = randomGpuWeights(c, cfg, { layout: 'int', bits: 2, group: 64 }, 7);
-const specs = [];
-for (let l = 0; l < cfg.numLayers; l++) for (const p of PROJECTIONS) { const s = projectionShape(cfg, p); specs.push({ layer: l, proj: p, r: rank, scale: alpha / rank, in: s.in, out: s.out }); }
+const specs = allSiteSpecs(cfg, rank, alpha);
 const lora = new GpuLora(c, specs);
-// adapters: A ~ U(±1/√in) (kaiming-uniform-like), B ~ U(±0.01) — non-zero so every gradient path is exercised
-{
-  let x = 12345;
-  const rnd = () => { x ^= x << 13; x >>>= 0; x ^= x >>> 17; x ^= x << 5; x >>>= 0; return x / 4294967296 - 0.5; };
-  const ts = [];
-  for (const s of specs) {
-    const A = new Float32Array(s.r * s.in), B = new Float32Array(s.out * s.r), a = 2 / Math.sqrt(s.in);
-    for (let i = 0; i < A.length; i++) A[i] = a * rnd();
-    for (let i = 0; i < B.length; i++) B[i] = 0.02 * rnd();
-    ts.push(A, B);
-  }
-  lora.setParams(ts);
-}
+lora.setParams(randomLoraParams(specs, 12345, 2, 0.02));  // A ~ U(±1/√in) (kaiming-uniform-like), B ~ U(±0.01)
 let m = new GpuLlama(c, gw, lora);
 m.prepare(1, T);
 const ids = new Int32Array(T).map((_, i) => (i * 7919 + 17) % cfg.vocabSize);

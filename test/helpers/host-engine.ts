@@ -190,6 +190,15 @@ export function hostEngine(): HostEngine {
       dqv.fill(0); dkv.fill(0); dvv.fill(0);
       attentionBackwardRef(dqv, dkv, dvv, bfRead(dout, nq), bfRead(q, nq), bfRead(k, nk), bfRead(v, nk), bfRead(out, nq), f32(lse, B * Hq * Tq), B, Tq, Tk, Hq, Hkv, D);
     },
+    cudaFillUniformBf16: (h: number, n: number, seed: number, lo: number, hi: number) => {
+      let x = (seed * 2654435761) >>> 0 || 1;
+      bfWrite(h, Float32Array.from({ length: n }, () => { x ^= x << 13; x >>>= 0; x ^= x >>> 17; x ^= x << 5; x >>>= 0; return lo + (hi - lo) * (x / 4294967296); }));
+    },
+    cudaFillRandomBytes: (h: number, bytes: number, seed: number) => {
+      let x = (seed * 2654435761) >>> 0 || 1;
+      const b = u8(h, bytes);
+      for (let i = 0; i < bytes; i++) { x ^= x << 13; x >>>= 0; x ^= x >>> 17; x ^= x << 5; x >>>= 0; b[i] = x & 255; }
+    },
     cudaMemset0: (h: number, bytes?: number) => { const b = get(h, bytes ?? 0); new Uint8Array(b.mem, b.off, bytes ?? b.bytes).fill(0); },
     cudaCopy: (dst: number, src: number, bytes: number, dOff = 0, sOff = 0) => {
       const d = get(dst, dOff + bytes), s = get(src, sOff + bytes);
