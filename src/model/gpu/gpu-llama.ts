@@ -34,7 +34,8 @@ function groupsOf(lora: GpuLora, l: number, grouped: boolean): Projection[][] {
   return out;
 }
 
-function actSlots(c: LlamaConfig, B: number, T: number, lora: GpuLora | null, chunkRows: number, grouped: boolean, recompute: boolean): Named {
+function actSlots(c: LlamaConfig, B: number, T: number, lora: GpuLora | null, chunkRows: number, grouped: boolean, recompute: boolean,
+  splitK: boolean): Named {
   const N = B * T, D = c.hiddenSize, Q = c.numHeads * c.headDim, KV = c.numKvHeads * c.headDim, I = c.intermediateSize;
   const L = c.numLayers, V = c.vocabSize, half = c.headDim / 2;
   const s: Named = {
@@ -50,7 +51,7 @@ function actSlots(c: LlamaConfig, B: number, T: number, lora: GpuLora | null, ch
     dq: { n: N * Q, t: 'f32' }, dk: { n: N * KV, t: 'f32' }, dv: { n: N * KV, t: 'f32' },
     dqB: { n: N * Q, t: 'bf16' }, dkB: { n: N * KV, t: 'bf16' }, dvB: { n: N * KV, t: 'bf16' },
     u: { n: N * 3 * Math.max(1, lora?.maxRank ?? 1), t: 'bf16' },
-    splitk: { n: lora ? MAX_SPLITS * N * 3 * lora.maxRank : 1, t: 'f32' },
+    splitk: { n: lora && splitK ? MAX_SPLITS * N * 3 * lora.maxRank : 1, t: 'f32' },
     // losses and the chunked lm_head scratch
     teacher: { n: N * D, t: 'f32' }, loss: { n: 4, t: 'f32' },
     ceLogits: { n: chunkRows * V, t: 'f32' }, ceDlogits: { n: chunkRows * V, t: 'bf16' },
@@ -128,7 +129,7 @@ export class GpuLlama {
     for (const v of this.lossViews.splice(0)) if (v) this.c.cudaFree(v);
     this.arena?.free();
     this.arena = null;
-    this.arena = new DeviceArena(this.c, actSlots(this.config, B, T, this.lora, Math.min(this.chunkRows, B * T), this.grouped, this.recompute));
+    this.arena = new DeviceArena(this.c, actSlots(this.config, B, T, this.lora, Math.min(this.chunkRows, B * T), this.grouped, this.recompute, this.splitK));
     this.B = B; this.T = T;
     const half = this.config.headDim / 2, cos = new Float32Array(T * half), sin = new Float32Array(T * half);
     ropeTables(cos, sin, this.invFreq, 0, T);
