@@ -40,6 +40,7 @@ import { GpuLora, loraSiteSpecs } from '../model/gpu/gpu-lora.js';
 import { GpuLlama } from '../model/gpu/gpu-llama.js';
 import { GpuAdam } from '../train/gpu-adam.js';
 import { GpuRilqObjective } from '../train/objectives/rilq-gpu.js';
+import { GpuLrecObjective } from '../train/objectives/lrec-gpu.js';
 import { Progress } from '../cli/progress.js';
 
 export type CompensateMethod = 'rilq' | 'rilq-logits' | 'lrec' | 'linear' | 'layer' | 'svd' | 'loftq';
@@ -176,7 +177,7 @@ export interface MethodOptions {
   evalMaxWindows?: number;
   pplBefore?: boolean;
   adapterName?: string;
-  /** 'cuda': train on the GPU engine (rilq only so far); evaluation stays on the CPU path */
+  /** 'cuda': train on the GPU engine (rilq and lrec); evaluation stays on the CPU path */
   device?: 'cpu' | 'cuda';
   /** GPU engine: keep only each block's input and recompute its activations in the backward (less memory, +1 forward) */
   recompute?: boolean;
@@ -305,21 +306,27 @@ export function runMethod(ctx: CompensateContext, m: MethodOptions): MethodResul
   return res;
 }
 
-/** The GPU engine's objective and device-resident Adam for a trained method (rilq only so far). */
+/** The GPU engine's objective and device-resident Adam for a trained method (rilq and lrec so far). */
 function gpuTraining(ctx: CompensateContext, m: MethodOptions, name: string, quiet: boolean): { obj: Objective; optimizer: TrainOptions['optimizer']; free(): void } {
-  if (m.method !== 'rilq') throw new LowbitError(`compensate --device cuda: only --method rilq runs on the GPU engine so far (got ${m.method})`);
+  if (m.method !== 'rilq' && m.method !== 'lrec') throw new LowbitError(`compensate --device cuda: only --method rilq and lrec run on the GPU engine so far (got ${m.method})`);
   const eng = requireGpu();
   const specs = loraSiteSpecs(ctx.student, name);
   const cache = teacherCache(ctx, quiet);
   const gw = uploadWeights(eng, ctx.student);
   const lora = new GpuLora(eng, specs);
-  const gm = new GpuLlama(eng, gw, lora, { recompute: m.recompute });
-  const obj = new GpuRilqObjective(gm, cache, { mseWeight: m.mseWeight, ceWeight: 1 - (m.mseWeight ?? 0.5) });
-  return {
-    obj,
-    optimizer: (ps, ao) => new GpuAdam(lora, ps, ao),
-    free: () => { obj.free(); gm.free(); lora.free(); gw.free(); },
-  };
+  let gm: GpuLlama | null = null;
+  try {
+    // lrec: room for the teacher's logit chunk; its teacher lm_head is the student's device buffer when equal (always
+    // in lowbit: the lm_head is never quantized), else an upload of the FP one
+    const g = gm = new GpuLlama(eng, gw, lora, { recompute: m.recompute, distill: m.method === 'lrec' });
+    const obj = m.method === 'lrec' ? new GpuLrecObjective(g, cache, { ceWeight: m.ceWeight, klWeight: m.klWeight })
+      : new GpuRilqObjective(g, cache, { mseWeight: m.mseWeight, ceWeight: 1 - (m.mseWeight ?? 0.5) });
+    return {
+      obj,
+      optimizer: (ps, ao) => new GpuAdam(lora, ps, ao),
+      free: () => { obj.free(); g.free(); lora.free(); gw.free(); },
+    };
+  } catch (e) { gm?.free(); lora.free(); gw.free(); throw e; }
 }
 
 function swapBase(w: LlamaWeights, layer: number, p: Projection, lin: LoraLinear, base: Linear): LoraLinear {

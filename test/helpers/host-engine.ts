@@ -12,6 +12,7 @@ import { attentionBackwardRef, attentionForwardRef } from '../../src/backend/ker
 import { rmsnormBackwardRef, rmsnormForwardRef } from '../../src/model/ops/rmsnorm.js';
 import { ropeBackward, ropeForward } from '../../src/model/ops/rope.js';
 import { swigluBackwardRef, swigluForwardRef } from '../../src/model/ops/swiglu.js';
+import { klCeRowsRef } from '../../src/model/ops/kl-ce.js';
 import { dequantize } from '../../src/quant/dequant.js';
 import { packedBytes } from '../../src/quant/pack.js';
 import { f16BitsToF32 } from '../../src/quant/f16.js';
@@ -157,6 +158,26 @@ export function hostEngine(): HostEngine {
         for (let k = 0; k < D; k++) { let s = 0; for (let v = 0; v < V; v++) s += pb[v] * w[v * D + k]; dh[n * D + k] += s; }
       }
       loss[0] += sum;
+    },
+    cudaKlCeRows: (s: number, t: number, targets: number, d: number | null, dF32: boolean, klSum: number, ceSum: number,
+      rows: number, V: number, klScale: number, ceScale: number, tOff = 0) => {
+      const n = rows * V, g = d ? new Float64Array(n) : null;
+      const r = klCeRowsRef(f32(s, n), f32(t, n), i32(targets, tOff + rows).subarray(tOff), g, rows, V, klScale, ceScale);
+      if (d && g) { if (dF32) f32(d, n).set(g); else bfWrite(d, g); }
+      f32(klSum, 1)[0] += r.kl;
+      f32(ceSum, 1)[0] += r.ce;
+    },
+    // the chunk loop of kl_ce.cu: two logit GEMMs, the rows kernel (bf16 dlogits), dHidden += dlogits·W
+    cudaLmHeadKlCe: (hidden: number, W: number, tHidden: number, tW: number, targets: number, dH: number | null, klSum: number,
+      ceSum: number, N: number, D: number, V: number, klScale: number, ceScale: number, chunkRows: number, sL: number, tL: number,
+      dl: number | null) => {
+      for (let r0 = 0; r0 < N; r0 += chunkRows) {
+        const rows = Math.min(chunkRows, N - r0);
+        gemm(false, true, rows, V, D, hidden, r0 * D, D, W, 0, D, sL, 0, V, 1, 0, true);
+        gemm(false, true, rows, V, D, tHidden, r0 * D, D, tW, 0, D, tL, 0, V, 1, 0, true);
+        ops.cudaKlCeRows(sL, tL, targets, dH ? dl : null, false, klSum, ceSum, rows, V, klScale, ceScale, r0);
+        if (dH) gemm(false, false, rows, D, V, dl!, 0, V, W, 0, D, dH, r0 * D, D, 1, 1, true);
+      }
     },
     cudaMseF32: (a: number, tgt: number, da: number | null, lossSum: number, n: number, gradScale: number) => {
       const av = f32(a, n), tv = f32(tgt, n), d = da ? f32(da, n) : null, loss = f32(lossSum, 1);

@@ -4,9 +4,11 @@
 import { cudaEngine, cudaUnavailable, type NativeCudaQuant } from '../../backend/cuda.js';
 import { cudaTrainOps, type NativeCudaTrain } from '../../backend/cuda-train-ops.js';
 import { cudaAttention, type NativeCudaAttention } from '../../backend/cuda-attention.js';
+import type { NativeCudaKlCe } from '../../backend/cuda-kl-ce.js';
 import { LowbitError } from '../../io/errors.js';
 
-export type GpuEngine = NativeCudaQuant & NativeCudaTrain & NativeCudaAttention;
+// (the KL + CE kernels of LREC are checked where they are used, so an older addon still runs RILQ)
+export type GpuEngine = NativeCudaQuant & NativeCudaTrain & NativeCudaAttention & NativeCudaKlCe;
 
 let override: GpuEngine | null = null;
 /** Route gpuEngine()/requireGpu() to another implementation of the engine (tests: the host emulator); null resets. */

@@ -12,6 +12,7 @@ import type { GpuLora } from './gpu-lora.js';
 import { LowbitError } from '../../io/errors.js';
 import type { GpuProfiler } from './profiler.js';
 import { bf16ToF32 } from '../../backend/cuda.js';
+import { klCeMissing } from '../../backend/cuda-kl-ce.js';
 
 type Named = Record<string, Slot>;
 
@@ -35,7 +36,7 @@ function groupsOf(lora: GpuLora, l: number, grouped: boolean): Projection[][] {
 }
 
 function actSlots(c: LlamaConfig, B: number, T: number, lora: GpuLora | null, chunkRows: number, grouped: boolean, recompute: boolean,
-  splitK: boolean): Named {
+  splitK: boolean, distill = false): Named {
   const N = B * T, D = c.hiddenSize, Q = c.numHeads * c.headDim, KV = c.numKvHeads * c.headDim, I = c.intermediateSize;
   const L = c.numLayers, V = c.vocabSize, half = c.headDim / 2;
   const s: Named = {
@@ -56,6 +57,8 @@ function actSlots(c: LlamaConfig, B: number, T: number, lora: GpuLora | null, ch
     teacher: { n: N * D, t: 'f32' }, loss: { n: 4, t: 'f32' },
     ceLogits: { n: chunkRows * V, t: 'f32' }, ceDlogits: { n: chunkRows * V, t: 'bf16' },
   };
+  // logit distillation (LREC): the teacher hidden as the teacher lm_head's bf16 input, one chunk of teacher logits
+  if (distill) { s.teacherB = { n: N * D, t: 'bf16' }; s.klTeacherLogits = { n: chunkRows * V, t: 'f32' }; }
   for (let l = 0; l <= L; l++) s[`resid${l}`] = { n: N * D, t: 'f32' };
   // with recompute, one layer's set serves every layer (the backward re-runs each block from its input first)
   for (let l = 0; l < (recompute ? 1 : L); l++) {
@@ -99,6 +102,8 @@ export class GpuLlama {
    * layer's activations instead of L; one extra forward). Constructor option, or LOWBIT_GPU_RECOMPUTE=1.
    */
   readonly recompute: boolean;
+  /** Room for logit distillation (lmHeadKlCe: LREC's KL + CE); constructor option. */
+  readonly distill: boolean;
   /** A per-layer activation slot (the shared one under recompute). */
   private la(name: string, l: number): number { return this.h[`${name}_${this.recompute ? 0 : l}`]; }
   /** The kept x·Aᵀ of the adapter group starting at projection p of layer l. */
@@ -107,9 +112,12 @@ export class GpuLlama {
   prof: GpuProfiler | null = null;
   private tick(cat: string): void { this.prof?.tick(cat); }
 
-  constructor(readonly c: GpuEngine, readonly w: GpuWeights, readonly lora: GpuLora | null = null, opts: { recompute?: boolean } = {}) {
+  constructor(readonly c: GpuEngine, readonly w: GpuWeights, readonly lora: GpuLora | null = null, opts: { recompute?: boolean; distill?: boolean } = {}) {
     this.config = w.config;
     this.recompute = opts.recompute ?? process.env.LOWBIT_GPU_RECOMPUTE === '1';
+    this.distill = opts.distill ?? false;
+    const noKl = this.distill ? klCeMissing(c) : null;
+    if (noKl) throw new LowbitError(`--device cuda: ${noKl}`);
     const cfg = this.config;
     if (![32, 64, 128].includes(cfg.headDim)) throw new LowbitError(`GPU engine: head dim ${cfg.headDim} (supported: 32, 64, 128)`);
     this.scratch = c.cudaAlloc(w.maxWeight * 2);
@@ -129,7 +137,7 @@ export class GpuLlama {
     for (const v of this.lossViews.splice(0)) if (v) this.c.cudaFree(v);
     this.arena?.free();
     this.arena = null;
-    this.arena = new DeviceArena(this.c, actSlots(this.config, B, T, this.lora, Math.min(this.chunkRows, B * T), this.grouped, this.recompute, this.splitK));
+    this.arena = new DeviceArena(this.c, actSlots(this.config, B, T, this.lora, Math.min(this.chunkRows, B * T), this.grouped, this.recompute, this.splitK, this.distill));
     this.B = B; this.T = T;
     const half = this.config.headDim / 2, cos = new Float32Array(T * half), sin = new Float32Array(T * half);
     ropeTables(cos, sin, this.invFreq, 0, T);
@@ -349,6 +357,31 @@ export class GpuLlama {
     this.c.cudaLmHeadCe(h.lnf, this.w.lmHead, h.targets, grad ? h.dH : null, this.lossView(slot), N, cfg.hiddenSize, cfg.vocabSize,
       scale, Math.min(this.chunkRows, N), h.ceLogits, h.ceDlogits);
     this.tick('lm_head + CE');
+  }
+
+  /**
+   * LREC's loss on the uploaded targets and teacher hidden (setTargets, setTeacher), chunked: student logits through
+   * the student lm_head, teacher logits through `teacherHead` (bf16 [V, D]; may be w.lmHead), loss[klSlot] += Σ rows'
+   * KL(teacher‖student), loss[ceSlot] += Σ CE (targets ≥ 0); with grad, dH += ∂(klScale·KL + ceScale·CE)/∂hidden
+   * (ceScale already divided by the count). Device work only (capturable). Needs the constructor's { distill: true }.
+   */
+  lmHeadKlCeDevice(teacherHead: number, grad: boolean, klScale: number, ceScale: number, klSlot = 0, ceSlot = 1): void {
+    if (!this.distill) throw new Error('GpuLlama: lmHeadKlCe needs the model built with { distill: true }');
+    const cfg = this.config, h = this.h, N = this.B * this.T, D = cfg.hiddenSize;
+    this.c.cudaCastF32ToBf16Scaled(h.teacherB, h.teacher, N * D, 1);
+    this.c.cudaLmHeadKlCe(h.lnf, this.w.lmHead, h.teacherB, teacherHead, h.targets, grad ? h.dH : null, this.lossView(klSlot),
+      this.lossView(ceSlot), N, D, cfg.vocabSize, klScale, ceScale, Math.min(this.chunkRows, N), h.ceLogits, h.klTeacherLogits,
+      grad ? h.ceDlogits : null);
+    this.tick('lm_head + KL/CE');
+  }
+
+  /** lmHeadKlCeDevice after uploading targets [B·T] (< 0 ignored) and the teacher hidden [B·T, D]; returns the count. */
+  lmHeadKlCe(targets: Int32Array, teacher: Float32Array, teacherHead: number, grad: boolean, klScale: number, ceScale: number,
+    klSlot = 0, ceSlot = 1): number {
+    const count = this.setTargets(targets);
+    this.setTeacher(teacher);
+    this.lmHeadKlCeDevice(teacherHead, grad, klScale, ceScale, klSlot, ceSlot);
+    return count;
   }
 
   /** The four loss accumulators (one sync). */
