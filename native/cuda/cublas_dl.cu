@@ -18,6 +18,7 @@ constexpr size_t kWorkspaceBytes = 64u << 20;  // cuBLAS recommends >= 32 MiB on
 
 CublasApi g_api;
 std::string g_error;  // set once if loading failed
+std::string g_missing_optional;  // the first optional symbol not found ("" = all there)
 std::once_flag g_once;
 
 const char* status_name(cublasStatus_t s) {
@@ -70,6 +71,17 @@ void load() {
       return;
     }
   }
+  // Optional symbols: their absence only disables the functions that need them (cublas_api_gptq).
+  struct Sym optional[] = {
+      {(void**)&g_api.sgemm, "cublasSgemm_v2"},
+      {(void**)&g_api.dgemm, "cublasDgemm_v2"},
+      {(void**)&g_api.dtrsm, "cublasDtrsm_v2"},
+      {(void**)&g_api.dsyrk, "cublasDsyrk_v2"},
+  };
+  for (auto& s : optional) {
+    *s.slot = dlsym(lib, s.name);
+    if (!*s.slot && g_missing_optional.empty()) g_missing_optional = s.name;
+  }
   cublasStatus_t st = g_api.create(&g_api.handle);
   if (st != 0) {
     g_error = cublas_err("cublasCreate_v2", st);
@@ -105,6 +117,16 @@ const CublasApi* cublas_api(const char** err) {
     return nullptr;
   }
   return &g_api;
+}
+
+const CublasApi* cublas_api_gptq(const char** err) {
+  const CublasApi* api = cublas_api(err);
+  if (api && !g_missing_optional.empty()) {
+    static const std::string msg = "cuBLAS has no symbol " + g_missing_optional + " (needed by GPTQ)";
+    *err = msg.c_str();
+    return nullptr;
+  }
+  return api;
 }
 
 const char* cublas_load(int* version) {

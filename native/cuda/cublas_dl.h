@@ -14,6 +14,9 @@ enum : int { CUDA_R_32F = 0, CUDA_R_16BF = 14 };          // cudaDataType_t
 enum : int { CUBLAS_COMPUTE_32F = 68 };                   // cublasComputeType_t
 enum : int { CUBLAS_GEMM_DEFAULT = -1 };                  // cublasGemmAlgo_t
 enum : int { CUBLAS_DEFAULT_MATH = 0 };                   // cublasMath_t
+enum : int { CUBLAS_SIDE_LEFT = 0, CUBLAS_SIDE_RIGHT = 1 };              // cublasSideMode_t
+enum : int { CUBLAS_FILL_MODE_LOWER = 0, CUBLAS_FILL_MODE_UPPER = 1 };   // cublasFillMode_t
+enum : int { CUBLAS_DIAG_NON_UNIT = 0, CUBLAS_DIAG_UNIT = 1 };           // cublasDiagType_t
 
 struct CublasApi {
   cublasStatus_t (*create)(cublasHandle_t*);
@@ -30,12 +33,24 @@ struct CublasApi {
                                             void* C, int Ctype, int ldc, long long strideC, int batchCount,
                                             int computeType, int algo);
   cublasStatus_t (*set_workspace)(cublasHandle_t, void*, size_t);
+  // Optional (GPTQ: f32 Hessian GEMMs, f64 Cholesky/inverse/updates): null when the library lacks the symbol;
+  // callers go through cublas_api_gptq(). Scalars by host pointer (the default pointer mode), column-major.
+  cublasStatus_t (*sgemm)(cublasHandle_t, int transa, int transb, int m, int n, int k, const float* alpha,
+                          const float* A, int lda, const float* B, int ldb, const float* beta, float* C, int ldc);
+  cublasStatus_t (*dgemm)(cublasHandle_t, int transa, int transb, int m, int n, int k, const double* alpha,
+                          const double* A, int lda, const double* B, int ldb, const double* beta, double* C, int ldc);
+  cublasStatus_t (*dtrsm)(cublasHandle_t, int side, int uplo, int trans, int diag, int m, int n, const double* alpha,
+                          const double* A, int lda, double* B, int ldb);
+  cublasStatus_t (*dsyrk)(cublasHandle_t, int uplo, int trans, int n, int k, const double* alpha, const double* A,
+                          int lda, const double* beta, double* C, int ldc);
   cublasHandle_t handle;
   int version;
 };
 
 // Loads the library and creates the handle on first use; nullptr + *err on failure (error sticks).
 const CublasApi* cublas_api(const char** err);
+// cublas_api() when every optional (GPTQ) function was found, else nullptr + *err naming the missing symbol.
+const CublasApi* cublas_api_gptq(const char** err);
 // "cublasGemmEx failed: CUBLAS_STATUS_..." style message.
 const char* cublas_err(const char* what, cublasStatus_t s);
 

@@ -404,6 +404,7 @@ void register_cuda(napi_env env, napi_value exports) {
   register_cuda_quant(env, exports);
   register_cuda_train(env, exports);
   register_cuda_attention(env, exports);
+  register_cuda_gptq(env, exports);
   register_cuda_quantize(env, exports);
   register_cuda_kl_ce(env, exports);
 }

@@ -32,6 +32,7 @@ bool cuda_int_dim(Args& a, size_t i, int64_t* out);
 // Registration of the other binding files (called from register_cuda).
 void register_cuda_train(napi_env env, napi_value exports);      // napi_train.cc
 void register_cuda_attention(napi_env env, napi_value exports);  // napi_attention.cc
+void register_cuda_gptq(napi_env env, napi_value exports);       // napi_gptq.cc
 void register_cuda_quantize(napi_env env, napi_value exports);   // napi_quantize.cc
 void register_cuda_kl_ce(napi_env env, napi_value exports);      // napi_kl_ce.cc
 
