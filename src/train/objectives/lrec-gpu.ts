@@ -22,12 +22,16 @@ export function deviceTeacherHead(m: GpuLlama, head: Linear): { handle: number; 
   if (typeof dense !== 'function') throw new LowbitError(`GPU engine: the teacher lm_head ${head.constructor.name} has no dense weight`);
   const w = dense.call(head), V = m.config.vocabSize, D = m.config.hiddenSize;
   if (w.length !== V * D) throw new LowbitError(`GPU engine: the teacher lm_head has ${w.length} weights, the student's ${V}×${D}`);
-  const tb = f32ToBf16(w), sb = new Uint16Array(V * D);
-  m.c.cudaDownload(m.w.lmHead, sb);
+  // compared in slices of 2^22 (a LLaMA-3 head is 0.5 G weights): no full host copy of the device's
+  const step = 1 << 22, sb = new Uint16Array(Math.min(step, V * D));
   let same = true;
-  for (let i = 0; i < tb.length && same; i++) same = tb[i] === sb[i];
+  for (let o = 0; o < V * D && same; o += step) {
+    const n = Math.min(step, V * D - o), tb = f32ToBf16(w.subarray(o, o + n)), part = sb.subarray(0, n);
+    m.c.cudaDownload(m.w.lmHead, part, o * 2);
+    for (let i = 0; i < n && same; i++) same = tb[i] === part[i];
+  }
   if (same) return { handle: m.w.lmHead, owned: false };
-  const h = m.c.cudaAlloc(tb.byteLength);
+  const tb = f32ToBf16(w), h = m.c.cudaAlloc(tb.byteLength);
   m.c.cudaUpload(h, tb);
   return { handle: h, owned: true };
 }
