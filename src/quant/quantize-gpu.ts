@@ -46,6 +46,8 @@ class Scratch {
 /**
  * quantizeWeight(W, out, in, opts, ctx) on the GPU: the same PackedTensor bit for bit, and the same ICQ entropy
  * statistics in ctx.icqStats. W must hold float32 values (a Float32Array). Throws for unsupported options.
+ * Every buffer is allocated and every input uploaded before the first kernel, and nothing comes back before the
+ * last one, so the kernels run back to back.
  */
 export function quantizeWeightGpu(c: NativeCudaQuantize, W: Float32Array, out: number, inF: number, opts: QuantOpts,
   ctx: QuantContext = {}): PackedTensor {
@@ -57,16 +59,20 @@ export function quantizeWeightGpu(c: NativeCudaQuantize, W: Float32Array, out: n
   const s = new Scratch(c);
   try {
     const dW = s.upload(W), dCodes = s.alloc(n), dPacked = s.alloc(packedBytes(n, opts.bits));
-    const t = opts.method === 'rtn' || (opts.method === 'icq' && opts.icqMode === 'int')
+    const finish = opts.method === 'rtn' || (opts.method === 'icq' && opts.icqMode === 'int')
       ? intLayout(s, dW, dCodes, out, inF, opts, ctx) : nfLayout(s, dW, dCodes, out, inF, opts, ctx);
     c.cudaPackCodes(dCodes, n, opts.bits, dPacked);
+    const t = finish();
     t.qcodes = s.download(dPacked, new Uint8Array(packedBytes(n, opts.bits)));
     return t;
   } finally { s.free(); }
 }
 
-/** The 'int' layout (RTN, ICQ-int): one-byte codes into dCodes, the tensor without its packed codes. */
-function intLayout(s: Scratch, dW: number, dCodes: number, out: number, inF: number, opts: QuantOpts, ctx: QuantContext): PackedTensor {
+/** Downloads a layout's results into the tensor (all but its packed codes), after the kernels. */
+type Finish = () => PackedTensor;
+
+/** The 'int' layout (RTN, ICQ-int): launches the kernel (one-byte codes into dCodes). */
+function intLayout(s: Scratch, dW: number, dCodes: number, out: number, inF: number, opts: QuantOpts, ctx: QuantContext): Finish {
   const c = s.c, bits = opts.bits;
   const g = resolveGroup(opts.groupSize, inF), ngr = out * Math.ceil(inF / g);
   const rule = opts.method === 'rtn' ? 0 : 1;
@@ -80,57 +86,65 @@ function intLayout(s: Scratch, dW: number, dCodes: number, out: number, inF: num
     if (ctx.icqStats) stats = s.alloc(2 * ngr * 8);
   }
   c.cudaQuantInt(dW, out, inF, bits, g, rule, dCodes, dS, dZ, mults, nMults, ent, stats);
-  const t: PackedTensor = { method: opts.method, layout: 'int', bits, out, in: inF, groupSize: g, qcodes: new Uint8Array(0),
-    scales: s.download(dS, new Float32Array(ngr)), zeros: s.download(dZ, new Float32Array(ngr)) };
-  if (stats !== null && ctx.icqStats) {
-    // quantizeICQ_Int: entropyBefore += meanGroupEntropy(minmax)·groups, entropyAfter likewise, sums in group order
-    const st = s.download(stats, new Float64Array(2 * ngr));
-    let hb = 0, ha = 0;
-    for (let k = 0; k < ngr; k++) { hb += st[2 * k]; ha += st[2 * k + 1]; }
-    ctx.icqStats.entropyBefore += (ngr ? hb / ngr : 0) * ngr;
-    ctx.icqStats.entropyAfter += (ngr ? ha / ngr : 0) * ngr;
-    ctx.icqStats.blocks += ngr;
-  }
-  return t;
+  return () => {
+    const t: PackedTensor = { method: opts.method, layout: 'int', bits, out, in: inF, groupSize: g, qcodes: new Uint8Array(0),
+      scales: s.download(dS, new Float32Array(ngr)), zeros: s.download(dZ, new Float32Array(ngr)) };
+    if (stats !== null && ctx.icqStats) {
+      // quantizeICQ_Int: entropyBefore += meanGroupEntropy(minmax)·groups, entropyAfter likewise, sums in group order
+      const st = s.download(stats, new Float64Array(2 * ngr));
+      let hb = 0, ha = 0;
+      for (let k = 0; k < ngr; k++) { hb += st[2 * k]; ha += st[2 * k + 1]; }
+      ctx.icqStats.entropyBefore += (ngr ? hb / ngr : 0) * ngr;
+      ctx.icqStats.entropyAfter += (ngr ? ha / ngr : 0) * ngr;
+      ctx.icqStats.blocks += ngr;
+    }
+    return t;
+  };
 }
 
-/** The 'nf' layout (NF, ICQ-NF; absmax plain or double-quantized): one-byte codes into dCodes. */
-function nfLayout(s: Scratch, dW: number, dCodes: number, out: number, inF: number, opts: QuantOpts, ctx: QuantContext): PackedTensor {
-  const c = s.c, n = out * inF, bits = opts.bits;
+/** The 'nf' layout (NF, ICQ-NF; absmax plain or double-quantized): launches the kernels (one-byte codes into dCodes). */
+function nfLayout(s: Scratch, dW: number, dCodes: number, out: number, inF: number, opts: QuantOpts, ctx: QuantContext): Finish {
+  const c = s.c, n = out * inF, bits = opts.bits, icq = opts.method === 'icq', dq = !!opts.doubleQuant;
   const block = opts.groupSize && opts.groupSize > 0 ? opts.groupSize : 64, nb = Math.ceil(n / block);
+  const nScale = Math.ceil(nb / DQ_BLOCK);
+  // buffers and inputs first
   const levels = s.upload(nfLevels(bits)), dAbs = s.alloc(nb * 4);
-  const icq = opts.method === 'icq';
-  const t: PackedTensor = { method: icq ? 'icq' : 'nf', layout: 'nf', bits, out, in: inF, groupSize: block, qcodes: new Uint8Array(0) };
-  let dyn: number | null = null;
-  const dynmap = () => (dyn ??= s.upload(dynamicMap()));
-  if (!icq) c.cudaQuantBlockwise(dW, n, block, levels, 1 << bits, null, dCodes, dAbs);
-  else {
-    const factors = Float32Array.from(icqFactors(opts.tauLambda ?? 0.1, opts.tauN ?? 100));
-    const dTau = s.alloc(nb * 4), ent = s.upload(quantEntropyTerms(block, n - (nb - 1) * block));
-    const stats = ctx.icqStats ? s.alloc(2 * nb * 8) : null;
-    c.cudaIcqNf(dW, n, bits, block, levels, s.upload(factors), factors.length, ent, dCodes, dAbs, dTau, stats);
-    const nScale = Math.ceil(nb / DQ_BLOCK), dTq = s.alloc(nb), dTs = s.alloc(nScale * 4);
-    c.cudaTauDq(dTau, nb, dynmap(), dTq, dTs);
-    t.tauQ = s.download(dTq, new Uint8Array(nb));
-    t.tauScale = s.download(dTs, new Float32Array(nScale));
-    if (stats !== null && ctx.icqStats) {
-      // quantizeICQ_NF: per-tensor sums over blocks in order, then added to the running totals
-      const st = s.download(stats, new Float64Array(2 * nb));
-      let hb = 0, ha = 0;
-      for (let b = 0; b < nb; b++) { ha += st[2 * b + 1]; hb += st[2 * b]; }
-      ctx.icqStats.entropyBefore += hb; ctx.icqStats.entropyAfter += ha; ctx.icqStats.blocks += nb;
-    }
-  }
-  if (opts.doubleQuant) {
+  const dyn = icq || dq ? s.upload(dynamicMap()) : 0;
+  const factors = icq ? Float32Array.from(icqFactors(opts.tauLambda ?? 0.1, opts.tauN ?? 100)) : new Float32Array(0);
+  const dFactors = icq ? s.upload(factors) : 0, ent = icq ? s.upload(quantEntropyTerms(block, n - (nb - 1) * block)) : 0;
+  const dTau = icq ? s.alloc(nb * 4) : 0, dTq = icq ? s.alloc(nb) : 0, dTs = icq ? s.alloc(nScale * 4) : 0;
+  const stats = icq && ctx.icqStats ? s.alloc(2 * nb * 8) : null;
+  const work = dq ? s.alloc(16) : 0, dQ = dq ? s.alloc(nb) : 0, dSc = dq ? s.alloc(nScale * 4) : 0;
+  // kernels
+  if (icq) {
+    c.cudaIcqNf(dW, n, bits, block, levels, dFactors, factors.length, ent, dCodes, dAbs, dTau, stats);
+    c.cudaTauDq(dTau, nb, dyn, dTq, dTs);
+  } else c.cudaQuantBlockwise(dW, n, block, levels, 1 << bits, null, dCodes, dAbs);
+  if (dq) {
     // QLoRA double quantization: offset = mean(absmax); (absmax − offset) → dynamic map in blocks of 256
-    const work = s.alloc(16), nScale = Math.ceil(nb / DQ_BLOCK), dQ = s.alloc(nb), dSc = s.alloc(nScale * 4);
     c.cudaAbsmaxMean(dAbs, nb, work);
-    c.cudaQuantBlockwise(dAbs, nb, DQ_BLOCK, dynmap(), 256, work, dQ, dSc);
-    t.absmaxQ = s.download(dQ, new Uint8Array(nb));
-    t.absmaxScale = s.download(dSc, new Float32Array(nScale));
-    t.absmaxOffset = s.download(work, new Float32Array(1))[0];
-  } else t.absmax = s.download(dAbs, new Float32Array(nb));
-  return t;
+    c.cudaQuantBlockwise(dAbs, nb, DQ_BLOCK, dyn, 256, work, dQ, dSc);
+  }
+  return () => {
+    const t: PackedTensor = { method: icq ? 'icq' : 'nf', layout: 'nf', bits, out, in: inF, groupSize: block, qcodes: new Uint8Array(0) };
+    if (icq) {
+      t.tauQ = s.download(dTq, new Uint8Array(nb));
+      t.tauScale = s.download(dTs, new Float32Array(nScale));
+      if (stats !== null && ctx.icqStats) {
+        // quantizeICQ_NF: per-tensor sums over blocks in order, then added to the running totals
+        const st = s.download(stats, new Float64Array(2 * nb));
+        let hb = 0, ha = 0;
+        for (let b = 0; b < nb; b++) { ha += st[2 * b + 1]; hb += st[2 * b]; }
+        ctx.icqStats.entropyBefore += hb; ctx.icqStats.entropyAfter += ha; ctx.icqStats.blocks += nb;
+      }
+    }
+    if (dq) {
+      t.absmaxQ = s.download(dQ, new Uint8Array(nb));
+      t.absmaxScale = s.download(dSc, new Float32Array(nScale));
+      t.absmaxOffset = s.download(work, new Float32Array(1))[0];
+    } else t.absmax = s.download(dAbs, new Float32Array(nb));
+    return t;
+  };
 }
 
 export type WeightQuantizer = (W: Float32Array, out: number, inF: number, opts: QuantOpts, ctx?: QuantContext) => PackedTensor;
