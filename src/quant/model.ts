@@ -13,10 +13,12 @@ import { type LlamaConfig, PROJECTIONS, type Projection, projectionPath, project
 import { LlamaWeights } from '../model/weights.js';
 import { LlamaModel } from '../model/llama.js';
 import type { Arr } from '../tensor.js';
-import type { PackedTensor, QuantOpts } from './types.js';
-import { quantizeWeight } from './quantizer.js';
+import type { PackedTensor, QuantMethod, QuantOpts } from './types.js';
+import { quantizeWeight, type QuantContext } from './quantizer.js';
 import type { IcqStats } from './icq.js';
 import { HessianAccumulator } from './gptq.js';
+import { GpuHessian, quantizeGPTQGpu, requireGptqEngine } from './gptq-gpu.js';
+import type { GptqEngine } from '../backend/cuda-gptq.js';
 import { PackedLinear } from './packed-linear.js';
 import {
   BitCounter, type BitStats, type QuantRecord, PACKED_FORMAT, PACKED_VERSION, QUANT_FILE, copyAuxFiles, layoutRecord,
@@ -36,7 +38,18 @@ export interface ModelQuantOpts extends QuantOpts {
   /** GPTQ forward batch (windows per forward) */
   calibBatch?: number;
   exportFakeQuant?: string;
+  /**
+   * 'cuda': GPTQ's Hessians and solves on the GPU (gptqEngine, default requireGptqEngine()); the calibration forward
+   * stays on the CPU model. Methods outside GPU_QUANT_METHODS run on the CPU (or through weightQuantizer).
+   */
+  device?: 'cpu' | 'cuda';
+  gptqEngine?: GptqEngine;
+  /** rtn/nf/icq: the per-weight quantizer (default quantizeWeight on the CPU); the hook for GPU quantizers. */
+  weightQuantizer?: (W: Float32Array, out: number, inF: number, opts: QuantOpts, ctx: QuantContext) => PackedTensor;
 }
+
+/** Methods that quantizeModel runs on the GPU with device 'cuda'. */
+export const GPU_QUANT_METHODS: ReadonlySet<QuantMethod> = new Set<QuantMethod>(['gptq']);
 
 export interface QuantizeStats {
   method: QuantOpts['method'];
@@ -48,6 +61,8 @@ export interface QuantizeStats {
   icq?: { entropyBefore: number; entropyAfter: number; blocks: number };
   /** GPTQ: summed GPTQ loss and calibration tokens */
   gptq?: { loss: number; tokens: number };
+  /** 'cuda' when device was 'cuda' and the GPU paths ran (GPTQ, or the other methods through a weightQuantizer) */
+  device: 'cpu' | 'cuda';
   seconds: number;
   outDir: string;
 }
@@ -113,7 +128,7 @@ export async function quantizeModel(srcDir: string, outDir: string, opts: ModelQ
         if (!store.has(name)) throw fileError(store.source, `missing tensor '${name}'`);
         const W = store.readTensorF32(name);
         if (W.length !== s.out * s.in) throw fileError(store.source, `tensor '${name}' has ${W.length} values, expected [${s.out}, ${s.in}]`);
-        emit(l, p, quantizeWeight(W, s.out, s.in, qopts, { icqStats }));
+        emit(l, p, (opts.weightQuantizer ?? quantizeWeight)(W, s.out, s.in, qopts, { icqStats }));
       }
     } else {
       gptqTokens = await runGptq(config, store, srcDir, opts, qopts, emit, gptqLoss);
@@ -136,7 +151,7 @@ export async function quantizeModel(srcDir: string, outDir: string, opts: ModelQ
   if (opts.exportFakeQuant) exportFakeQuant(outDir, opts.exportFakeQuant);
   const stats: QuantizeStats = {
     method: opts.method, bits: opts.bits, groupSize: group, doubleQuant: record.double_quant, bitStats,
-    seconds: (Date.now() - t0) / 1000, outDir,
+    device: opts.device === 'cuda' && (opts.method === 'gptq' || opts.weightQuantizer) ? 'cuda' : 'cpu', seconds: (Date.now() - t0) / 1000, outDir,
   };
   if (opts.method === 'icq' && icqStats.blocks > 0) {
     stats.icq = { entropyBefore: icqStats.entropyBefore / icqStats.blocks, entropyAfter: icqStats.entropyAfter / icqStats.blocks, blocks: icqStats.blocks };
@@ -162,6 +177,7 @@ async function runGptq(config: LlamaConfig, store: TensorStore, srcDir: string, 
     return store.readTensorF32(name);
   });
   const model = new LlamaModel(weights);
+  const eng = opts.device === 'cuda' ? (opts.gptqEngine ?? requireGptqEngine()) : null;
   let B = Math.min(opts.calibBatch ?? 4, samples);
   while (samples % B !== 0) B--;
   const nb = samples / B;
@@ -183,20 +199,32 @@ async function runGptq(config: LlamaConfig, store: TensorStore, srcDir: string, 
   };
   for (let l = 0; l < config.numLayers; l++) {
     for (const group of groups) {
-      const acc = new Map<Projection, HessianAccumulator>();
-      for (const p of group) if (!acc.has(inputOf[p])) acc.set(inputOf[p], new HessianAccumulator(projectionShape(config, p).in));
-      const hooks = {
-        onLinearInput(_l: number, p: Projection, x: Arr, rows: number) { acc.get(p)?.add(x, rows); },
-      };
-      for (let b = 0; b < nb; b++) model.forwardLayer(l, inps[b], B, seq, hooks);
-      const H = new Map<Projection, Float64Array>();
-      for (const [k, a] of acc) H.set(k, a.finalize());
-      for (const p of group) {
-        const lin = weights.linearAt(l, p) as unknown as { dense(): Arr };
-        const s = projectionShape(config, p);
-        const t = quantizeWeight(lin.dense(), s.out, s.in, qopts, { hessian: H.get(inputOf[p]), gptqLoss: loss });
-        weights.setLinear(l, p, new PackedLinear(t, projectionPath(l, p)));
-        emit(l, p, t);
+      const acc = new Map<Projection, HessianAccumulator | GpuHessian>();
+      try {
+        for (const p of group) {
+          const n = projectionShape(config, p).in;
+          if (!acc.has(inputOf[p])) acc.set(inputOf[p], eng ? new GpuHessian(eng, n) : new HessianAccumulator(n));
+        }
+        const hooks = {
+          onLinearInput(_l: number, p: Projection, x: Arr, rows: number) { acc.get(p)?.add(x, rows); },
+        };
+        for (let b = 0; b < nb; b++) model.forwardLayer(l, inps[b], B, seq, hooks);
+        const H = new Map<Projection, Float64Array>();
+        for (const [k, a] of acc) if (a instanceof HessianAccumulator) H.set(k, a.finalize());
+        for (const p of group) {
+          const lin = weights.linearAt(l, p) as unknown as { dense(): Arr };
+          const s = projectionShape(config, p), a = acc.get(inputOf[p])!;
+          let t: PackedTensor;
+          if (a instanceof GpuHessian) {
+            const r = quantizeGPTQGpu(eng!, lin.dense(), s.out, s.in, a, qopts);
+            loss.sum += r.loss;
+            t = r.packed;
+          } else t = quantizeWeight(lin.dense(), s.out, s.in, qopts, { hessian: H.get(inputOf[p]), gptqLoss: loss });
+          weights.setLinear(l, p, new PackedLinear(t, projectionPath(l, p)));
+          emit(l, p, t);
+        }
+      } finally {
+        for (const a of acc.values()) if (a instanceof GpuHessian) a.free();
       }
     }
     // outputs of the quantized layer l = inputs of layer l+1

@@ -4,11 +4,22 @@ import { flag, int, num, req, str } from '../args.js';
 import { LowbitError } from '../../io/errors.js';
 import { makeOut } from '../output.js';
 import { Progress } from '../progress.js';
-import { quantizeModel, type ModelQuantOpts } from '../../quant/model.js';
+import { GPU_QUANT_METHODS, quantizeModel, type ModelQuantOpts } from '../../quant/model.js';
+import { gptqEngine, requireGptqEngine } from '../../quant/gptq-gpu.js';
+import { DEVICE_OPTION } from './common.js';
 import { formatBitStats } from '../../quant/format.js';
 import type { QuantMethod } from '../../quant/types.js';
 
 const CMD = 'quantize';
+
+/** --device for quantize: cuda needs GPTQ's kernels (one-line error without them); auto falls back to the CPU. */
+export function quantizeDevice(a: ParsedArgs): 'cpu' | 'cuda' {
+  const d = str(a, 'device') ?? 'cpu';
+  if (d === 'auto') return gptqEngine() ? 'cuda' : 'cpu';
+  if (d !== 'cpu' && d !== 'cuda') throw new LowbitError(`lowbit ${CMD}: --device must be cpu, cuda or auto, got '${d}'`);
+  if (d === 'cuda') requireGptqEngine();
+  return d;
+}
 
 export function quantOptsFromArgs(a: ParsedArgs): ModelQuantOpts {
   const method = req(a, 'method', CMD);
@@ -35,7 +46,7 @@ export function quantOptsFromArgs(a: ParsedArgs): ModelQuantOpts {
 export const command: CommandSpec = {
   name: CMD,
   summary: 'quantize a model to 2/3/4 bits (rtn, nf, icq, gptq) into a packed directory',
-  usage: 'lowbit quantize --model DIR --method rtn|nf|icq|gptq --bits B [--group G] [--double-quant] [--calib FILE --calib-samples N --seq L --seed S] --out DIR [--export-fake-quant DIR] [--json]',
+  usage: 'lowbit quantize --model DIR --method rtn|nf|icq|gptq --bits B [--group G] [--double-quant] [--calib FILE --calib-samples N --seq L --seed S] [--device cpu|cuda|auto] --out DIR [--export-fake-quant DIR] [--json]',
   options: [
     { name: 'model', help: 'source HF model directory (config.json + safetensors + tokenizer)' },
     { name: 'method', help: 'rtn | nf | icq | gptq' },
@@ -51,6 +62,7 @@ export const command: CommandSpec = {
     { name: 'act-order', flag: true, help: 'gptq: quantize columns by descending Hessian diagonal' },
     { name: 'true-sequential', flag: true, help: 'gptq: quantize q/k/v, o, gate/up, down in turn (each sees the earlier ones quantized)' },
     { name: 'static-groups', flag: true, help: 'gptq: fit group parameters up front (with --act-order: no g_idx)' },
+    { ...DEVICE_OPTION, help: 'cpu | cuda (GPTQ: Hessians, Cholesky and column updates on the GPU, f64; rtn/nf/icq stay on the CPU) | auto (cuda when usable)' },
     { name: 'out', help: 'output packed directory' },
     { name: 'export-fake-quant', help: 'also write a plain HF directory with the dequantized weights (bf16)' },
     { name: 'json', flag: true, help: 'print one JSON object as the last stdout line' },
@@ -59,6 +71,9 @@ export const command: CommandSpec = {
     const out = makeOut(flag(a, 'json'));
     const src = req(a, 'model', CMD), dst = req(a, 'out', CMD);
     const o = quantOptsFromArgs(a);
+    o.device = quantizeDevice(a);
+    // hook: a GPU quantizer for rtn/nf/icq would join GPU_QUANT_METHODS (or be passed as o.weightQuantizer)
+    if (o.device === 'cuda' && !GPU_QUANT_METHODS.has(o.method)) out.info(`--device cuda: ${o.method} runs on the CPU (only GPTQ has GPU kernels here)`);
     let bar: Progress | null = null;
     const stats = await quantizeModel(src, dst, o, (done, total, what) => {
       bar ??= new Progress(`quantize ${o.method}${o.bits}`, total, 'proj');
@@ -68,7 +83,7 @@ export const command: CommandSpec = {
     out.info(`quantized ${src} with ${o.method}${o.method === 'icq' ? `-${o.icqMode}` : ''} ${o.bits}-bit, group ${stats.groupSize}${stats.doubleQuant ? ', double quant' : ''} → ${dst} (${stats.seconds.toFixed(1)} s)`);
     out.info(formatBitStats(stats.bitStats));
     if (stats.icq) out.info(`ICQ mean per-block code entropy: ${stats.icq.entropyBefore.toFixed(4)} → ${stats.icq.entropyAfter.toFixed(4)} bits (${stats.icq.blocks} blocks)`);
-    if (stats.gptq) out.info(`GPTQ: ${stats.gptq.tokens} calibration tokens, summed loss ${stats.gptq.loss.toExponential(4)}`);
+    if (stats.gptq) out.info(`GPTQ (${stats.device}): ${stats.gptq.tokens} calibration tokens, summed loss ${stats.gptq.loss.toExponential(4)}`);
     if (o.exportFakeQuant) out.info(`fake-quant export: ${o.exportFakeQuant}`);
     out.result({ ...stats, ...stats.bitStats, model: src, out: dst, exportFakeQuant: o.exportFakeQuant ?? null } as unknown as Record<string, unknown>);
   },
