@@ -58,6 +58,47 @@ for (const withLora of [true, false]) {
     } finally { d.free(); }
   }
 }
+// The GEMVs alone (no LoRA): v4 (one launch for q/k/v with the RMSNorm; one for gate/up) vs v3 (one launch per
+// projection, the RMSNorm a separate kernel), rotating over 8 layers' weights so L2 (50 MB) holds none; graph-captured.
+if (!tiny && variants.includes(4)) {
+  const d = new GpuDecoder(c, gw, null, 4);
+  const plan = d.v4, L = Math.min(8, cfg.numLayers), reps = 20, h = d.arena.h;
+  const timeGraph = (body) => {
+    c.cudaGraphBegin();
+    for (let r = 0; r < reps; r++) for (let l = 0; l < L; l++) body(l);
+    const g = c.cudaGraphEnd();
+    c.cudaGraphLaunch(g); c.cudaSync();
+    const t0 = performance.now();
+    c.cudaGraphLaunch(g); c.cudaSync();
+    const ms = (performance.now() - t0) / (reps * L);
+    c.cudaGraphFree(g);
+    return ms;
+  };
+  const qb = (p) => gw.layers[0].proj[p].q.bytes;
+  const groups = [
+    { name: 'q/k/v (in 4096)', ps: ['q_proj', 'k_proj', 'v_proj'], seg: 'qkv', x: h.x, norm: true, inF: cfg.hiddenSize },
+    { name: 'gate/up (in 4096)', ps: ['gate_proj', 'up_proj'], seg: 'gu', x: h.x, norm: true, inF: cfg.hiddenSize },
+    { name: 'o (in 4096)', ps: ['o_proj'], seg: 'o', x: h.attF, norm: false, inF: cfg.hiddenSize },
+    { name: 'down (in 11008)', ps: ['down_proj'], seg: 'down', x: h.act, norm: false, inF: cfg.intermediateSize },
+  ];
+  c.cudaFillUniformBf16(h.xb, cfg.intermediateSize, 5, -1, 1);
+  for (const [buf, n] of [[h.x, cfg.hiddenSize], [h.attF, cfg.hiddenSize], [h.act, cfg.intermediateSize]]) {
+    c.cudaMemset0(buf, n * 4); c.cudaAccumulateBf16ToF32(buf, h.xb, n, 1);
+  }
+  res.gemv = [];
+  for (const gr of groups) {
+    const by = gr.ps.reduce((a, p) => a + qb(p), 0);
+    const t4 = timeGraph((l) => c.cudaDecodeGemv(gr.x, false, gr.norm ? gw.layers[l].inputNorm : null, 1e-5, gr.inF, plan[l][gr.seg]));
+    const t3 = timeGraph((l) => {
+      if (gr.norm) c.cudaRmsnormFwd(h.x, gw.layers[l].inputNorm, null, h.xn, null, 1, gr.inF, 1e-5);
+      gr.ps.forEach((p, i) => c.cudaQGemv(gw.layers[l].proj[p].q.desc, gr.norm ? h.xn : gr.x, [h.q, h.k, h.v][i] ?? h.q, false, 3));
+    });
+    const r = { group: gr.name, bytes: by, v4us: t4 * 1e3, v3us: t3 * 1e3, v4ofCopy: by / (t4 * 1e-3) / BW, v3ofCopy: by / (t3 * 1e-3) / BW };
+    res.gemv.push(r);
+    log(`GEMV ${gr.name.padEnd(18)} ${(by / 1e6).toFixed(1)} MB: v4 ${r.v4us.toFixed(2)} µs (${(100 * r.v4ofCopy).toFixed(0)} % of copy), v3${gr.norm ? ' + RMSNorm' : ''} ${r.v3us.toFixed(2)} µs (${(100 * r.v3ofCopy).toFixed(0)} %)`);
+  }
+  d.free();
+}
 const out = opt('--json');
 if (out) writeFileSync(out, JSON.stringify(res, null, 1) + '\n');
 lora.free(); gw.free();

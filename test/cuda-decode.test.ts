@@ -19,9 +19,14 @@ import { attachLora, loraParams } from '../src/adapters/lora.js';
 import { bf, relErr, smallConfig } from './helpers/gpu-model.js';
 
 const ENGINES: { name: string; get(): GpuEngine | null }[] = [{ name: 'CUDA', get: gpuEngine }, { name: 'host emulator', get: hostEngine }];
-const cfg = smallConfig(192);
+// v1/v3: the per-op path on a model whose widths the fused path does not take; v4: the fused decode path (decode.cu)
+// on widths that are multiples of 256 (hidden 256, 4 heads × 64, GQA 2 kv heads, intermediate 512).
+const CASES = [
+  { cfg: smallConfig(192), variants: [1, 3] as const, fused: false },
+  { cfg: { ...smallConfig(512), hiddenSize: 256, headDim: 64 }, variants: [3, 4] as const, fused: true },
+];
 
-for (const E of ENGINES) test(`${E.name}: GPU decoder = CPU model = GPU forward at every position; graph replay = eager (packed + dense layers, LoRA)`, (t) => {
+for (const E of ENGINES) for (const { cfg, variants, fused } of CASES) test(`${E.name}: GPU decoder (GEMV v${variants.join('/v')}) = CPU model = GPU forward at every position; graph replay = eager (packed + dense layers, LoRA)`, (t) => {
   const c = E.get();
   if (!c) { t.skip(gpuUnavailable()); return; }
   const rng = new Rng(21);
@@ -41,10 +46,11 @@ for (const E of ENGINES) test(`${E.name}: GPU decoder = CPU model = GPU forward 
   const g = gpuModelFromHost(c, w);
   let fwd: Float32Array;
   try { g.model.forward(ids, 1, T); fwd = g.model.logits(); } finally { /* the decoder reuses g.weights/g.lora */ }
-  for (const variant of [1, 3] as const) {
-    const d = new GpuDecoder(c, g.weights, g.lora, T + 1);
+  for (const variant of variants) {
+    const d: GpuDecoder = new GpuDecoder(c, g.weights, g.lora, T + 1);
     try {
       d.variant = variant;
+      if (variant === 4) assert.equal(d.fused, fused, `fused path: ${d.v4Unsupported()}`);
       const eager = new Float32Array(T * V);
       for (let i = 0; i < T; i++) eager.set(d.step(ids[i])!, i * V);
       d.reset(); d.useGraphs = true;

@@ -752,9 +752,157 @@ napi_value js_bench_decode(napi_env env, napi_callback_info info) {
   return make_number(env, ms);
 }
 
+// ---- batch-1 decode (decode.cu) ----
+bool aligned16(Args& a, const void* p, const char* what) {
+  if ((reinterpret_cast<uintptr_t>(p) & 15) == 0) return true;
+  throw_error(a.env, std::string(a.fn) + ": " + what + " must start 16-byte aligned");
+  return false;
+}
+
+// cudaRepackSpan4(desc, dst)   dst: the desc's code stream with every 64-byte span transposed (decode v4 layout)
+napi_value js_repack4(napi_env env, napi_callback_info info) {
+  Args a(env, info, "cudaRepackSpan4");
+  QDesc d;
+  Buf dst;
+  if (!desc_arg(a, 0, &d) || !buf_arg(a, 1, (size_t)d.out * d.in / 4, &dst)) return nullptr;
+  if (d.layout != 0 || d.bits != 2 || d.in % 256 != 0 || d.gidx) {
+    throw_error(env, "cudaRepackSpan4: needs an 'int' 2-bit tensor without gIdx and in % 256 == 0");
+    return nullptr;
+  }
+  check(env, cuda_repack4(d.codes, dst.ptr, d.out, d.in));
+  return nullptr;
+}
+
+// cudaDecodeGemv(x, xBf16, normW | null, eps, in, segs)   segs: [{ desc, codes4, y, acc? } | { w, rows, y, acc? }]
+napi_value js_decode_gemv(napi_env env, napi_callback_info info) {
+  Args a(env, info, "cudaDecodeGemv");
+  int64_t in = 0;
+  bool xbf = false;
+  double eps = 0;
+  Buf x, nw;
+  if (!a.boolean(1, &xbf) || !a.number(3, &eps) || !int_dim(a, 4, &in) || !buf_arg(a, 0, (size_t)in * (xbf ? 2 : 4), &x) ||
+      !cuda_opt_buf_arg(a, 2, (size_t)in * 4, &nw))
+    return nullptr;
+  bool is = false;
+  if (a.argc > 5) napi_is_array(env, a.argv[5], &is);
+  if (!is) return a.fail(5, "an array of segments"), nullptr;
+  uint32_t len = 0;
+  napi_get_array_length(env, a.argv[5], &len);
+  if (len < 1 || len > (uint32_t)kDecodeMaxSegs) {
+    throw_error(env, "cudaDecodeGemv: 1 to 8 segments");
+    return nullptr;
+  }
+  DecodeSeg segs[kDecodeMaxSegs];
+  for (uint32_t k = 0; k < len; k++) {
+    napi_value el;
+    napi_get_element(env, a.argv[5], k, &el);
+    DecodeSeg& S = segs[k];
+    napi_value dv;
+    napi_valuetype dt = napi_undefined;
+    if (napi_get_named_property(env, el, "desc", &dv) == napi_ok) napi_typeof(env, dv, &dt);
+    double accv = 0;
+    bool present = false;
+    if (!prop_num(a, el, "acc", &accv, &present)) return nullptr;
+    S.acc = accv != 0 ? 1 : 0;
+    if (dt == napi_object) {
+      QDesc d;
+      if (!desc_from(a, dv, &d)) return nullptr;
+      if (d.layout != 0 || d.bits != 2 || d.in != (int)in || d.group % 64 != 0 || d.gidx) {
+        throw_error(env, "cudaDecodeGemv: packed segments must be 'int' 2-bit, group % 64 == 0, no gIdx, with the call's in");
+        return nullptr;
+      }
+      const void* c4;
+      if (!prop_buf(a, el, "codes4", (size_t)d.out * d.in / 4, &c4, true)) return nullptr;
+      S.kind = 0; S.rows = d.out; S.group = d.group; S.ng = (d.in + d.group - 1) / d.group; S.codes = c4; S.sz = d.sz;
+    } else {
+      double rows = 0;
+      if (!prop_num(a, el, "rows", &rows, &present)) return nullptr;
+      if (!present || rows < 1 || rows != (double)(int)rows) {
+        throw_error(env, "cudaDecodeGemv: a dense segment needs integer rows >= 1");
+        return nullptr;
+      }
+      const void* w;
+      if (!prop_buf(a, el, "w", (size_t)rows * in * 2, &w, true) || !aligned16(a, w, "a dense segment's w")) return nullptr;
+      S.kind = 1; S.rows = (int)rows; S.W = w;
+    }
+    const void* y;
+    if (!prop_buf(a, el, "y", (size_t)S.rows * 4, &y, true)) return nullptr;
+    S.y = static_cast<float*>(const_cast<void*>(y));
+  }
+  check(env, cuda_decode_gemv(segs, (int)len, (int)in, x.ptr, xbf, static_cast<const float*>(nw.ptr), (float)eps));
+  return nullptr;
+}
+
+// LoRA B (bf16 [rows, r], rows 16-byte aligned when r % 8 == 0) and its t [r] (f32), both null or both set.
+bool lora_args(Args& a, size_t ib, size_t it, int64_t r, int64_t rows, Buf* B, Buf* t) {
+  if (!cuda_opt_buf_arg(a, ib, (size_t)(rows * r * 2), B) || !cuda_opt_buf_arg(a, it, (size_t)r * 4, t)) return false;
+  if (!B->ptr != !t->ptr) {
+    throw_error(a.env, std::string(a.fn) + ": a LoRA B needs its t (and t its B)");
+    return false;
+  }
+  return !B->ptr || r % 8 != 0 || aligned16(a, B->ptr, "a LoRA B");
+}
+
+// cudaDecodeQkvEpi(q, k, v, tq, tk, tv, Bq, Bk, Bv, rq, rk, rv, cos, sin, Hq, Hkv, hd, qOut, kOut, vOut)
+napi_value js_decode_qkv_epi(napi_env env, napi_callback_info info) {
+  Args a(env, info, "cudaDecodeQkvEpi");
+  int64_t rq = 0, rk = 0, rv = 0, Hq = 0, Hkv = 0, hd = 0;
+  if (!int_dim(a, 9, &rq) || !int_dim(a, 10, &rk) || !int_dim(a, 11, &rv) || !int_dim(a, 14, &Hq) || !int_dim(a, 15, &Hkv) ||
+      !int_dim(a, 16, &hd))
+    return nullptr;
+  const int64_t Q = Hq * hd, KV = Hkv * hd;
+  Buf q, k, v, tq, tk, tv, Bq, Bk, Bv, cs, sn, qo, ko, vo;
+  if (!buf_arg(a, 0, Q * 4, &q) || !buf_arg(a, 1, KV * 4, &k) || !buf_arg(a, 2, KV * 4, &v) ||
+      !lora_args(a, 6, 3, rq, Q, &Bq, &tq) || !lora_args(a, 7, 4, rk, KV, &Bk, &tk) || !lora_args(a, 8, 5, rv, KV, &Bv, &tv) ||
+      !buf_arg(a, 12, hd / 2 * 4, &cs) || !buf_arg(a, 13, hd / 2 * 4, &sn) || !buf_arg(a, 17, Q * 2, &qo) ||
+      !buf_arg(a, 18, KV * 2, &ko) || !buf_arg(a, 19, KV * 2, &vo))
+    return nullptr;
+  if (hd % 2 != 0) return throw_error(env, "cudaDecodeQkvEpi: odd head dim"), nullptr;
+  auto F = [](const Buf& b) { return static_cast<const float*>(b.ptr); };
+  auto H = [](const Buf& b) { return static_cast<const uint16_t*>(b.ptr); };
+  DecodeQkv e{F(q), F(k), F(v), F(tq), F(tk), F(tv), H(Bq), H(Bk), H(Bv), (int)rq, (int)rk, (int)rv, F(cs), F(sn),
+              (int)Hq, (int)Hkv, (int)hd, static_cast<uint16_t*>(qo.ptr), static_cast<uint16_t*>(ko.ptr),
+              static_cast<uint16_t*>(vo.ptr)};
+  check(env, cuda_decode_qkv_epi(e));
+  return nullptr;
+}
+
+// cudaDecodeResidualEpi(x, y, t | null, B | null, r, n)   x += y + B·t
+napi_value js_decode_residual_epi(napi_env env, napi_callback_info info) {
+  Args a(env, info, "cudaDecodeResidualEpi");
+  int64_t r = 0, n = 0;
+  Buf x, y, t, B;
+  if (!int_dim(a, 4, &r) || !int_dim(a, 5, &n) || !buf_arg(a, 0, n * 4, &x) || !buf_arg(a, 1, n * 4, &y) ||
+      !lora_args(a, 3, 2, r, n, &B, &t))
+    return nullptr;
+  check(env, cuda_decode_residual_epi(static_cast<float*>(x.ptr), static_cast<const float*>(y.ptr),
+                                      static_cast<const float*>(t.ptr), B.ptr, (int)r, (int)n));
+  return nullptr;
+}
+
+// cudaDecodeSwigluEpi(g, u, tg | null, tu | null, Bg | null, Bu | null, rg, ru, n, act)
+napi_value js_decode_swiglu_epi(napi_env env, napi_callback_info info) {
+  Args a(env, info, "cudaDecodeSwigluEpi");
+  int64_t rg = 0, ru = 0, n = 0;
+  Buf g, u, tg, tu, Bg, Bu, act;
+  if (!int_dim(a, 6, &rg) || !int_dim(a, 7, &ru) || !int_dim(a, 8, &n) || !buf_arg(a, 0, n * 4, &g) ||
+      !buf_arg(a, 1, n * 4, &u) || !lora_args(a, 4, 2, rg, n, &Bg, &tg) || !lora_args(a, 5, 3, ru, n, &Bu, &tu) ||
+      !buf_arg(a, 9, n * 4, &act))
+    return nullptr;
+  check(env, cuda_decode_swiglu_epi(static_cast<const float*>(g.ptr), static_cast<const float*>(u.ptr),
+                                    static_cast<const float*>(tg.ptr), static_cast<const float*>(tu.ptr), Bg.ptr, Bu.ptr,
+                                    (int)rg, (int)ru, (int)n, static_cast<float*>(act.ptr)));
+  return nullptr;
+}
+
 }  // namespace
 
 void register_cuda_quant(napi_env env, napi_value exports) {
+  export_fn(env, exports, "cudaRepackSpan4", js_repack4);
+  export_fn(env, exports, "cudaDecodeGemv", js_decode_gemv);
+  export_fn(env, exports, "cudaDecodeQkvEpi", js_decode_qkv_epi);
+  export_fn(env, exports, "cudaDecodeResidualEpi", js_decode_residual_epi);
+  export_fn(env, exports, "cudaDecodeSwigluEpi", js_decode_swiglu_epi);
   export_fn(env, exports, "cudaDequantBf16", js_dequant);
   export_fn(env, exports, "cudaQGemv", js_qgemv);
   export_fn(env, exports, "cudaGemvBf16", js_gemv_bf16);

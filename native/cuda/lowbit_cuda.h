@@ -117,4 +117,40 @@ const char* cuda_bench_qgemv(const QDesc* d, int nd, const float* x, float* y, i
 const char* cuda_bench_decode(const QDesc* d, int nd, const void* const* A, const void* const* B, int rank,
                               const float* x, float* y, float* t, int reps, double* ms);
 
+
+// ---- batch-1 decode (decode.cu) ----
+constexpr int kDecodeMaxSegs = 8;
+// One run of output rows of the v4 decode GEMV: kind 0 = packed 'int' 2-bit codes REPACKED by cuda_repack4 (codes)
+// with their f16 scale|zero words (sz, ng groups per row of `group` inputs), kind 1 = dense bf16 rows W [rows, in]
+// (16-byte aligned). y[rows] f32 (= or += when acc).
+struct DecodeSeg {
+  int kind = 0, rows = 0, group = 0, ng = 0;
+  const void* codes = nullptr;
+  const uint32_t* sz = nullptr;
+  const void* W = nullptr;
+  float* y = nullptr;
+  int acc = 0;
+};
+// The packed code stream (out rows of in/4 bytes, in % 256 == 0) with each 64-byte span's 4×4 words transposed.
+const char* cuda_repack4(const void* codes, void* dst, int out, int in);
+// y_s = W_s·x̃ for every segment s in one launch, x̃ = RMSNorm(x)·normw when normw (else x); x f32 or bf16 [in].
+const char* cuda_decode_gemv(const DecodeSeg* segs, int nseg, int in, const void* x, bool x_bf16, const float* normw,
+                             float eps);
+// q/k/v of one token: + LoRA (s·B bf16 [out, r]) · t (null B: none), RoPE on q and k (tables of this position),
+// q → qOut (bf16), k → kOut, v → vOut (the KV-cache rows of this position, bf16).
+struct DecodeQkv {
+  const float *q, *k, *v, *tq, *tk, *tv;
+  const uint16_t *Bq, *Bk, *Bv;
+  int rq, rk, rv;
+  const float *cos, *sin;
+  int Hq, Hkv, hd;
+  uint16_t *qOut, *kOut, *vOut;
+};
+const char* cuda_decode_qkv_epi(const DecodeQkv& e);
+// x[n] += y + B·t (B null: x += y)
+const char* cuda_decode_residual_epi(float* x, const float* y, const float* t, const void* B, int r, int n);
+// act[n] = silu(g + Bg·tg) · (u + Bu·tu), f32
+const char* cuda_decode_swiglu_epi(const float* g, const float* u, const float* tg, const float* tu, const void* Bg,
+                                   const void* Bu, int rg, int ru, int n, float* act);
+
 }  // namespace lowbit

@@ -25,7 +25,7 @@ if [ "${RILQ:-1}" = 1 ]; then
 fi
 if [ "${DECODE:-1}" = 1 ]; then
   step "decode (lowbit)"
-  timeout 240 node bench/cuda-decode.mjs --variants ${DECODE_VARIANTS:-1,3} --json "$OUT/decode.json" 2>&1 | tail -10
+  timeout 240 node bench/cuda-decode.mjs --variants ${DECODE_VARIANTS:-3,4} --json "$OUT/decode.json" 2>&1 | tail -24
 fi
 if [ "${DEQUANT:-1}" = 1 ]; then
   step "dequantization, packed GEMM, fused GEMV (v1, v2)"

@@ -6,6 +6,7 @@
 // It lets CI run the GPU model's orchestration (arenas, views, grouped adapters, decoder, graphs, the RILQ
 // objective through the trainer) against the CPU model; the kernels themselves are tested on the GPU machine.
 import { f32ToBf16 } from '../../src/backend/cuda.js';
+import { decodeSlotRound, type DecodeSeg } from '../../src/backend/cuda-decode.js';
 import type { GpuEngine } from '../../src/model/gpu/engine.js';
 import type { QuantDesc } from '../../src/backend/cuda.js';
 import { attentionBackwardRef, attentionForwardRef } from '../../src/backend/kernels.js';
@@ -102,6 +103,53 @@ export function hostEngine(): HostEngine {
     cudaGemvBf16: (W: number, rows: number, K: number, x: number, y: number, acc: boolean) => {
       const w = bfRead(W, rows * K), xv = f32(x, K), yv = f32(y, rows);
       for (let r = 0; r < rows; r++) { let s = 0; for (let k = 0; k < K; k++) s += w[r * K + k] * xv[k]; yv[r] = (acc ? yv[r] : 0) + s; }
+    },
+    // ---- decode kernels (decode.cu): the v4 GEMV's fp16 rounding of x (decodeSlotRound), f64 sums ----
+    cudaRepackSpan4: (d: QuantDesc, dst: number) => {
+      const n = d.out * d.in / 16, src = new Uint32Array(u8(d.codes, n * 4).slice().buffer), o = new Uint32Array(u8(dst, n * 4).buffer, u8(dst, n * 4).byteOffset, n);
+      for (let sp = 0; sp < n / 16; sp++) for (let j = 0; j < 4; j++) for (let t = 0; t < 4; t++) o[sp * 16 + t * 4 + j] = src[sp * 16 + j * 4 + t];
+    },
+    cudaDecodeGemv: (x: number, xBf16: boolean, normW: number | null, eps: number, inF: number, segs: DecodeSeg[]) => {
+      let xv: Float32Array = xBf16 ? bfRead(x, inF) : f32(x, inF).slice();
+      if (normW) { const y = new Float32Array(inF); rmsnormForwardRef(y, new Float32Array(1), xv, f32(normW, inF), 1, inF, eps); xv = y; }
+      const xr = new Float64Array(inF);
+      for (let j = 0; j < inF; j += 64) decodeSlotRound(xv, j, xr);
+      for (const sg of segs) {
+        const dense = 'w' in sg, rows = dense ? sg.rows : sg.desc.out;
+        const W = dense ? bfRead(sg.w, rows * inF) : dequantDesc(sg.desc), xin = dense ? xv : xr, y = f32(sg.y, rows);
+        for (let r = 0; r < rows; r++) { let s = 0; for (let i = 0; i < inF; i++) s += W[r * inF + i] * xin[i]; y[r] = (sg.acc ? y[r] : 0) + s; }
+      }
+    },
+    cudaDecodeQkvEpi: (q: number, k: number, v: number, tq: number | null, tk: number | null, tv: number | null, Bq: number | null,
+      Bk: number | null, Bv: number | null, rq: number, rk: number, rv: number, cos: number, sin: number, Hq: number, Hkv: number,
+      hd: number, qOut: number, kOut: number, vOut: number) => {
+      const lora = (y: Float32Array, B: number | null, t: number | null, r: number) => {
+        if (!B || !t) return y;
+        const b = bfRead(B, y.length * r), tt = f32(t, r), o = new Float32Array(y.length);
+        for (let i = 0; i < y.length; i++) { let s = 0; for (let j = 0; j < r; j++) s += b[i * r + j] * tt[j]; o[i] = y[i] + s; }
+        return o;
+      };
+      const Q = Hq * hd, KV = Hkv * hd, half = hd / 2;
+      const qv = lora(f32(q, Q), Bq, tq, rq), kv = lora(f32(k, KV), Bk, tk, rk), vv = lora(f32(v, KV), Bv, tv, rv);
+      const qo = new Float32Array(Q), ko = new Float32Array(KV);
+      ropeForward(qo, qv, f32(cos, half), f32(sin, half), 1, 1, Hq, hd);
+      ropeForward(ko, kv, f32(cos, half), f32(sin, half), 1, 1, Hkv, hd);
+      bfWrite(qOut, qo); bfWrite(kOut, ko); bfWrite(vOut, vv);
+    },
+    cudaDecodeResidualEpi: (x: number, y: number, t: number | null, B: number | null, r: number, n: number) => {
+      const xv = f32(x, n), yv = f32(y, n), b = B ? bfRead(B, n * r) : null, tt = t ? f32(t, r) : null;
+      for (let i = 0; i < n; i++) { let s = 0; if (b && tt) for (let j = 0; j < r; j++) s += b[i * r + j] * tt[j]; xv[i] += yv[i] + s; }
+    },
+    cudaDecodeSwigluEpi: (g: number, u: number, tg: number | null, tu: number | null, Bg: number | null, Bu: number | null,
+      rg: number, ru: number, n: number, act: number) => {
+      const gv = f32(g, n), uv = f32(u, n), a = f32(act, n);
+      const bg = Bg ? bfRead(Bg, n * rg) : null, bu = Bu ? bfRead(Bu, n * ru) : null, tgv = tg ? f32(tg, rg) : null, tuv = tu ? f32(tu, ru) : null;
+      for (let i = 0; i < n; i++) {
+        let G = gv[i], U = uv[i];
+        if (bg && tgv) for (let j = 0; j < rg; j++) G += bg[i * rg + j] * tgv[j];
+        if (bu && tuv) for (let j = 0; j < ru; j++) U += bu[i * ru + j] * tuv[j];
+        a[i] = (G / (1 + Math.exp(-G))) * U;
+      }
     },
     cudaRmsnormFwd: (x: number, w: number, yB: number | null, yF: number | null, rstd: number | null, N: number, C: number, eps: number) => {
       const y = new Float32Array(N * C), r = new Float32Array(N);

@@ -4,11 +4,12 @@
 import { cudaEngine, cudaUnavailable, type NativeCudaQuant } from '../../backend/cuda.js';
 import { cudaTrainOps, type NativeCudaTrain } from '../../backend/cuda-train-ops.js';
 import { cudaAttention, type NativeCudaAttention } from '../../backend/cuda-attention.js';
+import { cudaDecodeOps, type NativeCudaDecode } from '../../backend/cuda-decode.js';
 import type { NativeCudaKlCe } from '../../backend/cuda-kl-ce.js';
 import { LowbitError } from '../../io/errors.js';
 
 // (the KL + CE kernels of LREC are checked where they are used, so an older addon still runs RILQ)
-export type GpuEngine = NativeCudaQuant & NativeCudaTrain & NativeCudaAttention & NativeCudaKlCe;
+export type GpuEngine = NativeCudaQuant & NativeCudaTrain & NativeCudaAttention & NativeCudaKlCe & NativeCudaDecode;
 
 let override: GpuEngine | null = null;
 /** Route gpuEngine()/requireGpu() to another implementation of the engine (tests: the host emulator); null resets. */
@@ -18,7 +19,7 @@ export function useGpuEngine(e: GpuEngine | null): void { override = e; }
 export function gpuEngine(): GpuEngine | null {
   if (override) return override;
   const q = cudaEngine();
-  if (!q || !cudaTrainOps() || !cudaAttention()) return null;
+  if (!q || !cudaTrainOps() || !cudaAttention() || !cudaDecodeOps()) return null;
   return q as GpuEngine;
 }
 
@@ -28,6 +29,7 @@ export function gpuUnavailable(): string {
   if (why !== 'available') return why;
   if (!cudaTrainOps()) return 'addon predates the CUDA training ops (rebuild it)';
   if (!cudaAttention()) return 'addon predates the CUDA attention kernels (rebuild it)';
+  if (!cudaDecodeOps()) return 'addon predates the CUDA decode kernels (rebuild it)';
   return 'available';
 }
 

@@ -3,7 +3,7 @@
 // two skinny bf16 GEMVs), K/V appended to a bf16 cache and attended by the flash kernel with Tq = 1.
 // Shapes the fused GEMV does not take (in or group not a multiple of 32, act-order gIdx) fall back to
 // dequantize + cuBLAS with M = 1. Prefill runs the prompt through the same step, token by token.
-import type { Projection } from '../config.js';
+import { PROJECTIONS as PROJ, type Projection } from '../config.js';
 import { ropeInvFreq, ropeTables } from '../ops/rope.js';
 import { DeviceArena, type Slot } from './arena.js';
 import type { GpuEngine } from './engine.js';
@@ -13,6 +13,14 @@ import { LowbitError } from '../../io/errors.js';
 import { Rng } from '../../tensor.js';
 import { sampleToken } from '../sampling.js';
 import type { GenerateOptions } from '../generate.js';
+import type { DecodeSeg } from '../../backend/cuda-decode.js';
+
+/** Per layer, the v4 path's launches: segments of the three GEMVs reading x (q/k/v, gate/up) and the o/down ones. */
+interface V4Layer {
+  qkv: DecodeSeg[]; o: DecodeSeg[]; gu: DecodeSeg[]; down: DecodeSeg[];
+  /** per projection: scaled B (bf16), its t view, rank (null/0 without an adapter) */
+  ad: Record<string, { B: number | null; t: number | null; r: number }>;
+}
 
 export class GpuDecoder {
   private arena: DeviceArena<string>;
@@ -27,8 +35,15 @@ export class GpuDecoder {
   private groupA = new Map<string, { A: number; R: number; in: number; t: number[] }>();
   private readonly scratch: number;
   pos = 0;
-  /** GEMV variant for the packed projections (backend/cuda.ts); v3 (fastest measured, int 2/4-bit) falls back to v1 */
-  variant: 0 | 1 | 2 | 3 = 3;
+  /**
+   * GEMV variant for the packed projections: 4 = the fused decode path (decode.cu: one launch per group of projections
+   * with their RMSNorm and LoRA A, tensor-core 2-bit GEMV, fused epilogues) where every projection qualifies ('int'
+   * 2-bit with group % 64 == 0, or dense; widths multiples of 256), else 3 (v3, int 2/4-bit) falling back to v1.
+   */
+  variant: 0 | 1 | 2 | 3 | 4 = 4;
+  /** the v4 plan (null when the model does not qualify: then variant 4 runs as 3) */
+  private v4: V4Layer[] | null = null;
+  private repacked: number[] = [];
   /**
    * Replay each position's token step as a CUDA graph (captured the first time that position is decoded after one
    * eager warm-up step, then reused by every later sequence): removes the ~1000 host launches per token.
@@ -80,6 +95,58 @@ export class GpuDecoder {
       }
     }
     this.scratch = c.cudaAlloc(w.maxWeight * 2);
+    this.v4 = this.planV4();
+  }
+
+  /** Why the fused v4 path cannot run this model ('' when it can). */
+  v4Unsupported(): string {
+    const c = this.c as Partial<GpuEngine>, cfg = this.w.config;
+    if (typeof c.cudaDecodeGemv !== 'function') return 'the engine has no decode kernels';
+    const D = cfg.hiddenSize, I = cfg.intermediateSize, Q = cfg.numHeads * cfg.headDim;
+    if (D % 256 || I % 256 || Q % 256) return `hidden ${D}, intermediate ${I} and heads·headDim ${Q} must be multiples of 256`;
+    for (let l = 0; l < cfg.numLayers; l++) for (const p of PROJ) {
+      const b = this.w.layers[l].proj[p];
+      if (b.kind === 'quant') {
+        const d = b.q.desc;
+        if (d.layout !== 0 || d.bits !== 2 || d.group % 64 !== 0 || d.gidx) return `layer ${l} ${p}: only 'int' 2-bit codes with group % 64 == 0 and no gIdx`;
+      }
+      const s = this.lora?.at(l, p);
+      if (s && s.offA % 8 !== 0) return `layer ${l} ${p}: adapter A not 16-byte aligned in the flat vector`;
+    }
+    return '';
+  }
+
+  private planV4(): V4Layer[] | null {
+    if (this.v4Unsupported()) return null;
+    const c = this.c, cfg = this.w.config, h = this.arena.h, R = Math.max(1, this.lora?.maxRank ?? 1);
+    const tv = [0, 1, 2].map((i) => this.view(h.t, i * R * 4, R * 4));
+    const plan: V4Layer[] = [];
+    for (let l = 0; l < cfg.numLayers; l++) {
+      const ad: V4Layer['ad'] = {};
+      const seg = (p: Projection, y: number): DecodeSeg => {
+        const b = this.w.layers[l].proj[p];
+        if (b.kind === 'dense') return { w: b.w, rows: b.out, y };
+        const codes4 = c.cudaAlloc(b.out * b.in / 4);
+        this.repacked.push(codes4);
+        c.cudaRepackSpan4(b.q.desc, codes4);
+        return { desc: b.q.desc, codes4, y };
+      };
+      const group = (ps: Projection[], ys: number[]): DecodeSeg[] => {
+        const segs = ps.map((p, i) => seg(p, ys[i]));
+        ps.forEach((p, i) => {
+          const s = this.lora?.at(l, p);
+          if (!s) { ad[p] = { B: null, t: null, r: 0 }; return; }
+          segs.push({ w: s.Ab, rows: s.r, y: tv[i] });
+          ad[p] = { B: this.scaledB.get(`${l}.${p}`)!, t: tv[i], r: s.r };
+        });
+        return segs;
+      };
+      plan.push({
+        qkv: group(['q_proj', 'k_proj', 'v_proj'], [h.q, h.k, h.v]), o: group(['o_proj'], [h.tmp]),
+        gu: group(['gate_proj', 'up_proj'], [h.gate, h.up]), down: group(['down_proj'], [h.tmp]), ad,
+      });
+    }
+    return plan;
   }
 
   private view(h: number, off: number, bytes: number): number { const v = this.c.cudaView(h, off, bytes); this.views.push(v); return v; }
@@ -88,9 +155,10 @@ export class GpuDecoder {
 
   /** The requested GEMV variant where the tensor meets its constraints, else v1 (in and group multiples of 32). */
   private gemvVariant(b: GpuBase): 0 | 1 | 2 | 3 {
-    if (b.kind !== 'quant' || this.variant < 2) return this.variant;
-    const d = b.q.desc, ok = d.in % 64 === 0 && d.group % 64 === 0 && (this.variant === 2 || (d.layout === 0 && (d.bits === 2 || d.bits === 4)));
-    return ok ? this.variant : 1;
+    const v = this.variant === 4 ? 3 : this.variant;
+    if (b.kind !== 'quant' || v < 2) return v;
+    const d = b.q.desc, ok = d.in % 64 === 0 && d.group % 64 === 0 && (v === 2 || (d.layout === 0 && (d.bits === 2 || d.bits === 4)));
+    return ok ? v : 1;
   }
 
   /** y[out] (f32) = Ŵ·x (+ s·B·(A·x)) for x f32 [in] in h.xn-like buffers. */
@@ -161,6 +229,7 @@ export class GpuDecoder {
 
   /** The device work of one token at position pos (the id already uploaded): capturable. */
   private body(pos: number, logits: boolean): void {
+    if (this.variant === 4 && this.v4) { this.body4(pos, logits); return; }
     const c = this.c, cfg = this.w.config, h = this.arena.h;
     const D = cfg.hiddenSize, I = cfg.intermediateSize, Q = cfg.numHeads * cfg.headDim, KV = cfg.numKvHeads * cfg.headDim;
     const hd = cfg.headDim, Hq = cfg.numHeads, Hkv = cfg.numKvHeads, eps = cfg.rmsNormEps;
@@ -190,6 +259,37 @@ export class GpuDecoder {
     c.cublasGemmBf16(false, true, 1, cfg.vocabSize, D, h.lnf, this.w.lmHead, h.logits, 1, 0, true);
   }
 
+  /**
+   * The v4 token step: per layer four GEMV launches (RMSNorm + q/k/v + their LoRA A; o + A; RMSNorm + gate/up + A;
+   * down + A) and four epilogues (LoRA B·t + RoPE + KV-cache rows; residual; SwiGLU; residual) around the attention.
+   */
+  private body4(pos: number, logits: boolean): void {
+    const c = this.c, cfg = this.w.config, h = this.arena.h, plan = this.v4!;
+    const D = cfg.hiddenSize, I = cfg.intermediateSize, Q = cfg.numHeads * cfg.headDim, eps = cfg.rmsNormEps;
+    c.cudaEmbedding(h.id, this.w.embed, h.x, 1, D, cfg.vocabSize, true);
+    for (let l = 0; l < cfg.numLayers; l++) {
+      const w = this.w.layers[l], pl = plan[l], a = pl.ad;
+      c.cudaDecodeGemv(h.x, false, w.inputNorm, eps, D, pl.qkv);
+      const aq = a.q_proj, ak = a.k_proj, av = a.v_proj;
+      c.cudaDecodeQkvEpi(h.q, h.k, h.v, aq.t, ak.t, av.t, aq.B, ak.B, av.B, aq.r, ak.r, av.r, this.cosAt[pos], this.sinAt[pos],
+        cfg.numHeads, cfg.numKvHeads, cfg.headDim, h.qb, this.kAt[l][pos], this.vAt[l][pos]);
+      c.cudaAttnFwd(h.qb, h[`kc${l}`], h[`vc${l}`], h.att, null, 1, 1, pos + 1, cfg.numHeads, cfg.numKvHeads, cfg.headDim);
+      c.cudaDecodeGemv(h.att, true, null, 0, Q, pl.o);
+      c.cudaDecodeResidualEpi(h.x, h.tmp, a.o_proj.t, a.o_proj.B, a.o_proj.r, D);
+      c.cudaDecodeGemv(h.x, false, w.postNorm, eps, D, pl.gu);
+      const ag = a.gate_proj, au = a.up_proj;
+      c.cudaDecodeSwigluEpi(h.gate, h.up, ag.t, au.t, ag.B, au.B, ag.r, au.r, I, h.act);
+      c.cudaDecodeGemv(h.act, false, null, 0, I, pl.down);
+      c.cudaDecodeResidualEpi(h.x, h.tmp, a.down_proj.t, a.down_proj.B, a.down_proj.r, D);
+    }
+    if (!logits) return;
+    c.cudaRmsnormFwd(h.x, this.w.finalNorm, h.lnf, null, null, 1, D, eps);
+    c.cublasGemmBf16(false, true, 1, cfg.vocabSize, D, h.lnf, this.w.lmHead, h.logits, 1, 0, true);
+  }
+
+  /** Whether token steps run the fused v4 path. */
+  get fused(): boolean { return this.variant === 4 && this.v4 !== null; }
+
   /** Bytes one decode step must read at least: packed base + adapters (bf16) + lm_head + the KV cache so far. */
   bytesPerToken(pos = this.pos): number {
     const cfg = this.w.config, KV = cfg.numKvHeads * cfg.headDim;
@@ -202,6 +302,8 @@ export class GpuDecoder {
     for (const g of this.graphs) if (g) this.c.cudaGraphFree(g);
     this.graphs = [];
     for (const v of this.views.splice(0)) this.c.cudaFree(v);
+    for (const r of this.repacked.splice(0)) this.c.cudaFree(r);
+    this.v4 = null;
     for (const b of this.scaledB.values()) this.c.cudaFree(b);
     this.scaledB.clear();
     this.arena.free();

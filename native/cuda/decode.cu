@@ -1,0 +1,371 @@
+// Batch-1 decode kernels: the v4 GEMV (tensor-core MMA on 2-bit codes, RMSNorm fused into its prologue, several
+// projections and their LoRA A factors in one launch) and the three epilogues that finish a layer's projections
+// (LoRA B·t, RoPE + KV-cache write; residual add; SwiGLU). TypeScript twins: test/helpers/host-engine.ts (engine
+// emulator) and test/cuda-decode-model.test.ts (a lane-by-lane CPU model of the v4 GEMV's fragment indexing).
+//
+// v4 GEMV, 'int' 2-bit codes (in % 256 == 0, group % 64 == 0, no gIdx):
+// - Codes are read from a copy repacked once per weight (repack4_kernel): every 64-byte span of a row (4 slots of
+//   64 codes × 4 words) is transposed so lane t of a quad gets word t of the 4 slots in one 16-byte load.
+// - A word holds 16 codes (code i at bits 2i). One LOP3 with the fp16 magic 0x6400 turns codes (i, i + 8) into the
+//   half2 (1024 + 4^e·q_i, 1024 + 4^e·q_{i+8}) where e is the code's position in the 10-bit mantissa (i = 0..4: e = i;
+//   i = 5..7 after one shift by 10: e = i − 5). These are the A operand of mma.m16n8k16 (16 rows × 16 k) as they are.
+// - B is x, staged once per block in shared memory in the same fragment order, scaled by 2^E·4^−e (E per slot of 64
+//   inputs from its max, so fp16 neither overflows nor underflows); every column of B is the same x, so each MMA
+//   gives Σ (1024 + 4^e q)·x' = 1024·Σx' + 2^E·Σ q·x for rows g and g + 8 of the warp's 16-row tile.
+// - Per slot and row: y += s·2^−E·(D − 1024·Σx' − z·Σx̂'), the two sums precomputed per slot at staging.
+//   ~1.2 instructions per weight (v3: 2.5), fp32 accumulation; the x rounding to fp16 costs ~5e-4 relative.
+// - A block (16 warps, one per SM) owns 16-row tiles in turn; its warps split the tile's spans (256 inputs each) and
+//   reduce through shared memory; the next span's codes are loaded before the current one is used.
+// - Dense bf16 segments (LoRA A factors, unquantized projections) go through the same launch on CUDA cores.
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
+
+#include <cstdint>
+
+#include "check.h"
+#include "lowbit_cuda.h"
+
+namespace lowbit {
+namespace {
+
+constexpr int kDThreads = 512, kDWarps = 16, kTile = 16;
+
+__global__ void repack4_kernel(const uint4* __restrict__ src, uint4* __restrict__ dst, size_t nspans) {
+  for (size_t s = blockIdx.x * (size_t)blockDim.x + threadIdx.x; s < nspans; s += (size_t)gridDim.x * blockDim.x) {
+    const uint4 a = src[s * 4], b = src[s * 4 + 1], c = src[s * 4 + 2], d = src[s * 4 + 3];  // slot j, words t = 0..3
+    dst[s * 4 + 0] = make_uint4(a.x, b.x, c.x, d.x);  // lane t: word t of slots 0..3
+    dst[s * 4 + 1] = make_uint4(a.y, b.y, c.y, d.y);
+    dst[s * 4 + 2] = make_uint4(a.z, b.z, c.z, d.z);
+    dst[s * 4 + 3] = make_uint4(a.w, b.w, c.w, d.w);
+  }
+}
+
+struct DParams {
+  DecodeSeg seg[kDecodeMaxSegs];
+  int first[kDecodeMaxSegs + 1];  // first tile of each segment; first[nseg] = tiles
+  int nseg, in;
+  const void* x;
+  int x_bf16;
+  const float* normw;
+  float eps;
+};
+
+__device__ __forceinline__ uint32_t pick(const uint4& v, int k) { return k == 0 ? v.x : k == 1 ? v.y : k == 2 ? v.z : v.w; }
+__device__ __forceinline__ uint32_t lop(uint32_t w, uint32_t mask) { return (w & mask) | 0x64006400u; }
+
+__device__ __forceinline__ void mma16816(float (&d)[4], uint32_t a0, uint32_t a1, uint32_t a2, uint32_t a3, uint32_t b0,
+                                         uint32_t b1) {
+  asm volatile(
+      "mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};\n"
+      : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
+      : "r"(a0), "r"(a1), "r"(a2), "r"(a3), "r"(b0), "r"(b1));
+}
+
+struct SpanLoad {
+  uint4 a, b;     // codes of rows g and g + 8 (word t of the span's 4 slots)
+  uint32_t s[8];  // f16 scale | f16 zero << 16 of rows g (0..3) and g + 8 (4..7) for the 4 slots
+};
+
+__device__ __forceinline__ int seg_of(const DParams& p, int tile) {
+  int s = 0;
+  while (s + 1 < p.nseg && tile >= p.first[s + 1]) s++;
+  return s;
+}
+
+__device__ __forceinline__ bool issue(const DParams& p, int tile, int sp, int g, int t, SpanLoad& L) {
+  const int si = seg_of(p, tile);
+  const DecodeSeg& S = p.seg[si];
+  if (S.kind != 0) return false;
+  const int r0 = (tile - p.first[si]) * kTile;
+  const int rg = min(r0 + g, S.rows - 1), rh = min(r0 + g + 8, S.rows - 1);
+  const size_t rowv = (size_t)p.in / 64;  // uint4 per row (in / 4 bytes of codes)
+  const uint4* c = reinterpret_cast<const uint4*>(S.codes);
+  L.a = __ldg(c + rg * rowv + sp * 4 + t);
+  L.b = __ldg(c + rh * rowv + sp * 4 + t);
+#pragma unroll
+  for (int j = 0; j < 4; j++) {
+    const int gi = ((sp * 4 + j) * 64) / S.group;
+    L.s[j] = __ldg(S.sz + (size_t)rg * S.ng + gi);
+    L.s[4 + j] = __ldg(S.sz + (size_t)rh * S.ng + gi);
+  }
+  return true;
+}
+
+__global__ void __launch_bounds__(kDThreads, 1) dgemv_kernel(DParams p) {
+  extern __shared__ float4 dsm[];
+  const int in = p.in, nslot = in / 64, nsp = in / 256, ntiles = p.first[p.nseg];
+  float* xs = reinterpret_cast<float*>(dsm);                  // [in] the (normalized) x, f32: dense segments
+  float4* slot = reinterpret_cast<float4*>(xs + in);          // [nslot] (1024·Σx', Σx̂', 2^−E, 0)
+  __half* imgh = reinterpret_cast<__half*>(slot + nslot);     // [in] fp16 x' in fragment order
+  const uint4* img4 = reinterpret_cast<const uint4*>(imgh);
+  __shared__ float red[2][kDWarps][kTile];
+  __shared__ float rs_s[kDWarps];
+  const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5, g = lane >> 2, t = lane & 3;
+  const float* xf = static_cast<const float*>(p.x);
+  const uint16_t* xb = static_cast<const uint16_t*>(p.x);
+  auto xin = [&](int i) -> float { return p.x_bf16 ? __uint_as_float((uint32_t)xb[i] << 16) : xf[i]; };
+
+  int tile = blockIdx.x;
+  SpanLoad cur;
+  bool pend = false;
+  if (tile < ntiles && warp < nsp) pend = issue(p, tile, warp, g, t, cur);  // in flight while x is staged
+
+  // ---- stage x: RMSNorm (optional), f32 copy, fp16 image in fragment order, per-slot sums ----
+  float rstd = 1.f;
+  if (p.normw) {
+    float ss = 0.f;
+    for (int i = tid; i < in; i += kDThreads) { const float v = xin(i); ss = fmaf(v, v, ss); }
+#pragma unroll
+    for (int o = 16; o > 0; o >>= 1) ss += __shfl_xor_sync(0xffffffffu, ss, o);
+    if (lane == 0) rs_s[warp] = ss;
+    __syncthreads();
+    if (warp == 0) {
+      float v = lane < kDWarps ? rs_s[lane] : 0.f;
+#pragma unroll
+      for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+      if (lane == 0) rs_s[0] = rsqrtf(v / (float)in + p.eps);
+    }
+    __syncthreads();
+    rstd = rs_s[0];
+  }
+  for (int j = warp; j < nslot; j += kDWarps) {
+    float v[2];
+#pragma unroll
+    for (int h = 0; h < 2; h++) {
+      const int i = j * 64 + 2 * lane + h;
+      float xv = xin(i);
+      if (p.normw) xv = xv * rstd * p.normw[i];
+      xs[i] = xv;
+      v[h] = xv;
+    }
+    float m = fmaxf(fabsf(v[0]), fabsf(v[1]));
+#pragma unroll
+    for (int o = 16; o > 0; o >>= 1) m = fmaxf(m, __shfl_xor_sync(0xffffffffu, m, o));
+    int ex = 0;
+    if (m > 0.f) frexpf(m, &ex);  // m < 2^ex
+    const int E = m > 0.f ? 14 - ex : 0;
+    float bias = 0.f, xsum = 0.f;
+#pragma unroll
+    for (int h = 0; h < 2; h++) {
+      const int c = 2 * lane + h, tt = c >> 4, i = c & 15, pp = i & 7, hi = i >> 3, e = pp <= 4 ? pp : pp - 5;
+      const __half hv = __float2half_rn(ldexpf(v[h], E - 2 * e));
+      const float f = __half2float(hv);
+      bias = fmaf(1024.f, f, bias);
+      xsum = fmaf(ldexpf(1.f, 2 * e), f, xsum);
+      imgh[(j * 32 + tt * 8 + pp) * 2 + hi] = hv;
+    }
+#pragma unroll
+    for (int o = 16; o > 0; o >>= 1) {
+      bias += __shfl_xor_sync(0xffffffffu, bias, o);
+      xsum += __shfl_xor_sync(0xffffffffu, xsum, o);
+    }
+    if (lane == 0) slot[j] = make_float4(bias, xsum, ldexpf(1.f, -E), 0.f);
+  }
+  __syncthreads();
+
+  int par = 0;
+  for (; tile < ntiles; tile += gridDim.x) {
+    const int si = seg_of(p, tile);
+    const DecodeSeg& S = p.seg[si];
+    const int r0 = (tile - p.first[si]) * kTile;
+    if (S.kind == 0) {
+      float accg = 0.f, acch = 0.f;
+      for (int sp = warp; sp < nsp; sp += kDWarps) {
+        if (!pend) issue(p, tile, sp, g, t, cur);
+        int nt = tile, ns = sp + kDWarps;
+        if (ns >= nsp) { nt = tile + gridDim.x; ns = warp; }
+        SpanLoad nxt;
+        bool pn = false;
+        if (nt < ntiles && ns < nsp) pn = issue(p, nt, ns, g, t, nxt);
+#pragma unroll
+        for (int j = 0; j < 4; j++) {
+          const uint32_t wg = pick(cur.a, j), wh = pick(cur.b, j);
+          const uint32_t wgs = wg >> 10, whs = wh >> 10;
+          const int sl = sp * 4 + j;
+          const uint4 b01 = img4[sl * 8 + t * 2], b23 = img4[sl * 8 + t * 2 + 1];
+          float d[4] = {0.f, 0.f, 0.f, 0.f};
+          mma16816(d, lop(wg, 0x00030003u), lop(wh, 0x00030003u), lop(wg, 0x000C000Cu), lop(wh, 0x000C000Cu), b01.x, b01.y);
+          mma16816(d, lop(wg, 0x00300030u), lop(wh, 0x00300030u), lop(wg, 0x00C000C0u), lop(wh, 0x00C000C0u), b01.z, b01.w);
+          mma16816(d, lop(wg, 0x03000300u), lop(wh, 0x03000300u), lop(wgs, 0x00030003u), lop(whs, 0x00030003u), b23.x, b23.y);
+          mma16816(d, lop(wgs, 0x000C000Cu), lop(whs, 0x000C000Cu), lop(wgs, 0x00300030u), lop(whs, 0x00300030u), b23.z, b23.w);
+          const float4 sv = slot[sl];
+          const uint32_t mg = cur.s[j], mh = cur.s[4 + j];
+          const float sg = __half2float(__ushort_as_half((unsigned short)(mg & 0xffff))) * sv.z;
+          const float zg = __half2float(__ushort_as_half((unsigned short)(mg >> 16)));
+          const float sh = __half2float(__ushort_as_half((unsigned short)(mh & 0xffff))) * sv.z;
+          const float zh = __half2float(__ushort_as_half((unsigned short)(mh >> 16)));
+          accg = fmaf(sg, fmaf(-zg, sv.y, d[0] - sv.x), accg);
+          acch = fmaf(sh, fmaf(-zh, sv.y, d[2] - sv.x), acch);
+        }
+        cur = nxt;
+        pend = pn;
+      }
+      if (t == 0) { red[par][warp][g] = accg; red[par][warp][g + 8] = acch; }
+    } else {
+      // dense bf16 rows on CUDA cores: thread tid takes 8-input chunks tid, tid + 512, … of each of the 16 rows
+      float acc[kTile];
+#pragma unroll
+      for (int r = 0; r < kTile; r++) acc[r] = 0.f;
+      const int nc = in / 8;
+      const uint4* W = reinterpret_cast<const uint4*>(S.W);
+      for (int c = tid; c < nc; c += kDThreads) {
+        const float4 x0 = reinterpret_cast<const float4*>(xs)[2 * c], x1 = reinterpret_cast<const float4*>(xs)[2 * c + 1];
+#pragma unroll
+        for (int r = 0; r < kTile; r++) {
+          const int row = min(r0 + r, S.rows - 1);
+          const uint4 w = __ldg(W + (size_t)row * nc + c);
+          float a = acc[r];
+          a = fmaf(__uint_as_float(w.x << 16), x0.x, a); a = fmaf(__uint_as_float(w.x & 0xffff0000u), x0.y, a);
+          a = fmaf(__uint_as_float(w.y << 16), x0.z, a); a = fmaf(__uint_as_float(w.y & 0xffff0000u), x0.w, a);
+          a = fmaf(__uint_as_float(w.z << 16), x1.x, a); a = fmaf(__uint_as_float(w.z & 0xffff0000u), x1.y, a);
+          a = fmaf(__uint_as_float(w.w << 16), x1.z, a); a = fmaf(__uint_as_float(w.w & 0xffff0000u), x1.w, a);
+          acc[r] = a;
+        }
+      }
+#pragma unroll
+      for (int r = 0; r < kTile; r++) {
+        float v = acc[r];
+#pragma unroll
+        for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+        if (lane == 0) red[par][warp][r] = v;
+      }
+      pend = false;  // the next packed tile reloads its first span
+    }
+    __syncthreads();
+    if (tid < kTile && r0 + tid < S.rows) {
+      float v = 0.f;
+#pragma unroll
+      for (int w = 0; w < kDWarps; w++) v += red[par][w][tid];
+      float* y = S.y + r0 + tid;
+      *y = S.acc ? *y + v : v;
+    }
+    par ^= 1;
+  }
+}
+
+// ---- epilogues ----
+// Σ_k B[row, k]·t[k] for a bf16 row of r values (B already scaled by the adapter's s), 0 without an adapter.
+__device__ __forceinline__ float lora_dot(const uint16_t* B, const float* tv, int r, int row) {
+  if (!B) return 0.f;
+  const uint16_t* b = B + (size_t)row * r;
+  float a = 0.f;
+  if ((r & 7) == 0) {  // 8 bf16 per 16-byte load (rows of B start 16-byte aligned when r % 8 == 0)
+    for (int k = 0; k < r; k += 8) {
+      const uint4 w = __ldg(reinterpret_cast<const uint4*>(b + k));
+      a = fmaf(__uint_as_float(w.x << 16), tv[k], a); a = fmaf(__uint_as_float(w.x & 0xffff0000u), tv[k + 1], a);
+      a = fmaf(__uint_as_float(w.y << 16), tv[k + 2], a); a = fmaf(__uint_as_float(w.y & 0xffff0000u), tv[k + 3], a);
+      a = fmaf(__uint_as_float(w.z << 16), tv[k + 4], a); a = fmaf(__uint_as_float(w.z & 0xffff0000u), tv[k + 5], a);
+      a = fmaf(__uint_as_float(w.w << 16), tv[k + 6], a); a = fmaf(__uint_as_float(w.w & 0xffff0000u), tv[k + 7], a);
+    }
+  } else {
+    for (int k = 0; k < r; k++) a = fmaf(__uint_as_float((uint32_t)b[k] << 16), tv[k], a);
+  }
+  return a;
+}
+__device__ __forceinline__ uint16_t to_bf(float f) { return __bfloat16_as_ushort(__float2bfloat16_rn(f)); }
+
+// q/k: one thread per rotation pair (head h, i < hd/2); v: one thread per element.
+__global__ void qkv_epi_kernel(DecodeQkv e) {
+  const int half = e.hd / 2, nq = e.Hq * half, nk = e.Hkv * half, nv = e.Hkv * e.hd;
+  for (int i = blockIdx.x * blockDim.x + threadIdx.x; i < nq + nk + nv; i += gridDim.x * blockDim.x) {
+    if (i < nq + nk) {
+      const bool isq = i < nq;
+      const int j = isq ? i : i - nq, h = j / half, k = j % half, r0 = h * e.hd + k, r1 = r0 + half;
+      const float* y = isq ? e.q : e.k;
+      const uint16_t* B = isq ? e.Bq : e.Bk;
+      const float* tv = isq ? e.tq : e.tk;
+      const int r = isq ? e.rq : e.rk;
+      const float a = y[r0] + lora_dot(B, tv, r, r0), b = y[r1] + lora_dot(B, tv, r, r1);
+      const float c = e.cos[k], s = e.sin[k];
+      uint16_t* o = isq ? e.qOut : e.kOut;
+      o[r0] = to_bf(a * c - b * s);
+      o[r1] = to_bf(b * c + a * s);
+    } else {
+      const int j = i - nq - nk;
+      e.vOut[j] = to_bf(e.v[j] + lora_dot(e.Bv, e.tv, e.rv, j));
+    }
+  }
+}
+
+__global__ void residual_epi_kernel(float* x, const float* y, const float* tv, const uint16_t* B, int r, int n) {
+  for (int i = blockIdx.x * blockDim.x + threadIdx.x; i < n; i += gridDim.x * blockDim.x) x[i] += y[i] + lora_dot(B, tv, r, i);
+}
+
+__global__ void swiglu_epi_kernel(const float* gt, const float* up, const float* tg, const float* tu, const uint16_t* Bg,
+                                  const uint16_t* Bu, int rg, int ru, int n, float* act) {
+  for (int i = blockIdx.x * blockDim.x + threadIdx.x; i < n; i += gridDim.x * blockDim.x) {
+    const float g = gt[i] + lora_dot(Bg, tg, rg, i), u = up[i] + lora_dot(Bu, tu, ru, i);
+    act[i] = g / (1.f + expf(-g)) * u;
+  }
+}
+
+unsigned epi_grid(int n) { return (unsigned)((n + 255) / 256); }
+
+}  // namespace
+
+const char* cuda_repack4(const void* codes, void* dst, int out, int in) {
+  if (in % 256 != 0) return "cudaRepackSpan4: in must be a multiple of 256";
+  const size_t nspans = (size_t)out * in / 256;
+  const unsigned grid = (unsigned)((nspans + 255) / 256 > 65535 * 8 ? 65535 * 8 : (nspans + 255) / 256);
+  repack4_kernel<<<grid, 256>>>(static_cast<const uint4*>(codes), static_cast<uint4*>(dst), nspans);
+  LB_CUDA(cudaGetLastError());
+  return nullptr;
+}
+
+const char* cuda_decode_gemv(const DecodeSeg* segs, int nseg, int in, const void* x, bool x_bf16, const float* normw,
+                             float eps) {
+  if (nseg < 1 || nseg > kDecodeMaxSegs) return "cudaDecodeGemv: 1 to 8 segments";
+  if (in % 256 != 0) return "cudaDecodeGemv: in must be a multiple of 256";
+  DParams p{};
+  p.nseg = nseg; p.in = in; p.x = x; p.x_bf16 = x_bf16 ? 1 : 0; p.normw = normw; p.eps = eps;
+  int tiles = 0;
+  for (int s = 0; s < nseg; s++) {
+    const DecodeSeg& S = segs[s];
+    if (S.rows < 1) return "cudaDecodeGemv: a segment has no rows";
+    if (S.kind == 0 && (S.group % 64 != 0 || !S.codes || !S.sz)) return "cudaDecodeGemv: packed segments need group % 64 == 0";
+    if (S.kind == 1 && !S.W) return "cudaDecodeGemv: dense segment without weights";
+    p.seg[s] = S;
+    p.first[s] = tiles;
+    tiles += (S.rows + kTile - 1) / kTile;
+  }
+  p.first[nseg] = tiles;
+  static int sms = 0, optin = 0;
+  static size_t attr = 48 * 1024;
+  if (!sms) {
+    LB_CUDA(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, 0));
+    LB_CUDA(cudaDeviceGetAttribute(&optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, 0));
+  }
+  const size_t smem = (size_t)in * 4 + (size_t)(in / 64) * 16 + (size_t)in * 2;
+  if (smem + sizeof(float) * (2 * kDWarps * kTile + kDWarps) > (size_t)optin) return "cudaDecodeGemv: in too large for shared memory";
+  if (smem > attr) {
+    LB_CUDA(cudaFuncSetAttribute((const void*)dgemv_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem));
+    attr = smem;
+  }
+  const int grid = tiles < sms ? tiles : sms;
+  dgemv_kernel<<<grid, kDThreads, smem>>>(p);
+  LB_CUDA(cudaGetLastError());
+  return nullptr;
+}
+
+const char* cuda_decode_qkv_epi(const DecodeQkv& e) {
+  const int n = e.Hq * e.hd / 2 + e.Hkv * e.hd / 2 + e.Hkv * e.hd;
+  qkv_epi_kernel<<<epi_grid(n), 256>>>(e);
+  LB_CUDA(cudaGetLastError());
+  return nullptr;
+}
+
+const char* cuda_decode_residual_epi(float* x, const float* y, const float* t, const void* B, int r, int n) {
+  residual_epi_kernel<<<epi_grid(n), 256>>>(x, y, t, static_cast<const uint16_t*>(B), r, n);
+  LB_CUDA(cudaGetLastError());
+  return nullptr;
+}
+
+const char* cuda_decode_swiglu_epi(const float* g, const float* u, const float* tg, const float* tu, const void* Bg,
+                                   const void* Bu, int rg, int ru, int n, float* act) {
+  swiglu_epi_kernel<<<epi_grid(n), 256>>>(g, u, tg, tu, static_cast<const uint16_t*>(Bg), static_cast<const uint16_t*>(Bu),
+                                          rg, ru, n, act);
+  LB_CUDA(cudaGetLastError());
+  return nullptr;
+}
+
+}  // namespace lowbit

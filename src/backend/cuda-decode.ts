@@ -1,0 +1,83 @@
+// Typed access to the batch-1 decode kernels (native/cuda/decode.cu, bindings in cuda_napi.cc): the v4 GEMV that
+// runs several projections (packed 2-bit codes on tensor cores, dense bf16 rows on CUDA cores) and the RMSNorm in
+// front of them in ONE launch, and the epilogues that finish a layer's projections (LoRA B·t, RoPE, KV-cache rows,
+// residual add, SwiGLU). TypeScript twins: test/helpers/host-engine.ts (emulator), test/cuda-decode-model.test.ts.
+import { nativeAddon, nativeReason, type NativeCuda } from './native.js';
+import type { QuantDesc } from './cuda.js';
+
+/** One run of output rows of cudaDecodeGemv: packed (desc + its repacked codes) or dense bf16 [rows, in]. */
+export type DecodeSeg =
+  | { desc: QuantDesc; codes4: number; y: number; acc?: number }
+  | { w: number; rows: number; y: number; acc?: number };
+
+export interface NativeCudaDecode extends NativeCuda {
+  /** dst = the desc's code stream with every 64-byte span's 4×4 words transposed ('int' 2-bit, in % 256 == 0). */
+  cudaRepackSpan4(desc: QuantDesc, dst: number): void;
+  /**
+   * y_s f32 [rows_s] (= or += with acc) = W_s·x̃ for every segment (≤ 8) in one launch; x̃ = RMSNorm(x)·normW when
+   * normW is given (eps), else x. x f32 or (xBf16) bf16 [in]; in % 256 == 0. x̃ is rounded to fp16 (scaled per 64
+   * inputs by a power of two) for the packed segments (~5e-4 relative), kept f32 for the dense ones.
+   */
+  cudaDecodeGemv(x: number, xBf16: boolean, normW: number | null, eps: number, inF: number, segs: DecodeSeg[]): void;
+  /**
+   * q/k/v (f32) + LoRA (B bf16 [out, r] already scaled, t f32 [r]; null: none) → RoPE (cos/sin f32 [hd/2] of this
+   * position) → qOut bf16 [Hq·hd], kOut/vOut bf16 [Hkv·hd] (the cache rows of this position).
+   */
+  cudaDecodeQkvEpi(q: number, k: number, v: number, tq: number | null, tk: number | null, tv: number | null,
+    Bq: number | null, Bk: number | null, Bv: number | null, rq: number, rk: number, rv: number, cos: number, sin: number,
+    Hq: number, Hkv: number, hd: number, qOut: number, kOut: number, vOut: number): void;
+  /** x f32 [n] += y + B·t */
+  cudaDecodeResidualEpi(x: number, y: number, t: number | null, B: number | null, r: number, n: number): void;
+  /** act f32 [n] = silu(g + Bg·tg)·(u + Bu·tu) */
+  cudaDecodeSwigluEpi(g: number, u: number, tg: number | null, tu: number | null, Bg: number | null, Bu: number | null,
+    rg: number, ru: number, n: number, act: number): void;
+}
+
+export const CUDA_DECODE_FUNCTIONS = ['cudaRepackSpan4', 'cudaDecodeGemv', 'cudaDecodeQkvEpi', 'cudaDecodeResidualEpi',
+  'cudaDecodeSwigluEpi'] as const;
+
+function missing(c: object): string[] { return CUDA_DECODE_FUNCTIONS.filter((f) => typeof (c as Record<string, unknown>)[f] !== 'function'); }
+
+/** The decode kernels when a CUDA device is present and the addon has them, else null. */
+export function cudaDecodeOps(): NativeCudaDecode | null {
+  const a = nativeAddon();
+  if (!a?.cuda || missing(a.cuda).length) return null;
+  return a.cuda.cudaInfo().deviceCount > 0 ? (a.cuda as NativeCudaDecode) : null;
+}
+
+/** Why cudaDecodeOps() is null ('available' when it is not). */
+export function cudaDecodeUnavailable(): string {
+  const a = nativeAddon();
+  if (!a) return `native addon not built: ${nativeReason()}`;
+  if (!a.cuda) return 'native addon built without CUDA (no nvcc at build time, or LOWBIT_NO_CUDA=1)';
+  const m = missing(a.cuda);
+  if (m.length) return `addon predates the decode kernels (missing ${m.join(', ')}; rebuild it)`;
+  const info = a.cuda.cudaInfo();
+  return info.deviceCount > 0 ? 'available' : `no CUDA device: ${info.error ?? 'deviceCount is 0'}`;
+}
+
+/** The v4 GEMV's fp16 rounding of x for one slot of 64 inputs (the twin of the kernel's staging; f64 out). */
+export function decodeSlotRound(x: ArrayLike<number>, off: number, out: Float64Array): void {
+  let m = 0;
+  for (let c = 0; c < 64; c++) m = Math.max(m, Math.abs(x[off + c]));
+  let E = 0;
+  if (m > 0) { const ex = Math.floor(Math.log2(m)) + 1; E = 14 - ex; }  // frexp: m < 2^ex
+  for (let c = 0; c < 64; c++) {
+    const pp = (c & 15) & 7, e = pp <= 4 ? pp : pp - 5;
+    const s = 2 ** (E - 2 * e);
+    out[off + c] = roundF16(Math.fround(x[off + c] * s)) / s;
+  }
+}
+
+/** Round to the nearest fp16 value (ties to even), subnormals included; |x| beyond the fp16 range → ±Infinity. */
+export function roundF16(x: number): number {
+  if (!Number.isFinite(x) || x === 0) return x;
+  const a = Math.abs(x);
+  if (a >= 65520) return Math.sign(x) * Infinity;
+  const e = Math.max(Math.floor(Math.log2(a)), -14);
+  const ulp = 2 ** (e - 10);
+  let q = a / ulp;
+  const f = Math.floor(q), d = q - f;
+  q = d > 0.5 || (d === 0.5 && f % 2 === 1) ? f + 1 : f;
+  return Math.sign(x) * q * ulp;
+}

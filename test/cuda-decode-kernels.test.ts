@@ -1,0 +1,118 @@
+// The decode kernels (native/cuda/decode.cu) against their TypeScript twins on random inputs at real widths: the v4
+// GEMV over several packed + dense segments (rows not multiples of 16, 16 or 43 spans per row, group 64 and 128,
+// RMSNorm fused or not, f32 or bf16 x, accumulate), the span repack, and the three epilogues. Skipped with the reason
+// where no CUDA device is present (the indexing is also checked in CI by test/cuda-decode-model.test.ts).
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { Rng } from '../src/tensor.js';
+import { gpuEngine, gpuUnavailable, type GpuEngine } from '../src/model/gpu/engine.js';
+import { uploadPacked, bf16ToF32, f32ToBf16 } from '../src/backend/cuda.js';
+import { decodeSlotRound, type DecodeSeg } from '../src/backend/cuda-decode.js';
+import { quantizeRTN } from '../src/quant/rtn.js';
+import { dequantize } from '../src/quant/dequant.js';
+import { rmsnormForwardRef } from '../src/model/ops/rmsnorm.js';
+import { ropeForward } from '../src/model/ops/rope.js';
+import { randf } from './helpers/arrays.js';
+
+function relErr(a: ArrayLike<number>, b: ArrayLike<number>): number {
+  let n = 0, d = 0;
+  for (let i = 0; i < b.length; i++) { n += (a[i] - b[i]) ** 2; d += b[i] ** 2; }
+  return Math.sqrt(n / d);
+}
+const bfr = (a: ArrayLike<number>) => bf16ToF32(f32ToBf16(a));
+
+function up(c: GpuEngine, a: Float32Array | Uint16Array | Uint8Array): number { const h = c.cudaAlloc(Math.max(16, a.byteLength)); c.cudaUpload(h, a); return h; }
+function down(c: GpuEngine, h: number, n: number): Float32Array { const o = new Float32Array(n); c.cudaDownload(h, o); return o; }
+
+for (const [inF, group] of [[4096, 64], [11008, 64], [2048, 128]] as const) {
+  test(`CUDA v4 decode GEMV, in ${inF}, group ${group}: packed + dense segments = f64 twin`, (t) => {
+    const c = gpuEngine();
+    if (!c) { t.skip(gpuUnavailable()); return; }
+    const rng = new Rng(inF + group);
+    const rowsP = [200, 37], rowsD = 24;
+    const packs = rowsP.map((r) => quantizeRTN(randf(rng, r * inF, 0.03), r, inF, { bits: 2, groupSize: group }));
+    const Wd = bfr(randf(rng, rowsD * inF, 0.02));
+    const handles: number[] = [];
+    const dqs = packs.map((p) => uploadPacked(c, p));
+    try {
+      for (const xBf16 of [false, true]) for (const norm of [true, false]) {
+        let x = randf(rng, inF, 1.5);
+        if (xBf16) x = bfr(x);
+        const nw = randf(rng, inF, 1).map((v) => 1 + 0.3 * v);
+        const xh = xBf16 ? up(c, f32ToBf16(x)) : up(c, x), nwh = up(c, nw);
+        handles.push(xh, nwh);
+        const segs: DecodeSeg[] = [];
+        const outs: number[] = [];
+        packs.forEach((p, i) => {
+          const codes4 = c.cudaAlloc(p.out * p.in / 4); handles.push(codes4);
+          c.cudaRepackSpan4(dqs[i].desc, codes4);
+          const y = c.cudaAlloc(p.out * 4); handles.push(y); outs.push(y);
+          segs.push({ desc: dqs[i].desc, codes4, y });
+        });
+        const wh = up(c, f32ToBf16(Wd)), yd = c.cudaAlloc(rowsD * 4); handles.push(wh, yd);
+        c.cudaUpload(yd, Float32Array.from({ length: rowsD }, (_, i) => i));  // accumulated into
+        segs.push({ w: wh, rows: rowsD, y: yd, acc: 1 });
+        c.cudaDecodeGemv(xh, xBf16, norm ? nwh : null, 1e-5, inF, segs);
+        c.cudaSync();
+        let xn = x;
+        if (norm) { xn = new Float32Array(inF); rmsnormForwardRef(xn, new Float32Array(1), x, nw, 1, inF, 1e-5); }
+        const xr = new Float64Array(inF);
+        for (let j = 0; j < inF; j += 64) decodeSlotRound(xn, j, xr);
+        packs.forEach((p, i) => {
+          const W = dequantize(p), y = down(c, outs[i], p.out), twin = new Float64Array(p.out), ref = new Float64Array(p.out);
+          for (let o = 0; o < p.out; o++) for (let k = 0; k < inF; k++) { twin[o] += W[o * inF + k] * xr[k]; ref[o] += W[o * inF + k] * xn[k]; }
+          const e = relErr(y, twin), er = relErr(y, ref);
+          t.diagnostic(`x ${xBf16 ? 'bf16' : 'f32'}${norm ? ' + RMSNorm' : ''}, packed ${p.out} rows: vs twin ${e.toExponential(2)}, vs exact x ${er.toExponential(2)}`);
+          assert.ok(e < 3e-4, `packed segment ${i} vs twin ${e}`);
+          assert.ok(er < 3e-3, `packed segment ${i} vs f64 ${er}`);
+        });
+        const y = down(c, yd, rowsD), ref = new Float64Array(rowsD);
+        for (let o = 0; o < rowsD; o++) { ref[o] = o; for (let k = 0; k < inF; k++) ref[o] += Wd[o * inF + k] * xn[k]; }
+        const e = relErr(y, ref);
+        assert.ok(e < 1e-5, `dense segment (accumulated) vs f64 ${e}`);
+      }
+    } finally {
+      for (const h of handles) c.cudaFree(h);
+      for (const d of dqs) d.free();
+    }
+  });
+}
+
+test('CUDA decode epilogues (LoRA B·t + RoPE + cache rows; residual; SwiGLU) = f64 twins', (t) => {
+  const c = gpuEngine();
+  if (!c) { t.skip(gpuUnavailable()); return; }
+  const rng = new Rng(5);
+  const Hq = 8, Hkv = 2, hd = 64, Q = Hq * hd, KV = Hkv * hd, half = hd / 2, I = 1000;
+  const hs: number[] = [];
+  const U = (a: Float32Array | Uint16Array) => { const h = up(c, a); hs.push(h); return h; };
+  const A = (n: number) => { const h = c.cudaAlloc(n); hs.push(h); return h; };
+  try {
+    for (const r of [64, 12, 0]) {
+      const q = randf(rng, Q), k = randf(rng, KV), v = randf(rng, KV), cs = randf(rng, half), sn = randf(rng, half);
+      const lora = (n: number) => r ? { B: bfr(randf(rng, n * r, 0.1)), t: randf(rng, r) } : null;
+      const lq = lora(Q), lk = lora(KV), lv = lora(KV);
+      const hB = (l: ReturnType<typeof lora>) => l ? U(f32ToBf16(l.B)) : null, hT = (l: ReturnType<typeof lora>) => l ? U(l.t) : null;
+      const qo = A(Q * 2), ko = A(KV * 2), vo = A(KV * 2);
+      c.cudaDecodeQkvEpi(U(q), U(k), U(v), hT(lq), hT(lk), hT(lv), hB(lq), hB(lk), hB(lv), r, r, r, U(cs), U(sn), Hq, Hkv, hd, qo, ko, vo);
+      const add = (y: Float32Array, l: ReturnType<typeof lora>) => y.map((yi, i) => { let s = yi; if (l) for (let j = 0; j < r; j++) s += l.B[i * r + j] * l.t[j]; return s; });
+      const qr = new Float32Array(Q), kr = new Float32Array(KV);
+      ropeForward(qr, add(q, lq), cs, sn, 1, 1, Hq, hd); ropeForward(kr, add(k, lk), cs, sn, 1, 1, Hkv, hd);
+      const bfDown = (h: number, n: number) => { const u = new Uint16Array(n); c.cudaDownload(h, u); return bf16ToF32(u); };
+      const eq = relErr(bfDown(qo, Q), qr), ek = relErr(bfDown(ko, KV), kr), ev = relErr(bfDown(vo, KV), add(v, lv));
+      t.diagnostic(`r ${r}: q ${eq.toExponential(2)} k ${ek.toExponential(2)} v ${ev.toExponential(2)} (bf16 outputs)`);
+      assert.ok(eq < 4e-3 && ek < 4e-3 && ev < 4e-3, `qkv epilogue ${eq} ${ek} ${ev}`);
+      // residual
+      const x = randf(rng, I), y = randf(rng, I), lo = lora(I), xh = U(x);
+      c.cudaDecodeResidualEpi(xh, U(y), hT(lo), hB(lo), r, I);
+      const xr = add(y, lo).map((v2, i) => x[i] + v2);
+      const er = relErr(down(c, xh, I), xr);
+      assert.ok(er < 1e-6, `residual epilogue ${er}`);
+      // swiglu
+      const g = randf(rng, I, 2), u = randf(rng, I), lg = lora(I), lu = lora(I), act = A(I * 4);
+      c.cudaDecodeSwigluEpi(U(g), U(u), hT(lg), hT(lu), hB(lg), hB(lu), r, r, I, act);
+      const G = add(g, lg), Uu = add(u, lu), ar = G.map((gi, i) => gi / (1 + Math.exp(-gi)) * Uu[i]);
+      const es = relErr(down(c, act, I), ar);
+      assert.ok(es < 1e-6, `swiglu epilogue ${es}`);
+    }
+  } finally { for (const h of hs) c.cudaFree(h); }
+});

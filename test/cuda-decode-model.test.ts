@@ -1,0 +1,127 @@
+// A lane-by-lane CPU model of the v4 decode GEMV (native/cuda/decode.cu): the span repack, the x staging into the
+// fp16 fragment image with its per-slot power-of-two scales and sums, the LOP3 code → half2 conversion, the
+// mma.m16n8k16 fragment layouts (PTX ISA: A row-major 16×16, B column 16×8, C/D 16×8) and the per-slot fold. It runs
+// in CI and checks the kernel's indexing before (and independently of) the GPU: the model's y must match f64 on the
+// TS-dequantized weight within the fp16 rounding of x, and the engine twin (decodeSlotRound) much closer.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { Rng } from '../src/tensor.js';
+import { quantizeRTN } from '../src/quant/rtn.js';
+import { dequantize } from '../src/quant/dequant.js';
+import { f16BitsToF32 } from '../src/quant/f16.js';
+import { decodeSlotRound, roundF16 } from '../src/backend/cuda-decode.js';
+import type { PackedTensor } from '../src/quant/types.js';
+
+const fr = Math.fround;
+
+/** The kernel's y for one packed tensor, lane by lane. */
+function v4Model(p: PackedTensor, x: Float32Array): Float64Array {
+  const out = p.out, inF = p.in, nsp = inF / 256, nslot = inF / 64, ng = Math.ceil(inF / p.groupSize);
+  // repack4_kernel: per 64-byte span, word (slot j, lane t) → position t·4 + j
+  const src = new Uint32Array(p.qcodes.buffer.slice(p.qcodes.byteOffset, p.qcodes.byteOffset + out * inF / 4));
+  const codes4 = new Uint32Array(src.length);
+  for (let s = 0; s < src.length / 16; s++) for (let j = 0; j < 4; j++) for (let t = 0; t < 4; t++) codes4[s * 16 + t * 4 + j] = src[s * 16 + j * 4 + t];
+  // staging: fp16 image in fragment order + (1024·Σx', Σx̂', 2^−E) per slot
+  const img = new Float64Array(inF), slot: [number, number, number][] = [];
+  for (let j = 0; j < nslot; j++) {
+    let m = 0;
+    for (let c = 0; c < 64; c++) m = Math.max(m, Math.abs(x[j * 64 + c]));
+    const E = m > 0 ? 14 - (Math.floor(Math.log2(m)) + 1) : 0;
+    let bias = 0, xsum = 0;
+    for (let c = 0; c < 64; c++) {
+      const tt = c >> 4, i = c & 15, pp = i & 7, hi = i >> 3, e = pp <= 4 ? pp : pp - 5;
+      const hv = roundF16(fr(x[j * 64 + c] * 2 ** (E - 2 * e)));
+      bias = fr(bias + fr(1024 * hv)); xsum = fr(xsum + fr(2 ** (2 * e) * hv));
+      img[(j * 32 + tt * 8 + pp) * 2 + hi] = hv;
+    }
+    slot.push([bias, xsum, 2 ** -E]);
+  }
+  const half = (u: number) => f16BitsToF32(u & 0xffff);
+  const lop = (w: number, mask: number) => ((w & mask) | 0x64006400) >>> 0;
+  const y = new Float64Array(out);
+  const tiles = Math.ceil(out / 16);
+  for (let tile = 0; tile < tiles; tile++) {
+    const r0 = tile * 16;
+    const acc = Array.from({ length: 32 }, () => [0, 0]);  // per lane: rows g, g + 8
+    for (let sp = 0; sp < nsp; sp++) {
+      for (let j = 0; j < 4; j++) {
+        const sl = sp * 4 + j;
+        const A = Array.from({ length: 16 }, () => new Float64Array(16)), d = Array.from({ length: 16 }, () => new Float64Array(8));
+        const frag: { a: number[][]; b: number[][] }[] = [];
+        for (let lane = 0; lane < 32; lane++) {
+          const g = lane >> 2, t = lane & 3;
+          const rg = Math.min(r0 + g, out - 1), rh = Math.min(r0 + g + 8, out - 1);
+          const wg = codes4[rg * (inF / 16) + (sp * 4 + t) * 4 + j], wh = codes4[rh * (inF / 16) + (sp * 4 + t) * 4 + j];
+          const wgs = wg >>> 10, whs = wh >>> 10;
+          const pg = [lop(wg, 0x00030003), lop(wg, 0x000c000c), lop(wg, 0x00300030), lop(wg, 0x00c000c0), lop(wg, 0x03000300),
+            lop(wgs, 0x00030003), lop(wgs, 0x000c000c), lop(wgs, 0x00300030)];
+          const ph = [lop(wh, 0x00030003), lop(wh, 0x000c000c), lop(wh, 0x00300030), lop(wh, 0x00c000c0), lop(wh, 0x03000300),
+            lop(whs, 0x00030003), lop(whs, 0x000c000c), lop(whs, 0x00300030)];
+          const a: number[][] = [], b: number[][] = [];
+          for (let m = 0; m < 4; m++) {
+            a.push([pg[2 * m], ph[2 * m], pg[2 * m + 1], ph[2 * m + 1]]);
+            const w0 = sl * 32 + t * 8 + m * 2;
+            b.push([w0, w0 + 1]);  // word indices into the image
+          }
+          frag.push({ a, b });
+        }
+        for (let m = 0; m < 4; m++) {
+          const B = Array.from({ length: 16 }, () => new Float64Array(8));
+          for (let lane = 0; lane < 32; lane++) {
+            const g = lane >> 2, t = lane & 3, { a, b } = frag[lane];
+            for (let h = 0; h < 2; h++) {
+              const sh = h * 16;
+              A[g][2 * t + h] = half(a[m][0] >>> sh); A[g + 8][2 * t + h] = half(a[m][1] >>> sh);
+              A[g][2 * t + 8 + h] = half(a[m][2] >>> sh); A[g + 8][2 * t + 8 + h] = half(a[m][3] >>> sh);
+              B[2 * t + h][g] = img[b[m][0] * 2 + h]; B[2 * t + 8 + h][g] = img[b[m][1] * 2 + h];
+            }
+          }
+          for (let r = 0; r < 16; r++) for (let n = 0; n < 8; n++) { let s = d[r][n]; for (let k = 0; k < 16; k++) s += A[r][k] * B[k][n]; d[r][n] = fr(s); }
+        }
+        const [bias, xsum, inv] = slot[sl];
+        for (let lane = 0; lane < 32; lane++) {
+          const g = lane >> 2, t = lane & 3;
+          const rg = Math.min(r0 + g, out - 1), rh = Math.min(r0 + g + 8, out - 1), gi = Math.floor(sl * 64 / p.groupSize);
+          const fold = (row: number, D: number, a0: number) => {
+            const s = fr(p.scales![row * ng + gi] * inv), z = p.zeros![row * ng + gi];
+            return fr(a0 + fr(s * fr(fr(D - bias) - fr(z * xsum))));
+          };
+          acc[lane][0] = fold(rg, d[g][2 * t], acc[lane][0]);
+          acc[lane][1] = fold(rh, d[g + 8][2 * t], acc[lane][1]);
+        }
+      }
+    }
+    for (let g = 0; g < 8; g++) {
+      if (r0 + g < out) y[r0 + g] = acc[g * 4][0];
+      if (r0 + g + 8 < out) y[r0 + g + 8] = acc[g * 4][1];
+    }
+  }
+  return y;
+}
+
+function relErr(a: ArrayLike<number>, b: ArrayLike<number>): number {
+  let n = 0, d = 0;
+  for (let i = 0; i < b.length; i++) { n += (a[i] - b[i]) ** 2; d += b[i] ** 2; }
+  return Math.sqrt(n / d);
+}
+
+for (const [out, inF, group] of [[40, 512, 64], [16, 768, 128], [33, 256, 64]] as const) {
+  test(`v4 decode GEMV model (2-bit, ${out}×${inF}, group ${group}): fragment indexing = f64 within the fp16 rounding of x`, () => {
+    const rng = new Rng(out + inF);
+    const W = new Float32Array(out * inF);
+    for (let i = 0; i < W.length; i++) W[i] = 0.05 * rng.normal();
+    const p = quantizeRTN(W, out, inF, { bits: 2, groupSize: group });
+    assert.ok(p.scales!.every((s) => s !== 0), 'non-degenerate scales');
+    const x = new Float32Array(inF);
+    for (let i = 0; i < inF; i++) x[i] = rng.normal() * 10 ** ((i >> 6) % 4 - 2);  // slots of very different magnitude
+    const Wq = dequantize(p);
+    const ref = new Float64Array(out), twin = new Float64Array(out), xr = new Float64Array(inF);
+    for (let j = 0; j < inF; j += 64) decodeSlotRound(x, j, xr);
+    for (let o = 0; o < out; o++) for (let i = 0; i < inF; i++) { ref[o] += Wq[o * inF + i] * x[i]; twin[o] += Wq[o * inF + i] * xr[i]; }
+    const y = v4Model(p, x);
+    const eRef = relErr(y, ref), eTwin = relErr(y, twin);
+    assert.ok(eRef < 2e-3, `model vs f64 ${eRef}`);
+    assert.ok(eTwin < 2e-4, `model vs the emulator twin ${eTwin}`);
+    assert.ok(relErr(twin, ref) < 2e-3);
+  });
+}
