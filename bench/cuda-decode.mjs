@@ -76,10 +76,11 @@ if (!tiny && variants.includes(4)) {
   };
   const qb = (p) => gw.layers[0].proj[p].q.bytes;
   const groups = [
-    { name: 'q/k/v (in 4096)', ps: ['q_proj', 'k_proj', 'v_proj'], seg: 'qkv', x: h.x, norm: true, inF: cfg.hiddenSize },
-    { name: 'gate/up (in 4096)', ps: ['gate_proj', 'up_proj'], seg: 'gu', x: h.x, norm: true, inF: cfg.hiddenSize },
-    { name: 'o (in 4096)', ps: ['o_proj'], seg: 'o', x: h.attF, norm: false, inF: cfg.hiddenSize },
-    { name: 'down (in 11008)', ps: ['down_proj'], seg: 'down', x: h.act, norm: false, inF: cfg.intermediateSize },
+    { name: 'q/k/v + RMSNorm', ps: ['q_proj', 'k_proj', 'v_proj'], ys: [h.q, h.k, h.v], seg: 'qkv', x: h.x, norm: true, inF: cfg.hiddenSize },
+    { name: 'q/k/v', ps: ['q_proj', 'k_proj', 'v_proj'], ys: [h.q, h.k, h.v], seg: 'qkv', x: h.x, norm: false, inF: cfg.hiddenSize },
+    { name: 'gate/up + RMSNorm', ps: ['gate_proj', 'up_proj'], ys: [h.gate, h.up], seg: 'gu', x: h.x, norm: true, inF: cfg.hiddenSize },
+    { name: 'o', ps: ['o_proj'], ys: [h.tmp], seg: 'o', x: h.attF, norm: false, inF: cfg.hiddenSize },
+    { name: 'down (in 11008)', ps: ['down_proj'], ys: [h.tmp], seg: 'down', x: h.act, norm: false, inF: cfg.intermediateSize },
   ];
   c.cudaFillUniformBf16(h.xb, cfg.intermediateSize, 5, -1, 1);
   for (const [buf, n] of [[h.x, cfg.hiddenSize], [h.attF, cfg.hiddenSize], [h.act, cfg.intermediateSize]]) {
@@ -91,7 +92,7 @@ if (!tiny && variants.includes(4)) {
     const t4 = timeGraph((l) => c.cudaDecodeGemv(gr.x, false, gr.norm ? gw.layers[l].inputNorm : null, 1e-5, gr.inF, plan[l][gr.seg]));
     const t3 = timeGraph((l) => {
       if (gr.norm) c.cudaRmsnormFwd(h.x, gw.layers[l].inputNorm, null, h.xn, null, 1, gr.inF, 1e-5);
-      gr.ps.forEach((p, i) => c.cudaQGemv(gw.layers[l].proj[p].q.desc, gr.norm ? h.xn : gr.x, [h.q, h.k, h.v][i] ?? h.q, false, 3));
+      gr.ps.forEach((p, i) => c.cudaQGemv(gw.layers[l].proj[p].q.desc, gr.norm ? h.xn : gr.x, gr.ys[i], false, 3));
     });
     const r = { group: gr.name, bytes: by, v4us: t4 * 1e3, v3us: t3 * 1e3, v4ofCopy: by / (t4 * 1e-3) / BW, v3ofCopy: by / (t3 * 1e-3) / BW };
     res.gemv.push(r);

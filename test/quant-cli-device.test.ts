@@ -47,7 +47,7 @@ test('quantize --device: auto = cpu where GPTQ has no GPU; cuda without one (or 
   rmSync(dir, { recursive: true });
 });
 
-test('quantize --device cuda on a GPU: GPTQ matches the CPU run (loss within 1 %), rtn runs on the CPU and says so', (t) => {
+test('quantize --device cuda on a GPU: GPTQ matches the CPU run (loss within 1 %); rtn and icq on the GPU write byte-identical packed files', (t) => {
   if (!gptqEngine()) { t.skip('no usable GPU for GPTQ (see lowbit env)'); return; }
   const dir = mkdtempSync(join(tmpdir(), 'lowbit-qdev-'));
   writeFileSync(join(dir, 'calib.txt'), readFileSync('data/jargon.heldout.txt', 'utf8').slice(0, 3000));
@@ -57,7 +57,14 @@ test('quantize --device cuda on a GPU: GPTQ matches the CPU run (loss within 1 %
   assert.equal(cuda.device, 'cuda');
   t.diagnostic(`GPTQ loss cpu ${cpu.gptq.loss} cuda ${cuda.gptq.loss} (${cuda.seconds} s)`);
   assert.ok(Math.abs(cuda.gptq.loss / cpu.gptq.loss - 1) < 1e-2, `${cuda.gptq.loss} vs ${cpu.gptq.loss}`);
-  const rtn = run(['quantize', '--model', MODEL, '--method', 'rtn', '--bits', '2', '--out', join(dir, 'rtn'), '--device', 'cuda']);
-  assert.match(rtn.stderr, /--device cuda: rtn runs on the CPU/);
+  for (const m of [['rtn'], ['icq', '--double-quant']]) {
+    const outs = ['cpu', 'cuda'].map((d) => {
+      const r = run(['quantize', '--model', MODEL, '--method', ...m, '--bits', '2', '--out', join(dir, `${m[0]}-${d}`), '--device', d]);
+      assert.doesNotMatch(r.stderr, /runs on the CPU/);
+      assert.equal((r.json as { device: string }).device, d);
+      return digest(join(dir, `${m[0]}-${d}`));
+    });
+    assert.equal(outs[0], outs[1], `${m[0]}: GPU and CPU packed files differ`);
+  }
   rmSync(dir, { recursive: true });
 });

@@ -72,6 +72,19 @@ __device__ __forceinline__ int seg_of(const DParams& p, int tile) {
   return s;
 }
 
+// Loads as volatile asm: they stay where they are written relative to the MMAs (also volatile asm), so the
+// prefetched spans are really in flight while the current one is computed (the compiler would otherwise sink them).
+__device__ __forceinline__ uint4 ldg4(const void* p) {
+  uint4 r;
+  asm volatile("ld.global.nc.v4.u32 {%0,%1,%2,%3}, [%4];\n" : "=r"(r.x), "=r"(r.y), "=r"(r.z), "=r"(r.w) : "l"(p));
+  return r;
+}
+__device__ __forceinline__ uint32_t ldg1(const void* p) {
+  uint32_t r;
+  asm volatile("ld.global.nc.u32 %0, [%1];\n" : "=r"(r) : "l"(p));
+  return r;
+}
+
 __device__ __forceinline__ bool issue(const DParams& p, int tile, int sp, int g, int t, SpanLoad& L) {
   const int si = seg_of(p, tile);
   const DecodeSeg& S = p.seg[si];
@@ -80,15 +93,26 @@ __device__ __forceinline__ bool issue(const DParams& p, int tile, int sp, int g,
   const int rg = min(r0 + g, S.rows - 1), rh = min(r0 + g + 8, S.rows - 1);
   const size_t rowv = (size_t)p.in / 64;  // uint4 per row (in / 4 bytes of codes)
   const uint4* c = reinterpret_cast<const uint4*>(S.codes);
-  L.a = __ldg(c + rg * rowv + sp * 4 + t);
-  L.b = __ldg(c + rh * rowv + sp * 4 + t);
+  L.a = ldg4(c + rg * rowv + sp * 4 + t);
+  L.b = ldg4(c + rh * rowv + sp * 4 + t);
+  if (S.group == 64) {  // the span's 4 slots are 4 consecutive groups: one 16-byte load per row (ng % 4 == 0)
+    const uint4 a = ldg4(S.sz + (size_t)rg * S.ng + sp * 4), b = ldg4(S.sz + (size_t)rh * S.ng + sp * 4);
+    L.s[0] = a.x; L.s[1] = a.y; L.s[2] = a.z; L.s[3] = a.w; L.s[4] = b.x; L.s[5] = b.y; L.s[6] = b.z; L.s[7] = b.w;
+  } else {
 #pragma unroll
-  for (int j = 0; j < 4; j++) {
-    const int gi = ((sp * 4 + j) * 64) / S.group;
-    L.s[j] = __ldg(S.sz + (size_t)rg * S.ng + gi);
-    L.s[4 + j] = __ldg(S.sz + (size_t)rh * S.ng + gi);
+    for (int j = 0; j < 4; j++) {
+      const int gi = ((sp * 4 + j) * 64) / S.group;
+      L.s[j] = ldg1(S.sz + (size_t)rg * S.ng + gi);
+      L.s[4 + j] = ldg1(S.sz + (size_t)rh * S.ng + gi);
+    }
   }
   return true;
+}
+
+// The span items of one warp in order: spans warp, warp + 16, … of its block's tiles blockIdx.x, + gridDim.x, …
+__device__ __forceinline__ void next_item(int& tile, int& sp, int nsp, int warp) {
+  sp += kDWarps;
+  if (sp >= nsp) { tile += gridDim.x; sp = warp; }
 }
 
 __global__ void __launch_bounds__(kDThreads, 1) dgemv_kernel(DParams p) {
@@ -103,18 +127,54 @@ __global__ void __launch_bounds__(kDThreads, 1) dgemv_kernel(DParams p) {
   const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5, g = lane >> 2, t = lane & 3;
   const float* xf = static_cast<const float*>(p.x);
   const uint16_t* xb = static_cast<const uint16_t*>(p.x);
-  auto xin = [&](int i) -> float { return p.x_bf16 ? __uint_as_float((uint32_t)xb[i] << 16) : xf[i]; };
 
-  int tile = blockIdx.x;
-  SpanLoad cur;
-  bool pend = false;
-  if (tile < ntiles && warp < nsp) pend = issue(p, tile, warp, g, t, cur);  // in flight while x is staged
+  // prefetch ring: the warp's next three span items (tags say which item a buffer holds; -1: none)
+  SpanLoad L0, L1, L2;
+  int t0 = -1, s0 = 0, t1 = -1, s1 = 0, t2 = -1, s2 = 0;
+  int it = blockIdx.x, is = warp;  // the last item issued
+  if (warp < nsp) {
+    if (it < ntiles && issue(p, it, is, g, t, L0)) { t0 = it; s0 = is; }
+    next_item(it, is, nsp, warp);
+    if (it < ntiles && issue(p, it, is, g, t, L1)) { t1 = it; s1 = is; }
+    next_item(it, is, nsp, warp);
+    if (it < ntiles && issue(p, it, is, g, t, L2)) { t2 = it; s2 = is; }
+  }
 
-  // ---- stage x: RMSNorm (optional), f32 copy, fp16 image in fragment order, per-slot sums ----
+  // ---- stage x: (1) coalesced loads, x·w into xs and Σx²; (2) per slot of 64: normalize, fp16 image, sums ----
+  // 4 inputs per thread per pass, up to 4 passes' loads issued before any is used (in ≤ 16384), then the rest
+  float ss = 0.f;
+  {
+    constexpr int kPass = 4;
+    const int nq = in / 4;  // float4 / 4-bf16 quads
+    for (int q0 = 0; q0 < nq; q0 += kPass * kDThreads) {
+      float4 xv[kPass], wv[kPass];
+#pragma unroll
+      for (int k = 0; k < kPass; k++) {
+        const int q = q0 + k * kDThreads + tid;
+        if (q < nq) {
+          if (p.x_bf16) {
+            const uint2 u = __ldg(reinterpret_cast<const uint2*>(xb) + q);
+            xv[k] = make_float4(__uint_as_float(u.x << 16), __uint_as_float(u.x & 0xffff0000u), __uint_as_float(u.y << 16),
+                                __uint_as_float(u.y & 0xffff0000u));
+          } else {
+            xv[k] = __ldg(reinterpret_cast<const float4*>(xf) + q);
+          }
+          wv[k] = p.normw ? __ldg(reinterpret_cast<const float4*>(p.normw) + q) : make_float4(1.f, 1.f, 1.f, 1.f);
+        }
+      }
+#pragma unroll
+      for (int k = 0; k < kPass; k++) {
+        const int q = q0 + k * kDThreads + tid;
+        if (q < nq) {
+          const float4 v = xv[k], w = wv[k];
+          ss = fmaf(v.x, v.x, fmaf(v.y, v.y, fmaf(v.z, v.z, fmaf(v.w, v.w, ss))));
+          reinterpret_cast<float4*>(xs)[q] = p.normw ? make_float4(v.x * w.x, v.y * w.y, v.z * w.z, v.w * w.w) : v;
+        }
+      }
+    }
+  }
   float rstd = 1.f;
   if (p.normw) {
-    float ss = 0.f;
-    for (int i = tid; i < in; i += kDThreads) { const float v = xin(i); ss = fmaf(v, v, ss); }
 #pragma unroll
     for (int o = 16; o > 0; o >>= 1) ss += __shfl_xor_sync(0xffffffffu, ss, o);
     if (lane == 0) rs_s[warp] = ss;
@@ -125,18 +185,16 @@ __global__ void __launch_bounds__(kDThreads, 1) dgemv_kernel(DParams p) {
       for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
       if (lane == 0) rs_s[0] = rsqrtf(v / (float)in + p.eps);
     }
-    __syncthreads();
-    rstd = rs_s[0];
   }
+  __syncthreads();
+  if (p.normw) rstd = rs_s[0];
   for (int j = warp; j < nslot; j += kDWarps) {
     float v[2];
 #pragma unroll
     for (int h = 0; h < 2; h++) {
       const int i = j * 64 + 2 * lane + h;
-      float xv = xin(i);
-      if (p.normw) xv = xv * rstd * p.normw[i];
-      xs[i] = xv;
-      v[h] = xv;
+      v[h] = p.normw ? xs[i] * rstd : xs[i];
+      xs[i] = v[h];
     }
     float m = fmaxf(fabsf(v[0]), fabsf(v[1]));
 #pragma unroll
@@ -163,6 +221,7 @@ __global__ void __launch_bounds__(kDThreads, 1) dgemv_kernel(DParams p) {
   }
   __syncthreads();
 
+  int tile = blockIdx.x, phase = 0;
   int par = 0;
   for (; tile < ntiles; tile += gridDim.x) {
     const int si = seg_of(p, tile);
@@ -170,16 +229,13 @@ __global__ void __launch_bounds__(kDThreads, 1) dgemv_kernel(DParams p) {
     const int r0 = (tile - p.first[si]) * kTile;
     if (S.kind == 0) {
       float accg = 0.f, acch = 0.f;
-      for (int sp = warp; sp < nsp; sp += kDWarps) {
-        if (!pend) issue(p, tile, sp, g, t, cur);
-        int nt = tile, ns = sp + kDWarps;
-        if (ns >= nsp) { nt = tile + gridDim.x; ns = warp; }
-        SpanLoad nxt;
-        bool pn = false;
-        if (nt < ntiles && ns < nsp) pn = issue(p, nt, ns, g, t, nxt);
+      // Each of the three ring buffers is used at a fixed place in the code (no register copies between them: a copy
+      // of a buffer whose load is in flight would wait for it), refilled with the item three ahead right after use.
+      auto step = [&](SpanLoad& L, int& tb, int& sb, int sp) {
+        if (tb != tile || sb != sp) issue(p, tile, sp, g, t, L);  // not prefetched (after a dense tile)
 #pragma unroll
         for (int j = 0; j < 4; j++) {
-          const uint32_t wg = pick(cur.a, j), wh = pick(cur.b, j);
+          const uint32_t wg = pick(L.a, j), wh = pick(L.b, j);
           const uint32_t wgs = wg >> 10, whs = wh >> 10;
           const int sl = sp * 4 + j;
           const uint4 b01 = img4[sl * 8 + t * 2], b23 = img4[sl * 8 + t * 2 + 1];
@@ -189,7 +245,7 @@ __global__ void __launch_bounds__(kDThreads, 1) dgemv_kernel(DParams p) {
           mma16816(d, lop(wg, 0x03000300u), lop(wh, 0x03000300u), lop(wgs, 0x00030003u), lop(whs, 0x00030003u), b23.x, b23.y);
           mma16816(d, lop(wgs, 0x000C000Cu), lop(whs, 0x000C000Cu), lop(wgs, 0x00300030u), lop(whs, 0x00300030u), b23.z, b23.w);
           const float4 sv = slot[sl];
-          const uint32_t mg = cur.s[j], mh = cur.s[4 + j];
+          const uint32_t mg = L.s[j], mh = L.s[4 + j];
           const float sg = __half2float(__ushort_as_half((unsigned short)(mg & 0xffff))) * sv.z;
           const float zg = __half2float(__ushort_as_half((unsigned short)(mg >> 16)));
           const float sh = __half2float(__ushort_as_half((unsigned short)(mh & 0xffff))) * sv.z;
@@ -197,8 +253,15 @@ __global__ void __launch_bounds__(kDThreads, 1) dgemv_kernel(DParams p) {
           accg = fmaf(sg, fmaf(-zg, sv.y, d[0] - sv.x), accg);
           acch = fmaf(sh, fmaf(-zh, sv.y, d[2] - sv.x), acch);
         }
-        cur = nxt;
-        pend = pn;
+        tb = -1;
+        next_item(it, is, nsp, warp);
+        if (it < ntiles && issue(p, it, is, g, t, L)) { tb = it; sb = is; }
+      };
+      for (int sp = warp; sp < nsp; sp += kDWarps) {
+        if (phase == 0) step(L0, t0, s0, sp);
+        else if (phase == 1) step(L1, t1, s1, sp);
+        else step(L2, t2, s2, sp);
+        phase = phase == 2 ? 0 : phase + 1;
       }
       if (t == 0) { red[par][warp][g] = accg; red[par][warp][g + 8] = acch; }
     } else {
@@ -229,7 +292,6 @@ __global__ void __launch_bounds__(kDThreads, 1) dgemv_kernel(DParams p) {
         for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
         if (lane == 0) red[par][warp][r] = v;
       }
-      pend = false;  // the next packed tile reloads its first span
     }
     __syncthreads();
     if (tid < kTile && r0 + tid < S.rows) {
@@ -244,28 +306,47 @@ __global__ void __launch_bounds__(kDThreads, 1) dgemv_kernel(DParams p) {
 }
 
 // ---- epilogues ----
-// Σ_k B[row, k]·t[k] for a bf16 row of r values (B already scaled by the adapter's s), 0 without an adapter.
-__device__ __forceinline__ float lora_dot(const uint16_t* B, const float* tv, int r, int row) {
+// The adapters' t vectors are staged in shared memory once per block; a row of B (bf16, already scaled by the
+// adapter's s) is loaded whole before it is used (up to 128 values: 16 loads in flight instead of a dependent chain).
+__device__ __forceinline__ float lora_dot(const uint16_t* B, const float* ts, int r, int row) {
   if (!B) return 0.f;
   const uint16_t* b = B + (size_t)row * r;
   float a = 0.f;
-  if ((r & 7) == 0) {  // 8 bf16 per 16-byte load (rows of B start 16-byte aligned when r % 8 == 0)
-    for (int k = 0; k < r; k += 8) {
-      const uint4 w = __ldg(reinterpret_cast<const uint4*>(b + k));
-      a = fmaf(__uint_as_float(w.x << 16), tv[k], a); a = fmaf(__uint_as_float(w.x & 0xffff0000u), tv[k + 1], a);
-      a = fmaf(__uint_as_float(w.y << 16), tv[k + 2], a); a = fmaf(__uint_as_float(w.y & 0xffff0000u), tv[k + 3], a);
-      a = fmaf(__uint_as_float(w.z << 16), tv[k + 4], a); a = fmaf(__uint_as_float(w.z & 0xffff0000u), tv[k + 5], a);
-      a = fmaf(__uint_as_float(w.w << 16), tv[k + 6], a); a = fmaf(__uint_as_float(w.w & 0xffff0000u), tv[k + 7], a);
+  if ((r & 7) == 0 && r <= 128) {  // rows of B start 16-byte aligned when r % 8 == 0
+    const int r8 = r >> 3;
+    uint4 w[16];
+#pragma unroll
+    for (int k = 0; k < 16; k++) if (k < r8) w[k] = __ldg(reinterpret_cast<const uint4*>(b) + k);
+#pragma unroll
+    for (int k = 0; k < 16; k++) {
+      if (k < r8) {
+        const float* tk = ts + 8 * k;
+        a = fmaf(__uint_as_float(w[k].x << 16), tk[0], a); a = fmaf(__uint_as_float(w[k].x & 0xffff0000u), tk[1], a);
+        a = fmaf(__uint_as_float(w[k].y << 16), tk[2], a); a = fmaf(__uint_as_float(w[k].y & 0xffff0000u), tk[3], a);
+        a = fmaf(__uint_as_float(w[k].z << 16), tk[4], a); a = fmaf(__uint_as_float(w[k].z & 0xffff0000u), tk[5], a);
+        a = fmaf(__uint_as_float(w[k].w << 16), tk[6], a); a = fmaf(__uint_as_float(w[k].w & 0xffff0000u), tk[7], a);
+      }
     }
   } else {
-    for (int k = 0; k < r; k++) a = fmaf(__uint_as_float((uint32_t)b[k] << 16), tv[k], a);
+    for (int k = 0; k < r; k++) a = fmaf(__uint_as_float((uint32_t)b[k] << 16), ts[k], a);
   }
   return a;
 }
 __device__ __forceinline__ uint16_t to_bf(float f) { return __bfloat16_as_ushort(__float2bfloat16_rn(f)); }
+// Copies t vectors (null: skipped) into shared memory at the given offsets; every thread of the block takes part.
+__device__ __forceinline__ void stage_t(float* sm, const float* a, int ra, const float* b, int rb, const float* c, int rc) {
+  for (int i = threadIdx.x; i < ra + rb + rc; i += blockDim.x) {
+    if (i < ra) sm[i] = a ? a[i] : 0.f;
+    else if (i < ra + rb) sm[i] = b ? b[i - ra] : 0.f;
+    else sm[i] = c ? c[i - ra - rb] : 0.f;
+  }
+  __syncthreads();
+}
 
 // q/k: one thread per rotation pair (head h, i < hd/2); v: one thread per element.
 __global__ void qkv_epi_kernel(DecodeQkv e) {
+  extern __shared__ float tsm[];
+  stage_t(tsm, e.tq, e.rq, e.tk, e.rk, e.tv, e.rv);
   const int half = e.hd / 2, nq = e.Hq * half, nk = e.Hkv * half, nv = e.Hkv * e.hd;
   for (int i = blockIdx.x * blockDim.x + threadIdx.x; i < nq + nk + nv; i += gridDim.x * blockDim.x) {
     if (i < nq + nk) {
@@ -273,28 +354,33 @@ __global__ void qkv_epi_kernel(DecodeQkv e) {
       const int j = isq ? i : i - nq, h = j / half, k = j % half, r0 = h * e.hd + k, r1 = r0 + half;
       const float* y = isq ? e.q : e.k;
       const uint16_t* B = isq ? e.Bq : e.Bk;
-      const float* tv = isq ? e.tq : e.tk;
+      const float* ts = isq ? tsm : tsm + e.rq;
       const int r = isq ? e.rq : e.rk;
-      const float a = y[r0] + lora_dot(B, tv, r, r0), b = y[r1] + lora_dot(B, tv, r, r1);
+      const float a = y[r0] + lora_dot(B, ts, r, r0), b = y[r1] + lora_dot(B, ts, r, r1);
       const float c = e.cos[k], s = e.sin[k];
       uint16_t* o = isq ? e.qOut : e.kOut;
       o[r0] = to_bf(a * c - b * s);
       o[r1] = to_bf(b * c + a * s);
     } else {
       const int j = i - nq - nk;
-      e.vOut[j] = to_bf(e.v[j] + lora_dot(e.Bv, e.tv, e.rv, j));
+      e.vOut[j] = to_bf(e.v[j] + lora_dot(e.Bv, tsm + e.rq + e.rk, e.rv, j));
     }
   }
 }
 
 __global__ void residual_epi_kernel(float* x, const float* y, const float* tv, const uint16_t* B, int r, int n) {
-  for (int i = blockIdx.x * blockDim.x + threadIdx.x; i < n; i += gridDim.x * blockDim.x) x[i] += y[i] + lora_dot(B, tv, r, i);
+  extern __shared__ float tsm[];
+  stage_t(tsm, tv, B ? r : 0, nullptr, 0, nullptr, 0);
+  for (int i = blockIdx.x * blockDim.x + threadIdx.x; i < n; i += gridDim.x * blockDim.x) x[i] += y[i] + lora_dot(B, tsm, r, i);
 }
 
 __global__ void swiglu_epi_kernel(const float* gt, const float* up, const float* tg, const float* tu, const uint16_t* Bg,
                                   const uint16_t* Bu, int rg, int ru, int n, float* act) {
+  extern __shared__ float tsm[];
+  stage_t(tsm, tg, Bg ? rg : 0, tu, Bu ? ru : 0, nullptr, 0);
+  const float* tus = tsm + (Bg ? rg : 0);
   for (int i = blockIdx.x * blockDim.x + threadIdx.x; i < n; i += gridDim.x * blockDim.x) {
-    const float g = gt[i] + lora_dot(Bg, tg, rg, i), u = up[i] + lora_dot(Bu, tu, ru, i);
+    const float g = gt[i] + lora_dot(Bg, tsm, rg, i), u = up[i] + lora_dot(Bu, tus, ru, i);
     act[i] = g / (1.f + expf(-g)) * u;
   }
 }
@@ -349,20 +435,20 @@ const char* cuda_decode_gemv(const DecodeSeg* segs, int nseg, int in, const void
 
 const char* cuda_decode_qkv_epi(const DecodeQkv& e) {
   const int n = e.Hq * e.hd / 2 + e.Hkv * e.hd / 2 + e.Hkv * e.hd;
-  qkv_epi_kernel<<<epi_grid(n), 256>>>(e);
+  qkv_epi_kernel<<<epi_grid(n), 256, (size_t)(e.rq + e.rk + e.rv + 1) * 4>>>(e);
   LB_CUDA(cudaGetLastError());
   return nullptr;
 }
 
 const char* cuda_decode_residual_epi(float* x, const float* y, const float* t, const void* B, int r, int n) {
-  residual_epi_kernel<<<epi_grid(n), 256>>>(x, y, t, static_cast<const uint16_t*>(B), r, n);
+  residual_epi_kernel<<<epi_grid(n), 256, (size_t)(r + 1) * 4>>>(x, y, t, static_cast<const uint16_t*>(B), r, n);
   LB_CUDA(cudaGetLastError());
   return nullptr;
 }
 
 const char* cuda_decode_swiglu_epi(const float* g, const float* u, const float* tg, const float* tu, const void* Bg,
                                    const void* Bu, int rg, int ru, int n, float* act) {
-  swiglu_epi_kernel<<<epi_grid(n), 256>>>(g, u, tg, tu, static_cast<const uint16_t*>(Bg), static_cast<const uint16_t*>(Bu),
+  swiglu_epi_kernel<<<epi_grid(n), 256, (size_t)(rg + ru + 1) * 4>>>(g, u, tg, tu, static_cast<const uint16_t*>(Bg), static_cast<const uint16_t*>(Bu),
                                           rg, ru, n, act);
   LB_CUDA(cudaGetLastError());
   return nullptr;

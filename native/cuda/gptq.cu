@@ -144,7 +144,7 @@ __device__ inline void gptq_params(double mn, double mx, int bits, float* s, flo
   double zz = rint((double)__double2float_rn(__ddiv_rn(-mn, (double)sc)));
   zz = zz < 0 ? 0 : (zz > M ? M : zz);
   *s = sc;
-  *z = (float)zz;
+  *z = (float)zz + 0.0f;  // -0 (rint of a tiny positive −mn/s) → +0, as the TypeScript reference stores
 }
 
 // Parameters of row r over columns [c0, c1) of Wt [C, out].

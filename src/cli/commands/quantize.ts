@@ -1,4 +1,6 @@
 // `lowbit quantize`: RTN / NormalFloat / ICQ / GPTQ into a packed directory, with bit accounting.
+import { gpuQuantizeUnsupported, gpuWeightQuantizer } from '../../quant/quantize-gpu.js';
+import { cudaQuantizerUnavailable } from '../../backend/cuda-quantize.js';
 import type { CommandSpec, ParsedArgs } from '../args.js';
 import { flag, int, num, req, str } from '../args.js';
 import { LowbitError } from '../../io/errors.js';
@@ -62,7 +64,7 @@ export const command: CommandSpec = {
     { name: 'act-order', flag: true, help: 'gptq: quantize columns by descending Hessian diagonal' },
     { name: 'true-sequential', flag: true, help: 'gptq: quantize q/k/v, o, gate/up, down in turn (each sees the earlier ones quantized)' },
     { name: 'static-groups', flag: true, help: 'gptq: fit group parameters up front (with --act-order: no g_idx)' },
-    { ...DEVICE_OPTION, help: 'cpu | cuda (GPTQ: Hessians, Cholesky and column updates on the GPU, f64; rtn/nf/icq stay on the CPU) | auto (cuda when usable)' },
+    { ...DEVICE_OPTION, help: 'cpu | cuda (GPTQ: Hessians, Cholesky and column updates on the GPU, f64; rtn/nf/icq: GPU quantizer kernels, bit-identical) | auto (cuda when usable)' },
     { name: 'out', help: 'output packed directory' },
     { name: 'export-fake-quant', help: 'also write a plain HF directory with the dequantized weights (bf16)' },
     { name: 'json', flag: true, help: 'print one JSON object as the last stdout line' },
@@ -72,8 +74,12 @@ export const command: CommandSpec = {
     const src = req(a, 'model', CMD), dst = req(a, 'out', CMD);
     const o = quantOptsFromArgs(a);
     o.device = quantizeDevice(a);
-    // hook: a GPU quantizer for rtn/nf/icq would join GPU_QUANT_METHODS (or be passed as o.weightQuantizer)
-    if (o.device === 'cuda' && !GPU_QUANT_METHODS.has(o.method)) out.info(`--device cuda: ${o.method} runs on the CPU (only GPTQ has GPU kernels here)`);
+    if (o.device === 'cuda' && !GPU_QUANT_METHODS.has(o.method)) {
+      // rtn / nf / icq: the GPU quantizer kernels (bit-identical to the TypeScript quantizers) where they take the options
+      const why = gpuQuantizeUnsupported(o);
+      o.weightQuantizer = gpuWeightQuantizer() ?? undefined;
+      if (why || !o.weightQuantizer) out.info(`--device cuda: ${why ?? cudaQuantizerUnavailable()}; ${o.method} runs on the CPU`);
+    }
     let bar: Progress | null = null;
     const stats = await quantizeModel(src, dst, o, (done, total, what) => {
       bar ??= new Progress(`quantize ${o.method}${o.bits}`, total, 'proj');
