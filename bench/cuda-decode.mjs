@@ -33,8 +33,9 @@ const lora = new GpuLora(c, specs);
 lora.setParams(randomLoraParams(specs, 99, 1, 0.01));
 const res = { date: new Date().toISOString(), device: c.cudaInfo().deviceName, shape: tiny ? 'tiny' : 'llama-2-7b', copyGBs: BW / 1e9, tokens: N, runs: [] };
 const variants = (opt('--variants', '1,2')).split(',').map(Number);
+const gemvOnly = args.includes('--gemv-only');
 const modes = (opt('--modes', 'eager,graph')).split(',');
-for (const withLora of [true, false]) {
+for (const withLora of gemvOnly ? [] : [true, false]) {
   for (const variant of variants) for (const mode of modes) {
     const d = new GpuDecoder(c, gw, withLora ? lora : null, prompt.length + N + 1);
     d.variant = variant;
@@ -97,6 +98,17 @@ if (!tiny && variants.includes(4)) {
     const r = { group: gr.name, bytes: by, v4us: t4 * 1e3, v3us: t3 * 1e3, v4ofCopy: by / (t4 * 1e-3) / BW, v3ofCopy: by / (t3 * 1e-3) / BW };
     res.gemv.push(r);
     log(`GEMV ${gr.name.padEnd(18)} ${(by / 1e6).toFixed(1)} MB: v4 ${r.v4us.toFixed(2)} µs (${(100 * r.v4ofCopy).toFixed(0)} % of copy), v3${gr.norm ? ' + RMSNorm' : ''} ${r.v3us.toFixed(2)} µs (${(100 * r.v3ofCopy).toFixed(0)} %)`);
+    const kernels = opt('--kernels', '0').split(',').map(Number);
+    r.kernels = {};
+    for (const k of kernels) r.kernels[k] = timeGraph((l) => c.cudaDecodeGemv(gr.x, false, gr.norm ? gw.layers[l].inputNorm : null, 1e-5, gr.inF, plan[l][gr.seg], 0, k)) * 1e3;
+    if (kernels.length > 1) log(`     v4 kernels: ${Object.entries(r.kernels).map(([k, v]) => `#${k} ${v.toFixed(2)} µs`).join(', ')}`);
+    if (args.includes('--probes')) {  // where the v4 time goes: L2-resident codes, loads only, compute only
+      r.probes = {};
+      for (const [k, name] of [[1, 'codes in L2'], [2, 'loads, no compute'], [3, 'compute, no loads']]) {
+        r.probes[name] = timeGraph((l) => c.cudaDecodeGemv(gr.x, false, gr.norm ? gw.layers[l].inputNorm : null, 1e-5, gr.inF, plan[l][gr.seg], k)) * 1e3;
+      }
+      log(`     probes: ${Object.entries(r.probes).map(([k, v]) => `${k} ${v.toFixed(2)} µs`).join(', ')}`);
+    }
   }
   d.free();
 }

@@ -35,7 +35,7 @@ for (const [inF, group] of [[4096, 64], [11008, 64], [2048, 128]] as const) {
     const handles: number[] = [];
     const dqs = packs.map((p) => uploadPacked(c, p));
     try {
-      for (const xBf16 of [false, true]) for (const norm of [true, false]) {
+      for (const [xBf16, norm, kernel] of [[false, true, 0], [false, false, 0], [true, true, 0], [true, false, 0], [false, true, 1], [true, false, 2]] as const) {
         let x = randf(rng, inF, 1.5);
         if (xBf16) x = bfr(x);
         const nw = randf(rng, inF, 1).map((v) => 1 + 0.3 * v);
@@ -52,7 +52,7 @@ for (const [inF, group] of [[4096, 64], [11008, 64], [2048, 128]] as const) {
         const wh = up(c, f32ToBf16(Wd)), yd = c.cudaAlloc(rowsD * 4); handles.push(wh, yd);
         c.cudaUpload(yd, Float32Array.from({ length: rowsD }, (_, i) => i));  // accumulated into
         segs.push({ w: wh, rows: rowsD, y: yd, acc: 1 });
-        c.cudaDecodeGemv(xh, xBf16, norm ? nwh : null, 1e-5, inF, segs);
+        c.cudaDecodeGemv(xh, xBf16, norm ? nwh : null, 1e-5, inF, segs, 0, kernel);
         c.cudaSync();
         let xn = x;
         if (norm) { xn = new Float32Array(inF); rmsnormForwardRef(xn, new Float32Array(1), x, nw, 1, inF, 1e-5); }
@@ -62,7 +62,7 @@ for (const [inF, group] of [[4096, 64], [11008, 64], [2048, 128]] as const) {
           const W = dequantize(p), y = down(c, outs[i], p.out), twin = new Float64Array(p.out), ref = new Float64Array(p.out);
           for (let o = 0; o < p.out; o++) for (let k = 0; k < inF; k++) { twin[o] += W[o * inF + k] * xr[k]; ref[o] += W[o * inF + k] * xn[k]; }
           const e = relErr(y, twin), er = relErr(y, ref);
-          t.diagnostic(`x ${xBf16 ? 'bf16' : 'f32'}${norm ? ' + RMSNorm' : ''}, packed ${p.out} rows: vs twin ${e.toExponential(2)}, vs exact x ${er.toExponential(2)}`);
+          t.diagnostic(`kernel ${kernel}, x ${xBf16 ? 'bf16' : 'f32'}${norm ? ' + RMSNorm' : ''}, packed ${p.out} rows: vs twin ${e.toExponential(2)}, vs exact x ${er.toExponential(2)}`);
           assert.ok(e < 3e-4, `packed segment ${i} vs twin ${e}`);
           assert.ok(er < 3e-3, `packed segment ${i} vs f64 ${er}`);
         });

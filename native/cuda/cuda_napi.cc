@@ -773,7 +773,7 @@ napi_value js_repack4(napi_env env, napi_callback_info info) {
   return nullptr;
 }
 
-// cudaDecodeGemv(x, xBf16, normW | null, eps, in, segs)   segs: [{ desc, codes4, y, acc? } | { w, rows, y, acc? }]
+// cudaDecodeGemv(x, xBf16, normW | null, eps, in, segs, probe = 0, variant = 0)   segs: [{ desc, codes4, y, acc? } | { w, rows, y, acc? }]
 napi_value js_decode_gemv(napi_env env, napi_callback_info info) {
   Args a(env, info, "cudaDecodeGemv");
   int64_t in = 0;
@@ -829,7 +829,10 @@ napi_value js_decode_gemv(napi_env env, napi_callback_info info) {
     if (!prop_buf(a, el, "y", (size_t)S.rows * 4, &y, true)) return nullptr;
     S.y = static_cast<float*>(const_cast<void*>(y));
   }
-  check(env, cuda_decode_gemv(segs, (int)len, (int)in, x.ptr, xbf, static_cast<const float*>(nw.ptr), (float)eps));
+  int64_t probe = 0, variant = 0;
+  if ((!a.is_nullish(6) && !a.count(6, &probe)) || (!a.is_nullish(7) && !a.count(7, &variant))) return nullptr;
+  check(env, cuda_decode_gemv(segs, (int)len, (int)in, x.ptr, xbf, static_cast<const float*>(nw.ptr), (float)eps, (int)probe,
+                              (int)variant));
   return nullptr;
 }
 

@@ -44,6 +44,7 @@ struct DParams {
   DecodeSeg seg[kDecodeMaxSegs];
   int first[kDecodeMaxSegs + 1];  // first tile of each segment; first[nseg] = tiles
   int nseg, in;
+  int probe;  // benchmark probes (0 = normal): 1 codes of rows 0..15 only (L2-resident), 2 loads without compute, 3 compute without loads
   const void* x;
   int x_bf16;
   const float* normw;
@@ -90,7 +91,15 @@ __device__ __forceinline__ bool issue(const DParams& p, int tile, int sp, int g,
   const DecodeSeg& S = p.seg[si];
   if (S.kind != 0) return false;
   const int r0 = (tile - p.first[si]) * kTile;
-  const int rg = min(r0 + g, S.rows - 1), rh = min(r0 + g + 8, S.rows - 1);
+  int rg = min(r0 + g, S.rows - 1), rh = min(r0 + g + 8, S.rows - 1);
+  if (p.probe == 1) { rg &= 15; rh &= 15; }
+  if (p.probe == 3) {
+    L.a = make_uint4(0x1b1b1b1bu ^ sp, 0xe4e4e4e4u, 0x39393939u, 0x93939393u);
+    L.b = make_uint4(0x4e4e4e4eu, 0xb1b1b1b1u ^ t, 0x27272727u, 0xd8d8d8d8u);
+#pragma unroll
+    for (int j = 0; j < 8; j++) L.s[j] = 0x3c002c00u;  // scale 2^-4, zero 1
+    return true;
+  }
   const size_t rowv = (size_t)p.in / 64;  // uint4 per row (in / 4 bytes of codes)
   const uint4* c = reinterpret_cast<const uint4*>(S.codes);
   L.a = ldg4(c + rg * rowv + sp * 4 + t);
@@ -109,35 +118,45 @@ __device__ __forceinline__ bool issue(const DParams& p, int tile, int sp, int g,
   return true;
 }
 
-// The span items of one warp in order: spans warp, warp + 16, … of its block's tiles blockIdx.x, + gridDim.x, …
-__device__ __forceinline__ void next_item(int& tile, int& sp, int nsp, int warp) {
+// The span items of one warp in order: spans lw, lw + 16, … (lw: its warp within its half) of the tiles of its half:
+// blockIdx.x + h·gridDim.x, then + H·gridDim.x, …
+template <int H>
+__device__ __forceinline__ void next_item(int& tile, int& sp, int nsp, int lw) {
   sp += kDWarps;
-  if (sp >= nsp) { tile += gridDim.x; sp = warp; }
+  if (sp >= nsp) { tile += H * gridDim.x; sp = lw; }
 }
 
-__global__ void __launch_bounds__(kDThreads, 1) dgemv_kernel(DParams p) {
+// H: 16-row tiles per block round (one per half of 512 threads); D: loads in flight per warp (ring of D span items).
+template <int H, int D>
+__global__ void __launch_bounds__(kDThreads * H, 1) dgemv_kernel(DParams p) {
+  constexpr int NT = kDThreads * H;
   extern __shared__ float4 dsm[];
   const int in = p.in, nslot = in / 64, nsp = in / 256, ntiles = p.first[p.nseg];
   float* xs = reinterpret_cast<float*>(dsm);                  // [in] the (normalized) x, f32: dense segments
   float4* slot = reinterpret_cast<float4*>(xs + in);          // [nslot] (1024·Σx', Σx̂', 2^−E, 0)
   __half* imgh = reinterpret_cast<__half*>(slot + nslot);     // [in] fp16 x' in fragment order
   const uint4* img4 = reinterpret_cast<const uint4*>(imgh);
-  __shared__ float red[2][kDWarps][kTile];
-  __shared__ float rs_s[kDWarps];
+  __shared__ float red[2][kDWarps * H][kTile];
+  __shared__ float rs_s[kDWarps * H];
   const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5, g = lane >> 2, t = lane & 3;
+  const int h = tid / kDThreads, ltid = tid % kDThreads, lw = warp % kDWarps;
   const float* xf = static_cast<const float*>(p.x);
   const uint16_t* xb = static_cast<const uint16_t*>(p.x);
 
   // prefetch ring: the warp's next three span items (tags say which item a buffer holds; -1: none)
   SpanLoad L0, L1, L2;
   int t0 = -1, s0 = 0, t1 = -1, s1 = 0, t2 = -1, s2 = 0;
-  int it = blockIdx.x, is = warp;  // the last item issued
-  if (warp < nsp) {
+  int it = blockIdx.x + h * gridDim.x, is = lw;  // the last item issued
+  if (lw < nsp) {
     if (it < ntiles && issue(p, it, is, g, t, L0)) { t0 = it; s0 = is; }
-    next_item(it, is, nsp, warp);
-    if (it < ntiles && issue(p, it, is, g, t, L1)) { t1 = it; s1 = is; }
-    next_item(it, is, nsp, warp);
-    if (it < ntiles && issue(p, it, is, g, t, L2)) { t2 = it; s2 = is; }
+    if constexpr (D >= 2) {
+      next_item<H>(it, is, nsp, lw);
+      if (it < ntiles && issue(p, it, is, g, t, L1)) { t1 = it; s1 = is; }
+    }
+    if constexpr (D == 3) {
+      next_item<H>(it, is, nsp, lw);
+      if (it < ntiles && issue(p, it, is, g, t, L2)) { t2 = it; s2 = is; }
+    }
   }
 
   // ---- stage x: (1) coalesced loads, x·w into xs and Σx²; (2) per slot of 64: normalize, fp16 image, sums ----
@@ -146,11 +165,11 @@ __global__ void __launch_bounds__(kDThreads, 1) dgemv_kernel(DParams p) {
   {
     constexpr int kPass = 4;
     const int nq = in / 4;  // float4 / 4-bf16 quads
-    for (int q0 = 0; q0 < nq; q0 += kPass * kDThreads) {
+    for (int q0 = 0; q0 < nq; q0 += kPass * NT) {
       float4 xv[kPass], wv[kPass];
 #pragma unroll
       for (int k = 0; k < kPass; k++) {
-        const int q = q0 + k * kDThreads + tid;
+        const int q = q0 + k * NT + tid;
         if (q < nq) {
           if (p.x_bf16) {
             const uint2 u = __ldg(reinterpret_cast<const uint2*>(xb) + q);
@@ -164,7 +183,7 @@ __global__ void __launch_bounds__(kDThreads, 1) dgemv_kernel(DParams p) {
       }
 #pragma unroll
       for (int k = 0; k < kPass; k++) {
-        const int q = q0 + k * kDThreads + tid;
+        const int q = q0 + k * NT + tid;
         if (q < nq) {
           const float4 v = xv[k], w = wv[k];
           ss = fmaf(v.x, v.x, fmaf(v.y, v.y, fmaf(v.z, v.z, fmaf(v.w, v.w, ss))));
@@ -180,7 +199,7 @@ __global__ void __launch_bounds__(kDThreads, 1) dgemv_kernel(DParams p) {
     if (lane == 0) rs_s[warp] = ss;
     __syncthreads();
     if (warp == 0) {
-      float v = lane < kDWarps ? rs_s[lane] : 0.f;
+      float v = lane < kDWarps * H ? rs_s[lane] : 0.f;
 #pragma unroll
       for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
       if (lane == 0) rs_s[0] = rsqrtf(v / (float)in + p.eps);
@@ -188,7 +207,7 @@ __global__ void __launch_bounds__(kDThreads, 1) dgemv_kernel(DParams p) {
   }
   __syncthreads();
   if (p.normw) rstd = rs_s[0];
-  for (int j = warp; j < nslot; j += kDWarps) {
+  for (int j = warp; j < nslot; j += kDWarps * H) {
     float v[2];
 #pragma unroll
     for (int h = 0; h < 2; h++) {
@@ -221,18 +240,23 @@ __global__ void __launch_bounds__(kDThreads, 1) dgemv_kernel(DParams p) {
   }
   __syncthreads();
 
-  int tile = blockIdx.x, phase = 0;
-  int par = 0;
-  for (; tile < ntiles; tile += gridDim.x) {
-    const int si = seg_of(p, tile);
+  int phase = 0, par = 0;
+  for (int tile0 = blockIdx.x; tile0 < ntiles; tile0 += H * gridDim.x) {
+    const int tile = tile0 + h * gridDim.x;
+    const int si = seg_of(p, tile < ntiles ? tile : 0);
     const DecodeSeg& S = p.seg[si];
     const int r0 = (tile - p.first[si]) * kTile;
-    if (S.kind == 0) {
+    if (tile >= ntiles) {
+      if (lane == 0) for (int r = 0; r < kTile; r++) red[par][warp][r] = 0.f;
+    } else if (S.kind == 0) {
       float accg = 0.f, acch = 0.f;
-      // Each of the three ring buffers is used at a fixed place in the code (no register copies between them: a copy
-      // of a buffer whose load is in flight would wait for it), refilled with the item three ahead right after use.
+      // Each ring buffer is used at a fixed place in the code (no register copies between them: a copy of a buffer
+      // whose load is in flight would wait for it), refilled with the item D ahead right after use.
       auto step = [&](SpanLoad& L, int& tb, int& sb, int sp) {
         if (tb != tile || sb != sp) issue(p, tile, sp, g, t, L);  // not prefetched (after a dense tile)
+        if (p.probe == 2) {
+          accg += (float)((L.a.x ^ L.a.w ^ L.b.y ^ L.b.z ^ L.s[0] ^ L.s[7]) & 1u);
+        } else
 #pragma unroll
         for (int j = 0; j < 4; j++) {
           const uint32_t wg = pick(L.a, j), wh = pick(L.b, j);
@@ -254,52 +278,65 @@ __global__ void __launch_bounds__(kDThreads, 1) dgemv_kernel(DParams p) {
           acch = fmaf(sh, fmaf(-zh, sv.y, d[2] - sv.x), acch);
         }
         tb = -1;
-        next_item(it, is, nsp, warp);
+        next_item<H>(it, is, nsp, lw);
         if (it < ntiles && issue(p, it, is, g, t, L)) { tb = it; sb = is; }
       };
-      for (int sp = warp; sp < nsp; sp += kDWarps) {
-        if (phase == 0) step(L0, t0, s0, sp);
-        else if (phase == 1) step(L1, t1, s1, sp);
-        else step(L2, t2, s2, sp);
-        phase = phase == 2 ? 0 : phase + 1;
+      for (int sp = lw; sp < nsp; sp += kDWarps) {
+        if (D == 1 || phase == 0) step(L0, t0, s0, sp);
+        else if (D == 3 && phase == 1) step(L1, t1, s1, sp);
+        else if (D == 3) step(L2, t2, s2, sp);
+        else step(L1, t1, s1, sp);
+        phase = phase >= D - 1 ? 0 : phase + 1;
       }
       if (t == 0) { red[par][warp][g] = accg; red[par][warp][g + 8] = acch; }
     } else {
-      // dense bf16 rows on CUDA cores: thread tid takes 8-input chunks tid, tid + 512, … of each of the 16 rows
-      float acc[kTile];
-#pragma unroll
-      for (int r = 0; r < kTile; r++) acc[r] = 0.f;
+      // dense bf16 rows on CUDA cores: thread ltid of the half takes 8-input chunks ltid, ltid + 512, … of the tile's
+      // rows, 8 rows at a time (registers)
       const int nc = in / 8;
       const uint4* W = reinterpret_cast<const uint4*>(S.W);
-      for (int c = tid; c < nc; c += kDThreads) {
-        const float4 x0 = reinterpret_cast<const float4*>(xs)[2 * c], x1 = reinterpret_cast<const float4*>(xs)[2 * c + 1];
+#pragma unroll 1
+      for (int rb = 0; rb < kTile; rb += 8) {
+        float acc[8];
 #pragma unroll
-        for (int r = 0; r < kTile; r++) {
-          const int row = min(r0 + r, S.rows - 1);
-          const uint4 w = __ldg(W + (size_t)row * nc + c);
-          float a = acc[r];
-          a = fmaf(__uint_as_float(w.x << 16), x0.x, a); a = fmaf(__uint_as_float(w.x & 0xffff0000u), x0.y, a);
-          a = fmaf(__uint_as_float(w.y << 16), x0.z, a); a = fmaf(__uint_as_float(w.y & 0xffff0000u), x0.w, a);
-          a = fmaf(__uint_as_float(w.z << 16), x1.x, a); a = fmaf(__uint_as_float(w.z & 0xffff0000u), x1.y, a);
-          a = fmaf(__uint_as_float(w.w << 16), x1.z, a); a = fmaf(__uint_as_float(w.w & 0xffff0000u), x1.w, a);
-          acc[r] = a;
+        for (int r = 0; r < 8; r++) acc[r] = 0.f;
+        for (int c = ltid; c < nc; c += kDThreads) {
+          const float4 x0 = reinterpret_cast<const float4*>(xs)[2 * c], x1 = reinterpret_cast<const float4*>(xs)[2 * c + 1];
+#pragma unroll
+          for (int r = 0; r < 8; r++) {
+            const int row = min(r0 + rb + r, S.rows - 1);
+            const uint4 w = __ldg(W + (size_t)row * nc + c);
+            float a = acc[r];
+            a = fmaf(__uint_as_float(w.x << 16), x0.x, a); a = fmaf(__uint_as_float(w.x & 0xffff0000u), x0.y, a);
+            a = fmaf(__uint_as_float(w.y << 16), x0.z, a); a = fmaf(__uint_as_float(w.y & 0xffff0000u), x0.w, a);
+            a = fmaf(__uint_as_float(w.z << 16), x1.x, a); a = fmaf(__uint_as_float(w.z & 0xffff0000u), x1.y, a);
+            a = fmaf(__uint_as_float(w.w << 16), x1.z, a); a = fmaf(__uint_as_float(w.w & 0xffff0000u), x1.w, a);
+            acc[r] = a;
+          }
         }
-      }
 #pragma unroll
-      for (int r = 0; r < kTile; r++) {
-        float v = acc[r];
+        for (int r = 0; r < 8; r++) {
+          float v = acc[r];
 #pragma unroll
-        for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
-        if (lane == 0) red[par][warp][r] = v;
+          for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+          if (lane == 0) red[par][warp][rb + r] = v;
+        }
       }
     }
     __syncthreads();
-    if (tid < kTile && r0 + tid < S.rows) {
-      float v = 0.f;
+    if (tid < kTile * H) {  // thread hh·16 + r: row r of the tile of half hh
+      const int hh = tid / kTile, r = tid % kTile, tl = tile0 + hh * gridDim.x;
+      if (tl < ntiles) {
+        const int s2i = seg_of(p, tl);
+        const DecodeSeg& S2 = p.seg[s2i];
+        const int row = (tl - p.first[s2i]) * kTile + r;
+        if (row < S2.rows) {
+          float v = 0.f;
 #pragma unroll
-      for (int w = 0; w < kDWarps; w++) v += red[par][w][tid];
-      float* y = S.y + r0 + tid;
-      *y = S.acc ? *y + v : v;
+          for (int w = 0; w < kDWarps; w++) v += red[par][hh * kDWarps + w][r];
+          float* y = S2.y + row;
+          *y = S2.acc ? *y + v : v;
+        }
+      }
     }
     par ^= 1;
   }
@@ -399,11 +436,11 @@ const char* cuda_repack4(const void* codes, void* dst, int out, int in) {
 }
 
 const char* cuda_decode_gemv(const DecodeSeg* segs, int nseg, int in, const void* x, bool x_bf16, const float* normw,
-                             float eps) {
+                             float eps, int probe, int variant) {
   if (nseg < 1 || nseg > kDecodeMaxSegs) return "cudaDecodeGemv: 1 to 8 segments";
   if (in % 256 != 0) return "cudaDecodeGemv: in must be a multiple of 256";
   DParams p{};
-  p.nseg = nseg; p.in = in; p.x = x; p.x_bf16 = x_bf16 ? 1 : 0; p.normw = normw; p.eps = eps;
+  p.nseg = nseg; p.in = in; p.x = x; p.x_bf16 = x_bf16 ? 1 : 0; p.normw = normw; p.eps = eps; p.probe = probe;
   int tiles = 0;
   for (int s = 0; s < nseg; s++) {
     const DecodeSeg& S = segs[s];
@@ -416,21 +453,29 @@ const char* cuda_decode_gemv(const DecodeSeg* segs, int nseg, int in, const void
   }
   p.first[nseg] = tiles;
   static int sms = 0, optin = 0;
-  static size_t attr = 48 * 1024;
   if (!sms) {
     LB_CUDA(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, 0));
     LB_CUDA(cudaDeviceGetAttribute(&optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, 0));
   }
   const size_t smem = (size_t)in * 4 + (size_t)(in / 64) * 16 + (size_t)in * 2;
-  if (smem + sizeof(float) * (2 * kDWarps * kTile + kDWarps) > (size_t)optin) return "cudaDecodeGemv: in too large for shared memory";
-  if (smem > attr) {
-    LB_CUDA(cudaFuncSetAttribute((const void*)dgemv_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem));
-    attr = smem;
-  }
-  const int grid = tiles < sms ? tiles : sms;
-  dgemv_kernel<<<grid, kDThreads, smem>>>(p);
-  LB_CUDA(cudaGetLastError());
-  return nullptr;
+  if (smem + sizeof(float) * (4 * kDWarps * kTile + 2 * kDWarps) > (size_t)optin) return "cudaDecodeGemv: in too large for shared memory";
+  auto launch = [&](auto kern, int H) -> const char* {
+    static size_t attr[3] = {48 * 1024, 48 * 1024, 48 * 1024};
+    size_t& a = attr[variant < 0 || variant > 2 ? 0 : variant];
+    if (smem > a) {
+      LB_CUDA(cudaFuncSetAttribute((const void*)kern, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem));
+      a = smem;
+    }
+    const int want = (tiles + H - 1) / H, grid = want < sms ? want : sms;
+    kern<<<grid, kDThreads * H, smem>>>(p);
+    LB_CUDA(cudaGetLastError());
+    return nullptr;
+  };
+  // variant: 0 = 16 warps, 3 span loads in flight per warp (default); 1 = 16 warps, 2 in flight; 2 = 32 warps (two
+  // tiles per block round), 1 in flight
+  if (variant == 1) return launch(dgemv_kernel<1, 2>, 1);
+  if (variant == 2) return launch(dgemv_kernel<2, 1>, 2);
+  return launch(dgemv_kernel<1, 3>, 1);
 }
 
 const char* cuda_decode_qkv_epi(const DecodeQkv& e) {

@@ -134,8 +134,10 @@ struct DecodeSeg {
 // The packed code stream (out rows of in/4 bytes, in % 256 == 0) with each 64-byte span's 4×4 words transposed.
 const char* cuda_repack4(const void* codes, void* dst, int out, int in);
 // y_s = W_s·x̃ for every segment s in one launch, x̃ = RMSNorm(x)·normw when normw (else x); x f32 or bf16 [in].
+// probe (benchmarks only): 0 normal; 1 every tile reads rows 0..15's codes (L2-resident); 2 loads, no compute; 3 compute,
+// no loads (constant codes) — wrong results by design.
 const char* cuda_decode_gemv(const DecodeSeg* segs, int nseg, int in, const void* x, bool x_bf16, const float* normw,
-                             float eps);
+                             float eps, int probe = 0, int variant = 0);
 // q/k/v of one token: + LoRA (s·B bf16 [out, r]) · t (null B: none), RoPE on q and k (tables of this position),
 // q → qOut (bf16), k → kOut, v → vOut (the KV-cache rows of this position, bf16).
 struct DecodeQkv {
