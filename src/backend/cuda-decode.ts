@@ -2,7 +2,8 @@
 // runs several projections (packed 2-bit codes on tensor cores, dense bf16 rows on CUDA cores) and the RMSNorm in
 // front of them in ONE launch, and the epilogues that finish a layer's projections (LoRA B·t, RoPE, KV-cache rows,
 // residual add, SwiGLU). TypeScript twins: test/helpers/host-engine.ts (emulator), test/cuda-decode-model.test.ts.
-import { nativeAddon, nativeReason, type NativeCuda } from './native.js';
+import type { NativeCuda } from './native.js';
+import { kernelFamily } from './cuda-family.js';
 import type { QuantDesc } from './cuda.js';
 
 /** One run of output rows of cudaDecodeGemv: packed (desc + its repacked codes) or dense bf16 [rows, in]. */
@@ -39,25 +40,13 @@ export interface NativeCudaDecode extends NativeCuda {
 export const CUDA_DECODE_FUNCTIONS = ['cudaRepackSpan4', 'cudaDecodeGemv', 'cudaDecodeQkvEpi', 'cudaDecodeResidualEpi',
   'cudaDecodeSwigluEpi'] as const;
 
-function missing(c: object): string[] { return CUDA_DECODE_FUNCTIONS.filter((f) => typeof (c as Record<string, unknown>)[f] !== 'function'); }
+const family = kernelFamily<NativeCudaDecode>('decode kernels', CUDA_DECODE_FUNCTIONS);
 
 /** The decode kernels when a CUDA device is present and the addon has them, else null. */
-export function cudaDecodeOps(): NativeCudaDecode | null {
-  const a = nativeAddon();
-  if (!a?.cuda || missing(a.cuda).length) return null;
-  return a.cuda.cudaInfo().deviceCount > 0 ? (a.cuda as NativeCudaDecode) : null;
-}
+export function cudaDecodeOps(): NativeCudaDecode | null { return family.get(); }
 
 /** Why cudaDecodeOps() is null ('available' when it is not). */
-export function cudaDecodeUnavailable(): string {
-  const a = nativeAddon();
-  if (!a) return `native addon not built: ${nativeReason()}`;
-  if (!a.cuda) return 'native addon built without CUDA (no nvcc at build time, or LOWBIT_NO_CUDA=1)';
-  const m = missing(a.cuda);
-  if (m.length) return `addon predates the decode kernels (missing ${m.join(', ')}; rebuild it)`;
-  const info = a.cuda.cudaInfo();
-  return info.deviceCount > 0 ? 'available' : `no CUDA device: ${info.error ?? 'deviceCount is 0'}`;
-}
+export function cudaDecodeUnavailable(): string { return family.unavailable(); }
 
 /** The v4 GEMV's fp16 rounding of x for one slot of 64 inputs (the twin of the kernel's staging; f64 out). */
 export function decodeSlotRound(x: ArrayLike<number>, off: number, out: Float64Array): void {

@@ -6,7 +6,8 @@
 // factor U of H⁻¹ in row-major order (U[i·n + j], j ≥ i), i.e. the column-major lower factor.
 // TypeScript twins: src/quant/gptq.ts (HessianAccumulator, choleskyLower, choleskyInverse, quantizeGPTQ); the
 // host emulator of these functions is test/helpers/host-gptq.ts. Orchestration: src/quant/gptq-gpu.ts.
-import { nativeAddon, nativeReason, type NativeCuda } from './native.js';
+import type { NativeCuda } from './native.js';
+import { kernelFamily } from './cuda-family.js';
 
 /** GPTQ's kernels of the addon (register_cuda_gptq). "ACC" marks an output accumulated into (+=). */
 export interface NativeCudaGptq {
@@ -51,25 +52,10 @@ export const CUDA_GPTQ_FUNCTIONS = [
   'cudaGptqLazyUpdate',
 ] as const satisfies readonly (keyof NativeCudaGptq)[];
 
-function missingFunctions(cuda: object): string[] {
-  const o = cuda as Record<string, unknown>;
-  return CUDA_GPTQ_FUNCTIONS.filter((f) => typeof o[f] !== 'function');
-}
+const family = kernelFamily<GptqEngine>('GPTQ kernels', CUDA_GPTQ_FUNCTIONS);
 
-/** The addon's CUDA object with GPTQ's kernels when a device is usable; otherwise null (see cudaGptqUnavailable). */
-export function cudaGptq(): GptqEngine | null {
-  const a = nativeAddon();
-  if (!a?.cuda || missingFunctions(a.cuda).length) return null;
-  return a.cuda.cudaInfo().deviceCount > 0 ? (a.cuda as unknown as GptqEngine) : null;
-}
+/** The addon's CUDA object with the GPTQ kernels when a device is usable; otherwise null (see cudaGptqUnavailable). */
+export function cudaGptq(): GptqEngine | null { return family.get(); }
 
 /** Why cudaGptq() is null ('available' when it is not). */
-export function cudaGptqUnavailable(): string {
-  const a = nativeAddon();
-  if (!a) return `native addon not built: ${nativeReason()}`;
-  if (!a.cuda) return 'native addon built without CUDA (no nvcc at build time, or LOWBIT_NO_CUDA=1)';
-  const missing = missingFunctions(a.cuda);
-  if (missing.length) return `addon predates the GPTQ kernels (missing ${missing.join(', ')}; rebuild it)`;
-  const info = a.cuda.cudaInfo();
-  return info.deviceCount > 0 ? 'available' : `no CUDA device: ${info.error ?? 'deviceCount is 0'}`;
-}
+export function cudaGptqUnavailable(): string { return family.unavailable(); }

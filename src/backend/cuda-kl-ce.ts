@@ -2,7 +2,8 @@
 // (native/cuda/kl_ce.cu, bindings native/cuda/napi_kl_ce.cc). Arguments are device-buffer handles; sizes are
 // checked natively; fp32 math. "ACC" marks an output accumulated into (+=); the others are overwritten.
 // TypeScript twin: src/model/ops/kl-ce.ts (klCeRowsRef).
-import { nativeAddon, nativeReason, type NativeCuda } from './native.js';
+import type { NativeCuda } from './native.js';
+import { kernelFamily } from './cuda-family.js';
 
 export interface NativeCudaKlCe extends NativeCuda {
   /**
@@ -36,23 +37,13 @@ export function klCeMissing(cuda: object): string | null {
   return missing.length ? `addon predates the KL + CE kernels (missing ${missing.join(', ')}; rebuild it)` : null;
 }
 
+const family = kernelFamily<NativeCudaKlCe>('KL + CE kernels', CUDA_KL_CE_FUNCTIONS);
+
 /** The addon's CUDA object with the KL + CE kernels when a device is usable; otherwise null (see cudaKlCeUnavailable). */
-export function cudaKlCe(): NativeCudaKlCe | null {
-  const c = nativeAddon()?.cuda;
-  if (!c || klCeMissing(c)) return null;
-  return c.cudaInfo().deviceCount > 0 ? (c as NativeCudaKlCe) : null;
-}
+export function cudaKlCe(): NativeCudaKlCe | null { return family.get(); }
 
 /** Why cudaKlCe() is null ('available' when it is not). */
-export function cudaKlCeUnavailable(): string {
-  const a = nativeAddon();
-  if (!a) return `native addon not built: ${nativeReason()}`;
-  if (!a.cuda) return 'native addon built without CUDA (no nvcc at build time, or LOWBIT_NO_CUDA=1)';
-  const why = klCeMissing(a.cuda);
-  if (why) return why;
-  const info = a.cuda.cudaInfo();
-  return info.deviceCount > 0 ? 'available' : `no CUDA device: ${info.error ?? 'deviceCount is 0'}`;
-}
+export function cudaKlCeUnavailable(): string { return family.unavailable(); }
 
 /** Bytes of the three scratch buffers of cudaLmHeadKlCe for chunks of `chunkRows` rows over a vocabulary of V. */
 export function klCeScratchBytes(chunkRows: number, V: number): { sLogits: number; tLogits: number; dlogits: number } {

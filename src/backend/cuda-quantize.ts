@@ -3,7 +3,8 @@
 // device, bit-identical to them. All buffer arguments are device-buffer handles (sizes checked natively); codes are
 // one byte per weight until cudaPackCodes writes the pack.ts stream. Stream-ordered on the default stream.
 // TypeScript twins: src/quant/quantize-gpu-twins.ts; orchestration: src/quant/quantize-gpu.ts.
-import { nativeAddon, nativeReason, type NativeCuda } from './native.js';
+import type { NativeCuda } from './native.js';
+import { kernelFamily } from './cuda-family.js';
 
 /** The quantizer kernels (register_cuda_quantize). */
 export interface NativeCudaQuantize extends NativeCuda {
@@ -41,25 +42,10 @@ export const CUDA_QUANTIZE_FUNCTIONS = [
   'cudaQuantInt', 'cudaQuantBlockwise', 'cudaIcqNf', 'cudaAbsmaxMean', 'cudaTauDq', 'cudaPackCodes',
 ] as const satisfies readonly (keyof NativeCudaQuantize)[];
 
-function missingFunctions(cuda: object): string[] {
-  const o = cuda as Record<string, unknown>;
-  return CUDA_QUANTIZE_FUNCTIONS.filter((f) => typeof o[f] !== 'function');
-}
+const family = kernelFamily<NativeCudaQuantize>('quantizer kernels', CUDA_QUANTIZE_FUNCTIONS);
 
 /** The addon's CUDA object with the quantizer kernels when a device is usable; otherwise null (see cudaQuantizerUnavailable). */
-export function cudaQuantizer(): NativeCudaQuantize | null {
-  const a = nativeAddon();
-  if (!a?.cuda || missingFunctions(a.cuda).length) return null;
-  return a.cuda.cudaInfo().deviceCount > 0 ? (a.cuda as NativeCudaQuantize) : null;
-}
+export function cudaQuantizer(): NativeCudaQuantize | null { return family.get(); }
 
 /** Why cudaQuantizer() is null ('available' when it is not). */
-export function cudaQuantizerUnavailable(): string {
-  const a = nativeAddon();
-  if (!a) return `native addon not built: ${nativeReason()}`;
-  if (!a.cuda) return 'native addon built without CUDA (no nvcc at build time, or LOWBIT_NO_CUDA=1)';
-  const missing = missingFunctions(a.cuda);
-  if (missing.length) return `addon predates the quantizer kernels (missing ${missing.join(', ')}; rebuild it)`;
-  const info = a.cuda.cudaInfo();
-  return info.deviceCount > 0 ? 'available' : `no CUDA device: ${info.error ?? 'deviceCount is 0'}`;
-}
+export function cudaQuantizerUnavailable(): string { return family.unavailable(); }

@@ -4,7 +4,8 @@
 // "ACC" marks an output that is accumulated into (+=); every other output is overwritten.
 // Everything runs stream-ordered on the default stream: call cudaSync() before reading results on the host.
 // TypeScript twins: src/model/ops/{rmsnorm,rope,swiglu,embedding,cross-entropy,mse}.ts, src/train/adamw.ts.
-import { nativeAddon, nativeReason, type NativeCuda } from './native.js';
+import type { NativeCuda } from './native.js';
+import { kernelFamily } from './cuda-family.js';
 
 /** The training-path kernels of the addon (register_cuda_train). */
 export interface NativeCudaTrain extends NativeCuda {
@@ -71,28 +72,13 @@ export const CUDA_TRAIN_FUNCTIONS = [
   'cudaLmHeadCe', 'cudaMseF32', 'cudaSumSquaresF32', 'cudaAdamW',
 ] as const satisfies readonly (keyof NativeCudaTrain)[];
 
-function missingFunctions(cuda: object): string[] {
-  const o = cuda as Record<string, unknown>;
-  return CUDA_TRAIN_FUNCTIONS.filter((f) => typeof o[f] !== 'function');
-}
+const family = kernelFamily<NativeCudaTrain>('training kernels', CUDA_TRAIN_FUNCTIONS);
 
 /** The addon's CUDA object with the training kernels when a device is usable; otherwise null (see cudaTrainOpsUnavailable). */
-export function cudaTrainOps(): NativeCudaTrain | null {
-  const a = nativeAddon();
-  if (!a?.cuda || missingFunctions(a.cuda).length) return null;
-  return a.cuda.cudaInfo().deviceCount > 0 ? (a.cuda as NativeCudaTrain) : null;
-}
+export function cudaTrainOps(): NativeCudaTrain | null { return family.get(); }
 
 /** Why cudaTrainOps() is null ('available' when it is not). */
-export function cudaTrainOpsUnavailable(): string {
-  const a = nativeAddon();
-  if (!a) return `native addon not built: ${nativeReason()}`;
-  if (!a.cuda) return 'native addon built without CUDA (no nvcc at build time, or LOWBIT_NO_CUDA=1)';
-  const missing = missingFunctions(a.cuda);
-  if (missing.length) return `addon predates the training kernels (missing ${missing.join(', ')}; rebuild it)`;
-  const info = a.cuda.cudaInfo();
-  return info.deviceCount > 0 ? 'available' : `no CUDA device: ${info.error ?? 'deviceCount is 0'}`;
-}
+export function cudaTrainOpsUnavailable(): string { return family.unavailable(); }
 
 /** Bytes of the two scratch buffers of cudaLmHeadCe for chunks of `chunkRows` rows over a vocabulary of V. */
 export function ceScratchBytes(chunkRows: number, V: number): { logits: number; dlogits: number } {
