@@ -2,6 +2,7 @@
 // + w_ce·mean CE), with the teacher logits made on the device from the cached teacher hidden through the FP lm_head,
 // chunk by chunk next to the student's (GpuLlama.lmHeadKlCeDevice); the loss sums stay on the device and are read
 // once per window. Each window's device work is a CUDA graph replayed by (T, grad, scale, count), as GpuRilqObjective.
+import { GraphCache } from '../../model/gpu/graph-cache.js';
 import type { GpuLlama } from '../../model/gpu/gpu-llama.js';
 import type { Linear } from '../../model/linear.js';
 import { shiftTargets } from '../../model/loss.js';
@@ -47,14 +48,14 @@ export class GpuLrecObjective implements Objective {
     if (!m.distill) throw new Error('GpuLrecObjective: build the GpuLlama with { distill: true }');
     this.wk = o.klWeight ?? 1; this.wc = o.ceWeight;
     this.head = deviceTeacherHead(m, teacher.lmHead);
+    this.graphs = new GraphCache(m);
   }
 
   /** whether the teacher lm_head is the student's device buffer (true in lowbit's own pipeline) */
   get sharesLmHead(): boolean { return !this.head.owned; }
 
-  /** CUDA graphs of the device part of a window, by (T, grad, scale, count); LOWBIT_GPU_GRAPHS=0 runs eagerly */
-  private graphs = new Map<string, number>();
-  private readonly useGraphs = process.env.LOWBIT_GPU_GRAPHS !== '0';
+  /** CUDA graphs of the device part of a window, by (T, grad, scale, count) */
+  private graphs: GraphCache;
 
   run(ids: Int32Array, index: number, grad: boolean, scale: number): LossParts {
     const m = this.m, T = ids.length;
@@ -72,18 +73,14 @@ export class GpuLrecObjective implements Objective {
       m.lmHeadKlCeDevice(this.head.handle, grad, klScale, ceScale, 0, 1);
       if (grad) m.backward();
     };
-    const key = `${T}|${grad}|${scale}|${count}`, g = this.graphs.get(key);
-    if (!this.useGraphs) work();
-    else if (g) m.launchGraph(g);
-    else this.graphs.set(key, m.captureGraph(work));  // captureGraph runs `work` once eagerly: this window's result
+    this.graphs.run(`${T}|${grad}|${scale}|${count}`, work);
     const l = m.readLoss();
     const kl = l[0], ce = l[1] / count;  // count 0: NaN, as the CPU objective
     return { loss: this.wk * kl + wc * ce, kl, ce };
   }
 
   free(): void {
-    for (const g of this.graphs.values()) this.m.c.cudaGraphFree(g);
-    this.graphs.clear();
+    this.graphs.free();
     if (this.head.owned) { this.m.c.cudaFree(this.head.handle); this.head.owned = false; }
   }
 }

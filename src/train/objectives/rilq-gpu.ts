@@ -1,6 +1,7 @@
 // RILQ's loss on the GPU engine: the same objective as rilq.ts (0.5·MSE of the final post-norm hidden to the
 // FP teacher's + 0.5·CE of the next token), computed by GpuLlama with the loss sums accumulated on the device
 // and read once per window.
+import { GraphCache } from '../../model/gpu/graph-cache.js';
 import type { GpuLlama } from '../../model/gpu/gpu-llama.js';
 import { shiftTargets } from '../../model/loss.js';
 import type { TeacherCache } from '../teacher-cache.js';
@@ -12,11 +13,11 @@ export class GpuRilqObjective implements Objective {
   private readonly wc: number;
   constructor(private readonly m: GpuLlama, private readonly teacher: TeacherCache, o: { mseWeight?: number; ceWeight?: number } = {}) {
     this.wm = o.mseWeight ?? 0.5; this.wc = o.ceWeight ?? 0.5;
+    this.graphs = new GraphCache(m);
   }
 
-  /** CUDA graphs of the device part of a window, by (T, grad, scale, count); LOWBIT_GPU_GRAPHS=0 runs eagerly */
-  private graphs = new Map<string, number>();
-  private readonly useGraphs = process.env.LOWBIT_GPU_GRAPHS !== '0';
+  /** CUDA graphs of the device part of a window, by (T, grad, scale, count) */
+  private graphs: GraphCache;
 
   run(ids: Int32Array, index: number, grad: boolean, scale: number): LossParts {
     const m = this.m, T = ids.length, D = m.config.hiddenSize;
@@ -34,17 +35,13 @@ export class GpuRilqObjective implements Objective {
       m.lmHeadCeDevice(grad, ceScale, 1);
       if (grad) m.backward();
     };
-    const key = `${T}|${grad}|${scale}|${count}`, g = this.graphs.get(key);
-    if (!this.useGraphs) work();
-    else if (g) m.launchGraph(g);
-    else this.graphs.set(key, m.captureGraph(work));  // captureGraph runs `work` once eagerly: this window's result
+    this.graphs.run(`${T}|${grad}|${scale}|${count}`, work);
     const l = m.readLoss();
     const mse = l[0] / (T * D), ce = count > 0 ? l[1] / count : NaN;
     return { loss: this.wm * mse + this.wc * ce, mse, ce };
   }
 
   free(): void {
-    for (const g of this.graphs.values()) this.m.c.cudaGraphFree(g);
-    this.graphs.clear();
+    this.graphs.free();
   }
 }
