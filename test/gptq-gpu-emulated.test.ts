@@ -97,7 +97,7 @@ const CFG: LlamaConfig = {
   tieWordEmbeddings: false, bosTokenId: 1, eosTokenId: 2, torchDtype: 'float32',
 };
 
-test('quantizeModel GPTQ with device cuda (emulated engine) writes the same packed directory as the CPU', async () => {
+test('quantizeModel GPTQ with device cuda and the CPU calibration forward (emulated engine) writes the same packed directory as the CPU', async () => {
   const dir = mkdtempSync(join(tmpdir(), 'lowbit-gptq-gpu-'));
   const weights = LlamaWeights.initRandom(CFG, new Rng(123), 'f32', 0.05);
   writeHfConfig(join(dir, 'config.json'), CFG);
@@ -109,7 +109,8 @@ test('quantizeModel GPTQ with device cuda (emulated engine) writes the same pack
     const o = { method: 'gptq' as const, bits: 2, groupSize: 32, calibWindows, ...extra };
     const cpu = await quantizeModel(dir, join(dir, 'cpu'), o);
     const eng = hostGptq();
-    const gpu = await quantizeModel(dir, join(dir, 'gpu'), { ...o, device: 'cuda', gptqEngine: eng });
+    // the CPU model's forward feeding the GPU Hessians (the GPU forward's bf16 activations: gptq-calib-gpu-emulated.test.ts)
+    const gpu = await quantizeModel(dir, join(dir, 'gpu'), { ...o, device: 'cuda', gptqEngine: eng, calibForward: 'cpu' });
     assert.equal(cpu.device, 'cpu');
     assert.equal(gpu.device, 'cuda');
     assert.equal(eng.live(), 0, 'every Hessian and scratch buffer freed');

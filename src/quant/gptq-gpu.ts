@@ -63,6 +63,16 @@ export class GpuHessian {
     this.eng.cudaGptqHessianAdd(this.H, this.stage, rows, n, this.tmp);
     this.rows += rows;
   }
+  /**
+   * Rows already on the device: x a device buffer holding f32 [rows, n] row-major (the GPU calibration forward converts
+   * its bf16 activations into one), added by the same ≤ 256-row f32 GEMMs as add().
+   */
+  addDevice(x: number, rows: number): void {
+    if (this.done) throw new Error('GpuHessian: addDevice() after finalize()');
+    if (rows <= 0) return;
+    this.eng.cudaGptqHessianAdd(this.H, x, rows, this.n, this.tmp);
+    this.rows += rows;
+  }
   /** 2/N·XᵀX, in place; the handle stays owned by this object (free() releases it). */
   finalize(): number {
     if (!this.done) {

@@ -1,7 +1,7 @@
 // Quantize a whole HF model directory into a packed directory (format.ts). RTN/NF/ICQ stream one
 // projection at a time from the checkpoint; GPTQ loads the model, draws GPTQ-style random calibration
 // windows from a text file and quantizes layer by layer, the inputs of layer l coming from the
-// already-quantized layers < l.
+// already-quantized layers < l. With --device cuda that forward runs on the GPU engine (gptq-calib-gpu.ts).
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { LowbitError, fileError } from '../io/errors.js';
@@ -18,6 +18,8 @@ import { quantizeWeight, type QuantContext } from './quantizer.js';
 import type { IcqStats } from './icq.js';
 import { HessianAccumulator } from './gptq.js';
 import { GpuHessian, quantizeGPTQGpu, requireGptqEngine } from './gptq-gpu.js';
+import { GpuCalibration, type CalibEngine, type HostLayer, type TapGroup } from './gptq-calib-gpu.js';
+import { requireGpu, type GpuEngine } from '../model/gpu/engine.js';
 import type { GptqEngine } from '../backend/cuda-gptq.js';
 import { PackedLinear } from './packed-linear.js';
 import {
@@ -39,11 +41,20 @@ export interface ModelQuantOpts extends QuantOpts {
   calibBatch?: number;
   exportFakeQuant?: string;
   /**
-   * 'cuda': GPTQ's Hessians and solves on the GPU (gptqEngine, default requireGptqEngine()); the calibration forward
-   * stays on the CPU model. Methods outside GPU_QUANT_METHODS run on the CPU (or through weightQuantizer).
+   * 'cuda': GPTQ's Hessians and solves on the GPU (gptqEngine, default requireGptqEngine()), and its calibration
+   * forward too unless calibForward is 'cpu'. Methods outside GPU_QUANT_METHODS run on the CPU (or through weightQuantizer).
    */
   device?: 'cpu' | 'cuda';
   gptqEngine?: GptqEngine;
+  /**
+   * GPTQ with device 'cuda': where the layer-by-layer calibration forward runs. 'cuda' (default): the GPU engine
+   * (gpuEngine, default requireGpu(); it must be the same object as the GPTQ engine), bf16 activations; 'cpu': the CPU
+   * model in f32, its rows sent to the GPU Hessians.
+   */
+  calibForward?: 'cpu' | 'cuda';
+  gpuEngine?: GpuEngine;
+  /** GPTQ: filled with the seconds of its stages (adds a device sync between stages). */
+  gptqTimings?: GptqModelTimings;
   /** rtn/nf/icq: the per-weight quantizer (default quantizeWeight on the CPU); the hook for GPU quantizers. */
   weightQuantizer?: (W: Float32Array, out: number, inF: number, opts: QuantOpts, ctx: QuantContext) => PackedTensor;
 }
@@ -59,8 +70,8 @@ export interface QuantizeStats {
   bitStats: BitStats;
   /** ICQ: mean per-block code entropy of plain NF/RTN codes vs ICQ codes */
   icq?: { entropyBefore: number; entropyAfter: number; blocks: number };
-  /** GPTQ: summed GPTQ loss and calibration tokens */
-  gptq?: { loss: number; tokens: number };
+  /** GPTQ: summed GPTQ loss, calibration tokens, where the calibration forward ran */
+  gptq?: { loss: number; tokens: number; forward: 'cpu' | 'cuda' };
   /** 'cuda' when device was 'cuda' and the GPU paths ran (GPTQ, or the other methods through a weightQuantizer) */
   device: 'cpu' | 'cuda';
   seconds: number;
@@ -105,6 +116,7 @@ export async function quantizeModel(srcDir: string, outDir: string, opts: ModelQ
   const total = config.numLayers * PROJECTIONS.length;
   let done = 0;
   let gptqTokens = 0;
+  let gptqForward: 'cpu' | 'cuda' = 'cpu';
   try {
     const quantNames = new Set<string>();
     for (let l = 0; l < config.numLayers; l++) for (const p of PROJECTIONS) quantNames.add(`${projectionPath(l, p)}.weight`);
@@ -131,7 +143,9 @@ export async function quantizeModel(srcDir: string, outDir: string, opts: ModelQ
         emit(l, p, (opts.weightQuantizer ?? quantizeWeight)(W, s.out, s.in, qopts, { icqStats }));
       }
     } else {
-      gptqTokens = await runGptq(config, store, srcDir, opts, qopts, emit, gptqLoss);
+      const r = await runGptq(config, store, srcDir, opts, qopts, emit, gptqLoss);
+      gptqTokens = r.tokens;
+      gptqForward = r.forward;
       record.gptq = {
         calib: opts.calib ?? '(windows)', samples: opts.calibWindows?.length ?? opts.calibSamples ?? 128, seq: opts.calibWindows?.[0].length ?? opts.seq ?? 256, seed: opts.seed ?? 0,
         percdamp: opts.percdamp ?? 0.01, act_order: !!opts.actOrder, static_groups: !!opts.staticGroups, true_sequential: !!opts.trueSequential,
@@ -156,7 +170,7 @@ export async function quantizeModel(srcDir: string, outDir: string, opts: ModelQ
   if (opts.method === 'icq' && icqStats.blocks > 0) {
     stats.icq = { entropyBefore: icqStats.entropyBefore / icqStats.blocks, entropyAfter: icqStats.entropyAfter / icqStats.blocks, blocks: icqStats.blocks };
   }
-  if (opts.method === 'gptq') stats.gptq = { loss: gptqLoss.sum, tokens: gptqTokens };
+  if (opts.method === 'gptq') stats.gptq = { loss: gptqLoss.sum, tokens: gptqTokens, forward: gptqForward };
   return stats;
 }
 
@@ -168,19 +182,31 @@ export function calibrationWindows(tokDir: string, file: string, samples: number
   return randomWindows(ids, seq, samples, seed, file);
 }
 
-async function runGptq(config: LlamaConfig, store: TensorStore, srcDir: string, opts: ModelQuantOpts, qopts: QuantOpts,
-  emit: (l: number, p: Projection, t: PackedTensor) => void, loss: { sum: number }): Promise<number> {
-  const windows = opts.calibWindows ?? calibrationWindows(srcDir, opts.calib!, opts.calibSamples ?? 128, opts.seq ?? 256, opts.seed ?? 0);
-  const samples = windows.length, seq = windows[0].length;
+/** Seconds of GPTQ's stages (ModelQuantOpts.gptqTimings; filled with a device sync between stages on the GPU). */
+export interface GptqModelTimings { setup: number; hessians: number; solves: number; advance: number }
+
+/** The layer-by-layer calibration forward GPTQ runs on: the CPU model, or the GPU engine (GpuCalibration). */
+interface CalibForward {
+  /** Start layer l (the GPU path uploads its weights). */
+  beginLayer(l: number): void;
+  /** Layer l's FP weight of p, [out, in]. */
+  weight(l: number, p: Projection): Arr;
+  /** Every batch through layer l as it now is, each group's input rows added to acc (keyed by the group's first projection). */
+  accumulate(l: number, acc: Map<Projection, HessianAccumulator | GpuHessian>): void;
+  /** Layer l's projection p is now the packed tensor t. */
+  setQuantized(l: number, p: Projection, t: PackedTensor): void;
+  /** The outputs of layer l (quantized) become the inputs of layer l+1. */
+  advance(l: number): void;
+  free(): void;
+}
+
+function cpuCalibForward(config: LlamaConfig, store: TensorStore, windows: Int32Array[], B: number): CalibForward {
+  const seq = windows[0].length, nb = windows.length / B;
   const weights = LlamaWeights.fromTensors(config, (name) => {
     if (!store.has(name)) throw fileError(store.source, `missing tensor '${name}'`);
     return store.readTensorF32(name);
   });
   const model = new LlamaModel(weights);
-  const eng = opts.device === 'cuda' ? (opts.gptqEngine ?? requireGptqEngine()) : null;
-  let B = Math.min(opts.calibBatch ?? 4, samples);
-  while (samples % B !== 0) B--;
-  const nb = samples / B;
   // inputs of the current layer, per batch
   const inps: Float32Array[] = [];
   model.prepare(B, seq, false);
@@ -189,6 +215,76 @@ async function runGptq(config: LlamaConfig, store: TensorStore, srcDir: string, 
     for (let i = 0; i < B; i++) ids.set(windows[b * B + i], i * seq);
     inps.push(Float32Array.from(model.embed(ids, B, seq) as Float32Array));
   }
+  return {
+    beginLayer() { /* the whole model is on the host */ },
+    weight: (l, p) => (weights.linearAt(l, p) as unknown as { dense(): Arr }).dense(),
+    accumulate(l, acc) {
+      const hooks = { onLinearInput(_l: number, p: Projection, x: Arr, rows: number) { acc.get(p)?.add(x, rows); } };
+      for (let b = 0; b < nb; b++) model.forwardLayer(l, inps[b], B, seq, hooks);
+    },
+    setQuantized(l, p, t) { weights.setLinear(l, p, new PackedLinear(t, projectionPath(l, p))); },
+    advance(l) { for (let b = 0; b < nb; b++) inps[b].set(model.forwardLayer(l, inps[b], B, seq).subarray(0, inps[b].length)); },
+    free() { /* host memory */ },
+  };
+}
+
+function gpuCalibForward(eng: CalibEngine, config: LlamaConfig, store: TensorStore, windows: Int32Array[], B: number): CalibForward {
+  const read = (name: string, n: number): Float32Array => {
+    if (!store.has(name)) throw fileError(store.source, `missing tensor '${name}'`);
+    const a = store.readTensorF32(name);
+    if (a.length !== n) throw fileError(store.source, `tensor '${name}' has ${a.length} values, expected ${n}`);
+    return a;
+  };
+  const D = config.hiddenSize;
+  const cal = new GpuCalibration(eng, config, read('model.embed_tokens.weight', config.vocabSize * D), windows, B);
+  let host: HostLayer | null = null;
+  return {
+    beginLayer(l) {
+      const proj = {} as Record<Projection, Float32Array>;
+      for (const p of PROJECTIONS) { const s = projectionShape(config, p); proj[p] = read(`${projectionPath(l, p)}.weight`, s.out * s.in); }
+      host = {
+        inputNorm: read(`model.layers.${l}.input_layernorm.weight`, D), postNorm: read(`model.layers.${l}.post_attention_layernorm.weight`, D), proj,
+      };
+      cal.loadLayer(host);
+    },
+    weight: (_l, p) => host!.proj[p],
+    accumulate(_l, acc) {
+      const hs = new Map<TapGroup, GpuHessian>();
+      for (const [k, a] of acc) {
+        if (!(a instanceof GpuHessian)) throw new Error('gptq: the GPU calibration forward feeds GPU Hessians only');
+        hs.set(k as TapGroup, a);
+      }
+      cal.accumulate(hs);
+    },
+    setQuantized(_l, p, t) { cal.setQuantized(p, t); },
+    advance() { cal.advance(); },
+    free() { cal.free(); },
+  };
+}
+
+async function runGptq(config: LlamaConfig, store: TensorStore, srcDir: string, opts: ModelQuantOpts, qopts: QuantOpts,
+  emit: (l: number, p: Projection, t: PackedTensor) => void, loss: { sum: number }): Promise<{ tokens: number; forward: 'cpu' | 'cuda' }> {
+  const windows = opts.calibWindows ?? calibrationWindows(srcDir, opts.calib!, opts.calibSamples ?? 128, opts.seq ?? 256, opts.seed ?? 0);
+  const samples = windows.length, seq = windows[0].length;
+  const eng = opts.device === 'cuda' ? (opts.gptqEngine ?? requireGptqEngine()) : null;
+  let B = Math.min(opts.calibBatch ?? 4, samples);
+  while (samples % B !== 0) B--;
+  const tm = opts.gptqTimings;
+  let t = performance.now();
+  const lap = (k: keyof GptqModelTimings) => {
+    if (!tm) return;
+    eng?.cudaSync();
+    const now = performance.now();
+    tm[k] += (now - t) / 1000;
+    t = now;
+  };
+  const onGpu = !!eng && (opts.calibForward ?? 'cuda') === 'cuda';
+  let fwd: CalibForward;
+  if (onGpu) {
+    const g = opts.gpuEngine ?? requireGpu();
+    if ((g as unknown) !== eng) throw new Error('gptq: the GPU calibration forward and GPTQ\'s kernels must run on one engine (gpuEngine = gptqEngine)');
+    fwd = gpuCalibForward(eng as CalibEngine, config, store, windows, B);
+  } else fwd = cpuCalibForward(config, store, windows, B);
   // GPTQ's `--true-sequential`: q/k/v, then o, then gate/up, then down, each with inputs from the projections
   // of this layer quantized before it; otherwise all 7 share one pass (GPTQ's default).
   const groups: Projection[][] = opts.trueSequential
@@ -197,39 +293,43 @@ async function runGptq(config: LlamaConfig, store: TensorStore, srcDir: string, 
   const inputOf: Record<Projection, Projection> = {
     q_proj: 'q_proj', k_proj: 'q_proj', v_proj: 'q_proj', o_proj: 'o_proj', gate_proj: 'gate_proj', up_proj: 'gate_proj', down_proj: 'down_proj',
   };
-  for (let l = 0; l < config.numLayers; l++) {
-    for (const group of groups) {
-      const acc = new Map<Projection, HessianAccumulator | GpuHessian>();
-      try {
-        for (const p of group) {
-          const n = projectionShape(config, p).in;
-          if (!acc.has(inputOf[p])) acc.set(inputOf[p], eng ? new GpuHessian(eng, n) : new HessianAccumulator(n));
+  try {
+    lap('setup');
+    for (let l = 0; l < config.numLayers; l++) {
+      fwd.beginLayer(l);
+      lap('setup');
+      for (const group of groups) {
+        const acc = new Map<Projection, HessianAccumulator | GpuHessian>();
+        try {
+          for (const p of group) {
+            const n = projectionShape(config, p).in;
+            if (!acc.has(inputOf[p])) acc.set(inputOf[p], eng ? new GpuHessian(eng, n) : new HessianAccumulator(n));
+          }
+          fwd.accumulate(l, acc);
+          const H = new Map<Projection, Float64Array>();
+          for (const [k, a] of acc) if (a instanceof HessianAccumulator) H.set(k, a.finalize());
+          lap('hessians');
+          for (const p of group) {
+            const W = fwd.weight(l, p), s = projectionShape(config, p), a = acc.get(inputOf[p])!;
+            let q: PackedTensor;
+            if (a instanceof GpuHessian) {
+              const r = quantizeGPTQGpu(eng!, W, s.out, s.in, a, qopts);
+              loss.sum += r.loss;
+              q = r.packed;
+            } else q = quantizeWeight(W, s.out, s.in, qopts, { hessian: H.get(inputOf[p]), gptqLoss: loss });
+            fwd.setQuantized(l, p, q);
+            emit(l, p, q);
+          }
+          lap('solves');
+        } finally {
+          for (const a of acc.values()) if (a instanceof GpuHessian) a.free();
         }
-        const hooks = {
-          onLinearInput(_l: number, p: Projection, x: Arr, rows: number) { acc.get(p)?.add(x, rows); },
-        };
-        for (let b = 0; b < nb; b++) model.forwardLayer(l, inps[b], B, seq, hooks);
-        const H = new Map<Projection, Float64Array>();
-        for (const [k, a] of acc) if (a instanceof HessianAccumulator) H.set(k, a.finalize());
-        for (const p of group) {
-          const lin = weights.linearAt(l, p) as unknown as { dense(): Arr };
-          const s = projectionShape(config, p), a = acc.get(inputOf[p])!;
-          let t: PackedTensor;
-          if (a instanceof GpuHessian) {
-            const r = quantizeGPTQGpu(eng!, lin.dense(), s.out, s.in, a, qopts);
-            loss.sum += r.loss;
-            t = r.packed;
-          } else t = quantizeWeight(lin.dense(), s.out, s.in, qopts, { hessian: H.get(inputOf[p]), gptqLoss: loss });
-          weights.setLinear(l, p, new PackedLinear(t, projectionPath(l, p)));
-          emit(l, p, t);
-        }
-      } finally {
-        for (const a of acc.values()) if (a instanceof GpuHessian) a.free();
       }
+      // outputs of the quantized layer l = inputs of layer l+1
+      fwd.advance(l);
+      lap('advance');
+      await new Promise((r) => setImmediate(r));
     }
-    // outputs of the quantized layer l = inputs of layer l+1
-    for (let b = 0; b < nb; b++) inps[b].set(model.forwardLayer(l, inps[b], B, seq).subarray(0, inps[b].length));
-    await new Promise((r) => setImmediate(r));
-  }
-  return samples * seq;
+  } finally { fwd.free(); }
+  return { tokens: samples * seq, forward: onGpu ? 'cuda' : 'cpu' };
 }

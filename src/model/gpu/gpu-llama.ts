@@ -83,6 +83,13 @@ function actSlots(c: LlamaConfig, B: number, T: number, lora: GpuLora | null, ch
 
 export interface GpuLossParts { mse: number; ceSum: number; ceCount: number }
 
+/**
+ * Sees the bf16 input [B·T, in] of each projection group of a layer as the forward forms it (forwardLayer): 'q_proj'
+ * the input-norm output (shared by q/k/v), 'o_proj' the attention output, 'gate_proj' the post-norm output (shared by
+ * gate/up), 'down_proj' the SwiGLU product. GPTQ's calibration accumulates its Hessians from these.
+ */
+export type LayerInputTap = (p: 'q_proj' | 'o_proj' | 'gate_proj' | 'down_proj', x: number) => void;
+
 export class GpuLlama {
   readonly config: LlamaConfig;
   private arena: DeviceArena<string> | null = null;
@@ -188,23 +195,38 @@ export class GpuLlama {
     this.scratchHolds = null;
   }
 
-  private block(l: number): void {
+  /**
+   * Decoder block l alone on caller-owned hidden states (GPTQ's layer-by-layer calibration, src/quant/gptq-calib-gpu.ts):
+   * x f32 [B·T, D] → out f32 [B·T, D] (out may be x: x is not read after the residual mid-point), with tap seeing each
+   * projection group's input. Call prepare(B, T) first. Device work only.
+   */
+  forwardLayer(l: number, x: number, out: number, tap: LayerInputTap | null = null): void {
+    this.tapFn = tap;
+    try { this.block(l, x, out); } finally { this.tapFn = null; }
+  }
+  private tapFn: LayerInputTap | null = null;
+
+  private block(l: number, x = this.h[`resid${l}`], out = this.h[`resid${l + 1}`]): void {
     const cfg = this.config, h = this.h, c = this.c, w = this.w.layers[l];
     const B = this.B, T = this.T, N = B * T, D = cfg.hiddenSize, I = cfg.intermediateSize;
     const hd = cfg.headDim, Hq = cfg.numHeads, Hkv = cfg.numKvHeads, eps = cfg.rmsNormEps;
-    const x = h[`resid${l}`], mid = this.la('mid', l), ln1 = this.la('ln1', l), ln2 = this.la('ln2', l);
+    const mid = this.la('mid', l), ln1 = this.la('ln1', l), ln2 = this.la('ln2', l), tap = this.tapFn;
     c.cudaRmsnormFwd(x, w.inputNorm, ln1, null, this.la('rstd1', l), N, D, eps); this.tick('rmsnorm');
+    tap?.('q_proj', ln1);
     this.groupFwd(l, ['q_proj', 'k_proj', 'v_proj'], ln1, [h.qf, h.kf, this.la('v', l)], [true, true, false]);
     c.cudaRopeFwd(h.qf, this.la('q', l), h.cos, h.sin, B, T, Hq, hd);
     c.cudaRopeFwd(h.kf, this.la('k', l), h.cos, h.sin, B, T, Hkv, hd); this.tick('rope');
     c.cudaAttnFwd(this.la('q', l), this.la('k', l), this.la('v', l), this.la('att', l), this.la('lse', l), B, T, T, Hq, Hkv, hd); this.tick('attention');
+    tap?.('o_proj', this.la('att', l));
     this.groupFwd(l, ['o_proj'], this.la('att', l), [h.tmpD], [true]);
     c.cudaAddF32(mid, x, h.tmpD, N * D); this.tick('add/cast');
     c.cudaRmsnormFwd(mid, w.postNorm, ln2, null, this.la('rstd2', l), N, D, eps); this.tick('rmsnorm');
+    tap?.('gate_proj', ln2);
     this.groupFwd(l, ['gate_proj', 'up_proj'], ln2, [this.la('gate', l), this.la('up', l)], [false, false]);
     c.cudaSwigluFwd(this.la('gate', l), this.la('up', l), h.act, N * I); this.tick('swiglu');
+    tap?.('down_proj', h.act);
     this.groupFwd(l, ['down_proj'], h.act, [h.tmpD], [true]);
-    c.cudaAddF32(h[`resid${l + 1}`], mid, h.tmpD, N * D); this.tick('add/cast');
+    c.cudaAddF32(out, mid, h.tmpD, N * D); this.tick('add/cast');
   }
 
   /** The frozen base's y[N, out] = x·Ŵᵀ: dequantize into the scratch, then one cuBLAS GEMM. */
