@@ -64,7 +64,7 @@ export const command: CommandSpec = {
     { name: 'act-order', flag: true, help: 'gptq: quantize columns by descending Hessian diagonal' },
     { name: 'true-sequential', flag: true, help: 'gptq: quantize q/k/v, o, gate/up, down in turn (each sees the earlier ones quantized)' },
     { name: 'static-groups', flag: true, help: 'gptq: fit group parameters up front (with --act-order: no g_idx)' },
-    { ...DEVICE_OPTION, help: 'cpu | cuda (GPTQ: Hessians, Cholesky and column updates on the GPU, f64; rtn/nf/icq: GPU quantizer kernels, bit-identical) | auto (cuda when usable)' },
+    { ...DEVICE_OPTION, help: 'cpu | cuda (GPTQ: calibration forward on the GPU engine, Hessians, Cholesky and column updates on the GPU, f64; rtn/nf/icq: GPU quantizer kernels, bit-identical) | auto (cuda when usable)' },
     { name: 'out', help: 'output packed directory' },
     { name: 'export-fake-quant', help: 'also write a plain HF directory with the dequantized weights (bf16)' },
     { name: 'json', flag: true, help: 'print one JSON object as the last stdout line' },
@@ -89,7 +89,7 @@ export const command: CommandSpec = {
     out.info(`quantized ${src} with ${o.method}${o.method === 'icq' ? `-${o.icqMode}` : ''} ${o.bits}-bit, group ${stats.groupSize}${stats.doubleQuant ? ', double quant' : ''} → ${dst} (${stats.seconds.toFixed(1)} s)`);
     out.info(formatBitStats(stats.bitStats));
     if (stats.icq) out.info(`ICQ mean per-block code entropy: ${stats.icq.entropyBefore.toFixed(4)} → ${stats.icq.entropyAfter.toFixed(4)} bits (${stats.icq.blocks} blocks)`);
-    if (stats.gptq) out.info(`GPTQ (${stats.device}): ${stats.gptq.tokens} calibration tokens, summed loss ${stats.gptq.loss.toExponential(4)}`);
+    if (stats.gptq) out.info(`GPTQ (${stats.device}, calibration forward on ${stats.gptq.forward}): ${stats.gptq.tokens} calibration tokens, summed loss ${stats.gptq.loss.toExponential(4)}`);
     if (o.exportFakeQuant) out.info(`fake-quant export: ${o.exportFakeQuant}`);
     out.result({ ...stats, ...stats.bitStats, model: src, out: dst, exportFakeQuant: o.exportFakeQuant ?? null } as unknown as Record<string, unknown>);
   },
