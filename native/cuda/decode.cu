@@ -14,8 +14,10 @@
 //   gives Σ (1024 + 4^e q)·x' = 1024·Σx' + 2^E·Σ q·x for rows g and g + 8 of the warp's 16-row tile.
 // - Per slot and row: y += s·2^−E·(D − 1024·Σx' − z·Σx̂'), the two sums precomputed per slot at staging.
 //   ~1.2 instructions per weight (v3: 2.5), fp32 accumulation; the x rounding to fp16 costs ~5e-4 relative.
-// - A block (16 warps, one per SM) owns 16-row tiles in turn; its warps split the tile's spans (256 inputs each) and
-//   reduce through shared memory; the next span's codes are loaded before the current one is used.
+// - A block (16 warps, one per SM) owns 32-row tiles (two 16-row MMA tiles) in turn; its warps split the tile's spans
+//   (256 inputs each) and reduce through shared memory (each warp then sums two rows); every warp loads its next span
+//   item while it computes the current one, and all weight loads of a launch start before it waits for its input x
+//   (programmatic dependent launch).
 // - Dense bf16 segments (LoRA A factors, unquantized projections) go through the same launch on CUDA cores.
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
@@ -30,7 +32,7 @@
 namespace lowbit {
 namespace {
 
-constexpr int kDThreads = 512, kDWarps = 16, kTile = 16;
+constexpr int kDThreads = 512, kDWarps = 16, kTile = 32, kMmaTiles = kTile / 16;
 
 __global__ void repack4_kernel(const uint4* __restrict__ src, uint4* __restrict__ dst, size_t nspans) {
   for (size_t s = blockIdx.x * (size_t)blockDim.x + threadIdx.x; s < nspans; s += (size_t)gridDim.x * blockDim.x) {
@@ -72,9 +74,12 @@ __device__ __forceinline__ void mma16816(float (&d)[4], uint32_t a0, uint32_t a1
       : "r"(a0), "r"(a1), "r"(a2), "r"(a3), "r"(b0), "r"(b1));
 }
 
+// One span item of a warp: word t of the span's 4 slots for rows g, g + 8 of both 16-row MMA tiles of a 32-row block
+// tile (a[m], b[m]: rows m·16 + g and m·16 + g + 8), and their f16 scale|zero words (s[m·8 + 0..3] rows m·16 + g,
+// s[m·8 + 4..7] rows m·16 + g + 8, for the 4 slots).
 struct SpanLoad {
-  uint4 a, b;     // codes of rows g and g + 8 (word t of the span's 4 slots)
-  uint32_t s[8];  // f16 scale | f16 zero << 16 of rows g (0..3) and g + 8 (4..7) for the 4 slots
+  uint4 a[kMmaTiles], b[kMmaTiles];
+  uint32_t s[8 * kMmaTiles];
 };
 
 __device__ __forceinline__ int seg_of(const DParams& p, int tile) {
@@ -83,8 +88,8 @@ __device__ __forceinline__ int seg_of(const DParams& p, int tile) {
   return s;
 }
 
-// Loads as volatile asm: they stay where they are written relative to the MMAs (also volatile asm), so the
-// prefetched spans are really in flight while the current one is computed (the compiler would otherwise sink them).
+// Loads as volatile asm: they stay where they are written relative to each other, so the prefetched spans are really in
+// flight while the current one is computed (the compiler would otherwise sink them to their use).
 __device__ __forceinline__ uint4 ldg4(const void* p) {
   uint4 r;
   asm volatile("ld.global.nc.v4.u32 {%0,%1,%2,%3}, [%4];\n" : "=r"(r.x), "=r"(r.y), "=r"(r.z), "=r"(r.w) : "l"(p));
@@ -101,88 +106,85 @@ __device__ __forceinline__ bool issue(const DParams& p, int tile, int sp, int g,
   const DecodeSeg& S = p.seg[si];
   if (S.kind != 0) return false;
   const int r0 = (tile - p.first[si]) * kTile;
-  int rg = min(r0 + g, S.rows - 1), rh = min(r0 + g + 8, S.rows - 1);
-  if (p.probe == 1) { rg &= 15; rh &= 15; }
-  if (p.probe == 3) {
-    L.a = make_uint4(0x1b1b1b1bu ^ sp, 0xe4e4e4e4u, 0x39393939u, 0x93939393u);
-    L.b = make_uint4(0x4e4e4e4eu, 0xb1b1b1b1u ^ t, 0x27272727u, 0xd8d8d8d8u);
-#pragma unroll
-    for (int j = 0; j < 8; j++) L.s[j] = 0x3c002c00u;  // scale 2^-4, zero 1
-    return true;
-  }
   const size_t rowv = (size_t)p.in / 64;  // uint4 per row (in / 4 bytes of codes)
   const uint4* c = reinterpret_cast<const uint4*>(S.codes);
-  L.a = ldg4(c + rg * rowv + sp * 4 + t);
-  L.b = ldg4(c + rh * rowv + sp * 4 + t);
-  if (S.group == 64) {  // the span's 4 slots are 4 consecutive groups: one 16-byte load per row (ng % 4 == 0)
-    const uint4 a = ldg4(S.sz + (size_t)rg * S.ng + sp * 4), b = ldg4(S.sz + (size_t)rh * S.ng + sp * 4);
-    L.s[0] = a.x; L.s[1] = a.y; L.s[2] = a.z; L.s[3] = a.w; L.s[4] = b.x; L.s[5] = b.y; L.s[6] = b.z; L.s[7] = b.w;
-  } else {
 #pragma unroll
-    for (int j = 0; j < 4; j++) {
-      const int gi = ((sp * 4 + j) * 64) / S.group;
-      L.s[j] = ldg1(S.sz + (size_t)rg * S.ng + gi);
-      L.s[4 + j] = ldg1(S.sz + (size_t)rh * S.ng + gi);
+  for (int m = 0; m < kMmaTiles; m++) {
+    int rg = min(r0 + m * 16 + g, S.rows - 1), rh = min(r0 + m * 16 + g + 8, S.rows - 1);
+    if (p.probe == 1) { rg &= 15; rh &= 15; }
+    if (p.probe == 3) {
+      L.a[m] = make_uint4(0x1b1b1b1bu ^ sp, 0xe4e4e4e4u, 0x39393939u, 0x93939393u);
+      L.b[m] = make_uint4(0x4e4e4e4eu, 0xb1b1b1b1u ^ t, 0x27272727u, 0xd8d8d8d8u);
+#pragma unroll
+      for (int j = 0; j < 8; j++) L.s[m * 8 + j] = 0x3c002c00u;  // scale 2^-4, zero 1
+      continue;
+    }
+    L.a[m] = ldg4(c + rg * rowv + sp * 4 + t);
+    L.b[m] = ldg4(c + rh * rowv + sp * 4 + t);
+    if (S.group == 64) {  // the span's 4 slots are 4 consecutive groups: one 16-byte load per row (ng % 4 == 0)
+      const uint4 u = ldg4(S.sz + (size_t)rg * S.ng + sp * 4), v = ldg4(S.sz + (size_t)rh * S.ng + sp * 4);
+      L.s[m * 8 + 0] = u.x; L.s[m * 8 + 1] = u.y; L.s[m * 8 + 2] = u.z; L.s[m * 8 + 3] = u.w;
+      L.s[m * 8 + 4] = v.x; L.s[m * 8 + 5] = v.y; L.s[m * 8 + 6] = v.z; L.s[m * 8 + 7] = v.w;
+    } else {
+#pragma unroll
+      for (int j = 0; j < 4; j++) {
+        const int gi = ((sp * 4 + j) * 64) / S.group;
+        L.s[m * 8 + j] = ldg1(S.sz + (size_t)rg * S.ng + gi);
+        L.s[m * 8 + 4 + j] = ldg1(S.sz + (size_t)rh * S.ng + gi);
+      }
     }
   }
   return true;
 }
 
-// The span items of one warp in order: spans lw, lw + 16, … (lw: its warp within its half) of the tiles of its half:
-// blockIdx.x + h·gridDim.x, then + H·gridDim.x, …
-template <int H>
-__device__ __forceinline__ void next_item(int& tile, int& sp, int nsp, int lw) {
+// The span items of one warp in order: spans warp, warp + 16, … of its block's tiles blockIdx.x, + gridDim.x, …
+__device__ __forceinline__ void next_item(int& tile, int& sp, int nsp, int warp) {
   sp += kDWarps;
-  if (sp >= nsp) { tile += H * gridDim.x; sp = lw; }
+  if (sp >= nsp) { tile += gridDim.x; sp = warp; }
 }
 
-// H: 16-row tiles per block round (one per half of 512 threads); D: loads in flight per warp (ring of D span items).
-template <int H, int D>
-__global__ void __launch_bounds__(kDThreads * H, 1) dgemv_kernel(DParams p) {
-  constexpr int NT = kDThreads * H;
+// Power of two 2^e as a float (|e| < 126).
+__device__ __forceinline__ float pow2(int e) { return __int_as_float((127 + e) << 23); }
+
+// D: span items in flight per warp (a ring of D buffers, each used at a fixed place in the code).
+template <int D>
+__global__ void __launch_bounds__(kDThreads, 1) dgemv_kernel(DParams p) {
   extern __shared__ float4 dsm[];
   const int in = p.in, nslot = in / 64, nsp = in / 256, ntiles = p.first[p.nseg];
   float* xs = reinterpret_cast<float*>(dsm);                  // [in] the (normalized) x, f32: dense segments
   float4* slot = reinterpret_cast<float4*>(xs + in);          // [nslot] (1024·Σx', Σx̂', 2^−E, 0)
   __half* imgh = reinterpret_cast<__half*>(slot + nslot);     // [in] fp16 x' in fragment order
   const uint4* img4 = reinterpret_cast<const uint4*>(imgh);
-  __shared__ float red[2][kDWarps * H][kTile];
-  __shared__ float rs_s[kDWarps * H];
+  __shared__ float red[2][kDWarps][kTile];
+  __shared__ float rs_s[kDWarps];
   const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5, g = lane >> 2, t = lane & 3;
-  const int h = tid / kDThreads, ltid = tid % kDThreads, lw = warp % kDWarps;
-  pdl_trigger();
   const float* xf = static_cast<const float*>(p.x);
   const uint16_t* xb = static_cast<const uint16_t*>(p.x);
+  pdl_trigger();
 
-  // prefetch ring: the warp's next three span items (tags say which item a buffer holds; -1: none)
-  SpanLoad L0, L1, L2;
-  int t0 = -1, s0 = 0, t1 = -1, s1 = 0, t2 = -1, s2 = 0;
-  int it = blockIdx.x + h * gridDim.x, is = lw;  // the last item issued
-  if (lw < nsp) {
+  // prefetch ring: the warp's next D span items (tags say which item a buffer holds; -1: none)
+  SpanLoad L0, L1;
+  int t0 = -1, s0 = 0, t1 = -1, s1 = 0;
+  int it = blockIdx.x, is = warp;  // the last item issued
+  if (warp < nsp) {
     if (it < ntiles && issue(p, it, is, g, t, L0)) { t0 = it; s0 = is; }
-    if constexpr (D >= 2) {
-      next_item<H>(it, is, nsp, lw);
+    if constexpr (D == 2) {
+      next_item(it, is, nsp, warp);
       if (it < ntiles && issue(p, it, is, g, t, L1)) { t1 = it; s1 = is; }
     }
-    if constexpr (D == 3) {
-      next_item<H>(it, is, nsp, lw);
-      if (it < ntiles && issue(p, it, is, g, t, L2)) { t2 = it; s2 = is; }
-    }
   }
-
   pdl_wait();  // x is the previous kernel's output; the weight loads above do not depend on it
 
   // ---- stage x: (1) coalesced loads, x·w into xs and Σx²; (2) per slot of 64: normalize, fp16 image, sums ----
-  // 4 inputs per thread per pass, up to 4 passes' loads issued before any is used (in ≤ 16384), then the rest
   float ss = 0.f;
   {
     constexpr int kPass = 4;
     const int nq = in / 4;  // float4 / 4-bf16 quads
-    for (int q0 = 0; q0 < nq; q0 += kPass * NT) {
+    for (int q0 = 0; q0 < nq; q0 += kPass * kDThreads) {
       float4 xv[kPass], wv[kPass];
 #pragma unroll
       for (int k = 0; k < kPass; k++) {
-        const int q = q0 + k * NT + tid;
+        const int q = q0 + k * kDThreads + tid;
         if (q < nq) {
           if (p.x_bf16) {
             const uint2 u = __ldg(reinterpret_cast<const uint2*>(xb) + q);
@@ -196,7 +198,7 @@ __global__ void __launch_bounds__(kDThreads * H, 1) dgemv_kernel(DParams p) {
       }
 #pragma unroll
       for (int k = 0; k < kPass; k++) {
-        const int q = q0 + k * NT + tid;
+        const int q = q0 + k * kDThreads + tid;
         if (q < nq) {
           const float4 v = xv[k], w = wv[k];
           ss = fmaf(v.x, v.x, fmaf(v.y, v.y, fmaf(v.z, v.z, fmaf(v.w, v.w, ss))));
@@ -212,7 +214,7 @@ __global__ void __launch_bounds__(kDThreads * H, 1) dgemv_kernel(DParams p) {
     if (lane == 0) rs_s[warp] = ss;
     __syncthreads();
     if (warp == 0) {
-      float v = lane < kDWarps * H ? rs_s[lane] : 0.f;
+      float v = lane < kDWarps ? rs_s[lane] : 0.f;
 #pragma unroll
       for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
       if (lane == 0) rs_s[0] = rsqrtf(v / (float)in + p.eps);
@@ -220,115 +222,120 @@ __global__ void __launch_bounds__(kDThreads * H, 1) dgemv_kernel(DParams p) {
   }
   __syncthreads();
   if (p.normw) rstd = rs_s[0];
-  for (int j = warp; j < nslot; j += kDWarps * H) {
-    float v[2];
+  // 8 lanes per slot (4 slots per warp at once), 8 consecutive inputs per lane: c = 8·(lane & 7) + k
+  for (int j0 = warp * 4; j0 < nslot; j0 += kDWarps * 4) {
+    const int j = j0 + (lane >> 3), sub = lane & 7;
+    const bool on = j < nslot;
+    float v[8];
+    float m = 0.f;
 #pragma unroll
-    for (int h = 0; h < 2; h++) {
-      const int i = j * 64 + 2 * lane + h;
-      v[h] = p.normw ? xs[i] * rstd : xs[i];
-      xs[i] = v[h];
+    for (int k = 0; k < 8; k++) {
+      const int i = j * 64 + 8 * sub + k;
+      v[k] = on ? (p.normw ? xs[i] * rstd : xs[i]) : 0.f;
+      m = fmaxf(m, fabsf(v[k]));
     }
-    float m = fmaxf(fabsf(v[0]), fabsf(v[1]));
 #pragma unroll
-    for (int o = 16; o > 0; o >>= 1) m = fmaxf(m, __shfl_xor_sync(0xffffffffu, m, o));
-    int ex = 0;
-    if (m > 0.f) frexpf(m, &ex);  // m < 2^ex
-    const int E = m > 0.f ? 14 - ex : 0;
+    for (int o = 4; o > 0; o >>= 1) m = fmaxf(m, __shfl_xor_sync(0xffffffffu, m, o));
+    const int E = m > 0.f ? 14 - (int)(((__float_as_uint(m) >> 23) & 0xff) - 126) : 0;  // m < 2^ex, ex = exponent + 1
     float bias = 0.f, xsum = 0.f;
 #pragma unroll
-    for (int h = 0; h < 2; h++) {
-      const int c = 2 * lane + h, tt = c >> 4, i = c & 15, pp = i & 7, hi = i >> 3, e = pp <= 4 ? pp : pp - 5;
-      const __half hv = __float2half_rn(ldexpf(v[h], E - 2 * e));
+    for (int k = 0; k < 8; k++) {
+      const int c = 8 * sub + k, tt = c >> 4, i = c & 15, pp = i & 7, hi = i >> 3, e = pp <= 4 ? pp : pp - 5;
+      const __half hv = __float2half_rn(v[k] * pow2(E - 2 * e));
       const float f = __half2float(hv);
       bias = fmaf(1024.f, f, bias);
-      xsum = fmaf(ldexpf(1.f, 2 * e), f, xsum);
-      imgh[(j * 32 + tt * 8 + pp) * 2 + hi] = hv;
+      xsum = fmaf(pow2(2 * e), f, xsum);
+      if (on) {
+        xs[j * 64 + c] = v[k];
+        imgh[(j * 32 + tt * 8 + pp) * 2 + hi] = hv;
+      }
     }
 #pragma unroll
-    for (int o = 16; o > 0; o >>= 1) {
+    for (int o = 4; o > 0; o >>= 1) {
       bias += __shfl_xor_sync(0xffffffffu, bias, o);
       xsum += __shfl_xor_sync(0xffffffffu, xsum, o);
     }
-    if (lane == 0) slot[j] = make_float4(bias, xsum, ldexpf(1.f, -E), 0.f);
+    if (on && sub == 0) slot[j] = make_float4(bias, xsum, pow2(-E), 0.f);
   }
   __syncthreads();
 
   int phase = 0, par = 0;
-  for (int tile0 = blockIdx.x; tile0 < ntiles; tile0 += H * gridDim.x) {
-    const int tile = tile0 + h * gridDim.x;
-    const int si = seg_of(p, tile < ntiles ? tile : 0);
+  for (int tile = blockIdx.x; tile < ntiles; tile += gridDim.x) {
+    const int si = seg_of(p, tile);
     const DecodeSeg& S = p.seg[si];
     const int r0 = (tile - p.first[si]) * kTile;
-    if (tile >= ntiles) {
-      if (lane == 0) for (int r = 0; r < kTile; r++) red[par][warp][r] = 0.f;
-    } else if (S.kind == 0) {
-      float accg = 0.f, acch = 0.f;
-      // Each ring buffer is used at a fixed place in the code (no register copies between them: a copy of a buffer
-      // whose load is in flight would wait for it), refilled with the item D ahead right after use.
+    if (S.kind == 0) {
+      float acc[kMmaTiles][2];
+#pragma unroll
+      for (int m = 0; m < kMmaTiles; m++) acc[m][0] = acc[m][1] = 0.f;
       auto step = [&](SpanLoad& L, int& tb, int& sb, int sp) {
         if (tb != tile || sb != sp) issue(p, tile, sp, g, t, L);  // not prefetched (after a dense tile)
         if (p.probe == 2) {
-          accg += (float)((L.a.x ^ L.a.w ^ L.b.y ^ L.b.z ^ L.s[0] ^ L.s[7]) & 1u);
-        } else
+          acc[0][0] += (float)((L.a[0].x ^ L.a[1].w ^ L.b[0].y ^ L.b[1].z ^ L.s[0] ^ L.s[15]) & 1u);
+        } else {
 #pragma unroll
-        for (int j = 0; j < 4; j++) {
-          const uint32_t wg = pick(L.a, j), wh = pick(L.b, j);
-          const uint32_t wgs = wg >> 10, whs = wh >> 10;
-          const int sl = sp * 4 + j;
-          const uint4 b01 = img4[sl * 8 + t * 2], b23 = img4[sl * 8 + t * 2 + 1];
-          float d[4] = {0.f, 0.f, 0.f, 0.f};
-          mma16816(d, lop(wg, 0x00030003u), lop(wh, 0x00030003u), lop(wg, 0x000C000Cu), lop(wh, 0x000C000Cu), b01.x, b01.y);
-          mma16816(d, lop(wg, 0x00300030u), lop(wh, 0x00300030u), lop(wg, 0x00C000C0u), lop(wh, 0x00C000C0u), b01.z, b01.w);
-          mma16816(d, lop(wg, 0x03000300u), lop(wh, 0x03000300u), lop(wgs, 0x00030003u), lop(whs, 0x00030003u), b23.x, b23.y);
-          mma16816(d, lop(wgs, 0x000C000Cu), lop(whs, 0x000C000Cu), lop(wgs, 0x00300030u), lop(whs, 0x00300030u), b23.z, b23.w);
-          const float4 sv = slot[sl];
-          const uint32_t mg = L.s[j], mh = L.s[4 + j];
-          const float sg = __half2float(__ushort_as_half((unsigned short)(mg & 0xffff))) * sv.z;
-          const float zg = __half2float(__ushort_as_half((unsigned short)(mg >> 16)));
-          const float sh = __half2float(__ushort_as_half((unsigned short)(mh & 0xffff))) * sv.z;
-          const float zh = __half2float(__ushort_as_half((unsigned short)(mh >> 16)));
-          accg = fmaf(sg, fmaf(-zg, sv.y, d[0] - sv.x), accg);
-          acch = fmaf(sh, fmaf(-zh, sv.y, d[2] - sv.x), acch);
+          for (int j = 0; j < 4; j++) {
+            const int sl = sp * 4 + j;
+            const uint4 b01 = img4[sl * 8 + t * 2], b23 = img4[sl * 8 + t * 2 + 1];
+            const float4 sv = slot[sl];
+#pragma unroll
+            for (int m = 0; m < kMmaTiles; m++) {
+              const uint32_t wg = pick(L.a[m], j), wh = pick(L.b[m], j);
+              const uint32_t wgs = wg >> 10, whs = wh >> 10;
+              float d[4] = {0.f, 0.f, 0.f, 0.f};
+              mma16816(d, lop(wg, 0x00030003u), lop(wh, 0x00030003u), lop(wg, 0x000C000Cu), lop(wh, 0x000C000Cu), b01.x, b01.y);
+              mma16816(d, lop(wg, 0x00300030u), lop(wh, 0x00300030u), lop(wg, 0x00C000C0u), lop(wh, 0x00C000C0u), b01.z, b01.w);
+              mma16816(d, lop(wg, 0x03000300u), lop(wh, 0x03000300u), lop(wgs, 0x00030003u), lop(whs, 0x00030003u), b23.x, b23.y);
+              mma16816(d, lop(wgs, 0x000C000Cu), lop(whs, 0x000C000Cu), lop(wgs, 0x00300030u), lop(whs, 0x00300030u), b23.z, b23.w);
+              const uint32_t mg = L.s[m * 8 + j], mh = L.s[m * 8 + 4 + j];
+              const float sg = __half2float(__ushort_as_half((unsigned short)(mg & 0xffff))) * sv.z;
+              const float zg = __half2float(__ushort_as_half((unsigned short)(mg >> 16)));
+              const float sh = __half2float(__ushort_as_half((unsigned short)(mh & 0xffff))) * sv.z;
+              const float zh = __half2float(__ushort_as_half((unsigned short)(mh >> 16)));
+              acc[m][0] = fmaf(sg, fmaf(-zg, sv.y, d[0] - sv.x), acc[m][0]);
+              acc[m][1] = fmaf(sh, fmaf(-zh, sv.y, d[2] - sv.x), acc[m][1]);
+            }
+          }
         }
         tb = -1;
-        next_item<H>(it, is, nsp, lw);
+        next_item(it, is, nsp, warp);
         if (it < ntiles && issue(p, it, is, g, t, L)) { tb = it; sb = is; }
       };
-      for (int sp = lw; sp < nsp; sp += kDWarps) {
+      for (int sp = warp; sp < nsp; sp += kDWarps) {
         if (D == 1 || phase == 0) step(L0, t0, s0, sp);
-        else if (D == 3 && phase == 1) step(L1, t1, s1, sp);
-        else if (D == 3) step(L2, t2, s2, sp);
         else step(L1, t1, s1, sp);
         phase = phase >= D - 1 ? 0 : phase + 1;
       }
-      if (t == 0) { red[par][warp][g] = accg; red[par][warp][g + 8] = acch; }
+      if (t == 0) {
+#pragma unroll
+        for (int m = 0; m < kMmaTiles; m++) { red[par][warp][m * 16 + g] = acc[m][0]; red[par][warp][m * 16 + g + 8] = acc[m][1]; }
+      }
     } else {
-      // dense bf16 rows on CUDA cores: thread ltid of the half takes 8-input chunks ltid, ltid + 512, … of the tile's
-      // rows, 8 rows at a time (registers)
+      // dense bf16 rows on CUDA cores: thread tid takes 8-input chunks tid, tid + 512, … of the tile's rows, 8 at a time
       const int nc = in / 8;
       const uint4* W = reinterpret_cast<const uint4*>(S.W);
 #pragma unroll 1
       for (int rb = 0; rb < kTile; rb += 8) {
-        float acc[8];
+        float accd[8];
 #pragma unroll
-        for (int r = 0; r < 8; r++) acc[r] = 0.f;
-        for (int c = ltid; c < nc; c += kDThreads) {
+        for (int r = 0; r < 8; r++) accd[r] = 0.f;
+        for (int c = tid; c < nc; c += kDThreads) {
           const float4 x0 = reinterpret_cast<const float4*>(xs)[2 * c], x1 = reinterpret_cast<const float4*>(xs)[2 * c + 1];
 #pragma unroll
           for (int r = 0; r < 8; r++) {
             const int row = min(r0 + rb + r, S.rows - 1);
             const uint4 w = __ldg(W + (size_t)row * nc + c);
-            float a = acc[r];
+            float a = accd[r];
             a = fmaf(__uint_as_float(w.x << 16), x0.x, a); a = fmaf(__uint_as_float(w.x & 0xffff0000u), x0.y, a);
             a = fmaf(__uint_as_float(w.y << 16), x0.z, a); a = fmaf(__uint_as_float(w.y & 0xffff0000u), x0.w, a);
             a = fmaf(__uint_as_float(w.z << 16), x1.x, a); a = fmaf(__uint_as_float(w.z & 0xffff0000u), x1.y, a);
             a = fmaf(__uint_as_float(w.w << 16), x1.z, a); a = fmaf(__uint_as_float(w.w & 0xffff0000u), x1.w, a);
-            acc[r] = a;
+            accd[r] = a;
           }
         }
 #pragma unroll
         for (int r = 0; r < 8; r++) {
-          float v = acc[r];
+          float v = accd[r];
 #pragma unroll
           for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
           if (lane == 0) red[par][warp][rb + r] = v;
@@ -336,19 +343,16 @@ __global__ void __launch_bounds__(kDThreads * H, 1) dgemv_kernel(DParams p) {
       }
     }
     __syncthreads();
-    if (tid < kTile * H) {  // thread hh·16 + r: row r of the tile of half hh
-      const int hh = tid / kTile, r = tid % kTile, tl = tile0 + hh * gridDim.x;
-      if (tl < ntiles) {
-        const int s2i = seg_of(p, tl);
-        const DecodeSeg& S2 = p.seg[s2i];
-        const int row = (tl - p.first[s2i]) * kTile + r;
-        if (row < S2.rows) {
-          float v = 0.f;
+    // rows w and w + 16 of the tile by warp w: lanes 0..15 read the 16 warps' partials, a 4-step shuffle sums them
 #pragma unroll
-          for (int w = 0; w < kDWarps; w++) v += red[par][hh * kDWarps + w][r];
-          float* y = S2.y + row;
-          *y = S2.acc ? *y + v : v;
-        }
+    for (int h = 0; h < 2; h++) {
+      const int r = warp + 16 * h;
+      float v = lane < kDWarps ? red[par][lane][r] : 0.f;
+#pragma unroll
+      for (int o = 8; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+      if (lane == 0 && r0 + r < S.rows) {
+        float* y = S.y + r0 + r;
+        *y = S.acc ? *y + v : v;
       }
     }
     par ^= 1;
@@ -498,22 +502,20 @@ const char* cuda_decode_gemv(const DecodeSeg* segs, int nseg, int in, const void
     LB_CUDA(cudaDeviceGetAttribute(&optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, 0));
   }
   const size_t smem = (size_t)in * 4 + (size_t)(in / 64) * 16 + (size_t)in * 2;
-  if (smem + sizeof(float) * (4 * kDWarps * kTile + 2 * kDWarps) > (size_t)optin) return "cudaDecodeGemv: in too large for shared memory";
-  auto launch = [&](auto kern, int H) -> const char* {
-    static size_t attr[3] = {48 * 1024, 48 * 1024, 48 * 1024};
-    size_t& a = attr[variant < 0 || variant > 2 ? 0 : variant];
-    if (smem > a) {
+  if (smem + sizeof(float) * (2 * kDWarps * kTile + kDWarps) > (size_t)optin) return "cudaDecodeGemv: in too large for shared memory";
+  auto launch = [&](auto kern, int slot_i) -> const char* {
+    static size_t attr[2] = {48 * 1024, 48 * 1024};
+    if (smem > attr[slot_i]) {
       LB_CUDA(cudaFuncSetAttribute((const void*)kern, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem));
-      a = smem;
+      attr[slot_i] = smem;
     }
-    const int want = (tiles + H - 1) / H, grid = want < sms ? want : sms;
-    return launch_pdl(kern, (unsigned)grid, (unsigned)(kDThreads * H), smem, p);
+    const int grid = tiles < sms ? tiles : sms;
+    return launch_pdl(kern, (unsigned)grid, (unsigned)kDThreads, smem, p);
   };
-  // variant: 0 = 16 warps, 3 span loads in flight per warp (default); 1 = 16 warps, 2 in flight; 2 = 32 warps (two
-  // tiles per block round), 1 in flight
-  if (variant == 1) return launch(dgemv_kernel<1, 2>, 1);
-  if (variant == 2) return launch(dgemv_kernel<2, 1>, 2);
-  return launch(dgemv_kernel<1, 3>, 1);
+  // variant: 0 (default) = one span item in flight per warp ahead of the one computed (measured fastest, run 24: the
+  // two-item ring spills at 128 registers), 2 = two
+  if (variant == 2) return launch(dgemv_kernel<2>, 0);
+  return launch(dgemv_kernel<1>, 1);
 }
 
 const char* cuda_decode_qkv_epi(const DecodeQkv& e) {

@@ -19,7 +19,7 @@ export interface NativeCudaDecode extends NativeCuda {
    * normW is given (eps), else x. x f32 or (xBf16) bf16 [in]; in % 256 == 0. x̃ is rounded to fp16 (scaled per 64
    * inputs by a power of two) for the packed segments (~5e-4 relative), kept f32 for the dense ones. probe (benchmarks
    * only, wrong results by design): 1 codes of rows 0..15 only (L2-resident), 2 loads without compute, 3 compute without loads.
-   * kernel: 0 = 16 warps per block with 3 span loads in flight per warp, 1 = 16 warps / 2 in flight, 2 = 32 warps / 1.
+   * kernel: 0 (default) = each warp prefetches the next span item, 2 = the next two (more registers: spills).
    */
   cudaDecodeGemv(x: number, xBf16: boolean, normW: number | null, eps: number, inF: number, segs: DecodeSeg[], probe?: number,
     kernel?: number): void;
