@@ -5,24 +5,13 @@
 #include <string>
 
 #include "gptq.h"
+#include "napi_args.h"
 #include "napi_cuda.h"
 
 namespace lowbit {
 namespace {
 
-// a·b·c bytes, saturating (an impossible size then fails the buffer check instead of wrapping around).
-size_t nb(int64_t a, int64_t b, int64_t c = 1) {
-  unsigned long long r = 0;
-  if (__builtin_mul_overflow((unsigned long long)a, (unsigned long long)b, &r) ||
-      __builtin_mul_overflow(r, (unsigned long long)c, &r))
-    return SIZE_MAX;
-  return (size_t)r;
-}
-
-bool check(napi_env env, const char* err) { return cuda_check(env, err); }
-bool buf(Args& a, size_t i, size_t need, Buf* out) { return cuda_buf_arg(a, i, need, out); }
-bool dim(Args& a, size_t i, int64_t* out) { return cuda_int_dim(a, i, out); }
-template <class T> T* f(const Buf& b) { return static_cast<T*>(b.ptr); }
+using namespace binding;
 
 // cudaGptqHessianAdd(H f64 [n,n], X f32 [rows,n], rows, n, tmp f32 [n,n])   H ACC
 napi_value js_hessian_add(napi_env env, napi_callback_info info) {

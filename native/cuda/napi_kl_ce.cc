@@ -5,26 +5,13 @@
 #include <string>
 
 #include "kl_ce.h"
+#include "napi_args.h"
 #include "napi_cuda.h"
 
 namespace lowbit {
 namespace {
 
-// a·b·c bytes, saturating (an impossible size then fails the buffer check instead of wrapping around).
-size_t nb(int64_t a, int64_t b, int64_t c = 1) {
-  unsigned long long r = 0;
-  if (__builtin_mul_overflow((unsigned long long)a, (unsigned long long)b, &r) ||
-      __builtin_mul_overflow(r, (unsigned long long)c, &r))
-    return SIZE_MAX;
-  return (size_t)r;
-}
-bool num(Args& a, size_t i, float* out) {
-  double d = 0;
-  if (!a.number(i, &d)) return false;
-  *out = (float)d;
-  return true;
-}
-template <class T> T* f(const Buf& b) { return static_cast<T*>(b.ptr); }
+using namespace binding;
 
 // cudaKlCeRows(sLogits f32 [rows,V], tLogits f32 [rows,V], targets i32 [rows], dlogits | null, dlogitsF32,
 //              klSum f32 [1], ceSum f32 [1], rows, V, klScale, ceScale)

@@ -4,26 +4,15 @@
 #include <cstdint>
 #include <string>
 
+#include "napi_args.h"
 #include "napi_cuda.h"
 #include "quantize.h"
 
 namespace lowbit {
 namespace {
 
-// a·b·c, saturating (an impossible size then fails the buffer check instead of wrapping around).
-size_t nb(int64_t a, int64_t b, int64_t c = 1) {
-  unsigned long long r = 0;
-  if (__builtin_mul_overflow((unsigned long long)a, (unsigned long long)b, &r) ||
-      __builtin_mul_overflow(r, (unsigned long long)c, &r))
-    return SIZE_MAX;
-  return (size_t)r;
-}
+using namespace binding;
 size_t ceil_div(int64_t a, int64_t b) { return (size_t)((a + b - 1) / b); }
-bool check(napi_env env, const char* err) { return cuda_check(env, err); }
-bool buf(Args& a, size_t i, size_t need, Buf* out) { return cuda_buf_arg(a, i, need, out); }
-bool opt_buf(Args& a, size_t i, size_t need, Buf* out) { return cuda_opt_buf_arg(a, i, need, out); }
-bool dim(Args& a, size_t i, int64_t* out) { return cuda_int_dim(a, i, out); }
-template <class T> T* f(const Buf& b) { return static_cast<T*>(b.ptr); }
 
 // cudaQuantInt(W, out, in, bits, group, rule, codes, scales, zeros, mults | null, nMults, ent | null, stats | null)
 napi_value js_quant_int(napi_env env, napi_callback_info info) {

@@ -6,32 +6,14 @@
 #include <cstdint>
 #include <string>
 
+#include "napi_args.h"
 #include "napi_cuda.h"
 #include "train_ops.h"
 
 namespace lowbit {
 namespace {
 
-// a·b·c bytes, saturating (an impossible size then fails the buffer check instead of wrapping around).
-size_t nb(int64_t a, int64_t b, int64_t c = 1) {
-  unsigned long long r = 0;
-  if (__builtin_mul_overflow((unsigned long long)a, (unsigned long long)b, &r) ||
-      __builtin_mul_overflow(r, (unsigned long long)c, &r))
-    return SIZE_MAX;
-  return (size_t)r;
-}
-
-bool check(napi_env env, const char* err) { return cuda_check(env, err); }
-bool buf(Args& a, size_t i, size_t need, Buf* out) { return cuda_buf_arg(a, i, need, out); }
-bool opt_buf(Args& a, size_t i, size_t need, Buf* out) { return cuda_opt_buf_arg(a, i, need, out); }
-bool dim(Args& a, size_t i, int64_t* out) { return cuda_int_dim(a, i, out); }
-bool num(Args& a, size_t i, float* out) {
-  double d = 0;
-  if (!a.number(i, &d)) return false;
-  *out = (float)d;
-  return true;
-}
-template <class T> T* f(const Buf& b) { return static_cast<T*>(b.ptr); }
+using namespace binding;
 
 // cudaRmsnormFwd(x, w, yBf16 | null, yF32 | null, rstd | null, N, C, eps)
 napi_value js_rmsnorm_fwd(napi_env env, napi_callback_info info) {
