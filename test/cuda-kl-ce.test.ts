@@ -17,6 +17,7 @@ import { klBackward, klForward } from '../src/model/ops/kl.js';
 import { crossEntropyBackward, crossEntropyForward } from '../src/model/ops/cross-entropy.js';
 import { randf } from './helpers/arrays.js';
 import { hostEngine } from './helpers/host-engine.js';
+import { withDev } from './helpers/dev-buffers.js';
 
 type TestContext = { skip(message?: string): void; diagnostic(message: string): void };
 
@@ -127,36 +128,6 @@ test('kl-ce: the CUDA addon exports the KL + CE kernels, and they reject dead ha
 
 // ---------------------------------------------------------------- device tests
 
-/** Device buffers of one test (optionally at a byte offset inside a larger allocation, to take the unaligned paths). */
-class Dev {
-  private readonly handles: number[] = [];
-  private readonly views: number[] = [];
-  constructor(readonly c: NativeCudaKlCe) {}
-  alloc(bytes: number, offset = 0): number {
-    const h = this.c.cudaAlloc(Math.max(bytes + offset, 4));
-    this.handles.push(h);
-    if (!offset) return h;
-    const v = this.c.cudaView(h, offset, bytes);
-    this.views.push(v);
-    return v;
-  }
-  up(data: Float32Array | Int32Array | Uint16Array, offset = 0): number {
-    const h = this.alloc(data.byteLength, offset);
-    this.c.cudaUpload(h, data);
-    return h;
-  }
-  bf16(values: ArrayLike<number>, offset = 0): number { return this.up(f32ToBf16(values), offset); }
-  getF32(h: number, n: number): Float32Array { this.c.cudaSync(); const o = new Float32Array(n); this.c.cudaDownload(h, o); return o; }
-  getBf16(h: number, n: number): Float32Array { this.c.cudaSync(); const o = new Uint16Array(n); this.c.cudaDownload(h, o); return bf16ToF32(o); }
-  free(): void {
-    for (const h of this.views.splice(0)) this.c.cudaFree(h);
-    for (const h of this.handles.splice(0)) this.c.cudaFree(h);
-  }
-}
-function withDev(c: NativeCudaKlCe, fn: (d: Dev) => void): void {
-  const d = new Dev(c);
-  try { fn(d); } finally { d.free(); }
-}
 
 for (const E of ENGINES) test(`${E.name}: kl-ce: the rows kernel matches klCeRowsRef (losses, bf16 and f32 gradients, ignored rows, odd V, unaligned buffers)`, (t) => {
   const c = opsOrSkip(E, t);
