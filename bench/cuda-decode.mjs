@@ -104,7 +104,8 @@ if (!tiny && variants.includes(4)) {
     if (kernels.length > 1) log(`     v4 kernels: ${Object.entries(r.kernels).map(([k, v]) => `#${k} ${v.toFixed(2)} µs`).join(', ')}`);
     if (args.includes('--probes')) {  // where the v4 time goes: L2-resident codes, loads only, compute only
       r.probes = {};
-      for (const [k, name] of [[1, 'codes in L2'], [2, 'loads, no compute'], [3, 'compute, no loads']]) {
+      for (const [k, name] of [[1, 'codes in L2'], [2, 'loads, no compute'], [3, 'compute, no loads'], [4, 'no fold'],
+        [5, 'no MMA'], [6, 'no x image staging'], [7, 'no span loop']]) {
         r.probes[name] = timeGraph((l) => c.cudaDecodeGemv(gr.x, false, gr.norm ? gw.layers[l].inputNorm : null, 1e-5, gr.inF, plan[l][gr.seg], k)) * 1e3;
       }
       log(`     probes: ${Object.entries(r.probes).map(([k, v]) => `${k} ${v.toFixed(2)} µs`).join(', ')}`);

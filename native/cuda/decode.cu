@@ -48,7 +48,10 @@ struct DParams {
   DecodeSeg seg[kDecodeMaxSegs];
   int first[kDecodeMaxSegs + 1];  // first tile of each segment; first[nseg] = tiles
   int nseg, in;
-  int probe;  // benchmark probes (0 = normal): 1 codes of rows 0..15 only (L2-resident), 2 loads without compute, 3 compute without loads
+  // benchmark probes (0 = normal; wrong results by design): 1 codes of rows 0..15 only (L2-resident), 2 loads without
+  // compute, 3 compute without loads, 4 no fold (the MMA result summed raw), 5 no MMA (the LOP3 operands folded in
+  // instead), 6 no staging of the x image, 7 no span loop at all (launch, staging, barriers and stores only)
+  int probe;
   const void* x;
   int x_bf16;
   const float* normw;
@@ -101,7 +104,7 @@ __device__ __forceinline__ uint32_t ldg1(const void* p) {
   return r;
 }
 
-__device__ __forceinline__ bool issue(const DParams& p, int tile, int sp, int g, int t, SpanLoad& L) {
+__device__ __forceinline__ bool issue(const DParams& p, int tile, int sp, int g, int t, SpanLoad& L, int probe) {
   const int si = seg_of(p, tile);
   const DecodeSeg& S = p.seg[si];
   if (S.kind != 0) return false;
@@ -111,8 +114,8 @@ __device__ __forceinline__ bool issue(const DParams& p, int tile, int sp, int g,
 #pragma unroll
   for (int m = 0; m < kMmaTiles; m++) {
     int rg = min(r0 + m * 16 + g, S.rows - 1), rh = min(r0 + m * 16 + g + 8, S.rows - 1);
-    if (p.probe == 1) { rg &= 15; rh &= 15; }
-    if (p.probe == 3) {
+    if (probe == 1) { rg &= 15; rh &= 15; }
+    if (probe == 3) {
       L.a[m] = make_uint4(0x1b1b1b1bu ^ sp, 0xe4e4e4e4u, 0x39393939u, 0x93939393u);
       L.b[m] = make_uint4(0x4e4e4e4eu, 0xb1b1b1b1u ^ t, 0x27272727u, 0xd8d8d8d8u);
 #pragma unroll
@@ -146,9 +149,11 @@ __device__ __forceinline__ void next_item(int& tile, int& sp, int nsp, int warp)
 // Power of two 2^e as a float (|e| < 126).
 __device__ __forceinline__ float pow2(int e) { return __int_as_float((127 + e) << 23); }
 
-// D: span items in flight per warp (a ring of D buffers, each used at a fixed place in the code).
-template <int D>
+// D: span items in flight per warp (a ring of D buffers, each used at a fixed place in the code). PROBES: the benchmark
+// probes of DParams::probe are compiled in (a separate instantiation, so the production kernels carry none of them).
+template <int D, bool PROBES>
 __global__ void __launch_bounds__(kDThreads, 1) dgemv_kernel(DParams p) {
+  const int probe = PROBES ? p.probe : 0;
   extern __shared__ float4 dsm[];
   const int in = p.in, nslot = in / 64, nsp = in / 256, ntiles = p.first[p.nseg];
   float* xs = reinterpret_cast<float*>(dsm);                  // [in] the (normalized) x, f32: dense segments
@@ -167,10 +172,10 @@ __global__ void __launch_bounds__(kDThreads, 1) dgemv_kernel(DParams p) {
   int t0 = -1, s0 = 0, t1 = -1, s1 = 0;
   int it = blockIdx.x, is = warp;  // the last item issued
   if (warp < nsp) {
-    if (it < ntiles && issue(p, it, is, g, t, L0)) { t0 = it; s0 = is; }
+    if (it < ntiles && issue(p, it, is, g, t, L0, probe)) { t0 = it; s0 = is; }
     if constexpr (D == 2) {
       next_item(it, is, nsp, warp);
-      if (it < ntiles && issue(p, it, is, g, t, L1)) { t1 = it; s1 = is; }
+      if (it < ntiles && issue(p, it, is, g, t, L1, probe)) { t1 = it; s1 = is; }
     }
   }
   pdl_wait();  // x is the previous kernel's output; the weight loads above do not depend on it
@@ -223,7 +228,7 @@ __global__ void __launch_bounds__(kDThreads, 1) dgemv_kernel(DParams p) {
   __syncthreads();
   if (p.normw) rstd = rs_s[0];
   // 8 lanes per slot (4 slots per warp at once), 8 consecutive inputs per lane: c = 8·(lane & 7) + k
-  for (int j0 = warp * 4; j0 < nslot; j0 += kDWarps * 4) {
+  for (int j0 = probe == 6 ? nslot : warp * 4; j0 < nslot; j0 += kDWarps * 4) {
     const int j = j0 + (lane >> 3), sub = lane & 7;
     const bool on = j < nslot;
     float v[8];
@@ -269,9 +274,29 @@ __global__ void __launch_bounds__(kDThreads, 1) dgemv_kernel(DParams p) {
 #pragma unroll
       for (int m = 0; m < kMmaTiles; m++) acc[m][0] = acc[m][1] = 0.f;
       auto step = [&](SpanLoad& L, int& tb, int& sb, int sp) {
-        if (tb != tile || sb != sp) issue(p, tile, sp, g, t, L);  // not prefetched (after a dense tile)
-        if (p.probe == 2) {
+        if (tb != tile || sb != sp) issue(p, tile, sp, g, t, L, probe);  // not prefetched (after a dense tile)
+        if (probe == 2) {
           acc[0][0] += (float)((L.a[0].x ^ L.a[1].w ^ L.b[0].y ^ L.b[1].z ^ L.s[0] ^ L.s[15]) & 1u);
+        } else if (probe == 5) {  // the LOP3 conversions and the fold, no MMA
+#pragma unroll
+          for (int j = 0; j < 4; j++) {
+            const float4 sv = slot[sp * 4 + j];
+#pragma unroll
+            for (int m = 0; m < kMmaTiles; m++) {
+              const uint32_t wg = pick(L.a[m], j), wh = pick(L.b[m], j), wgs = wg >> 10, whs = wh >> 10;
+              const uint32_t x = lop(wg, 0x00030003u) ^ lop(wh, 0x000C000Cu) ^ lop(wg, 0x00300030u) ^ lop(wh, 0x00C000C0u) ^
+                                 lop(wg, 0x03000300u) ^ lop(wh, 0x03000300u) ^ lop(wgs, 0x00030003u) ^ lop(whs, 0x000C000Cu) ^
+                                 lop(wgs, 0x00300030u) ^ lop(whs, 0x00300030u) ^ lop(wh, 0x00030003u) ^ lop(wg, 0x000C000Cu) ^
+                                 lop(wh, 0x00300030u) ^ lop(wg, 0x00C000C0u) ^ lop(whs, 0x00030003u) ^ lop(wgs, 0x000C000Cu);
+              const uint32_t mg = L.s[m * 8 + j], mh = L.s[m * 8 + 4 + j];
+              const float sg = __half2float(__ushort_as_half((unsigned short)(mg & 0xffff))) * sv.z;
+              const float zg = __half2float(__ushort_as_half((unsigned short)(mg >> 16)));
+              const float sh = __half2float(__ushort_as_half((unsigned short)(mh & 0xffff))) * sv.z;
+              const float zh = __half2float(__ushort_as_half((unsigned short)(mh >> 16)));
+              acc[m][0] = fmaf(sg, fmaf(-zg, sv.y, __uint_as_float(x & 0x3fffffffu) - sv.x), acc[m][0]);
+              acc[m][1] = fmaf(sh, fmaf(-zh, sv.y, __uint_as_float(x & 0x3ffffff0u) - sv.x), acc[m][1]);
+            }
+          }
         } else {
 #pragma unroll
           for (int j = 0; j < 4; j++) {
@@ -292,16 +317,21 @@ __global__ void __launch_bounds__(kDThreads, 1) dgemv_kernel(DParams p) {
               const float zg = __half2float(__ushort_as_half((unsigned short)(mg >> 16)));
               const float sh = __half2float(__ushort_as_half((unsigned short)(mh & 0xffff))) * sv.z;
               const float zh = __half2float(__ushort_as_half((unsigned short)(mh >> 16)));
-              acc[m][0] = fmaf(sg, fmaf(-zg, sv.y, d[0] - sv.x), acc[m][0]);
-              acc[m][1] = fmaf(sh, fmaf(-zh, sv.y, d[2] - sv.x), acc[m][1]);
+              if (probe == 4) {  // no fold
+                acc[m][0] += d[0];
+                acc[m][1] += d[2];
+              } else {
+                acc[m][0] = fmaf(sg, fmaf(-zg, sv.y, d[0] - sv.x), acc[m][0]);
+                acc[m][1] = fmaf(sh, fmaf(-zh, sv.y, d[2] - sv.x), acc[m][1]);
+              }
             }
           }
         }
         tb = -1;
         next_item(it, is, nsp, warp);
-        if (it < ntiles && issue(p, it, is, g, t, L)) { tb = it; sb = is; }
+        if (it < ntiles && issue(p, it, is, g, t, L, probe)) { tb = it; sb = is; }
       };
-      for (int sp = warp; sp < nsp; sp += kDWarps) {
+      for (int sp = probe == 7 ? nsp : warp; sp < nsp; sp += kDWarps) {
         if (D == 1 || phase == 0) step(L0, t0, s0, sp);
         else step(L1, t1, s1, sp);
         phase = phase >= D - 1 ? 0 : phase + 1;
@@ -504,7 +534,7 @@ const char* cuda_decode_gemv(const DecodeSeg* segs, int nseg, int in, const void
   const size_t smem = (size_t)in * 4 + (size_t)(in / 64) * 16 + (size_t)in * 2;
   if (smem + sizeof(float) * (2 * kDWarps * kTile + kDWarps) > (size_t)optin) return "cudaDecodeGemv: in too large for shared memory";
   auto launch = [&](auto kern, int slot_i) -> const char* {
-    static size_t attr[2] = {48 * 1024, 48 * 1024};
+    static size_t attr[3] = {48 * 1024, 48 * 1024, 48 * 1024};
     if (smem > attr[slot_i]) {
       LB_CUDA(cudaFuncSetAttribute((const void*)kern, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem));
       attr[slot_i] = smem;
@@ -514,8 +544,9 @@ const char* cuda_decode_gemv(const DecodeSeg* segs, int nseg, int in, const void
   };
   // variant: 0 (default) = one span item in flight per warp ahead of the one computed (measured fastest, run 24: the
   // two-item ring spills at 128 registers), 2 = two
-  if (variant == 2) return launch(dgemv_kernel<2>, 0);
-  return launch(dgemv_kernel<1>, 1);
+  if (probe) return launch(dgemv_kernel<1, true>, 2);
+  if (variant == 2) return launch(dgemv_kernel<2, false>, 0);
+  return launch(dgemv_kernel<1, false>, 1);
 }
 
 const char* cuda_decode_qkv_epi(const DecodeQkv& e) {
