@@ -3,20 +3,13 @@
 // native/cuda/kl_ce.cu (cudaKlCeRows); the CPU objective composes the same result from klForward/klBackward and
 // crossEntropyForward/crossEntropyBackward.
 import type { Arr } from '../../tensor.js';
+import { logSumExp } from './kl.js';
 
 export interface KlCeSums {
   /** Σ over rows of Σ_v p_T (log p_T − log p_S) (every row) */
   kl: number;
   /** Σ over rows with target ≥ 0 of lse(student) − student[target] */
   ce: number;
-}
-
-function logSumExp(x: Arr, o: number, V: number): number {
-  let max = -Infinity;
-  for (let i = 0; i < V; i++) if (x[o + i] > max) max = x[o + i];
-  let sum = 0;
-  for (let i = 0; i < V; i++) sum += Math.exp(x[o + i] - max);
-  return max + Math.log(sum);
 }
 
 /**

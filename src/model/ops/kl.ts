@@ -2,7 +2,8 @@
 //   Σ_n Σ_v p_v (log p_v − log q_v),  p = softmax(teacher[n]), q = softmax(student[n]).
 import type { Arr } from '../../tensor.js';
 
-function logSumExp(x: Arr, o: number, V: number): number {
+/** log Σ_v exp(x[o + v]) over one row of V logits (max-shifted). */
+export function logSumExp(x: Arr, o: number, V: number): number {
   let max = -Infinity;
   for (let i = 0; i < V; i++) if (x[o + i] > max) max = x[o + i];
   let sum = 0;
