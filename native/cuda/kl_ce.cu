@@ -11,6 +11,7 @@
 
 #include "check.h"
 #include "kl_ce.h"
+#include "online_softmax.h"
 #include "lowbit_cuda.h"
 
 namespace lowbit {
@@ -23,22 +24,6 @@ inline bool al(const void* p, uintptr_t a) { return (reinterpret_cast<uintptr_t>
 __device__ inline float nan_f() { return __int_as_float(0x7fc00000); }
 __device__ inline uint32_t f2bf(float f) { return __bfloat16_as_ushort(__float2bfloat16_rn(f)); }
 
-// Running (max, Σexp) of a stream of logits: one exp per element.
-__device__ inline void online_add(float& m, float& s, float x) {
-  if (x > m) { s = s * expf(m - x) + 1.f; m = x; }
-  else s += expf(x - m);
-}
-// Merge of two (max, Σexp) states; symmetric, so every lane of a butterfly ends with the same state.
-__device__ inline void ms_merge(float& m, float& s, float m2, float s2) {
-  const float mn = fmaxf(m, m2);
-  if (mn == -INFINITY) return;  // both empty
-  s = s * expf(m - mn) + s2 * expf(m2 - mn);
-  m = mn;
-}
-__device__ inline void warp_ms(float& m, float& s) {
-#pragma unroll
-  for (int o = 16; o > 0; o >>= 1) ms_merge(m, s, __shfl_xor_sync(0xffffffffu, m, o), __shfl_xor_sync(0xffffffffu, s, o));
-}
 __device__ inline float warp_sum(float v) {
 #pragma unroll
   for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);

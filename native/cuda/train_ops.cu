@@ -13,6 +13,7 @@
 
 #include "check.h"
 #include "lowbit_cuda.h"
+#include "online_softmax.h"
 #include "train_ops.h"
 
 namespace lowbit {
@@ -311,19 +312,6 @@ __global__ void embedding_k(const int32_t* __restrict__ ids, const void* table, 
 }
 
 // ---------------------------------------------------------------- cross-entropy rows of one LM-head chunk
-// Running (max, Σexp) of a stream of logits: one exp per element.
-__device__ inline void online_add(float& m, float& s, float x) {
-  if (x > m) { s = s * expf(m - x) + 1.f; m = x; }
-  else s += expf(x - m);
-}
-// Merges two (max, Σexp) states. Symmetric bit for bit, so every lane of a butterfly ends with the same state.
-__device__ inline void ms_merge(float& m, float& s, float m2, float s2) {
-  const float mn = fmaxf(m, m2);
-  if (mn == -INFINITY) return;  // both empty
-  s = s * expf(m - mn) + s2 * expf(m2 - mn);
-  m = mn;
-}
-
 // One block per row of logits [rows, V]. VEC: V % 4 == 0, logits 16-byte and dlogits 8-byte aligned.
 template <bool VEC>
 __global__ void ce_rows_k(const float* logits, uint16_t* dlogits, const int32_t* __restrict__ targets, float* loss_sum,
@@ -350,15 +338,13 @@ __global__ void ce_rows_k(const float* logits, uint16_t* dlogits, const int32_t*
   } else {
     for (int i = threadIdx.x; i < V; i += blockDim.x) online_add(m, s, l[i]);
   }
-#pragma unroll
-  for (int o = 16; o > 0; o >>= 1) ms_merge(m, s, __shfl_xor_sync(0xffffffffu, m, o), __shfl_xor_sync(0xffffffffu, s, o));
+  warp_ms(m, s);
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, nw = blockDim.x >> 5;
   if (lane == 0) { shm[warp] = m; shs[warp] = s; }
   __syncthreads();
   m = lane < nw ? shm[lane] : -INFINITY;
   s = lane < nw ? shs[lane] : 0.f;
-#pragma unroll
-  for (int o = 16; o > 0; o >>= 1) ms_merge(m, s, __shfl_xor_sync(0xffffffffu, m, o), __shfl_xor_sync(0xffffffffu, s, o));
+  warp_ms(m, s);
   if (threadIdx.x == 0) atomicAdd(loss_sum, m + logf(s) - l[t]);  // the row loss lse − logit[target], in f32
   const float k = scale / s;
   if (VEC) {
