@@ -13,13 +13,8 @@ import { dequantize } from '../src/quant/dequant.js';
 import { rmsnormForwardRef } from '../src/model/ops/rmsnorm.js';
 import { ropeForward } from '../src/model/ops/rope.js';
 import { randf } from './helpers/arrays.js';
+import { bf, relErr } from './helpers/gpu-model.js';
 
-function relErr(a: ArrayLike<number>, b: ArrayLike<number>): number {
-  let n = 0, d = 0;
-  for (let i = 0; i < b.length; i++) { n += (a[i] - b[i]) ** 2; d += b[i] ** 2; }
-  return Math.sqrt(n / d);
-}
-const bfr = (a: ArrayLike<number>) => bf16ToF32(f32ToBf16(a));
 
 function up(c: GpuEngine, a: Float32Array | Uint16Array | Uint8Array): number { const h = c.cudaAlloc(Math.max(16, a.byteLength)); c.cudaUpload(h, a); return h; }
 function down(c: GpuEngine, h: number, n: number): Float32Array { const o = new Float32Array(n); c.cudaDownload(h, o); return o; }
@@ -31,13 +26,13 @@ for (const [inF, group] of [[4096, 64], [11008, 64], [2048, 128]] as const) {
     const rng = new Rng(inF + group);
     const rowsP = [200, 37], rowsD = 24;
     const packs = rowsP.map((r) => quantizeRTN(randf(rng, r * inF, 0.03), r, inF, { bits: 2, groupSize: group }));
-    const Wd = bfr(randf(rng, rowsD * inF, 0.02));
+    const Wd = bf(randf(rng, rowsD * inF, 0.02));
     const handles: number[] = [];
     const dqs = packs.map((p) => uploadPacked(c, p));
     try {
       for (const [xBf16, norm, kernel] of [[false, true, 0], [false, false, 0], [true, true, 0], [true, false, 0], [false, true, 2], [true, false, 2]] as const) {
         let x = randf(rng, inF, 1.5);
-        if (xBf16) x = bfr(x);
+        if (xBf16) x = bf(x);
         const nw = randf(rng, inF, 1).map((v) => 1 + 0.3 * v);
         const xh = xBf16 ? up(c, f32ToBf16(x)) : up(c, x), nwh = up(c, nw);
         handles.push(xh, nwh);
@@ -89,7 +84,7 @@ test('CUDA decode epilogues (LoRA B·t + RoPE + cache rows; residual; SwiGLU) = 
   try {
     for (const r of [64, 12, 0]) {
       const q = randf(rng, Q), k = randf(rng, KV), v = randf(rng, KV), cs = randf(rng, half), sn = randf(rng, half);
-      const lora = (n: number) => r ? { B: bfr(randf(rng, n * r, 0.1)), t: randf(rng, r) } : null;
+      const lora = (n: number) => r ? { B: bf(randf(rng, n * r, 0.1)), t: randf(rng, r) } : null;
       const lq = lora(Q), lk = lora(KV), lv = lora(KV);
       const hB = (l: ReturnType<typeof lora>) => l ? U(f32ToBf16(l.B)) : null, hT = (l: ReturnType<typeof lora>) => l ? U(l.t) : null;
       const qo = A(Q * 2), ko = A(KV * 2), vo = A(KV * 2);

@@ -11,6 +11,7 @@ import { dequantize } from '../src/quant/dequant.js';
 import { f16BitsToF32 } from '../src/quant/f16.js';
 import { decodeSlotRound, roundF16 } from '../src/backend/cuda-decode.js';
 import type { PackedTensor } from '../src/quant/types.js';
+import { relErr } from './helpers/gpu-model.js';
 
 const fr = Math.fround;
 
@@ -99,11 +100,6 @@ function v4Model(p: PackedTensor, x: Float32Array): Float64Array {
   return y;
 }
 
-function relErr(a: ArrayLike<number>, b: ArrayLike<number>): number {
-  let n = 0, d = 0;
-  for (let i = 0; i < b.length; i++) { n += (a[i] - b[i]) ** 2; d += b[i] ** 2; }
-  return Math.sqrt(n / d);
-}
 
 for (const [out, inF, group] of [[40, 512, 64], [16, 768, 128], [33, 256, 64]] as const) {
   test(`v4 decode GEMV model (2-bit, ${out}×${inF}, group ${group}): fragment indexing = f64 within the fp16 rounding of x`, () => {

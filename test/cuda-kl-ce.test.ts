@@ -10,14 +10,14 @@ import assert from 'node:assert/strict';
 import { Rng } from '../src/tensor.js';
 import { sgemmRef } from '../src/backend/kernels.js';
 import { nativeAddon } from '../src/backend/native.js';
-import { bf16ToF32, f32ToBf16 } from '../src/backend/cuda.js';
 import { cudaKlCe, cudaKlCeUnavailable, klCeMissing, klCeScratchBytes, type NativeCudaKlCe } from '../src/backend/cuda-kl-ce.js';
 import { klCeRowsRef } from '../src/model/ops/kl-ce.js';
 import { klBackward, klForward } from '../src/model/ops/kl.js';
 import { crossEntropyBackward, crossEntropyForward } from '../src/model/ops/cross-entropy.js';
-import { randf } from './helpers/arrays.js';
 import { hostEngine } from './helpers/host-engine.js';
 import { withDev } from './helpers/dev-buffers.js';
+import { randf, relNorm } from './helpers/arrays.js';
+import { bf as bf16Round } from './helpers/gpu-model.js';
 
 type TestContext = { skip(message?: string): void; diagnostic(message: string): void };
 
@@ -28,16 +28,7 @@ function opsOrSkip(E: (typeof ENGINES)[number], t: TestContext): NativeCudaKlCe 
   return c;
 }
 
-const bf16Round = (a: ArrayLike<number>): Float32Array => bf16ToF32(f32ToBf16(a));
 
-/** ‖got − want‖ / ‖want‖ (the reference must not be all zero). */
-function relNorm(got: ArrayLike<number>, want: ArrayLike<number>): number {
-  assert.equal(got.length, want.length);
-  let d = 0, m = 0;
-  for (let i = 0; i < want.length; i++) { d += (got[i] - want[i]) ** 2; m += want[i] ** 2; }
-  assert.ok(m > 0, 'reference is all zero');
-  return Math.sqrt(d / m);
-}
 function assertRel(got: ArrayLike<number>, want: ArrayLike<number>, tol: number, what: string, t: TestContext): void {
   for (let i = 0; i < got.length; i++) assert.ok(Number.isFinite(got[i]), `${what}: element ${i} = ${got[i]}`);
   const e = relNorm(got, want);

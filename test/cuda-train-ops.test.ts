@@ -9,7 +9,6 @@ import assert from 'node:assert/strict';
 import { Rng } from '../src/tensor.js';
 import { sgemmRef } from '../src/backend/kernels.js';
 import { nativeAddon } from '../src/backend/native.js';
-import { bf16ToF32, f32ToBf16 } from '../src/backend/cuda.js';
 import { cudaTrainOps, cudaTrainOpsUnavailable, ceChunkRows, ceScratchBytes, CUDA_TRAIN_FUNCTIONS,
   type NativeCudaTrain } from '../src/backend/cuda-train-ops.js';
 import { rmsnormForwardRef, rmsnormBackwardRef } from '../src/model/ops/rmsnorm.js';
@@ -19,8 +18,9 @@ import { embeddingForward } from '../src/model/ops/embedding.js';
 import { crossEntropyFused } from '../src/model/ops/cross-entropy.js';
 import { mseForward, mseBackward } from '../src/model/ops/mse.js';
 import { AdamW, type Param } from '../src/train/adamw.js';
-import { randf } from './helpers/arrays.js';
 import { withDev } from './helpers/dev-buffers.js';
+import { randf, relNorm } from './helpers/arrays.js';
+import { bf as bf16Round } from './helpers/gpu-model.js';
 
 type TestContext = { skip(message?: string): void; diagnostic(message: string): void };
 
@@ -32,17 +32,7 @@ function opsOrSkip(t: TestContext): NativeCudaTrain | null {
 
 const NAN_BF16 = 0x7fc0;
 
-/** Values exactly representable in bf16 (what the kernel will see) as f32. */
-function bf16Round(a: Float32Array): Float32Array { return bf16ToF32(f32ToBf16(a)); }
 
-/** ‖got − want‖ / ‖want‖. */
-function relNorm(got: ArrayLike<number>, want: ArrayLike<number>): number {
-  assert.equal(got.length, want.length);
-  let d = 0, m = 0;
-  for (let i = 0; i < want.length; i++) { d += (got[i] - want[i]) ** 2; m += want[i] ** 2; }
-  assert.ok(m > 0, 'reference is all zero');
-  return Math.sqrt(d / m);
-}
 function assertAllFinite(a: ArrayLike<number>, what: string): void {
   for (let i = 0; i < a.length; i++) assert.ok(Number.isFinite(a[i]), `${what}: element ${i} = ${a[i]} (NaN poison left or overflow)`);
 }
