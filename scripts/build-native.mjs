@@ -73,15 +73,19 @@ const cxxFlags = ['-std=c++17', '-O3', `-march=${march}`, '-fno-math-errno', '-f
   '-Wall', '-Wno-unused-function', '-DNAPI_VERSION=8', '-DNODE_GYP_MODULE_NAME=lowbit', `-I${napiInclude}`];
 // --default-stream per-thread: stream 0 in every .cu file is the calling thread's default stream, which (unlike
 // the legacy stream) can be captured into a CUDA graph; cuBLAS is put on the same stream (cublas_dl.cu).
-const nvccFlags = ['-std=c++17', '-O3', '--default-stream', 'per-thread', '-Xcompiler', `-fPIC,-fvisibility=hidden,-march=${march}`,
-  '-gencode', 'arch=compute_90,code=sm_90', '-gencode', 'arch=compute_90,code=compute_90'];
+const nvccGencode = ['-gencode', 'arch=compute_90,code=sm_90', '-gencode', 'arch=compute_90,code=compute_90'];
+const nvccFlags = ['-std=c++17', '-O3', '--default-stream', 'per-thread', '-Xcompiler', `-fPIC,-fvisibility=hidden,-march=${march}`];
+// Files whose kernels need an arch-specific target instead of the portable one: wgmma exists only in sm_90a
+// (the file guards its device code, and its launcher refuses other devices so callers fall back).
+const nvccGencodeFor = { 'qgemm_wgmma.cu': ['-gencode', 'arch=compute_90a,code=sm_90a'] };
+const gencodeOf = (src) => nvccGencodeFor[path.basename(src)] ?? nvccGencode;
 
 const found = findNvcc();
 const cudart = found.nvcc ? findCudart(found.nvcc) : undefined;
 
 // Skip the work when nothing changed (sources, flags, compilers).
 const hash = createHash('sha256');
-hash.update(JSON.stringify({ cxxFlags, nvccFlags, cxx, nvcc: found.nvcc ?? null, cudart: cudart ?? null, node: process.versions.modules }));
+hash.update(JSON.stringify({ cxxFlags, nvccFlags, nvccGencode, nvccGencodeFor, cxx, nvcc: found.nvcc ?? null, cudart: cudart ?? null, node: process.versions.modules }));
 for (const dir of ['native/cpu', 'native/cuda']) {
   const d = path.join(root, dir);
   if (!existsSync(d)) continue;
@@ -155,7 +159,7 @@ const jobsList = [...kernelSrc.map((s) => gxx(s)), gxx(addonSrc)];
 if (found.nvcc && !cudart) cudaWhy = `libcudart_static.a not found next to ${found.nvcc}`;
 if (found.nvcc && cudart && cuSrc.length) {
   cuda = true;
-  const cudaJobs = [...cuSrc.map((s) => ({ src: s, cmd: found.nvcc, args: [...nvccFlags, '-c', s, '-o', obj(s)] })),
+  const cudaJobs = [...cuSrc.map((s) => ({ src: s, cmd: found.nvcc, args: [...nvccFlags, ...gencodeOf(s), '-c', s, '-o', obj(s)] })),
     ...cudaGlue.map((s) => gxx(s, ['-DLOWBIT_CUDA'])), gxx(addonSrc, ['-DLOWBIT_CUDA'], '.cuda')];
   for (const j of cudaJobs) j.cuda = true;
   jobsList.unshift(...cudaJobs);  // nvcc is the slowest: start it first

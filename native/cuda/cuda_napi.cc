@@ -597,6 +597,37 @@ napi_value js_qgemm(napi_env env, napi_callback_info info) {
   return nullptr;
 }
 
+// cudaQGemmFused(desc, M, X, Y, yF32, debug = 0)   the fused sm_90a kernel only (throws where it does not apply)
+napi_value js_qgemm_fused(napi_env env, napi_callback_info info) {
+  Args a(env, info, "cudaQGemmFused");
+  QDesc d;
+  int64_t M = 0, debug = 0;
+  bool yf32 = false;
+  Buf X, Y;
+  if (!a.is_nullish(5) && !a.count(5, &debug)) return nullptr;
+  if (!desc_arg(a, 0, &d) || !int_dim(a, 1, &M) || !a.boolean(4, &yf32) || !buf_arg(a, 2, M * d.in * 2, &X) ||
+      !buf_arg(a, 3, M * d.out * (yf32 ? 4 : 2), &Y))
+    return nullptr;
+  check(env, cuda_qgemm_fused(d, (int)M, X.ptr, Y.ptr, yf32, nullptr, (int)debug));
+  return nullptr;
+}
+
+// cudaQGemmFusedWhyNot(desc, M, X, Y) -> null when cudaQGemm can take the fused kernel for these operands, else why not
+napi_value js_qgemm_fused_why(napi_env env, napi_callback_info info) {
+  Args a(env, info, "cudaQGemmFusedWhyNot");
+  QDesc d;
+  int64_t M = 0;
+  Buf X, Y;
+  if (!desc_arg(a, 0, &d) || !int_dim(a, 1, &M) || !buf_arg(a, 2, 0, &X) || !buf_arg(a, 3, 0, &Y)) return nullptr;
+  const char* why = qgemm_fused_unsupported(d, (int)M, X.ptr, Y.ptr);
+  if (!why) {
+    napi_value n;
+    napi_get_null(env, &n);
+    return n;
+  }
+  return make_string(env, why);
+}
+
 // cudaFillRandomBytes(h, bytes, seed) / cudaFillUniformBf16(h, n, seed, lo, hi)
 napi_value js_fill_bytes(napi_env env, napi_callback_info info) {
   Args a(env, info, "cudaFillRandomBytes");
@@ -685,6 +716,21 @@ napi_value js_bench_qgemm_pipe(napi_env env, napi_callback_info info) {
   double ms = 0;
   if (!check(env, cuda_bench_qgemm_pipelined(d.data(), (int)d.size(), (int)M, X.ptr, Y.ptr, S.ptr, half, (int)reps, &ms)))
     return nullptr;
+  return make_number(env, ms);
+}
+
+// cudaBenchQGemmFused(descs, M, X, Y, reps) -> ms per fused packed GEMM (bf16 Y)
+napi_value js_bench_qgemm_fused(napi_env env, napi_callback_info info) {
+  Args a(env, info, "cudaBenchQGemmFused");
+  std::vector<QDesc> d;
+  int64_t M = 0, reps = 0;
+  Buf X, Y;
+  if (!array_arg(a, 0, &d, nullptr) || !int_dim(a, 1, &M) || !int_dim(a, 4, &reps)) return nullptr;
+  size_t maxIn = 0, maxOut = 0;
+  for (auto& q : d) maxIn = std::max(maxIn, (size_t)q.in), maxOut = std::max(maxOut, (size_t)q.out);
+  if (!buf_arg(a, 2, M * maxIn * 2, &X) || !buf_arg(a, 3, M * maxOut * 2, &Y)) return nullptr;
+  double ms = 0;
+  if (!check(env, cuda_bench_qgemm_fused(d.data(), (int)d.size(), (int)M, X.ptr, Y.ptr, (int)reps, &ms))) return nullptr;
   return make_number(env, ms);
 }
 
@@ -910,6 +956,8 @@ void register_cuda_quant(napi_env env, napi_value exports) {
   export_fn(env, exports, "cudaQGemv", js_qgemv);
   export_fn(env, exports, "cudaGemvBf16", js_gemv_bf16);
   export_fn(env, exports, "cudaQGemm", js_qgemm);
+  export_fn(env, exports, "cudaQGemmFused", js_qgemm_fused);
+  export_fn(env, exports, "cudaQGemmFusedWhyNot", js_qgemm_fused_why);
   export_fn(env, exports, "cudaFillRandomBytes", js_fill_bytes);
   export_fn(env, exports, "cudaFillUniformBf16", js_fill_bf16);
   export_fn(env, exports, "cudaBenchDequant", js_bench_dequant);
@@ -917,6 +965,7 @@ void register_cuda_quant(napi_env env, napi_value exports) {
   export_fn(env, exports, "cudaBenchQGemm", js_bench_qgemm);
   export_fn(env, exports, "cudaBenchQGemmPipelined", js_bench_qgemm_pipe);
   export_fn(env, exports, "cudaBenchDenseGemm", js_bench_dense);
+  export_fn(env, exports, "cudaBenchQGemmFused", js_bench_qgemm_fused);
   export_fn(env, exports, "cudaBenchQGemv", js_bench_qgemv);
   export_fn(env, exports, "cudaBenchDecode", js_bench_decode);
 }

@@ -92,8 +92,16 @@ const char* cuda_dequant_bf16(const QDesc& d, void* dst, void* stream);
 const char* cuda_qgemv(const QDesc& d, const float* x, float* y, bool accumulate, void* stream, int variant = 0);
 // Dense bf16 GEMV: y[rows] (f32) = W[rows, K]·x (+ y), W bf16 row-major, x f32.
 const char* cuda_gemv_bf16(const void* W, int rows, int K, const float* x, float* y, bool accumulate, void* stream);
-// Y[M, out] = X[M, in]·Ŵᵀ: dequantize into `scratch` (bf16 out*in), then cuBLAS bf16 GEMM, fp32 accumulate.
+// Y[M, out] = X[M, in]·Ŵᵀ: dequantize into `scratch` (bf16 out*in), then cuBLAS bf16 GEMM, fp32 accumulate; for
+// M >= 64 and weights cuda_qgemm_fused takes (below) that kernel instead (scratch unused), unless the environment
+// says LOWBIT_QGEMM_FUSED=0 (read on every call).
 const char* cuda_qgemm(const QDesc& d, int M, const void* X, void* Y, bool y_f32, void* scratch);
+// qgemm_wgmma.cu: the fused Hopper GEMM on packed codes (no dequantized copy): Y[M, out] = X[M, in]·Ŵᵀ for 'int'
+// 2-bit group-64 weights without gIdx, in % 64 == 0, out % 128 == 0, 16-byte aligned codes/X/Y, on an sm_90 device.
+// qgemm_fused_unsupported: nullptr when it applies, else why not (cuda_qgemm then takes dequantize + cuBLAS).
+// debug 1..3 dumps A fragments / the swizzled X tile / raw accumulators into Y (see the .cu header); 0 = normal.
+const char* qgemm_fused_unsupported(const QDesc& d, int M, const void* X, const void* Y);
+const char* cuda_qgemm_fused(const QDesc& d, int M, const void* X, void* Y, bool y_f32, void* stream, int debug = 0);
 // ops.cu: random bytes (hash of seed, index) for benchmark codes.
 const char* cuda_fill_random_bytes(void* dst, size_t n, uint32_t seed);
 
@@ -108,6 +116,8 @@ const char* cuda_bench_qgemm(const QDesc* d, int nd, int M, const void* X, void*
 // holds two weights, the second at scratch + scratch_half_bytes.
 const char* cuda_bench_qgemm_pipelined(const QDesc* d, int nd, int M, const void* X, void* Y, void* scratch,
                                        size_t scratch_half_bytes, int reps, double* ms);
+// the fused kernel (qgemm_wgmma.cu) on the same rotation; an error when it does not apply.
+const char* cuda_bench_qgemm_fused(const QDesc* d, int nd, int M, const void* X, void* Y, int reps, double* ms);
 const char* cuda_bench_dense_gemm(const void* const* W, int nd, int M, int N, int K, const void* X, void* Y, int reps,
                                   double* ms);
 // fused GEMV (graph-captured pass): y_i = y + i*out floats.

@@ -1,6 +1,8 @@
-// Matmul on a packed weight for many tokens (dequantize into a bf16 scratch, then the cuBLAS bf16 GEMM,
-// fp32 accumulate), and the event-timed benchmarks of the packed-weight kernels.
+// Matmul on a packed weight for many tokens (the fused Hopper kernel of qgemm_wgmma.cu where it applies, else
+// dequantize into a bf16 scratch, then the cuBLAS bf16 GEMM, fp32 accumulate), and the event-timed benchmarks of
+// the packed-weight kernels.
 #include <algorithm>
+#include <cstdlib>
 #include <vector>
 
 #include "check.h"
@@ -9,7 +11,18 @@
 
 namespace lowbit {
 
+namespace {
+// LOWBIT_QGEMM_FUSED=0 forces dequantize + cuBLAS; read on every call so one process can time both paths.
+bool fused_allowed() {
+  const char* e = std::getenv("LOWBIT_QGEMM_FUSED");
+  return !(e && e[0] == '0' && e[1] == 0);
+}
+}  // namespace
+
 const char* cuda_qgemm(const QDesc& d, int M, const void* X, void* Y, bool y_f32, void* scratch) {
+  // Below 64 tokens a 128-token tile is mostly padding; the dequantized weight + cuBLAS wins there.
+  if (M >= 64 && fused_allowed() && !qgemm_fused_unsupported(d, M, X, Y))
+    return cuda_qgemm_fused(d, M, X, Y, y_f32, nullptr);
   if (const char* e = cuda_dequant_bf16(d, scratch, nullptr)) return e;
   // Row-major Y[M, out] = X[M, in] · Ŵ[out, in]ᵀ
   return cublas_gemm_bf16(false, true, M, d.out, d.in, 1.f, X, scratch, 0.f, Y, y_f32);
@@ -149,6 +162,20 @@ const char* cuda_bench_qgemm_pipelined(const QDesc* d, int nd, int M, const void
       if (const char* e = cublas_gemm_bf16(false, true, M, d[i].out, d[i].in, 1.f, X, sc[i & 1], 0.f, Y, false)) return e;
       LB_CUDA(cudaEventRecord(x.ev[nd + i], s));
     }
+    return nullptr;
+  };
+  const char* err = time_passes(b, pass, false, reps, ms);
+  *ms /= nd;
+  return err;
+}
+
+const char* cuda_bench_qgemm_fused(const QDesc* d, int nd, int M, const void* X, void* Y, int reps, double* ms) {
+  for (int i = 0; i < nd; i++)
+    if (const char* why = qgemm_fused_unsupported(d[i], M, X, Y)) return why;
+  Bench b;
+  auto pass = [&](cudaStream_t s) -> const char* {
+    for (int i = 0; i < nd; i++)
+      if (const char* e = cuda_qgemm_fused(d[i], M, X, Y, false, s)) return e;
     return nullptr;
   };
   const char* err = time_passes(b, pass, false, reps, ms);

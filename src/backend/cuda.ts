@@ -49,6 +49,15 @@ export interface NativeCudaQuant extends NativeCuda {
   cudaGemvBf16(W: number, rows: number, K: number, x: number, y: number, accumulate: boolean): void;
   /** Y [M, out] = X [M, in]·Ŵᵀ (X bf16; Y f32 or bf16): dequantize into scratch (bf16 out·in), cuBLAS GEMM. */
   cudaQGemm(desc: QuantDesc, M: number, X: number, Y: number, yF32: boolean, scratch: number): void;
+  /**
+   * The fused sm_90a kernel alone (native/cuda/qgemm_wgmma.cu; what cudaQGemm takes for M ≥ 64 where it applies):
+   * 'int' 2-bit group-64 weights without gIdx, in % 64 == 0, out % 128 == 0, on an sm_90 device; throws otherwise.
+   * debug 1/2/3 (out = 128, M ≤ 128, f32 Y) dumps the A fragments / the swizzled X tile / the raw accumulators
+   * into Y instead (CPU models: src/backend/qgemm-fused-model.ts).
+   */
+  cudaQGemmFused(desc: QuantDesc, M: number, X: number, Y: number, yF32: boolean, debug?: 0 | 1 | 2 | 3): void;
+  /** null when cudaQGemm would take the fused kernel for these operands (M ≥ 64 aside), else the reason. */
+  cudaQGemmFusedWhyNot(desc: QuantDesc, M: number, X: number, Y: number): string | null;
   cudaFillRandomBytes(h: number, bytes: number, seed: number): void;
   cudaFillUniformBf16(h: number, n: number, seed: number, lo: number, hi: number): void;
   cudaBenchDequant(descs: QuantDesc[], dst: number, dstStrideBytes: number, reps: number): number;
@@ -57,6 +66,8 @@ export interface NativeCudaQuant extends NativeCuda {
   /** Layer-stack prefill: dequantization of weight i+1 overlaps the GEMM of weight i (scratch: 2 weights, 256-aligned). */
   cudaBenchQGemmPipelined(descs: QuantDesc[], M: number, X: number, Y: number, scratch2: number, reps: number): number;
   cudaBenchDenseGemm(weights: number[], M: number, N: number, K: number, X: number, Y: number, reps: number): number;
+  /** The fused kernel (bf16 Y) on the same rotation as cudaBenchQGemm; throws where it does not apply. */
+  cudaBenchQGemmFused(descs: QuantDesc[], M: number, X: number, Y: number, reps: number): number;
   cudaBenchQGemv(descs: QuantDesc[], x: number, y: number, reps: number, variant?: QGemvVariant): number;
   cudaBenchDecode(descs: QuantDesc[], A: number[] | null, B: number[] | null, rank: number, x: number, y: number,
     t: number, reps: number): number;
