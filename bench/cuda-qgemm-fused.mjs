@@ -1,0 +1,50 @@
+#!/usr/bin/env node
+// Packed 2-bit GEMM on the GPU, in one run: dense cuBLAS bf16 (the bound), dequantize + cuBLAS (cudaBenchQGemm) and
+// the fused sm_90a wgmma kernel (native/cuda/qgemm_wgmma.cu), Y[M, out] = X[M, in]·Ŵᵀ with bf16 Y, for M = 512 and
+// 2048 on the LLaMA-7B projection shapes. efficiency = dense µs ÷ packed µs.
+//   node bench/cuda-qgemm-fused.mjs [--json out.json] [--reps N] [--M 512,2048]
+// Needs the compiled TypeScript (dist/) and the addon with CUDA (LOWBIT_ADDON=… for another build).
+// Timing (native/cuda/qgemm.cu): CUDA events after 2 warmup passes, median over `reps` passes; each pass runs
+// 4 distinct weights (random codes, random f16 scales, zeros 0..3) so consecutive GEMMs do not reuse L2.
+import { writeFileSync } from 'node:fs';
+import { cudaEngine, cudaUnavailable, randomDeviceQuant } from '../dist/src/backend/cuda.js';
+
+const args = process.argv.slice(2);
+const opt = (k) => { const i = args.indexOf(k); return i >= 0 ? args[i + 1] : undefined; };
+const reps = Number(opt('--reps') ?? 30);
+const Ms = (opt('--M') ?? '512,2048').split(',').map(Number);
+const c = cudaEngine();
+if (!c) { console.error(`cuda-qgemm-fused bench: ${cudaUnavailable()}`); process.exit(2); }
+if (typeof c.cudaBenchQGemmFused !== 'function') { console.error('cuda-qgemm-fused bench: addon older than the fused kernel'); process.exit(2); }
+const info = c.cudaInfo(), cb = c.cublasInfo();
+const res = { date: new Date().toISOString(), device: info.deviceName, cc: info.computeCapability, cublas: cb.version, reps, rows: [] };
+console.log(`${info.deviceName} (sm ${info.computeCapability}), cuBLAS ${cb.version}, median of ${reps} passes × 4 weights`);
+
+const SHAPES = [['q/k/v/o', 4096, 4096], ['gate/up', 11008, 4096], ['down', 4096, 11008]];
+const us = (ms) => (ms * 1e3).toFixed(1);
+let seed = 300;
+for (const M of Ms) {
+  for (const [name, out, inF] of SHAPES) {
+    const nd = 4, flop = 2 * M * out * inF;
+    const X = c.cudaAlloc(M * inF * 2), Y = c.cudaAlloc(M * out * 2), S = c.cudaAlloc(out * inF * 2);
+    c.cudaFillUniformBf16(X, M * inF, 7, -1, 1);
+    const W = Array.from({ length: nd }, (_, i) => { const h = c.cudaAlloc(out * inF * 2); c.cudaFillUniformBf16(h, out * inF, 50 + i, -0.05, 0.05); return h; });
+    const dense = c.cudaBenchDenseGemm(W, M, out, inF, X, Y, reps);
+    for (const h of W) c.cudaFree(h);
+    const qs = Array.from({ length: nd }, () => randomDeviceQuant(c, { layout: 'int', bits: 2, group: 64, out, in: inF }, seed++));
+    const deq = c.cudaBenchQGemm(qs.map((q) => q.desc), M, X, Y, S, reps);
+    const why = c.cudaQGemmFusedWhyNot(qs[0].desc, M, X, Y);
+    const fused = why ? null : c.cudaBenchQGemmFused(qs.map((q) => q.desc), M, X, Y, reps);
+    for (const q of qs) q.free();
+    c.cudaFree(X); c.cudaFree(Y); c.cudaFree(S);
+    const row = { shape: name, M, out, in: inF, denseMs: dense, dequantMs: deq, fusedMs: fused, fusedWhyNot: why,
+      effDequant: dense / deq, effFused: fused ? dense / fused : null,
+      denseTflops: flop / (dense * 1e-3) / 1e12, fusedTflops: fused ? flop / (fused * 1e-3) / 1e12 : null };
+    res.rows.push(row);
+    console.log(`M=${M} ${name} ${out}x${inF}: dense ${us(dense)} us (${row.denseTflops.toFixed(0)} TFLOP/s) | ` +
+      `dequant+cuBLAS ${us(deq)} us = ${(100 * row.effDequant).toFixed(0)}% | ` +
+      (fused ? `fused ${us(fused)} us = ${(100 * row.effFused).toFixed(0)}% (${row.fusedTflops.toFixed(0)} TFLOP/s)` : `fused: ${why}`));
+  }
+}
+const json = opt('--json');
+if (json) { writeFileSync(json, JSON.stringify(res, null, 2)); console.log(`wrote ${json}`); }

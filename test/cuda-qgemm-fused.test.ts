@@ -1,0 +1,211 @@
+// The fused sm_90a packed GEMM (native/cuda/qgemm_wgmma.cu) on a device: its debug dumps against the CPU model
+// (A fragments, swizzled X tile, raw accumulators: src/backend/qgemm-fused-model.ts), then parity against a float64
+// reference (bf16 X; the f32 dequantized weight at bf16-input tolerance, the bf16 weight tightly) and against the
+// dequantize + cuBLAS path, for M not a multiple of the 128-token tile. Random codes, scales, zeros and X (never all
+// zero); outputs poisoned with NaN and checked all written. Skips with the reason where there is no CUDA device or
+// the kernel does not apply (not an sm_90 device).
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { Rng } from '../src/tensor.js';
+import { cudaEngine, cudaUnavailable, uploadPacked, bf16ToF32, f32ToBf16, type NativeCudaQuant,
+  type DeviceQuant } from '../src/backend/cuda.js';
+import { dequantize } from '../src/quant/dequant.js';
+import type { PackedTensor } from '../src/quant/types.js';
+import { aFragment, aRegisters, accFragment, xTile, fusedGemmTwin, loaderOffset } from '../src/backend/qgemm-fused-model.js';
+import { randomInt2 } from './helpers/packed-int2.js';
+import { relNorm } from './helpers/arrays.js';
+
+type TestContext = { skip(message?: string): void; diagnostic(message: string): void };
+
+/** The engine, when a device is present and the fused kernel applies to a probe weight there; else skip with why. */
+function fusedOrSkip(t: TestContext): NativeCudaQuant | null {
+  const c = cudaEngine();
+  if (!c) { t.skip(cudaUnavailable()); return null; }
+  if (typeof c.cudaQGemmFused !== 'function') { t.skip('addon older than the fused qgemm kernel (rebuild)'); return null; }
+  const q = uploadPacked(c, randomInt2(new Rng(1), 128, 64));
+  const X = c.cudaAlloc(128 * 64 * 2), Y = c.cudaAlloc(128 * 128 * 4);
+  const why = c.cudaQGemmFusedWhyNot(q.desc, 128, X, Y);
+  q.free(); c.cudaFree(X); c.cudaFree(Y);
+  if (why) { t.skip(why); return null; }
+  return c;
+}
+
+const hex = (x: number): string => `0x${(x >>> 0).toString(16).padStart(8, '0')}`;
+
+function randomX(rng: Rng, n: number): Uint16Array {
+  return f32ToBf16(Float32Array.from({ length: n }, () => rng.normal()));
+}
+
+/** Y = cudaQGemmFused (debug mode) into a NaN-poisoned f32 buffer of M·out floats, downloaded as raw words. */
+function runDebug(c: NativeCudaQuant, q: DeviceQuant, p: PackedTensor, M: number, Xb: Uint16Array, mode: 1 | 2 | 3): Uint32Array {
+  const hX = c.cudaAlloc(M * p.in * 2), hY = c.cudaAlloc(M * p.out * 4);
+  c.cudaUpload(hX, Xb);
+  c.cudaUpload(hY, new Float32Array(M * p.out).fill(NaN));
+  c.cudaQGemmFused(q.desc, M, hX, hY, true, mode);
+  c.cudaSync();
+  const o = new Uint32Array(M * p.out);
+  c.cudaDownload(hY, o);
+  c.cudaFree(hX); c.cudaFree(hY);
+  return o;
+}
+
+test('cuda-qgemm-fused: debug dumps match the CPU model (A fragments, swizzled X tile, accumulators)', (t) => {
+  const c = fusedOrSkip(t);
+  if (!c) return;
+  const rng = new Rng(21);
+  const p = randomInt2(rng, 128, 256), M = 128, Xb = randomX(rng, M * p.in);
+  const q = uploadPacked(c, p);
+  try {
+    // 1: A registers of k-block 0, Y32[tid·16 + 4s + r]
+    const a = runDebug(c, q, p, M, Xb, 1);
+    const bad: string[] = [];
+    for (let tid = 0; tid < 256; tid++) {
+      const want = aRegisters(p, 0, 0, tid);
+      for (let s = 0; s < 4; s++) {
+        for (let r = 0; r < 4; r++) {
+          const got = a[tid * 16 + 4 * s + r];
+          if (got !== want[s][r]) {
+            const { row, k } = aFragment(tid, s, r);
+            bad.push(`tid ${tid} s ${s} r ${r} (row ${row}, k ${k}): got ${hex(got)} want ${hex(want[s][r])}`);
+          }
+        }
+      }
+    }
+    if (bad.length) t.diagnostic(`A fragments: ${bad.length} of 4096 differ; first: ${bad.slice(0, 8).join('; ')}`);
+    assert.equal(bad.length, 0, 'A fragments differ from the model (see the diagnostic)');
+
+    // 2: stage 0's X tile, raw bytes
+    const x = new Uint8Array(runDebug(c, q, p, M, Xb, 2).buffer, 0, 128 * 128);
+    const wantX = xTile(Xb, M, p.in, 0, 0);
+    const badX: string[] = [];
+    for (let o = 0; o < wantX.length; o += 2) {
+      if (x[o] !== wantX[o] || x[o + 1] !== wantX[o + 1]) badX.push(`byte ${o}`);
+    }
+    if (badX.length) {
+      // where did X[n][k] land instead? (find the model offset of the bf16 the tile holds at the first bad byte)
+      const o = Number(badX[0].split(' ')[1]), v = x[o] | (x[o + 1] << 8);
+      let found = 'nowhere in k-block 0';
+      for (let n = 0; n < 128 && found.startsWith('nowhere'); n++) {
+        for (let k = 0; k < 64; k++) if (Xb[n * p.in + k] === v) { found = `X[${n}][${k}] (model offset ${loaderOffset(n, k)})`; break; }
+      }
+      t.diagnostic(`X tile: ${badX.length} of 8192 bf16 differ; first ${badX.slice(0, 8).join(', ')}; byte ${o} holds ${found}`);
+    }
+    assert.equal(badX.length, 0, 'swizzled X tile differs from the model');
+
+    // 3: raw accumulators after the K loop vs the twin at accFragment's (row, token)
+    const d = new Float32Array(runDebug(c, q, p, M, Xb, 3).buffer);
+    const Y = fusedGemmTwin(p, M, Xb);
+    const got = new Float64Array(256 * 64), want = new Float64Array(256 * 64);
+    for (let tid = 0; tid < 256; tid++) {
+      for (let i = 0; i < 64; i++) {
+        const { row, col } = accFragment(tid, i);
+        got[tid * 64 + i] = d[tid * 64 + i];
+        want[tid * 64 + i] = Y[col * p.out + row];
+      }
+    }
+    const e = relNorm(got, want);
+    if (!(e < 1e-5)) {
+      // transposed reading (row ↔ token) as a hint
+      const wantT = want.map((_, k) => { const { row, col } = accFragment(k >> 6, k & 63); return Y[row * p.out + col]; });
+      t.diagnostic(`accumulators: rel err ${e} vs the D map, ${relNorm(got, wantT)} vs its transpose; first: ` +
+        Array.from({ length: 4 }, (_, i) => `acc[${i}] of tid 0 = ${got[i]} want ${want[i]}`).join('; '));
+    }
+    assert.ok(e < 1e-5, `accumulators: rel err ${e}`);
+  } finally {
+    q.free();
+  }
+});
+
+test('cuda-qgemm-fused: parity vs f64, vs dequantize + cuBLAS, and cudaQGemm takes it for M >= 64', (t) => {
+  const c = fusedOrSkip(t);
+  if (!c) return;
+  const rng = new Rng(22);
+  const cases: [number, number, number[]][] = [[256, 512, [64, 81, 512, 640]], [4096, 4096, [81, 512]]];
+  const saved = process.env.LOWBIT_QGEMM_FUSED;
+  try {
+    for (const [out, inF, Ms] of cases) {
+      const p = randomInt2(rng, out, inF);
+      const W = dequantize(p), Wb = bf16ToF32(f32ToBf16(W));
+      const q = uploadPacked(c, p);
+      for (const M of Ms) {
+        const Xb = randomX(rng, M * inF), Xf = bf16ToF32(Xb);
+        const hX = c.cudaAlloc(M * inF * 2), hY = c.cudaAlloc(M * out * 4), hS = c.cudaAlloc(out * inF * 2);
+        c.cudaUpload(hX, Xb);
+        const run = (fn: () => void, f32: boolean): Float32Array => {
+          c.cudaUpload(hY, f32 ? new Float32Array(M * out).fill(NaN) : new Uint16Array(M * out).fill(0x7fc0));
+          fn();
+          c.cudaSync();
+          if (f32) { const o = new Float32Array(M * out); c.cudaDownload(hY, o); return o; }
+          const o = new Uint16Array(M * out); c.cudaDownload(hY, o); return bf16ToF32(o);
+        };
+        const fused = run(() => c.cudaQGemmFused(q.desc, M, hX, hY, true), true);
+        for (let i = 0; i < fused.length; i++) assert.ok(Number.isFinite(fused[i]), `${out}x${inF} M=${M}: Y[${i}] not written`);
+        // f64 reference on a sample of tokens (all of them for the small shape)
+        const rows = out * inF <= 1 << 20 ? Array.from({ length: M }, (_, i) => i)
+          : Array.from(new Set([0, 1, M - 1, ...Array.from({ length: 29 }, () => rng.int(M))]));
+        const got: number[] = [], refW: number[] = [], refB: number[] = [];
+        for (const m of rows) {
+          for (let o = 0; o < out; o++) {
+            let s = 0, sb = 0;
+            for (let i = 0; i < inF; i++) { const x = Xf[m * inF + i]; s += x * W[o * inF + i]; sb += x * Wb[o * inF + i]; }
+            got.push(fused[m * out + o]); refW.push(s); refB.push(sb);
+          }
+        }
+        const eW = relNorm(got, refW), eB = relNorm(got, refB);
+        t.diagnostic(`${out}x${inF} M=${M}: rel err ${eW.toExponential(2)} vs f64(f32 Ŵ), ${eB.toExponential(2)} vs f64(bf16 Ŵ) on ${rows.length} tokens`);
+        assert.ok(eW < 5e-3, `${out}x${inF} M=${M}: rel err vs f64 ${eW}`);
+        assert.ok(eB < 2e-5, `${out}x${inF} M=${M}: rel err vs f64 of the bf16 weight ${eB}`);
+        // bf16 Y: one more rounding of the same sums
+        const fusedB = run(() => c.cudaQGemmFused(q.desc, M, hX, hY, false), false);
+        assert.ok(relNorm(fusedB, fused) < 4e-3, `${out}x${inF} M=${M}: bf16 Y`);
+        for (let i = 0; i < fusedB.length; i++) assert.ok(Number.isFinite(fusedB[i]), `${out}x${inF} M=${M}: bf16 Y[${i}] not written`);
+        // the dequantize + cuBLAS path (forced) and the default cudaQGemm (fused at M >= 64: the same bits)
+        process.env.LOWBIT_QGEMM_FUSED = '0';
+        const old = run(() => c.cudaQGemm(q.desc, M, hX, hY, true, hS), true);
+        delete process.env.LOWBIT_QGEMM_FUSED;
+        const dflt = run(() => c.cudaQGemm(q.desc, M, hX, hY, true, hS), true);
+        const eOld = relNorm(fused, old);
+        t.diagnostic(`${out}x${inF} M=${M}: fused vs dequantize + cuBLAS rel err ${eOld.toExponential(2)}`);
+        assert.ok(eOld < 2e-5, `${out}x${inF} M=${M}: fused vs dequantize + cuBLAS ${eOld}`);
+        let same = 0;
+        for (let i = 0; i < dflt.length; i++) if (Object.is(dflt[i], fused[i])) same++;
+        assert.equal(same, dflt.length, `${out}x${inF} M=${M}: cudaQGemm did not take the fused kernel (${same} of ${dflt.length} equal)`);
+        c.cudaFree(hX); c.cudaFree(hY); c.cudaFree(hS);
+      }
+      q.free();
+    }
+  } finally {
+    if (saved === undefined) delete process.env.LOWBIT_QGEMM_FUSED;
+    else process.env.LOWBIT_QGEMM_FUSED = saved;
+  }
+});
+
+test('cuda-qgemm-fused: shapes it does not take fall back (cudaQGemm still right), and say why', (t) => {
+  const c = fusedOrSkip(t);
+  if (!c) return;
+  const rng = new Rng(23);
+  const p = randomInt2(rng, 192, 256), M = 70;  // out % 128 != 0
+  const q = uploadPacked(c, p);
+  const hX = c.cudaAlloc(M * p.in * 2), hY = c.cudaAlloc(M * p.out * 4), hS = c.cudaAlloc(p.out * p.in * 2);
+  try {
+    const why = c.cudaQGemmFusedWhyNot(q.desc, M, hX, hY);
+    assert.ok(why && /out % 128/.test(why), `why not: ${why}`);
+    assert.throws(() => c.cudaQGemmFused(q.desc, M, hX, hY, true), /out % 128/);
+    const Xb = randomX(rng, M * p.in), Xf = bf16ToF32(Xb), Wb = bf16ToF32(f32ToBf16(dequantize(p)));
+    c.cudaUpload(hX, Xb);
+    c.cudaQGemm(q.desc, M, hX, hY, true, hS);
+    c.cudaSync();
+    const got = new Float32Array(M * p.out), want = new Float64Array(M * p.out);
+    c.cudaDownload(hY, got);
+    for (let m = 0; m < M; m++) {
+      for (let o = 0; o < p.out; o++) {
+        let s = 0;
+        for (let i = 0; i < p.in; i++) s += Xf[m * p.in + i] * Wb[o * p.in + i];
+        want[m * p.out + o] = s;
+      }
+    }
+    assert.ok(relNorm(got, want) < 2e-5);
+  } finally {
+    q.free(); c.cudaFree(hX); c.cudaFree(hY); c.cudaFree(hS);
+  }
+});
