@@ -33,6 +33,32 @@ const lora = new GpuLora(c, specs);
 lora.setParams(randomLoraParams(specs, 99, 1, 0.01));
 const res = { date: new Date().toISOString(), device: c.cudaInfo().deviceName, shape: tiny ? 'tiny' : 'llama-2-7b', copyGBs: BW / 1e9, tokens: N, runs: [] };
 const variants = (opt('--variants', '1,2')).split(',').map(Number);
+// --profile gemv|token: a few eager launches for Nsight Compute (scripts/device/profile-decode.sh), then exit.
+//   gemv: the four v4 GEMV groups without LoRA, in the order q/k/v+norm, gate/up+norm, o, down, three times;
+//   token: greedy decode of a 1-token prompt for 2 tokens with the rank-64 adapter, eager (every kernel of a step).
+const profile = opt('--profile');
+if (profile) {
+  const d = new GpuDecoder(c, gw, profile === 'token' ? lora : null, 8);
+  d.variant = 4;
+  if (profile === 'token') greedyDecode(d, [prompt[0]], 2);
+  else {
+    const h = d.arena.h;
+    c.cudaFillUniformBf16(h.xb, cfg.intermediateSize, 5, -1, 1);
+    for (const [buf, n] of [[h.x, cfg.hiddenSize], [h.attF, cfg.hiddenSize], [h.act, cfg.intermediateSize]]) {
+      c.cudaMemset0(buf, n * 4); c.cudaAccumulateBf16ToF32(buf, h.xb, n, 1);
+    }
+    for (let rep = 0; rep < 3; rep++) {
+      const l = rep % cfg.numLayers;
+      c.cudaDecodeGemv(h.x, false, gw.layers[l].inputNorm, 1e-5, cfg.hiddenSize, d.v4[l].qkv, 0, d.gemvKernel);
+      c.cudaDecodeGemv(h.x, false, gw.layers[l].postNorm ?? gw.layers[l].inputNorm, 1e-5, cfg.hiddenSize, d.v4[l].gu, 0, d.gemvKernel);
+      c.cudaDecodeGemv(h.attF, false, null, 1e-5, cfg.hiddenSize, d.v4[l].o, 0, d.gemvKernel);
+      c.cudaDecodeGemv(h.act, false, null, 1e-5, cfg.intermediateSize, d.v4[l].down, 0, d.gemvKernel);
+    }
+  }
+  c.cudaSync();
+  d.free(); lora.free(); gw.free();
+  process.exit(0);
+}
 const gemvOnly = args.includes('--gemv-only');
 const modes = (opt('--modes', 'eager,graph')).split(',');
 for (const withLora of gemvOnly ? [] : [true, false]) {

@@ -30,7 +30,7 @@ for (const [inF, group] of [[4096, 64], [11008, 64], [2048, 128]] as const) {
     const handles: number[] = [];
     const dqs = packs.map((p) => uploadPacked(c, p));
     try {
-      for (const [xBf16, norm, kernel] of [[false, true, 0], [false, false, 0], [true, true, 0], [true, false, 0], [false, true, 2], [true, false, 2]] as const) {
+      for (const [xBf16, norm, kernel] of [[false, true, 0], [false, false, 0], [true, true, 0], [true, false, 0], [false, true, 2], [true, false, 2], [false, true, 5], [true, false, 5], [false, false, 5]] as const) {
         let x = randf(rng, inF, 1.5);
         if (xBf16) x = bf(x);
         const nw = randf(rng, inF, 1).map((v) => 1 + 0.3 * v);

@@ -52,6 +52,7 @@ struct DParams {
   // compute, 3 compute without loads, 4 no fold (the MMA result summed raw), 5 no MMA (the LOP3 operands folded in
   // instead), 6 no staging of the x image, 7 no span loop at all (launch, staging, barriers and stores only)
   int probe;
+  uint32_t magic;  // 0x64006400 (in a register: see lopm)
   const void* x;
   int x_bf16;
   const float* normw;
@@ -149,63 +150,95 @@ __device__ __forceinline__ void next_item(int& tile, int& sp, int nsp, int warp)
 // Power of two 2^e as a float (|e| < 126).
 __device__ __forceinline__ float pow2(int e) { return __int_as_float((127 + e) << 23); }
 
-// D: span items in flight per warp (a ring of D buffers, each used at a fixed place in the code). PROBES: the benchmark
-// probes of DParams::probe are compiled in (a separate instantiation, so the production kernels carry none of them).
-template <int D, bool PROBES>
-__global__ void __launch_bounds__(kDThreads, 1) dgemv_kernel(DParams p) {
-  const int probe = PROBES ? p.probe : 0;
-  extern __shared__ float4 dsm[];
-  const int in = p.in, nslot = in / 64, nsp = in / 256, ntiles = p.first[p.nseg];
-  float* xs = reinterpret_cast<float*>(dsm);                  // [in] the (normalized) x, f32: dense segments
-  float4* slot = reinterpret_cast<float4*>(xs + in);          // [nslot] (1024·Σx', Σx̂', 2^−E, 0)
-  __half* imgh = reinterpret_cast<__half*>(slot + nslot);     // [in] fp16 x' in fragment order
-  const uint4* img4 = reinterpret_cast<const uint4*>(imgh);
-  __shared__ float red[2][kDWarps][kTile];
-  __shared__ float rs_s[kDWarps];
-  const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5, g = lane >> 2, t = lane & 3;
-  const float* xf = static_cast<const float*>(p.x);
-  const uint16_t* xb = static_cast<const uint16_t*>(p.x);
-  pdl_trigger();
+// (w & mask) | magic in ONE LOP3: with both constants immediate the compiler emits an AND and an OR (measured: 260
+// LOP3 per warp and tile, half of them ORs); the magic 0x6400_6400 comes in a register (DParams::magic).
+template <uint32_t MASK>
+__device__ __forceinline__ uint32_t lopm(uint32_t w, uint32_t magic) {
+  uint32_t d;
+  asm("lop3.b32 %0, %1, %2, %3, 0xEA;\n" : "=r"(d) : "r"(w), "n"(MASK), "r"(magic));
+  return d;
+}
 
-  // prefetch ring: the warp's next D span items (tags say which item a buffer holds; -1: none)
-  SpanLoad L0, L1;
-  int t0 = -1, s0 = 0, t1 = -1, s1 = 0;
-  int it = blockIdx.x, is = warp;  // the last item issued
-  if (warp < nsp) {
-    if (it < ntiles && issue(p, it, is, g, t, L0, probe)) { t0 = it; s0 = is; }
-    if constexpr (D == 2) {
-      next_item(it, is, nsp, warp);
-      if (it < ntiles && issue(p, it, is, g, t, L1, probe)) { t1 = it; s1 = is; }
+// One span (slots sl0 … sl0 + 3 of 64 inputs) of rows g and g + 8 of both 16-row MMA tiles: a[m] / b[m] hold word t of
+// the 4 slots of rows m·16 + g / m·16 + g + 8, sz[m·8 + j] / sz[m·8 + 4 + j] their f16 scale|zero words. NOFOLD: the
+// raw MMA sums (a benchmark probe).
+template <bool NOFOLD>
+__device__ __forceinline__ void span_mma(float (&acc)[kMmaTiles][2], const uint4 (&a)[kMmaTiles], const uint4 (&b)[kMmaTiles],
+                                         const uint32_t (&sz)[8 * kMmaTiles], const uint4* img4, const float4* slot, int sl0,
+                                         int t, uint32_t magic) {
+#pragma unroll
+  for (int j = 0; j < 4; j++) {
+    const int sl = sl0 + j;
+    const uint4 b01 = img4[sl * 8 + t * 2], b23 = img4[sl * 8 + t * 2 + 1];
+    const float4 sv = slot[sl];
+#pragma unroll
+    for (int m = 0; m < kMmaTiles; m++) {
+      const uint32_t wg = pick(a[m], j), wh = pick(b[m], j);
+      const uint32_t wgs = wg >> 10, whs = wh >> 10;
+      float d[4] = {0.f, 0.f, 0.f, 0.f};
+      mma16816(d, lopm<0x00030003u>(wg, magic), lopm<0x00030003u>(wh, magic), lopm<0x000C000Cu>(wg, magic),
+               lopm<0x000C000Cu>(wh, magic), b01.x, b01.y);
+      mma16816(d, lopm<0x00300030u>(wg, magic), lopm<0x00300030u>(wh, magic), lopm<0x00C000C0u>(wg, magic),
+               lopm<0x00C000C0u>(wh, magic), b01.z, b01.w);
+      mma16816(d, lopm<0x03000300u>(wg, magic), lopm<0x03000300u>(wh, magic), lopm<0x00030003u>(wgs, magic),
+               lopm<0x00030003u>(whs, magic), b23.x, b23.y);
+      mma16816(d, lopm<0x000C000Cu>(wgs, magic), lopm<0x000C000Cu>(whs, magic), lopm<0x00300030u>(wgs, magic),
+               lopm<0x00300030u>(whs, magic), b23.z, b23.w);
+      const uint32_t mg = sz[m * 8 + j], mh = sz[m * 8 + 4 + j];
+      const float sg = __half2float(__ushort_as_half((unsigned short)(mg & 0xffff))) * sv.z;
+      const float zg = __half2float(__ushort_as_half((unsigned short)(mg >> 16)));
+      const float sh = __half2float(__ushort_as_half((unsigned short)(mh & 0xffff))) * sv.z;
+      const float zh = __half2float(__ushort_as_half((unsigned short)(mh >> 16)));
+      if (NOFOLD) {
+        acc[m][0] += d[0];
+        acc[m][1] += d[2];
+      } else {
+        acc[m][0] = fmaf(sg, fmaf(-zg, sv.y, d[0] - sv.x), acc[m][0]);
+        acc[m][1] = fmaf(sh, fmaf(-zh, sv.y, d[2] - sv.x), acc[m][1]);
+      }
     }
   }
-  pdl_wait();  // x is the previous kernel's output; the weight loads above do not depend on it
+}
 
-  // ---- stage x: (1) coalesced loads, x·w into xs and Σx²; (2) per slot of 64: normalize, fp16 image, sums ----
+// Stages x once per block: (1) coalesced loads, x·w into xs and Σx²; (2) per slot of 64 inputs: normalize, the fp16
+// image in fragment order, and the slot's sums (1024·Σx', Σx̂', 2^−E). Ends with a barrier.
+template <class AfterLoads>
+__device__ __forceinline__ void stage_x(const DParams& p, int probe, float* xs, float4* slot, __half* imgh, float* rs_s,
+                                        AfterLoads&& after_loads) {
+  const int in = p.in, nslot = in / 64;
+  const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
+  const float* xf = static_cast<const float*>(p.x);
+  const uint16_t* xb = static_cast<const uint16_t*>(p.x);
   float ss = 0.f;
   {
     constexpr int kPass = 4;
     const int nq = in / 4;  // float4 / 4-bf16 quads
     for (int q0 = 0; q0 < nq; q0 += kPass * kDThreads) {
-      float4 xv[kPass], wv[kPass];
+      uint4 xr[kPass];
+      float4 wv[kPass];
 #pragma unroll
       for (int k = 0; k < kPass; k++) {
         const int q = q0 + k * kDThreads + tid;
         if (q < nq) {
           if (p.x_bf16) {
             const uint2 u = __ldg(reinterpret_cast<const uint2*>(xb) + q);
-            xv[k] = make_float4(__uint_as_float(u.x << 16), __uint_as_float(u.x & 0xffff0000u), __uint_as_float(u.y << 16),
-                                __uint_as_float(u.y & 0xffff0000u));
+            xr[k] = make_uint4(u.x, u.y, 0u, 0u);
           } else {
-            xv[k] = __ldg(reinterpret_cast<const float4*>(xf) + q);
+            xr[k] = __ldg(reinterpret_cast<const uint4*>(xf) + q);
           }
           wv[k] = p.normw ? __ldg(reinterpret_cast<const float4*>(p.normw) + q) : make_float4(1.f, 1.f, 1.f, 1.f);
         }
       }
+      if (q0 == 0) after_loads();  // with x's loads in flight (see dgemv5_kernel)
 #pragma unroll
       for (int k = 0; k < kPass; k++) {
         const int q = q0 + k * kDThreads + tid;
         if (q < nq) {
-          const float4 v = xv[k], w = wv[k];
+          const uint4 u = xr[k];
+          const float4 v = p.x_bf16 ? make_float4(__uint_as_float(u.x << 16), __uint_as_float(u.x & 0xffff0000u),
+                                                  __uint_as_float(u.y << 16), __uint_as_float(u.y & 0xffff0000u))
+                                    : make_float4(__uint_as_float(u.x), __uint_as_float(u.y), __uint_as_float(u.z), __uint_as_float(u.w));
+          const float4 w = wv[k];
           ss = fmaf(v.x, v.x, fmaf(v.y, v.y, fmaf(v.z, v.z, fmaf(v.w, v.w, ss))));
           reinterpret_cast<float4*>(xs)[q] = p.normw ? make_float4(v.x * w.x, v.y * w.y, v.z * w.z, v.w * w.w) : v;
         }
@@ -263,6 +296,38 @@ __global__ void __launch_bounds__(kDThreads, 1) dgemv_kernel(DParams p) {
     if (on && sub == 0) slot[j] = make_float4(bias, xsum, pow2(-E), 0.f);
   }
   __syncthreads();
+}
+
+// D: span items in flight per warp (a ring of D buffers, each used at a fixed place in the code). PROBES: the benchmark
+// probes of DParams::probe are compiled in (a separate instantiation, so the production kernels carry none of them).
+template <int D, bool PROBES>
+__global__ void __launch_bounds__(kDThreads, 1) dgemv_kernel(DParams p) {
+  const int probe = PROBES ? p.probe : 0;
+  extern __shared__ float4 dsm[];
+  const int in = p.in, nslot = in / 64, nsp = in / 256, ntiles = p.first[p.nseg];
+  float* xs = reinterpret_cast<float*>(dsm);                  // [in] the (normalized) x, f32: dense segments
+  float4* slot = reinterpret_cast<float4*>(xs + in);          // [nslot] (1024·Σx', Σx̂', 2^−E, 0)
+  __half* imgh = reinterpret_cast<__half*>(slot + nslot);     // [in] fp16 x' in fragment order
+  const uint4* img4 = reinterpret_cast<const uint4*>(imgh);
+  __shared__ float red[2][kDWarps][kTile];
+  __shared__ float rs_s[kDWarps];
+  const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5, g = lane >> 2, t = lane & 3;
+  pdl_trigger();
+
+  // prefetch ring: the warp's next D span items (tags say which item a buffer holds; -1: none)
+  SpanLoad L0, L1;
+  int t0 = -1, s0 = 0, t1 = -1, s1 = 0;
+  int it = blockIdx.x, is = warp;  // the last item issued
+  if (warp < nsp) {
+    if (it < ntiles && issue(p, it, is, g, t, L0, probe)) { t0 = it; s0 = is; }
+    if constexpr (D == 2) {
+      next_item(it, is, nsp, warp);
+      if (it < ntiles && issue(p, it, is, g, t, L1, probe)) { t1 = it; s1 = is; }
+    }
+  }
+  pdl_wait();  // x is the previous kernel's output; the weight loads above do not depend on it
+
+  stage_x(p, probe, xs, slot, imgh, rs_s, [] {});
 
   int phase = 0, par = 0;
   for (int tile = blockIdx.x; tile < ntiles; tile += gridDim.x) {
@@ -297,35 +362,10 @@ __global__ void __launch_bounds__(kDThreads, 1) dgemv_kernel(DParams p) {
               acc[m][1] = fmaf(sh, fmaf(-zh, sv.y, __uint_as_float(x & 0x3ffffff0u) - sv.x), acc[m][1]);
             }
           }
+        } else if (probe == 4) {
+          span_mma<true>(acc, L.a, L.b, L.s, img4, slot, sp * 4, t, p.magic);
         } else {
-#pragma unroll
-          for (int j = 0; j < 4; j++) {
-            const int sl = sp * 4 + j;
-            const uint4 b01 = img4[sl * 8 + t * 2], b23 = img4[sl * 8 + t * 2 + 1];
-            const float4 sv = slot[sl];
-#pragma unroll
-            for (int m = 0; m < kMmaTiles; m++) {
-              const uint32_t wg = pick(L.a[m], j), wh = pick(L.b[m], j);
-              const uint32_t wgs = wg >> 10, whs = wh >> 10;
-              float d[4] = {0.f, 0.f, 0.f, 0.f};
-              mma16816(d, lop(wg, 0x00030003u), lop(wh, 0x00030003u), lop(wg, 0x000C000Cu), lop(wh, 0x000C000Cu), b01.x, b01.y);
-              mma16816(d, lop(wg, 0x00300030u), lop(wh, 0x00300030u), lop(wg, 0x00C000C0u), lop(wh, 0x00C000C0u), b01.z, b01.w);
-              mma16816(d, lop(wg, 0x03000300u), lop(wh, 0x03000300u), lop(wgs, 0x00030003u), lop(whs, 0x00030003u), b23.x, b23.y);
-              mma16816(d, lop(wgs, 0x000C000Cu), lop(whs, 0x000C000Cu), lop(wgs, 0x00300030u), lop(whs, 0x00300030u), b23.z, b23.w);
-              const uint32_t mg = L.s[m * 8 + j], mh = L.s[m * 8 + 4 + j];
-              const float sg = __half2float(__ushort_as_half((unsigned short)(mg & 0xffff))) * sv.z;
-              const float zg = __half2float(__ushort_as_half((unsigned short)(mg >> 16)));
-              const float sh = __half2float(__ushort_as_half((unsigned short)(mh & 0xffff))) * sv.z;
-              const float zh = __half2float(__ushort_as_half((unsigned short)(mh >> 16)));
-              if (probe == 4) {  // no fold
-                acc[m][0] += d[0];
-                acc[m][1] += d[2];
-              } else {
-                acc[m][0] = fmaf(sg, fmaf(-zg, sv.y, d[0] - sv.x), acc[m][0]);
-                acc[m][1] = fmaf(sh, fmaf(-zh, sv.y, d[2] - sv.x), acc[m][1]);
-              }
-            }
-          }
+          span_mma<false>(acc, L.a, L.b, L.s, img4, slot, sp * 4, t, p.magic);
         }
         tb = -1;
         next_item(it, is, nsp, warp);
@@ -386,6 +426,206 @@ __global__ void __launch_bounds__(kDThreads, 1) dgemv_kernel(DParams p) {
       }
     }
     par ^= 1;
+  }
+}
+
+// ---- v5: the same arithmetic, the codes streamed into shared memory by the bulk-copy engine ----
+// v4 keeps one 40 KB tile of loads in flight per SM, issued by the warps after they compute the previous one, and
+// waits a full memory latency per tile (probes, device run 26: loads-only and compute-only each ≈ the whole time).
+// v5 gives each block a ring of kStages stage buffers; the warps issue a stage's 64 bulk copies (cp.async.bulk, one row's
+// codes or one row's scale|zero words each) as soon as the stage is free, the first ones before the kernel waits
+// for its input x, so up to 3 tiles (~130 KB) per SM are in flight while the warps stage x and compute.
+// A work item is a 32-row tile × a chunk of ≤ 4096 inputs (in = 11008: 3 chunks). Dense segments (LoRA A factors)
+// take 8-row tiles (a 32-row bf16 tile is 256 KB: one block's share was the critical path) and plain loads, first.
+constexpr int kStages = 3, kChunk = 4096, kDenseTile = 8;
+
+__host__ __device__ constexpr int v5_row_bytes(int kc) { return kc / 4 + ((kc / 4) % 128 == 0 ? 64 : 0); }  // ≡ 64 mod 128: 8 rows g → 4 wavefronts
+__host__ __device__ constexpr int v5_sz_bytes(int kc) { return kc / 16 + ((kc / 256) % 2 == 0 ? 16 : 0); }  // odd multiple of 16 B
+__host__ __device__ constexpr int v5_stage_bytes(int kc) { return kTile * (v5_row_bytes(kc) + v5_sz_bytes(kc)); }
+
+__device__ __forceinline__ uint32_t smem_u32(const void* ptr) { return (uint32_t)__cvta_generic_to_shared(ptr); }
+__device__ __forceinline__ void mbar_init(uint64_t* b, uint32_t count) {
+  asm volatile("mbarrier.init.shared::cta.b64 [%0], %1;\n" ::"r"(smem_u32(b)), "r"(count) : "memory");
+}
+__device__ __forceinline__ void mbar_expect_tx(uint64_t* b, uint32_t bytes) {
+  asm volatile("mbarrier.arrive.expect_tx.shared::cta.b64 _, [%0], %1;\n" ::"r"(smem_u32(b)), "r"(bytes) : "memory");
+}
+__device__ __forceinline__ void mbar_wait(uint64_t* b, uint32_t parity) {
+  const uint32_t a = smem_u32(b);
+  uint32_t done = 0;
+  while (!done) {
+    asm volatile(
+        "{\n .reg .pred q;\n mbarrier.try_wait.parity.shared::cta.b64 q, [%1], %2;\n selp.u32 %0, 1, 0, q;\n}\n"
+        : "=r"(done) : "r"(a), "r"(parity) : "memory");
+  }
+}
+__device__ __forceinline__ void bulk_g2s(void* dst, const void* src, uint32_t bytes, uint64_t* bar) {
+  asm volatile("cp.async.bulk.shared::cluster.global.mbarrier::complete_tx::bytes [%0], [%1], %2, [%3];\n"
+               ::"r"(smem_u32(dst)), "l"(src), "r"(bytes), "r"(smem_u32(bar)) : "memory");
+}
+__device__ __forceinline__ uint4 lds4(const uint8_t* ptr) { return *reinterpret_cast<const uint4*>(ptr); }
+
+// The packed work items of a block in order: its tiles blockIdx.x, + gridDim.x, … that are packed, each × nch chunks.
+struct V5Iter {
+  int tile, ch;
+  __device__ void skip_dense(const DParams& p, int ntiles) {
+    while (tile < ntiles && p.seg[seg_of(p, tile)].kind != 0) tile += gridDim.x;
+  }
+  __device__ void next(const DParams& p, int ntiles, int nch) {
+    if (++ch < nch) return;
+    ch = 0;
+    tile += gridDim.x;
+    skip_dense(p, ntiles);
+  }
+};
+
+__global__ void __launch_bounds__(kDThreads, 1) dgemv5_kernel(DParams p) {
+  extern __shared__ float4 dsm[];
+  const int in = p.in, nslot = in / 64, ntiles = p.first[p.nseg], nch = (in + kChunk - 1) / kChunk;
+  const int kcMax = in < kChunk ? in : kChunk, rowB = v5_row_bytes(kcMax), szB = v5_sz_bytes(kcMax);
+  float* xs = reinterpret_cast<float*>(dsm);               // [in] the (normalized) x, f32: dense segments
+  float4* slot = reinterpret_cast<float4*>(xs + in);       // [nslot] (1024·Σx', Σx̂', 2^−E, 0)
+  __half* imgh = reinterpret_cast<__half*>(slot + nslot);  // [in] fp16 x' in fragment order
+  const uint4* img4 = reinterpret_cast<const uint4*>(imgh);
+  uint8_t* stages = reinterpret_cast<uint8_t*>(imgh + in);  // kStages × [32 rows codes | 32 rows scale|zero]
+  const int stageB = kTile * (rowB + szB);
+  __shared__ __align__(8) uint64_t full[kStages];
+  __shared__ float red[2][kDWarps][kTile];
+  __shared__ float rs_s[kDWarps];
+  const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5, g = lane >> 2, t = lane & 3;
+  if (tid == 0) {
+    for (int s = 0; s < kStages; s++) mbar_init(&full[s], 1);
+    asm volatile("fence.mbarrier_init.release.cluster;\n" ::: "memory");
+  }
+  __syncthreads();
+  pdl_trigger();
+
+  // Every warp issues the copies of two rows (rows past the segment's end repeat its last row): a bulk copy is issued
+  // one lane at a time (~10 instructions each), and warp 0 alone issuing a stage's 64 copies held the block at its
+  // first barrier for microseconds (device run 27: 32 % of the stall samples). Thread 0 announces the stage's bytes; a
+  // copy that lands before that only takes the transaction count below zero while the phase still waits for the arrival.
+  auto produce = [&](const V5Iter& it, int s) {
+    const int si = seg_of(p, it.tile);
+    const DecodeSeg& S = p.seg[si];
+    const int r0 = (it.tile - p.first[si]) * kTile, c0 = it.ch * kChunk, kc = min(in - c0, kChunk);
+    const uint32_t cb = kc / 4, sb = kc / 16;
+    uint8_t* st = stages + s * stageB;
+    if (tid == 0) mbar_expect_tx(&full[s], kTile * (cb + sb));
+    if (lane < 4) {
+      const int r = 2 * warp + (lane & 1), row = min(r0 + r, S.rows - 1);
+      if (lane < 2) bulk_g2s(st + r * rowB, static_cast<const uint8_t*>(S.codes) + (size_t)row * (in / 4) + c0 / 4, cb, &full[s]);
+      else bulk_g2s(st + kTile * rowB + r * szB, S.sz + (size_t)row * S.ng + c0 / 64, sb, &full[s]);
+    }
+  };
+  V5Iter prod{(int)blockIdx.x, 0};
+  prod.skip_dense(p, ntiles);
+  V5Iter cons = prod;
+  int nprod = 0;
+  auto produce_next = [&] {
+    produce(prod, nprod % kStages);
+    prod.next(p, ntiles, nch);
+    nprod++;
+  };
+  // One stage before the wait for x (the weights do not depend on the previous kernel); the rest once x's loads are
+  // issued: behind ~130 KB of copies per SM, x's loads took ~3 µs to return (device run 28: 18 % of the stall samples
+  // on the first use of x).
+  if (prod.tile < ntiles) produce_next();
+  pdl_wait();
+
+  stage_x(p, 0, xs, slot, imgh, rs_s, [&] {
+    while (nprod < kStages && prod.tile < ntiles) produce_next();
+  });
+
+  int par = 0;
+  // reduction of a tile's partials (red[par]): rows w and w + 16 of the tile by warp w
+  auto reduce_store = [&](const DecodeSeg& S, int r0, int rowsInTile) {
+#pragma unroll
+    for (int h = 0; h < 2; h++) {
+      const int r = warp + 16 * h;
+      float v = lane < kDWarps ? red[par][lane][r] : 0.f;
+#pragma unroll
+      for (int o = 8; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+      if (lane == 0 && r < rowsInTile && r0 + r < S.rows) {
+        float* y = S.y + r0 + r;
+        *y = S.acc ? *y + v : v;
+      }
+    }
+    par ^= 1;
+  };
+
+  // dense tiles first (plain loads; their latency overlaps the copies in flight)
+  for (int tile = blockIdx.x; tile < ntiles; tile += gridDim.x) {
+    const int si = seg_of(p, tile);
+    const DecodeSeg& S = p.seg[si];
+    if (S.kind == 0) continue;
+    const int r0 = (tile - p.first[si]) * kDenseTile, nc = in / 8;
+    const uint4* W = reinterpret_cast<const uint4*>(S.W);
+    float accd[kDenseTile];
+#pragma unroll
+    for (int r = 0; r < kDenseTile; r++) accd[r] = 0.f;
+    for (int c = tid; c < nc; c += kDThreads) {
+      const float4 x0 = reinterpret_cast<const float4*>(xs)[2 * c], x1 = reinterpret_cast<const float4*>(xs)[2 * c + 1];
+      uint4 w[kDenseTile];
+#pragma unroll
+      for (int r = 0; r < kDenseTile; r++) w[r] = __ldg(W + (size_t)min(r0 + r, S.rows - 1) * nc + c);
+#pragma unroll
+      for (int r = 0; r < kDenseTile; r++) {
+        float a = accd[r];
+        a = fmaf(__uint_as_float(w[r].x << 16), x0.x, a); a = fmaf(__uint_as_float(w[r].x & 0xffff0000u), x0.y, a);
+        a = fmaf(__uint_as_float(w[r].y << 16), x0.z, a); a = fmaf(__uint_as_float(w[r].y & 0xffff0000u), x0.w, a);
+        a = fmaf(__uint_as_float(w[r].z << 16), x1.x, a); a = fmaf(__uint_as_float(w[r].z & 0xffff0000u), x1.y, a);
+        a = fmaf(__uint_as_float(w[r].w << 16), x1.z, a); a = fmaf(__uint_as_float(w[r].w & 0xffff0000u), x1.w, a);
+        accd[r] = a;
+      }
+    }
+#pragma unroll
+    for (int r = 0; r < kDenseTile; r++) {
+      float v = accd[r];
+#pragma unroll
+      for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+      if (lane == 0) red[par][warp][r] = v;
+    }
+    __syncthreads();
+    reduce_store(S, r0, kDenseTile);
+  }
+
+  // packed items through the ring
+  float acc[kMmaTiles][2];
+  for (int k = 0; cons.tile < ntiles; k++) {
+    const int s = k % kStages;
+    const int si = seg_of(p, cons.tile);
+    const DecodeSeg& S = p.seg[si];
+    const int r0 = (cons.tile - p.first[si]) * kTile, c0 = cons.ch * kChunk, nspc = min(in - c0, kChunk) / 256;
+    if (cons.ch == 0) {
+#pragma unroll
+      for (int m = 0; m < kMmaTiles; m++) acc[m][0] = acc[m][1] = 0.f;
+    }
+    mbar_wait(&full[s], (uint32_t)(k / kStages) & 1u);
+    const uint8_t* st = stages + s * stageB;
+    const uint8_t* sz0 = st + kTile * rowB;
+    for (int sp = warp; sp < nspc; sp += kDWarps) {
+      uint4 a[kMmaTiles], b[kMmaTiles];
+      uint32_t sz[8 * kMmaTiles];
+#pragma unroll
+      for (int m = 0; m < kMmaTiles; m++) {
+        const int rg = m * 16 + g, rh = rg + 8;
+        a[m] = lds4(st + rg * rowB + sp * 64 + t * 16);
+        b[m] = lds4(st + rh * rowB + sp * 64 + t * 16);
+        const uint4 u = lds4(sz0 + rg * szB + sp * 16), v = lds4(sz0 + rh * szB + sp * 16);
+        sz[m * 8 + 0] = u.x; sz[m * 8 + 1] = u.y; sz[m * 8 + 2] = u.z; sz[m * 8 + 3] = u.w;
+        sz[m * 8 + 4] = v.x; sz[m * 8 + 5] = v.y; sz[m * 8 + 6] = v.z; sz[m * 8 + 7] = v.w;
+      }
+      span_mma<false>(acc, a, b, sz, img4, slot, c0 / 64 + sp * 4, t, p.magic);
+    }
+    const bool last = cons.ch == nch - 1;
+    if (last && t == 0) {
+#pragma unroll
+      for (int m = 0; m < kMmaTiles; m++) { red[par][warp][m * 16 + g] = acc[m][0]; red[par][warp][m * 16 + g + 8] = acc[m][1]; }
+    }
+    __syncthreads();  // stage s is consumed (and the partials are in red)
+    if (prod.tile < ntiles) produce_next();  // into stage s: item k + kStages
+    if (last) reduce_store(S, r0, kTile);
+    cons.next(p, ntiles, nch);
   }
 }
 
@@ -515,6 +755,11 @@ const char* cuda_decode_gemv(const DecodeSeg* segs, int nseg, int in, const void
   if (in % 256 != 0) return "cudaDecodeGemv: in must be a multiple of 256";
   DParams p{};
   p.nseg = nseg; p.in = in; p.x = x; p.x_bf16 = x_bf16 ? 1 : 0; p.normw = normw; p.eps = eps; p.probe = probe;
+  p.magic = 0x64006400u;
+  // v5 (variant 5) where every packed segment has group 64 (its scale|zero rows 16-byte aligned: ng % 4 == 0), else v4
+  bool v5 = variant == 5 && probe == 0;
+  for (int s = 0; s < nseg; s++)
+    if (segs[s].kind == 0 && (segs[s].group != 64 || segs[s].ng % 4 != 0)) v5 = false;
   int tiles = 0;
   for (int s = 0; s < nseg; s++) {
     const DecodeSeg& S = segs[s];
@@ -523,7 +768,8 @@ const char* cuda_decode_gemv(const DecodeSeg* segs, int nseg, int in, const void
     if (S.kind == 1 && !S.W) return "cudaDecodeGemv: dense segment without weights";
     p.seg[s] = S;
     p.first[s] = tiles;
-    tiles += (S.rows + kTile - 1) / kTile;
+    const int rows = v5 && S.kind == 1 ? kDenseTile : kTile;
+    tiles += (S.rows + rows - 1) / rows;
   }
   p.first[nseg] = tiles;
   static int sms = 0, optin = 0;
@@ -531,10 +777,20 @@ const char* cuda_decode_gemv(const DecodeSeg* segs, int nseg, int in, const void
     LB_CUDA(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, 0));
     LB_CUDA(cudaDeviceGetAttribute(&optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, 0));
   }
-  const size_t smem = (size_t)in * 4 + (size_t)(in / 64) * 16 + (size_t)in * 2;
-  if (smem + sizeof(float) * (2 * kDWarps * kTile + kDWarps) > (size_t)optin) return "cudaDecodeGemv: in too large for shared memory";
+  const size_t statics = sizeof(float) * (2 * kDWarps * kTile + kDWarps) + 64;
+  size_t smem = (size_t)in * 4 + (size_t)(in / 64) * 16 + (size_t)in * 2;
+  if (v5 && smem + (size_t)kStages * v5_stage_bytes(in < kChunk ? in : kChunk) + statics <= (size_t)optin)
+    smem += (size_t)kStages * v5_stage_bytes(in < kChunk ? in : kChunk);
+  else
+    v5 = false;
+  if (!v5 && variant == 5) {  // v4's tile numbering
+    tiles = 0;
+    for (int s = 0; s < nseg; s++) { p.first[s] = tiles; tiles += (segs[s].rows + kTile - 1) / kTile; }
+    p.first[nseg] = tiles;
+  }
+  if (smem + statics > (size_t)optin) return "cudaDecodeGemv: in too large for shared memory";
   auto launch = [&](auto kern, int slot_i) -> const char* {
-    static size_t attr[3] = {48 * 1024, 48 * 1024, 48 * 1024};
+    static size_t attr[4] = {48 * 1024, 48 * 1024, 48 * 1024, 48 * 1024};
     if (smem > attr[slot_i]) {
       LB_CUDA(cudaFuncSetAttribute((const void*)kern, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem));
       attr[slot_i] = smem;
@@ -542,9 +798,10 @@ const char* cuda_decode_gemv(const DecodeSeg* segs, int nseg, int in, const void
     const int grid = tiles < sms ? tiles : sms;
     return launch_pdl(kern, (unsigned)grid, (unsigned)kDThreads, smem, p);
   };
-  // variant: 0 (default) = one span item in flight per warp ahead of the one computed (measured fastest, run 24: the
-  // two-item ring spills at 128 registers), 2 = two
+  // variant: 0 (default) = v4 with one span item in flight per warp ahead of the one computed, 2 = v4 with two (spills),
+  // 5 = v5 (bulk copies into a shared-memory ring; v4 where a segment does not qualify)
   if (probe) return launch(dgemv_kernel<1, true>, 2);
+  if (v5) return launch(dgemv5_kernel, 3);
   if (variant == 2) return launch(dgemv_kernel<2, false>, 0);
   return launch(dgemv_kernel<1, false>, 1);
 }

@@ -42,7 +42,7 @@ export class GpuDecoder {
    */
   variant: 0 | 1 | 2 | 3 | 4 = 4;
   /** the v4 GEMV's kernel configuration (see cudaDecodeGemv; LOWBIT_DGEMV_KERNEL) */
-  gemvKernel = Number(process.env.LOWBIT_DGEMV_KERNEL ?? 0);  // 0: one span item prefetched per warp (measured fastest)
+  gemvKernel = Number(process.env.LOWBIT_DGEMV_KERNEL ?? 5);  // 5: codes streamed into shared memory by bulk copies (0: v4)
   /** the v4 plan (null when the model does not qualify: then variant 4 runs as 3) */
   private v4: V4Layer[] | null = null;
   private repacked: number[] = [];
