@@ -1,6 +1,7 @@
 #!/usr/bin/env node
 // Packed 2-bit GEMM on the GPU, in one run: dense cuBLAS bf16 (the bound), dequantize + cuBLAS (cudaBenchQGemm) and
-// the fused sm_90a wgmma kernel (native/cuda/qgemm_wgmma.cu), Y[M, out] = X[M, in]·Ŵᵀ with bf16 Y, for M = 512 and
+// the fused sm_90a wgmma kernel (native/cuda/qgemm_wgmma.cu; variant 1 = 6 stages, one CTA per SM, the default;
+// variant 2 = 5 stages, two CTAs per SM), Y[M, out] = X[M, in]·Ŵᵀ with bf16 Y, for M = 512 and
 // 2048 on the LLaMA-7B projection shapes. efficiency = dense µs ÷ packed µs.
 //   node bench/cuda-qgemm-fused.mjs [--json out.json] [--reps N] [--M 512,2048]
 // Needs the compiled TypeScript (dist/) and the addon with CUDA (LOWBIT_ADDON=… for another build).
@@ -34,16 +35,18 @@ for (const M of Ms) {
     const qs = Array.from({ length: nd }, () => randomDeviceQuant(c, { layout: 'int', bits: 2, group: 64, out, in: inF }, seed++));
     const deq = c.cudaBenchQGemm(qs.map((q) => q.desc), M, X, Y, S, reps);
     const why = c.cudaQGemmFusedWhyNot(qs[0].desc, M, X, Y);
-    const fused = why ? null : c.cudaBenchQGemmFused(qs.map((q) => q.desc), M, X, Y, reps);
+    const fused = why ? null : c.cudaBenchQGemmFused(qs.map((q) => q.desc), M, X, Y, reps, 1);
+    const fused2 = why ? null : c.cudaBenchQGemmFused(qs.map((q) => q.desc), M, X, Y, reps, 2);
     for (const q of qs) q.free();
     c.cudaFree(X); c.cudaFree(Y); c.cudaFree(S);
-    const row = { shape: name, M, out, in: inF, denseMs: dense, dequantMs: deq, fusedMs: fused, fusedWhyNot: why,
-      effDequant: dense / deq, effFused: fused ? dense / fused : null,
+    const row = { shape: name, M, out, in: inF, denseMs: dense, dequantMs: deq, fusedMs: fused, fused2Ms: fused2,
+      fusedWhyNot: why, effDequant: dense / deq, effFused: fused ? dense / fused : null, effFused2: fused2 ? dense / fused2 : null,
       denseTflops: flop / (dense * 1e-3) / 1e12, fusedTflops: fused ? flop / (fused * 1e-3) / 1e12 : null };
     res.rows.push(row);
     console.log(`M=${M} ${name} ${out}x${inF}: dense ${us(dense)} us (${row.denseTflops.toFixed(0)} TFLOP/s) | ` +
       `dequant+cuBLAS ${us(deq)} us = ${(100 * row.effDequant).toFixed(0)}% | ` +
-      (fused ? `fused ${us(fused)} us = ${(100 * row.effFused).toFixed(0)}% (${row.fusedTflops.toFixed(0)} TFLOP/s)` : `fused: ${why}`));
+      (fused ? `fused ${us(fused)} us = ${(100 * row.effFused).toFixed(0)}% (${row.fusedTflops.toFixed(0)} TFLOP/s), ` +
+        `variant 2 ${us(fused2)} us = ${(100 * row.effFused2).toFixed(0)}%` : `fused: ${why}`));
   }
 }
 const json = opt('--json');

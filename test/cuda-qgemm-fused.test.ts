@@ -37,11 +37,12 @@ function randomX(rng: Rng, n: number): Uint16Array {
 }
 
 /** Y = cudaQGemmFused (debug mode) into a NaN-poisoned f32 buffer of M·out floats, downloaded as raw words. */
-function runDebug(c: NativeCudaQuant, q: DeviceQuant, p: PackedTensor, M: number, Xb: Uint16Array, mode: 1 | 2 | 3): Uint32Array {
+function runDebug(c: NativeCudaQuant, q: DeviceQuant, p: PackedTensor, M: number, Xb: Uint16Array, mode: 1 | 2 | 3,
+  variant: 1 | 2): Uint32Array {
   const hX = c.cudaAlloc(M * p.in * 2), hY = c.cudaAlloc(M * p.out * 4);
   c.cudaUpload(hX, Xb);
   c.cudaUpload(hY, new Float32Array(M * p.out).fill(NaN));
-  c.cudaQGemmFused(q.desc, M, hX, hY, true, mode);
+  c.cudaQGemmFused(q.desc, M, hX, hY, true, mode, variant);
   c.cudaSync();
   const o = new Uint32Array(M * p.out);
   c.cudaDownload(hY, o);
@@ -56,61 +57,64 @@ test('cuda-qgemm-fused: debug dumps match the CPU model (A fragments, swizzled X
   const p = randomInt2(rng, 128, 256), M = 128, Xb = randomX(rng, M * p.in);
   const q = uploadPacked(c, p);
   try {
-    // 1: A registers of k-block 0, Y32[tid·16 + 4s + r]
-    const a = runDebug(c, q, p, M, Xb, 1);
-    const bad: string[] = [];
-    for (let tid = 0; tid < 256; tid++) {
-      const want = aRegisters(p, 0, 0, tid);
-      for (let s = 0; s < 4; s++) {
-        for (let r = 0; r < 4; r++) {
-          const got = a[tid * 16 + 4 * s + r];
-          if (got !== want[s][r]) {
-            const { row, k } = aFragment(tid, s, r);
-            bad.push(`tid ${tid} s ${s} r ${r} (row ${row}, k ${k}): got ${hex(got)} want ${hex(want[s][r])}`);
+    for (const variant of [1, 2] as const) {
+      t.diagnostic(`variant ${variant}`);
+      // 1: A registers of k-block 0, Y32[tid·16 + 4s + r]
+      const a = runDebug(c, q, p, M, Xb, 1, variant);
+      const bad: string[] = [];
+      for (let tid = 0; tid < 256; tid++) {
+        const want = aRegisters(p, 0, 0, tid);
+        for (let s = 0; s < 4; s++) {
+          for (let r = 0; r < 4; r++) {
+            const got = a[tid * 16 + 4 * s + r];
+            if (got !== want[s][r]) {
+              const { row, k } = aFragment(tid, s, r);
+              bad.push(`tid ${tid} s ${s} r ${r} (row ${row}, k ${k}): got ${hex(got)} want ${hex(want[s][r])}`);
+            }
           }
         }
       }
-    }
-    if (bad.length) t.diagnostic(`A fragments: ${bad.length} of 4096 differ; first: ${bad.slice(0, 8).join('; ')}`);
-    assert.equal(bad.length, 0, 'A fragments differ from the model (see the diagnostic)');
+      if (bad.length) t.diagnostic(`A fragments: ${bad.length} of 4096 differ; first: ${bad.slice(0, 8).join('; ')}`);
+      assert.equal(bad.length, 0, 'A fragments differ from the model (see the diagnostic)');
 
-    // 2: stage 0's X tile, raw bytes
-    const x = new Uint8Array(runDebug(c, q, p, M, Xb, 2).buffer, 0, 128 * 128);
-    const wantX = xTile(Xb, M, p.in, 0, 0);
-    const badX: string[] = [];
-    for (let o = 0; o < wantX.length; o += 2) {
-      if (x[o] !== wantX[o] || x[o + 1] !== wantX[o + 1]) badX.push(`byte ${o}`);
-    }
-    if (badX.length) {
-      // where did X[n][k] land instead? (find the model offset of the bf16 the tile holds at the first bad byte)
-      const o = Number(badX[0].split(' ')[1]), v = x[o] | (x[o + 1] << 8);
-      let found = 'nowhere in k-block 0';
-      for (let n = 0; n < 128 && found.startsWith('nowhere'); n++) {
-        for (let k = 0; k < 64; k++) if (Xb[n * p.in + k] === v) { found = `X[${n}][${k}] (model offset ${loaderOffset(n, k)})`; break; }
+      // 2: stage 0's X tile, raw bytes
+      const x = new Uint8Array(runDebug(c, q, p, M, Xb, 2, variant).buffer, 0, 128 * 128);
+      const wantX = xTile(Xb, M, p.in, 0, 0);
+      const badX: string[] = [];
+      for (let o = 0; o < wantX.length; o += 2) {
+        if (x[o] !== wantX[o] || x[o + 1] !== wantX[o + 1]) badX.push(`byte ${o}`);
       }
-      t.diagnostic(`X tile: ${badX.length} of 8192 bf16 differ; first ${badX.slice(0, 8).join(', ')}; byte ${o} holds ${found}`);
-    }
-    assert.equal(badX.length, 0, 'swizzled X tile differs from the model');
+      if (badX.length) {
+        // where did X[n][k] land instead? (find the model offset of the bf16 the tile holds at the first bad byte)
+        const o = Number(badX[0].split(' ')[1]), v = x[o] | (x[o + 1] << 8);
+        let found = 'nowhere in k-block 0';
+        for (let n = 0; n < 128 && found.startsWith('nowhere'); n++) {
+          for (let k = 0; k < 64; k++) if (Xb[n * p.in + k] === v) { found = `X[${n}][${k}] (model offset ${loaderOffset(n, k)})`; break; }
+        }
+        t.diagnostic(`X tile: ${badX.length} of 8192 bf16 differ; first ${badX.slice(0, 8).join(', ')}; byte ${o} holds ${found}`);
+      }
+      assert.equal(badX.length, 0, 'swizzled X tile differs from the model');
 
-    // 3: raw accumulators after the K loop vs the twin at accFragment's (row, token)
-    const d = new Float32Array(runDebug(c, q, p, M, Xb, 3).buffer);
-    const Y = fusedGemmTwin(p, M, Xb);
-    const got = new Float64Array(256 * 64), want = new Float64Array(256 * 64);
-    for (let tid = 0; tid < 256; tid++) {
-      for (let i = 0; i < 64; i++) {
-        const { row, col } = accFragment(tid, i);
-        got[tid * 64 + i] = d[tid * 64 + i];
-        want[tid * 64 + i] = Y[col * p.out + row];
+      // 3: raw accumulators after the K loop vs the twin at accFragment's (row, token)
+      const d = new Float32Array(runDebug(c, q, p, M, Xb, 3, variant).buffer);
+      const Y = fusedGemmTwin(p, M, Xb);
+      const got = new Float64Array(256 * 64), want = new Float64Array(256 * 64);
+      for (let tid = 0; tid < 256; tid++) {
+        for (let i = 0; i < 64; i++) {
+          const { row, col } = accFragment(tid, i);
+          got[tid * 64 + i] = d[tid * 64 + i];
+          want[tid * 64 + i] = Y[col * p.out + row];
+        }
       }
+      const e = relNorm(got, want);
+      if (!(e < 1e-5)) {
+        // transposed reading (row ↔ token) as a hint
+        const wantT = want.map((_, k) => { const { row, col } = accFragment(k >> 6, k & 63); return Y[row * p.out + col]; });
+        t.diagnostic(`accumulators: rel err ${e} vs the D map, ${relNorm(got, wantT)} vs its transpose; first: ` +
+          Array.from({ length: 4 }, (_, i) => `acc[${i}] of tid 0 = ${got[i]} want ${want[i]}`).join('; '));
+      }
+      assert.ok(e < 1e-5, `accumulators: rel err ${e}`);
     }
-    const e = relNorm(got, want);
-    if (!(e < 1e-5)) {
-      // transposed reading (row ↔ token) as a hint
-      const wantT = want.map((_, k) => { const { row, col } = accFragment(k >> 6, k & 63); return Y[row * p.out + col]; });
-      t.diagnostic(`accumulators: rel err ${e} vs the D map, ${relNorm(got, wantT)} vs its transpose; first: ` +
-        Array.from({ length: 4 }, (_, i) => `acc[${i}] of tid 0 = ${got[i]} want ${want[i]}`).join('; '));
-    }
-    assert.ok(e < 1e-5, `accumulators: rel err ${e}`);
   } finally {
     q.free();
   }
@@ -121,7 +125,7 @@ test('cuda-qgemm-fused: parity vs f64, vs dequantize + cuBLAS, and cudaQGemm tak
   if (!c) return;
   const rng = new Rng(22);
   const cases: [number, number, number[]][] = [[256, 512, [64, 81, 512, 640]], [4096, 4096, [81, 512]]];
-  const saved = process.env.LOWBIT_QGEMM_FUSED;
+  const saved = process.env.LOWBIT_QGEMM_FUSED, savedV = process.env.LOWBIT_QGEMM_FUSED_VARIANT;
   try {
     for (const [out, inF, Ms] of cases) {
       const p = randomInt2(rng, out, inF);
@@ -138,7 +142,7 @@ test('cuda-qgemm-fused: parity vs f64, vs dequantize + cuBLAS, and cudaQGemm tak
           if (f32) { const o = new Float32Array(M * out); c.cudaDownload(hY, o); return o; }
           const o = new Uint16Array(M * out); c.cudaDownload(hY, o); return bf16ToF32(o);
         };
-        const fused = run(() => c.cudaQGemmFused(q.desc, M, hX, hY, true), true);
+        const fused = run(() => c.cudaQGemmFused(q.desc, M, hX, hY, true, 0, 1), true);
         for (let i = 0; i < fused.length; i++) assert.ok(Number.isFinite(fused[i]), `${out}x${inF} M=${M}: Y[${i}] not written`);
         // f64 reference on a sample of tokens (all of them for the small shape)
         const rows = out * inF <= 1 << 20 ? Array.from({ length: M }, (_, i) => i)
@@ -155,14 +159,18 @@ test('cuda-qgemm-fused: parity vs f64, vs dequantize + cuBLAS, and cudaQGemm tak
         t.diagnostic(`${out}x${inF} M=${M}: rel err ${eW.toExponential(2)} vs f64(f32 Ŵ), ${eB.toExponential(2)} vs f64(bf16 Ŵ) on ${rows.length} tokens`);
         assert.ok(eW < 5e-3, `${out}x${inF} M=${M}: rel err vs f64 ${eW}`);
         assert.ok(eB < 2e-5, `${out}x${inF} M=${M}: rel err vs f64 of the bf16 weight ${eB}`);
+        // variant 2 (5 stages, two CTAs per SM): the same wgmma sequence, so the same bits
+        const v2 = run(() => c.cudaQGemmFused(q.desc, M, hX, hY, true, 0, 2), true);
+        assert.ok(v2.every((v, i) => Object.is(v, fused[i])), `${out}x${inF} M=${M}: variant 2 differs from variant 1`);
         // bf16 Y: one more rounding of the same sums
-        const fusedB = run(() => c.cudaQGemmFused(q.desc, M, hX, hY, false), false);
+        const fusedB = run(() => c.cudaQGemmFused(q.desc, M, hX, hY, false, 0, 1), false);
         assert.ok(relNorm(fusedB, fused) < 4e-3, `${out}x${inF} M=${M}: bf16 Y`);
         for (let i = 0; i < fusedB.length; i++) assert.ok(Number.isFinite(fusedB[i]), `${out}x${inF} M=${M}: bf16 Y[${i}] not written`);
         // the dequantize + cuBLAS path (forced) and the default cudaQGemm (fused at M >= 64: the same bits)
         process.env.LOWBIT_QGEMM_FUSED = '0';
         const old = run(() => c.cudaQGemm(q.desc, M, hX, hY, true, hS), true);
         delete process.env.LOWBIT_QGEMM_FUSED;
+        delete process.env.LOWBIT_QGEMM_FUSED_VARIANT;
         const dflt = run(() => c.cudaQGemm(q.desc, M, hX, hY, true, hS), true);
         const eOld = relNorm(fused, old);
         t.diagnostic(`${out}x${inF} M=${M}: fused vs dequantize + cuBLAS rel err ${eOld.toExponential(2)}`);
@@ -177,6 +185,7 @@ test('cuda-qgemm-fused: parity vs f64, vs dequantize + cuBLAS, and cudaQGemm tak
   } finally {
     if (saved === undefined) delete process.env.LOWBIT_QGEMM_FUSED;
     else process.env.LOWBIT_QGEMM_FUSED = saved;
+    if (savedV !== undefined) process.env.LOWBIT_QGEMM_FUSED_VARIANT = savedV;
   }
 });
 

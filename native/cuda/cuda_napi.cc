@@ -597,18 +597,19 @@ napi_value js_qgemm(napi_env env, napi_callback_info info) {
   return nullptr;
 }
 
-// cudaQGemmFused(desc, M, X, Y, yF32, debug = 0)   the fused sm_90a kernel only (throws where it does not apply)
+// cudaQGemmFused(desc, M, X, Y, yF32, debug = 0, variant = 0)   the fused sm_90a kernel only (throws where it does
+// not apply)
 napi_value js_qgemm_fused(napi_env env, napi_callback_info info) {
   Args a(env, info, "cudaQGemmFused");
   QDesc d;
-  int64_t M = 0, debug = 0;
+  int64_t M = 0, debug = 0, variant = 0;
   bool yf32 = false;
   Buf X, Y;
-  if (!a.is_nullish(5) && !a.count(5, &debug)) return nullptr;
+  if ((!a.is_nullish(5) && !a.count(5, &debug)) || (!a.is_nullish(6) && !a.count(6, &variant))) return nullptr;
   if (!desc_arg(a, 0, &d) || !int_dim(a, 1, &M) || !a.boolean(4, &yf32) || !buf_arg(a, 2, M * d.in * 2, &X) ||
       !buf_arg(a, 3, M * d.out * (yf32 ? 4 : 2), &Y))
     return nullptr;
-  check(env, cuda_qgemm_fused(d, (int)M, X.ptr, Y.ptr, yf32, nullptr, (int)debug));
+  check(env, cuda_qgemm_fused(d, (int)M, X.ptr, Y.ptr, yf32, nullptr, (int)debug, (int)variant));
   return nullptr;
 }
 
@@ -719,18 +720,20 @@ napi_value js_bench_qgemm_pipe(napi_env env, napi_callback_info info) {
   return make_number(env, ms);
 }
 
-// cudaBenchQGemmFused(descs, M, X, Y, reps) -> ms per fused packed GEMM (bf16 Y)
+// cudaBenchQGemmFused(descs, M, X, Y, reps, variant = 0) -> ms per fused packed GEMM (bf16 Y)
 napi_value js_bench_qgemm_fused(napi_env env, napi_callback_info info) {
   Args a(env, info, "cudaBenchQGemmFused");
   std::vector<QDesc> d;
-  int64_t M = 0, reps = 0;
+  int64_t M = 0, reps = 0, variant = 0;
   Buf X, Y;
   if (!array_arg(a, 0, &d, nullptr) || !int_dim(a, 1, &M) || !int_dim(a, 4, &reps)) return nullptr;
+  if (!a.is_nullish(5) && !a.count(5, &variant)) return nullptr;
   size_t maxIn = 0, maxOut = 0;
   for (auto& q : d) maxIn = std::max(maxIn, (size_t)q.in), maxOut = std::max(maxOut, (size_t)q.out);
   if (!buf_arg(a, 2, M * maxIn * 2, &X) || !buf_arg(a, 3, M * maxOut * 2, &Y)) return nullptr;
   double ms = 0;
-  if (!check(env, cuda_bench_qgemm_fused(d.data(), (int)d.size(), (int)M, X.ptr, Y.ptr, (int)reps, &ms))) return nullptr;
+  if (!check(env, cuda_bench_qgemm_fused(d.data(), (int)d.size(), (int)M, X.ptr, Y.ptr, (int)reps, &ms, (int)variant)))
+    return nullptr;
   return make_number(env, ms);
 }
 

@@ -100,8 +100,11 @@ const char* cuda_qgemm(const QDesc& d, int M, const void* X, void* Y, bool y_f32
 // 2-bit group-64 weights without gIdx, in % 64 == 0, out % 128 == 0, 16-byte aligned codes/X/Y, on an sm_90 device.
 // qgemm_fused_unsupported: nullptr when it applies, else why not (cuda_qgemm then takes dequantize + cuBLAS).
 // debug 1..3 dumps A fragments / the swizzled X tile / raw accumulators into Y (see the .cu header); 0 = normal.
+// variant: 0 = default (1, or 2 when LOWBIT_QGEMM_FUSED_VARIANT=2), 1 = 6 stages and one CTA per SM, 2 = 5 stages
+// and two CTAs per SM.
 const char* qgemm_fused_unsupported(const QDesc& d, int M, const void* X, const void* Y);
-const char* cuda_qgemm_fused(const QDesc& d, int M, const void* X, void* Y, bool y_f32, void* stream, int debug = 0);
+const char* cuda_qgemm_fused(const QDesc& d, int M, const void* X, void* Y, bool y_f32, void* stream, int debug = 0,
+                             int variant = 0);
 // ops.cu: random bytes (hash of seed, index) for benchmark codes.
 const char* cuda_fill_random_bytes(void* dst, size_t n, uint32_t seed);
 
@@ -117,7 +120,8 @@ const char* cuda_bench_qgemm(const QDesc* d, int nd, int M, const void* X, void*
 const char* cuda_bench_qgemm_pipelined(const QDesc* d, int nd, int M, const void* X, void* Y, void* scratch,
                                        size_t scratch_half_bytes, int reps, double* ms);
 // the fused kernel (qgemm_wgmma.cu) on the same rotation; an error when it does not apply.
-const char* cuda_bench_qgemm_fused(const QDesc* d, int nd, int M, const void* X, void* Y, int reps, double* ms);
+const char* cuda_bench_qgemm_fused(const QDesc* d, int nd, int M, const void* X, void* Y, int reps, double* ms,
+                                   int variant = 0);
 const char* cuda_bench_dense_gemm(const void* const* W, int nd, int M, int N, int K, const void* X, void* Y, int reps,
                                   double* ms);
 // fused GEMV (graph-captured pass): y_i = y + i*out floats.
@@ -140,14 +144,19 @@ struct DecodeSeg {
   const void* W = nullptr;
   float* y = nullptr;
   int acc = 0;
+  // LoRA folded into the launch (v5 only): y += B·t, B bf16 [rows, r] (already scaled), t = the y of segment tseg of the
+  // same launch (a dense segment of r rows, computed first); r even, ≤ 128. B null: none.
+  const void* B = nullptr;
+  int r = 0, tseg = -1;
 };
 // The packed code stream (out rows of in/4 bytes, in % 256 == 0) with each 64-byte span's 4×4 words transposed.
 const char* cuda_repack4(const void* codes, void* dst, int out, int in);
 // y_s = W_s·x̃ for every segment s in one launch, x̃ = RMSNorm(x)·normw when normw (else x); x f32 or bf16 [in].
 // probe (benchmarks only): 0 normal; 1 every tile reads rows 0..15's codes (L2-resident); 2 loads, no compute; 3 compute,
 // no loads (constant codes) — wrong results by design.
+// x2 (f32 [in], with normw null): x̃ = silu(x)·x2 (the SwiGLU of gate x and up x2, f32).
 const char* cuda_decode_gemv(const DecodeSeg* segs, int nseg, int in, const void* x, bool x_bf16, const float* normw,
-                             float eps, int probe = 0, int variant = 0);
+                             float eps, int probe = 0, int variant = 0, const float* x2 = nullptr);
 // q/k/v of one token: + LoRA (s·B bf16 [out, r]) · t (null B: none), RoPE on q and k (tables of this position),
 // q → qOut (bf16), k → kOut, v → vOut (the KV-cache rows of this position, bf16).
 struct DecodeQkv {

@@ -169,13 +169,14 @@ const char* cuda_bench_qgemm_pipelined(const QDesc* d, int nd, int M, const void
   return err;
 }
 
-const char* cuda_bench_qgemm_fused(const QDesc* d, int nd, int M, const void* X, void* Y, int reps, double* ms) {
+const char* cuda_bench_qgemm_fused(const QDesc* d, int nd, int M, const void* X, void* Y, int reps, double* ms,
+                                   int variant) {
   for (int i = 0; i < nd; i++)
     if (const char* why = qgemm_fused_unsupported(d[i], M, X, Y)) return why;
   Bench b;
   auto pass = [&](cudaStream_t s) -> const char* {
     for (int i = 0; i < nd; i++)
-      if (const char* e = cuda_qgemm_fused(d[i], M, X, Y, false, s)) return e;
+      if (const char* e = cuda_qgemm_fused(d[i], M, X, Y, false, s, 0, variant)) return e;
     return nullptr;
   };
   const char* err = time_passes(b, pass, false, reps, ms);

@@ -32,6 +32,7 @@
 
 #include <atomic>
 #include <cstdio>
+#include <cstdlib>
 
 #include "check.h"
 #include "lowbit_cuda.h"
@@ -47,15 +48,16 @@ namespace {
 
 constexpr int kBM = 128, kBN = 128, kBK = 64;
 constexpr int kThreads = 256;
-constexpr int kStages = 6, kLook = kStages - 2;
 constexpr int kXBytes = kBN * kBK * 2;      // 16 KB
 constexpr int kCodeBytes = kBM * kBK / 4;   // 2 KB: 64 codes of 2 bits per row
 constexpr int kSzBytes = kBM * 4;           // one scale|zero word per row
 constexpr int kStageBytes = 19 * 1024;      // keeps every stage's X tile 1024-byte aligned
 constexpr int kEpiPitch = kBM + 4;          // floats per token row of the epilogue tile (conflict-free writes)
-constexpr int kSmemBytes = kStages * kStageBytes + 1024;  // + slack to align the base to 1024
+// Variants (the stage count and CTAs per SM trade latency hiding against co-resident CTAs): 1 = 6 stages, one CTA
+// per SM (134 registers); 2 = 5 stages, two CTAs per SM (128 registers, no spills).
+constexpr int smem_bytes(int stages) { return stages * kStageBytes + 1024; }  // + slack to align the base to 1024
 static_assert(kXBytes + kCodeBytes + kSzBytes <= kStageBytes, "stage overflow");
-static_assert(kBN * kEpiPitch * 4 <= kStages * kStageBytes, "epilogue tile overflow");
+static_assert(kBN * kEpiPitch * 4 <= 5 * kStageBytes, "epilogue tile overflow");
 
 struct FusedArgs {
   const uint8_t* codes;
@@ -145,8 +147,10 @@ __device__ __forceinline__ uint32_t deq_pair(uint32_t x, const RowK& k) {
 }
 #endif  // LB_HAVE_WGMMA
 
-__global__ void __launch_bounds__(kThreads, 1) qgemm_w2_wgmma_kernel(const FusedArgs p) {
+template <int kStages, int kMinBlocks>
+__global__ void __launch_bounds__(kThreads, kMinBlocks) qgemm_w2_wgmma_kernel(const FusedArgs p) {
 #ifdef LB_HAVE_WGMMA
+  constexpr int kLook = kStages - 2;  // k-blocks loaded ahead
   extern __shared__ uint8_t smem_raw[];
   const uint32_t raw = smem_u32(smem_raw);
   const uint32_t sb = (raw + 1023u) & ~1023u;  // shared address of stage 0
@@ -291,8 +295,32 @@ __global__ void __launch_bounds__(kThreads, 1) qgemm_w2_wgmma_kernel(const Fused
 #endif  // LB_HAVE_WGMMA
 }
 
-// Per device (bit d): the kernel image is usable and its shared-memory limit is raised.
-std::atomic<uint64_t> g_ready{0};
+// Per variant and device (bit d): the kernel image is usable and its shared-memory limit is raised.
+std::atomic<uint64_t> g_ready[2];
+
+template <int S, int B>
+const char* prepare(int dev) {
+  if (dev < 64 && (g_ready[B - 1].load() >> dev & 1)) return nullptr;
+  cudaFuncAttributes fa;
+  if (cudaFuncGetAttributes(&fa, qgemm_w2_wgmma_kernel<S, B>) != cudaSuccess) {
+    cudaGetLastError();
+    return "fused qgemm: no sm_90a kernel image in this build";
+  }
+  if (cudaFuncSetAttribute(qgemm_w2_wgmma_kernel<S, B>, cudaFuncAttributeMaxDynamicSharedMemorySize, smem_bytes(S)) !=
+      cudaSuccess) {
+    cudaGetLastError();
+    return "fused qgemm: cannot raise the dynamic shared memory limit";
+  }
+  if (dev < 64) g_ready[B - 1].fetch_or(uint64_t(1) << dev);
+  return nullptr;
+}
+
+// 0 = default (1); LOWBIT_QGEMM_FUSED_VARIANT overrides the default.
+int pick_variant(int v) {
+  if (v) return v;
+  const char* e = std::getenv("LOWBIT_QGEMM_FUSED_VARIANT");
+  return e && e[0] == '2' && !e[1] ? 2 : 1;
+}
 
 }  // namespace
 
@@ -315,30 +343,22 @@ const char* qgemm_fused_unsupported(const QDesc& d, int M, const void* X, const 
     std::snprintf(buf, sizeof buf, "fused qgemm: needs an sm_90 device (wgmma, sm_90a code), this one is sm_%d%d", major, minor);
     return buf;
   }
-  if (dev < 64 && !(g_ready.load() >> dev & 1)) {
-    cudaFuncAttributes fa;
-    if (cudaFuncGetAttributes(&fa, qgemm_w2_wgmma_kernel) != cudaSuccess) {
-      cudaGetLastError();
-      return "fused qgemm: no sm_90a kernel image in this build";
-    }
-    if (cudaFuncSetAttribute(qgemm_w2_wgmma_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, kSmemBytes) !=
-        cudaSuccess) {
-      cudaGetLastError();
-      return "fused qgemm: cannot raise the dynamic shared memory limit";
-    }
-    g_ready.fetch_or(uint64_t(1) << dev);
-  }
-  return nullptr;
+  if (const char* e = prepare<6, 1>(dev)) return e;
+  return prepare<5, 2>(dev);
 }
 
-const char* cuda_qgemm_fused(const QDesc& d, int M, const void* X, void* Y, bool y_f32, void* stream, int debug) {
+const char* cuda_qgemm_fused(const QDesc& d, int M, const void* X, void* Y, bool y_f32, void* stream, int debug,
+                             int variant) {
   if (const char* why = qgemm_fused_unsupported(d, M, X, Y)) return why;
   if (debug < 0 || debug > 3) return "fused qgemm: debug mode must be 0..3";
+  if (variant < 0 || variant > 2) return "fused qgemm: variant must be 0 (default), 1 or 2";
   if (debug && (d.out != kBM || M > kBN || !y_f32 || (debug == 3 && M != kBN)))
     return "fused qgemm debug: needs out == 128, M <= 128 (M == 128 for mode 3) and an f32 Y";
   FusedArgs a{d.codes, d.sz, static_cast<const __nv_bfloat16*>(X), Y, M, d.out, d.in, y_f32 ? 1 : 0, debug};
   const dim3 grid(d.out / kBM, (M + kBN - 1) / kBN);
-  qgemm_w2_wgmma_kernel<<<grid, kThreads, kSmemBytes, static_cast<cudaStream_t>(stream)>>>(a);
+  cudaStream_t s = static_cast<cudaStream_t>(stream);
+  if (pick_variant(variant) == 2) qgemm_w2_wgmma_kernel<5, 2><<<grid, kThreads, smem_bytes(5), s>>>(a);
+  else qgemm_w2_wgmma_kernel<6, 1><<<grid, kThreads, smem_bytes(6), s>>>(a);
   LB_CUDA(cudaGetLastError());
   return nullptr;
 }

@@ -53,9 +53,10 @@ export interface NativeCudaQuant extends NativeCuda {
    * The fused sm_90a kernel alone (native/cuda/qgemm_wgmma.cu; what cudaQGemm takes for M ≥ 64 where it applies):
    * 'int' 2-bit group-64 weights without gIdx, in % 64 == 0, out % 128 == 0, on an sm_90 device; throws otherwise.
    * debug 1/2/3 (out = 128, M ≤ 128, f32 Y) dumps the A fragments / the swizzled X tile / the raw accumulators
-   * into Y instead (CPU models: src/backend/qgemm-fused-model.ts).
+   * into Y instead (CPU models: src/backend/qgemm-fused-model.ts). variant: 0 default (1, or LOWBIT_QGEMM_FUSED_VARIANT),
+   * 1 = 6 stages, one CTA per SM; 2 = 5 stages, two CTAs per SM.
    */
-  cudaQGemmFused(desc: QuantDesc, M: number, X: number, Y: number, yF32: boolean, debug?: 0 | 1 | 2 | 3): void;
+  cudaQGemmFused(desc: QuantDesc, M: number, X: number, Y: number, yF32: boolean, debug?: 0 | 1 | 2 | 3, variant?: 0 | 1 | 2): void;
   /** null when cudaQGemm would take the fused kernel for these operands (M ≥ 64 aside), else the reason. */
   cudaQGemmFusedWhyNot(desc: QuantDesc, M: number, X: number, Y: number): string | null;
   cudaFillRandomBytes(h: number, bytes: number, seed: number): void;
@@ -67,7 +68,7 @@ export interface NativeCudaQuant extends NativeCuda {
   cudaBenchQGemmPipelined(descs: QuantDesc[], M: number, X: number, Y: number, scratch2: number, reps: number): number;
   cudaBenchDenseGemm(weights: number[], M: number, N: number, K: number, X: number, Y: number, reps: number): number;
   /** The fused kernel (bf16 Y) on the same rotation as cudaBenchQGemm; throws where it does not apply. */
-  cudaBenchQGemmFused(descs: QuantDesc[], M: number, X: number, Y: number, reps: number): number;
+  cudaBenchQGemmFused(descs: QuantDesc[], M: number, X: number, Y: number, reps: number, variant?: 0 | 1 | 2): number;
   cudaBenchQGemv(descs: QuantDesc[], x: number, y: number, reps: number, variant?: QGemvVariant): number;
   cudaBenchDecode(descs: QuantDesc[], A: number[] | null, B: number[] | null, rank: number, x: number, y: number,
     t: number, reps: number): number;
