@@ -111,3 +111,75 @@ test('CUDA decode epilogues (LoRA B·t + RoPE + cache rows; residual; SwiGLU) = 
     }
   } finally { for (const h of hs) c.cudaFree(h); }
 });
+
+// Kernel 5's folds: LoRA B·t in the launch (t from the A segments of the same launch, computed first; packed and
+// dense consumers, ranks 64/16/8, one accumulated), and the SwiGLU staging (x̃ = silu(x)·x2).
+for (const [inF, swiglu] of [[4096, false], [11008, true]] as const) {
+  test(`CUDA v5 decode GEMV, in ${inF}${swiglu ? ', SwiGLU staging' : ', RMSNorm'}: LoRA B·t folded in = f64 twin`, (t) => {
+    const c = gpuEngine();
+    if (!c) { t.skip(gpuUnavailable()); return; }
+    const rng = new Rng(inF + 7);
+    const rowsP = [200, 37], ranks = [64, 16, 8], rowsD = 24;
+    const packs = rowsP.map((r) => quantizeRTN(randf(rng, r * inF, 0.03), r, inF, { bits: 2, groupSize: 64 }));
+    const Wd = bf(randf(rng, rowsD * inF, 0.02));
+    const As = ranks.map((r) => bf(randf(rng, r * inF, 0.02)));
+    const outs = [...rowsP, rowsD];
+    const Bs = ranks.map((r, i) => bf(randf(rng, outs[i] * r, 0.5)));
+    const handles: number[] = [];
+    const dqs = packs.map((p) => uploadPacked(c, p));
+    try {
+      const g = randf(rng, inF, 2), u = randf(rng, inF, 1.5), nw = randf(rng, inF, 1).map((v) => 1 + 0.3 * v);
+      const xh = up(c, g), uh = up(c, u), nwh = up(c, nw);
+      handles.push(xh, uh, nwh);
+      const segs: DecodeSeg[] = [];
+      const ys: number[] = [];
+      packs.forEach((p, i) => {
+        const codes4 = c.cudaAlloc(p.out * p.in / 4); handles.push(codes4);
+        c.cudaRepackSpan4(dqs[i].desc, codes4);
+        const y = c.cudaAlloc(p.out * 4); handles.push(y); ys.push(y);
+        segs.push({ desc: dqs[i].desc, codes4, y });
+      });
+      const wh = up(c, f32ToBf16(Wd)), yd = c.cudaAlloc(rowsD * 4); handles.push(wh, yd); ys.push(yd);
+      c.cudaUpload(yd, Float32Array.from({ length: rowsD }, (_, i) => i));  // accumulated into
+      segs.push({ w: wh, rows: rowsD, y: yd, acc: 1 });
+      const ts: number[] = [];
+      ranks.forEach((r, i) => {
+        const ah = up(c, f32ToBf16(As[i])), bh = up(c, f32ToBf16(Bs[i])), th = c.cudaAlloc(r * 4);
+        handles.push(ah, bh, th); ts.push(th);
+        Object.assign(segs[i], { B: bh, r, tseg: segs.length });
+        segs.push({ w: ah, rows: r, y: th });
+      });
+      for (let rep = 0; rep < 2; rep++) {  // twice: the launch's ready count must be back at zero
+        c.cudaUpload(yd, Float32Array.from({ length: rowsD }, (_, i) => i));
+        c.cudaDecodeGemv(xh, false, swiglu ? null : nwh, 1e-5, inF, segs, 0, 5, swiglu ? uh : null);
+        c.cudaSync();
+      }
+      let xn: Float32Array;
+      if (swiglu) xn = g.map((v, i) => Math.fround(Math.fround(v / (1 + Math.exp(-v))) * u[i]));
+      else { xn = new Float32Array(inF); rmsnormForwardRef(xn, new Float32Array(1), g, nw, 1, inF, 1e-5); }
+      const xr = new Float64Array(inF);
+      for (let j = 0; j < inF; j += 64) decodeSlotRound(xn, j, xr);
+      const tRef = ranks.map((r, i) => Float64Array.from({ length: r }, (_, o) => { let s = 0; for (let k = 0; k < inF; k++) s += As[i][o * inF + k] * xn[k]; return s; }));
+      ranks.forEach((r, i) => {
+        const e = relErr(down(c, ts[i], r), tRef[i]);
+        assert.ok(e < 1e-5, `t of adapter ${i} vs f64 ${e}`);
+      });
+      outs.forEach((rows, i) => {
+        const dense = i === rowsP.length, W = dense ? Wd : dequantize(packs[i]), xin = dense ? xn : xr, r = ranks[i];
+        const ref = new Float64Array(rows);
+        for (let o = 0; o < rows; o++) {
+          let s = dense ? o : 0;
+          for (let k = 0; k < inF; k++) s += W[o * inF + k] * xin[k];
+          for (let j = 0; j < r; j++) s += Bs[i][o * r + j] * tRef[i][j];
+          ref[o] = s;
+        }
+        const e = relErr(down(c, ys[i], rows), ref);
+        t.diagnostic(`v5 ${dense ? 'dense' : 'packed'} segment ${i} (${rows} rows, rank ${r}): vs f64 twin ${e.toExponential(2)}`);
+        assert.ok(e < (dense ? 1e-5 : 3e-4), `segment ${i} vs twin ${e}`);
+      });
+    } finally {
+      for (const h of handles) c.cudaFree(h);
+      for (const d of dqs) d.free();
+    }
+  });
+}

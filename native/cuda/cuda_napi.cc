@@ -822,7 +822,8 @@ napi_value js_repack4(napi_env env, napi_callback_info info) {
   return nullptr;
 }
 
-// cudaDecodeGemv(x, xBf16, normW | null, eps, in, segs, probe = 0, variant = 0)   segs: [{ desc, codes4, y, acc? } | { w, rows, y, acc? }]
+// cudaDecodeGemv(x, xBf16, normW | null, eps, in, segs, probe = 0, variant = 0, x2 = null)
+//   segs: [{ desc, codes4, y, acc?, B?, r?, tseg? } | { w, rows, y, acc?, B?, r?, tseg? }]
 napi_value js_decode_gemv(napi_env env, napi_callback_info info) {
   Args a(env, info, "cudaDecodeGemv");
   int64_t in = 0;
@@ -877,11 +878,26 @@ napi_value js_decode_gemv(napi_env env, napi_callback_info info) {
     const void* y;
     if (!prop_buf(a, el, "y", (size_t)S.rows * 4, &y, true)) return nullptr;
     S.y = static_cast<float*>(const_cast<void*>(y));
+    double r = 0, tseg = -1;
+    bool hasR = false, hasT = false;
+    if (!prop_num(a, el, "r", &r, &hasR) || !prop_num(a, el, "tseg", &tseg, &hasT)) return nullptr;
+    if (hasR) {  // LoRA folded into the launch: y += B·t, t = the y of segment tseg
+      if (!hasT || r < 2 || r != (double)(int)r || tseg != (double)(int)tseg) {
+        throw_error(env, "cudaDecodeGemv: a segment's LoRA needs integer r and tseg");
+        return nullptr;
+      }
+      const void* B;
+      if (!prop_buf(a, el, "B", (size_t)S.rows * (size_t)r * 2, &B, true)) return nullptr;
+      S.B = B; S.r = (int)r; S.tseg = (int)tseg;
+    }
   }
   int64_t probe = 0, variant = 0;
-  if ((!a.is_nullish(6) && !a.count(6, &probe)) || (!a.is_nullish(7) && !a.count(7, &variant))) return nullptr;
+  Buf x2;
+  if ((!a.is_nullish(6) && !a.count(6, &probe)) || (!a.is_nullish(7) && !a.count(7, &variant)) ||
+      !cuda_opt_buf_arg(a, 8, (size_t)in * 4, &x2))
+    return nullptr;
   check(env, cuda_decode_gemv(segs, (int)len, (int)in, x.ptr, xbf, static_cast<const float*>(nw.ptr), (float)eps, (int)probe,
-                              (int)variant));
+                              (int)variant, static_cast<const float*>(x2.ptr)));
   return nullptr;
 }
 

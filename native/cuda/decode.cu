@@ -57,6 +57,9 @@ struct DParams {
   int x_bf16;
   const float* normw;
   float eps;
+  const float* x2;                 // SwiGLU staging: x̃ = silu(x)·x2
+  int toff[kDecodeMaxSegs];        // LoRA: offset of each consumer segment's t in the block's shared t (v5)
+  int tlen, nprodTiles, prodmask;  // floats of shared t; tiles of the segments that produce a t; those segments (bits)
 };
 
 // Programmatic dependent launch (sm_90): a kernel lets the next one in the stream start launching right away
@@ -226,7 +229,8 @@ __device__ __forceinline__ void stage_x(const DParams& p, int probe, float* xs, 
           } else {
             xr[k] = __ldg(reinterpret_cast<const uint4*>(xf) + q);
           }
-          wv[k] = p.normw ? __ldg(reinterpret_cast<const float4*>(p.normw) + q) : make_float4(1.f, 1.f, 1.f, 1.f);
+          const float* wsrc = p.normw ? p.normw : p.x2;
+          wv[k] = wsrc ? __ldg(reinterpret_cast<const float4*>(wsrc) + q) : make_float4(1.f, 1.f, 1.f, 1.f);
         }
       }
       if (q0 == 0) after_loads();  // with x's loads in flight (see dgemv5_kernel)
@@ -240,7 +244,11 @@ __device__ __forceinline__ void stage_x(const DParams& p, int probe, float* xs, 
                                     : make_float4(__uint_as_float(u.x), __uint_as_float(u.y), __uint_as_float(u.z), __uint_as_float(u.w));
           const float4 w = wv[k];
           ss = fmaf(v.x, v.x, fmaf(v.y, v.y, fmaf(v.z, v.z, fmaf(v.w, v.w, ss))));
-          reinterpret_cast<float4*>(xs)[q] = p.normw ? make_float4(v.x * w.x, v.y * w.y, v.z * w.z, v.w * w.w) : v;
+          if (p.x2)  // silu(g)·u, as swiglu_epi_kernel computes it
+            reinterpret_cast<float4*>(xs)[q] = make_float4(v.x / (1.f + expf(-v.x)) * w.x, v.y / (1.f + expf(-v.y)) * w.y,
+                                                           v.z / (1.f + expf(-v.z)) * w.z, v.w / (1.f + expf(-v.w)) * w.w);
+          else
+            reinterpret_cast<float4*>(xs)[q] = p.normw ? make_float4(v.x * w.x, v.y * w.y, v.z * w.z, v.w * w.w) : v;
         }
       }
     }
@@ -465,6 +473,19 @@ __device__ __forceinline__ void bulk_g2s(void* dst, const void* src, uint32_t by
 }
 __device__ __forceinline__ uint4 lds4(const uint8_t* ptr) { return *reinterpret_cast<const uint4*>(ptr); }
 
+// LoRA folded into v5: the dense tiles of the t-producing segments (A·x) are done first and counted here; a block
+// waits for the count before its first y += B·t. Only touched after griddepcontrol.wait, when every earlier kernel of
+// the stream has completed, and reset by the launch's last block: one pair serves every launch.
+__device__ unsigned g_tready = 0, g_exit = 0;
+constexpr int kDecodeMaxT = 512;
+__device__ __forceinline__ unsigned ld_acquire(const unsigned* a) {
+  unsigned v;
+  asm volatile("ld.acquire.gpu.global.u32 %0, [%1];\n" : "=r"(v) : "l"(a) : "memory");
+  return v;
+}
+__device__ __forceinline__ float bf_lo(uint32_t w) { return __uint_as_float(w << 16); }
+__device__ __forceinline__ float bf_hi(uint32_t w) { return __uint_as_float(w & 0xffff0000u); }
+
 // The packed work items of a block in order: its tiles blockIdx.x, + gridDim.x, … that are packed, each × nch chunks.
 struct V5Iter {
   int tile, ch;
@@ -492,6 +513,7 @@ __global__ void __launch_bounds__(kDThreads, 1) dgemv5_kernel(DParams p) {
   __shared__ __align__(8) uint64_t full[kStages];
   __shared__ float red[2][kDWarps][kTile];
   __shared__ float rs_s[kDWarps];
+  __shared__ float t_s[kDecodeMaxT];  // the t vectors of the LoRA consumer segments (p.toff)
   const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5, g = lane >> 2, t = lane & 3;
   if (tid == 0) {
     for (int s = 0; s < kStages; s++) mbar_init(&full[s], 1);
@@ -500,20 +522,22 @@ __global__ void __launch_bounds__(kDThreads, 1) dgemv5_kernel(DParams p) {
   __syncthreads();
   pdl_trigger();
 
-  // Every warp issues the copies of two rows (rows past the segment's end repeat its last row): a bulk copy is issued
-  // one lane at a time (~10 instructions each), and warp 0 alone issuing a stage's 64 copies held the block at its
-  // first barrier for microseconds (device run 27: 32 % of the stall samples). Thread 0 announces the stage's bytes; a
-  // copy that lands before that only takes the transaction count below zero while the phase still waits for the arrival.
+  // Warps 0..3 issue a stage's 64 copies, 8 rows each (rows past the segment's end repeat its last row). A bulk copy
+  // is issued one lane at a time (~10 instructions), so warp 0 alone held the block at its first barrier for
+  // microseconds (device run 27: 32 % of the stall samples), and all 16 warps spent ~22 % of the instructions on it
+  // (run 29). Thread 0 announces the stage's bytes; a copy that lands before that only takes the transaction count below
+  // zero while the phase still waits for the arrival.
   auto produce = [&](const V5Iter& it, int s) {
+    if (warp >= 4) return;
     const int si = seg_of(p, it.tile);
     const DecodeSeg& S = p.seg[si];
     const int r0 = (it.tile - p.first[si]) * kTile, c0 = it.ch * kChunk, kc = min(in - c0, kChunk);
     const uint32_t cb = kc / 4, sb = kc / 16;
     uint8_t* st = stages + s * stageB;
     if (tid == 0) mbar_expect_tx(&full[s], kTile * (cb + sb));
-    if (lane < 4) {
-      const int r = 2 * warp + (lane & 1), row = min(r0 + r, S.rows - 1);
-      if (lane < 2) bulk_g2s(st + r * rowB, static_cast<const uint8_t*>(S.codes) + (size_t)row * (in / 4) + c0 / 4, cb, &full[s]);
+    if (lane < 16) {
+      const int r = 8 * warp + (lane & 7), row = min(r0 + r, S.rows - 1);
+      if (lane < 8) bulk_g2s(st + r * rowB, static_cast<const uint8_t*>(S.codes) + (size_t)row * (in / 4) + c0 / 4, cb, &full[s]);
       else bulk_g2s(st + kTile * rowB + r * szB, S.sz + (size_t)row * S.ng + c0 / 64, sb, &full[s]);
     }
   };
@@ -537,56 +561,105 @@ __global__ void __launch_bounds__(kDThreads, 1) dgemv5_kernel(DParams p) {
   });
 
   int par = 0;
-  // reduction of a tile's partials (red[par]): rows w and w + 16 of the tile by warp w
-  auto reduce_store = [&](const DecodeSeg& S, int r0, int rowsInTile) {
+  // the rows of B that warp w adds for rows w and w + 16 of a tile: lane l holds B[row][2l, 2l + 1] and [64 + 2l, …]
+  auto load_b = [&](const DecodeSeg& S, int r0, uint32_t (&bq)[2][2]) {
+#pragma unroll
+    for (int h = 0; h < 2; h++) {
+      const int row = min(r0 + warp + 16 * h, S.rows - 1);
+#pragma unroll
+      for (int u = 0; u < 2; u++) {
+        const int kk = 64 * u + 2 * lane;
+        bq[h][u] = kk < S.r ? __ldg(reinterpret_cast<const uint32_t*>(static_cast<const uint16_t*>(S.B) + (size_t)row * S.r + kk)) : 0u;
+      }
+    }
+  };
+  // reduction of a tile's partials (red[par]): rows w and w + 16 of the tile by warp w, + B·t where the segment has a B
+  auto reduce_store = [&](const DecodeSeg& S, int si, int r0, int rowsInTile, const uint32_t (&bq)[2][2]) {
 #pragma unroll
     for (int h = 0; h < 2; h++) {
       const int r = warp + 16 * h;
       float v = lane < kDWarps ? red[par][lane][r] : 0.f;
+      if (S.B) {
+        const float* ts = t_s + p.toff[si];
 #pragma unroll
-      for (int o = 8; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+        for (int u = 0; u < 2; u++) {
+          const int kk = 64 * u + 2 * lane;
+          if (kk < S.r) v = fmaf(bf_lo(bq[h][u]), ts[kk], fmaf(bf_hi(bq[h][u]), ts[kk + 1], v));
+        }
+      }
+#pragma unroll
+      for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
       if (lane == 0 && r < rowsInTile && r0 + r < S.rows) {
         float* y = S.y + r0 + r;
         *y = S.acc ? *y + v : v;
+        if ((p.prodmask >> si) & 1) __threadfence();  // a t read by other blocks (see g_tready)
       }
     }
     par ^= 1;
   };
-
-  // dense tiles first (plain loads; their latency overlaps the copies in flight)
-  for (int tile = blockIdx.x; tile < ntiles; tile += gridDim.x) {
-    const int si = seg_of(p, tile);
-    const DecodeSeg& S = p.seg[si];
-    if (S.kind == 0) continue;
-    const int r0 = (tile - p.first[si]) * kDenseTile, nc = in / 8;
-    const uint4* W = reinterpret_cast<const uint4*>(S.W);
-    float accd[kDenseTile];
-#pragma unroll
-    for (int r = 0; r < kDenseTile; r++) accd[r] = 0.f;
-    for (int c = tid; c < nc; c += kDThreads) {
-      const float4 x0 = reinterpret_cast<const float4*>(xs)[2 * c], x1 = reinterpret_cast<const float4*>(xs)[2 * c + 1];
-      uint4 w[kDenseTile];
-#pragma unroll
-      for (int r = 0; r < kDenseTile; r++) w[r] = __ldg(W + (size_t)min(r0 + r, S.rows - 1) * nc + c);
-#pragma unroll
-      for (int r = 0; r < kDenseTile; r++) {
-        float a = accd[r];
-        a = fmaf(__uint_as_float(w[r].x << 16), x0.x, a); a = fmaf(__uint_as_float(w[r].x & 0xffff0000u), x0.y, a);
-        a = fmaf(__uint_as_float(w[r].y << 16), x0.z, a); a = fmaf(__uint_as_float(w[r].y & 0xffff0000u), x0.w, a);
-        a = fmaf(__uint_as_float(w[r].z << 16), x1.x, a); a = fmaf(__uint_as_float(w[r].z & 0xffff0000u), x1.y, a);
-        a = fmaf(__uint_as_float(w[r].w << 16), x1.z, a); a = fmaf(__uint_as_float(w[r].w & 0xffff0000u), x1.w, a);
-        accd[r] = a;
-      }
-    }
-#pragma unroll
-    for (int r = 0; r < kDenseTile; r++) {
-      float v = accd[r];
-#pragma unroll
-      for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
-      if (lane == 0) red[par][warp][r] = v;
+  // block-uniform: wait until every t-producing tile is done, then stage the t vectors (read through L2: written by
+  // other blocks of this launch)
+  bool tready = p.tlen == 0;
+  auto wait_t = [&] {
+    if (tid == 0)
+      while (ld_acquire(&g_tready) < (unsigned)p.nprodTiles) {}
+    __syncthreads();
+    for (int s = 0; s < p.nseg; s++) {
+      const DecodeSeg& S = p.seg[s];
+      if (!S.B) continue;
+      const float* tsrc = p.seg[S.tseg].y;
+      for (int i = tid; i < S.r; i += kDThreads) t_s[p.toff[s] + i] = __ldcg(tsrc + i);
     }
     __syncthreads();
-    reduce_store(S, r0, kDenseTile);
+    tready = true;
+  };
+
+  // dense tiles first (plain loads; their latency overlaps the copies in flight): the t producers (pass 0), then the
+  // others (pass 1)
+  for (int pass = 0; pass < 2; pass++) {
+    int mine = 0;
+    for (int tile = blockIdx.x; tile < ntiles; tile += gridDim.x) {
+      const int si = seg_of(p, tile);
+      const DecodeSeg& S = p.seg[si];
+      if (S.kind == 0 || (((p.prodmask >> si) & 1) != 0) != (pass == 0)) continue;
+      mine++;
+      const int r0 = (tile - p.first[si]) * kDenseTile, nc = in / 8;
+      const uint4* W = reinterpret_cast<const uint4*>(S.W);
+      float accd[kDenseTile];
+#pragma unroll
+      for (int r = 0; r < kDenseTile; r++) accd[r] = 0.f;
+      for (int c = tid; c < nc; c += kDThreads) {
+        const float4 x0 = reinterpret_cast<const float4*>(xs)[2 * c], x1 = reinterpret_cast<const float4*>(xs)[2 * c + 1];
+        uint4 w[kDenseTile];
+#pragma unroll
+        for (int r = 0; r < kDenseTile; r++) w[r] = __ldg(W + (size_t)min(r0 + r, S.rows - 1) * nc + c);
+#pragma unroll
+        for (int r = 0; r < kDenseTile; r++) {
+          float a = accd[r];
+          a = fmaf(bf_lo(w[r].x), x0.x, a); a = fmaf(bf_hi(w[r].x), x0.y, a);
+          a = fmaf(bf_lo(w[r].y), x0.z, a); a = fmaf(bf_hi(w[r].y), x0.w, a);
+          a = fmaf(bf_lo(w[r].z), x1.x, a); a = fmaf(bf_hi(w[r].z), x1.y, a);
+          a = fmaf(bf_lo(w[r].w), x1.z, a); a = fmaf(bf_hi(w[r].w), x1.w, a);
+          accd[r] = a;
+        }
+      }
+#pragma unroll
+      for (int r = 0; r < kDenseTile; r++) {
+        float v = accd[r];
+#pragma unroll
+        for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+        if (lane == 0) red[par][warp][r] = v;
+      }
+      uint32_t bq[2][2] = {{0u, 0u}, {0u, 0u}};
+      if (S.B) load_b(S, r0, bq);
+      __syncthreads();
+      if (S.B && !tready) wait_t();
+      reduce_store(S, si, r0, kDenseTile, bq);
+    }
+    if (pass == 0 && mine > 0) {
+      __syncthreads();  // every warp's t rows written and fenced
+      if (tid == 0) atomicAdd(&g_tready, (unsigned)mine);
+    }
   }
 
   // packed items through the ring
@@ -600,6 +673,9 @@ __global__ void __launch_bounds__(kDThreads, 1) dgemv5_kernel(DParams p) {
 #pragma unroll
       for (int m = 0; m < kMmaTiles; m++) acc[m][0] = acc[m][1] = 0.f;
     }
+    const bool last = cons.ch == nch - 1;
+    uint32_t bq[2][2] = {{0u, 0u}, {0u, 0u}};
+    if (last && S.B) load_b(S, r0, bq);  // in flight while the item is computed
     mbar_wait(&full[s], (uint32_t)(k / kStages) & 1u);
     const uint8_t* st = stages + s * stageB;
     const uint8_t* sz0 = st + kTile * rowB;
@@ -617,15 +693,23 @@ __global__ void __launch_bounds__(kDThreads, 1) dgemv5_kernel(DParams p) {
       }
       span_mma<false>(acc, a, b, sz, img4, slot, c0 / 64 + sp * 4, t, p.magic);
     }
-    const bool last = cons.ch == nch - 1;
     if (last && t == 0) {
 #pragma unroll
       for (int m = 0; m < kMmaTiles; m++) { red[par][warp][m * 16 + g] = acc[m][0]; red[par][warp][m * 16 + g + 8] = acc[m][1]; }
     }
     __syncthreads();  // stage s is consumed (and the partials are in red)
     if (prod.tile < ntiles) produce_next();  // into stage s: item k + kStages
-    if (last) reduce_store(S, r0, kTile);
+    if (last && S.B && !tready) wait_t();
+    if (last) reduce_store(S, si, r0, kTile, bq);
     cons.next(p, ntiles, nch);
+  }
+  if (p.nprodTiles > 0) {  // the last block out resets the count for the next launch
+    __syncthreads();
+    if (tid == 0 && atomicAdd(&g_exit, 1u) == gridDim.x - 1) {
+      g_tready = 0;
+      g_exit = 0;
+      __threadfence();
+    }
   }
 }
 
@@ -750,11 +834,12 @@ const char* cuda_repack4(const void* codes, void* dst, int out, int in) {
 }
 
 const char* cuda_decode_gemv(const DecodeSeg* segs, int nseg, int in, const void* x, bool x_bf16, const float* normw,
-                             float eps, int probe, int variant) {
+                             float eps, int probe, int variant, const float* x2) {
   if (nseg < 1 || nseg > kDecodeMaxSegs) return "cudaDecodeGemv: 1 to 8 segments";
   if (in % 256 != 0) return "cudaDecodeGemv: in must be a multiple of 256";
   DParams p{};
-  p.nseg = nseg; p.in = in; p.x = x; p.x_bf16 = x_bf16 ? 1 : 0; p.normw = normw; p.eps = eps; p.probe = probe;
+  p.nseg = nseg; p.in = in; p.x = x; p.x_bf16 = x_bf16 ? 1 : 0; p.normw = normw; p.eps = eps; p.probe = probe; p.x2 = x2;
+  if (x2 && (normw || x_bf16)) return "cudaDecodeGemv: SwiGLU staging (x2) takes an f32 x and no RMSNorm";
   p.magic = 0x64006400u;
   // v5 (variant 5) where every packed segment has group 64 (its scale|zero rows 16-byte aligned: ng % 4 == 0), else v4
   bool v5 = variant == 5 && probe == 0;
@@ -772,6 +857,25 @@ const char* cuda_decode_gemv(const DecodeSeg* segs, int nseg, int in, const void
     tiles += (S.rows + rows - 1) / rows;
   }
   p.first[nseg] = tiles;
+  // LoRA folded in (v5): consumers' t offsets, the producer segments and their tile count
+  bool lora = false;
+  for (int s = 0; s < nseg; s++) {
+    const DecodeSeg& S = segs[s];
+    if (!S.B) continue;
+    lora = true;
+    if (S.tseg < 0 || S.tseg >= nseg || segs[S.tseg].kind != 1 || segs[S.tseg].B || segs[S.tseg].rows != S.r || S.r < 2 ||
+        S.r > 128 || S.r % 2 != 0)
+      return "cudaDecodeGemv: a LoRA B needs an even rank <= 128 and tseg = a dense segment of r rows without its own B";
+    p.toff[s] = p.tlen;
+    p.tlen += S.r;
+    if (!((p.prodmask >> S.tseg) & 1)) {
+      p.prodmask |= 1 << S.tseg;
+      p.nprodTiles += (segs[S.tseg].rows + kDenseTile - 1) / kDenseTile;
+    }
+  }
+  if (lora && !v5) return "cudaDecodeGemv: LoRA B·t in the launch needs kernel 5 and group 64";
+  if (p.tlen > kDecodeMaxT) return "cudaDecodeGemv: the LoRA ranks of one launch add up to more than 512";
+  if (x2 && !v5) return "cudaDecodeGemv: SwiGLU staging (x2) needs kernel 5 and group 64";
   static int sms = 0, optin = 0;
   if (!sms) {
     LB_CUDA(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, 0));
@@ -783,6 +887,7 @@ const char* cuda_decode_gemv(const DecodeSeg* segs, int nseg, int in, const void
     smem += (size_t)kStages * v5_stage_bytes(in < kChunk ? in : kChunk);
   else
     v5 = false;
+  if (!v5 && (lora || x2)) return "cudaDecodeGemv: LoRA B·t or SwiGLU staging in the launch: in too large for kernel 5";
   if (!v5 && variant == 5) {  // v4's tile numbering
     tiles = 0;
     for (int s = 0; s < nseg; s++) { p.first[s] = tiles; tiles += (segs[s].rows + kTile - 1) / kTile; }

@@ -8,8 +8,14 @@ import type { QuantDesc } from './cuda.js';
 
 /** One run of output rows of cudaDecodeGemv: packed (desc + its repacked codes) or dense bf16 [rows, in]. */
 export type DecodeSeg =
-  | { desc: QuantDesc; codes4: number; y: number; acc?: number }
-  | { w: number; rows: number; y: number; acc?: number };
+  | ({ desc: QuantDesc; codes4: number; y: number; acc?: number } & DecodeLora)
+  | ({ w: number; rows: number; y: number; acc?: number } & DecodeLora);
+
+/**
+ * A LoRA folded into the launch (kernel 5 only): y += B·t with B bf16 [rows, r] (already scaled by the adapter's s)
+ * and t = the y of segment `tseg` of the same launch (a dense segment of r rows: the adapter's A, computed first).
+ */
+export interface DecodeLora { B?: number; r?: number; tseg?: number }
 
 export interface NativeCudaDecode extends NativeCuda {
   /** dst = the desc's code stream with every 64-byte span's 4×4 words transposed ('int' 2-bit, in % 256 == 0). */
@@ -19,10 +25,12 @@ export interface NativeCudaDecode extends NativeCuda {
    * normW is given (eps), else x. x f32 or (xBf16) bf16 [in]; in % 256 == 0. x̃ is rounded to fp16 (scaled per 64
    * inputs by a power of two) for the packed segments (~5e-4 relative), kept f32 for the dense ones. probe (benchmarks
    * only, wrong results by design): 1 codes of rows 0..15 only (L2-resident), 2 loads without compute, 3 compute without loads.
-   * kernel: 0 (default) = each warp prefetches the next span item, 2 = the next two (more registers: spills).
+   * kernel: 0 (default) = v4, each warp prefetching its next span item; 2 = v4 with the next two (spills); 5 = v5, the
+   * codes streamed into shared memory by bulk copies (group 64 only; v4 otherwise). x2 (kernel 5, f32 [in], no normW):
+   * x̃ = silu(x)·x2, the SwiGLU of gate x and up x2.
    */
   cudaDecodeGemv(x: number, xBf16: boolean, normW: number | null, eps: number, inF: number, segs: DecodeSeg[], probe?: number,
-    kernel?: number): void;
+    kernel?: number, x2?: number | null): void;
   /**
    * q/k/v (f32) + LoRA (B bf16 [out, r] already scaled, t f32 [r]; null: none) → RoPE (cos/sin f32 [hd/2] of this
    * position) → qOut bf16 [Hq·hd], kOut/vOut bf16 [Hkv·hd] (the cache rows of this position).

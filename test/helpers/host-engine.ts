@@ -109,15 +109,26 @@ export function hostEngine(): HostEngine {
       const n = d.out * d.in / 16, src = new Uint32Array(u8(d.codes, n * 4).slice().buffer), o = new Uint32Array(u8(dst, n * 4).buffer, u8(dst, n * 4).byteOffset, n);
       for (let sp = 0; sp < n / 16; sp++) for (let j = 0; j < 4; j++) for (let t = 0; t < 4; t++) o[sp * 16 + t * 4 + j] = src[sp * 16 + j * 4 + t];
     },
-    cudaDecodeGemv: (x: number, xBf16: boolean, normW: number | null, eps: number, inF: number, segs: DecodeSeg[]) => {
+    cudaDecodeGemv: (x: number, xBf16: boolean, normW: number | null, eps: number, inF: number, segs: DecodeSeg[], _probe?: number,
+      _kernel?: number, x2?: number | null) => {
       let xv: Float32Array = xBf16 ? bfRead(x, inF) : f32(x, inF).slice();
       if (normW) { const y = new Float32Array(inF); rmsnormForwardRef(y, new Float32Array(1), xv, f32(normW, inF), 1, inF, eps); xv = y; }
+      if (x2) { const u = f32(x2, inF); xv = xv.map((g, i) => Math.fround(Math.fround(g / (1 + Math.exp(-g))) * u[i])); }
       const xr = new Float64Array(inF);
       for (let j = 0; j < inF; j += 64) decodeSlotRound(xv, j, xr);
-      for (const sg of segs) {
+      // the t producers (segments another one names as tseg) first, as the kernel does
+      const order = segs.map((_, i) => i).sort((a, b) => Number(!segs.some((s) => s.tseg === a)) - Number(!segs.some((s) => s.tseg === b)));
+      for (const k of order) {
+        const sg = segs[k];
         const dense = 'w' in sg, rows = dense ? sg.rows : sg.desc.out;
         const W = dense ? bfRead(sg.w, rows * inF) : dequantDesc(sg.desc), xin = dense ? xv : xr, y = f32(sg.y, rows);
-        for (let r = 0; r < rows; r++) { let s = 0; for (let i = 0; i < inF; i++) s += W[r * inF + i] * xin[i]; y[r] = (sg.acc ? y[r] : 0) + s; }
+        const B = sg.B ? bfRead(sg.B, rows * sg.r!) : null, t = sg.B ? f32(segs[sg.tseg!].y, sg.r!) : null;
+        for (let r = 0; r < rows; r++) {
+          let s = 0;
+          for (let i = 0; i < inF; i++) s += W[r * inF + i] * xin[i];
+          if (B && t) for (let j = 0; j < sg.r!; j++) s += B[r * sg.r! + j] * t[j];
+          y[r] = (sg.acc ? y[r] : 0) + s;
+        }
       }
     },
     cudaDecodeQkvEpi: (q: number, k: number, v: number, tq: number | null, tk: number | null, tv: number | null, Bq: number | null,

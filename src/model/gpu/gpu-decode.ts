@@ -20,6 +20,12 @@ interface V4Layer {
   qkv: DecodeSeg[]; o: DecodeSeg[]; gu: DecodeSeg[]; down: DecodeSeg[];
   /** per projection: scaled B (bf16), its t view, rank (null/0 without an adapter) */
   ad: Record<string, { B: number | null; t: number | null; r: number }>;
+  /**
+   * GEMV kernel 5 with everything folded in: each projection's LoRA B·t added in its own GEMV (t from the A segment of
+   * the same launch), o and down accumulated straight into x (no residual kernels), the SwiGLU staged by the down
+   * GEMV (no SwiGLU kernel); the q/k/v epilogue is left with RoPE and the cache rows.
+   */
+  fold: boolean;
 }
 
 export class GpuDecoder {
@@ -41,8 +47,8 @@ export class GpuDecoder {
    * 2-bit with group % 64 == 0, or dense; widths multiples of 256), else 3 (v3, int 2/4-bit) falling back to v1.
    */
   variant: 0 | 1 | 2 | 3 | 4 = 4;
-  /** the v4 GEMV's kernel configuration (see cudaDecodeGemv; LOWBIT_DGEMV_KERNEL) */
-  gemvKernel = Number(process.env.LOWBIT_DGEMV_KERNEL ?? 5);  // 5: codes streamed into shared memory by bulk copies (0: v4)
+  /** the v4 GEMV's kernel configuration (see cudaDecodeGemv; LOWBIT_DGEMV_KERNEL); 5 folds the LoRA, residuals and SwiGLU in */
+  readonly gemvKernel: number = Number(process.env.LOWBIT_DGEMV_KERNEL ?? 5);  // 5: codes streamed into shared memory by bulk copies (0: v4)
   /** the v4 plan (null when the model does not qualify: then variant 4 runs as 3) */
   private v4: V4Layer[] | null = null;
   private repacked: number[] = [];
@@ -56,7 +62,9 @@ export class GpuDecoder {
   /** seconds spent capturing + instantiating graphs so far */
   captureSeconds = 0;
 
-  constructor(readonly c: GpuEngine, readonly w: GpuWeights, readonly lora: GpuLora | null, readonly maxT: number) {
+  /** gemvKernel: see the field (fixed at construction: the plan depends on it). */
+  constructor(readonly c: GpuEngine, readonly w: GpuWeights, readonly lora: GpuLora | null, readonly maxT: number, gemvKernel?: number) {
+    if (gemvKernel !== undefined) this.gemvKernel = gemvKernel;
     const cfg = w.config, D = cfg.hiddenSize, I = cfg.intermediateSize, Q = cfg.numHeads * cfg.headDim, KV = cfg.numKvHeads * cfg.headDim;
     const half = cfg.headDim / 2, L = cfg.numLayers, R = Math.max(1, lora?.maxRank ?? 1);
     const s: Record<string, Slot> = {
@@ -123,6 +131,9 @@ export class GpuDecoder {
     const c = this.c, cfg = this.w.config, h = this.arena.h, R = Math.max(1, this.lora?.maxRank ?? 1);
     const tv = [0, 1, 2].map((i) => this.view(h.t, i * R * 4, R * 4));
     const plan: V4Layer[] = [];
+    // kernel 5 takes group 64 only (else the launch runs v4, which cannot fold)
+    const fold = this.gemvKernel === 5 && PROJ.every((p) => this.w.layers.every((L) => L.proj[p].kind !== 'quant' || L.proj[p].q.desc.group === 64))
+      && (this.lora?.sites.every((st) => st.r % 2 === 0 && st.r <= 128) ?? true);
     for (let l = 0; l < cfg.numLayers; l++) {
       const ad: V4Layer['ad'] = {};
       const seg = (p: Projection, y: number): DecodeSeg => {
@@ -133,19 +144,22 @@ export class GpuDecoder {
         c.cudaRepackSpan4(b.q.desc, codes4);
         return { desc: b.q.desc, codes4, y };
       };
-      const group = (ps: Projection[], ys: number[]): DecodeSeg[] => {
-        const segs = ps.map((p, i) => seg(p, ys[i]));
+      const group = (ps: Projection[], ys: number[], acc = 0): DecodeSeg[] => {
+        const segs = ps.map((p, i) => ({ ...seg(p, ys[i]), ...(acc ? { acc } : {}) }));
         ps.forEach((p, i) => {
           const s = this.lora?.at(l, p);
           if (!s) { ad[p] = { B: null, t: null, r: 0 }; return; }
+          const B = this.scaledB.get(`${l}.${p}`)!;
+          if (fold) Object.assign(segs[i], { B, r: s.r, tseg: segs.length });
           segs.push({ w: s.Ab, rows: s.r, y: tv[i] });
-          ad[p] = { B: this.scaledB.get(`${l}.${p}`)!, t: tv[i], r: s.r };
+          ad[p] = { B, t: tv[i], r: s.r };
         });
         return segs;
       };
       plan.push({
-        qkv: group(['q_proj', 'k_proj', 'v_proj'], [h.q, h.k, h.v]), o: group(['o_proj'], [h.tmp]),
-        gu: group(['gate_proj', 'up_proj'], [h.gate, h.up]), down: group(['down_proj'], [h.tmp]), ad,
+        qkv: group(['q_proj', 'k_proj', 'v_proj'], [h.q, h.k, h.v]), o: fold ? group(['o_proj'], [h.x], 1) : group(['o_proj'], [h.tmp]),
+        gu: group(['gate_proj', 'up_proj'], [h.gate, h.up]), down: fold ? group(['down_proj'], [h.x], 1) : group(['down_proj'], [h.tmp]),
+        ad, fold,
       });
     }
     return plan;
@@ -271,6 +285,16 @@ export class GpuDecoder {
     c.cudaEmbedding(h.id, this.w.embed, h.x, 1, D, cfg.vocabSize, true);
     for (let l = 0; l < cfg.numLayers; l++) {
       const w = this.w.layers[l], pl = plan[l], a = pl.ad;
+      if (pl.fold) {  // 6 launches: GEMV q/k/v (+ B·t), RoPE + cache rows, attention, GEMV o (x +=), gate/up, down (SwiGLU staged, x +=)
+        c.cudaDecodeGemv(h.x, false, w.inputNorm, eps, D, pl.qkv, 0, 5);
+        c.cudaDecodeQkvEpi(h.q, h.k, h.v, null, null, null, null, null, null, 0, 0, 0, this.cosAt[pos], this.sinAt[pos],
+          cfg.numHeads, cfg.numKvHeads, cfg.headDim, h.qb, this.kAt[l][pos], this.vAt[l][pos]);
+        c.cudaAttnFwd(h.qb, h[`kc${l}`], h[`vc${l}`], h.att, null, 1, 1, pos + 1, cfg.numHeads, cfg.numKvHeads, cfg.headDim);
+        c.cudaDecodeGemv(h.att, true, null, 0, Q, pl.o, 0, 5);
+        c.cudaDecodeGemv(h.x, false, w.postNorm, eps, D, pl.gu, 0, 5);
+        c.cudaDecodeGemv(h.gate, false, null, 0, I, pl.down, 0, 5, h.up);
+        continue;
+      }
       c.cudaDecodeGemv(h.x, false, w.inputNorm, eps, D, pl.qkv, 0, this.gemvKernel);
       const aq = a.q_proj, ak = a.k_proj, av = a.v_proj;
       c.cudaDecodeQkvEpi(h.q, h.k, h.v, aq.t, ak.t, av.t, aq.B, ak.B, av.B, aq.r, ak.r, av.r, this.cosAt[pos], this.sinAt[pos],
