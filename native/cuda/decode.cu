@@ -444,8 +444,8 @@ __global__ void __launch_bounds__(kDThreads, 1) dgemv_kernel(DParams p) {
 // codes or one row's scale|zero words each) as soon as the stage is free, the first ones before the kernel waits
 // for its input x, so up to 3 tiles (~130 KB) per SM are in flight while the warps stage x and compute.
 // A work item is a 32-row tile × a chunk of ≤ 4096 inputs (in = 11008: 3 chunks). Dense segments (LoRA A factors)
-// take 8-row tiles (a 32-row bf16 tile is 256 KB: one block's share was the critical path) and plain loads, first.
-constexpr int kStages = 3, kChunk = 4096, kDenseTile = 8;
+// take 2-row tiles (a 32-row bf16 tile is 256 KB, an 8-row one 64 KB: the blocks holding them finished last) and plain loads, first.
+constexpr int kStages = 3, kChunk = 4096, kDenseTile = 2;
 
 __host__ __device__ constexpr int v5_row_bytes(int kc) { return kc / 4 + ((kc / 4) % 128 == 0 ? 64 : 0); }  // ≡ 64 mod 128: 8 rows g → 4 wavefronts
 __host__ __device__ constexpr int v5_sz_bytes(int kc) { return kc / 16 + ((kc / 256) % 2 == 0 ? 16 : 0); }  // odd multiple of 16 B
