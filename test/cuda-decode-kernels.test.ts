@@ -18,6 +18,7 @@ import { bf, relErr } from './helpers/gpu-model.js';
 
 function up(c: GpuEngine, a: Float32Array | Uint16Array | Uint8Array): number { const h = c.cudaAlloc(Math.max(16, a.byteLength)); c.cudaUpload(h, a); return h; }
 function down(c: GpuEngine, h: number, n: number): Float32Array { const o = new Float32Array(n); c.cudaDownload(h, o); return o; }
+function downU16(c: GpuEngine, h: number, n: number): Uint16Array { const o = new Uint16Array(n); c.cudaDownload(h, o); return o; }
 
 for (const [inF, group] of [[4096, 64], [11008, 64], [2048, 128]] as const) {
   test(`CUDA v4 decode GEMV, in ${inF}, group ${group}: packed + dense segments = f64 twin`, (t) => {
@@ -181,5 +182,49 @@ for (const [inF, swiglu] of [[4096, false], [11008, true]] as const) {
       for (const h of handles) c.cudaFree(h);
       for (const d of dqs) d.free();
     }
+  });
+}
+
+// RoPE + cache rows + attention of one token in one kernel (the folded decode path) vs an f64 twin.
+for (const [hd, Hq, Hkv, pos] of [[128, 8, 2, 37], [64, 4, 4, 0], [128, 4, 1, 200]] as const) {
+  test(`CUDA decode attention (RoPE + cache rows + softmax·V), hd ${hd}, Hq ${Hq}, Hkv ${Hkv}, position ${pos} = f64 twin`, (t) => {
+    const c = gpuEngine();
+    if (!c) { t.skip(gpuUnavailable()); return; }
+    const rng = new Rng(hd + pos);
+    const Q = Hq * hd, KV = Hkv * hd, half = hd / 2, T = pos + 1;
+    const q = randf(rng, Q, 2), k = randf(rng, KV, 2), v = randf(rng, KV, 1);
+    const ang = Float32Array.from({ length: half }, (_, i) => pos * 10000 ** (-2 * i / hd));
+    const cos = ang.map(Math.cos), sin = ang.map(Math.sin);
+    const K = bf(randf(rng, T * KV, 2)), V = bf(randf(rng, T * KV, 1));
+    const hs = [up(c, q), up(c, k), up(c, v), up(c, cos), up(c, sin), up(c, f32ToBf16(K)), up(c, f32ToBf16(V)), c.cudaAlloc(Q * 2)];
+    try {
+      c.cudaDecodeAttn(hs[0], hs[1], hs[2], hs[3], hs[4], hs[5], hs[6], pos, Hq, Hkv, hd, hs[7]);
+      c.cudaSync();
+      const out = bf16ToF32(downU16(c, hs[7], Q)), kc = bf16ToF32(downU16(c, hs[5], T * KV)), vc = bf16ToF32(downU16(c, hs[6], T * KV));
+      const qr = new Float32Array(Q), kr = new Float32Array(KV);
+      ropeForward(qr, q, cos, sin, 1, 1, Hq, hd);
+      ropeForward(kr, k, cos, sin, 1, 1, Hkv, hd);
+      const qb = bf(qr);
+      K.set(bf(kr), pos * KV); V.set(bf(v), pos * KV);
+      // the new rows may differ from the twin in a rare last bf16 bit (the kernel's RoPE may fuse a multiply-add); earlier rows untouched
+      assert.ok(relErr(kc, K) < 1e-3 && relErr(vc, V) === 0, `cache rows as the twin writes them: k ${relErr(kc, K)}, v ${relErr(vc, V)}`);
+      if (pos > 0) assert.equal(relErr(kc.subarray(0, pos * KV), K.subarray(0, pos * KV)), 0, 'earlier cache rows untouched');
+      const ref = new Float64Array(Q);
+      for (let h = 0; h < Hq; h++) {
+        const kvh = Math.floor(h / (Hq / Hkv)), s = new Float64Array(T);
+        let m = -Infinity;
+        for (let p = 0; p < T; p++) {
+          let d = 0;
+          for (let i = 0; i < hd; i++) d += qb[h * hd + i] * K[p * KV + kvh * hd + i];
+          s[p] = d / Math.sqrt(hd); m = Math.max(m, s[p]);
+        }
+        let l = 0;
+        for (let p = 0; p < T; p++) { s[p] = Math.exp(s[p] - m); l += s[p]; }
+        for (let i = 0; i < hd; i++) { let o = 0; for (let p = 0; p < T; p++) o += s[p] * V[p * KV + kvh * hd + i]; ref[h * hd + i] = o / l; }
+      }
+      const e = relErr(out, ref);
+      t.diagnostic(`decode attention hd ${hd}, position ${pos}: vs f64 ${e.toExponential(2)} (bf16 output)`);
+      assert.ok(e < 5e-3, `attention output vs f64 ${e}`);
+    } finally { for (const h of hs) c.cudaFree(h); }
   });
 }

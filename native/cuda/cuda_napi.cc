@@ -911,6 +911,24 @@ bool lora_args(Args& a, size_t ib, size_t it, int64_t r, int64_t rows, Buf* B, B
   return !B->ptr || r % 8 != 0 || aligned16(a, B->ptr, "a LoRA B");
 }
 
+// cudaDecodeAttn(q, k, v, cos, sin, kc, vc, pos, Hq, Hkv, hd, out)   kc/vc: the caches (bf16 [≥ pos + 1][Hkv·hd])
+napi_value js_decode_attn(napi_env env, napi_callback_info info) {
+  Args a(env, info, "cudaDecodeAttn");
+  int64_t pos = 0, Hq = 0, Hkv = 0, hd = 0;
+  if (!a.count(7, &pos) || !int_dim(a, 8, &Hq) || !int_dim(a, 9, &Hkv) || !int_dim(a, 10, &hd)) return nullptr;
+  const int64_t Q = Hq * hd, KV = Hkv * hd;
+  Buf q, k, v, cs, sn, kc, vc, out;
+  if (!buf_arg(a, 0, Q * 4, &q) || !buf_arg(a, 1, KV * 4, &k) || !buf_arg(a, 2, KV * 4, &v) || !buf_arg(a, 3, hd / 2 * 4, &cs) ||
+      !buf_arg(a, 4, hd / 2 * 4, &sn) || !buf_arg(a, 5, (pos + 1) * KV * 2, &kc) || !buf_arg(a, 6, (pos + 1) * KV * 2, &vc) ||
+      !buf_arg(a, 11, Q * 2, &out))
+    return nullptr;
+  auto F = [](const Buf& b) { return static_cast<const float*>(b.ptr); };
+  auto H = [](const Buf& b) { return static_cast<uint16_t*>(b.ptr); };
+  DecodeAttn e{F(q), F(k), F(v), F(cs), F(sn), H(kc), H(vc), H(out), (int)pos, (int)Hq, (int)Hkv, (int)hd};
+  check(env, cuda_decode_attn(e));
+  return nullptr;
+}
+
 // cudaDecodeQkvEpi(q, k, v, tq, tk, tv, Bq, Bk, Bv, rq, rk, rv, cos, sin, Hq, Hkv, hd, qOut, kOut, vOut)
 napi_value js_decode_qkv_epi(napi_env env, napi_callback_info info) {
   Args a(env, info, "cudaDecodeQkvEpi");
@@ -969,6 +987,7 @@ void register_cuda_quant(napi_env env, napi_value exports) {
   export_fn(env, exports, "cudaRepackSpan4", js_repack4);
   export_fn(env, exports, "cudaDecodeGemv", js_decode_gemv);
   export_fn(env, exports, "cudaDecodeQkvEpi", js_decode_qkv_epi);
+  export_fn(env, exports, "cudaDecodeAttn", js_decode_attn);
   export_fn(env, exports, "cudaDecodeResidualEpi", js_decode_residual_epi);
   export_fn(env, exports, "cudaDecodeSwigluEpi", js_decode_swiglu_epi);
   export_fn(env, exports, "cudaDequantBf16", js_dequant);

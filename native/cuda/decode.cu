@@ -445,7 +445,7 @@ __global__ void __launch_bounds__(kDThreads, 1) dgemv_kernel(DParams p) {
 // for its input x, so up to 3 tiles (~130 KB) per SM are in flight while the warps stage x and compute.
 // A work item is a 32-row tile × a chunk of ≤ 4096 inputs (in = 11008: 3 chunks). Dense segments (LoRA A factors)
 // take 2-row tiles (a 32-row bf16 tile is 256 KB, an 8-row one 64 KB: the blocks holding them finished last) and plain loads, first.
-constexpr int kStages = 3, kChunk = 4096, kDenseTile = 2;
+constexpr int kStages = 3, kChunk = 4096, kDenseTile = 2, kDensePre = 3;  // kDensePre: chunks of 8 inputs per thread
 
 __host__ __device__ constexpr int v5_row_bytes(int kc) { return kc / 4 + ((kc / 4) % 128 == 0 ? 64 : 0); }  // ≡ 64 mod 128: 8 rows g → 4 wavefronts
 __host__ __device__ constexpr int v5_sz_bytes(int kc) { return kc / 16 + ((kc / 256) % 2 == 0 ? 16 : 0); }  // odd multiple of 16 B
@@ -554,6 +554,28 @@ __global__ void __launch_bounds__(kDThreads, 1) dgemv5_kernel(DParams p) {
   // issued: behind ~130 KB of copies per SM, x's loads took ~3 µs to return (device run 28: 18 % of the stall samples
   // on the first use of x).
   if (prod.tile < ntiles) produce_next();
+  // the block's first dense tile (a t producer when there is one): its first kDensePre chunks per thread in flight
+  // before the wait too (LoRA A rows are weights), so the t vectors are ready soon after x is staged
+  int pre_tile = -1;
+  uint4 wpre[kDensePre][kDenseTile];
+  for (int pass = 0; pass < 2 && pre_tile < 0; pass++)
+    for (int tile = blockIdx.x; tile < ntiles; tile += gridDim.x) {
+      const int si = seg_of(p, tile);
+      if (p.seg[si].kind == 0 || (((p.prodmask >> si) & 1) != 0) != (pass == 0)) continue;
+      pre_tile = tile;
+      break;
+    }
+  if (pre_tile >= 0) {
+    const int si = seg_of(p, pre_tile), nc = in / 8, r0 = (pre_tile - p.first[si]) * kDenseTile;
+    const DecodeSeg& S = p.seg[si];
+    const uint4* W = reinterpret_cast<const uint4*>(S.W);
+#pragma unroll
+    for (int u = 0; u < kDensePre; u++) {
+      const int c = tid + u * kDThreads;
+#pragma unroll
+      for (int r = 0; r < kDenseTile; r++) wpre[u][r] = c < nc ? __ldg(W + (size_t)min(r0 + r, S.rows - 1) * nc + c) : make_uint4(0, 0, 0, 0);
+    }
+  }
   pdl_wait();
 
   stage_x(p, 0, xs, slot, imgh, rs_s, [&] {
@@ -628,11 +650,8 @@ __global__ void __launch_bounds__(kDThreads, 1) dgemv5_kernel(DParams p) {
       float accd[kDenseTile];
 #pragma unroll
       for (int r = 0; r < kDenseTile; r++) accd[r] = 0.f;
-      for (int c = tid; c < nc; c += kDThreads) {
+      auto fold = [&](int c, const uint4 (&w)[kDenseTile]) {
         const float4 x0 = reinterpret_cast<const float4*>(xs)[2 * c], x1 = reinterpret_cast<const float4*>(xs)[2 * c + 1];
-        uint4 w[kDenseTile];
-#pragma unroll
-        for (int r = 0; r < kDenseTile; r++) w[r] = __ldg(W + (size_t)min(r0 + r, S.rows - 1) * nc + c);
 #pragma unroll
         for (int r = 0; r < kDenseTile; r++) {
           float a = accd[r];
@@ -642,6 +661,18 @@ __global__ void __launch_bounds__(kDThreads, 1) dgemv5_kernel(DParams p) {
           a = fmaf(bf_lo(w[r].w), x1.z, a); a = fmaf(bf_hi(w[r].w), x1.w, a);
           accd[r] = a;
         }
+      };
+      int c = tid;
+      if (tile == pre_tile) {  // its first chunks were loaded before the wait for x
+#pragma unroll
+        for (int u = 0; u < kDensePre; u++, c += kDThreads)
+          if (c < nc) fold(c, wpre[u]);
+      }
+      for (; c < nc; c += kDThreads) {
+        uint4 w[kDenseTile];
+#pragma unroll
+        for (int r = 0; r < kDenseTile; r++) w[r] = __ldg(W + (size_t)min(r0 + r, S.rows - 1) * nc + c);
+        fold(c, w);
       }
 #pragma unroll
       for (int r = 0; r < kDenseTile; r++) {
@@ -799,6 +830,85 @@ __global__ void swiglu_epi_kernel(const float* gt, const float* up, const float*
   }
 }
 
+// One block per query head, 8 warps. RoPE of q and of the new k as qkv_epi_kernel does it (then bf16, as the cache and
+// the attention kernel see them); the first q head of each KV group writes the cache rows; the warps take positions
+// t = warp, warp + 8, … with an online softmax each (lane l: dims l·DPL … l·DPL + DPL − 1), merged at the end.
+template <int DPL>
+__global__ void __launch_bounds__(256) decode_attn_kernel(DecodeAttn e) {
+  constexpr int kW = 8, HD = 32 * DPL;
+  __shared__ float qs[HD], kn[HD], vn[HD], wm[kW], wl[kW];
+  __shared__ float wacc[kW][HD];
+  pdl_trigger();
+  pdl_wait();
+  const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
+  const int h = blockIdx.x, grp = e.Hq / e.Hkv, kvh = h / grp, half = HD / 2, KV = e.Hkv * HD, pos = e.pos;
+  auto bfr = [](float f) { return __uint_as_float((uint32_t)to_bf(f) << 16); };
+  for (int i = tid; i < half; i += blockDim.x) {
+    const float c = e.cos[i], s = e.sin[i];
+    float a = e.q[h * HD + i], b = e.q[h * HD + i + half];
+    qs[i] = bfr(a * c - b * s);
+    qs[i + half] = bfr(b * c + a * s);
+    a = e.k[kvh * HD + i], b = e.k[kvh * HD + i + half];
+    kn[i] = bfr(a * c - b * s);
+    kn[i + half] = bfr(b * c + a * s);
+  }
+  for (int i = tid; i < HD; i += blockDim.x) vn[i] = bfr(e.v[kvh * HD + i]);
+  __syncthreads();
+  if (h % grp == 0)
+    for (int i = tid; i < HD; i += blockDim.x) {
+      e.kc[(size_t)pos * KV + kvh * HD + i] = to_bf(kn[i]);
+      e.vc[(size_t)pos * KV + kvh * HD + i] = to_bf(vn[i]);
+    }
+  const float scale = rsqrtf((float)HD);
+  float qv[DPL], acc[DPL];
+#pragma unroll
+  for (int j = 0; j < DPL; j++) { qv[j] = qs[lane * DPL + j] * scale; acc[j] = 0.f; }
+  float m = -INFINITY, l = 0.f;
+#pragma unroll 4
+  for (int t = warp; t <= pos; t += kW) {
+    float kv[DPL], vv[DPL];
+    if (t == pos) {
+#pragma unroll
+      for (int j = 0; j < DPL; j++) { kv[j] = kn[lane * DPL + j]; vv[j] = vn[lane * DPL + j]; }
+    } else {
+      const uint16_t* kr = e.kc + (size_t)t * KV + kvh * HD + lane * DPL;
+      const uint16_t* vr = e.vc + (size_t)t * KV + kvh * HD + lane * DPL;
+#pragma unroll
+      for (int j = 0; j < DPL; j += 2) {
+        const uint32_t kw = __ldg(reinterpret_cast<const uint32_t*>(kr + j)), vw = __ldg(reinterpret_cast<const uint32_t*>(vr + j));
+        kv[j] = bf_lo(kw); kv[j + 1] = bf_hi(kw); vv[j] = bf_lo(vw); vv[j + 1] = bf_hi(vw);
+      }
+    }
+    float d = 0.f;
+#pragma unroll
+    for (int j = 0; j < DPL; j++) d = fmaf(qv[j], kv[j], d);
+#pragma unroll
+    for (int o = 16; o > 0; o >>= 1) d += __shfl_xor_sync(0xffffffffu, d, o);
+    const float mn = fmaxf(m, d), corr = expf(m - mn), pr = expf(d - mn);
+    l = fmaf(l, corr, pr);
+#pragma unroll
+    for (int j = 0; j < DPL; j++) acc[j] = fmaf(acc[j], corr, pr * vv[j]);
+    m = mn;
+  }
+  if (lane == 0) { wm[warp] = m; wl[warp] = l; }
+#pragma unroll
+  for (int j = 0; j < DPL; j++) wacc[warp][lane * DPL + j] = acc[j];
+  __syncthreads();
+  for (int d = tid; d < HD; d += blockDim.x) {
+    float M = -INFINITY;
+#pragma unroll
+    for (int w = 0; w < kW; w++) M = fmaxf(M, wm[w]);
+    float L = 0.f, O = 0.f;
+#pragma unroll
+    for (int w = 0; w < kW; w++) {
+      const float f = wm[w] == -INFINITY ? 0.f : expf(wm[w] - M);
+      L = fmaf(wl[w], f, L);
+      O = fmaf(wacc[w][d], f, O);
+    }
+    e.out[h * HD + d] = to_bf(O / L);
+  }
+}
+
 unsigned epi_grid(int n) { return (unsigned)((n + 255) / 256); }
 
 // Launches with the programmatic-stream-serialization attribute (PDL) unless LOWBIT_PDL=0.
@@ -914,6 +1024,14 @@ const char* cuda_decode_gemv(const DecodeSeg* segs, int nseg, int in, const void
 const char* cuda_decode_qkv_epi(const DecodeQkv& e) {
   const int n = e.Hq * e.hd / 2 + e.Hkv * e.hd / 2 + e.Hkv * e.hd;
   return launch_pdl(qkv_epi_kernel, epi_grid(n), 256, (size_t)(e.rq + e.rk + e.rv + 1) * 4, e);
+}
+
+const char* cuda_decode_attn(const DecodeAttn& e) {
+  if (e.Hkv < 1 || e.Hq % e.Hkv != 0) return "cudaDecodeAttn: Hq must be a multiple of Hkv";
+  if (e.hd == 64) return launch_pdl(decode_attn_kernel<2>, (unsigned)e.Hq, 256, 0, e);
+  if (e.hd == 128) return launch_pdl(decode_attn_kernel<4>, (unsigned)e.Hq, 256, 0, e);
+  if (e.hd == 256) return launch_pdl(decode_attn_kernel<8>, (unsigned)e.Hq, 256, 0, e);
+  return "cudaDecodeAttn: head dim must be 64, 128 or 256";
 }
 
 const char* cuda_decode_residual_epi(float* x, const float* y, const float* t, const void* B, int r, int n) {

@@ -168,6 +168,15 @@ struct DecodeQkv {
   uint16_t *qOut, *kOut, *vOut;
 };
 const char* cuda_decode_qkv_epi(const DecodeQkv& e);
+// One token's attention with its RoPE and cache rows (replaces the q/k/v epilogue + attention): q (f32 [Hq·hd]) and the
+// new k, v (f32 [Hkv·hd]) → RoPE (cos/sin of position pos) → bf16; rows pos of kc/vc (bf16 [pos + 1][Hkv·hd]) written;
+// out (bf16 [Hq·hd]) = softmax(q·Kᵀ/√hd)·V over positions 0..pos (GQA). hd ∈ {64, 128, 256}.
+struct DecodeAttn {
+  const float *q, *k, *v, *cos, *sin;
+  uint16_t *kc, *vc, *out;
+  int pos, Hq, Hkv, hd;
+};
+const char* cuda_decode_attn(const DecodeAttn& e);
 // x[n] += y + B·t (B null: x += y)
 const char* cuda_decode_residual_epi(float* x, const float* y, const float* t, const void* B, int r, int n);
 // act[n] = silu(g + Bg·tg) · (u + Bu·tu), f32

@@ -38,6 +38,13 @@ export interface NativeCudaDecode extends NativeCuda {
   cudaDecodeQkvEpi(q: number, k: number, v: number, tq: number | null, tk: number | null, tv: number | null,
     Bq: number | null, Bk: number | null, Bv: number | null, rq: number, rk: number, rv: number, cos: number, sin: number,
     Hq: number, Hkv: number, hd: number, qOut: number, kOut: number, vOut: number): void;
+  /**
+   * One token's attention with its RoPE and cache rows: q f32 [Hq·hd], k/v f32 [Hkv·hd] → RoPE (cos/sin f32 [hd/2] of
+   * position pos) → bf16; rows pos of kc/vc (bf16 caches, row = Hkv·hd) written; out bf16 [Hq·hd] = softmax(q·Kᵀ/√hd)·V
+   * over positions 0..pos (GQA). hd 64, 128 or 256.
+   */
+  cudaDecodeAttn(q: number, k: number, v: number, cos: number, sin: number, kc: number, vc: number, pos: number, Hq: number,
+    Hkv: number, hd: number, out: number): void;
   /** x f32 [n] += y + B·t */
   cudaDecodeResidualEpi(x: number, y: number, t: number | null, B: number | null, r: number, n: number): void;
   /** act f32 [n] = silu(g + Bg·tg)·(u + Bu·tu) */
@@ -46,7 +53,7 @@ export interface NativeCudaDecode extends NativeCuda {
 }
 
 export const CUDA_DECODE_FUNCTIONS = ['cudaRepackSpan4', 'cudaDecodeGemv', 'cudaDecodeQkvEpi', 'cudaDecodeResidualEpi',
-  'cudaDecodeSwigluEpi'] as const;
+  'cudaDecodeSwigluEpi', 'cudaDecodeAttn'] as const;
 
 const family = kernelFamily<NativeCudaDecode>('decode kernels', CUDA_DECODE_FUNCTIONS);
 

@@ -5,7 +5,7 @@
 // begin and end and replay them; uploads, downloads and allocations during a capture throw, as on a GPU.
 // It lets CI run the GPU model's orchestration (arenas, views, grouped adapters, decoder, graphs, the RILQ
 // objective through the trainer) against the CPU model; the kernels themselves are tested on the GPU machine.
-import { f32ToBf16 } from '../../src/backend/cuda.js';
+import { bf16ToF32, f32ToBf16 } from '../../src/backend/cuda.js';
 import { decodeSlotRound, type DecodeSeg } from '../../src/backend/cuda-decode.js';
 import type { GpuEngine } from '../../src/model/gpu/engine.js';
 import type { QuantDesc } from '../../src/backend/cuda.js';
@@ -146,6 +146,20 @@ export function hostEngine(): HostEngine {
       ropeForward(qo, qv, f32(cos, half), f32(sin, half), 1, 1, Hq, hd);
       ropeForward(ko, kv, f32(cos, half), f32(sin, half), 1, 1, Hkv, hd);
       bfWrite(qOut, qo); bfWrite(kOut, ko); bfWrite(vOut, vv);
+    },
+    cudaDecodeAttn: (q: number, k: number, v: number, cos: number, sin: number, kc: number, vc: number, pos: number, Hq: number,
+      Hkv: number, hd: number, out: number) => {
+      const Q = Hq * hd, KV = Hkv * hd, half = hd / 2, qo = new Float32Array(Q), ko = new Float32Array(KV);
+      ropeForward(qo, f32(q, Q), f32(cos, half), f32(sin, half), 1, 1, Hq, hd);
+      ropeForward(ko, f32(k, KV), f32(cos, half), f32(sin, half), 1, 1, Hkv, hd);
+      const K = bfRead(kc, (pos + 1) * KV), V = bfRead(vc, (pos + 1) * KV);
+      const bfr = (a: Float32Array) => bf16ToF32(f32ToBf16(a));
+      K.set(bfr(ko), pos * KV);
+      V.set(bfr(f32(v, KV)), pos * KV);
+      bfWrite(kc, K); bfWrite(vc, V);
+      const o = new Float32Array(Q), l = new Float32Array(Hq);
+      attentionForwardRef(o, l, bfr(qo), K, V, 1, 1, pos + 1, Hq, Hkv, hd);
+      bfWrite(out, o);
     },
     cudaDecodeResidualEpi: (x: number, y: number, t: number | null, B: number | null, r: number, n: number) => {
       const xv = f32(x, n), yv = f32(y, n), b = B ? bfRead(B, n * r) : null, tt = t ? f32(t, r) : null;

@@ -49,6 +49,11 @@ export class GpuDecoder {
   variant: 0 | 1 | 2 | 3 | 4 = 4;
   /** the v4 GEMV's kernel configuration (see cudaDecodeGemv; LOWBIT_DGEMV_KERNEL); 5 folds the LoRA, residuals and SwiGLU in */
   readonly gemvKernel: number = Number(process.env.LOWBIT_DGEMV_KERNEL ?? 5);  // 5: codes streamed into shared memory by bulk copies (0: v4)
+  /**
+   * With the folded plan: RoPE, the cache rows and the attention in one kernel (cudaDecodeAttn: a block per head,
+   * positions split over 8 warps) where the head dim is 64/128/256; else the q/k/v epilogue + the flash kernel.
+   */
+  get attnFused(): boolean { return [64, 128, 256].includes(this.w.config.headDim) && process.env.LOWBIT_DECODE_ATTN !== 'flash'; }
   /** the v4 plan (null when the model does not qualify: then variant 4 runs as 3) */
   private v4: V4Layer[] | null = null;
   private repacked: number[] = [];
@@ -285,11 +290,16 @@ export class GpuDecoder {
     c.cudaEmbedding(h.id, this.w.embed, h.x, 1, D, cfg.vocabSize, true);
     for (let l = 0; l < cfg.numLayers; l++) {
       const w = this.w.layers[l], pl = plan[l], a = pl.ad;
-      if (pl.fold) {  // 6 launches: GEMV q/k/v (+ B·t), RoPE + cache rows, attention, GEMV o (x +=), gate/up, down (SwiGLU staged, x +=)
+      if (pl.fold) {  // 5 launches: GEMV q/k/v (+ B·t), attention (+ RoPE, cache rows), GEMV o (x +=), gate/up, down (SwiGLU staged, x +=)
         c.cudaDecodeGemv(h.x, false, w.inputNorm, eps, D, pl.qkv, 0, 5);
-        c.cudaDecodeQkvEpi(h.q, h.k, h.v, null, null, null, null, null, null, 0, 0, 0, this.cosAt[pos], this.sinAt[pos],
-          cfg.numHeads, cfg.numKvHeads, cfg.headDim, h.qb, this.kAt[l][pos], this.vAt[l][pos]);
-        c.cudaAttnFwd(h.qb, h[`kc${l}`], h[`vc${l}`], h.att, null, 1, 1, pos + 1, cfg.numHeads, cfg.numKvHeads, cfg.headDim);
+        if (this.attnFused) {
+          c.cudaDecodeAttn(h.q, h.k, h.v, this.cosAt[pos], this.sinAt[pos], h[`kc${l}`], h[`vc${l}`], pos, cfg.numHeads,
+            cfg.numKvHeads, cfg.headDim, h.att);
+        } else {
+          c.cudaDecodeQkvEpi(h.q, h.k, h.v, null, null, null, null, null, null, 0, 0, 0, this.cosAt[pos], this.sinAt[pos],
+            cfg.numHeads, cfg.numKvHeads, cfg.headDim, h.qb, this.kAt[l][pos], this.vAt[l][pos]);
+          c.cudaAttnFwd(h.qb, h[`kc${l}`], h[`vc${l}`], h.att, null, 1, 1, pos + 1, cfg.numHeads, cfg.numKvHeads, cfg.headDim);
+        }
         c.cudaDecodeGemv(h.att, true, null, 0, Q, pl.o, 0, 5);
         c.cudaDecodeGemv(h.x, false, w.postNorm, eps, D, pl.gu, 0, 5);
         c.cudaDecodeGemv(h.gate, false, null, 0, I, pl.down, 0, 5, h.up);
