@@ -1,9 +1,11 @@
 #!/usr/bin/env node
 // Packed 2-bit GEMM on the GPU, in one run: dense cuBLAS bf16 (the bound), dequantize + cuBLAS (cudaBenchQGemm) and
-// the fused sm_90a wgmma kernel (native/cuda/qgemm_wgmma.cu; variant 1 = 6 stages, one CTA per SM, the default;
-// variant 2 = 5 stages, two CTAs per SM), Y[M, out] = X[M, in]·Ŵᵀ with bf16 Y, for M = 512 and
-// 2048 on the LLaMA-7B projection shapes. efficiency = dense µs ÷ packed µs.
-//   node bench/cuda-qgemm-fused.mjs [--json out.json] [--reps N] [--M 512,2048]
+// the fused sm_90a wgmma kernel (native/cuda/qgemm_wgmma.cu), Y[M, out] = X[M, in]·Ŵᵀ with bf16 Y, for M = 512 and
+// 2048 on the LLaMA-7B projection shapes. efficiency = dense µs ÷ packed µs. Fused variants (--variants, default
+// all four): 1 / 2 = from the original codes (6 stages one CTA per SM / 5 stages two CTAs per SM); 3 / 4 = from
+// the repacked stream (DeviceQuant.attachFusedRepack, built once per weight, not timed) in the same two
+// configurations. The last line per M says which path cudaQGemm should take there (kQGemmFusedMaxM).
+//   node bench/cuda-qgemm-fused.mjs [--json out.json] [--reps N] [--M 512,2048] [--variants 1,2,3,4]
 // Needs the compiled TypeScript (dist/) and the addon with CUDA (LOWBIT_ADDON=… for another build).
 // Timing (native/cuda/qgemm.cu): CUDA events after 2 warmup passes, median over `reps` passes; each pass runs
 // 4 distinct weights (random codes, random f16 scales, zeros 0..3) so consecutive GEMMs do not reuse L2.
@@ -14,6 +16,7 @@ const args = process.argv.slice(2);
 const opt = (k) => { const i = args.indexOf(k); return i >= 0 ? args[i + 1] : undefined; };
 const reps = Number(opt('--reps') ?? 30);
 const Ms = (opt('--M') ?? '512,2048').split(',').map(Number);
+const variants = (opt('--variants') ?? process.env.LOWBIT_QGEMM_BENCH_VARIANTS ?? '1,2,3,4').split(',').map(Number);
 const c = cudaEngine();
 if (!c) { console.error(`cuda-qgemm-fused bench: ${cudaUnavailable()}`); process.exit(2); }
 if (typeof c.cudaBenchQGemmFused !== 'function') { console.error('cuda-qgemm-fused bench: addon older than the fused kernel'); process.exit(2); }
@@ -35,18 +38,28 @@ for (const M of Ms) {
     const qs = Array.from({ length: nd }, () => randomDeviceQuant(c, { layout: 'int', bits: 2, group: 64, out, in: inF }, seed++));
     const deq = c.cudaBenchQGemm(qs.map((q) => q.desc), M, X, Y, S, reps);
     const why = c.cudaQGemmFusedWhyNot(qs[0].desc, M, X, Y);
-    const fused = why ? null : c.cudaBenchQGemmFused(qs.map((q) => q.desc), M, X, Y, reps, 1);
-    const fused2 = why ? null : c.cudaBenchQGemmFused(qs.map((q) => q.desc), M, X, Y, reps, 2);
+    if (!why) for (const q of qs) q.attachFusedRepack();
+    const fusedMs = {};
+    for (const v of variants) fusedMs[v] = why ? null : c.cudaBenchQGemmFused(qs.map((q) => q.desc), M, X, Y, reps, v);
     for (const q of qs) q.free();
     c.cudaFree(X); c.cudaFree(Y); c.cudaFree(S);
-    const row = { shape: name, M, out, in: inF, denseMs: dense, dequantMs: deq, fusedMs: fused, fused2Ms: fused2,
-      fusedWhyNot: why, effDequant: dense / deq, effFused: fused ? dense / fused : null, effFused2: fused2 ? dense / fused2 : null,
-      denseTflops: flop / (dense * 1e-3) / 1e12, fusedTflops: fused ? flop / (fused * 1e-3) / 1e12 : null };
+    const best = why ? null : variants.reduce((b, v) => (b === null || fusedMs[v] < fusedMs[b] ? v : b), null);
+    const row = { shape: name, M, out, in: inF, denseMs: dense, dequantMs: deq, fusedMs, bestVariant: best,
+      fusedWhyNot: why, effDequant: dense / deq, effFused: Object.fromEntries(variants.map((v) => [v, fusedMs[v] ? dense / fusedMs[v] : null])),
+      denseTflops: flop / (dense * 1e-3) / 1e12, bestTflops: best ? flop / (fusedMs[best] * 1e-3) / 1e12 : null };
     res.rows.push(row);
     console.log(`M=${M} ${name} ${out}x${inF}: dense ${us(dense)} us (${row.denseTflops.toFixed(0)} TFLOP/s) | ` +
       `dequant+cuBLAS ${us(deq)} us = ${(100 * row.effDequant).toFixed(0)}% | ` +
-      (fused ? `fused ${us(fused)} us = ${(100 * row.effFused).toFixed(0)}% (${row.fusedTflops.toFixed(0)} TFLOP/s), ` +
-        `variant 2 ${us(fused2)} us = ${(100 * row.effFused2).toFixed(0)}%` : `fused: ${why}`));
+      (why ? `fused: ${why}` : variants.map((v) => `v${v} ${us(fusedMs[v])} us = ${(100 * row.effFused[v]).toFixed(0)}%`).join(', ') +
+        ` | best v${best} ${row.bestTflops.toFixed(0)} TFLOP/s`));
+  }
+  const rowsM = res.rows.filter((r) => r.M === M && r.bestVariant);
+  if (rowsM.length) {
+    const fusedSum = rowsM.reduce((s, r) => s + (r.fusedMs[3] ?? Infinity), 0), deqSum = rowsM.reduce((s, r) => s + r.dequantMs, 0);
+    if (variants.includes(3)) {
+      console.log(`M=${M}: variant 3 (cudaQGemm's fused kernel) ${us(fusedSum)} us vs dequant+cuBLAS ${us(deqSum)} us over the three shapes ` +
+        `-> cudaQGemm should take ${fusedSum < deqSum ? 'the fused kernel' : 'dequantize + cuBLAS'} at this M`);
+    }
   }
 }
 const json = opt('--json');

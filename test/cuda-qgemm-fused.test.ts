@@ -1,7 +1,11 @@
 // The fused sm_90a packed GEMM (native/cuda/qgemm_wgmma.cu) on a device: its debug dumps against the CPU model
 // (A fragments, swizzled X tile, raw accumulators: src/backend/qgemm-fused-model.ts), then parity against a float64
 // reference (bf16 X; the f32 dequantized weight at bf16-input tolerance, the bf16 weight tightly) and against the
-// dequantize + cuBLAS path, for M not a multiple of the 128-token tile. Random codes, scales, zeros and X (never all
+// dequantize + cuBLAS path, for M not a multiple of the 128-token tile. Variants 3/4 (the repacked stream): the
+// device repack equals the CPU model byte for byte, the A registers equal the model's bf16 FMAs bit for bit, and
+// the product is compared with the f64 product of exactly those weights (tight) and, at bf16 tolerance, with the
+// dequantized weight and the dequantize + cuBLAS path (their weights differ from bf16(Ŵ) by up to about one bf16
+// ulp: bf16(s)·(q − z) rounded once instead of s·(q − z) rounded once, so the GEMM differs by ~1e-3 in norm). Random codes, scales, zeros and X (never all
 // zero); outputs poisoned with NaN and checked all written. Skips with the reason where there is no CUDA device or
 // the kernel does not apply (not an sm_90 device).
 import { test } from 'node:test';
@@ -11,7 +15,8 @@ import { cudaEngine, cudaUnavailable, uploadPacked, bf16ToF32, f32ToBf16, type N
   type DeviceQuant } from '../src/backend/cuda.js';
 import { dequantize } from '../src/quant/dequant.js';
 import type { PackedTensor } from '../src/quant/types.js';
-import { aFragment, aRegisters, accFragment, xTile, fusedGemmTwin, loaderOffset } from '../src/backend/qgemm-fused-model.js';
+import { aFragment, aRegisters, aRegistersRp, accFragment, xTile, fusedGemmTwin, loaderOffset, repackStream,
+  repackedWeights } from '../src/backend/qgemm-fused-model.js';
 import { randomInt2 } from './helpers/packed-int2.js';
 import { relNorm } from './helpers/arrays.js';
 
@@ -38,7 +43,7 @@ function randomX(rng: Rng, n: number): Uint16Array {
 
 /** Y = cudaQGemmFused (debug mode) into a NaN-poisoned f32 buffer of M·out floats, downloaded as raw words. */
 function runDebug(c: NativeCudaQuant, q: DeviceQuant, p: PackedTensor, M: number, Xb: Uint16Array, mode: 1 | 2 | 3,
-  variant: 1 | 2): Uint32Array {
+  variant: 1 | 2 | 3 | 4): Uint32Array {
   const hX = c.cudaAlloc(M * p.in * 2), hY = c.cudaAlloc(M * p.out * 4);
   c.cudaUpload(hX, Xb);
   c.cudaUpload(hY, new Float32Array(M * p.out).fill(NaN));
@@ -57,13 +62,25 @@ test('cuda-qgemm-fused: debug dumps match the CPU model (A fragments, swizzled X
   const p = randomInt2(rng, 128, 256), M = 128, Xb = randomX(rng, M * p.in);
   const q = uploadPacked(c, p);
   try {
-    for (const variant of [1, 2] as const) {
+    assert.ok(q.attachFusedRepack(), 'repack');
+    // the device repack = the CPU model, byte for byte
+    const rpDev = new Uint8Array(c.cudaQGemmFusedRepackBytes(q.desc)), rpWant = repackStream(p);
+    assert.equal(rpDev.length, rpWant.length);
+    c.cudaDownload(q.desc.fused!, rpDev);
+    let badRp = 0;
+    for (let i = 0; i < rpWant.length; i++) if (rpDev[i] !== rpWant[i]) badRp++;
+    if (badRp) {
+      const i = rpDev.findIndex((v, k) => v !== rpWant[k]);
+      t.diagnostic(`repacked stream: ${badRp} bytes differ; first at ${i} (block ${i >> 12}, byte ${i & 4095}): ${rpDev[i]} want ${rpWant[i]}`);
+    }
+    assert.equal(badRp, 0, 'repacked stream differs from the model');
+    for (const variant of [1, 2, 3, 4] as const) {
       t.diagnostic(`variant ${variant}`);
       // 1: A registers of k-block 0, Y32[tid·16 + 4s + r]
       const a = runDebug(c, q, p, M, Xb, 1, variant);
       const bad: string[] = [];
       for (let tid = 0; tid < 256; tid++) {
-        const want = aRegisters(p, 0, 0, tid);
+        const want = variant >= 3 ? aRegistersRp(p, 0, 0, tid) : aRegisters(p, 0, 0, tid);
         for (let s = 0; s < 4; s++) {
           for (let r = 0; r < 4; r++) {
             const got = a[tid * 16 + 4 * s + r];
@@ -97,7 +114,7 @@ test('cuda-qgemm-fused: debug dumps match the CPU model (A fragments, swizzled X
 
       // 3: raw accumulators after the K loop vs the twin at accFragment's (row, token)
       const d = new Float32Array(runDebug(c, q, p, M, Xb, 3, variant).buffer);
-      const Y = fusedGemmTwin(p, M, Xb);
+      const Y = fusedGemmTwin(p, M, Xb, variant >= 3);
       const got = new Float64Array(256 * 64), want = new Float64Array(256 * 64);
       for (let tid = 0; tid < 256; tid++) {
         for (let i = 0; i < 64; i++) {
@@ -120,17 +137,20 @@ test('cuda-qgemm-fused: debug dumps match the CPU model (A fragments, swizzled X
   }
 });
 
-test('cuda-qgemm-fused: parity vs f64, vs dequantize + cuBLAS, and cudaQGemm takes it for M >= 64', (t) => {
+test('cuda-qgemm-fused: parity vs f64, vs dequantize + cuBLAS, and cudaQGemm picks it by M', (t) => {
   const c = fusedOrSkip(t);
   if (!c) return;
   const rng = new Rng(22);
-  const cases: [number, number, number[]][] = [[256, 512, [64, 81, 512, 640]], [4096, 4096, [81, 512]]];
-  const saved = process.env.LOWBIT_QGEMM_FUSED, savedV = process.env.LOWBIT_QGEMM_FUSED_VARIANT;
+  const cases: [number, number, number[]][] = [[256, 512, [64, 81, 512, 640]], [4096, 4096, [81, 512, 1100]]];
+  const envKeys = ['LOWBIT_QGEMM_FUSED', 'LOWBIT_QGEMM_FUSED_VARIANT', 'LOWBIT_QGEMM_FUSED_MAX_M'] as const;
+  const saved = envKeys.map((k) => process.env[k]);
+  for (const k of envKeys) delete process.env[k];
   try {
     for (const [out, inF, Ms] of cases) {
       const p = randomInt2(rng, out, inF);
-      const W = dequantize(p), Wb = bf16ToF32(f32ToBf16(W));
+      const W = dequantize(p), Wb = bf16ToF32(f32ToBf16(W)), Wr = repackedWeights(p);
       const q = uploadPacked(c, p);
+      assert.ok(q.attachFusedRepack(), 'repack');
       for (const M of Ms) {
         const Xb = randomX(rng, M * inF), Xf = bf16ToF32(Xb);
         const hX = c.cudaAlloc(M * inF * 2), hY = c.cudaAlloc(M * out * 4), hS = c.cudaAlloc(out * inF * 2);
@@ -142,50 +162,94 @@ test('cuda-qgemm-fused: parity vs f64, vs dequantize + cuBLAS, and cudaQGemm tak
           if (f32) { const o = new Float32Array(M * out); c.cudaDownload(hY, o); return o; }
           const o = new Uint16Array(M * out); c.cudaDownload(hY, o); return bf16ToF32(o);
         };
-        const fused = run(() => c.cudaQGemmFused(q.desc, M, hX, hY, true, 0, 1), true);
-        for (let i = 0; i < fused.length; i++) assert.ok(Number.isFinite(fused[i]), `${out}x${inF} M=${M}: Y[${i}] not written`);
-        // f64 reference on a sample of tokens (all of them for the small shape)
+        // f64 references on a sample of tokens (all of them for the small shape)
         const rows = out * inF <= 1 << 20 ? Array.from({ length: M }, (_, i) => i)
           : Array.from(new Set([0, 1, M - 1, ...Array.from({ length: 29 }, () => rng.int(M))]));
-        const got: number[] = [], refW: number[] = [], refB: number[] = [];
+        const refW: number[] = [], refB: number[] = [], refR: number[] = [];
         for (const m of rows) {
           for (let o = 0; o < out; o++) {
-            let s = 0, sb = 0;
-            for (let i = 0; i < inF; i++) { const x = Xf[m * inF + i]; s += x * W[o * inF + i]; sb += x * Wb[o * inF + i]; }
-            got.push(fused[m * out + o]); refW.push(s); refB.push(sb);
+            let s = 0, sb = 0, sr = 0;
+            for (let i = 0; i < inF; i++) {
+              const x = Xf[m * inF + i];
+              s += x * W[o * inF + i]; sb += x * Wb[o * inF + i]; sr += x * Wr[o * inF + i];
+            }
+            refW.push(s); refB.push(sb); refR.push(sr);
           }
         }
-        const eW = relNorm(got, refW), eB = relNorm(got, refB);
-        t.diagnostic(`${out}x${inF} M=${M}: rel err ${eW.toExponential(2)} vs f64(f32 Ŵ), ${eB.toExponential(2)} vs f64(bf16 Ŵ) on ${rows.length} tokens`);
-        assert.ok(eW < 5e-3, `${out}x${inF} M=${M}: rel err vs f64 ${eW}`);
-        assert.ok(eB < 2e-5, `${out}x${inF} M=${M}: rel err vs f64 of the bf16 weight ${eB}`);
-        // variant 2 (5 stages, two CTAs per SM): the same wgmma sequence, so the same bits
-        const v2 = run(() => c.cudaQGemmFused(q.desc, M, hX, hY, true, 0, 2), true);
-        assert.ok(v2.every((v, i) => Object.is(v, fused[i])), `${out}x${inF} M=${M}: variant 2 differs from variant 1`);
+        const sample = (Y: Float32Array): number[] => rows.flatMap((m) => Array.from(Y.subarray(m * out, (m + 1) * out)));
+        const byVariant = new Map<number, Float32Array>();
+        for (const v of [1, 3, 2, 4] as const) {
+          const Y = run(() => c.cudaQGemmFused(q.desc, M, hX, hY, true, 0, v), true);
+          for (let i = 0; i < Y.length; i++) assert.ok(Number.isFinite(Y[i]), `${out}x${inF} M=${M} v${v}: Y[${i}] not written`);
+          const got = sample(Y), eW = relNorm(got, refW), eB = relNorm(got, refB), eR = relNorm(got, refR);
+          t.diagnostic(`${out}x${inF} M=${M} variant ${v}: rel err ${eW.toExponential(2)} vs f64(f32 Ŵ), ` +
+            `${eB.toExponential(2)} vs f64(bf16 Ŵ), ${eR.toExponential(2)} vs f64(repacked weights) on ${rows.length} tokens`);
+          // bf16 weights (one rounding of ~2^-9 relative) against the f32 weight: ~1e-3 in norm
+          assert.ok(eW < 5e-3, `${out}x${inF} M=${M} v${v}: rel err vs f64 ${eW}`);
+          if (v <= 2) {
+            assert.ok(eB < 2e-5, `${out}x${inF} M=${M} v${v}: rel err vs f64 of the bf16 weight ${eB}`);
+          } else {
+            // exactly the repacked weights, f32 accumulation only
+            assert.ok(eR < 2e-5, `${out}x${inF} M=${M} v${v}: rel err vs f64 of the repacked weights ${eR}`);
+            // vs bf16(Ŵ): the two weights differ by up to ~1 bf16 ulp each (scale rounded to bf16 first)
+            assert.ok(eB < 5e-3, `${out}x${inF} M=${M} v${v}: rel err vs f64 of the bf16 weight ${eB}`);
+          }
+          byVariant.set(v, Y);
+        }
+        // variants 2 and 4: the same wgmma sequence as 1 and 3, so the same bits
+        for (const [a, b] of [[1, 2], [3, 4]]) {
+          const ya = byVariant.get(a)!, yb = byVariant.get(b)!;
+          assert.ok(yb.every((v, i) => Object.is(v, ya[i])), `${out}x${inF} M=${M}: variant ${b} differs from variant ${a}`);
+        }
+        const fused = byVariant.get(3)!;
         // bf16 Y: one more rounding of the same sums
-        const fusedB = run(() => c.cudaQGemmFused(q.desc, M, hX, hY, false, 0, 1), false);
+        const fusedB = run(() => c.cudaQGemmFused(q.desc, M, hX, hY, false, 0, 3), false);
         assert.ok(relNorm(fusedB, fused) < 4e-3, `${out}x${inF} M=${M}: bf16 Y`);
         for (let i = 0; i < fusedB.length; i++) assert.ok(Number.isFinite(fusedB[i]), `${out}x${inF} M=${M}: bf16 Y[${i}] not written`);
-        // the dequantize + cuBLAS path (forced) and the default cudaQGemm (fused at M >= 64: the same bits)
+        // the dequantize + cuBLAS path (forced)
         process.env.LOWBIT_QGEMM_FUSED = '0';
         const old = run(() => c.cudaQGemm(q.desc, M, hX, hY, true, hS), true);
         delete process.env.LOWBIT_QGEMM_FUSED;
-        delete process.env.LOWBIT_QGEMM_FUSED_VARIANT;
+        const eOld = relNorm(fused, old), eOld1 = relNorm(byVariant.get(1)!, old);
+        t.diagnostic(`${out}x${inF} M=${M}: vs dequantize + cuBLAS rel err ${eOld1.toExponential(2)} (variant 1), ${eOld.toExponential(2)} (variant 3)`);
+        assert.ok(eOld1 < 2e-5, `${out}x${inF} M=${M}: variant 1 vs dequantize + cuBLAS ${eOld1}`);
+        assert.ok(eOld < 5e-3, `${out}x${inF} M=${M}: variant 3 vs dequantize + cuBLAS ${eOld}`);
+        // the default cudaQGemm: fused (variant 3, the same bits) for 64 <= M <= 1024, else dequantize + cuBLAS
         const dflt = run(() => c.cudaQGemm(q.desc, M, hX, hY, true, hS), true);
-        const eOld = relNorm(fused, old);
-        t.diagnostic(`${out}x${inF} M=${M}: fused vs dequantize + cuBLAS rel err ${eOld.toExponential(2)}`);
-        assert.ok(eOld < 2e-5, `${out}x${inF} M=${M}: fused vs dequantize + cuBLAS ${eOld}`);
+        const want = M <= 1024 ? fused : old;
         let same = 0;
-        for (let i = 0; i < dflt.length; i++) if (Object.is(dflt[i], fused[i])) same++;
-        assert.equal(same, dflt.length, `${out}x${inF} M=${M}: cudaQGemm did not take the fused kernel (${same} of ${dflt.length} equal)`);
+        for (let i = 0; i < dflt.length; i++) if (Object.is(dflt[i], want[i])) same++;
+        assert.equal(same, dflt.length, `${out}x${inF} M=${M}: cudaQGemm did not take the ${M <= 1024 ? 'fused kernel' : 'dequantize + cuBLAS path'} (${same} of ${dflt.length} equal)`);
+        // LOWBIT_QGEMM_FUSED_MAX_M moves the switch
+        process.env.LOWBIT_QGEMM_FUSED_MAX_M = String(M - 1);
+        const lowMax = run(() => c.cudaQGemm(q.desc, M, hX, hY, true, hS), true);
+        delete process.env.LOWBIT_QGEMM_FUSED_MAX_M;
+        assert.ok(lowMax.every((v, i) => Object.is(v, old[i])), `${out}x${inF} M=${M}: LOWBIT_QGEMM_FUSED_MAX_M=${M - 1} still fused`);
         c.cudaFree(hX); c.cudaFree(hY); c.cudaFree(hS);
+      }
+      // without the repacked stream cudaQGemm keeps dequantize + cuBLAS (variant 1 measured slower than it)
+      const q2 = uploadPacked(c, p), M = 81;
+      const hX = c.cudaAlloc(M * inF * 2), hY = c.cudaAlloc(M * out * 4), hS = c.cudaAlloc(out * inF * 2);
+      try {
+        c.cudaUpload(hX, randomX(rng, M * inF));
+        c.cudaQGemm(q2.desc, M, hX, hY, true, hS);
+        c.cudaSync();
+        const a = new Float32Array(M * out), b = new Float32Array(M * out);
+        c.cudaDownload(hY, a);
+        process.env.LOWBIT_QGEMM_FUSED = '0';
+        c.cudaQGemm(q2.desc, M, hX, hY, true, hS);
+        delete process.env.LOWBIT_QGEMM_FUSED;
+        c.cudaSync();
+        c.cudaDownload(hY, b);
+        assert.ok(a.every((v, i) => Object.is(v, b[i])), 'without desc.fused cudaQGemm should take dequantize + cuBLAS');
+        assert.throws(() => c.cudaQGemmFused(q2.desc, M, hX, hY, true, 0, 3), /repacked stream/);
+      } finally {
+        q2.free(); c.cudaFree(hX); c.cudaFree(hY); c.cudaFree(hS);
       }
       q.free();
     }
   } finally {
-    if (saved === undefined) delete process.env.LOWBIT_QGEMM_FUSED;
-    else process.env.LOWBIT_QGEMM_FUSED = saved;
-    if (savedV !== undefined) process.env.LOWBIT_QGEMM_FUSED_VARIANT = savedV;
+    envKeys.forEach((k, i) => { if (saved[i] === undefined) delete process.env[k]; else process.env[k] = saved[i]; });
   }
 });
 

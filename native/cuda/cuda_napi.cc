@@ -484,6 +484,14 @@ bool desc_from(Args& a, napi_value obj, QDesc* d) {
     d->sz = static_cast<const uint32_t*>(p);
     if (!prop_buf(a, obj, "gidx", (size_t)d->in * 4, &p)) return false;
     d->gidx = static_cast<const int32_t*>(p);
+    // the fused GEMM's repacked stream (optional; only for shapes the fused kernel takes)
+    const size_t rpb = qgemm_fused_repack_bytes(*d);
+    if (!prop_buf(a, obj, "fused", rpb ? rpb : 1, &p)) return false;
+    if (p && !rpb) {
+      throw_error(a.env, std::string(a.fn) + ": descriptor field 'fused' on a weight the fused GEMM does not take");
+      return false;
+    }
+    d->fused = static_cast<const uint8_t*>(p);
   } else if (d->layout == 1) {
     if (!prop_buf(a, obj, "levels", ((size_t)1 << d->bits) * 4, &p, true)) return false;
     d->levels = static_cast<const float*>(p);
@@ -597,7 +605,7 @@ napi_value js_qgemm(napi_env env, napi_callback_info info) {
   return nullptr;
 }
 
-// cudaQGemmFused(desc, M, X, Y, yF32, debug = 0, variant = 0)   the fused sm_90a kernel only (throws where it does
+// cudaQGemmFused(desc, M, X, Y, yF32, debug = 0, variant = 0 (1..4))   the fused sm_90a kernel only (throws where it does
 // not apply)
 napi_value js_qgemm_fused(napi_env env, napi_callback_info info) {
   Args a(env, info, "cudaQGemmFused");
@@ -610,6 +618,30 @@ napi_value js_qgemm_fused(napi_env env, napi_callback_info info) {
       !buf_arg(a, 3, M * d.out * (yf32 ? 4 : 2), &Y))
     return nullptr;
   check(env, cuda_qgemm_fused(d, (int)M, X.ptr, Y.ptr, yf32, nullptr, (int)debug, (int)variant));
+  return nullptr;
+}
+
+// cudaQGemmFusedRepackBytes(desc) -> bytes of the fused GEMM's repacked stream (0: the fused kernel does not take it)
+napi_value js_qgemm_fused_repack_bytes(napi_env env, napi_callback_info info) {
+  Args a(env, info, "cudaQGemmFusedRepackBytes");
+  QDesc d;
+  if (!desc_arg(a, 0, &d)) return nullptr;
+  return make_number(env, (double)qgemm_fused_repack_bytes(d));
+}
+
+// cudaQGemmFusedRepack(desc, dst)   dst = the repacked stream (cudaQGemmFusedRepackBytes bytes); then desc.fused = dst
+napi_value js_qgemm_fused_repack(napi_env env, napi_callback_info info) {
+  Args a(env, info, "cudaQGemmFusedRepack");
+  QDesc d;
+  Buf D;
+  if (!desc_arg(a, 0, &d)) return nullptr;
+  const size_t need = qgemm_fused_repack_bytes(d);
+  if (!need) {
+    check(env, "fused qgemm: needs an 'int' 2-bit weight with group 64, no gIdx, in % 64 == 0 and out % 128 == 0");
+    return nullptr;
+  }
+  if (!buf_arg(a, 1, need, &D)) return nullptr;
+  check(env, cuda_qgemm_fused_repack(d, D.ptr, nullptr));
   return nullptr;
 }
 
@@ -996,6 +1028,8 @@ void register_cuda_quant(napi_env env, napi_value exports) {
   export_fn(env, exports, "cudaQGemm", js_qgemm);
   export_fn(env, exports, "cudaQGemmFused", js_qgemm_fused);
   export_fn(env, exports, "cudaQGemmFusedWhyNot", js_qgemm_fused_why);
+  export_fn(env, exports, "cudaQGemmFusedRepackBytes", js_qgemm_fused_repack_bytes);
+  export_fn(env, exports, "cudaQGemmFusedRepack", js_qgemm_fused_repack);
   export_fn(env, exports, "cudaFillRandomBytes", js_fill_bytes);
   export_fn(env, exports, "cudaFillUniformBf16", js_fill_bf16);
   export_fn(env, exports, "cudaBenchDequant", js_bench_dequant);

@@ -76,6 +76,8 @@ struct QDesc {
   const uint8_t* tauq = nullptr; const float* tauscale = nullptr;  // ICQ τ: [nb], [ceil(nb/256)], or null
   const float* levels = nullptr;  // 'nf': [2^bits] NormalFloat levels
   const float* dynmap = nullptr;  // [256] bnb dynamic map (needed when absq or tauq)
+  // 'int' 2-bit group 64: the fused GEMM's repacked codes + row constants (cuda_qgemm_fused_repack), or null
+  const uint8_t* fused = nullptr;
 };
 
 // nullptr when d is a consistent descriptor, else why not.
@@ -92,19 +94,26 @@ const char* cuda_dequant_bf16(const QDesc& d, void* dst, void* stream);
 const char* cuda_qgemv(const QDesc& d, const float* x, float* y, bool accumulate, void* stream, int variant = 0);
 // Dense bf16 GEMV: y[rows] (f32) = W[rows, K]·x (+ y), W bf16 row-major, x f32.
 const char* cuda_gemv_bf16(const void* W, int rows, int K, const float* x, float* y, bool accumulate, void* stream);
-// Y[M, out] = X[M, in]·Ŵᵀ: dequantize into `scratch` (bf16 out*in), then cuBLAS bf16 GEMM, fp32 accumulate; for
-// M >= 64 and weights cuda_qgemm_fused takes (below) that kernel instead (scratch unused), unless the environment
-// says LOWBIT_QGEMM_FUSED=0 (read on every call).
+// Y[M, out] = X[M, in]·Ŵᵀ: dequantize into `scratch` (bf16 out*in), then cuBLAS bf16 GEMM, fp32 accumulate; where
+// the descriptor carries the fused GEMM's repacked stream (d.fused), 64 <= M <= LOWBIT_QGEMM_FUSED_MAX_M (default
+// kQGemmFusedMaxM) and cuda_qgemm_fused takes the weight, that kernel instead (scratch unused), unless the
+// environment says LOWBIT_QGEMM_FUSED=0 (both read on every call).
+constexpr int kQGemmFusedMaxM = 1024;
 const char* cuda_qgemm(const QDesc& d, int M, const void* X, void* Y, bool y_f32, void* scratch);
 // qgemm_wgmma.cu: the fused Hopper GEMM on packed codes (no dequantized copy): Y[M, out] = X[M, in]·Ŵᵀ for 'int'
 // 2-bit group-64 weights without gIdx, in % 64 == 0, out % 128 == 0, 16-byte aligned codes/X/Y, on an sm_90 device.
 // qgemm_fused_unsupported: nullptr when it applies, else why not (cuda_qgemm then takes dequantize + cuBLAS).
 // debug 1..3 dumps A fragments / the swizzled X tile / raw accumulators into Y (see the .cu header); 0 = normal.
-// variant: 0 = default (1, or 2 when LOWBIT_QGEMM_FUSED_VARIANT=2), 1 = 6 stages and one CTA per SM, 2 = 5 stages
-// and two CTAs per SM.
+// variant: 0 = default (LOWBIT_QGEMM_FUSED_VARIANT=1..4 if set, else 3 with d.fused, else 1); 1 / 2 = from the
+// original codes (6 stages one CTA per SM / 5 stages two CTAs per SM; A = dequant.cu's bf16 bit for bit);
+// 3 / 4 = from the repacked stream d.fused (the same two configurations; A within one bf16 rounding step of it).
 const char* qgemm_fused_unsupported(const QDesc& d, int M, const void* X, const void* Y);
 const char* cuda_qgemm_fused(const QDesc& d, int M, const void* X, void* Y, bool y_f32, void* stream, int debug = 0,
                              int variant = 0);
+// Bytes of the repacked stream (out/128 · in/64 · 4096), 0 where the fused kernel does not take the weight's shape.
+size_t qgemm_fused_repack_bytes(const QDesc& d);
+// dst (qgemm_fused_repack_bytes(d), 16-byte aligned) = the repacked stream of d (a one-time pass per weight).
+const char* cuda_qgemm_fused_repack(const QDesc& d, void* dst, void* stream);
 // ops.cu: random bytes (hash of seed, index) for benchmark codes.
 const char* cuda_fill_random_bytes(void* dst, size_t n, uint32_t seed);
 

@@ -17,11 +17,23 @@ bool fused_allowed() {
   const char* e = std::getenv("LOWBIT_QGEMM_FUSED");
   return !(e && e[0] == '0' && e[1] == 0);
 }
+// Largest M the fused kernel takes (above it the dequantization is amortized and cuBLAS's larger tiles win):
+// LOWBIT_QGEMM_FUSED_MAX_M (a decimal integer) or kQGemmFusedMaxM.
+int fused_max_m() {
+  const char* e = std::getenv("LOWBIT_QGEMM_FUSED_MAX_M");
+  if (e && *e) {
+    char* end = nullptr;
+    const long v = std::strtol(e, &end, 10);
+    if (end && !*end && v >= 0 && v <= 0x7fffffff) return (int)v;
+  }
+  return kQGemmFusedMaxM;
+}
 }  // namespace
 
 const char* cuda_qgemm(const QDesc& d, int M, const void* X, void* Y, bool y_f32, void* scratch) {
-  // Below 64 tokens a 128-token tile is mostly padding; the dequantized weight + cuBLAS wins there.
-  if (M >= 64 && fused_allowed() && !qgemm_fused_unsupported(d, M, X, Y))
+  // Below 64 tokens a 128-token tile is mostly padding; the dequantized weight + cuBLAS wins there. The fused path
+  // needs the repacked stream (the kernel on the original codes measured slower than dequantize + cuBLAS).
+  if (d.fused && M >= 64 && M <= fused_max_m() && fused_allowed() && !qgemm_fused_unsupported(d, M, X, Y))
     return cuda_qgemm_fused(d, M, X, Y, y_f32, nullptr);
   if (const char* e = cuda_dequant_bf16(d, scratch, nullptr)) return e;
   // Row-major Y[M, out] = X[M, in] · Ŵ[out, in]ᵀ

@@ -67,6 +67,22 @@ struct FusedArgs {
   int M, out, in, y_f32, debug;
 };
 
+// Variants 3/4 (the repacked stream, see the header): per (128-row block, k-block) 4 KB = 2 KB codes in thread
+// fragment order + 2 KB row constants; the stage is the X tile + that block (20 KB, a multiple of 1024).
+constexpr int kRpBytes = 4096, kRpCodeBytes = 2048;
+constexpr int kStageBytes3 = kXBytes + kRpBytes;
+constexpr int smem_bytes3(int stages) { return stages * kStageBytes3 + 1024; }
+static_assert(kStageBytes3 % 1024 == 0, "stage alignment");
+static_assert(kBN * kEpiPitch * 4 <= 4 * kStageBytes3, "epilogue tile overflow (v3)");
+
+struct FusedArgs3 {
+  const __nv_bfloat16* X;
+  const uint8_t* rp;
+  void* Y;
+  int M, out, in, y_f32, debug;
+  uint32_t magic;  // 0x43004300
+};
+
 #ifdef LB_HAVE_WGMMA
 __device__ __forceinline__ uint32_t smem_u32(const void* p) { return (uint32_t)__cvta_generic_to_shared(p); }
 
@@ -144,6 +160,46 @@ __device__ __forceinline__ uint32_t deq_pair(uint32_t x, const RowK& k) {
   const float hi = fmaf(__uint_as_float((x & 0x000C0000u) | 0x4B000000u), k.s18, k.c18);
   const __nv_bfloat162 b = __floats2bfloat162_rn(lo, hi);  // .x (low half) = lo
   return *reinterpret_cast<const uint32_t*>(&b);
+}
+// Epilogue (all variants): fp32 accumulators → shared memory (token-major; the stages are free) → coalesced
+// 16-byte stores of Y (f32 or bf16), tokens past M skipped.
+__device__ __forceinline__ void store_tile(const float (&acc)[64], uint8_t* sg, void* Y, int M, int out, int m0, int n0,
+                                           int y_f32, int tid) {
+  // acc[4j + 2v + u] = D[row 16w + g + 8v][token 8j + 2t + u] (PTX "wgmma .m64nNk16 register fragment layout for
+  // accumulator matrix D"); staged token-major.
+  float* tile = reinterpret_cast<float*>(sg);
+  const int wg = tid >> 7, warp = (tid >> 5) & 3, lane = tid & 31, g = lane >> 2, t = lane & 3;
+  const int mr = 64 * wg + 16 * warp + g;
+#pragma unroll
+  for (int j = 0; j < 16; j++)
+#pragma unroll
+    for (int v = 0; v < 2; v++)
+#pragma unroll
+      for (int u = 0; u < 2; u++) tile[(8 * j + 2 * t + u) * kEpiPitch + mr + 8 * v] = acc[4 * j + 2 * v + u];
+  __syncthreads();
+  if (y_f32) {
+    for (int i = tid; i < kBN * (kBM / 4); i += kThreads) {
+      const int n = i / (kBM / 4), c = i % (kBM / 4);
+      if (n0 + n >= M) break;  // rows are in order: the rest are past M too
+      const float4 v = *reinterpret_cast<const float4*>(tile + n * kEpiPitch + 4 * c);
+      *reinterpret_cast<float4*>(static_cast<float*>(Y) + (size_t)(n0 + n) * out + m0 + 4 * c) = v;
+    }
+  } else {
+    for (int i = tid; i < kBN * (kBM / 8); i += kThreads) {
+      const int n = i / (kBM / 8), c = i % (kBM / 8);
+      if (n0 + n >= M) break;
+      const float4 a = *reinterpret_cast<const float4*>(tile + n * kEpiPitch + 8 * c);
+      const float4 b = *reinterpret_cast<const float4*>(tile + n * kEpiPitch + 8 * c + 4);
+      const __nv_bfloat162 h0 = __floats2bfloat162_rn(a.x, a.y), h1 = __floats2bfloat162_rn(a.z, a.w);
+      const __nv_bfloat162 h2 = __floats2bfloat162_rn(b.x, b.y), h3 = __floats2bfloat162_rn(b.z, b.w);
+      uint4 o;
+      o.x = *reinterpret_cast<const uint32_t*>(&h0);
+      o.y = *reinterpret_cast<const uint32_t*>(&h1);
+      o.z = *reinterpret_cast<const uint32_t*>(&h2);
+      o.w = *reinterpret_cast<const uint32_t*>(&h3);
+      *reinterpret_cast<uint4*>(static_cast<__nv_bfloat16*>(Y) + (size_t)(n0 + n) * out + m0 + 8 * c) = o;
+    }
+  }
 }
 #endif  // LB_HAVE_WGMMA
 
@@ -258,80 +314,263 @@ __global__ void __launch_bounds__(kThreads, kMinBlocks) qgemm_w2_wgmma_kernel(co
     return;
   }
 
-  // acc[4j + 2v + u] = D[row 16w + g + 8v][token 8j + 2t + u] (PTX "wgmma .m64nNk16 register fragment layout for
-  // accumulator matrix D"); staged token-major.
-  float* tile = reinterpret_cast<float*>(sg);
-  const int mr = 64 * wg + 16 * warp + g;
-#pragma unroll
-  for (int j = 0; j < 16; j++)
-#pragma unroll
-    for (int v = 0; v < 2; v++)
-#pragma unroll
-      for (int u = 0; u < 2; u++) tile[(8 * j + 2 * t + u) * kEpiPitch + mr + 8 * v] = acc[4 * j + 2 * v + u];
-  __syncthreads();
-  if (p.y_f32) {
-    for (int i = tid; i < kBN * (kBM / 4); i += kThreads) {
-      const int n = i / (kBM / 4), c = i % (kBM / 4);
-      if (n0 + n >= p.M) break;  // rows are in order: the rest are past M too
-      const float4 v = *reinterpret_cast<const float4*>(tile + n * kEpiPitch + 4 * c);
-      *reinterpret_cast<float4*>(static_cast<float*>(p.Y) + (size_t)(n0 + n) * p.out + m0 + 4 * c) = v;
-    }
-  } else {
-    for (int i = tid; i < kBN * (kBM / 8); i += kThreads) {
-      const int n = i / (kBM / 8), c = i % (kBM / 8);
-      if (n0 + n >= p.M) break;
-      const float4 a = *reinterpret_cast<const float4*>(tile + n * kEpiPitch + 8 * c);
-      const float4 b = *reinterpret_cast<const float4*>(tile + n * kEpiPitch + 8 * c + 4);
-      const __nv_bfloat162 h0 = __floats2bfloat162_rn(a.x, a.y), h1 = __floats2bfloat162_rn(a.z, a.w);
-      const __nv_bfloat162 h2 = __floats2bfloat162_rn(b.x, b.y), h3 = __floats2bfloat162_rn(b.z, b.w);
-      uint4 o;
-      o.x = *reinterpret_cast<const uint32_t*>(&h0);
-      o.y = *reinterpret_cast<const uint32_t*>(&h1);
-      o.z = *reinterpret_cast<const uint32_t*>(&h2);
-      o.w = *reinterpret_cast<const uint32_t*>(&h3);
-      *reinterpret_cast<uint4*>(static_cast<__nv_bfloat16*>(p.Y) + (size_t)(n0 + n) * p.out + m0 + 8 * c) = o;
-    }
-  }
+  store_tile(acc, sg, p.Y, p.M, p.out, m0, n0, p.y_f32, tid);
 #endif  // LB_HAVE_WGMMA
 }
 
-// Per variant and device (bit d): the kernel image is usable and its shared-memory limit is raised.
-std::atomic<uint64_t> g_ready[2];
+#ifdef LB_HAVE_WGMMA
+// 16-byte copy of `bytes` (16, or 0 = zero fill) bytes.
+__device__ __forceinline__ void cp_async16n(uint32_t dst, const void* src, int bytes) {
+  asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(dst), "l"(src), "r"(bytes) : "memory");
+}
+// d = a·b + c on two bf16 lanes, one rounding each (round to nearest even).
+__device__ __forceinline__ uint32_t hfma2(uint32_t a, uint32_t b, uint32_t c) {
+  uint32_t d;
+  asm("fma.rn.bf16x2 %0, %1, %2, %3;\n" : "=r"(d) : "r"(a), "r"(b), "r"(c));
+  return d;
+}
+// (w & MASK) | magic as ONE lop3 (with both constants as immediates ptxas emits an AND and an OR; the magic comes
+// in a register).
+template <uint32_t MASK>
+__device__ __forceinline__ uint32_t lopm(uint32_t w, uint32_t magic) {
+  uint32_t d;
+  asm("lop3.b32 %0, %1, %2, %3, 0xEA;\n" : "=r"(d) : "r"(w), "n"(MASK), "r"(magic));
+  return d;
+}
+#endif  // LB_HAVE_WGMMA
 
-template <int S, int B>
-const char* prepare(int dev) {
-  if (dev < 64 && (g_ready[B - 1].load() >> dev & 1)) return nullptr;
+// Variants 3 and 4: the same tile, B path and pipeline as above, A from the repacked stream (2 bf16 FMAs + 1 LOP3
+// per register, no per-block scale math), all copies addressed from per-thread pointers set up once.
+template <int kStages, int kMinBlocks>
+__global__ void __launch_bounds__(kThreads, kMinBlocks) qgemm_w2_wgmma_rp_kernel(const FusedArgs3 p) {
+#ifdef LB_HAVE_WGMMA
+  constexpr int kLook = kStages - 2;  // k-blocks loaded ahead
+  extern __shared__ uint8_t smem_raw[];
+  const uint32_t raw = smem_u32(smem_raw);
+  const uint32_t sb = (raw + 1023u) & ~1023u;  // shared address of stage 0
+  uint8_t* const sg = smem_raw + (sb - raw);    // the same as a generic pointer
+  const int tid = threadIdx.x;
+  const int m0 = blockIdx.x * kBM, n0 = blockIdx.y * kBN;
+  const int KB = p.in / kBK;
+  const uint32_t magic = p.magic;  // 0x43004300 (a kernel argument, so it lives in a register)
+
+  // Loader: X chunks tid + 256r (r = 0..3) = token ln + 32r, 16-byte chunk lj (swizzled to lj ^ (ln mod 8)); the
+  // repacked block's chunk tid. Tokens past M: zero fill, address clamped to token M − 1.
+  const int ln = tid >> 3, lj = tid & 7;
+  const uint32_t xdst = ln * 128 + ((lj ^ (ln & 7)) << 4);
+  const __nv_bfloat16* xsrc[4];
+  int xbytes[4];
+#pragma unroll
+  for (int r = 0; r < 4; r++) {
+    const int n = n0 + ln + 32 * r;
+    xsrc[r] = p.X + (size_t)(n < p.M ? n : p.M - 1) * p.in + 8 * lj;
+    xbytes[r] = n < p.M ? 16 : 0;
+  }
+  const uint8_t* rsrc = p.rp + (size_t)blockIdx.x * KB * kRpBytes + 16 * tid;
+  auto load_stage = [&](int kb, uint32_t so) {
+#pragma unroll
+    for (int r = 0; r < 4; r++) cp_async16n(sb + so + xdst + 4096 * r, xsrc[r] + kb * kBK, xbytes[r]);
+    cp_async16(sb + so + kXBytes + 16 * tid, rsrc + (size_t)kb * kRpBytes, true);
+  };
+  // The A fragments of the k-block in stage `so` (landed): code word h holds k16 steps 2h, 2h+1; its pair i
+  // (s = 2h + i/4, register r = i mod 4; low code at bits 2i, high at 16 + 2i) is taken from w >> 6⌊i/3⌋ at
+  // position p = i mod 3: (· & 3·4^p·0x10001) | 0x43004300 = the bf16 pair 128 + 4^p·q (exact); ·4^−p + c1_p =
+  // q − zi (exact; c1_p = −(128·4^−p + zi) = c1 + 0, 96, 120); ·s + c2 (one rounding) = the weight. Row constants
+  // of rows ra (r even) and ra + 8.
+  auto convert = [&](uint32_t so, uint32_t (&a)[4][4]) {
+    const uint8_t* st = sg + so + kXBytes;
+    const uint2 cw = *reinterpret_cast<const uint2*>(st + 8 * tid);
+    const uint4 k0 = *reinterpret_cast<const uint4*>(st + kRpCodeBytes + 32 * (tid >> 2));
+    const uint2 k1 = *reinterpret_cast<const uint2*>(st + kRpCodeBytes + 32 * (tid >> 2) + 16);
+    const uint32_t S2[2] = {k0.x, k0.w}, C2[2] = {k0.z, k1.y};
+    uint32_t C1[2][3];
+#pragma unroll
+    for (int v = 0; v < 2; v++) {
+      C1[v][0] = v ? k1.x : k0.y;
+      C1[v][1] = hfma2(C1[v][0], 0x3F803F80u, 0x42C042C0u);  // + 96
+      C1[v][2] = hfma2(C1[v][0], 0x3F803F80u, 0x42F042F0u);  // + 120
+    }
+#pragma unroll
+    for (int h = 0; h < 2; h++) {
+      const uint32_t w = h ? cw.y : cw.x;
+      const uint32_t src[3] = {w, w >> 6, w >> 12};
+#pragma unroll
+      for (int i = 0; i < 8; i++) {
+        const int pos = i % 3, s = 2 * h + (i >> 2), r = i & 3, v = r & 1;
+        const uint32_t x = src[i / 3];
+        const uint32_t q = pos == 0 ? lopm<0x00030003u>(x, magic) : pos == 1 ? lopm<0x000C000Cu>(x, magic)
+                                                                           : lopm<0x00300030u>(x, magic);
+        const uint32_t sc = pos == 0 ? 0x3F803F80u : pos == 1 ? 0x3E803E80u : 0x3D803D80u;  // 1, 1/4, 1/16
+        a[s][r] = hfma2(hfma2(q, sc, C1[v][pos]), S2[v], C2[v]);
+      }
+    }
+  };
+
+  float acc[64];
+#pragma unroll
+  for (int i = 0; i < 64; i++) acc[i] = 0.f;
+  uint32_t A0[4][4], A1[4][4] = {};
+
+#pragma unroll
+  for (int i = 0; i < kLook; i++) {
+    if (i < KB) load_stage(i, i * kStageBytes3);
+    cp_async_commit();
+  }
+  cp_async_wait<kLook - 1>();
+  __syncthreads();
+  convert(0, A0);
+
+  const bool dbg = p.debug && blockIdx.x == 0 && blockIdx.y == 0;
+  if (p.debug == 1 || p.debug == 2) {
+    if (dbg) {
+      uint32_t* o = static_cast<uint32_t*>(p.Y);
+      if (p.debug == 1) {
+#pragma unroll
+        for (int s = 0; s < 4; s++)
+#pragma unroll
+          for (int r = 0; r < 4; r++) o[tid * 16 + 4 * s + r] = A0[s][r];
+      } else {
+        for (int i = tid; i < kXBytes / 4; i += kThreads) o[i] = reinterpret_cast<const uint32_t*>(sg)[i];
+      }
+    }
+    cp_async_wait<0>();
+    return;
+  }
+
+  // Stage of k-block kb: st; of kb + 1 (converted this iteration): st + 1; of kb + kLook (loaded): st − 2 (mod S).
+  int st = 0;
+  auto iter = [&](int kb, uint32_t (&cur)[4][4], uint32_t (&nxt)[4][4]) {
+    const int st1 = st + 1 == kStages ? 0 : st + 1, stl = st >= 2 ? st - 2 : st + kStages - 2;
+    cp_async_wait<kLook - 2>();  // k-blocks kb and kb + 1 have landed (this thread's copies)
+    fence_proxy_async();
+    __syncthreads();  // everyone's copies; both warpgroups are past wgmma(kb − 2), so its stage is free
+    if (kb + kLook < KB) load_stage(kb + kLook, stl * kStageBytes3);
+    cp_async_commit();
+    const uint64_t desc = desc_sw128(sb + st * kStageBytes3);
+    pin(acc);
+    wg_fence();
+#pragma unroll
+    for (int s = 0; s < 4; s++) wgmma_128(acc, cur[s], desc + 2 * s);  // +32 bytes per k16 step
+    wg_commit();
+    wg_wait<1>();  // wgmma(kb − 1) done: its A buffer (nxt) may be overwritten
+    pin(nxt);
+    if (kb + 1 < KB) convert(st1 * kStageBytes3, nxt);
+    st = st1;
+  };
+  int kb = 0;
+#pragma unroll 1
+  for (; kb + 1 < KB; kb += 2) {
+    iter(kb, A0, A1);
+    iter(kb + 1, A1, A0);
+  }
+  if (kb < KB) iter(kb, A0, A1);
+  wg_wait<0>();
+  pin(acc);
+  cp_async_wait<0>();
+  __syncthreads();  // every stage read; the shared memory becomes the epilogue tile
+
+  if (p.debug == 3) {
+    if (dbg) {
+      float* o = static_cast<float*>(p.Y);
+#pragma unroll
+      for (int i = 0; i < 64; i++) o[tid * 64 + i] = acc[i];
+    }
+    return;
+  }
+  store_tile(acc, sg, p.Y, p.M, p.out, m0, n0, p.y_f32, tid);
+#endif  // LB_HAVE_WGMMA
+}
+
+// The repacked stream of an 'int' 2-bit group-64 weight (no gIdx, in % 64 == 0, out % 128 == 0): block (row block
+// b = blockIdx.x, k-block kb = blockIdx.y) of 4096 bytes at (b·KB + kb)·4096:
+//   bytes [0, 2048): thread T's two code words at 8T: word h, pair i (i = 0..7) = the codes of A register
+//     r = i mod 4 of k16 step s = 2h + i/4 (rows and k of aFragment), low bf16's code at bits 2i, high's at 16 + 2i;
+//   bytes [2048, 4096): per group G = T/4 (rows ra = 64(G/32) + 16((G/8) mod 4) + G mod 8 and ra + 8) 32 bytes:
+//     s2(ra), c1(ra), c2(ra), s2(ra+8), c1(ra+8), c2(ra+8), 0, 0 — each a bf16 pair of one value:
+//     s2 = bf16(s), c1 = −(128 + zi) with zi = z rounded to an integer, clamped to [−128, 127] (exact),
+//     c2 = bf16(−s·(z − zi)) (0 for integer zeros in range).
+__global__ void __launch_bounds__(256) qgemm_w2_repack_kernel(const uint8_t* __restrict__ codes,
+                                                              const uint32_t* __restrict__ sz, uint8_t* __restrict__ rp,
+                                                              int in) {
+  const int T = threadIdx.x, b = blockIdx.x, kb = blockIdx.y, KB = in / kBK, rowBytes = in / 4;
+  const int wg = T >> 7, warp = (T >> 5) & 3, lane = T & 31, g = lane >> 2, t = lane & 3;
+  uint8_t* const blk = rp + ((size_t)b * KB + kb) * kRpBytes;
+  const int ra = 64 * wg + 16 * warp + g;
+  // code words of rows ra, ra + 8 (k-block kb, pack.ts layout: code k at bit 2(k mod 16) of word k/16)
+  const uint4 wa = *reinterpret_cast<const uint4*>(codes + (size_t)(b * kBM + ra) * rowBytes + kb * 16);
+  const uint4 wb = *reinterpret_cast<const uint4*>(codes + (size_t)(b * kBM + ra + 8) * rowBytes + kb * 16);
+  const uint32_t A[4] = {wa.x, wa.y, wa.z, wa.w}, B[4] = {wb.x, wb.y, wb.z, wb.w};
+  uint32_t out[2] = {0, 0};
+#pragma unroll
+  for (int h = 0; h < 2; h++)
+#pragma unroll
+    for (int i = 0; i < 8; i++) {
+      const int s = 2 * h + (i >> 2), r = i & 3, k = 2 * t + 8 * (r >> 1);  // k within step s
+      const uint32_t w = (r & 1) ? B[s] : A[s];
+      out[h] |= ((w >> (2 * k)) & 3u) << (2 * i) | ((w >> (2 * k + 2)) & 3u) << (16 + 2 * i);
+    }
+  *reinterpret_cast<uint2*>(blk + 8 * T) = make_uint2(out[0], out[1]);
+  if (T < 64) {
+    const int G = T, gw = G >> 5, gwarp = (G >> 3) & 3, gg = G & 7, r0 = 64 * gw + 16 * gwarp + gg;
+    uint32_t o[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+#pragma unroll
+    for (int v = 0; v < 2; v++) {
+      const uint32_t word = sz[(size_t)(b * kBM + r0 + 8 * v) * KB + kb];
+      const float s = __half2float(__ushort_as_half((unsigned short)(word & 0xffff)));
+      const float z = __half2float(__ushort_as_half((unsigned short)(word >> 16)));
+      const float zi = fminf(fmaxf(rintf(z), -128.f), 127.f);
+      const uint32_t sb16 = __bfloat16_as_ushort(__float2bfloat16_rn(s));
+      const uint32_t c1 = __bfloat16_as_ushort(__float2bfloat16_rn(-(128.f + zi)));
+      const uint32_t c2 = __bfloat16_as_ushort(__float2bfloat16_rn(-__fmul_rn(s, __fsub_rn(z, zi)) + 0.f));
+      o[3 * v] = sb16 * 0x10001u;
+      o[3 * v + 1] = c1 * 0x10001u;
+      o[3 * v + 2] = c2 * 0x10001u;
+    }
+    uint4* dst = reinterpret_cast<uint4*>(blk + kRpCodeBytes + 32 * G);
+    dst[0] = make_uint4(o[0], o[1], o[2], o[3]);
+    dst[1] = make_uint4(o[4], o[5], o[6], o[7]);
+  }
+}
+
+// Per variant (1..4) and device (bit d): the kernel image is usable and its shared-memory limit is raised.
+std::atomic<uint64_t> g_ready[4];
+
+template <class K>
+const char* prepare_kernel(K* k, int bytes, int v, int dev) {
+  if (dev < 64 && (g_ready[v - 1].load() >> dev & 1)) return nullptr;
   cudaFuncAttributes fa;
-  if (cudaFuncGetAttributes(&fa, qgemm_w2_wgmma_kernel<S, B>) != cudaSuccess) {
+  if (cudaFuncGetAttributes(&fa, k) != cudaSuccess) {
     cudaGetLastError();
     return "fused qgemm: no sm_90a kernel image in this build";
   }
-  if (cudaFuncSetAttribute(qgemm_w2_wgmma_kernel<S, B>, cudaFuncAttributeMaxDynamicSharedMemorySize, smem_bytes(S)) !=
-      cudaSuccess) {
+  if (cudaFuncSetAttribute(k, cudaFuncAttributeMaxDynamicSharedMemorySize, bytes) != cudaSuccess) {
     cudaGetLastError();
     return "fused qgemm: cannot raise the dynamic shared memory limit";
   }
-  if (dev < 64) g_ready[B - 1].fetch_or(uint64_t(1) << dev);
+  if (dev < 64) g_ready[v - 1].fetch_or(uint64_t(1) << dev);
   return nullptr;
 }
 
-// 0 = default (1); LOWBIT_QGEMM_FUSED_VARIANT overrides the default.
-int pick_variant(int v) {
+// Variants: 1 = original codes, 6 stages, one CTA per SM; 2 = original codes, 5 stages, two CTAs per SM;
+// 3 = repacked stream, 6 stages, one CTA per SM; 4 = repacked stream, 5 stages, two CTAs per SM.
+constexpr int kRpDefault = 3;
+// 0 = default: LOWBIT_QGEMM_FUSED_VARIANT (1..4) if set, else 3 when the descriptor carries the repacked stream,
+// else 1.
+int pick_variant(int v, bool has_rp) {
   if (v) return v;
   const char* e = std::getenv("LOWBIT_QGEMM_FUSED_VARIANT");
-  return e && e[0] == '2' && !e[1] ? 2 : 1;
+  if (e && e[0] >= '1' && e[0] <= '4' && !e[1]) return e[0] - '0';
+  return has_rp ? kRpDefault : 1;
 }
 
-}  // namespace
-
-const char* qgemm_fused_unsupported(const QDesc& d, int M, const void* X, const void* Y) {
+const char* shape_unsupported(const QDesc& d) {
   if (d.layout != 0 || d.bits != 2 || d.group != 64 || d.gidx || !d.sz)
     return "fused qgemm: needs an 'int' 2-bit weight with group 64 and no gIdx";
   if (d.in % kBK || d.out % kBM) return "fused qgemm: needs in % 64 == 0 and out % 128 == 0";
-  if (M < 1) return "fused qgemm: needs M >= 1";
-  if ((reinterpret_cast<uintptr_t>(d.codes) | reinterpret_cast<uintptr_t>(X) | reinterpret_cast<uintptr_t>(Y)) & 15)
-    return "fused qgemm: codes, X and Y must be 16-byte aligned";
-  if (reinterpret_cast<uintptr_t>(d.sz) & 3) return "fused qgemm: scale|zero words must be 4-byte aligned";
+  return nullptr;
+}
+
+const char* device_unsupported() {
   int dev = 0, major = 0, minor = 0;
   if (cudaGetDevice(&dev) != cudaSuccess || cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev) ||
       cudaDeviceGetAttribute(&minor, cudaDevAttrComputeCapabilityMinor, dev)) {
@@ -343,22 +582,61 @@ const char* qgemm_fused_unsupported(const QDesc& d, int M, const void* X, const 
     std::snprintf(buf, sizeof buf, "fused qgemm: needs an sm_90 device (wgmma, sm_90a code), this one is sm_%d%d", major, minor);
     return buf;
   }
-  if (const char* e = prepare<6, 1>(dev)) return e;
-  return prepare<5, 2>(dev);
+  if (const char* e = prepare_kernel(qgemm_w2_wgmma_kernel<6, 1>, smem_bytes(6), 1, dev)) return e;
+  if (const char* e = prepare_kernel(qgemm_w2_wgmma_kernel<5, 2>, smem_bytes(5), 2, dev)) return e;
+  if (const char* e = prepare_kernel(qgemm_w2_wgmma_rp_kernel<6, 1>, smem_bytes3(6), 3, dev)) return e;
+  return prepare_kernel(qgemm_w2_wgmma_rp_kernel<5, 2>, smem_bytes3(5), 4, dev);
+}
+
+}  // namespace
+
+const char* qgemm_fused_unsupported(const QDesc& d, int M, const void* X, const void* Y) {
+  if (const char* e = shape_unsupported(d)) return e;
+  if (M < 1) return "fused qgemm: needs M >= 1";
+  if ((reinterpret_cast<uintptr_t>(d.codes) | reinterpret_cast<uintptr_t>(X) | reinterpret_cast<uintptr_t>(Y) |
+       reinterpret_cast<uintptr_t>(d.fused)) & 15)
+    return "fused qgemm: codes, the repacked stream, X and Y must be 16-byte aligned";
+  if (reinterpret_cast<uintptr_t>(d.sz) & 3) return "fused qgemm: scale|zero words must be 4-byte aligned";
+  return device_unsupported();
+}
+
+size_t qgemm_fused_repack_bytes(const QDesc& d) {
+  if (shape_unsupported(d)) return 0;
+  return (size_t)(d.out / kBM) * (d.in / kBK) * kRpBytes;
+}
+
+const char* cuda_qgemm_fused_repack(const QDesc& d, void* dst, void* stream) {
+  if (const char* e = shape_unsupported(d)) return e;
+  if ((reinterpret_cast<uintptr_t>(d.codes) | reinterpret_cast<uintptr_t>(dst)) & 15)
+    return "fused qgemm repack: codes and the destination must be 16-byte aligned";
+  if (const char* e = device_unsupported()) return e;
+  const dim3 grid(d.out / kBM, d.in / kBK);
+  qgemm_w2_repack_kernel<<<grid, 256, 0, static_cast<cudaStream_t>(stream)>>>(d.codes, d.sz,
+                                                                               static_cast<uint8_t*>(dst), d.in);
+  LB_CUDA(cudaGetLastError());
+  return nullptr;
 }
 
 const char* cuda_qgemm_fused(const QDesc& d, int M, const void* X, void* Y, bool y_f32, void* stream, int debug,
                              int variant) {
   if (const char* why = qgemm_fused_unsupported(d, M, X, Y)) return why;
   if (debug < 0 || debug > 3) return "fused qgemm: debug mode must be 0..3";
-  if (variant < 0 || variant > 2) return "fused qgemm: variant must be 0 (default), 1 or 2";
+  if (variant < 0 || variant > 4) return "fused qgemm: variant must be 0 (default) or 1..4";
   if (debug && (d.out != kBM || M > kBN || !y_f32 || (debug == 3 && M != kBN)))
     return "fused qgemm debug: needs out == 128, M <= 128 (M == 128 for mode 3) and an f32 Y";
-  FusedArgs a{d.codes, d.sz, static_cast<const __nv_bfloat16*>(X), Y, M, d.out, d.in, y_f32 ? 1 : 0, debug};
+  const int v = pick_variant(variant, d.fused != nullptr);
+  if (v >= 3 && !d.fused) return "fused qgemm: variants 3 and 4 need the repacked stream (desc.fused, cuda_qgemm_fused_repack)";
   const dim3 grid(d.out / kBM, (M + kBN - 1) / kBN);
   cudaStream_t s = static_cast<cudaStream_t>(stream);
-  if (pick_variant(variant) == 2) qgemm_w2_wgmma_kernel<5, 2><<<grid, kThreads, smem_bytes(5), s>>>(a);
-  else qgemm_w2_wgmma_kernel<6, 1><<<grid, kThreads, smem_bytes(6), s>>>(a);
+  if (v >= 3) {
+    FusedArgs3 a{static_cast<const __nv_bfloat16*>(X), d.fused, Y, M, d.out, d.in, y_f32 ? 1 : 0, debug, 0x43004300u};
+    if (v == 4) qgemm_w2_wgmma_rp_kernel<5, 2><<<grid, kThreads, smem_bytes3(5), s>>>(a);
+    else qgemm_w2_wgmma_rp_kernel<6, 1><<<grid, kThreads, smem_bytes3(6), s>>>(a);
+  } else {
+    FusedArgs a{d.codes, d.sz, static_cast<const __nv_bfloat16*>(X), Y, M, d.out, d.in, y_f32 ? 1 : 0, debug};
+    if (v == 2) qgemm_w2_wgmma_kernel<5, 2><<<grid, kThreads, smem_bytes(5), s>>>(a);
+    else qgemm_w2_wgmma_kernel<6, 1><<<grid, kThreads, smem_bytes(6), s>>>(a);
+  }
   LB_CUDA(cudaGetLastError());
   return nullptr;
 }

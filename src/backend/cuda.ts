@@ -28,7 +28,12 @@ export interface QuantDesc {
   absoffset?: number;
   tauq?: number;
   tauscale?: number;
+  /** 'int' 2-bit group 64: the fused GEMM's repacked stream (cudaQGemmFusedRepack; DeviceQuant.attachFusedRepack). */
+  fused?: number;
 }
+
+/** Fused packed GEMM kernel choice (cudaQGemmFused): 0 default, 1/2 original codes, 3/4 repacked stream. */
+export type QGemmFusedVariant = 0 | 1 | 2 | 3 | 4;
 
 /** Fused GEMV kernel choice (cudaQGemv): 0 default (v1), 1 v1, 2 v2, 3 v3 (rows per thread auto), 34 / 38 v3 with 4 / 8. */
 export type QGemvVariant = 0 | 1 | 2 | 3 | 34 | 38;
@@ -47,18 +52,27 @@ export interface NativeCudaQuant extends NativeCuda {
   cudaQGemv(desc: QuantDesc, x: number, y: number, accumulate: boolean, variant?: QGemvVariant): void;
   /** y f32 [rows] = W·x (+ y), W bf16 [rows, K], x f32 [K]. */
   cudaGemvBf16(W: number, rows: number, K: number, x: number, y: number, accumulate: boolean): void;
-  /** Y [M, out] = X [M, in]·Ŵᵀ (X bf16; Y f32 or bf16): dequantize into scratch (bf16 out·in), cuBLAS GEMM. */
+  /**
+   * Y [M, out] = X [M, in]·Ŵᵀ (X bf16; Y f32 or bf16): dequantize into scratch (bf16 out·in), cuBLAS GEMM; the fused
+   * kernel instead (scratch unused) where desc.fused is set (attachFusedRepack), 64 ≤ M ≤ LOWBIT_QGEMM_FUSED_MAX_M
+   * (default 1024) and LOWBIT_QGEMM_FUSED is not 0.
+   */
   cudaQGemm(desc: QuantDesc, M: number, X: number, Y: number, yF32: boolean, scratch: number): void;
   /**
-   * The fused sm_90a kernel alone (native/cuda/qgemm_wgmma.cu; what cudaQGemm takes for M ≥ 64 where it applies):
+   * The fused sm_90a kernel alone (native/cuda/qgemm_wgmma.cu; what cudaQGemm takes where it applies):
    * 'int' 2-bit group-64 weights without gIdx, in % 64 == 0, out % 128 == 0, on an sm_90 device; throws otherwise.
    * debug 1/2/3 (out = 128, M ≤ 128, f32 Y) dumps the A fragments / the swizzled X tile / the raw accumulators
-   * into Y instead (CPU models: src/backend/qgemm-fused-model.ts). variant: 0 default (1, or LOWBIT_QGEMM_FUSED_VARIANT),
-   * 1 = 6 stages, one CTA per SM; 2 = 5 stages, two CTAs per SM.
+   * into Y instead (CPU models: src/backend/qgemm-fused-model.ts). variant: 0 default (LOWBIT_QGEMM_FUSED_VARIANT if
+   * set, else 3 with desc.fused, else 1); 1 / 2 = from the original codes (6 stages, one CTA per SM / 5 stages, two
+   * CTAs per SM); 3 / 4 = from the repacked stream desc.fused (the same two configurations).
    */
-  cudaQGemmFused(desc: QuantDesc, M: number, X: number, Y: number, yF32: boolean, debug?: 0 | 1 | 2 | 3, variant?: 0 | 1 | 2): void;
+  cudaQGemmFused(desc: QuantDesc, M: number, X: number, Y: number, yF32: boolean, debug?: 0 | 1 | 2 | 3, variant?: QGemmFusedVariant): void;
   /** null when cudaQGemm would take the fused kernel for these operands (M ≥ 64 aside), else the reason. */
   cudaQGemmFusedWhyNot(desc: QuantDesc, M: number, X: number, Y: number): string | null;
+  /** Bytes of the fused GEMM's repacked stream for this weight (out/128 · in/64 · 4096); 0 where it does not apply. */
+  cudaQGemmFusedRepackBytes(desc: QuantDesc): number;
+  /** dst = the repacked stream (layout: native/cuda/qgemm_wgmma.cu, model: src/backend/qgemm-fused-model.ts). */
+  cudaQGemmFusedRepack(desc: QuantDesc, dst: number): void;
   cudaFillRandomBytes(h: number, bytes: number, seed: number): void;
   cudaFillUniformBf16(h: number, n: number, seed: number, lo: number, hi: number): void;
   cudaBenchDequant(descs: QuantDesc[], dst: number, dstStrideBytes: number, reps: number): number;
@@ -68,7 +82,7 @@ export interface NativeCudaQuant extends NativeCuda {
   cudaBenchQGemmPipelined(descs: QuantDesc[], M: number, X: number, Y: number, scratch2: number, reps: number): number;
   cudaBenchDenseGemm(weights: number[], M: number, N: number, K: number, X: number, Y: number, reps: number): number;
   /** The fused kernel (bf16 Y) on the same rotation as cudaBenchQGemm; throws where it does not apply. */
-  cudaBenchQGemmFused(descs: QuantDesc[], M: number, X: number, Y: number, reps: number, variant?: 0 | 1 | 2): number;
+  cudaBenchQGemmFused(descs: QuantDesc[], M: number, X: number, Y: number, reps: number, variant?: QGemmFusedVariant): number;
   cudaBenchQGemv(descs: QuantDesc[], x: number, y: number, reps: number, variant?: QGemvVariant): number;
   cudaBenchDecode(descs: QuantDesc[], A: number[] | null, B: number[] | null, rank: number, x: number, y: number,
     t: number, reps: number): number;
@@ -97,6 +111,27 @@ export class DeviceQuant {
   get out(): number { return this.desc.out; }
   get in(): number { return this.desc.in; }
   free(): void { for (const h of this.handles.splice(0)) this.c.cudaFree(h); }
+  /**
+   * Builds the fused GEMM's repacked stream (codes in wgmma fragment order + per-row bf16 constants, 1.2× the code
+   * and scale bytes; a one-time device pass) and sets desc.fused, so cudaQGemm may take the fused kernel. false
+   * where the fused kernel does not take the weight (the addon lacks it, or the shape/layout does not fit).
+   */
+  attachFusedRepack(): boolean {
+    if (this.desc.fused) return true;
+    if (typeof this.c.cudaQGemmFusedRepackBytes !== 'function') return false;
+    const n = this.c.cudaQGemmFusedRepackBytes(this.desc);
+    if (!n) return false;
+    const h = this.c.cudaAlloc(n);
+    try {
+      this.c.cudaQGemmFusedRepack(this.desc, h);
+    } catch (e) {
+      this.c.cudaFree(h);
+      throw e;
+    }
+    this.handles.push(h);
+    this.desc.fused = h;
+    return true;
+  }
 }
 
 function upload(c: NativeCudaQuant, data: ArrayBufferView, handles: number[], minBytes = data.byteLength): number {
