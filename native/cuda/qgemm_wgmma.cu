@@ -22,6 +22,11 @@
 //     previous block's wgmma are done, convert the next block's codes into the other register buffer.
 //   Epilogue: fp32 accumulators → shared memory (token-major) → coalesced 16-byte stores of Y (f32 or bf16).
 //
+// Variants 3/4 (qgemm_w2_wgmma_rp_kernel): the same tile, B path and pipeline, A from a repacked stream built once
+// per weight (qgemm_w2_repack_kernel; layout at that kernel): codes already in A-fragment order, so one LOP3 (magic
+// 0x43004300 in a register) + two fma.rn.bf16x2 per A register instead of shift + 2 LOP3 + 2 FFMA + cvt per pair
+// plus per-block scale math; the weight is bf16(bf16(s)·(q − zi) + c2), about one bf16 ulp from dequant.cu's.
+//
 // Debug modes (one CTA: out == 128, M <= 128, f32 Y; Y is used as a raw uint32 dump):
 //   1: Y32[tid·16 + 4s + r] = A register r of k16 step s of k-block 0   (check the fragment order)
 //   2: Y32[0 .. 4096) = the raw bytes of stage 0's X tile                (check the swizzled layout)
