@@ -12,8 +12,10 @@ export LOWBIT_ADDON=${LOWBIT_ADDON:-$PWD/build/device-v4/lowbit.node}
 { nvidia-smi; node --version; nproc; grep -m1 'model name' /proc/cpuinfo; } > "$OUT/env.txt" 2>&1
 step() { echo "== $1 ($(date +%T))"; }
 step tests
-timeout ${TEST_TIMEOUT:-150} node --test --test-reporter=tap --test-concurrency=1 ${TESTS:-dist/test/cuda-train-ops.test.js dist/test/cuda-attention.test.js \
-  dist/test/cuda-model.test.js dist/test/cuda-decode.test.js dist/test/cuda-quant.test.js dist/test/native-cuda.test.js} > "$OUT/tests.log" 2>&1
+timeout ${TEST_TIMEOUT:-240} node --test --test-reporter=tap --test-concurrency=1 ${TESTS:-dist/test/cuda-train-ops.test.js dist/test/cuda-attention.test.js \
+  dist/test/cuda-model.test.js dist/test/cuda-decode.test.js dist/test/cuda-decode-kernels.test.js dist/test/cuda-quant.test.js \
+  dist/test/native-cuda.test.js dist/test/cuda-qgemm-fused.test.js dist/test/cuda-kl-ce.test.js dist/test/cuda-quantize.test.js \
+  dist/test/cuda-gptq.test.js dist/test/cuda-gptq-calib.test.js} > "$OUT/tests.log" 2>&1
 echo "tests rc=$?"
 grep -E '^# (tests|pass|fail|skipped)|^not ok|# SKIP' "$OUT/tests.log" | head -40
 grep -E '^\s*# ' "$OUT/tests.log" | grep -vE '^# (tests|suites|pass|fail|cancelled|skipped|todo|duration_ms)' | sed 's/^ *//' | head -80 > "$OUT/parity.txt"
@@ -31,6 +33,10 @@ if [ "${DEQUANT:-1}" = 1 ]; then
   step "dequantization, packed GEMM, fused GEMV (v1, v2)"
   timeout 180 node bench/cuda-dequant.mjs --md "$OUT/cuda-dequant.md" --json "$OUT/cuda-dequant.json" > "$OUT/dequant.log" 2>&1; echo "dequant rc=$?"
   tail -30 "$OUT/dequant.log"
+fi
+if [ "${QGEMM:-1}" = 1 ]; then
+  step "packed GEMM: dense vs dequantize + cuBLAS vs fused (wgmma)"
+  timeout 200 node bench/cuda-qgemm-fused.mjs --json "$OUT/qgemm-fused.json" 2>&1 | tail -8
 fi
 if [ "${ATTN:-1}" = 1 ]; then
   step "attention"
