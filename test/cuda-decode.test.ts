@@ -10,7 +10,7 @@ import { Rng } from '../src/tensor.js';
 import { gpuEngine, gpuUnavailable, type GpuEngine } from '../src/model/gpu/engine.js';
 import { hostEngine } from './helpers/host-engine.js';
 import { gpuModelFromHost } from '../src/model/gpu/from-host.js';
-import { GpuDecoder } from '../src/model/gpu/gpu-decode.js';
+import { GpuDecoder, streamTokensGpu } from '../src/model/gpu/gpu-decode.js';
 import { LlamaModel, LlamaWeights } from '../src/model/llama.js';
 import { DenseLinear } from '../src/model/linear.js';
 import { PackedLinear } from '../src/quant/packed-linear.js';
@@ -61,6 +61,11 @@ for (const E of ENGINES) for (const { cfg, variants, fused } of CASES) test(`${E
       assert.ok(eCpu < 2e-2, `decoder vs CPU ${eCpu}`);
       assert.ok(eFwd < 2e-2, `decoder vs GPU forward ${eFwd}`);
       assert.ok(eG1 < 1e-5 && eG2 < 1e-5, `graph vs eager ${eG1} ${eG2}`);
+      // greedy sampling on the device (argmax kernel feeding the next step) = the host loop's tokens, graphs and eager
+      const p5 = ids.subarray(0, 5), hostIds = [...streamTokensGpu(d, p5, { maxTokens: 8, temperature: 0, stopTokens: [] })];
+      assert.deepEqual(d.greedyOnDevice(p5, 8), hostIds, 'device greedy (graphs) = host greedy');
+      d.useGraphs = false;
+      assert.deepEqual(d.greedyOnDevice(p5, 8), hostIds, 'device greedy (eager) = host greedy');
     } finally { d.free(); }
   }
   g.free();

@@ -961,6 +961,18 @@ napi_value js_decode_attn(napi_env env, napi_callback_info info) {
   return nullptr;
 }
 
+// cudaArgmaxF32(x, n, id, ids | null, slot)   id: int32 [1] = argmax x (first index of the max); ids[slot] = it too
+napi_value js_argmax_f32(napi_env env, napi_callback_info info) {
+  Args a(env, info, "cudaArgmaxF32");
+  int64_t n = 0, slot = 0;
+  Buf x, id, ids;
+  if (!int_dim(a, 1, &n) || !a.count(4, &slot) || !buf_arg(a, 0, n * 4, &x) || !buf_arg(a, 2, 4, &id) ||
+      !cuda_opt_buf_arg(a, 3, (slot + 1) * 4, &ids))
+    return nullptr;
+  check(env, cuda_argmax_f32(static_cast<const float*>(x.ptr), (int)n, static_cast<int*>(id.ptr), static_cast<int*>(ids.ptr), (int)slot));
+  return nullptr;
+}
+
 // cudaDecodeQkvEpi(q, k, v, tq, tk, tv, Bq, Bk, Bv, rq, rk, rv, cos, sin, Hq, Hkv, hd, qOut, kOut, vOut)
 napi_value js_decode_qkv_epi(napi_env env, napi_callback_info info) {
   Args a(env, info, "cudaDecodeQkvEpi");
@@ -1020,6 +1032,7 @@ void register_cuda_quant(napi_env env, napi_value exports) {
   export_fn(env, exports, "cudaDecodeGemv", js_decode_gemv);
   export_fn(env, exports, "cudaDecodeQkvEpi", js_decode_qkv_epi);
   export_fn(env, exports, "cudaDecodeAttn", js_decode_attn);
+  export_fn(env, exports, "cudaArgmaxF32", js_argmax_f32);
   export_fn(env, exports, "cudaDecodeResidualEpi", js_decode_residual_epi);
   export_fn(env, exports, "cudaDecodeSwigluEpi", js_decode_swiglu_epi);
   export_fn(env, exports, "cudaDequantBf16", js_dequant);

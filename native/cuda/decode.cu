@@ -909,6 +909,46 @@ __global__ void __launch_bounds__(256) decode_attn_kernel(DecodeAttn e) {
   }
 }
 
+// One block: each thread scans a stride, then a shuffle and a shared-memory round keep (max, lowest index).
+__global__ void __launch_bounds__(1024) argmax_kernel(const float* __restrict__ x, int n, int* id, int* ids, int slot) {
+  __shared__ float bv[32];
+  __shared__ int bi[32];
+  pdl_trigger();
+  pdl_wait();
+  float v = -INFINITY;
+  int i0 = 0x7fffffff;
+  for (int i = threadIdx.x; i < n; i += blockDim.x) {
+    const float a = x[i];
+    if (a > v || (i0 == 0x7fffffff && a == a)) { v = a; i0 = i; }
+  }
+  auto better = [](float a, int ia, float b, int ib) { return a > b || (a == b && ia < ib); };
+#pragma unroll
+  for (int o = 16; o > 0; o >>= 1) {
+    const float ov = __shfl_xor_sync(0xffffffffu, v, o);
+    const int oi = __shfl_xor_sync(0xffffffffu, i0, o);
+    if (better(ov, oi, v, i0)) { v = ov; i0 = oi; }
+  }
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+  if (lane == 0) { bv[warp] = v; bi[warp] = i0; }
+  __syncthreads();
+  if (warp == 0) {
+    const int nw = blockDim.x >> 5;
+    v = lane < nw ? bv[lane] : -INFINITY;
+    i0 = lane < nw ? bi[lane] : 0x7fffffff;
+#pragma unroll
+    for (int o = 16; o > 0; o >>= 1) {
+      const float ov = __shfl_xor_sync(0xffffffffu, v, o);
+      const int oi = __shfl_xor_sync(0xffffffffu, i0, o);
+      if (better(ov, oi, v, i0)) { v = ov; i0 = oi; }
+    }
+    if (lane == 0) {
+      const int r = i0 == 0x7fffffff ? 0 : i0;
+      *id = r;
+      if (ids) ids[slot] = r;
+    }
+  }
+}
+
 unsigned epi_grid(int n) { return (unsigned)((n + 255) / 256); }
 
 // Launches with the programmatic-stream-serialization attribute (PDL) unless LOWBIT_PDL=0.
@@ -1032,6 +1072,11 @@ const char* cuda_decode_attn(const DecodeAttn& e) {
   if (e.hd == 128) return launch_pdl(decode_attn_kernel<4>, (unsigned)e.Hq, 256, 0, e);
   if (e.hd == 256) return launch_pdl(decode_attn_kernel<8>, (unsigned)e.Hq, 256, 0, e);
   return "cudaDecodeAttn: head dim must be 64, 128 or 256";
+}
+
+const char* cuda_argmax_f32(const float* x, int n, int* id, int* ids, int slot) {
+  if (n < 1) return "cudaArgmaxF32: empty input";
+  return launch_pdl(argmax_kernel, 1u, 1024u, 0, x, n, id, ids, slot);
 }
 
 const char* cuda_decode_residual_epi(float* x, const float* y, const float* t, const void* B, int r, int n) {

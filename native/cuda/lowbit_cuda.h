@@ -186,6 +186,8 @@ struct DecodeAttn {
   int pos, Hq, Hkv, hd;
 };
 const char* cuda_decode_attn(const DecodeAttn& e);
+// Greedy sampling on the device: *id = argmax x[0..n) (the first index of the maximum), and ids[slot] = it when ids is set.
+const char* cuda_argmax_f32(const float* x, int n, int* id, int* ids, int slot);
 // x[n] += y + B·t (B null: x += y)
 const char* cuda_decode_residual_epi(float* x, const float* y, const float* t, const void* B, int r, int n);
 // act[n] = silu(g + Bg·tg) · (u + Bu·tu), f32

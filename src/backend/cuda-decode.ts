@@ -45,6 +45,8 @@ export interface NativeCudaDecode extends NativeCuda {
    */
   cudaDecodeAttn(q: number, k: number, v: number, cos: number, sin: number, kc: number, vc: number, pos: number, Hq: number,
     Hkv: number, hd: number, out: number): void;
+  /** Greedy sampling on the device: id int32 [1] = argmax x f32 [n] (first index of the maximum); ids[slot] = it too. */
+  cudaArgmaxF32(x: number, n: number, id: number, ids: number | null, slot: number): void;
   /** x f32 [n] += y + B·t */
   cudaDecodeResidualEpi(x: number, y: number, t: number | null, B: number | null, r: number, n: number): void;
   /** act f32 [n] = silu(g + Bg·tg)·(u + Bu·tu) */
@@ -53,7 +55,7 @@ export interface NativeCudaDecode extends NativeCuda {
 }
 
 export const CUDA_DECODE_FUNCTIONS = ['cudaRepackSpan4', 'cudaDecodeGemv', 'cudaDecodeQkvEpi', 'cudaDecodeResidualEpi',
-  'cudaDecodeSwigluEpi', 'cudaDecodeAttn'] as const;
+  'cudaDecodeSwigluEpi', 'cudaDecodeAttn', 'cudaArgmaxF32'] as const;
 
 const family = kernelFamily<NativeCudaDecode>('decode kernels', CUDA_DECODE_FUNCTIONS);
 

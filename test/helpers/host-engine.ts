@@ -15,6 +15,7 @@ import { ropeBackward, ropeForward } from '../../src/model/ops/rope.js';
 import { swigluBackwardRef, swigluForwardRef } from '../../src/model/ops/swiglu.js';
 import { klCeRowsRef } from '../../src/model/ops/kl-ce.js';
 import { dequantize } from '../../src/quant/dequant.js';
+import { argmax } from '../../src/model/sampling.js';
 import { packedBytes } from '../../src/quant/pack.js';
 import { f16BitsToF32 } from '../../src/quant/f16.js';
 import { groupCount, type PackedTensor } from '../../src/quant/types.js';
@@ -160,6 +161,11 @@ export function hostEngine(): HostEngine {
       const o = new Float32Array(Q), l = new Float32Array(Hq);
       attentionForwardRef(o, l, bfr(qo), K, V, 1, 1, pos + 1, Hq, Hkv, hd);
       bfWrite(out, o);
+    },
+    cudaArgmaxF32: (x: number, n: number, id: number, ids: number | null, slot: number) => {
+      const best = argmax(f32(x, n), n);
+      new Int32Array(u8(id, 4).buffer, u8(id, 4).byteOffset, 1)[0] = best;
+      if (ids) new Int32Array(u8(ids, (slot + 1) * 4).buffer, u8(ids, (slot + 1) * 4).byteOffset, slot + 1)[slot] = best;
     },
     cudaDecodeResidualEpi: (x: number, y: number, t: number | null, B: number | null, r: number, n: number) => {
       const xv = f32(x, n), yv = f32(y, n), b = B ? bfRead(B, n * r) : null, tt = t ? f32(t, r) : null;

@@ -63,6 +63,7 @@ export class GpuDecoder {
    */
   useGraphs = false;
   private graphs: number[] = [];
+  private greedyGraphs: number[] = [];
   private warm = false;
   /** seconds spent capturing + instantiating graphs so far */
   captureSeconds = 0;
@@ -73,7 +74,7 @@ export class GpuDecoder {
     const cfg = w.config, D = cfg.hiddenSize, I = cfg.intermediateSize, Q = cfg.numHeads * cfg.headDim, KV = cfg.numKvHeads * cfg.headDim;
     const half = cfg.headDim / 2, L = cfg.numLayers, R = Math.max(1, lora?.maxRank ?? 1);
     const s: Record<string, Slot> = {
-      id: { n: 1, t: 'i32' }, x: { n: D, t: 'f32' }, xn: { n: D, t: 'f32' }, xb: { n: Math.max(D, I, Q), t: 'bf16' },
+      id: { n: 1, t: 'i32' }, ids: { n: maxT, t: 'i32' }, x: { n: D, t: 'f32' }, xn: { n: D, t: 'f32' }, xb: { n: Math.max(D, I, Q), t: 'bf16' },
       q: { n: Q, t: 'f32' }, k: { n: KV, t: 'f32' }, v: { n: KV, t: 'f32' }, qb: { n: Q, t: 'bf16' }, att: { n: Q, t: 'bf16' },
       attF: { n: Q, t: 'f32' }, tmp: { n: D, t: 'f32' }, gate: { n: I, t: 'f32' }, up: { n: I, t: 'f32' }, gateB: { n: I, t: 'bf16' },
       upB: { n: I, t: 'bf16' }, actB: { n: I, t: 'bf16' }, act: { n: I, t: 'f32' }, t: { n: 3 * R, t: 'f32' },
@@ -248,6 +249,42 @@ export class GpuDecoder {
     return out;
   }
 
+  /**
+   * Greedy decoding with the sampling on the device: after the prompt, each step's argmax writes the next step's input id
+   * on the device (and its slot of an id buffer), so the host launches the steps back to back and reads the ids once at
+   * the end instead of a logits download and a host argmax per token. Same tokens as greedyDecode's host path.
+   */
+  greedyOnDevice(prompt: ArrayLike<number>, n: number): number[] {
+    const c = this.c, cfg = this.w.config, h = this.arena.h, T = prompt.length;
+    if (T === 0) throw new LowbitError('generate: empty prompt');
+    if (n <= 0) return [];
+    if (T + n - 1 > this.maxT) throw new LowbitError(`GpuDecoder: KV cache of ${this.maxT} positions is full`);
+    this.reset();
+    for (let i = 0; i < T - 1; i++) this.step(prompt[i], false);
+    c.cudaUpload(h.id, Int32Array.of(prompt[T - 1]));
+    for (let i = 0; i < n; i++, this.pos++) {  // position pos reads h.id and samples ids[pos] (= the next h.id)
+      const pos = this.pos;
+      if (this.useGraphs && this.warm) {
+        let g = this.greedyGraphs[pos];
+        if (!g) {
+          const t0 = performance.now();
+          c.cudaGraphBegin();
+          try { this.body(pos, true); c.cudaArgmaxF32(h.logits, cfg.vocabSize, h.id, h.ids, pos); } catch (e) { try { c.cudaGraphEnd(); } catch { /* broken capture */ } throw e; }
+          g = this.greedyGraphs[pos] = c.cudaGraphEnd();
+          this.captureSeconds += (performance.now() - t0) / 1000;
+        }
+        c.cudaGraphLaunch(g);
+      } else {
+        this.body(pos, true);
+        c.cudaArgmaxF32(h.logits, cfg.vocabSize, h.id, h.ids, pos);
+        this.warm = true;
+      }
+    }
+    const all = new Int32Array(this.maxT);
+    c.cudaDownload(h.ids, all);
+    return Array.from(all.subarray(T - 1, T - 1 + n));
+  }
+
   /** The device work of one token at position pos (the id already uploaded): capturable. */
   private body(pos: number, logits: boolean): void {
     if (this.variant === 4 && this.v4) { this.body4(pos, logits); return; }
@@ -335,8 +372,9 @@ export class GpuDecoder {
   }
 
   free(): void {
-    for (const g of this.graphs) if (g) this.c.cudaGraphFree(g);
+    for (const g of [...this.graphs, ...this.greedyGraphs]) if (g) this.c.cudaGraphFree(g);
     this.graphs = [];
+    this.greedyGraphs = [];
     for (const v of this.views.splice(0)) this.c.cudaFree(v);
     for (const r of this.repacked.splice(0)) this.c.cudaFree(r);
     this.v4 = null;
@@ -349,6 +387,7 @@ export class GpuDecoder {
 
 /** Greedy decode from an empty cache: the prompt, then n new tokens (no stop token). Returns the new ids. */
 export function greedyDecode(d: GpuDecoder, prompt: ArrayLike<number>, n: number): number[] {
+  if (typeof d.c.cudaArgmaxF32 === 'function' && prompt.length > 0) return d.greedyOnDevice(prompt, n);
   return [...streamTokensGpu(d, prompt, { maxTokens: n, temperature: 0, stopTokens: [] })];
 }
 
