@@ -2,10 +2,11 @@
 // Packed 2-bit GEMM on the GPU, in one run: dense cuBLAS bf16 (the bound), dequantize + cuBLAS (cudaBenchQGemm) and
 // the fused sm_90a wgmma kernel (native/cuda/qgemm_wgmma.cu), Y[M, out] = X[M, in]·Ŵᵀ with bf16 Y, for M = 512 and
 // 2048 on the LLaMA-7B projection shapes. efficiency = dense µs ÷ packed µs. Fused variants (--variants, default
-// all four): 1 / 2 = from the original codes (6 stages one CTA per SM / 5 stages two CTAs per SM); 3 / 4 = from
+// all six): 1 / 2 = from the original codes (6 stages one CTA per SM / 5 stages two CTAs per SM); 3 / 4 = from
 // the repacked stream (DeviceQuant.attachFusedRepack, built once per weight, not timed) in the same two
-// configurations. The last line per M says which path cudaQGemm should take there (kQGemmFusedMaxM).
-//   node bench/cuda-qgemm-fused.mjs [--json out.json] [--reps N] [--M 512,2048] [--variants 1,2,3,4]
+// configurations; 5 / 6 = repacked stream, split-K inside a 512-thread CTA (two warpgroup pairs, 5 / 4 stages each;
+// 5 is cudaQGemm's default). The last line per M says which path cudaQGemm should take there (kQGemmFusedMaxM).
+//   node bench/cuda-qgemm-fused.mjs [--json out.json] [--reps N] [--M 512,2048] [--variants 3,4,5,6]
 // Needs the compiled TypeScript (dist/) and the addon with CUDA (LOWBIT_ADDON=… for another build).
 // Timing (native/cuda/qgemm.cu): CUDA events after 2 warmup passes, median over `reps` passes; each pass runs
 // 4 distinct weights (random codes, random f16 scales, zeros 0..3) so consecutive GEMMs do not reuse L2.
@@ -16,7 +17,9 @@ const args = process.argv.slice(2);
 const opt = (k) => { const i = args.indexOf(k); return i >= 0 ? args[i + 1] : undefined; };
 const reps = Number(opt('--reps') ?? 30);
 const Ms = (opt('--M') ?? '512,2048').split(',').map(Number);
-const variants = (opt('--variants') ?? process.env.LOWBIT_QGEMM_BENCH_VARIANTS ?? '1,2,3,4').split(',').map(Number);
+const variants = (opt('--variants') ?? process.env.LOWBIT_QGEMM_BENCH_VARIANTS ?? '1,2,3,4,5,6').split(',').map(Number);
+// cudaQGemm's fused variant with the repacked stream (kRpDefault in native/cuda/qgemm_wgmma.cu, or the env override)
+const DEFAULT_VARIANT = Number(process.env.LOWBIT_QGEMM_FUSED_VARIANT ?? 5);
 const c = cudaEngine();
 if (!c) { console.error(`cuda-qgemm-fused bench: ${cudaUnavailable()}`); process.exit(2); }
 if (typeof c.cudaBenchQGemmFused !== 'function') { console.error('cuda-qgemm-fused bench: addon older than the fused kernel'); process.exit(2); }
@@ -55,9 +58,10 @@ for (const M of Ms) {
   }
   const rowsM = res.rows.filter((r) => r.M === M && r.bestVariant);
   if (rowsM.length) {
-    const fusedSum = rowsM.reduce((s, r) => s + (r.fusedMs[3] ?? Infinity), 0), deqSum = rowsM.reduce((s, r) => s + r.dequantMs, 0);
-    if (variants.includes(3)) {
-      console.log(`M=${M}: variant 3 (cudaQGemm's fused kernel) ${us(fusedSum)} us vs dequant+cuBLAS ${us(deqSum)} us over the three shapes ` +
+    const dv = DEFAULT_VARIANT;
+    const fusedSum = rowsM.reduce((s, r) => s + (r.fusedMs[dv] ?? Infinity), 0), deqSum = rowsM.reduce((s, r) => s + r.dequantMs, 0);
+    if (variants.includes(dv)) {
+      console.log(`M=${M}: variant ${dv} (cudaQGemm's fused kernel) ${us(fusedSum)} us vs dequant+cuBLAS ${us(deqSum)} us over the three shapes ` +
         `-> cudaQGemm should take ${fusedSum < deqSum ? 'the fused kernel' : 'dequantize + cuBLAS'} at this M`);
     }
   }

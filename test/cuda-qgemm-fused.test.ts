@@ -8,6 +8,8 @@
 // ulp: bf16(s)·(q − z) rounded once instead of s·(q − z) rounded once, so the GEMM differs by ~1e-3 in norm). Random codes, scales, zeros and X (never all
 // zero); outputs poisoned with NaN and checked all written. Skips with the reason where there is no CUDA device or
 // the kernel does not apply (not an sm_90 device).
+// Variants 5/6 (split-K inside a 512-thread CTA): the same per-warpgroup code as 3/4, dumps read from pair 0 (k-block 0,
+// the summed accumulators), the product at variant 3's tolerances and within 2e-5 of variant 3 (f32 summation order).
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { Rng } from '../src/tensor.js';
@@ -35,6 +37,9 @@ function fusedOrSkip(t: TestContext): NativeCudaQuant | null {
   return c;
 }
 
+/** The variant cudaQGemm / cudaQGemmFused(…, 0) take with the repacked stream (kRpDefault in qgemm_wgmma.cu). */
+const DEFAULT_RP_VARIANT = 5;
+
 const hex = (x: number): string => `0x${(x >>> 0).toString(16).padStart(8, '0')}`;
 
 function randomX(rng: Rng, n: number): Uint16Array {
@@ -43,7 +48,7 @@ function randomX(rng: Rng, n: number): Uint16Array {
 
 /** Y = cudaQGemmFused (debug mode) into a NaN-poisoned f32 buffer of M·out floats, downloaded as raw words. */
 function runDebug(c: NativeCudaQuant, q: DeviceQuant, p: PackedTensor, M: number, Xb: Uint16Array, mode: 1 | 2 | 3,
-  variant: 1 | 2 | 3 | 4): Uint32Array {
+  variant: 1 | 2 | 3 | 4 | 5 | 6): Uint32Array {
   const hX = c.cudaAlloc(M * p.in * 2), hY = c.cudaAlloc(M * p.out * 4);
   c.cudaUpload(hX, Xb);
   c.cudaUpload(hY, new Float32Array(M * p.out).fill(NaN));
@@ -74,7 +79,7 @@ test('cuda-qgemm-fused: debug dumps match the CPU model (A fragments, swizzled X
       t.diagnostic(`repacked stream: ${badRp} bytes differ; first at ${i} (block ${i >> 12}, byte ${i & 4095}): ${rpDev[i]} want ${rpWant[i]}`);
     }
     assert.equal(badRp, 0, 'repacked stream differs from the model');
-    for (const variant of [1, 2, 3, 4] as const) {
+    for (const variant of [1, 2, 3, 4, 5, 6] as const) {
       t.diagnostic(`variant ${variant}`);
       // 1: A registers of k-block 0, Y32[tid·16 + 4s + r]
       const a = runDebug(c, q, p, M, Xb, 1, variant);
@@ -178,7 +183,7 @@ test('cuda-qgemm-fused: parity vs f64, vs dequantize + cuBLAS, and cudaQGemm pic
         }
         const sample = (Y: Float32Array): number[] => rows.flatMap((m) => Array.from(Y.subarray(m * out, (m + 1) * out)));
         const byVariant = new Map<number, Float32Array>();
-        for (const v of [1, 3, 2, 4] as const) {
+        for (const v of [1, 3, 2, 4, 5, 6] as const) {
           const Y = run(() => c.cudaQGemmFused(q.desc, M, hX, hY, true, 0, v), true);
           for (let i = 0; i < Y.length; i++) assert.ok(Number.isFinite(Y[i]), `${out}x${inF} M=${M} v${v}: Y[${i}] not written`);
           const got = sample(Y), eW = relNorm(got, refW), eB = relNorm(got, refB), eR = relNorm(got, refR);
@@ -196,14 +201,17 @@ test('cuda-qgemm-fused: parity vs f64, vs dequantize + cuBLAS, and cudaQGemm pic
           }
           byVariant.set(v, Y);
         }
-        // variants 2 and 4: the same wgmma sequence as 1 and 3, so the same bits
-        for (const [a, b] of [[1, 2], [3, 4]]) {
+        // variants 2 and 4: the same wgmma sequence as 1 and 3, so the same bits; 6 the same split-K sums as 5
+        for (const [a, b] of [[1, 2], [3, 4], [5, 6]]) {
           const ya = byVariant.get(a)!, yb = byVariant.get(b)!;
           assert.ok(yb.every((v, i) => Object.is(v, ya[i])), `${out}x${inF} M=${M}: variant ${b} differs from variant ${a}`);
         }
-        const fused = byVariant.get(3)!;
+        // variant 5 (split-K, two half sums added in f32) vs variant 3 (one sum): f32 accumulation order only
+        const e53 = relNorm(byVariant.get(5)!, byVariant.get(3)!);
+        assert.ok(e53 < 2e-5, `${out}x${inF} M=${M}: variant 5 vs variant 3 ${e53}`);
+        const fused = byVariant.get(DEFAULT_RP_VARIANT)!;
         // bf16 Y: one more rounding of the same sums
-        const fusedB = run(() => c.cudaQGemmFused(q.desc, M, hX, hY, false, 0, 3), false);
+        const fusedB = run(() => c.cudaQGemmFused(q.desc, M, hX, hY, false, 0, DEFAULT_RP_VARIANT), false);
         assert.ok(relNorm(fusedB, fused) < 4e-3, `${out}x${inF} M=${M}: bf16 Y`);
         for (let i = 0; i < fusedB.length; i++) assert.ok(Number.isFinite(fusedB[i]), `${out}x${inF} M=${M}: bf16 Y[${i}] not written`);
         // the dequantize + cuBLAS path (forced)
@@ -211,10 +219,10 @@ test('cuda-qgemm-fused: parity vs f64, vs dequantize + cuBLAS, and cudaQGemm pic
         const old = run(() => c.cudaQGemm(q.desc, M, hX, hY, true, hS), true);
         delete process.env.LOWBIT_QGEMM_FUSED;
         const eOld = relNorm(fused, old), eOld1 = relNorm(byVariant.get(1)!, old);
-        t.diagnostic(`${out}x${inF} M=${M}: vs dequantize + cuBLAS rel err ${eOld1.toExponential(2)} (variant 1), ${eOld.toExponential(2)} (variant 3)`);
+        t.diagnostic(`${out}x${inF} M=${M}: vs dequantize + cuBLAS rel err ${eOld1.toExponential(2)} (variant 1), ${eOld.toExponential(2)} (variant ${DEFAULT_RP_VARIANT})`);
         assert.ok(eOld1 < 2e-5, `${out}x${inF} M=${M}: variant 1 vs dequantize + cuBLAS ${eOld1}`);
-        assert.ok(eOld < 5e-3, `${out}x${inF} M=${M}: variant 3 vs dequantize + cuBLAS ${eOld}`);
-        // the default cudaQGemm: fused (variant 3, the same bits) for 64 <= M <= 1024, else dequantize + cuBLAS
+        assert.ok(eOld < 5e-3, `${out}x${inF} M=${M}: variant ${DEFAULT_RP_VARIANT} vs dequantize + cuBLAS ${eOld}`);
+        // the default cudaQGemm: fused (the default variant, the same bits) for 64 <= M <= 1024, else dequantize + cuBLAS
         const dflt = run(() => c.cudaQGemm(q.desc, M, hX, hY, true, hS), true);
         const want = M <= 1024 ? fused : old;
         let same = 0;

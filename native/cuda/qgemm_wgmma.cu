@@ -26,6 +26,8 @@
 // per weight (qgemm_w2_repack_kernel; layout at that kernel): codes already in A-fragment order, so one LOP3 (magic
 // 0x43004300 in a register) + two fma.rn.bf16x2 per A register instead of shift + 2 LOP3 + 2 FFMA + cvt per pair
 // plus per-block scale math; the weight is bf16(bf16(s)·(q − zi) + c2), about one bf16 ulp from dequant.cu's.
+// Variants 5/6 (qgemm_w2_wgmma_rp_sk_kernel, the default with the repacked stream): variant 3/4's per-warpgroup code
+// in a 512-thread CTA whose two warpgroup pairs split the k-blocks of one tile, summed through shared memory.
 //
 // Debug modes (one CTA: out == 128, M <= 128, f32 Y; Y is used as a raw uint32 dump):
 //   1: Y32[tid·16 + 4s + r] = A register r of k16 step s of k-block 0   (check the fragment order)
@@ -486,6 +488,208 @@ __global__ void __launch_bounds__(kThreads, kMinBlocks) qgemm_w2_wgmma_rp_kernel
 #endif  // LB_HAVE_WGMMA
 }
 
+// Variants 5/6 (qgemm_w2_wgmma_rp_sk_kernel): split-K inside the CTA. 512 threads = two "pairs" of warpgroups, each
+// pair running variant 3/4's pipeline unchanged (its own kStages stages, its own named barrier 1 + pair, thread index
+// ptid = tid mod 256 for every per-thread map) on one half of the k-blocks of the same 128 × 128 tile: pair 0 takes
+// k-blocks [0, KB0), pair 1 [KB0, KB) with KB0 = ⌈KB/2⌉. At M = 512 the grid of variants 3/4 is ~one CTA per SM (128 CTAs
+// of 8 warps for 4096 rows), so two-CTAs-per-SM never happens; here every SM holds 16 warps (4 warpgroups feeding the
+// tensor pipe, twice the conversion work in flight) with no extra global traffic. Epilogue: pair 1 stages its
+// accumulators token-major, pair 0 adds its own at the same addresses (acc0 + acc1, deterministic), all 512 threads
+// store Y. 5 stages per pair (v5, 200 KB + 1 KB) or 4 (v6, 160 KB); 128 registers at most (512 threads, one CTA per SM).
+constexpr int kSkThreads = 512;
+constexpr int smem_bytes_sk(int stages) { return 2 * stages * kStageBytes3 + 1024; }
+static_assert(kBN * kEpiPitch * 4 <= 2 * 4 * kStageBytes3, "epilogue tile overflow (v5/v6)");
+
+#ifdef LB_HAVE_WGMMA
+__device__ __forceinline__ void pair_sync(int pair) { asm volatile("bar.sync %0, 256;\n" ::"r"(1 + pair) : "memory"); }
+#endif
+
+template <int kStages>
+__global__ void __launch_bounds__(kSkThreads, 1) qgemm_w2_wgmma_rp_sk_kernel(const FusedArgs3 p) {
+#ifdef LB_HAVE_WGMMA
+  constexpr int kLook = kStages - 2;  // k-blocks loaded ahead
+  extern __shared__ uint8_t smem_raw[];
+  const uint32_t raw = smem_u32(smem_raw);
+  const uint32_t sb0 = (raw + 1023u) & ~1023u;  // shared address of pair 0's stage 0
+  uint8_t* const sg0 = smem_raw + (sb0 - raw);    // the same as a generic pointer
+  const int tid = threadIdx.x, pair = tid >> 8, ptid = tid & 255;
+  const uint32_t sb = sb0 + pair * kStages * kStageBytes3;  // this pair's stage 0
+  uint8_t* const sg = sg0 + pair * kStages * kStageBytes3;
+  const int m0 = blockIdx.x * kBM, n0 = blockIdx.y * kBN;
+  const int KB = p.in / kBK, KB0 = (KB + 1) >> 1;
+  const int kb0 = pair ? KB0 : 0, nkb = pair ? KB - KB0 : KB0;  // this pair's k-blocks: kb0 .. kb0 + nkb − 1
+  const uint32_t magic = p.magic;
+
+  // Loader (as variants 3/4, per pair): X chunks ptid + 256r = token ln + 32r, chunk lj; the repacked chunk ptid.
+  const int ln = ptid >> 3, lj = ptid & 7;
+  const uint32_t xdst = ln * 128 + ((lj ^ (ln & 7)) << 4);
+  const __nv_bfloat16* xsrc[4];
+  int xbytes[4];
+#pragma unroll
+  for (int r = 0; r < 4; r++) {
+    const int n = n0 + ln + 32 * r;
+    xsrc[r] = p.X + (size_t)(n < p.M ? n : p.M - 1) * p.in + 8 * lj + (size_t)kb0 * kBK;
+    xbytes[r] = n < p.M ? 16 : 0;
+  }
+  const uint8_t* rsrc = p.rp + ((size_t)blockIdx.x * KB + kb0) * kRpBytes + 16 * ptid;
+  // j = this pair's k-block index (global kb0 + j)
+  auto load_stage = [&](int j, uint32_t so) {
+#pragma unroll
+    for (int r = 0; r < 4; r++) cp_async16n(sb + so + xdst + 4096 * r, xsrc[r] + j * kBK, xbytes[r]);
+    cp_async16(sb + so + kXBytes + 16 * ptid, rsrc + (size_t)j * kRpBytes, true);
+  };
+  // The A fragments of the k-block in stage `so` (variant 3/4's conversion, thread ptid of the repacked block).
+  auto convert = [&](uint32_t so, uint32_t (&a)[4][4]) {
+    const uint8_t* st = sg + so + kXBytes;
+    const uint2 cw = *reinterpret_cast<const uint2*>(st + 8 * ptid);
+    const uint4 k0 = *reinterpret_cast<const uint4*>(st + kRpCodeBytes + 32 * (ptid >> 2));
+    const uint2 k1 = *reinterpret_cast<const uint2*>(st + kRpCodeBytes + 32 * (ptid >> 2) + 16);
+    const uint32_t S2[2] = {k0.x, k0.w}, C2[2] = {k0.z, k1.y};
+    uint32_t C1[2][3];
+#pragma unroll
+    for (int v = 0; v < 2; v++) {
+      C1[v][0] = v ? k1.x : k0.y;
+      C1[v][1] = hfma2(C1[v][0], 0x3F803F80u, 0x42C042C0u);  // + 96
+      C1[v][2] = hfma2(C1[v][0], 0x3F803F80u, 0x42F042F0u);  // + 120
+    }
+#pragma unroll
+    for (int h = 0; h < 2; h++) {
+      const uint32_t w = h ? cw.y : cw.x;
+      const uint32_t src[3] = {w, w >> 6, w >> 12};
+#pragma unroll
+      for (int i = 0; i < 8; i++) {
+        const int pos = i % 3, s = 2 * h + (i >> 2), r = i & 3, v = r & 1;
+        const uint32_t x = src[i / 3];
+        const uint32_t q = pos == 0 ? lopm<0x00030003u>(x, magic) : pos == 1 ? lopm<0x000C000Cu>(x, magic)
+                                                                           : lopm<0x00300030u>(x, magic);
+        const uint32_t sc = pos == 0 ? 0x3F803F80u : pos == 1 ? 0x3E803E80u : 0x3D803D80u;  // 1, 1/4, 1/16
+        a[s][r] = hfma2(hfma2(q, sc, C1[v][pos]), S2[v], C2[v]);
+      }
+    }
+  };
+
+  float acc[64];
+#pragma unroll
+  for (int i = 0; i < 64; i++) acc[i] = 0.f;
+  uint32_t A0[4][4], A1[4][4] = {};
+
+#pragma unroll
+  for (int i = 0; i < kLook; i++) {
+    if (i < nkb) load_stage(i, i * kStageBytes3);
+    cp_async_commit();
+  }
+  cp_async_wait<kLook - 1>();
+  pair_sync(pair);
+  convert(0, A0);  // (pair 1 with no k-blocks, KB == 1: garbage, never used)
+
+  const bool dbg = p.debug && blockIdx.x == 0 && blockIdx.y == 0;
+  if (p.debug == 1 || p.debug == 2) {  // pair 0 holds k-block 0 in its stage 0
+    if (dbg && pair == 0) {
+      uint32_t* o = static_cast<uint32_t*>(p.Y);
+      if (p.debug == 1) {
+#pragma unroll
+        for (int s = 0; s < 4; s++)
+#pragma unroll
+          for (int r = 0; r < 4; r++) o[ptid * 16 + 4 * s + r] = A0[s][r];
+      } else {
+        for (int i = ptid; i < kXBytes / 4; i += kThreads) o[i] = reinterpret_cast<const uint32_t*>(sg)[i];
+      }
+    }
+    cp_async_wait<0>();
+    return;
+  }
+
+  int st = 0;
+  auto iter = [&](int j, uint32_t (&cur)[4][4], uint32_t (&nxt)[4][4]) {
+    const int st1 = st + 1 == kStages ? 0 : st + 1, stl = st >= 2 ? st - 2 : st + kStages - 2;
+    cp_async_wait<kLook - 2>();  // k-blocks j and j + 1 have landed (this thread's copies)
+    fence_proxy_async();
+    pair_sync(pair);  // the pair's copies; both its warpgroups are past wgmma(j − 2), so its stage is free
+    if (j + kLook < nkb) load_stage(j + kLook, stl * kStageBytes3);
+    cp_async_commit();
+    const uint64_t desc = desc_sw128(sb + st * kStageBytes3);
+    pin(acc);
+    wg_fence();
+#pragma unroll
+    for (int s = 0; s < 4; s++) wgmma_128(acc, cur[s], desc + 2 * s);  // +32 bytes per k16 step
+    wg_commit();
+    wg_wait<1>();  // wgmma(j − 1) done: its A buffer (nxt) may be overwritten
+    pin(nxt);
+    if (j + 1 < nkb) convert(st1 * kStageBytes3, nxt);
+    st = st1;
+  };
+  int j = 0;
+#pragma unroll 1
+  for (; j + 1 < nkb; j += 2) {
+    iter(j, A0, A1);
+    iter(j + 1, A1, A0);
+  }
+  if (j < nkb) iter(j, A0, A1);
+  wg_wait<0>();
+  pin(acc);
+  cp_async_wait<0>();
+  __syncthreads();  // both pairs done with every stage: the shared memory becomes the epilogue tile
+
+  // acc[4j + 2v + u] = D[row 16w + g + 8v][token 8j + 2t + u] (w = warp in the warpgroup), token-major tile.
+  float* tile = reinterpret_cast<float*>(sg0);
+  const int wgp = ptid >> 7, warp = (ptid >> 5) & 3, lane = ptid & 31, g = lane >> 2, t = lane & 3;
+  const int mr = 64 * wgp + 16 * warp + g;
+  if (pair == 1) {
+#pragma unroll
+    for (int jj = 0; jj < 16; jj++)
+#pragma unroll
+      for (int v = 0; v < 2; v++)
+#pragma unroll
+        for (int u = 0; u < 2; u++) tile[(8 * jj + 2 * t + u) * kEpiPitch + mr + 8 * v] = acc[4 * jj + 2 * v + u];
+  }
+  __syncthreads();
+  if (pair == 0) {
+#pragma unroll
+    for (int jj = 0; jj < 16; jj++)
+#pragma unroll
+      for (int v = 0; v < 2; v++)
+#pragma unroll
+        for (int u = 0; u < 2; u++) {
+          float& e = tile[(8 * jj + 2 * t + u) * kEpiPitch + mr + 8 * v];
+          e = acc[4 * jj + 2 * v + u] + e;
+          if (p.debug == 3) acc[4 * jj + 2 * v + u] = e;
+        }
+    if (p.debug == 3) {
+      if (dbg) {
+        float* o = static_cast<float*>(p.Y);
+#pragma unroll
+        for (int i = 0; i < 64; i++) o[ptid * 64 + i] = acc[i];
+      }
+    }
+  }
+  if (p.debug == 3) return;
+  __syncthreads();
+  if (p.y_f32) {
+    for (int i = tid; i < kBN * (kBM / 4); i += kSkThreads) {
+      const int n = i / (kBM / 4), c = i % (kBM / 4);
+      if (n0 + n >= p.M) break;  // rows are in order: the rest are past M too
+      const float4 v = *reinterpret_cast<const float4*>(tile + n * kEpiPitch + 4 * c);
+      *reinterpret_cast<float4*>(static_cast<float*>(p.Y) + (size_t)(n0 + n) * p.out + m0 + 4 * c) = v;
+    }
+  } else {
+    for (int i = tid; i < kBN * (kBM / 8); i += kSkThreads) {
+      const int n = i / (kBM / 8), c = i % (kBM / 8);
+      if (n0 + n >= p.M) break;
+      const float4 a = *reinterpret_cast<const float4*>(tile + n * kEpiPitch + 8 * c);
+      const float4 b = *reinterpret_cast<const float4*>(tile + n * kEpiPitch + 8 * c + 4);
+      const __nv_bfloat162 h0 = __floats2bfloat162_rn(a.x, a.y), h1 = __floats2bfloat162_rn(a.z, a.w);
+      const __nv_bfloat162 h2 = __floats2bfloat162_rn(b.x, b.y), h3 = __floats2bfloat162_rn(b.z, b.w);
+      uint4 o;
+      o.x = *reinterpret_cast<const uint32_t*>(&h0);
+      o.y = *reinterpret_cast<const uint32_t*>(&h1);
+      o.z = *reinterpret_cast<const uint32_t*>(&h2);
+      o.w = *reinterpret_cast<const uint32_t*>(&h3);
+      *reinterpret_cast<uint4*>(static_cast<__nv_bfloat16*>(p.Y) + (size_t)(n0 + n) * p.out + m0 + 8 * c) = o;
+    }
+  }
+#endif  // LB_HAVE_WGMMA
+}
+
 // The repacked stream of an 'int' 2-bit group-64 weight (no gIdx, in % 64 == 0, out % 128 == 0): block (row block
 // b = blockIdx.x, k-block kb = blockIdx.y) of 4096 bytes at (b·KB + kb)·4096:
 //   bytes [0, 2048): thread T's two code words at 8T: word h, pair i (i = 0..7) = the codes of A register
@@ -538,7 +742,7 @@ __global__ void __launch_bounds__(256) qgemm_w2_repack_kernel(const uint8_t* __r
 }
 
 // Per variant (1..4) and device (bit d): the kernel image is usable and its shared-memory limit is raised.
-std::atomic<uint64_t> g_ready[4];
+std::atomic<uint64_t> g_ready[6];
 
 template <class K>
 const char* prepare_kernel(K* k, int bytes, int v, int dev) {
@@ -557,14 +761,15 @@ const char* prepare_kernel(K* k, int bytes, int v, int dev) {
 }
 
 // Variants: 1 = original codes, 6 stages, one CTA per SM; 2 = original codes, 5 stages, two CTAs per SM;
-// 3 = repacked stream, 6 stages, one CTA per SM; 4 = repacked stream, 5 stages, two CTAs per SM.
-constexpr int kRpDefault = 3;
-// 0 = default: LOWBIT_QGEMM_FUSED_VARIANT (1..4) if set, else 3 when the descriptor carries the repacked stream,
-// else 1.
+// 3 = repacked stream, 6 stages, one CTA per SM; 4 = repacked stream, 5 stages, two CTAs per SM; 5 / 6 = repacked
+// stream, split-K inside a 512-thread CTA (two pairs of warpgroups, 5 / 4 stages each).
+constexpr int kRpDefault = 5;
+// 0 = default: LOWBIT_QGEMM_FUSED_VARIANT (1..6) if set, else kRpDefault when the descriptor carries the repacked
+// stream, else 1.
 int pick_variant(int v, bool has_rp) {
   if (v) return v;
   const char* e = std::getenv("LOWBIT_QGEMM_FUSED_VARIANT");
-  if (e && e[0] >= '1' && e[0] <= '4' && !e[1]) return e[0] - '0';
+  if (e && e[0] >= '1' && e[0] <= '6' && !e[1]) return e[0] - '0';
   return has_rp ? kRpDefault : 1;
 }
 
@@ -590,7 +795,9 @@ const char* device_unsupported() {
   if (const char* e = prepare_kernel(qgemm_w2_wgmma_kernel<6, 1>, smem_bytes(6), 1, dev)) return e;
   if (const char* e = prepare_kernel(qgemm_w2_wgmma_kernel<5, 2>, smem_bytes(5), 2, dev)) return e;
   if (const char* e = prepare_kernel(qgemm_w2_wgmma_rp_kernel<6, 1>, smem_bytes3(6), 3, dev)) return e;
-  return prepare_kernel(qgemm_w2_wgmma_rp_kernel<5, 2>, smem_bytes3(5), 4, dev);
+  if (const char* e = prepare_kernel(qgemm_w2_wgmma_rp_kernel<5, 2>, smem_bytes3(5), 4, dev)) return e;
+  if (const char* e = prepare_kernel(qgemm_w2_wgmma_rp_sk_kernel<5>, smem_bytes_sk(5), 5, dev)) return e;
+  return prepare_kernel(qgemm_w2_wgmma_rp_sk_kernel<4>, smem_bytes_sk(4), 6, dev);
 }
 
 }  // namespace
@@ -626,16 +833,18 @@ const char* cuda_qgemm_fused(const QDesc& d, int M, const void* X, void* Y, bool
                              int variant) {
   if (const char* why = qgemm_fused_unsupported(d, M, X, Y)) return why;
   if (debug < 0 || debug > 3) return "fused qgemm: debug mode must be 0..3";
-  if (variant < 0 || variant > 4) return "fused qgemm: variant must be 0 (default) or 1..4";
+  if (variant < 0 || variant > 6) return "fused qgemm: variant must be 0 (default) or 1..6";
   if (debug && (d.out != kBM || M > kBN || !y_f32 || (debug == 3 && M != kBN)))
     return "fused qgemm debug: needs out == 128, M <= 128 (M == 128 for mode 3) and an f32 Y";
   const int v = pick_variant(variant, d.fused != nullptr);
-  if (v >= 3 && !d.fused) return "fused qgemm: variants 3 and 4 need the repacked stream (desc.fused, cuda_qgemm_fused_repack)";
+  if (v >= 3 && !d.fused) return "fused qgemm: variants 3 to 6 need the repacked stream (desc.fused, cuda_qgemm_fused_repack)";
   const dim3 grid(d.out / kBM, (M + kBN - 1) / kBN);
   cudaStream_t s = static_cast<cudaStream_t>(stream);
   if (v >= 3) {
     FusedArgs3 a{static_cast<const __nv_bfloat16*>(X), d.fused, Y, M, d.out, d.in, y_f32 ? 1 : 0, debug, 0x43004300u};
-    if (v == 4) qgemm_w2_wgmma_rp_kernel<5, 2><<<grid, kThreads, smem_bytes3(5), s>>>(a);
+    if (v == 5) qgemm_w2_wgmma_rp_sk_kernel<5><<<grid, kSkThreads, smem_bytes_sk(5), s>>>(a);
+    else if (v == 6) qgemm_w2_wgmma_rp_sk_kernel<4><<<grid, kSkThreads, smem_bytes_sk(4), s>>>(a);
+    else if (v == 4) qgemm_w2_wgmma_rp_kernel<5, 2><<<grid, kThreads, smem_bytes3(5), s>>>(a);
     else qgemm_w2_wgmma_rp_kernel<6, 1><<<grid, kThreads, smem_bytes3(6), s>>>(a);
   } else {
     FusedArgs a{d.codes, d.sz, static_cast<const __nv_bfloat16*>(X), Y, M, d.out, d.in, y_f32 ? 1 : 0, debug};
