@@ -228,15 +228,7 @@ export class GpuDecoder {
     if (!(id >= 0 && id < cfg.vocabSize)) throw new LowbitError(`GpuDecoder: token id ${id} outside the vocabulary`);
     c.cudaUpload(h.id, Int32Array.of(id));
     if (this.useGraphs && this.warm) {
-      let g = this.graphs[pos];
-      if (!g) {
-        const t0 = performance.now();
-        c.cudaGraphBegin();
-        try { this.body(pos, true); } catch (e) { try { c.cudaGraphEnd(); } catch { /* broken capture */ } throw e; }
-        g = this.graphs[pos] = c.cudaGraphEnd();
-        this.captureSeconds += (performance.now() - t0) / 1000;
-      }
-      c.cudaGraphLaunch(g);
+      c.cudaGraphLaunch(this.graphs[pos] ||= this.capture(() => this.body(pos, true)));
       wantLogits = true;
     } else {
       this.body(pos, wantLogits || this.useGraphs);
@@ -265,15 +257,10 @@ export class GpuDecoder {
     for (let i = 0; i < n; i++, this.pos++) {  // position pos reads h.id and samples ids[pos] (= the next h.id)
       const pos = this.pos;
       if (this.useGraphs && this.warm) {
-        let g = this.greedyGraphs[pos];
-        if (!g) {
-          const t0 = performance.now();
-          c.cudaGraphBegin();
-          try { this.body(pos, true); c.cudaArgmaxF32(h.logits, cfg.vocabSize, h.id, h.ids, pos); } catch (e) { try { c.cudaGraphEnd(); } catch { /* broken capture */ } throw e; }
-          g = this.greedyGraphs[pos] = c.cudaGraphEnd();
-          this.captureSeconds += (performance.now() - t0) / 1000;
-        }
-        c.cudaGraphLaunch(g);
+        c.cudaGraphLaunch(this.greedyGraphs[pos] ||= this.capture(() => {
+          this.body(pos, true);
+          c.cudaArgmaxF32(h.logits, cfg.vocabSize, h.id, h.ids, pos);
+        }));
       } else {
         this.body(pos, true);
         c.cudaArgmaxF32(h.logits, cfg.vocabSize, h.id, h.ids, pos);
@@ -283,6 +270,16 @@ export class GpuDecoder {
     const all = new Int32Array(this.maxT);
     c.cudaDownload(h.ids, all);
     return Array.from(all.subarray(T - 1, T - 1 + n));
+  }
+
+  /** Captures the work `enqueue` launches as one CUDA graph (ending a broken capture before rethrowing). */
+  private capture(enqueue: () => void): number {
+    const c = this.c, t0 = performance.now();
+    c.cudaGraphBegin();
+    try { enqueue(); } catch (e) { try { c.cudaGraphEnd(); } catch { /* broken capture */ } throw e; }
+    const g = c.cudaGraphEnd();
+    this.captureSeconds += (performance.now() - t0) / 1000;
+    return g;
   }
 
   /** The device work of one token at position pos (the id already uploaded): capturable. */
