@@ -61,11 +61,15 @@ if (profile) {
 }
 const gemvOnly = args.includes('--gemv-only');
 const modes = (opt('--modes', 'eager,graph')).split(',');
+// --prefetch 0,1,2: the folded plan's L2 prefetch of the next launch's weights off (0), on (1), on + evict-first copies (2)
+const pfModes = opt('--prefetch', '1').split(',').map(Number);
 for (const withLora of gemvOnly ? [] : [true, false]) {
-  for (const variant of variants) for (const mode of modes) {
+  for (const variant of variants) for (const mode of modes) for (const pfMode of pfModes) {
     const d = new GpuDecoder(c, gw, withLora ? lora : null, prompt.length + N + 1);
     d.variant = variant;
     d.useGraphs = mode === 'graph';
+    d.prefetchNext = pfMode >= 1;
+    d.evictFirst = pfMode === 2;
     try {
       greedyDecode(d, prompt, 4); d.reset();  // warmup
       if (d.useGraphs) { greedyDecode(d, prompt, N); d.reset(); }  // first sequence: captures one graph per position
@@ -76,11 +80,11 @@ for (const withLora of gemvOnly ? [] : [true, false]) {
       const s = (performance.now() - t0) / 1000;
       const tps = N / s, perTok = d.bytesPerToken(prompt.length + N / 2);
       const bound = BW / perTok;
-      const r = { lora: withLora, variant, mode, captureSeconds: d.captureSeconds, tokensPerS: tps, msPerToken: 1000 / tps, bytesPerToken: perTok, boundTokensPerS: bound, ofBound: tps / bound, first: out.slice(0, 8) };
+      const r = { lora: withLora, variant, mode, prefetch: pfMode, captureSeconds: d.captureSeconds, tokensPerS: tps, msPerToken: 1000 / tps, bytesPerToken: perTok, boundTokensPerS: bound, ofBound: tps / bound, first: out.slice(0, 8) };
       res.runs.push(r);
-      log(`${withLora ? 'rank-64 LoRA unmerged' : 'no adapter         '} GEMV v${variant} ${mode.padEnd(5)}: ${tps.toFixed(1)} tok/s (${r.msPerToken.toFixed(2)} ms/token), bound ${bound.toFixed(0)} tok/s (${(perTok / 1e6).toFixed(0)} MB/token) → ${(100 * r.ofBound).toFixed(1)} %`);
+      log(`${withLora ? 'rank-64 LoRA unmerged' : 'no adapter         '} GEMV v${variant} ${mode.padEnd(5)} prefetch ${pfMode}: ${tps.toFixed(1)} tok/s (${r.msPerToken.toFixed(2)} ms/token), bound ${bound.toFixed(0)} tok/s (${(perTok / 1e6).toFixed(0)} MB/token) → ${(100 * r.ofBound).toFixed(1)} %`);
     } catch (e) {
-      res.runs.push({ lora: withLora, variant, mode, error: String(e) });
+      res.runs.push({ lora: withLora, variant, mode, prefetch: pfMode, error: String(e) });
       log(`${withLora ? 'lora' : 'base'} v${variant} ${mode}: ${e}`);
     } finally { d.free(); }
   }

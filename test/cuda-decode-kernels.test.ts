@@ -7,7 +7,7 @@ import assert from 'node:assert/strict';
 import { Rng } from '../src/tensor.js';
 import { gpuEngine, gpuUnavailable, type GpuEngine } from '../src/model/gpu/engine.js';
 import { uploadPacked, bf16ToF32, f32ToBf16 } from '../src/backend/cuda.js';
-import { decodeSlotRound, type DecodeSeg } from '../src/backend/cuda-decode.js';
+import { decodeSegRanges, decodeSlotRound, type DecodeSeg } from '../src/backend/cuda-decode.js';
 import { quantizeRTN } from '../src/quant/rtn.js';
 import { dequantize } from '../src/quant/dequant.js';
 import { rmsnormForwardRef } from '../src/model/ops/rmsnorm.js';
@@ -150,11 +150,19 @@ for (const [inF, swiglu] of [[4096, false], [11008, true]] as const) {
         Object.assign(segs[i], { B: bh, r, tseg: segs.length });
         segs.push({ w: ah, rows: r, y: th });
       });
-      for (let rep = 0; rep < 2; rep++) {  // twice: the launch's ready count must be back at zero
+      // twice: the launch's ready count must be back at zero; the second time with L2 prefetches of every weight range
+      // and evict-first copies, which must change nothing (bit for bit)
+      const pf = decodeSegRanges(segs, inF), first: Float32Array[] = [];
+      assert.equal(pf.length, 11, 'ranges: 2 × (codes, scale|zero) + dense rows + 3 A + 3 B');
+      for (let rep = 0; rep < 2; rep++) {
         c.cudaUpload(yd, Float32Array.from({ length: rowsD }, (_, i) => i));
-        c.cudaDecodeGemv(xh, false, swiglu ? null : nwh, 1e-5, inF, segs, 0, 5, swiglu ? uh : null);
+        c.cudaDecodeGemv(xh, false, swiglu ? null : nwh, 1e-5, inF, segs, 0, 5, swiglu ? uh : null, rep ? pf : null, rep === 1);
         c.cudaSync();
+        if (rep === 0) outs.forEach((rows, i) => first.push(down(c, ys[i], rows)));
       }
+      outs.forEach((rows, i) => assert.deepEqual(down(c, ys[i], rows), first[i], `segment ${i}: prefetch changed the result`));
+      assert.throws(() => c.cudaDecodeGemv(xh, false, swiglu ? null : nwh, 1e-5, inF, segs, 0, 5, swiglu ? uh : null,
+        [{ buf: pf[0].buf, bytes: 24 }]), /16-byte|% 16/);
       let xn: Float32Array;
       if (swiglu) xn = g.map((v, i) => Math.fround(Math.fround(v / (1 + Math.exp(-v))) * u[i]));
       else { xn = new Float32Array(inF); rmsnormForwardRef(xn, new Float32Array(1), g, nw, 1, inF, 1e-5); }

@@ -854,7 +854,7 @@ napi_value js_repack4(napi_env env, napi_callback_info info) {
   return nullptr;
 }
 
-// cudaDecodeGemv(x, xBf16, normW | null, eps, in, segs, probe = 0, variant = 0, x2 = null)
+// cudaDecodeGemv(x, xBf16, normW | null, eps, in, segs, probe = 0, variant = 0, x2 = null, prefetch = null, evictFirst = false)
 //   segs: [{ desc, codes4, y, acc?, B?, r?, tseg? } | { w, rows, y, acc?, B?, r?, tseg? }]
 napi_value js_decode_gemv(napi_env env, napi_callback_info info) {
   Args a(env, info, "cudaDecodeGemv");
@@ -928,8 +928,36 @@ napi_value js_decode_gemv(napi_env env, napi_callback_info info) {
   if ((!a.is_nullish(6) && !a.count(6, &probe)) || (!a.is_nullish(7) && !a.count(7, &variant)) ||
       !cuda_opt_buf_arg(a, 8, (size_t)in * 4, &x2))
     return nullptr;
+  // prefetch ranges (arg 9): [{ buf, bytes }] — L2 prefetches of the next launch's weights; evictFirst (arg 10)
+  DecodePf pf[kDecodeMaxPf];
+  uint32_t npf = 0;
+  if (!a.is_nullish(9)) {
+    bool arr = false;
+    napi_is_array(env, a.argv[9], &arr);
+    if (!arr) return a.fail(9, "an array of { buf, bytes } prefetch ranges"), nullptr;
+    napi_get_array_length(env, a.argv[9], &npf);
+    if (npf > (uint32_t)kDecodeMaxPf) {
+      throw_error(env, "cudaDecodeGemv: at most 16 prefetch ranges");
+      return nullptr;
+    }
+    for (uint32_t k = 0; k < npf; k++) {
+      napi_value el;
+      napi_get_element(env, a.argv[9], k, &el);
+      double bytes = 0;
+      bool present = false;
+      if (!prop_num(a, el, "bytes", &bytes, &present)) return nullptr;
+      if (!present || bytes < 0 || bytes > 4294967280.0 || bytes != (double)(uint64_t)bytes) {
+        throw_error(env, "cudaDecodeGemv: a prefetch range needs integer bytes < 2^32");
+        return nullptr;
+      }
+      if (!prop_buf(a, el, "buf", (size_t)bytes, &pf[k].ptr, true)) return nullptr;
+      pf[k].bytes = (uint32_t)bytes;
+    }
+  }
+  bool evf = false;
+  if (!a.is_nullish(10) && !a.boolean(10, &evf)) return nullptr;
   check(env, cuda_decode_gemv(segs, (int)len, (int)in, x.ptr, xbf, static_cast<const float*>(nw.ptr), (float)eps, (int)probe,
-                              (int)variant, static_cast<const float*>(x2.ptr)));
+                              (int)variant, static_cast<const float*>(x2.ptr), pf, (int)npf, evf));
   return nullptr;
 }
 

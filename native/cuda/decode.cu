@@ -60,6 +60,8 @@ struct DParams {
   const float* x2;                 // SwiGLU staging: x̃ = silu(x)·x2
   int toff[kDecodeMaxSegs];        // LoRA: offset of each consumer segment's t in the block's shared t (v5)
   int tlen, nprodTiles, prodmask;  // floats of shared t; tiles of the segments that produce a t; those segments (bits)
+  DecodePf pf[kDecodeMaxPf];       // v5: L2 prefetches of the next launch's weights (see cuda_decode_gemv)
+  int npf, evf;                    // their count; evf: own code copies with L2::evict_first
 };
 
 // Programmatic dependent launch (sm_90): a kernel lets the next one in the stream start launching right away
@@ -471,6 +473,30 @@ __device__ __forceinline__ void bulk_g2s(void* dst, const void* src, uint32_t by
   asm volatile("cp.async.bulk.shared::cluster.global.mbarrier::complete_tx::bytes [%0], [%1], %2, [%3];\n"
                ::"r"(smem_u32(dst)), "l"(src), "r"(bytes), "r"(smem_u32(bar)) : "memory");
 }
+__device__ __forceinline__ void bulk_g2s_hint(void* dst, const void* src, uint32_t bytes, uint64_t* bar, uint64_t pol) {
+  asm volatile("cp.async.bulk.shared::cluster.global.mbarrier::complete_tx::bytes.L2::cache_hint [%0], [%1], %2, [%3], %4;\n"
+               ::"r"(smem_u32(dst)), "l"(src), "r"(bytes), "r"(smem_u32(bar)), "l"(pol) : "memory");
+}
+__device__ __forceinline__ uint64_t policy_evict_first() {
+  uint64_t pol;
+  asm volatile("createpolicy.fractional.L2::evict_first.b64 %0, 1.0;\n" : "=l"(pol));
+  return pol;
+}
+// HBM → L2 by the bulk-copy engine, no registers or shared memory held (a hint: the data may be gone by its use).
+__device__ __forceinline__ void bulk_prefetch_l2(const void* src, uint32_t bytes) {
+  asm volatile("cp.async.bulk.prefetch.L2.global [%0], %1;\n" ::"l"(src), "r"(bytes) : "memory");
+}
+// This block's 1/grid share of every prefetch range, by lanes of the last warp (one range each), ≤ 64 KB per instruction.
+__device__ __forceinline__ void prefetch_next(const DParams& p) {
+  const int lane = threadIdx.x & 31;
+  if ((threadIdx.x >> 5) != kDWarps - 1 || lane >= p.npf) return;
+  const uint32_t bytes = p.pf[lane].bytes, per = (uint32_t)(((uint64_t)bytes + 16u * gridDim.x - 1) / (16u * gridDim.x)) * 16u;
+  const uint32_t off = blockIdx.x * per;
+  if (off >= bytes) return;
+  const uint32_t n = min(per, bytes - off);
+  const uint8_t* src = static_cast<const uint8_t*>(p.pf[lane].ptr) + off;
+  for (uint32_t o = 0; o < n; o += 65536u) bulk_prefetch_l2(src + o, min(65536u, n - o));
+}
 __device__ __forceinline__ uint4 lds4(const uint8_t* ptr) { return *reinterpret_cast<const uint4*>(ptr); }
 
 // LoRA folded into v5: the dense tiles of the t-producing segments (A·x) are done first and counted here; a block
@@ -521,6 +547,7 @@ __global__ void __launch_bounds__(kDThreads, 1) dgemv5_kernel(DParams p) {
   }
   __syncthreads();
   pdl_trigger();
+  const uint64_t pol = p.evf ? policy_evict_first() : 0;
 
   // Warps 0..3 issue a stage's 64 copies, 8 rows each (rows past the segment's end repeat its last row). A bulk copy
   // is issued one lane at a time (~10 instructions), so warp 0 alone held the block at its first barrier for
@@ -537,8 +564,11 @@ __global__ void __launch_bounds__(kDThreads, 1) dgemv5_kernel(DParams p) {
     if (tid == 0) mbar_expect_tx(&full[s], kTile * (cb + sb));
     if (lane < 16) {
       const int r = 8 * warp + (lane & 7), row = min(r0 + r, S.rows - 1);
-      if (lane < 8) bulk_g2s(st + r * rowB, static_cast<const uint8_t*>(S.codes) + (size_t)row * (in / 4) + c0 / 4, cb, &full[s]);
-      else bulk_g2s(st + kTile * rowB + r * szB, S.sz + (size_t)row * S.ng + c0 / 64, sb, &full[s]);
+      const uint8_t* src = lane < 8 ? static_cast<const uint8_t*>(S.codes) + (size_t)row * (in / 4) + c0 / 4
+                                    : reinterpret_cast<const uint8_t*>(S.sz + (size_t)row * S.ng + c0 / 64);
+      uint8_t* dst = lane < 8 ? st + r * rowB : st + kTile * rowB + r * szB;
+      if (p.evf) bulk_g2s_hint(dst, src, lane < 8 ? cb : sb, &full[s], pol);
+      else bulk_g2s(dst, src, lane < 8 ? cb : sb, &full[s]);
     }
   };
   V5Iter prod{(int)blockIdx.x, 0};
@@ -581,6 +611,8 @@ __global__ void __launch_bounds__(kDThreads, 1) dgemv5_kernel(DParams p) {
   stage_x(p, 0, xs, slot, imgh, rs_s, [&] {
     while (nprod < kStages && prod.tile < ntiles) produce_next();
   });
+  // the next launch's weights, queued behind this block's own first stages (the copy engine takes them in order)
+  prefetch_next(p);
 
   int par = 0;
   // the rows of B that warp w adds for rows w and w + 16 of a tile: lane l holds B[row][2l, 2l + 1] and [64 + 2l, …]
@@ -984,13 +1016,21 @@ const char* cuda_repack4(const void* codes, void* dst, int out, int in) {
 }
 
 const char* cuda_decode_gemv(const DecodeSeg* segs, int nseg, int in, const void* x, bool x_bf16, const float* normw,
-                             float eps, int probe, int variant, const float* x2) {
+                             float eps, int probe, int variant, const float* x2, const DecodePf* pf, int npf,
+                             bool evictFirst) {
   if (nseg < 1 || nseg > kDecodeMaxSegs) return "cudaDecodeGemv: 1 to 8 segments";
+  if (npf < 0 || npf > kDecodeMaxPf) return "cudaDecodeGemv: 0 to 16 prefetch ranges";
   if (in % 256 != 0) return "cudaDecodeGemv: in must be a multiple of 256";
   DParams p{};
   p.nseg = nseg; p.in = in; p.x = x; p.x_bf16 = x_bf16 ? 1 : 0; p.normw = normw; p.eps = eps; p.probe = probe; p.x2 = x2;
   if (x2 && (normw || x_bf16)) return "cudaDecodeGemv: SwiGLU staging (x2) takes an f32 x and no RMSNorm";
   p.magic = 0x64006400u;
+  for (int i = 0; i < npf; i++) {
+    if ((reinterpret_cast<uintptr_t>(pf[i].ptr) & 15) || (pf[i].bytes & 15)) return "cudaDecodeGemv: prefetch ranges must be 16-byte aligned";
+    p.pf[i] = pf[i];
+  }
+  p.npf = npf;
+  p.evf = evictFirst ? 1 : 0;
   // v5 (variant 5) where every packed segment has group 64 (its scale|zero rows 16-byte aligned: ng % 4 == 0), else v4
   bool v5 = variant == 5 && probe == 0;
   for (int s = 0; s < nseg; s++)

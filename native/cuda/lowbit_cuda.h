@@ -165,8 +165,17 @@ const char* cuda_repack4(const void* codes, void* dst, int out, int in);
 // probe (benchmarks only): 0 normal; 1 every tile reads rows 0..15's codes (L2-resident); 2 loads, no compute; 3 compute,
 // no loads (constant codes) — wrong results by design.
 // x2 (f32 [in], with normw null): x̃ = silu(x)·x2 (the SwiGLU of gate x and up x2, f32).
+// pf (kernel 5, up to kDecodeMaxPf ranges, 16-byte aligned, bytes % 16 == 0): L2 prefetches issued by the launch's blocks
+// at their start, each block its 1/grid share of every range — the NEXT launch's weights, so HBM streams them while
+// this launch works and the next one reads from L2. evictFirst: the launch's own bulk copies of codes with L2::evict_first.
+struct DecodePf {
+  const void* ptr = nullptr;
+  uint32_t bytes = 0;
+};
+constexpr int kDecodeMaxPf = 16;
 const char* cuda_decode_gemv(const DecodeSeg* segs, int nseg, int in, const void* x, bool x_bf16, const float* normw,
-                             float eps, int probe = 0, int variant = 0, const float* x2 = nullptr);
+                             float eps, int probe = 0, int variant = 0, const float* x2 = nullptr, const DecodePf* pf = nullptr,
+                             int npf = 0, bool evictFirst = false);
 // q/k/v of one token: + LoRA (s·B bf16 [out, r]) · t (null B: none), RoPE on q and k (tables of this position),
 // q → qOut (bf16), k → kOut, v → vOut (the KV-cache rows of this position, bf16).
 struct DecodeQkv {

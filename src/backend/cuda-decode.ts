@@ -17,6 +17,21 @@ export type DecodeSeg =
  */
 export interface DecodeLora { B?: number; r?: number; tseg?: number }
 
+/** A device range to prefetch into L2 (a buffer handle and the leading bytes of it). */
+export interface DecodePrefetch { buf: number; bytes: number }
+
+/** The x-independent bytes a launch reads (its weights): packed codes + scale|zero words, dense rows, LoRA B. */
+export function decodeSegRanges(segs: DecodeSeg[], inF: number): DecodePrefetch[] {
+  const out: DecodePrefetch[] = [];
+  const add = (buf: number | undefined, bytes: number) => { const b = Math.floor(bytes / 16) * 16; if (buf && b > 0) out.push({ buf, bytes: b }); };
+  for (const s of segs) {
+    if ('w' in s) add(s.w, s.rows * inF * 2);
+    else { add(s.codes4, s.desc.out * s.desc.in / 4); add(s.desc.sz, s.desc.out * Math.ceil(s.desc.in / s.desc.group) * 4); }
+    if (s.B && s.r) add(s.B, ('w' in s ? s.rows : s.desc.out) * s.r * 2);
+  }
+  return out;
+}
+
 export interface NativeCudaDecode extends NativeCuda {
   /** dst = the desc's code stream with every 64-byte span's 4×4 words transposed ('int' 2-bit, in % 256 == 0). */
   cudaRepackSpan4(desc: QuantDesc, dst: number): void;
@@ -27,10 +42,13 @@ export interface NativeCudaDecode extends NativeCuda {
    * only, wrong results by design): 1 codes of rows 0..15 only (L2-resident), 2 loads without compute, 3 compute without loads.
    * kernel: 0 (default) = v4, each warp prefetching its next span item; 2 = v4 with the next two (spills); 5 = v5, the
    * codes streamed into shared memory by bulk copies (group 64 only; v4 otherwise). x2 (kernel 5, f32 [in], no normW):
-   * x̃ = silu(x)·x2, the SwiGLU of gate x and up x2.
+   * x̃ = silu(x)·x2, the SwiGLU of gate x and up x2. prefetch (kernel 5, ≤ 16 ranges, 16-byte aligned, bytes % 16 == 0):
+   * L2 prefetches the launch's blocks issue once their own first copies are out — meant for the NEXT launch's weights, so
+   * HBM streams them while this launch computes (no effect on the results). evictFirst: the launch's own code copies
+   * carry an L2 evict-first hint (they are read once).
    */
   cudaDecodeGemv(x: number, xBf16: boolean, normW: number | null, eps: number, inF: number, segs: DecodeSeg[], probe?: number,
-    kernel?: number, x2?: number | null): void;
+    kernel?: number, x2?: number | null, prefetch?: DecodePrefetch[] | null, evictFirst?: boolean): void;
   /**
    * q/k/v (f32) + LoRA (B bf16 [out, r] already scaled, t f32 [r]; null: none) → RoPE (cos/sin f32 [hd/2] of this
    * position) → qOut bf16 [Hq·hd], kOut/vOut bf16 [Hkv·hd] (the cache rows of this position).

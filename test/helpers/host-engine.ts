@@ -111,7 +111,9 @@ export function hostEngine(): HostEngine {
       for (let sp = 0; sp < n / 16; sp++) for (let j = 0; j < 4; j++) for (let t = 0; t < 4; t++) o[sp * 16 + t * 4 + j] = src[sp * 16 + j * 4 + t];
     },
     cudaDecodeGemv: (x: number, xBf16: boolean, normW: number | null, eps: number, inF: number, segs: DecodeSeg[], _probe?: number,
-      _kernel?: number, x2?: number | null) => {
+      _kernel?: number, x2?: number | null, prefetch?: { buf: number; bytes: number }[] | null) => {
+      // prefetch changes no result; its ranges are still checked as the addon does
+      for (const r of prefetch ?? []) { get(r.buf, r.bytes); if (r.bytes % 16 !== 0) throw new Error('cudaDecodeGemv: prefetch bytes % 16'); }
       let xv: Float32Array = xBf16 ? bfRead(x, inF) : f32(x, inF).slice();
       if (normW) { const y = new Float32Array(inF); rmsnormForwardRef(y, new Float32Array(1), xv, f32(normW, inF), 1, inF, eps); xv = y; }
       if (x2) { const u = f32(x2, inF); xv = xv.map((g, i) => Math.fround(Math.fround(g / (1 + Math.exp(-g))) * u[i])); }

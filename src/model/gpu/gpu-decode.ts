@@ -13,7 +13,7 @@ import { LowbitError } from '../../io/errors.js';
 import { Rng } from '../../tensor.js';
 import { sampleToken } from '../sampling.js';
 import type { GenerateOptions } from '../generate.js';
-import type { DecodeSeg } from '../../backend/cuda-decode.js';
+import { decodeSegRanges, type DecodePrefetch, type DecodeSeg } from '../../backend/cuda-decode.js';
 
 /** Per layer, the v4 path's launches: segments of the three GEMVs reading x (q/k/v, gate/up) and the o/down ones. */
 interface V4Layer {
@@ -26,6 +26,8 @@ interface V4Layer {
    * GEMV (no SwiGLU kernel); the q/k/v epilogue is left with RoPE and the cache rows.
    */
   fold: boolean;
+  /** folded plan: per launch, the weights of the launch after it (prefetched into L2 while it runs; see prefetchNext) */
+  pf: { qkv: DecodePrefetch[]; o: DecodePrefetch[]; gu: DecodePrefetch[]; down: DecodePrefetch[] };
 }
 
 export class GpuDecoder {
@@ -56,6 +58,14 @@ export class GpuDecoder {
   get attnFused(): boolean { return [64, 128, 256].includes(this.w.config.headDim) && process.env.LOWBIT_DECODE_ATTN !== 'flash'; }
   /** the v4 plan (null when the model does not qualify: then variant 4 runs as 3) */
   private v4: V4Layer[] | null = null;
+  /**
+   * Folded plan: each GEMV launch prefetches the next GEMV launch's weights (codes, scale|zero words, LoRA A and B) into
+   * L2, so HBM keeps streaming across the launch boundaries (the next launch's wait for its x, its staging and the
+   * attention in between) and every GEMV reads its weights from L2 (LOWBIT_DECODE_PREFETCH=0: off).
+   */
+  prefetchNext = process.env.LOWBIT_DECODE_PREFETCH !== '0';
+  /** Folded plan: the GEMVs' own code copies with an L2 evict-first hint, so they do not push the prefetched data out. */
+  evictFirst = process.env.LOWBIT_DECODE_EVICT_FIRST === '1';
   private repacked: number[] = [];
   /**
    * Replay each position's token step as a CUDA graph (captured the first time that position is decoded after one
@@ -165,9 +175,18 @@ export class GpuDecoder {
       plan.push({
         qkv: group(['q_proj', 'k_proj', 'v_proj'], [h.q, h.k, h.v]), o: fold ? group(['o_proj'], [h.x], 1) : group(['o_proj'], [h.tmp]),
         gu: group(['gate_proj', 'up_proj'], [h.gate, h.up]), down: fold ? group(['down_proj'], [h.x], 1) : group(['down_proj'], [h.tmp]),
-        ad, fold,
+        ad, fold, pf: { qkv: [], o: [], gu: [], down: [] },
       });
     }
+    // launch i prefetches launch i + 1 (down of layer l: q/k/v of layer l + 1)
+    const D = cfg.hiddenSize, I = cfg.intermediateSize, Q = cfg.numHeads * cfg.headDim;
+    const r16 = (segs: DecodeSeg[], inF: number) => decodeSegRanges(segs, inF).slice(0, 16);
+    plan.forEach((pl, l) => {
+      pl.pf.qkv = r16(pl.o, Q);
+      pl.pf.o = r16(pl.gu, D);
+      pl.pf.gu = r16(pl.down, I);
+      pl.pf.down = l + 1 < plan.length ? r16(plan[l + 1].qkv, D) : [];
+    });
     return plan;
   }
 
@@ -325,7 +344,8 @@ export class GpuDecoder {
     for (let l = 0; l < cfg.numLayers; l++) {
       const w = this.w.layers[l], pl = plan[l], a = pl.ad;
       if (pl.fold) {  // 5 launches: GEMV q/k/v (+ B·t), attention (+ RoPE, cache rows), GEMV o (x +=), gate/up, down (SwiGLU staged, x +=)
-        c.cudaDecodeGemv(h.x, false, w.inputNorm, eps, D, pl.qkv, 0, 5);
+        const pf = this.prefetchNext ? pl.pf : null, ef = this.evictFirst;
+        c.cudaDecodeGemv(h.x, false, w.inputNorm, eps, D, pl.qkv, 0, 5, null, pf?.qkv, ef);
         if (this.attnFused) {
           c.cudaDecodeAttn(h.q, h.k, h.v, this.cosAt[pos], this.sinAt[pos], h[`kc${l}`], h[`vc${l}`], pos, cfg.numHeads,
             cfg.numKvHeads, cfg.headDim, h.att);
@@ -334,9 +354,9 @@ export class GpuDecoder {
             cfg.numHeads, cfg.numKvHeads, cfg.headDim, h.qb, this.kAt[l][pos], this.vAt[l][pos]);
           c.cudaAttnFwd(h.qb, h[`kc${l}`], h[`vc${l}`], h.att, null, 1, 1, pos + 1, cfg.numHeads, cfg.numKvHeads, cfg.headDim);
         }
-        c.cudaDecodeGemv(h.att, true, null, 0, Q, pl.o, 0, 5);
-        c.cudaDecodeGemv(h.x, false, w.postNorm, eps, D, pl.gu, 0, 5);
-        c.cudaDecodeGemv(h.gate, false, null, 0, I, pl.down, 0, 5, h.up);
+        c.cudaDecodeGemv(h.att, true, null, 0, Q, pl.o, 0, 5, null, pf?.o, ef);
+        c.cudaDecodeGemv(h.x, false, w.postNorm, eps, D, pl.gu, 0, 5, null, pf?.gu, ef);
+        c.cudaDecodeGemv(h.gate, false, null, 0, I, pl.down, 0, 5, h.up, pf?.down, ef);
         continue;
       }
       c.cudaDecodeGemv(h.x, false, w.inputNorm, eps, D, pl.qkv, 0, this.gemvKernel);
