@@ -764,13 +764,18 @@ const char* prepare_kernel(K* k, int bytes, int v, int dev) {
 // 3 = repacked stream, 6 stages, one CTA per SM; 4 = repacked stream, 5 stages, two CTAs per SM; 5 / 6 = repacked
 // stream, split-K inside a 512-thread CTA (two pairs of warpgroups, 5 / 4 stages each).
 constexpr int kRpDefault = 5;
-// 0 = default: LOWBIT_QGEMM_FUSED_VARIANT (1..6) if set, else kRpDefault when the descriptor carries the repacked
-// stream, else 1.
-int pick_variant(int v, bool has_rp) {
+// 0 = default: LOWBIT_QGEMM_FUSED_VARIANT (1..6) if set, else, with the repacked stream, kRpDefault when the tiles fit
+// one wave of one CTA per SM (v5's split-K keeps 16 warps per SM busy) and 4 when they do not (two CTAs per SM:
+// device run 40 at M = 512, v5 76 / 68 / 79 % and v4 73 / 72 / 73 % of dense for 4096², 11008×4096, 4096×11008; at
+// M = 2048 v4 was ahead on every shape), else 1.
+int pick_variant(int v, bool has_rp, int tiles) {
   if (v) return v;
   const char* e = std::getenv("LOWBIT_QGEMM_FUSED_VARIANT");
   if (e && e[0] >= '1' && e[0] <= '6' && !e[1]) return e[0] - '0';
-  return has_rp ? kRpDefault : 1;
+  if (!has_rp) return 1;
+  static int sms = 0;
+  if (!sms && cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, 0) != cudaSuccess) { cudaGetLastError(); sms = 132; }
+  return tiles <= sms ? kRpDefault : 4;
 }
 
 const char* shape_unsupported(const QDesc& d) {
@@ -836,9 +841,9 @@ const char* cuda_qgemm_fused(const QDesc& d, int M, const void* X, void* Y, bool
   if (variant < 0 || variant > 6) return "fused qgemm: variant must be 0 (default) or 1..6";
   if (debug && (d.out != kBM || M > kBN || !y_f32 || (debug == 3 && M != kBN)))
     return "fused qgemm debug: needs out == 128, M <= 128 (M == 128 for mode 3) and an f32 Y";
-  const int v = pick_variant(variant, d.fused != nullptr);
-  if (v >= 3 && !d.fused) return "fused qgemm: variants 3 to 6 need the repacked stream (desc.fused, cuda_qgemm_fused_repack)";
   const dim3 grid(d.out / kBM, (M + kBN - 1) / kBN);
+  const int v = pick_variant(variant, d.fused != nullptr, (int)(grid.x * grid.y));
+  if (v >= 3 && !d.fused) return "fused qgemm: variants 3 to 6 need the repacked stream (desc.fused, cuda_qgemm_fused_repack)";
   cudaStream_t s = static_cast<cudaStream_t>(stream);
   if (v >= 3) {
     FusedArgs3 a{static_cast<const __nv_bfloat16*>(X), d.fused, Y, M, d.out, d.in, y_f32 ? 1 : 0, debug, 0x43004300u};
