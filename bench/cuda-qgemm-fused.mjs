@@ -50,14 +50,14 @@ for (const M of Ms) {
     const best = why ? null : variants.reduce((b, v) => (b === null || fusedMs[v] < fusedMs[b] ? v : b), null);
     const row = { shape: name, M, out, in: inF, denseMs: dense, dequantMs: deq, fusedMs, bestVariant: best,
       fusedWhyNot: why, effDequant: dense / deq, effFused: Object.fromEntries(variants.map((v) => [v, fusedMs[v] ? dense / fusedMs[v] : null])),
-      denseTflops: flop / (dense * 1e-3) / 1e12, bestTflops: best ? flop / (fusedMs[best] * 1e-3) / 1e12 : null };
+      denseTflops: flop / (dense * 1e-3) / 1e12, bestTflops: best !== null ? flop / (fusedMs[best] * 1e-3) / 1e12 : null };
     res.rows.push(row);
     console.log(`M=${M} ${name} ${out}x${inF}: dense ${us(dense)} us (${row.denseTflops.toFixed(0)} TFLOP/s) | ` +
       `dequant+cuBLAS ${us(deq)} us = ${(100 * row.effDequant).toFixed(0)}% | ` +
       (why ? `fused: ${why}` : variants.map((v) => `v${v} ${us(fusedMs[v])} us = ${(100 * row.effFused[v]).toFixed(0)}%`).join(', ') +
         ` | best v${best} ${row.bestTflops.toFixed(0)} TFLOP/s`));
   }
-  const rowsM = res.rows.filter((r) => r.M === M && r.bestVariant);
+  const rowsM = res.rows.filter((r) => r.M === M && r.bestVariant !== null);
   if (rowsM.length) {
     const dv = DEFAULT_VARIANT;
     const fusedSum = rowsM.reduce((s, r) => s + (r.fusedMs[dv] ?? Infinity), 0), deqSum = rowsM.reduce((s, r) => s + r.dequantMs, 0);

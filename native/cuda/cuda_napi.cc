@@ -56,17 +56,18 @@ namespace {
 bool check(napi_env env, const char* err) { return cuda_check(env, err); }
 bool buf_arg(Args& a, size_t i, size_t need, Buf* out) { return cuda_buf_arg(a, i, need, out); }
 
-// cudaInfo() -> { deviceCount, deviceName?, computeCapability?, error? }
+// cudaInfo() -> { deviceCount, deviceName?, computeCapability?, smCount?, error? }
 napi_value js_info(napi_env env, napi_callback_info) {
-  int count = 0, major = 0, minor = 0;
+  int count = 0, major = 0, minor = 0, sms = 0;
   char name[256] = {0};
-  const char* err = cuda_device_info(&count, name, sizeof name, &major, &minor);
+  const char* err = cuda_device_info(&count, name, sizeof name, &major, &minor, &sms);
   napi_value o;
   napi_create_object(env, &o);
   set_prop(env, o, "deviceCount", make_number(env, count));
   if (count > 0) {
     set_prop(env, o, "deviceName", make_string(env, name));
     set_prop(env, o, "computeCapability", make_string(env, std::to_string(major) + "." + std::to_string(minor)));
+    set_prop(env, o, "smCount", make_number(env, sms));
   }
   if (err) set_prop(env, o, "error", make_string(env, err));
   return o;

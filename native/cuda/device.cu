@@ -7,7 +7,7 @@
 
 namespace lowbit {
 
-const char* cuda_device_info(int* count, char* name, size_t name_len, int* major, int* minor) {
+const char* cuda_device_info(int* count, char* name, size_t name_len, int* major, int* minor, int* sms) {
   *count = 0;
   LB_CUDA(cudaGetDeviceCount(count));
   if (*count > 0) {
@@ -17,6 +17,7 @@ const char* cuda_device_info(int* count, char* name, size_t name_len, int* major
     name[name_len - 1] = 0;
     *major = p.major;
     *minor = p.minor;
+    if (sms) *sms = p.multiProcessorCount;
   }
   return nullptr;
 }

@@ -8,7 +8,7 @@
 namespace lowbit {
 
 // device.cu
-const char* cuda_device_info(int* count, char* name, size_t name_len, int* major, int* minor);
+const char* cuda_device_info(int* count, char* name, size_t name_len, int* major, int* minor, int* sms = nullptr);
 const char* cuda_alloc(size_t bytes, void** ptr);
 const char* cuda_free(void* ptr);
 const char* cuda_upload(void* dst, const void* src, size_t bytes);

@@ -33,4 +33,12 @@ if [ -n "$NCU" ] && [ "${NCU_GEMM:-0}" = 1 ]; then
   grep -E "Grid Size|Block Size|Duration|Issued Warp|Warp Cycles Per Issued|Compute \(SM\) Throughput|L2 Cache Throughput|DRAM Throughput|Registers|Shared Memory Configuration Size|Achieved Occupancy" "$OUT/gemm-details.txt" | head -30
   rm -f "$OUT/gemm.ncu-rep"
 fi
+if [ "${LAYER:-0}" = 1 ]; then
+  echo "== compensate --method layer on the GPU (shipped model) ($(date +%T))"
+  node dist/src/cli/main.js quantize --model models/tiny-jargon --method rtn --bits 2 --group 64 --out /tmp/q2 > /dev/null 2>&1
+  timeout 200 node dist/src/cli/main.js compensate --device cuda --model models/tiny-jargon --quant /tmp/q2 --method layer --rank 16 \
+    --calib data/jargon.train.txt --samples 320 --seq 256 --max-steps ${LAYER_STEPS:-320} --lr 1e-3 --eval-every 10 --patience 5 \
+    --heldout data/jargon.heldout.txt --out /tmp/layer-gpu --json > "$OUT/layer-gpu.log" 2>&1; echo "compensate rc=$?"
+  tail -1 "$OUT/layer-gpu.log" | cut -c1-700
+fi
 echo "== done ($(date +%T))"

@@ -28,7 +28,7 @@ export interface NativeAddon extends NativeOps {
 
 /** Device buffers are numeric handles; sizes are checked natively. bf16 buffers hold 2 bytes/element. */
 export interface NativeCuda {
-  cudaInfo(): { deviceCount: number; deviceName?: string; computeCapability?: string; error?: string };
+  cudaInfo(): { deviceCount: number; deviceName?: string; computeCapability?: string; smCount?: number; error?: string };
   cublasInfo(): { loaded: boolean; version?: number; error?: string };
   cudaAlloc(bytes: number): number;
   cudaFree(handle: number): void;

@@ -304,12 +304,34 @@ export class GpuLlama {
 
   /** Backward from ∂L/∂hidden in h.dH (f32) through every block; adapter gradients accumulate. */
   backward(): void {
-    const cfg = this.config, h = this.h, c = this.c, L = cfg.numLayers;
-    const B = this.B, T = this.T, N = B * T, D = cfg.hiddenSize, I = cfg.intermediateSize, KV = cfg.numKvHeads * cfg.headDim;
-    const hd = cfg.headDim, Hq = cfg.numHeads, Hkv = cfg.numKvHeads;
+    const cfg = this.config, h = this.h, c = this.c, L = cfg.numLayers, N = this.B * this.T, D = cfg.hiddenSize;
     c.cudaMemset0(h.dres, N * D * 4);
     c.cudaRmsnormBwd(h.dres, h.dH, h[`resid${L}`], this.w.finalNorm, h.rstdf, N, D); this.tick('rmsnorm');
-    for (let l = L - 1; l >= 0; l--) {
+    for (let l = L - 1; l >= 0; l--) this.backwardBlock(l);
+  }
+
+  /** The residual stream entering block l (l = numLayers: the last block's output), f32 [B·T, D]. */
+  residual(l: number): number { return this.h[`resid${l}`]; }
+
+  /**
+   * Block l alone, forward, from residual(l) into residual(l + 1) — the layer-scope objective runs each block on the
+   * teacher's input to it (copied into residual(l) first). Device work only.
+   */
+  forwardBlock(l: number): void { this.block(l); }
+
+  /** Zero ∂L/∂(block output), then with grad add gradScale·2(residual(l) − target)/(B·T·D); loss[slot] += Σ(…)². */
+  mseResidual(l: number, target: number, grad: boolean, gradScale: number, slot = 0): void {
+    const h = this.h, n = this.B * this.T * this.config.hiddenSize;
+    if (grad) this.c.cudaMemset0(h.dres, n * 4);
+    this.c.cudaMseF32(h[`resid${l}`], target, grad ? h.dres : null, this.lossView(slot), n, gradScale); this.tick('loss');
+  }
+
+  /** Backward through block l: ∂L/∂(its output) in h.dres → ∂L/∂(its input) in h.dres; adapter gradients accumulate. */
+  backwardBlock(l: number): void {
+    const cfg = this.config, h = this.h, c = this.c;
+    const B = this.B, T = this.T, N = B * T, D = cfg.hiddenSize, I = cfg.intermediateSize, KV = cfg.numKvHeads * cfg.headDim;
+    const hd = cfg.headDim, Hq = cfg.numHeads, Hkv = cfg.numKvHeads;
+    {
       const w = this.w.layers[l];
       if (this.recompute) this.block(l);  // this layer's activations, again, from its kept input
       // MLP: out = mid + down(silu(gate(ln2)) · up(ln2))
