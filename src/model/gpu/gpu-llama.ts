@@ -331,26 +331,24 @@ export class GpuLlama {
     const cfg = this.config, h = this.h, c = this.c;
     const B = this.B, T = this.T, N = B * T, D = cfg.hiddenSize, I = cfg.intermediateSize, KV = cfg.numKvHeads * cfg.headDim;
     const hd = cfg.headDim, Hq = cfg.numHeads, Hkv = cfg.numKvHeads;
-    {
-      const w = this.w.layers[l];
-      if (this.recompute) this.block(l);  // this layer's activations, again, from its kept input
-      // MLP: out = mid + down(silu(gate(ln2)) · up(ln2))
-      c.cudaCastF32ToBf16Scaled(h.dresB, h.dres, N * D, 1); this.tick('add/cast');
-      c.cudaSwigluFwd(this.la('gate', l), this.la('up', l), h.act, N * I); this.tick('swiglu');  // recompute the down_proj input
-      this.groupBwd(l, ['down_proj'], [h.dresB], h.act, h.dactB, false, false);  // bf16: it feeds the SwiGLU backward
-      c.cudaSwigluBwd(h.dactB, this.la('gate', l), this.la('up', l), h.dgate, h.dup, N * I); this.tick('swiglu');
-      this.groupBwd(l, ['gate_proj', 'up_proj'], [h.dgate, h.dup], this.la('ln2', l), h.dln, false);
-      c.cudaRmsnormBwd(h.dres, h.dln, this.la('mid', l), w.postNorm, this.la('rstd2', l), N, D); this.tick('rmsnorm');
-      // attention: mid = x + o(attn(rope(q(ln1)), rope(k(ln1)), v(ln1)))
-      c.cudaCastF32ToBf16Scaled(h.dresB, h.dres, N * D, 1); this.tick('add/cast');
-      this.groupBwd(l, ['o_proj'], [h.dresB], this.la('att', l), h.dattB, false, false);  // bf16: it feeds the attention backward
-      c.cudaAttnBwd(h.dattB, this.la('q', l), this.la('k', l), this.la('v', l), this.la('att', l), this.la('lse', l), h.dq, h.dk, h.dv, B, T, T, Hq, Hkv, hd); this.tick('attention');
-      c.cudaRopeBwd(h.dq, h.dqB, h.cos, h.sin, B, T, Hq, hd);
-      c.cudaRopeBwd(h.dk, h.dkB, h.cos, h.sin, B, T, Hkv, hd); this.tick('rope');
-      c.cudaCastF32ToBf16Scaled(h.dvB, h.dv, N * KV, 1); this.tick('add/cast');
-      this.groupBwd(l, ['q_proj', 'k_proj', 'v_proj'], [h.dqB, h.dkB, h.dvB], this.la('ln1', l), h.dln, false);
-      c.cudaRmsnormBwd(h.dres, h.dln, h[`resid${l}`], w.inputNorm, this.la('rstd1', l), N, D); this.tick('rmsnorm');
-    }
+    const w = this.w.layers[l];
+    if (this.recompute) this.block(l);  // this layer's activations, again, from its kept input
+    // MLP: out = mid + down(silu(gate(ln2)) · up(ln2))
+    c.cudaCastF32ToBf16Scaled(h.dresB, h.dres, N * D, 1); this.tick('add/cast');
+    c.cudaSwigluFwd(this.la('gate', l), this.la('up', l), h.act, N * I); this.tick('swiglu');  // recompute the down_proj input
+    this.groupBwd(l, ['down_proj'], [h.dresB], h.act, h.dactB, false, false);  // bf16: it feeds the SwiGLU backward
+    c.cudaSwigluBwd(h.dactB, this.la('gate', l), this.la('up', l), h.dgate, h.dup, N * I); this.tick('swiglu');
+    this.groupBwd(l, ['gate_proj', 'up_proj'], [h.dgate, h.dup], this.la('ln2', l), h.dln, false);
+    c.cudaRmsnormBwd(h.dres, h.dln, this.la('mid', l), w.postNorm, this.la('rstd2', l), N, D); this.tick('rmsnorm');
+    // attention: mid = x + o(attn(rope(q(ln1)), rope(k(ln1)), v(ln1)))
+    c.cudaCastF32ToBf16Scaled(h.dresB, h.dres, N * D, 1); this.tick('add/cast');
+    this.groupBwd(l, ['o_proj'], [h.dresB], this.la('att', l), h.dattB, false, false);  // bf16: it feeds the attention backward
+    c.cudaAttnBwd(h.dattB, this.la('q', l), this.la('k', l), this.la('v', l), this.la('att', l), this.la('lse', l), h.dq, h.dk, h.dv, B, T, T, Hq, Hkv, hd); this.tick('attention');
+    c.cudaRopeBwd(h.dq, h.dqB, h.cos, h.sin, B, T, Hq, hd);
+    c.cudaRopeBwd(h.dk, h.dkB, h.cos, h.sin, B, T, Hkv, hd); this.tick('rope');
+    c.cudaCastF32ToBf16Scaled(h.dvB, h.dv, N * KV, 1); this.tick('add/cast');
+    this.groupBwd(l, ['q_proj', 'k_proj', 'v_proj'], [h.dqB, h.dkB, h.dvB], this.la('ln1', l), h.dln, false);
+    c.cudaRmsnormBwd(h.dres, h.dln, h[`resid${l}`], w.inputNorm, this.la('rstd1', l), N, D); this.tick('rmsnorm');
   }
 
   /** Reset the device loss accumulators (h.loss[0..3]) and, with grad, ∂L/∂hidden. */
