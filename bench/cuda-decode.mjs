@@ -62,7 +62,7 @@ if (profile) {
 const gemvOnly = args.includes('--gemv-only');
 const modes = (opt('--modes', 'eager,graph')).split(',');
 // --prefetch 0,1,2: the folded plan's L2 prefetch of the next launch's weights off (0), on (1), on + evict-first copies (2)
-const pfModes = opt('--prefetch', '1').split(',').map(Number);
+const pfModes = opt('--prefetch', '0').split(',').map(Number);
 for (const withLora of gemvOnly ? [] : [true, false]) {
   for (const variant of variants) for (const mode of modes) for (const pfMode of pfModes) {
     const d = new GpuDecoder(c, gw, withLora ? lora : null, prompt.length + N + 1);
