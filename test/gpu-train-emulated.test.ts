@@ -14,8 +14,8 @@ import { initGaussian } from '../src/adapters/init.js';
 import { TeacherCache } from '../src/train/teacher-cache.js';
 import { RilqObjective } from '../src/train/objectives/rilq.js';
 import { GpuRilqObjective } from '../src/train/objectives/rilq-gpu.js';
-import { LayerScopeObjective } from '../src/train/objectives/scopes.js';
-import { GpuLayerScopeObjective } from '../src/train/objectives/scopes-gpu.js';
+import { LayerScopeObjective, LinearScopeObjective } from '../src/train/objectives/scopes.js';
+import { GpuLayerScopeObjective, GpuLinearScopeObjective } from '../src/train/objectives/scopes-gpu.js';
 import { GpuAdam } from '../src/train/gpu-adam.js';
 import { trainAdapters, type TrainOptions } from '../src/train/trainer.js';
 import { uploadWeights } from '../src/model/gpu/device-weights.js';
@@ -110,6 +110,35 @@ test('host emulator: the layer scope (RILQ §5) through the GPU objective follow
   const delta = (ps: ReturnType<typeof loraParams>) => Float32Array.from(ps.flatMap((p) => Array.from(p.data))).map((x, i) => x - init[i]);
   const eDelta = relErr(delta(loraParams(sg, 'comp')), delta(loraParams(sc, 'comp')));
   t.diagnostic(`layer scope: train ${tg.map((x) => x.toExponential(3)).join(' ')} vs ${tc.map((x) => x.toExponential(3)).join(' ')}; val ${vg.map((x) => x.toExponential(3)).join(' ')} vs ${vc.map((x) => x.toExponential(3)).join(' ')}; adapter updates differ by ${eDelta.toExponential(2)}`);
+  assert.ok(Math.min(...vc.slice(1)) < vc[0], `the CPU run learns: ${vc.join(' ')}`);
+  assert.ok(worst(tg, tc) < 2e-2, `train losses ${tg} vs ${tc}`);
+  assert.ok(worst(vg, vc) < 2e-2, `val losses ${vg} vs ${vc}`);
+  assert.ok(eDelta < 0.3, `the adapter updates differ by ${eDelta} (relative)`);
+});
+
+test('host emulator: the linear scope (RILQ §5) through the GPU objective follows the CPU LinearScopeObjective', (t) => {
+  const T = 16, rng = new Rng(11);
+  const windows = Array.from({ length: 6 }, () => { const a = rng.int(cfg.vocabSize); return Int32Array.from({ length: T }, (_, i) => (a + 3 * i) % cfg.vocabSize); });
+  const trainIdx = [...Array(6).keys()], valIdx = [0, 1];  // seen windows: the loss must go down on them
+  const opts: TrainOptions = { lr: 2e-3, gradAccum: 2, maxSteps: 8, evalEvery: 2, patience: 0, quiet: true, seed: 4 };
+  const teacher = new LlamaModel(fpWeights());
+  const sc = student();
+  const cpu = trainAdapters(loraParams(sc, 'comp'), new LinearScopeObjective(new LlamaModel(sc), teacher), windows, trainIdx, valIdx, opts);
+  const sg = student(), c = hostEngine();
+  const gw = uploadWeights(c, sg), tw = uploadWeights(c, teacher.weights), lora = new GpuLora(c, loraSiteSpecs(sg, 'comp'));
+  const gm = new GpuLlama(c, gw, lora);
+  const obj = new GpuLinearScopeObjective(gm, tw);
+  const gpu = trainAdapters(loraParams(sg, 'comp'), obj, windows, trainIdx, valIdx, { ...opts, optimizer: (ps, o) => new GpuAdam(lora, ps, o) });
+  obj.free(); gm.free(); lora.free(); gw.free(); tw.free();
+  assert.equal(c.live(), 0, 'every device buffer freed');
+  assert.equal(gpu.updates, cpu.updates);
+  const tc = cpu.log.filter((e) => e.train !== undefined).map((e) => e.train!), tg = gpu.log.filter((e) => e.train !== undefined).map((e) => e.train!);
+  const vc = cpu.log.filter((e) => e.val !== undefined).map((e) => e.val!), vg = gpu.log.filter((e) => e.val !== undefined).map((e) => e.val!);
+  const worst = (a: number[], b: number[]) => Math.max(...a.map((x, i) => Math.abs(x / b[i] - 1)));
+  const init = Float32Array.from(loraParams(student(), 'comp').flatMap((p) => Array.from(p.data)));
+  const delta = (ps: ReturnType<typeof loraParams>) => Float32Array.from(ps.flatMap((p) => Array.from(p.data))).map((x, i) => x - init[i]);
+  const eDelta = relErr(delta(loraParams(sg, 'comp')), delta(loraParams(sc, 'comp')));
+  t.diagnostic(`linear scope: train ${tg.map((x) => x.toExponential(3)).join(' ')} vs ${tc.map((x) => x.toExponential(3)).join(' ')}; val ${vg.map((x) => x.toExponential(3)).join(' ')} vs ${vc.map((x) => x.toExponential(3)).join(' ')}; adapter updates differ by ${eDelta.toExponential(2)}`);
   assert.ok(Math.min(...vc.slice(1)) < vc[0], `the CPU run learns: ${vc.join(' ')}`);
   assert.ok(worst(tg, tc) < 2e-2, `train losses ${tg} vs ${tc}`);
   assert.ok(worst(vg, vc) < 2e-2, `val losses ${vg} vs ${vc}`);

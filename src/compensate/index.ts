@@ -39,7 +39,7 @@ import { uploadWeights } from '../model/gpu/device-weights.js';
 import { GpuLora, loraSiteSpecs } from '../model/gpu/gpu-lora.js';
 import { GpuLlama } from '../model/gpu/gpu-llama.js';
 import { GpuAdam } from '../train/gpu-adam.js';
-import { GpuLayerScopeObjective } from '../train/objectives/scopes-gpu.js';
+import { GpuLayerScopeObjective, GpuLinearScopeObjective } from '../train/objectives/scopes-gpu.js';
 import { GpuRilqObjective } from '../train/objectives/rilq-gpu.js';
 import { GpuLrecObjective } from '../train/objectives/lrec-gpu.js';
 import { Progress } from '../cli/progress.js';
@@ -307,19 +307,24 @@ export function runMethod(ctx: CompensateContext, m: MethodOptions): MethodResul
   return res;
 }
 
-/** The GPU engine's objective and device-resident Adam for a trained method (rilq, lrec and the layer scope so far). */
+/** The GPU engine's objective and device-resident Adam for a trained method (rilq, lrec and the linear/layer scopes so far). */
 function gpuTraining(ctx: CompensateContext, m: MethodOptions, name: string, quiet: boolean): { obj: Objective; optimizer: TrainOptions['optimizer']; free(): void } {
-  if (m.method !== 'rilq' && m.method !== 'lrec' && m.method !== 'layer')
-    throw new LowbitError(`compensate --device cuda: only --method rilq, lrec and layer run on the GPU engine so far (got ${m.method})`);
+  if (!['rilq', 'lrec', 'layer', 'linear'].includes(m.method))
+    throw new LowbitError(`compensate --device cuda: only --method rilq, lrec, layer and linear run on the GPU engine so far (got ${m.method})`);
   const eng = requireGpu();
   const specs = loraSiteSpecs(ctx.student, name);
-  if (m.method === 'layer') {  // the FP teacher runs online on the device: no teacher cache
+  if (m.method === 'layer' || m.method === 'linear') {  // RILQ §5's scopes: the FP weights on the device, no teacher cache
     const gw = uploadWeights(eng, ctx.student), tw = uploadWeights(eng, ctx.teacher.weights), lora = new GpuLora(eng, specs);
     let g: GpuLlama | null = null, t: GpuLlama | null = null;
     try {
       g = new GpuLlama(eng, gw, lora, { recompute: m.recompute });
-      t = new GpuLlama(eng, tw);
-      const obj = new GpuLayerScopeObjective(g, t), gm = g, tm = t;
+      const gm = g;
+      if (m.method === 'linear') {
+        const obj = new GpuLinearScopeObjective(gm, tw);
+        return { obj, optimizer: (ps, ao) => new GpuAdam(lora, ps, ao), free: () => { obj.free(); gm.free(); lora.free(); gw.free(); tw.free(); } };
+      }
+      t = new GpuLlama(eng, tw);  // the layer scope runs the FP model online for each block's input and output
+      const obj = new GpuLayerScopeObjective(gm, t), tm = t;
       return { obj, optimizer: (ps, ao) => new GpuAdam(lora, ps, ao), free: () => { obj.free(); gm.free(); tm.free(); lora.free(); gw.free(); tw.free(); } };
     } catch (e) { g?.free(); t?.free(); lora.free(); gw.free(); tw.free(); throw e; }
   }

@@ -41,7 +41,7 @@ export const COMPENSATE_OPTIONS = [
   { name: 'checkpoint', help: 'checkpoint directory (a killed run resumes from it)' },
   { name: 'windows-json', help: 'write the calibration windows as JSON (input of scripts/reference/rilq_torch.py)' },
   { name: 'base-out', help: 'loftq: directory for the re-quantized base (default OUT/base)' },
-  { ...DEVICE_OPTION, help: 'cpu | cuda (rilq, lrec and layer on the GPU engine: packed base, adapters, teacher logits or the FP teacher, and Adam on the device) | auto' },
+  { ...DEVICE_OPTION, help: 'cpu | cuda (rilq, lrec, linear and layer on the GPU engine: packed base, adapters, teacher logits or the FP weights, and Adam on the device) | auto' },
   { name: 'recompute', flag: true, help: 'GPU engine: recompute each block\'s activations in the backward (one layer\'s worth kept)' },
   { name: 'out', help: 'output PEFT adapter directory' },
   { name: 'json', flag: true, help: 'print one JSON object as the last stdout line' },

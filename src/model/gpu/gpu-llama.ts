@@ -89,6 +89,8 @@ export interface GpuLossParts { mse: number; ceSum: number; ceCount: number }
  * gate/up), 'down_proj' the SwiGLU product. GPTQ's calibration accumulates its Hessians from these.
  */
 export type LayerInputTap = (p: 'q_proj' | 'o_proj' | 'gate_proj' | 'down_proj', x: number) => void;
+/** A projection's input x (bf16) and output y (f32 when yF32, else bf16) during forwardWithSiteTap. */
+export type SiteTap = (l: number, p: Projection, x: number, y: number, yF32: boolean) => void;
 
 export class GpuLlama {
   readonly config: LlamaConfig;
@@ -262,6 +264,39 @@ export class GpuLlama {
    * one GEMM against their adjacent A's ([Σr, in]), kept as t [N, Σr] for the backward.
    */
   private groupFwd(l: number, ps: Projection[], x: number, ys: number[], f32s: boolean[]): void {
+    this.groupFwdCore(l, ps, x, ys, f32s);
+    if (this.siteTapFn) ps.forEach((p, i) => this.siteTapFn!(l, p, x, ys[i], f32s[i]));
+  }
+
+  /**
+   * The forward of the uploaded ids with `tap` seeing every projection's input x (bf16 [B·T, in]) and finished output y
+   * (base + adapter; f32 or bf16 [B·T, out] as yF32 says) right after it is computed — the linear-scope objective's
+   * hook. Device work only.
+   */
+  forwardWithSiteTap(tap: SiteTap): void {
+    this.siteTapFn = tap;
+    try { this.forwardDevice(); } finally { this.siteTapFn = null; }
+  }
+  private siteTapFn: SiteTap | null = null;
+
+  /**
+   * The adapter gradients of ONE projection from its own output gradient dy (bf16 [B·T, out]) and input x (the forward's,
+   * whose t = x·Aᵀ is still held): ∂B += s·dyᵀ·t, ∂A += (s·dy·B)ᵀ·x — no gradient flows to x (the linear scope).
+   */
+  siteBackward(l: number, p: Projection, dy: number, x: number): void {
+    const c = this.c, N = this.B * this.T, lora = this.lora, u = this.h.u;
+    if (!lora) return;
+    const g = groupsOf(lora, l, this.grouped).find((gg) => gg.includes(p));
+    if (!g) return;
+    const sites = g.map((q) => lora.at(l, q)!), R = sites.reduce((a, st) => a + st.r, 0), inF = sites[0].in;
+    const i = g.indexOf(p), st = sites[i], o = sites.slice(0, i).reduce((a, q) => a + q.r, 0), t = this.tbuf(l, g[0]);
+    c.cublasGemmBf16Ex(true, false, st.out, st.r, N, dy, 0, st.out, t, o, R, st.gB, 0, st.r, st.scale, 1, true);   // ∂B += s·dyᵀ·t
+    this.skinny(false, N, st.r, st.out, dy, st.out, st.Bb, 0, st.r, u, o, R, st.scale, 0, false);                    // u = s·dy·B
+    c.cublasGemmBf16Ex(true, false, st.r, inF, N, u, o, R, x, 0, inF, lora.flat.G, st.offA, inF, 1, 1, true);        // ∂A += uᵀ·x
+    this.tick('lora');
+  }
+
+  private groupFwdCore(l: number, ps: Projection[], x: number, ys: number[], f32s: boolean[]): void {
     const c = this.c, N = this.B * this.T, lora = this.lora;
     ps.forEach((p, i) => this.baseFwd(l, p, x, ys[i], f32s[i]));
     if (!lora) return;
@@ -324,6 +359,11 @@ export class GpuLlama {
     const h = this.h, n = this.B * this.T * this.config.hiddenSize;
     if (grad) this.c.cudaMemset0(h.dres, n * 4);
     this.c.cudaMseF32(h[`resid${l}`], target, grad ? h.dres : null, this.lossView(slot), n, gradScale); this.tick('loss');
+  }
+
+  /** loss[slot] += Σ(a − target)² over n f32 values; with dA, dA += gradScale·2(a − target)/n. Device work only. */
+  mseInto(a: number, target: number, dA: number | null, n: number, gradScale: number, slot = 0): void {
+    this.c.cudaMseF32(a, target, dA, this.lossView(slot), n, gradScale); this.tick('loss');
   }
 
   /** Backward through block l: ∂L/∂(its output) in h.dres → ∂L/∂(its input) in h.dres; adapter gradients accumulate. */
