@@ -183,7 +183,7 @@ test('cuda-qgemm-fused: parity vs f64, vs dequantize + cuBLAS, and cudaQGemm pic
         }
         const sample = (Y: Float32Array): number[] => rows.flatMap((m) => Array.from(Y.subarray(m * out, (m + 1) * out)));
         const byVariant = new Map<number, Float32Array>();
-        for (const v of [1, 3, 2, 4, 5, 6] as const) {
+        for (const v of [1, 3, 2, 4, 5, 6, 7] as const) {
           const Y = run(() => c.cudaQGemmFused(q.desc, M, hX, hY, true, 0, v), true);
           for (let i = 0; i < Y.length; i++) assert.ok(Number.isFinite(Y[i]), `${out}x${inF} M=${M} v${v}: Y[${i}] not written`);
           const got = sample(Y), eW = relNorm(got, refW), eB = relNorm(got, refB), eR = relNorm(got, refR);
@@ -201,8 +201,9 @@ test('cuda-qgemm-fused: parity vs f64, vs dequantize + cuBLAS, and cudaQGemm pic
           }
           byVariant.set(v, Y);
         }
-        // variants 2 and 4: the same wgmma sequence as 1 and 3, so the same bits; 6 the same split-K sums as 5
-        for (const [a, b] of [[1, 2], [3, 4], [5, 6]]) {
+        // variants 2 and 4: the same wgmma sequence as 1 and 3, so the same bits; 6 and 7 (copy-engine stages) the same
+        // split-K sums as 5
+        for (const [a, b] of [[1, 2], [3, 4], [5, 6], [5, 7]]) {
           const ya = byVariant.get(a)!, yb = byVariant.get(b)!;
           assert.ok(yb.every((v, i) => Object.is(v, ya[i])), `${out}x${inF} M=${M}: variant ${b} differs from variant ${a}`);
         }

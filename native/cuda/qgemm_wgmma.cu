@@ -34,6 +34,7 @@
 //   2: Y32[0 .. 4096) = the raw bytes of stage 0's X tile                (check the swizzled layout)
 //   3: Y32[tid·64 + i] = accumulator i after the whole K loop (M = 128)  (check the D fragment order)
 // Their CPU models: src/backend/qgemm-fused-model.ts.
+#include <cuda.h>  // CUtensorMap and cuTensorMapEncodeTiled's types only: the function comes from the runtime's driver entry point
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
 
@@ -344,6 +345,40 @@ __device__ __forceinline__ uint32_t lopm(uint32_t w, uint32_t magic) {
   asm("lop3.b32 %0, %1, %2, %3, 0xEA;\n" : "=r"(d) : "r"(w), "n"(MASK), "r"(magic));
   return d;
 }
+
+// The A fragments of one k-block from its repacked block `blk` (shared memory; code words, then row constants) for
+// thread t of the warpgroup pair (variants 3–7). Code word h holds k16 steps 2h, 2h+1; its pair i (s = 2h + i/4,
+// register r = i mod 4; low code at bits 2i, high at 16 + 2i) is taken from w >> 6⌊i/3⌋ at position p = i mod 3:
+// (· & 3·4^p·0x10001) | 0x43004300 = the bf16 pair 128 + 4^p·q (exact); ·4^−p + c1_p = q − zi (exact;
+// c1_p = −(128·4^−p + zi) = c1 + 0, 96, 120); ·s + c2 (one rounding) = the weight. Row constants of rows ra (r even)
+// and ra + 8.
+__device__ __forceinline__ void convert_rp(const uint8_t* blk, int t, uint32_t magic, uint32_t (&a)[4][4]) {
+  const uint2 cw = *reinterpret_cast<const uint2*>(blk + 8 * t);
+  const uint4 k0 = *reinterpret_cast<const uint4*>(blk + kRpCodeBytes + 32 * (t >> 2));
+  const uint2 k1 = *reinterpret_cast<const uint2*>(blk + kRpCodeBytes + 32 * (t >> 2) + 16);
+  const uint32_t S2[2] = {k0.x, k0.w}, C2[2] = {k0.z, k1.y};
+  uint32_t C1[2][3];
+#pragma unroll
+  for (int v = 0; v < 2; v++) {
+    C1[v][0] = v ? k1.x : k0.y;
+    C1[v][1] = hfma2(C1[v][0], 0x3F803F80u, 0x42C042C0u);  // + 96
+    C1[v][2] = hfma2(C1[v][0], 0x3F803F80u, 0x42F042F0u);  // + 120
+  }
+#pragma unroll
+  for (int h = 0; h < 2; h++) {
+    const uint32_t w = h ? cw.y : cw.x;
+    const uint32_t src[3] = {w, w >> 6, w >> 12};
+#pragma unroll
+    for (int i = 0; i < 8; i++) {
+      const int pos = i % 3, s = 2 * h + (i >> 2), r = i & 3, v = r & 1;
+      const uint32_t x = src[i / 3];
+      const uint32_t q = pos == 0 ? lopm<0x00030003u>(x, magic) : pos == 1 ? lopm<0x000C000Cu>(x, magic)
+                                                                         : lopm<0x00300030u>(x, magic);
+      const uint32_t sc = pos == 0 ? 0x3F803F80u : pos == 1 ? 0x3E803E80u : 0x3D803D80u;  // 1, 1/4, 1/16
+      a[s][r] = hfma2(hfma2(q, sc, C1[v][pos]), S2[v], C2[v]);
+    }
+  }
+}
 #endif  // LB_HAVE_WGMMA
 
 // Variants 3 and 4: the same tile, B path and pipeline as above, A from the repacked stream (2 bf16 FMAs + 1 LOP3
@@ -379,39 +414,7 @@ __global__ void __launch_bounds__(kThreads, kMinBlocks) qgemm_w2_wgmma_rp_kernel
     for (int r = 0; r < 4; r++) cp_async16n(sb + so + xdst + 4096 * r, xsrc[r] + kb * kBK, xbytes[r]);
     cp_async16(sb + so + kXBytes + 16 * tid, rsrc + (size_t)kb * kRpBytes, true);
   };
-  // The A fragments of the k-block in stage `so` (landed): code word h holds k16 steps 2h, 2h+1; its pair i
-  // (s = 2h + i/4, register r = i mod 4; low code at bits 2i, high at 16 + 2i) is taken from w >> 6⌊i/3⌋ at
-  // position p = i mod 3: (· & 3·4^p·0x10001) | 0x43004300 = the bf16 pair 128 + 4^p·q (exact); ·4^−p + c1_p =
-  // q − zi (exact; c1_p = −(128·4^−p + zi) = c1 + 0, 96, 120); ·s + c2 (one rounding) = the weight. Row constants
-  // of rows ra (r even) and ra + 8.
-  auto convert = [&](uint32_t so, uint32_t (&a)[4][4]) {
-    const uint8_t* st = sg + so + kXBytes;
-    const uint2 cw = *reinterpret_cast<const uint2*>(st + 8 * tid);
-    const uint4 k0 = *reinterpret_cast<const uint4*>(st + kRpCodeBytes + 32 * (tid >> 2));
-    const uint2 k1 = *reinterpret_cast<const uint2*>(st + kRpCodeBytes + 32 * (tid >> 2) + 16);
-    const uint32_t S2[2] = {k0.x, k0.w}, C2[2] = {k0.z, k1.y};
-    uint32_t C1[2][3];
-#pragma unroll
-    for (int v = 0; v < 2; v++) {
-      C1[v][0] = v ? k1.x : k0.y;
-      C1[v][1] = hfma2(C1[v][0], 0x3F803F80u, 0x42C042C0u);  // + 96
-      C1[v][2] = hfma2(C1[v][0], 0x3F803F80u, 0x42F042F0u);  // + 120
-    }
-#pragma unroll
-    for (int h = 0; h < 2; h++) {
-      const uint32_t w = h ? cw.y : cw.x;
-      const uint32_t src[3] = {w, w >> 6, w >> 12};
-#pragma unroll
-      for (int i = 0; i < 8; i++) {
-        const int pos = i % 3, s = 2 * h + (i >> 2), r = i & 3, v = r & 1;
-        const uint32_t x = src[i / 3];
-        const uint32_t q = pos == 0 ? lopm<0x00030003u>(x, magic) : pos == 1 ? lopm<0x000C000Cu>(x, magic)
-                                                                           : lopm<0x00300030u>(x, magic);
-        const uint32_t sc = pos == 0 ? 0x3F803F80u : pos == 1 ? 0x3E803E80u : 0x3D803D80u;  // 1, 1/4, 1/16
-        a[s][r] = hfma2(hfma2(q, sc, C1[v][pos]), S2[v], C2[v]);
-      }
-    }
-  };
+  auto convert = [&](uint32_t so, uint32_t (&a)[4][4]) { convert_rp(sg + so + kXBytes, tid, magic, a); };
 
   float acc[64];
 #pragma unroll
@@ -488,6 +491,74 @@ __global__ void __launch_bounds__(kThreads, kMinBlocks) qgemm_w2_wgmma_rp_kernel
 #endif  // LB_HAVE_WGMMA
 }
 
+constexpr int kSkThreads = 512;
+
+#ifdef LB_HAVE_WGMMA
+// Split-K epilogue (variants 5–7): pair 1 stages its accumulators token-major, pair 0 adds its own (acc0 + acc1, in
+// that order: deterministic), all 512 threads store Y. Needs every stage read (a barrier before the call).
+__device__ __forceinline__ void sk_epilogue(float (&acc)[64], uint8_t* sg0, const FusedArgs3& p, int m0, int n0, bool dbg) {
+  const int tid = threadIdx.x, pair = tid >> 8, ptid = tid & 255;
+  // acc[4j + 2v + u] = D[row 16w + g + 8v][token 8j + 2t + u] (w = warp in the warpgroup), token-major tile.
+  float* tile = reinterpret_cast<float*>(sg0);
+  const int wgp = ptid >> 7, warp = (ptid >> 5) & 3, lane = ptid & 31, g = lane >> 2, t = lane & 3;
+  const int mr = 64 * wgp + 16 * warp + g;
+  if (pair == 1) {
+#pragma unroll
+    for (int jj = 0; jj < 16; jj++)
+#pragma unroll
+      for (int v = 0; v < 2; v++)
+#pragma unroll
+        for (int u = 0; u < 2; u++) tile[(8 * jj + 2 * t + u) * kEpiPitch + mr + 8 * v] = acc[4 * jj + 2 * v + u];
+  }
+  __syncthreads();
+  if (pair == 0) {
+#pragma unroll
+    for (int jj = 0; jj < 16; jj++)
+#pragma unroll
+      for (int v = 0; v < 2; v++)
+#pragma unroll
+        for (int u = 0; u < 2; u++) {
+          float& e = tile[(8 * jj + 2 * t + u) * kEpiPitch + mr + 8 * v];
+          e = acc[4 * jj + 2 * v + u] + e;
+          if (p.debug == 3) acc[4 * jj + 2 * v + u] = e;
+        }
+    if (p.debug == 3) {
+      if (dbg) {
+        float* o = static_cast<float*>(p.Y);
+#pragma unroll
+        for (int i = 0; i < 64; i++) o[ptid * 64 + i] = acc[i];
+      }
+    }
+  }
+  if (p.debug == 3) return;
+  __syncthreads();
+  if (p.y_f32) {
+    for (int i = tid; i < kBN * (kBM / 4); i += kSkThreads) {
+      const int n = i / (kBM / 4), c = i % (kBM / 4);
+      if (n0 + n >= p.M) break;  // rows are in order: the rest are past M too
+      const float4 v = *reinterpret_cast<const float4*>(tile + n * kEpiPitch + 4 * c);
+      *reinterpret_cast<float4*>(static_cast<float*>(p.Y) + (size_t)(n0 + n) * p.out + m0 + 4 * c) = v;
+    }
+  } else {
+    for (int i = tid; i < kBN * (kBM / 8); i += kSkThreads) {
+      const int n = i / (kBM / 8), c = i % (kBM / 8);
+      if (n0 + n >= p.M) break;
+      const float4 a = *reinterpret_cast<const float4*>(tile + n * kEpiPitch + 8 * c);
+      const float4 b = *reinterpret_cast<const float4*>(tile + n * kEpiPitch + 8 * c + 4);
+      const __nv_bfloat162 h0 = __floats2bfloat162_rn(a.x, a.y), h1 = __floats2bfloat162_rn(a.z, a.w);
+      const __nv_bfloat162 h2 = __floats2bfloat162_rn(b.x, b.y), h3 = __floats2bfloat162_rn(b.z, b.w);
+      uint4 o;
+      o.x = *reinterpret_cast<const uint32_t*>(&h0);
+      o.y = *reinterpret_cast<const uint32_t*>(&h1);
+      o.z = *reinterpret_cast<const uint32_t*>(&h2);
+      o.w = *reinterpret_cast<const uint32_t*>(&h3);
+      *reinterpret_cast<uint4*>(static_cast<__nv_bfloat16*>(p.Y) + (size_t)(n0 + n) * p.out + m0 + 8 * c) = o;
+    }
+  }
+}
+
+#endif  // LB_HAVE_WGMMA
+
 // Variants 5/6 (qgemm_w2_wgmma_rp_sk_kernel): split-K inside the CTA. 512 threads = two "pairs" of warpgroups, each
 // pair running variant 3/4's pipeline unchanged (its own kStages stages, its own named barrier 1 + pair, thread index
 // ptid = tid mod 256 for every per-thread map) on one half of the k-blocks of the same 128 × 128 tile: pair 0 takes
@@ -496,7 +567,6 @@ __global__ void __launch_bounds__(kThreads, kMinBlocks) qgemm_w2_wgmma_rp_kernel
 // tensor pipe, twice the conversion work in flight) with no extra global traffic. Epilogue: pair 1 stages its
 // accumulators token-major, pair 0 adds its own at the same addresses (acc0 + acc1, deterministic), all 512 threads
 // store Y. 5 stages per pair (v5, 200 KB + 1 KB) or 4 (v6, 160 KB); 128 registers at most (512 threads, one CTA per SM).
-constexpr int kSkThreads = 512;
 constexpr int smem_bytes_sk(int stages) { return 2 * stages * kStageBytes3 + 1024; }
 static_assert(kBN * kEpiPitch * 4 <= 2 * 4 * kStageBytes3, "epilogue tile overflow (v5/v6)");
 
@@ -538,35 +608,7 @@ __global__ void __launch_bounds__(kSkThreads, 1) qgemm_w2_wgmma_rp_sk_kernel(con
     for (int r = 0; r < 4; r++) cp_async16n(sb + so + xdst + 4096 * r, xsrc[r] + j * kBK, xbytes[r]);
     cp_async16(sb + so + kXBytes + 16 * ptid, rsrc + (size_t)j * kRpBytes, true);
   };
-  // The A fragments of the k-block in stage `so` (variant 3/4's conversion, thread ptid of the repacked block).
-  auto convert = [&](uint32_t so, uint32_t (&a)[4][4]) {
-    const uint8_t* st = sg + so + kXBytes;
-    const uint2 cw = *reinterpret_cast<const uint2*>(st + 8 * ptid);
-    const uint4 k0 = *reinterpret_cast<const uint4*>(st + kRpCodeBytes + 32 * (ptid >> 2));
-    const uint2 k1 = *reinterpret_cast<const uint2*>(st + kRpCodeBytes + 32 * (ptid >> 2) + 16);
-    const uint32_t S2[2] = {k0.x, k0.w}, C2[2] = {k0.z, k1.y};
-    uint32_t C1[2][3];
-#pragma unroll
-    for (int v = 0; v < 2; v++) {
-      C1[v][0] = v ? k1.x : k0.y;
-      C1[v][1] = hfma2(C1[v][0], 0x3F803F80u, 0x42C042C0u);  // + 96
-      C1[v][2] = hfma2(C1[v][0], 0x3F803F80u, 0x42F042F0u);  // + 120
-    }
-#pragma unroll
-    for (int h = 0; h < 2; h++) {
-      const uint32_t w = h ? cw.y : cw.x;
-      const uint32_t src[3] = {w, w >> 6, w >> 12};
-#pragma unroll
-      for (int i = 0; i < 8; i++) {
-        const int pos = i % 3, s = 2 * h + (i >> 2), r = i & 3, v = r & 1;
-        const uint32_t x = src[i / 3];
-        const uint32_t q = pos == 0 ? lopm<0x00030003u>(x, magic) : pos == 1 ? lopm<0x000C000Cu>(x, magic)
-                                                                           : lopm<0x00300030u>(x, magic);
-        const uint32_t sc = pos == 0 ? 0x3F803F80u : pos == 1 ? 0x3E803E80u : 0x3D803D80u;  // 1, 1/4, 1/16
-        a[s][r] = hfma2(hfma2(q, sc, C1[v][pos]), S2[v], C2[v]);
-      }
-    }
-  };
+  auto convert = [&](uint32_t so, uint32_t (&a)[4][4]) { convert_rp(sg + so + kXBytes, ptid, magic, a); };
 
   float acc[64];
 #pragma unroll
@@ -630,63 +672,114 @@ __global__ void __launch_bounds__(kSkThreads, 1) qgemm_w2_wgmma_rp_sk_kernel(con
   cp_async_wait<0>();
   __syncthreads();  // both pairs done with every stage: the shared memory becomes the epilogue tile
 
-  // acc[4j + 2v + u] = D[row 16w + g + 8v][token 8j + 2t + u] (w = warp in the warpgroup), token-major tile.
-  float* tile = reinterpret_cast<float*>(sg0);
-  const int wgp = ptid >> 7, warp = (ptid >> 5) & 3, lane = ptid & 31, g = lane >> 2, t = lane & 3;
-  const int mr = 64 * wgp + 16 * warp + g;
-  if (pair == 1) {
-#pragma unroll
-    for (int jj = 0; jj < 16; jj++)
-#pragma unroll
-      for (int v = 0; v < 2; v++)
-#pragma unroll
-        for (int u = 0; u < 2; u++) tile[(8 * jj + 2 * t + u) * kEpiPitch + mr + 8 * v] = acc[4 * jj + 2 * v + u];
+  sk_epilogue(acc, sg0, p, m0, n0, dbg);
+#endif  // LB_HAVE_WGMMA
+}
+
+// Variant 7 (qgemm_w2_wgmma_tma_kernel): variant 5's CTA (two warpgroup pairs splitting the k-blocks of a 128 × 128
+// tile), its stages filled by the copy engine instead of 256 threads' cp.async: per k-block ONE thread of the pair issues a
+// tensor copy of the X tile (a CUtensorMap with the 128-byte swizzle writes exactly the layout the B descriptor reads;
+// tokens past M are zero-filled by the copy engine) and a 4 KB bulk copy of the repacked block, both completing on the
+// stage's mbarrier. The consumers wait on that barrier instead of cp.async groups + proxy fence — device run 41's ncu
+// of variant 5 found ~90 of 161 instructions per k-block and warp in stage and copy-address arithmetic around the 48 of
+// the code conversion, issue-latency bound (9.6 cycles per instruction).
+#ifdef LB_HAVE_WGMMA
+__device__ __forceinline__ void mb_init(uint64_t* b, uint32_t n) {
+  asm volatile("mbarrier.init.shared::cta.b64 [%0], %1;\n" ::"r"(smem_u32(b)), "r"(n) : "memory");
+}
+__device__ __forceinline__ void mb_expect_tx(uint64_t* b, uint32_t bytes) {
+  asm volatile("mbarrier.arrive.expect_tx.shared::cta.b64 _, [%0], %1;\n" ::"r"(smem_u32(b)), "r"(bytes) : "memory");
+}
+__device__ __forceinline__ void mb_wait(uint64_t* b, uint32_t parity) {
+  const uint32_t a = smem_u32(b);
+  uint32_t done = 0;
+  while (!done) {
+    asm volatile("{\n .reg .pred q;\n mbarrier.try_wait.parity.shared::cta.b64 q, [%1], %2;\n selp.u32 %0, 1, 0, q;\n}\n"
+                 : "=r"(done) : "r"(a), "r"(parity) : "memory");
+  }
+}
+// X tile [128 tokens × 64 k] at coordinates (k0, n0) of the tensor map, 128-byte swizzled, completing on bar.
+__device__ __forceinline__ void tma_x(uint32_t dst, const CUtensorMap* tm, int k0, int n0, uint64_t* bar) {
+  asm volatile("cp.async.bulk.tensor.2d.shared::cluster.global.tile.mbarrier::complete_tx::bytes [%0], [%1, {%2, %3}], [%4];\n"
+               ::"r"(dst), "l"(reinterpret_cast<uint64_t>(tm)), "r"(k0), "r"(n0), "r"(smem_u32(bar)) : "memory");
+}
+__device__ __forceinline__ void bulk_rp(uint32_t dst, const void* src, uint32_t bytes, uint64_t* bar) {
+  asm volatile("cp.async.bulk.shared::cluster.global.mbarrier::complete_tx::bytes [%0], [%1], %2, [%3];\n"
+               ::"r"(dst), "l"(src), "r"(bytes), "r"(smem_u32(bar)) : "memory");
+}
+#endif  // LB_HAVE_WGMMA
+
+template <int kStages>
+__global__ void __launch_bounds__(kSkThreads, 1) qgemm_w2_wgmma_tma_kernel(const FusedArgs3 p, const __grid_constant__ CUtensorMap tmX) {
+#ifdef LB_HAVE_WGMMA
+  constexpr int kLook = kStages - 2;  // k-blocks loaded ahead (the stage refilled is the one read two blocks ago)
+  extern __shared__ uint8_t smem_raw[];
+  __shared__ __align__(8) uint64_t fullb[2][kStages];
+  const uint32_t raw = smem_u32(smem_raw);
+  const uint32_t sb0 = (raw + 1023u) & ~1023u;
+  uint8_t* const sg0 = smem_raw + (sb0 - raw);
+  const int tid = threadIdx.x, pair = tid >> 8, ptid = tid & 255;
+  const uint32_t sb = sb0 + pair * kStages * kStageBytes3;
+  uint8_t* const sg = sg0 + pair * kStages * kStageBytes3;
+  const int m0 = blockIdx.x * kBM, n0 = blockIdx.y * kBN;
+  const int KB = p.in / kBK, KB0 = (KB + 1) >> 1;
+  const int kb0 = pair ? KB0 : 0, nkb = pair ? KB - KB0 : KB0;
+  const uint32_t magic = p.magic;
+  uint64_t* const fb = fullb[pair];
+  if (ptid == 0) {
+    for (int i = 0; i < kStages; i++) mb_init(&fb[i], 1);
+    asm volatile("fence.mbarrier_init.release.cluster;\n" ::: "memory");
   }
   __syncthreads();
-  if (pair == 0) {
+  const uint8_t* const rsrc = p.rp + ((size_t)blockIdx.x * KB + kb0) * kRpBytes;
+  auto load_stage = [&](int j, int st) {  // thread ptid 0 of the pair
+    const uint32_t so = sb + st * kStageBytes3;
+    mb_expect_tx(&fb[st], kXBytes + kRpBytes);
+    tma_x(so, &tmX, (kb0 + j) * kBK, n0, &fb[st]);
+    bulk_rp(so + kXBytes, rsrc + (size_t)j * kRpBytes, kRpBytes, &fb[st]);
+  };
+
+  float acc[64];
 #pragma unroll
-    for (int jj = 0; jj < 16; jj++)
-#pragma unroll
-      for (int v = 0; v < 2; v++)
-#pragma unroll
-        for (int u = 0; u < 2; u++) {
-          float& e = tile[(8 * jj + 2 * t + u) * kEpiPitch + mr + 8 * v];
-          e = acc[4 * jj + 2 * v + u] + e;
-          if (p.debug == 3) acc[4 * jj + 2 * v + u] = e;
-        }
-    if (p.debug == 3) {
-      if (dbg) {
-        float* o = static_cast<float*>(p.Y);
-#pragma unroll
-        for (int i = 0; i < 64; i++) o[ptid * 64 + i] = acc[i];
-      }
-    }
+  for (int i = 0; i < 64; i++) acc[i] = 0.f;
+  uint32_t A0[4][4], A1[4][4] = {};
+  if (ptid == 0)
+    for (int i = 0; i < kLook && i < nkb; i++) load_stage(i, i);
+  if (nkb > 0) {
+    mb_wait(&fb[0], 0);
+    convert_rp(sg + kXBytes, ptid, magic, A0);
   }
-  if (p.debug == 3) return;
-  __syncthreads();
-  if (p.y_f32) {
-    for (int i = tid; i < kBN * (kBM / 4); i += kSkThreads) {
-      const int n = i / (kBM / 4), c = i % (kBM / 4);
-      if (n0 + n >= p.M) break;  // rows are in order: the rest are past M too
-      const float4 v = *reinterpret_cast<const float4*>(tile + n * kEpiPitch + 4 * c);
-      *reinterpret_cast<float4*>(static_cast<float*>(p.Y) + (size_t)(n0 + n) * p.out + m0 + 4 * c) = v;
+
+  int st = 0;
+  auto iter = [&](int j, uint32_t (&cur)[4][4], uint32_t (&nxt)[4][4]) {
+    const int st1 = st + 1 == kStages ? 0 : st + 1, stl = st >= 2 ? st - 2 : st + kStages - 2;
+    pair_sync(pair);  // both warpgroups are past wgmma(j − 2): its stage may be refilled
+    if (ptid == 0 && j + kLook < nkb) load_stage(j + kLook, stl);
+    const uint64_t desc = desc_sw128(sb + st * kStageBytes3);
+    pin(acc);
+    wg_fence();
+#pragma unroll
+    for (int s = 0; s < 4; s++) wgmma_128(acc, cur[s], desc + 2 * s);
+    wg_commit();
+    wg_wait<1>();  // wgmma(j − 1) done: its A buffer (nxt) may be overwritten
+    pin(nxt);
+    if (j + 1 < nkb) {
+      mb_wait(&fb[st1], (uint32_t)((j + 1) / kStages) & 1u);  // k-block j + 1 landed (X and codes)
+      convert_rp(sg + st1 * kStageBytes3 + kXBytes, ptid, magic, nxt);
     }
-  } else {
-    for (int i = tid; i < kBN * (kBM / 8); i += kSkThreads) {
-      const int n = i / (kBM / 8), c = i % (kBM / 8);
-      if (n0 + n >= p.M) break;
-      const float4 a = *reinterpret_cast<const float4*>(tile + n * kEpiPitch + 8 * c);
-      const float4 b = *reinterpret_cast<const float4*>(tile + n * kEpiPitch + 8 * c + 4);
-      const __nv_bfloat162 h0 = __floats2bfloat162_rn(a.x, a.y), h1 = __floats2bfloat162_rn(a.z, a.w);
-      const __nv_bfloat162 h2 = __floats2bfloat162_rn(b.x, b.y), h3 = __floats2bfloat162_rn(b.z, b.w);
-      uint4 o;
-      o.x = *reinterpret_cast<const uint32_t*>(&h0);
-      o.y = *reinterpret_cast<const uint32_t*>(&h1);
-      o.z = *reinterpret_cast<const uint32_t*>(&h2);
-      o.w = *reinterpret_cast<const uint32_t*>(&h3);
-      *reinterpret_cast<uint4*>(static_cast<__nv_bfloat16*>(p.Y) + (size_t)(n0 + n) * p.out + m0 + 8 * c) = o;
-    }
+    st = st1;
+  };
+  int j = 0;
+#pragma unroll 1
+  for (; j + 1 < nkb; j += 2) {
+    iter(j, A0, A1);
+    iter(j + 1, A1, A0);
   }
+  if (j < nkb) iter(j, A0, A1);
+  wg_wait<0>();
+  pin(acc);
+  __syncthreads();  // both pairs done with every stage: the shared memory becomes the epilogue tile
+  sk_epilogue(acc, sg0, p, m0, n0, false);
 #endif  // LB_HAVE_WGMMA
 }
 
@@ -742,7 +835,7 @@ __global__ void __launch_bounds__(256) qgemm_w2_repack_kernel(const uint8_t* __r
 }
 
 // Per variant (1..4) and device (bit d): the kernel image is usable and its shared-memory limit is raised.
-std::atomic<uint64_t> g_ready[6];
+std::atomic<uint64_t> g_ready[7];
 
 template <class K>
 const char* prepare_kernel(K* k, int bytes, int v, int dev) {
@@ -762,8 +855,38 @@ const char* prepare_kernel(K* k, int bytes, int v, int dev) {
 
 // Variants: 1 = original codes, 6 stages, one CTA per SM; 2 = original codes, 5 stages, two CTAs per SM;
 // 3 = repacked stream, 6 stages, one CTA per SM; 4 = repacked stream, 5 stages, two CTAs per SM; 5 / 6 = repacked
-// stream, split-K inside a 512-thread CTA (two pairs of warpgroups, 5 / 4 stages each).
+// stream, split-K inside a 512-thread CTA (two pairs of warpgroups, 5 / 4 stages each); 7 = variant 5 with its stages
+// filled by the copy engine (a tensor map for X, bulk copies of the repacked blocks).
 constexpr int kRpDefault = 5;
+
+// cuTensorMapEncodeTiled through the runtime's driver entry point (no libcuda link); null where unavailable.
+using EncodeTiledFn = CUresult (*)(CUtensorMap*, CUtensorMapDataType, cuuint32_t, void*, const cuuint64_t*, const cuuint64_t*,
+                                   const cuuint32_t*, const cuuint32_t*, CUtensorMapInterleave, CUtensorMapSwizzle,
+                                   CUtensorMapL2promotion, CUtensorMapFloatOOBfill);
+EncodeTiledFn encode_tiled() {
+  static EncodeTiledFn fn = [] {
+    void* f = nullptr;
+    cudaDriverEntryPointQueryResult q{};
+    if (cudaGetDriverEntryPointByVersion("cuTensorMapEncodeTiled", &f, 12000, cudaEnableDefault, &q) != cudaSuccess ||
+        q != cudaDriverEntryPointSuccess) {
+      cudaGetLastError();
+      return (EncodeTiledFn) nullptr;
+    }
+    return reinterpret_cast<EncodeTiledFn>(f);
+  }();
+  return fn;
+}
+// The tensor map of X [M, in] bf16 (row-major) in boxes of 64 k × 128 tokens with the 128-byte swizzle.
+const char* x_tensor_map(const void* X, int M, int in, CUtensorMap* tm) {
+  const EncodeTiledFn enc = encode_tiled();
+  if (!enc) return "fused qgemm variant 7: cuTensorMapEncodeTiled is not available from the driver";
+  const cuuint64_t dims[2] = {(cuuint64_t)in, (cuuint64_t)M}, strides[1] = {(cuuint64_t)in * 2};
+  const cuuint32_t box[2] = {(cuuint32_t)kBK, (cuuint32_t)kBN}, estr[2] = {1, 1};
+  const CUresult r = enc(tm, CU_TENSOR_MAP_DATA_TYPE_BFLOAT16, 2, const_cast<void*>(X), dims, strides, box, estr,
+                         CU_TENSOR_MAP_INTERLEAVE_NONE, CU_TENSOR_MAP_SWIZZLE_128B, CU_TENSOR_MAP_L2_PROMOTION_L2_256B,
+                         CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE);
+  return r == CUDA_SUCCESS ? nullptr : "fused qgemm variant 7: cuTensorMapEncodeTiled rejected the X tensor map";
+}
 // 0 = default: LOWBIT_QGEMM_FUSED_VARIANT (1..6) if set, else, with the repacked stream, kRpDefault when the tiles fit
 // one wave of one CTA per SM (v5's split-K keeps 16 warps per SM busy) and 4 when they do not (two CTAs per SM:
 // device run 40 at M = 512, v5 76 / 68 / 79 % and v4 73 / 72 / 73 % of dense for 4096², 11008×4096, 4096×11008; at
@@ -771,7 +894,7 @@ constexpr int kRpDefault = 5;
 int pick_variant(int v, bool has_rp, int tiles) {
   if (v) return v;
   const char* e = std::getenv("LOWBIT_QGEMM_FUSED_VARIANT");
-  if (e && e[0] >= '1' && e[0] <= '6' && !e[1]) return e[0] - '0';
+  if (e && e[0] >= '1' && e[0] <= '7' && !e[1]) return e[0] - '0';
   if (!has_rp) return 1;
   static int sms = 0;
   if (!sms && cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, 0) != cudaSuccess) { cudaGetLastError(); sms = 132; }
@@ -802,7 +925,8 @@ const char* device_unsupported() {
   if (const char* e = prepare_kernel(qgemm_w2_wgmma_rp_kernel<6, 1>, smem_bytes3(6), 3, dev)) return e;
   if (const char* e = prepare_kernel(qgemm_w2_wgmma_rp_kernel<5, 2>, smem_bytes3(5), 4, dev)) return e;
   if (const char* e = prepare_kernel(qgemm_w2_wgmma_rp_sk_kernel<5>, smem_bytes_sk(5), 5, dev)) return e;
-  return prepare_kernel(qgemm_w2_wgmma_rp_sk_kernel<4>, smem_bytes_sk(4), 6, dev);
+  if (const char* e = prepare_kernel(qgemm_w2_wgmma_rp_sk_kernel<4>, smem_bytes_sk(4), 6, dev)) return e;
+  return prepare_kernel(qgemm_w2_wgmma_tma_kernel<5>, smem_bytes_sk(5), 7, dev);
 }
 
 }  // namespace
@@ -838,16 +962,21 @@ const char* cuda_qgemm_fused(const QDesc& d, int M, const void* X, void* Y, bool
                              int variant) {
   if (const char* why = qgemm_fused_unsupported(d, M, X, Y)) return why;
   if (debug < 0 || debug > 3) return "fused qgemm: debug mode must be 0..3";
-  if (variant < 0 || variant > 6) return "fused qgemm: variant must be 0 (default) or 1..6";
+  if (variant < 0 || variant > 7) return "fused qgemm: variant must be 0 (default) or 1..7";
   if (debug && (d.out != kBM || M > kBN || !y_f32 || (debug == 3 && M != kBN)))
     return "fused qgemm debug: needs out == 128, M <= 128 (M == 128 for mode 3) and an f32 Y";
   const dim3 grid(d.out / kBM, (M + kBN - 1) / kBN);
   const int v = pick_variant(variant, d.fused != nullptr, (int)(grid.x * grid.y));
-  if (v >= 3 && !d.fused) return "fused qgemm: variants 3 to 6 need the repacked stream (desc.fused, cuda_qgemm_fused_repack)";
+  if (v == 7 && debug) return "fused qgemm: the debug modes take variants 1 to 6";
+  if (v >= 3 && !d.fused) return "fused qgemm: variants 3 to 7 need the repacked stream (desc.fused, cuda_qgemm_fused_repack)";
   cudaStream_t s = static_cast<cudaStream_t>(stream);
   if (v >= 3) {
     FusedArgs3 a{static_cast<const __nv_bfloat16*>(X), d.fused, Y, M, d.out, d.in, y_f32 ? 1 : 0, debug, 0x43004300u};
-    if (v == 5) qgemm_w2_wgmma_rp_sk_kernel<5><<<grid, kSkThreads, smem_bytes_sk(5), s>>>(a);
+    if (v == 7) {
+      CUtensorMap tm;
+      if (const char* e = x_tensor_map(X, M, d.in, &tm)) return e;
+      qgemm_w2_wgmma_tma_kernel<5><<<grid, kSkThreads, smem_bytes_sk(5), s>>>(a, tm);
+    } else if (v == 5) qgemm_w2_wgmma_rp_sk_kernel<5><<<grid, kSkThreads, smem_bytes_sk(5), s>>>(a);
     else if (v == 6) qgemm_w2_wgmma_rp_sk_kernel<4><<<grid, kSkThreads, smem_bytes_sk(4), s>>>(a);
     else if (v == 4) qgemm_w2_wgmma_rp_kernel<5, 2><<<grid, kThreads, smem_bytes3(5), s>>>(a);
     else qgemm_w2_wgmma_rp_kernel<6, 1><<<grid, kThreads, smem_bytes3(6), s>>>(a);

@@ -19,9 +19,9 @@ if [ -n "${PF-0,1,2}" ]; then
   echo "== decode, prefetch modes ${PF:-0,1,2} ($(date +%T))"
   timeout 240 node bench/cuda-decode.mjs --variants 4 --modes graph --prefetch "${PF:-0,1,2}" ${DECODE_ARGS:-} --json "$OUT/decode.json" 2>&1 | grep -E "copy|tok/s|µs"
 fi
-if [ -n "${GEMM_VARIANTS-0,4,5}" ]; then
-  echo "== fused GEMM, variants ${GEMM_VARIANTS:-0,4,5} ($(date +%T))"
-  timeout 120 node bench/cuda-qgemm-fused.mjs --M "${GEMM_M:-512}" --variants "${GEMM_VARIANTS:-0,4,5}" --json "$OUT/qgemm.json" 2>&1 | tail -12
+if [ -n "${GEMM_VARIANTS-0,4,5,7}" ]; then
+  echo "== fused GEMM, variants ${GEMM_VARIANTS:-0,4,5,7} ($(date +%T))"
+  timeout 120 node bench/cuda-qgemm-fused.mjs --M "${GEMM_M:-512}" --variants "${GEMM_VARIANTS:-0,4,5,7}" --json "$OUT/qgemm.json" 2>&1 | tail -12
 fi
 NCU=$(command -v ncu || ls /usr/local/cuda/bin/ncu 2>/dev/null | head -1)
 if [ -n "$NCU" ] && [ "${NCU_GEMM:-0}" = 1 ]; then

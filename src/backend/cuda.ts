@@ -33,8 +33,8 @@ export interface QuantDesc {
 }
 
 /** Fused packed GEMM kernel choice (cudaQGemmFused): 0 default, 1/2 original codes, 3/4 repacked stream, 5/6 repacked
- * stream with split-K inside a 512-thread CTA (the default with the repacked stream). */
-export type QGemmFusedVariant = 0 | 1 | 2 | 3 | 4 | 5 | 6;
+ * stream with split-K inside a 512-thread CTA, 7 = 5 with its stages filled by the copy engine (tensor map + bulk copies). */
+export type QGemmFusedVariant = 0 | 1 | 2 | 3 | 4 | 5 | 6 | 7;
 
 /** Fused GEMV kernel choice (cudaQGemv): 0 default (v1), 1 v1, 2 v2, 3 v3 (rows per thread auto), 34 / 38 v3 with 4 / 8. */
 export type QGemvVariant = 0 | 1 | 2 | 3 | 34 | 38;
@@ -64,9 +64,11 @@ export interface NativeCudaQuant extends NativeCuda {
    * 'int' 2-bit group-64 weights without gIdx, in % 64 == 0, out % 128 == 0, on an sm_90 device; throws otherwise.
    * debug 1/2/3 (out = 128, M ≤ 128, f32 Y) dumps the A fragments / the swizzled X tile / the raw accumulators
    * into Y instead (CPU models: src/backend/qgemm-fused-model.ts). variant: 0 default (LOWBIT_QGEMM_FUSED_VARIANT if
-   * set, else 5 with desc.fused, else 1); 1 / 2 = from the original codes (6 stages, one CTA per SM / 5 stages, two
-   * CTAs per SM); 3 / 4 = from the repacked stream desc.fused (the same two configurations); 5 / 6 = repacked stream,
-   * 512-thread CTA whose two warpgroup pairs each take half of the k-blocks (5 / 4 stages per pair).
+   * set, else with desc.fused 5 when the tiles fit one wave of one CTA per SM and 4 otherwise, else 1); 1 / 2 = from the
+   * original codes (6 stages, one CTA per SM / 5 stages, two CTAs per SM); 3 / 4 = from the repacked stream desc.fused
+   * (the same two configurations); 5 / 6 = repacked stream, 512-thread CTA whose two warpgroup pairs each take half of
+   * the k-blocks (5 / 4 stages per pair); 7 = 5 with each stage filled by one thread's tensor copy of X and bulk copy of
+   * the codes (no debug modes).
    */
   cudaQGemmFused(desc: QuantDesc, M: number, X: number, Y: number, yF32: boolean, debug?: 0 | 1 | 2 | 3, variant?: QGemmFusedVariant): void;
   /** null when cudaQGemm would take the fused kernel for these operands (M ≥ 64 aside), else the reason. */
