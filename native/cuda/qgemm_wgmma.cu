@@ -712,9 +712,9 @@ __device__ __forceinline__ void bulk_rp(uint32_t dst, const void* src, uint32_t 
 template <int kStages>
 __global__ void __launch_bounds__(kSkThreads, 1) qgemm_w2_wgmma_tma_kernel(const FusedArgs3 p, const __grid_constant__ CUtensorMap tmX) {
 #ifdef LB_HAVE_WGMMA
-  constexpr int kLook = kStages - 2;  // k-blocks loaded ahead (the stage refilled is the one read two blocks ago)
   extern __shared__ uint8_t smem_raw[];
   __shared__ __align__(8) uint64_t fullb[2][kStages];
+  __shared__ unsigned freed[2][kStages];  // per stage: warpgroups done with it (two per use)
   const uint32_t raw = smem_u32(smem_raw);
   const uint32_t sb0 = (raw + 1023u) & ~1023u;
   uint8_t* const sg0 = smem_raw + (sb0 - raw);
@@ -727,12 +727,12 @@ __global__ void __launch_bounds__(kSkThreads, 1) qgemm_w2_wgmma_tma_kernel(const
   const uint32_t magic = p.magic;
   uint64_t* const fb = fullb[pair];
   if (ptid == 0) {
-    for (int i = 0; i < kStages; i++) mb_init(&fb[i], 1);
+    for (int i = 0; i < kStages; i++) { mb_init(&fb[i], 1); freed[pair][i] = 0; }
     asm volatile("fence.mbarrier_init.release.cluster;\n" ::: "memory");
   }
   __syncthreads();
   const uint8_t* const rsrc = p.rp + ((size_t)blockIdx.x * KB + kb0) * kRpBytes;
-  auto load_stage = [&](int j, int st) {  // thread ptid 0 of the pair
+  auto load_stage = [&](int j, int st) {  // one thread
     const uint32_t so = sb + st * kStageBytes3;
     mb_expect_tx(&fb[st], kXBytes + kRpBytes);
     tma_x(so, &tmX, (kb0 + j) * kBK, n0, &fb[st]);
@@ -744,25 +744,27 @@ __global__ void __launch_bounds__(kSkThreads, 1) qgemm_w2_wgmma_tma_kernel(const
   for (int i = 0; i < 64; i++) acc[i] = 0.f;
   uint32_t A0[4][4], A1[4][4] = {};
   if (ptid == 0)
-    for (int i = 0; i < kLook && i < nkb; i++) load_stage(i, i);
+    for (int i = 0; i < kStages && i < nkb; i++) load_stage(i, i);
   if (nkb > 0) {
     mb_wait(&fb[0], 0);
     convert_rp(sg + kXBytes, ptid, magic, A0);
   }
 
+  // No barrier between the pair's warpgroups: each one, once its wgmma of k-block j − 1 has completed, counts itself
+  // out of that stage; the second to do so refills it with k-block j − 1 + kStages (so kStages − 1 blocks stay in flight).
+  const bool elect = (ptid & 127) == 0;
   int st = 0;
   auto iter = [&](int j, uint32_t (&cur)[4][4], uint32_t (&nxt)[4][4]) {
-    const int st1 = st + 1 == kStages ? 0 : st + 1, stl = st >= 2 ? st - 2 : st + kStages - 2;
-    pair_sync(pair);  // both warpgroups are past wgmma(j − 2): its stage may be refilled
-    if (ptid == 0 && j + kLook < nkb) load_stage(j + kLook, stl);
+    const int st1 = st + 1 == kStages ? 0 : st + 1, stp = st == 0 ? kStages - 1 : st - 1;
     const uint64_t desc = desc_sw128(sb + st * kStageBytes3);
     pin(acc);
     wg_fence();
 #pragma unroll
     for (int s = 0; s < 4; s++) wgmma_128(acc, cur[s], desc + 2 * s);
     wg_commit();
-    wg_wait<1>();  // wgmma(j − 1) done: its A buffer (nxt) may be overwritten
+    wg_wait<1>();  // wgmma(j − 1) done (so is every warp's conversion of it): its A buffer and stage are free
     pin(nxt);
+    if (elect && j >= 1 && (atomicAdd(&freed[pair][stp], 1u) & 1u) && j - 1 + kStages < nkb) load_stage(j - 1 + kStages, stp);
     if (j + 1 < nkb) {
       mb_wait(&fb[st1], (uint32_t)((j + 1) / kStages) & 1u);  // k-block j + 1 landed (X and codes)
       convert_rp(sg + st1 * kStageBytes3 + kXBytes, ptid, magic, nxt);
