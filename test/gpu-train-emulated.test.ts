@@ -105,18 +105,7 @@ for (const onDevice of [false, true]) test(`${onDevice ? 'CUDA' : 'host emulator
   const gpu = trainAdapters(loraParams(sg, 'comp'), obj, windows, trainIdx, valIdx, { ...opts, optimizer: (ps, o) => new GpuAdam(lora, ps, o) });
   obj.free(); gm.free(); tm.free(); lora.free(); gw.free(); tw.free();
   if (c.live) assert.equal(c.live(), live0, 'every device buffer freed');
-  assert.equal(gpu.updates, cpu.updates);
-  const tc = cpu.log.filter((e) => e.train !== undefined).map((e) => e.train!), tg = gpu.log.filter((e) => e.train !== undefined).map((e) => e.train!);
-  const vc = cpu.log.filter((e) => e.val !== undefined).map((e) => e.val!), vg = gpu.log.filter((e) => e.val !== undefined).map((e) => e.val!);
-  const worst = (a: number[], b: number[]) => Math.max(...a.map((x, i) => Math.abs(x / b[i] - 1)));
-  const init = Float32Array.from(loraParams(student(), 'comp').flatMap((p) => Array.from(p.data)));
-  const delta = (ps: ReturnType<typeof loraParams>) => Float32Array.from(ps.flatMap((p) => Array.from(p.data))).map((x, i) => x - init[i]);
-  const eDelta = relErr(delta(loraParams(sg, 'comp')), delta(loraParams(sc, 'comp')));
-  t.diagnostic(`layer scope: train ${tg.map((x) => x.toExponential(3)).join(' ')} vs ${tc.map((x) => x.toExponential(3)).join(' ')}; val ${vg.map((x) => x.toExponential(3)).join(' ')} vs ${vc.map((x) => x.toExponential(3)).join(' ')}; adapter updates differ by ${eDelta.toExponential(2)}`);
-  assert.ok(Math.min(...vc.slice(1)) < vc[0], `the CPU run learns: ${vc.join(' ')}`);
-  assert.ok(worst(tg, tc) < 2e-2, `train losses ${tg} vs ${tc}`);
-  assert.ok(worst(vg, vc) < 2e-2, `val losses ${vg} vs ${vc}`);
-  assert.ok(eDelta < 0.3, `the adapter updates differ by ${eDelta} (relative)`);
+  assertFollowsCpu(t, 'layer scope', cpu, gpu, sc, sg);
 });
 
 for (const onDevice of [false, true]) test(`${onDevice ? 'CUDA' : 'host emulator'}: the linear scope (RILQ §5) through the GPU objective follows the CPU LinearScopeObjective`, (t) => {
@@ -136,6 +125,12 @@ for (const onDevice of [false, true]) test(`${onDevice ? 'CUDA' : 'host emulator
   const gpu = trainAdapters(loraParams(sg, 'comp'), obj, windows, trainIdx, valIdx, { ...opts, optimizer: (ps, o) => new GpuAdam(lora, ps, o) });
   obj.free(); gm.free(); lora.free(); gw.free(); tw.free();
   if (c.live) assert.equal(c.live(), live0, 'every device buffer freed');
+  assertFollowsCpu(t, 'linear scope', cpu, gpu, sc, sg);
+});
+
+/** The GPU-path training run follows the CPU one: same updates, losses within 2 %, the CPU run learns, similar updates. */
+function assertFollowsCpu(t: { diagnostic(m: string): void }, label: string, cpu: ReturnType<typeof trainAdapters>,
+  gpu: ReturnType<typeof trainAdapters>, sc: LlamaWeights, sg: LlamaWeights): void {
   assert.equal(gpu.updates, cpu.updates);
   const tc = cpu.log.filter((e) => e.train !== undefined).map((e) => e.train!), tg = gpu.log.filter((e) => e.train !== undefined).map((e) => e.train!);
   const vc = cpu.log.filter((e) => e.val !== undefined).map((e) => e.val!), vg = gpu.log.filter((e) => e.val !== undefined).map((e) => e.val!);
@@ -143,9 +138,9 @@ for (const onDevice of [false, true]) test(`${onDevice ? 'CUDA' : 'host emulator
   const init = Float32Array.from(loraParams(student(), 'comp').flatMap((p) => Array.from(p.data)));
   const delta = (ps: ReturnType<typeof loraParams>) => Float32Array.from(ps.flatMap((p) => Array.from(p.data))).map((x, i) => x - init[i]);
   const eDelta = relErr(delta(loraParams(sg, 'comp')), delta(loraParams(sc, 'comp')));
-  t.diagnostic(`linear scope: train ${tg.map((x) => x.toExponential(3)).join(' ')} vs ${tc.map((x) => x.toExponential(3)).join(' ')}; val ${vg.map((x) => x.toExponential(3)).join(' ')} vs ${vc.map((x) => x.toExponential(3)).join(' ')}; adapter updates differ by ${eDelta.toExponential(2)}`);
+  t.diagnostic(`${label}: train ${tg.map((x) => x.toExponential(3)).join(' ')} vs ${tc.map((x) => x.toExponential(3)).join(' ')}; val ${vg.map((x) => x.toExponential(3)).join(' ')} vs ${vc.map((x) => x.toExponential(3)).join(' ')}; adapter updates differ by ${eDelta.toExponential(2)}`);
   assert.ok(Math.min(...vc.slice(1)) < vc[0], `the CPU run learns: ${vc.join(' ')}`);
   assert.ok(worst(tg, tc) < 2e-2, `train losses ${tg} vs ${tc}`);
   assert.ok(worst(vg, vc) < 2e-2, `val losses ${vg} vs ${vc}`);
   assert.ok(eDelta < 0.3, `the adapter updates differ by ${eDelta} (relative)`);
-});
+}

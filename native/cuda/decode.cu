@@ -28,6 +28,7 @@
 
 #include "check.h"
 #include "lowbit_cuda.h"
+#include "mbarrier.cuh"
 
 namespace lowbit {
 namespace {
@@ -454,25 +455,6 @@ __host__ __device__ constexpr int v5_sz_bytes(int kc) { return kc / 16 + ((kc / 
 __host__ __device__ constexpr int v5_stage_bytes(int kc) { return kTile * (v5_row_bytes(kc) + v5_sz_bytes(kc)); }
 
 __device__ __forceinline__ uint32_t smem_u32(const void* ptr) { return (uint32_t)__cvta_generic_to_shared(ptr); }
-__device__ __forceinline__ void mbar_init(uint64_t* b, uint32_t count) {
-  asm volatile("mbarrier.init.shared::cta.b64 [%0], %1;\n" ::"r"(smem_u32(b)), "r"(count) : "memory");
-}
-__device__ __forceinline__ void mbar_expect_tx(uint64_t* b, uint32_t bytes) {
-  asm volatile("mbarrier.arrive.expect_tx.shared::cta.b64 _, [%0], %1;\n" ::"r"(smem_u32(b)), "r"(bytes) : "memory");
-}
-__device__ __forceinline__ void mbar_wait(uint64_t* b, uint32_t parity) {
-  const uint32_t a = smem_u32(b);
-  uint32_t done = 0;
-  while (!done) {
-    asm volatile(
-        "{\n .reg .pred q;\n mbarrier.try_wait.parity.shared::cta.b64 q, [%1], %2;\n selp.u32 %0, 1, 0, q;\n}\n"
-        : "=r"(done) : "r"(a), "r"(parity) : "memory");
-  }
-}
-__device__ __forceinline__ void bulk_g2s(void* dst, const void* src, uint32_t bytes, uint64_t* bar) {
-  asm volatile("cp.async.bulk.shared::cluster.global.mbarrier::complete_tx::bytes [%0], [%1], %2, [%3];\n"
-               ::"r"(smem_u32(dst)), "l"(src), "r"(bytes), "r"(smem_u32(bar)) : "memory");
-}
 __device__ __forceinline__ void bulk_g2s_hint(void* dst, const void* src, uint32_t bytes, uint64_t* bar, uint64_t pol) {
   asm volatile("cp.async.bulk.shared::cluster.global.mbarrier::complete_tx::bytes.L2::cache_hint [%0], [%1], %2, [%3], %4;\n"
                ::"r"(smem_u32(dst)), "l"(src), "r"(bytes), "r"(smem_u32(bar)), "l"(pol) : "memory");
@@ -568,7 +550,7 @@ __global__ void __launch_bounds__(kDThreads, 1) dgemv5_kernel(DParams p) {
                                     : reinterpret_cast<const uint8_t*>(S.sz + (size_t)row * S.ng + c0 / 64);
       uint8_t* dst = lane < 8 ? st + r * rowB : st + kTile * rowB + r * szB;
       if (p.evf) bulk_g2s_hint(dst, src, lane < 8 ? cb : sb, &full[s], pol);
-      else bulk_g2s(dst, src, lane < 8 ? cb : sb, &full[s]);
+      else bulk_g2s(smem_u32(dst), src, lane < 8 ? cb : sb, &full[s]);
     }
   };
   V5Iter prod{(int)blockIdx.x, 0};

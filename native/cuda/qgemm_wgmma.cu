@@ -44,6 +44,7 @@
 
 #include "check.h"
 #include "lowbit_cuda.h"
+#include "mbarrier.cuh"
 
 // wgmma exists only in the arch-specific sm_90a target; other targets get an empty kernel (never launched:
 // the launcher checks the device first).
@@ -171,29 +172,19 @@ __device__ __forceinline__ uint32_t deq_pair(uint32_t x, const RowK& k) {
 }
 // Epilogue (all variants): fp32 accumulators → shared memory (token-major; the stages are free) → coalesced
 // 16-byte stores of Y (f32 or bf16), tokens past M skipped.
-__device__ __forceinline__ void store_tile(const float (&acc)[64], uint8_t* sg, void* Y, int M, int out, int m0, int n0,
-                                           int y_f32, int tid) {
-  // acc[4j + 2v + u] = D[row 16w + g + 8v][token 8j + 2t + u] (PTX "wgmma .m64nNk16 register fragment layout for
-  // accumulator matrix D"); staged token-major.
-  float* tile = reinterpret_cast<float*>(sg);
-  const int wg = tid >> 7, warp = (tid >> 5) & 3, lane = tid & 31, g = lane >> 2, t = lane & 3;
-  const int mr = 64 * wg + 16 * warp + g;
-#pragma unroll
-  for (int j = 0; j < 16; j++)
-#pragma unroll
-    for (int v = 0; v < 2; v++)
-#pragma unroll
-      for (int u = 0; u < 2; u++) tile[(8 * j + 2 * t + u) * kEpiPitch + mr + 8 * v] = acc[4 * j + 2 * v + u];
-  __syncthreads();
+// The token-major f32 tile (pitch kEpiPitch) → Y rows n0.. (tokens past M skipped), 16-byte stores of f32 or bf16,
+// by nthreads threads.
+template <int nthreads>
+__device__ __forceinline__ void store_y(const float* tile, void* Y, int M, int out, int m0, int n0, int y_f32, int tid) {
   if (y_f32) {
-    for (int i = tid; i < kBN * (kBM / 4); i += kThreads) {
+    for (int i = tid; i < kBN * (kBM / 4); i += nthreads) {
       const int n = i / (kBM / 4), c = i % (kBM / 4);
       if (n0 + n >= M) break;  // rows are in order: the rest are past M too
       const float4 v = *reinterpret_cast<const float4*>(tile + n * kEpiPitch + 4 * c);
       *reinterpret_cast<float4*>(static_cast<float*>(Y) + (size_t)(n0 + n) * out + m0 + 4 * c) = v;
     }
   } else {
-    for (int i = tid; i < kBN * (kBM / 8); i += kThreads) {
+    for (int i = tid; i < kBN * (kBM / 8); i += nthreads) {
       const int n = i / (kBM / 8), c = i % (kBM / 8);
       if (n0 + n >= M) break;
       const float4 a = *reinterpret_cast<const float4*>(tile + n * kEpiPitch + 8 * c);
@@ -208,6 +199,23 @@ __device__ __forceinline__ void store_tile(const float (&acc)[64], uint8_t* sg, 
       *reinterpret_cast<uint4*>(static_cast<__nv_bfloat16*>(Y) + (size_t)(n0 + n) * out + m0 + 8 * c) = o;
     }
   }
+}
+
+__device__ __forceinline__ void store_tile(const float (&acc)[64], uint8_t* sg, void* Y, int M, int out, int m0, int n0,
+                                           int y_f32, int tid) {
+  // acc[4j + 2v + u] = D[row 16w + g + 8v][token 8j + 2t + u] (PTX "wgmma .m64nNk16 register fragment layout for
+  // accumulator matrix D"); staged token-major.
+  float* tile = reinterpret_cast<float*>(sg);
+  const int wg = tid >> 7, warp = (tid >> 5) & 3, lane = tid & 31, g = lane >> 2, t = lane & 3;
+  const int mr = 64 * wg + 16 * warp + g;
+#pragma unroll
+  for (int j = 0; j < 16; j++)
+#pragma unroll
+    for (int v = 0; v < 2; v++)
+#pragma unroll
+      for (int u = 0; u < 2; u++) tile[(8 * j + 2 * t + u) * kEpiPitch + mr + 8 * v] = acc[4 * j + 2 * v + u];
+  __syncthreads();
+  store_y<kThreads>(tile, Y, M, out, m0, n0, y_f32, tid);
 }
 #endif  // LB_HAVE_WGMMA
 
@@ -532,29 +540,7 @@ __device__ __forceinline__ void sk_epilogue(float (&acc)[64], uint8_t* sg0, cons
   }
   if (p.debug == 3) return;
   __syncthreads();
-  if (p.y_f32) {
-    for (int i = tid; i < kBN * (kBM / 4); i += kSkThreads) {
-      const int n = i / (kBM / 4), c = i % (kBM / 4);
-      if (n0 + n >= p.M) break;  // rows are in order: the rest are past M too
-      const float4 v = *reinterpret_cast<const float4*>(tile + n * kEpiPitch + 4 * c);
-      *reinterpret_cast<float4*>(static_cast<float*>(p.Y) + (size_t)(n0 + n) * p.out + m0 + 4 * c) = v;
-    }
-  } else {
-    for (int i = tid; i < kBN * (kBM / 8); i += kSkThreads) {
-      const int n = i / (kBM / 8), c = i % (kBM / 8);
-      if (n0 + n >= p.M) break;
-      const float4 a = *reinterpret_cast<const float4*>(tile + n * kEpiPitch + 8 * c);
-      const float4 b = *reinterpret_cast<const float4*>(tile + n * kEpiPitch + 8 * c + 4);
-      const __nv_bfloat162 h0 = __floats2bfloat162_rn(a.x, a.y), h1 = __floats2bfloat162_rn(a.z, a.w);
-      const __nv_bfloat162 h2 = __floats2bfloat162_rn(b.x, b.y), h3 = __floats2bfloat162_rn(b.z, b.w);
-      uint4 o;
-      o.x = *reinterpret_cast<const uint32_t*>(&h0);
-      o.y = *reinterpret_cast<const uint32_t*>(&h1);
-      o.z = *reinterpret_cast<const uint32_t*>(&h2);
-      o.w = *reinterpret_cast<const uint32_t*>(&h3);
-      *reinterpret_cast<uint4*>(static_cast<__nv_bfloat16*>(p.Y) + (size_t)(n0 + n) * p.out + m0 + 8 * c) = o;
-    }
-  }
+  store_y<kSkThreads>(tile, p.Y, p.M, p.out, m0, n0, p.y_f32, tid);
 }
 
 #endif  // LB_HAVE_WGMMA
@@ -684,28 +670,10 @@ __global__ void __launch_bounds__(kSkThreads, 1) qgemm_w2_wgmma_rp_sk_kernel(con
 // of variant 5 found ~90 of 161 instructions per k-block and warp in stage and copy-address arithmetic around the 48 of
 // the code conversion, issue-latency bound (9.6 cycles per instruction).
 #ifdef LB_HAVE_WGMMA
-__device__ __forceinline__ void mb_init(uint64_t* b, uint32_t n) {
-  asm volatile("mbarrier.init.shared::cta.b64 [%0], %1;\n" ::"r"(smem_u32(b)), "r"(n) : "memory");
-}
-__device__ __forceinline__ void mb_expect_tx(uint64_t* b, uint32_t bytes) {
-  asm volatile("mbarrier.arrive.expect_tx.shared::cta.b64 _, [%0], %1;\n" ::"r"(smem_u32(b)), "r"(bytes) : "memory");
-}
-__device__ __forceinline__ void mb_wait(uint64_t* b, uint32_t parity) {
-  const uint32_t a = smem_u32(b);
-  uint32_t done = 0;
-  while (!done) {
-    asm volatile("{\n .reg .pred q;\n mbarrier.try_wait.parity.shared::cta.b64 q, [%1], %2;\n selp.u32 %0, 1, 0, q;\n}\n"
-                 : "=r"(done) : "r"(a), "r"(parity) : "memory");
-  }
-}
 // X tile [128 tokens × 64 k] at coordinates (k0, n0) of the tensor map, 128-byte swizzled, completing on bar.
 __device__ __forceinline__ void tma_x(uint32_t dst, const CUtensorMap* tm, int k0, int n0, uint64_t* bar) {
   asm volatile("cp.async.bulk.tensor.2d.shared::cluster.global.tile.mbarrier::complete_tx::bytes [%0], [%1, {%2, %3}], [%4];\n"
                ::"r"(dst), "l"(reinterpret_cast<uint64_t>(tm)), "r"(k0), "r"(n0), "r"(smem_u32(bar)) : "memory");
-}
-__device__ __forceinline__ void bulk_rp(uint32_t dst, const void* src, uint32_t bytes, uint64_t* bar) {
-  asm volatile("cp.async.bulk.shared::cluster.global.mbarrier::complete_tx::bytes [%0], [%1], %2, [%3];\n"
-               ::"r"(dst), "l"(src), "r"(bytes), "r"(smem_u32(bar)) : "memory");
 }
 #endif  // LB_HAVE_WGMMA
 
@@ -727,16 +695,16 @@ __global__ void __launch_bounds__(kSkThreads, 1) qgemm_w2_wgmma_tma_kernel(const
   const uint32_t magic = p.magic;
   uint64_t* const fb = fullb[pair];
   if (ptid == 0) {
-    for (int i = 0; i < kStages; i++) { mb_init(&fb[i], 1); freed[pair][i] = 0; }
+    for (int i = 0; i < kStages; i++) { mbar_init(&fb[i], 1); freed[pair][i] = 0; }
     asm volatile("fence.mbarrier_init.release.cluster;\n" ::: "memory");
   }
   __syncthreads();
   const uint8_t* const rsrc = p.rp + ((size_t)blockIdx.x * KB + kb0) * kRpBytes;
   auto load_stage = [&](int j, int st) {  // one thread
     const uint32_t so = sb + st * kStageBytes3;
-    mb_expect_tx(&fb[st], kXBytes + kRpBytes);
+    mbar_expect_tx(&fb[st], kXBytes + kRpBytes);
     tma_x(so, &tmX, (kb0 + j) * kBK, n0, &fb[st]);
-    bulk_rp(so + kXBytes, rsrc + (size_t)j * kRpBytes, kRpBytes, &fb[st]);
+    bulk_g2s(so + kXBytes, rsrc + (size_t)j * kRpBytes, kRpBytes, &fb[st]);
   };
 
   float acc[64];
@@ -746,7 +714,7 @@ __global__ void __launch_bounds__(kSkThreads, 1) qgemm_w2_wgmma_tma_kernel(const
   if (ptid == 0)
     for (int i = 0; i < kStages && i < nkb; i++) load_stage(i, i);
   if (nkb > 0) {
-    mb_wait(&fb[0], 0);
+    mbar_wait(&fb[0], 0);
     convert_rp(sg + kXBytes, ptid, magic, A0);
   }
 
@@ -766,7 +734,7 @@ __global__ void __launch_bounds__(kSkThreads, 1) qgemm_w2_wgmma_tma_kernel(const
     pin(nxt);
     if (elect && j >= 1 && (atomicAdd(&freed[pair][stp], 1u) & 1u) && j - 1 + kStages < nkb) load_stage(j - 1 + kStages, stp);
     if (j + 1 < nkb) {
-      mb_wait(&fb[st1], (uint32_t)((j + 1) / kStages) & 1u);  // k-block j + 1 landed (X and codes)
+      mbar_wait(&fb[st1], (uint32_t)((j + 1) / kStages) & 1u);  // k-block j + 1 landed (X and codes)
       convert_rp(sg + st1 * kStageBytes3 + kXBytes, ptid, magic, nxt);
     }
     st = st1;

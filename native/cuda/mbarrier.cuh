@@ -1,0 +1,31 @@
+// Shared-memory mbarriers and the bulk-copy engine (sm_90): the pieces the decode GEMV (decode.cu) and the fused GEMM
+// (qgemm_wgmma.cu) both use to stream data into shared memory without per-thread copies.
+#pragma once
+#include <cstdint>
+
+namespace lowbit {
+
+__device__ __forceinline__ uint32_t mbar_smem(const void* ptr) { return (uint32_t)__cvta_generic_to_shared(ptr); }
+__device__ __forceinline__ void mbar_init(uint64_t* b, uint32_t count) {
+  asm volatile("mbarrier.init.shared::cta.b64 [%0], %1;\n" ::"r"(mbar_smem(b)), "r"(count) : "memory");
+}
+// One arrival that also announces `bytes` of transactions for the current phase.
+__device__ __forceinline__ void mbar_expect_tx(uint64_t* b, uint32_t bytes) {
+  asm volatile("mbarrier.arrive.expect_tx.shared::cta.b64 _, [%0], %1;\n" ::"r"(mbar_smem(b)), "r"(bytes) : "memory");
+}
+// Spins until the phase of the given parity has completed.
+__device__ __forceinline__ void mbar_wait(uint64_t* b, uint32_t parity) {
+  const uint32_t a = mbar_smem(b);
+  uint32_t done = 0;
+  while (!done) {
+    asm volatile("{\n .reg .pred q;\n mbarrier.try_wait.parity.shared::cta.b64 q, [%1], %2;\n selp.u32 %0, 1, 0, q;\n}\n"
+                 : "=r"(done) : "r"(a), "r"(parity) : "memory");
+  }
+}
+// `bytes` (a multiple of 16, both addresses 16-byte aligned) global → shared at address dst, completing on bar.
+__device__ __forceinline__ void bulk_g2s(uint32_t dst, const void* src, uint32_t bytes, uint64_t* bar) {
+  asm volatile("cp.async.bulk.shared::cluster.global.mbarrier::complete_tx::bytes [%0], [%1], %2, [%3];\n"
+               ::"r"(dst), "l"(src), "r"(bytes), "r"(mbar_smem(bar)) : "memory");
+}
+
+}  // namespace lowbit
