@@ -153,6 +153,18 @@ __device__ __forceinline__ void wgmma_128(float (&d)[64], const uint32_t (&a)[4]
       : "memory");
 }
 
+// One k-block (4 k16 steps) of a warpgroup: D += A(cur)·B(desc), committed as a group, then wait until the PREVIOUS
+// k-block's group is done — its A registers (nxt) may then be overwritten and its stage reused.
+__device__ __forceinline__ void kblock_mma(float (&acc)[64], uint32_t (&cur)[4][4], uint32_t (&nxt)[4][4], uint64_t desc) {
+  pin(acc);
+  wg_fence();
+#pragma unroll
+  for (int s = 0; s < 4; s++) wgmma_128(acc, cur[s], desc + 2 * s);  // +32 bytes per k16 step
+  wg_commit();
+  wg_wait<1>();
+  pin(nxt);
+}
+
 // Per row and k-block: s·2^−16, s·2^−18 and −s·(2^7 + z), −s·(2^5 + z) (all exact in f32 for f16 s, integer z ≤ 255).
 struct RowK {
   float s16, s18, c16, c18;
@@ -300,13 +312,7 @@ __global__ void __launch_bounds__(kThreads, kMinBlocks) qgemm_w2_wgmma_kernel(co
     if (kb + kLook < KB) load_stage(kb + kLook);
     cp_async_commit();
     const uint64_t desc = desc_sw128(sb + (kb % kStages) * kStageBytes);
-    pin(acc);
-    wg_fence();
-#pragma unroll
-    for (int s = 0; s < 4; s++) wgmma_128(acc, cur[s], desc + 2 * s);  // +32 bytes per k16 step
-    wg_commit();
-    wg_wait<1>();  // wgmma(kb − 1) done: its A buffer (nxt) may be overwritten
-    pin(nxt);
+    kblock_mma(acc, cur, nxt, desc);  // wgmma(this k-block) issued; wgmma(the previous one) done: nxt is free
     if (kb + 1 < KB) convert(kb + 1, nxt);
   };
   int kb = 0;
@@ -465,13 +471,7 @@ __global__ void __launch_bounds__(kThreads, kMinBlocks) qgemm_w2_wgmma_rp_kernel
     if (kb + kLook < KB) load_stage(kb + kLook, stl * kStageBytes3);
     cp_async_commit();
     const uint64_t desc = desc_sw128(sb + st * kStageBytes3);
-    pin(acc);
-    wg_fence();
-#pragma unroll
-    for (int s = 0; s < 4; s++) wgmma_128(acc, cur[s], desc + 2 * s);  // +32 bytes per k16 step
-    wg_commit();
-    wg_wait<1>();  // wgmma(kb − 1) done: its A buffer (nxt) may be overwritten
-    pin(nxt);
+    kblock_mma(acc, cur, nxt, desc);  // wgmma(this k-block) issued; wgmma(the previous one) done: nxt is free
     if (kb + 1 < KB) convert(st1 * kStageBytes3, nxt);
     st = st1;
   };
@@ -636,13 +636,7 @@ __global__ void __launch_bounds__(kSkThreads, 1) qgemm_w2_wgmma_rp_sk_kernel(con
     if (j + kLook < nkb) load_stage(j + kLook, stl * kStageBytes3);
     cp_async_commit();
     const uint64_t desc = desc_sw128(sb + st * kStageBytes3);
-    pin(acc);
-    wg_fence();
-#pragma unroll
-    for (int s = 0; s < 4; s++) wgmma_128(acc, cur[s], desc + 2 * s);  // +32 bytes per k16 step
-    wg_commit();
-    wg_wait<1>();  // wgmma(j − 1) done: its A buffer (nxt) may be overwritten
-    pin(nxt);
+    kblock_mma(acc, cur, nxt, desc);  // wgmma(this k-block) issued; wgmma(the previous one) done: nxt is free
     if (j + 1 < nkb) convert(st1 * kStageBytes3, nxt);
     st = st1;
   };
@@ -725,13 +719,7 @@ __global__ void __launch_bounds__(kSkThreads, 1) qgemm_w2_wgmma_tma_kernel(const
   auto iter = [&](int j, uint32_t (&cur)[4][4], uint32_t (&nxt)[4][4]) {
     const int st1 = st + 1 == kStages ? 0 : st + 1, stp = st == 0 ? kStages - 1 : st - 1;
     const uint64_t desc = desc_sw128(sb + st * kStageBytes3);
-    pin(acc);
-    wg_fence();
-#pragma unroll
-    for (int s = 0; s < 4; s++) wgmma_128(acc, cur[s], desc + 2 * s);
-    wg_commit();
-    wg_wait<1>();  // wgmma(j − 1) done (so is every warp's conversion of it): its A buffer and stage are free
-    pin(nxt);
+    kblock_mma(acc, cur, nxt, desc);  // wgmma(this k-block) issued; wgmma(the previous one) done: nxt is free
     if (elect && j >= 1 && (atomicAdd(&freed[pair][stp], 1u) & 1u) && j - 1 + kStages < nkb) load_stage(j - 1 + kStages, stp);
     if (j + 1 < nkb) {
       mbar_wait(&fb[st1], (uint32_t)((j + 1) / kStages) & 1u);  // k-block j + 1 landed (X and codes)
