@@ -165,6 +165,19 @@ __device__ __forceinline__ void kblock_mma(float (&acc)[64], uint32_t (&cur)[4][
   pin(nxt);
 }
 
+// Runs iter(j, cur, nxt) for j = 0 .. n − 1 with the two A buffers alternating (unrolled by two so both stay in
+// registers).
+template <class F>
+__device__ __forceinline__ void for_kblocks(int n, uint32_t (&A0)[4][4], uint32_t (&A1)[4][4], F&& iter) {
+  int j = 0;
+#pragma unroll 1
+  for (; j + 1 < n; j += 2) {
+    iter(j, A0, A1);
+    iter(j + 1, A1, A0);
+  }
+  if (j < n) iter(j, A0, A1);
+}
+
 // Per row and k-block: s·2^−16, s·2^−18 and −s·(2^7 + z), −s·(2^5 + z) (all exact in f32 for f16 s, integer z ≤ 255).
 struct RowK {
   float s16, s18, c16, c18;
@@ -315,13 +328,7 @@ __global__ void __launch_bounds__(kThreads, kMinBlocks) qgemm_w2_wgmma_kernel(co
     kblock_mma(acc, cur, nxt, desc);  // wgmma(this k-block) issued; wgmma(the previous one) done: nxt is free
     if (kb + 1 < KB) convert(kb + 1, nxt);
   };
-  int kb = 0;
-#pragma unroll 1
-  for (; kb + 1 < KB; kb += 2) {
-    iter(kb, A0, A1);
-    iter(kb + 1, A1, A0);
-  }
-  if (kb < KB) iter(kb, A0, A1);
+  for_kblocks(KB, A0, A1, iter);
   wg_wait<0>();
   pin(acc);
   cp_async_wait<0>();
@@ -475,13 +482,7 @@ __global__ void __launch_bounds__(kThreads, kMinBlocks) qgemm_w2_wgmma_rp_kernel
     if (kb + 1 < KB) convert(st1 * kStageBytes3, nxt);
     st = st1;
   };
-  int kb = 0;
-#pragma unroll 1
-  for (; kb + 1 < KB; kb += 2) {
-    iter(kb, A0, A1);
-    iter(kb + 1, A1, A0);
-  }
-  if (kb < KB) iter(kb, A0, A1);
+  for_kblocks(KB, A0, A1, iter);
   wg_wait<0>();
   pin(acc);
   cp_async_wait<0>();
@@ -640,13 +641,7 @@ __global__ void __launch_bounds__(kSkThreads, 1) qgemm_w2_wgmma_rp_sk_kernel(con
     if (j + 1 < nkb) convert(st1 * kStageBytes3, nxt);
     st = st1;
   };
-  int j = 0;
-#pragma unroll 1
-  for (; j + 1 < nkb; j += 2) {
-    iter(j, A0, A1);
-    iter(j + 1, A1, A0);
-  }
-  if (j < nkb) iter(j, A0, A1);
+  for_kblocks(nkb, A0, A1, iter);
   wg_wait<0>();
   pin(acc);
   cp_async_wait<0>();
@@ -727,13 +722,7 @@ __global__ void __launch_bounds__(kSkThreads, 1) qgemm_w2_wgmma_tma_kernel(const
     }
     st = st1;
   };
-  int j = 0;
-#pragma unroll 1
-  for (; j + 1 < nkb; j += 2) {
-    iter(j, A0, A1);
-    iter(j + 1, A1, A0);
-  }
-  if (j < nkb) iter(j, A0, A1);
+  for_kblocks(nkb, A0, A1, iter);
   wg_wait<0>();
   pin(acc);
   __syncthreads();  // both pairs done with every stage: the shared memory becomes the epilogue tile
