@@ -19,7 +19,7 @@ const reps = Number(opt('--reps') ?? 30);
 const Ms = (opt('--M') ?? '512,2048').split(',').map(Number);
 const variants = (opt('--variants') ?? process.env.LOWBIT_QGEMM_BENCH_VARIANTS ?? '1,2,3,4,5,6').split(',').map(Number);
 // cudaQGemm's fused variant with the repacked stream: 0 = the dispatcher's per-shape choice (pick_variant in
-// native/cuda/qgemm_wgmma.cu: 5 when the tiles fit one wave, else 4), listed as "v0" when --variants includes 0
+// native/cuda/qgemm_wgmma.cu: 7 when the tiles fit one wave, else 4), listed as "v0" when --variants includes 0
 const DEFAULT_VARIANT = variants.includes(0) ? 0 : Number(process.env.LOWBIT_QGEMM_FUSED_VARIANT ?? 5);
 const c = cudaEngine();
 if (!c) { console.error(`cuda-qgemm-fused bench: ${cudaUnavailable()}`); process.exit(2); }

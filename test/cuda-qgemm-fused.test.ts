@@ -223,12 +223,12 @@ test('cuda-qgemm-fused: parity vs f64, vs dequantize + cuBLAS, and cudaQGemm pic
         t.diagnostic(`${out}x${inF} M=${M}: vs dequantize + cuBLAS rel err ${eOld1.toExponential(2)} (variant 1), ${eOld.toExponential(2)} (variant ${DEFAULT_RP_VARIANT})`);
         assert.ok(eOld1 < 2e-5, `${out}x${inF} M=${M}: variant 1 vs dequantize + cuBLAS ${eOld1}`);
         assert.ok(eOld < 5e-3, `${out}x${inF} M=${M}: variant ${DEFAULT_RP_VARIANT} vs dequantize + cuBLAS ${eOld}`);
-        // the default cudaQGemm: fused for 64 <= M <= 1024 (variant 5 when the tiles fit one wave of one CTA per SM, else
-        // variant 4 — the same bits as 3), else dequantize + cuBLAS
+        // the default cudaQGemm: fused for 64 <= M <= 1024 (variant 7 — the same bits as 5 — when the tiles fit one wave of
+        // one CTA per SM, else variant 4 — the same bits as 3), else dequantize + cuBLAS
         const dflt = run(() => c.cudaQGemm(q.desc, M, hX, hY, true, hS), true);
         const tiles = (out / 128) * Math.ceil(M / 128), sms = c.cudaInfo().smCount ?? 132;
         const want = M <= 1024 ? byVariant.get(tiles <= sms ? 5 : 4)! : old;
-        t.diagnostic(`${out}x${inF} M=${M}: ${tiles} tiles on ${sms} SMs → cudaQGemm ${M <= 1024 ? `fused variant ${tiles <= sms ? 5 : 4}` : 'dequantize + cuBLAS'}`);
+        t.diagnostic(`${out}x${inF} M=${M}: ${tiles} tiles on ${sms} SMs → cudaQGemm ${M <= 1024 ? `fused variant ${tiles <= sms ? 7 : 4}` : 'dequantize + cuBLAS'}`);
         let same = 0;
         for (let i = 0; i < dflt.length; i++) if (Object.is(dflt[i], want[i])) same++;
         assert.equal(same, dflt.length, `${out}x${inF} M=${M}: cudaQGemm did not take the ${M <= 1024 ? 'fused kernel' : 'dequantize + cuBLAS path'} (${same} of ${dflt.length} equal)`);

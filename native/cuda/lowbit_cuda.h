@@ -104,7 +104,7 @@ const char* cuda_qgemm(const QDesc& d, int M, const void* X, void* Y, bool y_f32
 // 2-bit group-64 weights without gIdx, in % 64 == 0, out % 128 == 0, 16-byte aligned codes/X/Y, on an sm_90 device.
 // qgemm_fused_unsupported: nullptr when it applies, else why not (cuda_qgemm then takes dequantize + cuBLAS).
 // debug 1..3 dumps A fragments / the swizzled X tile / raw accumulators into Y (see the .cu header); 0 = normal.
-// variant: 0 = default (LOWBIT_QGEMM_FUSED_VARIANT=1..7 if set, else with d.fused 5 when the tiles fit one wave of one CTA per SM and 4 otherwise, else 1); 1 / 2 = from the
+// variant: 0 = default (LOWBIT_QGEMM_FUSED_VARIANT=1..7 if set, else with d.fused 7 (5 without a tensor-map encoder) when the tiles fit one wave of one CTA per SM and 4 otherwise, else 1); 1 / 2 = from the
 // original codes (6 stages one CTA per SM / 5 stages two CTAs per SM; A = dequant.cu's bf16 bit for bit);
 // 3 / 4 = from the repacked stream d.fused (the same two configurations; A within one bf16 rounding step of it);
 // 5 / 6 = the repacked stream, split-K inside a 512-thread CTA (two warpgroup pairs, 5 / 4 stages each); 7 = 5 with its stages filled by the copy engine.

@@ -834,10 +834,10 @@ const char* x_tensor_map(const void* X, int M, int in, CUtensorMap* tm) {
                          CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE);
   return r == CUDA_SUCCESS ? nullptr : "fused qgemm variant 7: cuTensorMapEncodeTiled rejected the X tensor map";
 }
-// 0 = default: LOWBIT_QGEMM_FUSED_VARIANT (1..6) if set, else, with the repacked stream, kRpDefault when the tiles fit
-// one wave of one CTA per SM (v5's split-K keeps 16 warps per SM busy) and 4 when they do not (two CTAs per SM:
-// device run 40 at M = 512, v5 76 / 68 / 79 % and v4 73 / 72 / 73 % of dense for 4096², 11008×4096, 4096×11008; at
-// M = 2048 v4 was ahead on every shape), else 1.
+// 0 = default: LOWBIT_QGEMM_FUSED_VARIANT (1..7) if set, else, with the repacked stream, 7 (5 where the driver gives no
+// tensor-map encoder) when the tiles fit one wave of one CTA per SM, and 4 when they do not (two CTAs per SM). Device run
+// 44 at M = 512 (4096², 11008×4096, 4096×11008): v7 80 / 72 / 81 %, v5 78 / 70 / 78 %, v4 75 / 73 / 73 % of dense; at
+// M = 2048 v4 was ahead on two shapes of three (cudaQGemm takes dequantize + cuBLAS there). Else 1.
 int pick_variant(int v, bool has_rp, int tiles) {
   if (v) return v;
   const char* e = std::getenv("LOWBIT_QGEMM_FUSED_VARIANT");
@@ -845,7 +845,7 @@ int pick_variant(int v, bool has_rp, int tiles) {
   if (!has_rp) return 1;
   static int sms = 0;
   if (!sms && cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, 0) != cudaSuccess) { cudaGetLastError(); sms = 132; }
-  return tiles <= sms ? kRpDefault : 4;
+  return tiles <= sms ? (encode_tiled() ? 7 : kRpDefault) : 4;
 }
 
 const char* shape_unsupported(const QDesc& d) {

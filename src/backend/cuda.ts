@@ -64,7 +64,7 @@ export interface NativeCudaQuant extends NativeCuda {
    * 'int' 2-bit group-64 weights without gIdx, in % 64 == 0, out % 128 == 0, on an sm_90 device; throws otherwise.
    * debug 1/2/3 (out = 128, M ≤ 128, f32 Y) dumps the A fragments / the swizzled X tile / the raw accumulators
    * into Y instead (CPU models: src/backend/qgemm-fused-model.ts). variant: 0 default (LOWBIT_QGEMM_FUSED_VARIANT if
-   * set, else with desc.fused 5 when the tiles fit one wave of one CTA per SM and 4 otherwise, else 1); 1 / 2 = from the
+   * set, else with desc.fused 7 when the tiles fit one wave of one CTA per SM and 4 otherwise, else 1); 1 / 2 = from the
    * original codes (6 stages, one CTA per SM / 5 stages, two CTAs per SM); 3 / 4 = from the repacked stream desc.fused
    * (the same two configurations); 5 / 6 = repacked stream, 512-thread CTA whose two warpgroup pairs each take half of
    * the k-blocks (5 / 4 stages per pair); 7 = 5 with each stage filled by one thread's tensor copy of X and bulk copy of
