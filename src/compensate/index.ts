@@ -318,14 +318,10 @@ function gpuTraining(ctx: CompensateContext, m: MethodOptions, name: string, qui
     let g: GpuLlama | null = null, t: GpuLlama | null = null;
     try {
       g = new GpuLlama(eng, gw, lora, { recompute: m.recompute });
-      const gm = g;
-      if (m.method === 'linear') {
-        const obj = new GpuLinearScopeObjective(gm, tw);
-        return { obj, optimizer: (ps, ao) => new GpuAdam(lora, ps, ao), free: () => { obj.free(); gm.free(); lora.free(); gw.free(); tw.free(); } };
-      }
-      t = new GpuLlama(eng, tw);  // the layer scope runs the FP model online for each block's input and output
-      const obj = new GpuLayerScopeObjective(gm, t), tm = t;
-      return { obj, optimizer: (ps, ao) => new GpuAdam(lora, ps, ao), free: () => { obj.free(); gm.free(); tm.free(); lora.free(); gw.free(); tw.free(); } };
+      // the layer scope runs the FP model online for each block's input and output; the linear scope only its weights
+      if (m.method === 'layer') t = new GpuLlama(eng, tw);
+      const obj = t ? new GpuLayerScopeObjective(g, t) : new GpuLinearScopeObjective(g, tw), gm = g, tm = t;
+      return { obj, optimizer: (ps, ao) => new GpuAdam(lora, ps, ao), free: () => { obj.free(); gm.free(); tm?.free(); lora.free(); gw.free(); tw.free(); } };
     } catch (e) { g?.free(); t?.free(); lora.free(); gw.free(); tw.free(); throw e; }
   }
   const cache = teacherCache(ctx, quiet);

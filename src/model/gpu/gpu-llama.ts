@@ -8,7 +8,7 @@ import { ropeInvFreq, ropeTables } from '../ops/rope.js';
 import { DeviceArena, type Slot } from './arena.js';
 import type { GpuEngine } from './engine.js';
 import type { GpuWeights } from './device-weights.js';
-import type { GpuLora } from './gpu-lora.js';
+import type { GpuLora, GpuLoraSite } from './gpu-lora.js';
 import { LowbitError } from '../../io/errors.js';
 import type { GpuProfiler } from './profiler.js';
 import { bf16ToF32 } from '../../backend/cuda.js';
@@ -279,6 +279,13 @@ export class GpuLlama {
   }
   private siteTapFn: SiteTap | null = null;
 
+  /** One adapter's ∂B += s·dyᵀ·t and u = s·dy·B (columns o .. o + r of t and u, both [N, R]). */
+  private siteBGrads(st: GpuLoraSite, dy: number, t: number, o: number, R: number, u: number): void {
+    const N = this.B * this.T;
+    this.c.cublasGemmBf16Ex(true, false, st.out, st.r, N, dy, 0, st.out, t, o, R, st.gB, 0, st.r, st.scale, 1, true);
+    this.skinny(false, N, st.r, st.out, dy, st.out, st.Bb, 0, st.r, u, o, R, st.scale, 0, false);
+  }
+
   /**
    * The adapter gradients of ONE projection from its own output gradient dy (bf16 [B·T, out]) and input x (the forward's,
    * whose t = x·Aᵀ is still held): ∂B += s·dyᵀ·t, ∂A += (s·dy·B)ᵀ·x — no gradient flows to x (the linear scope).
@@ -290,9 +297,8 @@ export class GpuLlama {
     if (!g) return;
     const sites = g.map((q) => lora.at(l, q)!), R = sites.reduce((a, st) => a + st.r, 0), inF = sites[0].in;
     const i = g.indexOf(p), st = sites[i], o = sites.slice(0, i).reduce((a, q) => a + q.r, 0), t = this.tbuf(l, g[0]);
-    c.cublasGemmBf16Ex(true, false, st.out, st.r, N, dy, 0, st.out, t, o, R, st.gB, 0, st.r, st.scale, 1, true);   // ∂B += s·dyᵀ·t
-    this.skinny(false, N, st.r, st.out, dy, st.out, st.Bb, 0, st.r, u, o, R, st.scale, 0, false);                    // u = s·dy·B
-    c.cublasGemmBf16Ex(true, false, st.r, inF, N, u, o, R, x, 0, inF, lora.flat.G, st.offA, inF, 1, 1, true);        // ∂A += uᵀ·x
+    this.siteBGrads(st, dy, t, o, R, u);
+    c.cublasGemmBf16Ex(true, false, st.r, inF, N, u, o, R, x, 0, inF, lora.flat.G, st.offA, inF, 1, 1, true);  // ∂A += uᵀ·x
     this.tick('lora');
   }
 
@@ -326,9 +332,7 @@ export class GpuLlama {
       const t = this.tbuf(l, g[0]);
       let o = 0;
       sites.forEach((s, i) => {
-        const dy = dys[ps.indexOf(g[i])];
-        c.cublasGemmBf16Ex(true, false, s.out, s.r, N, dy, 0, s.out, t, o, R, s.gB, 0, s.r, s.scale, 1, true);   // ∂B += s·dyᵀ·t
-        this.skinny(false, N, s.r, s.out, dy, s.out, s.Bb, 0, s.r, u, o, R, s.scale, 0, false);                   // u = s·dy·B
+        this.siteBGrads(s, dys[ps.indexOf(g[i])], t, o, R, u);
         o += s.r;
       });
       c.cublasGemmBf16Ex(true, false, R, inF, N, u, 0, R, x, 0, inF, lora.flat.G, sites[0].offA, inF, 1, 1, true);   // ∂A += uᵀ·x
@@ -358,7 +362,7 @@ export class GpuLlama {
   mseResidual(l: number, target: number, grad: boolean, gradScale: number, slot = 0): void {
     const h = this.h, n = this.B * this.T * this.config.hiddenSize;
     if (grad) this.c.cudaMemset0(h.dres, n * 4);
-    this.c.cudaMseF32(h[`resid${l}`], target, grad ? h.dres : null, this.lossView(slot), n, gradScale); this.tick('loss');
+    this.mseInto(h[`resid${l}`], target, grad ? h.dres : null, n, gradScale, slot);
   }
 
   /** loss[slot] += Σ(a − target)² over n f32 values; with dA, dA += gradScale·2(a − target)/n. Device work only. */
@@ -401,7 +405,7 @@ export class GpuLlama {
   mseToTeacher(teacher: Float32Array | null, grad: boolean, gradScale: number, slot = 0): void {
     const h = this.h, n = this.B * this.T * this.config.hiddenSize;
     if (teacher) this.setTeacher(teacher);
-    this.c.cudaMseF32(h.lnfF, h.teacher, grad ? h.dH : null, this.lossView(slot), n, gradScale); this.tick('loss');
+    this.mseInto(h.lnfF, h.teacher, grad ? h.dH : null, n, gradScale, slot);
   }
 
   /** Upload the teacher hidden [B·T, D] (mseToTeacher(null, …) then reuses it). */

@@ -70,6 +70,7 @@ export class GpuLinearScopeObjective implements Objective {
     m.setIds(ids, 1, T);
     const maxOut = Math.max(cfg.hiddenSize, cfg.intermediateSize, cfg.numHeads * cfg.headDim), n = T * maxOut;
     if (!this.bufs || this.bufs.n < n) {
+      this.graphs.free();  // captured windows point at the old buffers
       this.freeBufs();
       this.bufs = { n, yF: c.cudaAlloc(n * 4), tgt: c.cudaAlloc(n * 4), dF: c.cudaAlloc(n * 4), dB: c.cudaAlloc(n * 2) };
     }
