@@ -13,7 +13,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { Rng } from '../src/tensor.js';
-import { cudaEngine, cudaUnavailable, uploadPacked, bf16ToF32, f32ToBf16, type NativeCudaQuant,
+import { cudaEngine, cudaUnavailable, uploadPacked, bf16ToF32, f32ToBf16, type NativeCudaQuant, type QGemmFusedVariant,
   type DeviceQuant } from '../src/backend/cuda.js';
 import { dequantize } from '../src/quant/dequant.js';
 import type { PackedTensor } from '../src/quant/types.js';
@@ -39,6 +39,8 @@ function fusedOrSkip(t: TestContext): NativeCudaQuant | null {
 
 /** The variant cudaQGemm / cudaQGemmFused(…, 0) take with the repacked stream (kRpDefault in qgemm_wgmma.cu). */
 const DEFAULT_RP_VARIANT = 5;
+/** cudaQGemm's fused variant when the tiles need more than one wave (pick_variant): 4 (two CTAs per SM). */
+const MANY_WAVE_VARIANT = 4;
 
 const hex = (x: number): string => `0x${(x >>> 0).toString(16).padStart(8, '0')}`;
 
@@ -183,8 +185,13 @@ test('cuda-qgemm-fused: parity vs f64, vs dequantize + cuBLAS, and cudaQGemm pic
         }
         const sample = (Y: Float32Array): number[] => rows.flatMap((m) => Array.from(Y.subarray(m * out, (m + 1) * out)));
         const byVariant = new Map<number, Float32Array>();
-        for (const v of [1, 3, 2, 4, 5, 6, 7] as const) {
-          const Y = run(() => c.cudaQGemmFused(q.desc, M, hX, hY, true, 0, v), true);
+        // variant 8 (stream-K) also with its grid capped (LOWBIT_QGEMM_SK_GRID): tiles split among 2 and more CTAs
+        const skGrids = [0, 1, 3, 7, 29];
+        for (const v of [1, 3, 2, 4, 5, 6, 7, ...skGrids.map((g) => 8 + g / 1000)]) {
+          const skGrid = Math.round((v - Math.floor(v)) * 1000);
+          if (skGrid) process.env.LOWBIT_QGEMM_SK_GRID = String(skGrid);
+          const Y = run(() => c.cudaQGemmFused(q.desc, M, hX, hY, true, 0, Math.floor(v) as QGemmFusedVariant), true);
+          delete process.env.LOWBIT_QGEMM_SK_GRID;
           for (let i = 0; i < Y.length; i++) assert.ok(Number.isFinite(Y[i]), `${out}x${inF} M=${M} v${v}: Y[${i}] not written`);
           const got = sample(Y), eW = relNorm(got, refW), eB = relNorm(got, refB), eR = relNorm(got, refR);
           t.diagnostic(`${out}x${inF} M=${M} variant ${v}: rel err ${eW.toExponential(2)} vs f64(f32 Ŵ), ` +
@@ -207,9 +214,14 @@ test('cuda-qgemm-fused: parity vs f64, vs dequantize + cuBLAS, and cudaQGemm pic
           const ya = byVariant.get(a)!, yb = byVariant.get(b)!;
           assert.ok(yb.every((v, i) => Object.is(v, ya[i])), `${out}x${inF} M=${M}: variant ${b} differs from variant ${a}`);
         }
-        // variant 5 (split-K, two half sums added in f32) vs variant 3 (one sum): f32 accumulation order only
+        // variant 5 (split-K, two half sums added in f32) vs variant 3 (one sum), variant 8 (stream-K, any grid) vs 5:
+        // f32 accumulation order only
         const e53 = relNorm(byVariant.get(5)!, byVariant.get(3)!);
         assert.ok(e53 < 2e-5, `${out}x${inF} M=${M}: variant 5 vs variant 3 ${e53}`);
+        for (const g of skGrids) {
+          const e85 = relNorm(byVariant.get(8 + g / 1000)!, byVariant.get(5)!);
+          assert.ok(e85 < 2e-5, `${out}x${inF} M=${M}: variant 8 (grid ${g || 'default'}) vs variant 5 ${e85}`);
+        }
         const fused = byVariant.get(DEFAULT_RP_VARIANT)!;
         // bf16 Y: one more rounding of the same sums
         const fusedB = run(() => c.cudaQGemmFused(q.desc, M, hX, hY, false, 0, DEFAULT_RP_VARIANT), false);
@@ -224,11 +236,11 @@ test('cuda-qgemm-fused: parity vs f64, vs dequantize + cuBLAS, and cudaQGemm pic
         assert.ok(eOld1 < 2e-5, `${out}x${inF} M=${M}: variant 1 vs dequantize + cuBLAS ${eOld1}`);
         assert.ok(eOld < 5e-3, `${out}x${inF} M=${M}: variant ${DEFAULT_RP_VARIANT} vs dequantize + cuBLAS ${eOld}`);
         // the default cudaQGemm: fused for 64 <= M <= 1024 (variant 7 — the same bits as 5 — when the tiles fit one wave of
-        // one CTA per SM, else variant 4 — the same bits as 3), else dequantize + cuBLAS
+        // one CTA per SM, else MANY_WAVE_VARIANT), else dequantize + cuBLAS
         const dflt = run(() => c.cudaQGemm(q.desc, M, hX, hY, true, hS), true);
         const tiles = (out / 128) * Math.ceil(M / 128), sms = c.cudaInfo().smCount ?? 132;
-        const want = M <= 1024 ? byVariant.get(tiles <= sms ? 5 : 4)! : old;
-        t.diagnostic(`${out}x${inF} M=${M}: ${tiles} tiles on ${sms} SMs → cudaQGemm ${M <= 1024 ? `fused variant ${tiles <= sms ? 7 : 4}` : 'dequantize + cuBLAS'}`);
+        const want = M <= 1024 ? byVariant.get(tiles <= sms ? 5 : MANY_WAVE_VARIANT)! : old;
+        t.diagnostic(`${out}x${inF} M=${M}: ${tiles} tiles on ${sms} SMs → cudaQGemm ${M <= 1024 ? `fused variant ${tiles <= sms ? 7 : MANY_WAVE_VARIANT}` : 'dequantize + cuBLAS'}`);
         let same = 0;
         for (let i = 0; i < dflt.length; i++) if (Object.is(dflt[i], want[i])) same++;
         assert.equal(same, dflt.length, `${out}x${inF} M=${M}: cudaQGemm did not take the ${M <= 1024 ? 'fused kernel' : 'dequantize + cuBLAS path'} (${same} of ${dflt.length} equal)`);

@@ -90,6 +90,7 @@ struct FusedArgs3 {
   void* Y;
   int M, out, in, y_f32, debug;
   uint32_t magic;  // 0x43004300
+  int order;       // variant 8: the tile order (sk_tile_bx)
 };
 
 #ifdef LB_HAVE_WGMMA
@@ -730,6 +731,251 @@ __global__ void __launch_bounds__(kSkThreads, 1) qgemm_w2_wgmma_tma_kernel(const
 #endif  // LB_HAVE_WGMMA
 }
 
+// Variant 8 (qgemm_w2_wgmma_streamk_kernel): stream-K over one wave of persistent CTAs, for shapes whose 128 × 128 tiles
+// do not fit one wave (11008×4096 at M = 512: 344 tiles = 2.6 waves of 132, so a third of the last wave idles). The
+// tiles × k-blocks iterations are cut into G = #SMs equal contiguous ranges; CTA c walks its range as segments (one tile's
+// k-blocks inside the range), each run as variant 7 runs its tile (the two warpgroup pairs take the two halves of the
+// segment's k-blocks, stages filled by the copy engine) but with ONE continuous stage stream per pair across segments,
+// so the next segment's copies are in flight while a segment's epilogue runs (the epilogue has its own 32-token buffer).
+// A tile split between CTAs: only a range's FIRST segment can start inside a tile, and a range's first segment is what
+// a CTA computes first; so the CTA holding the tile's k-block 0 (which reaches it last, at the end of its range) is the
+// finisher. The others store their f32 partial tile to a per-CTA slot of a static workspace and raise their flag; the
+// finisher waits for the flags (set long before, at the start of those CTAs' work), adds the partials in CTA order
+// (deterministic) and stores Y, then lowers the flags for the next launch. All G CTAs are co-resident (one per SM), and
+// each produces its partial before it waits for anyone, so the waits cannot deadlock. One launch at a time per device
+// (the workspace is static): lowbit runs its GEMMs on one stream.
+constexpr int kSkMaxCtas = 132, kSkMaxSegs = 24, kSkMaxQ = 1024, kEpiTok = 32;
+// Tile t of the stream-K order → (row block bx, token block by): order 0 walks a row block's token blocks first (a
+// CTA's consecutive tiles share the weight), order 1 the row blocks first (as variant 7's grid).
+__host__ __device__ __forceinline__ int sk_tile_bx(int t, int mblk, int nblk, int order) { return order ? t % mblk : t / nblk; }
+__host__ __device__ __forceinline__ int sk_tile_by(int t, int mblk, int nblk, int order) { return order ? t / mblk : t % nblk; }
+constexpr int kEpiBytes8 = kEpiTok * kEpiPitch * 4;
+constexpr int smem_bytes_streamk(int stages) { return 2 * stages * kStageBytes3 + kEpiBytes8 + 1024; }
+static_assert(smem_bytes_streamk(5) <= 227 * 1024 - 256, "variant 8 shared memory");
+__device__ float g_sk_ws[2 * kSkMaxCtas * kBN * kBM];  // CTA c: slot 2c its partial, 2c + 1 its own part as a finisher
+__device__ unsigned g_sk_flag[kSkMaxCtas];         // 1 while CTA c's partial waits for its finisher
+
+#ifdef LB_HAVE_WGMMA
+__device__ __forceinline__ unsigned ld_acquire_gpu(const unsigned* a) {
+  unsigned v;
+  asm volatile("ld.acquire.gpu.global.u32 %0, [%1];\n" : "=r"(v) : "l"(a) : "memory");
+  return v;
+}
+__device__ __forceinline__ void st_release_gpu(unsigned* a, unsigned v) {
+  asm volatile("st.release.gpu.global.u32 [%0], %1;\n" ::"l"(a), "r"(v) : "memory");
+}
+#endif  // LB_HAVE_WGMMA
+
+#ifdef LB_HAVE_WGMMA
+// Y[n, m .. m + 7] = a, b (f32 or bf16), skipped for tokens n past M.
+__device__ __forceinline__ void sk_store8(const FusedArgs3& p, int n, int m, const float4& a, const float4& b) {
+  if (n >= p.M) return;
+  if (p.y_f32) {
+    float4* y = reinterpret_cast<float4*>(static_cast<float*>(p.Y) + (size_t)n * p.out + m);
+    y[0] = a;
+    y[1] = b;
+  } else {
+    const __nv_bfloat162 h0 = __floats2bfloat162_rn(a.x, a.y), h1 = __floats2bfloat162_rn(a.z, a.w);
+    const __nv_bfloat162 h2 = __floats2bfloat162_rn(b.x, b.y), h3 = __floats2bfloat162_rn(b.z, b.w);
+    uint4 o;
+    o.x = *reinterpret_cast<const uint32_t*>(&h0);
+    o.y = *reinterpret_cast<const uint32_t*>(&h1);
+    o.z = *reinterpret_cast<const uint32_t*>(&h2);
+    o.w = *reinterpret_cast<const uint32_t*>(&h3);
+    *reinterpret_cast<uint4*>(static_cast<__nv_bfloat16*>(p.Y) + (size_t)n * p.out + m) = o;
+  }
+}
+#endif  // LB_HAVE_WGMMA
+
+template <int kStages>
+__global__ void __launch_bounds__(kSkThreads, 1) qgemm_w2_wgmma_streamk_kernel(const FusedArgs3 p, const __grid_constant__ CUtensorMap tmX) {
+#ifdef LB_HAVE_WGMMA
+  extern __shared__ uint8_t smem_raw[];
+  __shared__ __align__(8) uint64_t fullb[2][kStages];
+  __shared__ unsigned freed[2][kStages];
+  // The CTA's segments (filled once; the k-loop keeps only a segment index, the flat index and the stage live — with
+  // 64 accumulators and 32 A registers in 128, more live state makes the compiler move A registers between the
+  // wgmma of a k-block): segment i = tile segt[i], its k-blocks [segk0[i], segk0[i] + segn[i]); pair h's half is its
+  // flat loads [segq[h][i], segq[h][i + 1]) = k-blocks segkb[h][i] + (q − segq[h][i]).
+  __shared__ int segq[2][kSkMaxSegs + 1], segkb[2][kSkMaxSegs], segt[kSkMaxSegs], segk0[kSkMaxSegs], segn[kSkMaxSegs];
+  __shared__ int segy[kSkMaxSegs], segrp[kSkMaxSegs];  // the X tile's token row; the repacked row block's first k-block
+  __shared__ uint8_t segof[2][kSkMaxQ];                 // pair h's load q belongs to segment segof[h][q]
+  __shared__ int nseg_s;
+  const uint32_t raw = smem_u32(smem_raw);
+  const uint32_t sb0 = (raw + 1023u) & ~1023u;
+  uint8_t* const sg0 = smem_raw + (sb0 - raw);
+  float* const epi = reinterpret_cast<float*>(sg0 + 2 * kStages * kStageBytes3);  // [kEpiTok tokens][kEpiPitch]
+  const int tid = threadIdx.x, pair = tid >> 8, ptid = tid & 255;
+  const uint32_t sb = sb0 + pair * kStages * kStageBytes3;
+  uint8_t* const sg = sg0 + pair * kStages * kStageBytes3;
+  uint64_t* const fb = fullb[pair];
+  if (ptid == 0) {
+    for (int i = 0; i < kStages; i++) { mbar_init(&fb[i], 1); freed[pair][i] = 0; }
+    asm volatile("fence.mbarrier_init.release.cluster;\n" ::: "memory");
+    const int KB = p.in / kBK, nblk = (p.M + kBN - 1) / kBN;
+    const long long I = (long long)(p.out / kBM) * nblk * KB;
+    const int s = (int)(blockIdx.x * I / gridDim.x), e = (int)((blockIdx.x + 1) * I / gridDim.x);
+    int q = 0, i = 0;
+    for (int it = s; it < e && i < kSkMaxSegs; i++) {
+      const int tile = it / KB, k0 = it - tile * KB, n = min(KB - k0, e - it), h0 = (n + 1) >> 1;
+      segq[pair][i] = q;
+      segkb[pair][i] = k0 + (pair ? h0 : 0);
+      q += pair ? n - h0 : h0;
+      if (pair == 0) {
+        const int bx = sk_tile_bx(tile, p.out / kBM, nblk, p.order);
+        segt[i] = tile; segk0[i] = k0; segn[i] = n;
+        segy[i] = sk_tile_by(tile, p.out / kBM, nblk, p.order) * kBN;
+        segrp[i] = bx * KB;
+      }
+      it += n;
+    }
+    for (int k = i; k <= kSkMaxSegs; k++) segq[pair][k] = q;
+    if (pair == 0) nseg_s = i;
+    for (int k = 0, j = 0; j < q && j < kSkMaxQ; j++) {
+      while (j >= segq[pair][k + 1]) k++;
+      segof[pair][j] = (uint8_t)k;
+    }
+  }
+  __syncthreads();
+  auto load_q = [&](int q, int st) {  // one thread: the pair's q-th k-block into stage st
+    const int i = segof[pair][q], kb = segkb[pair][i] + q - segq[pair][i];
+    const uint32_t so = sb + st * kStageBytes3;
+    mbar_expect_tx(&fb[st], kXBytes + kRpBytes);
+    tma_x(so, &tmX, kb * kBK, segy[i], &fb[st]);
+    bulk_g2s(so + kXBytes, p.rp + (size_t)(segrp[i] + kb) * kRpBytes, kRpBytes, &fb[st]);
+  };
+  if (ptid == 0)
+    for (int i = 0; i < kStages && i < segq[pair][kSkMaxSegs]; i++) load_q(i, i);
+  // as variant 7: the second warpgroup of the pair done with a stage refills it
+  const bool elect = (ptid & 127) == 0;
+  auto release = [&](int q, int st) {
+    if (elect && (atomicAdd(&freed[pair][st], 1u) & 1u) && q + kStages < segq[pair][kSkMaxSegs]) load_q(q + kStages, st);
+  };
+
+  float acc[64];
+  uint32_t A0[4][4], A1[4][4] = {};
+  int st = 0;  // the stage of the segment's first k-block
+  for (int si = 0; si < nseg_s; si++) {  // (read from shared memory each time: one register fewer in the k-loop)
+    const int q0 = segq[pair][si], pn = segq[pair][si + 1] - q0;
+#pragma unroll
+    for (int i = 0; i < 64; i++) acc[i] = 0.f;
+    if (pn > 0) {
+      mbar_wait(&fb[st], (uint32_t)(q0 / kStages) & 1u);
+      convert_rp(sg + st * kStageBytes3 + kXBytes, ptid, p.magic, A0);
+    }
+    auto iter = [&](int j, uint32_t (&cur)[4][4], uint32_t (&nxt)[4][4]) {
+      const int q = q0 + j, st1 = st + 1 == kStages ? 0 : st + 1, stp = st == 0 ? kStages - 1 : st - 1;
+      kblock_mma(acc, cur, nxt, desc_sw128(sb + st * kStageBytes3));
+      if (j >= 1) release(q - 1, stp);
+      if (j + 1 < pn) {
+        mbar_wait(&fb[st1], (uint32_t)((q + 1) / kStages) & 1u);
+        convert_rp(sg + st1 * kStageBytes3 + kXBytes, ptid, p.magic, nxt);
+      }
+      st = st1;
+    };
+    for_kblocks(pn, A0, A1, iter);
+    wg_wait<0>();
+    pin(acc);
+    if (pn > 0) release(q0 + pn - 1, st == 0 ? kStages - 1 : st - 1);
+
+    // Epilogue. First, in rounds of 32 tokens, pair 1's sums + pair 0's → Y (a whole tile) or this CTA's workspace slot
+    // (a tile split between CTAs). The accumulators are read in uniform code with no loop before the last read: a
+    // data-dependent loop there (the finisher's wait, its loop over partials) makes the compiler insert a warpgroup
+    // arrive on a divergent path and serialize every wgmma of the kernel (ptxas C7520).
+    const int k0 = segk0[si];
+    const bool whole = k0 == 0 && segn[si] == p.in / kBK;
+    const int m0 = segrp[si] / (p.in / kBK) * kBM, n0 = segy[si];
+    // a tile's later part: the partial slot 2c; the finisher's own sum: slot 2c + 1 (a CTA can be both, in that order)
+    float* const slot = g_sk_ws + (size_t)(2 * blockIdx.x + (k0 == 0)) * kBN * kBM;
+    const int wgp = ptid >> 7, warp = (ptid >> 5) & 3, lane = ptid & 31, t4 = lane & 3;
+    const int mr = 64 * wgp + 16 * warp + (lane >> 2);  // acc[4j + 2v + u] = D[row mr + 8v][token 8j + 2t4 + u]
+#pragma unroll
+    for (int r = 0; r < kBN / kEpiTok; r++) {
+      float va[kEpiTok / 2];  // this round's accumulators, pinned here in uniform code
+#pragma unroll
+      for (int i = 0; i < kEpiTok / 2; i++) {
+        va[i] = acc[r * (kEpiTok / 2) + i];
+        asm volatile("" : "+f"(va[i])::"memory");
+      }
+      __syncthreads();  // the buffer's previous readers are done
+      if (pair == 1) {
+#pragma unroll
+        for (int jj = 0; jj < kEpiTok / 8; jj++)
+#pragma unroll
+          for (int v = 0; v < 2; v++)
+#pragma unroll
+            for (int u = 0; u < 2; u++) epi[(8 * jj + 2 * t4 + u) * kEpiPitch + mr + 8 * v] = va[4 * jj + 2 * v + u];
+      }
+      __syncthreads();
+      if (pair == 0) {
+#pragma unroll
+        for (int jj = 0; jj < kEpiTok / 8; jj++)
+#pragma unroll
+          for (int v = 0; v < 2; v++)
+#pragma unroll
+            for (int u = 0; u < 2; u++) {
+              float& x = epi[(8 * jj + 2 * t4 + u) * kEpiPitch + mr + 8 * v];
+              x = va[4 * jj + 2 * v + u] + x;
+            }
+      }
+      __syncthreads();
+      // one 8-row chunk of one token per thread: 32 tokens × 16 chunks = 512
+      const int nn = tid >> 4, cc = tid & 15, tok = r * kEpiTok + nn;
+      const float4 a = *reinterpret_cast<const float4*>(epi + nn * kEpiPitch + 8 * cc);
+      const float4 b = *reinterpret_cast<const float4*>(epi + nn * kEpiPitch + 8 * cc + 4);
+      if (!whole) {
+        float4* w = reinterpret_cast<float4*>(slot + (size_t)tok * kBM + 8 * cc);
+        __stcg(w, a);
+        __stcg(w + 1, b);
+      } else {
+        sk_store8(p, n0 + tok, m0 + 8 * cc, a, b);
+      }
+    }
+    if (!whole && k0 > 0) {  // a later part of a tile (the range's first segment): its finisher takes it from here
+      __threadfence();
+      __syncthreads();
+      if (tid == 0) st_release_gpu(&g_sk_flag[blockIdx.x], 1u);
+    }
+  }
+  // The finisher of the tile whose k-block 0 ends the range (the last segment, when it stops short of the tile's end): wait
+  // for the contributors c + 1 .. cl, add their partials in CTA order to its own sum and store Y. Out of the segment
+  // loop: the data-dependent loops here, ahead of a later segment's wgmma, make the compiler inject a warpgroup arrive
+  // inside the k-loop (ptxas C7519).
+  const int nseg = nseg_s;
+  if (nseg > 0 && segk0[nseg - 1] == 0 && segn[nseg - 1] < p.in / kBK) {
+    const int KB = p.in / kBK, nblk = (p.M + kBN - 1) / kBN, tile = segt[nseg - 1];
+    const int m0 = segrp[nseg - 1] / KB * kBM, n0 = segy[nseg - 1], c = blockIdx.x, G = gridDim.x;
+    const float* const own = g_sk_ws + (size_t)(2 * c + 1) * kBN * kBM;
+    const long long I = (long long)(p.out / kBM) * nblk * KB, tend = (long long)(tile + 1) * KB;
+    int cl = c;
+    while (cl + 1 < G && (cl + 1) * I / G < tend) cl++;
+    __threadfence();
+    __syncthreads();  // (the own sum's stores above, by every thread)
+    if (tid == 0) {
+      for (int k = c + 1; k <= cl; k++) {
+        while (ld_acquire_gpu(&g_sk_flag[k]) == 0) {
+        }
+        g_sk_flag[k] = 0;
+      }
+      __threadfence();
+    }
+    __syncthreads();
+    for (int i = tid; i < kBN * kBM / 8; i += kSkThreads) {
+      const int tok = i >> 4, cc = i & 15;
+      const size_t o = (size_t)tok * kBM + 8 * cc;
+      float4 a = __ldcg(reinterpret_cast<const float4*>(own + o)), b = __ldcg(reinterpret_cast<const float4*>(own + o) + 1);
+      for (int k = c + 1; k <= cl; k++) {
+        const float4* w = reinterpret_cast<const float4*>(g_sk_ws + (size_t)(2 * k) * kBN * kBM + o);
+        const float4 x = __ldcg(w), y = __ldcg(w + 1);
+        a.x += x.x; a.y += x.y; a.z += x.z; a.w += x.w;
+        b.x += y.x; b.y += y.y; b.z += y.z; b.w += y.w;
+      }
+      sk_store8(p, n0 + tok, m0 + 8 * cc, a, b);
+    }
+  }
+#endif  // LB_HAVE_WGMMA
+}
+
 // The repacked stream of an 'int' 2-bit group-64 weight (no gIdx, in % 64 == 0, out % 128 == 0): block (row block
 // b = blockIdx.x, k-block kb = blockIdx.y) of 4096 bytes at (b·KB + kb)·4096:
 //   bytes [0, 2048): thread T's two code words at 8T: word h, pair i (i = 0..7) = the codes of A register
@@ -782,7 +1028,7 @@ __global__ void __launch_bounds__(256) qgemm_w2_repack_kernel(const uint8_t* __r
 }
 
 // Per variant (1..4) and device (bit d): the kernel image is usable and its shared-memory limit is raised.
-std::atomic<uint64_t> g_ready[7];
+std::atomic<uint64_t> g_ready[8];
 
 template <class K>
 const char* prepare_kernel(K* k, int bytes, int v, int dev) {
@@ -803,7 +1049,7 @@ const char* prepare_kernel(K* k, int bytes, int v, int dev) {
 // Variants: 1 = original codes, 6 stages, one CTA per SM; 2 = original codes, 5 stages, two CTAs per SM;
 // 3 = repacked stream, 6 stages, one CTA per SM; 4 = repacked stream, 5 stages, two CTAs per SM; 5 / 6 = repacked
 // stream, split-K inside a 512-thread CTA (two pairs of warpgroups, 5 / 4 stages each); 7 = variant 5 with its stages
-// filled by the copy engine (a tensor map for X, bulk copies of the repacked blocks).
+// filled by the copy engine (a tensor map for X, bulk copies of the repacked blocks); 8 = variant 7 as stream-K.
 constexpr int kRpDefault = 5;
 
 // cuTensorMapEncodeTiled through the runtime's driver entry point (no libcuda link); null where unavailable.
@@ -834,18 +1080,31 @@ const char* x_tensor_map(const void* X, int M, int in, CUtensorMap* tm) {
                          CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE);
   return r == CUDA_SUCCESS ? nullptr : "fused qgemm variant 7: cuTensorMapEncodeTiled rejected the X tensor map";
 }
-// 0 = default: LOWBIT_QGEMM_FUSED_VARIANT (1..7) if set, else, with the repacked stream, 7 (5 where the driver gives no
+// 0 = default: LOWBIT_QGEMM_FUSED_VARIANT (1..8) if set, else, with the repacked stream, 7 (5 where the driver gives no
 // tensor-map encoder) when the tiles fit one wave of one CTA per SM, and 4 when they do not (two CTAs per SM). Device run
 // 44 at M = 512 (4096², 11008×4096, 4096×11008): v7 80 / 72 / 81 %, v5 78 / 70 / 78 %, v4 75 / 73 / 73 % of dense; at
 // M = 2048 v4 was ahead on two shapes of three (cudaQGemm takes dequantize + cuBLAS there). Else 1.
 int pick_variant(int v, bool has_rp, int tiles) {
   if (v) return v;
   const char* e = std::getenv("LOWBIT_QGEMM_FUSED_VARIANT");
-  if (e && e[0] >= '1' && e[0] <= '7' && !e[1]) return e[0] - '0';
+  if (e && e[0] >= '1' && e[0] <= '8' && !e[1]) return e[0] - '0';
   if (!has_rp) return 1;
   static int sms = 0;
   if (!sms && cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, 0) != cudaSuccess) { cudaGetLastError(); sms = 132; }
   return tiles <= sms ? (encode_tiled() ? 7 : kRpDefault) : 4;
+}
+
+// Variant 8's grid: one CTA per SM (at most kSkMaxCtas, the workspace's slots), never more than the iterations;
+// LOWBIT_QGEMM_SK_GRID (a decimal integer) caps it lower (tests: many CTAs per tile, tiles split three ways).
+int streamk_grid(long long iters) {
+  static int sms = 0;
+  if (!sms && cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, 0) != cudaSuccess) { cudaGetLastError(); sms = 132; }
+  long long g = sms < kSkMaxCtas ? sms : kSkMaxCtas;
+  if (const char* e = std::getenv("LOWBIT_QGEMM_SK_GRID")) {
+    const long long cap = std::atoll(e);
+    if (cap >= 1 && cap < g) g = cap;
+  }
+  return (int)(g < iters ? g : iters);
 }
 
 const char* shape_unsupported(const QDesc& d) {
@@ -873,7 +1132,8 @@ const char* device_unsupported() {
   if (const char* e = prepare_kernel(qgemm_w2_wgmma_rp_kernel<5, 2>, smem_bytes3(5), 4, dev)) return e;
   if (const char* e = prepare_kernel(qgemm_w2_wgmma_rp_sk_kernel<5>, smem_bytes_sk(5), 5, dev)) return e;
   if (const char* e = prepare_kernel(qgemm_w2_wgmma_rp_sk_kernel<4>, smem_bytes_sk(4), 6, dev)) return e;
-  return prepare_kernel(qgemm_w2_wgmma_tma_kernel<5>, smem_bytes_sk(5), 7, dev);
+  if (const char* e = prepare_kernel(qgemm_w2_wgmma_tma_kernel<5>, smem_bytes_sk(5), 7, dev)) return e;
+  return prepare_kernel(qgemm_w2_wgmma_streamk_kernel<5>, smem_bytes_streamk(5), 8, dev);
 }
 
 }  // namespace
@@ -909,20 +1169,29 @@ const char* cuda_qgemm_fused(const QDesc& d, int M, const void* X, void* Y, bool
                              int variant) {
   if (const char* why = qgemm_fused_unsupported(d, M, X, Y)) return why;
   if (debug < 0 || debug > 3) return "fused qgemm: debug mode must be 0..3";
-  if (variant < 0 || variant > 7) return "fused qgemm: variant must be 0 (default) or 1..7";
+  if (variant < 0 || variant > 8) return "fused qgemm: variant must be 0 (default) or 1..8";
   if (debug && (d.out != kBM || M > kBN || !y_f32 || (debug == 3 && M != kBN)))
     return "fused qgemm debug: needs out == 128, M <= 128 (M == 128 for mode 3) and an f32 Y";
   const dim3 grid(d.out / kBM, (M + kBN - 1) / kBN);
-  const int v = pick_variant(variant, d.fused != nullptr, (int)(grid.x * grid.y));
-  if (v == 7 && debug) return "fused qgemm: the debug modes take variants 1 to 6";
-  if (v >= 3 && !d.fused) return "fused qgemm: variants 3 to 7 need the repacked stream (desc.fused, cuda_qgemm_fused_repack)";
+  int v = pick_variant(variant, d.fused != nullptr, (int)(grid.x * grid.y));
+  const long long sk_iters = (long long)grid.x * grid.y * (d.in / kBK);
+  const int sk_grid = streamk_grid(sk_iters);
+  // variant 8 with more segments per CTA than its table holds (≥ ~22 tiles per SM): variant 4
+  if (v == 8 && ((sk_iters + sk_grid - 1) / sk_grid / (d.in / kBK) + 2 > kSkMaxSegs ||
+                 (sk_iters + sk_grid - 1) / sk_grid / 2 + kSkMaxSegs > kSkMaxQ))
+    v = 4;
+  if (v >= 7 && debug) return "fused qgemm: the debug modes take variants 1 to 6";
+  if (v >= 3 && !d.fused) return "fused qgemm: variants 3 to 8 need the repacked stream (desc.fused, cuda_qgemm_fused_repack)";
   cudaStream_t s = static_cast<cudaStream_t>(stream);
   if (v >= 3) {
-    FusedArgs3 a{static_cast<const __nv_bfloat16*>(X), d.fused, Y, M, d.out, d.in, y_f32 ? 1 : 0, debug, 0x43004300u};
-    if (v == 7) {
+    const char* so = std::getenv("LOWBIT_QGEMM_SK_ORDER");
+    FusedArgs3 a{static_cast<const __nv_bfloat16*>(X), d.fused, Y, M, d.out, d.in, y_f32 ? 1 : 0, debug, 0x43004300u,
+                 so && so[0] == '1' ? 1 : 0};
+    if (v == 7 || v == 8) {
       CUtensorMap tm;
       if (const char* e = x_tensor_map(X, M, d.in, &tm)) return e;
-      qgemm_w2_wgmma_tma_kernel<5><<<grid, kSkThreads, smem_bytes_sk(5), s>>>(a, tm);
+      if (v == 7) qgemm_w2_wgmma_tma_kernel<5><<<grid, kSkThreads, smem_bytes_sk(5), s>>>(a, tm);
+      else qgemm_w2_wgmma_streamk_kernel<5><<<sk_grid, kSkThreads, smem_bytes_streamk(5), s>>>(a, tm);
     } else if (v == 5) qgemm_w2_wgmma_rp_sk_kernel<5><<<grid, kSkThreads, smem_bytes_sk(5), s>>>(a);
     else if (v == 6) qgemm_w2_wgmma_rp_sk_kernel<4><<<grid, kSkThreads, smem_bytes_sk(4), s>>>(a);
     else if (v == 4) qgemm_w2_wgmma_rp_kernel<5, 2><<<grid, kThreads, smem_bytes3(5), s>>>(a);
