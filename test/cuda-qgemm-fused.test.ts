@@ -10,6 +10,8 @@
 // the kernel does not apply (not an sm_90 device).
 // Variants 5/6 (split-K inside a 512-thread CTA): the same per-warpgroup code as 3/4, dumps read from pair 0 (k-block 0,
 // the summed accumulators), the product at variant 3's tolerances and within 2e-5 of variant 3 (f32 summation order).
+// Variant 8 (stream-K): at its default grid and with the grid capped to 1, 3, 7 and 29 CTAs (tiles split two, three and
+// more ways, workers that are both a contributor and a finisher), within 2e-5 of variant 5 and of the f64 product.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { Rng } from '../src/tensor.js';

@@ -84,13 +84,41 @@ constexpr int smem_bytes3(int stages) { return stages * kStageBytes3 + 1024; }
 static_assert(kStageBytes3 % 1024 == 0, "stage alignment");
 static_assert(kBN * kEpiPitch * 4 <= 4 * kStageBytes3, "epilogue tile overflow (v3)");
 
+// x / d for 0 ≤ x < 2^31 by a multiply and a shift (d ≥ 1): m = ⌊2^32·(2^l − d)/d⌋ + 1, l = ⌈log2 d⌉,
+// x / d = (umulhi(x, m) + x) >> l.
+struct FastDiv {
+  int d;
+  uint32_t m, l;
+  static FastDiv make(int d) {
+    uint32_t l = 0;
+    while ((1ull << l) < (unsigned long long)d) l++;
+    return {d, (uint32_t)(((1ull << 32) * ((1ull << l) - (unsigned long long)d)) / (unsigned long long)d + 1), l};
+  }
+#ifdef __CUDACC__
+  __device__ __forceinline__ int div(int x) const { return (int)((__umulhi((uint32_t)x, m) + (uint32_t)x) >> l); }
+#endif
+};
+// Variant 8's schedule: W workers over I = tiles × KB iterations; tile t → (row block, token block) by `order`
+// (0: a row block's token blocks first, so a worker's consecutive tiles share the weight; 1: the row blocks first).
+struct SkArgs {
+  unsigned workers, iters;
+  FastDiv kb, nblk, mblk;
+  int order;
+#ifdef __CUDACC__
+  __device__ __forceinline__ void tile_xy(int t, int& bx, int& by) const {
+    if (order) { by = mblk.div(t); bx = t - by * mblk.d; }
+    else { bx = nblk.div(t); by = t - bx * nblk.d; }
+  }
+#endif
+};
+
 struct FusedArgs3 {
   const __nv_bfloat16* X;
   const uint8_t* rp;
   void* Y;
   int M, out, in, y_f32, debug;
   uint32_t magic;  // 0x43004300
-  int order;       // variant 8: the tile order (sk_tile_bx)
+  SkArgs sk;       // variant 8 only
 };
 
 #ifdef LB_HAVE_WGMMA
@@ -731,29 +759,33 @@ __global__ void __launch_bounds__(kSkThreads, 1) qgemm_w2_wgmma_tma_kernel(const
 #endif  // LB_HAVE_WGMMA
 }
 
-// Variant 8 (qgemm_w2_wgmma_streamk_kernel): stream-K over one wave of persistent CTAs, for shapes whose 128 × 128 tiles
-// do not fit one wave (11008×4096 at M = 512: 344 tiles = 2.6 waves of 132, so a third of the last wave idles). The
-// tiles × k-blocks iterations are cut into G = #SMs equal contiguous ranges; CTA c walks its range as segments (one tile's
-// k-blocks inside the range), each run as variant 7 runs its tile (the two warpgroup pairs take the two halves of the
-// segment's k-blocks, stages filled by the copy engine) but with ONE continuous stage stream per pair across segments,
-// so the next segment's copies are in flight while a segment's epilogue runs (the epilogue has its own 32-token buffer).
-// A tile split between CTAs: only a range's FIRST segment can start inside a tile, and a range's first segment is what
-// a CTA computes first; so the CTA holding the tile's k-block 0 (which reaches it last, at the end of its range) is the
-// finisher. The others store their f32 partial tile to a per-CTA slot of a static workspace and raise their flag; the
-// finisher waits for the flags (set long before, at the start of those CTAs' work), adds the partials in CTA order
-// (deterministic) and stores Y, then lowers the flags for the next launch. All G CTAs are co-resident (one per SM), and
-// each produces its partial before it waits for anyone, so the waits cannot deadlock. One launch at a time per device
-// (the workspace is static): lowbit runs its GEMMs on one stream.
-constexpr int kSkMaxCtas = 132, kSkMaxSegs = 24, kSkMaxQ = 1024, kEpiTok = 32;
-// Tile t of the stream-K order → (row block bx, token block by): order 0 walks a row block's token blocks first (a
-// CTA's consecutive tiles share the weight), order 1 the row blocks first (as variant 7's grid).
-__host__ __device__ __forceinline__ int sk_tile_bx(int t, int mblk, int nblk, int order) { return order ? t % mblk : t / nblk; }
-__host__ __device__ __forceinline__ int sk_tile_by(int t, int mblk, int nblk, int order) { return order ? t / mblk : t % nblk; }
-constexpr int kEpiBytes8 = kEpiTok * kEpiPitch * 4;
-constexpr int smem_bytes_streamk(int stages) { return 2 * stages * kStageBytes3 + kEpiBytes8 + 1024; }
-static_assert(smem_bytes_streamk(5) <= 227 * 1024 - 256, "variant 8 shared memory");
-__device__ float g_sk_ws[2 * kSkMaxCtas * kBN * kBM];  // CTA c: slot 2c its partial, 2c + 1 its own part as a finisher
-__device__ unsigned g_sk_flag[kSkMaxCtas];         // 1 while CTA c's partial waits for its finisher
+// Variant 8 (qgemm_w2_wgmma_streamk_kernel): stream-K, for shapes whose 128 × 128 tiles do not fit one wave (11008×4096 at
+// M = 512: 344 tiles = 2.6 waves of 132 SMs, so a third of the last wave idles). A 512-thread CTA per SM holds TWO
+// independent workers (its warpgroup pairs, each variant 3's 256-thread tile engine with variant 7's copy-engine stages):
+// the tiles × k-blocks iterations are cut into W = 2·CTAs equal contiguous ranges, and worker w walks range w as segments
+// (one tile's k-blocks inside the range) with ONE continuous stage stream across them. The two workers of an SM are out
+// of phase, so one's epilogue (its own 16-token buffer, its own named barrier) overlaps the other's wgmma — what two CTAs
+// per SM give variant 4, and what one tile-wide CTA (variant 7) cannot do.
+// A tile split between workers: only a range's FIRST segment can start inside a tile, and it is what a worker computes
+// first; so the worker holding the tile's k-block 0 (its LAST segment, reached at the end of its range) is the finisher.
+// The others store their f32 partial tile to their slot of a static workspace and raise their flag; the finisher waits
+// for the flags (raised long before), adds the partials in worker order (deterministic) and stores Y, then lowers the
+// flags for the next launch. All workers are co-resident (one CTA per SM) and each produces its partial before it waits
+// for anyone, so the waits cannot deadlock. One launch at a time per device (static workspace): lowbit's GEMMs share a
+// stream.
+// Measured (device run 54, M = 512, % of dense cuBLAS): 4096² 53 %, 11008×4096 68 %, 4096×11008 68 % — behind variant 4
+// (75 / 72 / 75 %) and variant 7 (80 / 70 / 84 %), so NOT a default. ncu (run 53, 4096²: 50.5 µs vs variant 7's 32.0 on
+// the same k-blocks per SM) puts the loss in stage waits (long-scoreboard samples at the mbarrier 2.4× variant 7's: the
+// workers start at scattered (tile, k) points, so the first stages of all of them are distinct HBM reads instead of the
+// few shared ones of a lockstep wave), the partial-tile fixup (membar, finisher waits) and the per-segment epilogues.
+// Kept as the tested base for a data-parallel + stream-K hybrid (whole tiles in lockstep first, only the remainder
+// split); the estimate from these numbers (~84–91 µs on 11008×4096) did not promise the 79 µs that 80 % needs.
+constexpr int kSkMaxCtas = 132, kEpiTok = 16, kSkStages = 5;
+constexpr int kEpiBytes8 = kEpiTok * kEpiPitch * 4;  // per worker
+constexpr int smem_bytes_streamk(int stages) { return 2 * stages * kStageBytes3 + 2 * kEpiBytes8 + 1024; }
+static_assert(smem_bytes_streamk(kSkStages) <= 227 * 1024 - 4096, "variant 8 shared memory");
+__device__ float g_sk_ws[2 * kSkMaxCtas * kBN * kBM];  // worker w's partial tile, token-major
+__device__ unsigned g_sk_flag[2 * kSkMaxCtas];         // 1 while worker w's partial waits for its finisher
 
 #ifdef LB_HAVE_WGMMA
 __device__ __forceinline__ unsigned ld_acquire_gpu(const unsigned* a) {
@@ -764,9 +796,6 @@ __device__ __forceinline__ unsigned ld_acquire_gpu(const unsigned* a) {
 __device__ __forceinline__ void st_release_gpu(unsigned* a, unsigned v) {
   asm volatile("st.release.gpu.global.u32 [%0], %1;\n" ::"l"(a), "r"(v) : "memory");
 }
-#endif  // LB_HAVE_WGMMA
-
-#ifdef LB_HAVE_WGMMA
 // Y[n, m .. m + 7] = a, b (f32 or bf16), skipped for tokens n past M.
 __device__ __forceinline__ void sk_store8(const FusedArgs3& p, int n, int m, const float4& a, const float4& b) {
   if (n >= p.M) return;
@@ -793,76 +822,58 @@ __global__ void __launch_bounds__(kSkThreads, 1) qgemm_w2_wgmma_streamk_kernel(c
   extern __shared__ uint8_t smem_raw[];
   __shared__ __align__(8) uint64_t fullb[2][kStages];
   __shared__ unsigned freed[2][kStages];
-  // The CTA's segments (filled once; the k-loop keeps only a segment index, the flat index and the stage live — with
-  // 64 accumulators and 32 A registers in 128, more live state makes the compiler move A registers between the
-  // wgmma of a k-block): segment i = tile segt[i], its k-blocks [segk0[i], segk0[i] + segn[i]); pair h's half is its
-  // flat loads [segq[h][i], segq[h][i + 1]) = k-blocks segkb[h][i] + (q − segq[h][i]).
-  __shared__ int segq[2][kSkMaxSegs + 1], segkb[2][kSkMaxSegs], segt[kSkMaxSegs], segk0[kSkMaxSegs], segn[kSkMaxSegs];
-  __shared__ int segy[kSkMaxSegs], segrp[kSkMaxSegs];  // the X tile's token row; the repacked row block's first k-block
-  __shared__ uint8_t segof[2][kSkMaxQ];                 // pair h's load q belongs to segment segof[h][q]
-  __shared__ int nseg_s;
   const uint32_t raw = smem_u32(smem_raw);
   const uint32_t sb0 = (raw + 1023u) & ~1023u;
   uint8_t* const sg0 = smem_raw + (sb0 - raw);
-  float* const epi = reinterpret_cast<float*>(sg0 + 2 * kStages * kStageBytes3);  // [kEpiTok tokens][kEpiPitch]
   const int tid = threadIdx.x, pair = tid >> 8, ptid = tid & 255;
+  float* const epi = reinterpret_cast<float*>(sg0 + 2 * kStages * kStageBytes3) + pair * (kEpiTok * kEpiPitch);
   const uint32_t sb = sb0 + pair * kStages * kStageBytes3;
   uint8_t* const sg = sg0 + pair * kStages * kStageBytes3;
   uint64_t* const fb = fullb[pair];
+  // This worker's iterations [s, e) (the launcher keeps W·I < 2^32); its load q is iteration s + q. Divisions by the
+  // run-time KB and token-block count go through multiply-shift constants (FastDiv): the loads are issued on the
+  // consumers' critical path, and a software division there costs more than the copy it issues.
+  // (s and e live in shared memory: registers are at the 128 cap in the k-loop, and only the loader reads them there)
+  __shared__ int range[2][2];
+  const unsigned w = 2 * blockIdx.x + pair;
+  if (ptid == 0) {
+    const unsigned W = p.sk.workers, I = p.sk.iters;
+    range[pair][0] = w < W ? (int)(w * I / W) : 0;
+    range[pair][1] = w < W ? (int)((w + 1) * I / W) : 0;
+  }
+  auto load_q = [&](int q, int st) {  // one thread: the worker's q-th k-block into stage st
+    const int it = range[pair][0] + q, tile = p.sk.kb.div(it), kb = it - tile * p.sk.kb.d;
+    int bx, by;
+    p.sk.tile_xy(tile, bx, by);
+    const uint32_t so = sb + st * kStageBytes3;
+    mbar_expect_tx(&fb[st], kXBytes + kRpBytes);
+    tma_x(so, &tmX, kb * kBK, by * kBN, &fb[st]);
+    bulk_g2s(so + kXBytes, p.rp + ((size_t)bx * p.sk.kb.d + kb) * kRpBytes, kRpBytes, &fb[st]);
+  };
   if (ptid == 0) {
     for (int i = 0; i < kStages; i++) { mbar_init(&fb[i], 1); freed[pair][i] = 0; }
     asm volatile("fence.mbarrier_init.release.cluster;\n" ::: "memory");
-    const int KB = p.in / kBK, nblk = (p.M + kBN - 1) / kBN;
-    const long long I = (long long)(p.out / kBM) * nblk * KB;
-    const int s = (int)(blockIdx.x * I / gridDim.x), e = (int)((blockIdx.x + 1) * I / gridDim.x);
-    int q = 0, i = 0;
-    for (int it = s; it < e && i < kSkMaxSegs; i++) {
-      const int tile = it / KB, k0 = it - tile * KB, n = min(KB - k0, e - it), h0 = (n + 1) >> 1;
-      segq[pair][i] = q;
-      segkb[pair][i] = k0 + (pair ? h0 : 0);
-      q += pair ? n - h0 : h0;
-      if (pair == 0) {
-        const int bx = sk_tile_bx(tile, p.out / kBM, nblk, p.order);
-        segt[i] = tile; segk0[i] = k0; segn[i] = n;
-        segy[i] = sk_tile_by(tile, p.out / kBM, nblk, p.order) * kBN;
-        segrp[i] = bx * KB;
-      }
-      it += n;
-    }
-    for (int k = i; k <= kSkMaxSegs; k++) segq[pair][k] = q;
-    if (pair == 0) nseg_s = i;
-    for (int k = 0, j = 0; j < q && j < kSkMaxQ; j++) {
-      while (j >= segq[pair][k + 1]) k++;
-      segof[pair][j] = (uint8_t)k;
-    }
+    for (int i = 0; i < kStages && i < range[pair][1] - range[pair][0]; i++) load_q(i, i);
   }
-  __syncthreads();
-  auto load_q = [&](int q, int st) {  // one thread: the pair's q-th k-block into stage st
-    const int i = segof[pair][q], kb = segkb[pair][i] + q - segq[pair][i];
-    const uint32_t so = sb + st * kStageBytes3;
-    mbar_expect_tx(&fb[st], kXBytes + kRpBytes);
-    tma_x(so, &tmX, kb * kBK, segy[i], &fb[st]);
-    bulk_g2s(so + kXBytes, p.rp + (size_t)(segrp[i] + kb) * kRpBytes, kRpBytes, &fb[st]);
-  };
-  if (ptid == 0)
-    for (int i = 0; i < kStages && i < segq[pair][kSkMaxSegs]; i++) load_q(i, i);
-  // as variant 7: the second warpgroup of the pair done with a stage refills it
+  __syncthreads();  // (the last CTA-wide barrier: from here on each worker syncs on its own named barrier)
+  // as variant 7: the second warpgroup of the worker done with a stage refills it
   const bool elect = (ptid & 127) == 0;
   auto release = [&](int q, int st) {
-    if (elect && (atomicAdd(&freed[pair][st], 1u) & 1u) && q + kStages < segq[pair][kSkMaxSegs]) load_q(q + kStages, st);
+    if (elect && (atomicAdd(&freed[pair][st], 1u) & 1u) && range[pair][0] + q + kStages < range[pair][1]) load_q(q + kStages, st);
   };
+  const int wgp = ptid >> 7, warp = (ptid >> 5) & 3, lane = ptid & 31, t4 = lane & 3;
+  const int mr = 64 * wgp + 16 * warp + (lane >> 2);  // acc[4j + 2v + u] = D[row mr + 8v][token 8j + 2t4 + u]
 
   float acc[64];
   uint32_t A0[4][4], A1[4][4] = {};
   int st = 0;  // the stage of the segment's first k-block
-  for (int si = 0; si < nseg_s; si++) {  // (read from shared memory each time: one register fewer in the k-loop)
-    const int q0 = segq[pair][si], pn = segq[pair][si + 1] - q0;
+  auto segment = [&](int it, bool last) {
+    const int q0 = it - range[pair][0], tile = p.sk.kb.div(it), k0 = it - tile * p.sk.kb.d;
+    const int pn = min(p.sk.kb.d - k0, range[pair][1] - it);
 #pragma unroll
     for (int i = 0; i < 64; i++) acc[i] = 0.f;
-    if (pn > 0) {
-      mbar_wait(&fb[st], (uint32_t)(q0 / kStages) & 1u);
-      convert_rp(sg + st * kStageBytes3 + kXBytes, ptid, p.magic, A0);
-    }
+    mbar_wait(&fb[st], (uint32_t)(q0 / kStages) & 1u);  // (pn ≥ 1: every segment has a k-block)
+    convert_rp(sg + st * kStageBytes3 + kXBytes, ptid, p.magic, A0);
     auto iter = [&](int j, uint32_t (&cur)[4][4], uint32_t (&nxt)[4][4]) {
       const int q = q0 + j, st1 = st + 1 == kStages ? 0 : st + 1, stp = st == 0 ? kStages - 1 : st - 1;
       kblock_mma(acc, cur, nxt, desc_sw128(sb + st * kStageBytes3));
@@ -876,102 +887,68 @@ __global__ void __launch_bounds__(kSkThreads, 1) qgemm_w2_wgmma_streamk_kernel(c
     for_kblocks(pn, A0, A1, iter);
     wg_wait<0>();
     pin(acc);
-    if (pn > 0) release(q0 + pn - 1, st == 0 ? kStages - 1 : st - 1);
+    release(q0 + pn - 1, st == 0 ? kStages - 1 : st - 1);
 
-    // Epilogue. First, in rounds of 32 tokens, pair 1's sums + pair 0's → Y (a whole tile) or this CTA's workspace slot
-    // (a tile split between CTAs). The accumulators are read in uniform code with no loop before the last read: a
-    // data-dependent loop there (the finisher's wait, its loop over partials) makes the compiler insert a warpgroup
-    // arrive on a divergent path and serialize every wgmma of the kernel (ptxas C7520).
-    const int k0 = segk0[si];
-    const bool whole = k0 == 0 && segn[si] == p.in / kBK;
-    const int m0 = segrp[si] / (p.in / kBK) * kBM, n0 = segy[si];
-    // a tile's later part: the partial slot 2c; the finisher's own sum: slot 2c + 1 (a CTA can be both, in that order)
-    float* const slot = g_sk_ws + (size_t)(2 * blockIdx.x + (k0 == 0)) * kBN * kBM;
-    const int wgp = ptid >> 7, warp = (ptid >> 5) & 3, lane = ptid & 31, t4 = lane & 3;
-    const int mr = 64 * wgp + 16 * warp + (lane >> 2);  // acc[4j + 2v + u] = D[row mr + 8v][token 8j + 2t4 + u]
+    const bool partial = k0 > 0, finish = last && k0 == 0 && pn < p.sk.kb.d;
+    int bx, by;
+    p.sk.tile_xy(tile, bx, by);
+    const int m0 = bx * kBM, n0 = by * kBN;
+    unsigned wl = w;  // the finisher: contributors w + 1 .. wl (their ranges start before the tile's end)
+    if (finish) {
+      const unsigned W = p.sk.workers, I = p.sk.iters, te = (unsigned)(tile + 1) * p.sk.kb.d;
+      while (wl + 1 < W && (wl + 1) * I / W < te) wl++;
+      if (ptid == 0) {
+        for (unsigned k = w + 1; k <= wl; k++) {
+          while (ld_acquire_gpu(&g_sk_flag[k]) == 0) {
+          }
+          g_sk_flag[k] = 0;
+        }
+        __threadfence();
+      }
+    }
+    float* const slot = g_sk_ws + (size_t)w * kBN * kBM;
 #pragma unroll
     for (int r = 0; r < kBN / kEpiTok; r++) {
-      float va[kEpiTok / 2];  // this round's accumulators, pinned here in uniform code
+      pair_sync(pair);  // the buffer's previous readers are done (r == 0, finisher: the flags are seen)
 #pragma unroll
-      for (int i = 0; i < kEpiTok / 2; i++) {
-        va[i] = acc[r * (kEpiTok / 2) + i];
-        asm volatile("" : "+f"(va[i])::"memory");
-      }
-      __syncthreads();  // the buffer's previous readers are done
-      if (pair == 1) {
+      for (int jj = 0; jj < kEpiTok / 8; jj++)
 #pragma unroll
-        for (int jj = 0; jj < kEpiTok / 8; jj++)
+        for (int v = 0; v < 2; v++)
 #pragma unroll
-          for (int v = 0; v < 2; v++)
-#pragma unroll
-            for (int u = 0; u < 2; u++) epi[(8 * jj + 2 * t4 + u) * kEpiPitch + mr + 8 * v] = va[4 * jj + 2 * v + u];
-      }
-      __syncthreads();
-      if (pair == 0) {
-#pragma unroll
-        for (int jj = 0; jj < kEpiTok / 8; jj++)
-#pragma unroll
-          for (int v = 0; v < 2; v++)
-#pragma unroll
-            for (int u = 0; u < 2; u++) {
-              float& x = epi[(8 * jj + 2 * t4 + u) * kEpiPitch + mr + 8 * v];
-              x = va[4 * jj + 2 * v + u] + x;
-            }
-      }
-      __syncthreads();
-      // one 8-row chunk of one token per thread: 32 tokens × 16 chunks = 512
-      const int nn = tid >> 4, cc = tid & 15, tok = r * kEpiTok + nn;
-      const float4 a = *reinterpret_cast<const float4*>(epi + nn * kEpiPitch + 8 * cc);
-      const float4 b = *reinterpret_cast<const float4*>(epi + nn * kEpiPitch + 8 * cc + 4);
-      if (!whole) {
-        float4* w = reinterpret_cast<float4*>(slot + (size_t)tok * kBM + 8 * cc);
-        __stcg(w, a);
-        __stcg(w + 1, b);
+          for (int u = 0; u < 2; u++)
+            epi[(8 * jj + 2 * t4 + u) * kEpiPitch + mr + 8 * v] = acc[4 * (r * (kEpiTok / 8) + jj) + 2 * v + u];
+      pair_sync(pair);
+      // one 8-row chunk of one token per thread: 16 tokens × 16 chunks = 256
+      const int nn = ptid >> 4, cc = ptid & 15, tok = r * kEpiTok + nn;
+      float4 a = *reinterpret_cast<const float4*>(epi + nn * kEpiPitch + 8 * cc);
+      float4 b = *reinterpret_cast<const float4*>(epi + nn * kEpiPitch + 8 * cc + 4);
+      const size_t o = (size_t)tok * kBM + 8 * cc;
+      if (partial) {
+        __stcg(reinterpret_cast<float4*>(slot + o), a);
+        __stcg(reinterpret_cast<float4*>(slot + o) + 1, b);
       } else {
+        if (finish) {
+          for (unsigned k = w + 1; k <= wl; k++) {
+            const float4* q = reinterpret_cast<const float4*>(g_sk_ws + (size_t)k * kBN * kBM + o);
+            const float4 x = __ldcg(q), y = __ldcg(q + 1);
+            a.x += x.x; a.y += x.y; a.z += x.z; a.w += x.w;
+            b.x += y.x; b.y += y.y; b.z += y.z; b.w += y.w;
+          }
+        }
         sk_store8(p, n0 + tok, m0 + 8 * cc, a, b);
       }
     }
-    if (!whole && k0 > 0) {  // a later part of a tile (the range's first segment): its finisher takes it from here
+    if (partial) {
       __threadfence();
-      __syncthreads();
-      if (tid == 0) st_release_gpu(&g_sk_flag[blockIdx.x], 1u);
+      pair_sync(pair);
+      if (ptid == 0) st_release_gpu(&g_sk_flag[w], 1u);
     }
-  }
-  // The finisher of the tile whose k-block 0 ends the range (the last segment, when it stops short of the tile's end): wait
-  // for the contributors c + 1 .. cl, add their partials in CTA order to its own sum and store Y. Out of the segment
-  // loop: the data-dependent loops here, ahead of a later segment's wgmma, make the compiler inject a warpgroup arrive
-  // inside the k-loop (ptxas C7519).
-  const int nseg = nseg_s;
-  if (nseg > 0 && segk0[nseg - 1] == 0 && segn[nseg - 1] < p.in / kBK) {
-    const int KB = p.in / kBK, nblk = (p.M + kBN - 1) / kBN, tile = segt[nseg - 1];
-    const int m0 = segrp[nseg - 1] / KB * kBM, n0 = segy[nseg - 1], c = blockIdx.x, G = gridDim.x;
-    const float* const own = g_sk_ws + (size_t)(2 * c + 1) * kBN * kBM;
-    const long long I = (long long)(p.out / kBM) * nblk * KB, tend = (long long)(tile + 1) * KB;
-    int cl = c;
-    while (cl + 1 < G && (cl + 1) * I / G < tend) cl++;
-    __threadfence();
-    __syncthreads();  // (the own sum's stores above, by every thread)
-    if (tid == 0) {
-      for (int k = c + 1; k <= cl; k++) {
-        while (ld_acquire_gpu(&g_sk_flag[k]) == 0) {
-        }
-        g_sk_flag[k] = 0;
-      }
-      __threadfence();
-    }
-    __syncthreads();
-    for (int i = tid; i < kBN * kBM / 8; i += kSkThreads) {
-      const int tok = i >> 4, cc = i & 15;
-      const size_t o = (size_t)tok * kBM + 8 * cc;
-      float4 a = __ldcg(reinterpret_cast<const float4*>(own + o)), b = __ldcg(reinterpret_cast<const float4*>(own + o) + 1);
-      for (int k = c + 1; k <= cl; k++) {
-        const float4* w = reinterpret_cast<const float4*>(g_sk_ws + (size_t)(2 * k) * kBN * kBM + o);
-        const float4 x = __ldcg(w), y = __ldcg(w + 1);
-        a.x += x.x; a.y += x.y; a.z += x.z; a.w += x.w;
-        b.x += y.x; b.y += y.y; b.z += y.z; b.w += y.w;
-      }
-      sk_store8(p, n0 + tok, m0 + 8 * cc, a, b);
-    }
+  };
+  const int s = range[pair][0], e = range[pair][1];
+  if (s < e) {
+    const int last = max(s, p.sk.kb.div(e - 1) * p.sk.kb.d);  // the last segment's start
+    for (int it = s; it < last; it = (p.sk.kb.div(it) + 1) * p.sk.kb.d) segment(it, false);
+    segment(last, true);
   }
 #endif  // LB_HAVE_WGMMA
 }
@@ -1133,7 +1110,7 @@ const char* device_unsupported() {
   if (const char* e = prepare_kernel(qgemm_w2_wgmma_rp_sk_kernel<5>, smem_bytes_sk(5), 5, dev)) return e;
   if (const char* e = prepare_kernel(qgemm_w2_wgmma_rp_sk_kernel<4>, smem_bytes_sk(4), 6, dev)) return e;
   if (const char* e = prepare_kernel(qgemm_w2_wgmma_tma_kernel<5>, smem_bytes_sk(5), 7, dev)) return e;
-  return prepare_kernel(qgemm_w2_wgmma_streamk_kernel<5>, smem_bytes_streamk(5), 8, dev);
+  return prepare_kernel(qgemm_w2_wgmma_streamk_kernel<kSkStages>, smem_bytes_streamk(kSkStages), 8, dev);
 }
 
 }  // namespace
@@ -1177,21 +1154,21 @@ const char* cuda_qgemm_fused(const QDesc& d, int M, const void* X, void* Y, bool
   const long long sk_iters = (long long)grid.x * grid.y * (d.in / kBK);
   const int sk_grid = streamk_grid(sk_iters);
   // variant 8 with more segments per CTA than its table holds (≥ ~22 tiles per SM): variant 4
-  if (v == 8 && ((sk_iters + sk_grid - 1) / sk_grid / (d.in / kBK) + 2 > kSkMaxSegs ||
-                 (sk_iters + sk_grid - 1) / sk_grid / 2 + kSkMaxSegs > kSkMaxQ))
-    v = 4;
+  const long long sk_workers = std::min<long long>(2LL * sk_grid, sk_iters);  // (no empty ranges)
+  if (v == 8 && sk_workers * sk_iters >= (1LL << 32)) v = 4;  // (32-bit range arithmetic)
   if (v >= 7 && debug) return "fused qgemm: the debug modes take variants 1 to 6";
   if (v >= 3 && !d.fused) return "fused qgemm: variants 3 to 8 need the repacked stream (desc.fused, cuda_qgemm_fused_repack)";
   cudaStream_t s = static_cast<cudaStream_t>(stream);
   if (v >= 3) {
     const char* so = std::getenv("LOWBIT_QGEMM_SK_ORDER");
     FusedArgs3 a{static_cast<const __nv_bfloat16*>(X), d.fused, Y, M, d.out, d.in, y_f32 ? 1 : 0, debug, 0x43004300u,
-                 so && so[0] == '1' ? 1 : 0};
+                 SkArgs{(unsigned)sk_workers, (unsigned)sk_iters, FastDiv::make(d.in / kBK), FastDiv::make((int)grid.y),
+                        FastDiv::make((int)grid.x), so && so[0] == '1' ? 1 : 0}};
     if (v == 7 || v == 8) {
       CUtensorMap tm;
       if (const char* e = x_tensor_map(X, M, d.in, &tm)) return e;
       if (v == 7) qgemm_w2_wgmma_tma_kernel<5><<<grid, kSkThreads, smem_bytes_sk(5), s>>>(a, tm);
-      else qgemm_w2_wgmma_streamk_kernel<5><<<sk_grid, kSkThreads, smem_bytes_streamk(5), s>>>(a, tm);
+      else qgemm_w2_wgmma_streamk_kernel<kSkStages><<<sk_grid, kSkThreads, smem_bytes_streamk(kSkStages), s>>>(a, tm);
     } else if (v == 5) qgemm_w2_wgmma_rp_sk_kernel<5><<<grid, kSkThreads, smem_bytes_sk(5), s>>>(a);
     else if (v == 6) qgemm_w2_wgmma_rp_sk_kernel<4><<<grid, kSkThreads, smem_bytes_sk(4), s>>>(a);
     else if (v == 4) qgemm_w2_wgmma_rp_kernel<5, 2><<<grid, kThreads, smem_bytes3(5), s>>>(a);
