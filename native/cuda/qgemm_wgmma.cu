@@ -224,6 +224,13 @@ __device__ __forceinline__ uint32_t deq_pair(uint32_t x, const RowK& k) {
   const __nv_bfloat162 b = __floats2bfloat162_rn(lo, hi);  // .x (low half) = lo
   return *reinterpret_cast<const uint32_t*>(&b);
 }
+// Eight floats (a, then b) as eight bf16 (round to nearest even) in one 16-byte word.
+__device__ __forceinline__ uint4 bf16x8(const float4& a, const float4& b) {
+  const __nv_bfloat162 h0 = __floats2bfloat162_rn(a.x, a.y), h1 = __floats2bfloat162_rn(a.z, a.w);
+  const __nv_bfloat162 h2 = __floats2bfloat162_rn(b.x, b.y), h3 = __floats2bfloat162_rn(b.z, b.w);
+  return make_uint4(*reinterpret_cast<const uint32_t*>(&h0), *reinterpret_cast<const uint32_t*>(&h1),
+                    *reinterpret_cast<const uint32_t*>(&h2), *reinterpret_cast<const uint32_t*>(&h3));
+}
 // Epilogue (all variants): fp32 accumulators → shared memory (token-major; the stages are free) → coalesced
 // 16-byte stores of Y (f32 or bf16), tokens past M skipped.
 // The token-major f32 tile (pitch kEpiPitch) → Y rows n0.. (tokens past M skipped), 16-byte stores of f32 or bf16,
@@ -243,14 +250,7 @@ __device__ __forceinline__ void store_y(const float* tile, void* Y, int M, int o
       if (n0 + n >= M) break;
       const float4 a = *reinterpret_cast<const float4*>(tile + n * kEpiPitch + 8 * c);
       const float4 b = *reinterpret_cast<const float4*>(tile + n * kEpiPitch + 8 * c + 4);
-      const __nv_bfloat162 h0 = __floats2bfloat162_rn(a.x, a.y), h1 = __floats2bfloat162_rn(a.z, a.w);
-      const __nv_bfloat162 h2 = __floats2bfloat162_rn(b.x, b.y), h3 = __floats2bfloat162_rn(b.z, b.w);
-      uint4 o;
-      o.x = *reinterpret_cast<const uint32_t*>(&h0);
-      o.y = *reinterpret_cast<const uint32_t*>(&h1);
-      o.z = *reinterpret_cast<const uint32_t*>(&h2);
-      o.w = *reinterpret_cast<const uint32_t*>(&h3);
-      *reinterpret_cast<uint4*>(static_cast<__nv_bfloat16*>(Y) + (size_t)(n0 + n) * out + m0 + 8 * c) = o;
+      *reinterpret_cast<uint4*>(static_cast<__nv_bfloat16*>(Y) + (size_t)(n0 + n) * out + m0 + 8 * c) = bf16x8(a, b);
     }
   }
 }
@@ -804,14 +804,7 @@ __device__ __forceinline__ void sk_store8(const FusedArgs3& p, int n, int m, con
     y[0] = a;
     y[1] = b;
   } else {
-    const __nv_bfloat162 h0 = __floats2bfloat162_rn(a.x, a.y), h1 = __floats2bfloat162_rn(a.z, a.w);
-    const __nv_bfloat162 h2 = __floats2bfloat162_rn(b.x, b.y), h3 = __floats2bfloat162_rn(b.z, b.w);
-    uint4 o;
-    o.x = *reinterpret_cast<const uint32_t*>(&h0);
-    o.y = *reinterpret_cast<const uint32_t*>(&h1);
-    o.z = *reinterpret_cast<const uint32_t*>(&h2);
-    o.w = *reinterpret_cast<const uint32_t*>(&h3);
-    *reinterpret_cast<uint4*>(static_cast<__nv_bfloat16*>(p.Y) + (size_t)n * p.out + m) = o;
+    *reinterpret_cast<uint4*>(static_cast<__nv_bfloat16*>(p.Y) + (size_t)n * p.out + m) = bf16x8(a, b);
   }
 }
 #endif  // LB_HAVE_WGMMA
