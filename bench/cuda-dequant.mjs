@@ -3,7 +3,8 @@
 // in the same run, packed GEMM (dequantize + cuBLAS) vs dense cuBLAS bf16, the fused decode GEMV vs the
 // bytes-read bound, and a decode estimate for a 2-bit LLaMA-7B-shaped stack (random weights) with an
 // unmerged rank-64 LoRA.
-//   node bench/cuda-dequant.mjs [--md out.md] [--json out.json] [--quick]
+//   node bench/cuda-dequant.mjs [--md out.md] [--json out.json] [--quick] [--dequant-only]
+// (LOWBIT_DEQUANT_GENERAL=1: the general dequantization kernel for every format, for a side-by-side of the 'int' g64 path)
 // Needs the compiled TypeScript (dist/) and the addon with CUDA (LOWBIT_ADDON=… for another build).
 // Timing (native/cuda/qgemm.cu): CUDA events after 2 warmup passes, median over many passes; each pass
 // rotates over enough distinct weights/outputs (≥ ~150 MB) that the 50 MB L2 holds none of them; GEMV
@@ -70,6 +71,8 @@ for (const [fname, spec] of FORMATS) {
     c.cudaFree(dst); for (const q of qs) q.free();
   }
 }
+
+if (args.includes('--dequant-only')) process.exit(0);
 
 // ---- packed GEMM (dequantize + cuBLAS) vs dense cuBLAS bf16, same rotation ----
 for (const M of quick ? [512] : [512, 2048]) {

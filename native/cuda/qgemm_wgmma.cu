@@ -43,6 +43,7 @@
 #include <cstdlib>
 
 #include "check.h"
+#include "fastdiv.cuh"
 #include "lowbit_cuda.h"
 #include "mbarrier.cuh"
 
@@ -84,20 +85,6 @@ constexpr int smem_bytes3(int stages) { return stages * kStageBytes3 + 1024; }
 static_assert(kStageBytes3 % 1024 == 0, "stage alignment");
 static_assert(kBN * kEpiPitch * 4 <= 4 * kStageBytes3, "epilogue tile overflow (v3)");
 
-// x / d for 0 ≤ x < 2^31 by a multiply and a shift (d ≥ 1): m = ⌊2^32·(2^l − d)/d⌋ + 1, l = ⌈log2 d⌉,
-// x / d = (umulhi(x, m) + x) >> l.
-struct FastDiv {
-  int d;
-  uint32_t m, l;
-  static FastDiv make(int d) {
-    uint32_t l = 0;
-    while ((1ull << l) < (unsigned long long)d) l++;
-    return {d, (uint32_t)(((1ull << 32) * ((1ull << l) - (unsigned long long)d)) / (unsigned long long)d + 1), l};
-  }
-#ifdef __CUDACC__
-  __device__ __forceinline__ int div(int x) const { return (int)((__umulhi((uint32_t)x, m) + (uint32_t)x) >> l); }
-#endif
-};
 // Variant 8's schedule: W workers over I = tiles × KB iterations; tile t → (row block, token block) by `order`
 // (0: a row block's token blocks first, so a worker's consecutive tiles share the weight; 1: the row blocks first).
 struct SkArgs {
