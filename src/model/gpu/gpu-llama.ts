@@ -283,7 +283,9 @@ export class GpuLlama {
   private siteBGrads(st: GpuLoraSite, dy: number, t: number, o: number, R: number, u: number): void {
     const N = this.B * this.T;
     this.c.cublasGemmBf16Ex(true, false, st.out, st.r, N, dy, 0, st.out, t, o, R, st.gB, 0, st.r, st.scale, 1, true);
+    this.tick('lora ∂B');
     this.skinny(false, N, st.r, st.out, dy, st.out, st.Bb, 0, st.r, u, o, R, st.scale, 0, false);
+    this.tick('lora u = dy·B');
   }
 
   /**
@@ -299,7 +301,7 @@ export class GpuLlama {
     const i = g.indexOf(p), st = sites[i], o = sites.slice(0, i).reduce((a, q) => a + q.r, 0), t = this.tbuf(l, g[0]);
     this.siteBGrads(st, dy, t, o, R, u);
     c.cublasGemmBf16Ex(true, false, st.r, inF, N, u, o, R, x, 0, inF, lora.flat.G, st.offA, inF, 1, 1, true);  // ∂A += uᵀ·x
-    this.tick('lora');
+    this.tick('lora ∂A');
   }
 
   private groupFwdCore(l: number, ps: Projection[], x: number, ys: number[], f32s: boolean[]): void {
@@ -311,13 +313,14 @@ export class GpuLlama {
       const sites = g.map((p) => lora.at(l, p)!), R = sites.reduce((a, s) => a + s.r, 0), inF = sites[0].in;
       const t = this.tbuf(l, g[0]);
       this.skinny(true, N, R, inF, x, inF, lora.flat.PB, sites[0].offA, inF, t, 0, R, 1, 0, false);
+      this.tick('lora t = x·Aᵀ');
       let o = 0;
       sites.forEach((s, i) => {
         const k = ps.indexOf(g[i]);
         c.cublasGemmBf16Ex(false, true, N, s.out, s.r, t, o, R, s.Bb, 0, s.r, ys[k], 0, s.out, s.scale, 1, f32s[k]);
         o += s.r;
+        this.tick('lora y += t·Bᵀ');
       });
-      this.tick('lora');
     }
   }
 
@@ -336,8 +339,9 @@ export class GpuLlama {
         o += s.r;
       });
       c.cublasGemmBf16Ex(true, false, R, inF, N, u, 0, R, x, 0, inF, lora.flat.G, sites[0].offA, inF, 1, 1, true);   // ∂A += uᵀ·x
+      this.tick('lora ∂A');
       c.cublasGemmBf16Ex(false, false, N, inF, R, u, 0, R, lora.flat.PB, sites[0].offA, inF, dx, 0, inF, 1, 1, dxF32); // dx += u·A
-      this.tick('lora');
+      this.tick('lora dx += u·A');
     }
   }
 
