@@ -1131,19 +1131,22 @@ const char* cuda_qgemm_fused(const QDesc& d, int M, const void* X, void* Y, bool
     return "fused qgemm debug: needs out == 128, M <= 128 (M == 128 for mode 3) and an f32 Y";
   const dim3 grid(d.out / kBM, (M + kBN - 1) / kBN);
   int v = pick_variant(variant, d.fused != nullptr, (int)(grid.x * grid.y));
-  const long long sk_iters = (long long)grid.x * grid.y * (d.in / kBK);
-  const int sk_grid = streamk_grid(sk_iters);
-  // variant 8 with more segments per CTA than its table holds (≥ ~22 tiles per SM): variant 4
-  const long long sk_workers = std::min<long long>(2LL * sk_grid, sk_iters);  // (no empty ranges)
-  if (v == 8 && sk_workers * sk_iters >= (1LL << 32)) v = 4;  // (32-bit range arithmetic)
+  SkArgs sk{};  // variant 8's schedule (the other kernels do not read it)
+  int sk_grid = 0;
+  if (v == 8) {
+    const long long iters = (long long)grid.x * grid.y * (d.in / kBK);
+    sk_grid = streamk_grid(iters);
+    const long long workers = std::min<long long>(2LL * sk_grid, iters);  // (no empty ranges)
+    static const int order = [] { const char* e = std::getenv("LOWBIT_QGEMM_SK_ORDER"); return e && e[0] == '1' ? 1 : 0; }();
+    if (workers * iters >= (1LL << 32)) v = 4;  // (the kernel's range arithmetic is 32-bit)
+    else sk = SkArgs{(unsigned)workers, (unsigned)iters, FastDiv::make(d.in / kBK), FastDiv::make((int)grid.y),
+                     FastDiv::make((int)grid.x), order};
+  }
   if (v >= 7 && debug) return "fused qgemm: the debug modes take variants 1 to 6";
   if (v >= 3 && !d.fused) return "fused qgemm: variants 3 to 8 need the repacked stream (desc.fused, cuda_qgemm_fused_repack)";
   cudaStream_t s = static_cast<cudaStream_t>(stream);
   if (v >= 3) {
-    const char* so = std::getenv("LOWBIT_QGEMM_SK_ORDER");
-    FusedArgs3 a{static_cast<const __nv_bfloat16*>(X), d.fused, Y, M, d.out, d.in, y_f32 ? 1 : 0, debug, 0x43004300u,
-                 SkArgs{(unsigned)sk_workers, (unsigned)sk_iters, FastDiv::make(d.in / kBK), FastDiv::make((int)grid.y),
-                        FastDiv::make((int)grid.x), so && so[0] == '1' ? 1 : 0}};
+    FusedArgs3 a{static_cast<const __nv_bfloat16*>(X), d.fused, Y, M, d.out, d.in, y_f32 ? 1 : 0, debug, 0x43004300u, sk};
     if (v == 7 || v == 8) {
       CUtensorMap tm;
       if (const char* e = x_tensor_map(X, M, d.in, &tm)) return e;
