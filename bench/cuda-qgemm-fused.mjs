@@ -5,8 +5,8 @@
 // all six): 1 / 2 = from the original codes (6 stages one CTA per SM / 5 stages two CTAs per SM); 3 / 4 = from
 // the repacked stream (DeviceQuant.attachFusedRepack, built once per weight, not timed) in the same two
 // configurations; 5 / 6 = repacked stream, split-K inside a 512-thread CTA (two warpgroup pairs, 5 / 4 stages each;
-// 7 = 5 with copy-engine stages, cudaQGemm's choice when the tiles fit one wave; 8 = 7 as stream-K over one wave of
-// persistent CTAs, its choice otherwise; 0 = the dispatcher's choice). The last line per M says which path cudaQGemm should take there (kQGemmFusedMaxM).
+// 7 = 5 with copy-engine stages, cudaQGemm's choice when the tiles fit one wave (4 otherwise); 8 = stream-K, two
+// workers per SM, measured slower and never chosen by default; 0 = the dispatcher's choice). The last line per M says which path cudaQGemm should take there (kQGemmFusedMaxM).
 //   node bench/cuda-qgemm-fused.mjs [--json out.json] [--reps N] [--M 512,2048] [--variants 3,4,5,6]
 // Needs the compiled TypeScript (dist/) and the addon with CUDA (LOWBIT_ADDON=… for another build).
 // Timing (native/cuda/qgemm.cu): CUDA events after 2 warmup passes, median over `reps` passes; each pass runs

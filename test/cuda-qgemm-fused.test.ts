@@ -186,13 +186,16 @@ test('cuda-qgemm-fused: parity vs f64, vs dequantize + cuBLAS, and cudaQGemm pic
           }
         }
         const sample = (Y: Float32Array): number[] => rows.flatMap((m) => Array.from(Y.subarray(m * out, (m + 1) * out)));
-        const byVariant = new Map<number, Float32Array>();
-        // variant 8 (stream-K) also with its grid capped (LOWBIT_QGEMM_SK_GRID): tiles split among 2 and more CTAs
+        const byVariant = new Map<number | string, Float32Array>();
+        // variant 8 (stream-K) also with its grid capped (LOWBIT_QGEMM_SK_GRID): tiles split among 2 and more CTAs;
+        // its results are keyed `8@grid` (0 = the default grid)
         const skGrids = [0, 1, 3, 7, 29];
-        for (const v of [1, 3, 2, 4, 5, 6, 7, ...skGrids.map((g) => 8 + g / 1000)]) {
-          const skGrid = Math.round((v - Math.floor(v)) * 1000);
+        const runs: { v: QGemmFusedVariant; skGrid: number }[] = [
+          ...([1, 3, 2, 4, 5, 6, 7] as const).map((v) => ({ v, skGrid: 0 })), ...skGrids.map((skGrid) => ({ v: 8 as const, skGrid }))];
+        for (const { v: vn, skGrid } of runs) {
+          const v = vn === 8 ? `8@${skGrid}` : vn;
           if (skGrid) process.env.LOWBIT_QGEMM_SK_GRID = String(skGrid);
-          const Y = run(() => c.cudaQGemmFused(q.desc, M, hX, hY, true, 0, Math.floor(v) as QGemmFusedVariant), true);
+          const Y = run(() => c.cudaQGemmFused(q.desc, M, hX, hY, true, 0, vn), true);
           delete process.env.LOWBIT_QGEMM_SK_GRID;
           for (let i = 0; i < Y.length; i++) assert.ok(Number.isFinite(Y[i]), `${out}x${inF} M=${M} v${v}: Y[${i}] not written`);
           const got = sample(Y), eW = relNorm(got, refW), eB = relNorm(got, refB), eR = relNorm(got, refR);
@@ -200,7 +203,7 @@ test('cuda-qgemm-fused: parity vs f64, vs dequantize + cuBLAS, and cudaQGemm pic
             `${eB.toExponential(2)} vs f64(bf16 Ŵ), ${eR.toExponential(2)} vs f64(repacked weights) on ${rows.length} tokens`);
           // bf16 weights (one rounding of ~2^-9 relative) against the f32 weight: ~1e-3 in norm
           assert.ok(eW < 5e-3, `${out}x${inF} M=${M} v${v}: rel err vs f64 ${eW}`);
-          if (v <= 2) {
+          if (vn <= 2) {
             assert.ok(eB < 2e-5, `${out}x${inF} M=${M} v${v}: rel err vs f64 of the bf16 weight ${eB}`);
           } else {
             // exactly the repacked weights, f32 accumulation only
@@ -221,7 +224,7 @@ test('cuda-qgemm-fused: parity vs f64, vs dequantize + cuBLAS, and cudaQGemm pic
         const e53 = relNorm(byVariant.get(5)!, byVariant.get(3)!);
         assert.ok(e53 < 2e-5, `${out}x${inF} M=${M}: variant 5 vs variant 3 ${e53}`);
         for (const g of skGrids) {
-          const e85 = relNorm(byVariant.get(8 + g / 1000)!, byVariant.get(5)!);
+          const e85 = relNorm(byVariant.get(`8@${g}`)!, byVariant.get(5)!);
           assert.ok(e85 < 2e-5, `${out}x${inF} M=${M}: variant 8 (grid ${g || 'default'}) vs variant 5 ${e85}`);
         }
         const fused = byVariant.get(DEFAULT_RP_VARIANT)!;

@@ -486,11 +486,6 @@ __device__ __forceinline__ uint4 lds4(const uint8_t* ptr) { return *reinterpret_
 // the stream has completed, and reset by the launch's last block: one pair serves every launch.
 __device__ unsigned g_tready = 0, g_exit = 0;
 constexpr int kDecodeMaxT = 512;
-__device__ __forceinline__ unsigned ld_acquire(const unsigned* a) {
-  unsigned v;
-  asm volatile("ld.acquire.gpu.global.u32 %0, [%1];\n" : "=r"(v) : "l"(a) : "memory");
-  return v;
-}
 __device__ __forceinline__ float bf_lo(uint32_t w) { return __uint_as_float(w << 16); }
 __device__ __forceinline__ float bf_hi(uint32_t w) { return __uint_as_float(w & 0xffff0000u); }
 
@@ -638,7 +633,7 @@ __global__ void __launch_bounds__(kDThreads, 1) dgemv5_kernel(DParams p) {
   bool tready = p.tlen == 0;
   auto wait_t = [&] {
     if (tid == 0)
-      while (ld_acquire(&g_tready) < (unsigned)p.nprodTiles) {}
+      while (ld_acquire_gpu(&g_tready) < (unsigned)p.nprodTiles) {}
     __syncthreads();
     for (int s = 0; s < p.nseg; s++) {
       const DecodeSeg& S = p.seg[s];

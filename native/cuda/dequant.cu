@@ -74,6 +74,15 @@ __device__ __forceinline__ float deq_one(const QDesc& d, const SMem& sm, size_t 
   return v;
 }
 
+// 8 'int' codes of one row-group (code j at bits B·j of c; w = its f16 scale | f16 zero word): v[j] = s·(q_j − z).
+template <int B>
+__device__ __forceinline__ void deq8_int(uint64_t c, uint32_t w, float (&v)[8]) {
+  constexpr uint32_t mask = (1u << B) - 1;
+  const float s = half_lo(w), z = half_hi(w);
+#pragma unroll
+  for (int j = 0; j < 8; j++) v[j] = __fmul_rn(s, (float)((uint32_t)(c >> (B * j)) & mask) - z);
+}
+
 __device__ __forceinline__ uint32_t pack2(float a, float b) {
   return (uint32_t)__bfloat16_as_ushort(__float2bfloat16_rn(a)) |
          ((uint32_t)__bfloat16_as_ushort(__float2bfloat16_rn(b)) << 16);
@@ -100,9 +109,7 @@ __global__ void __launch_bounds__(kThreads) dequant_kernel(QDesc d, __nv_bfloat1
         const int r = (int)(e0 / (unsigned)d.in), i = (int)(e0 - (size_t)r * d.in);
         const int ng = (d.in + d.group - 1) / d.group;
         const uint32_t w = __ldg(d.sz + (size_t)r * ng + i / d.group);
-        const float s = half_lo(w), z = half_hi(w);
-#pragma unroll
-        for (int j = 0; j < 8; j++) v[j] = __fmul_rn(s, (float)((uint32_t)(c >> (B * j)) & mask) - z);
+        deq8_int<B>(c, w, v);
       } else {
         const size_t b = e0 / (unsigned)d.group;
         const float a = nf_absmax(d, sm, b);
@@ -151,12 +158,8 @@ __global__ void __launch_bounds__(kThreads) dequant_int_g64_kernel(const uint8_t
   if (t >= chunks) return;
   const int e0 = t * 8, r = in.div(e0), i = e0 - r * in.d;
   const uint32_t w = __ldg(sz + r * (in.d >> 6) + (i >> 6));
-  const uint64_t c = load8<B>(codes, t);
-  const float s = half_lo(w), z = half_hi(w);
-  constexpr uint32_t mask = (1u << B) - 1;
   float v[8];
-#pragma unroll
-  for (int j = 0; j < 8; j++) v[j] = __fmul_rn(s, (float)((uint32_t)(c >> (B * j)) & mask) - z);
+  deq8_int<B>(load8<B>(codes, t), w, v);
   uint4 o;
   o.x = pack2(v[0], v[1]); o.y = pack2(v[2], v[3]); o.z = pack2(v[4], v[5]); o.w = pack2(v[6], v[7]);
   reinterpret_cast<uint4*>(dst)[t] = o;

@@ -1,5 +1,6 @@
 // Shared-memory mbarriers and the bulk-copy engine (sm_90): the pieces the decode GEMV (decode.cu) and the fused GEMM
-// (qgemm_wgmma.cu) both use to stream data into shared memory without per-thread copies.
+// (qgemm_wgmma.cu) both use to stream data into shared memory without per-thread copies; and the gpu-scope acquire load
+// / release store both use for flags between blocks.
 #pragma once
 #include <cstdint>
 
@@ -26,6 +27,16 @@ __device__ __forceinline__ void mbar_wait(uint64_t* b, uint32_t parity) {
 __device__ __forceinline__ void bulk_g2s(uint32_t dst, const void* src, uint32_t bytes, uint64_t* bar) {
   asm volatile("cp.async.bulk.shared::cluster.global.mbarrier::complete_tx::bytes [%0], [%1], %2, [%3];\n"
                ::"r"(dst), "l"(src), "r"(bytes), "r"(mbar_smem(bar)) : "memory");
+}
+
+// Flags between blocks of one launch: a gpu-scope acquire load (spin on it) and release store.
+__device__ __forceinline__ unsigned ld_acquire_gpu(const unsigned* a) {
+  unsigned v;
+  asm volatile("ld.acquire.gpu.global.u32 %0, [%1];\n" : "=r"(v) : "l"(a) : "memory");
+  return v;
+}
+__device__ __forceinline__ void st_release_gpu(unsigned* a, unsigned v) {
+  asm volatile("st.release.gpu.global.u32 [%0], %1;\n" ::"l"(a), "r"(v) : "memory");
 }
 
 }  // namespace lowbit

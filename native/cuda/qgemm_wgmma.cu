@@ -38,6 +38,7 @@
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cstdio>
 #include <cstdlib>
@@ -775,14 +776,6 @@ __device__ float g_sk_ws[2 * kSkMaxCtas * kBN * kBM];  // worker w's partial til
 __device__ unsigned g_sk_flag[2 * kSkMaxCtas];         // 1 while worker w's partial waits for its finisher
 
 #ifdef LB_HAVE_WGMMA
-__device__ __forceinline__ unsigned ld_acquire_gpu(const unsigned* a) {
-  unsigned v;
-  asm volatile("ld.acquire.gpu.global.u32 %0, [%1];\n" : "=r"(v) : "l"(a) : "memory");
-  return v;
-}
-__device__ __forceinline__ void st_release_gpu(unsigned* a, unsigned v) {
-  asm volatile("st.release.gpu.global.u32 [%0], %1;\n" ::"l"(a), "r"(v) : "memory");
-}
 // Y[n, m .. m + 7] = a, b (f32 or bf16), skipped for tokens n past M.
 __device__ __forceinline__ void sk_store8(const FusedArgs3& p, int n, int m, const float4& a, const float4& b) {
   if (n >= p.M) return;
@@ -1037,6 +1030,12 @@ const char* x_tensor_map(const void* X, int M, int in, CUtensorMap* tm) {
                          CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE);
   return r == CUDA_SUCCESS ? nullptr : "fused qgemm variant 7: cuTensorMapEncodeTiled rejected the X tensor map";
 }
+// The device's SM count (device 0, read once; 132 if it cannot be read): one wave of one CTA per SM.
+int sm_count() {
+  static int sms = 0;
+  if (!sms && cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, 0) != cudaSuccess) { cudaGetLastError(); sms = 132; }
+  return sms;
+}
 // 0 = default: LOWBIT_QGEMM_FUSED_VARIANT (1..8) if set, else, with the repacked stream, 7 (5 where the driver gives no
 // tensor-map encoder) when the tiles fit one wave of one CTA per SM, and 4 when they do not (two CTAs per SM). Device run
 // 44 at M = 512 (4096², 11008×4096, 4096×11008): v7 80 / 72 / 81 %, v5 78 / 70 / 78 %, v4 75 / 73 / 73 % of dense; at
@@ -1046,17 +1045,13 @@ int pick_variant(int v, bool has_rp, int tiles) {
   const char* e = std::getenv("LOWBIT_QGEMM_FUSED_VARIANT");
   if (e && e[0] >= '1' && e[0] <= '8' && !e[1]) return e[0] - '0';
   if (!has_rp) return 1;
-  static int sms = 0;
-  if (!sms && cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, 0) != cudaSuccess) { cudaGetLastError(); sms = 132; }
-  return tiles <= sms ? (encode_tiled() ? 7 : kRpDefault) : 4;
+  return tiles <= sm_count() ? (encode_tiled() ? 7 : kRpDefault) : 4;
 }
 
 // Variant 8's grid: one CTA per SM (at most kSkMaxCtas, the workspace's slots), never more than the iterations;
 // LOWBIT_QGEMM_SK_GRID (a decimal integer) caps it lower (tests: many CTAs per tile, tiles split three ways).
 int streamk_grid(long long iters) {
-  static int sms = 0;
-  if (!sms && cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, 0) != cudaSuccess) { cudaGetLastError(); sms = 132; }
-  long long g = sms < kSkMaxCtas ? sms : kSkMaxCtas;
+  long long g = std::min(sm_count(), kSkMaxCtas);
   if (const char* e = std::getenv("LOWBIT_QGEMM_SK_GRID")) {
     const long long cap = std::atoll(e);
     if (cap >= 1 && cap < g) g = cap;
