@@ -59,13 +59,57 @@ if (profile) {
   d.free(); lora.free(); gw.free();
   process.exit(0);
 }
+// --trace: one token of the persistent plan (kernel 6, rank-64 adapter) with %globaltimer stamps per phase and block,
+// summarised per phase kind (median over the layers, µs): the phase's period, its blocks' work (median / max), the spread
+// of their starts, the time from the last block's arrival to the first block's release (the barrier) and from the
+// last block's end of work to its arrival (arrive + next prologue).
+if (args.includes('--trace')) {
+  for (const withLora of [true, false]) {
+    const d = new GpuDecoder(c, gw, withLora ? lora : null, prompt.length + 40, 6);
+    if (!d.persistent) { log('--trace: the persistent plan could not be built'); process.exit(1); }
+    greedyDecode(d, prompt, 30);
+    const plan = d.persistPlan, info = c.cudaDecodePlanTrace(plan, null), n = info.phases * info.grid * 3;
+    const tb = c.cudaAlloc(n * 8);
+    c.cudaDecodePlanTrace(plan, tb);
+    d.step(prompt[0]);
+    c.cudaSync();
+    const raw = new BigUint64Array(n);
+    c.cudaDownload(tb, raw);
+    c.cudaDecodePlanTrace(plan, null);
+    c.cudaFree(tb);
+    const G = info.grid, at = (i, b, k) => Number(raw[(i * G + b) * 3 + k] - raw[0]) / 1000;
+    const kinds = ['q/k/v', 'attention', 'o', 'gate/up', 'down'], per = kinds.map(() => []);
+    for (let i = 0; i + 1 < info.phases; i++) {
+      const bs = [...Array(G).keys()], st = bs.map((b) => at(i, b, 0)), en = bs.map((b) => at(i, b, 1)), ar = bs.map((b) => at(i, b, 2));
+      const nx = bs.map((b) => at(i + 1, b, 0)), work = bs.map((b) => en[b] - st[b]).sort((x, y) => x - y);
+      const lastEnd = en.indexOf(Math.max(...en));
+      per[i % 5].push({ period: Math.min(...nx) - Math.min(...st), workMed: work[G >> 1], workMax: work[G - 1], skew: Math.max(...st) - Math.min(...st),
+        barrier: Math.min(...nx) - Math.max(...ar), lastArrive: ar[lastEnd] - en[lastEnd] });
+    }
+    const med = (a) => { const v = [...a].sort((x, y) => x - y); return v[v.length >> 1]; };
+    log(`trace, ${withLora ? 'rank-64 adapter' : 'no adapter'} (one token, µs, median over layers): phase | period | work median / max | start spread | barrier | last block's arrive + prologue`);
+    let tot = 0;
+    per.forEach((rows, k) => {
+      const f = (key) => med(rows.map((r) => r[key])).toFixed(2);
+      tot += rows.reduce((a, r) => a + r.period, 0);
+      log(`  ${kinds[k].padEnd(10)} | ${f('period')} | ${f('workMed')} / ${f('workMax')} | ${f('skew')} | ${f('barrier')} | ${f('lastArrive')}`);
+    });
+    log(`  all phases: ${(tot / 1000).toFixed(3)} ms per token`);
+    d.free();
+  }
+  process.exit(0);
+}
 const gemvOnly = args.includes('--gemv-only');
 const modes = (opt('--modes', 'eager,graph')).split(',');
 // --prefetch 0,1,2: the folded plan's L2 prefetch of the next launch's weights off (0), on (1), on + evict-first copies (2)
 const pfModes = opt('--prefetch', '0').split(',').map(Number);
+// --kernels 5,6: the folded plan's GEMV kernel for variant 4 — 5 = a launch per GEMV / attention, 6 = every layer in one
+// persistent launch per token (decode.cu decode_persist_kernel)
+const kernels = opt('--kernels', '5,6').split(',').map(Number);
 for (const withLora of gemvOnly ? [] : [true, false]) {
-  for (const variant of variants) for (const mode of modes) for (const pfMode of pfModes) {
-    const d = new GpuDecoder(c, gw, withLora ? lora : null, prompt.length + N + 1);
+  for (const variant of variants) for (const kernel of variant === 4 ? kernels : [0]) for (const mode of modes) for (const pfMode of pfModes) {
+    if (kernel === 6 && pfMode !== 0) continue;  // the persistent kernel streams the next phase's weights itself
+    const d = new GpuDecoder(c, gw, withLora ? lora : null, prompt.length + N + 1, variant === 4 ? kernel : undefined);
     d.variant = variant;
     d.useGraphs = mode === 'graph';
     d.prefetchNext = pfMode >= 1;
@@ -80,14 +124,19 @@ for (const withLora of gemvOnly ? [] : [true, false]) {
       const s = (performance.now() - t0) / 1000;
       const tps = N / s, perTok = d.bytesPerToken(prompt.length + N / 2);
       const bound = BW / perTok;
-      const r = { lora: withLora, variant, mode, prefetch: pfMode, captureSeconds: d.captureSeconds, tokensPerS: tps, msPerToken: 1000 / tps, bytesPerToken: perTok, boundTokensPerS: bound, ofBound: tps / bound, first: out.slice(0, 8) };
+      const r = { lora: withLora, variant, kernel, persistent: d.persistent, mode, prefetch: pfMode, captureSeconds: d.captureSeconds, tokensPerS: tps, msPerToken: 1000 / tps, bytesPerToken: perTok, boundTokensPerS: bound, ofBound: tps / bound, first: out.slice(0, 8) };
       res.runs.push(r);
-      log(`${withLora ? 'rank-64 LoRA unmerged' : 'no adapter         '} GEMV v${variant} ${mode.padEnd(5)} prefetch ${pfMode}: ${tps.toFixed(1)} tok/s (${r.msPerToken.toFixed(2)} ms/token), bound ${bound.toFixed(0)} tok/s (${(perTok / 1e6).toFixed(0)} MB/token) → ${(100 * r.ofBound).toFixed(1)} %`);
+      log(`${withLora ? 'rank-64 LoRA unmerged' : 'no adapter         '} GEMV v${variant}${variant === 4 ? ` k${kernel}${d.persistent ? ' (persistent)' : ''}` : ''} ${mode.padEnd(5)} prefetch ${pfMode}: ${tps.toFixed(1)} tok/s (${r.msPerToken.toFixed(2)} ms/token), bound ${bound.toFixed(0)} tok/s (${(perTok / 1e6).toFixed(0)} MB/token) → ${(100 * r.ofBound).toFixed(1)} %`);
     } catch (e) {
-      res.runs.push({ lora: withLora, variant, mode, prefetch: pfMode, error: String(e) });
+      res.runs.push({ lora: withLora, variant, kernel, mode, prefetch: pfMode, error: String(e) });
       log(`${withLora ? 'lora' : 'base'} v${variant} ${mode}: ${e}`);
     } finally { d.free(); }
   }
+}
+// the persistent launch must decode the same tokens as the launch-per-phase plan
+for (const r6 of res.runs.filter((r) => r.kernel === 6 && r.first)) {
+  const r5 = res.runs.find((r) => r.kernel === 5 && r.lora === r6.lora && r.mode === r6.mode && r.first);
+  if (r5) log(`${r6.lora ? 'lora' : 'base'} ${r6.mode}: persistent ${(r6.tokensPerS / r5.tokensPerS).toFixed(3)}× the per-phase launches; first tokens ${r6.first.join(',') === r5.first.join(',') ? 'identical' : `DIFFER (${r6.first} vs ${r5.first})`}`);
 }
 // The GEMVs alone (no LoRA): v4 (one launch for q/k/v with the RMSNorm; one for gate/up) vs v3 (one launch per
 // projection, the RMSNorm a separate kernel), rotating over 8 layers' weights so L2 (50 MB) holds none; graph-captured.

@@ -986,7 +986,56 @@ napi_value js_decode_attn(napi_env env, napi_callback_info info) {
   auto F = [](const Buf& b) { return static_cast<const float*>(b.ptr); };
   auto H = [](const Buf& b) { return static_cast<uint16_t*>(b.ptr); };
   DecodeAttn e{F(q), F(k), F(v), F(cs), F(sn), H(kc), H(vc), H(out), (int)pos, (int)Hq, (int)Hkv, (int)hd};
+  if (cuda_decode_recording()) cuda_decode_plan_limit_pos((int)(std::min(kc.bytes, vc.bytes) / (size_t)(KV * 2)));
   check(env, cuda_decode_attn(e));
+  return nullptr;
+}
+
+// Persistent decode plans: cudaDecodePlanBegin(); then cudaDecodeGemv (kernel 5) / cudaDecodeAttn calls are recorded
+// as phases, not launched; cudaDecodePlanEnd() -> id; cudaDecodePlanRun(id, pos, cos, sin) runs them all in one launch
+// (attention at position pos with the RoPE tables cos/sin f32 [hd/2]); cudaDecodePlanFree(id).
+IdTable g_plans{"decode plan"};
+napi_value js_decode_plan_begin(napi_env env, napi_callback_info) {
+  check(env, cuda_decode_plan_begin());
+  return nullptr;
+}
+napi_value js_decode_plan_end(napi_env env, napi_callback_info) {
+  void* p = nullptr;
+  if (!check(env, cuda_decode_plan_end(&p))) return nullptr;
+  return make_number(env, g_plans.add(p));
+}
+napi_value js_decode_plan_run(napi_env env, napi_callback_info info) {
+  Args a(env, info, "cudaDecodePlanRun");
+  void* p;
+  int64_t pos = 0;
+  if (!g_plans.get(a, 0, &p) || !a.count(1, &pos)) return nullptr;
+  Buf cs, sn;
+  if (!buf_arg(a, 2, 4, &cs) || !buf_arg(a, 3, 4, &sn)) return nullptr;
+  check(env, cuda_decode_plan_run(p, (int)pos, static_cast<const float*>(cs.ptr), static_cast<const float*>(sn.ptr)));
+  return nullptr;
+}
+// cudaDecodePlanTrace(id, buf | null) -> { phases, grid }: runs of the plan write u64 stamps [phases][grid][3] into buf
+napi_value js_decode_plan_trace(napi_env env, napi_callback_info info) {
+  Args a(env, info, "cudaDecodePlanTrace");
+  void* p;
+  if (!g_plans.get(a, 0, &p)) return nullptr;
+  Buf t{nullptr};
+  if (!cuda_opt_buf_arg(a, 1, 8, &t)) return nullptr;
+  int grid = 0;
+  if (!check(env, cuda_decode_plan_trace(p, t.ptr, t.bytes, &grid))) return nullptr;
+  napi_value o;
+  napi_create_object(env, &o);
+  set_prop(env, o, "phases", make_number(env, cuda_decode_plan_phases(p)));
+  set_prop(env, o, "grid", make_number(env, grid));
+  return o;
+}
+napi_value js_decode_plan_free(napi_env env, napi_callback_info info) {
+  Args a(env, info, "cudaDecodePlanFree");
+  void* p;
+  uint32_t id = 0;
+  if (!g_plans.get(a, 0, &p, &id)) return nullptr;
+  g_plans.m.erase(id);
+  check(env, cuda_decode_plan_free(p));
   return nullptr;
 }
 
@@ -1061,6 +1110,11 @@ void register_cuda_quant(napi_env env, napi_value exports) {
   export_fn(env, exports, "cudaDecodeGemv", js_decode_gemv);
   export_fn(env, exports, "cudaDecodeQkvEpi", js_decode_qkv_epi);
   export_fn(env, exports, "cudaDecodeAttn", js_decode_attn);
+  export_fn(env, exports, "cudaDecodePlanBegin", js_decode_plan_begin);
+  export_fn(env, exports, "cudaDecodePlanEnd", js_decode_plan_end);
+  export_fn(env, exports, "cudaDecodePlanRun", js_decode_plan_run);
+  export_fn(env, exports, "cudaDecodePlanFree", js_decode_plan_free);
+  export_fn(env, exports, "cudaDecodePlanTrace", js_decode_plan_trace);
   export_fn(env, exports, "cudaArgmaxF32", js_argmax_f32);
   export_fn(env, exports, "cudaDecodeResidualEpi", js_decode_residual_epi);
   export_fn(env, exports, "cudaDecodeSwigluEpi", js_decode_swiglu_epi);

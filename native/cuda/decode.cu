@@ -25,6 +25,7 @@
 #include <cstdint>
 #include <cstdlib>
 #include <utility>
+#include <vector>
 
 #include "check.h"
 #include "lowbit_cuda.h"
@@ -208,7 +209,9 @@ __device__ __forceinline__ void span_mma(float (&acc)[kMmaTiles][2], const uint4
 
 // Stages x once per block: (1) coalesced loads, x·w into xs and Σx²; (2) per slot of 64 inputs: normalize, the fp16
 // image in fragment order, and the slot's sums (1024·Σx', Σx̂', 2^−E). Ends with a barrier.
-template <class AfterLoads>
+// CG: x (and x2) were written by other blocks of the same launch (the persistent decode kernel): loads through L2
+// (ld.global.cg), since the non-coherent path may hold lines this SM read in an earlier phase.
+template <bool CG = false, class AfterLoads>
 __device__ __forceinline__ void stage_x(const DParams& p, int probe, float* xs, float4* slot, __half* imgh, float* rs_s,
                                         AfterLoads&& after_loads) {
   const int in = p.in, nslot = in / 64;
@@ -227,13 +230,14 @@ __device__ __forceinline__ void stage_x(const DParams& p, int probe, float* xs, 
         const int q = q0 + k * kDThreads + tid;
         if (q < nq) {
           if (p.x_bf16) {
-            const uint2 u = __ldg(reinterpret_cast<const uint2*>(xb) + q);
+            const uint2 u = CG ? __ldcg(reinterpret_cast<const uint2*>(xb) + q) : __ldg(reinterpret_cast<const uint2*>(xb) + q);
             xr[k] = make_uint4(u.x, u.y, 0u, 0u);
           } else {
-            xr[k] = __ldg(reinterpret_cast<const uint4*>(xf) + q);
+            xr[k] = CG ? __ldcg(reinterpret_cast<const uint4*>(xf) + q) : __ldg(reinterpret_cast<const uint4*>(xf) + q);
           }
           const float* wsrc = p.normw ? p.normw : p.x2;
-          wv[k] = wsrc ? __ldg(reinterpret_cast<const float4*>(wsrc) + q) : make_float4(1.f, 1.f, 1.f, 1.f);
+          wv[k] = !wsrc ? make_float4(1.f, 1.f, 1.f, 1.f)
+                  : CG && !p.normw ? __ldcg(reinterpret_cast<const float4*>(wsrc) + q) : __ldg(reinterpret_cast<const float4*>(wsrc) + q);
         }
       }
       if (q0 == 0) after_loads();  // with x's loads in flight (see dgemv5_kernel)
@@ -481,10 +485,6 @@ __device__ __forceinline__ void prefetch_next(const DParams& p) {
 }
 __device__ __forceinline__ uint4 lds4(const uint8_t* ptr) { return *reinterpret_cast<const uint4*>(ptr); }
 
-// LoRA folded into v5: the dense tiles of the t-producing segments (A·x) are done first and counted here; a block
-// waits for the count before its first y += B·t. Only touched after griddepcontrol.wait, when every earlier kernel of
-// the stream has completed, and reset by the launch's last block: one pair serves every launch.
-__device__ unsigned g_tready = 0, g_exit = 0;
 constexpr int kDecodeMaxT = 512;
 __device__ __forceinline__ float bf_lo(uint32_t w) { return __uint_as_float(w << 16); }
 __device__ __forceinline__ float bf_hi(uint32_t w) { return __uint_as_float(w & 0xffff0000u); }
@@ -503,93 +503,126 @@ struct V5Iter {
   }
 };
 
-__global__ void __launch_bounds__(kDThreads, 1) dgemv5_kernel(DParams p) {
-  extern __shared__ float4 dsm[];
-  const int in = p.in, nslot = in / 64, ntiles = p.first[p.nseg], nch = (in + kChunk - 1) / kChunk;
-  const int kcMax = in < kChunk ? in : kChunk, rowB = v5_row_bytes(kcMax), szB = v5_sz_bytes(kcMax);
-  float* xs = reinterpret_cast<float*>(dsm);               // [in] the (normalized) x, f32: dense segments
-  float4* slot = reinterpret_cast<float4*>(xs + in);       // [nslot] (1024·Σx', Σx̂', 2^−E, 0)
-  __half* imgh = reinterpret_cast<__half*>(slot + nslot);  // [in] fp16 x' in fragment order
-  const uint4* img4 = reinterpret_cast<const uint4*>(imgh);
-  uint8_t* stages = reinterpret_cast<uint8_t*>(imgh + in);  // kStages × [32 rows codes | 32 rows scale|zero]
-  const int stageB = kTile * (rowB + szB);
-  __shared__ __align__(8) uint64_t full[kStages];
-  __shared__ float red[2][kDWarps][kTile];
-  __shared__ float rs_s[kDWarps];
-  __shared__ float t_s[kDecodeMaxT];  // the t vectors of the LoRA consumer segments (p.toff)
-  const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5, g = lane >> 2, t = lane & 3;
-  if (tid == 0) {
-    for (int s = 0; s < kStages; s++) mbar_init(&full[s], 1);
-    asm volatile("fence.mbarrier_init.release.cluster;\n" ::: "memory");
-  }
-  __syncthreads();
-  pdl_trigger();
-  const uint64_t pol = p.evf ? policy_evict_first() : 0;
+// The shared memory of a v5 block: x (f32), the slots' sums, the fp16 image of x, then the ring of stages, laid out for
+// inputs up to maxIn (the persistent kernel sizes it once for its widest phase); the mbarriers and reduction buffers.
+struct V5Smem {
+  float* xs;        // [maxIn] the (normalized) x, f32: dense segments
+  float4* slot;     // [maxIn / 64] (1024·Σx', Σx̂', 2^−E, 0)
+  __half* imgh;     // [maxIn] fp16 x' in fragment order
+  uint8_t* stages;  // kStages × [32 rows codes | 32 rows scale|zero]
+  uint64_t* full;   // [kStages]
+  float (*red)[kDWarps][kTile];
+  float* rs_s;      // [kDWarps]
+  float* t_s;       // [kDecodeMaxT] the t vectors of the LoRA consumer segments (p.toff)
+};
+__host__ __device__ constexpr size_t v5_dyn_bytes(int maxIn) {
+  return (size_t)maxIn * 4 + (size_t)(maxIn / 64) * 16 + (size_t)maxIn * 2 + (size_t)kStages * v5_stage_bytes(maxIn < kChunk ? maxIn : kChunk);
+}
+__device__ __forceinline__ V5Smem v5_carve(float4* dsm, int maxIn, uint64_t* full, float (*red)[kDWarps][kTile], float* rs_s,
+                                           float* t_s) {
+  V5Smem m;
+  m.xs = reinterpret_cast<float*>(dsm);
+  m.slot = reinterpret_cast<float4*>(m.xs + maxIn);
+  m.imgh = reinterpret_cast<__half*>(m.slot + maxIn / 64);
+  m.stages = reinterpret_cast<uint8_t*>(m.imgh + maxIn);
+  m.full = full;
+  m.red = red;
+  m.rs_s = rs_s;
+  m.t_s = t_s;
+  return m;
+}
 
-  // Warps 0..3 issue a stage's 64 copies, 8 rows each (rows past the segment's end repeat its last row). A bulk copy
-  // is issued one lane at a time (~10 instructions), so warp 0 alone held the block at its first barrier for
-  // microseconds (device run 27: 32 % of the stall samples), and all 16 warps spent ~22 % of the instructions on it
-  // (run 29). Thread 0 announces the stage's bytes; a copy that lands before that only takes the transaction count below
-  // zero while the phase still waits for the arrival.
-  auto produce = [&](const V5Iter& it, int s) {
-    if (warp >= 4) return;
-    const int si = seg_of(p, it.tile);
-    const DecodeSeg& S = p.seg[si];
-    const int r0 = (it.tile - p.first[si]) * kTile, c0 = it.ch * kChunk, kc = min(in - c0, kChunk);
-    const uint32_t cb = kc / 4, sb = kc / 16;
-    uint8_t* st = stages + s * stageB;
-    if (tid == 0) mbar_expect_tx(&full[s], kTile * (cb + sb));
-    if (lane < 16) {
-      const int r = 8 * warp + (lane & 7), row = min(r0 + r, S.rows - 1);
-      const uint8_t* src = lane < 8 ? static_cast<const uint8_t*>(S.codes) + (size_t)row * (in / 4) + c0 / 4
-                                    : reinterpret_cast<const uint8_t*>(S.sz + (size_t)row * S.ng + c0 / 64);
-      uint8_t* dst = lane < 8 ? st + r * rowB : st + kTile * rowB + r * szB;
-      if (p.evf) bulk_g2s_hint(dst, src, lane < 8 ? cb : sb, &full[s], pol);
-      else bulk_g2s(smem_u32(dst), src, lane < 8 ? cb : sb, &full[s]);
-    }
-  };
-  V5Iter prod{(int)blockIdx.x, 0};
-  prod.skip_dense(p, ntiles);
-  V5Iter cons = prod;
-  int nprod = 0;
-  auto produce_next = [&] {
-    produce(prod, nprod % kStages);
-    prod.next(p, ntiles, nch);
-    nprod++;
-  };
-  // One stage before the wait for x (the weights do not depend on the previous kernel); the rest once x's loads are
-  // issued: behind ~130 KB of copies per SM, x's loads took ~3 µs to return (device run 28: 18 % of the stall samples
-  // on the first use of x).
-  if (prod.tile < ntiles) produce_next();
-  // the block's first dense tile (a t producer when there is one): its first kDensePre chunks per thread in flight
-  // before the wait too (LoRA A rows are weights), so the t vectors are ready soon after x is staged
-  int pre_tile = -1;
+// A block's state within one v5 GEMV: the producer and consumer iterators over its packed items, the stages issued,
+// its first dense tile and that tile's first chunks (loaded before the wait for x). `ring` (kept by the caller across
+// GEMVs) counts the stages the block issued before this GEMV, so the stage slots and mbarrier parities continue.
+struct V5State {
+  V5Iter prod, cons;
+  int nprod, pre_tile;
+  uint32_t ring;
   uint4 wpre[kDensePre][kDenseTile];
-  for (int pass = 0; pass < 2 && pre_tile < 0; pass++)
+};
+
+// Warps 0..3 issue a stage's 64 copies, 8 rows each (rows past the segment's end repeat its last row). A bulk copy
+// is issued one lane at a time (~10 instructions), so warp 0 alone held the block at its first barrier for
+// microseconds (device run 27: 32 % of the stall samples), and all 16 warps spent ~22 % of the instructions on it
+// (run 29). Thread 0 announces the stage's bytes; a copy that lands before that only takes the transaction count below
+// zero while the phase still waits for the arrival.
+__device__ __forceinline__ void v5_produce(const DParams& p, const V5Smem& m, const V5Iter& it, int s, uint64_t pol) {
+  const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
+  if (warp >= 4) return;
+  const int in = p.in, kcMax = in < kChunk ? in : kChunk, rowB = v5_row_bytes(kcMax), szB = v5_sz_bytes(kcMax);
+  const int si = seg_of(p, it.tile);
+  const DecodeSeg& S = p.seg[si];
+  const int r0 = (it.tile - p.first[si]) * kTile, c0 = it.ch * kChunk, kc = min(in - c0, kChunk);
+  const uint32_t cb = kc / 4, sb = kc / 16;
+  uint8_t* st = m.stages + s * (kTile * (rowB + szB));
+  if (tid == 0) mbar_expect_tx(&m.full[s], kTile * (cb + sb));
+  if (lane < 16) {
+    const int r = 8 * warp + (lane & 7), row = min(r0 + r, S.rows - 1);
+    const uint8_t* src = lane < 8 ? static_cast<const uint8_t*>(S.codes) + (size_t)row * (in / 4) + c0 / 4
+                                  : reinterpret_cast<const uint8_t*>(S.sz + (size_t)row * S.ng + c0 / 64);
+    uint8_t* dst = lane < 8 ? st + r * rowB : st + kTile * rowB + r * szB;
+    if (p.evf) bulk_g2s_hint(dst, src, lane < 8 ? cb : sb, &m.full[s], pol);
+    else bulk_g2s(smem_u32(dst), src, lane < 8 ? cb : sb, &m.full[s]);
+  }
+}
+__device__ __forceinline__ void v5_produce_next(const DParams& p, const V5Smem& m, V5State& st, uint64_t pol) {
+  const int ntiles = p.first[p.nseg], nch = (p.in + kChunk - 1) / kChunk;
+  v5_produce(p, m, st.prod, (int)((st.ring + st.nprod) % kStages), pol);
+  st.prod.next(p, ntiles, nch);
+  st.nprod++;
+}
+
+// Everything of a v5 GEMV that does not depend on its input x: the first `npre` stages of codes in flight, and the
+// block's first dense tile (a t producer when there is one) with its first kDensePre chunks per thread in registers
+// (LoRA A rows are weights), so the t vectors are ready soon after x is staged.
+__device__ __forceinline__ void v5_prologue(const DParams& p, const V5Smem& m, V5State& st, int npre, uint64_t pol) {
+  const int in = p.in, ntiles = p.first[p.nseg], tid = threadIdx.x;
+  st.prod = V5Iter{(int)blockIdx.x, 0};
+  st.prod.skip_dense(p, ntiles);
+  st.cons = st.prod;
+  st.nprod = 0;
+  while (st.nprod < npre && st.prod.tile < ntiles) v5_produce_next(p, m, st, pol);
+  st.pre_tile = -1;
+  for (int pass = 0; pass < 2 && st.pre_tile < 0; pass++)
     for (int tile = blockIdx.x; tile < ntiles; tile += gridDim.x) {
       const int si = seg_of(p, tile);
       if (p.seg[si].kind == 0 || (((p.prodmask >> si) & 1) != 0) != (pass == 0)) continue;
-      pre_tile = tile;
+      st.pre_tile = tile;
       break;
     }
-  if (pre_tile >= 0) {
-    const int si = seg_of(p, pre_tile), nc = in / 8, r0 = (pre_tile - p.first[si]) * kDenseTile;
+  if (st.pre_tile >= 0) {
+    const int si = seg_of(p, st.pre_tile), nc = in / 8, r0 = (st.pre_tile - p.first[si]) * kDenseTile;
     const DecodeSeg& S = p.seg[si];
     const uint4* W = reinterpret_cast<const uint4*>(S.W);
 #pragma unroll
     for (int u = 0; u < kDensePre; u++) {
       const int c = tid + u * kDThreads;
 #pragma unroll
-      for (int r = 0; r < kDenseTile; r++) wpre[u][r] = c < nc ? __ldg(W + (size_t)min(r0 + r, S.rows - 1) * nc + c) : make_uint4(0, 0, 0, 0);
+      for (int r = 0; r < kDenseTile; r++)
+        st.wpre[u][r] = c < nc ? __ldg(W + (size_t)min(r0 + r, S.rows - 1) * nc + c) : make_uint4(0, 0, 0, 0);
     }
   }
-  pdl_wait();
+}
 
-  stage_x(p, 0, xs, slot, imgh, rs_s, [&] {
-    while (nprod < kStages && prod.tile < ntiles) produce_next();
+// The x-dependent part of a v5 GEMV (after the prologue and the wait for x): stage x, the dense tiles (LoRA A first,
+// counted in *tready), the packed items through the ring with B·t folded into their reductions. PERSIST: x, the
+// accumulated y and the t vectors may come from other blocks of the same launch (loads through L2).
+template <bool PERSIST>
+__device__ __forceinline__ void v5_main(const DParams& p, const V5Smem& m, V5State& st, unsigned* tready_ctr, uint64_t pol) {
+  const int in = p.in, ntiles = p.first[p.nseg], nch = (in + kChunk - 1) / kChunk;
+  const int kcMax = in < kChunk ? in : kChunk, rowB = v5_row_bytes(kcMax), szB = v5_sz_bytes(kcMax);
+  const int stageB = kTile * (rowB + szB);
+  const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5, g = lane >> 2, t = lane & 3;
+  float* xs = m.xs;
+  const uint4* img4 = reinterpret_cast<const uint4*>(m.imgh);
+  // the rest of the stages once x's loads are issued: behind ~130 KB of copies per SM, x's loads took ~3 µs to return
+  // (device run 28: 18 % of the stall samples on the first use of x)
+  stage_x<PERSIST>(p, 0, xs, m.slot, m.imgh, m.rs_s, [&] {
+    while (st.nprod < kStages && st.prod.tile < ntiles) v5_produce_next(p, m, st, pol);
   });
   // the next launch's weights, queued behind this block's own first stages (the copy engine takes them in order)
-  prefetch_next(p);
+  if (!PERSIST) prefetch_next(p);
 
   int par = 0;
   // the rows of B that warp w adds for rows w and w + 16 of a tile: lane l holds B[row][2l, 2l + 1] and [64 + 2l, …]
@@ -609,9 +642,9 @@ __global__ void __launch_bounds__(kDThreads, 1) dgemv5_kernel(DParams p) {
 #pragma unroll
     for (int h = 0; h < 2; h++) {
       const int r = warp + 16 * h;
-      float v = lane < kDWarps ? red[par][lane][r] : 0.f;
+      float v = lane < kDWarps ? m.red[par][lane][r] : 0.f;
       if (S.B) {
-        const float* ts = t_s + p.toff[si];
+        const float* ts = m.t_s + p.toff[si];
 #pragma unroll
         for (int u = 0; u < 2; u++) {
           const int kk = 64 * u + 2 * lane;
@@ -622,7 +655,7 @@ __global__ void __launch_bounds__(kDThreads, 1) dgemv5_kernel(DParams p) {
       for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
       if (lane == 0 && r < rowsInTile && r0 + r < S.rows) {
         float* y = S.y + r0 + r;
-        *y = S.acc ? *y + v : v;
+        *y = S.acc ? (PERSIST ? __ldcg(y) : *y) + v : v;
         if ((p.prodmask >> si) & 1) __threadfence();  // a t read by other blocks (see g_tready)
       }
     }
@@ -633,13 +666,13 @@ __global__ void __launch_bounds__(kDThreads, 1) dgemv5_kernel(DParams p) {
   bool tready = p.tlen == 0;
   auto wait_t = [&] {
     if (tid == 0)
-      while (ld_acquire_gpu(&g_tready) < (unsigned)p.nprodTiles) {}
+      while (ld_acquire_gpu(tready_ctr) < (unsigned)p.nprodTiles) {}
     __syncthreads();
     for (int s = 0; s < p.nseg; s++) {
       const DecodeSeg& S = p.seg[s];
       if (!S.B) continue;
       const float* tsrc = p.seg[S.tseg].y;
-      for (int i = tid; i < S.r; i += kDThreads) t_s[p.toff[s] + i] = __ldcg(tsrc + i);
+      for (int i = tid; i < S.r; i += kDThreads) m.t_s[p.toff[s] + i] = __ldcg(tsrc + i);
     }
     __syncthreads();
     tready = true;
@@ -672,10 +705,10 @@ __global__ void __launch_bounds__(kDThreads, 1) dgemv5_kernel(DParams p) {
         }
       };
       int c = tid;
-      if (tile == pre_tile) {  // its first chunks were loaded before the wait for x
+      if (tile == st.pre_tile) {  // its first chunks were loaded before the wait for x
 #pragma unroll
         for (int u = 0; u < kDensePre; u++, c += kDThreads)
-          if (c < nc) fold(c, wpre[u]);
+          if (c < nc) fold(c, st.wpre[u]);
       }
       for (; c < nc; c += kDThreads) {
         uint4 w[kDenseTile];
@@ -688,7 +721,7 @@ __global__ void __launch_bounds__(kDThreads, 1) dgemv5_kernel(DParams p) {
         float v = accd[r];
 #pragma unroll
         for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
-        if (lane == 0) red[par][warp][r] = v;
+        if (lane == 0) m.red[par][warp][r] = v;
       }
       uint32_t bq[2][2] = {{0u, 0u}, {0u, 0u}};
       if (S.B) load_b(S, r0, bq);
@@ -698,54 +731,83 @@ __global__ void __launch_bounds__(kDThreads, 1) dgemv5_kernel(DParams p) {
     }
     if (pass == 0 && mine > 0) {
       __syncthreads();  // every warp's t rows written and fenced
-      if (tid == 0) atomicAdd(&g_tready, (unsigned)mine);
+      if (tid == 0) atomicAdd(tready_ctr, (unsigned)mine);
     }
   }
 
   // packed items through the ring
   float acc[kMmaTiles][2];
-  for (int k = 0; cons.tile < ntiles; k++) {
-    const int s = k % kStages;
-    const int si = seg_of(p, cons.tile);
+  for (int k = 0; st.cons.tile < ntiles; k++) {
+    const uint32_t kk = st.ring + (uint32_t)k;
+    const int s = (int)(kk % kStages);
+    const int si = seg_of(p, st.cons.tile);
     const DecodeSeg& S = p.seg[si];
-    const int r0 = (cons.tile - p.first[si]) * kTile, c0 = cons.ch * kChunk, nspc = min(in - c0, kChunk) / 256;
-    if (cons.ch == 0) {
+    const int r0 = (st.cons.tile - p.first[si]) * kTile, c0 = st.cons.ch * kChunk, nspc = min(in - c0, kChunk) / 256;
+    if (st.cons.ch == 0) {
 #pragma unroll
-      for (int m = 0; m < kMmaTiles; m++) acc[m][0] = acc[m][1] = 0.f;
+      for (int mm = 0; mm < kMmaTiles; mm++) acc[mm][0] = acc[mm][1] = 0.f;
     }
-    const bool last = cons.ch == nch - 1;
+    const bool last = st.cons.ch == nch - 1;
     uint32_t bq[2][2] = {{0u, 0u}, {0u, 0u}};
     if (last && S.B) load_b(S, r0, bq);  // in flight while the item is computed
-    mbar_wait(&full[s], (uint32_t)(k / kStages) & 1u);
-    const uint8_t* st = stages + s * stageB;
-    const uint8_t* sz0 = st + kTile * rowB;
+    mbar_wait(&m.full[s], (kk / kStages) & 1u);
+    const uint8_t* stg = m.stages + s * stageB;
+    const uint8_t* sz0 = stg + kTile * rowB;
     for (int sp = warp; sp < nspc; sp += kDWarps) {
       uint4 a[kMmaTiles], b[kMmaTiles];
       uint32_t sz[8 * kMmaTiles];
 #pragma unroll
-      for (int m = 0; m < kMmaTiles; m++) {
-        const int rg = m * 16 + g, rh = rg + 8;
-        a[m] = lds4(st + rg * rowB + sp * 64 + t * 16);
-        b[m] = lds4(st + rh * rowB + sp * 64 + t * 16);
+      for (int mm = 0; mm < kMmaTiles; mm++) {
+        const int rg = mm * 16 + g, rh = rg + 8;
+        a[mm] = lds4(stg + rg * rowB + sp * 64 + t * 16);
+        b[mm] = lds4(stg + rh * rowB + sp * 64 + t * 16);
         const uint4 u = lds4(sz0 + rg * szB + sp * 16), v = lds4(sz0 + rh * szB + sp * 16);
-        sz[m * 8 + 0] = u.x; sz[m * 8 + 1] = u.y; sz[m * 8 + 2] = u.z; sz[m * 8 + 3] = u.w;
-        sz[m * 8 + 4] = v.x; sz[m * 8 + 5] = v.y; sz[m * 8 + 6] = v.z; sz[m * 8 + 7] = v.w;
+        sz[mm * 8 + 0] = u.x; sz[mm * 8 + 1] = u.y; sz[mm * 8 + 2] = u.z; sz[mm * 8 + 3] = u.w;
+        sz[mm * 8 + 4] = v.x; sz[mm * 8 + 5] = v.y; sz[mm * 8 + 6] = v.z; sz[mm * 8 + 7] = v.w;
       }
-      span_mma<false>(acc, a, b, sz, img4, slot, c0 / 64 + sp * 4, t, p.magic);
+      span_mma<false>(acc, a, b, sz, img4, m.slot, c0 / 64 + sp * 4, t, p.magic);
     }
     if (last && t == 0) {
 #pragma unroll
-      for (int m = 0; m < kMmaTiles; m++) { red[par][warp][m * 16 + g] = acc[m][0]; red[par][warp][m * 16 + g + 8] = acc[m][1]; }
+      for (int mm = 0; mm < kMmaTiles; mm++) { m.red[par][warp][mm * 16 + g] = acc[mm][0]; m.red[par][warp][mm * 16 + g + 8] = acc[mm][1]; }
     }
     __syncthreads();  // stage s is consumed (and the partials are in red)
-    if (prod.tile < ntiles) produce_next();  // into stage s: item k + kStages
+    if (st.prod.tile < ntiles) v5_produce_next(p, m, st, pol);  // into stage s: item k + kStages
     if (last && S.B && !tready) wait_t();
     if (last) reduce_store(S, si, r0, kTile, bq);
-    cons.next(p, ntiles, nch);
+    st.cons.next(p, ntiles, nch);
   }
+  st.ring += (uint32_t)st.nprod;
+}
+
+// LoRA folded into v5: the dense tiles of the t-producing segments (A·x) are done first and counted here; a block
+// waits for the count before its first y += B·t. Only touched after griddepcontrol.wait, when every earlier kernel of
+// the stream has completed, and reset by the launch's last block: one pair serves every launch.
+__device__ unsigned g_tready = 0, g_exit = 0;
+
+__global__ void __launch_bounds__(kDThreads, 1) dgemv5_kernel(DParams p) {
+  extern __shared__ float4 dsm[];
+  __shared__ __align__(8) uint64_t full[kStages];
+  __shared__ float red[2][kDWarps][kTile];
+  __shared__ float rs_s[kDWarps];
+  __shared__ float t_s[kDecodeMaxT];
+  const V5Smem m = v5_carve(dsm, p.in, full, red, rs_s, t_s);
+  if (threadIdx.x == 0) {
+    for (int s = 0; s < kStages; s++) mbar_init(&full[s], 1);
+    asm volatile("fence.mbarrier_init.release.cluster;\n" ::: "memory");
+  }
+  __syncthreads();
+  pdl_trigger();
+  const uint64_t pol = p.evf ? policy_evict_first() : 0;
+  V5State st;
+  st.ring = 0;
+  // one stage before the wait for x (the weights do not depend on the previous kernel)
+  v5_prologue(p, m, st, 1, pol);
+  pdl_wait();
+  v5_main<false>(p, m, st, &g_tready, pol);
   if (p.nprodTiles > 0) {  // the last block out resets the count for the next launch
     __syncthreads();
-    if (tid == 0 && atomicAdd(&g_exit, 1u) == gridDim.x - 1) {
+    if (threadIdx.x == 0 && atomicAdd(&g_exit, 1u) == gridDim.x - 1) {
       g_tready = 0;
       g_exit = 0;
       __threadfence();
@@ -839,29 +901,28 @@ __global__ void swiglu_epi_kernel(const float* gt, const float* up, const float*
   }
 }
 
-// One block per query head, 8 warps. RoPE of q and of the new k as qkv_epi_kernel does it (then bf16, as the cache and
+// One block per query head, KW warps. RoPE of q and of the new k as qkv_epi_kernel does it (then bf16, as the cache and
 // the attention kernel see them); the first q head of each KV group writes the cache rows; the warps take positions
-// t = warp, warp + 8, … with an online softmax each (lane l: dims l·DPL … l·DPL + DPL − 1), merged at the end.
-template <int DPL>
-__global__ void __launch_bounds__(256) decode_attn_kernel(DecodeAttn e) {
-  constexpr int kW = 8, HD = 32 * DPL;
-  __shared__ float qs[HD], kn[HD], vn[HD], wm[kW], wl[kW];
-  __shared__ float wacc[kW][HD];
-  pdl_trigger();
-  pdl_wait();
+// t = warp, warp + KW, … with an online softmax each (lane l: dims l·DPL … l·DPL + DPL − 1), merged at the end.
+// sm: (3·HD + 2·KW + KW·HD) floats of shared memory. q, k and v are read through L2 (in the persistent kernel other
+// blocks wrote them in an earlier phase of the same launch).
+template <int DPL, int KW>
+__device__ __forceinline__ void attn_body(const DecodeAttn& e, int h, float* sm) {
+  constexpr int HD = 32 * DPL;
+  float *qs = sm, *kn = qs + HD, *vn = kn + HD, *wm = vn + HD, *wl = wm + KW, *wacc = wl + KW;  // wacc [KW][HD]
   const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
-  const int h = blockIdx.x, grp = e.Hq / e.Hkv, kvh = h / grp, half = HD / 2, KV = e.Hkv * HD, pos = e.pos;
+  const int grp = e.Hq / e.Hkv, kvh = h / grp, half = HD / 2, KV = e.Hkv * HD, pos = e.pos;
   auto bfr = [](float f) { return __uint_as_float((uint32_t)to_bf(f) << 16); };
   for (int i = tid; i < half; i += blockDim.x) {
-    const float c = e.cos[i], s = e.sin[i];
-    float a = e.q[h * HD + i], b = e.q[h * HD + i + half];
+    const float c = __ldg(e.cos + i), s = __ldg(e.sin + i);
+    float a = __ldcg(e.q + h * HD + i), b = __ldcg(e.q + h * HD + i + half);
     qs[i] = bfr(a * c - b * s);
     qs[i + half] = bfr(b * c + a * s);
-    a = e.k[kvh * HD + i], b = e.k[kvh * HD + i + half];
+    a = __ldcg(e.k + kvh * HD + i), b = __ldcg(e.k + kvh * HD + i + half);
     kn[i] = bfr(a * c - b * s);
     kn[i + half] = bfr(b * c + a * s);
   }
-  for (int i = tid; i < HD; i += blockDim.x) vn[i] = bfr(e.v[kvh * HD + i]);
+  for (int i = tid; i < HD; i += blockDim.x) vn[i] = bfr(__ldcg(e.v + kvh * HD + i));
   __syncthreads();
   if (h % grp == 0)
     for (int i = tid; i < HD; i += blockDim.x) {
@@ -874,7 +935,7 @@ __global__ void __launch_bounds__(256) decode_attn_kernel(DecodeAttn e) {
   for (int j = 0; j < DPL; j++) { qv[j] = qs[lane * DPL + j] * scale; acc[j] = 0.f; }
   float m = -INFINITY, l = 0.f;
 #pragma unroll 4
-  for (int t = warp; t <= pos; t += kW) {
+  for (int t = warp; t <= pos; t += KW) {
     float kv[DPL], vv[DPL];
     if (t == pos) {
 #pragma unroll
@@ -901,20 +962,144 @@ __global__ void __launch_bounds__(256) decode_attn_kernel(DecodeAttn e) {
   }
   if (lane == 0) { wm[warp] = m; wl[warp] = l; }
 #pragma unroll
-  for (int j = 0; j < DPL; j++) wacc[warp][lane * DPL + j] = acc[j];
+  for (int j = 0; j < DPL; j++) wacc[warp * HD + lane * DPL + j] = acc[j];
   __syncthreads();
   for (int d = tid; d < HD; d += blockDim.x) {
     float M = -INFINITY;
 #pragma unroll
-    for (int w = 0; w < kW; w++) M = fmaxf(M, wm[w]);
+    for (int w = 0; w < KW; w++) M = fmaxf(M, wm[w]);
     float L = 0.f, O = 0.f;
 #pragma unroll
-    for (int w = 0; w < kW; w++) {
+    for (int w = 0; w < KW; w++) {
       const float f = wm[w] == -INFINITY ? 0.f : expf(wm[w] - M);
       L = fmaf(wl[w], f, L);
-      O = fmaf(wacc[w][d], f, O);
+      O = fmaf(wacc[w * HD + d], f, O);
     }
     e.out[h * HD + d] = to_bf(O / L);
+  }
+}
+template <int KW>
+__host__ __device__ constexpr int attn_smem_floats(int hd) { return 3 * hd + 2 * KW + KW * hd; }
+
+template <int DPL>
+__global__ void __launch_bounds__(256) decode_attn_kernel(DecodeAttn e) {
+  __shared__ float sm[attn_smem_floats<8>(32 * DPL)];
+  pdl_trigger();
+  pdl_wait();
+  attn_body<DPL, 8>(e, blockIdx.x, sm);
+}
+
+// ---- persistent decode: every GEMV and attention of a token in ONE launch ----
+// A launch per GEMV pays its skeleton each time (device run 26: launch, staging and barriers ≈ 7 µs of a 13 µs q/k/v
+// GEMV): the next launch cannot become resident beside the running one (~200 KB of shared memory per block), so its
+// weight stream starts only after the previous launch's last block is gone. Here one block per SM runs the recorded
+// phases in order with a grid-wide barrier between them, and issues the NEXT GEMV's first stages of codes (and its
+// first LoRA A rows) before waiting at the barrier: HBM keeps streaming across phase boundaries.
+struct DPhase {
+  DParams g;     // kind 0: a v5 GEMV
+  DecodeAttn a;  // kind 1: attention (pos, cos and sin come from the launch)
+  int kind;
+};
+
+// Grid-wide barrier, split: arrive (this block's writes so far made visible, then counted) and wait for barrier n (1, 2, …)
+// to be complete. Between the two the block issues the next GEMV's weight copies — after the arrival's fence, which
+// would otherwise wait for them (device run 59: prologue before a fused arrive+wait, 0.78× the per-launch plan).
+__device__ __forceinline__ void grid_arrive(unsigned* ctr) {
+  __syncthreads();
+  if (threadIdx.x == 0) {
+    __threadfence();
+    atomicAdd(ctr, 1u);
+  }
+}
+__device__ __forceinline__ void grid_wait(const unsigned* ctr, unsigned n) {
+  if (threadIdx.x == 0) {
+    const unsigned target = n * gridDim.x;
+    while (ld_acquire_gpu(ctr) < target) {}
+  }
+  __syncthreads();
+}
+
+// sync: [0] barrier arrivals, [1] blocks done, [2 + i] the t-ready count of phase i; all zero between launches (the
+// last block out resets them). attnOff: byte offset of the attention scratch in dynamic shared memory.
+__global__ void __launch_bounds__(kDThreads, 1) decode_persist_kernel(const DPhase* __restrict__ ph, int nph, int maxIn, int pos,
+                                                                      const float* cs, const float* sn, unsigned* sync, int npre,
+                                                                      int attnOff, unsigned long long* trace) {
+  extern __shared__ float4 dsm[];
+  __shared__ __align__(8) uint64_t full[kStages];
+  __shared__ float red[2][kDWarps][kTile];
+  __shared__ float rs_s[kDWarps];
+  __shared__ float t_s[kDecodeMaxT];
+  __shared__ __align__(16) uint8_t pbraw[2 * sizeof(DParams)];  // raw: DParams has default member initializers
+  DParams* pb = reinterpret_cast<DParams*>(pbraw);
+  const V5Smem m = v5_carve(dsm, maxIn, full, red, rs_s, t_s);
+  float* attn_sm = reinterpret_cast<float*>(reinterpret_cast<uint8_t*>(dsm) + attnOff);
+  if (threadIdx.x == 0) {
+    for (int s = 0; s < kStages; s++) mbar_init(&full[s], 1);
+    asm volatile("fence.mbarrier_init.release.cluster;\n" ::: "memory");
+  }
+  __syncthreads();
+  auto next_gemv = [&](int i) {
+    while (i < nph && __ldg(&ph[i].kind) != 0) i++;
+    return i;
+  };
+  auto load_params = [&](int i, DParams& d) {  // the phase's parameters into shared memory (read in every inner loop)
+    const uint32_t* src = reinterpret_cast<const uint32_t*>(&ph[i].g);
+    uint32_t* dst = reinterpret_cast<uint32_t*>(&d);
+    for (int k = threadIdx.x; k < (int)(sizeof(DParams) / 4); k += kDThreads) dst[k] = __ldg(src + k);
+    __syncthreads();
+  };
+  V5State st;
+  st.ring = 0;
+  int buf = 0, ng = next_gemv(0);  // ng: the GEMV phase whose prologue was issued last
+  if (ng < nph) {
+    load_params(ng, pb[0]);
+    v5_prologue(pb[0], m, st, npre, 0);
+  }
+  unsigned nbar = 0;
+  // trace (benchmarks): per phase and block, %globaltimer at the phase's start, at the end of its work, and once the
+  // block has arrived and issued the next GEMV's prologue — [nph][grid][3] ns
+  auto stamp = [&](int i, int k) {
+    if (trace && threadIdx.x == 0) {
+      unsigned long long t;
+      asm volatile("mov.u64 %0, %%globaltimer;" : "=l"(t));
+      trace[((size_t)i * gridDim.x + blockIdx.x) * 3 + k] = t;
+    }
+  };
+  for (int i = 0; i < nph; i++) {
+    stamp(i, 0);
+    if (__ldg(&ph[i].kind) == 1) {
+      DecodeAttn e = ph[i].a;
+      e.pos = pos;
+      e.cos = cs;
+      e.sin = sn;
+      if ((int)blockIdx.x < e.Hq) {
+        if (e.hd == 64) attn_body<2, kDWarps>(e, blockIdx.x, attn_sm);
+        else if (e.hd == 128) attn_body<4, kDWarps>(e, blockIdx.x, attn_sm);
+        else attn_body<8, kDWarps>(e, blockIdx.x, attn_sm);
+      }
+    } else {
+      v5_main<true>(pb[buf], m, st, sync + 2 + i, 0);
+    }
+    stamp(i, 1);
+    if (i + 1 == nph) break;
+    grid_arrive(sync);
+    if (ng <= i) {  // the next GEMV's weights in flight while the other blocks finish phase i
+      ng = next_gemv(i + 1);
+      if (ng < nph) {
+        buf ^= 1;
+        load_params(ng, pb[buf]);
+        v5_prologue(pb[buf], m, st, npre, 0);
+      }
+    }
+    stamp(i, 2);
+    grid_wait(sync, ++nbar);
+  }
+  __syncthreads();
+  if (threadIdx.x == 0 && atomicAdd(&sync[1], 1u) == gridDim.x - 1) {  // every other block is past its last wait
+    sync[0] = 0;
+    for (int i = 0; i < nph; i++) sync[2 + i] = 0;
+    sync[1] = 0;
+    __threadfence();
   }
 }
 
@@ -981,7 +1166,117 @@ const char* launch_pdl(void (*kern)(Exp...), unsigned grid, unsigned block, size
   return nullptr;
 }
 
+// The phases recorded between cuda_decode_plan_begin and _end (null: not recording).
+std::vector<DPhase>* g_rec = nullptr;
+int g_rec_maxIn = 0, g_rec_maxHd = 0, g_rec_maxPos = 0;
+
+struct DecodePlanImpl {
+  DPhase* dev = nullptr;
+  unsigned* sync = nullptr;
+  int nph = 0, maxIn = 0, maxPos = 0, attnOff = 0, grid = 0;
+  size_t smem = 0;
+  unsigned long long* trace = nullptr;  // benchmarks: see decode_persist_kernel
+};
+
+int persist_npre() {
+  static const int n = [] { const char* e = std::getenv("LOWBIT_DECODE_PERSIST_PRE"); const int v = e ? std::atoi(e) : kStages; return v < 1 ? 1 : v > kStages ? kStages : v; }();
+  return n;
+}
+bool coop_on() {
+  static const int on = [] { const char* e = std::getenv("LOWBIT_DECODE_COOP"); return e && e[0] == '0' ? 0 : 1; }();
+  return on != 0;
+}
+
 }  // namespace
+
+const char* cuda_decode_plan_begin() {
+  if (g_rec) return "cudaDecodePlanBegin: already recording";
+  g_rec = new std::vector<DPhase>();
+  g_rec_maxIn = g_rec_maxHd = 0;
+  g_rec_maxPos = 1 << 30;
+  return nullptr;
+}
+
+void cuda_decode_plan_limit_pos(int positions) {
+  if (g_rec && positions < g_rec_maxPos) g_rec_maxPos = positions;
+}
+bool cuda_decode_recording() { return g_rec != nullptr; }
+
+const char* cuda_decode_plan_end(void** out) {
+  *out = nullptr;
+  if (!g_rec) return "cudaDecodePlanEnd: not recording";
+  std::vector<DPhase> phases = std::move(*g_rec);
+  delete g_rec;
+  g_rec = nullptr;
+  if (phases.empty()) return "cudaDecodePlanEnd: no phases recorded";
+  auto* P = new DecodePlanImpl();
+  P->nph = (int)phases.size();
+  P->maxIn = g_rec_maxIn > 0 ? g_rec_maxIn : 256;
+  P->maxPos = g_rec_maxPos;
+  int sms = 0, optin = 0;
+  LB_CUDA(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, 0));
+  LB_CUDA(cudaDeviceGetAttribute(&optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, 0));
+  const size_t v5b = v5_dyn_bytes(P->maxIn), attnB = g_rec_maxHd ? (size_t)attn_smem_floats<kDWarps>(g_rec_maxHd) * 4 : 0;
+  // the attention scratch shares x's f32 region (free between GEMVs) where it fits, else it goes after the ring
+  P->attnOff = attnB <= (size_t)P->maxIn * 4 ? 0 : (int)v5b;
+  P->smem = P->attnOff ? v5b + attnB : v5b;
+  const size_t statics = sizeof(float) * (2 * kDWarps * kTile + kDWarps + kDecodeMaxT) + 2 * sizeof(DParams) + 64;
+  if (P->smem + statics > (size_t)optin) {
+    delete P;
+    return "cudaDecodePlanEnd: the widest phase needs more shared memory than a block may have";
+  }
+  LB_CUDA(cudaFuncSetAttribute((const void*)decode_persist_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)P->smem));
+  int perSm = 0;
+  LB_CUDA(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&perSm, decode_persist_kernel, kDThreads, P->smem));
+  if (perSm < 1) {
+    delete P;
+    return "cudaDecodePlanEnd: the persistent kernel cannot be resident (occupancy 0)";
+  }
+  P->grid = sms;  // one block per SM, all resident (the grid barriers need every block running)
+  LB_CUDA(cudaMalloc(&P->dev, sizeof(DPhase) * phases.size()));
+  LB_CUDA(cudaMemcpy(P->dev, phases.data(), sizeof(DPhase) * phases.size(), cudaMemcpyHostToDevice));
+  LB_CUDA(cudaMalloc(&P->sync, sizeof(unsigned) * (2 + phases.size())));
+  LB_CUDA(cudaMemset(P->sync, 0, sizeof(unsigned) * (2 + phases.size())));
+  *out = P;
+  return nullptr;
+}
+
+const char* cuda_decode_plan_run(void* plan, int pos, const float* cs, const float* sn) {
+  auto* P = static_cast<DecodePlanImpl*>(plan);
+  if (pos < 0 || pos >= P->maxPos) return "cudaDecodePlanRun: position outside the KV cache";
+  cudaLaunchConfig_t cfg = {};
+  cfg.gridDim = dim3((unsigned)P->grid);
+  cfg.blockDim = dim3((unsigned)kDThreads);
+  cfg.dynamicSmemBytes = P->smem;
+  cfg.stream = 0;
+  cudaLaunchAttribute attr[1];
+  attr[0].id = cudaLaunchAttributeCooperative;  // the launch fails instead of deadlocking when not every block fits
+  attr[0].val.cooperative = 1;
+  cfg.attrs = attr;
+  cfg.numAttrs = coop_on() ? 1 : 0;
+  LB_CUDA(cudaLaunchKernelEx(&cfg, decode_persist_kernel, (const DPhase*)P->dev, P->nph, P->maxIn, pos, cs, sn, P->sync,
+                             persist_npre(), P->attnOff, P->trace));
+  return nullptr;
+}
+
+const char* cuda_decode_plan_trace(void* plan, void* trace, size_t bytes, int* grid) {
+  auto* P = static_cast<DecodePlanImpl*>(plan);
+  *grid = P->grid;
+  if (trace && bytes < (size_t)P->nph * P->grid * 3 * 8) return "cudaDecodePlanTrace: the buffer needs nph × grid × 3 u64";
+  P->trace = static_cast<unsigned long long*>(trace);
+  return nullptr;
+}
+
+int cuda_decode_plan_phases(void* plan) { return static_cast<DecodePlanImpl*>(plan)->nph; }
+
+const char* cuda_decode_plan_free(void* plan) {
+  auto* P = static_cast<DecodePlanImpl*>(plan);
+  if (!P) return nullptr;
+  if (P->dev) LB_CUDA(cudaFree(P->dev));
+  if (P->sync) LB_CUDA(cudaFree(P->sync));
+  delete P;
+  return nullptr;
+}
 
 const char* cuda_repack4(const void* codes, void* dst, int out, int in) {
   if (in % 256 != 0) return "cudaRepackSpan4: in must be a multiple of 256";
@@ -1061,6 +1356,16 @@ const char* cuda_decode_gemv(const DecodeSeg* segs, int nseg, int in, const void
     p.first[nseg] = tiles;
   }
   if (smem + statics > (size_t)optin) return "cudaDecodeGemv: in too large for shared memory";
+  if (g_rec) {  // recording a persistent plan: the GEMV becomes a phase
+    if (!v5 || probe) return "cudaDecodePlan: a recorded GEMV must run as kernel 5 (group 64, variant 5, no probe)";
+    DPhase ph{};
+    ph.kind = 0;
+    ph.g = p;
+    ph.g.npf = 0;  // the persistent kernel streams the next phase's weights itself
+    g_rec->push_back(ph);
+    if (in > g_rec_maxIn) g_rec_maxIn = in;
+    return nullptr;
+  }
   auto launch = [&](auto kern, int slot_i) -> const char* {
     static size_t attr[4] = {48 * 1024, 48 * 1024, 48 * 1024, 48 * 1024};
     if (smem > attr[slot_i]) {
@@ -1085,6 +1390,15 @@ const char* cuda_decode_qkv_epi(const DecodeQkv& e) {
 
 const char* cuda_decode_attn(const DecodeAttn& e) {
   if (e.Hkv < 1 || e.Hq % e.Hkv != 0) return "cudaDecodeAttn: Hq must be a multiple of Hkv";
+  if (g_rec) {
+    if (e.hd != 64 && e.hd != 128 && e.hd != 256) return "cudaDecodeAttn: head dim must be 64, 128 or 256";
+    DPhase ph{};
+    ph.kind = 1;
+    ph.a = e;
+    g_rec->push_back(ph);
+    if (e.hd > g_rec_maxHd) g_rec_maxHd = e.hd;
+    return nullptr;
+  }
   if (e.hd == 64) return launch_pdl(decode_attn_kernel<2>, (unsigned)e.Hq, 256, 0, e);
   if (e.hd == 128) return launch_pdl(decode_attn_kernel<4>, (unsigned)e.Hq, 256, 0, e);
   if (e.hd == 256) return launch_pdl(decode_attn_kernel<8>, (unsigned)e.Hq, 256, 0, e);

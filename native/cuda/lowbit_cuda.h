@@ -196,6 +196,19 @@ struct DecodeAttn {
   int pos, Hq, Hkv, hd;
 };
 const char* cuda_decode_attn(const DecodeAttn& e);
+// Persistent decode plan: between cuda_decode_plan_begin and cuda_decode_plan_end, cuda_decode_gemv (kernel 5) and
+// cuda_decode_attn record phases instead of launching; cuda_decode_plan_run then runs every recorded phase in ONE launch
+// (a block per SM, grid-wide barriers between phases, the next GEMV's weights streamed before each barrier). The
+// attention phases take pos and the RoPE tables cos/sin (f32 [hd/2] of that position) from the run.
+const char* cuda_decode_plan_begin();
+const char* cuda_decode_plan_end(void** plan);
+void cuda_decode_plan_limit_pos(int positions);  // while recording: the KV caches hold this many positions
+bool cuda_decode_recording();
+const char* cuda_decode_plan_run(void* plan, int pos, const float* cos, const float* sin);
+int cuda_decode_plan_phases(void* plan);
+// Benchmarks: the plan's runs write %globaltimer stamps [nph][grid][3] (phase start, work done, arrived) into trace (null: off).
+const char* cuda_decode_plan_trace(void* plan, void* trace, size_t bytes, int* grid);
+const char* cuda_decode_plan_free(void* plan);
 // Greedy sampling on the device: *id = argmax x[0..n) (the first index of the maximum), and ids[slot] = it when ids is set.
 const char* cuda_argmax_f32(const float* x, int n, int* id, int* ids, int slot);
 // x[n] += y + B·t (B null: x += y)

@@ -63,6 +63,18 @@ export interface NativeCudaDecode extends NativeCuda {
    */
   cudaDecodeAttn(q: number, k: number, v: number, cos: number, sin: number, kc: number, vc: number, pos: number, Hq: number,
     Hkv: number, hd: number, out: number): void;
+  /**
+   * Persistent decode plans: after cudaDecodePlanBegin, cudaDecodeGemv (kernel 5) and cudaDecodeAttn calls are RECORDED
+   * as phases instead of launched; cudaDecodePlanEnd returns the plan; cudaDecodePlanRun runs every phase in one launch
+   * (a block per SM, grid-wide barriers between phases), the attention phases at position pos with the RoPE tables
+   * cos/sin (f32 [hd/2] of that position). Optional: addons built before them lack these.
+   */
+  cudaDecodePlanBegin(): void;
+  cudaDecodePlanEnd(): number;
+  cudaDecodePlanRun(plan: number, pos: number, cos: number, sin: number): void;
+  cudaDecodePlanFree(plan: number): void;
+  /** Benchmarks: runs of the plan write %globaltimer stamps (u64 [phases][grid][3]: start, work done, arrived) into trace (null: off). */
+  cudaDecodePlanTrace(plan: number, trace: number | null): { phases: number; grid: number };
   /** Greedy sampling on the device: id int32 [1] = argmax x f32 [n] (first index of the maximum); ids[slot] = it too. */
   cudaArgmaxF32(x: number, n: number, id: number, ids: number | null, slot: number): void;
   /** x f32 [n] += y + B·t */

@@ -29,6 +29,8 @@ export function hostEngine(): HostEngine {
   let next = 1;
   let capture: (() => void)[] | null = null;
   const graphs = new Map<number, (() => void)[]>();
+  const plans = new Map<number, { name: string; args: unknown[] }[]>();
+  let planRec: { name: string; args: unknown[] }[] | null = null;
   let nextGraph = 1;
   const get = (h: number, need = 0): HostBuf => {
     const b = bufs.get(h);
@@ -301,6 +303,18 @@ export function hostEngine(): HostEngine {
       const b = u8(h, bytes);
       for (let i = 0; i < bytes; i++) { x ^= x << 13; x >>>= 0; x ^= x >>> 17; x ^= x << 5; x >>>= 0; b[i] = x & 255; }
     },
+    // a persistent decode plan replays its recorded phases in order, the attention ones at the run's position
+    cudaDecodePlanRun: (plan: number, pos: number, cos: number, sin: number) => {
+      const ph = plans.get(plan);
+      if (!ph) throw new Error('cudaDecodePlanRun: not a live decode plan');
+      for (const { name, args } of ph) {
+        if (name === 'cudaDecodeAttn') {
+          const a = [...args];
+          a[3] = cos; a[4] = sin; a[7] = pos;
+          (ops.cudaDecodeAttn as (...x: unknown[]) => void)(...a);
+        } else (ops.cudaDecodeGemv as (...x: unknown[]) => void)(...args);
+      }
+    },
     cudaMemset0: (h: number, bytes?: number) => { const b = get(h, bytes ?? 0); new Uint8Array(b.mem, b.off, bytes ?? b.bytes).fill(0); },
     cudaCopy: (dst: number, src: number, bytes: number, dOff = 0, sOff = 0) => {
       const d = get(dst, dOff + bytes), s = get(src, sOff + bytes);
@@ -310,6 +324,11 @@ export function hostEngine(): HostEngine {
   const recorded = {} as Record<string, (...a: unknown[]) => void>;
   for (const [name, fn] of Object.entries(ops)) {
     recorded[name] = (...args: unknown[]) => {
+      if (planRec && (name === 'cudaDecodeGemv' || name === 'cudaDecodeAttn')) {  // recorded as a phase, as the addon does
+        if (name === 'cudaDecodeGemv' && args[7] !== 5) throw new Error('cudaDecodePlan: a recorded GEMV must run as kernel 5');
+        planRec.push({ name, args });
+        return;
+      }
       eng.calls++;
       if (capture) capture.push(() => (fn as (...a: unknown[]) => void)(...args));
       else (fn as (...a: unknown[]) => void)(...args);
@@ -338,6 +357,16 @@ export function hostEngine(): HostEngine {
       const b = get(h, off + dst.byteLength);
       new Uint8Array(dst.buffer, dst.byteOffset, dst.byteLength).set(new Uint8Array(b.mem, b.off + off, dst.byteLength));
     },
+    cudaDecodePlanBegin(): void { if (planRec) throw new Error('cudaDecodePlanBegin: already recording'); planRec = []; },
+    cudaDecodePlanEnd(): number {
+      if (!planRec) throw new Error('cudaDecodePlanEnd: not recording');
+      const ph = planRec;
+      planRec = null;
+      if (!ph.length) throw new Error('cudaDecodePlanEnd: no phases recorded');
+      plans.set(nextGraph, ph);
+      return nextGraph++;
+    },
+    cudaDecodePlanFree(id: number): void { if (!plans.delete(id)) throw new Error('cudaDecodePlanFree: not a live decode plan'); },
     cudaGraphBegin(): void { noCapture('cudaGraphBegin'); capture = []; },
     cudaGraphEnd(): number { if (!capture) throw new Error('host engine: no capture'); graphs.set(nextGraph, capture); capture = null; return nextGraph++; },
     cudaGraphLaunch(id: number): void { const g = graphs.get(id); if (!g) throw new Error('host engine: not a live graph'); noCapture('cudaGraphLaunch'); for (const f of g) f(); },

@@ -50,7 +50,13 @@ export class GpuDecoder {
    */
   variant: 0 | 1 | 2 | 3 | 4 = 4;
   /** the v4 GEMV's kernel configuration (see cudaDecodeGemv; LOWBIT_DGEMV_KERNEL); 5 folds the LoRA, residuals and SwiGLU in */
-  readonly gemvKernel: number = Number(process.env.LOWBIT_DGEMV_KERNEL ?? 5);  // 5: codes streamed into shared memory by bulk copies (0: v4)
+  readonly gemvKernel: number = Number(process.env.LOWBIT_DGEMV_KERNEL ?? 5);  // 5: codes streamed into shared memory by bulk copies (0: v4); 6: 5 in one persistent launch per token
+  /**
+   * Kernel 6: the folded plan's launches of all layers (kernel-5 GEMVs and the attention) recorded once as a persistent
+   * plan (decode.cu decode_persist_kernel): one launch per token, a block per SM, grid-wide barriers between the phases,
+   * each GEMV's first weights streamed before the barrier in front of it. null where the plan could not be built.
+   */
+  private persistPlan: number | null = null;
   /**
    * With the folded plan: RoPE, the cache rows and the attention in one kernel (cudaDecodeAttn: a block per head,
    * positions split over 8 warps) where the head dim is 64/128/256; else the q/k/v epilogue + the flash kernel.
@@ -124,7 +130,25 @@ export class GpuDecoder {
     }
     this.scratch = c.cudaAlloc(w.maxWeight * 2);
     this.v4 = this.planV4();
+    if (this.gemvKernel === 6 && this.v4?.every((pl) => pl.fold) && typeof c.cudaDecodePlanBegin === 'function' && this.attnFused)
+      this.persistPlan = this.recordPlan();
   }
+
+  /** Records the folded launches of every layer (attention at position 0: the run supplies pos and its RoPE tables). */
+  private recordPlan(): number {
+    const c = this.c;
+    c.cudaDecodePlanBegin();
+    try {
+      this.foldedLayers(0);
+    } catch (e) {
+      try { c.cudaDecodePlanFree(c.cudaDecodePlanEnd()); } catch { /* nothing recorded */ }
+      throw e;
+    }
+    return c.cudaDecodePlanEnd();
+  }
+
+  /** Whether token steps run as one persistent launch (kernel 6). */
+  get persistent(): boolean { return this.persistPlan !== null; }
 
   /** Why the fused v4 path cannot run this model ('' when it can). */
   v4Unsupported(): string {
@@ -150,7 +174,7 @@ export class GpuDecoder {
     const tv = [0, 1, 2].map((i) => this.view(h.t, i * R * 4, R * 4));
     const plan: V4Layer[] = [];
     // kernel 5 takes group 64 only (else the launch runs v4, which cannot fold)
-    const fold = this.gemvKernel === 5 && PROJ.every((p) => this.w.layers.every((L) => L.proj[p].kind !== 'quant' || L.proj[p].q.desc.group === 64))
+    const fold = (this.gemvKernel === 5 || this.gemvKernel === 6) && PROJ.every((p) => this.w.layers.every((L) => L.proj[p].kind !== 'quant' || L.proj[p].q.desc.group === 64))
       && (this.lora?.sites.every((st) => st.r % 2 === 0 && st.r <= 128) ?? true);
     for (let l = 0; l < cfg.numLayers; l++) {
       const ad: V4Layer['ad'] = {};
@@ -343,24 +367,10 @@ export class GpuDecoder {
     const c = this.c, cfg = this.w.config, h = this.arena.h, plan = this.v4!;
     const D = cfg.hiddenSize, I = cfg.intermediateSize, Q = cfg.numHeads * cfg.headDim, eps = cfg.rmsNormEps;
     c.cudaEmbedding(h.id, this.w.embed, h.x, 1, D, cfg.vocabSize, true);
-    for (let l = 0; l < cfg.numLayers; l++) {
+    if (this.persistPlan !== null) c.cudaDecodePlanRun(this.persistPlan, pos, this.cosAt[pos], this.sinAt[pos]);
+    else if (plan.every((pl) => pl.fold)) this.foldedLayers(pos);
+    else for (let l = 0; l < cfg.numLayers; l++) {
       const w = this.w.layers[l], pl = plan[l], a = pl.ad;
-      if (pl.fold) {  // 5 launches: GEMV q/k/v (+ B·t), attention (+ RoPE, cache rows), GEMV o (x +=), gate/up, down (SwiGLU staged, x +=)
-        const pf = this.prefetchNext ? pl.pf : null, ef = this.evictFirst;
-        c.cudaDecodeGemv(h.x, false, w.inputNorm, eps, D, pl.qkv, 0, 5, null, pf?.qkv, ef);
-        if (this.attnFused) {
-          c.cudaDecodeAttn(h.q, h.k, h.v, this.cosAt[pos], this.sinAt[pos], h[`kc${l}`], h[`vc${l}`], pos, cfg.numHeads,
-            cfg.numKvHeads, cfg.headDim, h.att);
-        } else {
-          c.cudaDecodeQkvEpi(h.q, h.k, h.v, null, null, null, null, null, null, 0, 0, 0, this.cosAt[pos], this.sinAt[pos],
-            cfg.numHeads, cfg.numKvHeads, cfg.headDim, h.qb, this.kAt[l][pos], this.vAt[l][pos]);
-          c.cudaAttnFwd(h.qb, h[`kc${l}`], h[`vc${l}`], h.att, null, 1, 1, pos + 1, cfg.numHeads, cfg.numKvHeads, cfg.headDim);
-        }
-        c.cudaDecodeGemv(h.att, true, null, 0, Q, pl.o, 0, 5, null, pf?.o, ef);
-        c.cudaDecodeGemv(h.x, false, w.postNorm, eps, D, pl.gu, 0, 5, null, pf?.gu, ef);
-        c.cudaDecodeGemv(h.gate, false, null, 0, I, pl.down, 0, 5, h.up, pf?.down, ef);
-        continue;
-      }
       c.cudaDecodeGemv(h.x, false, w.inputNorm, eps, D, pl.qkv, 0, this.gemvKernel);
       const aq = a.q_proj, ak = a.k_proj, av = a.v_proj;
       c.cudaDecodeQkvEpi(h.q, h.k, h.v, aq.t, ak.t, av.t, aq.B, ak.B, av.B, aq.r, ak.r, av.r, this.cosAt[pos], this.sinAt[pos],
@@ -379,6 +389,28 @@ export class GpuDecoder {
     c.cublasGemmBf16(false, true, 1, cfg.vocabSize, D, h.lnf, this.w.lmHead, h.logits, 1, 0, true);
   }
 
+  /** The folded plan's 5 launches per layer: GEMV q/k/v (+ B·t), attention (+ RoPE, cache rows), GEMV o (x +=), gate/up, down (SwiGLU staged, x +=). */
+  private foldedLayers(pos: number): void {
+    const c = this.c, cfg = this.w.config, h = this.arena.h, plan = this.v4!;
+    const D = cfg.hiddenSize, I = cfg.intermediateSize, Q = cfg.numHeads * cfg.headDim, eps = cfg.rmsNormEps;
+    for (let l = 0; l < cfg.numLayers; l++) {
+      const w = this.w.layers[l], pl = plan[l];
+      const pf = this.prefetchNext ? pl.pf : null, ef = this.evictFirst;
+      c.cudaDecodeGemv(h.x, false, w.inputNorm, eps, D, pl.qkv, 0, 5, null, pf?.qkv, ef);
+      if (this.attnFused) {
+        c.cudaDecodeAttn(h.q, h.k, h.v, this.cosAt[pos], this.sinAt[pos], h[`kc${l}`], h[`vc${l}`], pos, cfg.numHeads,
+          cfg.numKvHeads, cfg.headDim, h.att);
+      } else {
+        c.cudaDecodeQkvEpi(h.q, h.k, h.v, null, null, null, null, null, null, 0, 0, 0, this.cosAt[pos], this.sinAt[pos],
+          cfg.numHeads, cfg.numKvHeads, cfg.headDim, h.qb, this.kAt[l][pos], this.vAt[l][pos]);
+        c.cudaAttnFwd(h.qb, h[`kc${l}`], h[`vc${l}`], h.att, null, 1, 1, pos + 1, cfg.numHeads, cfg.numKvHeads, cfg.headDim);
+      }
+      c.cudaDecodeGemv(h.att, true, null, 0, Q, pl.o, 0, 5, null, pf?.o, ef);
+      c.cudaDecodeGemv(h.x, false, w.postNorm, eps, D, pl.gu, 0, 5, null, pf?.gu, ef);
+      c.cudaDecodeGemv(h.gate, false, null, 0, I, pl.down, 0, 5, h.up, pf?.down, ef);
+    }
+  }
+
   /** Whether token steps run the fused v4 path. */
   get fused(): boolean { return this.variant === 4 && this.v4 !== null; }
 
@@ -391,6 +423,7 @@ export class GpuDecoder {
   }
 
   free(): void {
+    if (this.persistPlan !== null) { this.c.cudaDecodePlanFree(this.persistPlan); this.persistPlan = null; }
     for (const g of [...this.graphs, ...this.greedyGraphs]) if (g) this.c.cudaGraphFree(g);
     this.graphs = [];
     this.greedyGraphs = [];
