@@ -68,8 +68,9 @@ if (args.includes('--trace')) {
     const d = new GpuDecoder(c, gw, withLora ? lora : null, prompt.length + 40, 6);
     if (!d.persistent) { log('--trace: the persistent plan could not be built'); process.exit(1); }
     greedyDecode(d, prompt, 30);
-    const plan = d.persistPlan, info = c.cudaDecodePlanTrace(plan, null), n = info.phases * info.grid * 3;
+    const plan = d.persistPlan, info = c.cudaDecodePlanTrace(plan, null), K = 6, n = info.phases * info.grid * K;
     const tb = c.cudaAlloc(n * 8);
+    c.cudaUpload(tb, new BigUint64Array(n));  // stamps a block does not take (no dense tile, no packed item) stay 0
     c.cudaDecodePlanTrace(plan, tb);
     d.step(prompt[0]);
     c.cudaSync();
@@ -77,22 +78,27 @@ if (args.includes('--trace')) {
     c.cudaDownload(tb, raw);
     c.cudaDecodePlanTrace(plan, null);
     c.cudaFree(tb);
-    const G = info.grid, at = (i, b, k) => Number(raw[(i * G + b) * 3 + k] - raw[0]) / 1000;
+    const G = info.grid, t0 = raw[0], at = (i, b, k) => raw[(i * G + b) * K + k] === 0n ? NaN : Number(raw[(i * G + b) * K + k] - t0) / 1000;
     const kinds = ['q/k/v', 'attention', 'o', 'gate/up', 'down'], per = kinds.map(() => []);
+    const medOf = (a) => { const v = a.filter((x) => !Number.isNaN(x)).sort((x, y) => x - y); return v.length ? v[v.length >> 1] : NaN; };
     for (let i = 0; i + 1 < info.phases; i++) {
-      const bs = [...Array(G).keys()], st = bs.map((b) => at(i, b, 0)), en = bs.map((b) => at(i, b, 1)), ar = bs.map((b) => at(i, b, 2));
+      const bs = [...Array(G).keys()], st = bs.map((b) => at(i, b, 0)), en = bs.map((b) => at(i, b, 4)), ar = bs.map((b) => at(i, b, 5));
       const nx = bs.map((b) => at(i + 1, b, 0)), work = bs.map((b) => en[b] - st[b]).sort((x, y) => x - y);
       const lastEnd = en.indexOf(Math.max(...en));
+      // GEMV sub-intervals (median over blocks): staging x, the dense (LoRA A) tiles, the wait for the first stage, the packed items
+      const sub = (k0, k1) => medOf(bs.map((b) => at(i, b, k1) - at(i, b, k0)));
       per[i % 5].push({ period: Math.min(...nx) - Math.min(...st), workMed: work[G >> 1], workMax: work[G - 1], skew: Math.max(...st) - Math.min(...st),
-        barrier: Math.min(...nx) - Math.max(...ar), lastArrive: ar[lastEnd] - en[lastEnd] });
+        barrier: Math.min(...nx) - Math.max(...ar), lastArrive: ar[lastEnd] - en[lastEnd],
+        stageX: sub(0, 1), dense: sub(1, 2), firstWait: sub(2, 3), packed: sub(3, 4) });
     }
     const med = (a) => { const v = [...a].sort((x, y) => x - y); return v[v.length >> 1]; };
-    log(`trace, ${withLora ? 'rank-64 adapter' : 'no adapter'} (one token, µs, median over layers): phase | period | work median / max | start spread | barrier | last block's arrive + prologue`);
+    log(`trace, ${withLora ? 'rank-64 adapter' : 'no adapter'} (one token, µs, median over layers): phase | period | work median / max | start spread | barrier | last block's arrive + prologue || work split (block medians): stage x | dense tiles | first-stage wait | packed items`);
     let tot = 0;
     per.forEach((rows, k) => {
       const f = (key) => med(rows.map((r) => r[key])).toFixed(2);
       tot += rows.reduce((a, r) => a + r.period, 0);
-      log(`  ${kinds[k].padEnd(10)} | ${f('period')} | ${f('workMed')} / ${f('workMax')} | ${f('skew')} | ${f('barrier')} | ${f('lastArrive')}`);
+      log(`  ${kinds[k].padEnd(10)} | ${f('period')} | ${f('workMed')} / ${f('workMax')} | ${f('skew')} | ${f('barrier')} | ${f('lastArrive')}` +
+        (k === 1 ? '' : ` || ${f('stageX')} | ${f('dense')} | ${f('firstWait')} | ${f('packed')}`));
     });
     log(`  all phases: ${(tot / 1000).toFixed(3)} ms per token`);
     d.free();

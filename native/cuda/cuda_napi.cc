@@ -302,17 +302,20 @@ struct IdTable {
 };
 IdTable g_graphs{"graph"}, g_events{"event"};
 
+// The end of a recording (graph capture, decode plan): the handle it returns, kept in `table` under a new id.
+napi_value recorded_id(napi_env env, const char* (*end)(void**), IdTable& table) {
+  void* x = nullptr;
+  if (!check(env, end(&x))) return nullptr;
+  return make_number(env, table.add(x));
+}
+
 // CUDA graphs: cudaGraphBegin() starts capturing the stream every kernel goes to; cudaGraphEnd() -> id of the
 // instantiated graph; cudaGraphLaunch(id) replays it; cudaGraphFree(id).
 napi_value js_graph_begin(napi_env env, napi_callback_info) {
   check(env, cuda_graph_begin());
   return nullptr;
 }
-napi_value js_graph_end(napi_env env, napi_callback_info) {
-  void* x = nullptr;
-  if (!check(env, cuda_graph_end(&x))) return nullptr;
-  return make_number(env, g_graphs.add(x));
-}
+napi_value js_graph_end(napi_env env, napi_callback_info) { return recorded_id(env, cuda_graph_end, g_graphs); }
 napi_value js_graph_launch(napi_env env, napi_callback_info info) {
   Args a(env, info, "cudaGraphLaunch");
   void* x;
@@ -999,11 +1002,7 @@ napi_value js_decode_plan_begin(napi_env env, napi_callback_info) {
   check(env, cuda_decode_plan_begin());
   return nullptr;
 }
-napi_value js_decode_plan_end(napi_env env, napi_callback_info) {
-  void* p = nullptr;
-  if (!check(env, cuda_decode_plan_end(&p))) return nullptr;
-  return make_number(env, g_plans.add(p));
-}
+napi_value js_decode_plan_end(napi_env env, napi_callback_info) { return recorded_id(env, cuda_decode_plan_end, g_plans); }
 napi_value js_decode_plan_run(napi_env env, napi_callback_info info) {
   Args a(env, info, "cudaDecodePlanRun");
   void* p;
@@ -1014,7 +1013,7 @@ napi_value js_decode_plan_run(napi_env env, napi_callback_info info) {
   check(env, cuda_decode_plan_run(p, (int)pos, static_cast<const float*>(cs.ptr), static_cast<const float*>(sn.ptr)));
   return nullptr;
 }
-// cudaDecodePlanTrace(id, buf | null) -> { phases, grid }: runs of the plan write u64 stamps [phases][grid][3] into buf
+// cudaDecodePlanTrace(id, buf | null) -> { phases, grid }: runs of the plan write u64 stamps [phases][grid][6] into buf (decode.cu kTraceStamps)
 napi_value js_decode_plan_trace(napi_env env, napi_callback_info info) {
   Args a(env, info, "cudaDecodePlanTrace");
   void* p;

@@ -608,8 +608,18 @@ __device__ __forceinline__ void v5_prologue(const DParams& p, const V5Smem& m, V
 // The x-dependent part of a v5 GEMV (after the prologue and the wait for x): stage x, the dense tiles (LoRA A first,
 // counted in *tready), the packed items through the ring with B·t folded into their reductions. PERSIST: x, the
 // accumulated y and the t vectors may come from other blocks of the same launch (loads through L2).
+// %globaltimer (benchmarks: the persistent kernel's trace)
+__device__ __forceinline__ void gstamp(unsigned long long* at) {
+  if (at && threadIdx.x == 0) {
+    unsigned long long t;
+    asm volatile("mov.u64 %0, %%globaltimer;" : "=l"(t));
+    *at = t;
+  }
+}
+
 template <bool PERSIST>
-__device__ __forceinline__ void v5_main(const DParams& p, const V5Smem& m, V5State& st, unsigned* tready_ctr, uint64_t pol) {
+__device__ __forceinline__ void v5_main(const DParams& p, const V5Smem& m, V5State& st, unsigned* tready_ctr, uint64_t pol,
+                                        unsigned long long* ts = nullptr) {
   const int in = p.in, ntiles = p.first[p.nseg], nch = (in + kChunk - 1) / kChunk;
   const int kcMax = in < kChunk ? in : kChunk, rowB = v5_row_bytes(kcMax), szB = v5_sz_bytes(kcMax);
   const int stageB = kTile * (rowB + szB);
@@ -621,6 +631,7 @@ __device__ __forceinline__ void v5_main(const DParams& p, const V5Smem& m, V5Sta
   stage_x<PERSIST>(p, 0, xs, m.slot, m.imgh, m.rs_s, [&] {
     while (st.nprod < kStages && st.prod.tile < ntiles) v5_produce_next(p, m, st, pol);
   });
+  if (ts) gstamp(ts + 1);
   // the next launch's weights, queued behind this block's own first stages (the copy engine takes them in order)
   if (!PERSIST) prefetch_next(p);
 
@@ -735,6 +746,7 @@ __device__ __forceinline__ void v5_main(const DParams& p, const V5Smem& m, V5Sta
     }
   }
 
+  if (ts) gstamp(ts + 2);
   // packed items through the ring
   float acc[kMmaTiles][2];
   for (int k = 0; st.cons.tile < ntiles; k++) {
@@ -751,6 +763,7 @@ __device__ __forceinline__ void v5_main(const DParams& p, const V5Smem& m, V5Sta
     uint32_t bq[2][2] = {{0u, 0u}, {0u, 0u}};
     if (last && S.B) load_b(S, r0, bq);  // in flight while the item is computed
     mbar_wait(&m.full[s], (kk / kStages) & 1u);
+    if (ts && k == 0) gstamp(ts + 3);
     const uint8_t* stg = m.stages + s * stageB;
     const uint8_t* sz0 = stg + kTile * rowB;
     for (int sp = warp; sp < nspc; sp += kDWarps) {
@@ -1021,6 +1034,8 @@ __device__ __forceinline__ void grid_wait(const unsigned* ctr, unsigned n) {
 
 // sync: [0] barrier arrivals, [1] blocks done, [2 + i] the t-ready count of phase i; all zero between launches (the
 // last block out resets them). attnOff: byte offset of the attention scratch in dynamic shared memory.
+// trace stamps per phase and block: start, x staged, dense tiles done, first stage landed, end of work, arrived + next prologue
+constexpr int kTraceStamps = 6;
 __global__ void __launch_bounds__(kDThreads, 1) decode_persist_kernel(const DPhase* __restrict__ ph, int nph, int maxIn, int pos,
                                                                       const float* cs, const float* sn, unsigned* sync, int npre,
                                                                       int attnOff, unsigned long long* trace) {
@@ -1057,12 +1072,13 @@ __global__ void __launch_bounds__(kDThreads, 1) decode_persist_kernel(const DPha
   }
   unsigned nbar = 0;
   // trace (benchmarks): per phase and block, %globaltimer at the phase's start, at the end of its work, and once the
-  // block has arrived and issued the next GEMV's prologue — [nph][grid][3] ns
+  // block has arrived and issued the next GEMV's prologue; in between (GEMVs) x staged, dense tiles done, first stage
+  // landed — [nph][grid][kTraceStamps] ns
   auto stamp = [&](int i, int k) {
     if (trace && threadIdx.x == 0) {
       unsigned long long t;
       asm volatile("mov.u64 %0, %%globaltimer;" : "=l"(t));
-      trace[((size_t)i * gridDim.x + blockIdx.x) * 3 + k] = t;
+      trace[((size_t)i * gridDim.x + blockIdx.x) * kTraceStamps + k] = t;
     }
   };
   for (int i = 0; i < nph; i++) {
@@ -1078,9 +1094,9 @@ __global__ void __launch_bounds__(kDThreads, 1) decode_persist_kernel(const DPha
         else attn_body<8, kDWarps>(e, blockIdx.x, attn_sm);
       }
     } else {
-      v5_main<true>(pb[buf], m, st, sync + 2 + i, 0);
+      v5_main<true>(pb[buf], m, st, sync + 2 + i, 0, trace ? trace + ((size_t)i * gridDim.x + blockIdx.x) * kTraceStamps : nullptr);
     }
-    stamp(i, 1);
+    stamp(i, 4);
     if (i + 1 == nph) break;
     grid_arrive(sync);
     if (ng <= i) {  // the next GEMV's weights in flight while the other blocks finish phase i
@@ -1091,7 +1107,7 @@ __global__ void __launch_bounds__(kDThreads, 1) decode_persist_kernel(const DPha
         v5_prologue(pb[buf], m, st, npre, 0);
       }
     }
-    stamp(i, 2);
+    stamp(i, 5);
     grid_wait(sync, ++nbar);
   }
   __syncthreads();
@@ -1262,7 +1278,7 @@ const char* cuda_decode_plan_run(void* plan, int pos, const float* cs, const flo
 const char* cuda_decode_plan_trace(void* plan, void* trace, size_t bytes, int* grid) {
   auto* P = static_cast<DecodePlanImpl*>(plan);
   *grid = P->grid;
-  if (trace && bytes < (size_t)P->nph * P->grid * 3 * 8) return "cudaDecodePlanTrace: the buffer needs nph × grid × 3 u64";
+  if (trace && bytes < (size_t)P->nph * P->grid * kTraceStamps * 8) return "cudaDecodePlanTrace: the buffer needs nph × grid × 6 u64";
   P->trace = static_cast<unsigned long long*>(trace);
   return nullptr;
 }
