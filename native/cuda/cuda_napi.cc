@@ -308,6 +308,16 @@ napi_value recorded_id(napi_env env, const char* (*end)(void**), IdTable& table)
   if (!check(env, end(&x))) return nullptr;
   return make_number(env, table.add(x));
 }
+// Frees the handle under the id in argument 0 (graph, decode plan) and drops the id.
+napi_value free_id(napi_env env, napi_callback_info info, const char* name, IdTable& table, const char* (*release)(void*)) {
+  Args a(env, info, name);
+  void* x;
+  uint32_t id = 0;
+  if (!table.get(a, 0, &x, &id)) return nullptr;
+  table.m.erase(id);
+  check(env, release(x));
+  return nullptr;
+}
 
 // CUDA graphs: cudaGraphBegin() starts capturing the stream every kernel goes to; cudaGraphEnd() -> id of the
 // instantiated graph; cudaGraphLaunch(id) replays it; cudaGraphFree(id).
@@ -322,15 +332,7 @@ napi_value js_graph_launch(napi_env env, napi_callback_info info) {
   if (g_graphs.get(a, 0, &x)) check(env, cuda_graph_launch(x));
   return nullptr;
 }
-napi_value js_graph_free(napi_env env, napi_callback_info info) {
-  Args a(env, info, "cudaGraphFree");
-  void* x;
-  uint32_t id = 0;
-  if (!g_graphs.get(a, 0, &x, &id)) return nullptr;
-  g_graphs.m.erase(id);
-  check(env, cuda_graph_free(x));
-  return nullptr;
-}
+napi_value js_graph_free(napi_env env, napi_callback_info info) { return free_id(env, info, "cudaGraphFree", g_graphs, cuda_graph_free); }
 
 // Events for profiling: cudaEventNew() -> id, cudaEventRecord(id), cudaEventMs(a, b) -> ms, cudaEventFree(id).
 napi_value js_event_new(napi_env env, napi_callback_info) {
@@ -1029,13 +1031,7 @@ napi_value js_decode_plan_trace(napi_env env, napi_callback_info info) {
   return o;
 }
 napi_value js_decode_plan_free(napi_env env, napi_callback_info info) {
-  Args a(env, info, "cudaDecodePlanFree");
-  void* p;
-  uint32_t id = 0;
-  if (!g_plans.get(a, 0, &p, &id)) return nullptr;
-  g_plans.m.erase(id);
-  check(env, cuda_decode_plan_free(p));
-  return nullptr;
+  return free_id(env, info, "cudaDecodePlanFree", g_plans, cuda_decode_plan_free);
 }
 
 // cudaArgmaxF32(x, n, id, ids | null, slot)   id: int32 [1] = argmax x (first index of the max); ids[slot] = it too
