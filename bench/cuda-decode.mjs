@@ -61,8 +61,9 @@ if (profile) {
 }
 // --trace: one token of the persistent plan (kernel 6, rank-64 adapter) with %globaltimer stamps per phase and block,
 // summarised per phase kind (median over the layers, µs): the phase's period, its blocks' work (median / max), the spread
-// of their starts, the time from the last block's arrival to the first block's release (the barrier) and from the
-// last block's end of work to its arrival (arrive + next prologue).
+// of their starts, "barrier" = the next phase's first start − the latest stamp after arrive + next prologue (negative:
+// blocks were released while a block still issued its prologue), the last-finishing block's end of work → that stamp
+// (arrive + next prologue), and for GEMVs the block medians of x staging, dense tiles, first-stage wait, packed items.
 if (args.includes('--trace')) {
   for (const withLora of [true, false]) {
     const d = new GpuDecoder(c, gw, withLora ? lora : null, prompt.length + 40, 6);
@@ -91,11 +92,10 @@ if (args.includes('--trace')) {
         barrier: Math.min(...nx) - Math.max(...ar), lastArrive: ar[lastEnd] - en[lastEnd],
         stageX: sub(0, 1), dense: sub(1, 2), firstWait: sub(2, 3), packed: sub(3, 4) });
     }
-    const med = (a) => { const v = [...a].sort((x, y) => x - y); return v[v.length >> 1]; };
     log(`trace, ${withLora ? 'rank-64 adapter' : 'no adapter'} (one token, µs, median over layers): phase | period | work median / max | start spread | barrier | last block's arrive + prologue || work split (block medians): stage x | dense tiles | first-stage wait | packed items`);
     let tot = 0;
     per.forEach((rows, k) => {
-      const f = (key) => med(rows.map((r) => r[key])).toFixed(2);
+      const f = (key) => medOf(rows.map((r) => r[key])).toFixed(2);
       tot += rows.reduce((a, r) => a + r.period, 0);
       log(`  ${kinds[k].padEnd(10)} | ${f('period')} | ${f('workMed')} / ${f('workMax')} | ${f('skew')} | ${f('barrier')} | ${f('lastArrive')}` +
         (k === 1 ? '' : ` || ${f('stageX')} | ${f('dense')} | ${f('firstWait')} | ${f('packed')}`));

@@ -1184,7 +1184,7 @@ const char* launch_pdl(void (*kern)(Exp...), unsigned grid, unsigned block, size
 
 // The phases recorded between cuda_decode_plan_begin and _end (null: not recording).
 std::vector<DPhase>* g_rec = nullptr;
-int g_rec_maxIn = 0, g_rec_maxHd = 0, g_rec_maxPos = 0;
+int g_rec_maxIn = 0, g_rec_maxHd = 0, g_rec_maxHq = 0, g_rec_maxPos = 0;
 
 struct DecodePlanImpl {
   DPhase* dev = nullptr;
@@ -1208,7 +1208,7 @@ bool coop_on() {
 const char* cuda_decode_plan_begin() {
   if (g_rec) return "cudaDecodePlanBegin: already recording";
   g_rec = new std::vector<DPhase>();
-  g_rec_maxIn = g_rec_maxHd = 0;
+  g_rec_maxIn = g_rec_maxHd = g_rec_maxHq = 0;
   g_rec_maxPos = 1 << 30;
   return nullptr;
 }
@@ -1247,6 +1247,10 @@ const char* cuda_decode_plan_end(void** out) {
   if (perSm < 1) {
     delete P;
     return "cudaDecodePlanEnd: the persistent kernel cannot be resident (occupancy 0)";
+  }
+  if (g_rec_maxHq > sms) {  // the attention phases run a head per block
+    delete P;
+    return "cudaDecodePlanEnd: more attention heads than SMs (a head per block)";
   }
   P->grid = sms;  // one block per SM, all resident (the grid barriers need every block running)
   LB_CUDA(cudaMalloc(&P->dev, sizeof(DPhase) * phases.size()));
@@ -1406,19 +1410,19 @@ const char* cuda_decode_qkv_epi(const DecodeQkv& e) {
 
 const char* cuda_decode_attn(const DecodeAttn& e) {
   if (e.Hkv < 1 || e.Hq % e.Hkv != 0) return "cudaDecodeAttn: Hq must be a multiple of Hkv";
+  if (e.hd != 64 && e.hd != 128 && e.hd != 256) return "cudaDecodeAttn: head dim must be 64, 128 or 256";
   if (g_rec) {
-    if (e.hd != 64 && e.hd != 128 && e.hd != 256) return "cudaDecodeAttn: head dim must be 64, 128 or 256";
     DPhase ph{};
     ph.kind = 1;
     ph.a = e;
     g_rec->push_back(ph);
     if (e.hd > g_rec_maxHd) g_rec_maxHd = e.hd;
+    if (e.Hq > g_rec_maxHq) g_rec_maxHq = e.Hq;
     return nullptr;
   }
   if (e.hd == 64) return launch_pdl(decode_attn_kernel<2>, (unsigned)e.Hq, 256, 0, e);
   if (e.hd == 128) return launch_pdl(decode_attn_kernel<4>, (unsigned)e.Hq, 256, 0, e);
-  if (e.hd == 256) return launch_pdl(decode_attn_kernel<8>, (unsigned)e.Hq, 256, 0, e);
-  return "cudaDecodeAttn: head dim must be 64, 128 or 256";
+  return launch_pdl(decode_attn_kernel<8>, (unsigned)e.Hq, 256, 0, e);
 }
 
 const char* cuda_argmax_f32(const float* x, int n, int* id, int* ids, int slot) {

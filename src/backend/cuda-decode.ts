@@ -73,7 +73,7 @@ export interface NativeCudaDecode extends NativeCuda {
   cudaDecodePlanEnd(): number;
   cudaDecodePlanRun(plan: number, pos: number, cos: number, sin: number): void;
   cudaDecodePlanFree(plan: number): void;
-  /** Benchmarks: runs of the plan write %globaltimer stamps (u64 [phases][grid][3]: start, work done, arrived) into trace (null: off). */
+  /** Benchmarks: runs of the plan write %globaltimer stamps (u64 [phases][grid][6]: start, x staged, dense tiles done, first stage landed, work done, arrived + next prologue) into trace (null: off). */
   cudaDecodePlanTrace(plan: number, trace: number | null): { phases: number; grid: number };
   /** Greedy sampling on the device: id int32 [1] = argmax x f32 [n] (first index of the maximum); ids[slot] = it too. */
   cudaArgmaxF32(x: number, n: number, id: number, ids: number | null, slot: number): void;
