@@ -7,7 +7,7 @@ import assert from 'node:assert/strict';
 import { Rng } from '../src/tensor.js';
 import { gpuEngine, gpuUnavailable, type GpuEngine } from '../src/model/gpu/engine.js';
 import { uploadPacked, bf16ToF32, f32ToBf16 } from '../src/backend/cuda.js';
-import { decodeSegRanges, decodeSlotRound, type DecodeSeg } from '../src/backend/cuda-decode.js';
+import { decodeOwnStagedX, decodeSegRanges, decodeSlotRound, type DecodeSeg } from '../src/backend/cuda-decode.js';
 import { quantizeRTN } from '../src/quant/rtn.js';
 import { dequantize } from '../src/quant/dequant.js';
 import { rmsnormForwardRef } from '../src/model/ops/rmsnorm.js';
@@ -52,8 +52,10 @@ for (const [inF, group] of [[4096, 64], [11008, 64], [2048, 128]] as const) {
         c.cudaSync();
         let xn = x;
         if (norm) { xn = new Float32Array(inF); rmsnormForwardRef(xn, new Float32Array(1), x, nw, 1, inF, 1e-5); }
-        const xr = new Float64Array(inF);
-        for (let j = 0; j < inF; j += 64) decodeSlotRound(xn, j, xr);
+        // kernel 5 rounds x·normW and scales the row sums by 1/rms (decode.cu stage_own); v4 rounds the normalized x
+        let xr: Float64Array = new Float64Array(inF);
+        if (kernel === 5 && group === 64) xr = decodeOwnStagedX(x, norm ? nw : null, 1e-5);
+        else for (let j = 0; j < inF; j += 64) decodeSlotRound(xn, j, xr);
         packs.forEach((p, i) => {
           const W = dequantize(p), y = down(c, outs[i], p.out), twin = new Float64Array(p.out), ref = new Float64Array(p.out);
           for (let o = 0; o < p.out; o++) for (let k = 0; k < inF; k++) { twin[o] += W[o * inF + k] * xr[k]; ref[o] += W[o * inF + k] * xn[k]; }
@@ -166,8 +168,8 @@ for (const [inF, swiglu] of [[4096, false], [11008, true]] as const) {
       let xn: Float32Array;
       if (swiglu) xn = g.map((v, i) => Math.fround(Math.fround(v / (1 + Math.exp(-v))) * u[i]));
       else { xn = new Float32Array(inF); rmsnormForwardRef(xn, new Float32Array(1), g, nw, 1, inF, 1e-5); }
-      const xr = new Float64Array(inF);
-      for (let j = 0; j < inF; j += 64) decodeSlotRound(xn, j, xr);
+      const xr = swiglu ? new Float64Array(inF) : decodeOwnStagedX(g, nw, 1e-5);  // kernel 5's staging (stage_own)
+      if (swiglu) for (let j = 0; j < inF; j += 64) decodeSlotRound(xn, j, xr);
       const tRef = ranks.map((r, i) => Float64Array.from({ length: r }, (_, o) => { let s = 0; for (let k = 0; k < inF; k++) s += As[i][o * inF + k] * xn[k]; return s; }));
       ranks.forEach((r, i) => {
         const e = relErr(down(c, ts[i], r), tRef[i]);

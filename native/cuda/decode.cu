@@ -64,6 +64,12 @@ struct DParams {
   int tlen, nprodTiles, prodmask;  // floats of shared t; tiles of the segments that produce a t; those segments (bits)
   DecodePf pf[kDecodeMaxPf];       // v5: L2 prefetches of the next launch's weights (see cuda_decode_gemv)
   int npf, evf;                    // their count; evf: own code copies with L2::evict_first
+  // kernel-5 benchmark probes (LOWBIT_DECODE_V5_PROBE, bits; wrong results by design): 1 no wait for the t vectors,
+  // 2 no SwiGLU in the staging (x2 ignored), 4 no dense (LoRA A) tiles and no t wait, 8 no staging of x at all,
+  // 16 x loaded but no slot pass (no fp16 image), 32 no x loads (constants) but the norm and the slot pass
+  int probe5;
+  int poff[kDecodeMaxSegs];  // own staging: each t-producing segment's first row in g_tpart
+  int own;  // kernel 5: stage_own (each warp its own spans; rstd applied to the row sums), else stage_x (LOWBIT_DECODE_STAGE=block)
 };
 
 // Programmatic dependent launch (sm_90): a kernel lets the next one in the stream start launching right away
@@ -228,7 +234,10 @@ __device__ __forceinline__ void stage_x(const DParams& p, int probe, float* xs, 
 #pragma unroll
       for (int k = 0; k < kPass; k++) {
         const int q = q0 + k * kDThreads + tid;
-        if (q < nq) {
+        if (probe == 8) {
+          xr[k] = make_uint4(0x3f800000u ^ (q & 0xffff), 0x3f000000u, 0x3e800000u ^ tid, 0x3f400000u);
+          wv[k] = make_float4(1.f, 1.f, 1.f, 1.f);
+        } else if (q < nq) {
           if (p.x_bf16) {
             const uint2 u = CG ? __ldcg(reinterpret_cast<const uint2*>(xb) + q) : __ldg(reinterpret_cast<const uint2*>(xb) + q);
             xr[k] = make_uint4(u.x, u.y, 0u, 0u);
@@ -617,6 +626,113 @@ __device__ __forceinline__ void gstamp(unsigned long long* at) {
   }
 }
 
+// Own staging's LoRA t: the partial A·x̃ of every t row over each warp index's spans ([row][warp], rows of all t-producing
+// segments of a launch, p.poff), written by lane 0 of the warp that computed it and summed by the consumers in wait_t.
+constexpr int kTPartRows = 512;
+__device__ float g_tpart[kTPartRows * 16];
+
+// Kernel 5's staging: each warp stages only the spans it consumes — v5_main gives warp w span w of every 4096-input
+// chunk, i.e. inputs 256·(w + 16k) … (lane l: 8 consecutive inputs at 256·(w + 16k) + 8l, the same 8-input chunk
+// c = tid + 512k the dense tiles give thread tid). x̃ = x·normw (RMSNorm's rstd is NOT applied here: the GEMV is linear
+// in x̃, so reduce_store scales the finished row sums), silu(x)·x2 or x → xs (f32, the dense tiles), the fp16 image and
+// the slot sums; Σx² of the warp's inputs → rs_s[warp]. No block barrier: a warp starts on its first item as soon as its
+// own x is in (device run 65: staging cost ~15 µs per layer with the block-wide version, ~3.7 µs per GEMV).
+template <bool CG, class AfterLoads>
+__device__ __forceinline__ void stage_own(const DParams& p, float* xs, float4* slot, __half* imgh, float* rs_s, AfterLoads&& after_loads) {
+  constexpr int kMaxOwn = 3;  // spans per warp in one round of loads (in ≤ 12288 takes one round)
+  const int nsp = p.in / 256, lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+  const float* xf = static_cast<const float*>(p.x);
+  const uint16_t* xb = static_cast<const uint16_t*>(p.x);
+  const float* wsrc = p.normw ? p.normw : p.x2;
+  float ss = 0.f;
+  bool first = true;
+  for (int sp0 = warp; sp0 < nsp || first; sp0 += kMaxOwn * kDWarps) {
+    uint4 xr[kMaxOwn][2];
+    float4 wv[kMaxOwn][2];
+#pragma unroll
+    for (int k = 0; k < kMaxOwn; k++) {
+      const int sp = sp0 + k * kDWarps, i0 = sp * 256 + 8 * lane;  // first of the lane's 8 inputs
+      if (sp < nsp) {
+        if (p.x_bf16) {
+          xr[k][0] = CG ? __ldcg(reinterpret_cast<const uint4*>(xb + i0)) : __ldg(reinterpret_cast<const uint4*>(xb + i0));
+        } else {
+          xr[k][0] = CG ? __ldcg(reinterpret_cast<const uint4*>(xf + i0)) : __ldg(reinterpret_cast<const uint4*>(xf + i0));
+          xr[k][1] = CG ? __ldcg(reinterpret_cast<const uint4*>(xf + i0 + 4)) : __ldg(reinterpret_cast<const uint4*>(xf + i0 + 4));
+        }
+        if (wsrc) {
+#pragma unroll
+          for (int h = 0; h < 2; h++)
+            wv[k][h] = CG && !p.normw ? __ldcg(reinterpret_cast<const float4*>(wsrc + i0) + h) : __ldg(reinterpret_cast<const float4*>(wsrc + i0) + h);
+        }
+      }
+    }
+    if (first) after_loads();  // with x's loads in flight (see v5_main)
+    first = false;
+#pragma unroll
+    for (int k = 0; k < kMaxOwn; k++) {
+      const int sp = sp0 + k * kDWarps;
+      if (sp >= nsp) continue;  // warp-uniform
+      float v[8];
+      if (p.x_bf16) {
+        const uint4 u = xr[k][0];
+        v[0] = bf_lo(u.x); v[1] = bf_hi(u.x); v[2] = bf_lo(u.y); v[3] = bf_hi(u.y);
+        v[4] = bf_lo(u.z); v[5] = bf_hi(u.z); v[6] = bf_lo(u.w); v[7] = bf_hi(u.w);
+      } else {
+#pragma unroll
+        for (int h = 0; h < 2; h++) {
+          const uint4 u = xr[k][h];
+          v[4 * h] = __uint_as_float(u.x); v[4 * h + 1] = __uint_as_float(u.y); v[4 * h + 2] = __uint_as_float(u.z); v[4 * h + 3] = __uint_as_float(u.w);
+        }
+      }
+      float m = 0.f;
+#pragma unroll
+      for (int q = 0; q < 8; q++) {
+        ss = fmaf(v[q], v[q], ss);
+        if (wsrc) {
+          const float4 w4 = wv[k][q >> 2];
+          const float w = (q & 3) == 0 ? w4.x : (q & 3) == 1 ? w4.y : (q & 3) == 2 ? w4.z : w4.w;
+          v[q] = p.x2 ? v[q] / (1.f + expf(-v[q])) * w : v[q] * w;  // silu(g)·u as swiglu_epi_kernel computes it
+        }
+        m = fmaxf(m, fabsf(v[q]));
+      }
+#pragma unroll
+      for (int o = 4; o > 0; o >>= 1) m = fmaxf(m, __shfl_xor_sync(0xffffffffu, m, o));
+      const int E = m > 0.f ? 14 - (int)(((__float_as_uint(m) >> 23) & 0xff) - 126) : 0;  // m < 2^ex, ex = exponent + 1
+      const int j = sp * 4 + (lane >> 3), sub = lane & 7;  // the lane's slot and its 8-input part of it
+      float bias = 0.f, xsum = 0.f;
+#pragma unroll
+      for (int q = 0; q < 8; q++) {
+        const int c = 8 * sub + q, tt = c >> 4, i = c & 15, pp = i & 7, hi = i >> 3, e = pp <= 4 ? pp : pp - 5;
+        const __half hv = __float2half_rn(v[q] * pow2(E - 2 * e));
+        const float f = __half2float(hv);
+        bias = fmaf(1024.f, f, bias);
+        xsum = fmaf(pow2(2 * e), f, xsum);
+        imgh[(j * 32 + tt * 8 + pp) * 2 + hi] = hv;
+      }
+      reinterpret_cast<float4*>(xs)[(sp * 256 + 8 * lane) / 4] = make_float4(v[0], v[1], v[2], v[3]);
+      reinterpret_cast<float4*>(xs)[(sp * 256 + 8 * lane) / 4 + 1] = make_float4(v[4], v[5], v[6], v[7]);
+#pragma unroll
+      for (int o = 4; o > 0; o >>= 1) {
+        bias += __shfl_xor_sync(0xffffffffu, bias, o);
+        xsum += __shfl_xor_sync(0xffffffffu, xsum, o);
+      }
+      if (sub == 0) slot[j] = make_float4(bias, xsum, pow2(-E), 0.f);
+    }
+  }
+#pragma unroll
+  for (int o = 16; o > 0; o >>= 1) ss += __shfl_xor_sync(0xffffffffu, ss, o);
+  if (lane == 0) rs_s[warp] = ss;
+  __syncwarp();
+}
+// RMSNorm's 1/rms from the warps' Σx² (rs_s, complete once every warp has passed a block barrier after stage_own).
+__device__ __forceinline__ float own_rstd(const DParams& p, const float* rs_s) {
+  if (!p.normw) return 1.f;
+  float v = 0.f;
+#pragma unroll
+  for (int w = 0; w < kDWarps; w++) v += rs_s[w];
+  return rsqrtf(v / (float)p.in + p.eps);
+}
+
 template <bool PERSIST>
 __device__ __forceinline__ void v5_main(const DParams& p, const V5Smem& m, V5State& st, unsigned* tready_ctr, uint64_t pol,
                                         unsigned long long* ts = nullptr) {
@@ -628,9 +744,18 @@ __device__ __forceinline__ void v5_main(const DParams& p, const V5Smem& m, V5Sta
   const uint4* img4 = reinterpret_cast<const uint4*>(m.imgh);
   // the rest of the stages once x's loads are issued: behind ~130 KB of copies per SM, x's loads took ~3 µs to return
   // (device run 28: 18 % of the stall samples on the first use of x)
-  stage_x<PERSIST>(p, 0, xs, m.slot, m.imgh, m.rs_s, [&] {
+  if (!PERSIST && (p.probe5 & 8)) {
     while (st.nprod < kStages && st.prod.tile < ntiles) v5_produce_next(p, m, st, pol);
-  });
+    __syncthreads();
+  } else if (PERSIST || p.own) {  // the persistent kernel takes stage_own only (both would spill)
+    stage_own<PERSIST>(p, xs, m.slot, m.imgh, m.rs_s, [&] {
+      while (st.nprod < kStages && st.prod.tile < ntiles) v5_produce_next(p, m, st, pol);
+    });
+  } else {
+    stage_x<PERSIST>(p, (p.probe5 & 16) ? 6 : (p.probe5 & 32) ? 8 : 0, xs, m.slot, m.imgh, m.rs_s, [&] {
+      while (st.nprod < kStages && st.prod.tile < ntiles) v5_produce_next(p, m, st, pol);
+    });
+  }
   if (ts) gstamp(ts + 1);
   // the next launch's weights, queued behind this block's own first stages (the copy engine takes them in order)
   if (!PERSIST) prefetch_next(p);
@@ -650,10 +775,11 @@ __device__ __forceinline__ void v5_main(const DParams& p, const V5Smem& m, V5Sta
   };
   // reduction of a tile's partials (red[par]): rows w and w + 16 of the tile by warp w, + B·t where the segment has a B
   auto reduce_store = [&](const DecodeSeg& S, int si, int r0, int rowsInTile, const uint32_t (&bq)[2][2]) {
+    const float rs = PERSIST || p.own ? own_rstd(p, m.rs_s) : 1.f;  // stage_own leaves RMSNorm's 1/rms to the row sums
 #pragma unroll
     for (int h = 0; h < 2; h++) {
       const int r = warp + 16 * h;
-      float v = lane < kDWarps ? m.red[par][lane][r] : 0.f;
+      float v = lane < kDWarps ? m.red[par][lane][r] * rs : 0.f;
       if (S.B) {
         const float* ts = m.t_s + p.toff[si];
 #pragma unroll
@@ -674,16 +800,31 @@ __device__ __forceinline__ void v5_main(const DParams& p, const V5Smem& m, V5Sta
   };
   // block-uniform: wait until every t-producing tile is done, then stage the t vectors (read through L2: written by
   // other blocks of this launch)
-  bool tready = p.tlen == 0;
+  bool tready = p.tlen == 0 || (p.probe5 & 4);
+  // own staging (not PERSIST): the t rows are per-warp partials in g_tpart, each producing warp counted once per tile
+  const bool tpart = !PERSIST && p.own;
   auto wait_t = [&] {
-    if (tid == 0)
-      while (ld_acquire_gpu(tready_ctr) < (unsigned)p.nprodTiles) {}
+    if (tid == 0 && !(p.probe5 & 1))
+      while (ld_acquire_gpu(tready_ctr) < (unsigned)p.nprodTiles * (tpart ? kDWarps : 1u)) {}
     __syncthreads();
+    const float rs = tpart ? own_rstd(p, m.rs_s) : 1.f;
     for (int s = 0; s < p.nseg; s++) {
       const DecodeSeg& S = p.seg[s];
       if (!S.B) continue;
       const float* tsrc = p.seg[S.tseg].y;
-      for (int i = tid; i < S.r; i += kDThreads) m.t_s[p.toff[s] + i] = __ldcg(tsrc + i);
+      for (int i = tid; i < S.r; i += kDThreads) {
+        if (tpart) {
+          const float4* pp = reinterpret_cast<const float4*>(g_tpart + (size_t)(p.poff[S.tseg] + i) * kDWarps);
+          float v = 0.f;
+#pragma unroll
+          for (int q = 0; q < kDWarps / 4; q++) { const float4 u = __ldcg(pp + q); v += (u.x + u.y) + (u.z + u.w); }
+          v *= rs;
+          m.t_s[p.toff[s] + i] = v;
+          if (blockIdx.x == 0) p.seg[S.tseg].y[i] = v;  // the t rows as the launch's output too (tests, non-folded readers)
+        } else {
+          m.t_s[p.toff[s] + i] = __ldcg(tsrc + i);
+        }
+      }
     }
     __syncthreads();
     tready = true;
@@ -691,7 +832,7 @@ __device__ __forceinline__ void v5_main(const DParams& p, const V5Smem& m, V5Sta
 
   // dense tiles first (plain loads; their latency overlaps the copies in flight): the t producers (pass 0), then the
   // others (pass 1)
-  for (int pass = 0; pass < 2; pass++) {
+  for (int pass = (p.probe5 & 4) ? 2 : 0; pass < 2; pass++) {
     int mine = 0;
     for (int tile = blockIdx.x; tile < ntiles; tile += gridDim.x) {
       const int si = seg_of(p, tile);
@@ -732,8 +873,13 @@ __device__ __forceinline__ void v5_main(const DParams& p, const V5Smem& m, V5Sta
         float v = accd[r];
 #pragma unroll
         for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
-        if (lane == 0) m.red[par][warp][r] = v;
+        if (tpart && pass == 0) {  // a t row: this warp's partial, no block barrier (summed by wait_t)
+          if (lane == 0 && r0 + r < S.rows) g_tpart[(size_t)(p.poff[si] + r0 + r) * kDWarps + warp] = v;
+        } else if (lane == 0) {
+          m.red[par][warp][r] = v;
+        }
       }
+      if (tpart && pass == 0) continue;
       uint32_t bq[2][2] = {{0u, 0u}, {0u, 0u}};
       if (S.B) load_b(S, r0, bq);
       __syncthreads();
@@ -741,8 +887,12 @@ __device__ __forceinline__ void v5_main(const DParams& p, const V5Smem& m, V5Sta
       reduce_store(S, si, r0, kDenseTile, bq);
     }
     if (pass == 0 && mine > 0) {
-      __syncthreads();  // every warp's t rows written and fenced
-      if (tid == 0) atomicAdd(tready_ctr, (unsigned)mine);
+      if (tpart) {  // lane 0 wrote this warp's partials: its release add publishes them
+        if (lane == 0) red_release_add_gpu(tready_ctr, (unsigned)mine);
+      } else {
+        __syncthreads();  // every warp's t rows written and fenced
+        if (tid == 0) atomicAdd(tready_ctr, (unsigned)mine);
+      }
     }
   }
 
@@ -1317,6 +1467,12 @@ const char* cuda_decode_gemv(const DecodeSeg* segs, int nseg, int in, const void
   p.nseg = nseg; p.in = in; p.x = x; p.x_bf16 = x_bf16 ? 1 : 0; p.normw = normw; p.eps = eps; p.probe = probe; p.x2 = x2;
   if (x2 && (normw || x_bf16)) return "cudaDecodeGemv: SwiGLU staging (x2) takes an f32 x and no RMSNorm";
   p.magic = 0x64006400u;
+  if (const char* pe = getenv("LOWBIT_DECODE_V5_PROBE")) p.probe5 = atoi(pe);  // benchmarks only (DParams::probe5)
+  if (p.probe5 & 2) p.x2 = nullptr;
+  {
+    const char* st = getenv("LOWBIT_DECODE_STAGE");  // block: the block-wide staging of x (stage_x) for comparison
+    p.own = st && st[0] == 'b' ? 0 : 1;
+  }
   for (int i = 0; i < npf; i++) {
     if ((reinterpret_cast<uintptr_t>(pf[i].ptr) & 15) || (pf[i].bytes & 15)) return "cudaDecodeGemv: prefetch ranges must be 16-byte aligned";
     p.pf[i] = pf[i];
@@ -1341,6 +1497,7 @@ const char* cuda_decode_gemv(const DecodeSeg* segs, int nseg, int in, const void
   p.first[nseg] = tiles;
   // LoRA folded in (v5): consumers' t offsets, the producer segments and their tile count
   bool lora = false;
+  int prows = 0;  // rows of the t producers (g_tpart)
   for (int s = 0; s < nseg; s++) {
     const DecodeSeg& S = segs[s];
     if (!S.B) continue;
@@ -1353,10 +1510,12 @@ const char* cuda_decode_gemv(const DecodeSeg* segs, int nseg, int in, const void
     if (!((p.prodmask >> S.tseg) & 1)) {
       p.prodmask |= 1 << S.tseg;
       p.nprodTiles += (segs[S.tseg].rows + kDenseTile - 1) / kDenseTile;
+      p.poff[S.tseg] = prows;
+      prows += segs[S.tseg].rows;
     }
   }
   if (lora && !v5) return "cudaDecodeGemv: LoRA B·t in the launch needs kernel 5 and group 64";
-  if (p.tlen > kDecodeMaxT) return "cudaDecodeGemv: the LoRA ranks of one launch add up to more than 512";
+  if (p.tlen > kDecodeMaxT || prows > kTPartRows) return "cudaDecodeGemv: the LoRA ranks of one launch add up to more than 512";
   if (x2 && !v5) return "cudaDecodeGemv: SwiGLU staging (x2) needs kernel 5 and group 64";
   static int sms = 0, optin = 0;
   if (!sms) {
@@ -1377,7 +1536,7 @@ const char* cuda_decode_gemv(const DecodeSeg* segs, int nseg, int in, const void
   }
   if (smem + statics > (size_t)optin) return "cudaDecodeGemv: in too large for shared memory";
   if (g_rec) {  // recording a persistent plan: the GEMV becomes a phase
-    if (!v5 || probe) return "cudaDecodePlan: a recorded GEMV must run as kernel 5 (group 64, variant 5, no probe)";
+    if (!v5 || probe || p.probe5) return "cudaDecodePlan: a recorded GEMV must run as kernel 5 (group 64, variant 5, no probe)";
     DPhase ph{};
     ph.kind = 0;
     ph.g = p;

@@ -38,5 +38,9 @@ __device__ __forceinline__ unsigned ld_acquire_gpu(const unsigned* a) {
 __device__ __forceinline__ void st_release_gpu(unsigned* a, unsigned v) {
   asm volatile("st.release.gpu.global.u32 [%0], %1;\n" ::"l"(a), "r"(v) : "memory");
 }
+// A counter add that publishes this thread's earlier writes (no return value, no full fence).
+__device__ __forceinline__ void red_release_add_gpu(unsigned* a, unsigned v) {
+  asm volatile("red.release.gpu.global.add.u32 [%0], %1;\n" ::"l"(a), "r"(v) : "memory");
+}
 
 }  // namespace lowbit

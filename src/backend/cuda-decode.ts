@@ -108,6 +108,20 @@ export function decodeSlotRound(x: ArrayLike<number>, off: number, out: Float64A
   }
 }
 
+/**
+ * x as kernel 5 stages it for the packed segments (decode.cu stage_own): x̃ = x·normW in f32, rounded per slot of 64 by
+ * decodeSlotRound, times RMSNorm's 1/rms (which the kernel applies to the finished row sums) — v4 rounds the normalized
+ * x instead. normW null: plain decodeSlotRound of x.
+ */
+export function decodeOwnStagedX(x: ArrayLike<number>, normW: ArrayLike<number> | null, eps: number): Float64Array {
+  const n = x.length, xw = new Float32Array(n), out = new Float64Array(n);
+  let ss = 0;
+  for (let i = 0; i < n; i++) { ss += x[i] * x[i]; xw[i] = normW ? Math.fround(x[i] * normW[i]) : x[i]; }
+  for (let j = 0; j < n; j += 64) decodeSlotRound(xw, j, out);
+  if (normW) { const rstd = 1 / Math.sqrt(ss / n + eps); for (let i = 0; i < n; i++) out[i] *= rstd; }
+  return out;
+}
+
 /** Round to the nearest fp16 value (ties to even), subnormals included; |x| beyond the fp16 range → ±Infinity. */
 export function roundF16(x: number): number {
   if (!Number.isFinite(x) || x === 0) return x;

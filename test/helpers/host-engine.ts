@@ -6,7 +6,7 @@
 // It lets CI run the GPU model's orchestration (arenas, views, grouped adapters, decoder, graphs, the RILQ
 // objective through the trainer) against the CPU model; the kernels themselves are tested on the GPU machine.
 import { bf16ToF32, f32ToBf16 } from '../../src/backend/cuda.js';
-import { decodeSlotRound, type DecodeSeg } from '../../src/backend/cuda-decode.js';
+import { decodeOwnStagedX, decodeSlotRound, type DecodeSeg } from '../../src/backend/cuda-decode.js';
 import type { GpuEngine } from '../../src/model/gpu/engine.js';
 import type { QuantDesc } from '../../src/backend/cuda.js';
 import { attentionBackwardRef, attentionForwardRef } from '../../src/backend/kernels.js';
@@ -113,14 +113,16 @@ export function hostEngine(): HostEngine {
       for (let sp = 0; sp < n / 16; sp++) for (let j = 0; j < 4; j++) for (let t = 0; t < 4; t++) o[sp * 16 + t * 4 + j] = src[sp * 16 + j * 4 + t];
     },
     cudaDecodeGemv: (x: number, xBf16: boolean, normW: number | null, eps: number, inF: number, segs: DecodeSeg[], _probe?: number,
-      _kernel?: number, x2?: number | null, prefetch?: { buf: number; bytes: number }[] | null) => {
+      kernel?: number, x2?: number | null, prefetch?: { buf: number; bytes: number }[] | null) => {
       // prefetch changes no result; its ranges are still checked as the addon does
       for (const r of prefetch ?? []) { get(r.buf, r.bytes); if (r.bytes % 16 !== 0) throw new Error('cudaDecodeGemv: prefetch bytes % 16'); }
       let xv: Float32Array = xBf16 ? bfRead(x, inF) : f32(x, inF).slice();
+      // kernel 5 (group 64 everywhere) stages x̃ = x·normW and scales the row sums by 1/rms (decodeOwnStagedX); v4 rounds RMSNorm(x)·normW
+      const own = (kernel === 5 || kernel === 6) && segs.every((sg) => 'w' in sg || sg.desc.group === 64);
+      const xr = own && normW ? decodeOwnStagedX(xv, f32(normW, inF), eps) : new Float64Array(inF);
       if (normW) { const y = new Float32Array(inF); rmsnormForwardRef(y, new Float32Array(1), xv, f32(normW, inF), 1, inF, eps); xv = y; }
       if (x2) { const u = f32(x2, inF); xv = xv.map((g, i) => Math.fround(Math.fround(g / (1 + Math.exp(-g))) * u[i])); }
-      const xr = new Float64Array(inF);
-      for (let j = 0; j < inF; j += 64) decodeSlotRound(xv, j, xr);
+      if (!(own && normW)) for (let j = 0; j < inF; j += 64) decodeSlotRound(xv, j, xr);
       // the t producers (segments another one names as tseg) first, as the kernel does
       const order = segs.map((_, i) => i).sort((a, b) => Number(!segs.some((s) => s.tseg === a)) - Number(!segs.some((s) => s.tseg === b)));
       for (const k of order) {
