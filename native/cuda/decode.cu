@@ -69,7 +69,6 @@ struct DParams {
   // 16 x loaded but no slot pass (no fp16 image), 32 no x loads (constants) but the norm and the slot pass
   int probe5;
   int poff[kDecodeMaxSegs];  // own staging: each t-producing segment's first row in g_tpart
-  int own;  // kernel 5: stage_own (each warp its own spans; rstd applied to the row sums), else stage_x (LOWBIT_DECODE_STAGE=block)
 };
 
 // Programmatic dependent launch (sm_90): a kernel lets the next one in the stream start launching right away
@@ -461,7 +460,7 @@ __global__ void __launch_bounds__(kDThreads, 1) dgemv_kernel(DParams p) {
 // for its input x, so up to 3 tiles (~130 KB) per SM are in flight while the warps stage x and compute.
 // A work item is a 32-row tile × a chunk of ≤ 4096 inputs (in = 11008: 3 chunks). Dense segments (LoRA A factors)
 // take 2-row tiles (a 32-row bf16 tile is 256 KB, an 8-row one 64 KB: the blocks holding them finished last) and plain loads, first.
-constexpr int kStages = 3, kChunk = 4096, kDenseTile = 2, kDensePre = 3;  // kDensePre: chunks of 8 inputs per thread
+constexpr int kStages = 3, kChunk = 4096, kDenseTile = 2, kDensePre = 1;  // kDensePre: chunks of 8 inputs per thread (3 spilled: 32–48 B in the kernel-5 loop, ~9 % slower decode, run 66)
 
 __host__ __device__ constexpr int v5_row_bytes(int kc) { return kc / 4 + ((kc / 4) % 128 == 0 ? 64 : 0); }  // ≡ 64 mod 128: 8 rows g → 4 wavefronts
 __host__ __device__ constexpr int v5_sz_bytes(int kc) { return kc / 16 + ((kc / 256) % 2 == 0 ? 16 : 0); }  // odd multiple of 16 B
@@ -744,18 +743,9 @@ __device__ __forceinline__ void v5_main(const DParams& p, const V5Smem& m, V5Sta
   const uint4* img4 = reinterpret_cast<const uint4*>(m.imgh);
   // the rest of the stages once x's loads are issued: behind ~130 KB of copies per SM, x's loads took ~3 µs to return
   // (device run 28: 18 % of the stall samples on the first use of x)
-  if (!PERSIST && (p.probe5 & 8)) {
+  stage_own<PERSIST>(p, xs, m.slot, m.imgh, m.rs_s, [&] {
     while (st.nprod < kStages && st.prod.tile < ntiles) v5_produce_next(p, m, st, pol);
-    __syncthreads();
-  } else if (PERSIST || p.own) {  // the persistent kernel takes stage_own only (both would spill)
-    stage_own<PERSIST>(p, xs, m.slot, m.imgh, m.rs_s, [&] {
-      while (st.nprod < kStages && st.prod.tile < ntiles) v5_produce_next(p, m, st, pol);
-    });
-  } else {
-    stage_x<PERSIST>(p, (p.probe5 & 16) ? 6 : (p.probe5 & 32) ? 8 : 0, xs, m.slot, m.imgh, m.rs_s, [&] {
-      while (st.nprod < kStages && st.prod.tile < ntiles) v5_produce_next(p, m, st, pol);
-    });
-  }
+  });
   if (ts) gstamp(ts + 1);
   // the next launch's weights, queued behind this block's own first stages (the copy engine takes them in order)
   if (!PERSIST) prefetch_next(p);
@@ -775,7 +765,7 @@ __device__ __forceinline__ void v5_main(const DParams& p, const V5Smem& m, V5Sta
   };
   // reduction of a tile's partials (red[par]): rows w and w + 16 of the tile by warp w, + B·t where the segment has a B
   auto reduce_store = [&](const DecodeSeg& S, int si, int r0, int rowsInTile, const uint32_t (&bq)[2][2]) {
-    const float rs = PERSIST || p.own ? own_rstd(p, m.rs_s) : 1.f;  // stage_own leaves RMSNorm's 1/rms to the row sums
+    const float rs = own_rstd(p, m.rs_s);  // stage_own leaves RMSNorm's 1/rms to the row sums
 #pragma unroll
     for (int h = 0; h < 2; h++) {
       const int r = warp + 16 * h;
@@ -802,7 +792,7 @@ __device__ __forceinline__ void v5_main(const DParams& p, const V5Smem& m, V5Sta
   // other blocks of this launch)
   bool tready = p.tlen == 0 || (p.probe5 & 4);
   // own staging (not PERSIST): the t rows are per-warp partials in g_tpart, each producing warp counted once per tile
-  const bool tpart = !PERSIST && p.own;
+  const bool tpart = !PERSIST;
   auto wait_t = [&] {
     if (tid == 0 && !(p.probe5 & 1))
       while (ld_acquire_gpu(tready_ctr) < (unsigned)p.nprodTiles * (tpart ? kDWarps : 1u)) {}
@@ -1469,10 +1459,6 @@ const char* cuda_decode_gemv(const DecodeSeg* segs, int nseg, int in, const void
   p.magic = 0x64006400u;
   if (const char* pe = getenv("LOWBIT_DECODE_V5_PROBE")) p.probe5 = atoi(pe);  // benchmarks only (DParams::probe5)
   if (p.probe5 & 2) p.x2 = nullptr;
-  {
-    const char* st = getenv("LOWBIT_DECODE_STAGE");  // block: the block-wide staging of x (stage_x) for comparison
-    p.own = st && st[0] == 'b' ? 0 : 1;
-  }
   for (int i = 0; i < npf; i++) {
     if ((reinterpret_cast<uintptr_t>(pf[i].ptr) & 15) || (pf[i].bytes & 15)) return "cudaDecodeGemv: prefetch ranges must be 16-byte aligned";
     p.pf[i] = pf[i];
