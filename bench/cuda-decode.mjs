@@ -112,16 +112,13 @@ const pfModes = opt('--prefetch', '0').split(',').map(Number);
 // --kernels 5,6: the folded plan's GEMV kernel for variant 4 — 5 = a launch per GEMV / attention, 6 = every layer in one
 // persistent launch per token (decode.cu decode_persist_kernel)
 const kernels = opt('--kernels', '5,6').split(',').map(Number);
-// --v5probes 0,1,2,4,8: kernel 5 with benchmark probes (decode.cu DParams::probe5; wrong tokens by design): 1 no wait for
-// the LoRA t vectors, 2 no SwiGLU in down's staging, 4 no LoRA A tiles, 8 no x staging — upper bounds of what removing each costs
+// --v5probes 0,1,2,4: kernel 5 with benchmark probes (decode.cu DParams::probe5; wrong tokens by design): 1 no wait for
+// the LoRA t vectors, 2 no SwiGLU in down's staging, 4 no LoRA A tiles — upper bounds of what removing each costs
 const v5probes = opt('--v5probes', '0').split(',').map(Number);
-// --stages own,block: kernel 5's staging of x — each warp its own spans (default) or block-wide (LOWBIT_DECODE_STAGE=block)
-const stages = opt('--stages', 'own').split(',');
 for (const withLora of gemvOnly ? [] : [true, false]) {
   for (const variant of variants) for (const kernel of variant === 4 ? kernels : [0]) for (const mode of modes) for (const pfMode of pfModes)
-  for (const probe of kernel === 5 ? v5probes : [0]) for (const stage of kernel === 5 ? stages : ['own']) {
+  for (const probe of kernel === 5 ? v5probes : [0]) {
     if (kernel === 6 && pfMode !== 0) continue;  // the persistent kernel streams the next phase's weights itself
-    if (stage === 'block') process.env.LOWBIT_DECODE_STAGE = 'block'; else delete process.env.LOWBIT_DECODE_STAGE;
     if (probe) process.env.LOWBIT_DECODE_V5_PROBE = String(probe); else delete process.env.LOWBIT_DECODE_V5_PROBE;
     const d = new GpuDecoder(c, gw, withLora ? lora : null, prompt.length + N + 1, variant === 4 ? kernel : undefined);
     d.variant = variant;
@@ -138,18 +135,18 @@ for (const withLora of gemvOnly ? [] : [true, false]) {
       const s = (performance.now() - t0) / 1000;
       const tps = N / s, perTok = d.bytesPerToken(prompt.length + N / 2);
       const bound = BW / perTok;
-      const r = { lora: withLora, variant, kernel, probe, stage, persistent: d.persistent, mode, prefetch: pfMode, captureSeconds: d.captureSeconds, tokensPerS: tps, msPerToken: 1000 / tps, bytesPerToken: perTok, boundTokensPerS: bound, ofBound: tps / bound, first: out.slice(0, 8) };
+      const r = { lora: withLora, variant, kernel, probe, persistent: d.persistent, mode, prefetch: pfMode, captureSeconds: d.captureSeconds, tokensPerS: tps, msPerToken: 1000 / tps, bytesPerToken: perTok, boundTokensPerS: bound, ofBound: tps / bound, first: out.slice(0, 8) };
       res.runs.push(r);
-      log(`${withLora ? 'rank-64 LoRA unmerged' : 'no adapter         '} GEMV v${variant}${variant === 4 ? ` k${kernel}${d.persistent ? ' (persistent)' : ''}${probe ? ` probe ${probe}` : ''}${kernel === 5 ? ` stage ${stage}` : ''}` : ''} ${mode.padEnd(5)} prefetch ${pfMode}: ${tps.toFixed(1)} tok/s (${r.msPerToken.toFixed(2)} ms/token), bound ${bound.toFixed(0)} tok/s (${(perTok / 1e6).toFixed(0)} MB/token) → ${(100 * r.ofBound).toFixed(1)} %`);
+      log(`${withLora ? 'rank-64 LoRA unmerged' : 'no adapter         '} GEMV v${variant}${variant === 4 ? ` k${kernel}${d.persistent ? ' (persistent)' : ''}${probe ? ` probe ${probe}` : ''}` : ''} ${mode.padEnd(5)} prefetch ${pfMode}: ${tps.toFixed(1)} tok/s (${r.msPerToken.toFixed(2)} ms/token), bound ${bound.toFixed(0)} tok/s (${(perTok / 1e6).toFixed(0)} MB/token) → ${(100 * r.ofBound).toFixed(1)} %`);
     } catch (e) {
       res.runs.push({ lora: withLora, variant, kernel, mode, prefetch: pfMode, error: String(e) });
       log(`${withLora ? 'lora' : 'base'} v${variant} ${mode}: ${e}`);
-    } finally { d.free(); delete process.env.LOWBIT_DECODE_V5_PROBE; delete process.env.LOWBIT_DECODE_STAGE; }
+    } finally { d.free(); delete process.env.LOWBIT_DECODE_V5_PROBE; }
   }
 }
 // the persistent launch must decode the same tokens as the launch-per-phase plan
 for (const r6 of res.runs.filter((r) => r.kernel === 6 && r.first)) {
-  const r5 = res.runs.find((r) => r.kernel === 5 && !r.probe && r.stage === 'own' && r.lora === r6.lora && r.mode === r6.mode && r.first);
+  const r5 = res.runs.find((r) => r.kernel === 5 && !r.probe && r.lora === r6.lora && r.mode === r6.mode && r.first);
   if (r5) log(`${r6.lora ? 'lora' : 'base'} ${r6.mode}: persistent ${(r6.tokensPerS / r5.tokensPerS).toFixed(3)}× the per-phase launches; first tokens ${r6.first.join(',') === r5.first.join(',') ? 'identical' : `DIFFER (${r6.first} vs ${r5.first})`}`);
 }
 // The GEMVs alone (no LoRA): v4 (one launch for q/k/v with the RMSNorm; one for gate/up) vs v3 (one launch per

@@ -65,8 +65,7 @@ struct DParams {
   DecodePf pf[kDecodeMaxPf];       // v5: L2 prefetches of the next launch's weights (see cuda_decode_gemv)
   int npf, evf;                    // their count; evf: own code copies with L2::evict_first
   // kernel-5 benchmark probes (LOWBIT_DECODE_V5_PROBE, bits; wrong results by design): 1 no wait for the t vectors,
-  // 2 no SwiGLU in the staging (x2 ignored), 4 no dense (LoRA A) tiles and no t wait, 8 no staging of x at all,
-  // 16 x loaded but no slot pass (no fp16 image), 32 no x loads (constants) but the norm and the slot pass
+  // 2 no SwiGLU in the staging (x2 ignored), 4 no dense (LoRA A) tiles and no t wait
   int probe5;
   int poff[kDecodeMaxSegs];  // own staging: each t-producing segment's first row in g_tpart
 };
@@ -233,10 +232,7 @@ __device__ __forceinline__ void stage_x(const DParams& p, int probe, float* xs, 
 #pragma unroll
       for (int k = 0; k < kPass; k++) {
         const int q = q0 + k * kDThreads + tid;
-        if (probe == 8) {
-          xr[k] = make_uint4(0x3f800000u ^ (q & 0xffff), 0x3f000000u, 0x3e800000u ^ tid, 0x3f400000u);
-          wv[k] = make_float4(1.f, 1.f, 1.f, 1.f);
-        } else if (q < nq) {
+        if (q < nq) {
           if (p.x_bf16) {
             const uint2 u = CG ? __ldcg(reinterpret_cast<const uint2*>(xb) + q) : __ldg(reinterpret_cast<const uint2*>(xb) + q);
             xr[k] = make_uint4(u.x, u.y, 0u, 0u);
