@@ -211,6 +211,34 @@ __device__ __forceinline__ void span_mma(float (&acc)[kMmaTiles][2], const uint4
   }
 }
 
+// The fp16 image of slot j (64 inputs) from its 8 lanes sub = 0..7, each holding inputs 8·sub … 8·sub + 7 in v: E from
+// the slot's max (so fp16 neither overflows nor underflows), x'·2^E·4^−e in fragment order, and the slot's sums
+// (1024·Σx', Σx̂', 2^−E) written by lane sub 0. on: the slot exists (all 8 lanes agree).
+__device__ __forceinline__ void slot_image(const float (&v)[8], int j, int sub, bool on, __half* imgh, float4* slot) {
+  float m = 0.f;
+#pragma unroll
+  for (int k = 0; k < 8; k++) m = fmaxf(m, fabsf(v[k]));
+#pragma unroll
+  for (int o = 4; o > 0; o >>= 1) m = fmaxf(m, __shfl_xor_sync(0xffffffffu, m, o));
+  const int E = m > 0.f ? 14 - (int)(((__float_as_uint(m) >> 23) & 0xff) - 126) : 0;  // m < 2^ex, ex = exponent + 1
+  float bias = 0.f, xsum = 0.f;
+#pragma unroll
+  for (int k = 0; k < 8; k++) {
+    const int c = 8 * sub + k, tt = c >> 4, i = c & 15, pp = i & 7, hi = i >> 3, e = pp <= 4 ? pp : pp - 5;
+    const __half hv = __float2half_rn(v[k] * pow2(E - 2 * e));
+    const float f = __half2float(hv);
+    bias = fmaf(1024.f, f, bias);
+    xsum = fmaf(pow2(2 * e), f, xsum);
+    if (on) imgh[(j * 32 + tt * 8 + pp) * 2 + hi] = hv;
+  }
+#pragma unroll
+  for (int o = 4; o > 0; o >>= 1) {
+    bias += __shfl_xor_sync(0xffffffffu, bias, o);
+    xsum += __shfl_xor_sync(0xffffffffu, xsum, o);
+  }
+  if (on && sub == 0) slot[j] = make_float4(bias, xsum, pow2(-E), 0.f);
+}
+
 // Stages x once per block: (1) coalesced loads, x·w into xs and Σx²; (2) per slot of 64 inputs: normalize, the fp16
 // image in fragment order, and the slot's sums (1024·Σx', Σx̂', 2^−E). Ends with a barrier.
 // CG: x (and x2) were written by other blocks of the same launch (the persistent decode kernel): loads through L2
@@ -284,35 +312,13 @@ __device__ __forceinline__ void stage_x(const DParams& p, int probe, float* xs, 
     const int j = j0 + (lane >> 3), sub = lane & 7;
     const bool on = j < nslot;
     float v[8];
-    float m = 0.f;
 #pragma unroll
     for (int k = 0; k < 8; k++) {
       const int i = j * 64 + 8 * sub + k;
       v[k] = on ? (p.normw ? xs[i] * rstd : xs[i]) : 0.f;
-      m = fmaxf(m, fabsf(v[k]));
+      if (on) xs[i] = v[k];
     }
-#pragma unroll
-    for (int o = 4; o > 0; o >>= 1) m = fmaxf(m, __shfl_xor_sync(0xffffffffu, m, o));
-    const int E = m > 0.f ? 14 - (int)(((__float_as_uint(m) >> 23) & 0xff) - 126) : 0;  // m < 2^ex, ex = exponent + 1
-    float bias = 0.f, xsum = 0.f;
-#pragma unroll
-    for (int k = 0; k < 8; k++) {
-      const int c = 8 * sub + k, tt = c >> 4, i = c & 15, pp = i & 7, hi = i >> 3, e = pp <= 4 ? pp : pp - 5;
-      const __half hv = __float2half_rn(v[k] * pow2(E - 2 * e));
-      const float f = __half2float(hv);
-      bias = fmaf(1024.f, f, bias);
-      xsum = fmaf(pow2(2 * e), f, xsum);
-      if (on) {
-        xs[j * 64 + c] = v[k];
-        imgh[(j * 32 + tt * 8 + pp) * 2 + hi] = hv;
-      }
-    }
-#pragma unroll
-    for (int o = 4; o > 0; o >>= 1) {
-      bias += __shfl_xor_sync(0xffffffffu, bias, o);
-      xsum += __shfl_xor_sync(0xffffffffu, xsum, o);
-    }
-    if (on && sub == 0) slot[j] = make_float4(bias, xsum, pow2(-E), 0.f);
+    slot_image(v, j, sub, on, imgh, slot);
   }
   __syncthreads();
 }
@@ -679,7 +685,6 @@ __device__ __forceinline__ void stage_own(const DParams& p, float* xs, float4* s
           v[4 * h] = __uint_as_float(u.x); v[4 * h + 1] = __uint_as_float(u.y); v[4 * h + 2] = __uint_as_float(u.z); v[4 * h + 3] = __uint_as_float(u.w);
         }
       }
-      float m = 0.f;
 #pragma unroll
       for (int q = 0; q < 8; q++) {
         ss = fmaf(v[q], v[q], ss);
@@ -688,30 +693,10 @@ __device__ __forceinline__ void stage_own(const DParams& p, float* xs, float4* s
           const float w = (q & 3) == 0 ? w4.x : (q & 3) == 1 ? w4.y : (q & 3) == 2 ? w4.z : w4.w;
           v[q] = p.x2 ? v[q] / (1.f + expf(-v[q])) * w : v[q] * w;  // silu(g)·u as swiglu_epi_kernel computes it
         }
-        m = fmaxf(m, fabsf(v[q]));
       }
-#pragma unroll
-      for (int o = 4; o > 0; o >>= 1) m = fmaxf(m, __shfl_xor_sync(0xffffffffu, m, o));
-      const int E = m > 0.f ? 14 - (int)(((__float_as_uint(m) >> 23) & 0xff) - 126) : 0;  // m < 2^ex, ex = exponent + 1
-      const int j = sp * 4 + (lane >> 3), sub = lane & 7;  // the lane's slot and its 8-input part of it
-      float bias = 0.f, xsum = 0.f;
-#pragma unroll
-      for (int q = 0; q < 8; q++) {
-        const int c = 8 * sub + q, tt = c >> 4, i = c & 15, pp = i & 7, hi = i >> 3, e = pp <= 4 ? pp : pp - 5;
-        const __half hv = __float2half_rn(v[q] * pow2(E - 2 * e));
-        const float f = __half2float(hv);
-        bias = fmaf(1024.f, f, bias);
-        xsum = fmaf(pow2(2 * e), f, xsum);
-        imgh[(j * 32 + tt * 8 + pp) * 2 + hi] = hv;
-      }
+      slot_image(v, sp * 4 + (lane >> 3), lane & 7, true, imgh, slot);  // the lane's slot and its 8-input part of it
       reinterpret_cast<float4*>(xs)[(sp * 256 + 8 * lane) / 4] = make_float4(v[0], v[1], v[2], v[3]);
       reinterpret_cast<float4*>(xs)[(sp * 256 + 8 * lane) / 4 + 1] = make_float4(v[4], v[5], v[6], v[7]);
-#pragma unroll
-      for (int o = 4; o > 0; o >>= 1) {
-        bias += __shfl_xor_sync(0xffffffffu, bias, o);
-        xsum += __shfl_xor_sync(0xffffffffu, xsum, o);
-      }
-      if (sub == 0) slot[j] = make_float4(bias, xsum, pow2(-E), 0.f);
     }
   }
 #pragma unroll
