@@ -9,7 +9,7 @@ import { Rng } from '../src/tensor.js';
 import { quantizeRTN } from '../src/quant/rtn.js';
 import { dequantize } from '../src/quant/dequant.js';
 import { f16BitsToF32 } from '../src/quant/f16.js';
-import { decodeSlotRound, roundF16 } from '../src/backend/cuda-decode.js';
+import { decodeOwnStagedX, decodeSlotRound, roundF16 } from '../src/backend/cuda-decode.js';
 import type { PackedTensor } from '../src/quant/types.js';
 import { relErr } from './helpers/gpu-model.js';
 
@@ -121,3 +121,24 @@ for (const [out, inF, group] of [[40, 512, 64], [16, 768, 128], [33, 256, 64]] a
     assert.ok(relErr(twin, ref) < 2e-3);
   });
 }
+
+// Kernel 5 stages x̃ = x·normW (fp16 per slot, like decodeSlotRound) and applies RMSNorm's 1/rms to the row sums:
+// its twin must equal decodeSlotRound without a norm, and stay within the fp16 rounding of the normalized x with one.
+test('decodeOwnStagedX (kernel 5 staging twin) = decodeSlotRound without RMSNorm, RMSNorm(x)·w within fp16 rounding with it', () => {
+  const rng = new Rng(7), n = 512;
+  const x = Float32Array.from({ length: n }, () => 3 * rng.normal()), w = Float32Array.from({ length: n }, () => 1 + 0.3 * rng.normal());
+  const plain = new Float64Array(n);
+  for (let j = 0; j < n; j += 64) decodeSlotRound(x, j, plain);
+  assert.deepEqual(decodeOwnStagedX(x, null, 1e-5), plain);
+  let ss = 0;
+  for (let i = 0; i < n; i++) ss += x[i] * x[i];
+  const rstd = 1 / Math.sqrt(ss / n + 1e-5), own = decodeOwnStagedX(x, w, 1e-5);
+  let worst = 0, moved = 0;
+  for (let i = 0; i < n; i++) {
+    const exact = x[i] * w[i] * rstd;
+    worst = Math.max(worst, Math.abs(own[i] - exact) / Math.max(Math.abs(exact), 1e-3));
+    if (own[i] !== exact) moved++;
+  }
+  assert.ok(worst < 2 ** -10, `relative error ${worst} beyond fp16 rounding`);
+  assert.ok(moved > n / 2, 'the twin rounds (most values moved by the fp16 image)');
+});
