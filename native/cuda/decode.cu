@@ -64,7 +64,7 @@ struct DParams {
   int tlen, nprodTiles, prodmask;  // floats of shared t; tiles of the segments that produce a t; those segments (bits)
   DecodePf pf[kDecodeMaxPf];       // v5: L2 prefetches of the next launch's weights (see cuda_decode_gemv)
   int npf, evf;                    // their count; evf: own code copies with L2::evict_first
-  // kernel-5 benchmark probes (LOWBIT_DECODE_V5_PROBE, bits; wrong results by design): 1 no wait for the t vectors,
+  // kernel-5 benchmark probes (cudaDecodeGemv's probe >> 4, bits; wrong results by design): 1 no wait for the t vectors,
   // 2 no SwiGLU in the staging (x2 ignored), 4 no dense (LoRA A) tiles and no t wait
   int probe5;
   int poff[kDecodeMaxSegs];  // own staging: each t-producing segment's first row in g_tpart
@@ -1438,7 +1438,9 @@ const char* cuda_decode_gemv(const DecodeSeg* segs, int nseg, int in, const void
   p.nseg = nseg; p.in = in; p.x = x; p.x_bf16 = x_bf16 ? 1 : 0; p.normw = normw; p.eps = eps; p.probe = probe; p.x2 = x2;
   if (x2 && (normw || x_bf16)) return "cudaDecodeGemv: SwiGLU staging (x2) takes an f32 x and no RMSNorm";
   p.magic = 0x64006400u;
-  if (const char* pe = getenv("LOWBIT_DECODE_V5_PROBE")) p.probe5 = atoi(pe);  // benchmarks only (DParams::probe5)
+  p.probe5 = probe >> 4;  // benchmarks only (DParams::probe5); the low 4 bits are v4's probes
+  probe &= 15;
+  p.probe = probe;
   if (p.probe5 & 2) p.x2 = nullptr;
   for (int i = 0; i < npf; i++) {
     if ((reinterpret_cast<uintptr_t>(pf[i].ptr) & 15) || (pf[i].bytes & 15)) return "cudaDecodeGemv: prefetch ranges must be 16-byte aligned";

@@ -39,7 +39,9 @@ export interface NativeCudaDecode extends NativeCuda {
    * y_s f32 [rows_s] (= or += with acc) = W_s·x̃ for every segment (≤ 8) in one launch; x̃ = RMSNorm(x)·normW when
    * normW is given (eps), else x. x f32 or (xBf16) bf16 [in]; in % 256 == 0. x̃ is rounded to fp16 (scaled per 64
    * inputs by a power of two) for the packed segments (~5e-4 relative), kept f32 for the dense ones. probe (benchmarks
-   * only, wrong results by design): 1 codes of rows 0..15 only (L2-resident), 2 loads without compute, 3 compute without loads.
+   * only, wrong results by design): 1 codes of rows 0..15 only (L2-resident), 2 loads without compute, 3 compute without loads;
+   * 16·b (kernel 5): the probe bits b of decode.cu DParams::probe5 (1 no wait for the t vectors, 2 no SwiGLU in the staging,
+   * 4 no LoRA-A tiles and no t wait).
    * kernel: 0 (default) = v4, each warp prefetching its next span item; 2 = v4 with the next two (spills); 5 = v5, the
    * codes streamed into shared memory by bulk copies (group 64 only; v4 otherwise). x2 (kernel 5, f32 [in], no normW):
    * x̃ = silu(x)·x2, the SwiGLU of gate x and up x2. prefetch (kernel 5, ≤ 16 ranges, 16-byte aligned, bytes % 16 == 0):
