@@ -241,9 +241,8 @@ __device__ __forceinline__ void slot_image(const float (&v)[8], int j, int sub, 
 
 // Stages x once per block: (1) coalesced loads, x·w into xs and Σx²; (2) per slot of 64 inputs: normalize, the fp16
 // image in fragment order, and the slot's sums (1024·Σx', Σx̂', 2^−E). Ends with a barrier.
-// CG: x (and x2) were written by other blocks of the same launch (the persistent decode kernel): loads through L2
-// (ld.global.cg), since the non-coherent path may hold lines this SM read in an earlier phase.
-template <bool CG = false, class AfterLoads>
+// v4 only (kernel 5 and the persistent kernel stage with stage_own).
+template <class AfterLoads>
 __device__ __forceinline__ void stage_x(const DParams& p, int probe, float* xs, float4* slot, __half* imgh, float* rs_s,
                                         AfterLoads&& after_loads) {
   const int in = p.in, nslot = in / 64;
@@ -262,14 +261,13 @@ __device__ __forceinline__ void stage_x(const DParams& p, int probe, float* xs, 
         const int q = q0 + k * kDThreads + tid;
         if (q < nq) {
           if (p.x_bf16) {
-            const uint2 u = CG ? __ldcg(reinterpret_cast<const uint2*>(xb) + q) : __ldg(reinterpret_cast<const uint2*>(xb) + q);
+            const uint2 u = __ldg(reinterpret_cast<const uint2*>(xb) + q);
             xr[k] = make_uint4(u.x, u.y, 0u, 0u);
           } else {
-            xr[k] = CG ? __ldcg(reinterpret_cast<const uint4*>(xf) + q) : __ldg(reinterpret_cast<const uint4*>(xf) + q);
+            xr[k] = __ldg(reinterpret_cast<const uint4*>(xf) + q);
           }
           const float* wsrc = p.normw ? p.normw : p.x2;
-          wv[k] = !wsrc ? make_float4(1.f, 1.f, 1.f, 1.f)
-                  : CG && !p.normw ? __ldcg(reinterpret_cast<const float4*>(wsrc) + q) : __ldg(reinterpret_cast<const float4*>(wsrc) + q);
+          wv[k] = wsrc ? __ldg(reinterpret_cast<const float4*>(wsrc) + q) : make_float4(1.f, 1.f, 1.f, 1.f);
         }
       }
       if (q0 == 0) after_loads();  // with x's loads in flight (see dgemv5_kernel)
@@ -914,8 +912,9 @@ __device__ __forceinline__ void v5_main(const DParams& p, const V5Smem& m, V5Sta
   st.ring += (uint32_t)st.nprod;
 }
 
-// LoRA folded into v5: the dense tiles of the t-producing segments (A·x) are done first and counted here; a block
-// waits for the count before its first y += B·t. Only touched after griddepcontrol.wait, when every earlier kernel of
+// LoRA folded into v5: the dense tiles of the t-producing segments (A·x) are done first and counted here (kernel 5: once
+// per warp and tile, see g_tpart; the persistent kernel: once per tile); a block waits for the count before its first
+// y += B·t. Only touched after griddepcontrol.wait, when every earlier kernel of
 // the stream has completed, and reset by the launch's last block: one pair serves every launch.
 __device__ unsigned g_tready = 0, g_exit = 0;
 
