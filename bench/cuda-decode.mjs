@@ -105,6 +105,67 @@ if (args.includes('--trace')) {
   }
   process.exit(0);
 }
+// --trace5: one token of kernel 5's folded plan (graph replay) with %globaltimer stamps per GEMV launch and block,
+// summarised per GEMV kind (median over layers, µs): period (this launch's first block start → the next GEMV's), span
+// (first start → last exit), start spread, block work median / max, the slowest block's stages, and the block medians
+// of: stage x | dense (LoRA A) tiles | packed items (with the first stage's wait) | exit (t-count reset).
+if (args.includes('--trace5')) {
+  if (typeof c.cudaDecodeGemvTrace !== 'function') { log('--trace5: this addon has no cudaDecodeGemvTrace'); process.exit(1); }
+  const K = 6, { stride: G } = c.cudaDecodeGemvTrace(null), maxL = 4 * cfg.numLayers + 8, n = maxL * G * K;
+  const tb = c.cudaAlloc(n * 8);
+  const medOf = (a) => { const v = a.filter((x) => !Number.isNaN(x)).sort((x, y) => x - y); return v.length ? v[v.length >> 1] : NaN; };
+  res.trace5 = {};
+  for (const withLora of [true, false]) {
+    const d = new GpuDecoder(c, gw, withLora ? lora : null, prompt.length + 40, 5);
+    d.useGraphs = true;
+    greedyDecode(d, prompt, 4); d.reset();
+    const P = 12, tok = (i) => prompt[i % prompt.length];
+    for (let i = 0; i < P; i++) d.step(tok(i), false);
+    c.cudaUpload(tb, new BigUint64Array(n));
+    c.cudaDecodeGemvTrace(tb);
+    d.step(tok(P), false);  // position P: captured with the stamps' addresses, and run
+    const { launches } = c.cudaDecodeGemvTrace(null);
+    d.reset();  // replay (warm graphs): the stamps of position P are overwritten
+    for (let i = 0; i < P; i++) d.step(tok(i), false);
+    c.cudaUpload(tb, new BigUint64Array(n));
+    d.step(tok(P), false);
+    c.cudaSync();
+    const raw = new BigUint64Array(n);
+    c.cudaDownload(tb, raw);
+    const L = Math.min(launches, maxL);
+    let t0 = null;
+    for (const v of raw) if (v !== 0n && (t0 === null || v < t0)) t0 = v;
+    const at = (i, b, k) => raw[(i * G + b) * K + k] === 0n ? NaN : Number(raw[(i * G + b) * K + k] - t0) / 1000;
+    const kinds = ['q/k/v', 'o', 'gate/up', 'down'], per = kinds.map(() => []);
+    const blocks = (i) => [...Array(G).keys()].filter((b) => !Number.isNaN(at(i, b, 0)));
+    for (let i = 0; i + 1 < L && i < 4 * cfg.numLayers; i++) {
+      const bs = blocks(i), st = bs.map((b) => at(i, b, 0)), ex = bs.map((b) => at(i, b, 5)), nx = blocks(i + 1).map((b) => at(i + 1, b, 0));
+      const work = bs.map((b) => at(i, b, 4) - at(i, b, 0)).sort((x, y) => x - y);
+      const slow = bs[ex.indexOf(Math.max(...ex))], sub = (k0, k1) => medOf(bs.map((b) => at(i, b, k1) - at(i, b, k0)));
+      per[i % 4].push({ period: Math.min(...nx) - Math.min(...st), span: Math.max(...ex) - Math.min(...st), skew: Math.max(...st) - Math.min(...st),
+        gapNext: Math.min(...nx) - Math.max(...ex), workMed: work[work.length >> 1], workMax: work[work.length - 1],
+        slowStart: at(i, slow, 0) - Math.min(...st), slowX: at(i, slow, 1) - at(i, slow, 0), slowDense: at(i, slow, 2) - at(i, slow, 1),
+        slowPacked: at(i, slow, 4) - at(i, slow, 2), stageX: sub(0, 1), dense: sub(1, 2), packed: sub(2, 4), exit: sub(4, 5) });
+    }
+    const tokenUs = L > 1 ? Math.max(...blocks(L - 1).map((b) => at(L - 1, b, 5))) - Math.min(...blocks(0).map((b) => at(0, b, 0))) : NaN;
+    log(`trace5, ${withLora ? 'rank-64 adapter' : 'no adapter'}: ${launches} kernel-5 launches, first start → last exit ${tokenUs.toFixed(1)} µs (µs, median over layers)`);
+    log('  GEMV     | period | span | start spread | gap to next | work med / max || slowest block: start, x, dense, packed || block medians: stage x | dense | packed | exit');
+    const sum = {};
+    per.forEach((rows, k) => {
+      const f = (key) => medOf(rows.map((r) => r[key]));
+      const o = Object.fromEntries(Object.keys(rows[0] ?? {}).map((key) => [key, f(key)]));
+      sum[kinds[k]] = o;
+      const x = (v) => v.toFixed(2);
+      log(`  ${kinds[k].padEnd(8)} | ${x(o.period)} | ${x(o.span)} | ${x(o.skew)} | ${x(o.gapNext)} | ${x(o.workMed)} / ${x(o.workMax)} || ${x(o.slowStart)}, ${x(o.slowX)}, ${x(o.slowDense)}, ${x(o.slowPacked)} || ${x(o.stageX)} | ${x(o.dense)} | ${x(o.packed)} | ${x(o.exit)}`);
+    });
+    res.trace5[withLora ? 'lora' : 'none'] = { launches, tokenUs, perKind: sum };
+    d.free();
+  }
+  c.cudaFree(tb);
+  const out = opt('--json');
+  if (out) writeFileSync(out, JSON.stringify(res, null, 1) + '\n');
+  process.exit(0);
+}
 const gemvOnly = args.includes('--gemv-only');
 const modes = (opt('--modes', 'eager,graph')).split(',');
 // --prefetch 0,1,2: the folded plan's L2 prefetch of the next launch's weights off (0), on (1), on + evict-first copies (2)

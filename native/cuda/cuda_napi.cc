@@ -1030,6 +1030,20 @@ napi_value js_decode_plan_trace(napi_env env, napi_callback_info info) {
   set_prop(env, o, "grid", make_number(env, grid));
   return o;
 }
+// cudaDecodeGemvTrace(buf | null) -> { launches, stride }: kernel-5 launches from now on write u64 stamps [launch][stride][6]
+// into buf; launches = those counted since the previous call
+napi_value js_decode_gemv_trace(napi_env env, napi_callback_info info) {
+  Args a(env, info, "cudaDecodeGemvTrace");
+  Buf t{nullptr};
+  if (!cuda_opt_buf_arg(a, 0, 8, &t)) return nullptr;
+  int launches = 0, stride = 0;
+  if (!check(env, cuda_decode_gemv_trace(t.ptr, t.bytes, &launches, &stride))) return nullptr;
+  napi_value o;
+  napi_create_object(env, &o);
+  set_prop(env, o, "launches", make_number(env, launches));
+  set_prop(env, o, "stride", make_number(env, stride));
+  return o;
+}
 napi_value js_decode_plan_free(napi_env env, napi_callback_info info) {
   return free_id(env, info, "cudaDecodePlanFree", g_plans, cuda_decode_plan_free);
 }
@@ -1110,6 +1124,7 @@ void register_cuda_quant(napi_env env, napi_value exports) {
   export_fn(env, exports, "cudaDecodePlanRun", js_decode_plan_run);
   export_fn(env, exports, "cudaDecodePlanFree", js_decode_plan_free);
   export_fn(env, exports, "cudaDecodePlanTrace", js_decode_plan_trace);
+  export_fn(env, exports, "cudaDecodeGemvTrace", js_decode_gemv_trace);
   export_fn(env, exports, "cudaArgmaxF32", js_argmax_f32);
   export_fn(env, exports, "cudaDecodeResidualEpi", js_decode_residual_epi);
   export_fn(env, exports, "cudaDecodeSwigluEpi", js_decode_swiglu_epi);

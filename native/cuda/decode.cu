@@ -68,6 +68,7 @@ struct DParams {
   // 2 no SwiGLU in the staging (x2 ignored), 4 no dense (LoRA A) tiles and no t wait
   int probe5;
   int poff[kDecodeMaxSegs];  // own staging: each t-producing segment's first row in g_tpart
+  unsigned long long* ts;    // benchmarks (cuda_decode_gemv_trace): this launch's %globaltimer stamps [grid][kTraceStamps]
 };
 
 // Programmatic dependent launch (sm_90): a kernel lets the next one in the stream start launching right away
@@ -522,6 +523,7 @@ struct V5Smem {
   float (*red)[kDWarps][kTile];
   float* rs_s;      // [kDWarps]
   float* t_s;       // [kDecodeMaxT] the t vectors of the LoRA consumer segments (p.toff)
+  unsigned* tpub;   // kernel 5: warps that have written their t partials (0 at the start of the launch)
 };
 __host__ __device__ constexpr size_t v5_dyn_bytes(int maxIn) {
   return (size_t)maxIn * 4 + (size_t)(maxIn / 64) * 16 + (size_t)maxIn * 2 + (size_t)kStages * v5_stage_bytes(maxIn < kChunk ? maxIn : kChunk);
@@ -537,6 +539,7 @@ __device__ __forceinline__ V5Smem v5_carve(float4* dsm, int maxIn, uint64_t* ful
   m.red = red;
   m.rs_s = rs_s;
   m.t_s = t_s;
+  m.tpub = nullptr;
   return m;
 }
 
@@ -616,7 +619,10 @@ __device__ __forceinline__ void v5_prologue(const DParams& p, const V5Smem& m, V
 // The x-dependent part of a v5 GEMV (after the prologue and the wait for x): stage x, the dense tiles (LoRA A first,
 // counted in *tready), the packed items through the ring with B·t folded into their reductions. PERSIST: x, the
 // accumulated y and the t vectors may come from other blocks of the same launch (loads through L2).
-// %globaltimer (benchmarks: the persistent kernel's trace)
+// trace stamps per phase (launch) and block: start, x staged, dense tiles done, first stage landed, end of work, then
+// (persistent kernel) arrived + next prologue or (kernel 5) exit
+constexpr int kTraceStamps = 6;
+// %globaltimer (benchmarks: the decode traces)
 __device__ __forceinline__ void gstamp(unsigned long long* at) {
   if (at && threadIdx.x == 0) {
     unsigned long long t;
@@ -718,6 +724,11 @@ __device__ __forceinline__ void v5_main(const DParams& p, const V5Smem& m, V5Sta
   const int kcMax = in < kChunk ? in : kChunk, rowB = v5_row_bytes(kcMax), szB = v5_sz_bytes(kcMax);
   const int stageB = kTile * (rowB + szB);
   const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5, g = lane >> 2, t = lane & 3;
+  // trace stamps: the persistent kernel passes ts; kernel 5's launch has p.ts (benchmarks)
+  auto stamp = [&](int k) {
+    if (ts) gstamp(ts + k);
+    else if (!PERSIST && p.ts) gstamp(p.ts + (size_t)blockIdx.x * kTraceStamps + k);
+  };
   float* xs = m.xs;
   const uint4* img4 = reinterpret_cast<const uint4*>(m.imgh);
   // the rest of the stages once x's loads are issued: behind ~130 KB of copies per SM, x's loads took ~3 µs to return
@@ -725,7 +736,7 @@ __device__ __forceinline__ void v5_main(const DParams& p, const V5Smem& m, V5Sta
   stage_own<PERSIST>(p, xs, m.slot, m.imgh, m.rs_s, [&] {
     while (st.nprod < kStages && st.prod.tile < ntiles) v5_produce_next(p, m, st, pol);
   });
-  if (ts) gstamp(ts + 1);
+  stamp(1);
   // the next launch's weights, queued behind this block's own first stages (the copy engine takes them in order)
   if (!PERSIST) prefetch_next(p);
 
@@ -831,11 +842,17 @@ __device__ __forceinline__ void v5_main(const DParams& p, const V5Smem& m, V5Sta
         for (int u = 0; u < kDensePre; u++, c += kDThreads)
           if (c < nc) fold(c, st.wpre[u]);
       }
-      for (; c < nc; c += kDThreads) {
-        uint4 w[kDenseTile];
+      for (; c < nc; c += 2 * kDThreads) {  // two chunks' loads in flight (in = 11008: both the preload leaves)
+        const bool two = c + kDThreads < nc;
+        uint4 w[kDenseTile], w2[kDenseTile];
 #pragma unroll
-        for (int r = 0; r < kDenseTile; r++) w[r] = __ldg(W + (size_t)min(r0 + r, S.rows - 1) * nc + c);
+        for (int r = 0; r < kDenseTile; r++) {
+          const uint4* wr = W + (size_t)min(r0 + r, S.rows - 1) * nc;
+          w[r] = __ldg(wr + c);
+          w2[r] = two ? __ldg(wr + c + kDThreads) : make_uint4(0, 0, 0, 0);
+        }
         fold(c, w);
+        if (two) fold(c + kDThreads, w2);
       }
 #pragma unroll
       for (int r = 0; r < kDenseTile; r++) {
@@ -856,8 +873,9 @@ __device__ __forceinline__ void v5_main(const DParams& p, const V5Smem& m, V5Sta
       reduce_store(S, si, r0, kDenseTile, bq);
     }
     if (pass == 0 && mine > 0) {
-      if (tpart) {  // lane 0 wrote this warp's partials: its release add publishes them
-        if (lane == 0) red_release_add_gpu(tready_ctr, (unsigned)mine);
+      if (tpart) {  // lane 0 wrote this warp's partials; the block's last warp to get here publishes all 16 warps' with one
+                    // gpu-scope release (each warp's own release add stalled it for the store's round trip)
+        if (lane == 0 && atom_add_acq_rel_cta(m.tpub, 1u) == kDWarps - 1) red_release_add_gpu(tready_ctr, (unsigned)(mine * kDWarps));
       } else {
         __syncthreads();  // every warp's t rows written and fenced
         if (tid == 0) atomicAdd(tready_ctr, (unsigned)mine);
@@ -865,7 +883,7 @@ __device__ __forceinline__ void v5_main(const DParams& p, const V5Smem& m, V5Sta
     }
   }
 
-  if (ts) gstamp(ts + 2);
+  stamp(2);
   // packed items through the ring
   float acc[kMmaTiles][2];
   for (int k = 0; st.cons.tile < ntiles; k++) {
@@ -882,7 +900,7 @@ __device__ __forceinline__ void v5_main(const DParams& p, const V5Smem& m, V5Sta
     uint32_t bq[2][2] = {{0u, 0u}, {0u, 0u}};
     if (last && S.B) load_b(S, r0, bq);  // in flight while the item is computed
     mbar_wait(&m.full[s], (kk / kStages) & 1u);
-    if (ts && k == 0) gstamp(ts + 3);
+    if (PERSIST && ts && k == 0) gstamp(ts + 3);  // (kernel 5 leaves this stamp out: inside the loop it costs spills)
     const uint8_t* stg = m.stages + s * stageB;
     const uint8_t* sz0 = stg + kTile * rowB;
     for (int sp = warp; sp < nspc; sp += kDWarps) {
@@ -924,13 +942,19 @@ __global__ void __launch_bounds__(kDThreads, 1) dgemv5_kernel(DParams p) {
   __shared__ float red[2][kDWarps][kTile];
   __shared__ float rs_s[kDWarps];
   __shared__ float t_s[kDecodeMaxT];
-  const V5Smem m = v5_carve(dsm, p.in, full, red, rs_s, t_s);
+  __shared__ unsigned tpub;
+  V5Smem m = v5_carve(dsm, p.in, full, red, rs_s, t_s);
+  m.tpub = &tpub;
   if (threadIdx.x == 0) {
+    tpub = 0;
     for (int s = 0; s < kStages; s++) mbar_init(&full[s], 1);
     asm volatile("fence.mbarrier_init.release.cluster;\n" ::: "memory");
   }
   __syncthreads();
   pdl_trigger();
+  // trace (benchmarks): start, x staged, dense tiles done, first stage landed, packed items done, exit (the address is
+  // recomputed from the parameter at each stamp: a pointer held across the loop costs the registers it spills)
+  if (p.ts) gstamp(p.ts + (size_t)blockIdx.x * kTraceStamps);
   const uint64_t pol = p.evf ? policy_evict_first() : 0;
   V5State st;
   st.ring = 0;
@@ -938,6 +962,7 @@ __global__ void __launch_bounds__(kDThreads, 1) dgemv5_kernel(DParams p) {
   v5_prologue(p, m, st, 1, pol);
   pdl_wait();
   v5_main<false>(p, m, st, &g_tready, pol);
+  if (p.ts) gstamp(p.ts + (size_t)blockIdx.x * kTraceStamps + 4);
   if (p.nprodTiles > 0) {  // the last block out resets the count for the next launch
     __syncthreads();
     if (threadIdx.x == 0 && atomicAdd(&g_exit, 1u) == gridDim.x - 1) {
@@ -946,6 +971,7 @@ __global__ void __launch_bounds__(kDThreads, 1) dgemv5_kernel(DParams p) {
       __threadfence();
     }
   }
+  if (p.ts) gstamp(p.ts + (size_t)blockIdx.x * kTraceStamps + 5);
 }
 
 // ---- epilogues ----
@@ -1154,8 +1180,6 @@ __device__ __forceinline__ void grid_wait(const unsigned* ctr, unsigned n) {
 
 // sync: [0] barrier arrivals, [1] blocks done, [2 + i] the t-ready count of phase i; all zero between launches (the
 // last block out resets them). attnOff: byte offset of the attention scratch in dynamic shared memory.
-// trace stamps per phase and block: start, x staged, dense tiles done, first stage landed, end of work, arrived + next prologue
-constexpr int kTraceStamps = 6;
 __global__ void __launch_bounds__(kDThreads, 1) decode_persist_kernel(const DPhase* __restrict__ ph, int nph, int maxIn, int pos,
                                                                       const float* cs, const float* sn, unsigned* sync, int npre,
                                                                       int attnOff, unsigned long long* trace) {
@@ -1427,6 +1451,21 @@ const char* cuda_repack4(const void* codes, void* dst, int out, int in) {
   return nullptr;
 }
 
+// Kernel-5 trace (benchmarks): launches while it is on write their stamps to consecutive [sms][kTraceStamps] u64 slices.
+static unsigned long long* g_v5trace = nullptr;
+static size_t g_v5trace_bytes = 0;
+static int g_v5trace_n = 0;
+const char* cuda_decode_gemv_trace(void* buf, size_t bytes, int* launches, int* stride) {
+  int sms = 0;
+  LB_CUDA(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, 0));
+  *launches = g_v5trace_n;
+  *stride = sms;
+  g_v5trace = static_cast<unsigned long long*>(buf);
+  g_v5trace_bytes = buf ? bytes : 0;
+  g_v5trace_n = 0;
+  return nullptr;
+}
+
 const char* cuda_decode_gemv(const DecodeSeg* segs, int nseg, int in, const void* x, bool x_bf16, const float* normw,
                              float eps, int probe, int variant, const float* x2, const DecodePf* pf, int npf,
                              bool evictFirst) {
@@ -1503,6 +1542,10 @@ const char* cuda_decode_gemv(const DecodeSeg* segs, int nseg, int in, const void
     p.first[nseg] = tiles;
   }
   if (smem + statics > (size_t)optin) return "cudaDecodeGemv: in too large for shared memory";
+  if (v5 && g_v5trace && !g_rec) {  // benchmarks: this launch's slice of the trace buffer (grid ≤ SM count)
+    if ((size_t)(g_v5trace_n + 1) * sms * kTraceStamps * 8 <= g_v5trace_bytes) p.ts = g_v5trace + (size_t)g_v5trace_n * sms * kTraceStamps;
+    g_v5trace_n++;
+  }
   if (g_rec) {  // recording a persistent plan: the GEMV becomes a phase
     if (!v5 || probe || p.probe5) return "cudaDecodePlan: a recorded GEMV must run as kernel 5 (group 64, variant 5, no probe)";
     DPhase ph{};

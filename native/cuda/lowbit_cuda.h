@@ -208,6 +208,9 @@ const char* cuda_decode_plan_run(void* plan, int pos, const float* cos, const fl
 int cuda_decode_plan_phases(void* plan);
 // Benchmarks: the plan's runs write %globaltimer stamps [nph][grid][3] (phase start, work done, arrived) into trace (null: off).
 const char* cuda_decode_plan_trace(void* plan, void* trace, size_t bytes, int* grid);
+// Benchmarks: kernel-5 launches from now on stamp %globaltimer into buf (u64 [launch][stride = SM count][6]; null: off);
+// *launches = the launches counted since the previous call.
+const char* cuda_decode_gemv_trace(void* buf, size_t bytes, int* launches, int* stride);
 const char* cuda_decode_plan_free(void* plan);
 // Greedy sampling on the device: *id = argmax x[0..n) (the first index of the maximum), and ids[slot] = it when ids is set.
 const char* cuda_argmax_f32(const float* x, int n, int* id, int* ids, int slot);

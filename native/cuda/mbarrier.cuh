@@ -43,4 +43,12 @@ __device__ __forceinline__ void red_release_add_gpu(unsigned* a, unsigned v) {
   asm volatile("red.release.gpu.global.add.u32 [%0], %1;\n" ::"l"(a), "r"(v) : "memory");
 }
 
+// A shared-memory counter add with acquire + release at CTA scope (returns the old value): the last of a block's warps
+// to arrive has seen every other warp's earlier writes, so ONE gpu-scope release by it publishes them all (cumulativity).
+__device__ __forceinline__ unsigned atom_add_acq_rel_cta(unsigned* a, unsigned v) {
+  unsigned old;
+  asm volatile("atom.acq_rel.cta.shared::cta.add.u32 %0, [%1], %2;\n" : "=r"(old) : "r"(mbar_smem(a)), "r"(v) : "memory");
+  return old;
+}
+
 }  // namespace lowbit

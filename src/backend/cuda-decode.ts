@@ -77,6 +77,8 @@ export interface NativeCudaDecode extends NativeCuda {
   cudaDecodePlanFree(plan: number): void;
   /** Benchmarks: runs of the plan write %globaltimer stamps (u64 [phases][grid][6]: start, x staged, dense tiles done, first stage landed, work done, arrived + next prologue) into trace (null: off). */
   cudaDecodePlanTrace(plan: number, trace: number | null): { phases: number; grid: number };
+  /** Benchmarks: kernel-5 GEMV launches from now on write %globaltimer stamps (u64 [launch][stride][6]: start, x staged, dense tiles done, first stage landed, packed items done, exit) into trace (null: off); launches = those counted since the previous call. Optional (older addons lack it). */
+  cudaDecodeGemvTrace?(trace: number | null): { launches: number; stride: number };
   /** Greedy sampling on the device: id int32 [1] = argmax x f32 [n] (first index of the maximum); ids[slot] = it too. */
   cudaArgmaxF32(x: number, n: number, id: number, ids: number | null, slot: number): void;
   /** x f32 [n] += y + B·t */
