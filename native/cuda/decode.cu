@@ -65,7 +65,8 @@ struct DParams {
   DecodePf pf[kDecodeMaxPf];       // v5: L2 prefetches of the next launch's weights (see cuda_decode_gemv)
   int npf, evf;                    // their count; evf: own code copies with L2::evict_first
   // kernel-5 benchmark probes (cudaDecodeGemv's probe >> 4, bits; wrong results by design): 1 no wait for the t vectors,
-  // 2 no SwiGLU in the staging (x2 ignored), 4 no dense (LoRA A) tiles and no t wait
+  // 2 no SwiGLU in the staging (x2 ignored), 4 no dense (LoRA A) tiles and no t wait; 8 (results unchanged): no stage
+  // issued before the wait for x, so x's loads are not queued behind the first stage's copies
   int probe5;
   int poff[kDecodeMaxSegs];  // own staging: each t-producing segment's first row in g_tpart
   unsigned long long* ts;    // benchmarks (cuda_decode_gemv_trace): this launch's %globaltimer stamps [grid][kTraceStamps]
@@ -959,7 +960,7 @@ __global__ void __launch_bounds__(kDThreads, 1) dgemv5_kernel(DParams p) {
   V5State st;
   st.ring = 0;
   // one stage before the wait for x (the weights do not depend on the previous kernel)
-  v5_prologue(p, m, st, 1, pol);
+  v5_prologue(p, m, st, (p.probe5 & 8) ? 0 : 1, pol);
   pdl_wait();
   v5_main<false>(p, m, st, &g_tready, pol);
   if (p.ts) gstamp(p.ts + (size_t)blockIdx.x * kTraceStamps + 4);
