@@ -65,8 +65,9 @@ struct DParams {
   DecodePf pf[kDecodeMaxPf];       // v5: L2 prefetches of the next launch's weights (see cuda_decode_gemv)
   int npf, evf;                    // their count; evf: own code copies with L2::evict_first
   // kernel-5 benchmark probes (cudaDecodeGemv's probe >> 4, bits; wrong results by design): 1 no wait for the t vectors,
-  // 2 no SwiGLU in the staging (x2 ignored), 4 no dense (LoRA A) tiles and no t wait; 8 (results unchanged): no stage
-  // issued before the wait for x, so x's loads are not queued behind the first stage's copies
+  // 2 no SwiGLU in the staging (x2 ignored), 4 no dense (LoRA A) tiles and no t wait, 32 a stage's codes and scale words
+  // as one bulk copy each where a chunk is a whole row (in ≤ 4096; the layout is then wrong); 8 (results unchanged): no
+  // stage issued before the wait for x, so x's loads are not queued behind the first stage's copies
   int probe5;
   int poff[kDecodeMaxSegs];  // own staging: each t-producing segment's first row in g_tpart
   unsigned long long* ts;    // benchmarks (cuda_decode_gemv_trace): this launch's %globaltimer stamps [grid][kTraceStamps]
@@ -569,6 +570,13 @@ __device__ __forceinline__ void v5_produce(const DParams& p, const V5Smem& m, co
   const uint32_t cb = kc / 4, sb = kc / 16;
   uint8_t* st = m.stages + s * (kTile * (rowB + szB));
   if (tid == 0) mbar_expect_tx(&m.full[s], kTile * (cb + sb));
+  if ((p.probe5 & 32) && kc == in && r0 + kTile <= S.rows) {  // probe: the tile's codes and scale words as ONE copy each
+    if (tid == 0) {                                             // (unpadded, so the layout is wrong; the bytes are the same)
+      bulk_g2s(smem_u32(st), static_cast<const uint8_t*>(S.codes) + (size_t)r0 * (in / 4), kTile * cb, &m.full[s]);
+      bulk_g2s(smem_u32(st + kTile * rowB), S.sz + (size_t)r0 * S.ng, kTile * sb, &m.full[s]);
+    }
+    return;
+  }
   if (lane < 16) {
     const int r = 8 * warp + (lane & 7), row = min(r0 + r, S.rows - 1);
     const uint8_t* src = lane < 8 ? static_cast<const uint8_t*>(S.codes) + (size_t)row * (in / 4) + c0 / 4
