@@ -32,7 +32,8 @@ if [ -n "$NCU" ] && [ "${NCU_GEMV:-1}" = 1 ]; then
     -o "$OUT/gemv" -f node bench/cuda-decode.mjs --profile gemv > "$OUT/ncu-gemv.log" 2>&1; echo "ncu rc=$?"; tail -3 "$OUT/ncu-gemv.log"
   "$NCU" --import "$OUT/gemv.ncu-rep" --page details > "$OUT/gemv-details.txt" 2>&1
   "$NCU" --import "$OUT/gemv.ncu-rep" --page source --print-source sass --csv > "$OUT/gemv-sass.csv" 2>&1
-  grep -E "Duration|Warp Cycles Per Issued|Issued Warp|Memory Throughput|DRAM Throughput|Achieved Occupancy|stall|Stall" "$OUT/gemv-details.txt" | head -60
+  grep -E "Duration|Warp Cycles Per Issued|Issued Warp|Memory Throughput|DRAM Throughput|Achieved Occupancy|Executed Ipc A|Issue Slots Busy|stall|Stall" "$OUT/gemv-details.txt" | head -${NCU_LINES:-60}
+  python3 scripts/device/sass-stalls.py "$OUT/gemv-sass.csv" ${NCU_TOP:-30} 2>&1 | head -${NCU_SASS_LINES:-150}
 fi
 if [ -n "$NCU" ] && [ "${NCU_TOKEN:-1}" = 1 ]; then
   echo "== ncu token ($(date +%T))"
