@@ -213,7 +213,7 @@ for (const r6 of res.runs.filter((r) => r.kernel === 6 && r.first)) {
 }
 // The GEMVs alone (no LoRA): v4 (one launch for q/k/v with the RMSNorm; one for gate/up) vs v3 (one launch per
 // projection, the RMSNorm a separate kernel), rotating over 8 layers' weights so L2 (50 MB) holds none; graph-captured.
-if (!tiny && variants.includes(4)) {
+if (!tiny && variants.includes(4) && !args.includes('--no-gemv')) {  // --no-gemv: skip this section
   const d = new GpuDecoder(c, gw, args.includes('--gemv-lora') ? lora : null, 4);  // --gemv-lora: the plan with the adapter folded in
   const plan = d.v4, L = Math.min(8, cfg.numLayers), reps = 20, h = d.arena.h;
   const timeGraph = (body) => {

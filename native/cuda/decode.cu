@@ -555,14 +555,14 @@ struct V5State {
   uint4 wpre[kDensePre][kDenseTile];
 };
 
-// Warps 0..3 issue a stage's 64 copies, 8 rows each (rows past the segment's end repeat its last row). A bulk copy
-// is issued one lane at a time (~10 instructions), so warp 0 alone held the block at its first barrier for
-// microseconds (device run 27: 32 % of the stall samples), and all 16 warps spent ~22 % of the instructions on it
-// (run 29). Thread 0 announces the stage's bytes; a copy that lands before that only takes the transaction count below
-// zero while the phase still waits for the arrival.
+// Every warp issues 4 of a stage's 64 copies: lanes 0, 1 the codes of rows 2w, 2w + 1, lanes 2, 3 their scale|zero
+// words (rows past the segment's end repeat its last row). A bulk copy is issued one lane at a time (~10 instructions),
+// so warp 0 alone held the block at its first barrier for microseconds (device run 27: 32 % of the stall samples); with
+// warps 0..3 issuing 16 each they still arrived last at every item's barrier (ncu, tenth session: ~10 % of the samples
+// at that barrier). Thread 0 announces the stage's bytes; a copy that lands before that only takes the transaction
+// count below zero while the phase still waits for the arrival.
 __device__ __forceinline__ void v5_produce(const DParams& p, const V5Smem& m, const V5Iter& it, int s, uint64_t pol) {
   const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
-  if (warp >= 4) return;
   const int in = p.in, kcMax = in < kChunk ? in : kChunk, rowB = v5_row_bytes(kcMax), szB = v5_sz_bytes(kcMax);
   const int si = seg_of(p, it.tile);
   const DecodeSeg& S = p.seg[si];
@@ -577,13 +577,13 @@ __device__ __forceinline__ void v5_produce(const DParams& p, const V5Smem& m, co
     }
     return;
   }
-  if (lane < 16) {
-    const int r = 8 * warp + (lane & 7), row = min(r0 + r, S.rows - 1);
-    const uint8_t* src = lane < 8 ? static_cast<const uint8_t*>(S.codes) + (size_t)row * (in / 4) + c0 / 4
+  if (lane < 4) {
+    const int r = 2 * warp + (lane & 1), row = min(r0 + r, S.rows - 1);
+    const uint8_t* src = lane < 2 ? static_cast<const uint8_t*>(S.codes) + (size_t)row * (in / 4) + c0 / 4
                                   : reinterpret_cast<const uint8_t*>(S.sz + (size_t)row * S.ng + c0 / 64);
-    uint8_t* dst = lane < 8 ? st + r * rowB : st + kTile * rowB + r * szB;
-    if (p.evf) bulk_g2s_hint(dst, src, lane < 8 ? cb : sb, &m.full[s], pol);
-    else bulk_g2s(smem_u32(dst), src, lane < 8 ? cb : sb, &m.full[s]);
+    uint8_t* dst = lane < 2 ? st + r * rowB : st + kTile * rowB + r * szB;
+    if (p.evf) bulk_g2s_hint(dst, src, lane < 2 ? cb : sb, &m.full[s], pol);
+    else bulk_g2s(smem_u32(dst), src, lane < 2 ? cb : sb, &m.full[s]);
   }
 }
 __device__ __forceinline__ void v5_produce_next(const DParams& p, const V5Smem& m, V5State& st, uint64_t pol) {
