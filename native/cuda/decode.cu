@@ -71,6 +71,8 @@ struct DParams {
   int probe5;
   int poff[kDecodeMaxSegs];  // own staging: each t-producing segment's first row in g_tpart
   unsigned long long* ts;    // benchmarks (cuda_decode_gemv_trace): this launch's %globaltimer stamps [grid][kTraceStamps]
+  int rB;                    // kernel 5: the largest LoRA rank of the launch; each stage has room for a tile's rows of B
+                             // (kTile × rB bf16), copied with the tile's last chunk (0: no B, or the persistent kernel)
 };
 
 // Programmatic dependent launch (sm_90): a kernel lets the next one in the stream start launching right away
@@ -463,12 +465,27 @@ __global__ void __launch_bounds__(kDThreads, 1) dgemv_kernel(DParams p) {
 // for its input x, so up to 3 tiles (~130 KB) per SM are in flight while the warps stage x and compute.
 // A work item is a 32-row tile × a chunk of ≤ 4096 inputs (in = 11008: 3 chunks). Dense segments (LoRA A factors)
 // take 2-row tiles (a 32-row bf16 tile is 256 KB, an 8-row one 64 KB: the blocks holding them finished last) and plain loads, first.
+// kRedPitch: a row of the reduction buffer red[par][warp] is padded so the 16 lanes reading one row's partials (and the
+// other half-warp the row 16 below) hit 32 distinct banks.
+constexpr int kRedPitch = kTile + 1;
 constexpr int kStages = 3, kChunk = 4096, kDenseTile = 2, kDensePre = 1;  // kDensePre: chunks of 8 inputs per thread (3 spilled: 32–48 B in the kernel-5 loop, ~9 % slower decode, run 66)
 
 __host__ __device__ constexpr int v5_row_bytes(int kc) { return kc / 4 + ((kc / 4) % 128 == 0 ? 64 : 0); }  // ≡ 64 mod 128: 8 rows g → 4 wavefronts
 __host__ __device__ constexpr int v5_sz_bytes(int kc) { return kc / 16 + ((kc / 256) % 2 == 0 ? 16 : 0); }  // odd multiple of 16 B
 __host__ __device__ constexpr int v5_stage_bytes(int kc) { return kTile * (v5_row_bytes(kc) + v5_sz_bytes(kc)); }
 
+// %laneid read through a volatile asm: values derived from it are recomputed where used instead of hoisted out of the
+// packed loop into registers held across it (the loop is at the 128-register cap; a hoisted address spilled)
+__device__ __forceinline__ int lane_v() {
+  int l;
+  asm volatile("mov.u32 %0, %%laneid;\n" : "=r"(l));
+  return l;
+}
+__device__ __forceinline__ int warp_v() {
+  int w;
+  asm volatile("mov.u32 %0, %%tid.x;\n" : "=r"(w));
+  return w >> 5;
+}
 __device__ __forceinline__ uint32_t smem_u32(const void* ptr) { return (uint32_t)__cvta_generic_to_shared(ptr); }
 __device__ __forceinline__ void bulk_g2s_hint(void* dst, const void* src, uint32_t bytes, uint64_t* bar, uint64_t pol) {
   asm volatile("cp.async.bulk.shared::cluster.global.mbarrier::complete_tx::bytes.L2::cache_hint [%0], [%1], %2, [%3], %4;\n"
@@ -522,7 +539,7 @@ struct V5Smem {
   __half* imgh;     // [maxIn] fp16 x' in fragment order
   uint8_t* stages;  // kStages × [32 rows codes | 32 rows scale|zero]
   uint64_t* full;   // [kStages]
-  float (*red)[kDWarps][kTile];
+  float (*red)[kDWarps][kRedPitch];
   float* rs_s;      // [kDWarps]
   float* t_s;       // [kDecodeMaxT] the t vectors of the LoRA consumer segments (p.toff)
   unsigned* tpub;   // kernel 5: warps that have written their t partials (0 at the start of the launch)
@@ -530,7 +547,7 @@ struct V5Smem {
 __host__ __device__ constexpr size_t v5_dyn_bytes(int maxIn) {
   return (size_t)maxIn * 4 + (size_t)(maxIn / 64) * 16 + (size_t)maxIn * 2 + (size_t)kStages * v5_stage_bytes(maxIn < kChunk ? maxIn : kChunk);
 }
-__device__ __forceinline__ V5Smem v5_carve(float4* dsm, int maxIn, uint64_t* full, float (*red)[kDWarps][kTile], float* rs_s,
+__device__ __forceinline__ V5Smem v5_carve(float4* dsm, int maxIn, uint64_t* full, float (*red)[kDWarps][kRedPitch], float* rs_s,
                                            float* t_s) {
   V5Smem m;
   m.xs = reinterpret_cast<float*>(dsm);
@@ -555,21 +572,25 @@ struct V5State {
   uint4 wpre[kDensePre][kDenseTile];
 };
 
-// Every warp issues 4 of a stage's 64 copies: lanes 0, 1 the codes of rows 2w, 2w + 1, lanes 2, 3 their scale|zero
-// words (rows past the segment's end repeat its last row). A bulk copy is issued one lane at a time (~10 instructions),
-// so warp 0 alone held the block at its first barrier for microseconds (device run 27: 32 % of the stall samples); with
-// warps 0..3 issuing 16 each they still arrived last at every item's barrier (ncu, tenth session: ~10 % of the samples
-// at that barrier). Thread 0 announces the stage's bytes; a copy that lands before that only takes the transaction
-// count below zero while the phase still waits for the arrival.
+// Warps 0..3 issue a stage's 64 copies, 8 rows each (rows past the segment's end repeat its last row). A bulk copy
+// is issued one lane at a time (~10 instructions), so warp 0 alone held the block at its first barrier for
+// microseconds (device run 27: 32 % of the stall samples), and all 16 warps spent ~22 % of the instructions on it
+// (run 29). Thread 0 announces the stage's bytes; a copy that lands before that only takes the transaction count below
+// zero while the phase still waits for the arrival.
 __device__ __forceinline__ void v5_produce(const DParams& p, const V5Smem& m, const V5Iter& it, int s, uint64_t pol) {
   const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
+  if (warp >= 4) return;
   const int in = p.in, kcMax = in < kChunk ? in : kChunk, rowB = v5_row_bytes(kcMax), szB = v5_sz_bytes(kcMax);
   const int si = seg_of(p, it.tile);
   const DecodeSeg& S = p.seg[si];
   const int r0 = (it.tile - p.first[si]) * kTile, c0 = it.ch * kChunk, kc = min(in - c0, kChunk);
   const uint32_t cb = kc / 4, sb = kc / 16;
-  uint8_t* st = m.stages + s * (kTile * (rowB + szB));
-  if (tid == 0) mbar_expect_tx(&m.full[s], kTile * (cb + sb));
+  uint8_t* st = m.stages + s * (kTile * (rowB + szB + 2 * p.rB));
+  // the tile's rows of B ride with its last chunk (kernel 5; the host checks r % 8 == 0 and a 16-byte aligned B)
+  const uint32_t bB = (p.rB && S.B && c0 + kc == in) ? (uint32_t)(min(kTile, S.rows - r0) * S.r * 2) : 0u;
+  if (tid == 0) mbar_expect_tx(&m.full[s], kTile * (cb + sb) + bB);
+  if (bB && tid == 16)
+    bulk_g2s(smem_u32(st + kTile * (rowB + szB)), static_cast<const uint16_t*>(S.B) + (size_t)r0 * S.r, bB, &m.full[s]);
   if ((p.probe5 & 32) && kc == in && r0 + kTile <= S.rows) {  // probe: the tile's codes and scale words as ONE copy each
     if (tid == 0) {                                             // (unpadded, so the layout is wrong; the bytes are the same)
       bulk_g2s(smem_u32(st), static_cast<const uint8_t*>(S.codes) + (size_t)r0 * (in / 4), kTile * cb, &m.full[s]);
@@ -577,13 +598,13 @@ __device__ __forceinline__ void v5_produce(const DParams& p, const V5Smem& m, co
     }
     return;
   }
-  if (lane < 4) {
-    const int r = 2 * warp + (lane & 1), row = min(r0 + r, S.rows - 1);
-    const uint8_t* src = lane < 2 ? static_cast<const uint8_t*>(S.codes) + (size_t)row * (in / 4) + c0 / 4
+  if (lane < 16) {
+    const int r = 8 * warp + (lane & 7), row = min(r0 + r, S.rows - 1);
+    const uint8_t* src = lane < 8 ? static_cast<const uint8_t*>(S.codes) + (size_t)row * (in / 4) + c0 / 4
                                   : reinterpret_cast<const uint8_t*>(S.sz + (size_t)row * S.ng + c0 / 64);
-    uint8_t* dst = lane < 2 ? st + r * rowB : st + kTile * rowB + r * szB;
-    if (p.evf) bulk_g2s_hint(dst, src, lane < 2 ? cb : sb, &m.full[s], pol);
-    else bulk_g2s(smem_u32(dst), src, lane < 2 ? cb : sb, &m.full[s]);
+    uint8_t* dst = lane < 8 ? st + r * rowB : st + kTile * rowB + r * szB;
+    if (p.evf) bulk_g2s_hint(dst, src, lane < 8 ? cb : sb, &m.full[s], pol);
+    else bulk_g2s(smem_u32(dst), src, lane < 8 ? cb : sb, &m.full[s]);
   }
 }
 __device__ __forceinline__ void v5_produce_next(const DParams& p, const V5Smem& m, V5State& st, uint64_t pol) {
@@ -731,7 +752,7 @@ __device__ __forceinline__ void v5_main(const DParams& p, const V5Smem& m, V5Sta
                                         unsigned long long* ts = nullptr) {
   const int in = p.in, ntiles = p.first[p.nseg], nch = (in + kChunk - 1) / kChunk;
   const int kcMax = in < kChunk ? in : kChunk, rowB = v5_row_bytes(kcMax), szB = v5_sz_bytes(kcMax);
-  const int stageB = kTile * (rowB + szB);
+  const int stageB = kTile * (rowB + szB + 2 * p.rB);
   const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5, g = lane >> 2, t = lane & 3;
   // trace stamps: the persistent kernel passes ts; kernel 5's launch has p.ts (benchmarks)
   auto stamp = [&](int k) {
@@ -750,40 +771,41 @@ __device__ __forceinline__ void v5_main(const DParams& p, const V5Smem& m, V5Sta
   if (!PERSIST) prefetch_next(p);
 
   int par = 0;
-  // the rows of B that warp w adds for rows w and w + 16 of a tile: lane l holds B[row][2l, 2l + 1] and [64 + 2l, …]
+  // Warp w reduces rows w (lanes 0..15) and w + 16 (lanes 16..31) of a tile: lane q = l mod 16 of a half takes warp q's
+  // partial and B[row][64u + 4q … 64u + 4q + 3] (u = 0, 1: ranks up to 128) — one 4-step shuffle tree for both rows
+  // instead of two 5-step ones over a whole warp each (ncu, tenth session: the reduction was ~110 of the ~960
+  // instructions per warp and item, mostly waiting on its shuffles).
   auto load_b = [&](const DecodeSeg& S, int r0, uint32_t (&bq)[2][2]) {
+    const int lv = lane_v(), hq = lv >> 4, q16 = lv & 15;
+    const int row = min(r0 + warp + 16 * hq, S.rows - 1);
+    const uint32_t* b = reinterpret_cast<const uint32_t*>(static_cast<const uint16_t*>(S.B) + (size_t)row * S.r);
 #pragma unroll
-    for (int h = 0; h < 2; h++) {
-      const int row = min(r0 + warp + 16 * h, S.rows - 1);
-#pragma unroll
-      for (int u = 0; u < 2; u++) {
-        const int kk = 64 * u + 2 * lane;
-        bq[h][u] = kk < S.r ? __ldg(reinterpret_cast<const uint32_t*>(static_cast<const uint16_t*>(S.B) + (size_t)row * S.r + kk)) : 0u;
-      }
+    for (int u = 0; u < 2; u++) {
+      const int kk = 64 * u + 4 * q16;  // (S.r even: 4-byte aligned pairs)
+      bq[u][0] = kk < S.r ? __ldg(b + kk / 2) : 0u;
+      bq[u][1] = kk + 2 < S.r ? __ldg(b + kk / 2 + 1) : 0u;
     }
   };
-  // reduction of a tile's partials (red[par]): rows w and w + 16 of the tile by warp w, + B·t where the segment has a B
+  // reduction of a tile's partials (red[par]) + B·t where the segment has a B
   auto reduce_store = [&](const DecodeSeg& S, int si, int r0, int rowsInTile, const uint32_t (&bq)[2][2]) {
     const float rs = own_rstd(p, m.rs_s);  // stage_own leaves RMSNorm's 1/rms to the row sums
+    const int lv = lane_v(), hq = lv >> 4, q16 = lv & 15, r = warp_v() + 16 * hq;
+    float v = m.red[par][q16][r] * rs;
+    if (S.B) {
+      const float* ts = m.t_s + p.toff[si];
 #pragma unroll
-    for (int h = 0; h < 2; h++) {
-      const int r = warp + 16 * h;
-      float v = lane < kDWarps ? m.red[par][lane][r] * rs : 0.f;
-      if (S.B) {
-        const float* ts = m.t_s + p.toff[si];
-#pragma unroll
-        for (int u = 0; u < 2; u++) {
-          const int kk = 64 * u + 2 * lane;
-          if (kk < S.r) v = fmaf(bf_lo(bq[h][u]), ts[kk], fmaf(bf_hi(bq[h][u]), ts[kk + 1], v));
-        }
+      for (int u = 0; u < 2; u++) {
+        const int kk = 64 * u + 4 * q16;
+        if (kk < S.r) v = fmaf(bf_lo(bq[u][0]), ts[kk], fmaf(bf_hi(bq[u][0]), ts[kk + 1], v));
+        if (kk + 2 < S.r) v = fmaf(bf_lo(bq[u][1]), ts[kk + 2], fmaf(bf_hi(bq[u][1]), ts[kk + 3], v));
       }
+    }
 #pragma unroll
-      for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
-      if (lane == 0 && r < rowsInTile && r0 + r < S.rows) {
-        float* y = S.y + r0 + r;
-        *y = S.acc ? (PERSIST ? __ldcg(y) : *y) + v : v;
-        if ((p.prodmask >> si) & 1) __threadfence();  // a t read by other blocks (see g_tready)
-      }
+    for (int o = 8; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+    if (q16 == 0 && r < rowsInTile && r0 + r < S.rows) {
+      float* y = S.y + r0 + r;
+      *y = S.acc ? (PERSIST ? __ldcg(y) : *y) + v : v;
+      if ((p.prodmask >> si) & 1) __threadfence();  // a t read by other blocks (see g_tready)
     }
     par ^= 1;
   };
@@ -907,7 +929,7 @@ __device__ __forceinline__ void v5_main(const DParams& p, const V5Smem& m, V5Sta
     }
     const bool last = st.cons.ch == nch - 1;
     uint32_t bq[2][2] = {{0u, 0u}, {0u, 0u}};
-    if (last && S.B) load_b(S, r0, bq);  // in flight while the item is computed
+    if (PERSIST && last && S.B) load_b(S, r0, bq);  // in flight while the item is computed
     mbar_wait(&m.full[s], (kk / kStages) & 1u);
     if (PERSIST && ts && k == 0) gstamp(ts + 3);  // (kernel 5 leaves this stamp out: inside the loop it costs spills)
     const uint8_t* stg = m.stages + s * stageB;
@@ -930,6 +952,20 @@ __device__ __forceinline__ void v5_main(const DParams& p, const V5Smem& m, V5Sta
 #pragma unroll
       for (int mm = 0; mm < kMmaTiles; mm++) { m.red[par][warp][mm * 16 + g] = acc[mm][0]; m.red[par][warp][mm * 16 + g + 8] = acc[mm][1]; }
     }
+    // kernel 5: B's rows came with the stage; read before the barrier after which stage s is refilled (so they are not
+    // held in registers across the item's MMA loop: that cost spills)
+    if (!PERSIST && last && S.B) {
+      const int lv = lane_v(), hq = lv >> 4, q16 = lv & 15, row = warp_v() + 16 * hq;
+      if (r0 + row < S.rows) {
+        const uint32_t* bs = reinterpret_cast<const uint32_t*>(stg + kTile * (rowB + szB) + row * S.r * 2);
+#pragma unroll
+        for (int u = 0; u < 2; u++) {
+          const int kk2 = 64 * u + 4 * q16;
+          if (kk2 < S.r) bq[u][0] = bs[kk2 / 2];
+          if (kk2 + 2 < S.r) bq[u][1] = bs[kk2 / 2 + 1];
+        }
+      }
+    }
     __syncthreads();  // stage s is consumed (and the partials are in red)
     if (st.prod.tile < ntiles) v5_produce_next(p, m, st, pol);  // into stage s: item k + kStages
     if (last && S.B && !tready) wait_t();
@@ -948,7 +984,7 @@ __device__ unsigned g_tready = 0, g_exit = 0;
 __global__ void __launch_bounds__(kDThreads, 1) dgemv5_kernel(DParams p) {
   extern __shared__ float4 dsm[];
   __shared__ __align__(8) uint64_t full[kStages];
-  __shared__ float red[2][kDWarps][kTile];
+  __shared__ float red[2][kDWarps][kRedPitch];
   __shared__ float rs_s[kDWarps];
   __shared__ float t_s[kDecodeMaxT];
   __shared__ unsigned tpub;
@@ -1194,7 +1230,7 @@ __global__ void __launch_bounds__(kDThreads, 1) decode_persist_kernel(const DPha
                                                                       int attnOff, unsigned long long* trace) {
   extern __shared__ float4 dsm[];
   __shared__ __align__(8) uint64_t full[kStages];
-  __shared__ float red[2][kDWarps][kTile];
+  __shared__ float red[2][kDWarps][kRedPitch];
   __shared__ float rs_s[kDWarps];
   __shared__ float t_s[kDecodeMaxT];
   __shared__ __align__(16) uint8_t pbraw[2 * sizeof(DParams)];  // raw: DParams has default member initializers
@@ -1531,6 +1567,14 @@ const char* cuda_decode_gemv(const DecodeSeg* segs, int nseg, int in, const void
     }
   }
   if (lora && !v5) return "cudaDecodeGemv: LoRA B·t in the launch needs kernel 5 and group 64";
+  if (!g_rec)
+    for (int s = 0; s < nseg; s++) {
+      const DecodeSeg& S = segs[s];
+      if (!S.B) continue;
+      if (S.r % 8 != 0 || (reinterpret_cast<uintptr_t>(S.B) & 15))
+        return "cudaDecodeGemv: a LoRA B folded into kernel 5 needs a rank that is a multiple of 8 and a 16-byte aligned B";
+      if (S.r > p.rB) p.rB = S.r;
+    }
   if (p.tlen > kDecodeMaxT || prows > kTPartRows) return "cudaDecodeGemv: the LoRA ranks of one launch add up to more than 512";
   if (x2 && !v5) return "cudaDecodeGemv: SwiGLU staging (x2) needs kernel 5 and group 64";
   static int sms = 0, optin = 0;
@@ -1540,8 +1584,9 @@ const char* cuda_decode_gemv(const DecodeSeg* segs, int nseg, int in, const void
   }
   const size_t statics = sizeof(float) * (2 * kDWarps * kTile + kDWarps) + 64;
   size_t smem = (size_t)in * 4 + (size_t)(in / 64) * 16 + (size_t)in * 2;
-  if (v5 && smem + (size_t)kStages * v5_stage_bytes(in < kChunk ? in : kChunk) + statics <= (size_t)optin)
-    smem += (size_t)kStages * v5_stage_bytes(in < kChunk ? in : kChunk);
+  const size_t stages = (size_t)kStages * (v5_stage_bytes(in < kChunk ? in : kChunk) + (size_t)kTile * 2 * p.rB);
+  if (v5 && smem + stages + statics <= (size_t)optin)
+    smem += stages;
   else
     v5 = false;
   if (!v5 && (lora || x2)) return "cudaDecodeGemv: LoRA B·t or SwiGLU staging in the launch: in too large for kernel 5";

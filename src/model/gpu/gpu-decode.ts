@@ -178,9 +178,10 @@ export class GpuDecoder {
     const c = this.c, cfg = this.w.config, h = this.arena.h, R = Math.max(1, this.lora?.maxRank ?? 1);
     const tv = [0, 1, 2].map((i) => this.view(h.t, i * R * 4, R * 4));
     const plan: V4Layer[] = [];
-    // kernel 5 takes group 64 only (else the launch runs v4, which cannot fold)
+    // kernel 5 takes group 64 only (else the launch runs v4, which cannot fold), and folds ranks that are multiples of 8
+    // (each stage carries the tile's rows of B by one bulk copy of a multiple of 16 bytes)
     const fold = (this.gemvKernel === 5 || this.gemvKernel === 6) && PROJ.every((p) => this.w.layers.every((L) => L.proj[p].kind !== 'quant' || L.proj[p].q.desc.group === 64))
-      && (this.lora?.sites.every((st) => st.r % 2 === 0 && st.r <= 128) ?? true);
+      && (this.lora?.sites.every((st) => st.r % 8 === 0 && st.r <= 128) ?? true);
     for (let l = 0; l < cfg.numLayers; l++) {
       const ad: V4Layer['ad'] = {};
       const seg = (p: Projection, y: number): DecodeSeg => {
