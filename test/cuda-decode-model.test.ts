@@ -142,3 +142,52 @@ test('decodeOwnStagedX (kernel 5 staging twin) = decodeSlotRound without RMSNorm
   assert.ok(worst < 2 ** -10, `relative error ${worst} beyond fp16 rounding`);
   assert.ok(moved > n / 2, 'the twin rounds (most values moved by the fp16 image)');
 });
+
+// Kernel 5's tile reduction and LoRA B·t (v5_main's reduce_store, tenth session), modelled lane by lane: warp w of the
+// 16 reduces rows w (lanes 0..15) and w + 16 (lanes 16..31); lane q of a half takes warp q's partial from red[par][q][row]
+// (rows padded to kRedPitch = 33 floats) and B[row][64u + 4q … + 3]; a 4-step xor-shuffle tree (8, 4, 2, 1) sums each half
+// and its lane 0 stores. The tile's rows of B come in the last chunk's stage: nvalid·r·2 bytes at kTile·(rowB + szB).
+test('kernel-5 tile reduction model: every row sums each warp partial and each B·t term once, conflict-free, aligned copies', () => {
+  const kTile = 32, kDWarps = 16, kRedPitch = kTile + 1;
+  const rng = new Rng(11);
+  for (const r of [8, 16, 24, 64, 72, 128]) {
+    const red = Float64Array.from({ length: kDWarps * kRedPitch }, () => rng.normal());
+    const B = Float64Array.from({ length: kTile * r }, () => rng.normal()), tv = Float64Array.from({ length: r }, () => rng.normal());
+    const rs = 0.75, got = new Float64Array(kTile).fill(NaN);
+    for (let w = 0; w < kDWarps; w++) {
+      const v = new Float64Array(32), banks = new Set<number>();
+      for (let lane = 0; lane < 32; lane++) {
+        const hq = lane >> 4, q16 = lane & 15, row = w + 16 * hq;
+        banks.add((q16 * kRedPitch + row) % 32);
+        let a = red[q16 * kRedPitch + row] * rs;
+        for (let u = 0; u < 2; u++) {
+          const kk = 64 * u + 4 * q16;
+          if (kk < r) a += B[row * r + kk] * tv[kk] + B[row * r + kk + 1] * tv[kk + 1];
+          if (kk + 2 < r) a += B[row * r + kk + 2] * tv[kk + 2] + B[row * r + kk + 3] * tv[kk + 3];
+        }
+        v[lane] = a;
+      }
+      assert.equal(banks.size, 32, `warp ${w}: the 32 partial reads hit 32 banks`);
+      for (const o of [8, 4, 2, 1]) {
+        const nv = v.map((x, lane) => x + v[lane ^ o]);
+        for (let lane = 0; lane < 32; lane++) assert.equal((lane ^ o) >> 4, lane >> 4, 'the tree stays in its half-warp');
+        v.set(nv);
+      }
+      for (const lane of [0, 16]) got[w + (lane >> 4) * 16] = v[lane];
+    }
+    for (let row = 0; row < kTile; row++) {
+      let want = 0;
+      for (let q = 0; q < kDWarps; q++) want += red[q * kRedPitch + row] * rs;
+      for (let k = 0; k < r; k++) want += B[row * r + k] * tv[k];
+      assert.ok(Math.abs(got[row] - want) <= 1e-12 * (1 + Math.abs(want)), `rank ${r}, row ${row}: ${got[row]} vs ${want}`);
+    }
+    // the B copy: 16-byte multiple sizes, 16-byte aligned source (r0 = 32k) and destination (stage layout of v5_produce)
+    for (const inF of [256, 4096, 11008]) {
+      const kc = Math.min(inF, 4096), rowB = kc / 4 + ((kc / 4) % 128 === 0 ? 64 : 0), szB = kc / 16 + ((kc / 256) % 2 === 0 ? 16 : 0);
+      const xsmem = inF * 4 + (inF / 64) * 16 + inF * 2, stage = kTile * (rowB + szB + 2 * r);
+      for (let s = 0; s < 3; s++) assert.equal((xsmem + s * stage + kTile * (rowB + szB)) % 16, 0, `in ${inF}, rank ${r}: B area aligned`);
+      for (const nvalid of [1, 7, 32]) assert.equal((nvalid * r * 2) % 16, 0, `rank ${r}: ${nvalid} rows of B are a multiple of 16 bytes`);
+      for (const r0 of [0, 32, 4064]) assert.equal((r0 * r * 2) % 16, 0);
+    }
+  }
+});
