@@ -36,6 +36,8 @@ const variants = (opt('--variants', '1,2')).split(',').map(Number);
 // --profile gemv|token: a few eager launches for Nsight Compute (scripts/device/profile-decode.sh), then exit.
 //   gemv: the four v4 GEMV groups without LoRA, in the order q/k/v+norm, gate/up+norm, o, down, three times;
 //   token: greedy decode of a 1-token prompt for 2 tokens with the rank-64 adapter, eager (every kernel of a step).
+// the median of the values that are not NaN (trace stamps a block did not take are NaN)
+const medOf = (a) => { const v = a.filter((x) => !Number.isNaN(x)).sort((x, y) => x - y); return v.length ? v[v.length >> 1] : NaN; };
 const profile = opt('--profile');
 if (profile) {
   const d = new GpuDecoder(c, gw, profile === 'token' ? lora : null, 8);
@@ -81,7 +83,6 @@ if (args.includes('--trace')) {
     c.cudaFree(tb);
     const G = info.grid, t0 = raw[0], at = (i, b, k) => raw[(i * G + b) * K + k] === 0n ? NaN : Number(raw[(i * G + b) * K + k] - t0) / 1000;
     const kinds = ['q/k/v', 'attention', 'o', 'gate/up', 'down'], per = kinds.map(() => []);
-    const medOf = (a) => { const v = a.filter((x) => !Number.isNaN(x)).sort((x, y) => x - y); return v.length ? v[v.length >> 1] : NaN; };
     for (let i = 0; i + 1 < info.phases; i++) {
       const bs = [...Array(G).keys()], st = bs.map((b) => at(i, b, 0)), en = bs.map((b) => at(i, b, 4)), ar = bs.map((b) => at(i, b, 5));
       const nx = bs.map((b) => at(i + 1, b, 0)), work = bs.map((b) => en[b] - st[b]).sort((x, y) => x - y);
@@ -113,7 +114,6 @@ if (args.includes('--trace5')) {
   if (typeof c.cudaDecodeGemvTrace !== 'function') { log('--trace5: this addon has no cudaDecodeGemvTrace'); process.exit(1); }
   const K = 6, { stride: G } = c.cudaDecodeGemvTrace(null), maxL = 4 * cfg.numLayers + 8, n = maxL * G * K;
   const tb = c.cudaAlloc(n * 8);
-  const medOf = (a) => { const v = a.filter((x) => !Number.isNaN(x)).sort((x, y) => x - y); return v.length ? v[v.length >> 1] : NaN; };
   res.trace5 = {};
   for (const withLora of [true, false]) {
     const d = new GpuDecoder(c, gw, withLora ? lora : null, prompt.length + 40, 5);

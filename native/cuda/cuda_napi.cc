@@ -302,13 +302,13 @@ struct IdTable {
 };
 IdTable g_graphs{"graph"}, g_events{"event"};
 
-// The end of a recording (graph capture, decode plan): the handle it returns, kept in `table` under a new id.
+// A handle made by `end` (the end of a graph capture or decode plan recording, a new event), kept in `table` under a new id.
 napi_value recorded_id(napi_env env, const char* (*end)(void**), IdTable& table) {
   void* x = nullptr;
   if (!check(env, end(&x))) return nullptr;
   return make_number(env, table.add(x));
 }
-// Frees the handle under the id in argument 0 (graph, decode plan) and drops the id.
+// Frees the handle under the id in argument 0 (graph, decode plan, event) and drops the id.
 napi_value free_id(napi_env env, napi_callback_info info, const char* name, IdTable& table, const char* (*release)(void*)) {
   Args a(env, info, name);
   void* x;
@@ -335,11 +335,7 @@ napi_value js_graph_launch(napi_env env, napi_callback_info info) {
 napi_value js_graph_free(napi_env env, napi_callback_info info) { return free_id(env, info, "cudaGraphFree", g_graphs, cuda_graph_free); }
 
 // Events for profiling: cudaEventNew() -> id, cudaEventRecord(id), cudaEventMs(a, b) -> ms, cudaEventFree(id).
-napi_value js_event_new(napi_env env, napi_callback_info) {
-  void* e = nullptr;
-  if (!check(env, cuda_event_new(&e))) return nullptr;
-  return make_number(env, g_events.add(e));
-}
+napi_value js_event_new(napi_env env, napi_callback_info) { return recorded_id(env, cuda_event_new, g_events); }
 napi_value js_event_record(napi_env env, napi_callback_info info) {
   Args a(env, info, "cudaEventRecord");
   void* e;
@@ -353,15 +349,7 @@ napi_value js_event_ms(napi_env env, napi_callback_info info) {
   if (!g_events.get(a, 0, &e0) || !g_events.get(a, 1, &e1) || !check(env, cuda_event_pair_ms(e0, e1, &ms))) return nullptr;
   return make_number(env, ms);
 }
-napi_value js_event_free(napi_env env, napi_callback_info info) {
-  Args a(env, info, "cudaEventFree");
-  void* e;
-  uint32_t id = 0;
-  if (!g_events.get(a, 0, &e, &id)) return nullptr;
-  g_events.m.erase(id);
-  check(env, cuda_event_free(e));
-  return nullptr;
-}
+napi_value js_event_free(napi_env env, napi_callback_info info) { return free_id(env, info, "cudaEventFree", g_events, cuda_event_free); }
 
 // cudaBenchGemm(M, N, K, iters, transA = false, transB = false) -> median ms per GEMM
 napi_value js_bench(napi_env env, napi_callback_info info) {

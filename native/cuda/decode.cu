@@ -65,9 +65,9 @@ struct DParams {
   DecodePf pf[kDecodeMaxPf];       // v5: L2 prefetches of the next launch's weights (see cuda_decode_gemv)
   int npf, evf;                    // their count; evf: own code copies with L2::evict_first
   // kernel-5 benchmark probes (cudaDecodeGemv's probe >> 4, bits; wrong results by design): 1 no wait for the t vectors,
-  // 2 no SwiGLU in the staging (x2 ignored), 4 no dense (LoRA A) tiles and no t wait, 32 a stage's codes and scale words
-  // as one bulk copy each where a chunk is a whole row (in ≤ 4096; the layout is then wrong); 8 (results unchanged): no
-  // stage issued before the wait for x, so x's loads are not queued behind the first stage's copies
+  // 2 no SwiGLU in the staging (x2 ignored), 4 no dense (LoRA A) tiles and no t wait; 8 (results unchanged): no stage
+  // issued before the wait for x, so x's loads are not queued behind the first stage's copies (run 69: no gain; nor did
+  // a probe 32 — one bulk copy per stage for the codes and one for the scale words — since removed)
   int probe5;
   int poff[kDecodeMaxSegs];  // own staging: each t-producing segment's first row in g_tpart
   unsigned long long* ts;    // benchmarks (cuda_decode_gemv_trace): this launch's %globaltimer stamps [grid][kTraceStamps]
@@ -472,7 +472,8 @@ constexpr int kStages = 3, kChunk = 4096, kDenseTile = 2, kDensePre = 1;  // kDe
 
 __host__ __device__ constexpr int v5_row_bytes(int kc) { return kc / 4 + ((kc / 4) % 128 == 0 ? 64 : 0); }  // ≡ 64 mod 128: 8 rows g → 4 wavefronts
 __host__ __device__ constexpr int v5_sz_bytes(int kc) { return kc / 16 + ((kc / 256) % 2 == 0 ? 16 : 0); }  // odd multiple of 16 B
-__host__ __device__ constexpr int v5_stage_bytes(int kc) { return kTile * (v5_row_bytes(kc) + v5_sz_bytes(kc)); }
+// a stage: 32 rows of codes | 32 rows of scale|zero words | (kernel 5, DParams::rB) the tile's 32 rows of LoRA B
+__host__ __device__ constexpr int v5_stage_bytes(int kc, int rB = 0) { return kTile * (v5_row_bytes(kc) + v5_sz_bytes(kc) + 2 * rB); }
 
 // %laneid read through a volatile asm: values derived from it are recomputed where used instead of hoisted out of the
 // packed loop into registers held across it (the loop is at the 128-register cap; a hoisted address spilled)
@@ -585,19 +586,12 @@ __device__ __forceinline__ void v5_produce(const DParams& p, const V5Smem& m, co
   const DecodeSeg& S = p.seg[si];
   const int r0 = (it.tile - p.first[si]) * kTile, c0 = it.ch * kChunk, kc = min(in - c0, kChunk);
   const uint32_t cb = kc / 4, sb = kc / 16;
-  uint8_t* st = m.stages + s * (kTile * (rowB + szB + 2 * p.rB));
+  uint8_t* st = m.stages + s * v5_stage_bytes(kcMax, p.rB);
   // the tile's rows of B ride with its last chunk (kernel 5; the host checks r % 8 == 0 and a 16-byte aligned B)
   const uint32_t bB = (p.rB && S.B && c0 + kc == in) ? (uint32_t)(min(kTile, S.rows - r0) * S.r * 2) : 0u;
   if (tid == 0) mbar_expect_tx(&m.full[s], kTile * (cb + sb) + bB);
   if (bB && tid == 16)
-    bulk_g2s(smem_u32(st + kTile * (rowB + szB)), static_cast<const uint16_t*>(S.B) + (size_t)r0 * S.r, bB, &m.full[s]);
-  if ((p.probe5 & 32) && kc == in && r0 + kTile <= S.rows) {  // probe: the tile's codes and scale words as ONE copy each
-    if (tid == 0) {                                             // (unpadded, so the layout is wrong; the bytes are the same)
-      bulk_g2s(smem_u32(st), static_cast<const uint8_t*>(S.codes) + (size_t)r0 * (in / 4), kTile * cb, &m.full[s]);
-      bulk_g2s(smem_u32(st + kTile * rowB), S.sz + (size_t)r0 * S.ng, kTile * sb, &m.full[s]);
-    }
-    return;
-  }
+    bulk_g2s(smem_u32(st + v5_stage_bytes(kcMax)), static_cast<const uint16_t*>(S.B) + (size_t)r0 * S.r, bB, &m.full[s]);
   if (lane < 16) {
     const int r = 8 * warp + (lane & 7), row = min(r0 + r, S.rows - 1);
     const uint8_t* src = lane < 8 ? static_cast<const uint8_t*>(S.codes) + (size_t)row * (in / 4) + c0 / 4
@@ -752,7 +746,7 @@ __device__ __forceinline__ void v5_main(const DParams& p, const V5Smem& m, V5Sta
                                         unsigned long long* ts = nullptr) {
   const int in = p.in, ntiles = p.first[p.nseg], nch = (in + kChunk - 1) / kChunk;
   const int kcMax = in < kChunk ? in : kChunk, rowB = v5_row_bytes(kcMax), szB = v5_sz_bytes(kcMax);
-  const int stageB = kTile * (rowB + szB + 2 * p.rB);
+  const int stageB = v5_stage_bytes(kcMax, p.rB);
   const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5, g = lane >> 2, t = lane & 3;
   // trace stamps: the persistent kernel passes ts; kernel 5's launch has p.ts (benchmarks)
   auto stamp = [&](int k) {
@@ -775,16 +769,19 @@ __device__ __forceinline__ void v5_main(const DParams& p, const V5Smem& m, V5Sta
   // partial and B[row][64u + 4q … 64u + 4q + 3] (u = 0, 1: ranks up to 128) — one 4-step shuffle tree for both rows
   // instead of two 5-step ones over a whole warp each (ncu, tenth session: the reduction was ~110 of the ~960
   // instructions per warp and item, mostly waiting on its shuffles).
+  // lane q16's four terms of a B row b (bf16 pairs as u32; global through the read-only path, or shared)
+  auto gather_b = [&](const uint32_t* b, int r, int q16, uint32_t (&bq)[2][2], bool global) {
+#pragma unroll
+    for (int u = 0; u < 2; u++) {
+      const int kk = 64 * u + 4 * q16;  // (r even: 4-byte aligned pairs)
+      if (kk < r) bq[u][0] = global ? __ldg(b + kk / 2) : b[kk / 2];
+      if (kk + 2 < r) bq[u][1] = global ? __ldg(b + kk / 2 + 1) : b[kk / 2 + 1];
+    }
+  };
   auto load_b = [&](const DecodeSeg& S, int r0, uint32_t (&bq)[2][2]) {
     const int lv = lane_v(), hq = lv >> 4, q16 = lv & 15;
     const int row = min(r0 + warp + 16 * hq, S.rows - 1);
-    const uint32_t* b = reinterpret_cast<const uint32_t*>(static_cast<const uint16_t*>(S.B) + (size_t)row * S.r);
-#pragma unroll
-    for (int u = 0; u < 2; u++) {
-      const int kk = 64 * u + 4 * q16;  // (S.r even: 4-byte aligned pairs)
-      bq[u][0] = kk < S.r ? __ldg(b + kk / 2) : 0u;
-      bq[u][1] = kk + 2 < S.r ? __ldg(b + kk / 2 + 1) : 0u;
-    }
+    gather_b(reinterpret_cast<const uint32_t*>(static_cast<const uint16_t*>(S.B) + (size_t)row * S.r), S.r, q16, bq, true);
   };
   // reduction of a tile's partials (red[par]) + B·t where the segment has a B
   auto reduce_store = [&](const DecodeSeg& S, int si, int r0, int rowsInTile, const uint32_t (&bq)[2][2]) {
@@ -956,15 +953,7 @@ __device__ __forceinline__ void v5_main(const DParams& p, const V5Smem& m, V5Sta
     // held in registers across the item's MMA loop: that cost spills)
     if (!PERSIST && last && S.B) {
       const int lv = lane_v(), hq = lv >> 4, q16 = lv & 15, row = warp_v() + 16 * hq;
-      if (r0 + row < S.rows) {
-        const uint32_t* bs = reinterpret_cast<const uint32_t*>(stg + kTile * (rowB + szB) + row * S.r * 2);
-#pragma unroll
-        for (int u = 0; u < 2; u++) {
-          const int kk2 = 64 * u + 4 * q16;
-          if (kk2 < S.r) bq[u][0] = bs[kk2 / 2];
-          if (kk2 + 2 < S.r) bq[u][1] = bs[kk2 / 2 + 1];
-        }
-      }
+      if (r0 + row < S.rows) gather_b(reinterpret_cast<const uint32_t*>(stg + v5_stage_bytes(kcMax) + row * S.r * 2), S.r, q16, bq, false);
     }
     __syncthreads();  // stage s is consumed (and the partials are in red)
     if (st.prod.tile < ntiles) v5_produce_next(p, m, st, pol);  // into stage s: item k + kStages
@@ -1557,6 +1546,11 @@ const char* cuda_decode_gemv(const DecodeSeg* segs, int nseg, int in, const void
     if (S.tseg < 0 || S.tseg >= nseg || segs[S.tseg].kind != 1 || segs[S.tseg].B || segs[S.tseg].rows != S.r || S.r < 2 ||
         S.r > 128 || S.r % 2 != 0)
       return "cudaDecodeGemv: a LoRA B needs an even rank <= 128 and tseg = a dense segment of r rows without its own B";
+    if (!g_rec) {  // kernel 5 launches: B's rows ride in the stages (one bulk copy of a multiple of 16 bytes)
+      if (S.r % 8 != 0 || (reinterpret_cast<uintptr_t>(S.B) & 15))
+        return "cudaDecodeGemv: a LoRA B folded into kernel 5 needs a rank that is a multiple of 8 and a 16-byte aligned B";
+      if (S.r > p.rB) p.rB = S.r;
+    }
     p.toff[s] = p.tlen;
     p.tlen += S.r;
     if (!((p.prodmask >> S.tseg) & 1)) {
@@ -1567,14 +1561,6 @@ const char* cuda_decode_gemv(const DecodeSeg* segs, int nseg, int in, const void
     }
   }
   if (lora && !v5) return "cudaDecodeGemv: LoRA B·t in the launch needs kernel 5 and group 64";
-  if (!g_rec)
-    for (int s = 0; s < nseg; s++) {
-      const DecodeSeg& S = segs[s];
-      if (!S.B) continue;
-      if (S.r % 8 != 0 || (reinterpret_cast<uintptr_t>(S.B) & 15))
-        return "cudaDecodeGemv: a LoRA B folded into kernel 5 needs a rank that is a multiple of 8 and a 16-byte aligned B";
-      if (S.r > p.rB) p.rB = S.r;
-    }
   if (p.tlen > kDecodeMaxT || prows > kTPartRows) return "cudaDecodeGemv: the LoRA ranks of one launch add up to more than 512";
   if (x2 && !v5) return "cudaDecodeGemv: SwiGLU staging (x2) needs kernel 5 and group 64";
   static int sms = 0, optin = 0;
@@ -1582,9 +1568,9 @@ const char* cuda_decode_gemv(const DecodeSeg* segs, int nseg, int in, const void
     LB_CUDA(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, 0));
     LB_CUDA(cudaDeviceGetAttribute(&optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, 0));
   }
-  const size_t statics = sizeof(float) * (2 * kDWarps * kTile + kDWarps) + 64;
+  const size_t statics = sizeof(float) * (2 * kDWarps * kRedPitch + kDWarps) + sizeof(unsigned) + 64;
   size_t smem = (size_t)in * 4 + (size_t)(in / 64) * 16 + (size_t)in * 2;
-  const size_t stages = (size_t)kStages * (v5_stage_bytes(in < kChunk ? in : kChunk) + (size_t)kTile * 2 * p.rB);
+  const size_t stages = (size_t)kStages * v5_stage_bytes(in < kChunk ? in : kChunk, p.rB);
   if (v5 && smem + stages + statics <= (size_t)optin)
     smem += stages;
   else
