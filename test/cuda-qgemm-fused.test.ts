@@ -12,6 +12,9 @@
 // the summed accumulators), the product at variant 3's tolerances and within 2e-5 of variant 3 (f32 summation order).
 // Variant 8 (stream-K): at its default grid and with the grid capped to 1, 3, 7 and 29 CTAs (tiles split two, three and
 // more ways, workers that are both a contributor and a finisher), within 2e-5 of variant 5 and of the f64 product.
+// Variant 9 (176-token tiles, one 256-thread pair over the whole K): the same tolerances, within 2e-5 of variant 3; M of
+// 81, 512 (last token tile 160), 640, 1024 and 1100 cover partial tiles, and cudaQGemm's default takes it where its tiles
+// need fewer rounds (4096 rows at M = 1100, 4608 at M = 1024).
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { Rng } from '../src/tensor.js';
@@ -43,6 +46,14 @@ function fusedOrSkip(t: TestContext): NativeCudaQuant | null {
 const DEFAULT_RP_VARIANT = 5;
 /** cudaQGemm's fused variant when the tiles need more than one wave (pick_variant): 4 (two CTAs per SM). */
 const MANY_WAVE_VARIANT = 4;
+/** pick_variant's choice with the repacked stream: 7 when the 128 × 128 tiles fit one wave, else 9 when its 176-token
+ *  tiles need fewer token rows of rounds, else MANY_WAVE_VARIANT. */
+function defaultVariant(rowBlocks: number, M: number, sms: number): number {
+  const tiles = rowBlocks * Math.ceil(M / 128);
+  if (tiles <= sms) return 7;
+  const rounds = Math.ceil(tiles / sms), roundsW = Math.ceil((rowBlocks * Math.ceil(M / 176)) / sms);
+  return roundsW * 176 < rounds * 128 ? 9 : MANY_WAVE_VARIANT;
+}
 
 const hex = (x: number): string => `0x${(x >>> 0).toString(16).padStart(8, '0')}`;
 
@@ -191,7 +202,7 @@ test('cuda-qgemm-fused: parity vs f64, vs dequantize + cuBLAS, and cudaQGemm pic
         // its results are keyed `8@grid` (0 = the default grid)
         const skGrids = [0, 1, 3, 7, 29];
         const runs: { v: QGemmFusedVariant; skGrid: number }[] = [
-          ...([1, 3, 2, 4, 5, 6, 7] as const).map((v) => ({ v, skGrid: 0 })), ...skGrids.map((skGrid) => ({ v: 8 as const, skGrid }))];
+          ...([1, 3, 2, 4, 5, 6, 7, 9] as const).map((v) => ({ v, skGrid: 0 })), ...skGrids.map((skGrid) => ({ v: 8 as const, skGrid }))];
         for (const { v: vn, skGrid } of runs) {
           const v = vn === 8 ? `8@${skGrid}` : vn;
           if (skGrid) process.env.LOWBIT_QGEMM_SK_GRID = String(skGrid);
@@ -223,6 +234,9 @@ test('cuda-qgemm-fused: parity vs f64, vs dequantize + cuBLAS, and cudaQGemm pic
         // f32 accumulation order only
         const e53 = relNorm(byVariant.get(5)!, byVariant.get(3)!);
         assert.ok(e53 < 2e-5, `${out}x${inF} M=${M}: variant 5 vs variant 3 ${e53}`);
+        // variant 9 (176-token tiles, one sum over the whole K like variant 3)
+        const e93 = relNorm(byVariant.get(9)!, byVariant.get(3)!);
+        assert.ok(e93 < 2e-5, `${out}x${inF} M=${M}: variant 9 vs variant 3 ${e93}`);
         for (const g of skGrids) {
           const e85 = relNorm(byVariant.get(`8@${g}`)!, byVariant.get(5)!);
           assert.ok(e85 < 2e-5, `${out}x${inF} M=${M}: variant 8 (grid ${g || 'default'}) vs variant 5 ${e85}`);
@@ -243,9 +257,10 @@ test('cuda-qgemm-fused: parity vs f64, vs dequantize + cuBLAS, and cudaQGemm pic
         // the default cudaQGemm: fused for 64 <= M <= 1024 (variant 7 — the same bits as 5 — when the tiles fit one wave of
         // one CTA per SM, else MANY_WAVE_VARIANT), else dequantize + cuBLAS
         const dflt = run(() => c.cudaQGemm(q.desc, M, hX, hY, true, hS), true);
-        const tiles = (out / 128) * Math.ceil(M / 128), sms = c.cudaInfo().smCount ?? 132;
-        const want = M <= 1024 ? byVariant.get(tiles <= sms ? 5 : MANY_WAVE_VARIANT)! : old;
-        t.diagnostic(`${out}x${inF} M=${M}: ${tiles} tiles on ${sms} SMs → cudaQGemm ${M <= 1024 ? `fused variant ${tiles <= sms ? 7 : MANY_WAVE_VARIANT}` : 'dequantize + cuBLAS'}`);
+        const sms = c.cudaInfo().smCount ?? 132, tiles = (out / 128) * Math.ceil(M / 128);
+        const dv = defaultVariant(out / 128, M, sms);
+        const want = M <= 1024 ? byVariant.get(dv === 7 ? 5 : dv)! : old;
+        t.diagnostic(`${out}x${inF} M=${M}: ${tiles} tiles on ${sms} SMs → cudaQGemm ${M <= 1024 ? `fused variant ${dv}` : 'dequantize + cuBLAS'}`);
         let same = 0;
         for (let i = 0; i < dflt.length; i++) if (Object.is(dflt[i], want[i])) same++;
         assert.equal(same, dflt.length, `${out}x${inF} M=${M}: cudaQGemm did not take the ${M <= 1024 ? 'fused kernel' : 'dequantize + cuBLAS path'} (${same} of ${dflt.length} equal)`);

@@ -599,7 +599,7 @@ napi_value js_qgemm(napi_env env, napi_callback_info info) {
   return nullptr;
 }
 
-// cudaQGemmFused(desc, M, X, Y, yF32, debug = 0, variant = 0 (1..7))   the fused sm_90a kernel only (throws where it does
+// cudaQGemmFused(desc, M, X, Y, yF32, debug = 0, variant = 0 (1..9))   the fused sm_90a kernel only (throws where it does
 // not apply)
 napi_value js_qgemm_fused(napi_env env, napi_callback_info info) {
   Args a(env, info, "cudaQGemmFused");

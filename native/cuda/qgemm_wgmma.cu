@@ -137,9 +137,10 @@ __device__ __forceinline__ void pin(uint32_t (&a)[4][4]) {
 #pragma unroll
     for (int r = 0; r < 4; r++) asm volatile("" : "+r"(a[s][r])::"memory");
 }
-__device__ __forceinline__ void pin(float (&d)[64]) {
+template <int NA>
+__device__ __forceinline__ void pin(float (&d)[NA]) {
 #pragma unroll
-  for (int i = 0; i < 64; i++) asm volatile("" : "+f"(d[i])::"memory");
+  for (int i = 0; i < NA; i++) asm volatile("" : "+f"(d[i])::"memory");
 }
 
 // Descriptor of a K-major, 128-byte-swizzled bf16 tile at shared address `a` (1024-aligned for k step 0):
@@ -170,13 +171,44 @@ __device__ __forceinline__ void wgmma_128(float (&d)[64], const uint32_t (&a)[4]
       : "memory");
 }
 
+// D[64×176] (+)= A[64×16] (registers) · B[16×176] (descriptor), fp32 accumulate (variant 9's token tile).
+__device__ __forceinline__ void wgmma_176(float (&d)[88], const uint32_t (&a)[4], uint64_t desc) {
+  asm volatile(
+      "{\n.reg .pred p;\nsetp.ne.b32 p, %93, 0;\n"
+      "wgmma.mma_async.sync.aligned.m64n176k16.f32.bf16.bf16 {"
+      "%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, %16, %17, %18, %19, %20, %21, "
+      "%22, %23, %24, %25, %26, %27, %28, %29, %30, %31, %32, %33, %34, %35, %36, %37, %38, %39, %40, %41, %42, %43, "
+      "%44, %45, %46, %47, %48, %49, %50, %51, %52, %53, %54, %55, %56, %57, %58, %59, %60, %61, %62, %63, %64, %65, "
+      "%66, %67, %68, %69, %70, %71, %72, %73, %74, %75, %76, %77, %78, %79, %80, %81, %82, %83, %84, %85, %86, %87"
+      "}, {%88, %89, %90, %91}, %92, p, 1, 1, 0;\n}\n"
+      : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]),
+        "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15]),
+        "+f"(d[16]), "+f"(d[17]), "+f"(d[18]), "+f"(d[19]), "+f"(d[20]), "+f"(d[21]), "+f"(d[22]), "+f"(d[23]),
+        "+f"(d[24]), "+f"(d[25]), "+f"(d[26]), "+f"(d[27]), "+f"(d[28]), "+f"(d[29]), "+f"(d[30]), "+f"(d[31]),
+        "+f"(d[32]), "+f"(d[33]), "+f"(d[34]), "+f"(d[35]), "+f"(d[36]), "+f"(d[37]), "+f"(d[38]), "+f"(d[39]),
+        "+f"(d[40]), "+f"(d[41]), "+f"(d[42]), "+f"(d[43]), "+f"(d[44]), "+f"(d[45]), "+f"(d[46]), "+f"(d[47]),
+        "+f"(d[48]), "+f"(d[49]), "+f"(d[50]), "+f"(d[51]), "+f"(d[52]), "+f"(d[53]), "+f"(d[54]), "+f"(d[55]),
+        "+f"(d[56]), "+f"(d[57]), "+f"(d[58]), "+f"(d[59]), "+f"(d[60]), "+f"(d[61]), "+f"(d[62]), "+f"(d[63]),
+        "+f"(d[64]), "+f"(d[65]), "+f"(d[66]), "+f"(d[67]), "+f"(d[68]), "+f"(d[69]), "+f"(d[70]), "+f"(d[71]),
+        "+f"(d[72]), "+f"(d[73]), "+f"(d[74]), "+f"(d[75]), "+f"(d[76]), "+f"(d[77]), "+f"(d[78]), "+f"(d[79]),
+        "+f"(d[80]), "+f"(d[81]), "+f"(d[82]), "+f"(d[83]), "+f"(d[84]), "+f"(d[85]), "+f"(d[86]), "+f"(d[87])
+      : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(desc), "r"(1)
+      : "memory");
+}
+
 // One k-block (4 k16 steps) of a warpgroup: D += A(cur)·B(desc), committed as a group, then wait until the PREVIOUS
-// k-block's group is done — its A registers (nxt) may then be overwritten and its stage reused.
-__device__ __forceinline__ void kblock_mma(float (&acc)[64], uint32_t (&cur)[4][4], uint32_t (&nxt)[4][4], uint64_t desc) {
+// k-block's group is done — its A registers (nxt) may then be overwritten and its stage reused. NA = the token tile / 2
+// accumulators per thread (64: 128 tokens, 88: 176).
+template <int NA>
+__device__ __forceinline__ void kblock_mma(float (&acc)[NA], uint32_t (&cur)[4][4], uint32_t (&nxt)[4][4], uint64_t desc) {
+  static_assert(NA == 64 || NA == 88, "token tile 128 or 176");
   pin(acc);
   wg_fence();
 #pragma unroll
-  for (int s = 0; s < 4; s++) wgmma_128(acc, cur[s], desc + 2 * s);  // +32 bytes per k16 step
+  for (int s = 0; s < 4; s++) {  // +32 bytes per k16 step
+    if constexpr (NA == 64) wgmma_128(acc, cur[s], desc + 2 * s);
+    else wgmma_176(acc, cur[s], desc + 2 * s);
+  }
   wg_commit();
   wg_wait<1>();
   pin(nxt);
@@ -223,17 +255,17 @@ __device__ __forceinline__ uint4 bf16x8(const float4& a, const float4& b) {
 // 16-byte stores of Y (f32 or bf16), tokens past M skipped.
 // The token-major f32 tile (pitch kEpiPitch) → Y rows n0.. (tokens past M skipped), 16-byte stores of f32 or bf16,
 // by nthreads threads.
-template <int nthreads>
+template <int nthreads, int BN = kBN>
 __device__ __forceinline__ void store_y(const float* tile, void* Y, int M, int out, int m0, int n0, int y_f32, int tid) {
   if (y_f32) {
-    for (int i = tid; i < kBN * (kBM / 4); i += nthreads) {
+    for (int i = tid; i < BN * (kBM / 4); i += nthreads) {
       const int n = i / (kBM / 4), c = i % (kBM / 4);
       if (n0 + n >= M) break;  // rows are in order: the rest are past M too
       const float4 v = *reinterpret_cast<const float4*>(tile + n * kEpiPitch + 4 * c);
       *reinterpret_cast<float4*>(static_cast<float*>(Y) + (size_t)(n0 + n) * out + m0 + 4 * c) = v;
     }
   } else {
-    for (int i = tid; i < kBN * (kBM / 8); i += nthreads) {
+    for (int i = tid; i < BN * (kBM / 8); i += nthreads) {
       const int n = i / (kBM / 8), c = i % (kBM / 8);
       if (n0 + n >= M) break;
       const float4 a = *reinterpret_cast<const float4*>(tile + n * kEpiPitch + 8 * c);
@@ -522,43 +554,45 @@ constexpr int kSkThreads = 512;
 #ifdef LB_HAVE_WGMMA
 // Split-K epilogue (variants 5–7): pair 1 stages its accumulators token-major, pair 0 adds its own (acc0 + acc1, in
 // that order: deterministic), all 512 threads store Y. Needs every stage read (a barrier before the call).
-__device__ __forceinline__ void sk_epilogue(float (&acc)[64], uint8_t* sg0, const FusedArgs3& p, int m0, int n0, bool dbg) {
+// PAIRS = 1 (variant 9: one pair, the whole K): pair 0 stores its accumulators alone.
+template <int NA, int PAIRS = 2>
+__device__ __forceinline__ void sk_epilogue(float (&acc)[NA], uint8_t* sg0, const FusedArgs3& p, int m0, int n0, bool dbg) {
   const int tid = threadIdx.x, pair = tid >> 8, ptid = tid & 255;
   // acc[4j + 2v + u] = D[row 16w + g + 8v][token 8j + 2t + u] (w = warp in the warpgroup), token-major tile.
   float* tile = reinterpret_cast<float*>(sg0);
   const int wgp = ptid >> 7, warp = (ptid >> 5) & 3, lane = ptid & 31, g = lane >> 2, t = lane & 3;
   const int mr = 64 * wgp + 16 * warp + g;
-  if (pair == 1) {
+  if (PAIRS == 2 && pair == 1) {
 #pragma unroll
-    for (int jj = 0; jj < 16; jj++)
+    for (int jj = 0; jj < NA / 4; jj++)
 #pragma unroll
       for (int v = 0; v < 2; v++)
 #pragma unroll
         for (int u = 0; u < 2; u++) tile[(8 * jj + 2 * t + u) * kEpiPitch + mr + 8 * v] = acc[4 * jj + 2 * v + u];
   }
-  __syncthreads();
+  if (PAIRS == 2) __syncthreads();
   if (pair == 0) {
 #pragma unroll
-    for (int jj = 0; jj < 16; jj++)
+    for (int jj = 0; jj < NA / 4; jj++)
 #pragma unroll
       for (int v = 0; v < 2; v++)
 #pragma unroll
         for (int u = 0; u < 2; u++) {
           float& e = tile[(8 * jj + 2 * t + u) * kEpiPitch + mr + 8 * v];
-          e = acc[4 * jj + 2 * v + u] + e;
+          e = PAIRS == 2 ? acc[4 * jj + 2 * v + u] + e : acc[4 * jj + 2 * v + u];
           if (p.debug == 3) acc[4 * jj + 2 * v + u] = e;
         }
     if (p.debug == 3) {
       if (dbg) {
         float* o = static_cast<float*>(p.Y);
 #pragma unroll
-        for (int i = 0; i < 64; i++) o[ptid * 64 + i] = acc[i];
+        for (int i = 0; i < NA; i++) o[ptid * NA + i] = acc[i];
       }
     }
   }
   if (p.debug == 3) return;
   __syncthreads();
-  store_y<kSkThreads>(tile, p.Y, p.M, p.out, m0, n0, p.y_f32, tid);
+  store_y<256 * PAIRS, 2 * NA>(tile, p.Y, p.M, p.out, m0, n0, p.y_f32, tid);
 }
 
 #endif  // LB_HAVE_WGMMA
@@ -683,20 +717,35 @@ __device__ __forceinline__ void tma_x(uint32_t dst, const CUtensorMap* tm, int k
 }
 #endif  // LB_HAVE_WGMMA
 
-template <int kStages>
-__global__ void __launch_bounds__(kSkThreads, 1) qgemm_w2_wgmma_tma_kernel(const FusedArgs3 p, const __grid_constant__ CUtensorMap tmX) {
+// Variant 9 (BN = 176, PAIRS = 1): the same kernel with 176-token tiles, for shapes whose 128 × 128 tiles overflow a
+// wave: 11008×4096 at M = 512 is 86 × 3 = 258 tiles ≤ 2 waves of 132 instead of 344 = 2.6 (3 rounds), and each weight
+// block converted into A fragments feeds 176 tokens instead of 128. Its 88 accumulators + two A buffers do not fit
+// 512 threads' 128 registers (132 B spilled), so the CTA is ONE pair (256 threads, the whole K, up to 255 registers)
+// with 8 stages of 26 KB: per k-block the tensor pipe has 2 × 4 m64n176k16 (~700 cycles) against ~200 warp-
+// instructions of conversion, so 8 warps should keep it fed (to be measured against variants 4 and 7).
+template <int BN>
+__host__ __device__ constexpr int tma_stage_bytes() { return BN * kBK * 2 + kRpBytes; }  // X tile (1024-aligned multiple) + repacked block
+template <int kStages, int BN, int PAIRS = 2>
+constexpr int smem_bytes_tma() { return PAIRS * kStages * tma_stage_bytes<BN>() + 1024; }
+constexpr int kStagesW = 8, kBNw = 176;
+static_assert(tma_stage_bytes<kBNw>() % 1024 == 0 && smem_bytes_tma<kStagesW, kBNw, 1>() <= 227 * 1024 - 1024, "variant 9 stages");
+static_assert(kBNw * kEpiPitch * 4 <= kStagesW * tma_stage_bytes<kBNw>(), "epilogue tile overflow (v9)");
+
+template <int kStages, int BN = kBN, int PAIRS = 2>
+__global__ void __launch_bounds__(256 * PAIRS, 1) qgemm_w2_wgmma_tma_kernel(const FusedArgs3 p, const __grid_constant__ CUtensorMap tmX) {
 #ifdef LB_HAVE_WGMMA
+  constexpr int kStageB = tma_stage_bytes<BN>(), kXB = BN * kBK * 2;
   extern __shared__ uint8_t smem_raw[];
-  __shared__ __align__(8) uint64_t fullb[2][kStages];
-  __shared__ unsigned freed[2][kStages];  // per stage: warpgroups done with it (two per use)
+  __shared__ __align__(8) uint64_t fullb[PAIRS][kStages];
+  __shared__ unsigned freed[PAIRS][kStages];  // per stage: warpgroups done with it (two per use)
   const uint32_t raw = smem_u32(smem_raw);
   const uint32_t sb0 = (raw + 1023u) & ~1023u;
   uint8_t* const sg0 = smem_raw + (sb0 - raw);
-  const int tid = threadIdx.x, pair = tid >> 8, ptid = tid & 255;
-  const uint32_t sb = sb0 + pair * kStages * kStageBytes3;
-  uint8_t* const sg = sg0 + pair * kStages * kStageBytes3;
-  const int m0 = blockIdx.x * kBM, n0 = blockIdx.y * kBN;
-  const int KB = p.in / kBK, KB0 = (KB + 1) >> 1;
+  const int tid = threadIdx.x, pair = PAIRS == 2 ? tid >> 8 : 0, ptid = tid & 255;
+  const uint32_t sb = sb0 + pair * kStages * kStageB;
+  uint8_t* const sg = sg0 + pair * kStages * kStageB;
+  const int m0 = blockIdx.x * kBM, n0 = blockIdx.y * BN;
+  const int KB = p.in / kBK, KB0 = PAIRS == 2 ? (KB + 1) >> 1 : KB;
   const int kb0 = pair ? KB0 : 0, nkb = pair ? KB - KB0 : KB0;
   const uint32_t magic = p.magic;
   uint64_t* const fb = fullb[pair];
@@ -707,21 +756,21 @@ __global__ void __launch_bounds__(kSkThreads, 1) qgemm_w2_wgmma_tma_kernel(const
   __syncthreads();
   const uint8_t* const rsrc = p.rp + ((size_t)blockIdx.x * KB + kb0) * kRpBytes;
   auto load_stage = [&](int j, int st) {  // one thread
-    const uint32_t so = sb + st * kStageBytes3;
-    mbar_expect_tx(&fb[st], kXBytes + kRpBytes);
+    const uint32_t so = sb + st * kStageB;
+    mbar_expect_tx(&fb[st], kXB + kRpBytes);
     tma_x(so, &tmX, (kb0 + j) * kBK, n0, &fb[st]);
-    bulk_g2s(so + kXBytes, rsrc + (size_t)j * kRpBytes, kRpBytes, &fb[st]);
+    bulk_g2s(so + kXB, rsrc + (size_t)j * kRpBytes, kRpBytes, &fb[st]);
   };
 
-  float acc[64];
+  float acc[BN / 2];
 #pragma unroll
-  for (int i = 0; i < 64; i++) acc[i] = 0.f;
+  for (int i = 0; i < BN / 2; i++) acc[i] = 0.f;
   uint32_t A0[4][4], A1[4][4] = {};
   if (ptid == 0)
     for (int i = 0; i < kStages && i < nkb; i++) load_stage(i, i);
   if (nkb > 0) {
     mbar_wait(&fb[0], 0);
-    convert_rp(sg + kXBytes, ptid, magic, A0);
+    convert_rp(sg + kXB, ptid, magic, A0);
   }
 
   // No barrier between the pair's warpgroups: each one, once its wgmma of k-block j − 1 has completed, counts itself
@@ -730,12 +779,12 @@ __global__ void __launch_bounds__(kSkThreads, 1) qgemm_w2_wgmma_tma_kernel(const
   int st = 0;
   auto iter = [&](int j, uint32_t (&cur)[4][4], uint32_t (&nxt)[4][4]) {
     const int st1 = st + 1 == kStages ? 0 : st + 1, stp = st == 0 ? kStages - 1 : st - 1;
-    const uint64_t desc = desc_sw128(sb + st * kStageBytes3);
+    const uint64_t desc = desc_sw128(sb + st * kStageB);
     kblock_mma(acc, cur, nxt, desc);  // wgmma(this k-block) issued; wgmma(the previous one) done: nxt is free
     if (elect && j >= 1 && (atomicAdd(&freed[pair][stp], 1u) & 1u) && j - 1 + kStages < nkb) load_stage(j - 1 + kStages, stp);
     if (j + 1 < nkb) {
       mbar_wait(&fb[st1], (uint32_t)((j + 1) / kStages) & 1u);  // k-block j + 1 landed (X and codes)
-      convert_rp(sg + st1 * kStageBytes3 + kXBytes, ptid, magic, nxt);
+      convert_rp(sg + st1 * kStageB + kXB, ptid, magic, nxt);
     }
     st = st1;
   };
@@ -743,7 +792,7 @@ __global__ void __launch_bounds__(kSkThreads, 1) qgemm_w2_wgmma_tma_kernel(const
   wg_wait<0>();
   pin(acc);
   __syncthreads();  // both pairs done with every stage: the shared memory becomes the epilogue tile
-  sk_epilogue(acc, sg0, p, m0, n0, false);
+  sk_epilogue<BN / 2, PAIRS>(acc, sg0, p, m0, n0, false);
 #endif  // LB_HAVE_WGMMA
 }
 
@@ -977,8 +1026,8 @@ __global__ void __launch_bounds__(256) qgemm_w2_repack_kernel(const uint8_t* __r
   }
 }
 
-// Per variant (1..4) and device (bit d): the kernel image is usable and its shared-memory limit is raised.
-std::atomic<uint64_t> g_ready[8];
+// Per variant (1..9) and device (bit d): the kernel image is usable and its shared-memory limit is raised.
+std::atomic<uint64_t> g_ready[9];
 
 template <class K>
 const char* prepare_kernel(K* k, int bytes, int v, int dev) {
@@ -999,7 +1048,8 @@ const char* prepare_kernel(K* k, int bytes, int v, int dev) {
 // Variants: 1 = original codes, 6 stages, one CTA per SM; 2 = original codes, 5 stages, two CTAs per SM;
 // 3 = repacked stream, 6 stages, one CTA per SM; 4 = repacked stream, 5 stages, two CTAs per SM; 5 / 6 = repacked
 // stream, split-K inside a 512-thread CTA (two pairs of warpgroups, 5 / 4 stages each); 7 = variant 5 with its stages
-// filled by the copy engine (a tensor map for X, bulk copies of the repacked blocks); 8 = variant 7 as stream-K.
+// filled by the copy engine (a tensor map for X, bulk copies of the repacked blocks); 8 = variant 7 as stream-K;
+// 9 = variant 7 with 176-token tiles, one pair of warpgroups over the whole K (8 stages).
 constexpr int kRpDefault = 5;
 
 // cuTensorMapEncodeTiled through the runtime's driver entry point (no libcuda link); null where unavailable.
@@ -1019,12 +1069,12 @@ EncodeTiledFn encode_tiled() {
   }();
   return fn;
 }
-// The tensor map of X [M, in] bf16 (row-major) in boxes of 64 k × 128 tokens with the 128-byte swizzle.
-const char* x_tensor_map(const void* X, int M, int in, CUtensorMap* tm) {
+// The tensor map of X [M, in] bf16 (row-major) in boxes of 64 k × bn tokens with the 128-byte swizzle.
+const char* x_tensor_map(const void* X, int M, int in, int bn, CUtensorMap* tm) {
   const EncodeTiledFn enc = encode_tiled();
   if (!enc) return "fused qgemm variant 7: cuTensorMapEncodeTiled is not available from the driver";
   const cuuint64_t dims[2] = {(cuuint64_t)in, (cuuint64_t)M}, strides[1] = {(cuuint64_t)in * 2};
-  const cuuint32_t box[2] = {(cuuint32_t)kBK, (cuuint32_t)kBN}, estr[2] = {1, 1};
+  const cuuint32_t box[2] = {(cuuint32_t)kBK, (cuuint32_t)bn}, estr[2] = {1, 1};
   const CUresult r = enc(tm, CU_TENSOR_MAP_DATA_TYPE_BFLOAT16, 2, const_cast<void*>(X), dims, strides, box, estr,
                          CU_TENSOR_MAP_INTERLEAVE_NONE, CU_TENSOR_MAP_SWIZZLE_128B, CU_TENSOR_MAP_L2_PROMOTION_L2_256B,
                          CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE);
@@ -1040,12 +1090,17 @@ int sm_count() {
 // tensor-map encoder) when the tiles fit one wave of one CTA per SM, and 4 when they do not (two CTAs per SM). Device run
 // 44 at M = 512 (4096², 11008×4096, 4096×11008): v7 80 / 72 / 81 %, v5 78 / 70 / 78 %, v4 75 / 73 / 73 % of dense; at
 // M = 2048 v4 was ahead on two shapes of three (cudaQGemm takes dequantize + cuBLAS there). Else 1.
-int pick_variant(int v, bool has_rp, int tiles) {
+// Where 128-token tiles overflow a wave, variant 9 (176-token tiles) when it needs fewer token rows of rounds
+// (11008×4096 at M = 512: 2 rounds × 176 < 3 × 128).
+int pick_variant(int v, bool has_rp, int rowBlocks, int M) {
   if (v) return v;
   const char* e = std::getenv("LOWBIT_QGEMM_FUSED_VARIANT");
-  if (e && e[0] >= '1' && e[0] <= '8' && !e[1]) return e[0] - '0';
+  if (e && e[0] >= '1' && e[0] <= '9' && !e[1]) return e[0] - '0';
   if (!has_rp) return 1;
-  return tiles <= sm_count() ? (encode_tiled() ? 7 : kRpDefault) : 4;
+  const int sms = sm_count(), tiles = rowBlocks * ((M + kBN - 1) / kBN);
+  if (tiles <= sms) return encode_tiled() ? 7 : kRpDefault;
+  const int rounds = (tiles + sms - 1) / sms, roundsW = (rowBlocks * ((M + kBNw - 1) / kBNw) + sms - 1) / sms;
+  return encode_tiled() && roundsW * kBNw < rounds * kBN ? 9 : 4;
 }
 
 // Variant 8's grid: one CTA per SM (at most kSkMaxCtas, the workspace's slots), never more than the iterations;
@@ -1084,8 +1139,9 @@ const char* device_unsupported() {
   if (const char* e = prepare_kernel(qgemm_w2_wgmma_rp_kernel<5, 2>, smem_bytes3(5), 4, dev)) return e;
   if (const char* e = prepare_kernel(qgemm_w2_wgmma_rp_sk_kernel<5>, smem_bytes_sk(5), 5, dev)) return e;
   if (const char* e = prepare_kernel(qgemm_w2_wgmma_rp_sk_kernel<4>, smem_bytes_sk(4), 6, dev)) return e;
-  if (const char* e = prepare_kernel(qgemm_w2_wgmma_tma_kernel<5>, smem_bytes_sk(5), 7, dev)) return e;
-  return prepare_kernel(qgemm_w2_wgmma_streamk_kernel<kSkStages>, smem_bytes_streamk(kSkStages), 8, dev);
+  if (const char* e = prepare_kernel(qgemm_w2_wgmma_tma_kernel<5>, smem_bytes_tma<5, kBN>(), 7, dev)) return e;
+  if (const char* e = prepare_kernel(qgemm_w2_wgmma_streamk_kernel<kSkStages>, smem_bytes_streamk(kSkStages), 8, dev)) return e;
+  return prepare_kernel(qgemm_w2_wgmma_tma_kernel<kStagesW, kBNw, 1>, smem_bytes_tma<kStagesW, kBNw, 1>(), 9, dev);
 }
 
 }  // namespace
@@ -1121,11 +1177,12 @@ const char* cuda_qgemm_fused(const QDesc& d, int M, const void* X, void* Y, bool
                              int variant) {
   if (const char* why = qgemm_fused_unsupported(d, M, X, Y)) return why;
   if (debug < 0 || debug > 3) return "fused qgemm: debug mode must be 0..3";
-  if (variant < 0 || variant > 8) return "fused qgemm: variant must be 0 (default) or 1..8";
+  if (variant < 0 || variant > 9) return "fused qgemm: variant must be 0 (default) or 1..9";
   if (debug && (d.out != kBM || M > kBN || !y_f32 || (debug == 3 && M != kBN)))
     return "fused qgemm debug: needs out == 128, M <= 128 (M == 128 for mode 3) and an f32 Y";
-  const dim3 grid(d.out / kBM, (M + kBN - 1) / kBN);
-  int v = pick_variant(variant, d.fused != nullptr, (int)(grid.x * grid.y));
+  dim3 grid(d.out / kBM, (M + kBN - 1) / kBN);
+  int v = pick_variant(variant, d.fused != nullptr, (int)grid.x, M);
+  if (v == 9) grid.y = (M + kBNw - 1) / kBNw;
   SkArgs sk{};  // variant 8's schedule (the other kernels do not read it)
   int sk_grid = 0;
   if (v == 8) {
@@ -1138,14 +1195,15 @@ const char* cuda_qgemm_fused(const QDesc& d, int M, const void* X, void* Y, bool
                      FastDiv::make((int)grid.x), order};
   }
   if (v >= 7 && debug) return "fused qgemm: the debug modes take variants 1 to 6";
-  if (v >= 3 && !d.fused) return "fused qgemm: variants 3 to 8 need the repacked stream (desc.fused, cuda_qgemm_fused_repack)";
+  if (v >= 3 && !d.fused) return "fused qgemm: variants 3 to 9 need the repacked stream (desc.fused, cuda_qgemm_fused_repack)";
   cudaStream_t s = static_cast<cudaStream_t>(stream);
   if (v >= 3) {
     FusedArgs3 a{static_cast<const __nv_bfloat16*>(X), d.fused, Y, M, d.out, d.in, y_f32 ? 1 : 0, debug, 0x43004300u, sk};
-    if (v == 7 || v == 8) {
+    if (v >= 7) {
       CUtensorMap tm;
-      if (const char* e = x_tensor_map(X, M, d.in, &tm)) return e;
-      if (v == 7) qgemm_w2_wgmma_tma_kernel<5><<<grid, kSkThreads, smem_bytes_sk(5), s>>>(a, tm);
+      if (const char* e = x_tensor_map(X, M, d.in, v == 9 ? kBNw : kBN, &tm)) return e;
+      if (v == 7) qgemm_w2_wgmma_tma_kernel<5><<<grid, kSkThreads, smem_bytes_tma<5, kBN>(), s>>>(a, tm);
+      else if (v == 9) qgemm_w2_wgmma_tma_kernel<kStagesW, kBNw, 1><<<grid, 256, smem_bytes_tma<kStagesW, kBNw, 1>(), s>>>(a, tm);
       else qgemm_w2_wgmma_streamk_kernel<kSkStages><<<sk_grid, kSkThreads, smem_bytes_streamk(kSkStages), s>>>(a, tm);
     } else if (v == 5) qgemm_w2_wgmma_rp_sk_kernel<5><<<grid, kSkThreads, smem_bytes_sk(5), s>>>(a);
     else if (v == 6) qgemm_w2_wgmma_rp_sk_kernel<4><<<grid, kSkThreads, smem_bytes_sk(4), s>>>(a);

@@ -35,7 +35,7 @@ export interface QuantDesc {
 /** Fused packed GEMM kernel choice (cudaQGemmFused): 0 default, 1/2 original codes, 3/4 repacked stream, 5/6 repacked
  * stream with split-K inside a 512-thread CTA, 7 = 5 with its stages filled by the copy engine (tensor map + bulk copies),
  * 8 = stream-K over two workers per SM (tiles split between workers, fixed up through a workspace; never the default). */
-export type QGemmFusedVariant = 0 | 1 | 2 | 3 | 4 | 5 | 6 | 7 | 8;
+export type QGemmFusedVariant = 0 | 1 | 2 | 3 | 4 | 5 | 6 | 7 | 8 | 9;
 
 /** Fused GEMV kernel choice (cudaQGemv): 0 default (v1), 1 v1, 2 v2, 3 v3 (rows per thread auto), 34 / 38 v3 with 4 / 8. */
 export type QGemvVariant = 0 | 1 | 2 | 3 | 34 | 38;
