@@ -191,3 +191,49 @@ test('kernel-5 tile reduction model: every row sums each warp partial and each B
     }
   }
 });
+
+test('kernel-5 packed-tile table model: two ballot rounds list the block\'s packed tiles in stride order, segment and row tile exact', () => {
+  const kTile = 32, kDenseTile = 2, kPTabMax = 64;
+  const rng = new Rng(12);
+  for (let trial = 0; trial < 40; trial++) {
+    // a launch: 1..8 segments, packed (32-row tiles) or dense (2-row tiles), random rows; grid = min(tiles, sms)
+    const nseg = 1 + rng.int(8), sms = [1, 7, 132][trial % 3];
+    const segs = Array.from({ length: nseg }, () => ({ packed: rng.next() < 0.7, rows: 1 + rng.int(3000) }));
+    const first: number[] = [];
+    let tiles = 0;
+    for (const s of segs) { first.push(tiles); tiles += Math.ceil(s.rows / (s.packed ? kTile : kDenseTile)); }
+    first.push(tiles);
+    const grid = Math.min(tiles, sms);
+    if (Math.ceil(tiles / grid) > kPTabMax) continue;  // the host sends such launches to kernel 4
+    const segOf = (tile: number): number => { let s = 0; while (s + 1 < nseg && tile >= first[s + 1]) s++; return s; };
+    for (const block of [0, grid >> 1, grid - 1]) {
+      // v5_prologue: lane l of round h takes tile block + (l + 32h)·grid; ballot, prefix popcount, append
+      const tab: number[] = [];
+      let n = 0;
+      for (let h = 0; h < kPTabMax / 32; h++) {
+        const entry: (number | null)[] = [];
+        for (let lane = 0; lane < 32; lane++) {
+          const tile = block + (lane + 32 * h) * grid;
+          const si = tile < tiles ? segOf(tile) : 0;
+          entry.push(tile < tiles && segs[si].packed ? (((tile - first[si]) << 3) | si) : null);
+        }
+        const mask = entry.map((e) => e !== null);
+        for (let lane = 0; lane < 32; lane++) {
+          if (!mask[lane]) continue;
+          const pos = n + mask.slice(0, lane).filter(Boolean).length;
+          assert.ok(pos < kPTabMax && tab[pos] === undefined, 'each slot written once');
+          tab[pos] = entry[lane]! & 0xffff;  // uint16 entries
+        }
+        n += mask.filter(Boolean).length;
+      }
+      // the old walk: tile += grid, skipping dense tiles
+      const want: [number, number][] = [];
+      for (let tile = block; tile < tiles; tile += grid) if (segs[segOf(tile)].packed) want.push([segOf(tile), (tile - first[segOf(tile)]) * kTile]);
+      assert.equal(n, want.length, `trial ${trial} block ${block}: count`);
+      for (let k = 0; k < n; k++) {
+        const e = tab[k];
+        assert.deepEqual([e & 7, (e >> 3) * kTile], want[k], `trial ${trial} block ${block}: entry ${k}`);
+      }
+    }
+  }
+});

@@ -518,19 +518,24 @@ constexpr int kDecodeMaxT = 512;
 __device__ __forceinline__ float bf_lo(uint32_t w) { return __uint_as_float(w << 16); }
 __device__ __forceinline__ float bf_hi(uint32_t w) { return __uint_as_float(w & 0xffff0000u); }
 
-// The packed work items of a block in order: its tiles blockIdx.x, + gridDim.x, … that are packed, each × nch chunks.
+// The packed work items of a block in order: its tiles blockIdx.x, + gridDim.x, … that are packed, each × nch chunks;
+// k indexes the warp's table of those tiles (V5Smem::ptab).
 struct V5Iter {
-  int tile, ch;
-  __device__ void skip_dense(const DParams& p, int ntiles) {
-    while (tile < ntiles && p.seg[seg_of(p, tile)].kind != 0) tile += gridDim.x;
-  }
-  __device__ void next(const DParams& p, int ntiles, int nch) {
+  int k, ch;
+  __device__ void next(int nch) {
     if (++ch < nch) return;
     ch = 0;
-    tile += gridDim.x;
-    skip_dense(p, ntiles);
+    k++;
   }
 };
+// The table: entry k = the block's k-th packed tile as (tile − first[si]) << 3 | si (segment si < 8, its row tile); each
+// warp builds and reads its own copy (no block barrier, and the persistent kernel's next phase never overwrites a table
+// another warp still reads). It replaces the per-item seg_of scans and dynamically indexed p.first loads (ncu, tenth
+// session: ~60 of the ~960 instructions per warp and item went to segment lookups).
+constexpr int kPTabMax = 64;  // packed tiles per block (the host checks ⌈tiles / grid⌉)
+static_assert(kDecodeMaxSegs <= 8, "segment index in 3 bits");
+__device__ __forceinline__ int ptab_si(uint32_t e) { return (int)(e & 7u); }
+__device__ __forceinline__ int ptab_r0(uint32_t e) { return (int)(e >> 3) * kTile; }
 
 // The shared memory of a v5 block: x (f32), the slots' sums, the fp16 image of x, then the ring of stages, laid out for
 // inputs up to maxIn (the persistent kernel sizes it once for its widest phase); the mbarriers and reduction buffers.
@@ -544,12 +549,13 @@ struct V5Smem {
   float* rs_s;      // [kDWarps]
   float* t_s;       // [kDecodeMaxT] the t vectors of the LoRA consumer segments (p.toff)
   unsigned* tpub;   // kernel 5: warps that have written their t partials (0 at the start of the launch)
+  uint16_t* ptab;   // [kDWarps][kPTabMax] each warp's table of the block's packed tiles (V5Iter)
 };
 __host__ __device__ constexpr size_t v5_dyn_bytes(int maxIn) {
   return (size_t)maxIn * 4 + (size_t)(maxIn / 64) * 16 + (size_t)maxIn * 2 + (size_t)kStages * v5_stage_bytes(maxIn < kChunk ? maxIn : kChunk);
 }
 __device__ __forceinline__ V5Smem v5_carve(float4* dsm, int maxIn, uint64_t* full, float (*red)[kDWarps][kRedPitch], float* rs_s,
-                                           float* t_s) {
+                                           float* t_s, uint16_t* ptab) {
   V5Smem m;
   m.xs = reinterpret_cast<float*>(dsm);
   m.slot = reinterpret_cast<float4*>(m.xs + maxIn);
@@ -560,6 +566,7 @@ __device__ __forceinline__ V5Smem v5_carve(float4* dsm, int maxIn, uint64_t* ful
   m.rs_s = rs_s;
   m.t_s = t_s;
   m.tpub = nullptr;
+  m.ptab = ptab;
   return m;
 }
 
@@ -568,6 +575,7 @@ __device__ __forceinline__ V5Smem v5_carve(float4* dsm, int maxIn, uint64_t* ful
 // GEMVs) counts the stages the block issued before this GEMV, so the stage slots and mbarrier parities continue.
 struct V5State {
   V5Iter prod, cons;
+  int npt;  // packed tiles of the block (entries of the warp's table)
   int nprod, pre_tile;
   uint32_t ring;
   uint4 wpre[kDensePre][kDenseTile];
@@ -582,9 +590,10 @@ __device__ __forceinline__ void v5_produce(const DParams& p, const V5Smem& m, co
   const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
   if (warp >= 4) return;
   const int in = p.in, kcMax = in < kChunk ? in : kChunk, rowB = v5_row_bytes(kcMax), szB = v5_sz_bytes(kcMax);
-  const int si = seg_of(p, it.tile);
+  const uint32_t e = m.ptab[warp * kPTabMax + it.k];
+  const int si = ptab_si(e);
   const DecodeSeg& S = p.seg[si];
-  const int r0 = (it.tile - p.first[si]) * kTile, c0 = it.ch * kChunk, kc = min(in - c0, kChunk);
+  const int r0 = ptab_r0(e), c0 = it.ch * kChunk, kc = min(in - c0, kChunk);
   const uint32_t cb = kc / 4, sb = kc / 16;
   uint8_t* st = m.stages + s * v5_stage_bytes(kcMax, p.rB);
   // the tile's rows of B ride with its last chunk (kernel 5; the host checks r % 8 == 0 and a 16-byte aligned B)
@@ -602,9 +611,9 @@ __device__ __forceinline__ void v5_produce(const DParams& p, const V5Smem& m, co
   }
 }
 __device__ __forceinline__ void v5_produce_next(const DParams& p, const V5Smem& m, V5State& st, uint64_t pol) {
-  const int ntiles = p.first[p.nseg], nch = (p.in + kChunk - 1) / kChunk;
+  const int nch = (p.in + kChunk - 1) / kChunk;
   v5_produce(p, m, st.prod, (int)((st.ring + st.nprod) % kStages), pol);
-  st.prod.next(p, ntiles, nch);
+  st.prod.next(nch);
   st.nprod++;
 }
 
@@ -613,11 +622,29 @@ __device__ __forceinline__ void v5_produce_next(const DParams& p, const V5Smem& 
 // (LoRA A rows are weights), so the t vectors are ready soon after x is staged.
 __device__ __forceinline__ void v5_prologue(const DParams& p, const V5Smem& m, V5State& st, int npre, uint64_t pol) {
   const int in = p.in, ntiles = p.first[p.nseg], tid = threadIdx.x;
-  st.prod = V5Iter{(int)blockIdx.x, 0};
-  st.prod.skip_dense(p, ntiles);
+  {  // this warp's table of the block's packed tiles (lane l: the tiles l and l + 32 of the block's stride)
+    const int lane = tid & 31, warp = tid >> 5;
+    int n = 0;
+#pragma unroll
+    for (int h = 0; h < kPTabMax / 32; h++) {
+      const int tile = blockIdx.x + (lane + 32 * h) * gridDim.x;
+      int si = 0;
+      bool packed = false;
+      if (tile < ntiles) {
+        si = seg_of(p, tile);
+        packed = p.seg[si].kind == 0;
+      }
+      const unsigned mask = __ballot_sync(0xffffffffu, packed);
+      if (packed) m.ptab[warp * kPTabMax + n + __popc(mask & ((1u << lane) - 1u))] = (uint16_t)((tile - p.first[si]) << 3 | si);
+      n += __popc(mask);
+    }
+    st.npt = n;
+    __syncwarp();
+  }
+  st.prod = V5Iter{0, 0};
   st.cons = st.prod;
   st.nprod = 0;
-  while (st.nprod < npre && st.prod.tile < ntiles) v5_produce_next(p, m, st, pol);
+  while (st.nprod < npre && st.prod.k < st.npt) v5_produce_next(p, m, st, pol);
   st.pre_tile = -1;
   for (int pass = 0; pass < 2 && st.pre_tile < 0; pass++)
     for (int tile = blockIdx.x; tile < ntiles; tile += gridDim.x) {
@@ -758,7 +785,7 @@ __device__ __forceinline__ void v5_main(const DParams& p, const V5Smem& m, V5Sta
   // the rest of the stages once x's loads are issued: behind ~130 KB of copies per SM, x's loads took ~3 µs to return
   // (device run 28: 18 % of the stall samples on the first use of x)
   stage_own<PERSIST>(p, xs, m.slot, m.imgh, m.rs_s, [&] {
-    while (st.nprod < kStages && st.prod.tile < ntiles) v5_produce_next(p, m, st, pol);
+    while (st.nprod < kStages && st.prod.k < st.npt) v5_produce_next(p, m, st, pol);
   });
   stamp(1);
   // the next launch's weights, queued behind this block's own first stages (the copy engine takes them in order)
@@ -914,12 +941,13 @@ __device__ __forceinline__ void v5_main(const DParams& p, const V5Smem& m, V5Sta
   stamp(2);
   // packed items through the ring
   float acc[kMmaTiles][2];
-  for (int k = 0; st.cons.tile < ntiles; k++) {
+  for (int k = 0; st.cons.k < st.npt; k++) {
     const uint32_t kk = st.ring + (uint32_t)k;
     const int s = (int)(kk % kStages);
-    const int si = seg_of(p, st.cons.tile);
+    const uint32_t pe = m.ptab[warp * kPTabMax + st.cons.k];
+    const int si = ptab_si(pe);
     const DecodeSeg& S = p.seg[si];
-    const int r0 = (st.cons.tile - p.first[si]) * kTile, c0 = st.cons.ch * kChunk, nspc = min(in - c0, kChunk) / 256;
+    const int r0 = ptab_r0(pe), c0 = st.cons.ch * kChunk, nspc = min(in - c0, kChunk) / 256;
     if (st.cons.ch == 0) {
 #pragma unroll
       for (int mm = 0; mm < kMmaTiles; mm++) acc[mm][0] = acc[mm][1] = 0.f;
@@ -956,10 +984,10 @@ __device__ __forceinline__ void v5_main(const DParams& p, const V5Smem& m, V5Sta
       if (r0 + row < S.rows) gather_b(reinterpret_cast<const uint32_t*>(stg + v5_stage_bytes(kcMax) + row * S.r * 2), S.r, q16, bq, false);
     }
     __syncthreads();  // stage s is consumed (and the partials are in red)
-    if (st.prod.tile < ntiles) v5_produce_next(p, m, st, pol);  // into stage s: item k + kStages
+    if (st.prod.k < st.npt) v5_produce_next(p, m, st, pol);  // into stage s: item k + kStages
     if (last && S.B && !tready) wait_t();
     if (last) reduce_store(S, si, r0, kTile, bq);
-    st.cons.next(p, ntiles, nch);
+    st.cons.next(nch);
   }
   st.ring += (uint32_t)st.nprod;
 }
@@ -977,7 +1005,8 @@ __global__ void __launch_bounds__(kDThreads, 1) dgemv5_kernel(DParams p) {
   __shared__ float rs_s[kDWarps];
   __shared__ float t_s[kDecodeMaxT];
   __shared__ unsigned tpub;
-  V5Smem m = v5_carve(dsm, p.in, full, red, rs_s, t_s);
+  __shared__ uint16_t ptab[kDWarps * kPTabMax];
+  V5Smem m = v5_carve(dsm, p.in, full, red, rs_s, t_s, ptab);
   m.tpub = &tpub;
   if (threadIdx.x == 0) {
     tpub = 0;
@@ -1223,8 +1252,9 @@ __global__ void __launch_bounds__(kDThreads, 1) decode_persist_kernel(const DPha
   __shared__ float rs_s[kDWarps];
   __shared__ float t_s[kDecodeMaxT];
   __shared__ __align__(16) uint8_t pbraw[2 * sizeof(DParams)];  // raw: DParams has default member initializers
+  __shared__ uint16_t ptab[kDWarps * kPTabMax];
   DParams* pb = reinterpret_cast<DParams*>(pbraw);
-  const V5Smem m = v5_carve(dsm, maxIn, full, red, rs_s, t_s);
+  const V5Smem m = v5_carve(dsm, maxIn, full, red, rs_s, t_s, ptab);
   float* attn_sm = reinterpret_cast<float*>(reinterpret_cast<uint8_t*>(dsm) + attnOff);
   if (threadIdx.x == 0) {
     for (int s = 0; s < kStages; s++) mbar_init(&full[s], 1);
@@ -1568,9 +1598,13 @@ const char* cuda_decode_gemv(const DecodeSeg* segs, int nseg, int in, const void
     LB_CUDA(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, 0));
     LB_CUDA(cudaDeviceGetAttribute(&optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, 0));
   }
-  const size_t statics = sizeof(float) * (2 * kDWarps * kRedPitch + kDWarps) + sizeof(unsigned) + 64;
+  const size_t statics = sizeof(float) * (2 * kDWarps * kRedPitch + kDWarps) + sizeof(unsigned) + 2 * kDWarps * kPTabMax + 64;
   size_t smem = (size_t)in * 4 + (size_t)(in / 64) * 16 + (size_t)in * 2;
   const size_t stages = (size_t)kStages * v5_stage_bytes(in < kChunk ? in : kChunk, p.rB);
+  // kernel 5's per-warp table of a block's packed tiles (V5Iter): at most kPTabMax per block, row tiles < 2^13
+  bool fits = (tiles + sms - 1) / sms <= kPTabMax;
+  for (int s = 0; s < nseg; s++) if ((segs[s].rows + kTile - 1) / kTile > 8192) fits = false;
+  if (!fits) v5 = false;
   if (v5 && smem + stages + statics <= (size_t)optin)
     smem += stages;
   else
