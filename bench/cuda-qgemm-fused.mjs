@@ -6,7 +6,8 @@
 // the repacked stream (DeviceQuant.attachFusedRepack, built once per weight, not timed) in the same two
 // configurations; 5 / 6 = repacked stream, split-K inside a 512-thread CTA (two warpgroup pairs, 5 / 4 stages each;
 // 7 = 5 with copy-engine stages, cudaQGemm's choice when the tiles fit one wave (4 otherwise); 8 = stream-K, two
-// workers per SM, measured slower and never chosen by default; 0 = the dispatcher's choice). The last line per M says which path cudaQGemm should take there (kQGemmFusedMaxM).
+// workers per SM, measured slower and never chosen by default; 9 = 7 with 176-token tiles on one 256-thread warpgroup
+// pair, the default where 128 × 128 tiles overflow a wave and its rounds are fewer; 0 = the dispatcher's choice). The last line per M says which path cudaQGemm should take there (kQGemmFusedMaxM).
 //   node bench/cuda-qgemm-fused.mjs [--json out.json] [--reps N] [--M 512,2048] [--variants 3,4,5,6]
 // Needs the compiled TypeScript (dist/) and the addon with CUDA (LOWBIT_ADDON=… for another build).
 // Timing (native/cuda/qgemm.cu): CUDA events after 2 warmup passes, median over `reps` passes; each pass runs
@@ -20,7 +21,7 @@ const reps = Number(opt('--reps') ?? 30);
 const Ms = (opt('--M') ?? '512,2048').split(',').map(Number);
 const variants = (opt('--variants') ?? process.env.LOWBIT_QGEMM_BENCH_VARIANTS ?? '1,2,3,4,5,6').split(',').map(Number);
 // cudaQGemm's fused variant with the repacked stream: 0 = the dispatcher's per-shape choice (pick_variant in
-// native/cuda/qgemm_wgmma.cu: 7 when the tiles fit one wave, else 4), listed as "v0" when --variants includes 0
+// native/cuda/qgemm_wgmma.cu: 7 when the tiles fit one wave, else 9 or 4), listed as "v0" when --variants includes 0
 const DEFAULT_VARIANT = variants.includes(0) ? 0 : Number(process.env.LOWBIT_QGEMM_FUSED_VARIANT ?? 5);
 const c = cudaEngine();
 if (!c) { console.error(`cuda-qgemm-fused bench: ${cudaUnavailable()}`); process.exit(2); }

@@ -255,7 +255,7 @@ test('cuda-qgemm-fused: parity vs f64, vs dequantize + cuBLAS, and cudaQGemm pic
         assert.ok(eOld1 < 2e-5, `${out}x${inF} M=${M}: variant 1 vs dequantize + cuBLAS ${eOld1}`);
         assert.ok(eOld < 5e-3, `${out}x${inF} M=${M}: variant ${DEFAULT_RP_VARIANT} vs dequantize + cuBLAS ${eOld}`);
         // the default cudaQGemm: fused for 64 <= M <= 1024 (variant 7 — the same bits as 5 — when the tiles fit one wave of
-        // one CTA per SM, else MANY_WAVE_VARIANT), else dequantize + cuBLAS
+        // one CTA per SM, else 9 or MANY_WAVE_VARIANT: defaultVariant), else dequantize + cuBLAS
         const dflt = run(() => c.cudaQGemm(q.desc, M, hX, hY, true, hS), true);
         const sms = c.cudaInfo().smCount ?? 132, tiles = (out / 128) * Math.ceil(M / 128);
         const dv = defaultVariant(out / 128, M, sms);

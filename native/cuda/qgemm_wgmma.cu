@@ -1086,12 +1086,12 @@ int sm_count() {
   if (!sms && cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, 0) != cudaSuccess) { cudaGetLastError(); sms = 132; }
   return sms;
 }
-// 0 = default: LOWBIT_QGEMM_FUSED_VARIANT (1..8) if set, else, with the repacked stream, 7 (5 where the driver gives no
-// tensor-map encoder) when the tiles fit one wave of one CTA per SM, and 4 when they do not (two CTAs per SM). Device run
-// 44 at M = 512 (4096², 11008×4096, 4096×11008): v7 80 / 72 / 81 %, v5 78 / 70 / 78 %, v4 75 / 73 / 73 % of dense; at
-// M = 2048 v4 was ahead on two shapes of three (cudaQGemm takes dequantize + cuBLAS there). Else 1.
-// Where 128-token tiles overflow a wave, variant 9 (176-token tiles) when it needs fewer token rows of rounds
-// (11008×4096 at M = 512: 2 rounds × 176 < 3 × 128).
+// 0 = default: LOWBIT_QGEMM_FUSED_VARIANT (1..9) if set, else, with the repacked stream, 7 (5 where the driver gives no
+// tensor-map encoder) when the tiles fit one wave of one CTA per SM; when they do not, 9 where its 176-token tiles need
+// fewer token rows of rounds (11008×4096 at M = 512: 2 × 176 < 3 × 128), else 4 (two CTAs per SM). Device run 44 at M = 512
+// (4096², 11008×4096, 4096×11008): v7 80 / 72 / 81 %, v5 78 / 70 / 78 %, v4 75 / 73 / 73 % of dense; runs 72–74: v9 81–84 %
+// on 11008×4096 (v4 67–72 %), 68 % on 4096²; at M = 2048 v4 was ahead on two shapes of three (cudaQGemm takes dequantize +
+// cuBLAS there). Else 1.
 int pick_variant(int v, bool has_rp, int rowBlocks, int M) {
   if (v) return v;
   const char* e = std::getenv("LOWBIT_QGEMM_FUSED_VARIANT");

@@ -74,7 +74,9 @@ export class GpuDecoder {
   prefetchNext = process.env.LOWBIT_DECODE_PREFETCH === '1';
   /**
    * Benchmarks only (wrong tokens by design): kernel 5's probe bits for the folded plan's GEMVs (cudaDecodeGemv probe 16·b;
-   * bench/cuda-decode.mjs --v5probes), from LOWBIT_DECODE_V5_PROBE at construction. 0: none.
+   * bench/cuda-decode.mjs --v5probes), from LOWBIT_DECODE_V5_PROBE at construction. 0: none. Bits 64 and 128 stay on this
+   * side: the folded plan leaves out each layer's attention launch (64) or its o GEMV launch (128) — upper bounds of what
+   * folding that launch into a neighbour could save.
    */
   v5Probe = Number(process.env.LOWBIT_DECODE_V5_PROBE ?? 0) | 0;
   /** Folded plan: the GEMVs' own code copies with an L2 evict-first hint, so they do not push the prefetched data out (run 41: no change). */
@@ -402,9 +404,11 @@ export class GpuDecoder {
     for (let l = 0; l < cfg.numLayers; l++) {
       const w = this.w.layers[l], pl = plan[l];
       const pf = this.prefetchNext ? pl.pf : null, ef = this.evictFirst;
-      const pr = 16 * this.v5Probe;
+      const pr = 16 * (this.v5Probe & 15);
       c.cudaDecodeGemv(h.x, false, w.inputNorm, eps, D, pl.qkv, pr, 5, null, pf?.qkv, ef);
-      if (this.attnFused) {
+      if (this.v5Probe & 64) {
+        // probe: no attention launch
+      } else if (this.attnFused) {
         c.cudaDecodeAttn(h.q, h.k, h.v, this.cosAt[pos], this.sinAt[pos], h[`kc${l}`], h[`vc${l}`], pos, cfg.numHeads,
           cfg.numKvHeads, cfg.headDim, h.att);
       } else {
@@ -412,7 +416,7 @@ export class GpuDecoder {
           cfg.numHeads, cfg.numKvHeads, cfg.headDim, h.qb, this.kAt[l][pos], this.vAt[l][pos]);
         c.cudaAttnFwd(h.qb, h[`kc${l}`], h[`vc${l}`], h.att, null, 1, 1, pos + 1, cfg.numHeads, cfg.numKvHeads, cfg.headDim);
       }
-      c.cudaDecodeGemv(h.att, true, null, 0, Q, pl.o, pr, 5, null, pf?.o, ef);
+      if (!(this.v5Probe & 128)) c.cudaDecodeGemv(h.att, true, null, 0, Q, pl.o, pr, 5, null, pf?.o, ef);
       c.cudaDecodeGemv(h.x, false, w.postNorm, eps, D, pl.gu, pr, 5, null, pf?.gu, ef);
       c.cudaDecodeGemv(h.gate, false, null, 0, I, pl.down, pr, 5, h.up, pf?.down, ef);
     }
