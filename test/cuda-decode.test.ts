@@ -46,10 +46,13 @@ for (const E of ENGINES) for (const { cfg, variants, fused } of CASES) test(`${E
   const g = gpuModelFromHost(c, w);
   let fwd: Float32Array;
   try { g.model.forward(ids, 1, T); fwd = g.model.logits(); } finally { /* the decoder reuses g.weights/g.lora */ }
-  for (const [variant, kernel] of variants.flatMap((v) => (v === 4 ? [[4, 5], [4, 6], [4, 0]] : [[v, 0]]) as [number, number][])) {
+  // kernel 5 with the attention in the o GEMV's launch (foldAttn, the default) and in a launch of its own
+  const runs = variants.flatMap((v) => (v === 4 ? [[4, 5, true], [4, 5, false], [4, 6, true], [4, 0, true]] : [[v, 0, true]]) as [number, number, boolean][]);
+  for (const [variant, kernel, foldAttn] of runs) {
     const d: GpuDecoder = new GpuDecoder(c, g.weights, g.lora, T + 1, kernel);
     try {
       d.variant = variant as GpuDecoder['variant'];
+      d.foldAttn = foldAttn;
       if (variant === 4) assert.equal(d.fused, fused, `fused path: ${d.v4Unsupported()}`);
       // kernel 6: the folded launches of every layer recorded once and run as ONE persistent launch per token
       if (variant === 4 && kernel === 6) assert.equal(d.persistent, fused, 'persistent decode plan');
@@ -59,7 +62,7 @@ for (const E of ENGINES) for (const { cfg, variants, fused } of CASES) test(`${E
       const graphs = [new Float32Array(T * V), new Float32Array(T * V)];
       for (const out of graphs) { d.reset(); for (let i = 0; i < T; i++) out.set(d.step(ids[i])!, i * V); }
       const eCpu = relErr(eager, cpu), eFwd = relErr(eager, fwd!), eG1 = relErr(graphs[0], eager), eG2 = relErr(graphs[1], eager);
-      t.diagnostic(`GEMV v${variant}${variant === 4 ? ` kernel ${kernel}${d.persistent ? ' (persistent)' : ''}` : ''}: decoder vs CPU ${eCpu.toExponential(2)}, vs GPU forward ${eFwd.toExponential(2)}; graph (capture pass) ${eG1.toExponential(2)}, graph replay ${eG2.toExponential(2)}`);
+      t.diagnostic(`GEMV v${variant}${variant === 4 ? ` kernel ${kernel}${d.persistent ? ' (persistent)' : ''}${kernel === 5 && !foldAttn ? ' (attention launched alone)' : ''}` : ''}: decoder vs CPU ${eCpu.toExponential(2)}, vs GPU forward ${eFwd.toExponential(2)}; graph (capture pass) ${eG1.toExponential(2)}, graph replay ${eG2.toExponential(2)}`);
       assert.ok(eCpu < 2e-2, `decoder vs CPU ${eCpu}`);
       assert.ok(eFwd < 2e-2, `decoder vs GPU forward ${eFwd}`);
       assert.ok(eG1 < 1e-5 && eG2 < 1e-5, `graph vs eager ${eG1} ${eG2}`);

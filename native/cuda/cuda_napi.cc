@@ -966,8 +966,8 @@ bool lora_args(Args& a, size_t ib, size_t it, int64_t r, int64_t rows, Buf* B, B
 }
 
 // cudaDecodeAttn(q, k, v, cos, sin, kc, vc, pos, Hq, Hkv, hd, out)   kc/vc: the caches (bf16 [≥ pos + 1][Hkv·hd])
-napi_value js_decode_attn(napi_env env, napi_callback_info info) {
-  Args a(env, info, "cudaDecodeAttn");
+napi_value decode_attn_call(napi_env env, napi_callback_info info, const char* name, const char* (*fn)(const DecodeAttn&)) {
+  Args a(env, info, name);
   int64_t pos = 0, Hq = 0, Hkv = 0, hd = 0;
   if (!a.count(7, &pos) || !int_dim(a, 8, &Hq) || !int_dim(a, 9, &Hkv) || !int_dim(a, 10, &hd)) return nullptr;
   const int64_t Q = Hq * hd, KV = Hkv * hd;
@@ -980,8 +980,14 @@ napi_value js_decode_attn(napi_env env, napi_callback_info info) {
   auto H = [](const Buf& b) { return static_cast<uint16_t*>(b.ptr); };
   DecodeAttn e{F(q), F(k), F(v), F(cs), F(sn), H(kc), H(vc), H(out), (int)pos, (int)Hq, (int)Hkv, (int)hd};
   if (cuda_decode_recording()) cuda_decode_plan_limit_pos((int)(std::min(kc.bytes, vc.bytes) / (size_t)(KV * 2)));
-  check(env, cuda_decode_attn(e));
+  check(env, fn(e));
   return nullptr;
+}
+napi_value js_decode_attn(napi_env env, napi_callback_info info) { return decode_attn_call(env, info, "cudaDecodeAttn", cuda_decode_attn); }
+// cudaDecodeAttnFoldNext(same arguments as cudaDecodeAttn): handed to the next cudaDecodeGemv (kernel 5 runs it first
+// when that GEMV's x is this attention's output), else launched by it before the GEMV
+napi_value js_decode_attn_fold_next(napi_env env, napi_callback_info info) {
+  return decode_attn_call(env, info, "cudaDecodeAttnFoldNext", cuda_decode_attn_fold_next);
 }
 
 // Persistent decode plans: cudaDecodePlanBegin(); then cudaDecodeGemv (kernel 5) / cudaDecodeAttn calls are recorded
@@ -1107,6 +1113,7 @@ void register_cuda_quant(napi_env env, napi_value exports) {
   export_fn(env, exports, "cudaDecodeGemv", js_decode_gemv);
   export_fn(env, exports, "cudaDecodeQkvEpi", js_decode_qkv_epi);
   export_fn(env, exports, "cudaDecodeAttn", js_decode_attn);
+  export_fn(env, exports, "cudaDecodeAttnFoldNext", js_decode_attn_fold_next);
   export_fn(env, exports, "cudaDecodePlanBegin", js_decode_plan_begin);
   export_fn(env, exports, "cudaDecodePlanEnd", js_decode_plan_end);
   export_fn(env, exports, "cudaDecodePlanRun", js_decode_plan_run);

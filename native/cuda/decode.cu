@@ -73,6 +73,8 @@ struct DParams {
   unsigned long long* ts;    // benchmarks (cuda_decode_gemv_trace): this launch's %globaltimer stamps [grid][kTraceStamps]
   int rB;                    // kernel 5: the largest LoRA rank of the launch; each stage has room for a tile's rows of B
                              // (kTile × rB bf16), copied with the tile's last chunk (0: no B, or the persistent kernel)
+  DecodeAttn attn;           // kernel 5 (attn.Hq > 0): the attention whose output is this launch's x, run by blocks h < Hq
+                             // first (cuda_decode_attn_fold_next; the o GEMV)
 };
 
 // Programmatic dependent launch (sm_90): a kernel lets the next one in the stream start launching right away
@@ -695,6 +697,8 @@ __device__ float g_tpart[kTPartRows * 16];
 // own x is in (device run 65: staging cost ~15 µs per layer with the block-wide version, ~3.7 µs per GEMV).
 template <bool CG, class AfterLoads>
 __device__ __forceinline__ void stage_own(const DParams& p, float* xs, float4* slot, __half* imgh, float* rs_s, AfterLoads&& after_loads) {
+  // x written by other blocks of this launch (the folded attention): read through L2, not the non-coherent path
+  const bool cg = CG || p.attn.Hq > 0;
   constexpr int kMaxOwn = 3;  // spans per warp in one round of loads (in ≤ 12288 takes one round)
   const int nsp = p.in / 256, lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
   const float* xf = static_cast<const float*>(p.x);
@@ -710,7 +714,7 @@ __device__ __forceinline__ void stage_own(const DParams& p, float* xs, float4* s
       const int sp = sp0 + k * kDWarps, i0 = sp * 256 + 8 * lane;  // first of the lane's 8 inputs
       if (sp < nsp) {
         if (p.x_bf16) {
-          xr[k][0] = CG ? __ldcg(reinterpret_cast<const uint4*>(xb + i0)) : __ldg(reinterpret_cast<const uint4*>(xb + i0));
+          xr[k][0] = cg ? __ldcg(reinterpret_cast<const uint4*>(xb + i0)) : __ldg(reinterpret_cast<const uint4*>(xb + i0));
         } else {
           xr[k][0] = CG ? __ldcg(reinterpret_cast<const uint4*>(xf + i0)) : __ldg(reinterpret_cast<const uint4*>(xf + i0));
           xr[k][1] = CG ? __ldcg(reinterpret_cast<const uint4*>(xf + i0 + 4)) : __ldg(reinterpret_cast<const uint4*>(xf + i0 + 4));
@@ -997,6 +1001,13 @@ __device__ __forceinline__ void v5_main(const DParams& p, const V5Smem& m, V5Sta
 // y += B·t. Only touched after griddepcontrol.wait, when every earlier kernel of
 // the stream has completed, and reset by the launch's last block: one pair serves every launch.
 __device__ unsigned g_tready = 0, g_exit = 0;
+// The folded attention (DParams::attn): heads finished in this launch; reset with g_tready by the last block out.
+__device__ unsigned g_attn_done = 0;
+template <int DPL, int KW>
+__device__ __forceinline__ void attn_body(const DecodeAttn& e, int h, float* sm);  // (below, with the attention kernel)
+// attn_body's shared memory with KW warps (kernel 5: its scratch lies over xs, which stage_own fills only after it)
+template <int KW>
+__host__ __device__ constexpr int attn_smem_floats(int hd) { return 3 * hd + 2 * KW + KW * hd; }
 
 __global__ void __launch_bounds__(kDThreads, 1) dgemv5_kernel(DParams p) {
   extern __shared__ float4 dsm[];
@@ -1024,12 +1035,26 @@ __global__ void __launch_bounds__(kDThreads, 1) dgemv5_kernel(DParams p) {
   // one stage before the wait for x (the weights do not depend on the previous kernel)
   v5_prologue(p, m, st, (p.probe5 & 8) ? 0 : 1, pol);
   pdl_wait();
+  if (p.attn.Hq > 0) {  // the folded attention: heads h = block, block + grid, …; every block waits for all of them
+    for (int h = blockIdx.x; h < p.attn.Hq; h += gridDim.x) {
+      if (p.attn.hd == 64) attn_body<2, kDWarps>(p.attn, h, m.xs);
+      else if (p.attn.hd == 128) attn_body<4, kDWarps>(p.attn, h, m.xs);
+      else attn_body<8, kDWarps>(p.attn, h, m.xs);
+      __threadfence();  // this thread's output rows (and cache rows) visible device-wide before the count
+      __syncthreads();  // the head's output written (and its scratch free for the next head)
+      if (threadIdx.x == 0) atomicAdd(&g_attn_done, 1u);
+    }
+    if (threadIdx.x == 0)
+      while (ld_acquire_gpu(&g_attn_done) < (unsigned)p.attn.Hq) {}
+    __syncthreads();
+  }
   v5_main<false>(p, m, st, &g_tready, pol);
   if (p.ts) gstamp(p.ts + (size_t)blockIdx.x * kTraceStamps + 4);
-  if (p.nprodTiles > 0) {  // the last block out resets the count for the next launch
+  if (p.nprodTiles > 0 || p.attn.Hq > 0) {  // the last block out resets the counts for the next launch
     __syncthreads();
     if (threadIdx.x == 0 && atomicAdd(&g_exit, 1u) == gridDim.x - 1) {
       g_tready = 0;
+      g_attn_done = 0;
       g_exit = 0;
       __threadfence();
     }
@@ -1200,9 +1225,6 @@ __device__ __forceinline__ void attn_body(const DecodeAttn& e, int h, float* sm)
     e.out[h * HD + d] = to_bf(O / L);
   }
 }
-template <int KW>
-__host__ __device__ constexpr int attn_smem_floats(int hd) { return 3 * hd + 2 * KW + KW * hd; }
-
 template <int DPL>
 __global__ void __launch_bounds__(256) decode_attn_kernel(DecodeAttn e) {
   __shared__ float sm[attn_smem_floats<8>(32 * DPL)];
@@ -1530,9 +1552,17 @@ const char* cuda_decode_gemv_trace(void* buf, size_t bytes, int* launches, int* 
   return nullptr;
 }
 
+// The attention handed to the next kernel-5 launch (cuda_decode_attn_fold_next); launched on its own where that launch
+// cannot take it.
+DecodeAttn g_fold_attn{};
+bool g_fold_pending = false;
+
 const char* cuda_decode_gemv(const DecodeSeg* segs, int nseg, int in, const void* x, bool x_bf16, const float* normw,
                              float eps, int probe, int variant, const float* x2, const DecodePf* pf, int npf,
                              bool evictFirst) {
+  // a pending attention is consumed by this call either way: folded below, or launched first when this launch cannot fold it
+  const bool foldReq = g_fold_pending;
+  g_fold_pending = false;
   if (nseg < 1 || nseg > kDecodeMaxSegs) return "cudaDecodeGemv: 1 to 8 segments";
   if (npf < 0 || npf > kDecodeMaxPf) return "cudaDecodeGemv: 0 to 16 prefetch ranges";
   if (in % 256 != 0) return "cudaDecodeGemv: in must be a multiple of 256";
@@ -1616,6 +1646,12 @@ const char* cuda_decode_gemv(const DecodeSeg* segs, int nseg, int in, const void
     p.first[nseg] = tiles;
   }
   if (smem + statics > (size_t)optin) return "cudaDecodeGemv: in too large for shared memory";
+  if (foldReq) {  // kernel 5 takes the attention when its x is the attention's output and the scratch fits over xs
+    const DecodeAttn& a = g_fold_attn;
+    const bool ok = v5 && !g_rec && x_bf16 && x == a.out && in == a.Hq * a.hd && attn_smem_floats<kDWarps>(a.hd) <= in;
+    if (ok) p.attn = a;
+    else if (const char* e = cuda_decode_attn(a)) return e;  // (recording: the attention's phase before this GEMV's)
+  }
   if (v5 && g_v5trace && !g_rec) {  // benchmarks: this launch's slice of the trace buffer (grid ≤ SM count)
     if ((size_t)(g_v5trace_n + 1) * sms * kTraceStamps * 8 <= g_v5trace_bytes) p.ts = g_v5trace + (size_t)g_v5trace_n * sms * kTraceStamps;
     g_v5trace_n++;
@@ -1667,6 +1703,16 @@ const char* cuda_decode_attn(const DecodeAttn& e) {
   if (e.hd == 64) return launch_pdl(decode_attn_kernel<2>, (unsigned)e.Hq, 256, 0, e);
   if (e.hd == 128) return launch_pdl(decode_attn_kernel<4>, (unsigned)e.Hq, 256, 0, e);
   return launch_pdl(decode_attn_kernel<8>, (unsigned)e.Hq, 256, 0, e);
+}
+
+const char* cuda_decode_attn_fold_next(const DecodeAttn& e) {
+  if (e.Hkv < 1 || e.Hq % e.Hkv != 0) return "cudaDecodeAttnFoldNext: Hq must be a multiple of Hkv";
+  if (e.hd != 64 && e.hd != 128 && e.hd != 256) return "cudaDecodeAttnFoldNext: head dim must be 64, 128 or 256";
+  if (g_fold_pending)  // two in a row: the first runs on its own
+    if (const char* err = cuda_decode_attn(g_fold_attn)) return err;
+  g_fold_attn = e;
+  g_fold_pending = true;
+  return nullptr;
 }
 
 const char* cuda_argmax_f32(const float* x, int n, int* id, int* ids, int slot) {

@@ -196,6 +196,10 @@ struct DecodeAttn {
   int pos, Hq, Hkv, hd;
 };
 const char* cuda_decode_attn(const DecodeAttn& e);
+// The same attention handed to the NEXT cuda_decode_gemv call instead of launched: kernel 5 runs it first (blocks h < Hq,
+// the other blocks wait for all heads) when that call's x is e.out (bf16) with in = Hq·hd — one launch boundary less
+// per layer; otherwise that call launches it on its own before the GEMV. Must be followed by a cuda_decode_gemv.
+const char* cuda_decode_attn_fold_next(const DecodeAttn& e);
 // Persistent decode plan: between cuda_decode_plan_begin and cuda_decode_plan_end, cuda_decode_gemv (kernel 5) and
 // cuda_decode_attn record phases instead of launching; cuda_decode_plan_run then runs every recorded phase in ONE launch
 // (a block per SM, grid-wide barriers between phases, the next GEMV's weights streamed before each barrier). The

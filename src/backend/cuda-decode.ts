@@ -66,6 +66,14 @@ export interface NativeCudaDecode extends NativeCuda {
   cudaDecodeAttn(q: number, k: number, v: number, cos: number, sin: number, kc: number, vc: number, pos: number, Hq: number,
     Hkv: number, hd: number, out: number): void;
   /**
+   * The same attention handed to the NEXT cudaDecodeGemv call instead of launched: kernel 5 runs it first (blocks
+   * h < Hq; the others wait for every head) when that call's x is `out` (bf16, in = Hq·hd) — the o GEMV — saving a launch
+   * boundary per layer; any other next call launches it on its own first. Must be followed by a cudaDecodeGemv.
+   * Optional (older addons lack it).
+   */
+  cudaDecodeAttnFoldNext?(q: number, k: number, v: number, cos: number, sin: number, kc: number, vc: number, pos: number,
+    Hq: number, Hkv: number, hd: number, out: number): void;
+  /**
    * Persistent decode plans: after cudaDecodePlanBegin, cudaDecodeGemv (kernel 5) and cudaDecodeAttn calls are RECORDED
    * as phases instead of launched; cudaDecodePlanEnd returns the plan; cudaDecodePlanRun runs every phase in one launch
    * (a block per SM, grid-wide barriers between phases), the attention phases at position pos with the RoPE tables

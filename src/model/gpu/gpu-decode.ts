@@ -62,6 +62,11 @@ export class GpuDecoder {
    * positions split over 8 warps) where the head dim is 64/128/256; else the q/k/v epilogue + the flash kernel.
    */
   get attnFused(): boolean { return [64, 128, 256].includes(this.w.config.headDim) && process.env.LOWBIT_DECODE_ATTN !== 'flash'; }
+  /**
+   * With the fused attention: it runs inside the o GEMV's kernel-5 launch (cudaDecodeAttnFoldNext) instead of a launch of
+   * its own. LOWBIT_DECODE_FOLD_ATTN=0: its own launch.
+   */
+  foldAttn = process.env.LOWBIT_DECODE_FOLD_ATTN !== '0';
   /** the v4 plan (null when the model does not qualify: then variant 4 runs as 3) */
   private v4: V4Layer[] | null = null;
   /**
@@ -397,7 +402,7 @@ export class GpuDecoder {
     c.cublasGemmBf16(false, true, 1, cfg.vocabSize, D, h.lnf, this.w.lmHead, h.logits, 1, 0, true);
   }
 
-  /** The folded plan's 5 launches per layer: GEMV q/k/v (+ B·t), attention (+ RoPE, cache rows), GEMV o (x +=), gate/up, down (SwiGLU staged, x +=). */
+  /** The folded plan's 4–5 launches per layer: GEMV q/k/v (+ B·t), attention (+ RoPE, cache rows; inside o's launch with foldAttn), GEMV o (x +=), gate/up, down (SwiGLU staged, x +=). */
   private foldedLayers(pos: number): void {
     const c = this.c, cfg = this.w.config, h = this.arena.h, plan = this.v4!;
     const D = cfg.hiddenSize, I = cfg.intermediateSize, Q = cfg.numHeads * cfg.headDim, eps = cfg.rmsNormEps;
@@ -409,8 +414,9 @@ export class GpuDecoder {
       if (this.v5Probe & 64) {
         // probe: no attention launch
       } else if (this.attnFused) {
-        c.cudaDecodeAttn(h.q, h.k, h.v, this.cosAt[pos], this.sinAt[pos], h[`kc${l}`], h[`vc${l}`], pos, cfg.numHeads,
-          cfg.numKvHeads, cfg.headDim, h.att);
+        const fold = this.foldAttn && typeof c.cudaDecodeAttnFoldNext === 'function' && !(this.v5Probe & 128);
+        (fold ? c.cudaDecodeAttnFoldNext! : c.cudaDecodeAttn).call(c, h.q, h.k, h.v, this.cosAt[pos], this.sinAt[pos],
+          h[`kc${l}`], h[`vc${l}`], pos, cfg.numHeads, cfg.numKvHeads, cfg.headDim, h.att);
       } else {
         c.cudaDecodeQkvEpi(h.q, h.k, h.v, null, null, null, null, null, null, 0, 0, 0, this.cosAt[pos], this.sinAt[pos],
           cfg.numHeads, cfg.numKvHeads, cfg.headDim, h.qb, this.kAt[l][pos], this.vAt[l][pos]);
