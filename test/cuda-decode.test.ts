@@ -46,7 +46,7 @@ for (const E of ENGINES) for (const { cfg, variants, fused } of CASES) test(`${E
   const g = gpuModelFromHost(c, w);
   let fwd: Float32Array;
   try { g.model.forward(ids, 1, T); fwd = g.model.logits(); } finally { /* the decoder reuses g.weights/g.lora */ }
-  // kernel 5 with the attention in the o GEMV's launch (foldAttn, the default) and in a launch of its own
+  // kernel 5 with the attention in the o GEMV's launch (foldAttn) and in a launch of its own
   const runs = variants.flatMap((v) => (v === 4 ? [[4, 5, true], [4, 5, false], [4, 6, true], [4, 0, true]] : [[v, 0, true]]) as [number, number, boolean][]);
   for (const [variant, kernel, foldAttn] of runs) {
     const d: GpuDecoder = new GpuDecoder(c, g.weights, g.lora, T + 1, kernel);

@@ -64,9 +64,9 @@ export class GpuDecoder {
   get attnFused(): boolean { return [64, 128, 256].includes(this.w.config.headDim) && process.env.LOWBIT_DECODE_ATTN !== 'flash'; }
   /**
    * With the fused attention: it runs inside the o GEMV's kernel-5 launch (cudaDecodeAttnFoldNext) instead of a launch of
-   * its own. LOWBIT_DECODE_FOLD_ATTN=0: its own launch.
+   * its own. Opt-in (LOWBIT_DECODE_FOLD_ATTN=1) until measured on the GPU.
    */
-  foldAttn = process.env.LOWBIT_DECODE_FOLD_ATTN !== '0';
+  foldAttn = process.env.LOWBIT_DECODE_FOLD_ATTN === '1';
   /** the v4 plan (null when the model does not qualify: then variant 4 runs as 3) */
   private v4: V4Layer[] | null = null;
   /**
