@@ -23,6 +23,7 @@
 #include <cuda_fp16.h>
 
 #include <cstdint>
+#include <cstdio>
 #include <cstdlib>
 #include <utility>
 #include <vector>
@@ -1554,8 +1555,8 @@ const char* cuda_decode_gemv_trace(void* buf, size_t bytes, int* launches, int* 
 
 // The attention handed to the next kernel-5 launch (cuda_decode_attn_fold_next); launched on its own where that launch
 // cannot take it.
-DecodeAttn g_fold_attn{};
-bool g_fold_pending = false;
+static DecodeAttn g_fold_attn{};
+static bool g_fold_pending = false;
 
 const char* cuda_decode_gemv(const DecodeSeg* segs, int nseg, int in, const void* x, bool x_bf16, const float* normw,
                              float eps, int probe, int variant, const float* x2, const DecodePf* pf, int npf,
@@ -1688,9 +1689,19 @@ const char* cuda_decode_qkv_epi(const DecodeQkv& e) {
   return launch_pdl(qkv_epi_kernel, epi_grid(n), 256, (size_t)(e.rq + e.rk + e.rv + 1) * 4, e);
 }
 
+// The shapes the decode attention takes, launched or folded into kernel 5 (fn: the caller, for the message).
+static const char* attn_unsupported(const DecodeAttn& e, const char* fn) {
+  const char* why = e.Hkv < 1 || e.Hq % e.Hkv != 0                ? "Hq must be a multiple of Hkv"
+                    : e.hd != 64 && e.hd != 128 && e.hd != 256 ? "head dim must be 64, 128 or 256"
+                                                                : nullptr;
+  if (!why) return nullptr;
+  static thread_local char buf[96];
+  std::snprintf(buf, sizeof buf, "%s: %s", fn, why);
+  return buf;
+}
+
 const char* cuda_decode_attn(const DecodeAttn& e) {
-  if (e.Hkv < 1 || e.Hq % e.Hkv != 0) return "cudaDecodeAttn: Hq must be a multiple of Hkv";
-  if (e.hd != 64 && e.hd != 128 && e.hd != 256) return "cudaDecodeAttn: head dim must be 64, 128 or 256";
+  if (const char* why = attn_unsupported(e, "cudaDecodeAttn")) return why;
   if (g_rec) {
     DPhase ph{};
     ph.kind = 1;
@@ -1706,8 +1717,7 @@ const char* cuda_decode_attn(const DecodeAttn& e) {
 }
 
 const char* cuda_decode_attn_fold_next(const DecodeAttn& e) {
-  if (e.Hkv < 1 || e.Hq % e.Hkv != 0) return "cudaDecodeAttnFoldNext: Hq must be a multiple of Hkv";
-  if (e.hd != 64 && e.hd != 128 && e.hd != 256) return "cudaDecodeAttnFoldNext: head dim must be 64, 128 or 256";
+  if (const char* why = attn_unsupported(e, "cudaDecodeAttnFoldNext")) return why;
   if (g_fold_pending)  // two in a row: the first runs on its own
     if (const char* err = cuda_decode_attn(g_fold_attn)) return err;
   g_fold_attn = e;
