@@ -175,7 +175,7 @@ const pfModes = opt('--prefetch', '0').split(',').map(Number);
 const kernels = opt('--kernels', '5,6').split(',').map(Number);
 // --v5probes 0,1,2,4: kernel 5 with benchmark probes (decode.cu DParams::probe5; wrong tokens by design): 1 no wait for
 // the LoRA t vectors, 2 no SwiGLU in down's staging, 4 no LoRA A tiles — upper bounds of what removing each costs; 8 (same
-// tokens) no stage issued before the wait for x, 16 / 32 all / two of the ring's stages issued before it; 64 / 128 (gpu-decode.ts): no attention / no o launch per layer
+// tokens) no stage issued before the wait for x; 64 / 128 (gpu-decode.ts): no attention / no o launch per layer
 const v5probes = opt('--v5probes', '0').split(',').map(Number);
 for (const withLora of gemvOnly ? [] : [true, false]) {
   for (const variant of variants) for (const kernel of variant === 4 ? kernels : [0]) for (const mode of modes) for (const pfMode of pfModes)

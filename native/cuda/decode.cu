@@ -68,15 +68,12 @@ struct DParams {
   // kernel-5 benchmark probes (cudaDecodeGemv's probe >> 4, bits; wrong results by design): 1 no wait for the t vectors,
   // 2 no SwiGLU in the staging (x2 ignored), 4 no dense (LoRA A) tiles and no t wait; 8 (results unchanged): no stage
   // issued before the wait for x, so x's loads are not queued behind the first stage's copies (run 69: no gain; nor did
-  // a probe 32 — one bulk copy per stage for the codes and one for the scale words — since removed); 16 / 32 (results
-  // unchanged): all kStages / two of the ring's stages issued before the wait for x instead of one
+  // a probe 32 — one bulk copy per stage for the codes and one for the scale words — since removed)
   int probe5;
   int poff[kDecodeMaxSegs];  // own staging: each t-producing segment's first row in g_tpart
   unsigned long long* ts;    // benchmarks (cuda_decode_gemv_trace): this launch's %globaltimer stamps [grid][kTraceStamps]
   int rB;                    // kernel 5: the largest LoRA rank of the launch; each stage has room for a tile's rows of B
                              // (kTile × rB bf16), copied with the tile's last chunk (0: no B, or the persistent kernel)
-  int nst;                   // stages in the ring: kStages, or kMaxStages for kernel-5 launches whose shared memory has room
-                             // (LOWBIT_DECODE_STAGES=4; the persistent kernel keeps kStages)
   DecodeAttn attn;           // kernel 5 (attn.Hq > 0): the attention whose output is this launch's x, run by blocks h < Hq
                              // first (cuda_decode_attn_fold_next; the o GEMV)
 };
@@ -474,7 +471,7 @@ __global__ void __launch_bounds__(kDThreads, 1) dgemv_kernel(DParams p) {
 // kRedPitch: a row of the reduction buffer red[par][warp] is padded so the 16 lanes reading one row's partials (and the
 // other half-warp the row 16 below) hit 32 distinct banks.
 constexpr int kRedPitch = kTile + 1;
-constexpr int kStages = 3, kMaxStages = 4, kChunk = 4096, kDenseTile = 2, kDensePre = 1;  // kDensePre: chunks of 8 inputs per thread (3 spilled: 32–48 B in the kernel-5 loop, ~9 % slower decode, run 66)
+constexpr int kStages = 3, kChunk = 4096, kDenseTile = 2, kDensePre = 1;  // kDensePre: chunks of 8 inputs per thread (3 spilled: 32–48 B in the kernel-5 loop, ~9 % slower decode, run 66)
 
 __host__ __device__ constexpr int v5_row_bytes(int kc) { return kc / 4 + ((kc / 4) % 128 == 0 ? 64 : 0); }  // ≡ 64 mod 128: 8 rows g → 4 wavefronts
 __host__ __device__ constexpr int v5_sz_bytes(int kc) { return kc / 16 + ((kc / 256) % 2 == 0 ? 16 : 0); }  // odd multiple of 16 B
@@ -616,12 +613,9 @@ __device__ __forceinline__ void v5_produce(const DParams& p, const V5Smem& m, co
     else bulk_g2s(smem_u32(dst), src, lane < 8 ? cb : sb, &m.full[s]);
   }
 }
-// ring position k → stage and lap (nst is 3 or 4: no runtime division)
-__device__ __forceinline__ uint32_t ring_stage(uint32_t k, int nst) { return nst == 4 ? (k & 3u) : k % 3u; }
-__device__ __forceinline__ uint32_t ring_lap(uint32_t k, int nst) { return nst == 4 ? (k >> 2) : k / 3u; }
 __device__ __forceinline__ void v5_produce_next(const DParams& p, const V5Smem& m, V5State& st, uint64_t pol) {
   const int nch = (p.in + kChunk - 1) / kChunk;
-  v5_produce(p, m, st.prod, (int)ring_stage(st.ring + (uint32_t)st.nprod, p.nst), pol);
+  v5_produce(p, m, st.prod, (int)((st.ring + st.nprod) % kStages), pol);
   st.prod.next(nch);
   st.nprod++;
 }
@@ -702,10 +696,10 @@ __device__ float g_tpart[kTPartRows * 16];
 // in x̃, so reduce_store scales the finished row sums), silu(x)·x2 or x → xs (f32, the dense tiles), the fp16 image and
 // the slot sums; Σx² of the warp's inputs → rs_s[warp]. No block barrier: a warp starts on its first item as soon as its
 // own x is in (device run 65: staging cost ~15 µs per layer with the block-wide version, ~3.7 µs per GEMV).
-template <bool CG, bool FOLD, class AfterLoads>
+template <bool CG, class AfterLoads>
 __device__ __forceinline__ void stage_own(const DParams& p, float* xs, float4* slot, __half* imgh, float* rs_s, AfterLoads&& after_loads) {
-  // x written by other blocks of this launch (FOLD: the folded attention): read through L2, not the non-coherent path
-  constexpr bool cg = CG || FOLD;
+  // x written by other blocks of this launch (the folded attention): read through L2, not the non-coherent path
+  const bool cg = CG || p.attn.Hq > 0;
   constexpr int kMaxOwn = 3;  // spans per warp in one round of loads (in ≤ 12288 takes one round)
   const int nsp = p.in / 256, lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
   const float* xf = static_cast<const float*>(p.x);
@@ -779,7 +773,7 @@ __device__ __forceinline__ float own_rstd(const DParams& p, const float* rs_s) {
   return rsqrtf(v / (float)p.in + p.eps);
 }
 
-template <bool PERSIST, bool FOLD = false>
+template <bool PERSIST>
 __device__ __forceinline__ void v5_main(const DParams& p, const V5Smem& m, V5State& st, unsigned* tready_ctr, uint64_t pol,
                                         unsigned long long* ts = nullptr) {
   const int in = p.in, ntiles = p.first[p.nseg], nch = (in + kChunk - 1) / kChunk;
@@ -795,8 +789,8 @@ __device__ __forceinline__ void v5_main(const DParams& p, const V5Smem& m, V5Sta
   const uint4* img4 = reinterpret_cast<const uint4*>(m.imgh);
   // the rest of the stages once x's loads are issued: behind ~130 KB of copies per SM, x's loads took ~3 µs to return
   // (device run 28: 18 % of the stall samples on the first use of x)
-  stage_own<PERSIST, FOLD>(p, xs, m.slot, m.imgh, m.rs_s, [&] {
-    while (st.nprod < p.nst && st.prod.k < st.npt) v5_produce_next(p, m, st, pol);
+  stage_own<PERSIST>(p, xs, m.slot, m.imgh, m.rs_s, [&] {
+    while (st.nprod < kStages && st.prod.k < st.npt) v5_produce_next(p, m, st, pol);
   });
   stamp(1);
   // the next launch's weights, queued behind this block's own first stages (the copy engine takes them in order)
@@ -954,7 +948,7 @@ __device__ __forceinline__ void v5_main(const DParams& p, const V5Smem& m, V5Sta
   float acc[kMmaTiles][2];
   for (int k = 0; st.cons.k < st.npt; k++) {
     const uint32_t kk = st.ring + (uint32_t)k;
-    const int s = (int)ring_stage(kk, p.nst);
+    const int s = (int)(kk % kStages);
     const uint32_t pe = m.ptab[warp * kPTabMax + st.cons.k];
     const int si = ptab_si(pe);
     const DecodeSeg& S = p.seg[si];
@@ -966,7 +960,7 @@ __device__ __forceinline__ void v5_main(const DParams& p, const V5Smem& m, V5Sta
     const bool last = st.cons.ch == nch - 1;
     uint32_t bq[2][2] = {{0u, 0u}, {0u, 0u}};
     if (PERSIST && last && S.B) load_b(S, r0, bq);  // in flight while the item is computed
-    mbar_wait(&m.full[s], ring_lap(kk, p.nst) & 1u);
+    mbar_wait(&m.full[s], (kk / kStages) & 1u);
     if (PERSIST && ts && k == 0) gstamp(ts + 3);  // (kernel 5 leaves this stamp out: inside the loop it costs spills)
     const uint8_t* stg = m.stages + s * stageB;
     const uint8_t* sz0 = stg + kTile * rowB;
@@ -995,7 +989,7 @@ __device__ __forceinline__ void v5_main(const DParams& p, const V5Smem& m, V5Sta
       if (r0 + row < S.rows) gather_b(reinterpret_cast<const uint32_t*>(stg + v5_stage_bytes(kcMax) + row * S.r * 2), S.r, q16, bq, false);
     }
     __syncthreads();  // stage s is consumed (and the partials are in red)
-    if (st.prod.k < st.npt) v5_produce_next(p, m, st, pol);  // into stage s: item k + nst
+    if (st.prod.k < st.npt) v5_produce_next(p, m, st, pol);  // into stage s: item k + kStages
     if (last && S.B && !tready) wait_t();
     if (last) reduce_store(S, si, r0, kTile, bq);
     st.cons.next(nch);
@@ -1016,12 +1010,9 @@ __device__ __forceinline__ void attn_body(const DecodeAttn& e, int h, float* sm)
 template <int KW>
 __host__ __device__ constexpr int attn_smem_floats(int hd) { return 3 * hd + 2 * KW + KW * hd; }
 
-// FOLD: the launch runs the folded attention first (p.attn); a separate instantiation so the other GEMVs keep the code
-// they had without it (device run 75: the fold's branches cost the unfolded launches 1.3 / 2.7 %).
-template <bool FOLD>
 __global__ void __launch_bounds__(kDThreads, 1) dgemv5_kernel(DParams p) {
   extern __shared__ float4 dsm[];
-  __shared__ __align__(8) uint64_t full[kMaxStages];
+  __shared__ __align__(8) uint64_t full[kStages];
   __shared__ float red[2][kDWarps][kRedPitch];
   __shared__ float rs_s[kDWarps];
   __shared__ float t_s[kDecodeMaxT];
@@ -1031,7 +1022,7 @@ __global__ void __launch_bounds__(kDThreads, 1) dgemv5_kernel(DParams p) {
   m.tpub = &tpub;
   if (threadIdx.x == 0) {
     tpub = 0;
-    for (int s = 0; s < p.nst; s++) mbar_init(&full[s], 1);
+    for (int s = 0; s < kStages; s++) mbar_init(&full[s], 1);
     asm volatile("fence.mbarrier_init.release.cluster;\n" ::: "memory");
   }
   __syncthreads();
@@ -1043,9 +1034,9 @@ __global__ void __launch_bounds__(kDThreads, 1) dgemv5_kernel(DParams p) {
   V5State st;
   st.ring = 0;
   // one stage before the wait for x (the weights do not depend on the previous kernel)
-  v5_prologue(p, m, st, (p.probe5 & 8) ? 0 : (p.probe5 & 16) ? p.nst : (p.probe5 & 32) ? 2 : 1, pol);
+  v5_prologue(p, m, st, (p.probe5 & 8) ? 0 : 1, pol);
   pdl_wait();
-  if (FOLD) {  // the folded attention: heads h = block, block + grid, …; every block waits for all of them
+  if (p.attn.Hq > 0) {  // the folded attention: heads h = block, block + grid, …; every block waits for all of them
     for (int h = blockIdx.x; h < p.attn.Hq; h += gridDim.x) {
       if (p.attn.hd == 64) attn_body<2, kDWarps>(p.attn, h, m.xs);
       else if (p.attn.hd == 128) attn_body<4, kDWarps>(p.attn, h, m.xs);
@@ -1058,9 +1049,9 @@ __global__ void __launch_bounds__(kDThreads, 1) dgemv5_kernel(DParams p) {
       while (ld_acquire_gpu(&g_attn_done) < (unsigned)p.attn.Hq) {}
     __syncthreads();
   }
-  v5_main<false, FOLD>(p, m, st, &g_tready, pol);
+  v5_main<false>(p, m, st, &g_tready, pol);
   if (p.ts) gstamp(p.ts + (size_t)blockIdx.x * kTraceStamps + 4);
-  if (p.nprodTiles > 0 || FOLD) {  // the last block out resets the counts for the next launch
+  if (p.nprodTiles > 0 || p.attn.Hq > 0) {  // the last block out resets the counts for the next launch
     __syncthreads();
     if (threadIdx.x == 0 && atomicAdd(&g_exit, 1u) == gridDim.x - 1) {
       g_tready = 0;
@@ -1438,11 +1429,6 @@ int persist_npre() {
   static const int n = [] { const char* e = std::getenv("LOWBIT_DECODE_PERSIST_PRE"); const int v = e ? std::atoi(e) : kStages; return v < 1 ? 1 : v > kStages ? kStages : v; }();
   return n;
 }
-// kernel 5's ring: LOWBIT_DECODE_STAGES=4 gives launches whose shared memory has room a fourth stage (default 3)
-int decode_stages() {
-  static const int n = [] { const char* e = std::getenv("LOWBIT_DECODE_STAGES"); return e && std::atoi(e) == kMaxStages ? kMaxStages : kStages; }();
-  return n;
-}
 bool coop_on() {
   static const int on = [] { const char* e = std::getenv("LOWBIT_DECODE_COOP"); return e && e[0] == '0' ? 0 : 1; }();
   return on != 0;
@@ -1645,16 +1631,12 @@ const char* cuda_decode_gemv(const DecodeSeg* segs, int nseg, int in, const void
   }
   const size_t statics = sizeof(float) * (2 * kDWarps * kRedPitch + kDWarps) + sizeof(unsigned) + 2 * kDWarps * kPTabMax + 64;
   size_t smem = (size_t)in * 4 + (size_t)(in / 64) * 16 + (size_t)in * 2;
-  p.nst = kStages;
-  const size_t stage1 = v5_stage_bytes(in < kChunk ? in : kChunk, p.rB), stages = (size_t)kStages * stage1;
+  const size_t stages = (size_t)kStages * v5_stage_bytes(in < kChunk ? in : kChunk, p.rB);
   // kernel 5's per-warp table of a block's packed tiles (V5Iter): at most kPTabMax per block, row tiles < 2^13
   bool fits = (tiles + sms - 1) / sms <= kPTabMax;
   for (int s = 0; s < nseg; s++) if ((segs[s].rows + kTile - 1) / kTile > 8192) fits = false;
   if (!fits) v5 = false;
-  if (v5 && !g_rec && decode_stages() == kMaxStages && smem + kMaxStages * stage1 + statics <= (size_t)optin) {
-    p.nst = kMaxStages;
-    smem += kMaxStages * stage1;
-  } else if (v5 && smem + stages + statics <= (size_t)optin)
+  if (v5 && smem + stages + statics <= (size_t)optin)
     smem += stages;
   else
     v5 = false;
@@ -1686,7 +1668,9 @@ const char* cuda_decode_gemv(const DecodeSeg* segs, int nseg, int in, const void
     return nullptr;
   }
   auto launch = [&](auto kern, int slot_i) -> const char* {
-    static size_t attr[5] = {48 * 1024, 48 * 1024, 48 * 1024, 48 * 1024, 48 * 1024};
+    // the limit is set on each kernel's first launch: the 48 KB default counts static shared memory too (kernel 5 has
+    // ~8 KB of it, so 40–48 KB of dynamic memory without the attribute failed to launch: device run 76)
+    static size_t attr[4] = {0, 0, 0, 0};
     if (smem > attr[slot_i]) {
       LB_CUDA(cudaFuncSetAttribute((const void*)kern, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem));
       attr[slot_i] = smem;
@@ -1697,7 +1681,7 @@ const char* cuda_decode_gemv(const DecodeSeg* segs, int nseg, int in, const void
   // variant: 0 (default) = v4 with one span item in flight per warp ahead of the one computed, 2 = v4 with two (spills),
   // 5 = v5 (bulk copies into a shared-memory ring; v4 where a segment does not qualify)
   if (probe) return launch(dgemv_kernel<1, true>, 2);
-  if (v5) return p.attn.Hq > 0 ? launch(dgemv5_kernel<true>, 4) : launch(dgemv5_kernel<false>, 3);
+  if (v5) return launch(dgemv5_kernel, 3);
   if (variant == 2) return launch(dgemv_kernel<2, false>, 0);
   return launch(dgemv_kernel<1, false>, 1);
 }

@@ -410,7 +410,7 @@ export class GpuDecoder {
     for (let l = 0; l < cfg.numLayers; l++) {
       const w = this.w.layers[l], pl = plan[l];
       const pf = this.prefetchNext ? pl.pf : null, ef = this.evictFirst;
-      const pr = 16 * (this.v5Probe & 63);
+      const pr = 16 * (this.v5Probe & 15);
       c.cudaDecodeGemv(h.x, false, w.inputNorm, eps, D, pl.qkv, pr, 5, null, pf?.qkv, ef);
       if (this.v5Probe & 64) {
         // probe: no attention launch
