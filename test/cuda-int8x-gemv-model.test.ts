@@ -1,0 +1,114 @@
+// A lane-by-lane CPU model of a decode GEMV body that does not exist yet: x as symmetric int8 per group of 64 inputs and
+// the 2-bit codes as u8 operands of mma.m16n8k32.u8.s8 (docs/cuda.md, "An int8 operand for x"). It pins down, before any
+// CUDA is written, the two things such a kernel can get wrong: the repack (each code word's four 2-bit slots, read by ONE
+// lop3 mask each with no shift, slot j giving 4^j·q, must put every slot-MMA's 32 k values inside one scale group) and the
+// fold (acc₀ + acc₁/4 for the block's first group, acc₂/16 + acc₃/64 for its second, then scale, zero and x's group sum).
+// The PTX ISA's m16n8k32 integer fragments: A 16×32 row-major, lane (g = lane/4, t = lane%4) holds a0 = A[g][4t..4t+3],
+// a1 = A[g+8][4t..], a2 = A[g][16+4t..], a3 = A[g+8][16+4t..]; B 32×8, b0 = B[4t..4t+3][g], b1 = B[16+4t..][g];
+// C/D 16×8 s32, c0,c1 = C[g][2t, 2t+1], c2,c3 = C[g+8][2t, 2t+1]. The model's y must equal the f64 product of the
+// dequantized weight and the int8-rounded x, and the int8 rounding must stay small against the exact x.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { Rng } from '../src/tensor.js';
+import { quantizeRTN } from '../src/quant/rtn.js';
+import { dequantize } from '../src/quant/dequant.js';
+import { unpackCodes } from '../src/quant/pack.js';
+import { relErr } from './helpers/gpu-model.js';
+
+const MASK = [0x03030303, 0x0c0c0c0c, 0x30303030, 0xc0c0c0c0];
+
+/** The input a word's slot j, byte b holds, for lane t and k-half kh of 128-input block blk. */
+function inputOf(blk: number, j: number, kh: number, t: number, b: number): number {
+  return 128 * blk + 32 * j + 16 * kh + 4 * t + b;  // slot j: 32 consecutive inputs, so slots 0–1 are group 2·blk
+}
+
+/** Repack: per 16-row tile, 128-input block and lane (g, t), four words [row g kh0, row g+8 kh0, row g kh1, row g+8 kh1]. */
+function repackInt8x(q: Uint8Array, out: number, inF: number): Uint32Array {
+  const tiles = Math.ceil(out / 16), nblk = inF / 128, words = new Uint32Array(tiles * nblk * 32 * 4);
+  for (let tile = 0; tile < tiles; tile++) for (let blk = 0; blk < nblk; blk++) for (let lane = 0; lane < 32; lane++) {
+    const g = lane >> 2, t = lane & 3;
+    for (let r = 0; r < 4; r++) {
+      const row = Math.min(tile * 16 + g + 8 * (r & 1), out - 1), kh = r >> 1;  // rows past the end repeat the last
+      let w = 0;
+      for (let j = 0; j < 4; j++) for (let b = 0; b < 4; b++) w |= q[row * inF + inputOf(blk, j, kh, t, b)] << (8 * b + 2 * j);
+      words[((tile * nblk + blk) * 32 + lane) * 4 + r] = w >>> 0;
+    }
+  }
+  return words;
+}
+
+/** x → x̂ = round(x / a) with a = absmax / 127 per 64 inputs, and Σx̂ per group. */
+function int8X(x: Float32Array): { xq: Int8Array; a: Float64Array; sum: Int32Array } {
+  const ng = x.length / 64, xq = new Int8Array(x.length), a = new Float64Array(ng), sum = new Int32Array(ng);
+  for (let gi = 0; gi < ng; gi++) {
+    let m = 0;
+    for (let i = 0; i < 64; i++) m = Math.max(m, Math.abs(x[64 * gi + i]));
+    a[gi] = m > 0 ? m / 127 : 1;
+    for (let i = 0; i < 64; i++) { xq[64 * gi + i] = Math.round(x[64 * gi + i] / a[gi]); sum[gi] += xq[64 * gi + i]; }
+  }
+  return { xq, a, sum };
+}
+
+const u8 = (w: number, b: number) => (w >>> (8 * b)) & 0xff;
+
+/** The kernel's y, lane by lane: the warp's four slot MMAs per (tile, block), then the fold per group. */
+function int8xModel(words: Uint32Array, scales: Float32Array, zeros: Float32Array, out: number, inF: number, x: Float32Array): Float64Array {
+  const { xq, a, sum } = int8X(x), nblk = inF / 128, ng = inF / 64, y = new Float64Array(out);
+  for (let tile = 0; tile < Math.ceil(out / 16); tile++) for (let blk = 0; blk < nblk; blk++) {
+    const acc: number[][][] = [];  // [slot][lane][c0..c3]
+    for (let j = 0; j < 4; j++) {
+      // every lane's registers, assembled into the 16×32 A and 32×8 B the instruction sees
+      const A = Array.from({ length: 16 }, () => new Array<number>(32).fill(0)), B = Array.from({ length: 32 }, () => new Array<number>(8).fill(0));
+      for (let lane = 0; lane < 32; lane++) {
+        const g = lane >> 2, t = lane & 3, w = words.subarray(((tile * nblk + blk) * 32 + lane) * 4, ((tile * nblk + blk) * 32 + lane) * 4 + 4);
+        const a0 = w[0] & MASK[j], a1 = w[1] & MASK[j], a2 = w[2] & MASK[j], a3 = w[3] & MASK[j];  // one lop3 each
+        for (let b = 0; b < 4; b++) {
+          A[g][4 * t + b] = u8(a0, b); A[g + 8][4 * t + b] = u8(a1, b);
+          A[g][16 + 4 * t + b] = u8(a2, b); A[g + 8][16 + 4 * t + b] = u8(a3, b);
+          // B: x̂ of the slot's 32 inputs (the same in every column n = g), k = 4t + b and 16 + 4t + b
+          B[4 * t + b][g] = xq[inputOf(blk, j, 0, t, b)]; B[16 + 4 * t + b][g] = xq[inputOf(blk, j, 1, t, b)];
+        }
+      }
+      acc.push(Array.from({ length: 32 }, (_, lane) => {
+        const g = lane >> 2, t = lane & 3, dot = (r: number, n: number) => A[r].reduce((s, v, k) => s + v * B[k][n], 0);
+        return [dot(g, 2 * t), dot(g, 2 * t + 1), dot(g + 8, 2 * t), dot(g + 8, 2 * t + 1)];
+      }));
+    }
+    // fold on lanes t = 0 (c0: row g, c2: row g + 8): group 2·blk from slots 0, 1; group 2·blk + 1 from slots 2, 3
+    for (let g = 0; g < 8; g++) for (const [ci, dr] of [[0, 0], [2, 8]] as const) {
+      const row = tile * 16 + g + dr;
+      if (row >= out) continue;
+      for (let h = 0; h < 2; h++) {
+        const gi = 2 * blk + h, qx = acc[2 * h][4 * g][ci] / 4 ** (2 * h) + acc[2 * h + 1][4 * g][ci] / 4 ** (2 * h + 1);
+        assert.ok(Number.isInteger(qx), 'slot sums divide exactly by 4^j');
+        y[row] += scales[row * ng + gi] * a[gi] * (qx - zeros[row * ng + gi] * sum[gi]);
+      }
+    }
+  }
+  return y;
+}
+
+test('int8-x GEMV model (mma.m16n8k32 u8×s8, one lop3 per slot): repack and fold = f64 on the int8 x; int8 rounding small', (t) => {
+  const rng = new Rng(37);
+  for (const [out, inF] of [[40, 256], [16, 384], [7, 128]]) {
+    const w = new Float32Array(out * inF).map(() => rng.normal());
+    const p = quantizeRTN(w, out, inF, { bits: 2, groupSize: 64 });
+    const q = unpackCodes(p.qcodes, 2, out * inF), W = dequantize(p);
+    const x = new Float32Array(inF).map(() => rng.normal() * (rng.int(8) === 0 ? 6 : 1));  // a few large inputs
+    const y = int8xModel(repackInt8x(q, out, inF), p.scales!, p.zeros!, out, inF, x);
+    const { xq, a } = int8X(x);
+    const refQ = new Float64Array(out), refX = new Float64Array(out);
+    for (let r = 0; r < out; r++) for (let i = 0; i < inF; i++) {
+      refQ[r] += W[r * inF + i] * a[Math.floor(i / 64)] * xq[i];
+      refX[r] += W[r * inF + i] * x[i];
+    }
+    const eQ = relErr(y, refQ), eX = relErr(y, refX);
+    t.diagnostic(`${out}×${inF}: model vs f64 on the int8 x ${eQ.toExponential(2)}, vs the exact x ${eX.toExponential(2)}`);
+    assert.ok(eQ < 1e-6, `${out}×${inF}: model vs f64 on the int8 x ${eQ}`);
+    assert.ok(eX > 1e-6 && eX < 2e-2, `${out}×${inF}: int8 rounding of x vs the exact x ${eX}`);
+    // a layout slip (the k-halves of B swapped) must show: the test can fail
+    const bad = repackInt8x(q, out, inF);
+    for (let i = 0; i < bad.length; i += 4) { const t0 = bad[i]; bad[i] = bad[i + 2]; bad[i + 2] = t0; }
+    assert.ok(relErr(int8xModel(bad, p.scales!, p.zeros!, out, inF, x), refQ) > 1e-2, 'a wrong repack is caught');
+  }
+});
