@@ -6,7 +6,8 @@
 // The PTX ISA's m16n8k32 integer fragments: A 16×32 row-major, lane (g = lane/4, t = lane%4) holds a0 = A[g][4t..4t+3],
 // a1 = A[g+8][4t..], a2 = A[g][16+4t..], a3 = A[g+8][16+4t..]; B 32×8, b0 = B[4t..4t+3][g], b1 = B[16+4t..][g];
 // C/D 16×8 s32, c0,c1 = C[g][2t, 2t+1], c2,c3 = C[g+8][2t, 2t+1]. The model's y must equal the f64 product of the
-// dequantized weight and the int8-rounded x, and the int8 rounding must stay small against the exact x.
+// dequantized weight and the int8-rounded x, and the int8 rounding must stay small against the exact x. The CUDA
+// prototype (native/cuda/int8x_gemv.cu) is checked against the same twins where a GPU is present.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { Rng } from '../src/tensor.js';
@@ -14,40 +15,10 @@ import { quantizeRTN } from '../src/quant/rtn.js';
 import { dequantize } from '../src/quant/dequant.js';
 import { unpackCodes } from '../src/quant/pack.js';
 import { relErr } from './helpers/gpu-model.js';
+import { cudaInt8xOps, cudaInt8xUnavailable, int8X, int8xInputOf, repackInt8x } from '../src/backend/cuda-int8x.js';
 
 const MASK = [0x03030303, 0x0c0c0c0c, 0x30303030, 0xc0c0c0c0];
-
-/** The input a word's slot j, byte b holds, for lane t and k-half kh of 128-input block blk. */
-function inputOf(blk: number, j: number, kh: number, t: number, b: number): number {
-  return 128 * blk + 32 * j + 16 * kh + 4 * t + b;  // slot j: 32 consecutive inputs, so slots 0–1 are group 2·blk
-}
-
-/** Repack: per 16-row tile, 128-input block and lane (g, t), four words [row g kh0, row g+8 kh0, row g kh1, row g+8 kh1]. */
-function repackInt8x(q: Uint8Array, out: number, inF: number): Uint32Array {
-  const tiles = Math.ceil(out / 16), nblk = inF / 128, words = new Uint32Array(tiles * nblk * 32 * 4);
-  for (let tile = 0; tile < tiles; tile++) for (let blk = 0; blk < nblk; blk++) for (let lane = 0; lane < 32; lane++) {
-    const g = lane >> 2, t = lane & 3;
-    for (let r = 0; r < 4; r++) {
-      const row = Math.min(tile * 16 + g + 8 * (r & 1), out - 1), kh = r >> 1;  // rows past the end repeat the last
-      let w = 0;
-      for (let j = 0; j < 4; j++) for (let b = 0; b < 4; b++) w |= q[row * inF + inputOf(blk, j, kh, t, b)] << (8 * b + 2 * j);
-      words[((tile * nblk + blk) * 32 + lane) * 4 + r] = w >>> 0;
-    }
-  }
-  return words;
-}
-
-/** x → x̂ = round(x / a) with a = absmax / 127 per 64 inputs, and Σx̂ per group. */
-function int8X(x: Float32Array): { xq: Int8Array; a: Float64Array; sum: Int32Array } {
-  const ng = x.length / 64, xq = new Int8Array(x.length), a = new Float64Array(ng), sum = new Int32Array(ng);
-  for (let gi = 0; gi < ng; gi++) {
-    let m = 0;
-    for (let i = 0; i < 64; i++) m = Math.max(m, Math.abs(x[64 * gi + i]));
-    a[gi] = m > 0 ? m / 127 : 1;
-    for (let i = 0; i < 64; i++) { xq[64 * gi + i] = Math.round(x[64 * gi + i] / a[gi]); sum[gi] += xq[64 * gi + i]; }
-  }
-  return { xq, a, sum };
-}
+const inputOf = int8xInputOf;
 
 const u8 = (w: number, b: number) => (w >>> (8 * b)) & 0xff;
 
@@ -110,5 +81,37 @@ test('int8-x GEMV model (mma.m16n8k32 u8×s8, one lop3 per slot): repack and fol
     const bad = repackInt8x(q, out, inF);
     for (let i = 0; i < bad.length; i += 4) { const t0 = bad[i]; bad[i] = bad[i + 2]; bad[i + 2] = t0; }
     assert.ok(relErr(int8xModel(bad, p.scales!, p.zeros!, out, inF, x), refQ) > 1e-2, 'a wrong repack is caught');
+  }
+});
+
+test('CUDA int8-x GEMV prototype = its twins: x quantization exact, y = f64 on the int8 x (split K 1 and 4)', (t) => {
+  const c = cudaInt8xOps();
+  if (!c) { t.skip(cudaInt8xUnavailable()); return; }
+  const rng = new Rng(41);
+  for (const [out, inF] of [[40, 256], [1000, 4096], [300, 11008]]) {
+    const p = quantizeRTN(new Float32Array(out * inF).map(() => 0.03 * rng.normal()), out, inF, { bits: 2, groupSize: 64 });
+    const q = unpackCodes(p.qcodes, 2, out * inF), W = dequantize(p), ng = inF / 64;
+    const x = new Float32Array(inF).map(() => rng.normal() * (rng.int(16) === 0 ? 8 : 1));
+    const { xq, a, sum } = int8X(x);
+    const ref = new Float64Array(out);
+    for (let r = 0; r < out; r++) for (let i = 0; i < inF; i++) ref[r] += W[r * inF + i] * a[Math.floor(i / 64)] * xq[i];
+    const up = (d: ArrayBufferView) => { const h = c.cudaAlloc(Math.max(16, d.byteLength)); c.cudaUpload(h, d); return h; };
+    const hw = up(repackInt8x(q, out, inF)), hs = up(p.scales!), hz = up(p.zeros!), hx = up(x);
+    const scrBytes = inF + ng * 8, hscr = c.cudaAlloc(scrBytes), hy = c.cudaAlloc(out * 4);
+    try {
+      for (const ks of [1, 4]) {
+        c.cudaInt8xGemv(hw, hs, hz, hx, hscr, hy, out, inF, ks);
+        const y = new Float32Array(out), scr = new Uint8Array(scrBytes);
+        c.cudaDownload(hy, y);
+        c.cudaDownload(hscr, scr);
+        const gq = new Int8Array(scr.buffer, 0, inF), ga = new Float32Array(scr.buffer, inF, ng), gs = new Int32Array(scr.buffer, inF + ng * 4, ng);
+        assert.deepEqual([...gq], [...xq], `${out}×${inF}: x̂ = twin`);
+        assert.deepEqual([...ga], [...a], `${out}×${inF}: group scales = twin`);
+        assert.deepEqual([...gs], [...sum], `${out}×${inF}: Σx̂ = twin`);
+        const e = relErr(y, ref);
+        t.diagnostic(`${out}×${inF}, split K ${ks}: y vs f64 on the int8 x ${e.toExponential(2)}`);
+        assert.ok(e < 1e-5, `${out}×${inF} split ${ks}: y vs f64 ${e}`);
+      }
+    } finally { for (const h of [hw, hs, hz, hx, hscr, hy]) c.cudaFree(h); }
   }
 });

@@ -848,6 +848,23 @@ napi_value js_repack4(napi_env env, napi_callback_info info) {
   return nullptr;
 }
 
+// cudaInt8xGemv(words, scales, zeros, x, scratch, y, out, in, ksplit)   the prototype int8-x GEMV (int8x_gemv.cu)
+napi_value js_int8x_gemv(napi_env env, napi_callback_info info) {
+  Args a(env, info, "cudaInt8xGemv");
+  int64_t out = 0, in = 0, nks = 0;
+  Buf w, sc, z, x, scr, y;
+  if (!int_dim(a, 6, &out) || !int_dim(a, 7, &in) || !int_dim(a, 8, &nks)) return nullptr;
+  if (in % 128 != 0) { throw_error(env, "cudaInt8xGemv: in must be a multiple of 128"); return nullptr; }
+  const size_t tiles = (size_t)(out + 15) / 16, ng = (size_t)in / 64;
+  if (!buf_arg(a, 0, tiles * 16 * (size_t)in / 4, &w) || !buf_arg(a, 1, (size_t)out * ng * 4, &sc) ||
+      !buf_arg(a, 2, (size_t)out * ng * 4, &z) || !buf_arg(a, 3, (size_t)in * 4, &x) || !buf_arg(a, 4, (size_t)in + ng * 8, &scr) ||
+      !buf_arg(a, 5, (size_t)out * 4, &y) || !aligned16(a, w.ptr, "words"))
+    return nullptr;
+  check(env, cuda_int8x_gemv(w.ptr, static_cast<const float*>(sc.ptr), static_cast<const float*>(z.ptr), static_cast<const float*>(x.ptr),
+                             scr.ptr, static_cast<float*>(y.ptr), (int)out, (int)in, (int)nks));
+  return nullptr;
+}
+
 // cudaDecodeGemv(x, xBf16, normW | null, eps, in, segs, probe = 0, variant = 0, x2 = null, prefetch = null, evictFirst = false)
 //   segs: [{ desc, codes4, y, acc?, B?, r?, tseg? } | { w, rows, y, acc?, B?, r?, tseg? }]
 napi_value js_decode_gemv(napi_env env, napi_callback_info info) {
@@ -1110,6 +1127,7 @@ napi_value js_decode_swiglu_epi(napi_env env, napi_callback_info info) {
 
 void register_cuda_quant(napi_env env, napi_value exports) {
   export_fn(env, exports, "cudaRepackSpan4", js_repack4);
+  export_fn(env, exports, "cudaInt8xGemv", js_int8x_gemv);
   export_fn(env, exports, "cudaDecodeGemv", js_decode_gemv);
   export_fn(env, exports, "cudaDecodeQkvEpi", js_decode_qkv_epi);
   export_fn(env, exports, "cudaDecodeAttn", js_decode_attn);

@@ -1,0 +1,100 @@
+// Prototype of an int8-x decode GEMV body (docs/cuda.md, "An int8 operand for x"): x as symmetric int8 per group of 64
+// inputs, the 2-bit codes as u8 operands of mma.m16n8k32.u8.s8 — one lop3 per register and slot, 512 weights per MMA —
+// against kernel 5's fp16 image with m16n8k16 (256 weights per MMA, one lop3 per 2 weights). Standalone, to price the body
+// before it goes into kernel 5: plain loads (no bulk-copy ring), f32 scales and zeros, split K with float atomics. The
+// layout and the fold mirror the CPU lane model in test/cuda-int8x-gemv-model.test.ts (src/backend/cuda-int8x.ts: the
+// repack and the x quantization twins).
+#include <cuda_runtime.h>
+
+#include <cstdint>
+
+#include "check.h"
+#include "lowbit_cuda.h"
+
+namespace lowbit {
+namespace {
+
+// x → x̂ = round(x / a), a = absmax / 127 per 64 inputs (1 if all zero), and Σx̂ per group: one warp per group.
+__global__ void int8x_quant_kernel(const float* __restrict__ x, int8_t* xq, float* a, int* sum, int ng) {
+  const int gi = blockIdx.x * (blockDim.x / 32) + threadIdx.x / 32, lane = threadIdx.x & 31;
+  if (gi >= ng) return;
+  const float v0 = x[64 * gi + lane], v1 = x[64 * gi + 32 + lane];
+  float m = fmaxf(fabsf(v0), fabsf(v1));
+#pragma unroll
+  for (int o = 16; o > 0; o >>= 1) m = fmaxf(m, __shfl_xor_sync(0xffffffffu, m, o));
+  const float s = m > 0.f ? m / 127.f : 1.f;
+  const int q0 = __float2int_rn(v0 / s), q1 = __float2int_rn(v1 / s);
+  xq[64 * gi + lane] = (int8_t)q0;
+  xq[64 * gi + 32 + lane] = (int8_t)q1;
+  int t = q0 + q1;
+#pragma unroll
+  for (int o = 16; o > 0; o >>= 1) t += __shfl_xor_sync(0xffffffffu, t, o);
+  if (lane == 0) { a[gi] = s; sum[gi] = t; }
+}
+
+__device__ __forceinline__ void mma_u8s8(int (&c)[4], uint32_t a0, uint32_t a1, uint32_t a2, uint32_t a3, uint32_t b0, uint32_t b1) {
+  asm volatile(
+      "mma.sync.aligned.m16n8k32.row.col.s32.u8.s8.s32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%10,%11,%12,%13};\n"
+      : "=r"(c[0]), "=r"(c[1]), "=r"(c[2]), "=r"(c[3])
+      : "r"(a0), "r"(a1), "r"(a2), "r"(a3), "r"(b0), "r"(b1), "r"(0), "r"(0), "r"(0), "r"(0));
+}
+
+// words: [tile][block of 128 inputs][lane][4] (cudaInt8xRepack's twin: repackInt8x); a warp takes one 16-row tile and
+// blocks blk = kslice, kslice + nks, … ; lane (g, t) ends with rows g and g + 8 of the tile (every column of C holds the
+// same sums: x̂ is in every column of B), lanes t = 0 add them into y.
+__global__ void __launch_bounds__(128) int8x_gemv_kernel(const uint4* __restrict__ words, const float* __restrict__ scales,
+                                                         const float* __restrict__ zeros, const int8_t* __restrict__ xq,
+                                                         const float* __restrict__ a, const int* __restrict__ sum, float* y,
+                                                         int out, int in, int nks) {
+  const int warp = blockIdx.x * 4 + threadIdx.x / 32, lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3;
+  const int nblk = in / 128, ng = in / 64, tiles = (out + 15) / 16;
+  const int tile = warp / nks, ks = warp % nks;
+  if (tile >= tiles) return;
+  const int r0 = min(tile * 16 + g, out - 1), r1 = min(tile * 16 + g + 8, out - 1);
+  float y0 = 0.f, y1 = 0.f;
+  const uint32_t* xw = reinterpret_cast<const uint32_t*>(xq);
+#pragma unroll 2
+  for (int blk = ks; blk < nblk; blk += nks) {
+    const uint4 w = __ldg(words + ((size_t)tile * nblk + blk) * 32 + lane);
+    int acc[4][4];
+#pragma unroll
+    for (int j = 0; j < 4; j++) {
+      const uint32_t m = 0x03030303u << (2 * j);  // slot j: 4^j·q in each byte, one lop3 per register
+      const uint32_t b0 = __ldg(xw + (128 * blk + 32 * j + 4 * t) / 4), b1 = __ldg(xw + (128 * blk + 32 * j + 16 + 4 * t) / 4);
+      mma_u8s8(acc[j], w.x & m, w.y & m, w.z & m, w.w & m, b0, b1);
+    }
+#pragma unroll
+    for (int h = 0; h < 2; h++) {
+      const int gi = 2 * blk + h;
+      const float sc = h ? 1.f / 16.f : 1.f, ag = __ldg(a + gi), sg = (float)__ldg(sum + gi);
+      const float q0 = sc * ((float)acc[2 * h][0] + 0.25f * (float)acc[2 * h + 1][0]);  // row g
+      const float q1 = sc * ((float)acc[2 * h][2] + 0.25f * (float)acc[2 * h + 1][2]);  // row g + 8
+      y0 = fmaf(__ldg(scales + (size_t)r0 * ng + gi) * ag, q0 - __ldg(zeros + (size_t)r0 * ng + gi) * sg, y0);
+      y1 = fmaf(__ldg(scales + (size_t)r1 * ng + gi) * ag, q1 - __ldg(zeros + (size_t)r1 * ng + gi) * sg, y1);
+    }
+  }
+  if (t == 0) {
+    if (tile * 16 + g < out) atomicAdd(y + tile * 16 + g, y0);
+    if (tile * 16 + g + 8 < out) atomicAdd(y + tile * 16 + g + 8, y1);
+  }
+}
+
+}  // namespace
+
+const char* cuda_int8x_gemv(const void* words, const float* scales, const float* zeros, const float* x, void* scratch, float* y,
+                            int out, int in, int nks) {
+  if (in % 128 != 0 || out < 1 || nks < 1) return "cudaInt8xGemv: in must be a multiple of 128, out and ksplit ≥ 1";
+  const int ng = in / 64, tiles = (out + 15) / 16;
+  int8_t* xq = static_cast<int8_t*>(scratch);
+  float* a = reinterpret_cast<float*>(xq + in);
+  int* sum = reinterpret_cast<int*>(a + ng);
+  int8x_quant_kernel<<<(ng + 7) / 8, 256>>>(x, xq, a, sum, ng);
+  LB_CUDA(cudaGetLastError());
+  LB_CUDA(cudaMemsetAsync(y, 0, (size_t)out * 4, 0));
+  const int warps = tiles * nks;
+  int8x_gemv_kernel<<<(warps + 3) / 4, 128>>>(static_cast<const uint4*>(words), scales, zeros, xq, a, sum, y, out, in, nks);
+  LB_CUDA(cudaGetLastError());
+  return nullptr;
+}
+
+}  // namespace lowbit

@@ -1,0 +1,52 @@
+// The prototype int8-x decode GEMV (native/cuda/int8x_gemv.cu) and its TypeScript twins: x as symmetric int8 per group of
+// 64 inputs, the 2-bit codes repacked so that one lop3 mask per register gives mma.m16n8k32.u8.s8 the operand of one
+// slot (4^j·q), each slot's 32 k values inside one scale group (docs/cuda.md, "An int8 operand for x").
+import { kernelFamily } from './cuda-family.js';
+import type { NativeCuda } from './native.js';
+
+export interface NativeCudaInt8x extends NativeCuda {
+  /** y[out] (f32) = the GEMV of repacked words (repackInt8x) with f32 scales / zeros [out, in/64] and x (f32 [in]) rounded
+   * to int8 per 64 inputs in scratch (≥ in + in/8 bytes); ksplit warps per 16-row tile. */
+  cudaInt8xGemv(words: number, scales: number, zeros: number, x: number, scratch: number, y: number, out: number, inF: number, ksplit: number): void;
+}
+
+const family = kernelFamily<NativeCudaInt8x>('int8-x GEMV prototype', ['cudaInt8xGemv']);
+export function cudaInt8xOps(): NativeCudaInt8x | null { return family.get(); }
+export function cudaInt8xUnavailable(): string { return family.unavailable(); }
+
+/** The input a word's slot j, byte b holds for lane t and k-half kh of 128-input block blk (slot j: 32 consecutive
+ * inputs, so slots 0–1 are group 2·blk and slots 2–3 group 2·blk + 1). */
+export function int8xInputOf(blk: number, j: number, kh: number, t: number, b: number): number {
+  return 128 * blk + 32 * j + 16 * kh + 4 * t + b;
+}
+
+/** Repack 2-bit codes q[out, in] (one per byte, 0..3): per 16-row tile, 128-input block and lane (g = lane/4, t = lane%4)
+ * four words [row g kh 0, row g+8 kh 0, row g kh 1, row g+8 kh 1] = the lane's a0..a3; rows past the end repeat the last. */
+export function repackInt8x(q: Uint8Array, out: number, inF: number): Uint32Array {
+  if (inF % 128 !== 0) throw new Error(`repackInt8x: in ${inF} is not a multiple of 128`);
+  const tiles = Math.ceil(out / 16), nblk = inF / 128, words = new Uint32Array(tiles * nblk * 32 * 4);
+  for (let tile = 0; tile < tiles; tile++) for (let blk = 0; blk < nblk; blk++) for (let lane = 0; lane < 32; lane++) {
+    const g = lane >> 2, t = lane & 3;
+    for (let r = 0; r < 4; r++) {
+      const row = Math.min(tile * 16 + g + 8 * (r & 1), out - 1), kh = r >> 1;
+      let w = 0;
+      for (let j = 0; j < 4; j++) for (let b = 0; b < 4; b++) w |= q[row * inF + int8xInputOf(blk, j, kh, t, b)] << (8 * b + 2 * j);
+      words[((tile * nblk + blk) * 32 + lane) * 4 + r] = w >>> 0;
+    }
+  }
+  return words;
+}
+
+/** x → x̂ = round-half-even(x / a) with a = absmax / 127 per 64 inputs (1 for an all-zero group), and Σx̂ per group
+ * (the twin of int8x_quant_kernel: f32 division, __float2int_rn). */
+export function int8X(x: Float32Array): { xq: Int8Array; a: Float32Array; sum: Int32Array } {
+  const ng = x.length / 64, xq = new Int8Array(x.length), a = new Float32Array(ng), sum = new Int32Array(ng);
+  const rne = (v: number) => { const f = Math.floor(v), d = v - f; return d > 0.5 || (d === 0.5 && f % 2 !== 0) ? f + 1 : f; };
+  for (let gi = 0; gi < ng; gi++) {
+    let m = 0;
+    for (let i = 0; i < 64; i++) m = Math.max(m, Math.abs(x[64 * gi + i]));
+    a[gi] = m > 0 ? Math.fround(m / 127) : 1;
+    for (let i = 0; i < 64; i++) { xq[64 * gi + i] = rne(Math.fround(x[64 * gi + i] / a[gi])); sum[gi] += xq[64 * gi + i]; }
+  }
+  return { xq, a, sum };
+}
