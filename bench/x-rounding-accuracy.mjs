@@ -15,6 +15,7 @@ import { loadModel } from '../dist/src/serve/load.js';
 import { quantizeModel } from '../dist/src/quant/model.js';
 import { evalPerplexity } from '../dist/src/eval/ppl.js';
 import { PackedLinear } from '../dist/src/quant/packed-linear.js';
+import { roundF16 } from '../dist/src/backend/cuda-decode.js';
 
 const args = process.argv.slice(2);
 const jsonOut = args.includes('--json') ? args[args.indexOf('--json') + 1] : null;
@@ -25,13 +26,6 @@ const work = mkdtempSync(join(tmpdir(), 'lowbit-xround-'));
 const qDir = join(work, 'rtn-w2-g64');
 await quantizeModel(fpDir, qDir, { method: 'rtn', bits: 2, groupSize: 64 });
 
-// IEEE fp16 round-to-nearest-even of an f32 value (finite range of the activations here)
-function roundF16(v) {
-  if (v === 0 || !Number.isFinite(v)) return v;
-  const a = Math.abs(v), e = Math.max(Math.floor(Math.log2(a)), -14), ulp = 2 ** (e - 10);
-  const q = a / ulp, r = Math.round(q), t = q - Math.floor(q) === 0.5 && Math.floor(q) % 2 === 0 ? Math.floor(q) : r;
-  return Math.sign(v) * Math.min(t * ulp, 65504);
-}
 function symmetric(x, off, n, levels) {  // round x[off .. off + n) to a symmetric grid of ±levels steps of absmax / levels
   let m = 0;
   for (let i = 0; i < n; i++) m = Math.max(m, Math.abs(x[off + i]));

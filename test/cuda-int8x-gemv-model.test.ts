@@ -18,7 +18,6 @@ import { relErr } from './helpers/gpu-model.js';
 import { cudaInt8xOps, cudaInt8xUnavailable, int8X, int8xInputOf, repackInt8x } from '../src/backend/cuda-int8x.js';
 
 const MASK = [0x03030303, 0x0c0c0c0c, 0x30303030, 0xc0c0c0c0];
-const inputOf = int8xInputOf;
 
 const u8 = (w: number, b: number) => (w >>> (8 * b)) & 0xff;
 
@@ -37,7 +36,7 @@ function int8xModel(words: Uint32Array, scales: Float32Array, zeros: Float32Arra
           A[g][4 * t + b] = u8(a0, b); A[g + 8][4 * t + b] = u8(a1, b);
           A[g][16 + 4 * t + b] = u8(a2, b); A[g + 8][16 + 4 * t + b] = u8(a3, b);
           // B: x̂ of the slot's 32 inputs (the same in every column n = g), k = 4t + b and 16 + 4t + b
-          B[4 * t + b][g] = xq[inputOf(blk, j, 0, t, b)]; B[16 + 4 * t + b][g] = xq[inputOf(blk, j, 1, t, b)];
+          B[4 * t + b][g] = xq[int8xInputOf(blk, j, 0, t, b)]; B[16 + 4 * t + b][g] = xq[int8xInputOf(blk, j, 1, t, b)];
         }
       }
       acc.push(Array.from({ length: 32 }, (_, lane) => {
