@@ -1558,12 +1558,9 @@ const char* cuda_decode_gemv_trace(void* buf, size_t bytes, int* launches, int* 
 static DecodeAttn g_fold_attn{};
 static bool g_fold_pending = false;
 
-const char* cuda_decode_gemv(const DecodeSeg* segs, int nseg, int in, const void* x, bool x_bf16, const float* normw,
-                             float eps, int probe, int variant, const float* x2, const DecodePf* pf, int npf,
-                             bool evictFirst) {
-  // a pending attention is consumed by this call either way: folded below, or launched first when this launch cannot fold it
-  const bool foldReq = g_fold_pending;
-  g_fold_pending = false;
+static const char* decode_gemv(const DecodeSeg* segs, int nseg, int in, const void* x, bool x_bf16, const float* normw,
+                               float eps, int probe, int variant, const float* x2, const DecodePf* pf, int npf,
+                               bool evictFirst, bool foldReq, bool& foldTaken) {
   if (nseg < 1 || nseg > kDecodeMaxSegs) return "cudaDecodeGemv: 1 to 8 segments";
   if (npf < 0 || npf > kDecodeMaxPf) return "cudaDecodeGemv: 0 to 16 prefetch ranges";
   if (in % 256 != 0) return "cudaDecodeGemv: in must be a multiple of 256";
@@ -1650,6 +1647,7 @@ const char* cuda_decode_gemv(const DecodeSeg* segs, int nseg, int in, const void
   if (foldReq) {  // kernel 5 takes the attention when its x is the attention's output and the scratch fits over xs
     const DecodeAttn& a = g_fold_attn;
     const bool ok = v5 && !g_rec && x_bf16 && x == a.out && in == a.Hq * a.hd && attn_smem_floats<kDWarps>(a.hd) <= in;
+    foldTaken = true;
     if (ok) p.attn = a;
     else if (const char* e = cuda_decode_attn(a)) return e;  // (recording: the attention's phase before this GEMV's)
   }
@@ -1684,6 +1682,19 @@ const char* cuda_decode_gemv(const DecodeSeg* segs, int nseg, int in, const void
   if (v5) return launch(dgemv5_kernel, 3);
   if (variant == 2) return launch(dgemv_kernel<2, false>, 0);
   return launch(dgemv_kernel<1, false>, 1);
+}
+
+const char* cuda_decode_gemv(const DecodeSeg* segs, int nseg, int in, const void* x, bool x_bf16, const float* normw,
+                             float eps, int probe, int variant, const float* x2, const DecodePf* pf, int npf,
+                             bool evictFirst) {
+  // a pending attention is consumed by this call either way: folded into the launch, launched first when this launch
+  // cannot fold it, or (the call failing its own checks before that) launched on its own so its output is still written
+  const bool foldReq = g_fold_pending;
+  g_fold_pending = false;
+  bool foldTaken = false;
+  const char* err = decode_gemv(segs, nseg, in, x, x_bf16, normw, eps, probe, variant, x2, pf, npf, evictFirst, foldReq, foldTaken);
+  if (err && foldReq && !foldTaken) cuda_decode_attn(g_fold_attn);  // the GEMV's own error is the one reported
+  return err;
 }
 
 const char* cuda_decode_qkv_epi(const DecodeQkv& e) {
