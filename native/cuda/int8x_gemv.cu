@@ -82,18 +82,22 @@ __global__ void __launch_bounds__(128) int8x_gemv_kernel(const uint4* __restrict
 }  // namespace
 
 const char* cuda_int8x_gemv(const void* words, const float* scales, const float* zeros, const float* x, void* scratch, float* y,
-                            int out, int in, int nks) {
+                            int out, int in, int nks, int parts) {
   if (in % 128 != 0 || out < 1 || nks < 1) return "cudaInt8xGemv: in must be a multiple of 128, out and ksplit ≥ 1";
   const int ng = in / 64, tiles = (out + 15) / 16;
   int8_t* xq = static_cast<int8_t*>(scratch);
   float* a = reinterpret_cast<float*>(xq + in);
   int* sum = reinterpret_cast<int*>(a + ng);
-  int8x_quant_kernel<<<(ng + 7) / 8, 256>>>(x, xq, a, sum, ng);
-  LB_CUDA(cudaGetLastError());
-  LB_CUDA(cudaMemsetAsync(y, 0, (size_t)out * 4, 0));
-  const int warps = tiles * nks;
-  int8x_gemv_kernel<<<(warps + 3) / 4, 128>>>(static_cast<const uint4*>(words), scales, zeros, xq, a, sum, y, out, in, nks);
-  LB_CUDA(cudaGetLastError());
+  if (parts & 1) {
+    int8x_quant_kernel<<<(ng + 7) / 8, 256>>>(x, xq, a, sum, ng);
+    LB_CUDA(cudaGetLastError());
+  }
+  if (parts & 2) LB_CUDA(cudaMemsetAsync(y, 0, (size_t)out * 4, 0));
+  if (parts & 4) {
+    const int warps = tiles * nks;
+    int8x_gemv_kernel<<<(warps + 3) / 4, 128>>>(static_cast<const uint4*>(words), scales, zeros, xq, a, sum, y, out, in, nks);
+    LB_CUDA(cudaGetLastError());
+  }
   return nullptr;
 }
 
