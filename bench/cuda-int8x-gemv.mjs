@@ -2,7 +2,9 @@
 // times kernel 5's lone GEMVs: a CUDA graph of 20 rounds over 8 copies of the weights (so the 50 MB L2 holds none of
 // them), µs per GEMV, and the bytes it must read ÷ the same run's copy rate. Two timings per shape and split: the GEMV
 // kernel alone (x already quantized, y accumulating: what a fused pipeline would launch) and the prototype's whole call
-// (x quantization + zeroing y + the GEMV, three launches). Its words are 2 bits per weight like kernel 5's codes, but its
+// (x quantization + zeroing y + the GEMV, three launches); and the GEMV launched with PDL (each launch's first weight
+// words loaded before its griddepcontrol.wait, so they stream while the launch before it finishes — kernel 5's
+// lone GEMVs are PDL launches too). Its words are 2 bits per weight like kernel 5's codes, but its
 // scales and zeros are f32 (8 bytes per 64 weights instead of kernel 5's 4), so the bytes counted are what it reads.
 // Usage: node bench/cuda-int8x-gemv.mjs [--ksplit 1,2,4,8] [--json FILE]
 import { writeFileSync } from 'node:fs';
@@ -51,10 +53,11 @@ for (const [out, inF, name] of [[4096, 4096, 'o (4096²)'], [12288, 4096, 'q/k/v
   const read = wBytes + 2 * szBytes + inP;
   for (const ks of ksplits) {
     const gemv = timeGraph((l) => c.cudaInt8xGemv(sets[l][0], sets[l][1], sets[l][2], hx, hscr, hy, out, inP, ks, 4)) * 1e3;
+    const pdl = timeGraph((l) => c.cudaInt8xGemv(sets[l][0], sets[l][1], sets[l][2], hx, hscr, hy, out, inP, ks, 12)) * 1e3;
     const whole = timeGraph((l) => c.cudaInt8xGemv(sets[l][0], sets[l][1], sets[l][2], hx, hscr, hy, out, inP, ks, 7)) * 1e3;
     const ofCopy = read / (gemv * 1e-6) / BW;  // as the decode bench: bytes ÷ the copy rate (read + write)
-    rows.push({ name, out, in: inP, ksplit: ks, gemvUs: gemv, wholeUs: whole, readBytes: read, ofCopyRead: ofCopy });
-    console.log(`${name.padEnd(26)} split K ${ks}: GEMV ${gemv.toFixed(2)} µs, ${(read / 1e6).toFixed(1)} MB → ${(100 * ofCopy).toFixed(1)} % of the copy rate; whole call (3 launches) ${whole.toFixed(2)} µs`);
+    rows.push({ name, out, in: inP, ksplit: ks, gemvUs: gemv, gemvPdlUs: pdl, wholeUs: whole, readBytes: read, ofCopyRead: ofCopy });
+    console.log(`${name.padEnd(26)} split K ${ks}: GEMV ${gemv.toFixed(2)} µs, ${(read / 1e6).toFixed(1)} MB → ${(100 * ofCopy).toFixed(1)} % of the copy rate; with PDL ${pdl.toFixed(2)} µs (${(100 * read / (pdl * 1e-6) / BW).toFixed(1)} %); whole call (3 launches) ${whole.toFixed(2)} µs`);
   }
   for (const s of sets) for (const h of s) c.cudaFree(h);
   for (const h of [hx, hscr, hy]) c.cudaFree(h);

@@ -849,7 +849,7 @@ napi_value js_repack4(napi_env env, napi_callback_info info) {
 }
 
 // cudaInt8xGemv(words, scales, zeros, x, scratch, y, out, in, ksplit, parts = 7)   the prototype int8-x GEMV (int8x_gemv.cu);
-//   parts (benchmarks): bit 0 quantizes x into scratch, bit 1 zeroes y, bit 2 runs the GEMV
+//   parts (benchmarks): bit 0 quantizes x into scratch, bit 1 zeroes y, bit 2 runs the GEMV, bit 3 launches it with PDL
 napi_value js_int8x_gemv(napi_env env, napi_callback_info info) {
   Args a(env, info, "cudaInt8xGemv");
   int64_t out = 0, in = 0, nks = 0;
@@ -857,7 +857,7 @@ napi_value js_int8x_gemv(napi_env env, napi_callback_info info) {
   int64_t parts = 7;
   if (!int_dim(a, 6, &out) || !int_dim(a, 7, &in) || !int_dim(a, 8, &nks) || (!a.is_nullish(9) && !a.count(9, &parts))) return nullptr;
   if (in % 128 != 0) { throw_error(env, "cudaInt8xGemv: in must be a multiple of 128"); return nullptr; }
-  if (parts < 1 || parts > 7) { throw_error(env, "cudaInt8xGemv: parts is a mask of 1 (quantize x), 2 (zero y), 4 (GEMV)"); return nullptr; }
+  if (parts < 1 || parts > 15) { throw_error(env, "cudaInt8xGemv: parts is a mask of 1 (quantize x), 2 (zero y), 4 (GEMV), 8 (PDL)"); return nullptr; }
   const size_t tiles = (size_t)(out + 15) / 16, ng = (size_t)in / 64;
   if (!buf_arg(a, 0, tiles * 16 * (size_t)in / 4, &w) || !buf_arg(a, 1, (size_t)out * ng * 4, &sc) ||
       !buf_arg(a, 2, (size_t)out * ng * 4, &z) || !buf_arg(a, 3, (size_t)in * 4, &x) || !buf_arg(a, 4, (size_t)in + ng * 8, &scr) ||

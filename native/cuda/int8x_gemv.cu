@@ -53,9 +53,16 @@ __global__ void __launch_bounds__(128) int8x_gemv_kernel(const uint4* __restrict
   const int r0 = min(tile * 16 + g, out - 1), r1 = min(tile * 16 + g + 8, out - 1);
   float y0 = 0.f, y1 = 0.f;
   const uint32_t* xw = reinterpret_cast<const uint32_t*>(xq);
+  // the first words are weights, not the previous launch's output: loaded before the wait, so a launch made with PDL
+  // (parts & 8) streams them while the launch before it finishes; then one block's words ahead of the one computed
+  const uint4* wp = words + (size_t)tile * nblk * 32 + lane;
+  uint4 wn = ks < nblk ? __ldg(wp + (size_t)ks * 32) : make_uint4(0u, 0u, 0u, 0u);
+  asm volatile("griddepcontrol.launch_dependents;\n" :::);
+  asm volatile("griddepcontrol.wait;\n" ::: "memory");  // (a no-op in a launch without PDL)
 #pragma unroll 2
   for (int blk = ks; blk < nblk; blk += nks) {
-    const uint4 w = __ldg(words + ((size_t)tile * nblk + blk) * 32 + lane);
+    const uint4 w = wn;
+    if (blk + nks < nblk) wn = __ldg(wp + (size_t)(blk + nks) * 32);
     int acc[4][4];
 #pragma unroll
     for (int j = 0; j < 4; j++) {
@@ -95,8 +102,17 @@ const char* cuda_int8x_gemv(const void* words, const float* scales, const float*
   if (parts & 2) LB_CUDA(cudaMemsetAsync(y, 0, (size_t)out * 4, 0));
   if (parts & 4) {
     const int warps = tiles * nks;
-    int8x_gemv_kernel<<<(warps + 3) / 4, 128>>>(static_cast<const uint4*>(words), scales, zeros, xq, a, sum, y, out, in, nks);
-    LB_CUDA(cudaGetLastError());
+    cudaLaunchConfig_t cfg = {};
+    cfg.gridDim = dim3((warps + 3) / 4);
+    cfg.blockDim = dim3(128);
+    cfg.stream = 0;
+    cudaLaunchAttribute attr[1];
+    attr[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
+    attr[0].val.programmaticStreamSerializationAllowed = 1;
+    cfg.attrs = attr;
+    cfg.numAttrs = (parts & 8) ? 1 : 0;
+    LB_CUDA(cudaLaunchKernelEx(&cfg, int8x_gemv_kernel, static_cast<const uint4*>(words), scales, zeros,
+                               static_cast<const int8_t*>(xq), static_cast<const float*>(a), static_cast<const int*>(sum), y, out, in, nks));
   }
   return nullptr;
 }
