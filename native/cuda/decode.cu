@@ -31,6 +31,7 @@
 #include "check.h"
 #include "lowbit_cuda.h"
 #include "mbarrier.cuh"
+#include "pdl.h"
 
 namespace lowbit {
 namespace {
@@ -77,12 +78,6 @@ struct DParams {
   DecodeAttn attn;           // kernel 5 (attn.Hq > 0): the attention whose output is this launch's x, run by blocks h < Hq
                              // first (cuda_decode_attn_fold_next; the o GEMV)
 };
-
-// Programmatic dependent launch (sm_90): a kernel lets the next one in the stream start launching right away
-// (launch_dependents) and waits for the previous one's results only where it first reads them (wait). Without the launch
-// attribute both are no-ops.
-__device__ __forceinline__ void pdl_wait() { asm volatile("griddepcontrol.wait;\n" ::: "memory"); }
-__device__ __forceinline__ void pdl_trigger() { asm volatile("griddepcontrol.launch_dependents;\n" :::); }
 
 __device__ __forceinline__ uint32_t pick(const uint4& v, int k) { return k == 0 ? v.x : k == 1 ? v.y : k == 2 ? v.z : v.w; }
 __device__ __forceinline__ uint32_t lop(uint32_t w, uint32_t mask) { return (w & mask) | 0x64006400u; }
@@ -1391,27 +1386,6 @@ __global__ void __launch_bounds__(1024) argmax_kernel(const float* __restrict__ 
 }
 
 unsigned epi_grid(int n) { return (unsigned)((n + 255) / 256); }
-
-// Launches with the programmatic-stream-serialization attribute (PDL) unless LOWBIT_PDL=0.
-bool pdl_on() {
-  static const int on = [] { const char* e = std::getenv("LOWBIT_PDL"); return e && e[0] == '0' ? 0 : 1; }();
-  return on != 0;
-}
-template <typename... Exp, typename... Act>
-const char* launch_pdl(void (*kern)(Exp...), unsigned grid, unsigned block, size_t smem, Act&&... args) {
-  cudaLaunchConfig_t cfg = {};
-  cfg.gridDim = dim3(grid);
-  cfg.blockDim = dim3(block);
-  cfg.dynamicSmemBytes = smem;
-  cfg.stream = 0;
-  cudaLaunchAttribute attr[1];
-  attr[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
-  attr[0].val.programmaticStreamSerializationAllowed = 1;
-  cfg.attrs = attr;
-  cfg.numAttrs = pdl_on() ? 1 : 0;
-  LB_CUDA(cudaLaunchKernelEx(&cfg, kern, std::forward<Act>(args)...));
-  return nullptr;
-}
 
 // The phases recorded between cuda_decode_plan_begin and _end (null: not recording).
 std::vector<DPhase>* g_rec = nullptr;

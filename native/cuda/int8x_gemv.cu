@@ -10,6 +10,7 @@
 
 #include "check.h"
 #include "lowbit_cuda.h"
+#include "pdl.h"
 
 namespace lowbit {
 namespace {
@@ -57,8 +58,8 @@ __global__ void __launch_bounds__(128) int8x_gemv_kernel(const uint4* __restrict
   // (parts & 8) streams them while the launch before it finishes; then one block's words ahead of the one computed
   const uint4* wp = words + (size_t)tile * nblk * 32 + lane;
   uint4 wn = ks < nblk ? __ldg(wp + (size_t)ks * 32) : make_uint4(0u, 0u, 0u, 0u);
-  asm volatile("griddepcontrol.launch_dependents;\n" :::);
-  asm volatile("griddepcontrol.wait;\n" ::: "memory");  // (a no-op in a launch without PDL)
+  pdl_trigger();
+  pdl_wait();
 #pragma unroll 2
   for (int blk = ks; blk < nblk; blk += nks) {
     const uint4 w = wn;
@@ -102,17 +103,9 @@ const char* cuda_int8x_gemv(const void* words, const float* scales, const float*
   if (parts & 2) LB_CUDA(cudaMemsetAsync(y, 0, (size_t)out * 4, 0));
   if (parts & 4) {
     const int warps = tiles * nks;
-    cudaLaunchConfig_t cfg = {};
-    cfg.gridDim = dim3((warps + 3) / 4);
-    cfg.blockDim = dim3(128);
-    cfg.stream = 0;
-    cudaLaunchAttribute attr[1];
-    attr[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
-    attr[0].val.programmaticStreamSerializationAllowed = 1;
-    cfg.attrs = attr;
-    cfg.numAttrs = (parts & 8) ? 1 : 0;
-    LB_CUDA(cudaLaunchKernelEx(&cfg, int8x_gemv_kernel, static_cast<const uint4*>(words), scales, zeros,
-                               static_cast<const int8_t*>(xq), static_cast<const float*>(a), static_cast<const int*>(sum), y, out, in, nks));
+    return launch_ex((parts & 8) != 0, int8x_gemv_kernel, (unsigned)((warps + 3) / 4), 128u, 0, static_cast<const uint4*>(words),
+                     scales, zeros, static_cast<const int8_t*>(xq), static_cast<const float*>(a), static_cast<const int*>(sum), y,
+                     out, in, nks);
   }
   return nullptr;
 }
