@@ -62,5 +62,45 @@ for (const [out, inF, name] of [[4096, 4096, 'o (4096²)'], [12288, 4096, 'q/k/v
   for (const s of sets) for (const h of s) c.cudaFree(h);
   for (const h of [hx, hscr, hy]) c.cudaFree(h);
 }
+// The layer skeleton: the four GEMVs of a layer (q/k/v, o, gate/up, down) chained over 8 layers' distinct weights, as a
+// decode built on this body would launch them (no norm, attention, adapter or x quantization between them: an upper
+// bound of what the body allows), each shape at its best split K from the rows above; µs per layer and the bytes read ÷
+// the copy rate. Decode is at ~28 µs of bytes per layer with the adapter, ~21 µs without; kernel 5 takes ~64 µs per layer
+// without the adapter (run 77), so this says whether the body and PDL leave room for 60 %.
+const skeleton = [];
+{
+  const shapes = [[12288, 4096], [4096, 4096], [22016, 4096], [4096, 11008]].map(([out, inF]) => {
+    const inP = Math.ceil(inF / 128) * 128, ng = inP / 64;
+    const mine = rows.filter((r) => r.out === out && r.in === inP);
+    const best = (key) => mine.reduce((p, q) => (q[key] < p[key] ? q : p)).ksplit;
+    return { out, inP, ng, wBytes: Math.ceil(out / 16) * 16 * inP / 4, szBytes: out * ng * 4, ksPdl: best('gemvPdlUs'), ks: best('gemvUs') };
+  });
+  const layers = Array.from({ length: L }, (_, l) => shapes.map((s) => {
+    const hw = c.cudaAlloc(s.wBytes), hs = c.cudaAlloc(s.szBytes), hz = c.cudaAlloc(s.szBytes);
+    c.cudaFillRandomBytes(hw, s.wBytes, 50 + l);
+    c.cudaUpload(hs, new Float32Array(s.out * s.ng).fill(0.01));
+    c.cudaUpload(hz, new Float32Array(s.out * s.ng).fill(1.5));
+    return [hw, hs, hz];
+  }));
+  const hx = c.cudaAlloc(11008 * 4), hy = c.cudaAlloc(22016 * 4);
+  c.cudaUpload(hx, new Float32Array(11008).map((_, i) => Math.cos(i * 0.21)));
+  const scr = shapes.map((s, i) => {  // x̂ for each input width (the scratch's layout depends on it)
+    const h = c.cudaAlloc(s.inP + s.ng * 8);
+    c.cudaInt8xGemv(layers[0][i][0], layers[0][i][1], layers[0][i][2], hx, h, hy, s.out, s.inP, 1);
+    return h;
+  });
+  const read = shapes.reduce((t, s) => t + s.wBytes + 2 * s.szBytes + s.inP, 0);
+  for (const [label, pdl, pick] of [['no PDL', false, 'ks'], ['PDL', true, 'ksPdl'], ['PDL, split K 1', true, null]]) {
+    const us = timeGraph((l) => layers[l].forEach((h, i) => {
+      const s = shapes[i];
+      c.cudaInt8xGemv(h[0], h[1], h[2], hx, scr[i], hy, s.out, s.inP, pick ? s[pick] : 1, pdl ? 12 : 4);
+    })) * 1e3;
+    const ofCopy = read / (us * 1e-6) / BW;
+    skeleton.push({ label, splits: shapes.map((s) => (pick ? s[pick] : 1)), usPerLayer: us, readBytes: read, ofCopyRead: ofCopy });
+    console.log(`layer skeleton (4 GEMVs × ${L} layers, ${label}, split K ${skeleton.at(-1).splits.join('/')}): ${us.toFixed(2)} µs per layer, ${(read / 1e6).toFixed(1)} MB → ${(100 * ofCopy).toFixed(1)} % of the copy rate`);
+  }
+  for (const l of layers) for (const s of l) for (const h of s) c.cudaFree(h);
+  for (const h of [hx, hy, ...scr]) c.cudaFree(h);
+}
 const jsonOut = opt('--json', null);
-if (jsonOut) writeFileSync(jsonOut, JSON.stringify({ date: new Date().toISOString(), copyGBs: BW / 1e9, graphRounds: reps, weightSets: L, rows }, null, 1) + '\n');
+if (jsonOut) writeFileSync(jsonOut, JSON.stringify({ date: new Date().toISOString(), copyGBs: BW / 1e9, graphRounds: reps, weightSets: L, rows, skeleton }, null, 1) + '\n');
