@@ -4,11 +4,11 @@
 // kernel alone (x already quantized, y accumulating: what a fused pipeline would launch) and the prototype's whole call
 // (x quantization + zeroing y + the GEMV, three launches); and the GEMV launched with PDL (each launch's first weight
 // words loaded before its griddepcontrol.wait, so they stream while the launch before it finishes — kernel 5's
-// lone GEMVs are PDL launches too). Its words are 2 bits per weight like kernel 5's codes, but its
-// scales and zeros are f32 (8 bytes per 64 weights instead of kernel 5's 4), so the bytes counted are what it reads.
+// lone GEMVs are PDL launches too). It reads what kernel 5 reads: 2 bits per weight and one f16 scale|zero word per 64.
 // Usage: node bench/cuda-int8x-gemv.mjs [--ksplit 1,2,4,8] [--json FILE]
 import { writeFileSync } from 'node:fs';
-import { cudaInt8xOps, cudaInt8xUnavailable } from '../dist/src/backend/cuda-int8x.js';
+import { cudaInt8xOps, cudaInt8xUnavailable, int8xScaleZero } from '../dist/src/backend/cuda-int8x.js';
+import { roundF16 } from '../dist/src/quant/f16.js';
 
 const args = process.argv.slice(2);
 const opt = (k, d) => { const i = args.indexOf(k); return i >= 0 ? args[i + 1] : d; };
@@ -36,25 +36,25 @@ const timeGraph = (body) => {  // ms per body call, median of 3 graph launches
   return ms.sort((p, q) => p - q)[1];
 };
 const rows = [];
+const szWords = (n, l) => int8xScaleZero(new Float32Array(n).map((_, i) => roundF16(0.01 + ((i + l) % 7) * 1e-3)), new Float32Array(n).map((_, i) => (i + l) % 4));
 for (const [out, inF, name] of [[4096, 4096, 'o (4096²)'], [12288, 4096, 'q/k/v (3·4096 × 4096)'], [22016, 4096, 'gate/up (2·11008 × 4096)'], [4096, 11008, 'down (4096 × 11008)']]) {
   const inP = Math.ceil(inF / 128) * 128;  // 11008 = 86·128
   const tiles = Math.ceil(out / 16), ng = inP / 64;
   const wBytes = tiles * 16 * inP / 4, szBytes = out * ng * 4;
   const sets = Array.from({ length: L }, (_, l) => {
-    const hw = c.cudaAlloc(wBytes), hs = c.cudaAlloc(szBytes), hz = c.cudaAlloc(szBytes);
+    const hw = c.cudaAlloc(wBytes), hsz = c.cudaAlloc(szBytes);
     c.cudaFillRandomBytes(hw, wBytes, 2 + l);
-    c.cudaUpload(hs, new Float32Array(out * ng).map((_, i) => 0.01 + ((i + l) % 7) * 1e-3));
-    c.cudaUpload(hz, new Float32Array(out * ng).map((_, i) => (i + l) % 4));
-    return [hw, hs, hz];
+    c.cudaUpload(hsz, szWords(out * ng, l));
+    return [hw, hsz];
   });
   const hx = c.cudaAlloc(inP * 4), hscr = c.cudaAlloc(inP + ng * 8), hy = c.cudaAlloc(out * 4);
   c.cudaUpload(hx, new Float32Array(inP).map((_, i) => Math.sin(i * 0.37)));
-  c.cudaInt8xGemv(sets[0][0], sets[0][1], sets[0][2], hx, hscr, hy, out, inP, 1);  // scratch holds x̂ from here on
-  const read = wBytes + 2 * szBytes + inP;
+  c.cudaInt8xGemv(sets[0][0], sets[0][1], hx, hscr, hy, out, inP, 1);  // scratch holds x̂ from here on
+  const read = wBytes + szBytes + inP;
   for (const ks of ksplits) {
-    const gemv = timeGraph((l) => c.cudaInt8xGemv(sets[l][0], sets[l][1], sets[l][2], hx, hscr, hy, out, inP, ks, 4)) * 1e3;
-    const pdl = timeGraph((l) => c.cudaInt8xGemv(sets[l][0], sets[l][1], sets[l][2], hx, hscr, hy, out, inP, ks, 12)) * 1e3;
-    const whole = timeGraph((l) => c.cudaInt8xGemv(sets[l][0], sets[l][1], sets[l][2], hx, hscr, hy, out, inP, ks, 7)) * 1e3;
+    const gemv = timeGraph((l) => c.cudaInt8xGemv(sets[l][0], sets[l][1], hx, hscr, hy, out, inP, ks, 4)) * 1e3;
+    const pdl = timeGraph((l) => c.cudaInt8xGemv(sets[l][0], sets[l][1], hx, hscr, hy, out, inP, ks, 12)) * 1e3;
+    const whole = timeGraph((l) => c.cudaInt8xGemv(sets[l][0], sets[l][1], hx, hscr, hy, out, inP, ks, 7)) * 1e3;
     const ofCopy = read / (gemv * 1e-6) / BW;  // as the decode bench: bytes ÷ the copy rate (read + write)
     rows.push({ name, out, in: inP, ksplit: ks, gemvUs: gemv, gemvPdlUs: pdl, wholeUs: whole, readBytes: read, ofCopyRead: ofCopy });
     console.log(`${name.padEnd(26)} split K ${ks}: GEMV ${gemv.toFixed(2)} µs, ${(read / 1e6).toFixed(1)} MB → ${(100 * ofCopy).toFixed(1)} % of the copy rate; with PDL ${pdl.toFixed(2)} µs (${(100 * read / (pdl * 1e-6) / BW).toFixed(1)} %); whole call (3 launches) ${whole.toFixed(2)} µs`);
@@ -76,24 +76,23 @@ const skeleton = [];
     return { out, inP, ng, wBytes: Math.ceil(out / 16) * 16 * inP / 4, szBytes: out * ng * 4, ksPdl: best('gemvPdlUs'), ks: best('gemvUs') };
   });
   const layers = Array.from({ length: L }, (_, l) => shapes.map((s) => {
-    const hw = c.cudaAlloc(s.wBytes), hs = c.cudaAlloc(s.szBytes), hz = c.cudaAlloc(s.szBytes);
+    const hw = c.cudaAlloc(s.wBytes), hsz = c.cudaAlloc(s.szBytes);
     c.cudaFillRandomBytes(hw, s.wBytes, 50 + l);
-    c.cudaUpload(hs, new Float32Array(s.out * s.ng).fill(0.01));
-    c.cudaUpload(hz, new Float32Array(s.out * s.ng).fill(1.5));
-    return [hw, hs, hz];
+    c.cudaUpload(hsz, szWords(s.out * s.ng, l));
+    return [hw, hsz];
   }));
   const hx = c.cudaAlloc(11008 * 4), hy = c.cudaAlloc(22016 * 4);
   c.cudaUpload(hx, new Float32Array(11008).map((_, i) => Math.cos(i * 0.21)));
   const scr = shapes.map((s, i) => {  // x̂ for each input width (the scratch's layout depends on it)
     const h = c.cudaAlloc(s.inP + s.ng * 8);
-    c.cudaInt8xGemv(layers[0][i][0], layers[0][i][1], layers[0][i][2], hx, h, hy, s.out, s.inP, 1);
+    c.cudaInt8xGemv(layers[0][i][0], layers[0][i][1], hx, h, hy, s.out, s.inP, 1);
     return h;
   });
-  const read = shapes.reduce((t, s) => t + s.wBytes + 2 * s.szBytes + s.inP, 0);
+  const read = shapes.reduce((t, s) => t + s.wBytes + s.szBytes + s.inP, 0);
   for (const [label, pdl, pick] of [['no PDL', false, 'ks'], ['PDL', true, 'ksPdl'], ['PDL, split K 1', true, null]]) {
     const us = timeGraph((l) => layers[l].forEach((h, i) => {
       const s = shapes[i];
-      c.cudaInt8xGemv(h[0], h[1], h[2], hx, scr[i], hy, s.out, s.inP, pick ? s[pick] : 1, pdl ? 12 : 4);
+      c.cudaInt8xGemv(h[0], h[1], hx, scr[i], hy, s.out, s.inP, pick ? s[pick] : 1, pdl ? 12 : 4);
     })) * 1e3;
     const ofCopy = read / (us * 1e-6) / BW;
     skeleton.push({ label, splits: shapes.map((s) => (pick ? s[pick] : 1)), usPerLayer: us, readBytes: read, ofCopyRead: ofCopy });

@@ -15,7 +15,8 @@ import { quantizeRTN } from '../src/quant/rtn.js';
 import { dequantize } from '../src/quant/dequant.js';
 import { unpackCodes } from '../src/quant/pack.js';
 import { relErr } from './helpers/gpu-model.js';
-import { cudaInt8xOps, cudaInt8xUnavailable, int8X, int8xInputOf, repackInt8x } from '../src/backend/cuda-int8x.js';
+import { f16BitsToF32 } from '../src/io/halfs.js';
+import { cudaInt8xOps, cudaInt8xUnavailable, int8X, int8xInputOf, int8xScaleZero, repackInt8x } from '../src/backend/cuda-int8x.js';
 
 const MASK = [0x03030303, 0x0c0c0c0c, 0x30303030, 0xc0c0c0c0];
 
@@ -83,6 +84,16 @@ test('int8-x GEMV model (mma.m16n8k32 u8×s8, one lop3 per slot): repack and fol
   }
 });
 
+test('int8-x scale|zero words: f16 scale low, zero high, exact for the RTN scales; a non-f16 value throws', () => {
+  const p = quantizeRTN(new Float32Array(8 * 128).map((_, i) => Math.sin(i * 0.7)), 8, 128, { bits: 2, groupSize: 64 });
+  const w = int8xScaleZero(p.scales!, p.zeros!);
+  for (let i = 0; i < w.length; i++) {
+    assert.equal(f16BitsToF32(w[i] & 0xffff), p.scales![i]);
+    assert.equal(f16BitsToF32(w[i] >>> 16), p.zeros![i]);
+  }
+  assert.throws(() => int8xScaleZero(new Float32Array([0.1]), new Float32Array([1])), /not an f16 value/);
+});
+
 test('CUDA int8-x GEMV prototype = its twins: x quantization exact, y = f64 on the int8 x (split K 1 and 4)', (t) => {
   const c = cudaInt8xOps();
   if (!c) { t.skip(cudaInt8xUnavailable()); return; }
@@ -95,11 +106,11 @@ test('CUDA int8-x GEMV prototype = its twins: x quantization exact, y = f64 on t
     const ref = new Float64Array(out);
     for (let r = 0; r < out; r++) for (let i = 0; i < inF; i++) ref[r] += W[r * inF + i] * a[Math.floor(i / 64)] * xq[i];
     const up = (d: ArrayBufferView) => { const h = c.cudaAlloc(Math.max(16, d.byteLength)); c.cudaUpload(h, d); return h; };
-    const hw = up(repackInt8x(q, out, inF)), hs = up(p.scales!), hz = up(p.zeros!), hx = up(x);
+    const hw = up(repackInt8x(q, out, inF)), hsz = up(int8xScaleZero(p.scales!, p.zeros!)), hx = up(x);
     const scrBytes = inF + ng * 8, hscr = c.cudaAlloc(scrBytes), hy = c.cudaAlloc(out * 4);
     try {
       for (const ks of [1, 4]) {
-        c.cudaInt8xGemv(hw, hs, hz, hx, hscr, hy, out, inF, ks);
+        c.cudaInt8xGemv(hw, hsz, hx, hscr, hy, out, inF, ks);
         const y = new Float32Array(out), scr = new Uint8Array(scrBytes);
         c.cudaDownload(hy, y);
         c.cudaDownload(hscr, scr);
@@ -111,6 +122,6 @@ test('CUDA int8-x GEMV prototype = its twins: x quantization exact, y = f64 on t
         t.diagnostic(`${out}×${inF}, split K ${ks}: y vs f64 on the int8 x ${e.toExponential(2)}`);
         assert.ok(e < 1e-5, `${out}×${inF} split ${ks}: y vs f64 ${e}`);
       }
-    } finally { for (const h of [hw, hs, hz, hx, hscr, hy]) c.cudaFree(h); }
+    } finally { for (const h of [hw, hsz, hx, hscr, hy]) c.cudaFree(h); }
   }
 });

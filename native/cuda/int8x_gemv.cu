@@ -1,9 +1,11 @@
 // Prototype of an int8-x decode GEMV body (docs/cuda.md, "An int8 operand for x"): x as symmetric int8 per group of 64
 // inputs, the 2-bit codes as u8 operands of mma.m16n8k32.u8.s8 — one lop3 per register and slot, 512 weights per MMA —
 // against kernel 5's fp16 image with m16n8k16 (256 weights per MMA, one lop3 per 2 weights). Standalone, to price the body
-// before it goes into kernel 5: plain loads (no bulk-copy ring), f32 scales and zeros, split K with float atomics. The
+// before it goes into kernel 5: plain loads (no bulk-copy ring), kernel 5's f16 scale|zero words (scale in the low half),
+// split K with float atomics. The
 // layout and the fold mirror the CPU lane model in test/cuda-int8x-gemv-model.test.ts (src/backend/cuda-int8x.ts: the
 // repack and the x quantization twins).
+#include <cuda_fp16.h>
 #include <cuda_runtime.h>
 
 #include <cstdint>
@@ -33,6 +35,9 @@ __global__ void int8x_quant_kernel(const float* __restrict__ x, int8_t* xq, floa
   if (lane == 0) { a[gi] = s; sum[gi] = t; }
 }
 
+__device__ __forceinline__ float f16lo(uint32_t w) { return __half2float(__ushort_as_half((unsigned short)(w & 0xffff))); }
+__device__ __forceinline__ float f16hi(uint32_t w) { return __half2float(__ushort_as_half((unsigned short)(w >> 16))); }
+
 __device__ __forceinline__ void mma_u8s8(int (&c)[4], uint32_t a0, uint32_t a1, uint32_t a2, uint32_t a3, uint32_t b0, uint32_t b1) {
   asm volatile(
       "mma.sync.aligned.m16n8k32.row.col.s32.u8.s8.s32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%10,%11,%12,%13};\n"
@@ -43,8 +48,8 @@ __device__ __forceinline__ void mma_u8s8(int (&c)[4], uint32_t a0, uint32_t a1, 
 // words: [tile][block of 128 inputs][lane][4] (cudaInt8xRepack's twin: repackInt8x); a warp takes one 16-row tile and
 // blocks blk = kslice, kslice + nks, … ; lane (g, t) ends with rows g and g + 8 of the tile (every column of C holds the
 // same sums: x̂ is in every column of B), lanes t = 0 add them into y.
-__global__ void __launch_bounds__(128) int8x_gemv_kernel(const uint4* __restrict__ words, const float* __restrict__ scales,
-                                                         const float* __restrict__ zeros, const int8_t* __restrict__ xq,
+__global__ void __launch_bounds__(128) int8x_gemv_kernel(const uint4* __restrict__ words, const uint32_t* __restrict__ sz,
+                                                         const int8_t* __restrict__ xq,
                                                          const float* __restrict__ a, const int* __restrict__ sum, float* y,
                                                          int out, int in, int nks) {
   const int warp = blockIdx.x * 4 + threadIdx.x / 32, lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3;
@@ -71,14 +76,18 @@ __global__ void __launch_bounds__(128) int8x_gemv_kernel(const uint4* __restrict
       const uint32_t b0 = __ldg(xw + (128 * blk + 32 * j + 4 * t) / 4), b1 = __ldg(xw + (128 * blk + 32 * j + 16 + 4 * t) / 4);
       mma_u8s8(acc[j], w.x & m, w.y & m, w.z & m, w.w & m, b0, b1);
     }
+    // the block's two groups' scale|zero words of rows r0 and r1: one 8-byte load each (ng is even)
+    const uint2 m0 = __ldg(reinterpret_cast<const uint2*>(sz + (size_t)r0 * ng + 2 * blk));
+    const uint2 m1 = __ldg(reinterpret_cast<const uint2*>(sz + (size_t)r1 * ng + 2 * blk));
 #pragma unroll
     for (int h = 0; h < 2; h++) {
       const int gi = 2 * blk + h;
+      const uint32_t w0 = h ? m0.y : m0.x, w1 = h ? m1.y : m1.x;
       const float sc = h ? 1.f / 16.f : 1.f, ag = __ldg(a + gi), sg = (float)__ldg(sum + gi);
       const float q0 = sc * ((float)acc[2 * h][0] + 0.25f * (float)acc[2 * h + 1][0]);  // row g
       const float q1 = sc * ((float)acc[2 * h][2] + 0.25f * (float)acc[2 * h + 1][2]);  // row g + 8
-      y0 = fmaf(__ldg(scales + (size_t)r0 * ng + gi) * ag, q0 - __ldg(zeros + (size_t)r0 * ng + gi) * sg, y0);
-      y1 = fmaf(__ldg(scales + (size_t)r1 * ng + gi) * ag, q1 - __ldg(zeros + (size_t)r1 * ng + gi) * sg, y1);
+      y0 = fmaf(f16lo(w0) * ag, q0 - f16hi(w0) * sg, y0);
+      y1 = fmaf(f16lo(w1) * ag, q1 - f16hi(w1) * sg, y1);
     }
   }
   if (t == 0) {
@@ -89,7 +98,7 @@ __global__ void __launch_bounds__(128) int8x_gemv_kernel(const uint4* __restrict
 
 }  // namespace
 
-const char* cuda_int8x_gemv(const void* words, const float* scales, const float* zeros, const float* x, void* scratch, float* y,
+const char* cuda_int8x_gemv(const void* words, const uint32_t* sz, const float* x, void* scratch, float* y,
                             int out, int in, int nks, int parts) {
   if (in % 128 != 0 || out < 1 || nks < 1) return "cudaInt8xGemv: in must be a multiple of 128, out and ksplit ≥ 1";
   const int ng = in / 64, tiles = (out + 15) / 16;
@@ -103,8 +112,8 @@ const char* cuda_int8x_gemv(const void* words, const float* scales, const float*
   if (parts & 2) LB_CUDA(cudaMemsetAsync(y, 0, (size_t)out * 4, 0));
   if (parts & 4) {
     const int warps = tiles * nks;
-    return launch_ex((parts & 8) != 0, int8x_gemv_kernel, (unsigned)((warps + 3) / 4), 128u, 0, static_cast<const uint4*>(words),
-                     scales, zeros, static_cast<const int8_t*>(xq), static_cast<const float*>(a), static_cast<const int*>(sum), y,
+    return launch_ex((parts & 8) != 0, int8x_gemv_kernel, (unsigned)((warps + 3) / 4), 128u, 0, static_cast<const uint4*>(words), sz,
+                     static_cast<const int8_t*>(xq), static_cast<const float*>(a), static_cast<const int*>(sum), y,
                      out, in, nks);
   }
   return nullptr;

@@ -1,14 +1,15 @@
 // The prototype int8-x decode GEMV (native/cuda/int8x_gemv.cu) and its TypeScript twins: x as symmetric int8 per group of
 // 64 inputs, the 2-bit codes repacked so that one lop3 mask per register gives mma.m16n8k32.u8.s8 the operand of one
 // slot (4^j·q), each slot's 32 k values inside one scale group (docs/cuda.md, "An int8 operand for x").
+import { f16BitsToF32, f32ToF16Bits } from '../io/halfs.js';
 import { kernelFamily } from './cuda-family.js';
 import type { NativeCuda } from './native.js';
 
 export interface NativeCudaInt8x extends NativeCuda {
-  /** y[out] (f32) = the GEMV of repacked words (repackInt8x) with f32 scales / zeros [out, in/64] and x (f32 [in]) rounded
+  /** y[out] (f32) = the GEMV of repacked words (repackInt8x) with scale|zero words (int8xScaleZero) and x (f32 [in]) rounded
    * to int8 per 64 inputs in scratch (≥ in + in/8 bytes); ksplit warps per 16-row tile. parts (benchmarks, default 7): a
    * mask of 1 = quantize x into scratch, 2 = zero y, 4 = the GEMV (accumulating into y), 8 = launch it with PDL. */
-  cudaInt8xGemv(words: number, scales: number, zeros: number, x: number, scratch: number, y: number, out: number, inF: number,
+  cudaInt8xGemv(words: number, sz: number, x: number, scratch: number, y: number, out: number, inF: number,
     ksplit: number, parts?: number): void;
 }
 
@@ -37,6 +38,18 @@ export function repackInt8x(q: Uint8Array, out: number, inF: number): Uint32Arra
     }
   }
   return words;
+}
+
+/** Kernel 5's scale|zero words [out, in/64]: f16 scale in the low half, f16 zero in the high half. The integer formats'
+ * scales and zeros are f16 values already, so the words hold them exactly (a value that is not throws). */
+export function int8xScaleZero(scales: Float32Array, zeros: Float32Array): Uint32Array {
+  const w = new Uint32Array(scales.length);
+  for (let i = 0; i < w.length; i++) {
+    const s = f32ToF16Bits(scales[i]), z = f32ToF16Bits(zeros[i]);
+    if (f16BitsToF32(s) !== scales[i] || f16BitsToF32(z) !== zeros[i]) throw new Error(`int8xScaleZero: scale/zero ${i} is not an f16 value`);
+    w[i] = (s | (z << 16)) >>> 0;
+  }
+  return w;
 }
 
 /** x → x̂ = round-half-even(x / a) with a = absmax / 127 per 64 inputs (1 for an all-zero group), and Σx̂ per group
