@@ -5,7 +5,7 @@
 // (x quantization + zeroing y + the GEMV, three launches); and the GEMV launched with PDL (each launch's first weight
 // words loaded before its griddepcontrol.wait, so they stream while the launch before it finishes — kernel 5's
 // lone GEMVs are PDL launches too). It reads what kernel 5 reads: 2 bits per weight and one f16 scale|zero word per 64.
-// Usage: node bench/cuda-int8x-gemv.mjs [--ksplit 1,2,4,8] [--json FILE]
+// Usage: node bench/cuda-int8x-gemv.mjs [--ksplit 1,2,4,8] [--ahead 1,3] [--json FILE]
 import { writeFileSync } from 'node:fs';
 import { cudaInt8xOps, cudaInt8xUnavailable, int8xScaleZero } from '../dist/src/backend/cuda-int8x.js';
 import { roundF16 } from '../dist/src/quant/f16.js';
@@ -15,6 +15,7 @@ const opt = (k, d) => { const i = args.indexOf(k); return i >= 0 ? args[i + 1] :
 const c = cudaInt8xOps();
 if (!c) { console.error(`cuda-int8x-gemv bench: ${cudaInt8xUnavailable()}`); process.exit(2); }
 const ksplits = opt('--ksplit', '1,2,4,8').split(',').map(Number);
+const aheads = opt('--ahead', '1,3').split(',').map(Number);  // blocks of words in flight per warp (1 or 3)
 const bytes = 1 << 28, a = c.cudaAlloc(bytes), b = c.cudaAlloc(bytes);
 c.cudaFillRandomBytes(a, bytes, 1);
 const BW = (2 * bytes) / (c.cudaBenchCopy(b, a, bytes, 20) * 1e-3);
@@ -51,13 +52,14 @@ for (const [out, inF, name] of [[4096, 4096, 'o (4096²)'], [12288, 4096, 'q/k/v
   c.cudaUpload(hx, new Float32Array(inP).map((_, i) => Math.sin(i * 0.37)));
   c.cudaInt8xGemv(sets[0][0], sets[0][1], hx, hscr, hy, out, inP, 1);  // scratch holds x̂ from here on
   const read = wBytes + szBytes + inP;
-  for (const ks of ksplits) {
-    const gemv = timeGraph((l) => c.cudaInt8xGemv(sets[l][0], sets[l][1], hx, hscr, hy, out, inP, ks, 4)) * 1e3;
-    const pdl = timeGraph((l) => c.cudaInt8xGemv(sets[l][0], sets[l][1], hx, hscr, hy, out, inP, ks, 12)) * 1e3;
-    const whole = timeGraph((l) => c.cudaInt8xGemv(sets[l][0], sets[l][1], hx, hscr, hy, out, inP, ks, 7)) * 1e3;
+  for (const ks of ksplits) for (const ahead of aheads) {
+    const A = ahead === 3 ? 16 : 0;
+    const gemv = timeGraph((l) => c.cudaInt8xGemv(sets[l][0], sets[l][1], hx, hscr, hy, out, inP, ks, 4 | A)) * 1e3;
+    const pdl = timeGraph((l) => c.cudaInt8xGemv(sets[l][0], sets[l][1], hx, hscr, hy, out, inP, ks, 12 | A)) * 1e3;
+    const whole = timeGraph((l) => c.cudaInt8xGemv(sets[l][0], sets[l][1], hx, hscr, hy, out, inP, ks, 7 | A)) * 1e3;
     const ofCopy = read / (gemv * 1e-6) / BW;  // as the decode bench: bytes ÷ the copy rate (read + write)
-    rows.push({ name, out, in: inP, ksplit: ks, gemvUs: gemv, gemvPdlUs: pdl, wholeUs: whole, readBytes: read, ofCopyRead: ofCopy });
-    console.log(`${name.padEnd(26)} split K ${ks}: GEMV ${gemv.toFixed(2)} µs, ${(read / 1e6).toFixed(1)} MB → ${(100 * ofCopy).toFixed(1)} % of the copy rate; with PDL ${pdl.toFixed(2)} µs (${(100 * read / (pdl * 1e-6) / BW).toFixed(1)} %); whole call (3 launches) ${whole.toFixed(2)} µs`);
+    rows.push({ name, out, in: inP, ksplit: ks, ahead, gemvUs: gemv, gemvPdlUs: pdl, wholeUs: whole, readBytes: read, ofCopyRead: ofCopy });
+    console.log(`${name.padEnd(26)} split K ${ks}, ${ahead} ahead: GEMV ${gemv.toFixed(2)} µs, ${(read / 1e6).toFixed(1)} MB → ${(100 * ofCopy).toFixed(1)} % of the copy rate; with PDL ${pdl.toFixed(2)} µs (${(100 * read / (pdl * 1e-6) / BW).toFixed(1)} %); whole call (3 launches) ${whole.toFixed(2)} µs`);
   }
   for (const s of sets) for (const h of s) c.cudaFree(h);
   for (const h of [hx, hscr, hy]) c.cudaFree(h);
@@ -72,7 +74,7 @@ const skeleton = [];
   const shapes = [[12288, 4096], [4096, 4096], [22016, 4096], [4096, 11008]].map(([out, inF]) => {
     const inP = Math.ceil(inF / 128) * 128, ng = inP / 64;
     const mine = rows.filter((r) => r.out === out && r.in === inP);
-    const best = (key) => mine.reduce((p, q) => (q[key] < p[key] ? q : p)).ksplit;
+    const best = (key) => { const r = mine.reduce((p, q) => (q[key] < p[key] ? q : p)); return { ks: r.ksplit, A: r.ahead === 3 ? 16 : 0 }; };
     return { out, inP, ng, wBytes: Math.ceil(out / 16) * 16 * inP / 4, szBytes: out * ng * 4, ksPdl: best('gemvPdlUs'), ks: best('gemvUs') };
   });
   const layers = Array.from({ length: L }, (_, l) => shapes.map((s) => {
@@ -92,10 +94,11 @@ const skeleton = [];
   for (const [label, pdl, pick] of [['no PDL', false, 'ks'], ['PDL', true, 'ksPdl'], ['PDL, split K 1', true, null]]) {
     const us = timeGraph((l) => layers[l].forEach((h, i) => {
       const s = shapes[i];
-      c.cudaInt8xGemv(h[0], h[1], hx, scr[i], hy, s.out, s.inP, pick ? s[pick] : 1, pdl ? 12 : 4);
+      const { ks, A } = pick ? s[pick] : { ks: 1, A: 0 };
+      c.cudaInt8xGemv(h[0], h[1], hx, scr[i], hy, s.out, s.inP, ks, (pdl ? 12 : 4) | A);
     })) * 1e3;
     const ofCopy = read / (us * 1e-6) / BW;
-    skeleton.push({ label, splits: shapes.map((s) => (pick ? s[pick] : 1)), usPerLayer: us, readBytes: read, ofCopyRead: ofCopy });
+    skeleton.push({ label, splits: shapes.map((s) => (pick ? `${s[pick].ks}${s[pick].A ? 'a3' : ''}` : '1')), usPerLayer: us, readBytes: read, ofCopyRead: ofCopy });
     console.log(`layer skeleton (4 GEMVs × ${L} layers, ${label}, split K ${skeleton.at(-1).splits.join('/')}): ${us.toFixed(2)} µs per layer, ${(read / 1e6).toFixed(1)} MB → ${(100 * ofCopy).toFixed(1)} % of the copy rate`);
   }
   for (const l of layers) for (const s of l) for (const h of s) c.cudaFree(h);

@@ -94,7 +94,7 @@ test('int8-x scale|zero words: f16 scale low, zero high, exact for the RTN scale
   assert.throws(() => int8xScaleZero(new Float32Array([0.1]), new Float32Array([1])), /not an f16 value/);
 });
 
-test('CUDA int8-x GEMV prototype = its twins: x quantization exact, y = f64 on the int8 x (split K 1 and 4)', (t) => {
+test('CUDA int8-x GEMV prototype = its twins: x quantization exact, y = f64 on the int8 x (split K 1, 3, 4; 1 and 3 blocks ahead)', (t) => {
   const c = cudaInt8xOps();
   if (!c) { t.skip(cudaInt8xUnavailable()); return; }
   const rng = new Rng(41);
@@ -109,8 +109,8 @@ test('CUDA int8-x GEMV prototype = its twins: x quantization exact, y = f64 on t
     const hw = up(repackInt8x(q, out, inF)), hsz = up(int8xScaleZero(p.scales!, p.zeros!)), hx = up(x);
     const scrBytes = inF + ng * 8, hscr = c.cudaAlloc(scrBytes), hy = c.cudaAlloc(out * 4);
     try {
-      for (const ks of [1, 4]) {
-        c.cudaInt8xGemv(hw, hsz, hx, hscr, hy, out, inF, ks);
+      for (const [ks, parts] of [[1, 7], [4, 7], [1, 23], [3, 23]]) {  // 23: three blocks of words in flight per warp
+        c.cudaInt8xGemv(hw, hsz, hx, hscr, hy, out, inF, ks, parts);
         const y = new Float32Array(out), scr = new Uint8Array(scrBytes);
         c.cudaDownload(hy, y);
         c.cudaDownload(hscr, scr);
@@ -119,7 +119,7 @@ test('CUDA int8-x GEMV prototype = its twins: x quantization exact, y = f64 on t
         assert.deepEqual([...ga], [...a], `${out}×${inF}: group scales = twin`);
         assert.deepEqual([...gs], [...sum], `${out}×${inF}: Σx̂ = twin`);
         const e = relErr(y, ref);
-        t.diagnostic(`${out}×${inF}, split K ${ks}: y vs f64 on the int8 x ${e.toExponential(2)}`);
+        t.diagnostic(`${out}×${inF}, split K ${ks}, parts ${parts}: y vs f64 on the int8 x ${e.toExponential(2)}`);
         assert.ok(e < 1e-5, `${out}×${inF} split ${ks}: y vs f64 ${e}`);
       }
     } finally { for (const h of [hw, hsz, hx, hscr, hy]) c.cudaFree(h); }

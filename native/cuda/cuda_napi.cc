@@ -850,7 +850,7 @@ napi_value js_repack4(napi_env env, napi_callback_info info) {
 
 // cudaInt8xGemv(words, sz, x, scratch, y, out, in, ksplit, parts = 7)   the prototype int8-x GEMV (int8x_gemv.cu), sz: f16
 //   scale|zero words [out, in/64]; parts (benchmarks): bit 0 quantizes x into scratch, bit 1 zeroes y, bit 2 runs the GEMV,
-//   bit 3 launches it with PDL
+//   bit 3 launches it with PDL, bit 4 keeps three blocks of words in flight per warp
 napi_value js_int8x_gemv(napi_env env, napi_callback_info info) {
   Args a(env, info, "cudaInt8xGemv");
   int64_t out = 0, in = 0, nks = 0;
@@ -858,7 +858,7 @@ napi_value js_int8x_gemv(napi_env env, napi_callback_info info) {
   int64_t parts = 7;
   if (!int_dim(a, 5, &out) || !int_dim(a, 6, &in) || !int_dim(a, 7, &nks) || (!a.is_nullish(8) && !a.count(8, &parts))) return nullptr;
   if (in % 128 != 0) { throw_error(env, "cudaInt8xGemv: in must be a multiple of 128"); return nullptr; }
-  if (parts < 1 || parts > 15) { throw_error(env, "cudaInt8xGemv: parts is a mask of 1 (quantize x), 2 (zero y), 4 (GEMV), 8 (PDL)"); return nullptr; }
+  if (parts < 1 || parts > 31) { throw_error(env, "cudaInt8xGemv: parts is a mask of 1 (quantize x), 2 (zero y), 4 (GEMV), 8 (PDL), 16 (3 ahead)"); return nullptr; }
   const size_t tiles = (size_t)(out + 15) / 16, ng = (size_t)in / 64;
   if (!buf_arg(a, 0, tiles * 16 * (size_t)in / 4, &w) || !buf_arg(a, 1, (size_t)out * ng * 4, &sz) ||
       !buf_arg(a, 2, (size_t)in * 4, &x) || !buf_arg(a, 3, (size_t)in + ng * 8, &scr) || !buf_arg(a, 4, (size_t)out * 4, &y) ||

@@ -47,7 +47,9 @@ __device__ __forceinline__ void mma_u8s8(int (&c)[4], uint32_t a0, uint32_t a1, 
 
 // words: [tile][block of 128 inputs][lane][4] (cudaInt8xRepack's twin: repackInt8x); a warp takes one 16-row tile and
 // blocks blk = kslice, kslice + nks, … ; lane (g, t) ends with rows g and g + 8 of the tile (every column of C holds the
-// same sums: x̂ is in every column of B), lanes t = 0 add them into y.
+// same sums: x̂ is in every column of B), lanes t = 0 add them into y. AHEAD: blocks of words in flight per warp beyond
+// the one computed (a register ring; 1 or 3, parts & 16 picks 3).
+template <int AHEAD>
 __global__ void __launch_bounds__(128) int8x_gemv_kernel(const uint4* __restrict__ words, const uint32_t* __restrict__ sz,
                                                          const int8_t* __restrict__ xq,
                                                          const float* __restrict__ a, const int* __restrict__ sum, float* y,
@@ -60,15 +62,19 @@ __global__ void __launch_bounds__(128) int8x_gemv_kernel(const uint4* __restrict
   float y0 = 0.f, y1 = 0.f;
   const uint32_t* xw = reinterpret_cast<const uint32_t*>(xq);
   // the first words are weights, not the previous launch's output: loaded before the wait, so a launch made with PDL
-  // (parts & 8) streams them while the launch before it finishes; then one block's words ahead of the one computed
+  // (parts & 8) streams them while the launch before it finishes; then AHEAD blocks' words ahead of the one computed
   const uint4* wp = words + (size_t)tile * nblk * 32 + lane;
-  uint4 wn = ks < nblk ? __ldg(wp + (size_t)ks * 32) : make_uint4(0u, 0u, 0u, 0u);
+  uint4 ring[AHEAD];
+#pragma unroll
+  for (int i = 0; i < AHEAD; i++) ring[i] = ks + i * nks < nblk ? __ldg(wp + (size_t)(ks + i * nks) * 32) : make_uint4(0u, 0u, 0u, 0u);
   pdl_trigger();
   pdl_wait();
-#pragma unroll 2
+#pragma unroll AHEAD == 1 ? 2 : 1
   for (int blk = ks; blk < nblk; blk += nks) {
-    const uint4 w = wn;
-    if (blk + nks < nblk) wn = __ldg(wp + (size_t)(blk + nks) * 32);
+    const uint4 w = ring[0];
+#pragma unroll
+    for (int i = 0; i + 1 < AHEAD; i++) ring[i] = ring[i + 1];
+    if (blk + AHEAD * nks < nblk) ring[AHEAD - 1] = __ldg(wp + (size_t)(blk + AHEAD * nks) * 32);
     int acc[4][4];
 #pragma unroll
     for (int j = 0; j < 4; j++) {
@@ -112,8 +118,8 @@ const char* cuda_int8x_gemv(const void* words, const uint32_t* sz, const float* 
   if (parts & 2) LB_CUDA(cudaMemsetAsync(y, 0, (size_t)out * 4, 0));
   if (parts & 4) {
     const int warps = tiles * nks;
-    return launch_ex((parts & 8) != 0, int8x_gemv_kernel, (unsigned)((warps + 3) / 4), 128u, 0, static_cast<const uint4*>(words), sz,
-                     static_cast<const int8_t*>(xq), static_cast<const float*>(a), static_cast<const int*>(sum), y,
+    return launch_ex((parts & 8) != 0, (parts & 16) ? int8x_gemv_kernel<3> : int8x_gemv_kernel<1>, (unsigned)((warps + 3) / 4), 128u,
+                     0, static_cast<const uint4*>(words), sz, static_cast<const int8_t*>(xq), static_cast<const float*>(a), static_cast<const int*>(sum), y,
                      out, in, nks);
   }
   return nullptr;

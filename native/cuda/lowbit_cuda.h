@@ -164,7 +164,7 @@ const char* cuda_repack4(const void* codes, void* dst, int out, int in);
 // Prototype int8-x GEMV (int8x_gemv.cu): y[out] = Σ_g s·a_g·(Σ q·x̂ − z·Σx̂) with x̂ = int8(x) per 64 inputs; words in the
 // repackInt8x layout (out padded to 16-row tiles, in % 128 == 0), sz f16 scale|zero words [out, in/64], scratch ≥ in + in/8
 // bytes, nks warps per tile splitting the 128-input blocks (y zeroed, then float atomics); parts: bit 0 quantize x, bit 1
-// zero y, bit 2 the GEMV, bit 3 the GEMV launched with PDL (benchmarks time the GEMV alone).
+// zero y, bit 2 the GEMV, bit 3 the GEMV launched with PDL (benchmarks time the GEMV alone), bit 4 three blocks ahead.
 const char* cuda_int8x_gemv(const void* words, const uint32_t* sz, const float* x, void* scratch, float* y,
                             int out, int in, int nks, int parts = 7);
 // y_s = W_s·x̃ for every segment s in one launch, x̃ = RMSNorm(x)·normw when normw (else x); x f32 or bf16 [in].
