@@ -7,7 +7,7 @@
 // lone GEMVs are PDL launches too). It reads what kernel 5 reads: 2 bits per weight and one f16 scale|zero word per 64.
 // Usage: node bench/cuda-int8x-gemv.mjs [--ksplit 1,2,4,8] [--ahead 1,3] [--json FILE]
 import { writeFileSync } from 'node:fs';
-import { cudaInt8xOps, cudaInt8xUnavailable, int8xScaleZero } from '../dist/src/backend/cuda-int8x.js';
+import { cudaInt8xOps, cudaInt8xUnavailable, int8xScaleZero, int8xScratchBytes } from '../dist/src/backend/cuda-int8x.js';
 import { roundF16 } from '../dist/src/quant/f16.js';
 
 const args = process.argv.slice(2);
@@ -48,7 +48,7 @@ for (const [out, inF, name] of [[4096, 4096, 'o (4096²)'], [12288, 4096, 'q/k/v
     c.cudaUpload(hsz, szWords(out * ng, l));
     return [hw, hsz];
   });
-  const hx = c.cudaAlloc(inP * 4), hscr = c.cudaAlloc(inP + ng * 8), hy = c.cudaAlloc(out * 4);
+  const hx = c.cudaAlloc(inP * 4), hscr = c.cudaAlloc(int8xScratchBytes(inP)), hy = c.cudaAlloc(out * 4);
   c.cudaUpload(hx, new Float32Array(inP).map((_, i) => Math.sin(i * 0.37)));
   c.cudaInt8xGemv(sets[0][0], sets[0][1], hx, hscr, hy, out, inP, 1);  // scratch holds x̂ from here on
   const read = wBytes + szBytes + inP;
@@ -86,23 +86,30 @@ const skeleton = [];
   const hx = c.cudaAlloc(11008 * 4), hy = c.cudaAlloc(22016 * 4);
   c.cudaUpload(hx, new Float32Array(11008).map((_, i) => Math.cos(i * 0.21)));
   const scr = shapes.map((s, i) => {  // x̂ for each input width (the scratch's layout depends on it)
-    const h = c.cudaAlloc(s.inP + s.ng * 8);
+    const h = c.cudaAlloc(int8xScratchBytes(s.inP));
     c.cudaInt8xGemv(layers[0][i][0], layers[0][i][1], hx, h, hy, s.out, s.inP, 1);
     return h;
   });
   const read = shapes.reduce((t, s) => t + s.wBytes + s.szBytes + s.inP, 0);
-  for (const [label, pdl, pick] of [['no PDL', false, 'ks'], ['PDL', true, 'ksPdl'], ['PDL, split K 1', true, null]]) {
+  const hn = c.cudaAlloc(11008 * 4);
+  c.cudaUpload(hn, new Float32Array(11008).fill(0.9));
+  // with prep: each GEMV after its input's prep launch (RMSNorm for q/k/v and gate/up, plain for o, SwiGLU for down), which
+  // also zeroes the GEMV's y — the 8 launches per layer a decode on this body would make without its adapter and attention
+  const prepOf = [{ norm: true }, {}, { norm: true }, { swiglu: true }];
+  for (const [label, pdl, pick, prep] of [['no PDL', false, 'ks', false], ['PDL', true, 'ksPdl', false], ['PDL, split K 1', true, null, false],
+    ['PDL + prep launches', true, 'ksPdl', true]]) {
     const us = timeGraph((l) => layers[l].forEach((h, i) => {
-      const s = shapes[i];
+      const s = shapes[i], pr = prepOf[i];
       const { ks, A } = pick ? s[pick] : { ks: 1, A: 0 };
-      c.cudaInt8xGemv(h[0], h[1], hx, scr[i], hy, s.out, s.inP, ks, (pdl ? 12 : 4) | A);
+      if (prep) c.cudaInt8xPrep(hx, pr.swiglu ? hx : null, pr.norm ? hn : null, scr[i], s.inP, hy, s.out, pdl);
+      c.cudaInt8xGemv(h[0], h[1], hx, scr[i], hy, s.out, s.inP, ks, (pdl ? 12 : 4) | A, prep && pr.norm ? 1e-5 : null);
     })) * 1e3;
     const ofCopy = read / (us * 1e-6) / BW;
     skeleton.push({ label, splits: shapes.map((s) => (pick ? `${s[pick].ks}${s[pick].A ? 'a3' : ''}` : '1')), usPerLayer: us, readBytes: read, ofCopyRead: ofCopy });
     console.log(`layer skeleton (4 GEMVs × ${L} layers, ${label}, split K ${skeleton.at(-1).splits.join('/')}): ${us.toFixed(2)} µs per layer, ${(read / 1e6).toFixed(1)} MB → ${(100 * ofCopy).toFixed(1)} % of the copy rate`);
   }
   for (const l of layers) for (const s of l) for (const h of s) c.cudaFree(h);
-  for (const h of [hx, hy, ...scr]) c.cudaFree(h);
+  for (const h of [hx, hy, hn, ...scr]) c.cudaFree(h);
 }
 const jsonOut = opt('--json', null);
 if (jsonOut) writeFileSync(jsonOut, JSON.stringify({ date: new Date().toISOString(), copyGBs: BW / 1e9, graphRounds: reps, weightSets: L, rows, skeleton }, null, 1) + '\n');

@@ -16,7 +16,7 @@ import { dequantize } from '../src/quant/dequant.js';
 import { unpackCodes } from '../src/quant/pack.js';
 import { relErr } from './helpers/gpu-model.js';
 import { f16BitsToF32 } from '../src/io/halfs.js';
-import { cudaInt8xOps, cudaInt8xUnavailable, int8X, int8xInputOf, int8xScaleZero, repackInt8x } from '../src/backend/cuda-int8x.js';
+import { cudaInt8xOps, cudaInt8xUnavailable, int8X, int8xInputOf, int8xPrepInput, int8xScaleZero, int8xScratchBytes, repackInt8x } from '../src/backend/cuda-int8x.js';
 
 const MASK = [0x03030303, 0x0c0c0c0c, 0x30303030, 0xc0c0c0c0];
 
@@ -107,7 +107,7 @@ test('CUDA int8-x GEMV prototype = its twins: x quantization exact, y = f64 on t
     for (let r = 0; r < out; r++) for (let i = 0; i < inF; i++) ref[r] += W[r * inF + i] * a[Math.floor(i / 64)] * xq[i];
     const up = (d: ArrayBufferView) => { const h = c.cudaAlloc(Math.max(16, d.byteLength)); c.cudaUpload(h, d); return h; };
     const hw = up(repackInt8x(q, out, inF)), hsz = up(int8xScaleZero(p.scales!, p.zeros!)), hx = up(x);
-    const scrBytes = inF + ng * 8, hscr = c.cudaAlloc(scrBytes), hy = c.cudaAlloc(out * 4);
+    const scrBytes = int8xScratchBytes(inF), hscr = c.cudaAlloc(scrBytes), hy = c.cudaAlloc(out * 4);
     try {
       for (const [ks, parts] of [[1, 7], [4, 7], [1, 23], [3, 23]]) {  // 23: three blocks of words in flight per warp
         c.cudaInt8xGemv(hw, hsz, hx, hscr, hy, out, inF, ks, parts);
@@ -123,5 +123,46 @@ test('CUDA int8-x GEMV prototype = its twins: x quantization exact, y = f64 on t
         assert.ok(e < 1e-5, `${out}×${inF} split ${ks}: y vs f64 ${e}`);
       }
     } finally { for (const h of [hw, hsz, hx, hscr, hy]) c.cudaFree(h); }
+  }
+});
+
+test('CUDA int8-x prep (RMSNorm, SwiGLU) + GEMV = f64 of the normed / gated x on its int8 image; y zeroed by the prep', (t) => {
+  const c = cudaInt8xOps();
+  if (!c) { t.skip(cudaInt8xUnavailable()); return; }
+  const rng = new Rng(43), eps = 1e-5;
+  for (const [out, inF, mode] of [[48, 4096, 'norm'], [40, 640, 'norm'], [64, 11008, 'swiglu'], [33, 1024, 'plain']] as const) {
+    const p = quantizeRTN(new Float32Array(out * inF).map(() => 0.03 * rng.normal()), out, inF, { bits: 2, groupSize: 64 });
+    const q = unpackCodes(p.qcodes, 2, out * inF), W = dequantize(p);
+    const x = new Float32Array(inF).map(() => rng.normal() * (rng.int(16) === 0 ? 8 : 1));
+    const x2 = new Float32Array(inF).map(() => rng.normal());
+    const normW = new Float32Array(inF).map(() => 0.5 + rng.next());
+    const opts = mode === 'norm' ? { normW } : mode === 'swiglu' ? { x2 } : {};
+    const { xt, ss } = int8xPrepInput(x, opts);
+    const { xq, a } = int8X(xt);
+    const rstd = mode === 'norm' ? 1 / Math.sqrt(ss / inF + eps) : 1;
+    const ref = new Float64Array(out), refExact = new Float64Array(out);
+    for (let r = 0; r < out; r++) for (let i = 0; i < inF; i++) {
+      ref[r] += W[r * inF + i] * a[Math.floor(i / 64)] * xq[i] * rstd;
+      refExact[r] += W[r * inF + i] * xt[i] * rstd;
+    }
+    const up = (d: ArrayBufferView) => { const h = c.cudaAlloc(Math.max(16, d.byteLength)); c.cudaUpload(h, d); return h; };
+    const hw = up(repackInt8x(q, out, inF)), hsz = up(int8xScaleZero(p.scales!, p.zeros!)), hx = up(x), hx2 = up(x2), hn = up(normW);
+    const hscr = c.cudaAlloc(int8xScratchBytes(inF)), hy = up(new Float32Array(out).fill(123));  // the prep must zero it
+    try {
+      c.cudaInt8xPrep(hx, mode === 'swiglu' ? hx2 : null, mode === 'norm' ? hn : null, hscr, inF, hy, out, true);
+      c.cudaInt8xGemv(hw, hsz, hx, hscr, hy, out, inF, 2, 12, mode === 'norm' ? eps : null);
+      const y = new Float32Array(out), scr = new Uint8Array(int8xScratchBytes(inF));
+      c.cudaDownload(hy, y);
+      c.cudaDownload(hscr, scr);
+      const gq = new Int8Array(scr.buffer, 0, inF);
+      let diff = 0;
+      for (let i = 0; i < inF; i++) diff += Math.abs(gq[i] - xq[i]);
+      const e = relErr(y, ref), eX = relErr(y, refExact);
+      t.diagnostic(`${out}×${inF} ${mode}: x̂ off by ${diff} in total, y vs f64 on the int8 x̃ ${e.toExponential(2)}, vs the exact x̃ ${eX.toExponential(2)}`);
+      if (mode !== 'swiglu') assert.equal(diff, 0, `${mode}: x̂ = twin`);
+      else assert.ok(diff <= inF / 256, `swiglu: x̂ within expf's last bits of the twin (${diff})`);
+      assert.ok(e < (mode === 'swiglu' ? 1e-3 : 1e-5), `${out}×${inF} ${mode}: y vs f64 ${e}`);
+      assert.ok(eX < 2e-2, `${out}×${inF} ${mode}: int8 rounding of x̃ ${eX}`);
+    } finally { for (const h of [hw, hsz, hx, hx2, hn, hscr, hy]) c.cudaFree(h); }
   }
 });

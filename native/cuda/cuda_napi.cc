@@ -848,24 +848,48 @@ napi_value js_repack4(napi_env env, napi_callback_info info) {
   return nullptr;
 }
 
-// cudaInt8xGemv(words, sz, x, scratch, y, out, in, ksplit, parts = 7)   the prototype int8-x GEMV (int8x_gemv.cu), sz: f16
-//   scale|zero words [out, in/64]; parts (benchmarks): bit 0 quantizes x into scratch, bit 1 zeroes y, bit 2 runs the GEMV,
-//   bit 3 launches it with PDL, bit 4 keeps three blocks of words in flight per warp
+// cudaInt8xGemv(words, sz, x, scratch, y, out, in, ksplit, parts = 7, normEps = null)   the prototype int8-x GEMV
+//   (int8x_gemv.cu), sz: f16 scale|zero words [out, in/64]; parts (benchmarks): bit 0 quantizes x into scratch, bit 1
+//   zeroes y, bit 2 runs the GEMV, bit 3 launches it with PDL, bit 4 keeps three blocks of words in flight per warp;
+//   normEps: scratch came from cudaInt8xPrep with normW, the row sums get RMSNorm's 1/rms
 napi_value js_int8x_gemv(napi_env env, napi_callback_info info) {
   Args a(env, info, "cudaInt8xGemv");
   int64_t out = 0, in = 0, nks = 0;
   Buf w, sz, x, scr, y;
   int64_t parts = 7;
-  if (!int_dim(a, 5, &out) || !int_dim(a, 6, &in) || !int_dim(a, 7, &nks) || (!a.is_nullish(8) && !a.count(8, &parts))) return nullptr;
+  double eps = -1;
+  if (!int_dim(a, 5, &out) || !int_dim(a, 6, &in) || !int_dim(a, 7, &nks) || (!a.is_nullish(8) && !a.count(8, &parts)) ||
+      (!a.is_nullish(9) && !a.number(9, &eps)))
+    return nullptr;
   if (in % 128 != 0) { throw_error(env, "cudaInt8xGemv: in must be a multiple of 128"); return nullptr; }
   if (parts < 1 || parts > 31) { throw_error(env, "cudaInt8xGemv: parts is a mask of 1 (quantize x), 2 (zero y), 4 (GEMV), 8 (PDL), 16 (3 ahead)"); return nullptr; }
+  if (!a.is_nullish(9) && !(eps >= 0)) { throw_error(env, "cudaInt8xGemv: normEps must be ≥ 0"); return nullptr; }
   const size_t tiles = (size_t)(out + 15) / 16, ng = (size_t)in / 64;
   if (!buf_arg(a, 0, tiles * 16 * (size_t)in / 4, &w) || !buf_arg(a, 1, (size_t)out * ng * 4, &sz) ||
-      !buf_arg(a, 2, (size_t)in * 4, &x) || !buf_arg(a, 3, (size_t)in + ng * 8, &scr) || !buf_arg(a, 4, (size_t)out * 4, &y) ||
-      !aligned16(a, w.ptr, "words"))
+      !buf_arg(a, 2, (size_t)in * 4, &x) || !buf_arg(a, 3, (size_t)in + ng * 8 + (ng + 7) / 8 * 4, &scr) ||
+      !buf_arg(a, 4, (size_t)out * 4, &y) || !aligned16(a, w.ptr, "words"))
     return nullptr;
   check(env, cuda_int8x_gemv(w.ptr, static_cast<const uint32_t*>(sz.ptr), static_cast<const float*>(x.ptr), scr.ptr,
-                             static_cast<float*>(y.ptr), (int)out, (int)in, (int)nks, (int)parts));
+                             static_cast<float*>(y.ptr), (int)out, (int)in, (int)nks, (int)parts, (float)eps));
+  return nullptr;
+}
+
+// cudaInt8xPrep(x, x2 | null, normW | null, scratch, in, y | null, nzero, pdl = false)   the int8-x GEMV's input:
+//   x, x·normW (RMSNorm) or silu(x)·x2 (SwiGLU) quantized per 64 inputs into scratch, then nzero floats of y zeroed
+napi_value js_int8x_prep(napi_env env, napi_callback_info info) {
+  Args a(env, info, "cudaInt8xPrep");
+  int64_t in = 0, nz = 0;
+  bool pdl = false;
+  Buf x, x2, nw, scr, y;
+  if (!int_dim(a, 4, &in) || !a.count(6, &nz) || (!a.is_nullish(7) && !a.boolean(7, &pdl))) return nullptr;
+  if (in % 64 != 0) { throw_error(env, "cudaInt8xPrep: in must be a multiple of 64"); return nullptr; }
+  const size_t ng = (size_t)in / 64;
+  if (!buf_arg(a, 0, (size_t)in * 4, &x) || !cuda_opt_buf_arg(a, 1, (size_t)in * 4, &x2) || !cuda_opt_buf_arg(a, 2, (size_t)in * 4, &nw) ||
+      !buf_arg(a, 3, (size_t)in + ng * 8 + (ng + 7) / 8 * 4, &scr) || !cuda_opt_buf_arg(a, 5, (size_t)nz * 4, &y))
+    return nullptr;
+  if (x2.ptr && nw.ptr) { throw_error(env, "cudaInt8xPrep: x2 (SwiGLU) and normW (RMSNorm) are exclusive"); return nullptr; }
+  check(env, cuda_int8x_prep(static_cast<const float*>(x.ptr), static_cast<const float*>(x2.ptr), static_cast<const float*>(nw.ptr),
+                             scr.ptr, (int)in, static_cast<float*>(y.ptr), y.ptr ? (int)nz : 0, pdl));
   return nullptr;
 }
 
@@ -1132,6 +1156,7 @@ napi_value js_decode_swiglu_epi(napi_env env, napi_callback_info info) {
 void register_cuda_quant(napi_env env, napi_value exports) {
   export_fn(env, exports, "cudaRepackSpan4", js_repack4);
   export_fn(env, exports, "cudaInt8xGemv", js_int8x_gemv);
+  export_fn(env, exports, "cudaInt8xPrep", js_int8x_prep);
   export_fn(env, exports, "cudaDecodeGemv", js_decode_gemv);
   export_fn(env, exports, "cudaDecodeQkvEpi", js_decode_qkv_epi);
   export_fn(env, exports, "cudaDecodeAttn", js_decode_attn);

@@ -17,22 +17,55 @@
 namespace lowbit {
 namespace {
 
-// x → x̂ = round(x / a), a = absmax / 127 per 64 inputs (1 if all zero), and Σx̂ per group: one warp per group.
-__global__ void int8x_quant_kernel(const float* __restrict__ x, int8_t* xq, float* a, int* sum, int ng) {
-  const int gi = blockIdx.x * (blockDim.x / 32) + threadIdx.x / 32, lane = threadIdx.x & 31;
-  if (gi >= ng) return;
-  const float v0 = x[64 * gi + lane], v1 = x[64 * gi + 32 + lane];
-  float m = fmaxf(fabsf(v0), fabsf(v1));
+// The GEMV's input, one warp per group of 64 inputs: x̃ = x (plain), x·normW (RMSNorm: the GEMV applies 1/rms to its row
+// sums, so no group waits for the whole vector) or silu(x)·x2 (SwiGLU); x̂ = round(x̃ / a), a = absmax / 127 (1 if all
+// zero), Σx̂ per group, and (normW) each block's Σx² of the raw x in part[block]. Then the block zeroes its share of the
+// consumer's split-K output y (nz floats). Launched with PDL, it waits for its producer before reading x.
+constexpr int kPrepWarps = 8;
+__global__ void int8x_prep_kernel(const float* __restrict__ x, const float* __restrict__ x2, const float* __restrict__ normw,
+                                  int8_t* xq, float* a, int* sum, float* part, int ng, float* yz, int nz) {
+  __shared__ float ss_s[kPrepWarps];
+  const int w = threadIdx.x / 32, gi = blockIdx.x * kPrepWarps + w, lane = threadIdx.x & 31;
+  pdl_trigger();
+  pdl_wait();
+  float ss = 0.f;
+  if (gi < ng) {
+    float v0 = x[64 * gi + lane], v1 = x[64 * gi + 32 + lane];
+    if (normw) {
+      ss = v0 * v0 + v1 * v1;
+      v0 *= normw[64 * gi + lane];
+      v1 *= normw[64 * gi + 32 + lane];
+    } else if (x2) {
+      v0 = v0 / (1.f + expf(-v0)) * x2[64 * gi + lane];
+      v1 = v1 / (1.f + expf(-v1)) * x2[64 * gi + 32 + lane];
+    }
+    float m = fmaxf(fabsf(v0), fabsf(v1));
 #pragma unroll
-  for (int o = 16; o > 0; o >>= 1) m = fmaxf(m, __shfl_xor_sync(0xffffffffu, m, o));
-  const float s = m > 0.f ? m / 127.f : 1.f;
-  const int q0 = __float2int_rn(v0 / s), q1 = __float2int_rn(v1 / s);
-  xq[64 * gi + lane] = (int8_t)q0;
-  xq[64 * gi + 32 + lane] = (int8_t)q1;
-  int t = q0 + q1;
+    for (int o = 16; o > 0; o >>= 1) m = fmaxf(m, __shfl_xor_sync(0xffffffffu, m, o));
+    const float s = m > 0.f ? m / 127.f : 1.f;
+    const int q0 = __float2int_rn(v0 / s), q1 = __float2int_rn(v1 / s);
+    xq[64 * gi + lane] = (int8_t)q0;
+    xq[64 * gi + 32 + lane] = (int8_t)q1;
+    int t = q0 + q1;
 #pragma unroll
-  for (int o = 16; o > 0; o >>= 1) t += __shfl_xor_sync(0xffffffffu, t, o);
-  if (lane == 0) { a[gi] = s; sum[gi] = t; }
+    for (int o = 16; o > 0; o >>= 1) t += __shfl_xor_sync(0xffffffffu, t, o);
+    if (lane == 0) { a[gi] = s; sum[gi] = t; }
+  }
+  if (normw) {
+#pragma unroll
+    for (int o = 16; o > 0; o >>= 1) ss += __shfl_xor_sync(0xffffffffu, ss, o);
+    if (lane == 0) ss_s[w] = ss;
+    __syncthreads();
+    if (threadIdx.x == 0) {
+      float tot = 0.f;
+      for (int i = 0; i < kPrepWarps; i++) tot += ss_s[i];  // fixed order: the partials are deterministic
+      part[blockIdx.x] = tot;
+    }
+  }
+  if (yz) {
+    const int per = (nz + gridDim.x - 1) / gridDim.x;
+    for (int i = blockIdx.x * per + threadIdx.x; i < min(nz, (blockIdx.x + 1) * per); i += blockDim.x) yz[i] = 0.f;
+  }
 }
 
 __device__ __forceinline__ float f16lo(uint32_t w) { return __half2float(__ushort_as_half((unsigned short)(w & 0xffff))); }
@@ -52,7 +85,8 @@ __device__ __forceinline__ void mma_u8s8(int (&c)[4], uint32_t a0, uint32_t a1, 
 template <int AHEAD>
 __global__ void __launch_bounds__(128) int8x_gemv_kernel(const uint4* __restrict__ words, const uint32_t* __restrict__ sz,
                                                          const int8_t* __restrict__ xq,
-                                                         const float* __restrict__ a, const int* __restrict__ sum, float* y,
+                                                         const float* __restrict__ a, const int* __restrict__ sum,
+                                                         const float* __restrict__ part, int npart, float eps, float* y,
                                                          int out, int in, int nks) {
   const int warp = blockIdx.x * 4 + threadIdx.x / 32, lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3;
   const int nblk = in / 128, ng = in / 64, tiles = (out + 15) / 16;
@@ -96,6 +130,13 @@ __global__ void __launch_bounds__(128) int8x_gemv_kernel(const uint4* __restrict
       y1 = fmaf(f16lo(w1) * ag, q1 - f16hi(w1) * sg, y1);
     }
   }
+  if (npart) {  // RMSNorm: 1/rms from the prep blocks' Σx² (fixed order, so every warp gets the same value)
+    float ss = 0.f;
+    for (int i = 0; i < npart; i++) ss += __ldg(part + i);
+    const float rstd = rsqrtf(ss / (float)in + eps);
+    y0 *= rstd;
+    y1 *= rstd;
+  }
   if (t == 0) {
     if (tile * 16 + g < out) atomicAdd(y + tile * 16 + g, y0);
     if (tile * 16 + g + 8 < out) atomicAdd(y + tile * 16 + g + 8, y1);
@@ -104,23 +145,36 @@ __global__ void __launch_bounds__(128) int8x_gemv_kernel(const uint4* __restrict
 
 }  // namespace
 
+// Scratch layout: x̂ [in] int8 | a [ng] f32 | Σx̂ [ng] i32 | part [⌈ng / 8⌉] f32.
+const char* cuda_int8x_prep(const float* x, const float* x2, const float* normw, void* scratch, int in, float* yz, int nz, bool pdl) {
+  if (in % 64 != 0) return "cudaInt8xPrep: in must be a multiple of 64";
+  const int ng = in / 64;
+  int8_t* xq = static_cast<int8_t*>(scratch);
+  float* a = reinterpret_cast<float*>(xq + in);
+  int* sum = reinterpret_cast<int*>(a + ng);
+  float* part = reinterpret_cast<float*>(sum + ng);
+  return launch_ex(pdl, int8x_prep_kernel, (unsigned)((ng + kPrepWarps - 1) / kPrepWarps), 32u * kPrepWarps, 0, x, x2, normw, xq, a, sum,
+                   part, ng, yz, nz);
+}
+
 const char* cuda_int8x_gemv(const void* words, const uint32_t* sz, const float* x, void* scratch, float* y,
-                            int out, int in, int nks, int parts) {
+                            int out, int in, int nks, int parts, float eps) {
   if (in % 128 != 0 || out < 1 || nks < 1) return "cudaInt8xGemv: in must be a multiple of 128, out and ksplit ≥ 1";
   const int ng = in / 64, tiles = (out + 15) / 16;
   int8_t* xq = static_cast<int8_t*>(scratch);
   float* a = reinterpret_cast<float*>(xq + in);
   int* sum = reinterpret_cast<int*>(a + ng);
+  float* part = reinterpret_cast<float*>(sum + ng);
   if (parts & 1) {
-    int8x_quant_kernel<<<(ng + 7) / 8, 256>>>(x, xq, a, sum, ng);
-    LB_CUDA(cudaGetLastError());
+    const char* err = cuda_int8x_prep(x, nullptr, nullptr, scratch, in, nullptr, 0, false);
+    if (err) return err;
   }
   if (parts & 2) LB_CUDA(cudaMemsetAsync(y, 0, (size_t)out * 4, 0));
   if (parts & 4) {
-    const int warps = tiles * nks;
+    const int warps = tiles * nks, npart = eps >= 0.f ? (ng + kPrepWarps - 1) / kPrepWarps : 0;
     return launch_ex((parts & 8) != 0, (parts & 16) ? int8x_gemv_kernel<3> : int8x_gemv_kernel<1>, (unsigned)((warps + 3) / 4), 128u,
-                     0, static_cast<const uint4*>(words), sz, static_cast<const int8_t*>(xq), static_cast<const float*>(a), static_cast<const int*>(sum), y,
-                     out, in, nks);
+                     0, static_cast<const uint4*>(words), sz, static_cast<const int8_t*>(xq), static_cast<const float*>(a),
+                     static_cast<const int*>(sum), static_cast<const float*>(part), npart, eps, y, out, in, nks);
   }
   return nullptr;
 }

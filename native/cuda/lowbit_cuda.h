@@ -162,11 +162,15 @@ struct DecodeSeg {
 // The packed code stream (out rows of in/4 bytes, in % 256 == 0) with each 64-byte span's 4×4 words transposed.
 const char* cuda_repack4(const void* codes, void* dst, int out, int in);
 // Prototype int8-x GEMV (int8x_gemv.cu): y[out] = Σ_g s·a_g·(Σ q·x̂ − z·Σx̂) with x̂ = int8(x) per 64 inputs; words in the
-// repackInt8x layout (out padded to 16-row tiles, in % 128 == 0), sz f16 scale|zero words [out, in/64], scratch ≥ in + in/8
+// repackInt8x layout (out padded to 16-row tiles, in % 128 == 0), sz f16 scale|zero words [out, in/64], scratch ≥ in + in/8 + 4⌈in/512⌉
 // bytes, nks warps per tile splitting the 128-input blocks (y zeroed, then float atomics); parts: bit 0 quantize x, bit 1
 // zero y, bit 2 the GEMV, bit 3 the GEMV launched with PDL (benchmarks time the GEMV alone), bit 4 three blocks ahead.
+// eps ≥ 0: x̂ came from cuda_int8x_prep with normw, and the row sums are scaled by RMSNorm's 1/rms from its partials.
 const char* cuda_int8x_gemv(const void* words, const uint32_t* sz, const float* x, void* scratch, float* y,
-                            int out, int in, int nks, int parts = 7);
+                            int out, int in, int nks, int parts = 7, float eps = -1.f);
+// The int8-x GEMV's input in scratch (x̂ | a | Σx̂ | Σx² partials): x̃ = x, x·normw (RMSNorm, normw non-null) or
+// silu(x)·x2 (x2 non-null) quantized per 64 inputs; then nz floats of yz zeroed (the consumer's split-K output).
+const char* cuda_int8x_prep(const float* x, const float* x2, const float* normw, void* scratch, int in, float* yz, int nz, bool pdl);
 // y_s = W_s·x̃ for every segment s in one launch, x̃ = RMSNorm(x)·normw when normw (else x); x f32 or bf16 [in].
 // probe (benchmarks only): 0 normal; 1 every tile reads rows 0..15's codes (L2-resident); 2 loads, no compute; 3 compute,
 // no loads (constant codes) — wrong results by design.

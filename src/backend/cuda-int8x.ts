@@ -7,14 +7,25 @@ import type { NativeCuda } from './native.js';
 
 export interface NativeCudaInt8x extends NativeCuda {
   /** y[out] (f32) = the GEMV of repacked words (repackInt8x) with scale|zero words (int8xScaleZero) and x (f32 [in]) rounded
-   * to int8 per 64 inputs in scratch (≥ in + in/8 bytes); ksplit warps per 16-row tile. parts (benchmarks, default 7): a
+   * to int8 per 64 inputs in scratch (≥ int8xScratchBytes(in)); ksplit warps per 16-row tile. parts (benchmarks, default 7): a
    * mask of 1 = quantize x into scratch, 2 = zero y, 4 = the GEMV (accumulating into y), 8 = launch it with PDL, 16 = three
-   * blocks of words in flight per warp instead of one. */
+   * blocks of words in flight per warp instead of one. normEps: scratch came from cudaInt8xPrep with normW, and the row
+   * sums are scaled by RMSNorm's 1/rms (from the prep's Σx² partials). */
   cudaInt8xGemv(words: number, sz: number, x: number, scratch: number, y: number, out: number, inF: number,
-    ksplit: number, parts?: number): void;
+    ksplit: number, parts?: number, normEps?: number | null): void;
+  /** The GEMV's input into scratch: x̃ = x, x·normW (RMSNorm; 1/rms left to the GEMV) or silu(x)·x2 (SwiGLU), quantized
+   * per 64 inputs (int8Prep's twin), then nzero floats of y zeroed (the consumer's split-K output); pdl: launched with PDL. */
+  cudaInt8xPrep(x: number, x2: number | null, normW: number | null, scratch: number, inF: number, y: number | null, nzero: number,
+    pdl?: boolean): void;
 }
 
-const family = kernelFamily<NativeCudaInt8x>('int8-x GEMV prototype', ['cudaInt8xGemv']);
+/** Bytes of an int8-x scratch for in inputs: x̂ (int8) | a (f32 per 64) | Σx̂ (i32 per 64) | Σx² partials (f32 per 512). */
+export function int8xScratchBytes(inF: number): number {
+  const ng = inF / 64;
+  return inF + ng * 8 + Math.ceil(ng / 8) * 4;
+}
+
+const family = kernelFamily<NativeCudaInt8x>('int8-x GEMV prototype', ['cudaInt8xGemv', 'cudaInt8xPrep']);
 export function cudaInt8xOps(): NativeCudaInt8x | null { return family.get(); }
 export function cudaInt8xUnavailable(): string { return family.unavailable(); }
 
@@ -65,4 +76,17 @@ export function int8X(x: Float32Array): { xq: Int8Array; a: Float32Array; sum: I
     for (let i = 0; i < 64; i++) { xq[64 * gi + i] = rne(Math.fround(x[64 * gi + i] / a[gi])); sum[gi] += xq[64 * gi + i]; }
   }
   return { xq, a, sum };
+}
+
+/** x̃ of cudaInt8xPrep in f32 (x·normW, silu(x)·x2 or x) and Σx² of x when normW: the twin up to expf's last bits. */
+export function int8xPrepInput(x: Float32Array, opts: { x2?: Float32Array; normW?: Float32Array } = {}): { xt: Float32Array; ss: number } {
+  const xt = new Float32Array(x.length);
+  let ss = 0;
+  for (let i = 0; i < x.length; i++) {
+    const v = x[i];
+    if (opts.normW) { ss += v * v; xt[i] = Math.fround(v * opts.normW[i]); }
+    else if (opts.x2) xt[i] = Math.fround(Math.fround(v / Math.fround(1 + Math.fround(Math.exp(-v)))) * opts.x2[i]);
+    else xt[i] = v;
+  }
+  return { xt, ss };
 }
