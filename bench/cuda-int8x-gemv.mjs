@@ -5,7 +5,7 @@
 // (x quantization + zeroing y + the GEMV, three launches); and the GEMV launched with PDL (each launch's first weight
 // words loaded before its griddepcontrol.wait, so they stream while the launch before it finishes — kernel 5's
 // lone GEMVs are PDL launches too). It reads what kernel 5 reads: 2 bits per weight and one f16 scale|zero word per 64.
-// Usage: node bench/cuda-int8x-gemv.mjs [--ksplit 1,2,4,8] [--ahead 1,3] [--json FILE]
+// Usage: node bench/cuda-int8x-gemv.mjs [--ksplit 1,2,4,8] [--ahead 1,3] [--json FILE] | --profile [--ksplit …]
 import { writeFileSync } from 'node:fs';
 import { cudaInt8xOps, cudaInt8xUnavailable, int8xScaleZero, int8xScratchBytes } from '../dist/src/backend/cuda-int8x.js';
 import { roundF16 } from '../dist/src/quant/f16.js';
@@ -15,6 +15,17 @@ const opt = (k, d) => { const i = args.indexOf(k); return i >= 0 ? args[i + 1] :
 const c = cudaInt8xOps();
 if (!c) { console.error(`cuda-int8x-gemv bench: ${cudaInt8xUnavailable()}`); process.exit(2); }
 const ksplits = opt('--ksplit', '1,2,4,8').split(',').map(Number);
+if (args.includes('--profile')) {  // a few direct launches on the q/k/v shape for Nsight Compute (no graphs, no timing)
+  const out = 12288, inP = 4096, ng = inP / 64, wBytes = out * inP / 4;
+  const hw = c.cudaAlloc(wBytes), hsz = c.cudaAlloc(out * ng * 4), hx = c.cudaAlloc(inP * 4), hscr = c.cudaAlloc(int8xScratchBytes(inP)), hy = c.cudaAlloc(out * 4);
+  c.cudaFillRandomBytes(hw, wBytes, 3);
+  c.cudaUpload(hsz, int8xScaleZero(new Float32Array(out * ng).fill(0.01), new Float32Array(out * ng).fill(1)));
+  c.cudaUpload(hx, new Float32Array(inP).map((_, i) => Math.sin(i * 0.37)));
+  c.cudaInt8xGemv(hw, hsz, hx, hscr, hy, out, inP, 1);
+  for (const ks of ksplits) for (const A of [0, 16]) for (let r = 0; r < 3; r++) c.cudaInt8xGemv(hw, hsz, hx, hscr, hy, out, inP, ks, 4 | A);
+  c.cudaSync();
+  process.exit(0);
+}
 const aheads = opt('--ahead', '1,3').split(',').map(Number);  // blocks of words in flight per warp (1 or 3)
 const bytes = 1 << 28, a = c.cudaAlloc(bytes), b = c.cudaAlloc(bytes);
 c.cudaFillRandomBytes(a, bytes, 1);
