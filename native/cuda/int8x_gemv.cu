@@ -80,8 +80,17 @@ __device__ __forceinline__ void mma_u8s8(int (&c)[4], uint32_t a0, uint32_t a1, 
 
 // words: [tile][block of 128 inputs][lane][4] (cudaInt8xRepack's twin: repackInt8x); a warp takes one 16-row tile and
 // blocks blk = kslice, kslice + nks, … ; lane (g, t) ends with rows g and g + 8 of the tile (every column of C holds the
-// same sums: x̂ is in every column of B), lanes t = 0 add them into y. AHEAD: blocks of words in flight per warp beyond
-// the one computed (a register ring; 1 or 3, parts & 16 picks 3).
+// same sums: x̂ is in every column of B), lanes t = 0 add them into y. Everything a block needs — its words, the two
+// rows' scale|zero words, the lane's 8 words of x̂, the groups' a and Σx̂ — travels in a register ring AHEAD blocks deep
+// (1 or 2; parts & 16 picks 2): run 78's profile had the warps stalled on the x̂ and scale|zero loads issued in the
+// block that used them (long-scoreboard 74 % of samples) once only the words were loaded ahead.
+struct I8Blk {
+  uint4 w;
+  uint2 m0, m1;
+  uint32_t x[8];
+  float2 a;
+  int2 s;
+};
 template <int AHEAD>
 __global__ void __launch_bounds__(128) int8x_gemv_kernel(const uint4* __restrict__ words, const uint32_t* __restrict__ sz,
                                                          const int8_t* __restrict__ xq,
@@ -95,35 +104,53 @@ __global__ void __launch_bounds__(128) int8x_gemv_kernel(const uint4* __restrict
   const int r0 = min(tile * 16 + g, out - 1), r1 = min(tile * 16 + g + 8, out - 1);
   float y0 = 0.f, y1 = 0.f;
   const uint32_t* xw = reinterpret_cast<const uint32_t*>(xq);
-  // the first words are weights, not the previous launch's output: loaded before the wait, so a launch made with PDL
-  // (parts & 8) streams them while the launch before it finishes; then AHEAD blocks' words ahead of the one computed
   const uint4* wp = words + (size_t)tile * nblk * 32 + lane;
-  uint4 ring[AHEAD];
+  const uint2* sz0 = reinterpret_cast<const uint2*>(sz + (size_t)r0 * ng);  // [blk]: the block's two groups (ng is even)
+  const uint2* sz1 = reinterpret_cast<const uint2*>(sz + (size_t)r1 * ng);
+  auto load_w = [&](I8Blk& b, int blk) {  // weights: independent of the previous launch
+    b.w = __ldg(wp + (size_t)blk * 32);
+    b.m0 = __ldg(sz0 + blk);
+    b.m1 = __ldg(sz1 + blk);
+  };
+  auto load_x = [&](I8Blk& b, int blk) {  // the prep launch's output: only after griddepcontrol.wait
 #pragma unroll
-  for (int i = 0; i < AHEAD; i++) ring[i] = ks + i * nks < nblk ? __ldg(wp + (size_t)(ks + i * nks) * 32) : make_uint4(0u, 0u, 0u, 0u);
+    for (int j = 0; j < 4; j++) {
+      b.x[2 * j] = __ldg(xw + 32 * blk + 8 * j + t);
+      b.x[2 * j + 1] = __ldg(xw + 32 * blk + 8 * j + 4 + t);
+    }
+    b.a = __ldg(reinterpret_cast<const float2*>(a) + blk);
+    b.s = __ldg(reinterpret_cast<const int2*>(sum) + blk);
+  };
+  // the first blocks' weights are loaded before the wait, so a launch made with PDL (parts & 8) streams them while the
+  // launch before it finishes
+  I8Blk ring[AHEAD];
+#pragma unroll
+  for (int i = 0; i < AHEAD; i++)
+    if (ks + i * nks < nblk) load_w(ring[i], ks + i * nks);
   pdl_trigger();
   pdl_wait();
-#pragma unroll AHEAD == 1 ? 2 : 1
+#pragma unroll
+  for (int i = 0; i < AHEAD; i++)
+    if (ks + i * nks < nblk) load_x(ring[i], ks + i * nks);
+#pragma unroll 2
   for (int blk = ks; blk < nblk; blk += nks) {
-    const uint4 w = ring[0];
+    const I8Blk b = ring[0];
 #pragma unroll
     for (int i = 0; i + 1 < AHEAD; i++) ring[i] = ring[i + 1];
-    if (blk + AHEAD * nks < nblk) ring[AHEAD - 1] = __ldg(wp + (size_t)(blk + AHEAD * nks) * 32);
+    if (blk + AHEAD * nks < nblk) {
+      load_w(ring[AHEAD - 1], blk + AHEAD * nks);
+      load_x(ring[AHEAD - 1], blk + AHEAD * nks);
+    }
     int acc[4][4];
 #pragma unroll
     for (int j = 0; j < 4; j++) {
       const uint32_t m = 0x03030303u << (2 * j);  // slot j: 4^j·q in each byte, one lop3 per register
-      const uint32_t b0 = __ldg(xw + (128 * blk + 32 * j + 4 * t) / 4), b1 = __ldg(xw + (128 * blk + 32 * j + 16 + 4 * t) / 4);
-      mma_u8s8(acc[j], w.x & m, w.y & m, w.z & m, w.w & m, b0, b1);
+      mma_u8s8(acc[j], b.w.x & m, b.w.y & m, b.w.z & m, b.w.w & m, b.x[2 * j], b.x[2 * j + 1]);
     }
-    // the block's two groups' scale|zero words of rows r0 and r1: one 8-byte load each (ng is even)
-    const uint2 m0 = __ldg(reinterpret_cast<const uint2*>(sz + (size_t)r0 * ng + 2 * blk));
-    const uint2 m1 = __ldg(reinterpret_cast<const uint2*>(sz + (size_t)r1 * ng + 2 * blk));
 #pragma unroll
     for (int h = 0; h < 2; h++) {
-      const int gi = 2 * blk + h;
-      const uint32_t w0 = h ? m0.y : m0.x, w1 = h ? m1.y : m1.x;
-      const float sc = h ? 1.f / 16.f : 1.f, ag = __ldg(a + gi), sg = (float)__ldg(sum + gi);
+      const uint32_t w0 = h ? b.m0.y : b.m0.x, w1 = h ? b.m1.y : b.m1.x;
+      const float sc = h ? 1.f / 16.f : 1.f, ag = h ? b.a.y : b.a.x, sg = (float)(h ? b.s.y : b.s.x);
       const float q0 = sc * ((float)acc[2 * h][0] + 0.25f * (float)acc[2 * h + 1][0]);  // row g
       const float q1 = sc * ((float)acc[2 * h][2] + 0.25f * (float)acc[2 * h + 1][2]);  // row g + 8
       y0 = fmaf(f16lo(w0) * ag, q0 - f16hi(w0) * sg, y0);
@@ -172,7 +199,7 @@ const char* cuda_int8x_gemv(const void* words, const uint32_t* sz, const float* 
   if (parts & 2) LB_CUDA(cudaMemsetAsync(y, 0, (size_t)out * 4, 0));
   if (parts & 4) {
     const int warps = tiles * nks, npart = eps >= 0.f ? (ng + kPrepWarps - 1) / kPrepWarps : 0;
-    return launch_ex((parts & 8) != 0, (parts & 16) ? int8x_gemv_kernel<3> : int8x_gemv_kernel<1>, (unsigned)((warps + 3) / 4), 128u,
+    return launch_ex((parts & 8) != 0, (parts & 16) ? int8x_gemv_kernel<2> : int8x_gemv_kernel<1>, (unsigned)((warps + 3) / 4), 128u,
                      0, static_cast<const uint4*>(words), sz, static_cast<const int8_t*>(xq), static_cast<const float*>(a),
                      static_cast<const int*>(sum), static_cast<const float*>(part), npart, eps, y, out, in, nks);
   }

@@ -14,4 +14,4 @@ grep -A14 '^not ok' "$OUT/tests.log" | head -30
 echo "== int8-x bench ($(date +%T))"
 timeout 120 node bench/cuda-int8x-gemv.mjs --ksplit ${KSPLIT:-1,2,4,8} --json "$OUT/int8x.json"
 echo "== kernel-5 lone GEMVs, same call ($(date +%T))"
-timeout 150 node bench/cuda-decode.mjs --gemv-only --kernels 5 --json "$OUT/decode.json" 2>&1 | grep -E "copy|GEMV|by kernel"
+timeout 150 node bench/cuda-decode.mjs --gemv-only --variants 4 --kernels 5 --json "$OUT/decode.json" 2>&1 | grep -E "copy|GEMV|by kernel"
