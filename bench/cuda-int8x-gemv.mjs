@@ -5,7 +5,7 @@
 // (x quantization + zeroing y + the GEMV, three launches); and the GEMV launched with PDL (each launch's first weight
 // words loaded before its griddepcontrol.wait, so they stream while the launch before it finishes — kernel 5's
 // lone GEMVs are PDL launches too). It reads what kernel 5 reads: 2 bits per weight and one f16 scale|zero word per 64.
-// Usage: node bench/cuda-int8x-gemv.mjs [--ksplit 1,2,4,8] [--ahead 1,2] [--json FILE] | --profile [--ksplit …]
+// Usage: node bench/cuda-int8x-gemv.mjs [--ksplit 1,2,4,8] [--ahead 1,2] [--sx 0,1] [--json FILE] | --profile [--ksplit …]
 import { writeFileSync } from 'node:fs';
 import { cudaInt8xOps, cudaInt8xUnavailable, int8xScaleZero, int8xScratchBytes } from '../dist/src/backend/cuda-int8x.js';
 import { roundF16 } from '../dist/src/quant/f16.js';
@@ -27,6 +27,7 @@ if (args.includes('--profile')) {  // a few direct launches on the q/k/v shape f
   process.exit(0);
 }
 const aheads = opt('--ahead', '1,2').split(',').map(Number);  // blocks in flight per warp (1 or 2)
+const sxs = opt('--sx', '0,1').split(',').map(Number);  // 1: x̂, a and Σx̂ staged in shared memory (parts & 32)
 const bytes = 1 << 28, a = c.cudaAlloc(bytes), b = c.cudaAlloc(bytes);
 c.cudaFillRandomBytes(a, bytes, 1);
 const BW = (2 * bytes) / (c.cudaBenchCopy(b, a, bytes, 20) * 1e-3);
@@ -63,14 +64,14 @@ for (const [out, inF, name] of [[4096, 4096, 'o (4096²)'], [12288, 4096, 'q/k/v
   c.cudaUpload(hx, new Float32Array(inP).map((_, i) => Math.sin(i * 0.37)));
   c.cudaInt8xGemv(sets[0][0], sets[0][1], hx, hscr, hy, out, inP, 1);  // scratch holds x̂ from here on
   const read = wBytes + szBytes + inP;
-  for (const ks of ksplits) for (const ahead of aheads) {
-    const A = ahead >= 2 ? 16 : 0;
+  for (const ks of ksplits) for (const ahead of aheads) for (const sx of sxs) {
+    const A = (ahead >= 2 ? 16 : 0) | (sx ? 32 : 0);
     const gemv = timeGraph((l) => c.cudaInt8xGemv(sets[l][0], sets[l][1], hx, hscr, hy, out, inP, ks, 4 | A)) * 1e3;
     const pdl = timeGraph((l) => c.cudaInt8xGemv(sets[l][0], sets[l][1], hx, hscr, hy, out, inP, ks, 12 | A)) * 1e3;
     const whole = timeGraph((l) => c.cudaInt8xGemv(sets[l][0], sets[l][1], hx, hscr, hy, out, inP, ks, 7 | A)) * 1e3;
     const ofCopy = read / (gemv * 1e-6) / BW;  // as the decode bench: bytes ÷ the copy rate (read + write)
-    rows.push({ name, out, in: inP, ksplit: ks, ahead, gemvUs: gemv, gemvPdlUs: pdl, wholeUs: whole, readBytes: read, ofCopyRead: ofCopy });
-    console.log(`${name.padEnd(26)} split K ${ks}, ${ahead} ahead: GEMV ${gemv.toFixed(2)} µs, ${(read / 1e6).toFixed(1)} MB → ${(100 * ofCopy).toFixed(1)} % of the copy rate; with PDL ${pdl.toFixed(2)} µs (${(100 * read / (pdl * 1e-6) / BW).toFixed(1)} %); whole call (3 launches) ${whole.toFixed(2)} µs`);
+    rows.push({ name, out, in: inP, ksplit: ks, ahead, sx, gemvUs: gemv, gemvPdlUs: pdl, wholeUs: whole, readBytes: read, ofCopyRead: ofCopy });
+    console.log(`${name.padEnd(26)} split K ${ks}, ${ahead} ahead${sx ? ', x̂ in smem' : ''}: GEMV ${gemv.toFixed(2)} µs, ${(read / 1e6).toFixed(1)} MB → ${(100 * ofCopy).toFixed(1)} % of the copy rate; with PDL ${pdl.toFixed(2)} µs (${(100 * read / (pdl * 1e-6) / BW).toFixed(1)} %); whole call (3 launches) ${whole.toFixed(2)} µs`);
   }
   for (const s of sets) for (const h of s) c.cudaFree(h);
   for (const h of [hx, hscr, hy]) c.cudaFree(h);
@@ -85,7 +86,7 @@ const skeleton = [];
   const shapes = [[12288, 4096], [4096, 4096], [22016, 4096], [4096, 11008]].map(([out, inF]) => {
     const inP = Math.ceil(inF / 128) * 128, ng = inP / 64;
     const mine = rows.filter((r) => r.out === out && r.in === inP);
-    const best = (key) => { const r = mine.reduce((p, q) => (q[key] < p[key] ? q : p)); return { ks: r.ksplit, A: r.ahead >= 2 ? 16 : 0 }; };
+    const best = (key) => { const r = mine.reduce((p, q) => (q[key] < p[key] ? q : p)); return { ks: r.ksplit, A: (r.ahead >= 2 ? 16 : 0) | (r.sx ? 32 : 0) }; };
     return { out, inP, ng, wBytes: Math.ceil(out / 16) * 16 * inP / 4, szBytes: out * ng * 4, ksPdl: best('gemvPdlUs'), ks: best('gemvUs') };
   });
   const layers = Array.from({ length: L }, (_, l) => shapes.map((s) => {
@@ -116,7 +117,7 @@ const skeleton = [];
       c.cudaInt8xGemv(h[0], h[1], hx, scr[i], hy, s.out, s.inP, ks, (pdl ? 12 : 4) | A, prep && pr.norm ? 1e-5 : null);
     })) * 1e3;
     const ofCopy = read / (us * 1e-6) / BW;
-    skeleton.push({ label, splits: shapes.map((s) => (pick ? `${s[pick].ks}${s[pick].A ? 'a2' : ''}` : '1')), usPerLayer: us, readBytes: read, ofCopyRead: ofCopy });
+    skeleton.push({ label, splits: shapes.map((s) => (pick ? `${s[pick].ks}${s[pick].A & 16 ? 'a2' : ''}${s[pick].A & 32 ? 's' : ''}` : '1')), usPerLayer: us, readBytes: read, ofCopyRead: ofCopy });
     console.log(`layer skeleton (4 GEMVs × ${L} layers, ${label}, split K ${skeleton.at(-1).splits.join('/')}): ${us.toFixed(2)} µs per layer, ${(read / 1e6).toFixed(1)} MB → ${(100 * ofCopy).toFixed(1)} % of the copy rate`);
   }
   for (const l of layers) for (const s of l) for (const h of s) c.cudaFree(h);

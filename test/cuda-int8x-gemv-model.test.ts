@@ -94,7 +94,7 @@ test('int8-x scale|zero words: f16 scale low, zero high, exact for the RTN scale
   assert.throws(() => int8xScaleZero(new Float32Array([0.1]), new Float32Array([1])), /not an f16 value/);
 });
 
-test('CUDA int8-x GEMV prototype = its twins: x quantization exact, y = f64 on the int8 x (split K 1, 3, 4; 1 and 2 blocks ahead)', (t) => {
+test('CUDA int8-x GEMV prototype = its twins: x quantization exact, y = f64 on the int8 x (split K 1, 3, 4; 1 and 2 blocks ahead; x̂ from global or shared memory)', (t) => {
   const c = cudaInt8xOps();
   if (!c) { t.skip(cudaInt8xUnavailable()); return; }
   const rng = new Rng(41);
@@ -109,7 +109,7 @@ test('CUDA int8-x GEMV prototype = its twins: x quantization exact, y = f64 on t
     const hw = up(repackInt8x(q, out, inF)), hsz = up(int8xScaleZero(p.scales!, p.zeros!)), hx = up(x);
     const scrBytes = int8xScratchBytes(inF), hscr = c.cudaAlloc(scrBytes), hy = c.cudaAlloc(out * 4);
     try {
-      for (const [ks, parts] of [[1, 7], [4, 7], [1, 23], [3, 23]]) {  // 23: two blocks in flight per warp
+      for (const [ks, parts] of [[1, 7], [4, 7], [1, 23], [3, 23], [4, 39], [3, 55]]) {  // 23: two blocks in flight per warp, 39/55: x̂ in shared memory
         c.cudaInt8xGemv(hw, hsz, hx, hscr, hy, out, inF, ks, parts);
         const y = new Float32Array(out), scr = new Uint8Array(scrBytes);
         c.cudaDownload(hy, y);

@@ -82,8 +82,10 @@ __device__ __forceinline__ void mma_u8s8(int (&c)[4], uint32_t a0, uint32_t a1, 
 // blocks blk = kslice, kslice + nks, … ; lane (g, t) ends with rows g and g + 8 of the tile (every column of C holds the
 // same sums: x̂ is in every column of B), lanes t = 0 add them into y. Everything a block needs — its words, the two
 // rows' scale|zero words, the lane's 8 words of x̂, the groups' a and Σx̂ — travels in a register ring AHEAD blocks deep
-// (1 or 2; parts & 16 picks 2): run 78's profile had the warps stalled on the x̂ and scale|zero loads issued in the
-// block that used them (long-scoreboard 74 % of samples) once only the words were loaded ahead.
+// (1 or 2; parts & 16 picks 2): run 80's profile had the warps stalled on the x̂ and scale|zero loads issued in the
+// block that used them (long-scoreboard 74 % of samples) once only the words were loaded ahead. SX (parts & 32): the
+// block first copies x̂, a and Σx̂ (in + in/8 bytes, 12.4 KB for down: low enough for PDL co-residency) into shared
+// memory, so the ring's x̂ loads are shared-memory loads.
 struct I8Blk {
   uint4 w;
   uint2 m0, m1;
@@ -91,7 +93,7 @@ struct I8Blk {
   float2 a;
   int2 s;
 };
-template <int AHEAD>
+template <int AHEAD, bool SX>
 __global__ void __launch_bounds__(128) int8x_gemv_kernel(const uint4* __restrict__ words, const uint32_t* __restrict__ sz,
                                                          const int8_t* __restrict__ xq,
                                                          const float* __restrict__ a, const int* __restrict__ sum,
@@ -100,10 +102,15 @@ __global__ void __launch_bounds__(128) int8x_gemv_kernel(const uint4* __restrict
   const int warp = blockIdx.x * 4 + threadIdx.x / 32, lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3;
   const int nblk = in / 128, ng = in / 64, tiles = (out + 15) / 16;
   const int tile = warp / nks, ks = warp % nks;
-  if (tile >= tiles) return;
+  const bool active = tile < tiles;
+  if (!SX && !active) return;
   const int r0 = min(tile * 16 + g, out - 1), r1 = min(tile * 16 + g + 8, out - 1);
   float y0 = 0.f, y1 = 0.f;
-  const uint32_t* xw = reinterpret_cast<const uint32_t*>(xq);
+  // SX: x̂ | a | Σx̂ (contiguous in the scratch) copied into shared memory by the block once, after the wait
+  extern __shared__ __align__(16) unsigned char i8x_smem[];
+  const uint32_t* xw = SX ? reinterpret_cast<const uint32_t*>(i8x_smem) : reinterpret_cast<const uint32_t*>(xq);
+  const float2* a2 = SX ? reinterpret_cast<const float2*>(i8x_smem + in) : reinterpret_cast<const float2*>(a);
+  const int2* s2 = SX ? reinterpret_cast<const int2*>(i8x_smem + in + 4 * ng) : reinterpret_cast<const int2*>(sum);
   const uint4* wp = words + (size_t)tile * nblk * 32 + lane;
   const uint2* sz0 = reinterpret_cast<const uint2*>(sz + (size_t)r0 * ng);  // [blk]: the block's two groups (ng is even)
   const uint2* sz1 = reinterpret_cast<const uint2*>(sz + (size_t)r1 * ng);
@@ -115,20 +122,26 @@ __global__ void __launch_bounds__(128) int8x_gemv_kernel(const uint4* __restrict
   auto load_x = [&](I8Blk& b, int blk) {  // the prep launch's output: only after griddepcontrol.wait
 #pragma unroll
     for (int j = 0; j < 4; j++) {
-      b.x[2 * j] = __ldg(xw + 32 * blk + 8 * j + t);
-      b.x[2 * j + 1] = __ldg(xw + 32 * blk + 8 * j + 4 + t);
+      b.x[2 * j] = SX ? xw[32 * blk + 8 * j + t] : __ldg(xw + 32 * blk + 8 * j + t);
+      b.x[2 * j + 1] = SX ? xw[32 * blk + 8 * j + 4 + t] : __ldg(xw + 32 * blk + 8 * j + 4 + t);
     }
-    b.a = __ldg(reinterpret_cast<const float2*>(a) + blk);
-    b.s = __ldg(reinterpret_cast<const int2*>(sum) + blk);
+    b.a = SX ? a2[blk] : __ldg(a2 + blk);
+    b.s = SX ? s2[blk] : __ldg(s2 + blk);
   };
   // the first blocks' weights are loaded before the wait, so a launch made with PDL (parts & 8) streams them while the
   // launch before it finishes
   I8Blk ring[AHEAD];
 #pragma unroll
   for (int i = 0; i < AHEAD; i++)
-    if (ks + i * nks < nblk) load_w(ring[i], ks + i * nks);
+    if (active && ks + i * nks < nblk) load_w(ring[i], ks + i * nks);
   pdl_trigger();
   pdl_wait();
+  if (SX) {
+    const uint4* src = reinterpret_cast<const uint4*>(xq);
+    for (int i = threadIdx.x; i < (in + 8 * ng) / 16; i += blockDim.x) reinterpret_cast<uint4*>(i8x_smem)[i] = src[i];
+    __syncthreads();
+    if (!active) return;
+  }
 #pragma unroll
   for (int i = 0; i < AHEAD; i++)
     if (ks + i * nks < nblk) load_x(ring[i], ks + i * nks);
@@ -199,8 +212,11 @@ const char* cuda_int8x_gemv(const void* words, const uint32_t* sz, const float* 
   if (parts & 2) LB_CUDA(cudaMemsetAsync(y, 0, (size_t)out * 4, 0));
   if (parts & 4) {
     const int warps = tiles * nks, npart = eps >= 0.f ? (ng + kPrepWarps - 1) / kPrepWarps : 0;
-    return launch_ex((parts & 8) != 0, (parts & 16) ? int8x_gemv_kernel<2> : int8x_gemv_kernel<1>, (unsigned)((warps + 3) / 4), 128u,
-                     0, static_cast<const uint4*>(words), sz, static_cast<const int8_t*>(xq), static_cast<const float*>(a),
+    decltype(&int8x_gemv_kernel<1, false>) kern[4] = {int8x_gemv_kernel<1, false>, int8x_gemv_kernel<2, false>,
+                                                       int8x_gemv_kernel<1, true>, int8x_gemv_kernel<2, true>};
+    const bool sx = (parts & 32) != 0;
+    return launch_ex((parts & 8) != 0, kern[((parts & 16) ? 1 : 0) + (sx ? 2 : 0)], (unsigned)((warps + 3) / 4), 128u,
+                     sx ? (size_t)(in + 8 * ng) : 0, static_cast<const uint4*>(words), sz, static_cast<const int8_t*>(xq), static_cast<const float*>(a),
                      static_cast<const int*>(sum), static_cast<const float*>(part), npart, eps, y, out, in, nks);
   }
   return nullptr;

@@ -9,7 +9,7 @@ export interface NativeCudaInt8x extends NativeCuda {
   /** y[out] (f32) = the GEMV of repacked words (repackInt8x) with scale|zero words (int8xScaleZero) and x (f32 [in]) rounded
    * to int8 per 64 inputs in scratch (≥ int8xScratchBytes(in)); ksplit warps per 16-row tile. parts (benchmarks, default 7): a
    * mask of 1 = quantize x into scratch, 2 = zero y, 4 = the GEMV (accumulating into y), 8 = launch it with PDL, 16 = two
-   * blocks (words, scale|zero words, x̂) in flight per warp instead of one. normEps: scratch came from cudaInt8xPrep with normW, and the row
+   * blocks (words, scale|zero words, x̂) in flight per warp instead of one, 32 = x̂, a and Σx̂ staged in shared memory. normEps: scratch came from cudaInt8xPrep with normW, and the row
    * sums are scaled by RMSNorm's 1/rms (from the prep's Σx² partials). */
   cudaInt8xGemv(words: number, sz: number, x: number, scratch: number, y: number, out: number, inF: number,
     ksplit: number, parts?: number, normEps?: number | null): void;
