@@ -16,6 +16,7 @@ import { dequantize } from '../src/quant/dequant.js';
 import { unpackCodes } from '../src/quant/pack.js';
 import { relErr } from './helpers/gpu-model.js';
 import { f16BitsToF32 } from '../src/io/halfs.js';
+import { cudaEngine, uploadPacked } from '../src/backend/cuda.js';
 import { cudaInt8xOps, cudaInt8xUnavailable, int8X, int8xInputOf, int8xPrepInput, int8xScaleZero, int8xScratchBytes, repackInt8x } from '../src/backend/cuda-int8x.js';
 
 const MASK = [0x03030303, 0x0c0c0c0c, 0x30303030, 0xc0c0c0c0];
@@ -164,5 +165,29 @@ test('CUDA int8-x prep (RMSNorm, SwiGLU) + GEMV = f64 of the normed / gated x on
       assert.ok(e < (mode === 'swiglu' ? 1e-3 : 1e-5), `${out}×${inF} ${mode}: y vs f64 ${e}`);
       assert.ok(eX < 2e-2, `${out}×${inF} ${mode}: int8 rounding of x̃ ${eX}`);
     } finally { for (const h of [hw, hsz, hx, hx2, hn, hscr, hy]) c.cudaFree(h); }
+  }
+});
+
+test('CUDA int8-x repack of an uploaded packed tensor = repackInt8x, and its desc.sz = int8xScaleZero (the GEMV reads both as they are)', (t) => {
+  const c = cudaInt8xOps();
+  if (!c) { t.skip(cudaInt8xUnavailable()); return; }
+  if (typeof c.cudaInt8xRepack !== 'function') { t.skip('this addon has no cudaInt8xRepack'); return; }
+  const rng = new Rng(43);
+  for (const [out, inF] of [[40, 256], [37, 384], [300, 11008]]) {
+    const p = quantizeRTN(new Float32Array(out * inF).map(() => 0.03 * rng.normal()), out, inF, { bits: 2, groupSize: 64 });
+    const q = unpackCodes(p.qcodes, 2, out * inF);
+    const dq = uploadPacked(cudaEngine()!, p), want = repackInt8x(q, out, inF), hw = c.cudaAlloc(want.byteLength);
+    try {
+      c.cudaMemset0(hw);
+      c.cudaInt8xRepack(dq.desc, hw);
+      const got = new Uint32Array(want.length), sz = new Uint32Array(out * (inF / 64));
+      c.cudaDownload(hw, got);
+      c.cudaDownload(dq.desc.sz!, sz);
+      let bad = 0;
+      for (let i = 0; i < want.length; i++) if (got[i] !== want[i]) bad++;
+      t.diagnostic(`${out}×${inF}: ${want.length} words, ${bad} differ`);
+      assert.equal(bad, 0, `${out}×${inF}: device repack = repackInt8x`);
+      assert.deepEqual([...sz], [...int8xScaleZero(p.scales!, p.zeros!)], `${out}×${inF}: desc.sz = int8xScaleZero`);
+    } finally { c.cudaFree(hw); dq.free(); }
   }
 });

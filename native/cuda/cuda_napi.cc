@@ -848,6 +848,21 @@ napi_value js_repack4(napi_env env, napi_callback_info info) {
   return nullptr;
 }
 
+// cudaInt8xRepack(desc, dst)   dst: the int8-x GEMV's words of an 'int' 2-bit tensor (16-row tiles, in % 128 == 0)
+napi_value js_int8x_repack(napi_env env, napi_callback_info info) {
+  Args a(env, info, "cudaInt8xRepack");
+  QDesc d;
+  Buf dst;
+  if (!desc_arg(a, 0, &d)) return nullptr;
+  if (d.layout != 0 || d.bits != 2 || d.in % 128 != 0 || d.gidx) {
+    throw_error(env, "cudaInt8xRepack: needs an 'int' 2-bit tensor without gIdx and in % 128 == 0");
+    return nullptr;
+  }
+  if (!buf_arg(a, 1, (size_t)(d.out + 15) / 16 * 16 * d.in / 4, &dst) || !aligned16(a, dst.ptr, "dst")) return nullptr;
+  check(env, cuda_int8x_repack(d.codes, dst.ptr, d.out, d.in));
+  return nullptr;
+}
+
 // cudaInt8xGemv(words, sz, x, scratch, y, out, in, ksplit, parts = 7, normEps = null)   the prototype int8-x GEMV
 //   (int8x_gemv.cu), sz: f16 scale|zero words [out, in/64]; parts (benchmarks): bit 0 quantizes x into scratch, bit 1
 //   zeroes y, bit 2 runs the GEMV, bit 3 launches it with PDL, bit 4 keeps three blocks of words in flight per warp;
@@ -1155,6 +1170,7 @@ napi_value js_decode_swiglu_epi(napi_env env, napi_callback_info info) {
 
 void register_cuda_quant(napi_env env, napi_value exports) {
   export_fn(env, exports, "cudaRepackSpan4", js_repack4);
+  export_fn(env, exports, "cudaInt8xRepack", js_int8x_repack);
   export_fn(env, exports, "cudaInt8xGemv", js_int8x_gemv);
   export_fn(env, exports, "cudaInt8xPrep", js_int8x_prep);
   export_fn(env, exports, "cudaDecodeGemv", js_decode_gemv);

@@ -8,6 +8,7 @@
 #include <cuda_fp16.h>
 #include <cuda_runtime.h>
 
+#include <algorithm>
 #include <cstdint>
 
 #include "check.h"
@@ -183,7 +184,37 @@ __global__ void __launch_bounds__(128) int8x_gemv_kernel(const uint4* __restrict
   }
 }
 
+// The int8-x words from a packed 'int' 2-bit code stream (row-major, 16 codes per word, code i at bits 2i; in % 128
+// == 0): a thread per output word (tile, block of 128, lane, r). The lane's four inputs 16·kh + 4t .. + 3 of slot j lie in
+// byte t of ONE source word, so each slot is a byte spread over the four bytes of the output word at bits 2j.
+__global__ void int8x_repack_kernel(const uint32_t* __restrict__ codes, uint32_t* __restrict__ words, int out, int in) {
+  const int nblk = in / 128, wpr = in / 16;
+  const size_t n = (size_t)((out + 15) / 16) * nblk * 128;
+  for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n; i += (size_t)gridDim.x * blockDim.x) {
+    const int r = (int)(i & 3), lane = (int)((i >> 2) & 31), blk = (int)((i >> 7) % nblk), tile = (int)((i >> 7) / nblk);
+    const int g = lane >> 2, t = lane & 3, kh = r >> 1;
+    const int row = min(tile * 16 + g + 8 * (r & 1), out - 1);
+    uint32_t w = 0;
+#pragma unroll
+    for (int j = 0; j < 4; j++) {
+      const uint32_t byte = (codes[(size_t)row * wpr + 8 * blk + 2 * j + kh] >> (8 * t)) & 0xffu;
+#pragma unroll
+      for (int b = 0; b < 4; b++) w |= ((byte >> (2 * b)) & 3u) << (8 * b + 2 * j);
+    }
+    words[i] = w;
+  }
+}
+
 }  // namespace
+
+const char* cuda_int8x_repack(const void* codes, void* words, int out, int in) {
+  if (in % 128 != 0 || out < 1) return "cudaInt8xRepack: in must be a multiple of 128";
+  const size_t n = (size_t)((out + 15) / 16) * (in / 128) * 128;
+  int8x_repack_kernel<<<(unsigned)std::min<size_t>((n + 255) / 256, 65535), 256>>>(static_cast<const uint32_t*>(codes),
+                                                                               static_cast<uint32_t*>(words), out, in);
+  LB_CUDA(cudaGetLastError());
+  return nullptr;
+}
 
 // Scratch layout: x̂ [in] int8 | a [ng] f32 | Σx̂ [ng] i32 | part [⌈ng / 8⌉] f32.
 const char* cuda_int8x_prep(const float* x, const float* x2, const float* normw, void* scratch, int in, float* yz, int nz, bool pdl) {

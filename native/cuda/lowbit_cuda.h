@@ -170,6 +170,8 @@ const char* cuda_int8x_gemv(const void* words, const uint32_t* sz, const float* 
                             int out, int in, int nks, int parts = 7, float eps = -1.f);
 // The int8-x GEMV's input in scratch (x̂ | a | Σx̂ | Σx² partials): x̃ = x, x·normw (RMSNorm, normw non-null) or
 // silu(x)·x2 (x2 non-null) quantized per 64 inputs; then nz floats of yz zeroed (the consumer's split-K output).
+// int8-x words (the GEMV's repacked layout; twin repackInt8x) from an 'int' 2-bit code stream [out, in], in % 128 == 0.
+const char* cuda_int8x_repack(const void* codes, void* words, int out, int in);
 const char* cuda_int8x_prep(const float* x, const float* x2, const float* normw, void* scratch, int in, float* yz, int nz, bool pdl);
 // y_s = W_s·x̃ for every segment s in one launch, x̃ = RMSNorm(x)·normw when normw (else x); x f32 or bf16 [in].
 // probe (benchmarks only): 0 normal; 1 every tile reads rows 0..15's codes (L2-resident); 2 loads, no compute; 3 compute,

@@ -4,6 +4,7 @@
 import { f16BitsToF32, f32ToF16Bits } from '../io/halfs.js';
 import { kernelFamily } from './cuda-family.js';
 import type { NativeCuda } from './native.js';
+import type { QuantDesc } from './cuda.js';
 
 export interface NativeCudaInt8x extends NativeCuda {
   /** y[out] (f32) = the GEMV of repacked words (repackInt8x) with scale|zero words (int8xScaleZero) and x (f32 [in]) rounded
@@ -11,6 +12,9 @@ export interface NativeCudaInt8x extends NativeCuda {
    * mask of 1 = quantize x into scratch, 2 = zero y, 4 = the GEMV (accumulating into y), 8 = launch it with PDL, 16 = two
    * blocks (words, scale|zero words, x̂) in flight per warp instead of one, 32 = x̂, a and Σx̂ staged in shared memory. normEps: scratch came from cudaInt8xPrep with normW, and the row
    * sums are scaled by RMSNorm's 1/rms (from the prep's Σx² partials). */
+  /** dst (≥ ⌈out/16⌉·16·in/4 bytes) = repackInt8x of the desc's 'int' 2-bit codes (no gIdx, in % 128 == 0); its desc.sz
+   * words are already the GEMV's scale|zero words (int8xScaleZero). Optional: older addons lack it. */
+  cudaInt8xRepack?(desc: QuantDesc, dst: number): void;
   cudaInt8xGemv(words: number, sz: number, x: number, scratch: number, y: number, out: number, inF: number,
     ksplit: number, parts?: number, normEps?: number | null): void;
   /** The GEMV's input into scratch: x̃ = x, x·normW (RMSNorm; 1/rms left to the GEMV) or silu(x)·x2 (SwiGLU), quantized
