@@ -108,18 +108,32 @@ const skeleton = [];
   // with prep: each GEMV after its input's prep launch (RMSNorm for q/k/v and gate/up, plain for o, SwiGLU for down), which
   // also zeroes the GEMV's y — the 8 launches per layer a decode on this body would make without its adapter and attention
   const prepOf = [{ norm: true }, {}, { norm: true }, { swiglu: true }];
-  for (const [label, pdl, pick, prep] of [['no PDL', false, 'ks', false], ['PDL', true, 'ksPdl', false], ['PDL, split K 1', true, null, false],
-    ['PDL + prep launches', true, 'ksPdl', true]]) {
+  // with the adapter: each GEMV launch also computes its projections' LoRA-A rows (rank 64: 3·64 for q/k/v, 2·64 for
+  // gate/up, 64 for o and down; bf16 [R, in] per layer), the bytes decode reads for the adapter's A factors
+  const rankRows = [192, 64, 128, 64];
+  const loraA = layers.map((_, l) => shapes.map((s, i) => {
+    const h = c.cudaAlloc(rankRows[i] * s.inP * 2);
+    c.cudaFillUniformBf16(h, rankRows[i] * s.inP, 70 + l, -0.05, 0.05);
+    return h;
+  }));
+  const ht = c.cudaAlloc(192 * 4);
+  const readA = shapes.reduce((t, s, i) => t + rankRows[i] * s.inP * 2, 0);
+  for (const [label, pdl, pick, prep, withA] of [['no PDL', false, 'ks', false, false], ['PDL', true, 'ksPdl', false, false],
+    ['PDL, split K 1', true, null, false, false], ['PDL + prep launches', true, 'ksPdl', true, false],
+    ['PDL + prep launches + LoRA-A rows (rank 64)', true, 'ksPdl', true, true]]) {
     const us = timeGraph((l) => layers[l].forEach((h, i) => {
       const s = shapes[i], pr = prepOf[i];
       const { ks, A } = pick ? s[pick] : { ks: 1, A: 0 };
       if (prep) c.cudaInt8xPrep(hx, pr.swiglu ? hx : null, pr.norm ? hn : null, scr[i], s.inP, hy, s.out, pdl);
-      c.cudaInt8xGemv(h[0], h[1], hx, scr[i], hy, s.out, s.inP, ks, (pdl ? 12 : 4) | A, prep && pr.norm ? 1e-5 : null);
+      c.cudaInt8xGemv(h[0], h[1], hx, scr[i], hy, s.out, s.inP, ks, (pdl ? 12 : 4) | A, prep && pr.norm ? 1e-5 : null,
+        withA ? loraA[l][i] : null, withA ? rankRows[i] : 0, withA ? ht : null);
     })) * 1e3;
-    const ofCopy = read / (us * 1e-6) / BW;
-    skeleton.push({ label, splits: shapes.map((s) => (pick ? `${s[pick].ks}${s[pick].A & 16 ? 'a2' : ''}${s[pick].A & 32 ? 's' : ''}` : '1')), usPerLayer: us, readBytes: read, ofCopyRead: ofCopy });
-    console.log(`layer skeleton (4 GEMVs × ${L} layers, ${label}, split K ${skeleton.at(-1).splits.join('/')}): ${us.toFixed(2)} µs per layer, ${(read / 1e6).toFixed(1)} MB → ${(100 * ofCopy).toFixed(1)} % of the copy rate`);
+    const ofCopy = (read + (withA ? readA : 0)) / (us * 1e-6) / BW;
+    skeleton.push({ label, withLoraA: withA, splits: shapes.map((s) => (pick ? `${s[pick].ks}${s[pick].A & 16 ? 'a2' : ''}${s[pick].A & 32 ? 's' : ''}` : '1')), usPerLayer: us, readBytes: read + (withA ? readA : 0), ofCopyRead: ofCopy });
+    console.log(`layer skeleton (4 GEMVs × ${L} layers, ${label}, split K ${skeleton.at(-1).splits.join('/')}): ${us.toFixed(2)} µs per layer, ${((read + (withA ? readA : 0)) / 1e6).toFixed(1)} MB → ${(100 * ofCopy).toFixed(1)} % of the copy rate`);
   }
+  for (const l of loraA) for (const h of l) c.cudaFree(h);
+  c.cudaFree(ht);
   for (const l of layers) for (const s of l) for (const h of s) c.cudaFree(h);
   for (const h of [hx, hy, hn, ...scr]) c.cudaFree(h);
 }

@@ -16,8 +16,10 @@ import { dequantize } from '../src/quant/dequant.js';
 import { unpackCodes } from '../src/quant/pack.js';
 import { relErr } from './helpers/gpu-model.js';
 import { f16BitsToF32 } from '../src/io/halfs.js';
-import { cudaEngine, uploadPacked } from '../src/backend/cuda.js';
-import { cudaInt8xOps, cudaInt8xUnavailable, int8X, int8xInputOf, int8xPrepInput, int8xScaleZero, int8xScratchBytes, repackInt8x } from '../src/backend/cuda-int8x.js';
+import { bf16ToF32, cudaEngine, f32ToBf16, uploadPacked } from '../src/backend/cuda.js';
+
+const bf16Values = (x: Float32Array): Float32Array => bf16ToF32(f32ToBf16(x));
+import { cudaInt8xOps, cudaInt8xUnavailable, int8X, int8xInputOf, int8xLoraA, int8xPrepInput, int8xScaleZero, int8xScratchBytes, repackInt8x } from '../src/backend/cuda-int8x.js';
 
 const MASK = [0x03030303, 0x0c0c0c0c, 0x30303030, 0xc0c0c0c0];
 
@@ -127,7 +129,7 @@ test('CUDA int8-x GEMV prototype = its twins: x quantization exact, y = f64 on t
   }
 });
 
-test('CUDA int8-x prep (RMSNorm, SwiGLU) + GEMV = f64 of the normed / gated x on its int8 image; y zeroed by the prep', (t) => {
+test('CUDA int8-x prep (RMSNorm, SwiGLU) + GEMV = f64 of the normed / gated x on its int8 image; y zeroed by the prep; LoRA-A rows in the same launch', (t) => {
   const c = cudaInt8xOps();
   if (!c) { t.skip(cudaInt8xUnavailable()); return; }
   const rng = new Rng(43), eps = 1e-5;
@@ -149,6 +151,7 @@ test('CUDA int8-x prep (RMSNorm, SwiGLU) + GEMV = f64 of the normed / gated x on
     const up = (d: ArrayBufferView) => { const h = c.cudaAlloc(Math.max(16, d.byteLength)); c.cudaUpload(h, d); return h; };
     const hw = up(repackInt8x(q, out, inF)), hsz = up(int8xScaleZero(p.scales!, p.zeros!)), hx = up(x), hx2 = up(x2), hn = up(normW);
     const hscr = c.cudaAlloc(int8xScratchBytes(inF)), hy = up(new Float32Array(out).fill(123));  // the prep must zero it
+    const handles: number[] = [];
     try {
       c.cudaInt8xPrep(hx, mode === 'swiglu' ? hx2 : null, mode === 'norm' ? hn : null, hscr, inF, hy, out, true);
       c.cudaInt8xGemv(hw, hsz, hx, hscr, hy, out, inF, 2, 12, mode === 'norm' ? eps : null);
@@ -164,7 +167,20 @@ test('CUDA int8-x prep (RMSNorm, SwiGLU) + GEMV = f64 of the normed / gated x on
       else assert.ok(diff <= inF / 256, `swiglu: x̂ within expf's last bits of the twin (${diff})`);
       assert.ok(e < (mode === 'swiglu' ? 1e-3 : 1e-5), `${out}×${inF} ${mode}: y vs f64 ${e}`);
       assert.ok(eX < 2e-2, `${out}×${inF} ${mode}: int8 rounding of x̃ ${eX}`);
-    } finally { for (const h of [hw, hsz, hx, hx2, hn, hscr, hy]) c.cudaFree(h); }
+      // the same launch with the adapter's LoRA-A rows (a warp per row past the packed tiles), x̂ in shared memory
+      const R = 24, A = bf16Values(new Float32Array(R * inF).map(() => 0.05 * rng.normal()));
+      const tRef = int8xLoraA(A, R, inF, xq, a, rstd), hA = up(f32ToBf16(A)), ht = up(new Float32Array(R).fill(7));
+      handles.push(hA, ht);
+      c.cudaInt8xPrep(hx, mode === 'swiglu' ? hx2 : null, mode === 'norm' ? hn : null, hscr, inF, hy, out, true);
+      c.cudaInt8xGemv(hw, hsz, hx, hscr, hy, out, inF, 2, 12 | 16 | 32, mode === 'norm' ? eps : null, hA, R, ht);
+      const y2 = new Float32Array(out), tv = new Float32Array(R);
+      c.cudaDownload(hy, y2);
+      c.cudaDownload(ht, tv);
+      const e2 = relErr(y2, ref), eT = relErr(tv, tRef);
+      t.diagnostic(`${out}×${inF} ${mode} + ${R} LoRA-A rows: y vs f64 ${e2.toExponential(2)}, t vs f64 on the int8 x̃ ${eT.toExponential(2)}`);
+      assert.ok(e2 < (mode === 'swiglu' ? 1e-3 : 1e-5), `${mode} with A rows: y vs f64 ${e2}`);
+      assert.ok(eT < (mode === 'swiglu' ? 1e-3 : 1e-5), `${mode}: t vs f64 ${eT}`);
+    } finally { for (const h of [hw, hsz, hx, hx2, hn, hscr, hy, ...handles.splice(0)]) c.cudaFree(h); }
   }
 });
 
@@ -190,4 +206,19 @@ test('CUDA int8-x repack of an uploaded packed tensor = repackInt8x, and its des
       assert.deepEqual([...sz], [...int8xScaleZero(p.scales!, p.zeros!)], `${out}×${inF}: desc.sz = int8xScaleZero`);
     } finally { c.cudaFree(hw); dq.free(); }
   }
+});
+
+test('int8xLoraA (the twin of the LoRA-A rows on the int8 x): = A·(a·x̂) exactly, and within the int8 rounding of A·x', () => {
+  const rng = new Rng(47), R = 6, inF = 512;
+  const A = bf16Values(new Float32Array(R * inF).map(() => 0.05 * rng.normal()));
+  const x = new Float32Array(inF).map(() => rng.normal() * (rng.int(16) === 0 ? 8 : 1));
+  const { xq, a } = int8X(x), t = int8xLoraA(A, R, inF, xq, a, 0.5);
+  const deq = new Float64Array(R), exact = new Float64Array(R);
+  for (let r = 0; r < R; r++) for (let i = 0; i < inF; i++) {
+    deq[r] += 0.5 * A[r * inF + i] * a[Math.floor(i / 64)] * xq[i];
+    exact[r] += 0.5 * A[r * inF + i] * x[i];
+  }
+  for (let r = 0; r < R; r++) assert.ok(Math.abs(t[r] - deq[r]) <= 1e-12 * (1 + Math.abs(deq[r])), `row ${r}: ${t[r]} vs ${deq[r]}`);
+  const e = relErr(Float32Array.from(t), exact);
+  assert.ok(e > 0 && e < 4e-2, `int8 rounding of x for the A rows: ${e}`);  // x has 8× outliers in 1 of 16 inputs
 });

@@ -863,14 +863,15 @@ napi_value js_int8x_repack(napi_env env, napi_callback_info info) {
   return nullptr;
 }
 
-// cudaInt8xGemv(words, sz, x, scratch, y, out, in, ksplit, parts = 7, normEps = null)   the prototype int8-x GEMV
-//   (int8x_gemv.cu), sz: f16 scale|zero words [out, in/64]; parts (benchmarks): bit 0 quantizes x into scratch, bit 1
-//   zeroes y, bit 2 runs the GEMV, bit 3 launches it with PDL, bit 4 keeps three blocks of words in flight per warp;
-//   normEps: scratch came from cudaInt8xPrep with normW, the row sums get RMSNorm's 1/rms
+// cudaInt8xGemv(words, sz, x, scratch, y, out, in, ksplit, parts = 7, normEps = null, A = null, R = 0, t = null)   the
+//   prototype int8-x GEMV (int8x_gemv.cu), sz: f16 scale|zero words [out, in/64]; parts (benchmarks): bit 0 quantizes x
+//   into scratch, bit 1 zeroes y, bit 2 runs the GEMV, bit 3 launches it with PDL, bit 4 keeps two blocks in flight per
+//   warp, bit 5 stages x̂ in shared memory; normEps: scratch came from cudaInt8xPrep with normW, the row sums get
+//   RMSNorm's 1/rms; A (bf16 [R, in]) and t (f32 [R]): the same launch writes t = A·x̃ (the LoRA-A rows)
 napi_value js_int8x_gemv(napi_env env, napi_callback_info info) {
   Args a(env, info, "cudaInt8xGemv");
-  int64_t out = 0, in = 0, nks = 0;
-  Buf w, sz, x, scr, y;
+  int64_t out = 0, in = 0, nks = 0, R = 0;
+  Buf w, sz, x, scr, y, A{}, t{};  // A, t: null unless given
   int64_t parts = 7;
   double eps = -1;
   if (!int_dim(a, 5, &out) || !int_dim(a, 6, &in) || !int_dim(a, 7, &nks) || (!a.is_nullish(8) && !a.count(8, &parts)) ||
@@ -884,8 +885,13 @@ napi_value js_int8x_gemv(napi_env env, napi_callback_info info) {
       !buf_arg(a, 2, (size_t)in * 4, &x) || !buf_arg(a, 3, (size_t)in + ng * 8 + (ng + 7) / 8 * 4, &scr) ||
       !buf_arg(a, 4, (size_t)out * 4, &y) || !aligned16(a, w.ptr, "words"))
     return nullptr;
+  if (!a.is_nullish(10)) {  // A, R, t: the adapter's LoRA-A rows in the same launch
+    if (!int_dim(a, 11, &R) || !buf_arg(a, 10, (size_t)R * in * 2, &A) || !aligned16(a, A.ptr, "A") || !buf_arg(a, 12, (size_t)R * 4, &t))
+      return nullptr;
+  }
   check(env, cuda_int8x_gemv(w.ptr, static_cast<const uint32_t*>(sz.ptr), static_cast<const float*>(x.ptr), scr.ptr,
-                             static_cast<float*>(y.ptr), (int)out, (int)in, (int)nks, (int)parts, (float)eps));
+                             static_cast<float*>(y.ptr), (int)out, (int)in, (int)nks, (int)parts, (float)eps, A.ptr, (int)R,
+                             static_cast<float*>(t.ptr)));
   return nullptr;
 }
 

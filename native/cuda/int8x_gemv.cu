@@ -99,12 +99,14 @@ __global__ void __launch_bounds__(128) int8x_gemv_kernel(const uint4* __restrict
                                                          const int8_t* __restrict__ xq,
                                                          const float* __restrict__ a, const int* __restrict__ sum,
                                                          const float* __restrict__ part, int npart, float eps, float* y,
-                                                         int out, int in, int nks) {
+                                                         int out, int in, int nks, const uint16_t* __restrict__ A, int R,
+                                                         float* __restrict__ tout) {
   const int warp = blockIdx.x * 4 + threadIdx.x / 32, lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3;
   const int nblk = in / 128, ng = in / 64, tiles = (out + 15) / 16;
-  const int tile = warp / nks, ks = warp % nks;
-  const bool active = tile < tiles;
-  if (!SX && !active) return;
+  const int tile = warp / nks, ks = warp % nks, drow = warp - tiles * nks;
+  // the warps past the packed tiles each take one row of A (the adapter's LoRA-A factor, bf16 [R, in]): t = A·x̃
+  const bool active = tile < tiles, dense = drow >= 0 && drow < R;
+  if (!SX && !active && !dense) return;
   const int r0 = min(tile * 16 + g, out - 1), r1 = min(tile * 16 + g + 8, out - 1);
   float y0 = 0.f, y1 = 0.f;
   // SX: x̂ | a | Σx̂ (contiguous in the scratch) copied into shared memory by the block once, after the wait
@@ -141,7 +143,40 @@ __global__ void __launch_bounds__(128) int8x_gemv_kernel(const uint4* __restrict
     const uint4* src = reinterpret_cast<const uint4*>(xq);
     for (int i = threadIdx.x; i < (in + 8 * ng) / 16; i += blockDim.x) reinterpret_cast<uint4*>(i8x_smem)[i] = src[i];
     __syncthreads();
-    if (!active) return;
+  }
+  auto rstd_of = [&]() {  // RMSNorm: 1/rms from the prep blocks' Σx² (fixed order, so every warp gets the same value)
+    float ss = 0.f;
+    for (int i = 0; i < npart; i++) ss += __ldg(part + i);
+    return rsqrtf(ss / (float)in + eps);
+  };
+  if (!active) {
+    if (!dense) return;
+    // t[drow] = Σ_g a_g Σ_{i in g} A[drow][i]·x̂_i (· 1/rms): 8 inputs per lane and step, all in one group of 64
+    const uint4* Ar = reinterpret_cast<const uint4*>(A + (size_t)drow * in);
+    const uint2* xv2 = reinterpret_cast<const uint2*>(SX ? static_cast<const void*>(i8x_smem) : static_cast<const void*>(xq));
+    const float* av = SX ? reinterpret_cast<const float*>(i8x_smem + in) : a;
+    float acc = 0.f;
+#pragma unroll 4
+    for (int i = lane; i < in / 8; i += 32) {
+      const uint4 w = __ldg(Ar + i);
+      const uint2 xv = SX ? xv2[i] : __ldg(xv2 + i);
+      const float ag = SX ? av[i >> 3] : __ldg(av + (i >> 3));
+      const uint32_t ws[4] = {w.x, w.y, w.z, w.w}, xs[2] = {xv.x, xv.y};
+      float p = 0.f;
+#pragma unroll
+      for (int k = 0; k < 8; k++) {
+        const uint32_t wk = ws[k >> 1];
+        const float wf = __uint_as_float((k & 1) ? (wk & 0xffff0000u) : (wk << 16));
+        const float xf = (float)(int8_t)((xs[k >> 2] >> (8 * (k & 3))) & 0xffu);
+        p = fmaf(wf, xf, p);
+      }
+      acc = fmaf(ag, p, acc);
+    }
+#pragma unroll
+    for (int o = 16; o > 0; o >>= 1) acc += __shfl_xor_sync(0xffffffffu, acc, o);
+    if (npart) acc *= rstd_of();
+    if (lane == 0) tout[drow] = acc;
+    return;
   }
 #pragma unroll
   for (int i = 0; i < AHEAD; i++)
@@ -171,10 +206,8 @@ __global__ void __launch_bounds__(128) int8x_gemv_kernel(const uint4* __restrict
       y1 = fmaf(f16lo(w1) * ag, q1 - f16hi(w1) * sg, y1);
     }
   }
-  if (npart) {  // RMSNorm: 1/rms from the prep blocks' Σx² (fixed order, so every warp gets the same value)
-    float ss = 0.f;
-    for (int i = 0; i < npart; i++) ss += __ldg(part + i);
-    const float rstd = rsqrtf(ss / (float)in + eps);
+  if (npart) {
+    const float rstd = rstd_of();
     y0 *= rstd;
     y1 *= rstd;
   }
@@ -229,7 +262,7 @@ const char* cuda_int8x_prep(const float* x, const float* x2, const float* normw,
 }
 
 const char* cuda_int8x_gemv(const void* words, const uint32_t* sz, const float* x, void* scratch, float* y,
-                            int out, int in, int nks, int parts, float eps) {
+                            int out, int in, int nks, int parts, float eps, const void* A, int R, float* t) {
   if (in % 128 != 0 || out < 1 || nks < 1) return "cudaInt8xGemv: in must be a multiple of 128, out and ksplit ≥ 1";
   const int ng = in / 64, tiles = (out + 15) / 16;
   int8_t* xq = static_cast<int8_t*>(scratch);
@@ -242,13 +275,15 @@ const char* cuda_int8x_gemv(const void* words, const uint32_t* sz, const float* 
   }
   if (parts & 2) LB_CUDA(cudaMemsetAsync(y, 0, (size_t)out * 4, 0));
   if (parts & 4) {
-    const int warps = tiles * nks, npart = eps >= 0.f ? (ng + kPrepWarps - 1) / kPrepWarps : 0;
+    if (!A) R = 0;
+    const int warps = tiles * nks + R, npart = eps >= 0.f ? (ng + kPrepWarps - 1) / kPrepWarps : 0;
     decltype(&int8x_gemv_kernel<1, false>) kern[4] = {int8x_gemv_kernel<1, false>, int8x_gemv_kernel<2, false>,
                                                        int8x_gemv_kernel<1, true>, int8x_gemv_kernel<2, true>};
     const bool sx = (parts & 32) != 0;
     return launch_ex((parts & 8) != 0, kern[((parts & 16) ? 1 : 0) + (sx ? 2 : 0)], (unsigned)((warps + 3) / 4), 128u,
                      sx ? (size_t)(in + 8 * ng) : 0, static_cast<const uint4*>(words), sz, static_cast<const int8_t*>(xq), static_cast<const float*>(a),
-                     static_cast<const int*>(sum), static_cast<const float*>(part), npart, eps, y, out, in, nks);
+                     static_cast<const int*>(sum), static_cast<const float*>(part), npart, eps, y, out, in, nks,
+                     static_cast<const uint16_t*>(A), R, t);
   }
   return nullptr;
 }

@@ -164,10 +164,13 @@ const char* cuda_repack4(const void* codes, void* dst, int out, int in);
 // Prototype int8-x GEMV (int8x_gemv.cu): y[out] = Σ_g s·a_g·(Σ q·x̂ − z·Σx̂) with x̂ = int8(x) per 64 inputs; words in the
 // repackInt8x layout (out padded to 16-row tiles, in % 128 == 0), sz f16 scale|zero words [out, in/64], scratch ≥ in + in/8 + 4⌈in/512⌉
 // bytes, nks warps per tile splitting the 128-input blocks (y zeroed, then float atomics); parts: bit 0 quantize x, bit 1
-// zero y, bit 2 the GEMV, bit 3 the GEMV launched with PDL (benchmarks time the GEMV alone), bit 4 three blocks ahead.
-// eps ≥ 0: x̂ came from cuda_int8x_prep with normw, and the row sums are scaled by RMSNorm's 1/rms from its partials.
+// zero y, bit 2 the GEMV, bit 3 the GEMV launched with PDL (benchmarks time the GEMV alone), bit 4 two blocks ahead, bit 5
+// x̂ staged in shared memory. eps ≥ 0: x̂ came from cuda_int8x_prep with normw, and the row sums are scaled by RMSNorm's
+// 1/rms from its partials. A (bf16 [R, in], rows 16-byte aligned): the same launch also writes t[R] = A·x̃ on x's int8
+// image (a warp per row; the adapter's LoRA-A factor).
 const char* cuda_int8x_gemv(const void* words, const uint32_t* sz, const float* x, void* scratch, float* y,
-                            int out, int in, int nks, int parts = 7, float eps = -1.f);
+                            int out, int in, int nks, int parts = 7, float eps = -1.f, const void* A = nullptr, int R = 0,
+                            float* t = nullptr);
 // The int8-x GEMV's input in scratch (x̂ | a | Σx̂ | Σx² partials): x̃ = x, x·normw (RMSNorm, normw non-null) or
 // silu(x)·x2 (x2 non-null) quantized per 64 inputs; then nz floats of yz zeroed (the consumer's split-K output).
 // int8-x words (the GEMV's repacked layout; twin repackInt8x) from an 'int' 2-bit code stream [out, in], in % 128 == 0.

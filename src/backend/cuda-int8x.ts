@@ -7,16 +7,18 @@ import type { NativeCuda } from './native.js';
 import type { QuantDesc } from './cuda.js';
 
 export interface NativeCudaInt8x extends NativeCuda {
-  /** y[out] (f32) = the GEMV of repacked words (repackInt8x) with scale|zero words (int8xScaleZero) and x (f32 [in]) rounded
-   * to int8 per 64 inputs in scratch (≥ int8xScratchBytes(in)); ksplit warps per 16-row tile. parts (benchmarks, default 7): a
-   * mask of 1 = quantize x into scratch, 2 = zero y, 4 = the GEMV (accumulating into y), 8 = launch it with PDL, 16 = two
-   * blocks (words, scale|zero words, x̂) in flight per warp instead of one, 32 = x̂, a and Σx̂ staged in shared memory. normEps: scratch came from cudaInt8xPrep with normW, and the row
-   * sums are scaled by RMSNorm's 1/rms (from the prep's Σx² partials). */
   /** dst (≥ ⌈out/16⌉·16·in/4 bytes) = repackInt8x of the desc's 'int' 2-bit codes (no gIdx, in % 128 == 0); its desc.sz
    * words are already the GEMV's scale|zero words (int8xScaleZero). Optional: older addons lack it. */
   cudaInt8xRepack?(desc: QuantDesc, dst: number): void;
+  /** y[out] (f32) = the GEMV of repacked words (repackInt8x) with scale|zero words (int8xScaleZero) and x (f32 [in]) rounded
+   * to int8 per 64 inputs in scratch (≥ int8xScratchBytes(in)); ksplit warps per 16-row tile. parts (benchmarks, default 7): a
+   * mask of 1 = quantize x into scratch, 2 = zero y, 4 = the GEMV (accumulating into y), 8 = launch it with PDL, 16 = two
+   * blocks (words, scale|zero words, x̂) in flight per warp instead of one, 32 = x̂, a and Σx̂ staged in shared memory.
+   * normEps: scratch came from cudaInt8xPrep with normW, and the row sums are scaled by RMSNorm's 1/rms (from the prep's Σx²
+   * partials). A (bf16 [R, in], a handle or view 16-byte aligned) and t (f32 [R]): the same launch also writes
+   * t = A·x̃ on x's int8 image, a warp per row (the adapter's LoRA-A factor; twin int8xLoraA). */
   cudaInt8xGemv(words: number, sz: number, x: number, scratch: number, y: number, out: number, inF: number,
-    ksplit: number, parts?: number, normEps?: number | null): void;
+    ksplit: number, parts?: number, normEps?: number | null, A?: number | null, R?: number, t?: number | null): void;
   /** The GEMV's input into scratch: x̃ = x, x·normW (RMSNorm; 1/rms left to the GEMV) or silu(x)·x2 (SwiGLU), quantized
    * per 64 inputs (int8Prep's twin), then nzero floats of y zeroed (the consumer's split-K output); pdl: launched with PDL. */
   cudaInt8xPrep(x: number, x2: number | null, normW: number | null, scratch: number, inF: number, y: number | null, nzero: number,
@@ -93,4 +95,20 @@ export function int8xPrepInput(x: Float32Array, opts: { x2?: Float32Array; normW
     else xt[i] = v;
   }
   return { xt, ss };
+}
+
+/** t[R] of cudaInt8xGemv's LoRA-A rows in f64: Σ_g a_g Σ_{i∈g} A[r, i]·x̂_i, times rstd (RMSNorm's 1/rms, else 1). A holds
+ * bf16 values (f32 [R, in]); xq, a as int8X returns them. */
+export function int8xLoraA(A: Float32Array, R: number, inF: number, xq: Int8Array, a: Float32Array, rstd = 1): Float64Array {
+  const t = new Float64Array(R);
+  for (let r = 0; r < R; r++) {
+    let acc = 0;
+    for (let g = 0; g < inF / 64; g++) {
+      let p = 0;
+      for (let i = 64 * g; i < 64 * g + 64; i++) p += A[r * inF + i] * xq[i];
+      acc += a[g] * p;
+    }
+    t[r] = acc * rstd;
+  }
+  return t;
 }
