@@ -117,14 +117,30 @@ const skeleton = [];
     return h;
   }));
   const ht = c.cudaAlloc(192 * 4);
-  const readA = shapes.reduce((t, s, i) => t + rankRows[i] * s.inP * 2, 0);
+  c.cudaUpload(ht, new Float32Array(192).map((_, i) => Math.sin(i)));
+  // and the preps do the hand-offs decode needs: q/k/v's adds down's y + B·t to the residual stream before the norm, o's
+  // reads the attention's bf16 output, gate/up's adds o's y + B·t, down's applies gate's and up's B·t inside the SwiGLU
+  // (rank 64 B factors [out, 64] bf16; q/k/v's own B·t would sit in the attention's epilogue, not timed here)
+  const bf = (n, seed) => { const h = c.cudaAlloc(n * 2); c.cudaFillUniformBf16(h, n, seed, -0.05, 0.05); return h; };
+  const hB = { down: bf(4096 * 64, 81), o: bf(4096 * 64, 82), gate: bf(11008 * 64, 83), up: bf(11008 * 64, 84) };
+  const hatt = bf(4096, 85), hyr = c.cudaAlloc(4096 * 4), hxo = c.cudaAlloc(4096 * 4), hup = c.cudaAlloc(11008 * 4);
+  c.cudaUpload(hyr, new Float32Array(4096).map((_, i) => 0.1 * Math.cos(i)));
+  c.cudaUpload(hup, new Float32Array(11008).map((_, i) => Math.sin(i * 0.3)));
+  const readA = shapes.reduce((t, s, i) => t + rankRows[i] * s.inP * 2, 0) + (2 * 4096 + 2 * 11008) * 64 * 2;
+  const prepWithA = (i, s, pdl) => {
+    if (i === 0) c.cudaInt8xPrep(hx, null, hn, scr[i], s.inP, hy, s.out, pdl, hyr, hB.down, ht, null, null, 64, hxo);
+    else if (i === 1) c.cudaInt8xPrep(hatt, null, null, scr[i], s.inP, hy, s.out, pdl, null, null, null, null, null, 0, null, true);
+    else if (i === 2) c.cudaInt8xPrep(hx, null, hn, scr[i], s.inP, hy, s.out, pdl, hyr, hB.o, ht, null, null, 64, hxo);
+    else c.cudaInt8xPrep(hx, hup, null, scr[i], s.inP, hy, s.out, pdl, null, hB.gate, ht, hB.up, ht, 64);
+  };
   for (const [label, pdl, pick, prep, withA] of [['no PDL', false, 'ks', false, false], ['PDL', true, 'ksPdl', false, false],
     ['PDL, split K 1', true, null, false, false], ['PDL + prep launches', true, 'ksPdl', true, false],
-    ['PDL + prep launches + LoRA-A rows (rank 64)', true, 'ksPdl', true, true]]) {
+    ['PDL + prep launches with the hand-offs + LoRA-A rows (rank 64)', true, 'ksPdl', true, true]]) {
     const us = timeGraph((l) => layers[l].forEach((h, i) => {
       const s = shapes[i], pr = prepOf[i];
       const { ks, A } = pick ? s[pick] : { ks: 1, A: 0 };
-      if (prep) c.cudaInt8xPrep(hx, pr.swiglu ? hx : null, pr.norm ? hn : null, scr[i], s.inP, hy, s.out, pdl);
+      if (prep && withA) prepWithA(i, s, pdl);
+      else if (prep) c.cudaInt8xPrep(hx, pr.swiglu ? hx : null, pr.norm ? hn : null, scr[i], s.inP, hy, s.out, pdl);
       c.cudaInt8xGemv(h[0], h[1], hx, scr[i], hy, s.out, s.inP, ks, (pdl ? 12 : 4) | A, prep && pr.norm ? 1e-5 : null,
         withA ? loraA[l][i] : null, withA ? rankRows[i] : 0, withA ? ht : null);
     })) * 1e3;
@@ -133,7 +149,7 @@ const skeleton = [];
     console.log(`layer skeleton (4 GEMVs × ${L} layers, ${label}, split K ${skeleton.at(-1).splits.join('/')}): ${us.toFixed(2)} µs per layer, ${((read + (withA ? readA : 0)) / 1e6).toFixed(1)} MB → ${(100 * ofCopy).toFixed(1)} % of the copy rate`);
   }
   for (const l of loraA) for (const h of l) c.cudaFree(h);
-  c.cudaFree(ht);
+  for (const h of [ht, ...Object.values(hB), hatt, hyr, hxo, hup]) c.cudaFree(h);
   for (const l of layers) for (const s of l) for (const h of s) c.cudaFree(h);
   for (const h of [hx, hy, hn, ...scr]) c.cudaFree(h);
 }

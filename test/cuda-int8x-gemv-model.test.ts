@@ -19,7 +19,7 @@ import { f16BitsToF32 } from '../src/io/halfs.js';
 import { bf16ToF32, cudaEngine, f32ToBf16, uploadPacked } from '../src/backend/cuda.js';
 
 const bf16Values = (x: Float32Array): Float32Array => bf16ToF32(f32ToBf16(x));
-import { cudaInt8xOps, cudaInt8xUnavailable, int8X, int8xInputOf, int8xLoraA, int8xPrepInput, int8xScaleZero, int8xScratchBytes, repackInt8x } from '../src/backend/cuda-int8x.js';
+import { cudaInt8xOps, cudaInt8xUnavailable, int8X, int8xInputOf, int8xLoraA, int8xPrepInput, int8xScaleZero, type Int8xPrepBt, int8xScratchBytes, repackInt8x } from '../src/backend/cuda-int8x.js';
 
 const MASK = [0x03030303, 0x0c0c0c0c, 0x30303030, 0xc0c0c0c0];
 
@@ -181,6 +181,50 @@ test('CUDA int8-x prep (RMSNorm, SwiGLU) + GEMV = f64 of the normed / gated x on
       assert.ok(e2 < (mode === 'swiglu' ? 1e-3 : 1e-5), `${mode} with A rows: y vs f64 ${e2}`);
       assert.ok(eT < (mode === 'swiglu' ? 1e-3 : 1e-5), `${mode}: t vs f64 ${eT}`);
     } finally { for (const h of [hw, hsz, hx, hx2, hn, hscr, hy, ...handles.splice(0)]) c.cudaFree(h); }
+  }
+});
+
+test('CUDA int8-x prep hand-offs (residual + B·t + RMSNorm, SwiGLU with both B·t, bf16 x) = int8xPrepInput; the GEMV on them = f64', (t) => {
+  const c = cudaInt8xOps();
+  if (!c) { t.skip(cudaInt8xUnavailable()); return; }
+  const rng = new Rng(53), eps = 1e-5, r = 16;
+  for (const [out, inF, mode] of [[48, 4096, 'residual+norm'], [40, 1024, 'swiglu+bt'], [33, 640, 'bf16']] as const) {
+    const p = quantizeRTN(new Float32Array(out * inF).map(() => 0.03 * rng.normal()), out, inF, { bits: 2, groupSize: 64 });
+    const q = unpackCodes(p.qcodes, 2, out * inF), W = dequantize(p);
+    let x = new Float32Array(inF).map(() => rng.normal() * (rng.int(16) === 0 ? 8 : 1));
+    if (mode === 'bf16') x = Float32Array.from(bf16Values(x));
+    const addY = new Float32Array(inF).map(() => 0.5 * rng.normal()), x2 = new Float32Array(inF).map(() => rng.normal());
+    const normW = new Float32Array(inF).map(() => 0.5 + rng.next());
+    const mk = (): Int8xPrepBt => ({ B: bf16Values(new Float32Array(inF * r).map(() => 0.1 * rng.normal())), t: new Float32Array(r).map(() => rng.normal()), r });
+    const bt1 = mk(), bt2 = mk();
+    const opts = mode === 'residual+norm' ? { addY, bt1, normW } : mode === 'swiglu+bt' ? { x2, bt1, bt2 } : {};
+    const twin = int8xPrepInput(x, opts), tq = int8X(twin.xt);
+    const up = (d: ArrayBufferView) => { const h = c.cudaAlloc(Math.max(16, d.byteLength)); c.cudaUpload(h, d); return h; };
+    const hs: number[] = [];
+    const u = (d: ArrayBufferView) => { const h = up(d); hs.push(h); return h; };
+    const hw = u(repackInt8x(q, out, inF)), hsz = u(int8xScaleZero(p.scales!, p.zeros!)), hx = u(mode === 'bf16' ? f32ToBf16(x) : x);
+    const hscr = c.cudaAlloc(int8xScratchBytes(inF)); hs.push(hscr);
+    const hy = u(new Float32Array(out).fill(123)), hxo = u(new Float32Array(inF));
+    try {
+      const res = mode === 'residual+norm', sw = mode === 'swiglu+bt';
+      c.cudaInt8xPrep(hx, sw ? u(x2) : null, res ? u(normW) : null, hscr, inF, hy, out, true, res ? u(addY) : null,
+        res || sw ? u(f32ToBf16(bt1.B)) : null, res || sw ? u(bt1.t) : null, sw ? u(f32ToBf16(bt2.B)) : null, sw ? u(bt2.t) : null,
+        res || sw ? r : 0, hxo, mode === 'bf16');
+      c.cudaInt8xGemv(hw, hsz, hx, hscr, hy, out, inF, 2, 12 | 16, res ? eps : null);
+      const y = new Float32Array(out), scr = new Uint8Array(int8xScratchBytes(inF)), xo = new Float32Array(inF);
+      c.cudaDownload(hy, y); c.cudaDownload(hscr, scr); c.cudaDownload(hxo, xo);
+      const gq = new Int8Array(scr.buffer, 0, inF), ga = new Float32Array(scr.buffer, inF, inF / 64);
+      let diff = 0, ss = 0;
+      for (let i = 0; i < inF; i++) { diff += Math.abs(gq[i] - tq.xq[i]); ss += xo[i] * xo[i]; }
+      // y against f64 on the device's own x̂ (the GEMV's exactness), x̂ and xOut against the twin (the prep's)
+      const rstd = res ? 1 / Math.sqrt(ss / inF + eps) : 1, ref = new Float64Array(out);
+      for (let o = 0; o < out; o++) for (let i = 0; i < inF; i++) ref[o] += W[o * inF + i] * ga[Math.floor(i / 64)] * gq[i] * rstd;
+      const e = relErr(y, ref), eX = relErr(xo, twin.xOut);
+      t.diagnostic(`${out}×${inF} ${mode}: xOut vs twin ${eX.toExponential(2)}, x̂ off by ${diff} in total, y vs f64 on the device's x̂ ${e.toExponential(2)}`);
+      assert.ok(eX < 1e-6, `${mode}: xOut = x + addY + B·t (${eX})`);
+      assert.ok(diff <= inF / 256, `${mode}: x̂ within f32 rounding of the twin (${diff})`);
+      assert.ok(e < 1e-5, `${mode}: y vs f64 ${e}`);
+    } finally { for (const h of hs) c.cudaFree(h); }
   }
 });
 

@@ -895,22 +895,45 @@ napi_value js_int8x_gemv(napi_env env, napi_callback_info info) {
   return nullptr;
 }
 
-// cudaInt8xPrep(x, x2 | null, normW | null, scratch, in, y | null, nzero, pdl = false)   the int8-x GEMV's input:
-//   x, x·normW (RMSNorm) or silu(x)·x2 (SwiGLU) quantized per 64 inputs into scratch, then nzero floats of y zeroed
+// cudaInt8xPrep(x, x2 | null, normW | null, scratch, in, y | null, nzero, pdl = false, addY = null, B1 = null, t1 = null,
+//   B2 = null, t2 = null, r = 0, xOut = null, xBf16 = false)   the int8-x GEMV's input: the element x (bf16 with xBf16)
+//   + addY + B1·t1 (B1 bf16 [in, r]; written to xOut), then as is, ·normW (RMSNorm) or silu(·)·(x2 + B2·t2) (SwiGLU),
+//   quantized per 64 inputs into scratch; then nzero floats of y zeroed
 napi_value js_int8x_prep(napi_env env, napi_callback_info info) {
   Args a(env, info, "cudaInt8xPrep");
-  int64_t in = 0, nz = 0;
-  bool pdl = false;
-  Buf x, x2, nw, scr, y;
-  if (!int_dim(a, 4, &in) || !a.count(6, &nz) || (!a.is_nullish(7) && !a.boolean(7, &pdl))) return nullptr;
+  int64_t in = 0, nz = 0, r = 0;
+  bool pdl = false, xbf = false;
+  Buf x, x2, nw, scr, y, ay{}, b1{}, t1{}, b2{}, t2{}, xo{};
+  if (!int_dim(a, 4, &in) || !a.count(6, &nz) || (!a.is_nullish(7) && !a.boolean(7, &pdl)) ||
+      (!a.is_nullish(13) && !a.count(13, &r)) || (!a.is_nullish(15) && !a.boolean(15, &xbf)))
+    return nullptr;
   if (in % 64 != 0) { throw_error(env, "cudaInt8xPrep: in must be a multiple of 64"); return nullptr; }
   const size_t ng = (size_t)in / 64;
-  if (!buf_arg(a, 0, (size_t)in * 4, &x) || !cuda_opt_buf_arg(a, 1, (size_t)in * 4, &x2) || !cuda_opt_buf_arg(a, 2, (size_t)in * 4, &nw) ||
-      !buf_arg(a, 3, (size_t)in + ng * 8 + (ng + 7) / 8 * 4, &scr) || !cuda_opt_buf_arg(a, 5, (size_t)nz * 4, &y))
+  if (!buf_arg(a, 0, (size_t)in * (xbf ? 2 : 4), &x) || !cuda_opt_buf_arg(a, 1, (size_t)in * 4, &x2) ||
+      !cuda_opt_buf_arg(a, 2, (size_t)in * 4, &nw) || !buf_arg(a, 3, (size_t)in + ng * 8 + (ng + 7) / 8 * 4, &scr) ||
+      !cuda_opt_buf_arg(a, 5, (size_t)nz * 4, &y) || !cuda_opt_buf_arg(a, 8, (size_t)in * 4, &ay) ||
+      !cuda_opt_buf_arg(a, 9, (size_t)in * r * 2, &b1) || !cuda_opt_buf_arg(a, 10, (size_t)r * 4, &t1) ||
+      !cuda_opt_buf_arg(a, 11, (size_t)in * r * 2, &b2) || !cuda_opt_buf_arg(a, 12, (size_t)r * 4, &t2) ||
+      !cuda_opt_buf_arg(a, 14, (size_t)in * 4, &xo))
     return nullptr;
   if (x2.ptr && nw.ptr) { throw_error(env, "cudaInt8xPrep: x2 (SwiGLU) and normW (RMSNorm) are exclusive"); return nullptr; }
+  if ((b1.ptr != nullptr) != (t1.ptr != nullptr) || (b2.ptr != nullptr) != (t2.ptr != nullptr) || ((b1.ptr || b2.ptr) && r < 1) ||
+      (b2.ptr && !x2.ptr)) {
+    throw_error(env, "cudaInt8xPrep: B1/t1 and B2/t2 come in pairs with r ≥ 1, and B2 needs x2");
+    return nullptr;
+  }
+  Int8xPrepExtra ex;
+  ex.xb = x.ptr;
+  ex.xbf16 = xbf;
+  ex.addy = static_cast<const float*>(ay.ptr);
+  ex.B1 = b1.ptr;
+  ex.t1 = static_cast<const float*>(t1.ptr);
+  ex.B2 = b2.ptr;
+  ex.t2 = static_cast<const float*>(t2.ptr);
+  ex.r = (int)r;
+  ex.xout = static_cast<float*>(xo.ptr);
   check(env, cuda_int8x_prep(static_cast<const float*>(x.ptr), static_cast<const float*>(x2.ptr), static_cast<const float*>(nw.ptr),
-                             scr.ptr, (int)in, static_cast<float*>(y.ptr), y.ptr ? (int)nz : 0, pdl));
+                             scr.ptr, (int)in, static_cast<float*>(y.ptr), y.ptr ? (int)nz : 0, pdl, &ex));
   return nullptr;
 }
 

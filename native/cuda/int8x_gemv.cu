@@ -18,41 +18,71 @@
 namespace lowbit {
 namespace {
 
-// The GEMV's input, one warp per group of 64 inputs: x̃ = x (plain), x·normW (RMSNorm: the GEMV applies 1/rms to its row
-// sums, so no group waits for the whole vector) or silu(x)·x2 (SwiGLU); x̂ = round(x̃ / a), a = absmax / 127 (1 if all
-// zero), Σx̂ per group, and (normW) each block's Σx² of the raw x in part[block]. Then the block zeroes its share of the
-// consumer's split-K output y (nz floats). Launched with PDL, it waits for its producer before reading x.
+// The GEMV's input, one warp per group of 64 inputs. First the element v = x (f32 or bf16) + addy + B1·t1 — the residual
+// stream updated by the previous GEMV's output and its LoRA B·t (written back to xout when given) — then x̃ = v (plain),
+// v·normW (RMSNorm: the GEMV applies 1/rms to its row sums, so no group waits for the whole vector) or silu(v)·(x2 +
+// B2·t2) (SwiGLU with both adapters' B·t); x̂ = round(x̃ / a), a = absmax / 127 (1 if all zero), Σx̂ per group, and
+// (normW) each block's Σv² in part[block]. Then the block zeroes its share of the consumer's split-K output y (nz
+// floats). Launched with PDL, it waits for its producer before reading anything. B·t sums k = 0..r−1 in order (fmaf).
+struct I8Prep {
+  const void* x;
+  const float *x2, *normw, *addy, *t1, *t2;
+  const uint16_t *B1, *B2;
+  int r;
+  bool xbf16;
+  float* xout;
+  int8_t* xq;
+  float *a, *part;
+  int* sum;
+  int ng;
+  float* yz;
+  int nz;
+};
+__device__ __forceinline__ float bf16f(uint16_t b) { return __uint_as_float((uint32_t)b << 16); }
+__device__ __forceinline__ float lora_bt(const uint16_t* __restrict__ B, const float* __restrict__ t, int i, int r) {
+  float acc = 0.f;
+  for (int k = 0; k < r; k++) acc = fmaf(bf16f(__ldg(B + (size_t)i * r + k)), __ldg(t + k), acc);
+  return acc;
+}
 constexpr int kPrepWarps = 8;
-__global__ void int8x_prep_kernel(const float* __restrict__ x, const float* __restrict__ x2, const float* __restrict__ normw,
-                                  int8_t* xq, float* a, int* sum, float* part, int ng, float* yz, int nz) {
+__global__ void int8x_prep_kernel(I8Prep p) {
   __shared__ float ss_s[kPrepWarps];
   const int w = threadIdx.x / 32, gi = blockIdx.x * kPrepWarps + w, lane = threadIdx.x & 31;
   pdl_trigger();
   pdl_wait();
   float ss = 0.f;
-  if (gi < ng) {
-    float v0 = x[64 * gi + lane], v1 = x[64 * gi + 32 + lane];
-    if (normw) {
-      ss = v0 * v0 + v1 * v1;
-      v0 *= normw[64 * gi + lane];
-      v1 *= normw[64 * gi + 32 + lane];
-    } else if (x2) {
-      v0 = v0 / (1.f + expf(-v0)) * x2[64 * gi + lane];
-      v1 = v1 / (1.f + expf(-v1)) * x2[64 * gi + 32 + lane];
+  if (gi < p.ng) {
+    float v[2];
+#pragma unroll
+    for (int h = 0; h < 2; h++) {
+      const int i = 64 * gi + 32 * h + lane;
+      float e = p.xbf16 ? bf16f(static_cast<const uint16_t*>(p.x)[i]) : static_cast<const float*>(p.x)[i];
+      if (p.addy) e += p.addy[i];
+      if (p.B1) e += lora_bt(p.B1, p.t1, i, p.r);
+      if (p.xout) p.xout[i] = e;
+      if (p.normw) {
+        ss = fmaf(e, e, ss);
+        e *= p.normw[i];
+      } else if (p.x2) {
+        float u = p.x2[i];
+        if (p.B2) u += lora_bt(p.B2, p.t2, i, p.r);
+        e = e / (1.f + expf(-e)) * u;
+      }
+      v[h] = e;
     }
-    float m = fmaxf(fabsf(v0), fabsf(v1));
+    float m = fmaxf(fabsf(v[0]), fabsf(v[1]));
 #pragma unroll
     for (int o = 16; o > 0; o >>= 1) m = fmaxf(m, __shfl_xor_sync(0xffffffffu, m, o));
     const float s = m > 0.f ? m / 127.f : 1.f;
-    const int q0 = __float2int_rn(v0 / s), q1 = __float2int_rn(v1 / s);
-    xq[64 * gi + lane] = (int8_t)q0;
-    xq[64 * gi + 32 + lane] = (int8_t)q1;
+    const int q0 = __float2int_rn(v[0] / s), q1 = __float2int_rn(v[1] / s);
+    p.xq[64 * gi + lane] = (int8_t)q0;
+    p.xq[64 * gi + 32 + lane] = (int8_t)q1;
     int t = q0 + q1;
 #pragma unroll
     for (int o = 16; o > 0; o >>= 1) t += __shfl_xor_sync(0xffffffffu, t, o);
-    if (lane == 0) { a[gi] = s; sum[gi] = t; }
+    if (lane == 0) { p.a[gi] = s; p.sum[gi] = t; }
   }
-  if (normw) {
+  if (p.normw) {
 #pragma unroll
     for (int o = 16; o > 0; o >>= 1) ss += __shfl_xor_sync(0xffffffffu, ss, o);
     if (lane == 0) ss_s[w] = ss;
@@ -60,12 +90,12 @@ __global__ void int8x_prep_kernel(const float* __restrict__ x, const float* __re
     if (threadIdx.x == 0) {
       float tot = 0.f;
       for (int i = 0; i < kPrepWarps; i++) tot += ss_s[i];  // fixed order: the partials are deterministic
-      part[blockIdx.x] = tot;
+      p.part[blockIdx.x] = tot;
     }
   }
-  if (yz) {
-    const int per = (nz + gridDim.x - 1) / gridDim.x;
-    for (int i = blockIdx.x * per + threadIdx.x; i < min(nz, (blockIdx.x + 1) * per); i += blockDim.x) yz[i] = 0.f;
+  if (p.yz) {
+    const int per = (p.nz + gridDim.x - 1) / gridDim.x;
+    for (int i = blockIdx.x * per + threadIdx.x; i < min(p.nz, (blockIdx.x + 1) * per); i += blockDim.x) p.yz[i] = 0.f;
   }
 }
 
@@ -250,15 +280,33 @@ const char* cuda_int8x_repack(const void* codes, void* words, int out, int in) {
 }
 
 // Scratch layout: x̂ [in] int8 | a [ng] f32 | Σx̂ [ng] i32 | part [⌈ng / 8⌉] f32.
-const char* cuda_int8x_prep(const float* x, const float* x2, const float* normw, void* scratch, int in, float* yz, int nz, bool pdl) {
+const char* cuda_int8x_prep(const float* x, const float* x2, const float* normw, void* scratch, int in, float* yz, int nz, bool pdl,
+                            const Int8xPrepExtra* ex) {
   if (in % 64 != 0) return "cudaInt8xPrep: in must be a multiple of 64";
   const int ng = in / 64;
-  int8_t* xq = static_cast<int8_t*>(scratch);
-  float* a = reinterpret_cast<float*>(xq + in);
-  int* sum = reinterpret_cast<int*>(a + ng);
-  float* part = reinterpret_cast<float*>(sum + ng);
-  return launch_ex(pdl, int8x_prep_kernel, (unsigned)((ng + kPrepWarps - 1) / kPrepWarps), 32u * kPrepWarps, 0, x, x2, normw, xq, a, sum,
-                   part, ng, yz, nz);
+  I8Prep p{};
+  p.x = x;
+  p.x2 = x2;
+  p.normw = normw;
+  if (ex) {
+    if (ex->xbf16) p.x = ex->xb;
+    p.xbf16 = ex->xbf16;
+    p.addy = ex->addy;
+    p.B1 = static_cast<const uint16_t*>(ex->B1);
+    p.t1 = ex->t1;
+    p.B2 = static_cast<const uint16_t*>(ex->B2);
+    p.t2 = ex->t2;
+    p.r = ex->r;
+    p.xout = ex->xout;
+  }
+  p.xq = static_cast<int8_t*>(scratch);
+  p.a = reinterpret_cast<float*>(p.xq + in);
+  p.sum = reinterpret_cast<int*>(p.a + ng);
+  p.part = reinterpret_cast<float*>(p.sum + ng);
+  p.ng = ng;
+  p.yz = yz;
+  p.nz = nz;
+  return launch_ex(pdl, int8x_prep_kernel, (unsigned)((ng + kPrepWarps - 1) / kPrepWarps), 32u * kPrepWarps, 0, p);
 }
 
 const char* cuda_int8x_gemv(const void* words, const uint32_t* sz, const float* x, void* scratch, float* y,
@@ -270,7 +318,7 @@ const char* cuda_int8x_gemv(const void* words, const uint32_t* sz, const float* 
   int* sum = reinterpret_cast<int*>(a + ng);
   float* part = reinterpret_cast<float*>(sum + ng);
   if (parts & 1) {
-    const char* err = cuda_int8x_prep(x, nullptr, nullptr, scratch, in, nullptr, 0, false);
+    const char* err = cuda_int8x_prep(x, nullptr, nullptr, scratch, in, nullptr, 0, false, nullptr);
     if (err) return err;
   }
   if (parts & 2) LB_CUDA(cudaMemsetAsync(y, 0, (size_t)out * 4, 0));

@@ -175,7 +175,21 @@ const char* cuda_int8x_gemv(const void* words, const uint32_t* sz, const float* 
 // silu(x)·x2 (x2 non-null) quantized per 64 inputs; then nz floats of yz zeroed (the consumer's split-K output).
 // int8-x words (the GEMV's repacked layout; twin repackInt8x) from an 'int' 2-bit code stream [out, in], in % 128 == 0.
 const char* cuda_int8x_repack(const void* codes, void* words, int out, int in);
-const char* cuda_int8x_prep(const float* x, const float* x2, const float* normw, void* scratch, int in, float* yz, int nz, bool pdl);
+// The prep's optional extras (decode layer hand-offs): the element is x (or xb, bf16, when xbf16) + addy + B1·t1 (B1 bf16
+// [in, r]), written to xout when given; with x2 (SwiGLU) the up value is x2 + B2·t2.
+struct Int8xPrepExtra {
+  const void* xb = nullptr;
+  bool xbf16 = false;
+  const float* addy = nullptr;
+  const void* B1 = nullptr;
+  const float* t1 = nullptr;
+  const void* B2 = nullptr;
+  const float* t2 = nullptr;
+  int r = 0;
+  float* xout = nullptr;
+};
+const char* cuda_int8x_prep(const float* x, const float* x2, const float* normw, void* scratch, int in, float* yz, int nz, bool pdl,
+                            const Int8xPrepExtra* ex = nullptr);
 // y_s = W_s·x̃ for every segment s in one launch, x̃ = RMSNorm(x)·normw when normw (else x); x f32 or bf16 [in].
 // probe (benchmarks only): 0 normal; 1 every tile reads rows 0..15's codes (L2-resident); 2 loads, no compute; 3 compute,
 // no loads (constant codes) — wrong results by design.

@@ -19,10 +19,13 @@ export interface NativeCudaInt8x extends NativeCuda {
    * t = A·x̃ on x's int8 image, a warp per row (the adapter's LoRA-A factor; twin int8xLoraA). */
   cudaInt8xGemv(words: number, sz: number, x: number, scratch: number, y: number, out: number, inF: number,
     ksplit: number, parts?: number, normEps?: number | null, A?: number | null, R?: number, t?: number | null): void;
-  /** The GEMV's input into scratch: x̃ = x, x·normW (RMSNorm; 1/rms left to the GEMV) or silu(x)·x2 (SwiGLU), quantized
-   * per 64 inputs (int8Prep's twin), then nzero floats of y zeroed (the consumer's split-K output); pdl: launched with PDL. */
+  /** The GEMV's input into scratch: the element v = x (bf16 with xBf16) + addY + B1·t1 (B1 bf16 [in, r], t1 f32 [r]; the
+   * residual stream after the previous GEMV and its LoRA B·t, written to xOut when given), then x̃ = v, v·normW (RMSNorm; 1/rms
+   * left to the GEMV) or silu(v)·(x2 + B2·t2) (SwiGLU with the up projection's B·t), quantized per 64 inputs (twins
+   * int8xPrepInput + int8X), then nzero floats of y zeroed (the consumer's split-K output); pdl: launched with PDL. */
   cudaInt8xPrep(x: number, x2: number | null, normW: number | null, scratch: number, inF: number, y: number | null, nzero: number,
-    pdl?: boolean): void;
+    pdl?: boolean, addY?: number | null, B1?: number | null, t1?: number | null, B2?: number | null, t2?: number | null, r?: number,
+    xOut?: number | null, xBf16?: boolean): void;
 }
 
 /** Bytes of an int8-x scratch for in inputs: x̂ (int8) | a (f32 per 64) | Σx̂ (i32 per 64) | Σx² partials (f32 per 512). */
@@ -84,17 +87,28 @@ export function int8X(x: Float32Array): { xq: Int8Array; a: Float32Array; sum: I
   return { xq, a, sum };
 }
 
-/** x̃ of cudaInt8xPrep in f32 (x·normW, silu(x)·x2 or x) and Σx² of x when normW: the twin up to expf's last bits. */
-export function int8xPrepInput(x: Float32Array, opts: { x2?: Float32Array; normW?: Float32Array } = {}): { xt: Float32Array; ss: number } {
-  const xt = new Float32Array(x.length);
+/** The LoRA hand-offs cudaInt8xPrep adds: B bf16 values [in, r] (as f32) times t [r], per element. */
+export interface Int8xPrepBt { B: Float32Array; t: Float32Array; r: number }
+
+/**
+ * x̃ of cudaInt8xPrep (f64 sums, f32 results; the twin up to fmaf's and expf's last bits): v = x + addY + B1·t1 (also
+ * returned as xOut), then v·normW, silu(v)·(x2 + B2·t2) or v; ss = Σv² when normW.
+ */
+export function int8xPrepInput(x: Float32Array, opts: { x2?: Float32Array; normW?: Float32Array; addY?: Float32Array; bt1?: Int8xPrepBt; bt2?: Int8xPrepBt } = {}):
+  { xt: Float32Array; ss: number; xOut: Float32Array } {
+  const n = x.length, xt = new Float32Array(n), xOut = new Float32Array(n);
+  const bt = (b: Int8xPrepBt, i: number) => { let acc = 0; for (let k = 0; k < b.r; k++) acc += b.B[i * b.r + k] * b.t[k]; return acc; };
   let ss = 0;
-  for (let i = 0; i < x.length; i++) {
-    const v = x[i];
+  for (let i = 0; i < n; i++) {
+    const v = Math.fround(x[i] + (opts.addY ? opts.addY[i] : 0) + (opts.bt1 ? bt(opts.bt1, i) : 0));
+    xOut[i] = v;
     if (opts.normW) { ss += v * v; xt[i] = Math.fround(v * opts.normW[i]); }
-    else if (opts.x2) xt[i] = Math.fround(Math.fround(v / Math.fround(1 + Math.fround(Math.exp(-v)))) * opts.x2[i]);
-    else xt[i] = v;
+    else if (opts.x2) {
+      const u = Math.fround(opts.x2[i] + (opts.bt2 ? bt(opts.bt2, i) : 0));
+      xt[i] = Math.fround(Math.fround(v / Math.fround(1 + Math.fround(Math.exp(-v)))) * u);
+    } else xt[i] = v;
   }
-  return { xt, ss };
+  return { xt, ss, xOut };
 }
 
 /** t[R] of cudaInt8xGemv's LoRA-A rows in f64: Σ_g a_g Σ_{i∈g} A[r, i]·x̂_i, times rstd (RMSNorm's 1/rms, else 1). A holds
