@@ -14,6 +14,19 @@ import { Rng } from '../../tensor.js';
 import { sampleToken } from '../sampling.js';
 import type { GenerateOptions } from '../generate.js';
 import { decodeSegRanges, type DecodePrefetch, type DecodeSeg } from '../../backend/cuda-decode.js';
+import { int8xScratchBytes, type NativeCudaInt8x } from '../../backend/cuda-int8x.js';
+
+/**
+ * One int8-x GEMV launch of the kernel-8 plan: the projections reading one x, their int8-x words and scale|zero rows
+ * concatenated (each out is a multiple of 16, so the tiles of one are the tiles of the whole), y f32 [Σout], and the
+ * adapters' A rows (bf16 [R, in], adjacent in the flat LoRA vector) writing t f32 [R] in the same launch.
+ */
+interface Int8xGemv { words: number; sz: number; out: number; in: number; y: number; A: number | null; R: number; t: number; ks: number; parts: number }
+/** Per layer: the four launches and the hand-offs' B factors (s·B bf16 [out, r]) and t slices. */
+interface Int8xLayer {
+  qkv: Int8xGemv; o: Int8xGemv; gu: Int8xGemv; down: Int8xGemv;
+  B: Record<Projection, number | null>; t: Record<Projection, number | null>;
+}
 
 /** Per layer, the v4 path's launches: segments of the three GEMVs reading x (q/k/v, gate/up) and the o/down ones. */
 interface V4Layer {
@@ -70,6 +83,18 @@ export class GpuDecoder {
   foldAttn = process.env.LOWBIT_DECODE_FOLD_ATTN !== '0';
   /** the v4 plan (null when the model does not qualify: then variant 4 runs as 3) */
   private v4: V4Layer[] | null = null;
+  /**
+   * Kernel 8: the int8-x plan (native/cuda/int8x_gemv.cu; docs/cuda.md "An int8 operand for x"): per layer a prep launch
+   * in front of each of the four GEMVs — the residual add of the previous GEMV's y and LoRA B·t, the RMSNorm's weights,
+   * the SwiGLU with both B·t, x rounded to int8 per 64 inputs — and the GEMVs on mma.m16n8k32 with the LoRA-A rows in
+   * their launch; the q/k/v epilogue (B·t, RoPE, cache rows) and the attention between them. null when the model does
+   * not qualify (int8x8Unsupported) or another kernel was asked for.
+   */
+  private i8: Int8xLayer[] | null = null;
+  private i8bufs: number[] = [];
+  private i8scr: Record<'D' | 'Q' | 'I', number> | null = null;
+  /** the GEMV's x argument, unread (its prep launch has quantized x already) but sized as the binding checks it */
+  private i8x = 0;
   /**
    * Folded plan: each GEMV launch prefetches the next GEMV launch's weights (codes, scale|zero words, LoRA A and B) into
    * L2, so HBM keeps streaming across the launch boundaries (the next launch's wait for its x, its staging and the
@@ -143,6 +168,7 @@ export class GpuDecoder {
     }
     this.scratch = c.cudaAlloc(w.maxWeight * 2);
     this.v4 = this.planV4();
+    if (this.gemvKernel === 8 && !this.int8xUnsupported()) this.i8 = this.planInt8x();
     if (this.gemvKernel === 6 && this.v4?.every((pl) => pl.fold) && typeof c.cudaDecodePlanBegin === 'function' && this.attnFused)
       this.persistPlan = this.recordPlan();
   }
@@ -228,6 +254,133 @@ export class GpuDecoder {
       pl.pf.down = l + 1 < plan.length ? r16(plan[l + 1].qkv, D) : [];
     });
     return plan;
+  }
+
+  /** Why the kernel-8 (int8-x) plan cannot run this model ('' when it can). */
+  int8xUnsupported(): string {
+    const c = this.c as unknown as Partial<NativeCudaInt8x>, cfg = this.w.config;
+    if (typeof c.cudaInt8xGemv !== 'function' || typeof c.cudaInt8xRepack !== 'function' || typeof c.cudaInt8xPrep !== 'function') return 'the addon has no int8-x kernels';
+    const D = cfg.hiddenSize, I = cfg.intermediateSize, Q = cfg.numHeads * cfg.headDim;
+    if (D % 128 || I % 128 || Q % 128) return `hidden ${D}, intermediate ${I} and heads·headDim ${Q} must be multiples of 128`;
+    for (let l = 0; l < cfg.numLayers; l++) for (const p of PROJ) {
+      const b = this.w.layers[l].proj[p];
+      if (b.kind !== 'quant') return `layer ${l} ${p}: dense (the int8-x GEMV reads packed codes only)`;
+      const d = b.q.desc;
+      if (d.layout !== 0 || d.bits !== 2 || d.group !== 64 || d.gidx || !d.sz || d.out % 16) return `layer ${l} ${p}: only 'int' 2-bit codes, group 64, no gIdx, out % 16 == 0`;
+    }
+    const lora = this.lora;
+    if (lora) {
+      const r = lora.sites[0]?.r ?? 0;
+      for (let l = 0; l < cfg.numLayers; l++) {
+        for (const p of PROJ) { const s = lora.at(l, p); if (!s || s.r !== r) return `layer ${l} ${p}: kernel 8 needs one adapter of one rank on every projection`; }
+        if (!lora.group(l, ['q_proj', 'k_proj', 'v_proj']) || !lora.group(l, ['gate_proj', 'up_proj'])) return `layer ${l}: the q/k/v (gate/up) adapters' A factors are not adjacent`;
+        for (const p of PROJ) if (lora.at(l, p)!.offA % 8) return `layer ${l} ${p}: adapter A not 16-byte aligned in the flat vector`;
+      }
+    }
+    return '';
+  }
+
+  /** Whether token steps run the kernel-8 (int8-x) plan. */
+  get int8x(): boolean { return this.i8 !== null; }
+
+  private planInt8x(): Int8xLayer[] {
+    const c = this.c, x8 = this.c as unknown as NativeCudaInt8x, cfg = this.w.config, lora = this.lora;
+    const D = cfg.hiddenSize, I = cfg.intermediateSize, Q = cfg.numHeads * cfg.headDim, KV = cfg.numKvHeads * cfg.headDim;
+    const r = lora?.sites[0]?.r ?? 0;
+    const alloc = (bytes: number) => { const h = c.cudaAlloc(bytes); this.i8bufs.push(h); return h; };
+    this.i8scr = { D: alloc(int8xScratchBytes(D)), Q: alloc(int8xScratchBytes(Q)), I: alloc(int8xScratchBytes(I)) };
+    this.i8x = alloc(Math.max(D, I, Q) * 4);
+    // split K so that a launch has ~4096 warps (runs 78 / 82: q/k/v 4–8, gate/up 8, o and down 8–16 were the best);
+    // x̂ in shared memory where the tiles are many (q/k/v, gate/up), two blocks in flight where they are few (o, down)
+    const env = (k: string) => (process.env[k] ? Number(process.env[k]) : null);
+    const pick = (out: number, inF: number) => {
+      const tiles = out / 16, nblk = inF / 128;
+      let ks = 1;
+      while (ks * 2 <= nblk && tiles * ks < 4096) ks *= 2;
+      return { ks: env('LOWBIT_INT8X_KSPLIT') ?? ks, parts: 12 | (env('LOWBIT_INT8X_PARTS') ?? (tiles > 512 ? 32 : 16)) };
+    };
+    const gemv = (l: number, ps: Projection[], inF: number, y: number, t: number): Int8xGemv => {
+      const ds = ps.map((p) => { const b = this.w.layers[l].proj[p]; if (b.kind !== 'quant') throw new LowbitError('int8-x plan: dense'); return b.q.desc; });
+      const out = ds.reduce((a, d) => a + d.out, 0), ng = inF / 64;
+      const words = alloc(out * inF / 4), sz = alloc(out * ng * 4);
+      let row = 0;
+      for (const d of ds) {
+        const wv = this.view(words, row * inF / 4, d.out * inF / 4);
+        x8.cudaInt8xRepack!(d, wv);
+        c.cudaCopy(sz, d.sz!, d.out * ng * 4, row * ng * 4, 0);
+        row += d.out;
+      }
+      let A: number | null = null, R = 0;
+      if (lora) {
+        const g = ps.length > 1 ? lora.group(l, ps)! : { offA: lora.at(l, ps[0])!.offA, r };
+        R = r * ps.length;
+        A = this.view(lora.flat.PB, g.offA * 2, R * inF * 2);
+      }
+      return { words, sz, out, in: inF, y, A, R, t, ...pick(out, inF) };
+    };
+    const plan: Int8xLayer[] = [];
+    for (let l = 0; l < cfg.numLayers; l++) {
+      const yqkv = alloc((Q + 2 * KV) * 4), yo = alloc(D * 4), ygu = alloc(2 * I * 4), yd = alloc(D * 4);
+      const R = Math.max(r, 1), tqkv = alloc(3 * R * 4), to = alloc(R * 4), tgu = alloc(2 * R * 4), td = alloc(R * 4);
+      const B = {} as Int8xLayer['B'], t = {} as Int8xLayer['t'];
+      const tv: Record<Projection, number> = { q_proj: this.view(tqkv, 0, R * 4), k_proj: this.view(tqkv, R * 4, R * 4), v_proj: this.view(tqkv, 2 * R * 4, R * 4),
+        o_proj: to, gate_proj: this.view(tgu, 0, R * 4), up_proj: this.view(tgu, R * 4, R * 4), down_proj: td };
+      for (const p of PROJ) { B[p] = lora ? this.scaledB.get(`${l}.${p}`)! : null; t[p] = lora ? tv[p] : null; }
+      plan.push({
+        qkv: gemv(l, ['q_proj', 'k_proj', 'v_proj'], D, yqkv, tqkv), o: gemv(l, ['o_proj'], Q, yo, to),
+        gu: gemv(l, ['gate_proj', 'up_proj'], D, ygu, tgu), down: gemv(l, ['down_proj'], I, yd, td), B, t,
+      });
+    }
+    return plan;
+  }
+
+  /** A kernel-8 GEMV launch (PDL) on the x̂ its prep left in scratch. */
+  private i8gemv(g: Int8xGemv, scratch: number, normEps: number | null): void {
+    (this.c as unknown as NativeCudaInt8x).cudaInt8xGemv(g.words, g.sz, this.i8x, scratch, g.y, g.out, g.in, g.ks, g.parts, normEps, g.A, g.R, g.A ? g.t : null);
+  }
+
+  /**
+   * The kernel-8 token step, per layer: prep (x += down's y + B·t of the layer before; RMSNorm weights) → q/k/v GEMV (+ A
+   * rows) → q/k/v epilogue (B·t, RoPE, cache rows) → attention → prep (its bf16 output) → o GEMV → prep (x += o's y + B·t;
+   * RMSNorm weights) → gate/up GEMV → prep (SwiGLU of gate + B·t and up + B·t) → down GEMV; after the last layer the
+   * residual epilogue adds down's y + B·t.
+   */
+  private bodyInt8x(pos: number, logits: boolean): void {
+    const c = this.c, x8 = this.c as unknown as NativeCudaInt8x, cfg = this.w.config, h = this.arena.h, plan = this.i8!, scr = this.i8scr!;
+    const D = cfg.hiddenSize, I = cfg.intermediateSize, Q = cfg.numHeads * cfg.headDim, KV = cfg.numKvHeads * cfg.headDim, eps = cfg.rmsNormEps;
+    const r = this.lora?.sites[0]?.r ?? 0;
+    c.cudaEmbedding(h.id, this.w.embed, h.x, 1, D, cfg.vocabSize, true);
+    for (let l = 0; l < cfg.numLayers; l++) {
+      const w = this.w.layers[l], pl = plan[l], prev = l > 0 ? plan[l - 1] : null, B = pl.B, t = pl.t;
+      x8.cudaInt8xPrep(h.x, null, w.inputNorm, scr.D, D, pl.qkv.y, Q + 2 * KV, true, prev ? prev.down.y : null,
+        prev?.B.down_proj ?? null, prev?.t.down_proj ?? null, null, null, r, h.x);
+      this.i8gemv(pl.qkv, scr.D, eps);
+      const y = pl.qkv.y, q = this.i8view(y, 0, Q), k = this.i8view(y, Q, KV), v = this.i8view(y, Q + KV, KV);
+      c.cudaDecodeQkvEpi(q, k, v, t.q_proj, t.k_proj, t.v_proj, B.q_proj, B.k_proj, B.v_proj, r, r, r, this.cosAt[pos], this.sinAt[pos],
+        cfg.numHeads, cfg.numKvHeads, cfg.headDim, h.qb, this.kAt[l][pos], this.vAt[l][pos]);
+      c.cudaAttnFwd(h.qb, h[`kc${l}`], h[`vc${l}`], h.att, null, 1, 1, pos + 1, cfg.numHeads, cfg.numKvHeads, cfg.headDim);
+      x8.cudaInt8xPrep(h.att, null, null, scr.Q, Q, pl.o.y, D, true, null, null, null, null, null, 0, null, true);
+      this.i8gemv(pl.o, scr.Q, null);
+      x8.cudaInt8xPrep(h.x, null, w.postNorm, scr.D, D, pl.gu.y, 2 * I, true, pl.o.y, B.o_proj, t.o_proj, null, null, r, h.x);
+      this.i8gemv(pl.gu, scr.D, eps);
+      const gate = this.i8view(pl.gu.y, 0, I), up = this.i8view(pl.gu.y, I, I);
+      x8.cudaInt8xPrep(gate, up, null, scr.I, I, pl.down.y, D, true, null, B.gate_proj, t.gate_proj, B.up_proj, t.up_proj, r);
+      this.i8gemv(pl.down, scr.I, null);
+    }
+    const last = plan[cfg.numLayers - 1];
+    c.cudaDecodeResidualEpi(h.x, last.down.y, last.t.down_proj, last.B.down_proj, r, D);
+    if (!logits) return;
+    c.cudaRmsnormFwd(h.x, this.w.finalNorm, h.lnf, null, null, 1, D, eps);
+    c.cublasGemmBf16(false, true, 1, cfg.vocabSize, D, h.lnf, this.w.lmHead, h.logits, 1, 0, true);
+  }
+
+  /** f32 views into the kernel-8 plan's y buffers (made once, reused by every token step and graph). */
+  private i8views = new Map<string, number>();
+  private i8view(buf: number, off: number, n: number): number {
+    const key = `${buf}:${off}:${n}`;
+    let v = this.i8views.get(key);
+    if (v === undefined) { v = this.view(buf, off * 4, n * 4); this.i8views.set(key, v); }
+    return v;
   }
 
   private view(h: number, off: number, bytes: number): number { const v = this.c.cudaView(h, off, bytes); this.views.push(v); return v; }
@@ -343,6 +496,7 @@ export class GpuDecoder {
 
   /** The device work of one token at position pos (the id already uploaded): capturable. */
   private body(pos: number, logits: boolean): void {
+    if (this.i8) { this.bodyInt8x(pos, logits); return; }
     if (this.variant === 4 && this.v4) { this.body4(pos, logits); return; }
     const c = this.c, cfg = this.w.config, h = this.arena.h;
     const D = cfg.hiddenSize, I = cfg.intermediateSize, Q = cfg.numHeads * cfg.headDim, KV = cfg.numKvHeads * cfg.headDim;
@@ -448,6 +602,9 @@ export class GpuDecoder {
     for (const v of this.views.splice(0)) this.c.cudaFree(v);
     for (const r of this.repacked.splice(0)) this.c.cudaFree(r);
     this.v4 = null;
+    this.i8 = null;
+    this.i8views.clear();
+    for (const b of this.i8bufs.splice(0)) this.c.cudaFree(b);
     for (const b of this.scaledB.values()) this.c.cudaFree(b);
     this.scaledB.clear();
     this.arena.free();

@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# The kernel-8 (int8-x) decode plan on the GPU machine, first run: the int8-x kernel tests (GEMV with the LoRA-A rows, the
+# prep's hand-offs, the device repack), the decoder test (kernel 8 against the CPU model, graphs, device greedy), then
+# decode tok/s of kernel 5 and kernel 8 side by side (7B shape, rank-64 adapter and none), and the int8-x bench.
+# Build here: LOWBIT_MARCH=x86-64-v4 LOWBIT_BUILD_DIR=build/device-z LOWBIT_NATIVE_FORCE=1 node scripts/build-native.mjs
+# Carry: .device build/device-z dist node_modules/@huggingface
+source .device/on-device.sh
+set -uo pipefail
+OUT=${OUT:-/tmp/o}; mkdir -p "$OUT"
+export LOWBIT_ADDON=$PWD/${ADDON:-build/device-z}/lowbit.node
+echo "== int8-x kernel tests ($(date +%T))"
+timeout 120 node --test --test-reporter=tap dist/test/cuda-int8x-gemv-model.test.js > "$OUT/tests-i8.log" 2>&1; echo "rc=$?"
+grep -E '^# (tests|pass|fail|skipped)|^not ok|LoRA-A rows:|xOut vs twin|differ' "$OUT/tests-i8.log"; grep -A14 '^not ok' "$OUT/tests-i8.log" | head -30
+echo "== decoder tests ($(date +%T))"
+timeout 200 node --test --test-reporter=tap --test-concurrency=1 dist/test/cuda-decode.test.js > "$OUT/tests-dec.log" 2>&1; echo "rc=$?"
+grep -E '^# (tests|pass|fail|skipped)|^not ok|GEMV v' "$OUT/tests-dec.log"; grep -A16 '^not ok' "$OUT/tests-dec.log" | head -40
+echo "== decode tok/s, kernels 5 and 8 ($(date +%T))"
+timeout 200 node bench/cuda-decode.mjs --variants 4 --kernels ${KERNELS:-5,8} --modes graph --tokens 128 --no-gemv --json "$OUT/decode.json" 2>&1 | grep -E "tok/s|error|Error"
+if [ -n "${BENCH:-1}" ]; then
+  echo "== int8-x bench ($(date +%T))"
+  timeout 120 node bench/cuda-int8x-gemv.mjs --ksplit 4,8,16 --ahead 1,2 --sx 0,1 --json "$OUT/int8x.json" 2>&1 | grep -E "copy bandwidth|skeleton"
+fi
