@@ -8,7 +8,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { Rng } from '../src/tensor.js';
 import { gpuEngine, gpuUnavailable, type GpuEngine } from '../src/model/gpu/engine.js';
-import { hostEngine } from './helpers/host-engine.js';
+import { hostEngine, type HostEngine } from './helpers/host-engine.js';
 import { gpuModelFromHost } from '../src/model/gpu/from-host.js';
 import { GpuDecoder, streamTokensGpu } from '../src/model/gpu/gpu-decode.js';
 import { LlamaModel, LlamaWeights } from '../src/model/llama.js';
@@ -29,6 +29,7 @@ const CASES = [
   { cfg: { ...smallConfig(512), hiddenSize: 256, headDim: 64 }, variants: [3, 4] as const, fused: true, cudaOnly: false },
   { cfg: { ...smallConfig(512), hiddenSize: 1280, headDim: 64, numHeads: 20, numKvHeads: 4 }, variants: [4] as const, fused: true, cudaOnly: true },
   // kernel 8 (the int8-x plan): every projection packed and adapted, widths multiples of 128
+  { cfg: { ...smallConfig(512), hiddenSize: 256, headDim: 64 }, variants: [8] as const, fused: true, cudaOnly: false },
   { cfg: { ...smallConfig(512), hiddenSize: 1280, headDim: 64, numHeads: 20, numKvHeads: 4 }, variants: [8] as const, fused: true, cudaOnly: true },
 ];
 
@@ -64,6 +65,14 @@ for (const E of ENGINES) for (const { cfg, variants, fused } of CASES.filter((k)
       // prototype), so its tolerance against the CPU model is wider
       if (kernel === 8) assert.equal(d.int8x, true, `int8-x plan: ${d.int8xUnsupported()}`);
       const tol = kernel === 8 ? 6e-2 : 2e-2;
+      if (kernel === 8 && 'int8xExact' in c) {  // the emulator on the exact x̃: kernel 8's hand-offs at kernel 5's tolerance
+        const hc = c as HostEngine, ex = new Float32Array(T * V);
+        hc.int8xExact = true;
+        try { for (let i = 0; i < T; i++) ex.set(d.step(ids[i])!, i * V); } finally { hc.int8xExact = false; d.reset(); }
+        const eEx = relErr(ex, cpu);
+        t.diagnostic(`kernel 8 on the exact x̃ (emulator): decoder vs CPU ${eEx.toExponential(2)}`);
+        assert.ok(eEx < 2e-2, `kernel 8 hand-offs: decoder on the exact x̃ vs CPU ${eEx}`);
+      }
       // kernel 6: the folded launches of every layer recorded once and run as ONE persistent launch per token
       if (variant === 4 && kernel === 6) assert.equal(d.persistent, fused, 'persistent decode plan');
       const eager = new Float32Array(T * V);

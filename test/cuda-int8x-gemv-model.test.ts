@@ -19,7 +19,7 @@ import { f16BitsToF32 } from '../src/io/halfs.js';
 import { bf16ToF32, cudaEngine, f32ToBf16, uploadPacked } from '../src/backend/cuda.js';
 
 const bf16Values = (x: Float32Array): Float32Array => bf16ToF32(f32ToBf16(x));
-import { cudaInt8xOps, cudaInt8xUnavailable, int8X, int8xInputOf, int8xLoraA, int8xPrepInput, int8xScaleZero, type Int8xPrepBt, int8xScratchBytes, repackInt8x } from '../src/backend/cuda-int8x.js';
+import { cudaInt8xOps, cudaInt8xUnavailable, int8X, int8xInputOf, int8xLoraA, int8xPrepInput, int8xScaleZero, type Int8xPrepBt, int8xScratchBytes, repackInt8x, unrepackInt8x } from '../src/backend/cuda-int8x.js';
 
 const MASK = [0x03030303, 0x0c0c0c0c, 0x30303030, 0xc0c0c0c0];
 
@@ -265,4 +265,12 @@ test('int8xLoraA (the twin of the LoRA-A rows on the int8 x): = A·(a·x̂) exac
   for (let r = 0; r < R; r++) assert.ok(Math.abs(t[r] - deq[r]) <= 1e-12 * (1 + Math.abs(deq[r])), `row ${r}: ${t[r]} vs ${deq[r]}`);
   const e = relErr(Float32Array.from(t), exact);
   assert.ok(e > 0 && e < 4e-2, `int8 rounding of x for the A rows: ${e}`);  // x has 8× outliers in 1 of 16 inputs
+});
+
+test('unrepackInt8x inverts repackInt8x (rows past the end dropped)', () => {
+  const rng = new Rng(59);
+  for (const [out, inF] of [[16, 128], [37, 384]]) {
+    const q = Uint8Array.from({ length: out * inF }, () => rng.int(4));
+    assert.deepEqual(unrepackInt8x(repackInt8x(q, out, inF), out, inF), q, `${out}×${inF}`);
+  }
 });

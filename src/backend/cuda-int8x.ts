@@ -61,6 +61,21 @@ export function repackInt8x(q: Uint8Array, out: number, inF: number): Uint32Arra
   return words;
 }
 
+/** The inverse of repackInt8x: the codes q[out, in] (one per byte) that the words hold (the host emulator reads the GEMV's
+ * operand back this way). */
+export function unrepackInt8x(words: Uint32Array, out: number, inF: number): Uint8Array {
+  const nblk = inF / 128, q = new Uint8Array(out * inF);
+  for (let tile = 0; tile < Math.ceil(out / 16); tile++) for (let blk = 0; blk < nblk; blk++) for (let lane = 0; lane < 32; lane++) {
+    const g = lane >> 2, t = lane & 3;
+    for (let r = 0; r < 4; r++) {
+      const row = tile * 16 + g + 8 * (r & 1), kh = r >> 1, w = words[((tile * nblk + blk) * 32 + lane) * 4 + r];
+      if (row >= out) continue;
+      for (let j = 0; j < 4; j++) for (let b = 0; b < 4; b++) q[row * inF + int8xInputOf(blk, j, kh, t, b)] = (w >>> (8 * b + 2 * j)) & 3;
+    }
+  }
+  return q;
+}
+
 /** Kernel 5's scale|zero words [out, in/64]: f16 scale in the low half, f16 zero in the high half. The integer formats'
  * scales and zeros are f16 values already, so the words hold them exactly (a value that is not throws). */
 export function int8xScaleZero(scales: Float32Array, zeros: Float32Array): Uint32Array {

@@ -19,13 +19,21 @@ import { argmax } from '../../src/model/sampling.js';
 import { packedBytes } from '../../src/quant/pack.js';
 import { f16BitsToF32 } from '../../src/quant/f16.js';
 import { groupCount, type PackedTensor } from '../../src/quant/types.js';
+import { unpackCodes } from '../../src/quant/pack.js';
+import { int8X, int8xLoraA, int8xPrepInput, repackInt8x, unrepackInt8x, type Int8xPrepBt } from '../../src/backend/cuda-int8x.js';
 
 interface HostBuf { mem: ArrayBuffer; off: number; bytes: number }
 
-export type HostEngine = GpuEngine & { live(): number; calls: number };
+/**
+ * int8xExact: the int8-x kernels' emulation reads the exact x̃ its prep computed instead of the int8 image (the rounding
+ * then is the only thing that separates kernel 8 from kernel 5, so a test can check kernel 8's orchestration at kernel
+ * 5's tolerance).
+ */
+export type HostEngine = GpuEngine & { live(): number; calls: number; int8xExact: boolean };
 
 export function hostEngine(): HostEngine {
   const bufs = new Map<number, HostBuf>();
+  const exactX = new Map<number, Float32Array>();  // scratch handle → the prep's x̃ (int8xExact)
   let next = 1;
   let capture: (() => void)[] | null = null;
   const graphs = new Map<number, (() => void)[]>();
@@ -188,6 +196,66 @@ export function hostEngine(): HostEngine {
         a[i] = (G / (1 + Math.exp(-G))) * U;
       }
     },
+    // ---- int8-x decode kernels (int8x_gemv.cu): their twins in src/backend/cuda-int8x.ts, f64 sums ----
+    cudaInt8xRepack: (d: QuantDesc, dst: number) => {
+      const q = unpackCodes(u8(d.codes, packedBytes(d.out * d.in, 2)), 2, d.out * d.in), w = repackInt8x(q, d.out, d.in);
+      u8(dst, w.byteLength).set(new Uint8Array(w.buffer));
+    },
+    cudaInt8xPrep: (x: number, x2: number | null, normW: number | null, scratch: number, inF: number, y: number | null, nzero: number,
+      _pdl?: boolean, addY?: number | null, B1?: number | null, t1?: number | null, B2?: number | null, t2?: number | null, r = 0,
+      xOut?: number | null, xBf16?: boolean) => {
+      const bt = (B?: number | null, t?: number | null): Int8xPrepBt | undefined => (B && t ? { B: bfRead(B, inF * r), t: f32(t, r).slice(), r } : undefined);
+      const xv = xBf16 ? bfRead(x, inF) : f32(x, inF).slice();
+      const { xt, xOut: v } = int8xPrepInput(xv, { x2: x2 ? f32(x2, inF).slice() : undefined, normW: normW ? f32(normW, inF).slice() : undefined,
+        addY: addY ? f32(addY, inF).slice() : undefined, bt1: bt(B1, t1), bt2: bt(B2, t2) });
+      if (xOut) f32(xOut, inF).set(v);
+      exactX.set(scratch, xt);
+      const ng = inF / 64, { xq, a, sum } = int8X(xt);
+      new Int8Array(u8(scratch, inF).buffer, u8(scratch, inF).byteOffset, inF).set(xq);
+      f32(scratch, ng, inF / 4).set(a);
+      const sb = get(scratch, inF + 8 * ng);
+      new Int32Array(sb.mem, sb.off + inF + 4 * ng, ng).set(sum);
+      if (normW) {  // Σv² per prep block of 8 groups, as the kernel leaves them for the GEMV's 1/rms
+        const part = f32(scratch, Math.ceil(ng / 8), (inF + 8 * ng) / 4);
+        for (let b = 0; b < part.length; b++) { let ss = 0; for (let i = 512 * b; i < Math.min(inF, 512 * b + 512); i++) ss += v[i] * v[i]; part[b] = ss; }
+      }
+      if (y) f32(y, nzero).fill(0);
+    },
+    cudaInt8xGemv: (words: number, sz: number, x: number, scratch: number, y: number, out: number, inF: number, _ks: number, parts = 7,
+      normEps: number | null = null, A: number | null = null, R = 0, t: number | null = null) => {
+      const ng = inF / 64;
+      if (parts & 1) (ops.cudaInt8xPrep as (...a: unknown[]) => void)(x, null, null, scratch, inF, null, 0);
+      if (parts & 2) f32(y, out).fill(0);
+      if (!(parts & 4)) return;
+      const sb = get(scratch, inF + 8 * ng), xq = new Int8Array(sb.mem, sb.off, inF), a = f32(scratch, ng, inF / 4), sum = new Int32Array(sb.mem, sb.off + inF + 4 * ng, ng);
+      const xt = eng.int8xExact ? exactX.get(scratch) : undefined;
+      if (eng.int8xExact && !xt) throw new Error('cudaInt8xGemv (int8xExact): the scratch has no prep');
+      let rstd = 1;
+      if (normEps !== null && normEps >= 0) {
+        const part = f32(scratch, Math.ceil(ng / 8), (inF + 8 * ng) / 4);
+        let ss = 0;
+        for (const p of part) ss += p;
+        rstd = 1 / Math.sqrt(ss / inF + normEps);
+      }
+      const tiles = Math.ceil(out / 16), wb = get(words, tiles * 16 * inF / 4);
+      const q = unrepackInt8x(new Uint32Array(wb.mem, wb.off, tiles * 16 * inF / 16), out, inF);
+      const zb = get(sz, out * ng * 4), szw = new Uint32Array(zb.mem, zb.off, out * ng), yv = f32(y, out);
+      for (let o = 0; o < out; o++) {
+        let acc = 0;
+        for (let g = 0; g < ng; g++) {
+          let dot = 0;
+          const w = szw[o * ng + g], s = f16BitsToF32(w & 0xffff), z = f16BitsToF32(w >>> 16);
+          if (xt) { for (let i = 64 * g; i < 64 * g + 64; i++) acc += s * (q[o * inF + i] - z) * xt[i]; continue; }
+          for (let i = 64 * g; i < 64 * g + 64; i++) dot += q[o * inF + i] * xq[i];
+          acc += s * a[g] * (dot - z * sum[g]);
+        }
+        yv[o] += acc * rstd;
+      }
+      if (A && t && xt) {
+        const Av = bfRead(A, R * inF), tv = f32(t, R);
+        for (let r = 0; r < R; r++) { let s = 0; for (let i = 0; i < inF; i++) s += Av[r * inF + i] * xt[i]; tv[r] = s * rstd; }
+      } else if (A && t) f32(t, R).set(int8xLoraA(bfRead(A, R * inF), R, inF, xq, a, rstd));
+    },
     cudaRmsnormFwd: (x: number, w: number, yB: number | null, yF: number | null, rstd: number | null, N: number, C: number, eps: number) => {
       const y = new Float32Array(N * C), r = new Float32Array(N);
       rmsnormForwardRef(y, r, f32(x, N * C), f32(w, C), N, C, eps);
@@ -339,6 +407,7 @@ export function hostEngine(): HostEngine {
   const eng = {
     ...recorded,
     calls: 0,
+    int8xExact: false,
     cudaInfo: () => ({ deviceCount: 1, deviceName: 'host emulator' }),
     cudaMemInfo: () => ({ free: 1 << 30, total: 1 << 30 }),
     cudaSync: () => noCapture('cudaSync'),
