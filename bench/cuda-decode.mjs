@@ -197,9 +197,10 @@ for (const withLora of gemvOnly ? [] : [true, false]) {
       const s = (performance.now() - t0) / 1000;
       const tps = N / s, perTok = d.bytesPerToken(prompt.length + N / 2);
       const bound = BW / perTok;
-      const r = { lora: withLora, variant, kernel, probe, persistent: d.persistent, mode, prefetch: pfMode, captureSeconds: d.captureSeconds, tokensPerS: tps, msPerToken: 1000 / tps, bytesPerToken: perTok, boundTokensPerS: bound, ofBound: tps / bound, first: out.slice(0, 8) };
+      if (kernel === 8 && !d.int8x) throw new Error(`kernel 8: ${d.int8xUnsupported()}`);
+      const r = { lora: withLora, variant, kernel, probe, persistent: d.persistent, int8x: d.int8x, mode, prefetch: pfMode, captureSeconds: d.captureSeconds, tokensPerS: tps, msPerToken: 1000 / tps, bytesPerToken: perTok, boundTokensPerS: bound, ofBound: tps / bound, first: out.slice(0, 8) };
       res.runs.push(r);
-      log(`${withLora ? 'rank-64 LoRA unmerged' : 'no adapter         '} GEMV v${variant}${variant === 4 ? ` k${kernel}${d.persistent ? ' (persistent)' : ''}${probe ? ` probe ${probe}` : ''}` : ''} ${mode.padEnd(5)} prefetch ${pfMode}: ${tps.toFixed(1)} tok/s (${r.msPerToken.toFixed(2)} ms/token), bound ${bound.toFixed(0)} tok/s (${(perTok / 1e6).toFixed(0)} MB/token) → ${(100 * r.ofBound).toFixed(1)} %`);
+      log(`${withLora ? 'rank-64 LoRA unmerged' : 'no adapter         '} GEMV v${variant}${variant === 4 ? ` k${kernel}${d.persistent ? ' (persistent)' : ''}${d.int8x ? ' (int8-x)' : ''}${probe ? ` probe ${probe}` : ''}` : ''} ${mode.padEnd(5)} prefetch ${pfMode}: ${tps.toFixed(1)} tok/s (${r.msPerToken.toFixed(2)} ms/token), bound ${bound.toFixed(0)} tok/s (${(perTok / 1e6).toFixed(0)} MB/token) → ${(100 * r.ofBound).toFixed(1)} %`);
     } catch (e) {
       res.runs.push({ lora: withLora, variant, kernel, mode, prefetch: pfMode, error: String(e) });
       log(`${withLora ? 'lora' : 'base'} v${variant} ${mode}: ${e}`);
@@ -210,6 +211,11 @@ for (const withLora of gemvOnly ? [] : [true, false]) {
 for (const r6 of res.runs.filter((r) => r.kernel === 6 && r.first)) {
   const r5 = res.runs.find((r) => r.kernel === 5 && !r.probe && r.lora === r6.lora && r.mode === r6.mode && r.first);
   if (r5) log(`${r6.lora ? 'lora' : 'base'} ${r6.mode}: persistent ${(r6.tokensPerS / r5.tokensPerS).toFixed(3)}× the per-phase launches; first tokens ${r6.first.join(',') === r5.first.join(',') ? 'identical' : `DIFFER (${r6.first} vs ${r5.first})`}`);
+}
+// kernel 8 (the int8-x plan) rounds x to int8 in front of every GEMV: its greedy tokens may part from kernel 5's
+for (const r8 of res.runs.filter((r) => r.kernel === 8 && r.first)) {
+  const r5 = res.runs.find((r) => r.kernel === 5 && !r.probe && r.lora === r8.lora && r.mode === r8.mode && r.first);
+  if (r5) log(`${r8.lora ? 'lora' : 'base'} ${r8.mode}: int8-x plan ${(r8.tokensPerS / r5.tokensPerS).toFixed(3)}× kernel 5; first tokens ${r8.first.join(',') === r5.first.join(',') ? 'identical' : `differ (${r8.first} vs ${r5.first})`}`);
 }
 // The GEMVs alone (no LoRA): v4 (one launch for q/k/v with the RMSNorm; one for gate/up) vs v3 (one launch per
 // projection, the RMSNorm a separate kernel), rotating over 8 layers' weights so L2 (50 MB) holds none; graph-captured.

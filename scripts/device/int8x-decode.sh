@@ -15,7 +15,7 @@ echo "== decoder tests ($(date +%T))"
 timeout 200 node --test --test-reporter=tap --test-concurrency=1 dist/test/cuda-decode.test.js > "$OUT/tests-dec.log" 2>&1; echo "rc=$?"
 grep -E '^# (tests|pass|fail|skipped)|^not ok|GEMV v' "$OUT/tests-dec.log"; grep -A16 '^not ok' "$OUT/tests-dec.log" | head -40
 echo "== decode tok/s, kernels 5 and 8 ($(date +%T))"
-timeout 200 node bench/cuda-decode.mjs --variants 4 --kernels ${KERNELS:-5,8} --modes graph --tokens 128 --no-gemv --json "$OUT/decode.json" 2>&1 | grep -E "tok/s|error|Error"
+timeout 200 node bench/cuda-decode.mjs --variants 4 --kernels ${KERNELS:-5,8} --modes graph --tokens 128 --no-gemv --json "$OUT/decode.json" 2>&1 | grep -E "tok/s|error|Error|int8-x plan"
 if [ -n "${BENCH:-1}" ]; then
   echo "== int8-x bench ($(date +%T))"
   timeout 120 node bench/cuda-int8x-gemv.mjs --ksplit 4,8,16 --ahead 1,2 --sx 0,1 --json "$OUT/int8x.json" 2>&1 | grep -E "copy bandwidth|skeleton"
