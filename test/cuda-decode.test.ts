@@ -94,3 +94,29 @@ for (const E of ENGINES) for (const { cfg, variants, fused } of CASES.filter((k)
   }
   g.free();
 });
+
+test('host emulator: decode kernel 8 (int8-x plan) without an adapter = CPU model (on the exact x̃; within the int8 rounding on its image)', (t) => {
+  const c = hostEngine(), cfg = { ...smallConfig(512), hiddenSize: 256, headDim: 64 }, rng = new Rng(23);
+  const w = LlamaWeights.initRandom(cfg, rng, 'f32', 0.05);
+  w.embed.set(bf(w.embed));
+  (w.lmHead as DenseLinear).weight.set(bf((w.lmHead as DenseLinear).weight));
+  for (const [l, p, lin] of [...w.linears()]) {
+    const d = lin as DenseLinear;
+    w.setLinear(l, p, new PackedLinear(quantizeRTN(d.weight, d.outFeatures, d.inFeatures, { bits: 2, groupSize: 64 })));
+  }
+  const T = 10, V = cfg.vocabSize, ids = Int32Array.from({ length: T }, () => rng.int(V));
+  const cpu = new LlamaModel(w).forward(ids, 1, T, { train: false, logits: true }).logits!;
+  const g = gpuModelFromHost(c, w), d = new GpuDecoder(c, g.weights, null, T + 1, 8);
+  try {
+    assert.equal(d.int8x, true, d.int8xUnsupported());
+    const run = () => { d.reset(); const o = new Float32Array(T * V); for (let i = 0; i < T; i++) o.set(d.step(ids[i])!, i * V); return o; };
+    const rounded = run();
+    c.int8xExact = true;
+    const exact = run();
+    c.int8xExact = false;
+    const eR = relErr(rounded, cpu), eX = relErr(exact, cpu);
+    t.diagnostic(`no adapter: decoder vs CPU ${eR.toExponential(2)} (int8 x), ${eX.toExponential(2)} (exact x̃)`);
+    assert.ok(eX < 2e-2, `exact x̃: ${eX}`);
+    assert.ok(eR < 6e-2 && eR > eX, `int8 x: ${eR}`);
+  } finally { d.free(); g.free(); }
+});
