@@ -167,7 +167,7 @@ test('CUDA int8-x prep (RMSNorm, SwiGLU) + GEMV = f64 of the normed / gated x on
       else assert.ok(diff <= inF / 256, `swiglu: x̂ within expf's last bits of the twin (${diff})`);
       assert.ok(e < (mode === 'swiglu' ? 1e-3 : 1e-5), `${out}×${inF} ${mode}: y vs f64 ${e}`);
       assert.ok(eX < 2e-2, `${out}×${inF} ${mode}: int8 rounding of x̃ ${eX}`);
-      // the same launch with the adapter's LoRA-A rows (a warp per row past the packed tiles), x̂ in shared memory
+      // the same launch with the adapter's LoRA-A rows (a block of 4 warps per row past the packed tiles), x̂ in shared memory
       const R = 24, A = bf16Values(new Float32Array(R * inF).map(() => 0.05 * rng.normal()));
       const tRef = int8xLoraA(A, R, inF, xq, a, rstd), hA = up(f32ToBf16(A)), ht = up(new Float32Array(R).fill(7));
       handles.push(hA, ht);

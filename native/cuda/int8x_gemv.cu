@@ -133,9 +133,11 @@ __global__ void __launch_bounds__(128) int8x_gemv_kernel(const uint4* __restrict
                                                          float* __restrict__ tout) {
   const int warp = blockIdx.x * 4 + threadIdx.x / 32, lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3;
   const int nblk = in / 128, ng = in / 64, tiles = (out + 15) / 16;
-  const int tile = warp / nks, ks = warp % nks, drow = warp - tiles * nks;
-  // the warps past the packed tiles each take one row of A (the adapter's LoRA-A factor, bf16 [R, in]): t = A·x̃
-  const bool active = tile < tiles, dense = drow >= 0 && drow < R;
+  // the blocks past the packed tiles each take one row of A (the adapter's LoRA-A factor, bf16 [R, in]): t = A·x̃, its four
+  // warps a quarter of the inputs each (a warp alone would walk 11008 inputs in 43 dependent steps: longer than down's tiles)
+  const int dfirst = (tiles * nks + 3) & ~3, dw = warp - dfirst, drow = dw >> 2, dq = dw & 3;
+  const int tile = warp / nks, ks = warp % nks;
+  const bool active = tile < tiles, dense = dw >= 0 && drow < R;
   if (!SX && !active && !dense) return;
   const int r0 = min(tile * 16 + g, out - 1), r1 = min(tile * 16 + g + 8, out - 1);
   float y0 = 0.f, y1 = 0.f;
@@ -181,13 +183,14 @@ __global__ void __launch_bounds__(128) int8x_gemv_kernel(const uint4* __restrict
   };
   if (!active) {
     if (!dense) return;
-    // t[drow] = Σ_g a_g Σ_{i in g} A[drow][i]·x̂_i (· 1/rms): 8 inputs per lane and step, all in one group of 64
+    // t[drow] = Σ_g a_g Σ_{i in g} A[drow][i]·x̂_i (· 1/rms): 8 inputs per lane and step, all in one group of 64; the
+    // block's four partial sums added in a fixed order
     const uint4* Ar = reinterpret_cast<const uint4*>(A + (size_t)drow * in);
     const uint2* xv2 = reinterpret_cast<const uint2*>(SX ? static_cast<const void*>(i8x_smem) : static_cast<const void*>(xq));
     const float* av = SX ? reinterpret_cast<const float*>(i8x_smem + in) : a;
     float acc = 0.f;
 #pragma unroll 4
-    for (int i = lane; i < in / 8; i += 32) {
+    for (int i = lane + 32 * dq; i < in / 8; i += 128) {
       const uint4 w = __ldg(Ar + i);
       const uint2 xv = SX ? xv2[i] : __ldg(xv2 + i);
       const float ag = SX ? av[i >> 3] : __ldg(av + (i >> 3));
@@ -204,8 +207,10 @@ __global__ void __launch_bounds__(128) int8x_gemv_kernel(const uint4* __restrict
     }
 #pragma unroll
     for (int o = 16; o > 0; o >>= 1) acc += __shfl_xor_sync(0xffffffffu, acc, o);
-    if (npart) acc *= rstd_of();
-    if (lane == 0) tout[drow] = acc;
+    __shared__ float dred[4];
+    if (lane == 0) dred[dq] = acc;
+    __syncthreads();  // a dense block's four warps are all dense (dfirst is a multiple of 4)
+    if (threadIdx.x == 0) tout[drow] = (dred[0] + dred[1] + dred[2] + dred[3]) * (npart ? rstd_of() : 1.f);
     return;
   }
 #pragma unroll
@@ -324,7 +329,7 @@ const char* cuda_int8x_gemv(const void* words, const uint32_t* sz, const float* 
   if (parts & 2) LB_CUDA(cudaMemsetAsync(y, 0, (size_t)out * 4, 0));
   if (parts & 4) {
     if (!A) R = 0;
-    const int warps = tiles * nks + R, npart = eps >= 0.f ? (ng + kPrepWarps - 1) / kPrepWarps : 0;
+    const int warps = ((tiles * nks + 3) & ~3) + 4 * R, npart = eps >= 0.f ? (ng + kPrepWarps - 1) / kPrepWarps : 0;
     decltype(&int8x_gemv_kernel<1, false>) kern[4] = {int8x_gemv_kernel<1, false>, int8x_gemv_kernel<2, false>,
                                                        int8x_gemv_kernel<1, true>, int8x_gemv_kernel<2, true>};
     const bool sx = (parts & 32) != 0;

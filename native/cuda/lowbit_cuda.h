@@ -167,7 +167,7 @@ const char* cuda_repack4(const void* codes, void* dst, int out, int in);
 // zero y, bit 2 the GEMV, bit 3 the GEMV launched with PDL (benchmarks time the GEMV alone), bit 4 two blocks ahead, bit 5
 // x̂ staged in shared memory. eps ≥ 0: x̂ came from cuda_int8x_prep with normw, and the row sums are scaled by RMSNorm's
 // 1/rms from its partials. A (bf16 [R, in], rows 16-byte aligned): the same launch also writes t[R] = A·x̃ on x's int8
-// image (a warp per row; the adapter's LoRA-A factor).
+// image (a block of 4 warps per row; the adapter's LoRA-A factor).
 const char* cuda_int8x_gemv(const void* words, const uint32_t* sz, const float* x, void* scratch, float* y,
                             int out, int in, int nks, int parts = 7, float eps = -1.f, const void* A = nullptr, int R = 0,
                             float* t = nullptr);

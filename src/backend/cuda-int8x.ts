@@ -16,7 +16,7 @@ export interface NativeCudaInt8x extends NativeCuda {
    * blocks (words, scale|zero words, x̂) in flight per warp instead of one, 32 = x̂, a and Σx̂ staged in shared memory.
    * normEps: scratch came from cudaInt8xPrep with normW, and the row sums are scaled by RMSNorm's 1/rms (from the prep's Σx²
    * partials). A (bf16 [R, in], a handle or view 16-byte aligned) and t (f32 [R]): the same launch also writes
-   * t = A·x̃ on x's int8 image, a warp per row (the adapter's LoRA-A factor; twin int8xLoraA). */
+   * t = A·x̃ on x's int8 image, a block of 4 warps per row (the adapter's LoRA-A factor; twin int8xLoraA). */
   cudaInt8xGemv(words: number, sz: number, x: number, scratch: number, y: number, out: number, inF: number,
     ksplit: number, parts?: number, normEps?: number | null, A?: number | null, R?: number, t?: number | null): void;
   /** The GEMV's input into scratch: the element v = x (bf16 with xBf16) + addY + B1·t1 (B1 bf16 [in, r], t1 f32 [r]; the
