@@ -923,7 +923,6 @@ napi_value js_int8x_prep(napi_env env, napi_callback_info info) {
     return nullptr;
   }
   Int8xPrepExtra ex;
-  ex.xb = x.ptr;
   ex.xbf16 = xbf;
   ex.addy = static_cast<const float*>(ay.ptr);
   ex.B1 = b1.ptr;
@@ -932,7 +931,7 @@ napi_value js_int8x_prep(napi_env env, napi_callback_info info) {
   ex.t2 = static_cast<const float*>(t2.ptr);
   ex.r = (int)r;
   ex.xout = static_cast<float*>(xo.ptr);
-  check(env, cuda_int8x_prep(static_cast<const float*>(x.ptr), static_cast<const float*>(x2.ptr), static_cast<const float*>(nw.ptr),
+  check(env, cuda_int8x_prep(x.ptr, static_cast<const float*>(x2.ptr), static_cast<const float*>(nw.ptr),
                              scr.ptr, (int)in, static_cast<float*>(y.ptr), y.ptr ? (int)nz : 0, pdl, &ex));
   return nullptr;
 }

@@ -198,8 +198,7 @@ __global__ void __launch_bounds__(128) int8x_gemv_kernel(const uint4* __restrict
       float p = 0.f;
 #pragma unroll
       for (int k = 0; k < 8; k++) {
-        const uint32_t wk = ws[k >> 1];
-        const float wf = __uint_as_float((k & 1) ? (wk & 0xffff0000u) : (wk << 16));
+        const float wf = bf16f((uint16_t)(ws[k >> 1] >> (16 * (k & 1))));
         const float xf = (float)(int8_t)((xs[k >> 2] >> (8 * (k & 3))) & 0xffu);
         p = fmaf(wf, xf, p);
       }
@@ -285,7 +284,7 @@ const char* cuda_int8x_repack(const void* codes, void* words, int out, int in) {
 }
 
 // Scratch layout: x̂ [in] int8 | a [ng] f32 | Σx̂ [ng] i32 | part [⌈ng / 8⌉] f32.
-const char* cuda_int8x_prep(const float* x, const float* x2, const float* normw, void* scratch, int in, float* yz, int nz, bool pdl,
+const char* cuda_int8x_prep(const void* x, const float* x2, const float* normw, void* scratch, int in, float* yz, int nz, bool pdl,
                             const Int8xPrepExtra* ex) {
   if (in % 64 != 0) return "cudaInt8xPrep: in must be a multiple of 64";
   const int ng = in / 64;
@@ -294,7 +293,6 @@ const char* cuda_int8x_prep(const float* x, const float* x2, const float* normw,
   p.x2 = x2;
   p.normw = normw;
   if (ex) {
-    if (ex->xbf16) p.x = ex->xb;
     p.xbf16 = ex->xbf16;
     p.addy = ex->addy;
     p.B1 = static_cast<const uint16_t*>(ex->B1);

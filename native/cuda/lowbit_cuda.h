@@ -171,14 +171,11 @@ const char* cuda_repack4(const void* codes, void* dst, int out, int in);
 const char* cuda_int8x_gemv(const void* words, const uint32_t* sz, const float* x, void* scratch, float* y,
                             int out, int in, int nks, int parts = 7, float eps = -1.f, const void* A = nullptr, int R = 0,
                             float* t = nullptr);
-// The int8-x GEMV's input in scratch (x̂ | a | Σx̂ | Σx² partials): x̃ = x, x·normw (RMSNorm, normw non-null) or
-// silu(x)·x2 (x2 non-null) quantized per 64 inputs; then nz floats of yz zeroed (the consumer's split-K output).
 // int8-x words (the GEMV's repacked layout; twin repackInt8x) from an 'int' 2-bit code stream [out, in], in % 128 == 0.
 const char* cuda_int8x_repack(const void* codes, void* words, int out, int in);
-// The prep's optional extras (decode layer hand-offs): the element is x (or xb, bf16, when xbf16) + addy + B1·t1 (B1 bf16
+// The prep's optional extras (decode layer hand-offs): the element is x (bf16 when xbf16) + addy + B1·t1 (B1 bf16
 // [in, r]), written to xout when given; with x2 (SwiGLU) the up value is x2 + B2·t2.
 struct Int8xPrepExtra {
-  const void* xb = nullptr;
   bool xbf16 = false;
   const float* addy = nullptr;
   const void* B1 = nullptr;
@@ -188,7 +185,9 @@ struct Int8xPrepExtra {
   int r = 0;
   float* xout = nullptr;
 };
-const char* cuda_int8x_prep(const float* x, const float* x2, const float* normw, void* scratch, int in, float* yz, int nz, bool pdl,
+// The int8-x GEMV's input in scratch (x̂ | a | Σx̂ | Σx² partials): x̃ = x (or the element of ex), x·normw (RMSNorm, normw non-null) or
+// silu(x)·x2 (x2 non-null) quantized per 64 inputs; then nz floats of yz zeroed (the consumer's split-K output).
+const char* cuda_int8x_prep(const void* x, const float* x2, const float* normw, void* scratch, int in, float* yz, int nz, bool pdl,
                             const Int8xPrepExtra* ex = nullptr);
 // y_s = W_s·x̃ for every segment s in one launch, x̃ = RMSNorm(x)·normw when normw (else x); x f32 or bf16 [in].
 // probe (benchmarks only): 0 normal; 1 every tile reads rows 0..15's codes (L2-resident); 2 loads, no compute; 3 compute,
