@@ -167,8 +167,9 @@ export class GpuDecoder {
       }
     }
     this.scratch = c.cudaAlloc(w.maxWeight * 2);
-    this.v4 = this.planV4();
+    // kernel 8 reads its own repacked words: the v4 plan (a second repacked copy of every weight) only where it cannot run
     if (this.gemvKernel === 8 && !this.int8xUnsupported()) this.i8 = this.planInt8x();
+    else this.v4 = this.planV4();
     if (this.gemvKernel === 6 && this.v4?.every((pl) => pl.fold) && typeof c.cudaDecodePlanBegin === 'function' && this.attnFused)
       this.persistPlan = this.recordPlan();
   }
@@ -584,7 +585,7 @@ export class GpuDecoder {
   }
 
   /** Whether token steps run the fused v4 path. */
-  get fused(): boolean { return this.variant === 4 && this.v4 !== null; }
+  get fused(): boolean { return this.variant === 4 && (this.v4 !== null || this.i8 !== null); }
 
   /** Bytes one decode step must read at least: packed base + adapters (bf16) + lm_head + the KV cache so far. */
   bytesPerToken(pos = this.pos): number {
