@@ -5,7 +5,9 @@
 // (x quantization + zeroing y + the GEMV, three launches); and the GEMV launched with PDL (each launch's first weight
 // words loaded before its griddepcontrol.wait, so they stream while the launch before it finishes — kernel 5's
 // lone GEMVs are PDL launches too). It reads what kernel 5 reads: 2 bits per weight and one f16 scale|zero word per 64.
-// Usage: node bench/cuda-int8x-gemv.mjs [--ksplit 1,2,4,8] [--ahead 1,2] [--sx 0,1] [--json FILE] | --profile [--ksplit …]
+// --fixed 1: the GEMV with a block per tile and its K slices added in a fixed order, y stored (parts & 64), beside the
+// float-atomic split K (0).
+// Usage: node bench/cuda-int8x-gemv.mjs [--ksplit 1,2,4,8] [--ahead 1,2] [--sx 0,1] [--fixed 0,1] [--json FILE] | --profile [--ksplit …]
 import { writeFileSync } from 'node:fs';
 import { cudaInt8xOps, cudaInt8xUnavailable, int8xScaleZero, int8xScratchBytes } from '../dist/src/backend/cuda-int8x.js';
 import { roundF16 } from '../dist/src/quant/f16.js';
@@ -28,6 +30,7 @@ if (args.includes('--profile')) {  // a few direct launches on the q/k/v shape f
 }
 const aheads = opt('--ahead', '1,2').split(',').map(Number);  // blocks in flight per warp (1 or 2)
 const sxs = opt('--sx', '0,1').split(',').map(Number);  // 1: x̂, a and Σx̂ staged in shared memory (parts & 32)
+const fixeds = opt('--fixed', '0,1').split(',').map(Number);  // 1: a block per tile, fixed-order reduction (parts & 64)
 const bytes = 1 << 28, a = c.cudaAlloc(bytes), b = c.cudaAlloc(bytes);
 c.cudaFillRandomBytes(a, bytes, 1);
 const BW = (2 * bytes) / (c.cudaBenchCopy(b, a, bytes, 20) * 1e-3);
@@ -64,14 +67,15 @@ for (const [out, inF, name] of [[4096, 4096, 'o (4096²)'], [12288, 4096, 'q/k/v
   c.cudaUpload(hx, new Float32Array(inP).map((_, i) => Math.sin(i * 0.37)));
   c.cudaInt8xGemv(sets[0][0], sets[0][1], hx, hscr, hy, out, inP, 1);  // scratch holds x̂ from here on
   const read = wBytes + szBytes + inP;
-  for (const ks of ksplits) for (const ahead of aheads) for (const sx of sxs) {
-    const A = (ahead >= 2 ? 16 : 0) | (sx ? 32 : 0);
+  for (const ks of ksplits) for (const ahead of aheads) for (const sx of sxs) for (const fixed of fixeds) {
+    if (fixed && ks > 16) continue;
+    const A = (ahead >= 2 ? 16 : 0) | (sx ? 32 : 0) | (fixed ? 64 : 0);
     const gemv = timeGraph((l) => c.cudaInt8xGemv(sets[l][0], sets[l][1], hx, hscr, hy, out, inP, ks, 4 | A)) * 1e3;
     const pdl = timeGraph((l) => c.cudaInt8xGemv(sets[l][0], sets[l][1], hx, hscr, hy, out, inP, ks, 12 | A)) * 1e3;
     const whole = timeGraph((l) => c.cudaInt8xGemv(sets[l][0], sets[l][1], hx, hscr, hy, out, inP, ks, 7 | A)) * 1e3;
     const ofCopy = read / (gemv * 1e-6) / BW;  // as the decode bench: bytes ÷ the copy rate (read + write)
-    rows.push({ name, out, in: inP, ksplit: ks, ahead, sx, gemvUs: gemv, gemvPdlUs: pdl, wholeUs: whole, readBytes: read, ofCopyRead: ofCopy });
-    console.log(`${name.padEnd(26)} split K ${ks}, ${ahead} ahead${sx ? ', x̂ in smem' : ''}: GEMV ${gemv.toFixed(2)} µs, ${(read / 1e6).toFixed(1)} MB → ${(100 * ofCopy).toFixed(1)} % of the copy rate; with PDL ${pdl.toFixed(2)} µs (${(100 * read / (pdl * 1e-6) / BW).toFixed(1)} %); whole call (3 launches) ${whole.toFixed(2)} µs`);
+    rows.push({ name, out, in: inP, ksplit: ks, ahead, sx, fixed, gemvUs: gemv, gemvPdlUs: pdl, wholeUs: whole, readBytes: read, ofCopyRead: ofCopy });
+    console.log(`${name.padEnd(26)} split K ${ks}, ${ahead} ahead${sx ? ', x̂ in smem' : ''}${fixed ? ', fixed order' : ''}: GEMV ${gemv.toFixed(2)} µs, ${(read / 1e6).toFixed(1)} MB → ${(100 * ofCopy).toFixed(1)} % of the copy rate; with PDL ${pdl.toFixed(2)} µs (${(100 * read / (pdl * 1e-6) / BW).toFixed(1)} %); whole call (3 launches) ${whole.toFixed(2)} µs`);
   }
   for (const s of sets) for (const h of s) c.cudaFree(h);
   for (const h of [hx, hscr, hy]) c.cudaFree(h);
@@ -86,8 +90,12 @@ const skeleton = [];
   const shapes = [[12288, 4096], [4096, 4096], [22016, 4096], [4096, 11008]].map(([out, inF]) => {
     const inP = Math.ceil(inF / 128) * 128, ng = inP / 64;
     const mine = rows.filter((r) => r.out === out && r.in === inP);
-    const best = (key) => { const r = mine.reduce((p, q) => (q[key] < p[key] ? q : p)); return { ks: r.ksplit, A: (r.ahead >= 2 ? 16 : 0) | (r.sx ? 32 : 0) }; };
-    return { out, inP, ng, wBytes: Math.ceil(out / 16) * 16 * inP / 4, szBytes: out * ng * 4, ksPdl: best('gemvPdlUs'), ks: best('gemvUs') };
+    const best = (key, f = () => true) => {
+      const pool = mine.filter(f).length ? mine.filter(f) : mine, r = pool.reduce((p, q) => (q[key] < p[key] ? q : p));
+      return { ks: r.ksplit, A: (r.ahead >= 2 ? 16 : 0) | (r.sx ? 32 : 0) | (r.fixed ? 64 : 0) };
+    };
+    return { out, inP, ng, wBytes: Math.ceil(out / 16) * 16 * inP / 4, szBytes: out * ng * 4, ksPdl: best('gemvPdlUs'), ks: best('gemvUs'),
+      ksPdlAtomic: best('gemvPdlUs', (r) => !r.fixed), ksPdlFixed: best('gemvPdlUs', (r) => r.fixed) };
   });
   const layers = Array.from({ length: L }, (_, l) => shapes.map((s) => {
     const hw = c.cudaAlloc(s.wBytes), hsz = c.cudaAlloc(s.szBytes);
@@ -126,27 +134,34 @@ const skeleton = [];
   const hatt = bf(4096, 85), hyr = c.cudaAlloc(4096 * 4), hxo = c.cudaAlloc(4096 * 4), hup = c.cudaAlloc(11008 * 4);
   c.cudaUpload(hyr, new Float32Array(4096).map((_, i) => 0.1 * Math.cos(i)));
   c.cudaUpload(hup, new Float32Array(11008).map((_, i) => Math.sin(i * 0.3)));
-  const readA = shapes.reduce((t, s, i) => t + rankRows[i] * s.inP * 2, 0) + (2 * 4096 + 2 * 11008) * 64 * 2;
-  const prepWithA = (i, s, pdl) => {
-    if (i === 0) c.cudaInt8xPrep(hx, null, hn, scr[i], s.inP, hy, s.out, pdl, hyr, hB.down, ht, null, null, 64, hxo);
-    else if (i === 1) c.cudaInt8xPrep(hatt, null, null, scr[i], s.inP, hy, s.out, pdl, null, null, null, null, null, 0, null, true);
-    else if (i === 2) c.cudaInt8xPrep(hx, null, hn, scr[i], s.inP, hy, s.out, pdl, hyr, hB.o, ht, null, null, 64, hxo);
-    else c.cudaInt8xPrep(hx, hup, null, scr[i], s.inP, hy, s.out, pdl, null, hB.gate, ht, hB.up, ht, 64);
+  const readArows = shapes.reduce((t, s, i) => t + rankRows[i] * s.inP * 2, 0), readB = (2 * 4096 + 2 * 11008) * 64 * 2;
+  const prepWithA = (i, s, pdl, zy, nz) => {
+    if (i === 0) c.cudaInt8xPrep(hx, null, hn, scr[i], s.inP, zy, nz, pdl, hyr, hB.down, ht, null, null, 64, hxo);
+    else if (i === 1) c.cudaInt8xPrep(hatt, null, null, scr[i], s.inP, zy, nz, pdl, null, null, null, null, null, 0, null, true);
+    else if (i === 2) c.cudaInt8xPrep(hx, null, hn, scr[i], s.inP, zy, nz, pdl, hyr, hB.o, ht, null, null, 64, hxo);
+    else c.cudaInt8xPrep(hx, hup, null, scr[i], s.inP, zy, nz, pdl, null, hB.gate, ht, hB.up, ht, 64);
   };
-  for (const [label, pdl, pick, prep, withA] of [['no PDL', false, 'ks', false, false], ['PDL', true, 'ksPdl', false, false],
-    ['PDL, split K 1', true, null, false, false], ['PDL + prep launches', true, 'ksPdl', true, false],
-    ['PDL + prep launches with the hand-offs + LoRA-A rows (rank 64)', true, 'ksPdl', true, true]]) {
+  // the hand-offs and the LoRA-A rows once apart and once together, so each one's price shows
+  for (const [label, pdl, pick, prep, handoff, withA] of [['no PDL', false, 'ks', false, false, false],
+    ['PDL', true, 'ksPdl', false, false, false], ['PDL, split K 1', true, null, false, false, false],
+    ['PDL + prep launches', true, 'ksPdl', true, false, false],
+    ['PDL + prep launches with the hand-offs (rank 64)', true, 'ksPdl', true, true, false],
+    ['PDL + prep launches + LoRA-A rows (rank 64)', true, 'ksPdl', true, false, true],
+    ['PDL + prep launches with the hand-offs + LoRA-A rows (rank 64)', true, 'ksPdl', true, true, true],
+    ['PDL + prep launches with the hand-offs + LoRA-A rows (rank 64), float-atomic split K', true, 'ksPdlAtomic', true, true, true],
+    ['PDL + prep launches with the hand-offs + LoRA-A rows (rank 64), fixed-order split K', true, 'ksPdlFixed', true, true, true]]) {
     const us = timeGraph((l) => layers[l].forEach((h, i) => {
       const s = shapes[i], pr = prepOf[i];
       const { ks, A } = pick ? s[pick] : { ks: 1, A: 0 };
-      if (prep && withA) prepWithA(i, s, pdl);
-      else if (prep) c.cudaInt8xPrep(hx, pr.swiglu ? hx : null, pr.norm ? hn : null, scr[i], s.inP, hy, s.out, pdl);
+      const zy = A & 64 ? null : hy, nz = A & 64 ? 0 : s.out;  // a GEMV that stores y needs no zeroed y
+      if (prep && handoff) prepWithA(i, s, pdl, zy, nz);
+      else if (prep) c.cudaInt8xPrep(hx, pr.swiglu ? hx : null, pr.norm ? hn : null, scr[i], s.inP, zy, nz, pdl);
       c.cudaInt8xGemv(h[0], h[1], hx, scr[i], hy, s.out, s.inP, ks, (pdl ? 12 : 4) | A, prep && pr.norm ? 1e-5 : null,
         withA ? loraA[l][i] : null, withA ? rankRows[i] : 0, withA ? ht : null);
     })) * 1e3;
-    const ofCopy = (read + (withA ? readA : 0)) / (us * 1e-6) / BW;
-    skeleton.push({ label, withLoraA: withA, splits: shapes.map((s) => (pick ? `${s[pick].ks}${s[pick].A & 16 ? 'a2' : ''}${s[pick].A & 32 ? 's' : ''}` : '1')), usPerLayer: us, readBytes: read + (withA ? readA : 0), ofCopyRead: ofCopy });
-    console.log(`layer skeleton (4 GEMVs × ${L} layers, ${label}, split K ${skeleton.at(-1).splits.join('/')}): ${us.toFixed(2)} µs per layer, ${((read + (withA ? readA : 0)) / 1e6).toFixed(1)} MB → ${(100 * ofCopy).toFixed(1)} % of the copy rate`);
+    const bytes = read + (withA ? readArows : 0) + (handoff ? readB : 0), ofCopy = bytes / (us * 1e-6) / BW;
+    skeleton.push({ label, withLoraA: withA, withHandoffs: handoff, splits: shapes.map((s) => (pick ? `${s[pick].ks}${s[pick].A & 16 ? 'a2' : ''}${s[pick].A & 32 ? 's' : ''}${s[pick].A & 64 ? 'f' : ''}` : '1')), usPerLayer: us, readBytes: bytes, ofCopyRead: ofCopy });
+    console.log(`layer skeleton (4 GEMVs × ${L} layers, ${label}, split K ${skeleton.at(-1).splits.join('/')}): ${us.toFixed(2)} µs per layer, ${(bytes / 1e6).toFixed(1)} MB → ${(100 * ofCopy).toFixed(1)} % of the copy rate`);
   }
   for (const l of loraA) for (const h of l) c.cudaFree(h);
   for (const h of [ht, ...Object.values(hB), hatt, hyr, hxo, hup]) c.cudaFree(h);

@@ -84,7 +84,10 @@ for (const E of ENGINES) for (const { cfg, variants, fused } of CASES.filter((k)
       t.diagnostic(`GEMV v${variant}${variant === 4 ? ` kernel ${kernel}${kernel === 8 ? ' (int8-x)' : ''}${d.persistent ? ' (persistent)' : ''}${kernel === 5 && !foldAttn ? ' (attention launched alone)' : ''}` : ''}: decoder vs CPU ${eCpu.toExponential(2)}, vs GPU forward ${eFwd.toExponential(2)}; graph (capture pass) ${eG1.toExponential(2)}, graph replay ${eG2.toExponential(2)}`);
       assert.ok(eCpu < tol, `decoder vs CPU ${eCpu}`);
       assert.ok(eFwd < tol, `decoder vs GPU forward ${eFwd}`);
-      assert.ok(eG1 < 1e-5 && eG2 < 1e-5, `graph vs eager ${eG1} ${eG2}`);
+      // kernel 8 sums its split K in a fixed order (parts & 64): its graphs repeat eager bit for bit; elsewhere float
+      // atomics leave rounding-level differences
+      if (kernel === 8 && variant === 4) assert.ok(eG1 === 0 && eG2 === 0, `int8-x: graph = eager exactly (${eG1} ${eG2})`);
+      else assert.ok(eG1 < 1e-5 && eG2 < 1e-5, `graph vs eager ${eG1} ${eG2}`);
       // greedy sampling on the device (argmax kernel feeding the next step) = the host loop's tokens, graphs and eager
       const p5 = ids.subarray(0, 5), hostIds = [...streamTokensGpu(d, p5, { maxTokens: 8, temperature: 0, stopTokens: [] })];
       assert.deepEqual(d.greedyOnDevice(p5, 8), hostIds, 'device greedy (graphs) = host greedy');

@@ -97,7 +97,7 @@ test('int8-x scale|zero words: f16 scale low, zero high, exact for the RTN scale
   assert.throws(() => int8xScaleZero(new Float32Array([0.1]), new Float32Array([1])), /not an f16 value/);
 });
 
-test('CUDA int8-x GEMV prototype = its twins: x quantization exact, y = f64 on the int8 x (split K 1, 3, 4; 1 and 2 blocks ahead; x̂ from global or shared memory)', (t) => {
+test('CUDA int8-x GEMV prototype = its twins: x quantization exact, y = f64 on the int8 x (split K 1, 3, 4, 8, 16; 1 and 2 blocks ahead; x̂ from global or shared memory; float atomics or a block per tile in a fixed order, which stores y and repeats bit for bit)', (t) => {
   const c = cudaInt8xOps();
   if (!c) { t.skip(cudaInt8xUnavailable()); return; }
   const rng = new Rng(41);
@@ -112,10 +112,20 @@ test('CUDA int8-x GEMV prototype = its twins: x quantization exact, y = f64 on t
     const hw = up(repackInt8x(q, out, inF)), hsz = up(int8xScaleZero(p.scales!, p.zeros!)), hx = up(x);
     const scrBytes = int8xScratchBytes(inF), hscr = c.cudaAlloc(scrBytes), hy = c.cudaAlloc(out * 4);
     try {
-      for (const [ks, parts] of [[1, 7], [4, 7], [1, 23], [3, 23], [4, 39], [3, 55]]) {  // 23: two blocks in flight per warp, 39/55: x̂ in shared memory
+      // 23: two blocks in flight per warp, 39/55: x̂ in shared memory; 69…117: a block per tile (fixed order, y stored, so y
+      // starts as garbage and is not zeroed)
+      for (const [ks, parts] of [[1, 7], [4, 7], [1, 23], [3, 23], [4, 39], [3, 55], [3, 69], [4, 85], [8, 101], [16, 117]]) {
+        const fixed = (parts & 64) !== 0;
+        if (fixed) c.cudaUpload(hy, new Float32Array(out).fill(-77));
         c.cudaInt8xGemv(hw, hsz, hx, hscr, hy, out, inF, ks, parts);
         const y = new Float32Array(out), scr = new Uint8Array(scrBytes);
         c.cudaDownload(hy, y);
+        if (fixed) {  // deterministic: a second launch gives the same bits
+          c.cudaInt8xGemv(hw, hsz, hx, hscr, hy, out, inF, ks, parts);
+          const y2 = new Float32Array(out);
+          c.cudaDownload(hy, y2);
+          assert.deepEqual(new Uint32Array(y2.buffer), new Uint32Array(y.buffer), `${out}×${inF} split ${ks}: fixed order repeats`);
+        }
         c.cudaDownload(hscr, scr);
         const gq = new Int8Array(scr.buffer, 0, inF), ga = new Float32Array(scr.buffer, inF, ng), gs = new Int32Array(scr.buffer, inF + ng * 4, ng);
         assert.deepEqual([...gq], [...xq], `${out}×${inF}: x̂ = twin`);
@@ -180,15 +190,27 @@ test('CUDA int8-x prep (RMSNorm, SwiGLU) + GEMV = f64 of the normed / gated x on
       t.diagnostic(`${out}×${inF} ${mode} + ${R} LoRA-A rows: y vs f64 ${e2.toExponential(2)}, t vs f64 on the int8 x̃ ${eT.toExponential(2)}`);
       assert.ok(e2 < (mode === 'swiglu' ? 1e-3 : 1e-5), `${mode} with A rows: y vs f64 ${e2}`);
       assert.ok(eT < (mode === 'swiglu' ? 1e-3 : 1e-5), `${mode}: t vs f64 ${eT}`);
+      // and with a block per tile (fixed order, 3 slices, so the A-row blocks have 3 warps): the prep zeroes nothing
+      c.cudaUpload(hy, new Float32Array(out).fill(-5));
+      c.cudaUpload(ht, new Float32Array(R).fill(9));
+      c.cudaInt8xPrep(hx, mode === 'swiglu' ? hx2 : null, mode === 'norm' ? hn : null, hscr, inF, null, 0, true);
+      c.cudaInt8xGemv(hw, hsz, null, hscr, hy, out, inF, 3, 12 | 32 | 64, mode === 'norm' ? eps : null, hA, R, ht);
+      c.cudaDownload(hy, y2);
+      c.cudaDownload(ht, tv);
+      const e3 = relErr(y2, ref), eT3 = relErr(tv, tRef);
+      t.diagnostic(`${out}×${inF} ${mode} + ${R} LoRA-A rows, a block per tile: y vs f64 ${e3.toExponential(2)}, t vs f64 ${eT3.toExponential(2)}`);
+      assert.ok(e3 < (mode === 'swiglu' ? 1e-3 : 1e-5), `${mode} with A rows, fixed order: y vs f64 ${e3}`);
+      assert.ok(eT3 < (mode === 'swiglu' ? 1e-3 : 1e-5), `${mode}, fixed order: t vs f64 ${eT3}`);
     } finally { for (const h of [hw, hsz, hx, hx2, hn, hscr, hy, ...handles.splice(0)]) c.cudaFree(h); }
   }
 });
 
-test('CUDA int8-x prep hand-offs (residual + B·t + RMSNorm, SwiGLU with both B·t, bf16 x) = int8xPrepInput; the GEMV on them = f64', (t) => {
+test('CUDA int8-x prep hand-offs (residual + B·t + RMSNorm, SwiGLU with both B·t, bf16 x; ranks 64 and 16 coalesced per group, 24 and 12 a row per lane) = int8xPrepInput; the GEMV on them = f64', (t) => {
   const c = cudaInt8xOps();
   if (!c) { t.skip(cudaInt8xUnavailable()); return; }
-  const rng = new Rng(53), eps = 1e-5, r = 16;
-  for (const [out, inF, mode] of [[48, 4096, 'residual+norm'], [40, 1024, 'swiglu+bt'], [33, 640, 'bf16']] as const) {
+  const rng = new Rng(53), eps = 1e-5;
+  for (const [out, inF, mode, r] of [[48, 4096, 'residual+norm', 64], [40, 1024, 'swiglu+bt', 16], [33, 640, 'bf16', 8],
+    [40, 1024, 'swiglu+bt', 24], [48, 640, 'residual+norm', 12]] as const) {
     const p = quantizeRTN(new Float32Array(out * inF).map(() => 0.03 * rng.normal()), out, inF, { bits: 2, groupSize: 64 });
     const q = unpackCodes(p.qcodes, 2, out * inF), W = dequantize(p);
     let x = new Float32Array(inF).map(() => rng.normal() * (rng.int(16) === 0 ? 8 : 1));
@@ -210,7 +232,7 @@ test('CUDA int8-x prep hand-offs (residual + B·t + RMSNorm, SwiGLU with both B�
       c.cudaInt8xPrep(hx, sw ? u(x2) : null, res ? u(normW) : null, hscr, inF, hy, out, true, res ? u(addY) : null,
         res || sw ? u(f32ToBf16(bt1.B)) : null, res || sw ? u(bt1.t) : null, sw ? u(f32ToBf16(bt2.B)) : null, sw ? u(bt2.t) : null,
         res || sw ? r : 0, hxo, mode === 'bf16');
-      c.cudaInt8xGemv(hw, hsz, hx, hscr, hy, out, inF, 2, 12 | 16, res ? eps : null);
+      c.cudaInt8xGemv(hw, hsz, null, hscr, hy, out, inF, 2, 12 | 16, res ? eps : null);  // x̂ is in scratch: no x
       const y = new Float32Array(out), scr = new Uint8Array(int8xScratchBytes(inF)), xo = new Float32Array(inF);
       c.cudaDownload(hy, y); c.cudaDownload(hscr, scr); c.cudaDownload(hxo, xo);
       const gq = new Int8Array(scr.buffer, 0, inF), ga = new Float32Array(scr.buffer, inF, inF / 64);
@@ -220,7 +242,7 @@ test('CUDA int8-x prep hand-offs (residual + B·t + RMSNorm, SwiGLU with both B�
       const rstd = res ? 1 / Math.sqrt(ss / inF + eps) : 1, ref = new Float64Array(out);
       for (let o = 0; o < out; o++) for (let i = 0; i < inF; i++) ref[o] += W[o * inF + i] * ga[Math.floor(i / 64)] * gq[i] * rstd;
       const e = relErr(y, ref), eX = relErr(xo, twin.xOut);
-      t.diagnostic(`${out}×${inF} ${mode}: xOut vs twin ${eX.toExponential(2)}, x̂ off by ${diff} in total, y vs f64 on the device's x̂ ${e.toExponential(2)}`);
+      t.diagnostic(`${out}×${inF} ${mode} r ${r}: xOut vs twin ${eX.toExponential(2)}, x̂ off by ${diff} in total, y vs f64 on the device's x̂ ${e.toExponential(2)}`);
       assert.ok(eX < 1e-6, `${mode}: xOut = x + addY + B·t (${eX})`);
       assert.ok(diff <= inF / 256, `${mode}: x̂ within f32 rounding of the twin (${diff})`);
       assert.ok(e < 1e-5, `${mode}: y vs f64 ${e}`);

@@ -864,25 +864,27 @@ napi_value js_int8x_repack(napi_env env, napi_callback_info info) {
 }
 
 // cudaInt8xGemv(words, sz, x, scratch, y, out, in, ksplit, parts = 7, normEps = null, A = null, R = 0, t = null)   the
-//   prototype int8-x GEMV (int8x_gemv.cu), sz: f16 scale|zero words [out, in/64]; parts (benchmarks): bit 0 quantizes x
+//   prototype int8-x GEMV (int8x_gemv.cu), sz: f16 scale|zero words [out, in/64]; x (f32 [in]) is read only with bit 0
+//   (otherwise null or any buffer: x̂ is already in scratch); parts (benchmarks): bit 0 quantizes x
 //   into scratch, bit 1 zeroes y, bit 2 runs the GEMV, bit 3 launches it with PDL, bit 4 keeps two blocks in flight per
-//   warp, bit 5 stages x̂ in shared memory; normEps: scratch came from cudaInt8xPrep with normW, the row sums get
+//   warp, bit 5 stages x̂ in shared memory, bit 6 gives each 16-row tile a block (one warp per K slice, added in a fixed
+//   order, y stored: deterministic, no zeroing); normEps: scratch came from cudaInt8xPrep with normW, the row sums get
 //   RMSNorm's 1/rms; A (bf16 [R, in]) and t (f32 [R]): the same launch writes t = A·x̃ (the LoRA-A rows)
 napi_value js_int8x_gemv(napi_env env, napi_callback_info info) {
   Args a(env, info, "cudaInt8xGemv");
   int64_t out = 0, in = 0, nks = 0, R = 0;
-  Buf w, sz, x, scr, y, A{}, t{};  // A, t: null unless given
+  Buf w, sz, x{}, scr, y, A{}, t{};  // x, A, t: null unless given
   int64_t parts = 7;
   double eps = -1;
   if (!int_dim(a, 5, &out) || !int_dim(a, 6, &in) || !int_dim(a, 7, &nks) || (!a.is_nullish(8) && !a.count(8, &parts)) ||
       (!a.is_nullish(9) && !a.number(9, &eps)))
     return nullptr;
   if (in % 128 != 0) { throw_error(env, "cudaInt8xGemv: in must be a multiple of 128"); return nullptr; }
-  if (parts < 1 || parts > 63) { throw_error(env, "cudaInt8xGemv: parts is a mask of 1 (quantize x), 2 (zero y), 4 (GEMV), 8 (PDL), 16 (2 ahead), 32 (x̂ in shared memory)"); return nullptr; }
+  if (parts < 1 || parts > 127) { throw_error(env, "cudaInt8xGemv: parts is a mask of 1 (quantize x), 2 (zero y), 4 (GEMV), 8 (PDL), 16 (2 ahead), 32 (x̂ in shared memory), 64 (a block per tile, fixed-order reduction, y stored)"); return nullptr; }
   if (!a.is_nullish(9) && !(eps >= 0)) { throw_error(env, "cudaInt8xGemv: normEps must be ≥ 0"); return nullptr; }
   const size_t tiles = (size_t)(out + 15) / 16, ng = (size_t)in / 64;
   if (!buf_arg(a, 0, tiles * 16 * (size_t)in / 4, &w) || !buf_arg(a, 1, (size_t)out * ng * 4, &sz) ||
-      !buf_arg(a, 2, (size_t)in * 4, &x) || !buf_arg(a, 3, (size_t)in + ng * 8 + (ng + 7) / 8 * 4, &scr) ||
+      (((parts & 1) || !a.is_nullish(2)) && !buf_arg(a, 2, (parts & 1) ? (size_t)in * 4 : 0, &x)) || !buf_arg(a, 3, (size_t)in + ng * 8 + (ng + 7) / 8 * 4, &scr) ||
       !buf_arg(a, 4, (size_t)out * 4, &y) || !aligned16(a, w.ptr, "words"))
     return nullptr;
   if (!a.is_nullish(10)) {  // A, R, t: the adapter's LoRA-A rows in the same launch

@@ -12,6 +12,7 @@
 #include <cstdint>
 
 #include "check.h"
+#include "lora_dot.cuh"
 #include "lowbit_cuda.h"
 #include "pdl.h"
 
@@ -23,7 +24,7 @@ namespace {
 // v·normW (RMSNorm: the GEMV applies 1/rms to its row sums, so no group waits for the whole vector) or silu(v)·(x2 +
 // B2·t2) (SwiGLU with both adapters' B·t); x̂ = round(x̃ / a), a = absmax / 127 (1 if all zero), Σx̂ per group, and
 // (normW) each block's Σv² in part[block]. Then the block zeroes its share of the consumer's split-K output y (nz
-// floats). Launched with PDL, it waits for its producer before reading anything. B·t sums k = 0..r−1 in order (fmaf).
+// floats). Launched with PDL, it waits for its producer before reading anything. B·t: group_bt (coalesced; eight k in order per lane, then a fixed shuffle tree) for r = 8·2^j ≤ 256, else lora_dot (k in order).
 struct I8Prep {
   const void* x;
   const float *x2, *normw, *addy, *t1, *t2;
@@ -39,17 +40,53 @@ struct I8Prep {
   int nz;
 };
 __device__ __forceinline__ float bf16f(uint16_t b) { return __uint_as_float((uint32_t)b << 16); }
-__device__ __forceinline__ float lora_bt(const uint16_t* __restrict__ B, const float* __restrict__ t, int i, int r) {
-  float acc = 0.f;
-  for (int k = 0; k < r; k++) acc = fmaf(bf16f(__ldg(B + (size_t)i * r + k)), __ldg(t + k), acc);
-  return acc;
-}
 constexpr int kPrepWarps = 8;
+// B·t for the warp's 64 rows (group gi) into bt[64], B bf16 [in, r] with r = 8·cpr and cpr a power of two ≤ 32: the
+// group's rows are one contiguous span of 64·r values, read as 16-byte words in order, word u = 32·step + lane holding
+// k = 8·(u % cpr) … + 7 of row u / cpr — every load instruction is 512 contiguous bytes. A lane's eight products are
+// summed in order, the cpr lanes of a row by a shuffle tree (fixed: deterministic). Run 84 priced the per-row loads of
+// lora_dot here (a lane per row, each warp load touching 32 rows' lines) at ≈ 16 µs of hand-offs per layer at rank 64.
+__device__ __forceinline__ void group_bt(const uint16_t* __restrict__ B, const float* ts, int r, int gi, float* bt, int lane) {
+  const int cpr = r >> 3, lg = __ffs(cpr) - 1, steps = 2 * cpr;
+  const uint4* src = reinterpret_cast<const uint4*>(B + (size_t)64 * gi * r) + lane;
+  for (int j0 = 0; j0 < steps; j0 += 16) {
+    uint4 w[16];
+#pragma unroll
+    for (int j = 0; j < 16; j++)
+      if (j0 + j < steps) w[j] = __ldg(src + 32 * (j0 + j));
+#pragma unroll
+    for (int j = 0; j < 16; j++) {
+      if (j0 + j < steps) {  // warp-uniform
+        const int u = 32 * (j0 + j) + lane, c = u & (cpr - 1);
+        const float* tk = ts + 8 * c;
+        float s = 0.f;
+        s = fmaf(__uint_as_float(w[j].x << 16), tk[0], s); s = fmaf(__uint_as_float(w[j].x & 0xffff0000u), tk[1], s);
+        s = fmaf(__uint_as_float(w[j].y << 16), tk[2], s); s = fmaf(__uint_as_float(w[j].y & 0xffff0000u), tk[3], s);
+        s = fmaf(__uint_as_float(w[j].z << 16), tk[4], s); s = fmaf(__uint_as_float(w[j].z & 0xffff0000u), tk[5], s);
+        s = fmaf(__uint_as_float(w[j].w << 16), tk[6], s); s = fmaf(__uint_as_float(w[j].w & 0xffff0000u), tk[7], s);
+        for (int o = 1; o < cpr; o <<= 1) s += __shfl_xor_sync(0xffffffffu, s, o);
+        if (c == 0) bt[u >> lg] = s;
+      }
+    }
+  }
+  __syncwarp();
+}
+__device__ __forceinline__ bool group_bt_fits(int r) { return (r & 7) == 0 && r <= 256 && ((r >> 3) & ((r >> 3) - 1)) == 0; }
+
 __global__ void int8x_prep_kernel(I8Prep p) {
   __shared__ float ss_s[kPrepWarps];
+  __shared__ float bts[2][kPrepWarps][64];  // the warp's group's B1·t1 | B2·t2 (group_bt)
+  extern __shared__ float tsm[];            // t1 [r] | t2 [r] where B1 | B2 are given
   const int w = threadIdx.x / 32, gi = blockIdx.x * kPrepWarps + w, lane = threadIdx.x & 31;
   pdl_trigger();
   pdl_wait();
+  const int r1 = p.B1 ? p.r : 0, r2 = p.B2 ? p.r : 0;
+  if (r1 + r2) stage_t(tsm, p.t1, r1, p.t2, r2, nullptr, 0);
+  const bool grp = group_bt_fits(p.r);  // else a row per lane through lora_dot (ranks that are not 8·2^k)
+  if (gi < p.ng && grp) {
+    if (p.B1) group_bt(p.B1, tsm, p.r, gi, bts[0][w], lane);
+    if (p.B2 && p.x2 && !p.normw) group_bt(p.B2, tsm + r1, p.r, gi, bts[1][w], lane);
+  }
   float ss = 0.f;
   if (gi < p.ng) {
     float v[2];
@@ -58,14 +95,14 @@ __global__ void int8x_prep_kernel(I8Prep p) {
       const int i = 64 * gi + 32 * h + lane;
       float e = p.xbf16 ? bf16f(static_cast<const uint16_t*>(p.x)[i]) : static_cast<const float*>(p.x)[i];
       if (p.addy) e += p.addy[i];
-      if (p.B1) e += lora_bt(p.B1, p.t1, i, p.r);
+      if (p.B1) e += grp ? bts[0][w][32 * h + lane] : lora_dot(p.B1, tsm, p.r, i);
       if (p.xout) p.xout[i] = e;
       if (p.normw) {
         ss = fmaf(e, e, ss);
         e *= p.normw[i];
       } else if (p.x2) {
         float u = p.x2[i];
-        if (p.B2) u += lora_bt(p.B2, p.t2, i, p.r);
+        if (p.B2) u += grp ? bts[1][w][32 * h + lane] : lora_dot(p.B2, tsm + r1, p.r, i);
         e = e / (1.f + expf(-e)) * u;
       }
       v[h] = e;
@@ -124,21 +161,40 @@ struct I8Blk {
   float2 a;
   int2 s;
 };
-template <int AHEAD, bool SX>
-__global__ void __launch_bounds__(128) int8x_gemv_kernel(const uint4* __restrict__ words, const uint32_t* __restrict__ sz,
+// FIXED (parts & 64): a block per 16-row tile with one warp per K slice (blockDim = 32·nks), the slices' sums added in
+// slice order in shared memory and y stored — deterministic, so a CUDA graph replays the eager result bit for bit and y
+// needs no zeroing (with float atomics, run 84 saw graph and eager differ by 7e-3 once: the order of the atomic adds
+// moved an x̃ across an int8 rounding boundary downstream). The A-row blocks follow the tiles, nks warps per row.
+// Otherwise: 4-warp blocks, warp = tile·nks + slice, float atomics into y (zeroed beforehand).
+template <int AHEAD, bool SX, bool FIXED>
+__global__ void __launch_bounds__(512) int8x_gemv_kernel(const uint4* __restrict__ words, const uint32_t* __restrict__ sz,
                                                          const int8_t* __restrict__ xq,
                                                          const float* __restrict__ a, const int* __restrict__ sum,
                                                          const float* __restrict__ part, int npart, float eps, float* y,
                                                          int out, int in, int nks, const uint16_t* __restrict__ A, int R,
                                                          float* __restrict__ tout) {
-  const int warp = blockIdx.x * 4 + threadIdx.x / 32, lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3;
+  const int lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3;
   const int nblk = in / 128, ng = in / 64, tiles = (out + 15) / 16;
-  // the blocks past the packed tiles each take one row of A (the adapter's LoRA-A factor, bf16 [R, in]): t = A·x̃, its four
-  // warps a quarter of the inputs each (a warp alone would walk 11008 inputs in 43 dependent steps: longer than down's tiles)
-  const int dfirst = (tiles * nks + 3) & ~3, dw = warp - dfirst, drow = dw >> 2, dq = dw & 3;
-  const int tile = warp / nks, ks = warp % nks;
-  const bool active = tile < tiles, dense = dw >= 0 && drow < R;
-  if (!SX && !active && !dense) return;
+  // the blocks past the packed tiles each take one row of A (the adapter's LoRA-A factor, bf16 [R, in]): t = A·x̃, the
+  // block's dn warps a share of the inputs each (a warp alone would walk 11008 inputs in 43 dependent steps: longer than
+  // down's tiles)
+  int tile, ks, drow, dq, dn;
+  if (FIXED) {
+    tile = blockIdx.x;
+    ks = threadIdx.x / 32;
+    drow = blockIdx.x - tiles;
+    dq = ks;
+    dn = nks;
+  } else {
+    const int warp = blockIdx.x * 4 + threadIdx.x / 32, dfirst = (tiles * nks + 3) & ~3, dw = warp - dfirst;
+    tile = warp / nks;
+    ks = warp % nks;
+    drow = dw >= 0 ? dw >> 2 : -1;
+    dq = dw & 3;
+    dn = 4;
+  }
+  const bool active = tile < tiles, dense = drow >= 0 && drow < R;
+  if (!SX && !FIXED && !active && !dense) return;
   const int r0 = min(tile * 16 + g, out - 1), r1 = min(tile * 16 + g + 8, out - 1);
   float y0 = 0.f, y1 = 0.f;
   // SX: x̂ | a | Σx̂ (contiguous in the scratch) copied into shared memory by the block once, after the wait
@@ -182,7 +238,7 @@ __global__ void __launch_bounds__(128) int8x_gemv_kernel(const uint4* __restrict
     return rsqrtf(ss / (float)in + eps);
   };
   if (!active) {
-    if (!dense) return;
+    if (!dense) return;  // FIXED: a block past the tiles and the A rows (none is launched)
     // t[drow] = Σ_g a_g Σ_{i in g} A[drow][i]·x̂_i (· 1/rms): 8 inputs per lane and step, all in one group of 64; the
     // block's four partial sums added in a fixed order
     const uint4* Ar = reinterpret_cast<const uint4*>(A + (size_t)drow * in);
@@ -190,7 +246,7 @@ __global__ void __launch_bounds__(128) int8x_gemv_kernel(const uint4* __restrict
     const float* av = SX ? reinterpret_cast<const float*>(i8x_smem + in) : a;
     float acc = 0.f;
 #pragma unroll 4
-    for (int i = lane + 32 * dq; i < in / 8; i += 128) {
+    for (int i = lane + 32 * dq; i < in / 8; i += 32 * dn) {
       const uint4 w = __ldg(Ar + i);
       const uint2 xv = SX ? xv2[i] : __ldg(xv2 + i);
       const float ag = SX ? av[i >> 3] : __ldg(av + (i >> 3));
@@ -206,10 +262,14 @@ __global__ void __launch_bounds__(128) int8x_gemv_kernel(const uint4* __restrict
     }
 #pragma unroll
     for (int o = 16; o > 0; o >>= 1) acc += __shfl_xor_sync(0xffffffffu, acc, o);
-    __shared__ float dred[4];
+    __shared__ float dred[32];
     if (lane == 0) dred[dq] = acc;
-    __syncthreads();  // a dense block's four warps are all dense (dfirst is a multiple of 4)
-    if (threadIdx.x == 0) tout[drow] = (dred[0] + dred[1] + dred[2] + dred[3]) * (npart ? rstd_of() : 1.f);
+    __syncthreads();  // a dense block's warps are all dense (dfirst is a multiple of 4; FIXED: a block per row)
+    if (threadIdx.x == 0) {
+      float tt = 0.f;
+      for (int i = 0; i < dn; i++) tt += dred[i];  // fixed order
+      tout[drow] = tt * (npart ? rstd_of() : 1.f);
+    }
     return;
   }
 #pragma unroll
@@ -245,7 +305,19 @@ __global__ void __launch_bounds__(128) int8x_gemv_kernel(const uint4* __restrict
     y0 *= rstd;
     y1 *= rstd;
   }
-  if (t == 0) {
+  if (FIXED) {
+    __shared__ float red[16][16];
+    if (t == 0) {
+      red[ks][g] = y0;
+      red[ks][g + 8] = y1;
+    }
+    __syncthreads();
+    if (threadIdx.x < 16 && tile * 16 + (int)threadIdx.x < out) {
+      float s = 0.f;
+      for (int k = 0; k < nks; k++) s += red[k][threadIdx.x];  // slice order
+      y[tile * 16 + threadIdx.x] = s;
+    }
+  } else if (t == 0) {
     if (tile * 16 + g < out) atomicAdd(y + tile * 16 + g, y0);
     if (tile * 16 + g + 8 < out) atomicAdd(y + tile * 16 + g + 8, y1);
   }
@@ -309,7 +381,8 @@ const char* cuda_int8x_prep(const void* x, const float* x2, const float* normw, 
   p.ng = ng;
   p.yz = yz;
   p.nz = nz;
-  return launch_ex(pdl, int8x_prep_kernel, (unsigned)((ng + kPrepWarps - 1) / kPrepWarps), 32u * kPrepWarps, 0, p);
+  const size_t smem = ((p.B1 ? p.r : 0) + (p.B2 ? p.r : 0)) * sizeof(float);
+  return launch_ex(pdl, int8x_prep_kernel, (unsigned)((ng + kPrepWarps - 1) / kPrepWarps), 32u * kPrepWarps, smem, p);
 }
 
 const char* cuda_int8x_gemv(const void* words, const uint32_t* sz, const float* x, void* scratch, float* y,
@@ -327,14 +400,19 @@ const char* cuda_int8x_gemv(const void* words, const uint32_t* sz, const float* 
   if (parts & 2) LB_CUDA(cudaMemsetAsync(y, 0, (size_t)out * 4, 0));
   if (parts & 4) {
     if (!A) R = 0;
-    const int warps = ((tiles * nks + 3) & ~3) + 4 * R, npart = eps >= 0.f ? (ng + kPrepWarps - 1) / kPrepWarps : 0;
-    decltype(&int8x_gemv_kernel<1, false>) kern[4] = {int8x_gemv_kernel<1, false>, int8x_gemv_kernel<2, false>,
-                                                       int8x_gemv_kernel<1, true>, int8x_gemv_kernel<2, true>};
-    const bool sx = (parts & 32) != 0;
-    return launch_ex((parts & 8) != 0, kern[((parts & 16) ? 1 : 0) + (sx ? 2 : 0)], (unsigned)((warps + 3) / 4), 128u,
-                     sx ? (size_t)(in + 8 * ng) : 0, static_cast<const uint4*>(words), sz, static_cast<const int8_t*>(xq), static_cast<const float*>(a),
-                     static_cast<const int*>(sum), static_cast<const float*>(part), npart, eps, y, out, in, nks,
-                     static_cast<const uint16_t*>(A), R, t);
+    const bool fixed = (parts & 64) != 0, sx = (parts & 32) != 0;
+    if (fixed && nks > 16) return "cudaInt8xGemv: the fixed-order reduction (parts & 64) takes ksplit ≤ 16 (a block per tile)";
+    const int npart = eps >= 0.f ? (ng + kPrepWarps - 1) / kPrepWarps : 0;
+    const unsigned blocks = fixed ? (unsigned)(tiles + R) : (unsigned)((((tiles * nks + 3) & ~3) + 4 * R + 3) / 4);
+    const unsigned threads = fixed ? 32u * nks : 128u;
+    decltype(&int8x_gemv_kernel<1, false, false>) kern[8] = {
+        int8x_gemv_kernel<1, false, false>, int8x_gemv_kernel<2, false, false>, int8x_gemv_kernel<1, true, false>,
+        int8x_gemv_kernel<2, true, false>,  int8x_gemv_kernel<1, false, true>,  int8x_gemv_kernel<2, false, true>,
+        int8x_gemv_kernel<1, true, true>,   int8x_gemv_kernel<2, true, true>};
+    return launch_ex((parts & 8) != 0, kern[((parts & 16) ? 1 : 0) + (sx ? 2 : 0) + (fixed ? 4 : 0)], blocks, threads,
+                     sx ? (size_t)(in + 8 * ng) : 0, static_cast<const uint4*>(words), sz, static_cast<const int8_t*>(xq),
+                     static_cast<const float*>(a), static_cast<const int*>(sum), static_cast<const float*>(part), npart, eps, y,
+                     out, in, nks, static_cast<const uint16_t*>(A), R, t);
   }
   return nullptr;
 }

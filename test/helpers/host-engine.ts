@@ -221,7 +221,7 @@ export function hostEngine(): HostEngine {
       }
       if (y) f32(y, nzero).fill(0);
     },
-    cudaInt8xGemv: (words: number, sz: number, x: number, scratch: number, y: number, out: number, inF: number, _ks: number, parts = 7,
+    cudaInt8xGemv: (words: number, sz: number, x: number | null, scratch: number, y: number, out: number, inF: number, _ks: number, parts = 7,
       normEps: number | null = null, A: number | null = null, R = 0, t: number | null = null) => {
       const ng = inF / 64;
       if (parts & 1) (ops.cudaInt8xPrep as (...a: unknown[]) => void)(x, null, null, scratch, inF, null, 0);
@@ -249,7 +249,7 @@ export function hostEngine(): HostEngine {
           for (let i = 64 * g; i < 64 * g + 64; i++) dot += q[o * inF + i] * xq[i];
           acc += s * a[g] * (dot - z * sum[g]);
         }
-        yv[o] += acc * rstd;
+        yv[o] = (parts & 64 ? 0 : yv[o]) + acc * rstd;  // 64: a block per tile stores y; else split-K atomics add to it
       }
       if (A && t && xt) {
         const Av = bfRead(A, R * inF), tv = f32(t, R);

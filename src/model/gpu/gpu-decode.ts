@@ -292,13 +292,14 @@ export class GpuDecoder {
     this.i8scr = { D: alloc(int8xScratchBytes(D)), Q: alloc(int8xScratchBytes(Q)), I: alloc(int8xScratchBytes(I)) };
     this.i8x = alloc(Math.max(D, I, Q) * 4);
     // split K so that a launch has ~4096 warps (runs 78 / 82: q/k/v 4–8, gate/up 8, o and down 8–16 were the best);
-    // x̂ in shared memory where the tiles are many (q/k/v, gate/up), two blocks in flight where they are few (o, down)
+    // x̂ in shared memory where the tiles are many (q/k/v, gate/up), two blocks in flight where they are few (o, down);
+    // a block per tile with its K slices added in a fixed order (64): deterministic, so graph replay = eager bit for bit
     const env = (k: string) => (process.env[k] ? Number(process.env[k]) : null);
     const pick = (out: number, inF: number) => {
       const tiles = out / 16, nblk = inF / 128;
       let ks = 1;
       while (ks * 2 <= nblk && tiles * ks < 4096) ks *= 2;
-      return { ks: env('LOWBIT_INT8X_KSPLIT') ?? ks, parts: 12 | (env('LOWBIT_INT8X_PARTS') ?? (tiles > 512 ? 32 : 16)) };
+      return { ks: env('LOWBIT_INT8X_KSPLIT') ?? ks, parts: 12 | (env('LOWBIT_INT8X_PARTS') ?? (64 | (tiles > 512 ? 32 : 16))) };
     };
     const gemv = (l: number, ps: Projection[], inF: number, y: number, t: number): Int8xGemv => {
       const ds = ps.map((p) => { const b = this.w.layers[l].proj[p]; if (b.kind !== 'quant') throw new LowbitError('int8-x plan: dense'); return b.q.desc; });
@@ -336,6 +337,9 @@ export class GpuDecoder {
   }
 
   /** A kernel-8 GEMV launch (PDL) on the x̂ its prep left in scratch. */
+  /** The y the prep zeroes for its consumer GEMV: none where that GEMV stores y (parts & 64), else y's floats. */
+  private i8zero(g: Int8xGemv): [number | null, number] { return g.parts & 64 ? [null, 0] : [g.y, g.out]; }
+
   private i8gemv(g: Int8xGemv, scratch: number, normEps: number | null): void {
     (this.c as unknown as NativeCudaInt8x).cudaInt8xGemv(g.words, g.sz, this.i8x, scratch, g.y, g.out, g.in, g.ks, g.parts, normEps, g.A, g.R, g.A ? g.t : null);
   }
@@ -353,19 +357,19 @@ export class GpuDecoder {
     c.cudaEmbedding(h.id, this.w.embed, h.x, 1, D, cfg.vocabSize, true);
     for (let l = 0; l < cfg.numLayers; l++) {
       const w = this.w.layers[l], pl = plan[l], prev = l > 0 ? plan[l - 1] : null, B = pl.B, t = pl.t;
-      x8.cudaInt8xPrep(h.x, null, w.inputNorm, scr.D, D, pl.qkv.y, Q + 2 * KV, true, prev ? prev.down.y : null,
+      x8.cudaInt8xPrep(h.x, null, w.inputNorm, scr.D, D, ...this.i8zero(pl.qkv), true, prev ? prev.down.y : null,
         prev?.B.down_proj ?? null, prev?.t.down_proj ?? null, null, null, r, h.x);
       this.i8gemv(pl.qkv, scr.D, eps);
       const y = pl.qkv.y, q = this.i8view(y, 0, Q), k = this.i8view(y, Q, KV), v = this.i8view(y, Q + KV, KV);
       c.cudaDecodeQkvEpi(q, k, v, t.q_proj, t.k_proj, t.v_proj, B.q_proj, B.k_proj, B.v_proj, r, r, r, this.cosAt[pos], this.sinAt[pos],
         cfg.numHeads, cfg.numKvHeads, cfg.headDim, h.qb, this.kAt[l][pos], this.vAt[l][pos]);
       c.cudaAttnFwd(h.qb, h[`kc${l}`], h[`vc${l}`], h.att, null, 1, 1, pos + 1, cfg.numHeads, cfg.numKvHeads, cfg.headDim);
-      x8.cudaInt8xPrep(h.att, null, null, scr.Q, Q, pl.o.y, D, true, null, null, null, null, null, 0, null, true);
+      x8.cudaInt8xPrep(h.att, null, null, scr.Q, Q, ...this.i8zero(pl.o), true, null, null, null, null, null, 0, null, true);
       this.i8gemv(pl.o, scr.Q, null);
-      x8.cudaInt8xPrep(h.x, null, w.postNorm, scr.D, D, pl.gu.y, 2 * I, true, pl.o.y, B.o_proj, t.o_proj, null, null, r, h.x);
+      x8.cudaInt8xPrep(h.x, null, w.postNorm, scr.D, D, ...this.i8zero(pl.gu), true, pl.o.y, B.o_proj, t.o_proj, null, null, r, h.x);
       this.i8gemv(pl.gu, scr.D, eps);
       const gate = this.i8view(pl.gu.y, 0, I), up = this.i8view(pl.gu.y, I, I);
-      x8.cudaInt8xPrep(gate, up, null, scr.I, I, pl.down.y, D, true, null, B.gate_proj, t.gate_proj, B.up_proj, t.up_proj, r);
+      x8.cudaInt8xPrep(gate, up, null, scr.I, I, ...this.i8zero(pl.down), true, null, B.gate_proj, t.gate_proj, B.up_proj, t.up_proj, r);
       this.i8gemv(pl.down, scr.I, null);
     }
     const last = plan[cfg.numLayers - 1];
