@@ -8,6 +8,7 @@ import { Rng } from '../src/tensor.js';
 import { gpuEngine, gpuUnavailable, type GpuEngine } from '../src/model/gpu/engine.js';
 import { uploadPacked, bf16ToF32, f32ToBf16 } from '../src/backend/cuda.js';
 import { decodeOwnStagedX, decodeSegRanges, decodeSlotRound, type DecodeSeg } from '../src/backend/cuda-decode.js';
+import { cudaInt8xOps, int8xScratchBytes } from '../src/backend/cuda-int8x.js';
 import { quantizeRTN } from '../src/quant/rtn.js';
 import { dequantize } from '../src/quant/dequant.js';
 import { rmsnormForwardRef } from '../src/model/ops/rmsnorm.js';
@@ -246,6 +247,75 @@ for (const [hd, Hq, Hkv, pos] of [[128, 8, 2, 37], [64, 4, 4, 0], [128, 4, 1, 20
       const e = relErr(out, ref);
       t.diagnostic(`decode attention hd ${hd}, position ${pos}: vs f64 ${e.toExponential(2)} (bf16 output)`);
       assert.ok(e < 5e-3, `attention output vs f64 ${e}`);
+    } finally { for (const h of hs) c.cudaFree(h); }
+  });
+}
+
+// Kernel 8's attention in one launch: the q/k/v B·t added before RoPE, and the output written as the o GEMV's int8
+// input — against the same kernel on q + B·t, k + B·t, v + B·t (f64) with its bf16 output through cudaInt8xPrep (the
+// launches it replaces). Without B·t the two are the same bits; with it, B·t's f32 sum order may move a value by an
+// ulp and, rarely, an int8 code by one.
+for (const [hd, Hq, Hkv, pos, r, withK] of [[128, 8, 2, 37, 16, true], [64, 4, 4, 5, 24, true], [128, 4, 1, 90, 64, false],
+  [64, 4, 2, 12, 0, false]] as const) {
+  test(`CUDA decode attention with q/k/v B·t (rank ${r}${withK ? '' : ', no k adapter'}) and the int8-x output, hd ${hd}, Hq ${Hq}, Hkv ${Hkv} = B·t added first + attention + cudaInt8xPrep of its bf16 output`, (t) => {
+    const c = gpuEngine(), x8 = cudaInt8xOps();
+    if (!c || !x8) { t.skip(gpuUnavailable()); return; }
+    const rng = new Rng(hd + pos + r);
+    const Q = Hq * hd, KV = Hkv * hd, half = hd / 2, T = pos + 1, ng = Q / 64;
+    const q = randf(rng, Q, 2), k = randf(rng, KV, 2), v = randf(rng, KV, 1);
+    const ang = Float32Array.from({ length: half }, (_, i) => pos * 10000 ** (-2 * i / hd));
+    const cos = ang.map(Math.cos), sin = ang.map(Math.sin);
+    const K16 = f32ToBf16(bf(randf(rng, T * KV, 2))), V16 = f32ToBf16(bf(randf(rng, T * KV, 1)));
+    const mkB = (rows: number) => bf(randf(rng, rows * Math.max(r, 1), 0.1)), mkT = () => randf(rng, Math.max(r, 1), 1);
+    const Bq = mkB(Q), Bk = mkB(KV), Bv = mkB(KV), tq = mkT(), tk = mkT(), tv = mkT();
+    const plus = (y: Float32Array, B: Float32Array, tt: Float32Array, on: boolean) => y.map((yi, i) => {
+      if (!on || r === 0) return yi;
+      let s = 0;
+      for (let j = 0; j < r; j++) s += B[i * r + j] * tt[j];
+      return yi + s;
+    });
+    const hs: number[] = [];
+    const u = (a: Float32Array | Uint16Array) => { const h = up(c, a); hs.push(h); return h; };
+    const al = (n: number) => { const h = c.cudaAlloc(n); hs.push(h); return h; };
+    try {
+      const scrA = al(int8xScratchBytes(Q)), scrB = al(int8xScratchBytes(Q)), outB = al(Q * 2);
+      const kcA = u(K16), vcA = u(V16), kcB = u(K16), vcB = u(V16), hc = u(cos), hsn = u(sin);
+      const hq = u(q), hk = u(k), hv = u(v);
+      c.cudaDecodeAttn(hq, hk, hv, hc, hsn, kcA, vcA, pos, Hq, Hkv, hd, null,
+        r ? u(tq) : null, r && withK ? u(tk) : null, r ? u(tv) : null, r ? u(f32ToBf16(Bq)) : null,
+        r && withK ? u(f32ToBf16(Bk)) : null, r ? u(f32ToBf16(Bv)) : null, r, scrA);
+      c.cudaDecodeAttn(u(plus(q, Bq, tq, true)), u(plus(k, Bk, tk, withK)), u(plus(v, Bv, tv, true)), hc, hsn, kcB, vcB, pos, Hq, Hkv, hd, outB);
+      x8.cudaInt8xPrep(outB, null, null, scrB, Q, null, 0, false, null, null, null, null, null, 0, null, true);
+      c.cudaSync();
+      const get = (h: number) => { const b = new Uint8Array(int8xScratchBytes(Q)); c.cudaDownload(h, b); return b; };
+      const A = get(scrA), B = get(scrB);
+      const xa = new Int8Array(A.buffer, 0, Q), xb = new Int8Array(B.buffer, 0, Q);
+      const aa = new Float32Array(A.buffer, Q, ng), ab = new Float32Array(B.buffer, Q, ng);
+      const sa = new Int32Array(A.buffer, Q + 4 * ng, ng), sb = new Int32Array(B.buffer, Q + 4 * ng, ng);
+      let moved = 0, far = 0;
+      for (let i = 0; i < Q; i++) { const d = Math.abs(xa[i] - xb[i]); if (d) moved++; if (d > 1) far++; }
+      const deqA = Float32Array.from(xa, (x, i) => x * aa[Math.floor(i / 64)]), deqB = Float32Array.from(xb, (x, i) => x * ab[Math.floor(i / 64)]);
+      const e = relErr(deqA, deqB), eK = relErr(bf16ToF32(downU16(c, kcA, T * KV)), bf16ToF32(downU16(c, kcB, T * KV)));
+      const eV = relErr(bf16ToF32(downU16(c, vcA, T * KV)), bf16ToF32(downU16(c, vcB, T * KV)));
+      t.diagnostic(`hd ${hd}, rank ${r}: x̂ codes moved ${moved} of ${Q} (by more than 1: ${far}), a·x̂ vs the three launches ${e.toExponential(2)}, cache rows k ${eK.toExponential(2)} v ${eV.toExponential(2)}`);
+      if (r === 0) {
+        assert.deepEqual([...xa], [...xb], 'no adapter: x̂ = the prep of the bf16 output, bit for bit');
+        assert.deepEqual([...aa], [...ab], 'no adapter: group scales equal');
+        assert.deepEqual([...sa], [...sb], 'no adapter: Σx̂ equal');
+      } else {
+        assert.ok(far === 0 && moved <= Q / 32, `x̂ within one code of the three launches' (${moved} moved, ${far} by more)`);
+        assert.ok(e < 2e-3, `a·x̂ vs the three launches ${e}`);
+        for (let g = 0; g < ng; g++) assert.ok(Math.abs(aa[g] - ab[g]) <= 2e-3 * ab[g], `group ${g} scale ${aa[g]} vs ${ab[g]}`);
+      }
+      assert.ok(eK < 2e-3 && eV < 2e-3, `cache rows k ${eK} v ${eV}`);
+      // its errors: B·t or the int8 output inside a persistent plan recording is refused
+      if (typeof c.cudaDecodePlanBegin === 'function' && r > 0) {
+        c.cudaDecodePlanBegin();
+        try {
+          assert.throws(() => c.cudaDecodeAttn(hq, hk, hv, hc, hsn, kcA, vcA, pos, Hq, Hkv, hd, null, null, null, null, null, null, null, 0, scrA),
+            /only in a launch of its own/);
+        } finally { assert.throws(() => c.cudaDecodePlanEnd(), /no phases recorded/); }  // the refused call recorded nothing
+      }
     } finally { for (const h of hs) c.cudaFree(h); }
   });
 }

@@ -53,8 +53,9 @@ for (const E of ENGINES) for (const { cfg, variants, fused } of CASES.filter((k)
   const g = gpuModelFromHost(c, w);
   let fwd: Float32Array;
   try { g.model.forward(ids, 1, T); fwd = g.model.logits(); } finally { /* the decoder reuses g.weights/g.lora */ }
-  // kernel 5 with the attention in the o GEMV's launch (foldAttn) and in a launch of its own
-  const runs = variants.flatMap((v) => (v === 4 ? [[4, 5, true], [4, 5, false], [4, 6, true], [4, 0, true]] : v === 8 ? [[4, 8, true]] : [[v, 0, true]]) as [number, number, boolean][]);
+  // kernel 5 with the attention in the o GEMV's launch (foldAttn) and in a launch of its own; kernel 8 with its attention
+  // as one launch (B·t, RoPE, cache rows, int8 output: foldAttn) and as epilogue + attention + prep
+  const runs = variants.flatMap((v) => (v === 4 ? [[4, 5, true], [4, 5, false], [4, 6, true], [4, 0, true]] : v === 8 ? [[4, 8, true], [4, 8, false]] : [[v, 0, true]]) as [number, number, boolean][]);
   for (const [variant, kernel, foldAttn] of runs) {
     const d: GpuDecoder = new GpuDecoder(c, g.weights, g.lora, T + 1, kernel);
     try {
@@ -81,7 +82,7 @@ for (const E of ENGINES) for (const { cfg, variants, fused } of CASES.filter((k)
       const graphs = [new Float32Array(T * V), new Float32Array(T * V)];
       for (const out of graphs) { d.reset(); for (let i = 0; i < T; i++) out.set(d.step(ids[i])!, i * V); }
       const eCpu = relErr(eager, cpu), eFwd = relErr(eager, fwd!), eG1 = relErr(graphs[0], eager), eG2 = relErr(graphs[1], eager);
-      t.diagnostic(`GEMV v${variant}${variant === 4 ? ` kernel ${kernel}${kernel === 8 ? ' (int8-x)' : ''}${d.persistent ? ' (persistent)' : ''}${kernel === 5 && !foldAttn ? ' (attention launched alone)' : ''}` : ''}: decoder vs CPU ${eCpu.toExponential(2)}, vs GPU forward ${eFwd.toExponential(2)}; graph (capture pass) ${eG1.toExponential(2)}, graph replay ${eG2.toExponential(2)}`);
+      t.diagnostic(`GEMV v${variant}${variant === 4 ? ` kernel ${kernel}${kernel === 8 ? ' (int8-x)' : ''}${d.persistent ? ' (persistent)' : ''}${kernel === 5 && !foldAttn ? ' (attention launched alone)' : ''}${kernel === 8 ? (foldAttn ? ', attention in one launch' : ', epilogue + attention + prep') : ''}` : ''}: decoder vs CPU ${eCpu.toExponential(2)}, vs GPU forward ${eFwd.toExponential(2)}; graph (capture pass) ${eG1.toExponential(2)}, graph replay ${eG2.toExponential(2)}`);
       assert.ok(eCpu < tol, `decoder vs CPU ${eCpu}`);
       assert.ok(eFwd < tol, `decoder vs GPU forward ${eFwd}`);
       // kernel 8 sums its split K in a fixed order (parts & 64): its graphs repeat eager bit for bit; elsewhere float

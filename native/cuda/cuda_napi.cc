@@ -1055,20 +1055,34 @@ bool lora_args(Args& a, size_t ib, size_t it, int64_t r, int64_t rows, Buf* B, B
   return !B->ptr || r % 8 != 0 || aligned16(a, B->ptr, "a LoRA B");
 }
 
-// cudaDecodeAttn(q, k, v, cos, sin, kc, vc, pos, Hq, Hkv, hd, out)   kc/vc: the caches (bf16 [≥ pos + 1][Hkv·hd])
+// cudaDecodeAttn(q, k, v, cos, sin, kc, vc, pos, Hq, Hkv, hd, out, tq = null, tk = null, tv = null, Bq = null, Bk = null,
+//   Bv = null, r = 0, i8 = null)   kc/vc: the caches (bf16 [≥ pos + 1][Hkv·hd]). Launched alone (cudaDecodeAttn, no
+//   persistent plan recording) it may also add the adapters' B·t (B bf16 [Hq·hd | Hkv·hd, r], t f32 [r]) to q, k and v
+//   before RoPE, and write its output as the int8-x GEMV's input into the scratch i8 (x̂ | a | Σx̂ of Hq·hd inputs) —
+//   then out may be null.
 napi_value decode_attn_call(napi_env env, napi_callback_info info, const char* name, const char* (*fn)(const DecodeAttn&)) {
   Args a(env, info, name);
-  int64_t pos = 0, Hq = 0, Hkv = 0, hd = 0;
-  if (!a.count(7, &pos) || !int_dim(a, 8, &Hq) || !int_dim(a, 9, &Hkv) || !int_dim(a, 10, &hd)) return nullptr;
+  int64_t pos = 0, Hq = 0, Hkv = 0, hd = 0, r = 0;
+  if (!a.count(7, &pos) || !int_dim(a, 8, &Hq) || !int_dim(a, 9, &Hkv) || !int_dim(a, 10, &hd) ||
+      (!a.is_nullish(18) && !a.count(18, &r)))
+    return nullptr;
   const int64_t Q = Hq * hd, KV = Hkv * hd;
-  Buf q, k, v, cs, sn, kc, vc, out;
+  Buf q, k, v, cs, sn, kc, vc, out{}, Bq{}, Bk{}, Bv{}, tq{}, tk{}, tv{}, i8{};
   if (!buf_arg(a, 0, Q * 4, &q) || !buf_arg(a, 1, KV * 4, &k) || !buf_arg(a, 2, KV * 4, &v) || !buf_arg(a, 3, hd / 2 * 4, &cs) ||
       !buf_arg(a, 4, hd / 2 * 4, &sn) || !buf_arg(a, 5, (pos + 1) * KV * 2, &kc) || !buf_arg(a, 6, (pos + 1) * KV * 2, &vc) ||
-      !buf_arg(a, 11, Q * 2, &out))
+      !cuda_opt_buf_arg(a, 19, (size_t)Q + (size_t)Q / 64 * 8, &i8) || (!i8.ptr && !buf_arg(a, 11, Q * 2, &out)) ||
+      (i8.ptr && !cuda_opt_buf_arg(a, 11, Q * 2, &out)) || !lora_args(a, 15, 12, r, Q, &Bq, &tq) ||
+      !lora_args(a, 16, 13, r, KV, &Bk, &tk) || !lora_args(a, 17, 14, r, KV, &Bv, &tv))
     return nullptr;
+  if (i8.ptr && Q % 64 != 0) { throw_error(env, std::string(name) + ": the int8-x output needs Hq·hd % 64 == 0"); return nullptr; }
+  if ((Bq.ptr || Bk.ptr || Bv.ptr) && r < 1) { throw_error(env, std::string(name) + ": a LoRA B needs r ≥ 1"); return nullptr; }
   auto F = [](const Buf& b) { return static_cast<const float*>(b.ptr); };
   auto H = [](const Buf& b) { return static_cast<uint16_t*>(b.ptr); };
   DecodeAttn e{F(q), F(k), F(v), F(cs), F(sn), H(kc), H(vc), H(out), (int)pos, (int)Hq, (int)Hkv, (int)hd};
+  e.tq = F(tq), e.tk = F(tk), e.tv = F(tv);
+  e.Bq = H(Bq), e.Bk = H(Bk), e.Bv = H(Bv);
+  e.r = (Bq.ptr || Bk.ptr || Bv.ptr) ? (int)r : 0;
+  e.i8 = i8.ptr;
   if (cuda_decode_recording()) cuda_decode_plan_limit_pos((int)(std::min(kc.bytes, vc.bytes) / (size_t)(KV * 2)));
   check(env, fn(e));
   return nullptr;

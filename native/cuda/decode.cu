@@ -1001,7 +1001,7 @@ __device__ unsigned g_tready = 0, g_exit = 0;
 // The folded attention (DParams::attn): heads finished in this launch; reset with g_tready by the last block out.
 __device__ unsigned g_attn_done = 0;
 template <int DPL, int KW>
-__device__ __forceinline__ void attn_body(const DecodeAttn& e, int h, float* sm);  // (below, with the attention kernel)
+__device__ __forceinline__ void attn_body(const DecodeAttn& e, int h, float* sm, const float* bt = nullptr);  // (below)
 // attn_body's shared memory with KW warps (kernel 5: its scratch lies over xs, which stage_own fills only after it)
 template <int KW>
 __host__ __device__ constexpr int attn_smem_floats(int hd) { return 3 * hd + 2 * KW + KW * hd; }
@@ -1115,8 +1115,11 @@ __global__ void swiglu_epi_kernel(const float* gt, const float* up, const float*
 // t = warp, warp + KW, … with an online softmax each (lane l: dims l·DPL … l·DPL + DPL − 1), merged at the end.
 // sm: (3·HD + 2·KW + KW·HD) floats of shared memory. q, k and v are read through L2 (in the persistent kernel other
 // blocks wrote them in an earlier phase of the same launch).
+// bt (null: none): the adapters' B·t of the head's q rows, its KV head's k rows and v rows ([3][HD], decode_attn_kernel).
+// e.i8: the output as the int8-x GEMV's input (x̂ per group of 64, a = absmax / 127, Σx̂) from the bf16-rounded values,
+// as cuda_int8x_prep makes it from bf16 out; needs HD ≤ blockDim.
 template <int DPL, int KW>
-__device__ __forceinline__ void attn_body(const DecodeAttn& e, int h, float* sm) {
+__device__ __forceinline__ void attn_body(const DecodeAttn& e, int h, float* sm, const float* bt) {
   constexpr int HD = 32 * DPL;
   float *qs = sm, *kn = qs + HD, *vn = kn + HD, *wm = vn + HD, *wl = wm + KW, *wacc = wl + KW;  // wacc [KW][HD]
   const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
@@ -1125,13 +1128,15 @@ __device__ __forceinline__ void attn_body(const DecodeAttn& e, int h, float* sm)
   for (int i = tid; i < half; i += blockDim.x) {
     const float c = __ldg(e.cos + i), s = __ldg(e.sin + i);
     float a = __ldcg(e.q + h * HD + i), b = __ldcg(e.q + h * HD + i + half);
+    if (bt) a += bt[i], b += bt[i + half];
     qs[i] = bfr(a * c - b * s);
     qs[i + half] = bfr(b * c + a * s);
     a = __ldcg(e.k + kvh * HD + i), b = __ldcg(e.k + kvh * HD + i + half);
+    if (bt) a += bt[HD + i], b += bt[HD + i + half];
     kn[i] = bfr(a * c - b * s);
     kn[i + half] = bfr(b * c + a * s);
   }
-  for (int i = tid; i < HD; i += blockDim.x) vn[i] = bfr(__ldcg(e.v + kvh * HD + i));
+  for (int i = tid; i < HD; i += blockDim.x) vn[i] = bfr(__ldcg(e.v + kvh * HD + i) + (bt ? bt[2 * HD + i] : 0.f));
   __syncthreads();
   if (h % grp == 0)
     for (int i = tid; i < HD; i += blockDim.x) {
@@ -1173,7 +1178,7 @@ __device__ __forceinline__ void attn_body(const DecodeAttn& e, int h, float* sm)
 #pragma unroll
   for (int j = 0; j < DPL; j++) wacc[warp * HD + lane * DPL + j] = acc[j];
   __syncthreads();
-  for (int d = tid; d < HD; d += blockDim.x) {
+  auto merged = [&](int d) {
     float M = -INFINITY;
 #pragma unroll
     for (int w = 0; w < KW; w++) M = fmaxf(M, wm[w]);
@@ -1184,15 +1189,73 @@ __device__ __forceinline__ void attn_body(const DecodeAttn& e, int h, float* sm)
       L = fmaf(wl[w], f, L);
       O = fmaf(wacc[w * HD + d], f, O);
     }
-    e.out[h * HD + d] = to_bf(O / L);
+    return O / L;
+  };
+  if (!e.i8) {
+    for (int d = tid; d < HD; d += blockDim.x) e.out[h * HD + d] = to_bf(merged(d));
+    return;
+  }
+  // int8-x output: thread d < HD holds value d; a group of 64 is a pair of warps (kn and vn, no longer read, take the
+  // pairs' partial max and Σx̂)
+  const float v = tid < HD ? bfr(merged(tid)) : 0.f;
+  float mx = fabsf(v);
+#pragma unroll
+  for (int o = 16; o > 0; o >>= 1) mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, o));
+  if (lane == 0) kn[warp] = mx;
+  __syncthreads();
+  const float gm = fmaxf(kn[warp & ~1], kn[warp | 1]), sc = gm > 0.f ? gm / 127.f : 1.f;
+  const int qv8 = __float2int_rn(v / sc);
+  int qs8 = qv8;
+#pragma unroll
+  for (int o = 16; o > 0; o >>= 1) qs8 += __shfl_xor_sync(0xffffffffu, qs8, o);
+  if (lane == 0) vn[warp] = __int_as_float(qs8);
+  __syncthreads();
+  const int Q = e.Hq * HD, ng = Q / 64;
+  int8_t* xq = static_cast<int8_t*>(e.i8);
+  if (tid < HD) {
+    xq[h * HD + tid] = (int8_t)qv8;
+    if ((tid & 63) == 0) {
+      const int gi = (h * HD + tid) / 64;
+      reinterpret_cast<float*>(xq + Q)[gi] = sc;
+      reinterpret_cast<int*>(xq + Q + 4 * ng)[gi] = __float_as_int(vn[warp]) + __float_as_int(vn[warp + 1]);
+    }
   }
 }
+// With the adapters (e.r > 0): t staged, then the B·t of the head's 3·HD rows (q, then its KV head's k and v) into bt,
+// 64 rows per warp through group_bt (ranks 8·2^j ≤ 256; else a row per thread through lora_dot).
 template <int DPL>
 __global__ void __launch_bounds__(256) decode_attn_kernel(DecodeAttn e) {
-  __shared__ float sm[attn_smem_floats<8>(32 * DPL)];
+  constexpr int HD = 32 * DPL;
+  __shared__ float sm[attn_smem_floats<8>(HD)];
+  __shared__ float bt[3 * HD];
+  extern __shared__ float tsm[];  // tq | tk | tv [r each] when e.r > 0
   pdl_trigger();
   pdl_wait();
-  attn_body<DPL, 8>(e, blockIdx.x, sm);
+  const int h = blockIdx.x;
+  if (e.r > 0) {
+    stage_t(tsm, e.tq, e.Bq ? e.r : 0, e.tk, e.Bk ? e.r : 0, e.tv, e.Bv ? e.r : 0);
+    const int kvh = h / (e.Hq / e.Hkv), r = e.r;
+    const int oq = 0, ok = e.Bq ? r : 0, ov = ok + (e.Bk ? r : 0);
+    const uint16_t* Bs[3] = {e.Bq, e.Bk, e.Bv};
+    const int rows0[3] = {h * HD, kvh * HD, kvh * HD}, toff[3] = {oq, ok, ov};
+    if (group_bt_fits(r)) {
+      for (int c = threadIdx.x / 32; c < 3 * HD / 64; c += blockDim.x / 32) {
+        const int m = c / (HD / 64), j = c % (HD / 64);
+        if (Bs[m]) group_bt(Bs[m] + (size_t)(rows0[m] + 64 * j) * r, tsm + toff[m], r, bt + m * HD + 64 * j, threadIdx.x & 31);
+        else {
+          bt[m * HD + 64 * j + (threadIdx.x & 31)] = 0.f;
+          bt[m * HD + 64 * j + 32 + (threadIdx.x & 31)] = 0.f;
+        }
+      }
+    } else {
+      for (int i = threadIdx.x; i < 3 * HD; i += blockDim.x) {
+        const int m = i / HD;
+        bt[i] = lora_dot(Bs[m], tsm + toff[m], r, rows0[m] + i % HD);
+      }
+    }
+    __syncthreads();
+  }
+  attn_body<DPL, 8>(e, h, sm, e.r > 0 ? bt : nullptr);
 }
 
 // ---- persistent decode: every GEMV and attention of a token in ONE launch ----
@@ -1655,6 +1718,9 @@ static const char* attn_unsupported(const DecodeAttn& e, const char* fn) {
 
 const char* cuda_decode_attn(const DecodeAttn& e) {
   if (const char* why = attn_unsupported(e, "cudaDecodeAttn")) return why;
+  const bool extra = e.r > 0 || e.i8;
+  if (extra && g_rec) return "cudaDecodeAttn: B·t and the int8-x output only in a launch of its own (not in a persistent plan)";
+  if (extra && g_fold_pending) return "cudaDecodeAttn: B·t and the int8-x output only in a launch of its own (an attention is pending)";
   if (g_rec) {
     DPhase ph{};
     ph.kind = 1;
@@ -1664,13 +1730,15 @@ const char* cuda_decode_attn(const DecodeAttn& e) {
     if (e.Hq > g_rec_maxHq) g_rec_maxHq = e.Hq;
     return nullptr;
   }
-  if (e.hd == 64) return launch_pdl(decode_attn_kernel<2>, (unsigned)e.Hq, 256, 0, e);
-  if (e.hd == 128) return launch_pdl(decode_attn_kernel<4>, (unsigned)e.Hq, 256, 0, e);
-  return launch_pdl(decode_attn_kernel<8>, (unsigned)e.Hq, 256, 0, e);
+  const size_t tb = (size_t)3 * e.r * sizeof(float);
+  if (e.hd == 64) return launch_pdl(decode_attn_kernel<2>, (unsigned)e.Hq, 256, tb, e);
+  if (e.hd == 128) return launch_pdl(decode_attn_kernel<4>, (unsigned)e.Hq, 256, tb, e);
+  return launch_pdl(decode_attn_kernel<8>, (unsigned)e.Hq, 256, tb, e);
 }
 
 const char* cuda_decode_attn_fold_next(const DecodeAttn& e) {
   if (const char* why = attn_unsupported(e, "cudaDecodeAttnFoldNext")) return why;
+  if (e.r > 0 || e.i8) return "cudaDecodeAttnFoldNext: B·t and the int8-x output only in cudaDecodeAttn launched alone";
   if (g_fold_pending)  // two in a row: the first runs on its own
     if (const char* err = cuda_decode_attn(g_fold_attn)) return err;
   g_fold_attn = e;

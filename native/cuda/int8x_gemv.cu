@@ -24,7 +24,8 @@ namespace {
 // v·normW (RMSNorm: the GEMV applies 1/rms to its row sums, so no group waits for the whole vector) or silu(v)·(x2 +
 // B2·t2) (SwiGLU with both adapters' B·t); x̂ = round(x̃ / a), a = absmax / 127 (1 if all zero), Σx̂ per group, and
 // (normW) each block's Σv² in part[block]. Then the block zeroes its share of the consumer's split-K output y (nz
-// floats). Launched with PDL, it waits for its producer before reading anything. B·t: group_bt (coalesced; eight k in order per lane, then a fixed shuffle tree) for r = 8·2^j ≤ 256, else lora_dot (k in order).
+// floats). Launched with PDL, it waits for its producer before reading anything. B·t: group_bt (coalesced; eight k in
+// order per lane, then a fixed shuffle tree) for r = 8·2^j ≤ 256, else lora_dot (k in order).
 struct I8Prep {
   const void* x;
   const float *x2, *normw, *addy, *t1, *t2;
@@ -41,38 +42,7 @@ struct I8Prep {
 };
 __device__ __forceinline__ float bf16f(uint16_t b) { return __uint_as_float((uint32_t)b << 16); }
 constexpr int kPrepWarps = 8;
-// B·t for the warp's 64 rows (group gi) into bt[64], B bf16 [in, r] with r = 8·cpr and cpr a power of two ≤ 32: the
-// group's rows are one contiguous span of 64·r values, read as 16-byte words in order, word u = 32·step + lane holding
-// k = 8·(u % cpr) … + 7 of row u / cpr — every load instruction is 512 contiguous bytes. A lane's eight products are
-// summed in order, the cpr lanes of a row by a shuffle tree (fixed: deterministic). Run 84 priced the per-row loads of
-// lora_dot here (a lane per row, each warp load touching 32 rows' lines) at ≈ 16 µs of hand-offs per layer at rank 64.
-__device__ __forceinline__ void group_bt(const uint16_t* __restrict__ B, const float* ts, int r, int gi, float* bt, int lane) {
-  const int cpr = r >> 3, lg = __ffs(cpr) - 1, steps = 2 * cpr;
-  const uint4* src = reinterpret_cast<const uint4*>(B + (size_t)64 * gi * r) + lane;
-  for (int j0 = 0; j0 < steps; j0 += 16) {
-    uint4 w[16];
-#pragma unroll
-    for (int j = 0; j < 16; j++)
-      if (j0 + j < steps) w[j] = __ldg(src + 32 * (j0 + j));
-#pragma unroll
-    for (int j = 0; j < 16; j++) {
-      if (j0 + j < steps) {  // warp-uniform
-        const int u = 32 * (j0 + j) + lane, c = u & (cpr - 1);
-        const float* tk = ts + 8 * c;
-        float s = 0.f;
-        s = fmaf(__uint_as_float(w[j].x << 16), tk[0], s); s = fmaf(__uint_as_float(w[j].x & 0xffff0000u), tk[1], s);
-        s = fmaf(__uint_as_float(w[j].y << 16), tk[2], s); s = fmaf(__uint_as_float(w[j].y & 0xffff0000u), tk[3], s);
-        s = fmaf(__uint_as_float(w[j].z << 16), tk[4], s); s = fmaf(__uint_as_float(w[j].z & 0xffff0000u), tk[5], s);
-        s = fmaf(__uint_as_float(w[j].w << 16), tk[6], s); s = fmaf(__uint_as_float(w[j].w & 0xffff0000u), tk[7], s);
-        for (int o = 1; o < cpr; o <<= 1) s += __shfl_xor_sync(0xffffffffu, s, o);
-        if (c == 0) bt[u >> lg] = s;
-      }
-    }
-  }
-  __syncwarp();
-}
-__device__ __forceinline__ bool group_bt_fits(int r) { return (r & 7) == 0 && r <= 256 && ((r >> 3) & ((r >> 3) - 1)) == 0; }
-
+// group_bt, group_bt_fits: lora_dot.cuh
 __global__ void int8x_prep_kernel(I8Prep p) {
   __shared__ float ss_s[kPrepWarps];
   __shared__ float bts[2][kPrepWarps][64];  // the warp's group's B1·t1 | B2·t2 (group_bt)
@@ -84,8 +54,8 @@ __global__ void int8x_prep_kernel(I8Prep p) {
   if (r1 + r2) stage_t(tsm, p.t1, r1, p.t2, r2, nullptr, 0);
   const bool grp = group_bt_fits(p.r);  // else a row per lane through lora_dot (ranks that are not 8·2^k)
   if (gi < p.ng && grp) {
-    if (p.B1) group_bt(p.B1, tsm, p.r, gi, bts[0][w], lane);
-    if (p.B2 && p.x2 && !p.normw) group_bt(p.B2, tsm + r1, p.r, gi, bts[1][w], lane);
+    if (p.B1) group_bt(p.B1 + (size_t)64 * gi * p.r, tsm, p.r, bts[0][w], lane);
+    if (p.B2 && p.x2 && !p.normw) group_bt(p.B2 + (size_t)64 * gi * p.r, tsm + r1, p.r, bts[1][w], lane);
   }
   float ss = 0.f;
   if (gi < p.ng) {

@@ -222,6 +222,13 @@ struct DecodeAttn {
   const float *q, *k, *v, *cos, *sin;
   uint16_t *kc, *vc, *out;
   int pos, Hq, Hkv, hd;
+  // cuda_decode_attn launched alone (not recorded, not folded) may also add the adapters' B·t to q, k and v before RoPE
+  // (B bf16 [Hq·hd | Hkv·hd, r], t f32 [r]; null: none) and write its output as the int8-x GEMV's input instead of
+  // bf16 out: x̂ | a | Σx̂ into the scratch i8 (int8x_gemv.cu's layout), as cuda_int8x_prep makes them from bf16 out.
+  const float *tq = nullptr, *tk = nullptr, *tv = nullptr;
+  const uint16_t *Bq = nullptr, *Bk = nullptr, *Bv = nullptr;
+  int r = 0;
+  void* i8 = nullptr;
 };
 const char* cuda_decode_attn(const DecodeAttn& e);
 // The same attention handed to the NEXT cuda_decode_gemv call instead of launched: kernel 5 runs it first (blocks h < Hq,

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# The kernel-8 (int8-x) decode plan on the GPU machine, first run: the int8-x kernel tests (GEMV with the LoRA-A rows, the
-# prep's hand-offs, the device repack), the decoder test (kernel 8 against the CPU model, graphs, device greedy), then
-# decode tok/s of kernel 5 and kernel 8 side by side (7B shape, rank-64 adapter and none), and the int8-x bench.
+# The kernel-8 (int8-x) decode plan on the GPU machine: the int8-x kernel tests (GEMV with the LoRA-A rows, the prep's
+# hand-offs, the device repack), the decoder test (kernel 8 against the CPU model, graphs, device greedy), the decode
+# kernel tests (kernel 8's one-launch attention among them), decode tok/s of kernels 5 and 8 side by side (7B shape,
+# rank-64 adapter and none; kernel 8 also with its attention as three launches), and the int8-x bench.
 # Build here: LOWBIT_MARCH=x86-64-v4 LOWBIT_BUILD_DIR=build/device-z LOWBIT_NATIVE_FORCE=1 node scripts/build-native.mjs
 # Carry: .device build/device-z dist node_modules/@huggingface
 source .device/on-device.sh
@@ -14,8 +15,13 @@ grep -E '^# (tests|pass|fail|skipped)|^not ok|LoRA-A rows:|xOut vs twin|differ' 
 echo "== decoder tests ($(date +%T))"
 timeout 200 node --test --test-reporter=tap --test-concurrency=1 dist/test/cuda-decode.test.js > "$OUT/tests-dec.log" 2>&1; echo "rc=$?"
 grep -E '^# (tests|pass|fail|skipped)|^not ok|GEMV v' "$OUT/tests-dec.log"; grep -A16 '^not ok' "$OUT/tests-dec.log" | head -40
+echo "== decode kernel tests ($(date +%T))"
+timeout 150 node --test --test-reporter=tap --test-concurrency=1 dist/test/cuda-decode-kernels.test.js > "$OUT/tests-kern.log" 2>&1; echo "rc=$?"
+grep -E '^# (tests|pass|fail|skipped)|^not ok|x̂ codes moved' "$OUT/tests-kern.log"; grep -A16 '^not ok' "$OUT/tests-kern.log" | head -30
 echo "== decode tok/s, kernels 5 and 8 ($(date +%T))"
 timeout 200 node bench/cuda-decode.mjs --variants 4 --kernels ${KERNELS:-5,8} --modes graph --tokens 128 --no-gemv --json "$OUT/decode.json" 2>&1 | grep -E "tok/s|error|Error|int8-x plan"
+echo "== decode tok/s, kernel 8 with its attention as three launches ($(date +%T))"
+LOWBIT_DECODE_FOLD_ATTN=0 timeout 120 node bench/cuda-decode.mjs --variants 4 --kernels 8 --modes graph --tokens 128 --no-gemv --json "$OUT/decode-sep.json" 2>&1 | grep -E "tok/s|error|Error"
 if [ -n "${BENCH:-1}" ]; then
   echo "== int8-x bench ($(date +%T))"
   timeout 120 node bench/cuda-int8x-gemv.mjs --ksplit 4,8,16 --ahead 1,2 --sx 0,1 --json "$OUT/int8x.json" 2>&1 | grep -E "copy bandwidth|skeleton"

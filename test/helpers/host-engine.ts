@@ -34,6 +34,15 @@ export type HostEngine = GpuEngine & { live(): number; calls: number; int8xExact
 export function hostEngine(): HostEngine {
   const bufs = new Map<number, HostBuf>();
   const exactX = new Map<number, Float32Array>();  // scratch handle → the prep's x̃ (int8xExact)
+  // an int8-x scratch (x̂ | a | Σx̂) from x̃, as the prep kernel leaves it (and x̃ kept for int8xExact)
+  const int8xFill = (scratch: number, xt: Float32Array) => {
+    const inF = xt.length, ng = inF / 64, { xq, a, sum } = int8X(xt);
+    exactX.set(scratch, xt);
+    new Int8Array(u8(scratch, inF).buffer, u8(scratch, inF).byteOffset, inF).set(xq);
+    f32(scratch, ng, inF / 4).set(a);
+    const sb = get(scratch, inF + 8 * ng);
+    new Int32Array(sb.mem, sb.off + inF + 4 * ng, ng).set(sum);
+  };
   let next = 1;
   let capture: (() => void)[] | null = null;
   const graphs = new Map<number, (() => void)[]>();
@@ -163,18 +172,26 @@ export function hostEngine(): HostEngine {
       bfWrite(qOut, qo); bfWrite(kOut, ko); bfWrite(vOut, vv);
     },
     cudaDecodeAttn: (q: number, k: number, v: number, cos: number, sin: number, kc: number, vc: number, pos: number, Hq: number,
-      Hkv: number, hd: number, out: number) => {
+      Hkv: number, hd: number, out: number | null, tq: number | null = null, tk: number | null = null, tv: number | null = null,
+      Bq: number | null = null, Bk: number | null = null, Bv: number | null = null, r = 0, i8: number | null = null) => {
       const Q = Hq * hd, KV = Hkv * hd, half = hd / 2, qo = new Float32Array(Q), ko = new Float32Array(KV);
-      ropeForward(qo, f32(q, Q), f32(cos, half), f32(sin, half), 1, 1, Hq, hd);
-      ropeForward(ko, f32(k, KV), f32(cos, half), f32(sin, half), 1, 1, Hkv, hd);
+      const lora = (y: Float32Array, B: number | null, t: number | null) => {  // y + B·t (f64 sums), as cudaDecodeQkvEpi's twin
+        if (!B || !t || r < 1) return y;
+        const b = bfRead(B, y.length * r), tt = f32(t, r), o = new Float32Array(y.length);
+        for (let i = 0; i < y.length; i++) { let s = 0; for (let j = 0; j < r; j++) s += b[i * r + j] * tt[j]; o[i] = y[i] + s; }
+        return o;
+      };
+      ropeForward(qo, lora(f32(q, Q), Bq, tq), f32(cos, half), f32(sin, half), 1, 1, Hq, hd);
+      ropeForward(ko, lora(f32(k, KV), Bk, tk), f32(cos, half), f32(sin, half), 1, 1, Hkv, hd);
       const K = bfRead(kc, (pos + 1) * KV), V = bfRead(vc, (pos + 1) * KV);
       const bfr = (a: Float32Array) => bf16ToF32(f32ToBf16(a));
       K.set(bfr(ko), pos * KV);
-      V.set(bfr(f32(v, KV)), pos * KV);
+      V.set(bfr(lora(f32(v, KV), Bv, tv)), pos * KV);
       bfWrite(kc, K); bfWrite(vc, V);
       const o = new Float32Array(Q), l = new Float32Array(Hq);
       attentionForwardRef(o, l, bfr(qo), K, V, 1, 1, pos + 1, Hq, Hkv, hd);
-      bfWrite(out, o);
+      if (i8) int8xFill(i8, bfr(o));  // the int8-x GEMV's input from the bf16 output, as cudaInt8xPrep makes it from bf16 out
+      if (out) bfWrite(out, o);
     },
     cudaArgmaxF32: (x: number, n: number, id: number, ids: number | null, slot: number) => {
       const best = argmax(f32(x, n), n);
@@ -209,12 +226,8 @@ export function hostEngine(): HostEngine {
       const { xt, xOut: v } = int8xPrepInput(xv, { x2: x2 ? f32(x2, inF).slice() : undefined, normW: normW ? f32(normW, inF).slice() : undefined,
         addY: addY ? f32(addY, inF).slice() : undefined, bt1: bt(B1, t1), bt2: bt(B2, t2) });
       if (xOut) f32(xOut, inF).set(v);
-      exactX.set(scratch, xt);
-      const ng = inF / 64, { xq, a, sum } = int8X(xt);
-      new Int8Array(u8(scratch, inF).buffer, u8(scratch, inF).byteOffset, inF).set(xq);
-      f32(scratch, ng, inF / 4).set(a);
-      const sb = get(scratch, inF + 8 * ng);
-      new Int32Array(sb.mem, sb.off + inF + 4 * ng, ng).set(sum);
+      int8xFill(scratch, xt);
+      const ng = inF / 64;
       if (normW) {  // Σv² per prep block of 8 groups, as the kernel leaves them for the GEMV's 1/rms
         const part = f32(scratch, Math.ceil(ng / 8), (inF + 8 * ng) / 4);
         for (let b = 0; b < part.length; b++) { let ss = 0; for (let i = 512 * b; i < Math.min(inF, 512 * b + 512); i++) ss += v[i] * v[i]; part[b] = ss; }

@@ -337,6 +337,15 @@ export class GpuDecoder {
   }
 
   /** A kernel-8 GEMV launch (PDL) on the x̂ its prep left in scratch. */
+  /**
+   * Kernel 8's attention as ONE launch (cudaDecodeAttn with the q/k/v B·t and the int8-x output: 8 launches a layer
+   * instead of 10) where the head dim allows it and the o GEMV stores its y (nothing left to zero); foldAttn false
+   * (LOWBIT_DECODE_FOLD_ATTN=0) keeps the q/k/v epilogue, attention and prep launches.
+   */
+  private get i8attn(): boolean {
+    return this.foldAttn && this.attnFused && !!this.i8 && (this.i8[0].o.parts & 64) !== 0;
+  }
+
   /** The y the prep zeroes for its consumer GEMV: none where that GEMV stores y (parts & 64), else y's floats. */
   private i8zero(g: Int8xGemv): [number | null, number] { return g.parts & 64 ? [null, 0] : [g.y, g.out]; }
 
@@ -346,7 +355,8 @@ export class GpuDecoder {
 
   /**
    * The kernel-8 token step, per layer: prep (x += down's y + B·t of the layer before; RMSNorm weights) → q/k/v GEMV (+ A
-   * rows) → q/k/v epilogue (B·t, RoPE, cache rows) → attention → prep (its bf16 output) → o GEMV → prep (x += o's y + B·t;
+   * rows) → attention with q/k/v's B·t, RoPE and the cache rows, its output quantized for the o GEMV (i8attn; else the
+   * q/k/v epilogue → attention → prep of its bf16 output) → o GEMV → prep (x += o's y + B·t;
    * RMSNorm weights) → gate/up GEMV → prep (SwiGLU of gate + B·t and up + B·t) → down GEMV; after the last layer the
    * residual epilogue adds down's y + B·t.
    */
@@ -361,10 +371,15 @@ export class GpuDecoder {
         prev?.B.down_proj ?? null, prev?.t.down_proj ?? null, null, null, r, h.x);
       this.i8gemv(pl.qkv, scr.D, eps);
       const y = pl.qkv.y, q = this.i8view(y, 0, Q), k = this.i8view(y, Q, KV), v = this.i8view(y, Q + KV, KV);
-      c.cudaDecodeQkvEpi(q, k, v, t.q_proj, t.k_proj, t.v_proj, B.q_proj, B.k_proj, B.v_proj, r, r, r, this.cosAt[pos], this.sinAt[pos],
-        cfg.numHeads, cfg.numKvHeads, cfg.headDim, h.qb, this.kAt[l][pos], this.vAt[l][pos]);
-      c.cudaAttnFwd(h.qb, h[`kc${l}`], h[`vc${l}`], h.att, null, 1, 1, pos + 1, cfg.numHeads, cfg.numKvHeads, cfg.headDim);
-      x8.cudaInt8xPrep(h.att, null, null, scr.Q, Q, ...this.i8zero(pl.o), true, null, null, null, null, null, 0, null, true);
+      if (this.i8attn) {  // one launch: B·t, RoPE, cache rows, attention, its output as the o GEMV's int8 input
+        c.cudaDecodeAttn(q, k, v, this.cosAt[pos], this.sinAt[pos], h[`kc${l}`], h[`vc${l}`], pos, cfg.numHeads, cfg.numKvHeads,
+          cfg.headDim, null, t.q_proj, t.k_proj, t.v_proj, B.q_proj, B.k_proj, B.v_proj, r, scr.Q);
+      } else {
+        c.cudaDecodeQkvEpi(q, k, v, t.q_proj, t.k_proj, t.v_proj, B.q_proj, B.k_proj, B.v_proj, r, r, r, this.cosAt[pos], this.sinAt[pos],
+          cfg.numHeads, cfg.numKvHeads, cfg.headDim, h.qb, this.kAt[l][pos], this.vAt[l][pos]);
+        c.cudaAttnFwd(h.qb, h[`kc${l}`], h[`vc${l}`], h.att, null, 1, 1, pos + 1, cfg.numHeads, cfg.numKvHeads, cfg.headDim);
+        x8.cudaInt8xPrep(h.att, null, null, scr.Q, Q, ...this.i8zero(pl.o), true, null, null, null, null, null, 0, null, true);
+      }
       this.i8gemv(pl.o, scr.Q, null);
       x8.cudaInt8xPrep(h.x, null, w.postNorm, scr.D, D, ...this.i8zero(pl.gu), true, pl.o.y, B.o_proj, t.o_proj, null, null, r, h.x);
       this.i8gemv(pl.gu, scr.D, eps);
