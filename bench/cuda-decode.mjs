@@ -35,14 +35,15 @@ const res = { date: new Date().toISOString(), device: c.cudaInfo().deviceName, s
 const variants = (opt('--variants', '1,2')).split(',').map(Number);
 // --profile gemv|token: a few eager launches for Nsight Compute (scripts/device/profile-decode.sh), then exit.
 //   gemv: the four v4 GEMV groups without LoRA, in the order q/k/v+norm, gate/up+norm, o, down, three times;
-//   token: greedy decode of a 1-token prompt for 2 tokens with the rank-64 adapter, eager (every kernel of a step).
+//   token: greedy decode of a 1-token prompt for 2 tokens with the rank-64 adapter, eager (every kernel of a step);
+//   token-base: the same without the adapter.
 // the median of the values that are not NaN (trace stamps a block did not take are NaN)
 const medOf = (a) => { const v = a.filter((x) => !Number.isNaN(x)).sort((x, y) => x - y); return v.length ? v[v.length >> 1] : NaN; };
 const profile = opt('--profile');
 if (profile) {
   const d = new GpuDecoder(c, gw, profile === 'token' ? lora : null, 8);
   d.variant = 4;
-  if (profile === 'token') greedyDecode(d, [prompt[0]], 2);
+  if (profile === 'token' || profile === 'token-base') greedyDecode(d, [prompt[0]], 2);
   else {
     const h = d.arena.h;
     c.cudaFillUniformBf16(h.xb, cfg.intermediateSize, 5, -1, 1);
