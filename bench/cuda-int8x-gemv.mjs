@@ -135,12 +135,18 @@ const skeleton = [];
   c.cudaUpload(hyr, new Float32Array(4096).map((_, i) => 0.1 * Math.cos(i)));
   c.cudaUpload(hup, new Float32Array(11008).map((_, i) => Math.sin(i * 0.3)));
   const readArows = shapes.reduce((t, s, i) => t + rankRows[i] * s.inP * 2, 0), readB = (2 * 4096 + 2 * 11008) * 64 * 2;
-  const prepWithA = (i, s, pdl, zy, nz) => {
-    if (i === 0) c.cudaInt8xPrep(hx, null, hn, scr[i], s.inP, zy, nz, pdl, hyr, hB.down, ht, null, null, 64, hxo);
+  // noB: the hand-offs without B·t (each GEMV adds its own in its epilogue)
+  const prepWithA = (i, s, pdl, zy, nz, noB) => {
+    const b = (h) => (noB ? null : h), tt = noB ? null : ht;
+    if (i === 0) c.cudaInt8xPrep(hx, null, hn, scr[i], s.inP, zy, nz, pdl, hyr, b(hB.down), tt, null, null, 64, hxo);
     else if (i === 1) c.cudaInt8xPrep(hatt, null, null, scr[i], s.inP, zy, nz, pdl, null, null, null, null, null, 0, null, true);
-    else if (i === 2) c.cudaInt8xPrep(hx, null, hn, scr[i], s.inP, zy, nz, pdl, hyr, hB.o, ht, null, null, 64, hxo);
-    else c.cudaInt8xPrep(hx, hup, null, scr[i], s.inP, zy, nz, pdl, null, hB.gate, ht, hB.up, ht, 64);
+    else if (i === 2) c.cudaInt8xPrep(hx, null, hn, scr[i], s.inP, zy, nz, pdl, hyr, b(hB.o), tt, null, null, 64, hxo);
+    else c.cudaInt8xPrep(hx, hup, null, scr[i], s.inP, zy, nz, pdl, null, b(hB.gate), tt, b(hB.up), tt, 64);
   };
+  // B·t in each GEMV's epilogue: its projections' B (rank 64) by row segment, and the A-row counters
+  const hBq = [bf(4096 * 64, 86), bf(4096 * 64, 87), bf(4096 * 64, 88)];
+  const epiBt = [{ Bs: hBq, ends: [4096, 8192, 12288] }, { Bs: [hB.o], ends: [4096] }, { Bs: [hB.gate, hB.up], ends: [11008, 22016] },
+    { Bs: [hB.down], ends: [4096] }].map((e) => { const sync = c.cudaAlloc(16); c.cudaMemset0(sync, 16); return { ...e, sync }; });
   // the hand-offs and the LoRA-A rows once apart and once together, so each one's price shows
   for (const [label, pdl, pick, prep, handoff, withA] of [['no PDL', false, 'ks', false, false, false],
     ['PDL', true, 'ksPdl', false, false, false], ['PDL, split K 1', true, null, false, false, false],
@@ -149,22 +155,24 @@ const skeleton = [];
     ['PDL + prep launches + LoRA-A rows (rank 64)', true, 'ksPdl', true, false, true],
     ['PDL + prep launches with the hand-offs + LoRA-A rows (rank 64)', true, 'ksPdl', true, true, true],
     ['PDL + prep launches with the hand-offs + LoRA-A rows (rank 64), float-atomic split K', true, 'ksPdlAtomic', true, true, true],
-    ['PDL + prep launches with the hand-offs + LoRA-A rows (rank 64), fixed-order split K', true, 'ksPdlFixed', true, true, true]]) {
+    ['PDL + prep launches with the hand-offs + LoRA-A rows (rank 64), fixed-order split K', true, 'ksPdlFixed', true, true, true],
+    ['PDL + prep launches with the hand-offs + LoRA-A rows (rank 64), B·t in the GEMV epilogues (fixed-order split K)', true, 'ksPdlFixed', true, 'epi', true]]) {
     const us = timeGraph((l) => layers[l].forEach((h, i) => {
       const s = shapes[i], pr = prepOf[i];
       const { ks, A } = pick ? s[pick] : { ks: 1, A: 0 };
       const zy = A & 64 ? null : hy, nz = A & 64 ? 0 : s.out;  // a GEMV that stores y needs no zeroed y
-      if (prep && handoff) prepWithA(i, s, pdl, zy, nz);
+      const epi = handoff === 'epi' && A & 64 ? epiBt[i] : null;
+      if (prep && handoff) prepWithA(i, s, pdl, zy, nz, !!epi);
       else if (prep) c.cudaInt8xPrep(hx, pr.swiglu ? hx : null, pr.norm ? hn : null, scr[i], s.inP, zy, nz, pdl);
       c.cudaInt8xGemv(h[0], h[1], hx, scr[i], hy, s.out, s.inP, ks, (pdl ? 12 : 4) | A, prep && pr.norm ? 1e-5 : null,
-        withA ? loraA[l][i] : null, withA ? rankRows[i] : 0, withA ? ht : null);
+        withA ? loraA[l][i] : null, withA ? rankRows[i] : 0, withA ? ht : null, epi?.Bs ?? null, epi?.ends ?? null, epi ? 64 : 0, epi?.sync ?? null);
     })) * 1e3;
-    const bytes = read + (withA ? readArows : 0) + (handoff ? readB : 0), ofCopy = bytes / (us * 1e-6) / BW;
+    const bytes = read + (withA ? readArows : 0) + (handoff ? readB + (handoff === 'epi' ? 3 * 4096 * 64 * 2 : 0) : 0), ofCopy = bytes / (us * 1e-6) / BW;
     skeleton.push({ label, withLoraA: withA, withHandoffs: handoff, splits: shapes.map((s) => (pick ? `${s[pick].ks}${s[pick].A & 16 ? 'a2' : ''}${s[pick].A & 32 ? 's' : ''}${s[pick].A & 64 ? 'f' : ''}` : '1')), usPerLayer: us, readBytes: bytes, ofCopyRead: ofCopy });
     console.log(`layer skeleton (4 GEMVs × ${L} layers, ${label}, split K ${skeleton.at(-1).splits.join('/')}): ${us.toFixed(2)} µs per layer, ${(bytes / 1e6).toFixed(1)} MB → ${(100 * ofCopy).toFixed(1)} % of the copy rate`);
   }
   for (const l of loraA) for (const h of l) c.cudaFree(h);
-  for (const h of [ht, ...Object.values(hB), hatt, hyr, hxo, hup]) c.cudaFree(h);
+  for (const h of [ht, ...Object.values(hB), ...hBq, ...epiBt.map((e) => e.sync), hatt, hyr, hxo, hup]) c.cudaFree(h);
   for (const l of layers) for (const s of l) for (const h of s) c.cudaFree(h);
   for (const h of [hx, hy, hn, ...scr]) c.cudaFree(h);
 }

@@ -201,6 +201,29 @@ test('CUDA int8-x prep (RMSNorm, SwiGLU) + GEMV = f64 of the normed / gated x on
       t.diagnostic(`${out}×${inF} ${mode} + ${R} LoRA-A rows, a block per tile: y vs f64 ${e3.toExponential(2)}, t vs f64 ${eT3.toExponential(2)}`);
       assert.ok(e3 < (mode === 'swiglu' ? 1e-3 : 1e-5), `${mode} with A rows, fixed order: y vs f64 ${e3}`);
       assert.ok(eT3 < (mode === 'swiglu' ? 1e-3 : 1e-5), `${mode}, fixed order: t vs f64 ${eT3}`);
+      // and B·t in the same launch's epilogue: two segments (rows [0, 16) with t[0 … 12), the rest with t[12 … 24)), three
+      // launches in a row (the A-row counters must come back to zero each time)
+      const rB = 12, ends = [16, out], Bsegs = ends.map((e, i) => bf16Values(new Float32Array((e - (i ? ends[i - 1] : 0)) * rB).map(() => 0.1 * rng.normal())));
+      const hB = Bsegs.map((b) => up(f32ToBf16(b))), hsync = up(new Uint32Array(2));
+      handles.push(...hB, hsync);
+      const refBt = Float64Array.from(ref, (v, o) => {
+        const i = o < ends[0] ? 0 : 1, row = o - (i ? ends[0] : 0);
+        let bt = 0;
+        for (let j = 0; j < rB; j++) bt += Bsegs[i][row * rB + j] * tRef[i * rB + j];
+        return v + bt;
+      });
+      for (let rep = 0; rep < 3; rep++) {
+        c.cudaUpload(hy, new Float32Array(out).fill(-5));
+        c.cudaInt8xPrep(hx, mode === 'swiglu' ? hx2 : null, mode === 'norm' ? hn : null, hscr, inF, null, 0, true);
+        c.cudaInt8xGemv(hw, hsz, null, hscr, hy, out, inF, 4, 12 | 64, mode === 'norm' ? eps : null, hA, R, ht, hB, ends, rB, hsync);
+        c.cudaDownload(hy, y2);
+        const e4 = relErr(y2, refBt), sync = new Uint32Array(2);
+        c.cudaDownload(hsync, sync);
+        if (rep === 0) t.diagnostic(`${out}×${inF} ${mode} + B·t in the epilogue (2 segments, rank ${rB}): y vs f64 ${e4.toExponential(2)}`);
+        assert.ok(e4 < (mode === 'swiglu' ? 1e-3 : 1e-5), `${mode}, B·t in the epilogue, launch ${rep}: y vs f64 ${e4}`);
+        assert.deepEqual([...sync], [0, 0], 'the A-row counters are back to zero');
+      }
+      assert.throws(() => c.cudaInt8xGemv(hw, hsz, null, hscr, hy, out, inF, 4, 12, null, hA, R, ht, hB, ends, rB, hsync), /parts & 64/);
     } finally { for (const h of [hw, hsz, hx, hx2, hn, hscr, hy, ...handles.splice(0)]) c.cudaFree(h); }
   }
 });

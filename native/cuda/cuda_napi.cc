@@ -863,13 +863,16 @@ napi_value js_int8x_repack(napi_env env, napi_callback_info info) {
   return nullptr;
 }
 
-// cudaInt8xGemv(words, sz, x, scratch, y, out, in, ksplit, parts = 7, normEps = null, A = null, R = 0, t = null)   the
+// cudaInt8xGemv(words, sz, x, scratch, y, out, in, ksplit, parts = 7, normEps = null, A = null, R = 0, t = null, Bs = null,
+//   ends = null, r = 0, sync = null)   the
 //   prototype int8-x GEMV (int8x_gemv.cu), sz: f16 scale|zero words [out, in/64]; x (f32 [in]) is read only with bit 0
 //   (otherwise null or any buffer: x̂ is already in scratch); parts (benchmarks): bit 0 quantizes x
 //   into scratch, bit 1 zeroes y, bit 2 runs the GEMV, bit 3 launches it with PDL, bit 4 keeps two blocks in flight per
 //   warp, bit 5 stages x̂ in shared memory, bit 6 gives each 16-row tile a block (one warp per K slice, added in a fixed
 //   order, y stored: deterministic, no zeroing); normEps: scratch came from cudaInt8xPrep with normW, the row sums get
-//   RMSNorm's 1/rms; A (bf16 [R, in]) and t (f32 [R]): the same launch writes t = A·x̃ (the LoRA-A rows)
+//   RMSNorm's 1/rms; A (bf16 [R, in]) and t (f32 [R]): the same launch writes t = A·x̃ (the LoRA-A rows);
+//   Bs = [B…] (1–3 handles), ends = [row end…], r, sync (2 u32, zeroed once): with bit 6 and A, the same launch also adds
+//   B·t to y, rows up to ends[i] with Bs[i] (bf16 [its rows, r], scaled) and t[i·r …]
 napi_value js_int8x_gemv(napi_env env, napi_callback_info info) {
   Args a(env, info, "cudaInt8xGemv");
   int64_t out = 0, in = 0, nks = 0, R = 0;
@@ -891,9 +894,40 @@ napi_value js_int8x_gemv(napi_env env, napi_callback_info info) {
     if (!int_dim(a, 11, &R) || !buf_arg(a, 10, (size_t)R * in * 2, &A) || !aligned16(a, A.ptr, "A") || !buf_arg(a, 12, (size_t)R * 4, &t))
       return nullptr;
   }
+  Int8xGemvBt bt{};
+  const bool withBt = !a.is_nullish(13);
+  if (withBt) {  // Bs (handles, 1–3), ends (row ends), r, sync: B·t in the epilogue
+    std::vector<const void*> hs;
+    std::vector<size_t> sizes;
+    int64_t rb = 0;
+    Buf sync;
+    if (!array_arg(a, 13, nullptr, &hs, 0, &sizes) || !int_dim(a, 15, &rb) || !buf_arg(a, 16, 8, &sync)) return nullptr;
+    bool is = false;
+    napi_is_array(env, a.argv[14], &is);
+    uint32_t len = 0;
+    if (is) napi_get_array_length(env, a.argv[14], &len);
+    if (!is || len != hs.size() || len > 3) { throw_error(env, "cudaInt8xGemv: ends must be an array, one row end per B (1–3)"); return nullptr; }
+    int prev = 0;
+    for (uint32_t k = 0; k < len; k++) {
+      napi_value el;
+      napi_get_element(env, a.argv[14], k, &el);
+      double e = 0;
+      napi_get_value_double(env, el, &e);
+      if (!(e > prev) || e > (double)out || sizes[k] < (size_t)(e - prev) * (size_t)rb * 2) {
+        throw_error(env, "cudaInt8xGemv: B·t segment " + std::to_string(k) + ": its end must rise within out and its B hold rows × r bf16");
+        return nullptr;
+      }
+      bt.B[k] = hs[k];
+      bt.end[k] = (int)e;
+      prev = (int)e;
+    }
+    bt.nseg = (int)len;
+    bt.r = (int)rb;
+    bt.sync = static_cast<unsigned*>(sync.ptr);
+  }
   check(env, cuda_int8x_gemv(w.ptr, static_cast<const uint32_t*>(sz.ptr), static_cast<const float*>(x.ptr), scr.ptr,
                              static_cast<float*>(y.ptr), (int)out, (int)in, (int)nks, (int)parts, (float)eps, A.ptr, (int)R,
-                             static_cast<float*>(t.ptr)));
+                             static_cast<float*>(t.ptr), withBt ? &bt : nullptr));
   return nullptr;
 }
 

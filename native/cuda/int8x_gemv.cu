@@ -13,6 +13,7 @@
 
 #include "check.h"
 #include "lora_dot.cuh"
+#include "mbarrier.cuh"
 #include "lowbit_cuda.h"
 #include "pdl.h"
 
@@ -42,6 +43,7 @@ struct I8Prep {
 };
 __device__ __forceinline__ float bf16f(uint16_t b) { return __uint_as_float((uint32_t)b << 16); }
 constexpr int kPrepWarps = 8;
+constexpr int kBtMaxR = 128;  // the GEMV epilogue's B·t: rank ≤ 128 (t staged in shared memory)
 // group_bt, group_bt_fits: lora_dot.cuh
 __global__ void int8x_prep_kernel(I8Prep p) {
   __shared__ float ss_s[kPrepWarps];
@@ -131,10 +133,22 @@ struct I8Blk {
   float2 a;
   int2 s;
 };
+// The adapters' B·t added in the GEMV's own epilogue (FIXED only): rows [0, end[0]) take B[0] with t[0 … r), rows
+// [end[0], end[1]) B[1] with t[r … 2r), … (the projections concatenated in the launch, each 16-row aligned); B bf16
+// [rows of its projection, r], scaled. t is the A rows' output of the SAME launch: the A-row blocks come first in the
+// grid (so they are resident before any tile block waits), each adds 1 to sync[0] after its t; a tile block, once its
+// sums are in shared memory, waits for sync[0] = R, stages t and adds B·t to its 16 rows; the last tile block out
+// (sync[1]) sets both counters back to 0 for the next launch. The prep and attention launches then carry no B·t.
+struct I8Bt {
+  const uint16_t* B[3];
+  int end[3];
+  int r;
+  unsigned* sync;
+};
 // FIXED (parts & 64): a block per 16-row tile with one warp per K slice (blockDim = 32·nks), the slices' sums added in
 // slice order in shared memory and y stored — deterministic, so a CUDA graph replays the eager result bit for bit and y
 // needs no zeroing (with float atomics, run 84 saw graph and eager differ by 7e-3 once: the order of the atomic adds
-// moved an x̃ across an int8 rounding boundary downstream). The A-row blocks follow the tiles, nks warps per row.
+// moved an x̃ across an int8 rounding boundary downstream). The A-row blocks come first, nks warps per row.
 // Otherwise: 4-warp blocks, warp = tile·nks + slice, float atomics into y (zeroed beforehand).
 template <int AHEAD, bool SX, bool FIXED>
 __global__ void __launch_bounds__(512) int8x_gemv_kernel(const uint4* __restrict__ words, const uint32_t* __restrict__ sz,
@@ -142,7 +156,7 @@ __global__ void __launch_bounds__(512) int8x_gemv_kernel(const uint4* __restrict
                                                          const float* __restrict__ a, const int* __restrict__ sum,
                                                          const float* __restrict__ part, int npart, float eps, float* y,
                                                          int out, int in, int nks, const uint16_t* __restrict__ A, int R,
-                                                         float* __restrict__ tout) {
+                                                         float* __restrict__ tout, I8Bt bt) {
   const int lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3;
   const int nblk = in / 128, ng = in / 64, tiles = (out + 15) / 16;
   // the blocks past the packed tiles each take one row of A (the adapter's LoRA-A factor, bf16 [R, in]): t = A·x̃, the
@@ -150,9 +164,9 @@ __global__ void __launch_bounds__(512) int8x_gemv_kernel(const uint4* __restrict
   // down's tiles)
   int tile, ks, drow, dq, dn;
   if (FIXED) {
-    tile = blockIdx.x;
+    tile = (int)blockIdx.x - R;
     ks = threadIdx.x / 32;
-    drow = blockIdx.x - tiles;
+    drow = blockIdx.x;
     dq = ks;
     dn = nks;
   } else {
@@ -163,7 +177,7 @@ __global__ void __launch_bounds__(512) int8x_gemv_kernel(const uint4* __restrict
     dq = dw & 3;
     dn = 4;
   }
-  const bool active = tile < tiles, dense = drow >= 0 && drow < R;
+  const bool active = tile >= 0 && tile < tiles, dense = drow >= 0 && drow < R;
   if (!SX && !FIXED && !active && !dense) return;
   const int r0 = min(tile * 16 + g, out - 1), r1 = min(tile * 16 + g + 8, out - 1);
   float y0 = 0.f, y1 = 0.f;
@@ -239,6 +253,10 @@ __global__ void __launch_bounds__(512) int8x_gemv_kernel(const uint4* __restrict
       float tt = 0.f;
       for (int i = 0; i < dn; i++) tt += dred[i];  // fixed order
       tout[drow] = tt * (npart ? rstd_of() : 1.f);
+      if (FIXED && bt.sync) {
+        __threadfence();
+        atomicAdd(bt.sync, 1u);
+      }
     }
     return;
   }
@@ -277,15 +295,29 @@ __global__ void __launch_bounds__(512) int8x_gemv_kernel(const uint4* __restrict
   }
   if (FIXED) {
     __shared__ float red[16][16];
+    __shared__ float tsm[3 * kBtMaxR];
     if (t == 0) {
       red[ks][g] = y0;
       red[ks][g + 8] = y1;
     }
+    const int row0 = tile * 16, seg = bt.sync ? (row0 < bt.end[0] ? 0 : row0 < bt.end[1] ? 1 : 2) : 0;
+    const uint16_t* Bs = bt.sync ? bt.B[seg] : nullptr;
+    if (Bs && threadIdx.x == 0)
+      while (ld_acquire_gpu(bt.sync) < (unsigned)R) {}
     __syncthreads();
-    if (threadIdx.x < 16 && tile * 16 + (int)threadIdx.x < out) {
+    if (Bs) {
+      for (int i = threadIdx.x; i < bt.r; i += blockDim.x) tsm[i] = __ldcg(tout + seg * bt.r + i);
+      __syncthreads();
+    }
+    if (threadIdx.x < 16 && row0 + (int)threadIdx.x < out) {
       float s = 0.f;
       for (int k = 0; k < nks; k++) s += red[k][threadIdx.x];  // slice order
-      y[tile * 16 + threadIdx.x] = s;
+      if (Bs) s += lora_dot(Bs, tsm, bt.r, row0 + (int)threadIdx.x - (seg ? bt.end[seg - 1] : 0));
+      y[row0 + threadIdx.x] = s;
+    }
+    if (bt.sync && threadIdx.x == 0 && atomicAdd(bt.sync + 1, 1u) == (unsigned)tiles - 1) {  // the last tile block out
+      bt.sync[0] = 0;
+      bt.sync[1] = 0;
     }
   } else if (t == 0) {
     if (tile * 16 + g < out) atomicAdd(y + tile * 16 + g, y0);
@@ -356,7 +388,8 @@ const char* cuda_int8x_prep(const void* x, const float* x2, const float* normw, 
 }
 
 const char* cuda_int8x_gemv(const void* words, const uint32_t* sz, const float* x, void* scratch, float* y,
-                            int out, int in, int nks, int parts, float eps, const void* A, int R, float* t) {
+                            int out, int in, int nks, int parts, float eps, const void* A, int R, float* t,
+                            const Int8xGemvBt* btIn) {
   if (in % 128 != 0 || out < 1 || nks < 1) return "cudaInt8xGemv: in must be a multiple of 128, out and ksplit ≥ 1";
   const int ng = in / 64, tiles = (out + 15) / 16;
   int8_t* xq = static_cast<int8_t*>(scratch);
@@ -372,6 +405,23 @@ const char* cuda_int8x_gemv(const void* words, const uint32_t* sz, const float* 
     if (!A) R = 0;
     const bool fixed = (parts & 64) != 0, sx = (parts & 32) != 0;
     if (fixed && nks > 16) return "cudaInt8xGemv: the fixed-order reduction (parts & 64) takes ksplit ≤ 16 (a block per tile)";
+    I8Bt bt{};
+    if (btIn) {
+      if (!fixed || R < 1) return "cudaInt8xGemv: B·t in the epilogue needs parts & 64 and the A rows";
+      if (btIn->r < 1 || btIn->r > kBtMaxR || btIn->nseg < 1 || btIn->nseg > 3 || R < btIn->nseg * btIn->r)
+        return "cudaInt8xGemv: B·t in the epilogue takes 1–3 segments of rank 1–128, their t within the A rows";
+      int prev = 0;
+      for (int i = 0; i < 3; i++) {
+        const int e = i < btIn->nseg ? btIn->end[i] : out;
+        if (e < prev || e > out || (e % 16 != 0 && e != out)) return "cudaInt8xGemv: B·t segment ends must rise, 16-row aligned, up to out";
+        bt.B[i] = i < btIn->nseg ? static_cast<const uint16_t*>(btIn->B[i]) : nullptr;
+        bt.end[i] = e;
+        prev = e;
+      }
+      if (bt.end[btIn->nseg - 1] != out) return "cudaInt8xGemv: the last B·t segment must end at out";
+      bt.r = btIn->r;
+      bt.sync = btIn->sync;
+    }
     const int npart = eps >= 0.f ? (ng + kPrepWarps - 1) / kPrepWarps : 0;
     const unsigned blocks = fixed ? (unsigned)(tiles + R) : (unsigned)((((tiles * nks + 3) & ~3) + 4 * R + 3) / 4);
     const unsigned threads = fixed ? 32u * nks : 128u;
@@ -382,7 +432,7 @@ const char* cuda_int8x_gemv(const void* words, const uint32_t* sz, const float* 
     return launch_ex((parts & 8) != 0, kern[((parts & 16) ? 1 : 0) + (sx ? 2 : 0) + (fixed ? 4 : 0)], blocks, threads,
                      sx ? (size_t)(in + 8 * ng) : 0, static_cast<const uint4*>(words), sz, static_cast<const int8_t*>(xq),
                      static_cast<const float*>(a), static_cast<const int*>(sum), static_cast<const float*>(part), npart, eps, y,
-                     out, in, nks, static_cast<const uint16_t*>(A), R, t);
+                     out, in, nks, static_cast<const uint16_t*>(A), R, t, bt);
   }
   return nullptr;
 }

@@ -20,9 +20,14 @@ timeout 150 node --test --test-reporter=tap --test-concurrency=1 dist/test/cuda-
 grep -E '^# (tests|pass|fail|skipped)|^not ok|x̂ codes moved' "$OUT/tests-kern.log"; grep -A16 '^not ok' "$OUT/tests-kern.log" | head -30
 echo "== decode tok/s, kernels 5 and 8 ($(date +%T))"
 timeout 200 node bench/cuda-decode.mjs --variants 4 --kernels ${KERNELS:-5,8} --modes graph --tokens 128 --no-gemv --json "$OUT/decode.json" 2>&1 | grep -E "tok/s|error|Error|int8-x plan"
-echo "== decode tok/s, kernel 8 with its attention as three launches ($(date +%T))"
-LOWBIT_DECODE_FOLD_ATTN=0 timeout 120 node bench/cuda-decode.mjs --variants 4 --kernels 8 --modes graph --tokens 128 --no-gemv --json "$OUT/decode-sep.json" 2>&1 | grep -E "tok/s|error|Error"
+echo "== decode tok/s, kernel 8 with B·t in the next launch (the hand-off) ($(date +%T))"
+LOWBIT_INT8X_BT=handoff timeout 120 node bench/cuda-decode.mjs --variants 4 --kernels 8 --modes graph --tokens 128 --no-gemv --json "$OUT/decode-handoff.json" 2>&1 | grep -E "tok/s|error|Error"
+if [ -n "${SEP:-}" ]; then
+  echo "== decode tok/s, kernel 8 with its attention as three launches ($(date +%T))"
+  LOWBIT_DECODE_FOLD_ATTN=0 timeout 120 node bench/cuda-decode.mjs --variants 4 --kernels 8 --modes graph --tokens 128 --no-gemv --json "$OUT/decode-sep.json" 2>&1 | grep -E "tok/s|error|Error"
+fi
 if [ -n "${BENCH:-1}" ]; then
   echo "== int8-x bench ($(date +%T))"
-  timeout 120 node bench/cuda-int8x-gemv.mjs --ksplit 4,8,16 --ahead 1,2 --sx 0,1 --json "$OUT/int8x.json" 2>&1 | grep -E "copy bandwidth|skeleton"
+  timeout 150 node bench/cuda-int8x-gemv.mjs --ksplit 4,8,16 --ahead ${AHEAD:-1} --sx 0,1 --json "$OUT/int8x.json" 2>&1 | grep -E "copy bandwidth|skeleton"
+  [ -n "${PROFILE:-}" ] && OUT=$OUT/profile bash scripts/device/int8x-profile.sh 2>&1 | grep -v "^source"
 fi

@@ -18,9 +18,13 @@ export interface NativeCudaInt8x extends NativeCuda {
    * ksplit ≤ 16);
    * x is read only with 1 (else null: x̂ is already in scratch, e.g. from cudaInt8xPrep). normEps: scratch came from cudaInt8xPrep with normW, and the row sums are scaled by RMSNorm's 1/rms (from the prep's Σx²
    * partials). A (bf16 [R, in], a handle or view 16-byte aligned) and t (f32 [R]): the same launch also writes
-   * t = A·x̃ on x's int8 image, a block of 4 warps per row (the adapter's LoRA-A factor; twin int8xLoraA). */
+   * t = A·x̃ on x's int8 image, a block of 4 warps per row (the adapter's LoRA-A factor; twin int8xLoraA). Bs, ends, r,
+   * sync (parts & 64 and A only): the same launch adds the adapters' B·t to y — rows below ends[i] (and from the previous
+   * end) with Bs[i] (bf16 [its rows, r], scaled) and t[i·r … (i+1)·r) — the projections concatenated in the launch (1–3,
+   * 16-row aligned); sync: 8 bytes zeroed once (the A-row blocks count there; each launch leaves it zero). */
   cudaInt8xGemv(words: number, sz: number, x: number | null, scratch: number, y: number, out: number, inF: number,
-    ksplit: number, parts?: number, normEps?: number | null, A?: number | null, R?: number, t?: number | null): void;
+    ksplit: number, parts?: number, normEps?: number | null, A?: number | null, R?: number, t?: number | null,
+    Bs?: number[] | null, ends?: number[] | null, r?: number, sync?: number | null): void;
   /** The GEMV's input into scratch: the element v = x (bf16 with xBf16) + addY + B1·t1 (B1 bf16 [in, r], t1 f32 [r]; the
    * residual stream after the previous GEMV and its LoRA B·t, written to xOut when given), then x̃ = v, v·normW (RMSNorm; 1/rms
    * left to the GEMV) or silu(v)·(x2 + B2·t2) (SwiGLU with the up projection's B·t), quantized per 64 inputs (twins

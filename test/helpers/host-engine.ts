@@ -235,7 +235,8 @@ export function hostEngine(): HostEngine {
       if (y) f32(y, nzero).fill(0);
     },
     cudaInt8xGemv: (words: number, sz: number, x: number | null, scratch: number, y: number, out: number, inF: number, _ks: number, parts = 7,
-      normEps: number | null = null, A: number | null = null, R = 0, t: number | null = null) => {
+      normEps: number | null = null, A: number | null = null, R = 0, t: number | null = null, Bs: number[] | null = null,
+      ends: number[] | null = null, rB = 0, _sync: number | null = null) => {
       const ng = inF / 64;
       if (parts & 1) (ops.cudaInt8xPrep as (...a: unknown[]) => void)(x, null, null, scratch, inF, null, 0);
       if (parts & 2) f32(y, out).fill(0);
@@ -268,6 +269,15 @@ export function hostEngine(): HostEngine {
         const Av = bfRead(A, R * inF), tv = f32(t, R);
         for (let r = 0; r < R; r++) { let s = 0; for (let i = 0; i < inF; i++) s += Av[r * inF + i] * xt[i]; tv[r] = s * rstd; }
       } else if (A && t) f32(t, R).set(int8xLoraA(bfRead(A, R * inF), R, inF, xq, a, rstd));
+      if (Bs && ends && t) {  // B·t in the epilogue (f64 sums), segment i: rows [ends[i-1], ends[i]) with t[i·r …]
+        const tv = f32(t, R);
+        let row0 = 0;
+        Bs.forEach((B, i) => {
+          const n = ends[i] - row0, b = bfRead(B, n * rB);
+          for (let o = 0; o < n; o++) { let s = 0; for (let j = 0; j < rB; j++) s += b[o * rB + j] * tv[i * rB + j]; yv[row0 + o] += s; }
+          row0 = ends[i];
+        });
+      }
     },
     cudaRmsnormFwd: (x: number, w: number, yB: number | null, yF: number | null, rstd: number | null, N: number, C: number, eps: number) => {
       const y = new Float32Array(N * C), r = new Float32Array(N);

@@ -21,7 +21,11 @@ import { int8xScratchBytes, type NativeCudaInt8x } from '../../backend/cuda-int8
  * concatenated (each out is a multiple of 16, so the tiles of one are the tiles of the whole), y f32 [Σout], and the
  * adapters' A rows (bf16 [R, in], adjacent in the flat LoRA vector) writing t f32 [R] in the same launch.
  */
-interface Int8xGemv { words: number; sz: number; out: number; in: number; y: number; A: number | null; R: number; t: number; ks: number; parts: number }
+interface Int8xGemv {
+  words: number; sz: number; out: number; in: number; y: number; A: number | null; R: number; t: number; ks: number; parts: number;
+  /** B·t added in this GEMV's own epilogue (its projections' scaled B, their row ends, the rank, the A rows' counters). */
+  bt: { Bs: number[]; ends: number[]; r: number; sync: number } | null;
+}
 /** Per layer: the four launches and the hand-offs' B factors (s·B bf16 [out, r]) and t slices. */
 interface Int8xLayer {
   qkv: Int8xGemv; o: Int8xGemv; gu: Int8xGemv; down: Int8xGemv;
@@ -318,7 +322,17 @@ export class GpuDecoder {
         R = r * ps.length;
         A = this.view(lora.flat.PB, g.offA * 2, R * inF * 2);
       }
-      return { words, sz, out, in: inF, y, A, R, t, ...pick(out, inF) };
+      const kp = pick(out, inF);
+      // the adapters' B·t in the GEMV's epilogue (fixed-order mode, rank ≤ 128), so the preps and the attention carry none;
+      // LOWBIT_INT8X_BT=handoff keeps it in the next launch
+      let bt: Int8xGemv['bt'] = null;
+      if (A && kp.parts & 64 && r <= 128 && process.env.LOWBIT_INT8X_BT !== 'handoff') {
+        let end = 0;
+        const sync = alloc(8);
+        c.cudaMemset0(sync, 8);
+        bt = { Bs: ps.map((p) => this.scaledB.get(`${l}.${p}`)!), ends: ds.map((d) => (end += d.out)), r, sync };
+      }
+      return { words, sz, out, in: inF, y, A, R, t, bt, ...kp };
     };
     const plan: Int8xLayer[] = [];
     for (let l = 0; l < cfg.numLayers; l++) {
@@ -336,7 +350,6 @@ export class GpuDecoder {
     return plan;
   }
 
-  /** A kernel-8 GEMV launch (PDL) on the x̂ its prep left in scratch. */
   /**
    * Kernel 8's attention as ONE launch (cudaDecodeAttn with the q/k/v B·t and the int8-x output: 8 launches a layer
    * instead of 10) where the head dim allows it and the o GEMV stores its y (nothing left to zero); foldAttn false
@@ -349,16 +362,23 @@ export class GpuDecoder {
   /** The y the prep zeroes for its consumer GEMV: none where that GEMV stores y (parts & 64), else y's floats. */
   private i8zero(g: Int8xGemv): [number | null, number] { return g.parts & 64 ? [null, 0] : [g.y, g.out]; }
 
+  /** A kernel-8 GEMV launch (PDL) on the x̂ its prep left in scratch. */
   private i8gemv(g: Int8xGemv, scratch: number, normEps: number | null): void {
-    (this.c as unknown as NativeCudaInt8x).cudaInt8xGemv(g.words, g.sz, this.i8x, scratch, g.y, g.out, g.in, g.ks, g.parts, normEps, g.A, g.R, g.A ? g.t : null);
+    (this.c as unknown as NativeCudaInt8x).cudaInt8xGemv(g.words, g.sz, null, scratch, g.y, g.out, g.in, g.ks, g.parts, normEps, g.A, g.R,
+      g.A ? g.t : null, g.bt?.Bs ?? null, g.bt?.ends ?? null, g.bt?.r ?? 0, g.bt?.sync ?? null);
+  }
+
+  /** The B·t a hand-off applies after GEMV g ([B, t]): none where g added it in its own epilogue. */
+  private i8Bt(g: Int8xGemv | null, B: number | null | undefined, t: number | null | undefined): [number | null, number | null] {
+    return !g || g.bt ? [null, null] : [B ?? null, t ?? null];
   }
 
   /**
-   * The kernel-8 token step, per layer: prep (x += down's y + B·t of the layer before; RMSNorm weights) → q/k/v GEMV (+ A
-   * rows) → attention with q/k/v's B·t, RoPE and the cache rows, its output quantized for the o GEMV (i8attn; else the
-   * q/k/v epilogue → attention → prep of its bf16 output) → o GEMV → prep (x += o's y + B·t;
-   * RMSNorm weights) → gate/up GEMV → prep (SwiGLU of gate + B·t and up + B·t) → down GEMV; after the last layer the
-   * residual epilogue adds down's y + B·t.
+   * The kernel-8 token step, per layer: prep (x += down's y of the layer before; RMSNorm weights) → q/k/v GEMV (+ A
+   * rows) → attention with RoPE and the cache rows, its output quantized for the o GEMV (i8attn; else the q/k/v epilogue
+   * → attention → prep of its bf16 output) → o GEMV → prep (x += o's y; RMSNorm weights) → gate/up GEMV → prep (SwiGLU)
+   * → down GEMV; after the last layer the residual epilogue adds down's y. Each GEMV adds its adapters' B·t in its own
+   * epilogue (Int8xGemv.bt); where it cannot, the launch after it does (the hand-off).
    */
   private bodyInt8x(pos: number, logits: boolean): void {
     const c = this.c, x8 = this.c as unknown as NativeCudaInt8x, cfg = this.w.config, h = this.arena.h, plan = this.i8!, scr = this.i8scr!;
@@ -368,27 +388,30 @@ export class GpuDecoder {
     for (let l = 0; l < cfg.numLayers; l++) {
       const w = this.w.layers[l], pl = plan[l], prev = l > 0 ? plan[l - 1] : null, B = pl.B, t = pl.t;
       x8.cudaInt8xPrep(h.x, null, w.inputNorm, scr.D, D, ...this.i8zero(pl.qkv), true, prev ? prev.down.y : null,
-        prev?.B.down_proj ?? null, prev?.t.down_proj ?? null, null, null, r, h.x);
+        ...this.i8Bt(prev?.down ?? null, prev?.B.down_proj, prev?.t.down_proj), null, null, r, h.x);
       this.i8gemv(pl.qkv, scr.D, eps);
       const y = pl.qkv.y, q = this.i8view(y, 0, Q), k = this.i8view(y, Q, KV), v = this.i8view(y, Q + KV, KV);
-      if (this.i8attn) {  // one launch: B·t, RoPE, cache rows, attention, its output as the o GEMV's int8 input
+      const [bq, tq] = this.i8Bt(pl.qkv, B.q_proj, t.q_proj), [bk, tk] = this.i8Bt(pl.qkv, B.k_proj, t.k_proj), [bv, tv] = this.i8Bt(pl.qkv, B.v_proj, t.v_proj);
+      if (this.i8attn) {  // one launch: B·t (unless q/k/v's GEMV added it), RoPE, cache rows, attention, the o GEMV's int8 input
         c.cudaDecodeAttn(q, k, v, this.cosAt[pos], this.sinAt[pos], h[`kc${l}`], h[`vc${l}`], pos, cfg.numHeads, cfg.numKvHeads,
-          cfg.headDim, null, t.q_proj, t.k_proj, t.v_proj, B.q_proj, B.k_proj, B.v_proj, r, scr.Q);
+          cfg.headDim, null, tq, tk, tv, bq, bk, bv, bq ? r : 0, scr.Q);
       } else {
-        c.cudaDecodeQkvEpi(q, k, v, t.q_proj, t.k_proj, t.v_proj, B.q_proj, B.k_proj, B.v_proj, r, r, r, this.cosAt[pos], this.sinAt[pos],
+        c.cudaDecodeQkvEpi(q, k, v, tq, tk, tv, bq, bk, bv, r, r, r, this.cosAt[pos], this.sinAt[pos],
           cfg.numHeads, cfg.numKvHeads, cfg.headDim, h.qb, this.kAt[l][pos], this.vAt[l][pos]);
         c.cudaAttnFwd(h.qb, h[`kc${l}`], h[`vc${l}`], h.att, null, 1, 1, pos + 1, cfg.numHeads, cfg.numKvHeads, cfg.headDim);
         x8.cudaInt8xPrep(h.att, null, null, scr.Q, Q, ...this.i8zero(pl.o), true, null, null, null, null, null, 0, null, true);
       }
       this.i8gemv(pl.o, scr.Q, null);
-      x8.cudaInt8xPrep(h.x, null, w.postNorm, scr.D, D, ...this.i8zero(pl.gu), true, pl.o.y, B.o_proj, t.o_proj, null, null, r, h.x);
+      x8.cudaInt8xPrep(h.x, null, w.postNorm, scr.D, D, ...this.i8zero(pl.gu), true, pl.o.y, ...this.i8Bt(pl.o, B.o_proj, t.o_proj), null, null, r, h.x);
       this.i8gemv(pl.gu, scr.D, eps);
       const gate = this.i8view(pl.gu.y, 0, I), up = this.i8view(pl.gu.y, I, I);
-      x8.cudaInt8xPrep(gate, up, null, scr.I, I, ...this.i8zero(pl.down), true, null, B.gate_proj, t.gate_proj, B.up_proj, t.up_proj, r);
+      x8.cudaInt8xPrep(gate, up, null, scr.I, I, ...this.i8zero(pl.down), true, null, ...this.i8Bt(pl.gu, B.gate_proj, t.gate_proj),
+        ...this.i8Bt(pl.gu, B.up_proj, t.up_proj), r);
       this.i8gemv(pl.down, scr.I, null);
     }
     const last = plan[cfg.numLayers - 1];
-    c.cudaDecodeResidualEpi(h.x, last.down.y, last.t.down_proj, last.B.down_proj, r, D);
+    const [bl, tl] = this.i8Bt(last.down, last.B.down_proj, last.t.down_proj);
+    c.cudaDecodeResidualEpi(h.x, last.down.y, tl, bl, r, D);
     if (!logits) return;
     c.cudaRmsnormFwd(h.x, this.w.finalNorm, h.lnf, null, null, 1, D, eps);
     c.cublasGemmBf16(false, true, 1, cfg.vocabSize, D, h.lnf, this.w.lmHead, h.logits, 1, 0, true);
