@@ -159,9 +159,9 @@ __global__ void __launch_bounds__(512) int8x_gemv_kernel(const uint4* __restrict
                                                          float* __restrict__ tout, I8Bt bt) {
   const int lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3;
   const int nblk = in / 128, ng = in / 64, tiles = (out + 15) / 16;
-  // the blocks past the packed tiles each take one row of A (the adapter's LoRA-A factor, bf16 [R, in]): t = A·x̃, the
-  // block's dn warps a share of the inputs each (a warp alone would walk 11008 inputs in 43 dependent steps: longer than
-  // down's tiles)
+  // the A-row blocks (past the packed tiles; FIXED: before them) each take one row of A (the adapter's LoRA-A factor, bf16
+  // [R, in]): t = A·x̃, the block's dn warps a share of the inputs each (a warp alone would walk 11008 inputs in 43
+  // dependent steps: longer than down's tiles)
   int tile, ks, drow, dq, dn;
   if (FIXED) {
     tile = (int)blockIdx.x - R;
