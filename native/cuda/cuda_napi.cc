@@ -935,6 +935,7 @@ napi_value js_int8x_gemv(napi_env env, napi_callback_info info) {
 //   B2 = null, t2 = null, r = 0, xOut = null, xBf16 = false)   the int8-x GEMV's input: the element x (bf16 with xBf16)
 //   + addY + B1·t1 (B1 bf16 [in, r]; written to xOut), then as is, ·normW (RMSNorm) or silu(·)·(x2 + B2·t2) (SwiGLU),
 //   quantized per 64 inputs into scratch; then nzero floats of y zeroed
+bool lora_args(Args& a, size_t ib, size_t it, int64_t r, int64_t rows, Buf* B, Buf* t);  // (below, with the decode epilogues)
 napi_value js_int8x_prep(napi_env env, napi_callback_info info) {
   Args a(env, info, "cudaInt8xPrep");
   int64_t in = 0, nz = 0, r = 0;
@@ -948,13 +949,11 @@ napi_value js_int8x_prep(napi_env env, napi_callback_info info) {
   if (!buf_arg(a, 0, (size_t)in * (xbf ? 2 : 4), &x) || !cuda_opt_buf_arg(a, 1, (size_t)in * 4, &x2) ||
       !cuda_opt_buf_arg(a, 2, (size_t)in * 4, &nw) || !buf_arg(a, 3, (size_t)in + ng * 8 + (ng + 7) / 8 * 4, &scr) ||
       !cuda_opt_buf_arg(a, 5, (size_t)nz * 4, &y) || !cuda_opt_buf_arg(a, 8, (size_t)in * 4, &ay) ||
-      !cuda_opt_buf_arg(a, 9, (size_t)in * r * 2, &b1) || !cuda_opt_buf_arg(a, 10, (size_t)r * 4, &t1) ||
-      !cuda_opt_buf_arg(a, 11, (size_t)in * r * 2, &b2) || !cuda_opt_buf_arg(a, 12, (size_t)r * 4, &t2) ||
+      !lora_args(a, 9, 10, r, in, &b1, &t1) || !lora_args(a, 11, 12, r, in, &b2, &t2) ||
       !cuda_opt_buf_arg(a, 14, (size_t)in * 4, &xo))
     return nullptr;
   if (x2.ptr && nw.ptr) { throw_error(env, "cudaInt8xPrep: x2 (SwiGLU) and normW (RMSNorm) are exclusive"); return nullptr; }
-  if ((b1.ptr != nullptr) != (t1.ptr != nullptr) || (b2.ptr != nullptr) != (t2.ptr != nullptr) || ((b1.ptr || b2.ptr) && r < 1) ||
-      (b2.ptr && !x2.ptr)) {
+  if (((b1.ptr || b2.ptr) && r < 1) || (b2.ptr && !x2.ptr)) {
     throw_error(env, "cudaInt8xPrep: B1/t1 and B2/t2 come in pairs with r ≥ 1, and B2 needs x2");
     return nullptr;
   }

@@ -57,7 +57,7 @@ __global__ void int8x_prep_kernel(I8Prep p) {
   const bool grp = group_bt_fits(p.r);  // else a row per lane through lora_dot (ranks that are not 8·2^k)
   if (gi < p.ng && grp) {
     if (p.B1) group_bt(p.B1 + (size_t)64 * gi * p.r, tsm, p.r, bts[0][w], lane);
-    if (p.B2 && p.x2 && !p.normw) group_bt(p.B2 + (size_t)64 * gi * p.r, tsm + r1, p.r, bts[1][w], lane);
+    if (p.B2) group_bt(p.B2 + (size_t)64 * gi * p.r, tsm + r1, p.r, bts[1][w], lane);
   }
   float ss = 0.f;
   if (gi < p.ng) {
@@ -295,7 +295,7 @@ __global__ void __launch_bounds__(512) int8x_gemv_kernel(const uint4* __restrict
   }
   if (FIXED) {
     __shared__ float red[16][16];
-    __shared__ float tsm[3 * kBtMaxR];
+    __shared__ float tsm[kBtMaxR];  // the tile's segment's t
     if (t == 0) {
       red[ks][g] = y0;
       red[ks][g + 8] = y1;

@@ -34,6 +34,13 @@ export type HostEngine = GpuEngine & { live(): number; calls: number; int8xExact
 export function hostEngine(): HostEngine {
   const bufs = new Map<number, HostBuf>();
   const exactX = new Map<number, Float32Array>();  // scratch handle → the prep's x̃ (int8xExact)
+  // y + B·t (B bf16 [y.length, r], t f32 from element tOff of buffer t; f64 sums), the twin of the kernels' LoRA B·t
+  const plusBt = (y: Float32Array, B: number | null, t: number | null, r: number, tOff = 0): Float32Array => {
+    if (!B || !t || r < 1) return y;
+    const b = bfRead(B, y.length * r), tt = f32(t, tOff + r).subarray(tOff), o = new Float32Array(y.length);
+    for (let i = 0; i < y.length; i++) { let s = 0; for (let j = 0; j < r; j++) s += b[i * r + j] * tt[j]; o[i] = y[i] + s; }
+    return o;
+  };
   // an int8-x scratch (x̂ | a | Σx̂) from x̃, as the prep kernel leaves it (and x̃ kept for int8xExact)
   const int8xFill = (scratch: number, xt: Float32Array) => {
     const inF = xt.length, ng = inF / 64, { xq, a, sum } = int8X(xt);
@@ -158,14 +165,8 @@ export function hostEngine(): HostEngine {
     cudaDecodeQkvEpi: (q: number, k: number, v: number, tq: number | null, tk: number | null, tv: number | null, Bq: number | null,
       Bk: number | null, Bv: number | null, rq: number, rk: number, rv: number, cos: number, sin: number, Hq: number, Hkv: number,
       hd: number, qOut: number, kOut: number, vOut: number) => {
-      const lora = (y: Float32Array, B: number | null, t: number | null, r: number) => {
-        if (!B || !t) return y;
-        const b = bfRead(B, y.length * r), tt = f32(t, r), o = new Float32Array(y.length);
-        for (let i = 0; i < y.length; i++) { let s = 0; for (let j = 0; j < r; j++) s += b[i * r + j] * tt[j]; o[i] = y[i] + s; }
-        return o;
-      };
       const Q = Hq * hd, KV = Hkv * hd, half = hd / 2;
-      const qv = lora(f32(q, Q), Bq, tq, rq), kv = lora(f32(k, KV), Bk, tk, rk), vv = lora(f32(v, KV), Bv, tv, rv);
+      const qv = plusBt(f32(q, Q), Bq, tq, rq), kv = plusBt(f32(k, KV), Bk, tk, rk), vv = plusBt(f32(v, KV), Bv, tv, rv);
       const qo = new Float32Array(Q), ko = new Float32Array(KV);
       ropeForward(qo, qv, f32(cos, half), f32(sin, half), 1, 1, Hq, hd);
       ropeForward(ko, kv, f32(cos, half), f32(sin, half), 1, 1, Hkv, hd);
@@ -175,18 +176,12 @@ export function hostEngine(): HostEngine {
       Hkv: number, hd: number, out: number | null, tq: number | null = null, tk: number | null = null, tv: number | null = null,
       Bq: number | null = null, Bk: number | null = null, Bv: number | null = null, r = 0, i8: number | null = null) => {
       const Q = Hq * hd, KV = Hkv * hd, half = hd / 2, qo = new Float32Array(Q), ko = new Float32Array(KV);
-      const lora = (y: Float32Array, B: number | null, t: number | null) => {  // y + B·t (f64 sums), as cudaDecodeQkvEpi's twin
-        if (!B || !t || r < 1) return y;
-        const b = bfRead(B, y.length * r), tt = f32(t, r), o = new Float32Array(y.length);
-        for (let i = 0; i < y.length; i++) { let s = 0; for (let j = 0; j < r; j++) s += b[i * r + j] * tt[j]; o[i] = y[i] + s; }
-        return o;
-      };
-      ropeForward(qo, lora(f32(q, Q), Bq, tq), f32(cos, half), f32(sin, half), 1, 1, Hq, hd);
-      ropeForward(ko, lora(f32(k, KV), Bk, tk), f32(cos, half), f32(sin, half), 1, 1, Hkv, hd);
+      ropeForward(qo, plusBt(f32(q, Q), Bq, tq, r), f32(cos, half), f32(sin, half), 1, 1, Hq, hd);
+      ropeForward(ko, plusBt(f32(k, KV), Bk, tk, r), f32(cos, half), f32(sin, half), 1, 1, Hkv, hd);
       const K = bfRead(kc, (pos + 1) * KV), V = bfRead(vc, (pos + 1) * KV);
       const bfr = (a: Float32Array) => bf16ToF32(f32ToBf16(a));
       K.set(bfr(ko), pos * KV);
-      V.set(bfr(lora(f32(v, KV), Bv, tv)), pos * KV);
+      V.set(bfr(plusBt(f32(v, KV), Bv, tv, r)), pos * KV);
       bfWrite(kc, K); bfWrite(vc, V);
       const o = new Float32Array(Q), l = new Float32Array(Hq);
       attentionForwardRef(o, l, bfr(qo), K, V, 1, 1, pos + 1, Hq, Hkv, hd);
@@ -269,12 +264,11 @@ export function hostEngine(): HostEngine {
         const Av = bfRead(A, R * inF), tv = f32(t, R);
         for (let r = 0; r < R; r++) { let s = 0; for (let i = 0; i < inF; i++) s += Av[r * inF + i] * xt[i]; tv[r] = s * rstd; }
       } else if (A && t) f32(t, R).set(int8xLoraA(bfRead(A, R * inF), R, inF, xq, a, rstd));
-      if (Bs && ends && t) {  // B·t in the epilogue (f64 sums), segment i: rows [ends[i-1], ends[i]) with t[i·r …]
-        const tv = f32(t, R);
+      if (Bs && ends && t) {  // B·t in the epilogue, segment i: rows [ends[i-1], ends[i]) with t[i·r …]
         let row0 = 0;
         Bs.forEach((B, i) => {
-          const n = ends[i] - row0, b = bfRead(B, n * rB);
-          for (let o = 0; o < n; o++) { let s = 0; for (let j = 0; j < rB; j++) s += b[o * rB + j] * tv[i * rB + j]; yv[row0 + o] += s; }
+          const seg = yv.subarray(row0, ends[i]);
+          seg.set(plusBt(seg, B, t, rB, i * rB));
           row0 = ends[i];
         });
       }

@@ -89,16 +89,14 @@ export class GpuDecoder {
   private v4: V4Layer[] | null = null;
   /**
    * Kernel 8: the int8-x plan (native/cuda/int8x_gemv.cu; docs/cuda.md "An int8 operand for x"): per layer a prep launch
-   * in front of each of the four GEMVs — the residual add of the previous GEMV's y and LoRA B·t, the RMSNorm's weights,
-   * the SwiGLU with both B·t, x rounded to int8 per 64 inputs — and the GEMVs on mma.m16n8k32 with the LoRA-A rows in
-   * their launch; the q/k/v epilogue (B·t, RoPE, cache rows) and the attention between them. null when the model does
-   * not qualify (int8x8Unsupported) or another kernel was asked for.
+   * in front of the q/k/v, gate/up and down GEMVs — the residual add of the previous GEMV's y, the RMSNorm's weights, the
+   * SwiGLU, x rounded to int8 per 64 inputs — and the GEMVs on mma.m16n8k32 with the LoRA-A rows and B·t in their
+   * launch; the attention (RoPE, cache rows) writes the o GEMV's int8 input itself (bodyInt8x). null when the model does
+   * not qualify (int8xUnsupported) or another kernel was asked for.
    */
   private i8: Int8xLayer[] | null = null;
   private i8bufs: number[] = [];
   private i8scr: Record<'D' | 'Q' | 'I', number> | null = null;
-  /** the GEMV's x argument, unread (its prep launch has quantized x already) but sized as the binding checks it */
-  private i8x = 0;
   /**
    * Folded plan: each GEMV launch prefetches the next GEMV launch's weights (codes, scale|zero words, LoRA A and B) into
    * L2, so HBM keeps streaming across the launch boundaries (the next launch's wait for its x, its staging and the
@@ -294,7 +292,6 @@ export class GpuDecoder {
     const r = lora?.sites[0]?.r ?? 0;
     const alloc = (bytes: number) => { const h = c.cudaAlloc(bytes); this.i8bufs.push(h); return h; };
     this.i8scr = { D: alloc(int8xScratchBytes(D)), Q: alloc(int8xScratchBytes(Q)), I: alloc(int8xScratchBytes(I)) };
-    this.i8x = alloc(Math.max(D, I, Q) * 4);
     // split K so that a launch has ~4096 warps (runs 78 / 82: q/k/v 4–8, gate/up 8, o and down 8–16 were the best);
     // x̂ in shared memory where the tiles are many (q/k/v, gate/up), two blocks in flight where they are few (o, down);
     // a block per tile with its K slices added in a fixed order (64): deterministic, so graph replay = eager bit for bit
