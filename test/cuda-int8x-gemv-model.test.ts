@@ -273,6 +273,55 @@ test('CUDA int8-x prep hand-offs (residual + B·t + RMSNorm, SwiGLU with both B�
   }
 });
 
+test('CUDA int8-x GEMV with the next prep folded into its epilogue (residual + RMSNorm; SwiGLU) = the GEMV, then cudaInt8xPrep on its y; the group counters end at zero', (t) => {
+  const c = cudaInt8xOps();
+  if (!c) { t.skip(cudaInt8xUnavailable()); return; }
+  const rng = new Rng(61), inF = 512;
+  for (const [out, half] of [[256, 0], [384, 192]] as const) {
+    const p = quantizeRTN(new Float32Array(out * inF).map(() => 0.03 * rng.normal()), out, inF, { bits: 2, groupSize: 64 });
+    const q = unpackCodes(p.qcodes, 2, out * inF), cin = half || out, cng = cin / 64;
+    const hs: number[] = [];
+    const u = (d: ArrayBufferView) => { const h = c.cudaAlloc(Math.max(16, d.byteLength)); c.cudaUpload(h, d); hs.push(h); return h; };
+    const x = new Float32Array(inF).map(() => rng.normal() * (rng.int(16) === 0 ? 8 : 1));
+    const res0 = new Float32Array(cin).map(() => rng.normal()), normW = new Float32Array(cin).map(() => 0.5 + rng.next());
+    const hw = u(repackInt8x(q, out, inF)), hsz = u(int8xScaleZero(p.scales!, p.zeros!)), hx = u(x), hn = u(normW);
+    const scr = () => { const h = c.cudaAlloc(int8xScratchBytes(cin)); c.cudaMemset0(h); hs.push(h); return h; };
+    const hP = c.cudaAlloc(int8xScratchBytes(inF)); hs.push(hP);
+    const hcnt = u(new Uint32Array(cng)), hy1 = u(new Float32Array(out)), hy2 = u(new Float32Array(out));
+    const hF1 = scr(), hF2 = scr(), hr1 = u(res0), hr2 = u(res0);
+    const gate = half ? c.cudaView(hy2, 0, 4 * half) : null, up = half ? c.cudaView(hy2, 4 * half, 4 * half) : null;
+    if (gate && up) hs.unshift(gate, up);  // views freed before their buffer
+    try {
+      c.cudaInt8xPrep(hx, null, null, hP, inF, null, 0);
+      const down = (h: number, n: number, T: typeof Float32Array | typeof Uint8Array | typeof Uint32Array = Float32Array) => { const a = new T(n); c.cudaDownload(h, a); return a; };
+      for (let rep = 0; rep < 2; rep++) {  // twice: the counters must be back at zero for the second launch
+        c.cudaInt8xGemv(hw, hsz, null, hP, hy1, out, inF, 4, 12 | 16 | 64, null, null, 0, null, null, null, 0, null,
+          hF1, half ? null : hr1, half ? null : hn, half, hcnt);
+        c.cudaInt8xGemv(hw, hsz, null, hP, hy2, out, inF, 4, 12 | 16 | 64);
+        if (half) c.cudaInt8xPrep(gate!, up!, null, hF2, cin, null, 0);
+        else c.cudaInt8xPrep(hr2, null, hn, hF2, cin, null, 0, false, hy2, null, null, null, null, 0, hr2);
+        const bytes = cin + 8 * cng, f1 = down(hF1, int8xScratchBytes(cin), Uint8Array) as Uint8Array, f2 = down(hF2, int8xScratchBytes(cin), Uint8Array) as Uint8Array;
+        let bad = 0;
+        for (let i = 0; i < bytes; i++) if (f1[i] !== f2[i]) bad++;
+        const y1 = down(hy1, out), y2 = down(hy2, out), cnt = down(hcnt, cng, Uint32Array);
+        const p1 = new Float32Array(f1.buffer, bytes, cng), p2 = new Float32Array(f2.buffer, bytes, Math.ceil(cng / 8));
+        const s1 = p1.reduce((a, v) => a + v, 0), s2 = p2.reduce((a, v) => a + v, 0);
+        const r1 = down(hr1, cin), r2 = down(hr2, cin);
+        t.diagnostic(`${out}×${inF} ${half ? 'SwiGLU' : 'residual + RMSNorm'} (launch ${rep + 1}): x̂ | a | Σx̂ bytes differing ${bad} of ${bytes}, Σx² ${s1} vs ${s2}, counters ${[...cnt].join(',')}`);
+        assert.deepEqual([...y1], [...y2], 'the fold leaves y as it is');
+        assert.equal(bad, 0, 'x̂, a and Σx̂ = the prep launch\'s');
+        assert.ok(cnt.every((v) => v === 0), 'group counters back at zero');
+        if (!half) {
+          assert.deepEqual([...r1], [...r2], 'residual x += y as the prep makes it');
+          assert.ok(Math.abs(s1 - s2) <= 1e-5 * s2 && s1 > 0, `Σx² partials per group ${s1} vs per block ${s2}`);
+        }
+      }
+      assert.throws(() => c.cudaInt8xGemv(hw, hsz, null, hP, hy1, out, inF, 4, 12 | 16, null, null, 0, null, null, null, 0, null,
+        hF1, half ? null : hr1, half ? null : hn, half, hcnt), /parts & 64/);
+    } finally { for (const h of hs) c.cudaFree(h); }
+  }
+});
+
 test('CUDA int8-x repack of an uploaded packed tensor = repackInt8x, and its desc.sz = int8xScaleZero (the GEMV reads both as they are)', (t) => {
   const c = cudaInt8xOps();
   if (!c) { t.skip(cudaInt8xUnavailable()); return; }

@@ -16,11 +16,13 @@ inline napi_value throw_error(napi_env env, const std::string& msg) {
 
 struct Args {
   napi_env env;
-  size_t argc = 20;
-  napi_value argv[20];
+  static constexpr size_t kMaxArgs = 24;
+  size_t argc = kMaxArgs;
+  napi_value argv[kMaxArgs];
   const char* fn;
   Args(napi_env e, napi_callback_info info, const char* name) : env(e), fn(name) {
     napi_get_cb_info(env, info, &argc, argv, nullptr, nullptr);
+    if (argc > kMaxArgs) argc = kMaxArgs;  // napi reports the count passed; only kMaxArgs slots were filled
   }
   bool fail(size_t i, const char* what) {
     napi_throw_type_error(env, nullptr,

@@ -872,7 +872,10 @@ napi_value js_int8x_repack(napi_env env, napi_callback_info info) {
 //   order, y stored: deterministic, no zeroing); normEps: scratch came from cudaInt8xPrep with normW, the row sums get
 //   RMSNorm's 1/rms; A (bf16 [R, in]) and t (f32 [R]): the same launch writes t = A·x̃ (the LoRA-A rows);
 //   Bs = [B…] (1–3 handles), ends = [row end…], r, sync (2 u32, zeroed once): with bit 6 and A, the same launch also adds
-//   B·t to y, rows up to ends[i] with Bs[i] (bf16 [its rows, r], scaled) and t[i·r …]
+//   B·t to y, rows up to ends[i] with Bs[i] (bf16 [its rows, r], scaled) and t[i·r …]; bit 7: scratch's Σx² partials are per
+//   group (a folded prep wrote them). fScratch, fX, fNormW, fHalf = 0, fCnt (bit 6): the same launch makes the NEXT GEMV's
+//   input in fScratch — x̃ = (fX += y)·fNormW (residual; fNormW may be null) or, fHalf = I with out = 2I, silu(y[0, I))·y[I, 2I) —
+//   fCnt: (its inputs / 64) u32 counters, zeroed once (each launch leaves them zero)
 napi_value js_int8x_gemv(napi_env env, napi_callback_info info) {
   Args a(env, info, "cudaInt8xGemv");
   int64_t out = 0, in = 0, nks = 0, R = 0;
@@ -883,11 +886,11 @@ napi_value js_int8x_gemv(napi_env env, napi_callback_info info) {
       (!a.is_nullish(9) && !a.number(9, &eps)))
     return nullptr;
   if (in % 128 != 0) { throw_error(env, "cudaInt8xGemv: in must be a multiple of 128"); return nullptr; }
-  if (parts < 1 || parts > 127) { throw_error(env, "cudaInt8xGemv: parts is a mask of 1 (quantize x), 2 (zero y), 4 (GEMV), 8 (PDL), 16 (2 ahead), 32 (x̂ in shared memory), 64 (a block per tile, fixed-order reduction, y stored)"); return nullptr; }
+  if (parts < 1 || parts > 255) { throw_error(env, "cudaInt8xGemv: parts is a mask of 1 (quantize x), 2 (zero y), 4 (GEMV), 8 (PDL), 16 (2 ahead), 32 (x̂ in shared memory), 64 (a block per tile, fixed-order reduction, y stored), 128 (Σx² partials per group)"); return nullptr; }
   if (!a.is_nullish(9) && !(eps >= 0)) { throw_error(env, "cudaInt8xGemv: normEps must be ≥ 0"); return nullptr; }
   const size_t tiles = (size_t)(out + 15) / 16, ng = (size_t)in / 64;
   if (!buf_arg(a, 0, tiles * 16 * (size_t)in / 4, &w) || !buf_arg(a, 1, (size_t)out * ng * 4, &sz) ||
-      (((parts & 1) || !a.is_nullish(2)) && !buf_arg(a, 2, (parts & 1) ? (size_t)in * 4 : 0, &x)) || !buf_arg(a, 3, (size_t)in + ng * 8 + (ng + 7) / 8 * 4, &scr) ||
+      (((parts & 1) || !a.is_nullish(2)) && !buf_arg(a, 2, (parts & 1) ? (size_t)in * 4 : 0, &x)) || !buf_arg(a, 3, (size_t)in + ng * 8 + ((parts & 128) ? ng : (ng + 7) / 8) * 4, &scr) ||
       !buf_arg(a, 4, (size_t)out * 4, &y) || !aligned16(a, w.ptr, "words"))
     return nullptr;
   if (!a.is_nullish(10)) {  // A, R, t: the adapter's LoRA-A rows in the same launch
@@ -925,9 +928,22 @@ napi_value js_int8x_gemv(napi_env env, napi_callback_info info) {
     bt.r = (int)rb;
     bt.sync = static_cast<unsigned*>(sync.ptr);
   }
+  Int8xGemvFold fold{};
+  const bool withFold = a.argc > 17 && !a.is_nullish(17);
+  if (withFold) {  // the next GEMV's input made in this launch's epilogue
+    int64_t half = 0;
+    Buf fs, fx{}, fn{}, fc;
+    if (!a.is_nullish(20) && !a.count(20, &half)) return nullptr;
+    const size_t cin = half ? (size_t)half : (size_t)out, cng = cin / 64;
+    if (cin % 64 != 0 || (half && (size_t)out != 2 * cin)) { throw_error(env, "cudaInt8xGemv: the folded prep takes out (SwiGLU: fHalf = out / 2) inputs, a multiple of 64"); return nullptr; }
+    if (!buf_arg(a, 17, cin + cng * 12, &fs) || (!half && !buf_arg(a, 18, cin * 4, &fx)) ||
+        (!half && !a.is_nullish(19) && !buf_arg(a, 19, cin * 4, &fn)) || !buf_arg(a, 21, cng * 4, &fc))
+      return nullptr;
+    fold = {static_cast<unsigned*>(fc.ptr), static_cast<float*>(fx.ptr), static_cast<const float*>(fn.ptr), fs.ptr, (int)cng, (int)half};
+  }
   check(env, cuda_int8x_gemv(w.ptr, static_cast<const uint32_t*>(sz.ptr), static_cast<const float*>(x.ptr), scr.ptr,
                              static_cast<float*>(y.ptr), (int)out, (int)in, (int)nks, (int)parts, (float)eps, A.ptr, (int)R,
-                             static_cast<float*>(t.ptr), withBt ? &bt : nullptr));
+                             static_cast<float*>(t.ptr), withBt ? &bt : nullptr, withFold ? &fold : nullptr));
   return nullptr;
 }
 
@@ -947,7 +963,7 @@ napi_value js_int8x_prep(napi_env env, napi_callback_info info) {
   if (in % 64 != 0) { throw_error(env, "cudaInt8xPrep: in must be a multiple of 64"); return nullptr; }
   const size_t ng = (size_t)in / 64;
   if (!buf_arg(a, 0, (size_t)in * (xbf ? 2 : 4), &x) || !cuda_opt_buf_arg(a, 1, (size_t)in * 4, &x2) ||
-      !cuda_opt_buf_arg(a, 2, (size_t)in * 4, &nw) || !buf_arg(a, 3, (size_t)in + ng * 8 + (ng + 7) / 8 * 4, &scr) ||
+      !cuda_opt_buf_arg(a, 2, (size_t)in * 4, &nw) || !buf_arg(a, 3, (size_t)in + ng * 8 + ((parts & 128) ? ng : (ng + 7) / 8) * 4, &scr) ||
       !cuda_opt_buf_arg(a, 5, (size_t)nz * 4, &y) || !cuda_opt_buf_arg(a, 8, (size_t)in * 4, &ay) ||
       !lora_args(a, 9, 10, r, in, &b1, &t1) || !lora_args(a, 11, 12, r, in, &b2, &t2) ||
       !cuda_opt_buf_arg(a, 14, (size_t)in * 4, &xo))

@@ -1000,7 +1000,7 @@ __device__ __forceinline__ void v5_main(const DParams& p, const V5Smem& m, V5Sta
 __device__ unsigned g_tready = 0, g_exit = 0;
 // The folded attention (DParams::attn): heads finished in this launch; reset with g_tready by the last block out.
 __device__ unsigned g_attn_done = 0;
-template <int DPL, int KW>
+template <int DPL, int KW, bool I8 = false>
 __device__ __forceinline__ void attn_body(const DecodeAttn& e, int h, float* sm, const float* bt = nullptr);  // (below)
 // attn_body's shared memory with KW warps (kernel 5: its scratch lies over xs, which stage_own fills only after it)
 template <int KW>
@@ -1118,7 +1118,7 @@ __global__ void swiglu_epi_kernel(const float* gt, const float* up, const float*
 // bt (null: none): the adapters' B·t of the head's q rows, its KV head's k rows and v rows ([3][HD], decode_attn_kernel).
 // e.i8: the output as the int8-x GEMV's input (x̂ per group of 64, a = absmax / 127, Σx̂) from the bf16-rounded values,
 // as cuda_int8x_prep makes it from bf16 out; needs HD ≤ blockDim.
-template <int DPL, int KW>
+template <int DPL, int KW, bool I8>
 __device__ __forceinline__ void attn_body(const DecodeAttn& e, int h, float* sm, const float* bt) {
   constexpr int HD = 32 * DPL;
   float *qs = sm, *kn = qs + HD, *vn = kn + HD, *wm = vn + HD, *wl = wm + KW, *wacc = wl + KW;  // wacc [KW][HD]
@@ -1191,7 +1191,7 @@ __device__ __forceinline__ void attn_body(const DecodeAttn& e, int h, float* sm,
     }
     return O / L;
   };
-  if (!e.i8) {
+  if (!I8) {  // a template flag, so kernel 5's folded copy carries none of the int8 tail
     for (int d = tid; d < HD; d += blockDim.x) e.out[h * HD + d] = to_bf(merged(d));
     return;
   }
@@ -1255,7 +1255,8 @@ __global__ void __launch_bounds__(256) decode_attn_kernel(DecodeAttn e) {
     }
     __syncthreads();
   }
-  attn_body<DPL, 8>(e, h, sm, e.r > 0 ? bt : nullptr);
+  if (e.i8) attn_body<DPL, 8, true>(e, h, sm, e.r > 0 ? bt : nullptr);
+  else attn_body<DPL, 8, false>(e, h, sm, e.r > 0 ? bt : nullptr);
 }
 
 // ---- persistent decode: every GEMV and attention of a token in ONE launch ----

@@ -150,13 +150,99 @@ struct I8Bt {
 // needs no zeroing (with float atomics, run 84 saw graph and eager differ by 7e-3 once: the order of the atomic adds
 // moved an x̃ across an int8 rounding boundary downstream). The A-row blocks come first, nks warps per row.
 // Otherwise: 4-warp blocks, warp = tile·nks + slice, float atomics into y (zeroed beforehand).
+// The next GEMV's input made in this GEMV's epilogue (FIXED only; replaces the prep launch after it): every tile block,
+// once its 16 rows of y are stored, counts in cnt[group] (a group of 64 of the consumer's inputs: 4 tiles, or with
+// SwiGLU its 4 gate and 4 up tiles); the block that completes a group runs, with one warp, what int8x_prep_kernel
+// does for it — e = x + y written back to x, x̃ = e·normw with Σe² into part[group] (residual mode, half = 0), or
+// x̃ = silu(gate)·up (half = I: gate rows [0, I), up rows [I, 2I)) — quantizes it into the consumer's scratch and sets
+// the counter back to 0. The consumer then reads ng partials (parts & 128) instead of the prep blocks' ⌈ng/8⌉.
+struct I8Fold {
+  unsigned* cnt;  // null: no fold
+  float* x;
+  const float* normw;
+  int8_t* xq;
+  int ng, half;
+};
+__device__ __forceinline__ void fold_group(const I8Fold& f, const float* y, int gi, int lane) {
+  float v[2], ss = 0.f;
+#pragma unroll
+  for (int h = 0; h < 2; h++) {
+    const int i = 64 * gi + 32 * h + lane;
+    float e;
+    if (f.half) {
+      const float g = __ldcg(y + i), u = __ldcg(y + f.half + i);
+      e = g / (1.f + expf(-g)) * u;
+    } else {
+      e = f.x[i] + __ldcg(y + i);
+      f.x[i] = e;
+      if (f.normw) {
+        ss = fmaf(e, e, ss);
+        e *= f.normw[i];
+      }
+    }
+    v[h] = e;
+  }
+  float m = fmaxf(fabsf(v[0]), fabsf(v[1]));
+#pragma unroll
+  for (int o = 16; o > 0; o >>= 1) m = fmaxf(m, __shfl_xor_sync(0xffffffffu, m, o));
+  const float s = m > 0.f ? m / 127.f : 1.f;
+  const int q0 = __float2int_rn(v[0] / s), q1 = __float2int_rn(v[1] / s);
+  f.xq[64 * gi + lane] = (int8_t)q0;
+  f.xq[64 * gi + 32 + lane] = (int8_t)q1;
+  int t = q0 + q1;
+#pragma unroll
+  for (int o = 16; o > 0; o >>= 1) {
+    t += __shfl_xor_sync(0xffffffffu, t, o);
+    ss += __shfl_xor_sync(0xffffffffu, ss, o);
+  }
+  if (lane == 0) {
+    const int in = 64 * f.ng;
+    float* a = reinterpret_cast<float*>(f.xq + in);
+    a[gi] = s;
+    reinterpret_cast<int*>(a + f.ng)[gi] = t;
+    if (f.normw) (a + 2 * f.ng)[gi] = ss;
+    f.cnt[gi] = 0;
+  }
+}
+
+// B·t for a tile's nrow ≤ 16 consecutive rows of B (bf16 [rows, r], B at the first of them) into bt[16], by the whole
+// block: with r = 8·cpr (cpr a power of two ≤ 32) thread i takes the 16-byte word i of the tile's contiguous span of B
+// (row i / cpr, k = 8·(i % cpr) … + 7; a load instruction covers 512 contiguous bytes), the cpr partials of a row added
+// by a shuffle tree; other ranks take a thread per row. One word per thread keeps the epilogue's registers low: lora_dot's
+// 16-word row buffer lifted the FIXED kernels from 61–64 to 82 registers, halving 512-thread occupancy (run 86).
+__device__ __forceinline__ void tile_bt(const uint16_t* __restrict__ B, const float* ts, int r, int nrow, float* bt) {
+  if (group_bt_fits(r) && r <= 256) {
+    const int cpr = r >> 3, lg = __ffs(cpr) - 1, n = nrow * cpr;
+    for (int base = 0; base < 16 * cpr; base += blockDim.x) {  // the same trip count in every thread (shuffles below)
+      const int i = base + threadIdx.x, c = i & (cpr - 1);
+      float s = 0.f;
+      if (i < n) {
+        const uint4 w = __ldg(reinterpret_cast<const uint4*>(B) + i);
+        const float* tk = ts + 8 * c;
+        s = fmaf(__uint_as_float(w.x << 16), tk[0], s); s = fmaf(__uint_as_float(w.x & 0xffff0000u), tk[1], s);
+        s = fmaf(__uint_as_float(w.y << 16), tk[2], s); s = fmaf(__uint_as_float(w.y & 0xffff0000u), tk[3], s);
+        s = fmaf(__uint_as_float(w.z << 16), tk[4], s); s = fmaf(__uint_as_float(w.z & 0xffff0000u), tk[5], s);
+        s = fmaf(__uint_as_float(w.w << 16), tk[6], s); s = fmaf(__uint_as_float(w.w & 0xffff0000u), tk[7], s);
+      }
+      for (int o = 1; o < cpr; o <<= 1) s += __shfl_xor_sync(0xffffffffu, s, o);
+      if (i < n && c == 0) bt[i >> lg] = s;
+    }
+  } else if ((int)threadIdx.x < nrow) {
+    const uint16_t* b = B + (size_t)threadIdx.x * r;
+    float a = 0.f;
+    for (int k = 0; k < r; k++) a = fmaf(__uint_as_float((uint32_t)b[k] << 16), ts[k], a);
+    bt[threadIdx.x] = a;
+  }
+  __syncthreads();
+}
+
 template <int AHEAD, bool SX, bool FIXED>
 __global__ void __launch_bounds__(512) int8x_gemv_kernel(const uint4* __restrict__ words, const uint32_t* __restrict__ sz,
                                                          const int8_t* __restrict__ xq,
                                                          const float* __restrict__ a, const int* __restrict__ sum,
                                                          const float* __restrict__ part, int npart, float eps, float* y,
                                                          int out, int in, int nks, const uint16_t* __restrict__ A, int R,
-                                                         float* __restrict__ tout, I8Bt bt) {
+                                                         float* __restrict__ tout, I8Bt bt, I8Fold fd) {
   const int lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3;
   const int nblk = in / 128, ng = in / 64, tiles = (out + 15) / 16;
   // the A-row blocks (past the packed tiles; FIXED: before them) each take one row of A (the adapter's LoRA-A factor, bf16
@@ -301,23 +387,39 @@ __global__ void __launch_bounds__(512) int8x_gemv_kernel(const uint4* __restrict
       red[ks][g + 8] = y1;
     }
     const int row0 = tile * 16, seg = bt.sync ? (row0 < bt.end[0] ? 0 : row0 < bt.end[1] ? 1 : 2) : 0;
-    const uint16_t* Bs = bt.sync ? bt.B[seg] : nullptr;
+    // selects, not bt.B[seg]: a dynamic index into the parameter struct put it on the stack (48 B frame)
+    const uint16_t* Bs = !bt.sync ? nullptr : seg == 0 ? bt.B[0] : seg == 1 ? bt.B[1] : bt.B[2];
     if (Bs && threadIdx.x == 0)
       while (ld_acquire_gpu(bt.sync) < (unsigned)R) {}
     __syncthreads();
+    __shared__ float btsm[16];  // the tile's 16 B·t values
     if (Bs) {
       for (int i = threadIdx.x; i < bt.r; i += blockDim.x) tsm[i] = __ldcg(tout + seg * bt.r + i);
       __syncthreads();
+      const int rb = row0 - (seg == 0 ? 0 : seg == 1 ? bt.end[0] : bt.end[1]);  // the tile's first row of Bs
+      tile_bt(Bs + (size_t)rb * bt.r, tsm, bt.r, min(16, out - row0), btsm);
     }
     if (threadIdx.x < 16 && row0 + (int)threadIdx.x < out) {
       float s = 0.f;
       for (int k = 0; k < nks; k++) s += red[k][threadIdx.x];  // slice order
-      if (Bs) s += lora_dot(Bs, tsm, bt.r, row0 + (int)threadIdx.x - (seg ? bt.end[seg - 1] : 0));
+      if (Bs) s += btsm[threadIdx.x];
       y[row0 + threadIdx.x] = s;
     }
     if (bt.sync && threadIdx.x == 0 && atomicAdd(bt.sync + 1, 1u) == (unsigned)tiles - 1) {  // the last tile block out
       bt.sync[0] = 0;
       bt.sync[1] = 0;
+    }
+    if (fd.cnt) {  // the next GEMV's input, a group at a time (I8Fold)
+      __shared__ unsigned fprev;
+      if (threadIdx.x < 16) __threadfence();  // this block's y before its count
+      __syncthreads();
+      const int ht = fd.half / 16, gi = (fd.half && tile >= ht ? tile - ht : tile) >> 2;
+      if (threadIdx.x == 0) fprev = atomicAdd(fd.cnt + gi, 1u);
+      __syncthreads();
+      if (fprev == (fd.half ? 7u : 3u) && threadIdx.x < 32) {
+        __threadfence();
+        fold_group(fd, y, gi, lane);
+      }
     }
   } else if (t == 0) {
     if (tile * 16 + g < out) atomicAdd(y + tile * 16 + g, y0);
@@ -357,7 +459,7 @@ const char* cuda_int8x_repack(const void* codes, void* words, int out, int in) {
   return nullptr;
 }
 
-// Scratch layout: x̂ [in] int8 | a [ng] f32 | Σx̂ [ng] i32 | part [⌈ng / 8⌉] f32.
+// Scratch layout: x̂ [in] int8 | a [ng] f32 | Σx̂ [ng] i32 | part [ng] f32 (the prep fills ⌈ng / 8⌉, a folded prep ng).
 const char* cuda_int8x_prep(const void* x, const float* x2, const float* normw, void* scratch, int in, float* yz, int nz, bool pdl,
                             const Int8xPrepExtra* ex) {
   if (in % 64 != 0) return "cudaInt8xPrep: in must be a multiple of 64";
@@ -389,7 +491,7 @@ const char* cuda_int8x_prep(const void* x, const float* x2, const float* normw, 
 
 const char* cuda_int8x_gemv(const void* words, const uint32_t* sz, const float* x, void* scratch, float* y,
                             int out, int in, int nks, int parts, float eps, const void* A, int R, float* t,
-                            const Int8xGemvBt* btIn) {
+                            const Int8xGemvBt* btIn, const Int8xGemvFold* foldIn) {
   if (in % 128 != 0 || out < 1 || nks < 1) return "cudaInt8xGemv: in must be a multiple of 128, out and ksplit ≥ 1";
   const int ng = in / 64, tiles = (out + 15) / 16;
   int8_t* xq = static_cast<int8_t*>(scratch);
@@ -422,7 +524,22 @@ const char* cuda_int8x_gemv(const void* words, const uint32_t* sz, const float* 
       bt.r = btIn->r;
       bt.sync = btIn->sync;
     }
-    const int npart = eps >= 0.f ? (ng + kPrepWarps - 1) / kPrepWarps : 0;
+    I8Fold fd{};
+    if (foldIn) {
+      const int half = foldIn->half, cin = 64 * foldIn->ng;
+      if (!fixed) return "cudaInt8xGemv: the folded prep needs parts & 64";
+      if (foldIn->ng < 1 || (half ? (half != cin || out != 2 * half) : out != cin))
+        return "cudaInt8xGemv: the folded prep's consumer takes out inputs (SwiGLU: out / 2), a multiple of 64";
+      if (!half && !foldIn->x) return "cudaInt8xGemv: the folded prep needs the residual x (or SwiGLU)";
+      fd.cnt = foldIn->cnt;
+      fd.x = foldIn->x;
+      fd.normw = half ? nullptr : foldIn->normw;
+      fd.xq = static_cast<int8_t*>(foldIn->scratch);
+      fd.ng = foldIn->ng;
+      fd.half = half;
+    }
+    // parts & 128: the Σx² partials are per group (a folded prep wrote them), else per prep block of 8 groups
+    const int npart = eps >= 0.f ? ((parts & 128) ? ng : (ng + kPrepWarps - 1) / kPrepWarps) : 0;
     const unsigned blocks = fixed ? (unsigned)(tiles + R) : (unsigned)((((tiles * nks + 3) & ~3) + 4 * R + 3) / 4);
     const unsigned threads = fixed ? 32u * nks : 128u;
     decltype(&int8x_gemv_kernel<1, false, false>) kern[8] = {
@@ -432,7 +549,7 @@ const char* cuda_int8x_gemv(const void* words, const uint32_t* sz, const float* 
     return launch_ex((parts & 8) != 0, kern[((parts & 16) ? 1 : 0) + (sx ? 2 : 0) + (fixed ? 4 : 0)], blocks, threads,
                      sx ? (size_t)(in + 8 * ng) : 0, static_cast<const uint4*>(words), sz, static_cast<const int8_t*>(xq),
                      static_cast<const float*>(a), static_cast<const int*>(sum), static_cast<const float*>(part), npart, eps, y,
-                     out, in, nks, static_cast<const uint16_t*>(A), R, t, bt);
+                     out, in, nks, static_cast<const uint16_t*>(A), R, t, bt, fd);
   }
   return nullptr;
 }

@@ -165,7 +165,8 @@ const char* cuda_repack4(const void* codes, void* dst, int out, int in);
 // repackInt8x layout (out padded to 16-row tiles, in % 128 == 0), sz f16 scale|zero words [out, in/64], scratch ≥ in + in/8 + 4⌈in/512⌉
 // bytes, nks warps per tile splitting the 128-input blocks (y zeroed, then float atomics); parts: bit 0 quantize x, bit 1
 // zero y, bit 2 the GEMV, bit 3 the GEMV launched with PDL (benchmarks time the GEMV alone), bit 4 two blocks ahead, bit 5
-// x̂ staged in shared memory, bit 6 a block per tile with its K slices added in a fixed order and y stored. eps ≥ 0: x̂
+// x̂ staged in shared memory, bit 6 a block per tile with its K slices added in a fixed order and y stored, bit 7 the Σx²
+// partials are per group (from a folded prep; scratch ≥ in + in/8 + in/16 bytes). eps ≥ 0: x̂
 // came from cuda_int8x_prep with normw, and the row sums are scaled by RMSNorm's 1/rms from its partials. A (bf16 [R,
 // in], rows 16-byte aligned): the same launch also writes t[R] = A·x̃ on x's int8 image (the adapter's LoRA-A factor).
 // bt (bit 6 and A only): the same launch also adds B·t to y — segment i (rows up to end[i]) with B[i] (bf16 [its rows,
@@ -176,9 +177,19 @@ struct Int8xGemvBt {
   int nseg, r;
   unsigned* sync;
 };
+// fold (bit 6 only): the same launch also makes the NEXT GEMV's input in scratch (its ng groups of 64), replacing the
+// prep launch between them: x += y, x̃ = x·normw with per-group Σx² partials (the consumer then takes bit 7), or with
+// half = I, x̃ = silu(y[0, I))·y[I, 2I); cnt: ng u32 counters, zero before the first launch (each launch leaves them zero).
+struct Int8xGemvFold {
+  unsigned* cnt;
+  float* x;
+  const float* normw;
+  void* scratch;
+  int ng, half;
+};
 const char* cuda_int8x_gemv(const void* words, const uint32_t* sz, const float* x, void* scratch, float* y,
                             int out, int in, int nks, int parts = 7, float eps = -1.f, const void* A = nullptr, int R = 0,
-                            float* t = nullptr, const Int8xGemvBt* bt = nullptr);
+                            float* t = nullptr, const Int8xGemvBt* bt = nullptr, const Int8xGemvFold* fold = nullptr);
 // int8-x words (the GEMV's repacked layout; twin repackInt8x) from an 'int' 2-bit code stream [out, in], in % 128 == 0.
 const char* cuda_int8x_repack(const void* codes, void* words, int out, int in);
 // The prep's optional extras (decode layer hand-offs): the element is x (bf16 when xbf16) + addy + B1·t1 (B1 bf16

@@ -26,8 +26,10 @@ if [ -n "${BASE:-}" ]; then
 fi
 echo "== decode tok/s, kernels 5 and 8 ($(date +%T))"
 timeout 200 node bench/cuda-decode.mjs --variants 4 --kernels ${KERNELS:-5,8} --modes graph --tokens 128 --no-gemv --json "$OUT/decode.json" 2>&1 | grep -E "tok/s|error|Error|int8-x plan"
-echo "== decode tok/s, kernel 8 with B·t in the next launch (the hand-off) ($(date +%T))"
-LOWBIT_INT8X_BT=handoff timeout 120 node bench/cuda-decode.mjs --variants 4 --kernels 8 --modes graph --tokens 128 --no-gemv --json "$OUT/decode-handoff.json" 2>&1 | grep -E "tok/s|error|Error"
+echo "== decode tok/s, kernel 8 with its prep launches (not folded into the GEMVs) ($(date +%T))"
+LOWBIT_INT8X_FOLD=0 timeout 120 node bench/cuda-decode.mjs --variants 4 --kernels 8 --modes graph --tokens 128 --no-gemv --json "$OUT/decode-prep.json" 2>&1 | grep -E "tok/s|error|Error"
+[ -n "${HANDOFF:-}" ] && echo "== decode tok/s, kernel 8 with B·t in the next launch (the hand-off) ($(date +%T))" &&
+LOWBIT_INT8X_FOLD=0 LOWBIT_INT8X_BT=handoff timeout 120 node bench/cuda-decode.mjs --variants 4 --kernels 8 --modes graph --tokens 128 --no-gemv --json "$OUT/decode-handoff.json" 2>&1 | grep -E "tok/s|error|Error"
 if [ -n "${SEP:-}" ]; then
   echo "== decode tok/s, kernel 8 with its attention as three launches ($(date +%T))"
   LOWBIT_DECODE_FOLD_ATTN=0 timeout 120 node bench/cuda-decode.mjs --variants 4 --kernels 8 --modes graph --tokens 128 --no-gemv --json "$OUT/decode-sep.json" 2>&1 | grep -E "tok/s|error|Error"
@@ -35,5 +37,5 @@ fi
 if [ -n "${BENCH:-1}" ]; then
   echo "== int8-x bench ($(date +%T))"
   timeout 150 node bench/cuda-int8x-gemv.mjs --ksplit 4,8,16 --ahead ${AHEAD:-1} --sx 0,1 --json "$OUT/int8x.json" 2>&1 | grep -E "copy bandwidth|skeleton"
-  [ -n "${PROFILE:-}" ] && OUT=$OUT/profile bash scripts/device/int8x-profile.sh 2>&1 | grep -v "^source"
+  [ -n "${PROFILE:-}" ] && OUT=$OUT/profile KERNELS="${PKERNELS:-8 5}" bash scripts/device/int8x-profile.sh 2>&1 | grep -v "^source"
 fi

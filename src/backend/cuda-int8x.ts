@@ -21,10 +21,15 @@ export interface NativeCudaInt8x extends NativeCuda {
    * t = A·x̃ on x's int8 image, a block of 4 warps per row (the adapter's LoRA-A factor; twin int8xLoraA). Bs, ends, r,
    * sync (parts & 64 and A only): the same launch adds the adapters' B·t to y — rows below ends[i] (and from the previous
    * end) with Bs[i] (bf16 [its rows, r], scaled) and t[i·r … (i+1)·r) — the projections concatenated in the launch (1–3,
-   * 16-row aligned); sync: 8 bytes zeroed once (the A-row blocks count there; each launch leaves it zero). */
+   * 16-row aligned); sync: 8 bytes zeroed once (the A-row blocks count there; each launch leaves it zero). 128: scratch's
+   * Σx² partials are per group of 64 (a folded prep wrote them) instead of per prep block. fScratch … fCnt (64 only): the
+   * same launch makes the NEXT GEMV's input in fScratch, replacing the prep launch between them (twin int8xPrepInput):
+   * residual, fX += y and x̃ = fX·fNormW (fNormW null: fX) with per-group Σx² partials; or fHalf = I (out = 2I),
+   * x̃ = silu(y[0, I))·y[I, 2I); fCnt: (inputs / 64) u32 counters zeroed once (each launch leaves them zero). */
   cudaInt8xGemv(words: number, sz: number, x: number | null, scratch: number, y: number, out: number, inF: number,
     ksplit: number, parts?: number, normEps?: number | null, A?: number | null, R?: number, t?: number | null,
-    Bs?: number[] | null, ends?: number[] | null, r?: number, sync?: number | null): void;
+    Bs?: number[] | null, ends?: number[] | null, r?: number, sync?: number | null,
+    fScratch?: number | null, fX?: number | null, fNormW?: number | null, fHalf?: number, fCnt?: number | null): void;
   /** The GEMV's input into scratch: the element v = x (bf16 with xBf16) + addY + B1·t1 (B1 bf16 [in, r], t1 f32 [r]; the
    * residual stream after the previous GEMV and its LoRA B·t, written to xOut when given), then x̃ = v, v·normW (RMSNorm; 1/rms
    * left to the GEMV) or silu(v)·(x2 + B2·t2) (SwiGLU with the up projection's B·t), quantized per 64 inputs (twins
@@ -34,10 +39,11 @@ export interface NativeCudaInt8x extends NativeCuda {
     xOut?: number | null, xBf16?: boolean): void;
 }
 
-/** Bytes of an int8-x scratch for in inputs: x̂ (int8) | a (f32 per 64) | Σx̂ (i32 per 64) | Σx² partials (f32 per 512). */
+/** Bytes of an int8-x scratch for in inputs: x̂ (int8) | a (f32 per 64) | Σx̂ (i32 per 64) | Σx² partials (f32 per 64: a
+ * folded prep writes one per group, the prep launch one per block of 8 groups). */
 export function int8xScratchBytes(inF: number): number {
   const ng = inF / 64;
-  return inF + ng * 8 + Math.ceil(ng / 8) * 4;
+  return inF + ng * 12;
 }
 
 const family = kernelFamily<NativeCudaInt8x>('int8-x GEMV prototype', ['cudaInt8xGemv', 'cudaInt8xPrep']);

@@ -231,7 +231,8 @@ export function hostEngine(): HostEngine {
     },
     cudaInt8xGemv: (words: number, sz: number, x: number | null, scratch: number, y: number, out: number, inF: number, _ks: number, parts = 7,
       normEps: number | null = null, A: number | null = null, R = 0, t: number | null = null, Bs: number[] | null = null,
-      ends: number[] | null = null, rB = 0, _sync: number | null = null) => {
+      ends: number[] | null = null, rB = 0, _sync: number | null = null, fScratch: number | null = null, fX: number | null = null,
+      fNormW: number | null = null, fHalf = 0, _fCnt: number | null = null) => {
       const ng = inF / 64;
       if (parts & 1) (ops.cudaInt8xPrep as (...a: unknown[]) => void)(x, null, null, scratch, inF, null, 0);
       if (parts & 2) f32(y, out).fill(0);
@@ -241,7 +242,7 @@ export function hostEngine(): HostEngine {
       if (eng.int8xExact && !xt) throw new Error('cudaInt8xGemv (int8xExact): the scratch has no prep');
       let rstd = 1;
       if (normEps !== null && normEps >= 0) {
-        const part = f32(scratch, Math.ceil(ng / 8), (inF + 8 * ng) / 4);
+        const part = f32(scratch, parts & 128 ? ng : Math.ceil(ng / 8), (inF + 8 * ng) / 4);  // 128: per group (a folded prep)
         let ss = 0;
         for (const p of part) ss += p;
         rstd = 1 / Math.sqrt(ss / inF + normEps);
@@ -271,6 +272,17 @@ export function hostEngine(): HostEngine {
           seg.set(plusBt(seg, B, t, rB, i * rB));
           row0 = ends[i];
         });
+      }
+      if (fScratch && parts & 64) {  // the next GEMV's input made in this launch (the folded prep): residual or SwiGLU
+        const cin = fHalf || out, cng = cin / 64;
+        const res = fHalf ? int8xPrepInput(yv.slice(0, fHalf), { x2: yv.slice(fHalf, 2 * fHalf) })
+          : int8xPrepInput(f32(fX!, cin).slice(), { addY: yv.slice(), normW: fNormW ? f32(fNormW, cin).slice() : undefined });
+        if (!fHalf) f32(fX!, cin).set(res.xOut);
+        int8xFill(fScratch, res.xt);
+        if (!fHalf && fNormW) {  // Σv² per group of 64
+          const part = f32(fScratch, cng, (cin + 8 * cng) / 4);
+          for (let g = 0; g < cng; g++) { let ss = 0; for (let i = 64 * g; i < 64 * g + 64; i++) ss += res.xOut[i] * res.xOut[i]; part[g] = ss; }
+        }
       }
     },
     cudaRmsnormFwd: (x: number, w: number, yB: number | null, yF: number | null, rstd: number | null, N: number, C: number, eps: number) => {

@@ -85,6 +85,8 @@ export class GpuDecoder {
    * tokens). LOWBIT_DECODE_FOLD_ATTN=0: its own launch.
    */
   foldAttn = process.env.LOWBIT_DECODE_FOLD_ATTN !== '0';
+  /** Kernel 8: each prep launch folded into the GEMV before it (i8fold); LOWBIT_INT8X_FOLD=0 keeps the prep launches. */
+  foldPrep = process.env.LOWBIT_INT8X_FOLD !== '0';
   /** the v4 plan (null when the model does not qualify: then variant 4 runs as 3) */
   private v4: V4Layer[] | null = null;
   /**
@@ -97,6 +99,7 @@ export class GpuDecoder {
   private i8: Int8xLayer[] | null = null;
   private i8bufs: number[] = [];
   private i8scr: Record<'D' | 'Q' | 'I', number> | null = null;
+  private i8cnt: number | null = null;
   /**
    * Folded plan: each GEMV launch prefetches the next GEMV launch's weights (codes, scale|zero words, LoRA A and B) into
    * L2, so HBM keeps streaming across the launch boundaries (the next launch's wait for its x, its staging and the
@@ -292,6 +295,9 @@ export class GpuDecoder {
     const r = lora?.sites[0]?.r ?? 0;
     const alloc = (bytes: number) => { const h = c.cudaAlloc(bytes); this.i8bufs.push(h); return h; };
     this.i8scr = { D: alloc(int8xScratchBytes(D)), Q: alloc(int8xScratchBytes(Q)), I: alloc(int8xScratchBytes(I)) };
+    // the folded preps' group counters (i8fold): one set serves every launch, each leaves them zero
+    this.i8cnt = null;
+    if (D % 64 === 0 && I % 64 === 0) { this.i8cnt = alloc(4 * Math.max(D, I) / 64); c.cudaMemset0(this.i8cnt, 4 * Math.max(D, I) / 64); }
     // split K so that a launch has ~4096 warps (runs 78 / 82: q/k/v 4–8, gate/up 8, o and down 8–16 were the best);
     // x̂ in shared memory where the tiles are many (q/k/v, gate/up), two blocks in flight where they are few (o, down);
     // a block per tile with its K slices added in a fixed order (64): deterministic, so graph replay = eager bit for bit
@@ -359,10 +365,24 @@ export class GpuDecoder {
   /** The y the prep zeroes for its consumer GEMV: none where that GEMV stores y (parts & 64), else y's floats. */
   private i8zero(g: Int8xGemv): [number | null, number] { return g.parts & 64 ? [null, 0] : [g.y, g.out]; }
 
-  /** A kernel-8 GEMV launch (PDL) on the x̂ its prep left in scratch. */
-  private i8gemv(g: Int8xGemv, scratch: number, normEps: number | null): void {
-    (this.c as unknown as NativeCudaInt8x).cudaInt8xGemv(g.words, g.sz, null, scratch, g.y, g.out, g.in, g.ks, g.parts, normEps, g.A, g.R,
-      g.A ? g.t : null, g.bt?.Bs ?? null, g.bt?.ends ?? null, g.bt?.r ?? 0, g.bt?.sync ?? null);
+  /** A kernel-8 GEMV launch (PDL) on the x̂ its prep left in scratch; perGroup: that prep was folded into the launch
+   * before (its Σx² partials are per group); fold: this launch makes the next GEMV's input (I8Fold). */
+  private i8gemv(g: Int8xGemv, scratch: number, normEps: number | null, perGroup = false,
+    fold: { scratch: number; x: number | null; normW: number | null; half: number } | null = null): void {
+    (this.c as unknown as NativeCudaInt8x).cudaInt8xGemv(g.words, g.sz, null, scratch, g.y, g.out, g.in, g.ks, g.parts | (perGroup ? 128 : 0),
+      normEps, g.A, g.R, g.A ? g.t : null, g.bt?.Bs ?? null, g.bt?.ends ?? null, g.bt?.r ?? 0, g.bt?.sync ?? null,
+      fold?.scratch ?? null, fold?.x ?? null, fold?.normW ?? null, fold?.half ?? 0, fold ? this.i8cnt : null);
+  }
+
+  /**
+   * Whether kernel 8 folds its prep launches into the GEMVs before them (I8Fold: o → gate/up's input, gate/up → down's,
+   * down → the next layer's q/k/v input; 5 launches a layer instead of 8): where o, gate/up and down store y (parts &
+   * 64) and add their own B·t (or there is no adapter); foldPrep false keeps the prep launches.
+   */
+  private get i8fold(): boolean {
+    const p = this.i8;
+    if (!p || !this.foldPrep || this.i8cnt === null) return false;
+    return p.every((l) => [l.o, l.gu, l.down].every((g) => (g.parts & 64) !== 0 && (!g.A || g.bt !== null)));
   }
 
   /** The B·t a hand-off applies after GEMV g ([B, t]): none where g added it in its own epilogue. */
@@ -382,11 +402,13 @@ export class GpuDecoder {
     const D = cfg.hiddenSize, I = cfg.intermediateSize, Q = cfg.numHeads * cfg.headDim, KV = cfg.numKvHeads * cfg.headDim, eps = cfg.rmsNormEps;
     const r = this.lora?.sites[0]?.r ?? 0;
     c.cudaEmbedding(h.id, this.w.embed, h.x, 1, D, cfg.vocabSize, true);
+    const fold = this.i8fold;
     for (let l = 0; l < cfg.numLayers; l++) {
       const w = this.w.layers[l], pl = plan[l], prev = l > 0 ? plan[l - 1] : null, B = pl.B, t = pl.t;
-      x8.cudaInt8xPrep(h.x, null, w.inputNorm, scr.D, D, ...this.i8zero(pl.qkv), true, prev ? prev.down.y : null,
-        ...this.i8Bt(prev?.down ?? null, prev?.B.down_proj, prev?.t.down_proj), null, null, r, h.x);
-      this.i8gemv(pl.qkv, scr.D, eps);
+      if (!fold || !prev)
+        x8.cudaInt8xPrep(h.x, null, w.inputNorm, scr.D, D, ...this.i8zero(pl.qkv), true, prev ? prev.down.y : null,
+          ...this.i8Bt(prev?.down ?? null, prev?.B.down_proj, prev?.t.down_proj), null, null, r, h.x);
+      this.i8gemv(pl.qkv, scr.D, eps, fold && prev !== null);
       const y = pl.qkv.y, q = this.i8view(y, 0, Q), k = this.i8view(y, Q, KV), v = this.i8view(y, Q + KV, KV);
       const [bq, tq] = this.i8Bt(pl.qkv, B.q_proj, t.q_proj), [bk, tk] = this.i8Bt(pl.qkv, B.k_proj, t.k_proj), [bv, tv] = this.i8Bt(pl.qkv, B.v_proj, t.v_proj);
       if (this.i8attn) {  // one launch: B·t (unless q/k/v's GEMV added it), RoPE, cache rows, attention, the o GEMV's int8 input
@@ -397,6 +419,13 @@ export class GpuDecoder {
           cfg.numHeads, cfg.numKvHeads, cfg.headDim, h.qb, this.kAt[l][pos], this.vAt[l][pos]);
         c.cudaAttnFwd(h.qb, h[`kc${l}`], h[`vc${l}`], h.att, null, 1, 1, pos + 1, cfg.numHeads, cfg.numKvHeads, cfg.headDim);
         x8.cudaInt8xPrep(h.att, null, null, scr.Q, Q, ...this.i8zero(pl.o), true, null, null, null, null, null, 0, null, true);
+      }
+      if (fold) {  // o → gate/up's input → gate/up → down's input → down → the next layer's q/k/v input, no prep launches
+        this.i8gemv(pl.o, scr.Q, null, false, { scratch: scr.D, x: h.x, normW: w.postNorm, half: 0 });
+        this.i8gemv(pl.gu, scr.D, eps, true, { scratch: scr.I, x: null, normW: null, half: I });
+        const next = l + 1 < cfg.numLayers ? this.w.layers[l + 1] : null;
+        this.i8gemv(pl.down, scr.I, null, false, next ? { scratch: scr.D, x: h.x, normW: next.inputNorm, half: 0 } : null);
+        continue;
       }
       this.i8gemv(pl.o, scr.Q, null);
       x8.cudaInt8xPrep(h.x, null, w.postNorm, scr.D, D, ...this.i8zero(pl.gu), true, pl.o.y, ...this.i8Bt(pl.o, B.o_proj, t.o_proj), null, null, r, h.x);
@@ -643,6 +672,7 @@ export class GpuDecoder {
     for (const r of this.repacked.splice(0)) this.c.cudaFree(r);
     this.v4 = null;
     this.i8 = null;
+    this.i8cnt = null;
     this.i8views.clear();
     for (const b of this.i8bufs.splice(0)) this.c.cudaFree(b);
     for (const b of this.scaledB.values()) this.c.cudaFree(b);
