@@ -10,6 +10,7 @@
 
 #include <algorithm>
 #include <cstdint>
+#include <cstdlib>
 
 #include "check.h"
 #include "lora_dot.cuh"
@@ -144,6 +145,7 @@ struct I8Bt {
   int end[3];
   int r;
   unsigned* sync;
+  bool pre;  // bt_prefetch (LOWBIT_INT8X_BPRE=0: off, to price it)
 };
 // FIXED (parts & 64): a block per 16-row tile with one warp per K slice (blockDim = 32·nks), the slices' sums added in
 // slice order in shared memory and y stored — deterministic, so a CUDA graph replays the eager result bit for bit and y
@@ -210,14 +212,15 @@ __device__ __forceinline__ void fold_group(const I8Fold& f, const float* y, int 
 // (row i / cpr, k = 8·(i % cpr) … + 7; a load instruction covers 512 contiguous bytes), the cpr partials of a row added
 // by a shuffle tree; other ranks take a thread per row. One word per thread keeps the epilogue's registers low: lora_dot's
 // 16-word row buffer lifted the FIXED kernels from 61–64 to 82 registers, halving 512-thread occupancy (run 86).
-__device__ __forceinline__ void tile_bt(const uint16_t* __restrict__ B, const float* ts, int r, int nrow, float* bt) {
-  if (group_bt_fits(r) && r <= 256) {
+// Bw: the span as 16-byte words, in shared memory when the block prefetched it (bt_prefetch), else B itself.
+__device__ __forceinline__ void tile_bt(const uint16_t* __restrict__ B, const uint4* Bw, const float* ts, int r, int nrow, float* bt) {
+  if (group_bt_fits(r) && r <= kBtMaxR) {
     const int cpr = r >> 3, lg = __ffs(cpr) - 1, n = nrow * cpr;
     for (int base = 0; base < 16 * cpr; base += blockDim.x) {  // the same trip count in every thread (shuffles below)
       const int i = base + threadIdx.x, c = i & (cpr - 1);
       float s = 0.f;
       if (i < n) {
-        const uint4 w = __ldg(reinterpret_cast<const uint4*>(B) + i);
+        const uint4 w = Bw[i];
         const float* tk = ts + 8 * c;
         s = fmaf(__uint_as_float(w.x << 16), tk[0], s); s = fmaf(__uint_as_float(w.x & 0xffff0000u), tk[1], s);
         s = fmaf(__uint_as_float(w.y << 16), tk[2], s); s = fmaf(__uint_as_float(w.y & 0xffff0000u), tk[3], s);
@@ -234,6 +237,18 @@ __device__ __forceinline__ void tile_bt(const uint16_t* __restrict__ B, const fl
     bt[threadIdx.x] = a;
   }
   __syncthreads();
+}
+
+// The tile's span of B (16 rows × r bf16, ≤ 4 KB) copied into shared memory with cp.async at the block's start, before
+// the wait for the previous launch (B is a weight): the epilogue then reads it without an HBM round trip after its wait
+// for t. No registers are held across the GEMV loop.
+__device__ __forceinline__ void bt_prefetch(uint4* dst, const uint16_t* B, int r, int nrow) {
+  const int n = nrow * (r >> 3);
+  for (int i = threadIdx.x; i < n; i += blockDim.x) {
+    const unsigned sa = (unsigned)__cvta_generic_to_shared(dst + i);
+    asm volatile("cp.async.cg.shared.global [%0], [%1], 16;\n" ::"r"(sa), "l"(reinterpret_cast<const uint4*>(B) + i) : "memory");
+  }
+  asm volatile("cp.async.commit_group;\n" ::: "memory");
 }
 
 template <int AHEAD, bool SX, bool FIXED>
@@ -295,6 +310,14 @@ __global__ void __launch_bounds__(512) int8x_gemv_kernel(const uint4* __restrict
 #pragma unroll
   for (int i = 0; i < AHEAD; i++)
     if (active && ks + i * nks < nblk) load_w(ring[i], ks + i * nks);
+  // FIXED with B·t: the tile's rows of B into shared memory now (bt_prefetch), read by the epilogue
+  __shared__ __align__(16) uint4 bsm[16 * kBtMaxR / 8];
+  const int row0 = tile * 16, seg = FIXED && bt.sync ? (row0 < bt.end[0] ? 0 : row0 < bt.end[1] ? 1 : 2) : 0;
+  // selects, not bt.B[seg]: a dynamic index into the parameter struct put it on the stack (48 B frame)
+  const uint16_t* Bs = !(FIXED && bt.sync) ? nullptr : seg == 0 ? bt.B[0] : seg == 1 ? bt.B[1] : bt.B[2];
+  const uint16_t* Btile = Bs ? Bs + (size_t)(row0 - (seg == 0 ? 0 : seg == 1 ? bt.end[0] : bt.end[1])) * bt.r : nullptr;
+  const bool bpre = FIXED && active && Bs && bt.pre && group_bt_fits(bt.r);
+  if (bpre) bt_prefetch(bsm, Btile, bt.r, min(16, out - row0));
   pdl_trigger();
   pdl_wait();
   if (SX) {
@@ -386,18 +409,15 @@ __global__ void __launch_bounds__(512) int8x_gemv_kernel(const uint4* __restrict
       red[ks][g] = y0;
       red[ks][g + 8] = y1;
     }
-    const int row0 = tile * 16, seg = bt.sync ? (row0 < bt.end[0] ? 0 : row0 < bt.end[1] ? 1 : 2) : 0;
-    // selects, not bt.B[seg]: a dynamic index into the parameter struct put it on the stack (48 B frame)
-    const uint16_t* Bs = !bt.sync ? nullptr : seg == 0 ? bt.B[0] : seg == 1 ? bt.B[1] : bt.B[2];
     if (Bs && threadIdx.x == 0)
       while (ld_acquire_gpu(bt.sync) < (unsigned)R) {}
     __syncthreads();
     __shared__ float btsm[16];  // the tile's 16 B·t values
     if (Bs) {
       for (int i = threadIdx.x; i < bt.r; i += blockDim.x) tsm[i] = __ldcg(tout + seg * bt.r + i);
+      if (bpre) asm volatile("cp.async.wait_all;\n" ::: "memory");
       __syncthreads();
-      const int rb = row0 - (seg == 0 ? 0 : seg == 1 ? bt.end[0] : bt.end[1]);  // the tile's first row of Bs
-      tile_bt(Bs + (size_t)rb * bt.r, tsm, bt.r, min(16, out - row0), btsm);
+      tile_bt(Btile, bpre ? bsm : reinterpret_cast<const uint4*>(Btile), tsm, bt.r, min(16, out - row0), btsm);
     }
     if (threadIdx.x < 16 && row0 + (int)threadIdx.x < out) {
       float s = 0.f;
@@ -523,6 +543,8 @@ const char* cuda_int8x_gemv(const void* words, const uint32_t* sz, const float* 
       if (bt.end[btIn->nseg - 1] != out) return "cudaInt8xGemv: the last B·t segment must end at out";
       bt.r = btIn->r;
       bt.sync = btIn->sync;
+      static const bool pre = [] { const char* e = std::getenv("LOWBIT_INT8X_BPRE"); return !(e && e[0] == '0'); }();
+      bt.pre = pre;
     }
     I8Fold fd{};
     if (foldIn) {
