@@ -298,15 +298,18 @@ export class GpuDecoder {
     // the folded preps' group counters (i8fold): one set serves every launch, each leaves them zero
     this.i8cnt = null;
     if (D % 64 === 0 && I % 64 === 0) { this.i8cnt = alloc(4 * Math.max(D, I) / 64); c.cudaMemset0(this.i8cnt, 4 * Math.max(D, I) / 64); }
-    // split K so that a launch has ~4096 warps (runs 78 / 82: q/k/v 4–8, gate/up 8, o and down 8–16 were the best);
-    // x̂ in shared memory where the tiles are many (q/k/v, gate/up), two blocks in flight where they are few (o, down);
-    // a block per tile with its K slices added in a fixed order (64): deterministic, so graph replay = eager bit for bit
+    // a block per tile with its K slices added in a fixed order (64): deterministic, so graph replay = eager bit for bit;
+    // x̂ in shared memory (32) and one block in flight per warp, split K so that a launch has ~8192 warps, at most 16 (the
+    // fixed-order GEMVs of run 87: o 3.40 µs and down 6.81 at split K 16, gate/up 13.31 at 8 against 14.24 at 4, q/k/v
+    // 8.8 at 4–16; two blocks in flight cost ~100 registers, one block of 16 warps per SM). LOWBIT_INT8X_PICK=4096 keeps
+    // the earlier rule (~4096 warps; two blocks in flight where the tiles are few).
     const env = (k: string) => (process.env[k] ? Number(process.env[k]) : null);
+    const old = process.env.LOWBIT_INT8X_PICK === '4096';
     const pick = (out: number, inF: number) => {
-      const tiles = out / 16, nblk = inF / 128;
+      const tiles = out / 16, nblk = inF / 128, warps = old ? 4096 : 8192;
       let ks = 1;
-      while (ks * 2 <= nblk && tiles * ks < 4096) ks *= 2;
-      return { ks: env('LOWBIT_INT8X_KSPLIT') ?? ks, parts: 12 | (env('LOWBIT_INT8X_PARTS') ?? (64 | (tiles > 512 ? 32 : 16))) };
+      while (ks * 2 <= Math.min(nblk, 16) && tiles * ks < warps) ks *= 2;
+      return { ks: env('LOWBIT_INT8X_KSPLIT') ?? ks, parts: 12 | (env('LOWBIT_INT8X_PARTS') ?? (64 | (old && tiles <= 512 ? 16 : 32))) };
     };
     const gemv = (l: number, ps: Projection[], inF: number, y: number, t: number): Int8xGemv => {
       const ds = ps.map((p) => { const b = this.w.layers[l].proj[p]; if (b.kind !== 'quant') throw new LowbitError('int8-x plan: dense'); return b.q.desc; });
