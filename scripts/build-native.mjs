@@ -10,6 +10,7 @@
 //   LOWBIT_NVCC=<path>       nvcc to use (default: PATH, then /usr/local/cuda/bin/nvcc)
 //   CXX=<compiler>           C++ compiler (default: g++)
 //   LOWBIT_NATIVE_FORCE=1    rebuild even when sources and flags are unchanged
+//   LOWBIT_REQUIRE_CUDA=1    fail instead of falling back to the CPU-only addon (builds meant for the GPU machine)
 // A CPU compile failure fails the install; a CUDA failure warns and builds the CPU-only addon.
 import { spawn, spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
@@ -173,6 +174,7 @@ for (const f of failures) {
 }
 if (cpuFail.length) fail(`C++ compile failed (${cpuFail.map((f) => rel(f.src)).join(', ')}); see the compiler output above`);
 if (cuda && failures.some((f) => f.cuda)) {
+  if (process.env.LOWBIT_REQUIRE_CUDA === '1') fail('CUDA compile failed (LOWBIT_REQUIRE_CUDA=1); see the compiler output above');
   cuda = false;
   cudaWhy = 'CUDA compile failed (see above)';
   warn(`${cudaWhy}; building the CPU-only addon`);
@@ -204,6 +206,7 @@ if (cuda && !linked.ok) {
   cuda = false;
   cudaWhy = 'CUDA link failed';
 }
+if (!cuda && process.env.LOWBIT_REQUIRE_CUDA === '1') fail(`no CUDA in this build (LOWBIT_REQUIRE_CUDA=1): ${cudaWhy}`);
 if (!cuda) {
   linked = await link(false);
   if (!linked.ok) fail(`link failed:\n${linked.text}`);

@@ -963,7 +963,7 @@ napi_value js_int8x_prep(napi_env env, napi_callback_info info) {
   if (in % 64 != 0) { throw_error(env, "cudaInt8xPrep: in must be a multiple of 64"); return nullptr; }
   const size_t ng = (size_t)in / 64;
   if (!buf_arg(a, 0, (size_t)in * (xbf ? 2 : 4), &x) || !cuda_opt_buf_arg(a, 1, (size_t)in * 4, &x2) ||
-      !cuda_opt_buf_arg(a, 2, (size_t)in * 4, &nw) || !buf_arg(a, 3, (size_t)in + ng * 8 + ((parts & 128) ? ng : (ng + 7) / 8) * 4, &scr) ||
+      !cuda_opt_buf_arg(a, 2, (size_t)in * 4, &nw) || !buf_arg(a, 3, (size_t)in + ng * 8 + (ng + 7) / 8 * 4, &scr) ||
       !cuda_opt_buf_arg(a, 5, (size_t)nz * 4, &y) || !cuda_opt_buf_arg(a, 8, (size_t)in * 4, &ay) ||
       !lora_args(a, 9, 10, r, in, &b1, &t1) || !lora_args(a, 11, 12, r, in, &b2, &t2) ||
       !cuda_opt_buf_arg(a, 14, (size_t)in * 4, &xo))

@@ -3,7 +3,7 @@
 # hand-offs, the device repack), the decoder test (kernel 8 against the CPU model, graphs, device greedy), the decode
 # kernel tests (kernel 8's one-launch attention among them), decode tok/s of kernels 5 and 8 side by side (7B shape,
 # rank-64 adapter and none; kernel 8 also with its attention as three launches), and the int8-x bench.
-# Build here: LOWBIT_MARCH=x86-64-v4 LOWBIT_BUILD_DIR=build/device-z LOWBIT_NATIVE_FORCE=1 node scripts/build-native.mjs
+# Build here: LOWBIT_REQUIRE_CUDA=1 LOWBIT_MARCH=x86-64-v4 LOWBIT_BUILD_DIR=build/device-z LOWBIT_NATIVE_FORCE=1 node scripts/build-native.mjs
 # Carry: .device build/device-z dist node_modules/@huggingface
 # BASE=build/device-base (carried too): kernel 5's decode on that addon first, the same-machine baseline (build it from
 # an older commit with a git worktree and LOWBIT_BUILD_DIR=$PWD/build/device-base). PROFILE=1: then int8x-profile.sh.
