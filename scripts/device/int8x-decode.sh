@@ -38,7 +38,7 @@ if [ -n "${SEP:-}" ]; then
   echo "== decode tok/s, kernel 8 with its attention as three launches ($(date +%T))"
   LOWBIT_DECODE_FOLD_ATTN=0 timeout 120 node bench/cuda-decode.mjs --variants 4 --kernels 8 --modes graph --tokens 128 --no-gemv --json "$OUT/decode-sep.json" 2>&1 | grep -E "tok/s|error|Error"
 fi
-if [ -n "${BENCH:-1}" ]; then
+if [ "${BENCH:-1}" != 0 ]; then
   echo "== int8-x bench ($(date +%T))"
   timeout 150 node bench/cuda-int8x-gemv.mjs --ksplit 4,8,16 --ahead ${AHEAD:-1} --sx 0,1 --json "$OUT/int8x.json" 2>&1 | grep -E "copy bandwidth|skeleton"
   [ -n "${PROFILE:-}" ] && OUT=$OUT/profile KERNELS="${PKERNELS:-8 5}" bash scripts/device/int8x-profile.sh 2>&1 | grep -v "^source"
