@@ -26,12 +26,14 @@ if [ -n "${BASE:-}" ]; then
 fi
 echo "== decode tok/s, kernels 5 and 8 ($(date +%T))"
 timeout 200 node bench/cuda-decode.mjs --variants 4 --kernels ${KERNELS:-5,8} --modes graph --tokens 128 --no-gemv --json "$OUT/decode.json" 2>&1 | grep -E "tok/s|error|Error|int8-x plan"
-echo "== decode tok/s, kernel 8 with the earlier split-K / ring rule (LOWBIT_INT8X_PICK=4096) ($(date +%T))"
-LOWBIT_INT8X_PICK=4096 timeout 120 node bench/cuda-decode.mjs --variants 4 --kernels 8 --modes graph --tokens 128 --no-gemv --json "$OUT/decode-pick.json" 2>&1 | grep -E "tok/s|error|Error"
-echo "== decode tok/s, kernel 8 without the B prefetch of the epilogue's B·t ($(date +%T))"
-LOWBIT_INT8X_BPRE=0 timeout 120 node bench/cuda-decode.mjs --variants 4 --kernels 8 --modes graph --tokens 128 --no-gemv --json "$OUT/decode-nopre.json" 2>&1 | grep -E "tok/s|error|Error"
-echo "== decode tok/s, kernel 8 with its prep launches (not folded into the GEMVs) ($(date +%T))"
-LOWBIT_INT8X_FOLD=0 timeout 120 node bench/cuda-decode.mjs --variants 4 --kernels 8 --modes graph --tokens 128 --no-gemv --json "$OUT/decode-prep.json" 2>&1 | grep -E "tok/s|error|Error"
+if [ -n "${AB:-}" ]; then  # run 89's A/Bs: the earlier split-K rule, no B prefetch
+  echo "== decode tok/s, kernel 8 with the earlier split-K / ring rule (LOWBIT_INT8X_PICK=4096) ($(date +%T))"
+  LOWBIT_INT8X_PICK=4096 timeout 120 node bench/cuda-decode.mjs --variants 4 --kernels 8 --modes graph --tokens 128 --no-gemv --json "$OUT/decode-pick.json" 2>&1 | grep -E "tok/s|error|Error"
+  echo "== decode tok/s, kernel 8 without the B prefetch of the epilogue's B·t ($(date +%T))"
+  LOWBIT_INT8X_BPRE=0 timeout 120 node bench/cuda-decode.mjs --variants 4 --kernels 8 --modes graph --tokens 128 --no-gemv --json "$OUT/decode-nopre.json" 2>&1 | grep -E "tok/s|error|Error"
+fi
+echo "== decode tok/s, kernel 8 with its prep launches folded into the GEMVs (LOWBIT_INT8X_FOLD=1) ($(date +%T))"
+LOWBIT_INT8X_FOLD=1 timeout 120 node bench/cuda-decode.mjs --variants 4 --kernels 8 --modes graph --tokens 128 --no-gemv --json "$OUT/decode-fold.json" 2>&1 | grep -E "tok/s|error|Error"
 [ -n "${HANDOFF:-}" ] && echo "== decode tok/s, kernel 8 with B·t in the next launch (the hand-off) ($(date +%T))" &&
 LOWBIT_INT8X_FOLD=0 LOWBIT_INT8X_BT=handoff timeout 120 node bench/cuda-decode.mjs --variants 4 --kernels 8 --modes graph --tokens 128 --no-gemv --json "$OUT/decode-handoff.json" 2>&1 | grep -E "tok/s|error|Error"
 if [ -n "${SEP:-}" ]; then
