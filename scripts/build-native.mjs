@@ -119,7 +119,7 @@ const headers = createHash('sha256');
 for (const dir of ['native/cpu', 'native/cuda']) {
   const d = path.join(root, dir);
   if (!existsSync(d)) continue;
-  for (const f of readdirSync(d).sort()) if (f.endsWith('.h')) headers.update(f).update(readFileSync(path.join(d, f)));
+  for (const f of readdirSync(d).sort()) if (f.endsWith('.h') || f.endsWith('.cuh')) headers.update(f).update(readFileSync(path.join(d, f)));
 }
 const headersKey = headers.digest('hex');
 function jobKey(job) {
