@@ -223,6 +223,19 @@ test('CUDA int8-x prep (RMSNorm, SwiGLU) + GEMV = f64 of the normed / gated x on
         assert.ok(e4 < (mode === 'swiglu' ? 1e-3 : 1e-5), `${mode}, B·t in the epilogue, launch ${rep}: y vs f64 ${e4}`);
         assert.deepEqual([...sync], [0, 0], 'the A-row counters are back to zero');
       }
+      // parts & 256: the counters zeroed before each launch by someone else (here the prep's y/nzero, as in the decoder)
+      for (let rep = 0; rep < 2; rep++) {
+        c.cudaUpload(hy, new Float32Array(out).fill(-5));
+        c.cudaUpload(hsync, new Uint32Array([R, 3]));  // stale counts: the prep must zero them
+        c.cudaInt8xPrep(hx, mode === 'swiglu' ? hx2 : null, mode === 'norm' ? hn : null, hscr, inF, hsync, 2, true);
+        c.cudaInt8xGemv(hw, hsz, null, hscr, hy, out, inF, 4, 12 | 64 | 256, mode === 'norm' ? eps : null, hA, R, ht, hB, ends, rB, hsync);
+        c.cudaDownload(hy, y2);
+        const e5 = relErr(y2, refBt), sync = new Uint32Array(2);
+        c.cudaDownload(hsync, sync);
+        if (rep === 0) t.diagnostic(`${out}×${inF} ${mode} + B·t, counters zeroed by the prep: y vs f64 ${e5.toExponential(2)}, counters after ${[...sync].join(',')}`);
+        assert.ok(e5 < (mode === 'swiglu' ? 1e-3 : 1e-5), `${mode}, B·t with the counters zeroed by the prep, launch ${rep}: y vs f64 ${e5}`);
+        assert.deepEqual([...sync], [R, 0], 'the A rows counted to R; no tile block reset them');
+      }
       assert.throws(() => c.cudaInt8xGemv(hw, hsz, null, hscr, hy, out, inF, 4, 12, null, hA, R, ht, hB, ends, rB, hsync), /parts & 64/);
     } finally { for (const h of [hw, hsz, hx, hx2, hn, hscr, hy, ...handles.splice(0)]) c.cudaFree(h); }
   }

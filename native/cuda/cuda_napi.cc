@@ -873,7 +873,7 @@ napi_value js_int8x_repack(napi_env env, napi_callback_info info) {
 //   RMSNorm's 1/rms; A (bf16 [R, in]) and t (f32 [R]): the same launch writes t = A·x̃ (the LoRA-A rows);
 //   Bs = [B…] (1–3 handles), ends = [row end…], r, sync (2 u32, zeroed once): with bit 6 and A, the same launch also adds
 //   B·t to y, rows up to ends[i] with Bs[i] (bf16 [its rows, r], scaled) and t[i·r …]; bit 7: scratch's Σx² partials are per
-//   group (a folded prep wrote them). fScratch, fX, fNormW, fHalf = 0, fCnt (bit 6): the same launch makes the NEXT GEMV's
+//   group (a folded prep wrote them); bit 8: sync is zeroed by an earlier launch (no reset by the last tile block). fScratch, fX, fNormW, fHalf = 0, fCnt (bit 6): the same launch makes the NEXT GEMV's
 //   input in fScratch — x̃ = (fX += y)·fNormW (residual; fNormW may be null) or, fHalf = I with out = 2I, silu(y[0, I))·y[I, 2I) —
 //   fCnt: (its inputs / 64) u32 counters, zeroed once (each launch leaves them zero)
 napi_value js_int8x_gemv(napi_env env, napi_callback_info info) {
@@ -886,7 +886,7 @@ napi_value js_int8x_gemv(napi_env env, napi_callback_info info) {
       (!a.is_nullish(9) && !a.number(9, &eps)))
     return nullptr;
   if (in % 128 != 0) { throw_error(env, "cudaInt8xGemv: in must be a multiple of 128"); return nullptr; }
-  if (parts < 1 || parts > 255) { throw_error(env, "cudaInt8xGemv: parts is a mask of 1 (quantize x), 2 (zero y), 4 (GEMV), 8 (PDL), 16 (2 ahead), 32 (x̂ in shared memory), 64 (a block per tile, fixed-order reduction, y stored), 128 (Σx² partials per group)"); return nullptr; }
+  if (parts < 1 || parts > 511) { throw_error(env, "cudaInt8xGemv: parts is a mask of 1 (quantize x), 2 (zero y), 4 (GEMV), 8 (PDL), 16 (2 ahead), 32 (x̂ in shared memory), 64 (a block per tile, fixed-order reduction, y stored), 128 (Σx² partials per group), 256 (sync zeroed by an earlier launch)"); return nullptr; }
   if (!a.is_nullish(9) && !(eps >= 0)) { throw_error(env, "cudaInt8xGemv: normEps must be ≥ 0"); return nullptr; }
   const size_t tiles = (size_t)(out + 15) / 16, ng = (size_t)in / 64;
   if (!buf_arg(a, 0, tiles * 16 * (size_t)in / 4, &w) || !buf_arg(a, 1, (size_t)out * ng * 4, &sz) ||

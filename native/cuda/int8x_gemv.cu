@@ -150,7 +150,9 @@ struct I8Bt {
   int end[3];
   int r;
   unsigned* sync;
-  bool pre;  // bt_prefetch (LOWBIT_INT8X_BPRE=0: off, to price it)
+  bool pre;    // bt_prefetch (LOWBIT_INT8X_BPRE=0: off, to price it)
+  bool reset;  // the last tile block out zeroes sync (a returning atomic at every tile block's exit); parts & 256: an
+               // earlier launch zeroes it instead (the decoder's preps), and tile blocks leave without waiting on one
 };
 // FIXED (parts & 64): a block per 16-row tile with one warp per K slice (blockDim = 32·nks), the slices' sums added in
 // slice order in shared memory and y stored — deterministic, so a CUDA graph replays the eager result bit for bit and y
@@ -417,7 +419,7 @@ __global__ void __launch_bounds__(512) int8x_gemv_kernel(const uint4* __restrict
       if (Bs) s += btsm[threadIdx.x];
       y[row0 + threadIdx.x] = s;
     }
-    if (bt.sync && threadIdx.x == 0 && atomicAdd(bt.sync + 1, 1u) == (unsigned)tiles - 1) {  // the last tile block out
+    if (bt.sync && bt.reset && threadIdx.x == 0 && atomicAdd(bt.sync + 1, 1u) == (unsigned)tiles - 1) {  // the last tile block out
       bt.sync[0] = 0;
       bt.sync[1] = 0;
     }
@@ -537,6 +539,7 @@ const char* cuda_int8x_gemv(const void* words, const uint32_t* sz, const float* 
       bt.sync = btIn->sync;
       static const bool pre = [] { const char* e = std::getenv("LOWBIT_INT8X_BPRE"); return !(e && e[0] == '0'); }();
       bt.pre = pre;
+      bt.reset = (parts & 256) == 0;
     }
     I8Fold fd{};
     if (foldIn) {

@@ -170,7 +170,8 @@ const char* cuda_repack4(const void* codes, void* dst, int out, int in);
 // came from cuda_int8x_prep with normw, and the row sums are scaled by RMSNorm's 1/rms from its partials. A (bf16 [R,
 // in], rows 16-byte aligned): the same launch also writes t[R] = A·x̃ on x's int8 image (the adapter's LoRA-A factor).
 // bt (bit 6 and A only): the same launch also adds B·t to y — segment i (rows up to end[i]) with B[i] (bf16 [its rows,
-// r], scaled) and t[i·r …]; sync: two u32 counters, zero before the first launch (each launch leaves them zero).
+// r], scaled) and t[i·r …]; sync: two u32 counters, zero before the first launch (each launch leaves them zero; with bit
+// 8 an earlier launch must zero them before each launch instead).
 struct Int8xGemvBt {
   const void* B[3];
   int end[3];

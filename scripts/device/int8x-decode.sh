@@ -32,6 +32,8 @@ if [ -n "${AB:-}" ]; then  # run 89's A/Bs: the earlier split-K rule, no B prefe
   echo "== decode tok/s, kernel 8 without the B prefetch of the epilogue's B·t ($(date +%T))"
   LOWBIT_INT8X_BPRE=0 timeout 120 node bench/cuda-decode.mjs --variants 4 --kernels 8 --modes graph --tokens 128 --no-gemv --json "$OUT/decode-nopre.json" 2>&1 | grep -E "tok/s|error|Error"
 fi
+echo "== decode tok/s, kernel 8 with the B·t counters zeroed by the preps (LOWBIT_INT8X_ZERO=prep) ($(date +%T))"
+LOWBIT_INT8X_ZERO=prep timeout 120 node bench/cuda-decode.mjs --variants 4 --kernels 8 --modes graph --tokens 128 --no-gemv --json "$OUT/decode-zero.json" 2>&1 | grep -E "tok/s|error|Error"
 echo "== decode tok/s, kernel 8 with its prep launches folded into the GEMVs (LOWBIT_INT8X_FOLD=1) ($(date +%T))"
 LOWBIT_INT8X_FOLD=1 timeout 120 node bench/cuda-decode.mjs --variants 4 --kernels 8 --modes graph --tokens 128 --no-gemv --json "$OUT/decode-fold.json" 2>&1 | grep -E "tok/s|error|Error"
 [ -n "${HANDOFF:-}" ] && echo "== decode tok/s, kernel 8 with B·t in the next launch (the hand-off) ($(date +%T))" &&

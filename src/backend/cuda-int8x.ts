@@ -21,7 +21,8 @@ export interface NativeCudaInt8x extends NativeCuda {
    * t = A·x̃ on x's int8 image, a block of 4 warps per row (the adapter's LoRA-A factor; twin int8xLoraA). Bs, ends, r,
    * sync (parts & 64 and A only): the same launch adds the adapters' B·t to y — rows below ends[i] (and from the previous
    * end) with Bs[i] (bf16 [its rows, r], scaled) and t[i·r … (i+1)·r) — the projections concatenated in the launch (1–3,
-   * 16-row aligned); sync: 8 bytes zeroed once (the A-row blocks count there; each launch leaves it zero). 128: scratch's
+   * 16-row aligned); sync: 8 bytes zeroed once (the A-row blocks count there; each launch leaves it zero; with parts &
+   * 256 an earlier launch zeroes it before each launch, e.g. the prep's y/nzero, so no tile block waits on a reset). 128: scratch's
    * Σx² partials are per group of 64 (a folded prep wrote them) instead of per prep block. fScratch … fCnt (64 only): the
    * same launch makes the NEXT GEMV's input in fScratch, replacing the prep launch between them (twin int8xPrepInput):
    * residual, fX += y and x̃ = fX·fNormW (fNormW null: fX) with per-group Σx² partials; or fHalf = I (out = 2I),

@@ -231,9 +231,15 @@ export function hostEngine(): HostEngine {
     },
     cudaInt8xGemv: (words: number, sz: number, x: number | null, scratch: number, y: number, out: number, inF: number, _ks: number, parts = 7,
       normEps: number | null = null, A: number | null = null, R = 0, t: number | null = null, Bs: number[] | null = null,
-      ends: number[] | null = null, rB = 0, _sync: number | null = null, fScratch: number | null = null, fX: number | null = null,
+      ends: number[] | null = null, rB = 0, sync: number | null = null, fScratch: number | null = null, fX: number | null = null,
       fNormW: number | null = null, fHalf = 0, _fCnt: number | null = null) => {
       const ng = inF / 64;
+      if (sync && Bs && parts & 4) {  // the A-row counters: zero at every launch's start; the A rows leave R (parts & 256) or
+        // the last tile block sets them back to 0 — so a decoder that forgets to zero them (256) fails here as on the GPU
+        const sv = new Uint32Array(get(sync, 8).mem, get(sync, 8).off, 2);
+        if (sv[0] !== 0 || sv[1] !== 0) throw new Error(`cudaInt8xGemv: B·t counters ${sv[0]},${sv[1]} at the launch's start (a GPU would not wait for the A rows)`);
+        if (parts & 256) sv[0] = R;
+      }
       if (parts & 1) (ops.cudaInt8xPrep as (...a: unknown[]) => void)(x, null, null, scratch, inF, null, 0);
       if (parts & 2) f32(y, out).fill(0);
       if (!(parts & 4)) return;

@@ -30,6 +30,9 @@ interface Int8xGemv {
 interface Int8xLayer {
   qkv: Int8xGemv; o: Int8xGemv; gu: Int8xGemv; down: Int8xGemv;
   B: Record<Projection, number | null>; t: Record<Projection, number | null>;
+  /** The four GEMVs' B·t counters, 8 bytes each in one buffer (q/k/v, o, gate/up, down), and views of [q/k/v, o] and
+   * of each of the others: with i8zero the preps zero them (parts & 256) instead of each GEMV's last tile block. */
+  sync: { qkvO: number; gu: number; down: number } | null;
 }
 
 /** Per layer, the v4 path's launches: segments of the three GEMVs reading x (q/k/v, gate/up) and the o/down ones. */
@@ -88,6 +91,9 @@ export class GpuDecoder {
   /** Kernel 8: each prep launch folded into the GEMV before it (i8fold; LOWBIT_INT8X_FOLD=1). Off by default: run 89
    * measured the fold 10–12 % slower than the prep launches it replaces (each tile block's count at its exit). */
   foldPrep = process.env.LOWBIT_INT8X_FOLD === '1';
+  /** Kernel 8: the preps zero the next GEMVs' B·t counters instead of each GEMV's last tile block (i8zeroSync;
+   * LOWBIT_INT8X_ZERO=prep). Off by default until it has run on a GPU. */
+  zeroSync = process.env.LOWBIT_INT8X_ZERO === 'prep';
   /** the v4 plan (null when the model does not qualify: then variant 4 runs as 3) */
   private v4: V4Layer[] | null = null;
   /**
@@ -312,7 +318,7 @@ export class GpuDecoder {
       while (ks * 2 <= Math.min(nblk, 16) && tiles * ks < warps) ks *= 2;
       return { ks: env('LOWBIT_INT8X_KSPLIT') ?? ks, parts: 12 | (env('LOWBIT_INT8X_PARTS') ?? (64 | (old && tiles <= 512 ? 16 : 32))) };
     };
-    const gemv = (l: number, ps: Projection[], inF: number, y: number, t: number): Int8xGemv => {
+    const gemv = (l: number, ps: Projection[], inF: number, y: number, t: number, sync: number): Int8xGemv => {
       const ds = ps.map((p) => { const b = this.w.layers[l].proj[p]; if (b.kind !== 'quant') throw new LowbitError('int8-x plan: dense'); return b.q.desc; });
       const out = ds.reduce((a, d) => a + d.out, 0), ng = inF / 64;
       const words = alloc(out * inF / 4), sz = alloc(out * ng * 4);
@@ -335,8 +341,6 @@ export class GpuDecoder {
       let bt: Int8xGemv['bt'] = null;
       if (A && kp.parts & 64 && r <= 128 && process.env.LOWBIT_INT8X_BT !== 'handoff') {
         let end = 0;
-        const sync = alloc(8);
-        c.cudaMemset0(sync, 8);
         bt = { Bs: ps.map((p) => this.scaledB.get(`${l}.${p}`)!), ends: ds.map((d) => (end += d.out)), r, sync };
       }
       return { words, sz, out, in: inF, y, A, R, t, bt, ...kp };
@@ -349,10 +353,14 @@ export class GpuDecoder {
       const tv: Record<Projection, number> = { q_proj: this.view(tqkv, 0, R * 4), k_proj: this.view(tqkv, R * 4, R * 4), v_proj: this.view(tqkv, 2 * R * 4, R * 4),
         o_proj: to, gate_proj: this.view(tgu, 0, R * 4), up_proj: this.view(tgu, R * 4, R * 4), down_proj: td };
       for (const p of PROJ) { B[p] = lora ? this.scaledB.get(`${l}.${p}`)! : null; t[p] = lora ? tv[p] : null; }
-      plan.push({
-        qkv: gemv(l, ['q_proj', 'k_proj', 'v_proj'], D, yqkv, tqkv), o: gemv(l, ['o_proj'], Q, yo, to),
-        gu: gemv(l, ['gate_proj', 'up_proj'], D, ygu, tgu), down: gemv(l, ['down_proj'], I, yd, td), B, t,
-      });
+      const sync = alloc(32);
+      c.cudaMemset0(sync, 32);
+      const sv = (off: number, bytes: number) => this.view(sync, off, bytes);
+      const g = {
+        qkv: gemv(l, ['q_proj', 'k_proj', 'v_proj'], D, yqkv, tqkv, sv(0, 8)), o: gemv(l, ['o_proj'], Q, yo, to, sv(8, 8)),
+        gu: gemv(l, ['gate_proj', 'up_proj'], D, ygu, tgu, sv(16, 8)), down: gemv(l, ['down_proj'], I, yd, td, sv(24, 8)),
+      };
+      plan.push({ ...g, B, t, sync: lora ? { qkvO: sv(0, 16), gu: sv(16, 8), down: sv(24, 8) } : null });
     }
     return plan;
   }
@@ -366,14 +374,31 @@ export class GpuDecoder {
     return this.foldAttn && this.attnFused && !!this.i8 && (this.i8[0].o.parts & 64) !== 0;
   }
 
-  /** The y the prep zeroes for its consumer GEMV: none where that GEMV stores y (parts & 64), else y's floats. */
-  private i8zero(g: Int8xGemv): [number | null, number] { return g.parts & 64 ? [null, 0] : [g.y, g.out]; }
+  /** The y the prep zeroes for its consumer GEMV: none where that GEMV stores y (parts & 64), else y's floats; with
+   * zeroSync (i8zeroSync) the B·t counters of the GEMVs up to the next prep instead (sync: their floats). */
+  private i8zero(g: Int8xGemv, sync: number | null = null, n = 0): [number | null, number] {
+    if (sync !== null && this.i8zeroSync) return [sync, n];
+    return g.parts & 64 ? [null, 0] : [g.y, g.out];
+  }
+
+  /**
+   * Whether the preps zero the next GEMVs' B·t counters (prep 1: q/k/v's and o's, prep 2: gate/up's, prep 3: down's) and
+   * the GEMVs run with parts & 256, so that no tile block waits on a returning atomic at its exit (the last-block
+   * reset; run 89 priced such a count at every block's exit at 9–12 % in the folded preps). Opt-in until GPU-run
+   * (zeroSync). Needs every GEMV's B·t in its epilogue and the prep launches (not foldPrep).
+   */
+  private get i8zeroSync(): boolean {
+    const p = this.i8;
+    return !!p && this.zeroSync && !this.i8fold
+      && p.every((l) => l.sync !== null && [l.qkv, l.o, l.gu, l.down].every((g) => g.bt !== null));
+  }
 
   /** A kernel-8 GEMV launch (PDL) on the x̂ its prep left in scratch; perGroup: that prep was folded into the launch
    * before (its Σx² partials are per group); fold: this launch makes the next GEMV's input (I8Fold). */
   private i8gemv(g: Int8xGemv, scratch: number, normEps: number | null, perGroup = false,
     fold: { scratch: number; x: number | null; normW: number | null; half: number } | null = null): void {
-    (this.c as unknown as NativeCudaInt8x).cudaInt8xGemv(g.words, g.sz, null, scratch, g.y, g.out, g.in, g.ks, g.parts | (perGroup ? 128 : 0),
+    (this.c as unknown as NativeCudaInt8x).cudaInt8xGemv(g.words, g.sz, null, scratch, g.y, g.out, g.in, g.ks,
+      g.parts | (perGroup ? 128 : 0) | (g.bt && this.i8zeroSync ? 256 : 0),
       normEps, g.A, g.R, g.A ? g.t : null, g.bt?.Bs ?? null, g.bt?.ends ?? null, g.bt?.r ?? 0, g.bt?.sync ?? null,
       fold?.scratch ?? null, fold?.x ?? null, fold?.normW ?? null, fold?.half ?? 0, fold ? this.i8cnt : null);
   }
@@ -410,7 +435,7 @@ export class GpuDecoder {
     for (let l = 0; l < cfg.numLayers; l++) {
       const w = this.w.layers[l], pl = plan[l], prev = l > 0 ? plan[l - 1] : null, B = pl.B, t = pl.t;
       if (!fold || !prev)
-        x8.cudaInt8xPrep(h.x, null, w.inputNorm, scr.D, D, ...this.i8zero(pl.qkv), true, prev ? prev.down.y : null,
+        x8.cudaInt8xPrep(h.x, null, w.inputNorm, scr.D, D, ...this.i8zero(pl.qkv, pl.sync?.qkvO ?? null, 4), true, prev ? prev.down.y : null,
           ...this.i8Bt(prev?.down ?? null, prev?.B.down_proj, prev?.t.down_proj), null, null, r, h.x);
       this.i8gemv(pl.qkv, scr.D, eps, fold && prev !== null);
       const y = pl.qkv.y, q = this.i8view(y, 0, Q), k = this.i8view(y, Q, KV), v = this.i8view(y, Q + KV, KV);
@@ -432,10 +457,10 @@ export class GpuDecoder {
         continue;
       }
       this.i8gemv(pl.o, scr.Q, null);
-      x8.cudaInt8xPrep(h.x, null, w.postNorm, scr.D, D, ...this.i8zero(pl.gu), true, pl.o.y, ...this.i8Bt(pl.o, B.o_proj, t.o_proj), null, null, r, h.x);
+      x8.cudaInt8xPrep(h.x, null, w.postNorm, scr.D, D, ...this.i8zero(pl.gu, pl.sync?.gu ?? null, 2), true, pl.o.y, ...this.i8Bt(pl.o, B.o_proj, t.o_proj), null, null, r, h.x);
       this.i8gemv(pl.gu, scr.D, eps);
       const gate = this.i8view(pl.gu.y, 0, I), up = this.i8view(pl.gu.y, I, I);
-      x8.cudaInt8xPrep(gate, up, null, scr.I, I, ...this.i8zero(pl.down), true, null, ...this.i8Bt(pl.gu, B.gate_proj, t.gate_proj),
+      x8.cudaInt8xPrep(gate, up, null, scr.I, I, ...this.i8zero(pl.down, pl.sync?.down ?? null, 2), true, null, ...this.i8Bt(pl.gu, B.gate_proj, t.gate_proj),
         ...this.i8Bt(pl.gu, B.up_proj, t.up_proj), r);
       this.i8gemv(pl.down, scr.I, null);
     }
