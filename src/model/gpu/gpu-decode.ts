@@ -31,7 +31,7 @@ interface Int8xLayer {
   qkv: Int8xGemv; o: Int8xGemv; gu: Int8xGemv; down: Int8xGemv;
   B: Record<Projection, number | null>; t: Record<Projection, number | null>;
   /** The four GEMVs' B·t counters, 8 bytes each in one buffer (q/k/v, o, gate/up, down), and views of [q/k/v, o] and
-   * of each of the others: with i8zero the preps zero them (parts & 256) instead of each GEMV's last tile block. */
+   * of each of the others: with zeroSync the preps zero them (parts & 256) instead of each GEMV's last tile block. */
   sync: { qkvO: number; gu: number; down: number } | null;
 }
 
