@@ -929,7 +929,7 @@ napi_value js_int8x_gemv(napi_env env, napi_callback_info info) {
     bt.sync = static_cast<unsigned*>(sync.ptr);
   }
   Int8xGemvFold fold{};
-  const bool withFold = a.argc > 17 && !a.is_nullish(17);
+  const bool withFold = !a.is_nullish(17);
   if (withFold) {  // the next GEMV's input made in this launch's epilogue
     int64_t half = 0;
     Buf fs, fx{}, fn{}, fc;

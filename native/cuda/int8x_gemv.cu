@@ -14,7 +14,7 @@
 
 #include "check.h"
 #include "lora_dot.cuh"
-#include "mbarrier.cuh"
+#include "mbarrier.cuh"  // ld_acquire_gpu
 #include "lowbit_cuda.h"
 #include "pdl.h"
 
@@ -154,11 +154,6 @@ struct I8Bt {
   bool reset;  // the last tile block out zeroes sync (a returning atomic at every tile block's exit); parts & 256: an
                // earlier launch zeroes it instead (the decoder's preps), and tile blocks leave without waiting on one
 };
-// FIXED (parts & 64): a block per 16-row tile with one warp per K slice (blockDim = 32·nks), the slices' sums added in
-// slice order in shared memory and y stored — deterministic, so a CUDA graph replays the eager result bit for bit and y
-// needs no zeroing (with float atomics, run 84 saw graph and eager differ by 7e-3 once: the order of the atomic adds
-// moved an x̃ across an int8 rounding boundary downstream). The A-row blocks come first, nks warps per row.
-// Otherwise: 4-warp blocks, warp = tile·nks + slice, float atomics into y (zeroed beforehand).
 // The next GEMV's input made in this GEMV's epilogue (FIXED only; replaces the prep launch after it): every tile block,
 // once its 16 rows of y are stored, counts in cnt[group] (a group of 64 of the consumer's inputs: 4 tiles, or with
 // SwiGLU its 4 gate and 4 up tiles); the block that completes a group runs, with one warp, what int8x_prep_kernel
@@ -245,6 +240,11 @@ __device__ __forceinline__ void bt_prefetch(uint4* dst, const uint16_t* B, int r
   asm volatile("cp.async.commit_group;\n" ::: "memory");
 }
 
+// FIXED (parts & 64): a block per 16-row tile with one warp per K slice (blockDim = 32·nks), the slices' sums added in
+// slice order in shared memory and y stored — deterministic, so a CUDA graph replays the eager result bit for bit and y
+// needs no zeroing (with float atomics, run 84 saw graph and eager differ by 7e-3 once: the order of the atomic adds
+// moved an x̃ across an int8 rounding boundary downstream). The A-row blocks come first, nks warps per row.
+// Otherwise: 4-warp blocks, warp = tile·nks + slice, float atomics into y (zeroed beforehand).
 template <int AHEAD, bool SX, bool FIXED>
 __global__ void __launch_bounds__(512) int8x_gemv_kernel(const uint4* __restrict__ words, const uint32_t* __restrict__ sz,
                                                          const int8_t* __restrict__ xq,

@@ -16,10 +16,9 @@ import { swigluBackwardRef, swigluForwardRef } from '../../src/model/ops/swiglu.
 import { klCeRowsRef } from '../../src/model/ops/kl-ce.js';
 import { dequantize } from '../../src/quant/dequant.js';
 import { argmax } from '../../src/model/sampling.js';
-import { packedBytes } from '../../src/quant/pack.js';
+import { packedBytes, unpackCodes } from '../../src/quant/pack.js';
 import { f16BitsToF32 } from '../../src/quant/f16.js';
 import { groupCount, type PackedTensor } from '../../src/quant/types.js';
-import { unpackCodes } from '../../src/quant/pack.js';
 import { int8X, int8xLoraA, int8xPrepInput, repackInt8x, unrepackInt8x, type Int8xPrepBt } from '../../src/backend/cuda-int8x.js';
 
 interface HostBuf { mem: ArrayBuffer; off: number; bytes: number }
@@ -40,6 +39,12 @@ export function hostEngine(): HostEngine {
     const b = bfRead(B, y.length * r), tt = f32(t, tOff + r).subarray(tOff), o = new Float32Array(y.length);
     for (let i = 0; i < y.length; i++) { let s = 0; for (let j = 0; j < r; j++) s += b[i * r + j] * tt[j]; o[i] = y[i] + s; }
     return o;
+  };
+  // Σv² of each span of `per` elements (the Σx² partials the GEMV's 1/rms reads: per prep block of 512, or per group of 64)
+  const sumsOfSquares = (v: Float32Array, per: number): Float64Array => {
+    const out = new Float64Array(Math.ceil(v.length / per));
+    for (let i = 0; i < v.length; i++) out[Math.floor(i / per)] += v[i] * v[i];
+    return out;
   };
   // an int8-x scratch (x̂ | a | Σx̂) from x̃, as the prep kernel leaves it (and x̃ kept for int8xExact)
   const int8xFill = (scratch: number, xt: Float32Array) => {
@@ -225,7 +230,7 @@ export function hostEngine(): HostEngine {
       const ng = inF / 64;
       if (normW) {  // Σv² per prep block of 8 groups, as the kernel leaves them for the GEMV's 1/rms
         const part = f32(scratch, Math.ceil(ng / 8), (inF + 8 * ng) / 4);
-        for (let b = 0; b < part.length; b++) { let ss = 0; for (let i = 512 * b; i < Math.min(inF, 512 * b + 512); i++) ss += v[i] * v[i]; part[b] = ss; }
+        part.set(sumsOfSquares(v, 512));
       }
       if (y) f32(y, nzero).fill(0);
     },
@@ -236,7 +241,7 @@ export function hostEngine(): HostEngine {
       const ng = inF / 64;
       if (sync && Bs && parts & 4) {  // the A-row counters: zero at every launch's start; the A rows leave R (parts & 256) or
         // the last tile block sets them back to 0 — so a decoder that forgets to zero them (256) fails here as on the GPU
-        const sv = new Uint32Array(get(sync, 8).mem, get(sync, 8).off, 2);
+        const sb = get(sync, 8), sv = new Uint32Array(sb.mem, sb.off, 2);
         if (sv[0] !== 0 || sv[1] !== 0) throw new Error(`cudaInt8xGemv: B·t counters ${sv[0]},${sv[1]} at the launch's start (a GPU would not wait for the A rows)`);
         if (parts & 256) sv[0] = R;
       }
@@ -287,7 +292,7 @@ export function hostEngine(): HostEngine {
         int8xFill(fScratch, res.xt);
         if (!fHalf && fNormW) {  // Σv² per group of 64
           const part = f32(fScratch, cng, (cin + 8 * cng) / 4);
-          for (let g = 0; g < cng; g++) { let ss = 0; for (let i = 64 * g; i < 64 * g + 64; i++) ss += res.xOut[i] * res.xOut[i]; part[g] = ss; }
+          part.set(sumsOfSquares(res.xOut, 64));
         }
       }
     },

@@ -374,10 +374,10 @@ export class GpuDecoder {
     return this.foldAttn && this.attnFused && !!this.i8 && (this.i8[0].o.parts & 64) !== 0;
   }
 
-  /** The y the prep zeroes for its consumer GEMV: none where that GEMV stores y (parts & 64), else y's floats; with
-   * zeroSync (i8zeroSync) the B·t counters of the GEMVs up to the next prep instead (sync: their floats). */
-  private i8zero(g: Int8xGemv, sync: number | null = null, n = 0): [number | null, number] {
-    if (sync !== null && this.i8zeroSync) return [sync, n];
+  /** The y the prep zeroes for its consumer GEMV: none where that GEMV stores y (parts & 64), else y's floats; given
+   * sync (i8zeroSync), the B·t counters of the GEMVs up to the next prep instead (n: their floats). */
+  private i8zero(g: Int8xGemv, sync?: number, n = 0): [number | null, number] {
+    if (sync !== undefined) return [sync, n];
     return g.parts & 64 ? [null, 0] : [g.y, g.out];
   }
 
@@ -393,12 +393,12 @@ export class GpuDecoder {
       && p.every((l) => l.sync !== null && [l.qkv, l.o, l.gu, l.down].every((g) => g.bt !== null));
   }
 
-  /** A kernel-8 GEMV launch (PDL) on the x̂ its prep left in scratch; perGroup: that prep was folded into the launch
-   * before (its Σx² partials are per group); fold: this launch makes the next GEMV's input (I8Fold). */
-  private i8gemv(g: Int8xGemv, scratch: number, normEps: number | null, perGroup = false,
+  /** A kernel-8 GEMV launch (PDL) on the x̂ its prep left in scratch; more: parts bits of the step (128: that prep was
+   * folded into the launch before, its Σx² partials are per group; 256: i8zeroSync); fold: this launch makes the next
+   * GEMV's input (I8Fold). */
+  private i8gemv(g: Int8xGemv, scratch: number, normEps: number | null, more = 0,
     fold: { scratch: number; x: number | null; normW: number | null; half: number } | null = null): void {
-    (this.c as unknown as NativeCudaInt8x).cudaInt8xGemv(g.words, g.sz, null, scratch, g.y, g.out, g.in, g.ks,
-      g.parts | (perGroup ? 128 : 0) | (g.bt && this.i8zeroSync ? 256 : 0),
+    (this.c as unknown as NativeCudaInt8x).cudaInt8xGemv(g.words, g.sz, null, scratch, g.y, g.out, g.in, g.ks, g.parts | more,
       normEps, g.A, g.R, g.A ? g.t : null, g.bt?.Bs ?? null, g.bt?.ends ?? null, g.bt?.r ?? 0, g.bt?.sync ?? null,
       fold?.scratch ?? null, fold?.x ?? null, fold?.normW ?? null, fold?.half ?? 0, fold ? this.i8cnt : null);
   }
@@ -431,13 +431,13 @@ export class GpuDecoder {
     const D = cfg.hiddenSize, I = cfg.intermediateSize, Q = cfg.numHeads * cfg.headDim, KV = cfg.numKvHeads * cfg.headDim, eps = cfg.rmsNormEps;
     const r = this.lora?.sites[0]?.r ?? 0;
     c.cudaEmbedding(h.id, this.w.embed, h.x, 1, D, cfg.vocabSize, true);
-    const fold = this.i8fold;
+    const fold = this.i8fold, zero = this.i8zeroSync, zb = zero ? 256 : 0;  // once per step, not per launch
     for (let l = 0; l < cfg.numLayers; l++) {
-      const w = this.w.layers[l], pl = plan[l], prev = l > 0 ? plan[l - 1] : null, B = pl.B, t = pl.t;
+      const w = this.w.layers[l], pl = plan[l], prev = l > 0 ? plan[l - 1] : null, B = pl.B, t = pl.t, sync = zero ? pl.sync : null;
       if (!fold || !prev)
-        x8.cudaInt8xPrep(h.x, null, w.inputNorm, scr.D, D, ...this.i8zero(pl.qkv, pl.sync?.qkvO ?? null, 4), true, prev ? prev.down.y : null,
+        x8.cudaInt8xPrep(h.x, null, w.inputNorm, scr.D, D, ...this.i8zero(pl.qkv, sync?.qkvO, 4), true, prev ? prev.down.y : null,
           ...this.i8Bt(prev?.down ?? null, prev?.B.down_proj, prev?.t.down_proj), null, null, r, h.x);
-      this.i8gemv(pl.qkv, scr.D, eps, fold && prev !== null);
+      this.i8gemv(pl.qkv, scr.D, eps, zb | (fold && prev !== null ? 128 : 0));
       const y = pl.qkv.y, q = this.i8view(y, 0, Q), k = this.i8view(y, Q, KV), v = this.i8view(y, Q + KV, KV);
       const [bq, tq] = this.i8Bt(pl.qkv, B.q_proj, t.q_proj), [bk, tk] = this.i8Bt(pl.qkv, B.k_proj, t.k_proj), [bv, tv] = this.i8Bt(pl.qkv, B.v_proj, t.v_proj);
       if (this.i8attn) {  // one launch: B·t (unless q/k/v's GEMV added it), RoPE, cache rows, attention, the o GEMV's int8 input
@@ -450,19 +450,19 @@ export class GpuDecoder {
         x8.cudaInt8xPrep(h.att, null, null, scr.Q, Q, ...this.i8zero(pl.o), true, null, null, null, null, null, 0, null, true);
       }
       if (fold) {  // o → gate/up's input → gate/up → down's input → down → the next layer's q/k/v input, no prep launches
-        this.i8gemv(pl.o, scr.Q, null, false, { scratch: scr.D, x: h.x, normW: w.postNorm, half: 0 });
-        this.i8gemv(pl.gu, scr.D, eps, true, { scratch: scr.I, x: null, normW: null, half: I });
+        this.i8gemv(pl.o, scr.Q, null, 0, { scratch: scr.D, x: h.x, normW: w.postNorm, half: 0 });
+        this.i8gemv(pl.gu, scr.D, eps, 128, { scratch: scr.I, x: null, normW: null, half: I });
         const next = l + 1 < cfg.numLayers ? this.w.layers[l + 1] : null;
-        this.i8gemv(pl.down, scr.I, null, false, next ? { scratch: scr.D, x: h.x, normW: next.inputNorm, half: 0 } : null);
+        this.i8gemv(pl.down, scr.I, null, 0, next ? { scratch: scr.D, x: h.x, normW: next.inputNorm, half: 0 } : null);
         continue;
       }
-      this.i8gemv(pl.o, scr.Q, null);
-      x8.cudaInt8xPrep(h.x, null, w.postNorm, scr.D, D, ...this.i8zero(pl.gu, pl.sync?.gu ?? null, 2), true, pl.o.y, ...this.i8Bt(pl.o, B.o_proj, t.o_proj), null, null, r, h.x);
-      this.i8gemv(pl.gu, scr.D, eps);
+      this.i8gemv(pl.o, scr.Q, null, zb);
+      x8.cudaInt8xPrep(h.x, null, w.postNorm, scr.D, D, ...this.i8zero(pl.gu, sync?.gu, 2), true, pl.o.y, ...this.i8Bt(pl.o, B.o_proj, t.o_proj), null, null, r, h.x);
+      this.i8gemv(pl.gu, scr.D, eps, zb);
       const gate = this.i8view(pl.gu.y, 0, I), up = this.i8view(pl.gu.y, I, I);
-      x8.cudaInt8xPrep(gate, up, null, scr.I, I, ...this.i8zero(pl.down, pl.sync?.down ?? null, 2), true, null, ...this.i8Bt(pl.gu, B.gate_proj, t.gate_proj),
+      x8.cudaInt8xPrep(gate, up, null, scr.I, I, ...this.i8zero(pl.down, sync?.down, 2), true, null, ...this.i8Bt(pl.gu, B.gate_proj, t.gate_proj),
         ...this.i8Bt(pl.gu, B.up_proj, t.up_proj), r);
-      this.i8gemv(pl.down, scr.I, null);
+      this.i8gemv(pl.down, scr.I, null, zb);
     }
     const last = plan[cfg.numLayers - 1];
     const [bl, tl] = this.i8Bt(last.down, last.B.down_proj, last.t.down_proj);
