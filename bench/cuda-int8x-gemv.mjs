@@ -6,8 +6,10 @@
 // words loaded before its griddepcontrol.wait, so they stream while the launch before it finishes — kernel 5's
 // lone GEMVs are PDL launches too). It reads what kernel 5 reads: 2 bits per weight and one f16 scale|zero word per 64.
 // --fixed 1: the GEMV with a block per tile and its K slices added in a fixed order, y stored (parts & 64), beside the
-// float-atomic split K (0).
-// Usage: node bench/cuda-int8x-gemv.mjs [--ksplit 1,2,4,8] [--ahead 1,2] [--sx 0,1] [--fixed 0,1] [--json FILE] | --profile [--ksplit …]
+// float-atomic split K (0). --stream 1: also the streamed kernel (parts & 512, native/cuda/int8x_stream.cu: a block per
+// SM, weights through a bulk-copy ring issued before the PDL wait; "split K" = its warps a block), and a layer skeleton
+// row with it.
+// Usage: node bench/cuda-int8x-gemv.mjs [--ksplit 1,2,4,8] [--ahead 1,2] [--sx 0,1] [--fixed 0,1] [--stream 0,1] [--json FILE] | --profile [--ksplit …]
 import { writeFileSync } from 'node:fs';
 import { cudaInt8xOps, cudaInt8xUnavailable, int8xScaleZero, int8xScratchBytes } from '../dist/src/backend/cuda-int8x.js';
 import { roundF16 } from '../dist/src/quant/f16.js';
@@ -31,6 +33,7 @@ if (args.includes('--profile')) {  // a few direct launches on the q/k/v shape f
 const aheads = opt('--ahead', '1,2').split(',').map(Number);  // blocks in flight per warp (1 or 2)
 const sxs = opt('--sx', '0,1').split(',').map(Number);  // 1: x̂, a and Σx̂ staged in shared memory (parts & 32)
 const fixeds = opt('--fixed', '0,1').split(',').map(Number);  // 1: a block per tile, fixed-order reduction (parts & 64)
+const streams = opt('--stream', '0').split(',').map(Number);  // 1: the streamed kernel (parts & 512 | 64)
 const bytes = 1 << 28, a = c.cudaAlloc(bytes), b = c.cudaAlloc(bytes);
 c.cudaFillRandomBytes(a, bytes, 1);
 const BW = (2 * bytes) / (c.cudaBenchCopy(b, a, bytes, 20) * 1e-3);
@@ -67,15 +70,17 @@ for (const [out, inF, name] of [[4096, 4096, 'o (4096²)'], [12288, 4096, 'q/k/v
   c.cudaUpload(hx, new Float32Array(inP).map((_, i) => Math.sin(i * 0.37)));
   c.cudaInt8xGemv(sets[0][0], sets[0][1], hx, hscr, hy, out, inP, 1);  // scratch holds x̂ from here on
   const read = wBytes + szBytes + inP;
-  for (const ks of ksplits) for (const ahead of aheads) for (const sx of sxs) for (const fixed of fixeds) {
+  for (const ks of ksplits) for (const ahead of aheads) for (const sx of sxs) for (const fixed of fixeds) for (const stream of streams) {
     if (fixed && ks > 16) continue;
-    const A = (ahead >= 2 ? 16 : 0) | (sx ? 32 : 0) | (fixed ? 64 : 0);
+    // the streamed kernel: one row per warp count (it has no register ring or x̂ option; 4, 8 or 16 warps)
+    if (stream && (!fixed || ahead !== aheads[0] || sx !== sxs[0] || ![4, 8, 16].includes(ks) || inP % 256)) continue;
+    const A = stream ? 64 | 512 : (ahead >= 2 ? 16 : 0) | (sx ? 32 : 0) | (fixed ? 64 : 0);
     const gemv = timeGraph((l) => c.cudaInt8xGemv(sets[l][0], sets[l][1], hx, hscr, hy, out, inP, ks, 4 | A)) * 1e3;
     const pdl = timeGraph((l) => c.cudaInt8xGemv(sets[l][0], sets[l][1], hx, hscr, hy, out, inP, ks, 12 | A)) * 1e3;
     const whole = timeGraph((l) => c.cudaInt8xGemv(sets[l][0], sets[l][1], hx, hscr, hy, out, inP, ks, 7 | A)) * 1e3;
     const ofCopy = read / (gemv * 1e-6) / BW;  // as the decode bench: bytes ÷ the copy rate (read + write)
-    rows.push({ name, out, in: inP, ksplit: ks, ahead, sx, fixed, gemvUs: gemv, gemvPdlUs: pdl, wholeUs: whole, readBytes: read, ofCopyRead: ofCopy });
-    console.log(`${name.padEnd(26)} split K ${ks}, ${ahead} ahead${sx ? ', x̂ in smem' : ''}${fixed ? ', fixed order' : ''}: GEMV ${gemv.toFixed(2)} µs, ${(read / 1e6).toFixed(1)} MB → ${(100 * ofCopy).toFixed(1)} % of the copy rate; with PDL ${pdl.toFixed(2)} µs (${(100 * read / (pdl * 1e-6) / BW).toFixed(1)} %); whole call (3 launches) ${whole.toFixed(2)} µs`);
+    rows.push({ name, out, in: inP, ksplit: ks, ahead, sx, fixed, stream, gemvUs: gemv, gemvPdlUs: pdl, wholeUs: whole, readBytes: read, ofCopyRead: ofCopy });
+    console.log(`${name.padEnd(26)} ${stream ? `streamed, ${ks} warps` : `split K ${ks}, ${ahead} ahead${sx ? ', x̂ in smem' : ''}${fixed ? ', fixed order' : ''}`}: GEMV ${gemv.toFixed(2)} µs, ${(read / 1e6).toFixed(1)} MB → ${(100 * ofCopy).toFixed(1)} % of the copy rate; with PDL ${pdl.toFixed(2)} µs (${(100 * read / (pdl * 1e-6) / BW).toFixed(1)} %); whole call (3 launches) ${whole.toFixed(2)} µs`);
   }
   for (const s of sets) for (const h of s) c.cudaFree(h);
   for (const h of [hx, hscr, hy]) c.cudaFree(h);
@@ -89,13 +94,15 @@ const skeleton = [];
 {
   const shapes = [[12288, 4096], [4096, 4096], [22016, 4096], [4096, 11008]].map(([out, inF]) => {
     const inP = Math.ceil(inF / 128) * 128, ng = inP / 64;
-    const mine = rows.filter((r) => r.out === out && r.in === inP);
+    const all = rows.filter((r) => r.out === out && r.in === inP), mine = all.filter((r) => !r.stream);
+    const streamed = all.filter((r) => r.stream);
     const best = (key, f = () => true) => {
       const pool = mine.filter(f).length ? mine.filter(f) : mine, r = pool.reduce((p, q) => (q[key] < p[key] ? q : p));
       return { ks: r.ksplit, A: (r.ahead >= 2 ? 16 : 0) | (r.sx ? 32 : 0) | (r.fixed ? 64 : 0) };
     };
+    const bestStream = streamed.length ? { ks: streamed.reduce((p, q) => (q.gemvPdlUs < p.gemvPdlUs ? q : p)).ksplit, A: 64 | 512 } : null;
     return { out, inP, ng, wBytes: Math.ceil(out / 16) * 16 * inP / 4, szBytes: out * ng * 4, ksPdl: best('gemvPdlUs'), ks: best('gemvUs'),
-      ksPdlAtomic: best('gemvPdlUs', (r) => !r.fixed), ksPdlFixed: best('gemvPdlUs', (r) => r.fixed) };
+      ksPdlAtomic: best('gemvPdlUs', (r) => !r.fixed), ksPdlFixed: best('gemvPdlUs', (r) => r.fixed), ksPdlStream: bestStream };
   });
   const layers = Array.from({ length: L }, (_, l) => shapes.map((s) => {
     const hw = c.cudaAlloc(s.wBytes), hsz = c.cudaAlloc(s.szBytes);
@@ -156,7 +163,9 @@ const skeleton = [];
     ['PDL + prep launches with the hand-offs + LoRA-A rows (rank 64)', true, 'ksPdl', true, true, true],
     ['PDL + prep launches with the hand-offs + LoRA-A rows (rank 64), float-atomic split K', true, 'ksPdlAtomic', true, true, true],
     ['PDL + prep launches with the hand-offs + LoRA-A rows (rank 64), fixed-order split K', true, 'ksPdlFixed', true, true, true],
-    ['PDL + prep launches with the hand-offs + LoRA-A rows (rank 64), B·t in the GEMV epilogues (fixed-order split K)', true, 'ksPdlFixed', true, 'epi', true]]) {
+    ['PDL + prep launches with the hand-offs + LoRA-A rows (rank 64), B·t in the GEMV epilogues (fixed-order split K)', true, 'ksPdlFixed', true, 'epi', true],
+    ...(streams.includes(1) ? [['PDL + prep launches, streamed GEMVs', true, 'ksPdlStream', true, false, false],
+      ['PDL + prep launches with the hand-offs + LoRA-A rows (rank 64), B·t in the GEMV epilogues, streamed GEMVs', true, 'ksPdlStream', true, 'epi', true]] : [])]) {
     const us = timeGraph((l) => layers[l].forEach((h, i) => {
       const s = shapes[i], pr = prepOf[i];
       const { ks, A } = pick ? s[pick] : { ks: 1, A: 0 };
@@ -168,7 +177,7 @@ const skeleton = [];
         withA ? loraA[l][i] : null, withA ? rankRows[i] : 0, withA ? ht : null, epi?.Bs ?? null, epi?.ends ?? null, epi ? 64 : 0, epi?.sync ?? null);
     })) * 1e3;
     const bytes = read + (withA ? readArows : 0) + (handoff ? readB + (handoff === 'epi' ? 3 * 4096 * 64 * 2 : 0) : 0), ofCopy = bytes / (us * 1e-6) / BW;
-    skeleton.push({ label, withLoraA: withA, withHandoffs: handoff, splits: shapes.map((s) => (pick ? `${s[pick].ks}${s[pick].A & 16 ? 'a2' : ''}${s[pick].A & 32 ? 's' : ''}${s[pick].A & 64 ? 'f' : ''}` : '1')), usPerLayer: us, readBytes: bytes, ofCopyRead: ofCopy });
+    skeleton.push({ label, withLoraA: withA, withHandoffs: handoff, splits: shapes.map((s) => (pick ? `${s[pick].ks}${s[pick].A & 16 ? 'a2' : ''}${s[pick].A & 32 ? 's' : ''}${s[pick].A & 64 ? 'f' : ''}${s[pick].A & 512 ? 'S' : ''}` : '1')), usPerLayer: us, readBytes: bytes, ofCopyRead: ofCopy });
     console.log(`layer skeleton (4 GEMVs × ${L} layers, ${label}, split K ${skeleton.at(-1).splits.join('/')}): ${us.toFixed(2)} µs per layer, ${(bytes / 1e6).toFixed(1)} MB → ${(100 * ofCopy).toFixed(1)} % of the copy rate`);
   }
   for (const l of loraA) for (const h of l) c.cudaFree(h);

@@ -241,6 +241,76 @@ test('CUDA int8-x prep (RMSNorm, SwiGLU) + GEMV = f64 of the normed / gated x on
   }
 });
 
+test('CUDA int8-x streamed GEMV (parts & 512: a block per SM, a bulk-copy ring) = the per-tile kernel with the same split K bit for bit (y and t), = f64; LoRA-A rows, B·t in 3 segments, counters back to zero or zeroed by the prep; rings that wrap', (t) => {
+  const c = cudaInt8xOps();
+  if (!c) { t.skip(cudaInt8xUnavailable()); return; }
+  const rng = new Rng(59), eps = 1e-5;
+  // 6400×4096: 400 tiles, 4 per block, so a 3-stage ring wraps; 2144×11008: 3 chunks of 4096 inputs a tile, 2 tiles a
+  // block (6 items); 304×11008 with 48 A rows: more blocks than tiles (≤ 2 A rows of 11008 inputs a block); 48×4096: 3 tiles
+  for (const [out, inF, norm] of [[48, 4096, true], [6400, 4096, true], [304, 11008, false], [2144, 11008, false]] as const) {
+    const p = quantizeRTN(new Float32Array(out * inF).map(() => 0.03 * rng.normal()), out, inF, { bits: 2, groupSize: 64 });
+    const q = unpackCodes(p.qcodes, 2, out * inF), W = dequantize(p);
+    const x = new Float32Array(inF).map(() => rng.normal() * (rng.int(16) === 0 ? 8 : 1));
+    const normW = new Float32Array(inF).map(() => 0.5 + rng.next());
+    const { xt, ss } = int8xPrepInput(x, norm ? { normW } : {});
+    const { xq, a } = int8X(xt);
+    const rstd = norm ? 1 / Math.sqrt(ss / inF + eps) : 1;
+    const ref = new Float64Array(out);
+    for (let r = 0; r < out; r++) { let acc = 0; for (let i = 0; i < inF; i++) acc += W[r * inF + i] * a[i >> 6] * xq[i]; ref[r] = acc * rstd; }
+    const rB = 16, R = 3 * rB, A = bf16Values(new Float32Array(R * inF).map(() => 0.05 * rng.normal()));
+    const tRef = int8xLoraA(A, R, inF, xq, a, rstd);
+    const third = Math.floor(out / 48) * 16, ends = [third, 2 * third, out];
+    const Bsegs = ends.map((e, i) => bf16Values(new Float32Array((e - (i ? ends[i - 1] : 0)) * rB).map(() => 0.1 * rng.normal())));
+    const refBt = Float64Array.from(ref, (v, o) => {
+      const i = o < ends[0] ? 0 : o < ends[1] ? 1 : 2, row = o - (i ? ends[i - 1] : 0);
+      let bt = 0;
+      for (let j = 0; j < rB; j++) bt += Bsegs[i][row * rB + j] * tRef[i * rB + j];
+      return v + bt;
+    });
+    const hs: number[] = [];
+    const up = (d: ArrayBufferView) => { const h = c.cudaAlloc(Math.max(16, d.byteLength)); c.cudaUpload(h, d); hs.push(h); return h; };
+    const hw = up(repackInt8x(q, out, inF)), hsz = up(int8xScaleZero(p.scales!, p.zeros!)), hx = up(x), hn = up(normW);
+    const hscr = c.cudaAlloc(int8xScratchBytes(inF)); hs.push(hscr);
+    const hy = up(new Float32Array(out)), hA = up(f32ToBf16(A)), ht = up(new Float32Array(R)), hsync = up(new Uint32Array(2));
+    const hB = Bsegs.map((b) => up(f32ToBf16(b)));
+    const run = (ks: number, parts: number, adapter: boolean, zeroByPrep = false) => {
+      c.cudaUpload(hy, new Float32Array(out).fill(-5));
+      c.cudaUpload(ht, new Float32Array(R).fill(9));
+      if (zeroByPrep) c.cudaUpload(hsync, new Uint32Array([R, 3]));  // stale counts: the prep must zero them
+      c.cudaInt8xPrep(hx, null, norm ? hn : null, hscr, inF, zeroByPrep ? hsync : null, zeroByPrep ? 2 : 0, true);
+      c.cudaInt8xGemv(hw, hsz, null, hscr, hy, out, inF, ks, parts | (zeroByPrep ? 256 : 0), norm ? eps : null,
+        adapter ? hA : null, adapter ? R : 0, adapter ? ht : null, adapter ? hB : null, adapter ? ends : null, adapter ? rB : 0, adapter ? hsync : null);
+      const y = new Float32Array(out), tv = new Float32Array(R), sync = new Uint32Array(2);
+      c.cudaDownload(hy, y); c.cudaDownload(ht, tv); c.cudaDownload(hsync, sync);
+      return { y, tv, sync };
+    };
+    try {
+      for (const ks of [4, 8, 16]) for (const adapter of [false, true]) {
+        const tiled = run(ks, 12 | 32 | 64, adapter), streamed = run(ks, 12 | 64 | 512, adapter);
+        const e = relErr(streamed.y, adapter ? refBt : ref);
+        t.diagnostic(`${out}×${inF}${norm ? ' (RMSNorm)' : ''}, ${ks} warps${adapter ? `, ${R} A rows + B·t (3 segments, rank ${rB})` : ''}: streamed y vs f64 ${e.toExponential(2)}${adapter ? `, t vs f64 ${relErr(streamed.tv, tRef).toExponential(2)}` : ''}`);
+        assert.deepEqual(new Uint32Array(streamed.y.buffer), new Uint32Array(tiled.y.buffer), `${out}×${inF} ${ks} warps${adapter ? ' + adapter' : ''}: streamed y = per-tile y bit for bit`);
+        assert.ok(e < 1e-5, `${out}×${inF} ${ks} warps: streamed y vs f64 ${e}`);
+        if (adapter) {
+          assert.deepEqual(new Uint32Array(streamed.tv.buffer), new Uint32Array(tiled.tv.buffer), 'streamed t = per-tile t bit for bit');
+          assert.deepEqual([...streamed.sync], [0, 0], 'the streamed launch leaves its counters at zero');
+          const again = run(ks, 12 | 64 | 512, true);  // and the next launch finds them so
+          assert.deepEqual(new Uint32Array(again.y.buffer), new Uint32Array(streamed.y.buffer), 'a second streamed launch repeats bit for bit');
+        }
+      }
+      const z = run(8, 12 | 64 | 512, true, true);  // parts & 256: zeroed by the prep, none reset by the GEMV
+      assert.ok(relErr(z.y, refBt) < 1e-5, `counters zeroed by the prep: y vs f64 ${relErr(z.y, refBt)}`);
+      assert.deepEqual([...z.sync], [R, 0], 'the A rows counted to R; no block reset them');
+    } finally { for (const h of hs) c.cudaFree(h); }
+  }
+  const h = c.cudaAlloc(64);
+  try {
+    assert.throws(() => c.cudaInt8xGemv(h, h, null, h, h, 32, 128, 8, 12 | 64 | 512), /in % 256/);
+    assert.throws(() => c.cudaInt8xGemv(h, h, null, h, h, 32, 256, 3, 12 | 64 | 512), /4, 8 or 16/);
+    assert.throws(() => c.cudaInt8xGemv(h, h, null, h, h, 32, 256, 8, 12 | 512), /parts & 64/);
+  } finally { c.cudaFree(h); }
+});
+
 test('CUDA int8-x prep hand-offs (residual + B·t + RMSNorm, SwiGLU with both B·t, bf16 x; ranks 64 and 16 coalesced per group, 24 and 12 a row per lane) = int8xPrepInput; the GEMV on them = f64', (t) => {
   const c = cudaInt8xOps();
   if (!c) { t.skip(cudaInt8xUnavailable()); return; }

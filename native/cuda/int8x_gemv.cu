@@ -13,6 +13,7 @@
 #include <cstdlib>
 
 #include "check.h"
+#include "int8x_body.cuh"  // i8_block, i8_arow8, I8Bt, tile_bt
 #include "lora_dot.cuh"
 #include "mbarrier.cuh"  // ld_acquire_gpu
 #include "lowbit_cuda.h"
@@ -42,9 +43,7 @@ struct I8Prep {
   float* yz;
   int nz;
 };
-__device__ __forceinline__ float bf16f(uint16_t b) { return __uint_as_float((uint32_t)b << 16); }
 constexpr int kPrepWarps = 8;
-constexpr int kBtMaxR = 128;  // the GEMV epilogue's B·t: rank ≤ 128 (t staged in shared memory)
 // group_bt, group_bt_fits: lora_dot.cuh
 // One group of 64 by one warp (lane holds values lane and 32 + lane): x̂ = round(v / a), a = absmax / 127 (1 if all
 // zero), Σx̂; lane 0 writes a and Σx̂. The prep kernel and the folded prep (fold_group) share it, so both make the same bytes.
@@ -114,15 +113,6 @@ __global__ void int8x_prep_kernel(I8Prep p) {
   }
 }
 
-__device__ __forceinline__ float f16lo(uint32_t w) { return __half2float(__ushort_as_half((unsigned short)(w & 0xffff))); }
-__device__ __forceinline__ float f16hi(uint32_t w) { return __half2float(__ushort_as_half((unsigned short)(w >> 16))); }
-
-__device__ __forceinline__ void mma_u8s8(int (&c)[4], uint32_t a0, uint32_t a1, uint32_t a2, uint32_t a3, uint32_t b0, uint32_t b1) {
-  asm volatile(
-      "mma.sync.aligned.m16n8k32.row.col.s32.u8.s8.s32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%10,%11,%12,%13};\n"
-      : "=r"(c[0]), "=r"(c[1]), "=r"(c[2]), "=r"(c[3])
-      : "r"(a0), "r"(a1), "r"(a2), "r"(a3), "r"(b0), "r"(b1), "r"(0), "r"(0), "r"(0), "r"(0));
-}
 
 // words: [tile][block of 128 inputs][lane][4] (cudaInt8xRepack's twin: repackInt8x); a warp takes one 16-row tile and
 // blocks blk = kslice, kslice + nks, … ; lane (g, t) ends with rows g and g + 8 of the tile (every column of C holds the
@@ -138,21 +128,6 @@ struct I8Blk {
   uint32_t x[8];
   float2 a;
   int2 s;
-};
-// The adapters' B·t added in the GEMV's own epilogue (FIXED only): rows [0, end[0]) take B[0] with t[0 … r), rows
-// [end[0], end[1]) B[1] with t[r … 2r), … (the projections concatenated in the launch, each 16-row aligned); B bf16
-// [rows of its projection, r], scaled. t is the A rows' output of the SAME launch: the A-row blocks come first in the
-// grid (so they are resident before any tile block waits), each adds 1 to sync[0] after its t; a tile block, once its
-// sums are in shared memory, waits for sync[0] = R, stages t and adds B·t to its 16 rows; the last tile block out
-// (sync[1]) sets both counters back to 0 for the next launch. The prep and attention launches then carry no B·t.
-struct I8Bt {
-  const uint16_t* B[3];
-  int end[3];
-  int r;
-  unsigned* sync;
-  bool pre;    // bt_prefetch (LOWBIT_INT8X_BPRE=0: off, to price it)
-  bool reset;  // the last tile block out zeroes sync (a returning atomic at every tile block's exit); parts & 256: an
-               // earlier launch zeroes it instead (the decoder's preps), and tile blocks leave without waiting on one
 };
 // The next GEMV's input made in this GEMV's epilogue (FIXED only; replaces the prep launch after it): every tile block,
 // once its 16 rows of y are stored, counts in cnt[group] (a group of 64 of the consumer's inputs: 4 tiles, or with
@@ -196,37 +171,6 @@ __device__ __forceinline__ void fold_group(const I8Fold& f, const float* y, int 
   }
 }
 
-// B·t for a tile's nrow ≤ 16 consecutive rows of B (bf16 [rows, r], B at the first of them) into bt[16], by the whole
-// block: with r = 8·cpr (cpr a power of two ≤ 32) thread i takes the 16-byte word i of the tile's contiguous span of B
-// (row i / cpr, k = 8·(i % cpr) … + 7; a load instruction covers 512 contiguous bytes), the cpr partials of a row added
-// by a shuffle tree; other ranks take a thread per row. One word per thread keeps the epilogue's registers low: lora_dot's
-// 16-word row buffer lifted the FIXED kernels from 61–64 to 82 registers, halving 512-thread occupancy (run 86).
-// Bw: the span as 16-byte words, in shared memory when the block prefetched it (bt_prefetch), else B itself.
-__device__ __forceinline__ void tile_bt(const uint16_t* __restrict__ B, const uint4* Bw, const float* ts, int r, int nrow, float* bt) {
-  if (group_bt_fits(r) && r <= kBtMaxR) {
-    const int cpr = r >> 3, lg = __ffs(cpr) - 1, n = nrow * cpr;
-    for (int base = 0; base < 16 * cpr; base += blockDim.x) {  // the same trip count in every thread (shuffles below)
-      const int i = base + threadIdx.x, c = i & (cpr - 1);
-      float s = 0.f;
-      if (i < n) {
-        const uint4 w = Bw[i];
-        const float* tk = ts + 8 * c;
-        s = fmaf(__uint_as_float(w.x << 16), tk[0], s); s = fmaf(__uint_as_float(w.x & 0xffff0000u), tk[1], s);
-        s = fmaf(__uint_as_float(w.y << 16), tk[2], s); s = fmaf(__uint_as_float(w.y & 0xffff0000u), tk[3], s);
-        s = fmaf(__uint_as_float(w.z << 16), tk[4], s); s = fmaf(__uint_as_float(w.z & 0xffff0000u), tk[5], s);
-        s = fmaf(__uint_as_float(w.w << 16), tk[6], s); s = fmaf(__uint_as_float(w.w & 0xffff0000u), tk[7], s);
-      }
-      for (int o = 1; o < cpr; o <<= 1) s += __shfl_xor_sync(0xffffffffu, s, o);
-      if (i < n && c == 0) bt[i >> lg] = s;
-    }
-  } else if ((int)threadIdx.x < nrow) {
-    const uint16_t* b = B + (size_t)threadIdx.x * r;
-    float a = 0.f;
-    for (int k = 0; k < r; k++) a = fmaf(__uint_as_float((uint32_t)b[k] << 16), ts[k], a);
-    bt[threadIdx.x] = a;
-  }
-  __syncthreads();
-}
 
 // The tile's span of B (16 rows × r bf16, ≤ 4 KB) copied into shared memory with cp.async at the block's start, before
 // the wait for the previous launch (B is a weight): the epilogue then reads it without an HBM round trip after its wait
@@ -337,14 +281,7 @@ __global__ void __launch_bounds__(512) int8x_gemv_kernel(const uint4* __restrict
       const uint4 w = __ldg(Ar + i);
       const uint2 xv = SX ? xv2[i] : __ldg(xv2 + i);
       const float ag = SX ? av[i >> 3] : __ldg(av + (i >> 3));
-      const uint32_t ws[4] = {w.x, w.y, w.z, w.w}, xs[2] = {xv.x, xv.y};
-      float p = 0.f;
-#pragma unroll
-      for (int k = 0; k < 8; k++) {
-        const float wf = bf16f((uint16_t)(ws[k >> 1] >> (16 * (k & 1))));
-        const float xf = (float)(int8_t)((xs[k >> 2] >> (8 * (k & 3))) & 0xffu);
-        p = fmaf(wf, xf, p);
-      }
+      const float p = i8_arow8(w, xv);
       acc = fmaf(ag, p, acc);
     }
 #pragma unroll
@@ -375,21 +312,7 @@ __global__ void __launch_bounds__(512) int8x_gemv_kernel(const uint4* __restrict
       load_w(ring[AHEAD - 1], blk + AHEAD * nks);
       load_x(ring[AHEAD - 1], blk + AHEAD * nks);
     }
-    int acc[4][4];
-#pragma unroll
-    for (int j = 0; j < 4; j++) {
-      const uint32_t m = 0x03030303u << (2 * j);  // slot j: 4^j·q in each byte, one lop3 per register
-      mma_u8s8(acc[j], b.w.x & m, b.w.y & m, b.w.z & m, b.w.w & m, b.x[2 * j], b.x[2 * j + 1]);
-    }
-#pragma unroll
-    for (int h = 0; h < 2; h++) {
-      const uint32_t w0 = h ? b.m0.y : b.m0.x, w1 = h ? b.m1.y : b.m1.x;
-      const float sc = h ? 1.f / 16.f : 1.f, ag = h ? b.a.y : b.a.x, sg = (float)(h ? b.s.y : b.s.x);
-      const float q0 = sc * ((float)acc[2 * h][0] + 0.25f * (float)acc[2 * h + 1][0]);  // row g
-      const float q1 = sc * ((float)acc[2 * h][2] + 0.25f * (float)acc[2 * h + 1][2]);  // row g + 8
-      y0 = fmaf(f16lo(w0) * ag, q0 - f16hi(w0) * sg, y0);
-      y1 = fmaf(f16lo(w1) * ag, q1 - f16hi(w1) * sg, y1);
-    }
+    i8_block(b.w, b.m0, b.m1, b.x, b.a, b.s, y0, y1);
   }
   if (npart) {
     const float rstd = rstd_of();
@@ -557,6 +480,10 @@ const char* cuda_int8x_gemv(const void* words, const uint32_t* sz, const float* 
     }
     // parts & 128: the Σx² partials are per group (a folded prep wrote them), else per prep block of 8 groups
     const int npart = eps >= 0.f ? ((parts & 128) ? ng : (ng + kPrepWarps - 1) / kPrepWarps) : 0;
+    if (parts & 512) {  // the streamed kernel (int8x_stream.cu): one block per SM, weights through a bulk-copy ring
+      if (!fixed || foldIn) return "cudaInt8xGemv: the streamed GEMV (parts & 512) needs parts & 64 and no folded prep";
+      return cuda_int8x_stream(words, sz, scratch, y, out, in, nks, (parts & 8) != 0, npart, eps, A, R, t, bt);
+    }
     const unsigned blocks = fixed ? (unsigned)(tiles + R) : (unsigned)((((tiles * nks + 3) & ~3) + 4 * R + 3) / 4);
     const unsigned threads = fixed ? 32u * nks : 128u;
     decltype(&int8x_gemv_kernel<1, false, false>) kern[8] = {

@@ -2,7 +2,8 @@
 # The kernel-8 (int8-x) decode plan on the GPU machine: the int8-x kernel tests (GEMV with the LoRA-A rows, the prep's
 # hand-offs, the device repack), the decoder test (kernel 8 against the CPU model, graphs, device greedy), the decode
 # kernel tests (kernel 8's one-launch attention among them), decode tok/s of kernels 5 and 8 side by side (7B shape,
-# rank-64 adapter and none; kernel 8 also with its attention as three launches), and the int8-x bench.
+# rank-64 adapter and none; kernel 8 also with the counters zeroed by the preps and with streamed GEMVs), and the int8-x
+# bench (the per-tile and the streamed GEMV, and the layer skeleton).
 # Build here: LOWBIT_REQUIRE_CUDA=1 LOWBIT_MARCH=x86-64-v4 LOWBIT_BUILD_DIR=build/device-z LOWBIT_NATIVE_FORCE=1 node scripts/build-native.mjs
 # Carry: .device build/device-z dist node_modules/@huggingface
 # BASE=build/device-base (carried too): kernel 5's decode on that addon first, the same-machine baseline (build it from
@@ -13,7 +14,7 @@ OUT=${OUT:-/tmp/o}; mkdir -p "$OUT"
 export LOWBIT_ADDON=$PWD/${ADDON:-build/device-z}/lowbit.node
 echo "== int8-x kernel tests ($(date +%T))"
 timeout 120 node --test --test-reporter=tap dist/test/cuda-int8x-gemv-model.test.js > "$OUT/tests-i8.log" 2>&1; echo "rc=$?"
-grep -E '^# (tests|pass|fail|skipped)|^not ok|LoRA-A rows:|xOut vs twin|differ' "$OUT/tests-i8.log"; grep -A14 '^not ok' "$OUT/tests-i8.log" | head -30
+grep -E '^# (tests|pass|fail|skipped)|^not ok|LoRA-A rows:|xOut vs twin|differ|streamed' "$OUT/tests-i8.log"; grep -A14 '^not ok' "$OUT/tests-i8.log" | head -30
 echo "== decoder tests ($(date +%T))"
 timeout 200 node --test --test-reporter=tap --test-concurrency=1 dist/test/cuda-decode.test.js > "$OUT/tests-dec.log" 2>&1; echo "rc=$?"
 grep -E '^# (tests|pass|fail|skipped)|^not ok|GEMV v' "$OUT/tests-dec.log"; grep -A16 '^not ok' "$OUT/tests-dec.log" | head -40
@@ -34,8 +35,20 @@ if [ -n "${AB:-}" ]; then  # run 89's A/Bs: the earlier split-K rule, no B prefe
 fi
 echo "== decode tok/s, kernel 8 with the B·t counters zeroed by the preps (LOWBIT_INT8X_ZERO=prep) ($(date +%T))"
 LOWBIT_INT8X_ZERO=prep timeout 120 node bench/cuda-decode.mjs --variants 4 --kernels 8 --modes graph --tokens 128 --no-gemv --json "$OUT/decode-zero.json" 2>&1 | grep -E "tok/s|error|Error"
-echo "== decode tok/s, kernel 8 with its prep launches folded into the GEMVs (LOWBIT_INT8X_FOLD=1) ($(date +%T))"
-LOWBIT_INT8X_FOLD=1 timeout 120 node bench/cuda-decode.mjs --variants 4 --kernels 8 --modes graph --tokens 128 --no-gemv --json "$OUT/decode-fold.json" 2>&1 | grep -E "tok/s|error|Error"
+# the streamed GEMVs (parts & 512: a block per SM, a bulk-copy ring issued before the PDL wait); ring stages 3 (default)
+# and the STAGES list, and with the counters zeroed by the preps
+echo "== decode tok/s, kernel 8 with streamed GEMVs (LOWBIT_INT8X_STREAM=1) ($(date +%T))"
+LOWBIT_INT8X_STREAM=1 timeout 120 node bench/cuda-decode.mjs --variants 4 --kernels 8 --modes graph --tokens 128 --no-gemv --json "$OUT/decode-stream.json" 2>&1 | grep -E "tok/s|error|Error"
+for S in ${STAGES:-2 4}; do
+  echo "== decode tok/s, kernel 8 streamed, $S ring stages ($(date +%T))"
+  LOWBIT_INT8X_STREAM=1 LOWBIT_INT8X_STAGES=$S timeout 120 node bench/cuda-decode.mjs --variants 4 --kernels 8 --modes graph --tokens 128 --no-gemv 2>&1 | grep -E "tok/s|error|Error"
+done
+echo "== decode tok/s, kernel 8 streamed, counters zeroed by the preps ($(date +%T))"
+LOWBIT_INT8X_STREAM=1 LOWBIT_INT8X_ZERO=prep timeout 120 node bench/cuda-decode.mjs --variants 4 --kernels 8 --modes graph --tokens 128 --no-gemv 2>&1 | grep -E "tok/s|error|Error"
+if [ -n "${FOLD:-}" ]; then
+  echo "== decode tok/s, kernel 8 with its prep launches folded into the GEMVs (LOWBIT_INT8X_FOLD=1) ($(date +%T))"
+  LOWBIT_INT8X_FOLD=1 timeout 120 node bench/cuda-decode.mjs --variants 4 --kernels 8 --modes graph --tokens 128 --no-gemv --json "$OUT/decode-fold.json" 2>&1 | grep -E "tok/s|error|Error"
+fi
 [ -n "${HANDOFF:-}" ] && echo "== decode tok/s, kernel 8 with B·t in the next launch (the hand-off) ($(date +%T))" &&
 LOWBIT_INT8X_FOLD=0 LOWBIT_INT8X_BT=handoff timeout 120 node bench/cuda-decode.mjs --variants 4 --kernels 8 --modes graph --tokens 128 --no-gemv --json "$OUT/decode-handoff.json" 2>&1 | grep -E "tok/s|error|Error"
 if [ -n "${SEP:-}" ]; then
@@ -44,6 +57,6 @@ if [ -n "${SEP:-}" ]; then
 fi
 if [ "${BENCH:-1}" != 0 ]; then
   echo "== int8-x bench ($(date +%T))"
-  timeout 150 node bench/cuda-int8x-gemv.mjs --ksplit 4,8,16 --ahead ${AHEAD:-1} --sx 0,1 --json "$OUT/int8x.json" 2>&1 | grep -E "copy bandwidth|skeleton"
+  timeout 150 node bench/cuda-int8x-gemv.mjs --ksplit 4,8,16 --ahead ${AHEAD:-1} --sx ${SX:-1} --fixed ${FIXED:-1} --stream 0,1 --json "$OUT/int8x.json" 2>&1 | grep -E "copy bandwidth|skeleton|fixed order|streamed"
   [ -n "${PROFILE:-}" ] && OUT=$OUT/profile KERNELS="${PKERNELS:-8 5}" bash scripts/device/int8x-profile.sh 2>&1 | grep -v "^source"
 fi

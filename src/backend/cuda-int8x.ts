@@ -15,7 +15,9 @@ export interface NativeCudaInt8x extends NativeCuda {
    * mask of 1 = quantize x into scratch, 2 = zero y, 4 = the GEMV (accumulating into y), 8 = launch it with PDL, 16 = two
    * blocks (words, scale|zero words, x̂) in flight per warp instead of one, 32 = x̂, a and Σx̂ staged in shared memory,
    * 64 = a block per 16-row tile, its K slices added in a fixed order and y stored (deterministic; y needs no zeroing;
-   * ksplit ≤ 16);
+   * ksplit ≤ 16), 512 (with 64) = the streamed kernel: a block per SM owns a run of tiles, their codes, scale|zero
+   * rows and B rows copied by the bulk-copy engine through a ring issued before the PDL wait; ksplit = warps a block (4,
+   * 8, 16), the same bits as 64 with that split K; in % 256 == 0, out % 16 == 0;
    * x is read only with 1 (else null: x̂ is already in scratch, e.g. from cudaInt8xPrep). normEps: scratch came from cudaInt8xPrep with normW, and the row sums are scaled by RMSNorm's 1/rms (from the prep's Σx²
    * partials). A (bf16 [R, in], a handle or view 16-byte aligned) and t (f32 [R]): the same launch also writes
    * t = A·x̃ on x's int8 image, a block of 4 warps per row (the adapter's LoRA-A factor; twin int8xLoraA). Bs, ends, r,

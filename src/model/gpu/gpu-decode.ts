@@ -23,6 +23,8 @@ import { int8xScratchBytes, type NativeCudaInt8x } from '../../backend/cuda-int8
  */
 interface Int8xGemv {
   words: number; sz: number; out: number; in: number; y: number; A: number | null; R: number; t: number; ks: number; parts: number;
+  /** The per-tile kernel's split K and parts, kept while the streamed kernel (streamGemv) runs this GEMV. */
+  tiled: { ks: number; parts: number };
   /** B·t added in this GEMV's own epilogue (its projections' scaled B, their row ends, the rank, the A rows' counters). */
   bt: { Bs: number[]; ends: number[]; r: number; sync: number } | null;
 }
@@ -94,6 +96,7 @@ export class GpuDecoder {
   /** Kernel 8: the preps zero the next GEMVs' B·t counters instead of each GEMV's last tile block (i8zeroSync;
    * LOWBIT_INT8X_ZERO=prep). Off by default until it has run on a GPU. */
   zeroSync = process.env.LOWBIT_INT8X_ZERO === 'prep';
+  private streamOn = false;
   /** the v4 plan (null when the model does not qualify: then variant 4 runs as 3) */
   private v4: V4Layer[] | null = null;
   /**
@@ -182,6 +185,7 @@ export class GpuDecoder {
     // kernel 8 reads its own repacked words: the v4 plan (a second repacked copy of every weight) only where it cannot run
     if (this.gemvKernel === 8 && !this.int8xUnsupported()) this.i8 = this.planInt8x();
     else this.v4 = this.planV4();
+    if (this.i8 && process.env.LOWBIT_INT8X_STREAM === '1') this.streamGemv = true;
     if (this.gemvKernel === 6 && this.v4?.every((pl) => pl.fold) && typeof c.cudaDecodePlanBegin === 'function' && this.attnFused)
       this.persistPlan = this.recordPlan();
   }
@@ -293,6 +297,22 @@ export class GpuDecoder {
     return '';
   }
 
+  /**
+   * Kernel 8's GEMVs streamed (parts & 512, native/cuda/int8x_stream.cu; LOWBIT_INT8X_STREAM=1): a block per SM owns a run
+   * of whole tiles and issues its ring of bulk copies (codes, scale|zero rows, B rows) and its LoRA-A rows before the PDL
+   * wait, so the weights stream while the launches before it run. 8 warps a block, the K slices of the per-tile kernel
+   * with split K 8 (same bits). Where a GEMV does not qualify (in % 256, not fixed order) it keeps the per-tile kernel.
+   */
+  get streamGemv(): boolean { return this.streamOn; }
+  set streamGemv(on: boolean) {
+    this.streamOn = on && !!this.i8;
+    for (const l of this.i8 ?? []) for (const g of [l.qkv, l.o, l.gu, l.down]) {
+      const ok = this.streamOn && g.in % 256 === 0 && g.out % 16 === 0 && (g.tiled.parts & 64) !== 0;
+      g.ks = ok ? Number(process.env.LOWBIT_INT8X_STREAM_WARPS ?? 8) : g.tiled.ks;
+      g.parts = ok ? g.tiled.parts | 512 : g.tiled.parts;
+    }
+  }
+
   /** Whether token steps run the kernel-8 (int8-x) plan. */
   get int8x(): boolean { return this.i8 !== null; }
 
@@ -343,7 +363,7 @@ export class GpuDecoder {
         let end = 0;
         bt = { Bs: ps.map((p) => this.scaledB.get(`${l}.${p}`)!), ends: ds.map((d) => (end += d.out)), r, sync };
       }
-      return { words, sz, out, in: inF, y, A, R, t, bt, ...kp };
+      return { words, sz, out, in: inF, y, A, R, t, bt, ...kp, tiled: kp };
     };
     const plan: Int8xLayer[] = [];
     for (let l = 0; l < cfg.numLayers; l++) {
@@ -410,7 +430,7 @@ export class GpuDecoder {
    */
   private get i8fold(): boolean {
     const p = this.i8;
-    if (!p || !this.foldPrep || this.i8cnt === null) return false;
+    if (!p || !this.foldPrep || this.i8cnt === null || this.streamOn) return false;  // the streamed GEMV has no folded prep
     return p.every((l) => [l.o, l.gu, l.down].every((g) => (g.parts & 64) !== 0 && (!g.A || g.bt !== null)));
   }
 

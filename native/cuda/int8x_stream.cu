@@ -1,0 +1,270 @@
+// The streamed int8-x GEMV (decode kernel 8's GEMV with parts & 512): the per-tile kernel's math (int8x_body.cuh) fed by
+// a bulk-copy ring instead of per-warp loads. Why: the per-tile kernel launches a block per 16-row tile, 3–4 waves of
+// short blocks, each paying a memory round trip or two of its own before its first MMA, and a launch can only load its
+// first block of 128 inputs per warp before its griddepcontrol.wait. Here a launch is one block per SM that owns a run
+// of whole tiles: it issues its ring's stages (S tiles' codes, scale|zero rows and B rows; up to ~90 KB) and its LoRA-A
+// rows BEFORE the wait for x, so with PDL the weights stream while the previous launches (the GEMV before, the prep,
+// the attention) still run, and the ring stays full across its tiles. Small enough (≤ ~110 KB, 256 threads) that the
+// next launch fits beside it on the SM.
+// Each warp takes the same K slices as the per-tile kernel with nks warps (blocks blk ≡ warp mod nks, ascending), the
+// slices are added in warp order and B·t last: the same bits as int8x_gemv_kernel<FIXED> with that split K.
+#include <cuda_runtime.h>
+
+#include <algorithm>
+#include <cstdint>
+#include <cstdlib>
+
+#include "check.h"
+#include "int8x_body.cuh"
+#include "lowbit_cuda.h"
+#include "mbarrier.cuh"
+#include "pdl.h"
+
+namespace lowbit {
+namespace {
+
+constexpr int kChunkBlks = 32;                  // a stage: ≤ 32 blocks of 128 inputs (4096 inputs) of one tile
+constexpr int kSzStride = 68;                   // u32 words per scale|zero row in a stage (64 groups + 4: rows g = 0..7 on distinct banks)
+constexpr int kWordBytes = kChunkBlks * 512;    // the stage's codes: [blk][lane][4] u32
+constexpr int kSzBytes = 16 * kSzStride * 4;    // the stage's 16 scale|zero rows
+constexpr int kMaxStages = 8;
+
+struct I8Stream {
+  const uint4* words;
+  const uint32_t* sz;
+  const unsigned char* xs;  // the prep's scratch: x̂ [in] | a [ng] | Σx̂ [ng] | Σx² partials
+  int npart;
+  float eps;
+  float* y;
+  int out, in, nks;
+  const uint16_t* A;  // LoRA-A rows (bf16 [R, in]); row j by block j mod grid
+  int R;
+  float* tout;
+  int tpb;         // tiles per block (block b: tiles [b·tpb, (b+1)·tpb))
+  int S;           // ring stages
+  int nA;          // A rows per block at most
+  int stageBytes;  // kWordBytes + kSzBytes (+ 32·r for the tile's B rows)
+};
+
+// Stage i of the block's item sequence (tile tile0 + i / nch, chunk i % nch), issued by one warp: lane 0 announces the
+// bytes, lanes 0..15 copy the 16 scale|zero rows (each to its padded row), lane 16 the codes, lane 17 (the tile's last
+// chunk) its rows of B.
+__device__ __forceinline__ void issue_stage(const I8Stream& p, const I8Bt& bt, bool bpre, unsigned char* stg, uint64_t* bar,
+                                            int tile0, int i, int nch, int lane) {
+  const int nblk = p.in / 128, ng = p.in / 64, s = i % p.S, tile = tile0 + i / nch, c = i % nch;
+  const int cb = min(kChunkBlks, nblk - kChunkBlks * c), last = c == nch - 1;
+  unsigned char* st = stg + (size_t)s * p.stageBytes;
+  const uint16_t* Bt = nullptr;
+  if (bpre && last) {
+    const int row0 = tile * 16, seg = row0 < bt.end[0] ? 0 : row0 < bt.end[1] ? 1 : 2;
+    const uint16_t* B = seg == 0 ? bt.B[0] : seg == 1 ? bt.B[1] : bt.B[2];
+    Bt = B + (size_t)(row0 - (seg == 0 ? 0 : seg == 1 ? bt.end[0] : bt.end[1])) * bt.r;
+  }
+  if (lane == 0) mbar_expect_tx(&bar[s], cb * 512 + 16 * 8 * cb + (Bt ? 32 * bt.r : 0));
+  __syncwarp();
+  if (lane < 16)
+    bulk_g2s(mbar_smem(st + kWordBytes + lane * kSzStride * 4), p.sz + (size_t)(tile * 16 + lane) * ng + 2 * kChunkBlks * c,
+             8 * cb, &bar[s]);
+  else if (lane == 16)
+    bulk_g2s(mbar_smem(st), p.words + ((size_t)tile * nblk + kChunkBlks * c) * 32, cb * 512, &bar[s]);
+  else if (lane == 17 && Bt)
+    bulk_g2s(mbar_smem(st + kWordBytes + kSzBytes), Bt, 32 * bt.r, &bar[s]);
+}
+
+__global__ void __launch_bounds__(512) int8x_stream_kernel(I8Stream p, I8Bt bt) {
+  extern __shared__ __align__(128) unsigned char sm[];
+  __shared__ __align__(8) uint64_t bar[kMaxStages + 1];  // the ring's stages, then the A rows
+  __shared__ float red[16][16], tall[3 * kBtMaxR], btsm[16], dred[16], rstd_s;
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, g = lane >> 2, t = lane & 3, nks = p.nks;
+  const int in = p.in, nblk = in / 128, ng = in / 64, nch = (nblk + kChunkBlks - 1) / kChunkBlks, tiles = p.out / 16;
+  const int tile0 = blockIdx.x * p.tpb, nitems = max(0, min(p.tpb, tiles - tile0)) * nch;
+  const int xbytes = (in + 8 * ng + 15) & ~15;
+  unsigned char* const xsm = sm;
+  unsigned char* const asm_ = sm + xbytes;
+  unsigned char* const stg = asm_ + (size_t)p.nA * in * 2;
+  const bool hasBt = bt.sync != nullptr, bpre = hasBt && bt.pre && group_bt_fits(bt.r);
+  int myA = 0;  // this block's A rows: blockIdx.x + k·gridDim.x
+  while (myA < p.nA && (int)blockIdx.x + myA * (int)gridDim.x < p.R) myA++;
+  if (threadIdx.x == 0) {
+    for (int s = 0; s <= p.S; s++) mbar_init(&bar[s], 1);
+    asm volatile("fence.mbarrier_init.release.cluster;\n" ::: "memory");
+  }
+  __syncthreads();
+  // the weights (ring and A rows) before the wait: they do not depend on the previous launch
+  if (warp == 0) {
+    if (myA) {
+      if (lane == 0) mbar_expect_tx(&bar[p.S], myA * in * 2);
+      __syncwarp();
+      for (int k = lane; k < myA; k += 32) bulk_g2s(mbar_smem(asm_ + (size_t)k * in * 2), p.A + (size_t)(blockIdx.x + k * gridDim.x) * in, in * 2, &bar[p.S]);
+    }
+    for (int i = 0; i < min(p.S, nitems); i++) issue_stage(p, bt, bpre, stg, bar, tile0, i, nch, lane);
+  }
+  pdl_trigger();
+  pdl_wait();
+  for (int i = threadIdx.x; i < (in + 8 * ng) / 16; i += blockDim.x)
+    reinterpret_cast<uint4*>(xsm)[i] = reinterpret_cast<const uint4*>(p.xs)[i];
+  if (threadIdx.x == 0) {  // RMSNorm's 1/rms from the prep's Σx² partials, in their order (as the per-tile kernel)
+    float ss = 0.f;
+    const float* part = reinterpret_cast<const float*>(p.xs + in + 8 * ng);
+    for (int i = 0; i < p.npart; i++) ss += __ldg(part + i);
+    rstd_s = p.npart ? rsqrtf(ss / (float)in + p.eps) : 1.f;
+  }
+  __syncthreads();
+  const uint32_t* xw = reinterpret_cast<const uint32_t*>(xsm);
+  const float2* a2 = reinterpret_cast<const float2*>(xsm + in);
+  const int2* s2 = reinterpret_cast<const int2*>(xsm + in + 4 * ng);
+  // the block's LoRA-A rows: t = Σ_g a_g Σ A·x̂ (· 1/rms), thread i taking 8 inputs at i, i + blockDim, … as the per-tile
+  // kernel's A-row block with nks warps; published with one count
+  if (myA) {
+    mbar_wait(&bar[p.S], 0);
+    for (int k = 0; k < myA; k++) {
+      const uint4* Ar = reinterpret_cast<const uint4*>(asm_ + (size_t)k * in * 2);
+      const uint2* xv2 = reinterpret_cast<const uint2*>(xsm);
+      const float* av = reinterpret_cast<const float*>(xsm + in);
+      float acc = 0.f;
+#pragma unroll 4
+      for (int i = threadIdx.x; i < in / 8; i += blockDim.x) acc = fmaf(av[i >> 3], i8_arow8(Ar[i], xv2[i]), acc);
+#pragma unroll
+      for (int o = 16; o > 0; o >>= 1) acc += __shfl_xor_sync(0xffffffffu, acc, o);
+      if (lane == 0) dred[warp] = acc;
+      __syncthreads();
+      if (threadIdx.x == 0) {
+        float tt = 0.f;
+        for (int i = 0; i < nks; i++) tt += dred[i];  // fixed order
+        p.tout[blockIdx.x + k * gridDim.x] = tt * rstd_s;
+      }
+      __syncthreads();
+    }
+    if (hasBt && threadIdx.x == 0) {
+      __threadfence();
+      atomicAdd(bt.sync, (unsigned)myA);
+    }
+  }
+  const float rstd = rstd_s;
+  bool tready = false;
+  float y0 = 0.f, y1 = 0.f;
+  for (int i = 0; i < nitems; i++) {
+    const int s = i % p.S, c = i % nch, tile = tile0 + i / nch, cb = min(kChunkBlks, nblk - kChunkBlks * c);
+    const unsigned char* st = stg + (size_t)s * p.stageBytes;
+    const uint4* ws = reinterpret_cast<const uint4*>(st);
+    const uint32_t* szs = reinterpret_cast<const uint32_t*>(st + kWordBytes);
+    mbar_wait(&bar[s], (uint32_t)(i / p.S) & 1u);
+    for (int jb = warp; jb < cb; jb += nks) {
+      const int blk = kChunkBlks * c + jb;
+      const uint4 w = ws[jb * 32 + lane];
+      const uint2 m0 = *reinterpret_cast<const uint2*>(szs + g * kSzStride + 2 * jb);
+      const uint2 m1 = *reinterpret_cast<const uint2*>(szs + (g + 8) * kSzStride + 2 * jb);
+      uint32_t x[8];
+#pragma unroll
+      for (int j = 0; j < 4; j++) {
+        x[2 * j] = xw[32 * blk + 8 * j + t];
+        x[2 * j + 1] = xw[32 * blk + 8 * j + 4 + t];
+      }
+      i8_block(w, m0, m1, x, a2[blk], s2[blk], y0, y1);
+    }
+    if (c == nch - 1) {  // the tile's epilogue: slices in warp order, then B·t
+      if (p.npart) {
+        y0 *= rstd;
+        y1 *= rstd;
+      }
+      if (t == 0) {
+        red[warp][g] = y0;
+        red[warp][g + 8] = y1;
+      }
+      y0 = y1 = 0.f;
+      const int row0 = tile * 16;
+      if (hasBt) {
+        if (!tready) {
+          if (threadIdx.x == 0)
+            while (ld_acquire_gpu(bt.sync) < (unsigned)p.R) {}
+          __syncthreads();
+          for (int k = threadIdx.x; k < p.R && k < 3 * kBtMaxR; k += blockDim.x) tall[k] = __ldcg(p.tout + k);
+          tready = true;
+        }
+        __syncthreads();
+        const int seg = row0 < bt.end[0] ? 0 : row0 < bt.end[1] ? 1 : 2;
+        const uint16_t* B = seg == 0 ? bt.B[0] : seg == 1 ? bt.B[1] : bt.B[2];
+        const uint16_t* Btile = B + (size_t)(row0 - (seg == 0 ? 0 : seg == 1 ? bt.end[0] : bt.end[1])) * bt.r;
+        tile_bt(Btile, bpre ? reinterpret_cast<const uint4*>(st + kWordBytes + kSzBytes) : reinterpret_cast<const uint4*>(Btile),
+                tall + seg * bt.r, bt.r, 16, btsm);  // ends with a block barrier
+      } else {
+        __syncthreads();
+      }
+      if (threadIdx.x < 16) {
+        float v = 0.f;
+        for (int k = 0; k < nks; k++) v += red[k][threadIdx.x];  // slice order
+        if (hasBt) v += btsm[threadIdx.x];
+        p.y[row0 + threadIdx.x] = v;
+      }
+    }
+    __syncthreads();  // the stage and red are read: refill the stage
+    if (warp == 0 && i + p.S < nitems) issue_stage(p, bt, bpre, stg, bar, tile0, i + p.S, nch, lane);
+  }
+  if (hasBt && bt.reset && threadIdx.x == 0) {  // the last block out zeroes the counters (every block has passed its wait)
+    if (atomicAdd(bt.sync + 1, 1u) == gridDim.x - 1) {
+      bt.sync[0] = 0;
+      bt.sync[1] = 0;
+    }
+  }
+}
+
+int sm_count() {
+  static const int n = [] {
+    int v = 0;
+    if (cudaDeviceGetAttribute(&v, cudaDevAttrMultiProcessorCount, 0) != cudaSuccess || v < 1) v = 132;
+    return v;
+  }();
+  return n;
+}
+
+}  // namespace
+
+const char* cuda_int8x_stream(const void* words, const uint32_t* sz, void* scratch, float* y, int out, int in, int nks,
+                              bool pdl, int npart, float eps, const void* A, int R, float* t, const I8Bt& bt) {
+  if (in % 256 != 0 || out % 16 != 0 || out < 16) return "cudaInt8xGemv (streamed, parts & 512): in % 256 == 0 and out % 16 == 0";
+  if (nks != 4 && nks != 8 && nks != 16) return "cudaInt8xGemv (streamed, parts & 512): ksplit (warps per block) 4, 8 or 16";
+  if (bt.sync && (bt.r > kBtMaxR || R > 3 * kBtMaxR)) return "cudaInt8xGemv (streamed): B·t takes rank ≤ 128";
+  static const int envS = [] { const char* e = std::getenv("LOWBIT_INT8X_STAGES"); return e ? std::atoi(e) : 0; }();
+  const int tiles = out / 16, nch = (in / 128 + kChunkBlks - 1) / kChunkBlks;
+  const int tpb = (tiles + sm_count() - 1) / sm_count();
+  int grid = (tiles + tpb - 1) / tpb;
+  if (!A) R = 0;
+  // at most 2 A rows per block in shared memory (48 KB for down's 11008 inputs): more blocks where the rank asks for it
+  const int maxA = std::max(1, 24576 / in);
+  if (R > 0) grid = std::max(grid, (R + maxA - 1) / maxA);
+  const int nA = R > 0 ? (R + grid - 1) / grid : 0;
+  const bool bpre = bt.sync && bt.pre && (bt.r & 7) == 0 && bt.r <= 256 && (((bt.r >> 3) & ((bt.r >> 3) - 1)) == 0);
+  const int stageBytes = kWordBytes + kSzBytes + (bpre ? 32 * bt.r : 0), xbytes = (in + in / 8 + 15) & ~15;
+  const int items = tpb * nch;
+  // 3 stages by default: ≤ ~103 KB a block (down's), so the next launch's block fits beside it (LOWBIT_INT8X_STAGES)
+  int S = std::min(envS > 0 ? std::min(envS, kMaxStages) : 3, items);
+  const size_t fixedB = (size_t)xbytes + (size_t)nA * in * 2;
+  while (S > 1 && fixedB + (size_t)S * stageBytes > 200 * 1024) S--;
+  const size_t smem = fixedB + (size_t)S * stageBytes;
+  if (smem > 220 * 1024) return "cudaInt8xGemv (streamed): shared memory over 220 KB";
+  static size_t smemSet = 0;
+  if (smem > smemSet) {
+    LB_CUDA(cudaFuncSetAttribute((const void*)int8x_stream_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem));
+    smemSet = smem;
+  }
+  I8Stream p{};
+  p.words = static_cast<const uint4*>(words);
+  p.sz = sz;
+  p.xs = static_cast<const unsigned char*>(scratch);
+  p.npart = npart;
+  p.eps = eps;
+  p.y = y;
+  p.out = out;
+  p.in = in;
+  p.nks = nks;
+  p.A = static_cast<const uint16_t*>(A);
+  p.R = R;
+  p.tout = t;
+  p.tpb = tpb;
+  p.S = S;
+  p.nA = nA;
+  p.stageBytes = stageBytes;
+  return launch_ex(pdl, int8x_stream_kernel, (unsigned)grid, 32u * nks, smem, p, bt);
+}
+
+}  // namespace lowbit
