@@ -236,9 +236,13 @@ const char* cuda_int8x_stream(const void* words, const uint32_t* sz, void* scrat
   const bool bpre = bt.sync && bt.pre && (bt.r & 7) == 0 && bt.r <= 256 && (((bt.r >> 3) & ((bt.r >> 3) - 1)) == 0);
   const int stageBytes = kWordBytes + kSzBytes + (bpre ? 32 * bt.r : 0), xbytes = (in + in / 8 + 15) & ~15;
   const int items = tpb * nch;
-  // 3 stages by default: ≤ ~103 KB a block (down's), so the next launch's block fits beside it (LOWBIT_INT8X_STAGES)
-  int S = std::min(envS > 0 ? std::min(envS, kMaxStages) : 3, items);
+  // as many stages as fit 110 KB a block (LOWBIT_INT8X_SMEM, KB), so that the next GEMV's block fits beside it on the SM
+  // (7B, rank 64: q/k/v 3 stages, 89 KB; o 2, 58 KB; gate/up 4, 104 KB; down 3, 103 KB; any two neighbours ≤ 207 KB);
+  // LOWBIT_INT8X_STAGES: that many instead
+  static const int budgetKB = [] { const char* e = std::getenv("LOWBIT_INT8X_SMEM"); return e ? std::atoi(e) : 110; }();
   const size_t fixedB = (size_t)xbytes + (size_t)nA * in * 2;
+  int S = envS > 0 ? envS : (int)(((size_t)budgetKB * 1024 > fixedB ? (size_t)budgetKB * 1024 - fixedB : 0) / stageBytes);
+  S = std::max(1, std::min({S, kMaxStages, items}));
   while (S > 1 && fixedB + (size_t)S * stageBytes > 200 * 1024) S--;
   const size_t smem = fixedB + (size_t)S * stageBytes;
   if (smem > 220 * 1024) return "cudaInt8xGemv (streamed): shared memory over 220 KB";
