@@ -64,7 +64,10 @@ for (const [out, inF, name] of [[4096, 4096, 'o (4096²)'], [12288, 4096, 'q/k/v
     const hw = c.cudaAlloc(wBytes), hsz = c.cudaAlloc(szBytes);
     c.cudaFillRandomBytes(hw, wBytes, 2 + l);
     c.cudaUpload(hsz, szWords(out * ng, l));
-    return [hw, hsz];
+    // the streamed kernel reads the scale|zero words tile-blocked (cudaInt8xTileSz)
+    const hszT = streams.includes(1) ? c.cudaAlloc(szBytes) : 0;
+    if (hszT) c.cudaInt8xTileSz(hsz, hszT, out, inP);
+    return [hw, hsz, hszT];
   });
   const hx = c.cudaAlloc(inP * 4), hscr = c.cudaAlloc(int8xScratchBytes(inP)), hy = c.cudaAlloc(out * 4);
   c.cudaUpload(hx, new Float32Array(inP).map((_, i) => Math.sin(i * 0.37)));
@@ -73,16 +76,17 @@ for (const [out, inF, name] of [[4096, 4096, 'o (4096²)'], [12288, 4096, 'q/k/v
   for (const ks of ksplits) for (const ahead of aheads) for (const sx of sxs) for (const fixed of fixeds) for (const stream of streams) {
     if (fixed && ks > 16) continue;
     // the streamed kernel: one row per warp count (it has no register ring or x̂ option; 4, 8 or 16 warps)
-    if (stream && (!fixed || ahead !== aheads[0] || sx !== sxs[0] || ![4, 8, 16].includes(ks) || inP % 256)) continue;
+    if (stream && (!fixed || ahead !== aheads[0] || sx !== sxs[0] || ![4, 8, 16].includes(ks))) continue;
     const A = stream ? 64 | 512 : (ahead >= 2 ? 16 : 0) | (sx ? 32 : 0) | (fixed ? 64 : 0);
-    const gemv = timeGraph((l) => c.cudaInt8xGemv(sets[l][0], sets[l][1], hx, hscr, hy, out, inP, ks, 4 | A)) * 1e3;
-    const pdl = timeGraph((l) => c.cudaInt8xGemv(sets[l][0], sets[l][1], hx, hscr, hy, out, inP, ks, 12 | A)) * 1e3;
-    const whole = timeGraph((l) => c.cudaInt8xGemv(sets[l][0], sets[l][1], hx, hscr, hy, out, inP, ks, 7 | A)) * 1e3;
+    const szOf = (l) => sets[l][stream ? 2 : 1];
+    const gemv = timeGraph((l) => c.cudaInt8xGemv(sets[l][0], szOf(l), hx, hscr, hy, out, inP, ks, 4 | A)) * 1e3;
+    const pdl = timeGraph((l) => c.cudaInt8xGemv(sets[l][0], szOf(l), hx, hscr, hy, out, inP, ks, 12 | A)) * 1e3;
+    const whole = timeGraph((l) => c.cudaInt8xGemv(sets[l][0], szOf(l), hx, hscr, hy, out, inP, ks, 7 | A)) * 1e3;
     const ofCopy = read / (gemv * 1e-6) / BW;  // as the decode bench: bytes ÷ the copy rate (read + write)
     rows.push({ name, out, in: inP, ksplit: ks, ahead, sx, fixed, stream, gemvUs: gemv, gemvPdlUs: pdl, wholeUs: whole, readBytes: read, ofCopyRead: ofCopy });
     console.log(`${name.padEnd(26)} ${stream ? `streamed, ${ks} warps` : `split K ${ks}, ${ahead} ahead${sx ? ', x̂ in smem' : ''}${fixed ? ', fixed order' : ''}`}: GEMV ${gemv.toFixed(2)} µs, ${(read / 1e6).toFixed(1)} MB → ${(100 * ofCopy).toFixed(1)} % of the copy rate; with PDL ${pdl.toFixed(2)} µs (${(100 * read / (pdl * 1e-6) / BW).toFixed(1)} %); whole call (3 launches) ${whole.toFixed(2)} µs`);
   }
-  for (const s of sets) for (const h of s) c.cudaFree(h);
+  for (const s of sets) for (const h of s) if (h) c.cudaFree(h);
   for (const h of [hx, hscr, hy]) c.cudaFree(h);
 }
 // The layer skeleton: the four GEMVs of a layer (q/k/v, o, gate/up, down) chained over 8 layers' distinct weights, as a
@@ -108,7 +112,9 @@ const skeleton = [];
     const hw = c.cudaAlloc(s.wBytes), hsz = c.cudaAlloc(s.szBytes);
     c.cudaFillRandomBytes(hw, s.wBytes, 50 + l);
     c.cudaUpload(hsz, szWords(s.out * s.ng, l));
-    return [hw, hsz];
+    const hszT = streams.includes(1) ? c.cudaAlloc(s.szBytes) : 0;
+    if (hszT) c.cudaInt8xTileSz(hsz, hszT, s.out, s.inP);
+    return [hw, hsz, hszT];
   }));
   const hx = c.cudaAlloc(11008 * 4), hy = c.cudaAlloc(22016 * 4);
   c.cudaUpload(hx, new Float32Array(11008).map((_, i) => Math.cos(i * 0.21)));
@@ -173,7 +179,7 @@ const skeleton = [];
       const epi = handoff === 'epi' && A & 64 ? epiBt[i] : null;
       if (prep && handoff) prepWithA(i, s, pdl, zy, nz, !!epi);
       else if (prep) c.cudaInt8xPrep(hx, pr.swiglu ? hx : null, pr.norm ? hn : null, scr[i], s.inP, zy, nz, pdl);
-      c.cudaInt8xGemv(h[0], h[1], hx, scr[i], hy, s.out, s.inP, ks, (pdl ? 12 : 4) | A, prep && pr.norm ? 1e-5 : null,
+      c.cudaInt8xGemv(h[0], A & 512 ? h[2] : h[1], hx, scr[i], hy, s.out, s.inP, ks, (pdl ? 12 : 4) | A, prep && pr.norm ? 1e-5 : null,
         withA ? loraA[l][i] : null, withA ? rankRows[i] : 0, withA ? ht : null, epi?.Bs ?? null, epi?.ends ?? null, epi ? 64 : 0, epi?.sync ?? null);
     })) * 1e3;
     const bytes = read + (withA ? readArows : 0) + (handoff ? readB + (handoff === 'epi' ? 3 * 4096 * 64 * 2 : 0) : 0), ofCopy = bytes / (us * 1e-6) / BW;
@@ -182,7 +188,7 @@ const skeleton = [];
   }
   for (const l of loraA) for (const h of l) c.cudaFree(h);
   for (const h of [ht, ...Object.values(hB), ...hBq, ...epiBt.map((e) => e.sync), hatt, hyr, hxo, hup]) c.cudaFree(h);
-  for (const l of layers) for (const s of l) for (const h of s) c.cudaFree(h);
+  for (const l of layers) for (const s of l) for (const h of s) if (h) c.cudaFree(h);
   for (const h of [hx, hy, hn, ...scr]) c.cudaFree(h);
 }
 const jsonOut = opt('--json', null);

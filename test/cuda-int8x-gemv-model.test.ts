@@ -19,7 +19,7 @@ import { f16BitsToF32 } from '../src/io/halfs.js';
 import { bf16ToF32, cudaEngine, f32ToBf16, uploadPacked } from '../src/backend/cuda.js';
 
 const bf16Values = (x: Float32Array): Float32Array => bf16ToF32(f32ToBf16(x));
-import { cudaInt8xOps, cudaInt8xUnavailable, int8X, int8xInputOf, int8xLoraA, int8xPrepInput, int8xScaleZero, type Int8xPrepBt, int8xScratchBytes, repackInt8x, unrepackInt8x } from '../src/backend/cuda-int8x.js';
+import { cudaInt8xOps, cudaInt8xUnavailable, int8X, int8xInputOf, int8xLoraA, int8xPrepInput, int8xScaleZero, type Int8xPrepBt, int8xScratchBytes, repackInt8x, tileInt8xSz, unrepackInt8x } from '../src/backend/cuda-int8x.js';
 
 const MASK = [0x03030303, 0x0c0c0c0c, 0x30303030, 0xc0c0c0c0];
 
@@ -269,7 +269,13 @@ test('CUDA int8-x streamed GEMV (parts & 512: a block per SM, a bulk-copy ring) 
     });
     const hs: number[] = [];
     const up = (d: ArrayBufferView) => { const h = c.cudaAlloc(Math.max(16, d.byteLength)); c.cudaUpload(h, d); hs.push(h); return h; };
-    const hw = up(repackInt8x(q, out, inF)), hsz = up(int8xScaleZero(p.scales!, p.zeros!)), hx = up(x), hn = up(normW);
+    const szw = int8xScaleZero(p.scales!, p.zeros!);
+    const hw = up(repackInt8x(q, out, inF)), hsz = up(szw), hszT = up(new Uint32Array(szw.length)), hx = up(x), hn = up(normW);
+    // the tile-blocked scale|zero words the streamed kernel reads: made on the device = the twin
+    c.cudaInt8xTileSz!(hsz, hszT, out, inF);
+    const gotT = new Uint32Array(szw.length);
+    c.cudaDownload(hszT, gotT);
+    assert.deepEqual(gotT, tileInt8xSz(szw, out, inF), `${out}×${inF}: cudaInt8xTileSz = tileInt8xSz`);
     const hscr = c.cudaAlloc(int8xScratchBytes(inF)); hs.push(hscr);
     const hy = up(new Float32Array(out)), hA = up(f32ToBf16(A)), ht = up(new Float32Array(R)), hsync = up(new Uint32Array(2));
     const hB = Bsegs.map((b) => up(f32ToBf16(b)));
@@ -278,7 +284,7 @@ test('CUDA int8-x streamed GEMV (parts & 512: a block per SM, a bulk-copy ring) 
       c.cudaUpload(ht, new Float32Array(R).fill(9));
       if (zeroByPrep) c.cudaUpload(hsync, new Uint32Array([R, 3]));  // stale counts: the prep must zero them
       c.cudaInt8xPrep(hx, null, norm ? hn : null, hscr, inF, zeroByPrep ? hsync : null, zeroByPrep ? 2 : 0, true);
-      c.cudaInt8xGemv(hw, hsz, null, hscr, hy, out, inF, ks, parts | (zeroByPrep ? 256 : 0), norm ? eps : null,
+      c.cudaInt8xGemv(hw, parts & 512 ? hszT : hsz, null, hscr, hy, out, inF, ks, parts | (zeroByPrep ? 256 : 0), norm ? eps : null,
         adapter ? hA : null, adapter ? R : 0, adapter ? ht : null, adapter ? hB : null, adapter ? ends : null, adapter ? rB : 0, adapter ? hsync : null);
       const y = new Float32Array(out), tv = new Float32Array(R), sync = new Uint32Array(2);
       c.cudaDownload(hy, y); c.cudaDownload(ht, tv); c.cudaDownload(hsync, sync);
@@ -303,9 +309,9 @@ test('CUDA int8-x streamed GEMV (parts & 512: a block per SM, a bulk-copy ring) 
       assert.deepEqual([...z.sync], [R, 0], 'the A rows counted to R; no block reset them');
     } finally { for (const h of hs) c.cudaFree(h); }
   }
-  const h = c.cudaAlloc(64);
+  const h = c.cudaAlloc(1 << 16);
   try {
-    assert.throws(() => c.cudaInt8xGemv(h, h, null, h, h, 32, 128, 8, 12 | 64 | 512), /in % 256/);
+    assert.throws(() => c.cudaInt8xGemv(h, h, null, h, h, 40, 128, 8, 12 | 64 | 512), /out % 16/);
     assert.throws(() => c.cudaInt8xGemv(h, h, null, h, h, 32, 256, 3, 12 | 64 | 512), /4, 8 or 16/);
     assert.throws(() => c.cudaInt8xGemv(h, h, null, h, h, 32, 256, 8, 12 | 512), /parts & 64/);
   } finally { c.cudaFree(h); }
@@ -450,4 +456,24 @@ test('unrepackInt8x inverts repackInt8x (rows past the end dropped)', () => {
     const q = Uint8Array.from({ length: out * inF }, () => rng.int(4));
     assert.deepEqual(unrepackInt8x(repackInt8x(q, out, inF), out, inF), q, `${out}×${inF}`);
   }
+});
+
+test('tileInt8xSz: a stage of the streamed GEMV (tile, blocks b0 … b0 + n) is one contiguous run of words holding exactly its 16 rows × 2n groups, and lanes g = 0..7 read rows g and g + 8 of a block on distinct banks', () => {
+  const out = 48, inF = 384, ng = inF / 64, nblk = inF / 128;
+  const sz = Uint32Array.from({ length: out * ng }, (_, i) => i * 7 + 1), tl = tileInt8xSz(sz, out, inF);
+  assert.deepEqual([...tl].sort((a, b) => a - b), [...sz].sort((a, b) => a - b), 'a permutation');
+  for (let tile = 0; tile < out / 16; tile++) {
+    const run = tl.subarray(tile * nblk * 32 + 32, tile * nblk * 32 + 96);  // blocks 1 and 2 of the tile
+    const want = new Set<number>();
+    for (let row = 0; row < 16; row++) for (let g = 2; g < 6; g++) want.add(sz[(tile * 16 + row) * ng + g]);
+    assert.deepEqual(new Set(run), want, `tile ${tile}: blocks 1–2 as one run`);
+    for (let blk = 0; blk < nblk; blk++) for (let g = 0; g < 8; g++) {
+      const at = (tile * nblk + blk) * 32 + 2 * g;  // the lane's uint2 for row g (+ 16 words: row g + 8)
+      assert.equal(tl[at], sz[(tile * 16 + g) * ng + 2 * blk]);
+      assert.equal(tl[at + 17], sz[(tile * 16 + g + 8) * ng + 2 * blk + 1]);
+    }
+  }
+  const banks = Array.from({ length: 8 }, (_, g) => [(2 * g) % 32, (2 * g + 1) % 32]).flat();
+  assert.equal(new Set(banks).size, 16, 'rows g = 0..7: 16 distinct banks');
+  assert.throws(() => tileInt8xSz(sz, 40, inF), /% 16/);
 });

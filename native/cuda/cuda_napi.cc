@@ -863,6 +863,19 @@ napi_value js_int8x_repack(napi_env env, napi_callback_info info) {
   return nullptr;
 }
 
+// cudaInt8xTileSz(sz, dst, out, in)   dst: the scale|zero words [out, in/64] tile-blocked for the streamed GEMV
+napi_value js_int8x_tile_sz(napi_env env, napi_callback_info info) {
+  Args a(env, info, "cudaInt8xTileSz");
+  int64_t out = 0, in = 0;
+  Buf sz, dst;
+  if (!int_dim(a, 2, &out) || !int_dim(a, 3, &in)) return nullptr;
+  if (in % 128 != 0 || out % 16 != 0) { throw_error(env, "cudaInt8xTileSz: in % 128 == 0 and out % 16 == 0"); return nullptr; }
+  const size_t bytes = (size_t)out * (size_t)(in / 64) * 4;
+  if (!buf_arg(a, 0, bytes, &sz) || !buf_arg(a, 1, bytes, &dst)) return nullptr;
+  check(env, cuda_int8x_tile_sz(static_cast<const uint32_t*>(sz.ptr), static_cast<uint32_t*>(dst.ptr), (int)out, (int)in));
+  return nullptr;
+}
+
 // cudaInt8xGemv(words, sz, x, scratch, y, out, in, ksplit, parts = 7, normEps = null, A = null, R = 0, t = null, Bs = null,
 //   ends = null, r = 0, sync = null)   the
 //   prototype int8-x GEMV (int8x_gemv.cu), sz: f16 scale|zero words [out, in/64]; x (f32 [in]) is read only with bit 0
@@ -891,7 +904,7 @@ napi_value js_int8x_gemv(napi_env env, napi_callback_info info) {
   const size_t tiles = (size_t)(out + 15) / 16, ng = (size_t)in / 64;
   if (!buf_arg(a, 0, tiles * 16 * (size_t)in / 4, &w) || !buf_arg(a, 1, (size_t)out * ng * 4, &sz) ||
       (((parts & 1) || !a.is_nullish(2)) && !buf_arg(a, 2, (parts & 1) ? (size_t)in * 4 : 0, &x)) || !buf_arg(a, 3, (size_t)in + ng * 8 + ((parts & 128) ? ng : (ng + 7) / 8) * 4, &scr) ||
-      !buf_arg(a, 4, (size_t)out * 4, &y) || !aligned16(a, w.ptr, "words"))
+      !buf_arg(a, 4, (size_t)out * 4, &y) || !aligned16(a, w.ptr, "words") || ((parts & 512) && !aligned16(a, sz.ptr, "sz")))
     return nullptr;
   if (!a.is_nullish(10)) {  // A, R, t: the adapter's LoRA-A rows in the same launch
     if (!int_dim(a, 11, &R) || !buf_arg(a, 10, (size_t)R * in * 2, &A) || !aligned16(a, A.ptr, "A") || !buf_arg(a, 12, (size_t)R * 4, &t))
@@ -1265,6 +1278,7 @@ void register_cuda_quant(napi_env env, napi_value exports) {
   export_fn(env, exports, "cudaRepackSpan4", js_repack4);
   export_fn(env, exports, "cudaInt8xRepack", js_int8x_repack);
   export_fn(env, exports, "cudaInt8xGemv", js_int8x_gemv);
+  export_fn(env, exports, "cudaInt8xTileSz", js_int8x_tile_sz);
   export_fn(env, exports, "cudaInt8xPrep", js_int8x_prep);
   export_fn(env, exports, "cudaDecodeGemv", js_decode_gemv);
   export_fn(env, exports, "cudaDecodeQkvEpi", js_decode_qkv_epi);

@@ -2,7 +2,7 @@
 // a bulk-copy ring instead of per-warp loads. Why: the per-tile kernel launches a block per 16-row tile, 3–4 waves of
 // short blocks, each paying a memory round trip or two of its own before its first MMA, and a launch can only load its
 // first block of 128 inputs per warp before its griddepcontrol.wait. Here a launch is one block per SM that owns a run
-// of whole tiles: it issues its ring's stages (S tiles' codes, scale|zero rows and B rows; up to ~90 KB) and its LoRA-A
+// of whole tiles: it issues its ring's stages (S tiles' codes, scale|zero words and B rows; up to ~110 KB) and its LoRA-A
 // rows BEFORE the wait for x, so with PDL the weights stream while the previous launches (the GEMV before, the prep,
 // the attention) still run, and the ring stays full across its tiles. Small enough (≤ ~110 KB, 256 threads) that the
 // next launch fits beside it on the SM.
@@ -23,15 +23,14 @@
 namespace lowbit {
 namespace {
 
-constexpr int kChunkBlks = 32;                  // a stage: ≤ 32 blocks of 128 inputs (4096 inputs) of one tile
-constexpr int kSzStride = 68;                   // u32 words per scale|zero row in a stage (64 groups + 4: rows g = 0..7 on distinct banks)
-constexpr int kWordBytes = kChunkBlks * 512;    // the stage's codes: [blk][lane][4] u32
-constexpr int kSzBytes = 16 * kSzStride * 4;    // the stage's 16 scale|zero rows
+constexpr int kChunkBlks = 32;                // a stage: ≤ 32 blocks of 128 inputs (4096 inputs) of one tile
+constexpr int kWordBytes = kChunkBlks * 512;  // the stage's codes: [blk][lane][4] u32
+constexpr int kSzBytes = kChunkBlks * 128;    // its scale|zero words, tile-blocked: [blk][row 0..15][2 groups] u32
 constexpr int kMaxStages = 8;
 
 struct I8Stream {
   const uint4* words;
-  const uint32_t* sz;
+  const uint32_t* sz;  // tile-blocked (cuda_int8x_tile_sz): [tile][blk][16 rows][2 groups], so a stage's are one copy
   const unsigned char* xs;  // the prep's scratch: x̂ [in] | a [ng] | Σx̂ [ng] | Σx² partials
   int npart;
   float eps;
@@ -47,11 +46,12 @@ struct I8Stream {
 };
 
 // Stage i of the block's item sequence (tile tile0 + i / nch, chunk i % nch), issued by one warp: lane 0 announces the
-// bytes, lanes 0..15 copy the 16 scale|zero rows (each to its padded row), lane 16 the codes, lane 17 (the tile's last
-// chunk) its rows of B.
+// bytes, then three bulk copies from three lanes: the codes, the scale|zero words and (the tile's last chunk) its rows of
+// B. Few and large: the copy engine takes a warp's copies one at a time (the first build copied the 16 scale|zero rows
+// one by one, 17 copies a stage, and ran 2× slower than the per-tile kernel, run 92).
 __device__ __forceinline__ void issue_stage(const I8Stream& p, const I8Bt& bt, bool bpre, unsigned char* stg, uint64_t* bar,
                                             int tile0, int i, int nch, int lane) {
-  const int nblk = p.in / 128, ng = p.in / 64, s = i % p.S, tile = tile0 + i / nch, c = i % nch;
+  const int nblk = p.in / 128, s = i % p.S, tile = tile0 + i / nch, c = i % nch;
   const int cb = min(kChunkBlks, nblk - kChunkBlks * c), last = c == nch - 1;
   unsigned char* st = stg + (size_t)s * p.stageBytes;
   const uint16_t* Bt = nullptr;
@@ -60,14 +60,14 @@ __device__ __forceinline__ void issue_stage(const I8Stream& p, const I8Bt& bt, b
     const uint16_t* B = seg == 0 ? bt.B[0] : seg == 1 ? bt.B[1] : bt.B[2];
     Bt = B + (size_t)(row0 - (seg == 0 ? 0 : seg == 1 ? bt.end[0] : bt.end[1])) * bt.r;
   }
-  if (lane == 0) mbar_expect_tx(&bar[s], cb * 512 + 16 * 8 * cb + (Bt ? 32 * bt.r : 0));
+  if (lane == 0) mbar_expect_tx(&bar[s], cb * 512 + cb * 128 + (Bt ? 32 * bt.r : 0));
   __syncwarp();
-  if (lane < 16)
-    bulk_g2s(mbar_smem(st + kWordBytes + lane * kSzStride * 4), p.sz + (size_t)(tile * 16 + lane) * ng + 2 * kChunkBlks * c,
-             8 * cb, &bar[s]);
-  else if (lane == 16)
-    bulk_g2s(mbar_smem(st), p.words + ((size_t)tile * nblk + kChunkBlks * c) * 32, cb * 512, &bar[s]);
-  else if (lane == 17 && Bt)
+  const size_t b0 = (size_t)tile * nblk + kChunkBlks * c;  // the stage's first block of 128 inputs
+  if (lane == 0)
+    bulk_g2s(mbar_smem(st), p.words + b0 * 32, cb * 512, &bar[s]);
+  else if (lane == 1)
+    bulk_g2s(mbar_smem(st + kWordBytes), p.sz + b0 * 32, cb * 128, &bar[s]);
+  else if (lane == 2 && Bt)
     bulk_g2s(mbar_smem(st + kWordBytes + kSzBytes), Bt, 32 * bt.r, &bar[s]);
 }
 
@@ -152,8 +152,8 @@ __global__ void __launch_bounds__(512) int8x_stream_kernel(I8Stream p, I8Bt bt) 
     for (int jb = warp; jb < cb; jb += nks) {
       const int blk = kChunkBlks * c + jb;
       const uint4 w = ws[jb * 32 + lane];
-      const uint2 m0 = *reinterpret_cast<const uint2*>(szs + g * kSzStride + 2 * jb);
-      const uint2 m1 = *reinterpret_cast<const uint2*>(szs + (g + 8) * kSzStride + 2 * jb);
+      const uint2 m0 = *reinterpret_cast<const uint2*>(szs + 32 * jb + 2 * g);  // rows g, g + 8: banks 2g, 2g + 1
+      const uint2 m1 = *reinterpret_cast<const uint2*>(szs + 32 * jb + 16 + 2 * g);
       uint32_t x[8];
 #pragma unroll
       for (int j = 0; j < 4; j++) {
@@ -208,6 +208,16 @@ __global__ void __launch_bounds__(512) int8x_stream_kernel(I8Stream p, I8Bt bt) 
   }
 }
 
+// sz [out, in/64] (row-major) → tile-blocked [tile][blk][row 0..15][2 groups] (out % 16 == 0): a thread per word.
+__global__ void int8x_tile_sz_kernel(const uint32_t* __restrict__ sz, uint32_t* __restrict__ dst, int out, int in) {
+  const int ng = in / 64, nblk = in / 128;
+  const size_t n = (size_t)out * ng;
+  for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n; i += (size_t)gridDim.x * blockDim.x) {
+    const int h = (int)(i & 1), row = (int)((i >> 1) & 15), blk = (int)((i >> 5) % nblk), tile = (int)((i >> 5) / nblk);
+    dst[i] = sz[(size_t)(tile * 16 + row) * ng + 2 * blk + h];
+  }
+}
+
 int sm_count() {
   static const int n = [] {
     int v = 0;
@@ -219,9 +229,17 @@ int sm_count() {
 
 }  // namespace
 
+const char* cuda_int8x_tile_sz(const uint32_t* sz, uint32_t* dst, int out, int in) {
+  if (in % 128 != 0 || out % 16 != 0 || out < 16) return "cudaInt8xTileSz: in % 128 == 0 and out % 16 == 0";
+  const size_t n = (size_t)out * (in / 64);
+  int8x_tile_sz_kernel<<<(unsigned)std::min<size_t>((n + 255) / 256, 65535), 256>>>(sz, dst, out, in);
+  LB_CUDA(cudaGetLastError());
+  return nullptr;
+}
+
 const char* cuda_int8x_stream(const void* words, const uint32_t* sz, void* scratch, float* y, int out, int in, int nks,
                               bool pdl, int npart, float eps, const void* A, int R, float* t, const I8Bt& bt) {
-  if (in % 256 != 0 || out % 16 != 0 || out < 16) return "cudaInt8xGemv (streamed, parts & 512): in % 256 == 0 and out % 16 == 0";
+  if (in % 128 != 0 || out % 16 != 0 || out < 16) return "cudaInt8xGemv (streamed, parts & 512): out % 16 == 0";
   if (nks != 4 && nks != 8 && nks != 16) return "cudaInt8xGemv (streamed, parts & 512): ksplit (warps per block) 4, 8 or 16";
   if (bt.sync && (bt.r > kBtMaxR || R > 3 * kBtMaxR)) return "cudaInt8xGemv (streamed): B·t takes rank ≤ 128";
   static const int envS = [] { const char* e = std::getenv("LOWBIT_INT8X_STAGES"); return e ? std::atoi(e) : 0; }();
@@ -237,7 +255,7 @@ const char* cuda_int8x_stream(const void* words, const uint32_t* sz, void* scrat
   const int stageBytes = kWordBytes + kSzBytes + (bpre ? 32 * bt.r : 0), xbytes = (in + in / 8 + 15) & ~15;
   const int items = tpb * nch;
   // as many stages as fit 110 KB a block (LOWBIT_INT8X_SMEM, KB), so that the next GEMV's block fits beside it on the SM
-  // (7B, rank 64: q/k/v 3 stages, 89 KB; o 2, 58 KB; gate/up 4, 104 KB; down 3, 103 KB; any two neighbours ≤ 207 KB);
+  // (7B, rank 64: q/k/v 4 stages, 111 KB; o 2, 58 KB; gate/up 4, 103 KB; down 3, 102 KB; two neighbours ≤ 213 KB);
   // LOWBIT_INT8X_STAGES: that many instead
   static const int budgetKB = [] { const char* e = std::getenv("LOWBIT_INT8X_SMEM"); return e ? std::atoi(e) : 110; }();
   const size_t fixedB = (size_t)xbytes + (size_t)nA * in * 2;
@@ -248,6 +266,8 @@ const char* cuda_int8x_stream(const void* words, const uint32_t* sz, void* scrat
   if (smem > 220 * 1024) return "cudaInt8xGemv (streamed): shared memory over 220 KB";
   static size_t smemSet = 0;
   if (smem > smemSet) {
+    // and the largest shared-memory carveout, so that two launches' blocks fit on one SM (PDL)
+    LB_CUDA(cudaFuncSetAttribute((const void*)int8x_stream_kernel, cudaFuncAttributePreferredSharedMemoryCarveout, 100));
     LB_CUDA(cudaFuncSetAttribute((const void*)int8x_stream_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem));
     smemSet = smem;
   }

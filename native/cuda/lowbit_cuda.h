@@ -193,6 +193,9 @@ const char* cuda_int8x_gemv(const void* words, const uint32_t* sz, const float* 
                             float* t = nullptr, const Int8xGemvBt* bt = nullptr, const Int8xGemvFold* fold = nullptr);
 // int8-x words (the GEMV's repacked layout; twin repackInt8x) from an 'int' 2-bit code stream [out, in], in % 128 == 0.
 const char* cuda_int8x_repack(const void* codes, void* words, int out, int in);
+// The scale|zero words [out, in/64] tile-blocked for the streamed GEMV (parts & 512; twin tileInt8xSz): [tile][block of
+// 128 inputs][row 0..15][2 groups]; out % 16 == 0, in % 128 == 0.
+const char* cuda_int8x_tile_sz(const uint32_t* sz, uint32_t* dst, int out, int in);
 // The prep's optional extras (decode layer hand-offs): the element is x (bf16 when xbf16) + addy + B1·t1 (B1 bf16
 // [in, r]), written to xout when given; with x2 (SwiGLU) the up value is x2 + B2·t2.
 struct Int8xPrepExtra {

@@ -33,22 +33,20 @@ if [ -n "${AB:-}" ]; then  # run 89's A/Bs: the earlier split-K rule, no B prefe
   echo "== decode tok/s, kernel 8 without the B prefetch of the epilogue's B·t ($(date +%T))"
   LOWBIT_INT8X_BPRE=0 timeout 120 node bench/cuda-decode.mjs --variants 4 --kernels 8 --modes graph --tokens 128 --no-gemv --json "$OUT/decode-nopre.json" 2>&1 | grep -E "tok/s|error|Error"
 fi
-echo "== decode tok/s, kernel 8 with the B·t counters zeroed by the preps (LOWBIT_INT8X_ZERO=prep) ($(date +%T))"
-LOWBIT_INT8X_ZERO=prep timeout 120 node bench/cuda-decode.mjs --variants 4 --kernels 8 --modes graph --tokens 128 --no-gemv --json "$OUT/decode-zero.json" 2>&1 | grep -E "tok/s|error|Error"
+echo "== decode tok/s, kernel 8 with the B·t counters reset by each GEMV's last tile block (LOWBIT_INT8X_ZERO=tile; the default before run 92) ($(date +%T))"
+LOWBIT_INT8X_ZERO=tile timeout 120 node bench/cuda-decode.mjs --variants 4 --kernels 8 --modes graph --tokens 128 --no-gemv --json "$OUT/decode-zero.json" 2>&1 | grep -E "tok/s|error|Error"
 # the streamed GEMVs (parts & 512: a block per SM, a bulk-copy ring issued before the PDL wait); ring stages as fit 110 KB
-# a block (default), the STAGES list, the SMEM list (KB a block), and with the counters zeroed by the preps
+# a block (default), the STAGES list and the SMEM list (KB a block)
 echo "== decode tok/s, kernel 8 with streamed GEMVs (LOWBIT_INT8X_STREAM=1) ($(date +%T))"
 LOWBIT_INT8X_STREAM=1 timeout 120 node bench/cuda-decode.mjs --variants 4 --kernels 8 --modes graph --tokens 128 --no-gemv --json "$OUT/decode-stream.json" 2>&1 | grep -E "tok/s|error|Error"
-for S in ${STAGES:-2 3}; do
+for S in ${STAGES:-2 6}; do
   echo "== decode tok/s, kernel 8 streamed, $S ring stages ($(date +%T))"
   LOWBIT_INT8X_STREAM=1 LOWBIT_INT8X_STAGES=$S timeout 120 node bench/cuda-decode.mjs --variants 4 --kernels 8 --modes graph --tokens 128 --no-gemv 2>&1 | grep -E "tok/s|error|Error"
 done
-for K in ${SMEM:-80 140}; do
+for K in ${SMEM:-80 160}; do
   echo "== decode tok/s, kernel 8 streamed, ring stages as fit $K KB a block ($(date +%T))"
   LOWBIT_INT8X_STREAM=1 LOWBIT_INT8X_SMEM=$K timeout 120 node bench/cuda-decode.mjs --variants 4 --kernels 8 --modes graph --tokens 128 --no-gemv 2>&1 | grep -E "tok/s|error|Error"
 done
-echo "== decode tok/s, kernel 8 streamed, counters zeroed by the preps ($(date +%T))"
-LOWBIT_INT8X_STREAM=1 LOWBIT_INT8X_ZERO=prep timeout 120 node bench/cuda-decode.mjs --variants 4 --kernels 8 --modes graph --tokens 128 --no-gemv 2>&1 | grep -E "tok/s|error|Error"
 if [ -n "${FOLD:-}" ]; then
   echo "== decode tok/s, kernel 8 with its prep launches folded into the GEMVs (LOWBIT_INT8X_FOLD=1) ($(date +%T))"
   LOWBIT_INT8X_FOLD=1 timeout 120 node bench/cuda-decode.mjs --variants 4 --kernels 8 --modes graph --tokens 128 --no-gemv --json "$OUT/decode-fold.json" 2>&1 | grep -E "tok/s|error|Error"

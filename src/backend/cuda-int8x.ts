@@ -10,6 +10,9 @@ export interface NativeCudaInt8x extends NativeCuda {
   /** dst (≥ ⌈out/16⌉·16·in/4 bytes) = repackInt8x of the desc's 'int' 2-bit codes (no gIdx, in % 128 == 0); its desc.sz
    * words are already the GEMV's scale|zero words (int8xScaleZero). Optional: older addons lack it. */
   cudaInt8xRepack?(desc: QuantDesc, dst: number): void;
+  /** dst = tileInt8xSz of the scale|zero words sz [out, in/64] (out % 16 == 0, in % 128 == 0): the layout the streamed GEMV
+   * (parts & 512) reads. Optional: older addons lack it. */
+  cudaInt8xTileSz?(sz: number, dst: number, out: number, inF: number): void;
   /** y[out] (f32) = the GEMV of repacked words (repackInt8x) with scale|zero words (int8xScaleZero) and x (f32 [in]) rounded
    * to int8 per 64 inputs in scratch (≥ int8xScratchBytes(in)); ksplit warps per 16-row tile. parts (benchmarks, default 7): a
    * mask of 1 = quantize x into scratch, 2 = zero y, 4 = the GEMV (accumulating into y), 8 = launch it with PDL, 16 = two
@@ -17,7 +20,7 @@ export interface NativeCudaInt8x extends NativeCuda {
    * 64 = a block per 16-row tile, its K slices added in a fixed order and y stored (deterministic; y needs no zeroing;
    * ksplit ≤ 16), 512 (with 64) = the streamed kernel: a block per SM owns a run of tiles, their codes, scale|zero
    * rows and B rows copied by the bulk-copy engine through a ring issued before the PDL wait; ksplit = warps a block (4,
-   * 8, 16), the same bits as 64 with that split K; in % 256 == 0, out % 16 == 0;
+   * 8, 16), the same bits as 64 with that split K; out % 16 == 0, and sz tile-blocked (tileInt8xSz / cudaInt8xTileSz);
    * x is read only with 1 (else null: x̂ is already in scratch, e.g. from cudaInt8xPrep). normEps: scratch came from cudaInt8xPrep with normW, and the row sums are scaled by RMSNorm's 1/rms (from the prep's Σx²
    * partials). A (bf16 [R, in], a handle or view 16-byte aligned) and t (f32 [R]): the same launch also writes
    * t = A·x̃ on x's int8 image, a block of 4 warps per row (the adapter's LoRA-A factor; twin int8xLoraA). Bs, ends, r,
@@ -89,6 +92,17 @@ export function unrepackInt8x(words: Uint32Array, out: number, inF: number): Uin
     }
   }
   return q;
+}
+
+/** The scale|zero words [out, in/64] tile-blocked for the streamed GEMV: [tile][block of 128 inputs][row 0..15][2 groups],
+ * so a tile's words for a run of blocks are one contiguous copy, and lanes g = 0..7 read rows g and g + 8 on distinct
+ * banks (out % 16 == 0). */
+export function tileInt8xSz(sz: Uint32Array, out: number, inF: number): Uint32Array {
+  if (out % 16 !== 0 || inF % 128 !== 0) throw new Error(`tileInt8xSz: out ${out} % 16 and in ${inF} % 128 must be 0`);
+  const ng = inF / 64, nblk = inF / 128, dst = new Uint32Array(out * ng);
+  for (let tile = 0; tile < out / 16; tile++) for (let blk = 0; blk < nblk; blk++) for (let row = 0; row < 16; row++) for (let h = 0; h < 2; h++)
+    dst[((tile * nblk + blk) * 16 + row) * 2 + h] = sz[(tile * 16 + row) * ng + 2 * blk + h];
+  return dst;
 }
 
 /** Kernel 5's scale|zero words [out, in/64]: f16 scale in the low half, f16 zero in the high half. The integer formats'

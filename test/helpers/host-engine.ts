@@ -19,7 +19,7 @@ import { argmax } from '../../src/model/sampling.js';
 import { packedBytes, unpackCodes } from '../../src/quant/pack.js';
 import { f16BitsToF32 } from '../../src/quant/f16.js';
 import { groupCount, type PackedTensor } from '../../src/quant/types.js';
-import { int8X, int8xLoraA, int8xPrepInput, repackInt8x, unrepackInt8x, type Int8xPrepBt } from '../../src/backend/cuda-int8x.js';
+import { int8X, int8xLoraA, int8xPrepInput, repackInt8x, tileInt8xSz, unrepackInt8x, type Int8xPrepBt } from '../../src/backend/cuda-int8x.js';
 
 interface HostBuf { mem: ArrayBuffer; off: number; bytes: number }
 
@@ -218,6 +218,10 @@ export function hostEngine(): HostEngine {
       const q = unpackCodes(u8(d.codes, packedBytes(d.out * d.in, 2)), 2, d.out * d.in), w = repackInt8x(q, d.out, d.in);
       u8(dst, w.byteLength).set(new Uint8Array(w.buffer));
     },
+    cudaInt8xTileSz: (sz: number, dst: number, out: number, inF: number) => {
+      const n = out * inF / 64, zb = get(sz, n * 4), db = get(dst, n * 4);
+      new Uint32Array(db.mem, db.off, n).set(tileInt8xSz(new Uint32Array(zb.mem, zb.off, n), out, inF));
+    },
     cudaInt8xPrep: (x: number, x2: number | null, normW: number | null, scratch: number, inF: number, y: number | null, nzero: number,
       _pdl?: boolean, addY?: number | null, B1?: number | null, t1?: number | null, B2?: number | null, t2?: number | null, r = 0,
       xOut?: number | null, xBf16?: boolean) => {
@@ -260,7 +264,13 @@ export function hostEngine(): HostEngine {
       }
       const tiles = Math.ceil(out / 16), wb = get(words, tiles * 16 * inF / 4);
       const q = unrepackInt8x(new Uint32Array(wb.mem, wb.off, tiles * 16 * inF / 16), out, inF);
-      const zb = get(sz, out * ng * 4), szw = new Uint32Array(zb.mem, zb.off, out * ng), yv = f32(y, out);
+      const zb = get(sz, out * ng * 4), yv = f32(y, out);
+      let szw = new Uint32Array(zb.mem, zb.off, out * ng);
+      if (parts & 512) {  // the streamed kernel reads them tile-blocked (tileInt8xSz): back to [out, ng]
+        const tiled = szw;
+        szw = new Uint32Array(out * ng);
+        for (let o = 0; o < out; o++) for (let g = 0; g < ng; g++) szw[o * ng + g] = tiled[((Math.floor(o / 16) * (inF / 128) + (g >> 1)) * 16 + o % 16) * 2 + (g & 1)];
+      }
       for (let o = 0; o < out; o++) {
         let acc = 0;
         for (let g = 0; g < ng; g++) {

@@ -23,8 +23,9 @@ import { int8xScratchBytes, type NativeCudaInt8x } from '../../backend/cuda-int8
  */
 interface Int8xGemv {
   words: number; sz: number; out: number; in: number; y: number; A: number | null; R: number; t: number; ks: number; parts: number;
-  /** The per-tile kernel's split K and parts, kept while the streamed kernel (streamGemv) runs this GEMV. */
-  tiled: { ks: number; parts: number };
+  /** The per-tile kernel's split K and parts, kept while the streamed kernel (streamGemv) runs this GEMV; szT: its
+   * scale|zero words tile-blocked (made on the first streamGemv = true). */
+  tiled: { ks: number; parts: number }; szT: number | null;
   /** B·t added in this GEMV's own epilogue (its projections' scaled B, their row ends, the rank, the A rows' counters). */
   bt: { Bs: number[]; ends: number[]; r: number; sync: number } | null;
 }
@@ -93,9 +94,10 @@ export class GpuDecoder {
   /** Kernel 8: each prep launch folded into the GEMV before it (i8fold; LOWBIT_INT8X_FOLD=1). Off by default: run 89
    * measured the fold 10–12 % slower than the prep launches it replaces (each tile block's count at its exit). */
   foldPrep = process.env.LOWBIT_INT8X_FOLD === '1';
-  /** Kernel 8: the preps zero the next GEMVs' B·t counters instead of each GEMV's last tile block (i8zeroSync;
-   * LOWBIT_INT8X_ZERO=prep). Off by default until it has run on a GPU. */
-  zeroSync = process.env.LOWBIT_INT8X_ZERO === 'prep';
+  /** Kernel 8: the preps zero the next GEMVs' B·t counters instead of each GEMV's last tile block (i8zeroSync). On by
+   * default since run 92 (H100: 408.8 vs 398.3 tok/s with the rank-64 adapter, 539.2 vs 539.1 without);
+   * LOWBIT_INT8X_ZERO=tile: the last tile block out resets them. */
+  zeroSync = process.env.LOWBIT_INT8X_ZERO !== 'tile';
   private streamOn = false;
   /** the v4 plan (null when the model does not qualify: then variant 4 runs as 3) */
   private v4: V4Layer[] | null = null;
@@ -305,9 +307,15 @@ export class GpuDecoder {
    */
   get streamGemv(): boolean { return this.streamOn; }
   set streamGemv(on: boolean) {
-    this.streamOn = on && !!this.i8;
+    const x8 = this.c as unknown as NativeCudaInt8x;
+    this.streamOn = on && !!this.i8 && typeof x8.cudaInt8xTileSz === 'function';
     for (const l of this.i8 ?? []) for (const g of [l.qkv, l.o, l.gu, l.down]) {
-      const ok = this.streamOn && g.in % 256 === 0 && g.out % 16 === 0 && (g.tiled.parts & 64) !== 0;
+      const ok = this.streamOn && g.out % 16 === 0 && (g.tiled.parts & 64) !== 0;
+      if (ok && g.szT === null) {
+        g.szT = this.c.cudaAlloc(g.out * g.in / 16);
+        this.i8bufs.push(g.szT);
+        x8.cudaInt8xTileSz!(g.sz, g.szT, g.out, g.in);
+      }
       g.ks = ok ? Number(process.env.LOWBIT_INT8X_STREAM_WARPS ?? 8) : g.tiled.ks;
       g.parts = ok ? g.tiled.parts | 512 : g.tiled.parts;
     }
@@ -363,7 +371,7 @@ export class GpuDecoder {
         let end = 0;
         bt = { Bs: ps.map((p) => this.scaledB.get(`${l}.${p}`)!), ends: ds.map((d) => (end += d.out)), r, sync };
       }
-      return { words, sz, out, in: inF, y, A, R, t, bt, ...kp, tiled: kp };
+      return { words, sz, out, in: inF, y, A, R, t, bt, ...kp, tiled: kp, szT: null };
     };
     const plan: Int8xLayer[] = [];
     for (let l = 0; l < cfg.numLayers; l++) {
@@ -404,8 +412,8 @@ export class GpuDecoder {
   /**
    * Whether the preps zero the next GEMVs' B·t counters (prep 1: q/k/v's and o's, prep 2: gate/up's, prep 3: down's) and
    * the GEMVs run with parts & 256, so that no tile block waits on a returning atomic at its exit (the last-block
-   * reset; run 89 priced such a count at every block's exit at 9–12 % in the folded preps). Opt-in until GPU-run
-   * (zeroSync). Needs every GEMV's B·t in its epilogue and the prep launches (not foldPrep).
+   * reset; run 89 priced such a count at every block's exit at 9–12 % in the folded preps). On by default (run 92: +2.6 %
+   * with the adapter; zeroSync). Needs every GEMV's B·t in its epilogue and the prep launches (not foldPrep).
    */
   private get i8zeroSync(): boolean {
     const p = this.i8;
@@ -418,7 +426,7 @@ export class GpuDecoder {
    * GEMV's input (I8Fold). */
   private i8gemv(g: Int8xGemv, scratch: number, normEps: number | null, more = 0,
     fold: { scratch: number; x: number | null; normW: number | null; half: number } | null = null): void {
-    (this.c as unknown as NativeCudaInt8x).cudaInt8xGemv(g.words, g.sz, null, scratch, g.y, g.out, g.in, g.ks, g.parts | more,
+    (this.c as unknown as NativeCudaInt8x).cudaInt8xGemv(g.words, g.parts & 512 ? g.szT! : g.sz, null, scratch, g.y, g.out, g.in, g.ks, g.parts | more,
       normEps, g.A, g.R, g.A ? g.t : null, g.bt?.Bs ?? null, g.bt?.ends ?? null, g.bt?.r ?? 0, g.bt?.sync ?? null,
       fold?.scratch ?? null, fold?.x ?? null, fold?.normW ?? null, fold?.half ?? 0, fold ? this.i8cnt : null);
   }
