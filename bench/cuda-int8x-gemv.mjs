@@ -9,7 +9,7 @@
 // float-atomic split K (0). --stream 1: also the streamed kernel (parts & 512, native/cuda/int8x_stream.cu: a block per
 // SM, weights through a bulk-copy ring issued before the PDL wait; "split K" = its warps a block), and a layer skeleton
 // row with it.
-// Usage: node bench/cuda-int8x-gemv.mjs [--ksplit 1,2,4,8] [--ahead 1,2] [--sx 0,1] [--fixed 0,1] [--stream 0,1] [--json FILE] | --profile [--ksplit …]
+// Usage: node bench/cuda-int8x-gemv.mjs [--ksplit 1,2,4,8] [--ahead 1,2] [--sx 0,1] [--fixed 0,1] [--stream 0,1] [--json FILE] | --profile [--stream] [--ksplit …]
 import { writeFileSync } from 'node:fs';
 import { cudaInt8xOps, cudaInt8xUnavailable, int8xScaleZero, int8xScratchBytes } from '../dist/src/backend/cuda-int8x.js';
 import { roundF16 } from '../dist/src/quant/f16.js';
@@ -26,6 +26,16 @@ if (args.includes('--profile')) {  // a few direct launches on the q/k/v shape f
   c.cudaUpload(hsz, int8xScaleZero(new Float32Array(out * ng).fill(roundF16(0.01)), new Float32Array(out * ng).fill(1)));
   c.cudaUpload(hx, new Float32Array(inP).map((_, i) => Math.sin(i * 0.37)));
   c.cudaInt8xGemv(hw, hsz, hx, hscr, hy, out, inP, 1);
+  if (args.includes('--stream')) {  // the per-tile fixed-order kernel and the streamed one (tile-blocked scale|zero words)
+    const hszT = c.cudaAlloc(out * ng * 4);
+    c.cudaInt8xTileSz(hsz, hszT, out, inP);
+    for (const ks of ksplits) for (let r = 0; r < 3; r++) {
+      c.cudaInt8xGemv(hw, hsz, null, hscr, hy, out, inP, ks, 4 | 32 | 64);
+      c.cudaInt8xGemv(hw, hszT, null, hscr, hy, out, inP, ks, 4 | 64 | 512);
+    }
+    c.cudaSync();
+    process.exit(0);
+  }
   for (const ks of ksplits) for (const A of [0, 16]) for (let r = 0; r < 3; r++) c.cudaInt8xGemv(hw, hsz, hx, hscr, hy, out, inP, ks, 4 | A);
   c.cudaSync();
   process.exit(0);
