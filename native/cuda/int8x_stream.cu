@@ -301,23 +301,8 @@ const char* cuda_int8x_stream(const void* words, const uint32_t* sz, void* scrat
     LB_CUDA(cudaFuncSetAttribute((const void*)kern, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem));
     set = smem;
   }
-  I8Stream p{};
-  p.words = static_cast<const uint4*>(words);
-  p.sz = sz;
-  p.xs = static_cast<const unsigned char*>(scratch);
-  p.npart = npart;
-  p.eps = eps;
-  p.y = y;
-  p.out = out;
-  p.in = in;
-  p.nks = nks;
-  p.A = static_cast<const uint16_t*>(A);
-  p.R = R;
-  p.tout = t;
-  p.tpb = tpb;
-  p.S = S;
-  p.nA = nA;
-  p.stageBytes = stageBytes;
+  const I8Stream p{static_cast<const uint4*>(words), sz, static_cast<const unsigned char*>(scratch), npart, eps, y, out, in, nks,
+                   static_cast<const uint16_t*>(A), R, t, tpb, S, nA, stageBytes};
   return launch_ex(pdl, kern, (unsigned)grid, 32u * nks, smem, p, bt);
 }
 
