@@ -15,12 +15,14 @@ export LOWBIT_ADDON=$PWD/${ADDON:-build/device-z}/lowbit.node
 echo "== int8-x kernel tests ($(date +%T))"
 timeout 120 node --test --test-reporter=tap dist/test/cuda-int8x-gemv-model.test.js > "$OUT/tests-i8.log" 2>&1; echo "rc=$?"
 grep -E '^# (tests|pass|fail|skipped)|^not ok|LoRA-A rows:|xOut vs twin|differ|streamed' "$OUT/tests-i8.log"; grep -A14 '^not ok' "$OUT/tests-i8.log" | head -30
+if [ "${TESTS:-all}" = all ]; then  # TESTS=i8: the int8-x kernel tests only
 echo "== decoder tests ($(date +%T))"
 timeout 200 node --test --test-reporter=tap --test-concurrency=1 dist/test/cuda-decode.test.js > "$OUT/tests-dec.log" 2>&1; echo "rc=$?"
 grep -E '^# (tests|pass|fail|skipped)|^not ok|GEMV v' "$OUT/tests-dec.log"; grep -A16 '^not ok' "$OUT/tests-dec.log" | head -40
 echo "== decode kernel tests ($(date +%T))"
 timeout 150 node --test --test-reporter=tap --test-concurrency=1 dist/test/cuda-decode-kernels.test.js > "$OUT/tests-kern.log" 2>&1; echo "rc=$?"
 grep -E '^# (tests|pass|fail|skipped)|^not ok|x̂ codes moved' "$OUT/tests-kern.log"; grep -A16 '^not ok' "$OUT/tests-kern.log" | head -30
+fi
 if [ -n "${BASE:-}" ]; then
   echo "== decode tok/s, kernel 5 on the baseline addon $BASE ($(date +%T))"
   LOWBIT_ADDON=$PWD/$BASE/lowbit.node timeout 120 node bench/cuda-decode.mjs --variants 4 --kernels 5 --modes graph --tokens 128 --no-gemv --json "$OUT/decode-base.json" 2>&1 | grep -E "tok/s|error|Error"
@@ -33,8 +35,8 @@ if [ -n "${AB:-}" ]; then  # run 89's A/Bs: the earlier split-K rule, no B prefe
   echo "== decode tok/s, kernel 8 without the B prefetch of the epilogue's B·t ($(date +%T))"
   LOWBIT_INT8X_BPRE=0 timeout 120 node bench/cuda-decode.mjs --variants 4 --kernels 8 --modes graph --tokens 128 --no-gemv --json "$OUT/decode-nopre.json" 2>&1 | grep -E "tok/s|error|Error"
 fi
-echo "== decode tok/s, kernel 8 with the B·t counters reset by each GEMV's last tile block (LOWBIT_INT8X_ZERO=tile; the default before run 92) ($(date +%T))"
-LOWBIT_INT8X_ZERO=tile timeout 120 node bench/cuda-decode.mjs --variants 4 --kernels 8 --modes graph --tokens 128 --no-gemv --json "$OUT/decode-zero.json" 2>&1 | grep -E "tok/s|error|Error"
+[ "${ZEROAB:-1}" != 0 ] && echo "== decode tok/s, kernel 8 with the B·t counters reset by each GEMV's last tile block (LOWBIT_INT8X_ZERO=tile; the default before run 92) ($(date +%T))"
+[ "${ZEROAB:-1}" != 0 ] && LOWBIT_INT8X_ZERO=tile timeout 120 node bench/cuda-decode.mjs --variants 4 --kernels 8 --modes graph --tokens 128 --no-gemv --json "$OUT/decode-zero.json" 2>&1 | grep -E "tok/s|error|Error"
 # the streamed GEMVs (parts & 512: a block per SM, a bulk-copy ring issued before the PDL wait); ring stages as fit 110 KB
 # a block (default), the STAGES list and the SMEM list (KB a block)
 echo "== decode tok/s, kernel 8 with streamed GEMVs (LOWBIT_INT8X_STREAM=1) ($(date +%T))"
