@@ -2,10 +2,10 @@
 // a bulk-copy ring instead of per-warp loads. Why: the per-tile kernel launches a block per 16-row tile, 3–4 waves of
 // short blocks, each paying a memory round trip or two of its own before its first MMA, and a launch can only load its
 // first block of 128 inputs per warp before its griddepcontrol.wait. Here a launch is one block per SM that owns a run
-// of whole tiles: it issues its ring's stages (S tiles' codes, scale|zero words and B rows; up to ~110 KB) and its LoRA-A
+// of whole tiles: it issues its ring's stages (S tiles' codes, scale|zero words and B rows; up to ~160 KB) and its LoRA-A
 // rows BEFORE the wait for x, so with PDL the weights stream while the previous launches (the GEMV before, the prep,
-// the attention) still run, and the ring stays full across its tiles. Small enough (≤ ~110 KB, 256 threads) that the
-// next launch fits beside it on the SM.
+// the attention) still run, and the ring stays full across its tiles. Measured slower than the per-tile kernel
+// (docs/cuda.md, runs 92–94): opt-in.
 // Each warp takes the same K slices as the per-tile kernel with nks warps (blocks blk ≡ warp mod nks, ascending), the
 // slices are added in warp order and B·t last: the same bits as int8x_gemv_kernel<FIXED> with that split K.
 #include <cuda_runtime.h>
@@ -282,10 +282,10 @@ const char* cuda_int8x_stream(const void* words, const uint32_t* sz, void* scrat
   const bool bpre = bt.sync && bt.pre && (bt.r & 7) == 0 && bt.r <= 256 && (((bt.r >> 3) & ((bt.r >> 3) - 1)) == 0);
   const int stageBytes = kWordBytes + kSzBytes + (bpre ? 32 * bt.r : 0), xbytes = (in + in / 8 + 15) & ~15;
   const int items = tpb * nch;
-  // as many stages as fit 110 KB a block (LOWBIT_INT8X_SMEM, KB), so that the next GEMV's block fits beside it on the SM
-  // (7B, rank 64: q/k/v 4 stages, 111 KB; o 2, 58 KB; gate/up 4, 103 KB; down 3, 102 KB; two neighbours ≤ 213 KB);
-  // LOWBIT_INT8X_STAGES: that many instead
-  static const int budgetKB = [] { const char* e = std::getenv("LOWBIT_INT8X_SMEM"); return e ? std::atoi(e) : 110; }();
+  // as many stages as fit 160 KB a block (LOWBIT_INT8X_SMEM, KB). A deeper ring measured faster than leaving room for
+  // the next launch's block on the SM: decode 366.3 / 464.3 tok/s at 160 KB vs 355.1 / 447.6 at 110 KB (run 94, with
+  // and without the rank-64 adapter); 80 KB was slower still (run 93). LOWBIT_INT8X_STAGES: that many instead
+  static const int budgetKB = [] { const char* e = std::getenv("LOWBIT_INT8X_SMEM"); return e ? std::atoi(e) : 160; }();
   const size_t fixedB = (size_t)xbytes + (size_t)nA * in * 2;
   int S = envS > 0 ? envS : (int)(((size_t)budgetKB * 1024 > fixedB ? (size_t)budgetKB * 1024 - fixedB : 0) / stageBytes);
   S = std::max(1, std::min({S, kMaxStages, items}));

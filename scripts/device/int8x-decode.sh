@@ -37,7 +37,7 @@ if [ -n "${AB:-}" ]; then  # run 89's A/Bs: the earlier split-K rule, no B prefe
 fi
 [ "${ZEROAB:-1}" != 0 ] && echo "== decode tok/s, kernel 8 with the B·t counters reset by each GEMV's last tile block (LOWBIT_INT8X_ZERO=tile; the default before run 92) ($(date +%T))"
 [ "${ZEROAB:-1}" != 0 ] && LOWBIT_INT8X_ZERO=tile timeout 120 node bench/cuda-decode.mjs --variants 4 --kernels 8 --modes graph --tokens 128 --no-gemv --json "$OUT/decode-zero.json" 2>&1 | grep -E "tok/s|error|Error"
-# the streamed GEMVs (parts & 512: a block per SM, a bulk-copy ring issued before the PDL wait); ring stages as fit 110 KB
+# the streamed GEMVs (parts & 512: a block per SM, a bulk-copy ring issued before the PDL wait); ring stages as fit 160 KB
 # a block (default), the STAGES list and the SMEM list (KB a block)
 echo "== decode tok/s, kernel 8 with streamed GEMVs (LOWBIT_INT8X_STREAM=1) ($(date +%T))"
 LOWBIT_INT8X_STREAM=1 timeout 120 node bench/cuda-decode.mjs --variants 4 --kernels 8 --modes graph --tokens 128 --no-gemv --json "$OUT/decode-stream.json" 2>&1 | grep -E "tok/s|error|Error"
@@ -49,7 +49,7 @@ for S in ${STAGES:-}; do
   echo "== decode tok/s, kernel 8 streamed, $S ring stages ($(date +%T))"
   LOWBIT_INT8X_STREAM=1 LOWBIT_INT8X_STAGES=$S timeout 120 node bench/cuda-decode.mjs --variants 4 --kernels 8 --modes graph --tokens 128 --no-gemv 2>&1 | grep -E "tok/s|error|Error"
 done
-for K in ${SMEM:-160}; do
+for K in ${SMEM:-110}; do
   echo "== decode tok/s, kernel 8 streamed, ring stages as fit $K KB a block ($(date +%T))"
   LOWBIT_INT8X_STREAM=1 LOWBIT_INT8X_SMEM=$K timeout 120 node bench/cuda-decode.mjs --variants 4 --kernels 8 --modes graph --tokens 128 --no-gemv 2>&1 | grep -E "tok/s|error|Error"
 done
