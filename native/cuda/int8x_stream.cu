@@ -271,8 +271,11 @@ const char* cuda_int8x_stream(const void* words, const uint32_t* sz, void* scrat
   if (nks != 4 && nks != 8 && nks != 16) return "cudaInt8xGemv (streamed, parts & 512): ksplit (warps per block) 4, 8 or 16";
   if (bt.sync && (bt.r > kBtMaxR || R > 3 * kBtMaxR)) return "cudaInt8xGemv (streamed): B·t takes rank ≤ 128";
   static const int envS = [] { const char* e = std::getenv("LOWBIT_INT8X_STAGES"); return e ? std::atoi(e) : 0; }();
-  const int tiles = out / 16, nch = (in / 128 + kChunkBlks - 1) / kChunkBlks;
-  const int tpb = (tiles + sm_count() - 1) / sm_count();
+  // LOWBIT_INT8X_STREAM_BPS: blocks an SM (1 or 2), each with its own ring (2: twice the warps an SM, the lack that
+  // run 94's profile points at; ring budget 100 KB a block unless LOWBIT_INT8X_SMEM says otherwise). Not yet GPU-run.
+  static const int bps = [] { const char* e = std::getenv("LOWBIT_INT8X_STREAM_BPS"); return e && e[0] == '2' ? 2 : 1; }();
+  const int tiles = out / 16, nch = (in / 128 + kChunkBlks - 1) / kChunkBlks, slots = bps * sm_count();
+  const int tpb = (tiles + slots - 1) / slots;
   int grid = (tiles + tpb - 1) / tpb;
   if (!A) R = 0;
   // at most 2 A rows per block in shared memory (48 KB for down's 11008 inputs): more blocks where the rank asks for it
@@ -285,11 +288,14 @@ const char* cuda_int8x_stream(const void* words, const uint32_t* sz, void* scrat
   // as many stages as fit 160 KB a block (LOWBIT_INT8X_SMEM, KB). A deeper ring measured faster than leaving room for
   // the next launch's block on the SM: decode 366.3 / 464.3 tok/s at 160 KB vs 355.1 / 447.6 at 110 KB (run 94, with
   // and without the rank-64 adapter); 80 KB was slower still (run 93). LOWBIT_INT8X_STAGES: that many instead
-  static const int budgetKB = [] { const char* e = std::getenv("LOWBIT_INT8X_SMEM"); return e ? std::atoi(e) : 160; }();
+  static const int budgetKB = [] { const char* e = std::getenv("LOWBIT_INT8X_SMEM"); return e ? std::atoi(e) : bps == 2 ? 100 : 160; }();
   const size_t fixedB = (size_t)xbytes + (size_t)nA * in * 2;
   int S = envS > 0 ? envS : (int)(((size_t)budgetKB * 1024 > fixedB ? (size_t)budgetKB * 1024 - fixedB : 0) / stageBytes);
   S = std::max(1, std::min({S, kMaxStages, items}));
-  while (S > 1 && fixedB + (size_t)S * stageBytes > 200 * 1024) S--;
+  // two blocks an SM must both fit (every block has to become resident: the tiles' epilogues wait for all A rows)
+  const size_t cap = bps == 2 ? 108 * 1024 : 200 * 1024;
+  while (S > 1 && fixedB + (size_t)S * stageBytes > cap) S--;
+  if (fixedB + (size_t)S * stageBytes > cap) return "cudaInt8xGemv (streamed): the block's shared memory is over its cap (A rows and x̂ too large)";
   const size_t smem = fixedB + (size_t)S * stageBytes;
   if (smem > 220 * 1024) return "cudaInt8xGemv (streamed): shared memory over 220 KB";
   decltype(&int8x_stream_kernel<8>) kern = nks == 4 ? int8x_stream_kernel<4> : nks == 8 ? int8x_stream_kernel<8> : int8x_stream_kernel<16>;

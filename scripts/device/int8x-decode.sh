@@ -41,10 +41,12 @@ fi
 # a block (default), the STAGES list and the SMEM list (KB a block)
 echo "== decode tok/s, kernel 8 with streamed GEMVs (LOWBIT_INT8X_STREAM=1) ($(date +%T))"
 LOWBIT_INT8X_STREAM=1 timeout 120 node bench/cuda-decode.mjs --variants 4 --kernels 8 --modes graph --tokens 128 --no-gemv --json "$OUT/decode-stream.json" 2>&1 | grep -E "tok/s|error|Error"
-for W in ${WARPS:-4 16}; do
+for W in ${WARPS:-}; do
   echo "== decode tok/s, kernel 8 streamed, $W warps a block ($(date +%T))"
   LOWBIT_INT8X_STREAM=1 LOWBIT_INT8X_STREAM_WARPS=$W timeout 120 node bench/cuda-decode.mjs --variants 4 --kernels 8 --modes graph --tokens 128 --no-gemv 2>&1 | grep -E "tok/s|error|Error"
 done
+echo "== decode tok/s, kernel 8 streamed, 2 blocks an SM with a ring each (LOWBIT_INT8X_STREAM_BPS=2) ($(date +%T))"
+LOWBIT_INT8X_STREAM=1 LOWBIT_INT8X_STREAM_BPS=2 timeout 120 node bench/cuda-decode.mjs --variants 4 --kernels 8 --modes graph --tokens 128 --no-gemv 2>&1 | grep -E "tok/s|error|Error"
 for S in ${STAGES:-}; do
   echo "== decode tok/s, kernel 8 streamed, $S ring stages ($(date +%T))"
   LOWBIT_INT8X_STREAM=1 LOWBIT_INT8X_STAGES=$S timeout 120 node bench/cuda-decode.mjs --variants 4 --kernels 8 --modes graph --tokens 128 --no-gemv 2>&1 | grep -E "tok/s|error|Error"
