@@ -241,7 +241,7 @@ test('CUDA int8-x prep (RMSNorm, SwiGLU) + GEMV = f64 of the normed / gated x on
   }
 });
 
-test('CUDA int8-x streamed GEMV (parts & 512: a block per SM, a bulk-copy ring) = the per-tile kernel with the same split K bit for bit (y and t), = f64; LoRA-A rows, B·t in 3 segments, counters back to zero or zeroed by the prep; rings that wrap', (t) => {
+test('CUDA int8-x streamed GEMV (parts & 512: a block per SM, a bulk-copy ring) = the per-tile kernel with the same split K bit for bit (y and t), = f64; LoRA-A rows (a block a row, or 4 a block: parts & 1024), B·t in 3 segments, counters back to zero or zeroed by the prep; rings that wrap', (t) => {
   const c = cudaInt8xOps();
   if (!c) { t.skip(cudaInt8xUnavailable()); return; }
   const rng = new Rng(59), eps = 1e-5;
@@ -291,16 +291,18 @@ test('CUDA int8-x streamed GEMV (parts & 512: a block per SM, a bulk-copy ring) 
       return { y, tv, sync };
     };
     try {
-      for (const ks of [4, 8, 16]) for (const adapter of [false, true]) {
-        const tiled = run(ks, 12 | 32 | 64, adapter), streamed = run(ks, 12 | 64 | 512, adapter);
+      // rows 1024: 4 LoRA-A rows a block (each by ks / 4 warps) in both kernels, so again the same bits
+      for (const ks of [4, 8, 16]) for (const adapter of [false, true]) for (const rows of adapter ? [0, 1024] : [0]) {
+        const tiled = run(ks, 12 | 32 | 64 | rows, adapter), streamed = run(ks, 12 | 64 | 512 | rows, adapter);
         const e = relErr(streamed.y, adapter ? refBt : ref);
-        t.diagnostic(`${out}×${inF}${norm ? ' (RMSNorm)' : ''}, ${ks} warps${adapter ? `, ${R} A rows + B·t (3 segments, rank ${rB})` : ''}: streamed y vs f64 ${e.toExponential(2)}${adapter ? `, t vs f64 ${relErr(streamed.tv, tRef).toExponential(2)}` : ''}`);
+        t.diagnostic(`${out}×${inF}${norm ? ' (RMSNorm)' : ''}, ${ks} warps${adapter ? `, ${R} A rows${rows ? ' (4 a block)' : ''} + B·t (3 segments, rank ${rB})` : ''}: streamed y vs f64 ${e.toExponential(2)}${adapter ? `, t vs f64 ${relErr(streamed.tv, tRef).toExponential(2)}, per-tile t ${relErr(tiled.tv, tRef).toExponential(2)}` : ''}`);
+        if (adapter) assert.ok(relErr(tiled.tv, tRef) < 1e-5, `${out}×${inF} ${ks} warps rows ${rows}: per-tile t vs f64`);
         assert.deepEqual(new Uint32Array(streamed.y.buffer), new Uint32Array(tiled.y.buffer), `${out}×${inF} ${ks} warps${adapter ? ' + adapter' : ''}: streamed y = per-tile y bit for bit`);
         assert.ok(e < 1e-5, `${out}×${inF} ${ks} warps: streamed y vs f64 ${e}`);
         if (adapter) {
           assert.deepEqual(new Uint32Array(streamed.tv.buffer), new Uint32Array(tiled.tv.buffer), 'streamed t = per-tile t bit for bit');
           assert.deepEqual([...streamed.sync], [0, 0], 'the streamed launch leaves its counters at zero');
-          const again = run(ks, 12 | 64 | 512, true);  // and the next launch finds them so
+          const again = run(ks, 12 | 64 | 512 | rows, true);  // and the next launch finds them so
           assert.deepEqual(new Uint32Array(again.y.buffer), new Uint32Array(streamed.y.buffer), 'a second streamed launch repeats bit for bit');
         }
       }

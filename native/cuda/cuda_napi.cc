@@ -899,7 +899,7 @@ napi_value js_int8x_gemv(napi_env env, napi_callback_info info) {
       (!a.is_nullish(9) && !a.number(9, &eps)))
     return nullptr;
   if (in % 128 != 0) { throw_error(env, "cudaInt8xGemv: in must be a multiple of 128"); return nullptr; }
-  if (parts < 1 || parts > 1023) { throw_error(env, "cudaInt8xGemv: parts is a mask of 1 (quantize x), 2 (zero y), 4 (GEMV), 8 (PDL), 16 (2 ahead), 32 (x̂ in shared memory), 64 (a block per tile, fixed-order reduction, y stored), 128 (Σx² partials per group), 256 (sync zeroed by an earlier launch), 512 (streamed: a block per SM, weights through a bulk-copy ring; with 64)"); return nullptr; }
+  if (parts < 1 || parts > 2047) { throw_error(env, "cudaInt8xGemv: parts is a mask of 1 (quantize x), 2 (zero y), 4 (GEMV), 8 (PDL), 16 (2 ahead), 32 (x̂ in shared memory), 64 (a block per tile, fixed-order reduction, y stored), 128 (Σx² partials per group), 256 (sync zeroed by an earlier launch), 512 (streamed: a block per SM, weights through a bulk-copy ring; with 64), 1024 (4 LoRA-A rows a block; with 64)"); return nullptr; }
   if (!a.is_nullish(9) && !(eps >= 0)) { throw_error(env, "cudaInt8xGemv: normEps must be ≥ 0"); return nullptr; }
   const size_t tiles = (size_t)(out + 15) / 16, ng = (size_t)in / 64;
   if (!buf_arg(a, 0, tiles * 16 * (size_t)in / 4, &w) || !buf_arg(a, 1, (size_t)out * ng * 4, &sz) ||

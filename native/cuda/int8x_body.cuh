@@ -105,8 +105,9 @@ __device__ __forceinline__ void tile_bt(const uint16_t* __restrict__ B, const ui
   __syncthreads();
 }
 
-// The streamed GEMV (int8x_stream.cu), called by cuda_int8x_gemv for parts & 512 (npart, eps as the per-tile kernel's).
+// The streamed GEMV (int8x_stream.cu), called by cuda_int8x_gemv for parts & 512 (npart, eps, and rpb — the LoRA-A rows
+// summed together, each by nks / rpb warps — as the per-tile kernel's).
 const char* cuda_int8x_stream(const void* words, const uint32_t* sz, void* scratch, float* y, int out, int in, int nks,
-                              bool pdl, int npart, float eps, const void* A, int R, float* t, const I8Bt& bt);
+                              bool pdl, int npart, float eps, const void* A, int R, float* t, const I8Bt& bt, int rpb);
 
 }  // namespace lowbit

@@ -195,19 +195,21 @@ __global__ void __launch_bounds__(512) int8x_gemv_kernel(const uint4* __restrict
                                                          const float* __restrict__ a, const int* __restrict__ sum,
                                                          const float* __restrict__ part, int npart, float eps, float* y,
                                                          int out, int in, int nks, const uint16_t* __restrict__ A, int R,
-                                                         float* __restrict__ tout, I8Bt bt, I8Fold fd) {
+                                                         float* __restrict__ tout, I8Bt bt, I8Fold fd, int nab, int rlg) {
   const int lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3;
   const int nblk = in / 128, ng = in / 64, tiles = (out + 15) / 16;
   // the A-row blocks (past the packed tiles; FIXED: before them) each take one row of A (the adapter's LoRA-A factor, bf16
   // [R, in]): t = A·x̃, the block's dn warps a share of the inputs each (a warp alone would walk 11008 inputs in 43
   // dependent steps: longer than down's tiles)
   int tile, ks, drow, dq, dn;
-  if (FIXED) {
-    tile = (int)blockIdx.x - R;
+  if (FIXED) {  // 2^rlg A rows a block, nks >> rlg warps a row (rlg > 0 only where nks is a power of two): no divisions,
+               // which lifted the kernel from 60 to 78 registers
+    const int wpr = nks >> rlg, lgw = __ffs(wpr) - 1;
+    tile = (int)blockIdx.x - nab;
     ks = threadIdx.x / 32;
-    drow = blockIdx.x;
-    dq = ks;
-    dn = nks;
+    drow = tile < 0 ? ((int)blockIdx.x << rlg) + (rlg ? ks >> lgw : 0) : -1;
+    dq = rlg ? ks & (wpr - 1) : ks;
+    dn = wpr;
   } else {
     const int warp = blockIdx.x * 4 + threadIdx.x / 32, dfirst = (tiles * nks + 3) & ~3, dw = warp - dfirst;
     tile = warp / nks;
@@ -269,15 +271,16 @@ __global__ void __launch_bounds__(512) int8x_gemv_kernel(const uint4* __restrict
     return rsqrtf(ss / (float)in + eps);
   };
   if (!active) {
-    if (!dense) return;  // FIXED: a block past the tiles and the A rows (none is launched)
+    const bool ablock = FIXED && tile < 0;  // FIXED: every warp of an A-row block reaches its barrier, rows or not
+    if (!dense && !ablock) return;  // a block past the tiles and the A rows (FIXED: none is launched)
     // t[drow] = Σ_g a_g Σ_{i in g} A[drow][i]·x̂_i (· 1/rms): 8 inputs per lane and step, all in one group of 64; the
-    // block's four partial sums added in a fixed order
-    const uint4* Ar = reinterpret_cast<const uint4*>(A + (size_t)drow * in);
+    // row's warps' partial sums added in a fixed order
+    const uint4* Ar = reinterpret_cast<const uint4*>(A + (size_t)(dense ? drow : 0) * in);
     const uint2* xv2 = reinterpret_cast<const uint2*>(SX ? static_cast<const void*>(i8x_smem) : static_cast<const void*>(xq));
     const float* av = SX ? reinterpret_cast<const float*>(i8x_smem + in) : a;
     float acc = 0.f;
 #pragma unroll 4
-    for (int i = lane + 32 * dq; i < in / 8; i += 32 * dn) {
+    for (int i = lane + 32 * dq + (dense ? 0 : in); i < in / 8; i += 32 * dn) {
       const uint4 w = __ldg(Ar + i);
       const uint2 xv = SX ? xv2[i] : __ldg(xv2 + i);
       const float ag = SX ? av[i >> 3] : __ldg(av + (i >> 3));
@@ -287,15 +290,19 @@ __global__ void __launch_bounds__(512) int8x_gemv_kernel(const uint4* __restrict
 #pragma unroll
     for (int o = 16; o > 0; o >>= 1) acc += __shfl_xor_sync(0xffffffffu, acc, o);
     __shared__ float dred[32];
-    if (lane == 0) dred[dq] = acc;
-    __syncthreads();  // a dense block's warps are all dense (dfirst is a multiple of 4; FIXED: a block per row)
+    if (lane == 0) dred[FIXED ? ks : dq] = acc;
+    __syncthreads();  // a dense block's warps are all dense (dfirst is a multiple of 4); FIXED: ablock
     if (threadIdx.x == 0) {
-      float tt = 0.f;
-      for (int i = 0; i < dn; i++) tt += dred[i];  // fixed order
-      tout[drow] = tt * (npart ? rstd_of() : 1.f);
+      const float rs = npart ? rstd_of() : 1.f;
+      const int nrow = FIXED ? min(1 << rlg, R - ((int)blockIdx.x << rlg)) : 1;
+      for (int r = 0; r < nrow; r++) {
+        float tt = 0.f;
+        for (int i = 0; i < dn; i++) tt += dred[r * dn + i];  // the row's warps in order
+        tout[FIXED ? ((int)blockIdx.x << rlg) + r : drow] = tt * rs;
+      }
       if (FIXED && bt.sync) {
         __threadfence();
-        atomicAdd(bt.sync, 1u);
+        atomicAdd(bt.sync, (unsigned)nrow);
       }
     }
     return;
@@ -480,11 +487,16 @@ const char* cuda_int8x_gemv(const void* words, const uint32_t* sz, const float* 
     }
     // parts & 128: the Σx² partials are per group (a folded prep wrote them), else per prep block of 8 groups
     const int npart = eps >= 0.f ? ((parts & 128) ? ng : (ng + kPrepWarps - 1) / kPrepWarps) : 0;
+    // parts & 1024 (fixed order, nks a power of two): 4 LoRA-A rows a block, each by nks / 4 warps (fewer when nks < 4);
+    // else a block a row, the measured default. 4 cuts q/k/v's 192 A-row blocks of 512 threads to 48 (not yet GPU-run)
+    int rpb = fixed && (parts & 1024) && (nks & (nks - 1)) == 0 ? 4 : 1;
+    while (nks % rpb) rpb >>= 1;
+    const int rlg = rpb == 4 ? 2 : rpb == 2 ? 1 : 0, nab = (R + rpb - 1) / rpb;
     if (parts & 512) {  // the streamed kernel (int8x_stream.cu): one block per SM, weights through a bulk-copy ring
       if (!fixed || foldIn) return "cudaInt8xGemv: the streamed GEMV (parts & 512) needs parts & 64 and no folded prep";
-      return cuda_int8x_stream(words, sz, scratch, y, out, in, nks, (parts & 8) != 0, npart, eps, A, R, t, bt);
+      return cuda_int8x_stream(words, sz, scratch, y, out, in, nks, (parts & 8) != 0, npart, eps, A, R, t, bt, rpb);
     }
-    const unsigned blocks = fixed ? (unsigned)(tiles + R) : (unsigned)((((tiles * nks + 3) & ~3) + 4 * R + 3) / 4);
+    const unsigned blocks = fixed ? (unsigned)(tiles + nab) : (unsigned)((((tiles * nks + 3) & ~3) + 4 * R + 3) / 4);
     const unsigned threads = fixed ? 32u * nks : 128u;
     decltype(&int8x_gemv_kernel<1, false, false>) kern[8] = {
         int8x_gemv_kernel<1, false, false>, int8x_gemv_kernel<2, false, false>, int8x_gemv_kernel<1, true, false>,
@@ -493,7 +505,7 @@ const char* cuda_int8x_gemv(const void* words, const uint32_t* sz, const float* 
     return launch_ex((parts & 8) != 0, kern[((parts & 16) ? 1 : 0) + (sx ? 2 : 0) + (fixed ? 4 : 0)], blocks, threads,
                      sx ? (size_t)(in + 8 * ng) : 0, static_cast<const uint4*>(words), sz, static_cast<const int8_t*>(xq),
                      static_cast<const float*>(a), static_cast<const int*>(sum), static_cast<const float*>(part), npart, eps, y,
-                     out, in, nks, static_cast<const uint16_t*>(A), R, t, bt, fd);
+                     out, in, nks, static_cast<const uint16_t*>(A), R, t, bt, fd, nab, rlg);
   }
   return nullptr;
 }

@@ -43,6 +43,7 @@ struct I8Stream {
   int S;           // ring stages
   int nA;          // A rows per block at most
   int stageBytes;  // kWordBytes + kSzBytes (+ 32·r for the tile's B rows)
+  int rpb;         // A rows summed together, each by NKS / rpb warps (the per-tile kernel's grouping: the same bits)
 };
 
 // Stage i of the block's item sequence (tile tile0 + i / nch, chunk i % nch), issued by one warp: lane 0 announces the
@@ -118,22 +119,25 @@ __global__ void __launch_bounds__(32 * NKS) int8x_stream_kernel(I8Stream p, I8Bt
   // kernel's A-row block with nks warps; published with one count
   if (myA) {
     mbar_wait(&bar[p.S], 0);
-    for (int k = 0; k < myA; k++) {
-      const uint4* Ar = reinterpret_cast<const uint4*>(asm_ + (size_t)k * in * 2);
-      const uint2* xv2 = reinterpret_cast<const uint2*>(xsm);
-      const float* av = reinterpret_cast<const float*>(xsm + in);
+    const int wpr = NKS / p.rpb, lr = warp / wpr, dq = warp % wpr;
+    const uint2* xv2 = reinterpret_cast<const uint2*>(xsm);
+    const float* av = reinterpret_cast<const float*>(xsm + in);
+    for (int k0 = 0; k0 < myA; k0 += p.rpb) {
+      const int k = k0 + lr;
+      const uint4* Ar = reinterpret_cast<const uint4*>(asm_ + (size_t)min(k, myA - 1) * in * 2);
       float acc = 0.f;
 #pragma unroll 4
-      for (int i = threadIdx.x; i < in / 8; i += blockDim.x) acc = fmaf(av[i >> 3], i8_arow8(Ar[i], xv2[i]), acc);
+      for (int i = lane + 32 * dq; k < myA && i < in / 8; i += 32 * wpr) acc = fmaf(av[i >> 3], i8_arow8(Ar[i], xv2[i]), acc);
 #pragma unroll
       for (int o = 16; o > 0; o >>= 1) acc += __shfl_xor_sync(0xffffffffu, acc, o);
       if (lane == 0) dred[warp] = acc;
       __syncthreads();
-      if (threadIdx.x == 0) {
-        float tt = 0.f;
-        for (int i = 0; i < nks; i++) tt += dred[i];  // fixed order
-        p.tout[blockIdx.x + k * gridDim.x] = tt * rstd_s;
-      }
+      if (threadIdx.x == 0)
+        for (int r = 0; r < p.rpb && k0 + r < myA; r++) {
+          float tt = 0.f;
+          for (int i = 0; i < wpr; i++) tt += dred[r * wpr + i];  // the row's warps in order
+          p.tout[blockIdx.x + (k0 + r) * gridDim.x] = tt * rstd_s;
+        }
       __syncthreads();
     }
     if (hasBt && threadIdx.x == 0) {
@@ -266,7 +270,7 @@ const char* cuda_int8x_tile_sz(const uint32_t* sz, uint32_t* dst, int out, int i
 }
 
 const char* cuda_int8x_stream(const void* words, const uint32_t* sz, void* scratch, float* y, int out, int in, int nks,
-                              bool pdl, int npart, float eps, const void* A, int R, float* t, const I8Bt& bt) {
+                              bool pdl, int npart, float eps, const void* A, int R, float* t, const I8Bt& bt, int rpb) {
   if (in % 128 != 0 || out % 16 != 0 || out < 16) return "cudaInt8xGemv (streamed, parts & 512): out % 16 == 0";
   if (nks != 4 && nks != 8 && nks != 16) return "cudaInt8xGemv (streamed, parts & 512): ksplit (warps per block) 4, 8 or 16";
   if (bt.sync && (bt.r > kBtMaxR || R > 3 * kBtMaxR)) return "cudaInt8xGemv (streamed): B·t takes rank ≤ 128";
@@ -308,7 +312,7 @@ const char* cuda_int8x_stream(const void* words, const uint32_t* sz, void* scrat
     set = smem;
   }
   const I8Stream p{static_cast<const uint4*>(words), sz, static_cast<const unsigned char*>(scratch), npart, eps, y, out, in, nks,
-                   static_cast<const uint16_t*>(A), R, t, tpb, S, nA, stageBytes};
+                   static_cast<const uint16_t*>(A), R, t, tpb, S, nA, stageBytes, rpb};
   return launch_ex(pdl, kern, (unsigned)grid, 32u * nks, smem, p, bt);
 }
 

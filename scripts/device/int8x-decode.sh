@@ -45,6 +45,8 @@ for W in ${WARPS:-}; do
   echo "== decode tok/s, kernel 8 streamed, $W warps a block ($(date +%T))"
   LOWBIT_INT8X_STREAM=1 LOWBIT_INT8X_STREAM_WARPS=$W timeout 120 node bench/cuda-decode.mjs --variants 4 --kernels 8 --modes graph --tokens 128 --no-gemv 2>&1 | grep -E "tok/s|error|Error"
 done
+echo "== decode tok/s, kernel 8 with 4 LoRA-A rows a block (LOWBIT_INT8X_AROWS=4) ($(date +%T))"
+LOWBIT_INT8X_AROWS=4 timeout 120 node bench/cuda-decode.mjs --variants 4 --kernels 8 --modes graph --tokens 128 --no-gemv 2>&1 | grep -E "tok/s|error|Error"
 echo "== decode tok/s, kernel 8 streamed, 2 blocks an SM with a ring each (LOWBIT_INT8X_STREAM_BPS=2) ($(date +%T))"
 LOWBIT_INT8X_STREAM=1 LOWBIT_INT8X_STREAM_BPS=2 timeout 120 node bench/cuda-decode.mjs --variants 4 --kernels 8 --modes graph --tokens 128 --no-gemv 2>&1 | grep -E "tok/s|error|Error"
 for S in ${STAGES:-}; do

@@ -21,6 +21,7 @@ export interface NativeCudaInt8x extends NativeCuda {
    * ksplit ≤ 16), 512 (with 64) = the streamed kernel: a block per SM owns a run of tiles, their codes, scale|zero
    * rows and B rows copied by the bulk-copy engine through a ring issued before the PDL wait; ksplit = warps a block (4,
    * 8, 16), the same bits as 64 with that split K; out % 16 == 0, and sz tile-blocked (tileInt8xSz / cudaInt8xTileSz);
+   * 1024 (with 64, ksplit a power of two) = 4 LoRA-A rows a block, each by ksplit / 4 warps, instead of a block a row;
    * x is read only with 1 (else null: x̂ is already in scratch, e.g. from cudaInt8xPrep). normEps: scratch came from cudaInt8xPrep with normW, and the row sums are scaled by RMSNorm's 1/rms (from the prep's Σx²
    * partials). A (bf16 [R, in], a handle or view 16-byte aligned) and t (f32 [R]): the same launch also writes
    * t = A·x̃ on x's int8 image, a block of 4 warps per row (the adapter's LoRA-A factor; twin int8xLoraA). Bs, ends, r,

@@ -346,7 +346,9 @@ export class GpuDecoder {
       const tiles = out / 16, nblk = inF / 128, warps = old ? 4096 : 8192;
       let ks = 1;
       while (ks * 2 <= Math.min(nblk, 16) && tiles * ks < warps) ks *= 2;
-      return { ks: env('LOWBIT_INT8X_KSPLIT') ?? ks, parts: 12 | (env('LOWBIT_INT8X_PARTS') ?? (64 | (old && tiles <= 512 ? 16 : 32))) };
+      // LOWBIT_INT8X_AROWS=4: 4 LoRA-A rows a block (parts & 1024; not yet GPU-run)
+      const arows = process.env.LOWBIT_INT8X_AROWS === '4' ? 1024 : 0;
+      return { ks: env('LOWBIT_INT8X_KSPLIT') ?? ks, parts: 12 | arows | (env('LOWBIT_INT8X_PARTS') ?? (64 | (old && tiles <= 512 ? 16 : 32))) };
     };
     const gemv = (l: number, ps: Projection[], inF: number, y: number, t: number, sync: number): Int8xGemv => {
       const ds = ps.map((p) => { const b = this.w.layers[l].proj[p]; if (b.kind !== 'quant') throw new LowbitError('int8-x plan: dense'); return b.q.desc; });
