@@ -19,7 +19,7 @@ import { f16BitsToF32 } from '../src/io/halfs.js';
 import { bf16ToF32, cudaEngine, f32ToBf16, uploadPacked } from '../src/backend/cuda.js';
 
 const bf16Values = (x: Float32Array): Float32Array => bf16ToF32(f32ToBf16(x));
-import { cudaInt8xOps, cudaInt8xUnavailable, int8X, int8xInputOf, int8xLoraA, int8xPrepInput, int8xScaleZero, type Int8xPrepBt, int8xScratchBytes, repackInt8x, tileInt8xSz, unrepackInt8x } from '../src/backend/cuda-int8x.js';
+import { cudaInt8xOps, cudaInt8xUnavailable, int8X, int8xInputOf, int8xLoraA, int8xPrepInput, int8xScaleZero, type Int8xPrepBt, int8xScratchBytes, repackInt8x, tileInt8xSz, unrepackInt8x, untileInt8xSz } from '../src/backend/cuda-int8x.js';
 
 const MASK = [0x03030303, 0x0c0c0c0c, 0x30303030, 0xc0c0c0c0];
 
@@ -464,6 +464,7 @@ test('tileInt8xSz: a stage of the streamed GEMV (tile, blocks b0 … b0 + n) is 
   const out = 48, inF = 384, ng = inF / 64, nblk = inF / 128;
   const sz = Uint32Array.from({ length: out * ng }, (_, i) => i * 7 + 1), tl = tileInt8xSz(sz, out, inF);
   assert.deepEqual([...tl].sort((a, b) => a - b), [...sz].sort((a, b) => a - b), 'a permutation');
+  assert.deepEqual(untileInt8xSz(tl, out, inF), sz, 'untileInt8xSz inverts it');
   for (let tile = 0; tile < out / 16; tile++) {
     const run = tl.subarray(tile * nblk * 32 + 32, tile * nblk * 32 + 96);  // blocks 1 and 2 of the tile
     const want = new Set<number>();

@@ -72,6 +72,13 @@ struct I8Bt {
   bool reset;  // the last tile block out zeroes sync (a returning atomic at every tile block's exit); parts & 256: an
                // earlier launch zeroes it instead (the decoder's preps), and tile blocks leave without waiting on one
 };
+// The segment of B·t that a tile starting at row0 falls in, and its first row of B. Selects, not bt.B[seg]: a dynamic
+// index into the parameter struct put it on the stack (48 B frame, run 86).
+__device__ __forceinline__ int bt_seg(const I8Bt& bt, int row0) { return row0 < bt.end[0] ? 0 : row0 < bt.end[1] ? 1 : 2; }
+__device__ __forceinline__ const uint16_t* bt_rows(const I8Bt& bt, int seg, int row0) {
+  const uint16_t* B = seg == 0 ? bt.B[0] : seg == 1 ? bt.B[1] : bt.B[2];
+  return B + (size_t)(row0 - (seg == 0 ? 0 : seg == 1 ? bt.end[0] : bt.end[1])) * bt.r;
+}
 
 // B·t for a tile's nrow ≤ 16 consecutive rows of B (bf16 [rows, r], B at the first of them) into bt[16], by the whole
 // block: with r = 8·cpr (cpr a power of two ≤ 32) thread i takes the 16-byte word i of the tile's contiguous span of B

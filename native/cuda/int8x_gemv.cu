@@ -252,11 +252,10 @@ __global__ void __launch_bounds__(512) int8x_gemv_kernel(const uint4* __restrict
     if (active && ks + i * nks < nblk) load_w(ring[i], ks + i * nks);
   // FIXED with B·t: the tile's rows of B into shared memory now (bt_prefetch), read by the epilogue
   __shared__ __align__(16) uint4 bsm[16 * kBtMaxR / 8];
-  const int row0 = tile * 16, seg = FIXED && bt.sync ? (row0 < bt.end[0] ? 0 : row0 < bt.end[1] ? 1 : 2) : 0;
-  // selects, not bt.B[seg]: a dynamic index into the parameter struct put it on the stack (48 B frame)
-  const uint16_t* Bs = !(FIXED && bt.sync) ? nullptr : seg == 0 ? bt.B[0] : seg == 1 ? bt.B[1] : bt.B[2];
-  const uint16_t* Btile = Bs ? Bs + (size_t)(row0 - (seg == 0 ? 0 : seg == 1 ? bt.end[0] : bt.end[1])) * bt.r : nullptr;
-  const bool bpre = FIXED && active && Bs && bt.pre && group_bt_fits(bt.r);
+  const bool hasBt = FIXED && bt.sync;
+  const int row0 = tile * 16, seg = hasBt ? bt_seg(bt, row0) : 0;
+  const uint16_t* Btile = hasBt ? bt_rows(bt, seg, row0) : nullptr;
+  const bool bpre = FIXED && active && hasBt && bt.pre && group_bt_fits(bt.r);
   if (bpre) bt_prefetch(bsm, Btile, bt.r, min(16, out - row0));
   pdl_trigger();
   pdl_wait();
@@ -333,11 +332,11 @@ __global__ void __launch_bounds__(512) int8x_gemv_kernel(const uint4* __restrict
       red[ks][g] = y0;
       red[ks][g + 8] = y1;
     }
-    if (Bs && threadIdx.x == 0)
+    if (hasBt && threadIdx.x == 0)
       while (ld_acquire_gpu(bt.sync) < (unsigned)R) {}
     __syncthreads();
     __shared__ float btsm[16];  // the tile's 16 B·t values
-    if (Bs) {
+    if (hasBt) {
       for (int i = threadIdx.x; i < bt.r; i += blockDim.x) tsm[i] = __ldcg(tout + seg * bt.r + i);
       if (bpre) asm volatile("cp.async.wait_all;\n" ::: "memory");
       __syncthreads();
@@ -346,7 +345,7 @@ __global__ void __launch_bounds__(512) int8x_gemv_kernel(const uint4* __restrict
     if (threadIdx.x < 16 && row0 + (int)threadIdx.x < out) {
       float s = 0.f;
       for (int k = 0; k < nks; k++) s += red[k][threadIdx.x];  // slice order
-      if (Bs) s += btsm[threadIdx.x];
+      if (hasBt) s += btsm[threadIdx.x];
       y[row0 + threadIdx.x] = s;
     }
     if (bt.sync && bt.reset && threadIdx.x == 0 && atomicAdd(bt.sync + 1, 1u) == (unsigned)tiles - 1) {  // the last tile block out

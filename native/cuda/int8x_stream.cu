@@ -35,7 +35,7 @@ struct I8Stream {
   int npart;
   float eps;
   float* y;
-  int out, in, nks;
+  int out, in;
   const uint16_t* A;  // LoRA-A rows (bf16 [R, in]); row j by block j mod grid
   int R;
   float* tout;
@@ -55,12 +55,7 @@ __device__ __forceinline__ void issue_stage(const I8Stream& p, const I8Bt& bt, b
   const int nblk = p.in / 128, s = i % p.S, tile = tile0 + i / nch, c = i % nch;
   const int cb = min(kChunkBlks, nblk - kChunkBlks * c), last = c == nch - 1;
   unsigned char* st = stg + (size_t)s * p.stageBytes;
-  const uint16_t* Bt = nullptr;
-  if (bpre && last) {
-    const int row0 = tile * 16, seg = row0 < bt.end[0] ? 0 : row0 < bt.end[1] ? 1 : 2;
-    const uint16_t* B = seg == 0 ? bt.B[0] : seg == 1 ? bt.B[1] : bt.B[2];
-    Bt = B + (size_t)(row0 - (seg == 0 ? 0 : seg == 1 ? bt.end[0] : bt.end[1])) * bt.r;
-  }
+  const uint16_t* Bt = bpre && last ? bt_rows(bt, bt_seg(bt, tile * 16), tile * 16) : nullptr;
   if (lane == 0) mbar_expect_tx(&bar[s], cb * 512 + cb * 128 + (Bt ? 32 * bt.r : 0));
   __syncwarp();
   const size_t b0 = (size_t)tile * nblk + kChunkBlks * c;  // the stage's first block of 128 inputs
@@ -115,8 +110,8 @@ __global__ void __launch_bounds__(32 * NKS) int8x_stream_kernel(I8Stream p, I8Bt
   const uint32_t* xw = reinterpret_cast<const uint32_t*>(xsm);
   const float2* a2 = reinterpret_cast<const float2*>(xsm + in);
   const int2* s2 = reinterpret_cast<const int2*>(xsm + in + 4 * ng);
-  // the block's LoRA-A rows: t = Σ_g a_g Σ A·x̂ (· 1/rms), thread i taking 8 inputs at i, i + blockDim, … as the per-tile
-  // kernel's A-row block with nks warps; published with one count
+  // the block's LoRA-A rows: t = Σ_g a_g Σ A·x̂ (· 1/rms), rpb rows at a time, each by NKS / rpb warps whose lanes take 8
+  // inputs a step, as the per-tile kernel's A-row blocks group them (the same bits); published with one count
   if (myA) {
     mbar_wait(&bar[p.S], 0);
     const int wpr = NKS / p.rpb, lr = warp / wpr, dq = warp % wpr;
@@ -214,9 +209,8 @@ __global__ void __launch_bounds__(32 * NKS) int8x_stream_kernel(I8Stream p, I8Bt
           tready = true;
         }
         __syncthreads();
-        const int seg = row0 < bt.end[0] ? 0 : row0 < bt.end[1] ? 1 : 2;
-        const uint16_t* B = seg == 0 ? bt.B[0] : seg == 1 ? bt.B[1] : bt.B[2];
-        const uint16_t* Btile = B + (size_t)(row0 - (seg == 0 ? 0 : seg == 1 ? bt.end[0] : bt.end[1])) * bt.r;
+        const int seg = bt_seg(bt, row0);
+        const uint16_t* Btile = bt_rows(bt, seg, row0);
         tile_bt(Btile, bpre ? reinterpret_cast<const uint4*>(st + kWordBytes + kSzBytes) : reinterpret_cast<const uint4*>(Btile),
                 tall + seg * bt.r, bt.r, 16, btsm);  // ends with a block barrier
       } else {
@@ -286,7 +280,7 @@ const char* cuda_int8x_stream(const void* words, const uint32_t* sz, void* scrat
   const int maxA = std::max(1, 24576 / in);
   if (R > 0) grid = std::max(grid, (R + maxA - 1) / maxA);
   const int nA = R > 0 ? (R + grid - 1) / grid : 0;
-  const bool bpre = bt.sync && bt.pre && (bt.r & 7) == 0 && bt.r <= 256 && (((bt.r >> 3) & ((bt.r >> 3) - 1)) == 0);
+  const bool bpre = bt.sync && bt.pre && group_bt_fits(bt.r);
   const int stageBytes = kWordBytes + kSzBytes + (bpre ? 32 * bt.r : 0), xbytes = (in + in / 8 + 15) & ~15;
   const int items = tpb * nch;
   // as many stages as fit 160 KB a block (LOWBIT_INT8X_SMEM, KB). A deeper ring measured faster than leaving room for
@@ -311,7 +305,7 @@ const char* cuda_int8x_stream(const void* words, const uint32_t* sz, void* scrat
     LB_CUDA(cudaFuncSetAttribute((const void*)kern, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem));
     set = smem;
   }
-  const I8Stream p{static_cast<const uint4*>(words), sz, static_cast<const unsigned char*>(scratch), npart, eps, y, out, in, nks,
+  const I8Stream p{static_cast<const uint4*>(words), sz, static_cast<const unsigned char*>(scratch), npart, eps, y, out, in,
                    static_cast<const uint16_t*>(A), R, t, tpb, S, nA, stageBytes, rpb};
   return launch_ex(pdl, kern, (unsigned)grid, 32u * nks, smem, p, bt);
 }

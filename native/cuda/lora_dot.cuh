@@ -64,7 +64,7 @@ __device__ __forceinline__ void group_bt(const uint16_t* __restrict__ B, const f
   }
   __syncwarp();
 }
-__device__ __forceinline__ bool group_bt_fits(int r) { return (r & 7) == 0 && r <= 256 && ((r >> 3) & ((r >> 3) - 1)) == 0; }
+__host__ __device__ __forceinline__ bool group_bt_fits(int r) { return (r & 7) == 0 && r <= 256 && ((r >> 3) & ((r >> 3) - 1)) == 0; }
 
 
 // Copies t vectors (null: skipped) into shared memory at the given offsets; every thread of the block takes part.

@@ -99,10 +99,22 @@ export function unrepackInt8x(words: Uint32Array, out: number, inF: number): Uin
  * so a tile's words for a run of blocks are one contiguous copy, and lanes g = 0..7 read rows g and g + 8 on distinct
  * banks (out % 16 == 0). */
 export function tileInt8xSz(sz: Uint32Array, out: number, inF: number): Uint32Array {
+  return moveInt8xSz(sz, out, inF, true);
+}
+
+/** The inverse of tileInt8xSz: [out, in/64] again (the host emulator reads the streamed GEMV's words back this way). */
+export function untileInt8xSz(tiled: Uint32Array, out: number, inF: number): Uint32Array {
+  return moveInt8xSz(tiled, out, inF, false);
+}
+
+function moveInt8xSz(src: Uint32Array, out: number, inF: number, toTiles: boolean): Uint32Array {
   if (out % 16 !== 0 || inF % 128 !== 0) throw new Error(`tileInt8xSz: out ${out} % 16 and in ${inF} % 128 must be 0`);
   const ng = inF / 64, nblk = inF / 128, dst = new Uint32Array(out * ng);
-  for (let tile = 0; tile < out / 16; tile++) for (let blk = 0; blk < nblk; blk++) for (let row = 0; row < 16; row++) for (let h = 0; h < 2; h++)
-    dst[((tile * nblk + blk) * 16 + row) * 2 + h] = sz[(tile * 16 + row) * ng + 2 * blk + h];
+  for (let tile = 0; tile < out / 16; tile++) for (let blk = 0; blk < nblk; blk++) for (let row = 0; row < 16; row++) for (let h = 0; h < 2; h++) {
+    const tiled = ((tile * nblk + blk) * 16 + row) * 2 + h, rowMajor = (tile * 16 + row) * ng + 2 * blk + h;
+    if (toTiles) dst[tiled] = src[rowMajor];
+    else dst[rowMajor] = src[tiled];
+  }
   return dst;
 }
 

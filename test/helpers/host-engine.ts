@@ -19,7 +19,7 @@ import { argmax } from '../../src/model/sampling.js';
 import { packedBytes, unpackCodes } from '../../src/quant/pack.js';
 import { f16BitsToF32 } from '../../src/quant/f16.js';
 import { groupCount, type PackedTensor } from '../../src/quant/types.js';
-import { int8X, int8xLoraA, int8xPrepInput, repackInt8x, tileInt8xSz, unrepackInt8x, type Int8xPrepBt } from '../../src/backend/cuda-int8x.js';
+import { int8X, int8xLoraA, int8xPrepInput, repackInt8x, tileInt8xSz, unrepackInt8x, untileInt8xSz, type Int8xPrepBt } from '../../src/backend/cuda-int8x.js';
 
 interface HostBuf { mem: ArrayBuffer; off: number; bytes: number }
 
@@ -264,13 +264,9 @@ export function hostEngine(): HostEngine {
       }
       const tiles = Math.ceil(out / 16), wb = get(words, tiles * 16 * inF / 4);
       const q = unrepackInt8x(new Uint32Array(wb.mem, wb.off, tiles * 16 * inF / 16), out, inF);
-      const zb = get(sz, out * ng * 4), yv = f32(y, out);
-      let szw = new Uint32Array(zb.mem, zb.off, out * ng);
-      if (parts & 512) {  // the streamed kernel reads them tile-blocked (tileInt8xSz): back to [out, ng]
-        const tiled = szw;
-        szw = new Uint32Array(out * ng);
-        for (let o = 0; o < out; o++) for (let g = 0; g < ng; g++) szw[o * ng + g] = tiled[((Math.floor(o / 16) * (inF / 128) + (g >> 1)) * 16 + o % 16) * 2 + (g & 1)];
-      }
+      const zb = get(sz, out * ng * 4), yv = f32(y, out), szRaw = new Uint32Array(zb.mem, zb.off, out * ng);
+      // the streamed kernel (512) reads them tile-blocked (tileInt8xSz): back to [out, ng]
+      const szw = parts & 512 ? untileInt8xSz(szRaw, out, inF) : szRaw;
       for (let o = 0; o < out; o++) {
         let acc = 0;
         for (let g = 0; g < ng; g++) {
