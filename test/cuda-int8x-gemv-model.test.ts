@@ -241,7 +241,7 @@ test('CUDA int8-x prep (RMSNorm, SwiGLU) + GEMV = f64 of the normed / gated x on
   }
 });
 
-test('CUDA int8-x streamed GEMV (parts & 512: a block per SM, a bulk-copy ring) = the per-tile kernel with the same split K bit for bit (y and t), = f64; LoRA-A rows (a block a row, or 4 a block: parts & 1024), B·t in 3 segments, counters back to zero or zeroed by the prep; rings that wrap', (t) => {
+test('CUDA int8-x streamed GEMV (parts & 512: a block per SM, a bulk-copy ring) = the per-tile kernel with the same split K bit for bit (y and t), = f64; LoRA-A rows (a block a row, or 4 a block: parts & 1024; prefetched into shared memory: parts & 2048, per-tile), B·t in 3 segments, counters back to zero or zeroed by the prep; rings that wrap', (t) => {
   const c = cudaInt8xOps();
   if (!c) { t.skip(cudaInt8xUnavailable()); return; }
   const rng = new Rng(59), eps = 1e-5;
@@ -300,6 +300,10 @@ test('CUDA int8-x streamed GEMV (parts & 512: a block per SM, a bulk-copy ring) 
         assert.deepEqual(new Uint32Array(streamed.y.buffer), new Uint32Array(tiled.y.buffer), `${out}×${inF} ${ks} warps${adapter ? ' + adapter' : ''}: streamed y = per-tile y bit for bit`);
         assert.ok(e < 1e-5, `${out}×${inF} ${ks} warps: streamed y vs f64 ${e}`);
         if (adapter) {
+          // parts & 2048: the per-tile kernel's A-row blocks read their rows from shared memory (copied before the wait)
+          const apre = run(ks, 12 | 32 | 64 | 2048 | rows, true);
+          assert.deepEqual(new Uint32Array(apre.tv.buffer), new Uint32Array(tiled.tv.buffer), `${out}×${inF} ${ks} warps rows ${rows}: A rows prefetched, t bit for bit`);
+          assert.deepEqual(new Uint32Array(apre.y.buffer), new Uint32Array(tiled.y.buffer), `${out}×${inF} ${ks} warps rows ${rows}: A rows prefetched, y bit for bit`);
           assert.deepEqual(new Uint32Array(streamed.tv.buffer), new Uint32Array(tiled.tv.buffer), 'streamed t = per-tile t bit for bit');
           assert.deepEqual([...streamed.sync], [0, 0], 'the streamed launch leaves its counters at zero');
           const again = run(ks, 12 | 64 | 512 | rows, true);  // and the next launch finds them so

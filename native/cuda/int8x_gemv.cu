@@ -195,7 +195,8 @@ __global__ void __launch_bounds__(512) int8x_gemv_kernel(const uint4* __restrict
                                                          const float* __restrict__ a, const int* __restrict__ sum,
                                                          const float* __restrict__ part, int npart, float eps, float* y,
                                                          int out, int in, int nks, const uint16_t* __restrict__ A, int R,
-                                                         float* __restrict__ tout, I8Bt bt, I8Fold fd, int nab, int rlg) {
+                                                         float* __restrict__ tout, I8Bt bt, I8Fold fd, int nab, int rlg,
+                                                         bool apre) {
   const int lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3;
   const int nblk = in / 128, ng = in / 64, tiles = (out + 15) / 16;
   // the A-row blocks (past the packed tiles; FIXED: before them) each take one row of A (the adapter's LoRA-A factor, bf16
@@ -227,6 +228,11 @@ __global__ void __launch_bounds__(512) int8x_gemv_kernel(const uint4* __restrict
   const uint32_t* xw = SX ? reinterpret_cast<const uint32_t*>(i8x_smem) : reinterpret_cast<const uint32_t*>(xq);
   const float2* a2 = SX ? reinterpret_cast<const float2*>(i8x_smem + in) : reinterpret_cast<const float2*>(a);
   const int2* s2 = SX ? reinterpret_cast<const int2*>(i8x_smem + in + 4 * ng) : reinterpret_cast<const int2*>(sum);
+  // SX: the norm's Σx² partials follow (npart floats, copied with x̂ so their L2 round trip is the copy's), then
+  // (apre) the block's LoRA-A rows
+  const float* psrc = SX ? reinterpret_cast<const float*>(i8x_smem + in + 8 * ng) : part;
+  const int sxb = SX ? ((in + 8 * ng + 4 * npart + 15) & ~15) : 0;
+  const uint4* Asm = reinterpret_cast<const uint4*>(i8x_smem + sxb);
   const uint4* wp = words + (size_t)tile * nblk * 32 + lane;
   const uint2* sz0 = reinterpret_cast<const uint2*>(sz + (size_t)r0 * ng);  // [blk]: the block's two groups (ng is even)
   const uint2* sz1 = reinterpret_cast<const uint2*>(sz + (size_t)r1 * ng);
@@ -257,16 +263,34 @@ __global__ void __launch_bounds__(512) int8x_gemv_kernel(const uint4* __restrict
   const uint16_t* Btile = hasBt ? bt_rows(bt, seg, row0) : nullptr;
   const bool bpre = FIXED && active && hasBt && bt.pre && group_bt_fits(bt.r);
   if (bpre) bt_prefetch(bsm, Btile, bt.r, min(16, out - row0));
+  // FIXED, parts & 2048: an A-row block's rows of A (a weight, contiguous) into shared memory before the wait, so its
+  // dot product after the wait reads no HBM (the A rows gate every tile's B·t epilogue)
+  const int arow0 = FIXED && tile < 0 ? ((int)blockIdx.x << rlg) : 0;
+  const int anrow = FIXED && tile < 0 ? min(1 << rlg, R - arow0) : 0;
+  const bool apf = FIXED && apre && anrow > 0;
+  if (apf) {
+    const uint4* src = reinterpret_cast<const uint4*>(A + (size_t)arow0 * in);
+    for (int i = threadIdx.x; i < anrow * in / 8; i += blockDim.x) {
+      const unsigned sa = (unsigned)__cvta_generic_to_shared(Asm + i);
+      asm volatile("cp.async.cg.shared.global [%0], [%1], 16;\n" ::"r"(sa), "l"(src + i) : "memory");
+    }
+    asm volatile("cp.async.commit_group;\n" ::: "memory");
+  }
   pdl_trigger();
   pdl_wait();
   if (SX) {
     const uint4* src = reinterpret_cast<const uint4*>(xq);
     for (int i = threadIdx.x; i < (in + 8 * ng) / 16; i += blockDim.x) reinterpret_cast<uint4*>(i8x_smem)[i] = src[i];
+    if ((int)threadIdx.x < npart) const_cast<float*>(psrc)[threadIdx.x] = __ldg(part + threadIdx.x);
+    if (apf) asm volatile("cp.async.wait_all;\n" ::: "memory");
+    __syncthreads();
+  } else if (apf) {
+    asm volatile("cp.async.wait_all;\n" ::: "memory");
     __syncthreads();
   }
   auto rstd_of = [&]() {  // RMSNorm: 1/rms from the prep blocks' Σx² (fixed order, so every warp gets the same value)
     float ss = 0.f;
-    for (int i = 0; i < npart; i++) ss += __ldg(part + i);
+    for (int i = 0; i < npart; i++) ss += SX ? psrc[i] : __ldg(psrc + i);
     return rsqrtf(ss / (float)in + eps);
   };
   if (!active) {
@@ -279,8 +303,9 @@ __global__ void __launch_bounds__(512) int8x_gemv_kernel(const uint4* __restrict
     const float* av = SX ? reinterpret_cast<const float*>(i8x_smem + in) : a;
     float acc = 0.f;
 #pragma unroll 4
+    const uint4* Ars = Asm + (size_t)(FIXED && dense ? drow - arow0 : 0) * (in / 8);
     for (int i = lane + 32 * dq + (dense ? 0 : in); i < in / 8; i += 32 * dn) {
-      const uint4 w = __ldg(Ar + i);
+      const uint4 w = apf ? Ars[i] : __ldg(Ar + i);
       const uint2 xv = SX ? xv2[i] : __ldg(xv2 + i);
       const float ag = SX ? av[i >> 3] : __ldg(av + (i >> 3));
       const float p = i8_arow8(w, xv);
@@ -501,10 +526,21 @@ const char* cuda_int8x_gemv(const void* words, const uint32_t* sz, const float* 
         int8x_gemv_kernel<1, false, false>, int8x_gemv_kernel<2, false, false>, int8x_gemv_kernel<1, true, false>,
         int8x_gemv_kernel<2, true, false>,  int8x_gemv_kernel<1, false, true>,  int8x_gemv_kernel<2, false, true>,
         int8x_gemv_kernel<1, true, true>,   int8x_gemv_kernel<2, true, true>};
-    return launch_ex((parts & 8) != 0, kern[((parts & 16) ? 1 : 0) + (sx ? 2 : 0) + (fixed ? 4 : 0)], blocks, threads,
-                     sx ? (size_t)(in + 8 * ng) : 0, static_cast<const uint4*>(words), sz, static_cast<const int8_t*>(xq),
+    // parts & 2048 (fixed order): the A-row blocks' rows prefetched into shared memory before the wait; every block of
+    // the launch then carries rpb rows' room (down, 4 rows: 86 KB), so it is for the measured cases only
+    const bool apre = fixed && R > 0 && (parts & 2048) != 0;
+    const size_t sxb = sx ? (size_t)((in + 8 * ng + 4 * npart + 15) & ~15) : 0, asb = apre ? (size_t)rpb * in * 2 : 0;
+    if (sxb + asb > 200 * 1024) return "cudaInt8xGemv: the prefetched A rows (parts & 2048) need more than 200 KB of shared memory";
+    const int ki = ((parts & 16) ? 1 : 0) + (sx ? 2 : 0) + (fixed ? 4 : 0);
+    static size_t smemSet[8] = {};
+    if (sxb + asb > 48 * 1024 && sxb + asb > smemSet[ki]) {
+      LB_CUDA(cudaFuncSetAttribute((const void*)kern[ki], cudaFuncAttributeMaxDynamicSharedMemorySize, (int)(sxb + asb)));
+      smemSet[ki] = sxb + asb;
+    }
+    return launch_ex((parts & 8) != 0, kern[ki], blocks, threads,
+                     sxb + asb, static_cast<const uint4*>(words), sz, static_cast<const int8_t*>(xq),
                      static_cast<const float*>(a), static_cast<const int*>(sum), static_cast<const float*>(part), npart, eps, y,
-                     out, in, nks, static_cast<const uint16_t*>(A), R, t, bt, fd, nab, rlg);
+                     out, in, nks, static_cast<const uint16_t*>(A), R, t, bt, fd, nab, rlg, apre);
   }
   return nullptr;
 }

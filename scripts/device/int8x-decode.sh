@@ -39,21 +39,25 @@ fi
 [ "${ZEROAB:-1}" != 0 ] && LOWBIT_INT8X_ZERO=tile timeout 120 node bench/cuda-decode.mjs --variants 4 --kernels 8 --modes graph --tokens 128 --no-gemv --json "$OUT/decode-zero.json" 2>&1 | grep -E "tok/s|error|Error"
 # the streamed GEMVs (parts & 512: a block per SM, a bulk-copy ring issued before the PDL wait); ring stages as fit 160 KB
 # a block (default), the STAGES list and the SMEM list (KB a block)
-echo "== decode tok/s, kernel 8 with streamed GEMVs (LOWBIT_INT8X_STREAM=1) ($(date +%T))"
-LOWBIT_INT8X_STREAM=1 timeout 120 node bench/cuda-decode.mjs --variants 4 --kernels 8 --modes graph --tokens 128 --no-gemv --json "$OUT/decode-stream.json" 2>&1 | grep -E "tok/s|error|Error"
+[ "${STREAM:-1}" != 0 ] && echo "== decode tok/s, kernel 8 with streamed GEMVs (LOWBIT_INT8X_STREAM=1) ($(date +%T))"
+[ "${STREAM:-1}" != 0 ] && LOWBIT_INT8X_STREAM=1 timeout 120 node bench/cuda-decode.mjs --variants 4 --kernels 8 --modes graph --tokens 128 --no-gemv --json "$OUT/decode-stream.json" 2>&1 | grep -E "tok/s|error|Error"
 for W in ${WARPS:-}; do
   echo "== decode tok/s, kernel 8 streamed, $W warps a block ($(date +%T))"
   LOWBIT_INT8X_STREAM=1 LOWBIT_INT8X_STREAM_WARPS=$W timeout 120 node bench/cuda-decode.mjs --variants 4 --kernels 8 --modes graph --tokens 128 --no-gemv 2>&1 | grep -E "tok/s|error|Error"
 done
 echo "== decode tok/s, kernel 8 with 4 LoRA-A rows a block (LOWBIT_INT8X_AROWS=4) ($(date +%T))"
 LOWBIT_INT8X_AROWS=4 timeout 120 node bench/cuda-decode.mjs --variants 4 --kernels 8 --modes graph --tokens 128 --no-gemv 2>&1 | grep -E "tok/s|error|Error"
+for V in "APRE=1" "AROWS=4 LOWBIT_INT8X_APRE=1"; do  # the A-row blocks' rows in shared memory before the wait (parts & 2048)
+  echo "== decode tok/s, kernel 8 with LOWBIT_INT8X_$V ($(date +%T))"
+  env LOWBIT_INT8X_$V timeout 120 node bench/cuda-decode.mjs --variants 4 --kernels 8 --modes graph --tokens 128 --no-gemv 2>&1 | grep -E "tok/s|error|Error"
+done
 echo "== decode tok/s, kernel 8 streamed, 2 blocks an SM with a ring each (LOWBIT_INT8X_STREAM_BPS=2) ($(date +%T))"
 LOWBIT_INT8X_STREAM=1 LOWBIT_INT8X_STREAM_BPS=2 timeout 120 node bench/cuda-decode.mjs --variants 4 --kernels 8 --modes graph --tokens 128 --no-gemv 2>&1 | grep -E "tok/s|error|Error"
 for S in ${STAGES:-}; do
   echo "== decode tok/s, kernel 8 streamed, $S ring stages ($(date +%T))"
   LOWBIT_INT8X_STREAM=1 LOWBIT_INT8X_STAGES=$S timeout 120 node bench/cuda-decode.mjs --variants 4 --kernels 8 --modes graph --tokens 128 --no-gemv 2>&1 | grep -E "tok/s|error|Error"
 done
-for K in ${SMEM:-110}; do
+for K in ${SMEM:-}; do
   echo "== decode tok/s, kernel 8 streamed, ring stages as fit $K KB a block ($(date +%T))"
   LOWBIT_INT8X_STREAM=1 LOWBIT_INT8X_SMEM=$K timeout 120 node bench/cuda-decode.mjs --variants 4 --kernels 8 --modes graph --tokens 128 --no-gemv 2>&1 | grep -E "tok/s|error|Error"
 done

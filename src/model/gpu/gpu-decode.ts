@@ -346,8 +346,9 @@ export class GpuDecoder {
       const tiles = out / 16, nblk = inF / 128, warps = old ? 4096 : 8192;
       let ks = 1;
       while (ks * 2 <= Math.min(nblk, 16) && tiles * ks < warps) ks *= 2;
-      // LOWBIT_INT8X_AROWS=4: 4 LoRA-A rows a block (parts & 1024; not yet GPU-run)
-      const arows = process.env.LOWBIT_INT8X_AROWS === '4' ? 1024 : 0;
+      // LOWBIT_INT8X_AROWS=4: 4 LoRA-A rows a block (parts & 1024); LOWBIT_INT8X_APRE=1: the A-row blocks' rows copied
+      // into shared memory before the PDL wait (parts & 2048). Neither is GPU-run yet
+      const arows = (process.env.LOWBIT_INT8X_AROWS === '4' ? 1024 : 0) | (process.env.LOWBIT_INT8X_APRE === '1' ? 2048 : 0);
       return { ks: env('LOWBIT_INT8X_KSPLIT') ?? ks, parts: 12 | arows | (env('LOWBIT_INT8X_PARTS') ?? (64 | (old && tiles <= 512 ? 16 : 32))) };
     };
     const gemv = (l: number, ps: Projection[], inF: number, y: number, t: number, sync: number): Int8xGemv => {
