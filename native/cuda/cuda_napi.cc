@@ -899,7 +899,7 @@ napi_value js_int8x_gemv(napi_env env, napi_callback_info info) {
       (!a.is_nullish(9) && !a.number(9, &eps)))
     return nullptr;
   if (in % 128 != 0) { throw_error(env, "cudaInt8xGemv: in must be a multiple of 128"); return nullptr; }
-  if (parts < 1 || parts > 2047) { throw_error(env, "cudaInt8xGemv: parts is a mask of 1 (quantize x), 2 (zero y), 4 (GEMV), 8 (PDL), 16 (2 ahead), 32 (x̂ in shared memory), 64 (a block per tile, fixed-order reduction, y stored), 128 (Σx² partials per group), 256 (sync zeroed by an earlier launch), 512 (streamed: a block per SM, weights through a bulk-copy ring; with 64), 1024 (4 LoRA-A rows a block; with 64)"); return nullptr; }
+  if (parts < 1 || parts > 8191) { throw_error(env, "cudaInt8xGemv: parts is a mask of 1 (quantize x), 2 (zero y), 4 (GEMV), 8 (PDL), 16 (2 ahead), 32 (x̂ in shared memory), 64 (a block per tile, fixed-order reduction, y stored), 128 (Σx² partials per group), 256 (sync zeroed by an earlier launch), 512 (streamed: a block per SM, weights through a bulk-copy ring; with 64), 1024 (4 LoRA-A rows a block; with 64), 2048 (the A rows copied into shared memory before the wait; with 64), 4096 (t made by the prep launch: B·t with no A rows and no counter; with 64)"); return nullptr; }
   if (!a.is_nullish(9) && !(eps >= 0)) { throw_error(env, "cudaInt8xGemv: normEps must be ≥ 0"); return nullptr; }
   const size_t tiles = (size_t)(out + 15) / 16, ng = (size_t)in / 64;
   if (!buf_arg(a, 0, tiles * 16 * (size_t)in / 4, &w) || !buf_arg(a, 1, (size_t)out * ng * 4, &sz) ||
@@ -909,6 +909,8 @@ napi_value js_int8x_gemv(napi_env env, napi_callback_info info) {
   if (!a.is_nullish(10)) {  // A, R, t: the adapter's LoRA-A rows in the same launch
     if (!int_dim(a, 11, &R) || !buf_arg(a, 10, (size_t)R * in * 2, &A) || !aligned16(a, A.ptr, "A") || !buf_arg(a, 12, (size_t)R * 4, &t))
       return nullptr;
+  } else if ((parts & 4096) && !a.is_nullish(12)) {  // t made by the prep launch (R: its length)
+    if (!int_dim(a, 11, &R) || !buf_arg(a, 12, (size_t)R * 4, &t)) return nullptr;
   }
   Int8xGemvBt bt{};
   const bool withBt = !a.is_nullish(13);
@@ -917,7 +919,9 @@ napi_value js_int8x_gemv(napi_env env, napi_callback_info info) {
     std::vector<size_t> sizes;
     int64_t rb = 0;
     Buf sync;
-    if (!array_arg(a, 13, nullptr, &hs, 0, &sizes) || !int_dim(a, 15, &rb) || !buf_arg(a, 16, 8, &sync)) return nullptr;
+    if (!array_arg(a, 13, nullptr, &hs, 0, &sizes) || !int_dim(a, 15, &rb) ||
+        (!((parts & 4096) && a.is_nullish(16)) && !buf_arg(a, 16, 8, &sync)))
+      return nullptr;
     bool is = false;
     napi_is_array(env, a.argv[14], &is);
     uint32_t len = 0;
@@ -961,18 +965,28 @@ napi_value js_int8x_gemv(napi_env env, napi_callback_info info) {
 }
 
 // cudaInt8xPrep(x, x2 | null, normW | null, scratch, in, y | null, nzero, pdl = false, addY = null, B1 = null, t1 = null,
-//   B2 = null, t2 = null, r = 0, xOut = null, xBf16 = false)   the int8-x GEMV's input: the element x (bf16 with xBf16)
-//   + addY + B1·t1 (B1 bf16 [in, r]; written to xOut), then as is, ·normW (RMSNorm) or silu(·)·(x2 + B2·t2) (SwiGLU),
-//   quantized per 64 inputs into scratch; then nzero floats of y zeroed
+//   B2 = null, t2 = null, r = 0, xOut = null, xBf16 = false, A = null, R = 0, t = null, eps = 0, rows = 2)   the int8-x
+//   GEMV's input: the element x (bf16 with xBf16) + addY + B1·t1 (B1 bf16 [in, r]; written to xOut), then as is, ·normW
+//   (RMSNorm) or silu(·)·(x2 + B2·t2) (SwiGLU), quantized per 64 inputs into scratch; then nzero floats of y zeroed.
+//   A (bf16 [R, in]), t (f32 [R]): extra blocks of `rows` rows each write t = A·x̂ (· the GEMV's 1/rms with normW and eps)
+//   for the consumer GEMV's parts & 4096 (no B1/B2; xOut ≠ x)
 bool lora_args(Args& a, size_t ib, size_t it, int64_t r, int64_t rows, Buf* B, Buf* t);  // (below, with the decode epilogues)
 napi_value js_int8x_prep(napi_env env, napi_callback_info info) {
   Args a(env, info, "cudaInt8xPrep");
   int64_t in = 0, nz = 0, r = 0;
   bool pdl = false, xbf = false;
-  Buf x, x2, nw, scr, y, ay{}, b1{}, t1{}, b2{}, t2{}, xo{};
+  Buf x, x2, nw, scr, y, ay{}, b1{}, t1{}, b2{}, t2{}, xo{}, A{}, ta{};
+  int64_t R = 0, rows = 2;
+  double eps = 0;
   if (!int_dim(a, 4, &in) || !a.count(6, &nz) || (!a.is_nullish(7) && !a.boolean(7, &pdl)) ||
       (!a.is_nullish(13) && !a.count(13, &r)) || (!a.is_nullish(15) && !a.boolean(15, &xbf)))
     return nullptr;
+  if (!a.is_nullish(16)) {
+    if (!int_dim(a, 17, &R) || !buf_arg(a, 16, (size_t)R * in * 2, &A) || !aligned16(a, A.ptr, "A") || !buf_arg(a, 18, (size_t)R * 4, &ta) ||
+        (!a.is_nullish(19) && !a.number(19, &eps)) || (!a.is_nullish(20) && !int_dim(a, 20, &rows)))
+      return nullptr;
+    if (!(eps >= 0)) { throw_error(env, "cudaInt8xPrep: eps must be ≥ 0"); return nullptr; }
+  }
   if (in % 64 != 0) { throw_error(env, "cudaInt8xPrep: in must be a multiple of 64"); return nullptr; }
   const size_t ng = (size_t)in / 64;
   if (!buf_arg(a, 0, (size_t)in * (xbf ? 2 : 4), &x) || !cuda_opt_buf_arg(a, 1, (size_t)in * 4, &x2) ||
@@ -995,6 +1009,11 @@ napi_value js_int8x_prep(napi_env env, napi_callback_info info) {
   ex.t2 = static_cast<const float*>(t2.ptr);
   ex.r = (int)r;
   ex.xout = static_cast<float*>(xo.ptr);
+  ex.A = A.ptr;
+  ex.R = (int)R;
+  ex.rpb = (int)rows;
+  ex.tout = static_cast<float*>(ta.ptr);
+  ex.eps = (float)eps;
   check(env, cuda_int8x_prep(x.ptr, static_cast<const float*>(x2.ptr), static_cast<const float*>(nw.ptr),
                              scr.ptr, (int)in, static_cast<float*>(y.ptr), y.ptr ? (int)nz : 0, pdl, &ex));
   return nullptr;

@@ -69,6 +69,7 @@ struct I8Bt {
   int r;
   unsigned* sync;
   bool pre;    // bt_prefetch (LOWBIT_INT8X_BPRE=0: off, to price it)
+  bool tready;  // parts & 4096: t was made by the prep launch before (no A rows, no counter, sync null)
   bool reset;  // the last tile block out zeroes sync (a returning atomic at every tile block's exit); parts & 256: an
                // earlier launch zeroes it instead (the decoder's preps), and tile blocks leave without waiting on one
 };

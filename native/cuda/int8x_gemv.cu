@@ -42,6 +42,12 @@ struct I8Prep {
   int ng;
   float* yz;
   int nz;
+  // the LoRA-A rows of the consumer GEMV (bf16 [R, in]): blocks past the nq quantizing blocks each take rpb rows and
+  // write t = A·x̂ (· 1/rms with the norm) into tout, so that GEMV's epilogue finds t ready (its parts & 4096)
+  const uint16_t* A;
+  int R, rpb, nq;
+  float* tout;
+  float eps;
 };
 constexpr int kPrepWarps = 8;
 // group_bt, group_bt_fits: lora_dot.cuh
@@ -60,10 +66,94 @@ __device__ __forceinline__ void quant_group(const float (&v)[2], int lane, int8_
   for (int o = 16; o > 0; o >>= 1) t += __shfl_xor_sync(0xffffffffu, t, o);
   if (lane == 0) { *a = s; *sum = t; }
 }
+// The prep's element without hand-offs (the A-row blocks' recomputation; the quantizing blocks' loop below does the same
+// float operations in the same order when B1/B2 are null, so both make the same x̂ and Σx² bits).
+__device__ __forceinline__ float prep_elem(const I8Prep& p, int i, float& ss) {
+  float e = p.xbf16 ? bf16f(static_cast<const uint16_t*>(p.x)[i]) : static_cast<const float*>(p.x)[i];
+  if (p.addy) e += p.addy[i];
+  if (p.normw) {
+    ss = fmaf(e, e, ss);
+    e *= p.normw[i];
+  } else if (p.x2) {
+    const float u = p.x2[i];
+    e = e / (1.f + expf(-e)) * u;
+  }
+  return e;
+}
+
+// An A-row block of the prep: its rpb rows of A copied into shared memory before the wait (a weight), then the whole
+// x̂ recomputed from x (+ addy, · normw or SwiGLU) — the quantizing blocks write the residual to xout, which must not be x
+// — and t = A·x̂ · 1/rms with the 1/rms the GEMV would compute (the same partials, added in the same order). The dot
+// mirrors the GEMV's A-row blocks with kPrepWarps / rpb warps a row, so it gives their bits.
+__device__ __forceinline__ void prep_arows(const I8Prep& p, unsigned char* smem) {
+  const int in = 64 * p.ng, lane = threadIdx.x & 31, w = threadIdx.x >> 5;
+  const int arow0 = ((int)blockIdx.x - p.nq) * p.rpb, nrow = min(p.rpb, p.R - arow0);
+  uint4* As = reinterpret_cast<uint4*>(smem);
+  int8_t* xs = reinterpret_cast<int8_t*>(smem + (size_t)p.rpb * in * 2);
+  float* as = reinterpret_cast<float*>(xs + in);
+  float* ssg = as + p.ng;
+  int* dsum = reinterpret_cast<int*>(ssg + p.ng);
+  const uint4* src = reinterpret_cast<const uint4*>(p.A + (size_t)arow0 * in);
+  for (int i = threadIdx.x; i < nrow * in / 8; i += blockDim.x) {
+    const unsigned sa = (unsigned)__cvta_generic_to_shared(As + i);
+    asm volatile("cp.async.cg.shared.global [%0], [%1], 16;\n" ::"r"(sa), "l"(src + i) : "memory");
+  }
+  asm volatile("cp.async.commit_group;\n" ::: "memory");
+  pdl_trigger();
+  pdl_wait();
+  for (int gi = w; gi < p.ng; gi += kPrepWarps) {
+    float v[2], ss = 0.f;
+#pragma unroll
+    for (int h = 0; h < 2; h++) v[h] = prep_elem(p, 64 * gi + 32 * h + lane, ss);
+    quant_group(v, lane, xs + 64 * gi, as + gi, dsum + gi);
+#pragma unroll
+    for (int o = 16; o > 0; o >>= 1) ss += __shfl_xor_sync(0xffffffffu, ss, o);
+    if (lane == 0) ssg[gi] = ss;
+  }
+  asm volatile("cp.async.wait_all;\n" ::: "memory");
+  __syncthreads();
+  float rs = 1.f;
+  if (p.normw) {  // the prep blocks' partials (8 groups each, in order), added in order as the GEMV's rstd_of does
+    float tot = 0.f;
+    for (int b = 0; b < p.nq; b++) {
+      float pb = 0.f;
+      for (int i = 0; i < kPrepWarps; i++) pb += 8 * b + i < p.ng ? ssg[8 * b + i] : 0.f;
+      tot += pb;
+    }
+    rs = rsqrtf(tot / (float)in + p.eps);
+  }
+  const int wpr = kPrepWarps / p.rpb, rr = w / wpr, dq = w % wpr;
+  float acc = 0.f;
+  if (rr < nrow) {
+    const uint4* Ar = As + (size_t)rr * (in / 8);
+    const uint2* xv2 = reinterpret_cast<const uint2*>(xs);
+#pragma unroll 4
+    for (int i = lane + 32 * dq; i < in / 8; i += 32 * wpr) {
+      const float pr = i8_arow8(Ar[i], xv2[i]);
+      acc = fmaf(as[i >> 3], pr, acc);
+    }
+  }
+#pragma unroll
+  for (int o = 16; o > 0; o >>= 1) acc += __shfl_xor_sync(0xffffffffu, acc, o);
+  __shared__ float dred[kPrepWarps];
+  if (lane == 0) dred[w] = acc;
+  __syncthreads();
+  if (threadIdx.x == 0)
+    for (int r = 0; r < nrow; r++) {
+      float tt = 0.f;
+      for (int i = 0; i < wpr; i++) tt += dred[r * wpr + i];
+      p.tout[arow0 + r] = tt * rs;
+    }
+}
+
 __global__ void int8x_prep_kernel(I8Prep p) {
   __shared__ float ss_s[kPrepWarps];
   __shared__ float bts[2][kPrepWarps][64];  // the warp's group's B1·t1 | B2·t2 (group_bt)
-  extern __shared__ float tsm[];            // t1 [r] | t2 [r] where B1 | B2 are given
+  extern __shared__ __align__(16) float tsm[];  // t1 [r] | t2 [r] where B1 | B2 are given; an A-row block's rows and x̂
+  if ((int)blockIdx.x >= p.nq) {
+    prep_arows(p, reinterpret_cast<unsigned char*>(tsm));
+    return;
+  }
   const int w = threadIdx.x / 32, gi = blockIdx.x * kPrepWarps + w, lane = threadIdx.x & 31;
   pdl_trigger();
   pdl_wait();
@@ -107,9 +197,9 @@ __global__ void int8x_prep_kernel(I8Prep p) {
       p.part[blockIdx.x] = tot;
     }
   }
-  if (p.yz) {
-    const int per = (p.nz + gridDim.x - 1) / gridDim.x;
-    for (int i = blockIdx.x * per + threadIdx.x; i < min(p.nz, (blockIdx.x + 1) * per); i += blockDim.x) p.yz[i] = 0.f;
+  if (p.yz) {  // the quantizing blocks only
+    const int per = (p.nz + p.nq - 1) / p.nq;
+    for (int i = blockIdx.x * per + threadIdx.x; i < min(p.nz, (int)(blockIdx.x + 1) * per); i += blockDim.x) p.yz[i] = 0.f;
   }
 }
 
@@ -189,8 +279,10 @@ __device__ __forceinline__ void bt_prefetch(uint4* dst, const uint16_t* B, int r
 // needs no zeroing (with float atomics, run 84 saw graph and eager differ by 7e-3 once: the order of the atomic adds
 // moved an x̃ across an int8 rounding boundary downstream). The A-row blocks come first, nks warps per row.
 // Otherwise: 4-warp blocks, warp = tile·nks + slice, float atomics into y (zeroed beforehand).
+// One block ahead: at most 64 registers, so two 512-thread blocks fit an SM (the t-from-the-prep branch took the default
+// kernel from 60 to 70 registers unbounded; bounded it stays spill-free, ptxas).
 template <int AHEAD, bool SX, bool FIXED>
-__global__ void __launch_bounds__(512) int8x_gemv_kernel(const uint4* __restrict__ words, const uint32_t* __restrict__ sz,
+__global__ void __launch_bounds__(512, AHEAD == 1 ? 2 : 1) int8x_gemv_kernel(const uint4* __restrict__ words, const uint32_t* __restrict__ sz,
                                                          const int8_t* __restrict__ xq,
                                                          const float* __restrict__ a, const int* __restrict__ sum,
                                                          const float* __restrict__ part, int npart, float eps, float* y,
@@ -258,7 +350,7 @@ __global__ void __launch_bounds__(512) int8x_gemv_kernel(const uint4* __restrict
     if (active && ks + i * nks < nblk) load_w(ring[i], ks + i * nks);
   // FIXED with B·t: the tile's rows of B into shared memory now (bt_prefetch), read by the epilogue
   __shared__ __align__(16) uint4 bsm[16 * kBtMaxR / 8];
-  const bool hasBt = FIXED && bt.sync;
+  const bool hasBt = FIXED && (bt.sync || bt.tready);
   const int row0 = tile * 16, seg = hasBt ? bt_seg(bt, row0) : 0;
   const uint16_t* Btile = hasBt ? bt_rows(bt, seg, row0) : nullptr;
   const bool bpre = FIXED && active && hasBt && bt.pre && group_bt_fits(bt.r);
@@ -357,7 +449,7 @@ __global__ void __launch_bounds__(512) int8x_gemv_kernel(const uint4* __restrict
       red[ks][g] = y0;
       red[ks][g + 8] = y1;
     }
-    if (hasBt && threadIdx.x == 0)
+    if (hasBt && bt.sync && threadIdx.x == 0)
       while (ld_acquire_gpu(bt.sync) < (unsigned)R) {}
     __syncthreads();
     __shared__ float btsm[16];  // the tile's 16 B·t values
@@ -445,6 +537,17 @@ const char* cuda_int8x_prep(const void* x, const float* x2, const float* normw, 
     p.t2 = ex->t2;
     p.r = ex->r;
     p.xout = ex->xout;
+    if (ex->A) {
+      if (ex->R < 1 || !ex->tout || (ex->rpb != 1 && ex->rpb != 2 && ex->rpb != 4 && ex->rpb != 8))
+        return "cudaInt8xPrep: the A rows need R ≥ 1, t and 1, 2, 4 or 8 rows a block";
+      if (ex->B1 || ex->B2) return "cudaInt8xPrep: the A rows take no hand-off B·t (the GEMV adds it in its epilogue)";
+      if (ex->xout && ex->xout == x) return "cudaInt8xPrep: with the A rows xOut must not be x (their blocks re-read x)";
+      p.A = static_cast<const uint16_t*>(ex->A);
+      p.R = ex->R;
+      p.rpb = ex->rpb;
+      p.tout = ex->tout;
+      p.eps = ex->eps;
+    }
   }
   p.xq = static_cast<int8_t*>(scratch);
   p.a = reinterpret_cast<float*>(p.xq + in);
@@ -453,8 +556,17 @@ const char* cuda_int8x_prep(const void* x, const float* x2, const float* normw, 
   p.ng = ng;
   p.yz = yz;
   p.nz = nz;
-  const size_t smem = ((p.B1 ? p.r : 0) + (p.B2 ? p.r : 0)) * sizeof(float);
-  return launch_ex(pdl, int8x_prep_kernel, (unsigned)((ng + kPrepWarps - 1) / kPrepWarps), 32u * kPrepWarps, smem, p);
+  p.nq = (ng + kPrepWarps - 1) / kPrepWarps;
+  const size_t asm_ = p.A ? (size_t)p.rpb * in * 2 + in + (size_t)ng * 12 : 0;
+  const size_t smem = std::max(((p.B1 ? p.r : 0) + (p.B2 ? p.r : 0)) * sizeof(float), asm_);
+  if (smem > 200 * 1024) return "cudaInt8xPrep: the A rows' blocks need more than 200 KB of shared memory (fewer rows a block)";
+  static size_t smemSet = 0;
+  if (smem > 48 * 1024 && smem > smemSet) {
+    LB_CUDA(cudaFuncSetAttribute((const void*)int8x_prep_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem));
+    smemSet = smem;
+  }
+  const unsigned nab = p.A ? (unsigned)((p.R + p.rpb - 1) / p.rpb) : 0u;
+  return launch_ex(pdl, int8x_prep_kernel, (unsigned)p.nq + nab, 32u * kPrepWarps, smem, p);
 }
 
 const char* cuda_int8x_gemv(const void* words, const uint32_t* sz, const float* x, void* scratch, float* y,
@@ -472,13 +584,16 @@ const char* cuda_int8x_gemv(const void* words, const uint32_t* sz, const float* 
   }
   if (parts & 2) LB_CUDA(cudaMemsetAsync(y, 0, (size_t)out * 4, 0));
   if (parts & 4) {
-    if (!A) R = 0;
+    const int Rt = R;  // parts & 4096: t's length (made by the prep launch; no A rows here)
+    const bool tready = (parts & 4096) != 0;
+    if (!A || tready) R = 0;
     const bool fixed = (parts & 64) != 0, sx = (parts & 32) != 0;
     if (fixed && nks > 16) return "cudaInt8xGemv: the fixed-order reduction (parts & 64) takes ksplit ≤ 16 (a block per tile)";
     I8Bt bt{};
     if (btIn) {
-      if (!fixed || R < 1) return "cudaInt8xGemv: B·t in the epilogue needs parts & 64 and the A rows";
-      if (btIn->r < 1 || btIn->r > kBtMaxR || btIn->nseg < 1 || btIn->nseg > 3 || R < btIn->nseg * btIn->r)
+      if (!fixed || (tready ? !t : R < 1)) return "cudaInt8xGemv: B·t in the epilogue needs parts & 64 and the A rows (or parts & 4096 and t)";
+      if (tready && (parts & 512)) return "cudaInt8xGemv: the streamed GEMV takes no t from the prep (parts & 4096)";
+      if (btIn->r < 1 || btIn->r > kBtMaxR || btIn->nseg < 1 || btIn->nseg > 3 || (tready ? Rt : R) < btIn->nseg * btIn->r)
         return "cudaInt8xGemv: B·t in the epilogue takes 1–3 segments of rank 1–128, their t within the A rows";
       int prev = 0;
       for (int i = 0; i < 3; i++) {
@@ -490,7 +605,8 @@ const char* cuda_int8x_gemv(const void* words, const uint32_t* sz, const float* 
       }
       if (bt.end[btIn->nseg - 1] != out) return "cudaInt8xGemv: the last B·t segment must end at out";
       bt.r = btIn->r;
-      bt.sync = btIn->sync;
+      bt.sync = tready ? nullptr : btIn->sync;
+      bt.tready = tready;
       static const bool pre = [] { const char* e = std::getenv("LOWBIT_INT8X_BPRE"); return !(e && e[0] == '0'); }();
       bt.pre = pre;
       bt.reset = (parts & 256) == 0;

@@ -207,6 +207,12 @@ struct Int8xPrepExtra {
   const float* t2 = nullptr;
   int r = 0;
   float* xout = nullptr;
+  // the consumer GEMV's LoRA-A rows (bf16 [R, in]): t = A·x̂ (· 1/rms with normw, eps as the GEMV's) into tout, by
+  // extra blocks with rpb rows each (1, 2, 4, 8); needs no B1/B2 and xout ≠ x
+  const void* A = nullptr;
+  int R = 0, rpb = 2;
+  float* tout = nullptr;
+  float eps = 0.f;
 };
 // The int8-x GEMV's input in scratch (x̂ | a | Σx̂ | Σx² partials): x̃ = x (or the element of ex), x·normw (RMSNorm, normw non-null) or
 // silu(x)·x2 (x2 non-null) quantized per 64 inputs; then nz floats of yz zeroed (the consumer's split-K output).

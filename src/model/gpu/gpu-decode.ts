@@ -98,6 +98,11 @@ export class GpuDecoder {
    * default since run 92 (H100: 408.8 vs 398.3 tok/s with the rank-64 adapter, 539.2 vs 539.1 without);
    * LOWBIT_INT8X_ZERO=tile: the last tile block out resets them. */
   zeroSync = process.env.LOWBIT_INT8X_ZERO !== 'tile';
+  /** Kernel 8: the q/k/v and gate/up adapters' t = A·x̂ made by the prep launch before their GEMV (i8tprep; extra prep
+   * blocks of LOWBIT_INT8X_TPREP_ROWS rows that copy their A rows before the PDL wait and recompute x̂), so those GEMVs
+   * add B·t with no A-row blocks and no wait for them (parts & 4096); the residual then alternates between two buffers
+   * (the A-row blocks re-read it while the prep's other blocks write the sum). LOWBIT_INT8X_TPREP=1; not yet GPU-run. */
+  tPrep = process.env.LOWBIT_INT8X_TPREP === '1';
   private streamOn = false;
   /** the v4 plan (null when the model does not qualify: then variant 4 runs as 3) */
   private v4: V4Layer[] | null = null;
@@ -112,6 +117,7 @@ export class GpuDecoder {
   private i8bufs: number[] = [];
   private i8scr: Record<'D' | 'Q' | 'I', number> | null = null;
   private i8cnt: number | null = null;
+  private i8x2: number | null = null;  // the residual's second buffer (i8tprep)
   /**
    * Folded plan: each GEMV launch prefetches the next GEMV launch's weights (codes, scale|zero words, LoRA A and B) into
    * L2, so HBM keeps streaming across the launch boundaries (the next launch's wait for its x, its staging and the
@@ -332,6 +338,7 @@ export class GpuDecoder {
     const r = lora?.sites[0]?.r ?? 0;
     const alloc = (bytes: number) => { const h = c.cudaAlloc(bytes); this.i8bufs.push(h); return h; };
     this.i8scr = { D: alloc(int8xScratchBytes(D)), Q: alloc(int8xScratchBytes(Q)), I: alloc(int8xScratchBytes(I)) };
+    this.i8x2 = lora ? alloc(D * 4) : null;
     // the folded preps' group counters (i8fold): one set serves every launch, each leaves them zero
     this.i8cnt = null;
     if (D % 64 === 0 && I % 64 === 0) { this.i8cnt = alloc(4 * Math.max(D, I) / 64); c.cudaMemset0(this.i8cnt, 4 * Math.max(D, I) / 64); }
@@ -426,13 +433,23 @@ export class GpuDecoder {
       && p.every((l) => l.sync !== null && [l.qkv, l.o, l.gu, l.down].every((g) => g.bt !== null));
   }
 
+  /** Whether the preps make q/k/v's and gate/up's t (tPrep): needs the counters zeroed by the preps (every GEMV adds its
+   * own B·t, prep launches), an adapter, and the per-tile kernel for those GEMVs. */
+  get int8xTPrep(): boolean { return this.i8tprep; }
+  private get i8tprep(): boolean {
+    const p = this.i8;
+    return !!p && this.tPrep && !!this.lora && this.i8zeroSync && this.i8x2 !== null
+      && p.every((l) => [l.qkv, l.gu].every((g) => g.A !== null && (g.parts & 512) === 0));
+  }
+
   /** A kernel-8 GEMV launch (PDL) on the x̂ its prep left in scratch; more: parts bits of the step (128: that prep was
    * folded into the launch before, its Σx² partials are per group; 256: i8zeroSync); fold: this launch makes the next
    * GEMV's input (I8Fold). */
   private i8gemv(g: Int8xGemv, scratch: number, normEps: number | null, more = 0,
     fold: { scratch: number; x: number | null; normW: number | null; half: number } | null = null): void {
+    const tp = (more & 4096) !== 0;  // t made by the prep before: no A rows, no counter
     (this.c as unknown as NativeCudaInt8x).cudaInt8xGemv(g.words, g.parts & 512 ? g.szT! : g.sz, null, scratch, g.y, g.out, g.in, g.ks, g.parts | more,
-      normEps, g.A, g.R, g.A ? g.t : null, g.bt?.Bs ?? null, g.bt?.ends ?? null, g.bt?.r ?? 0, g.bt?.sync ?? null,
+      normEps, tp ? null : g.A, g.R, g.A ? g.t : null, g.bt?.Bs ?? null, g.bt?.ends ?? null, g.bt?.r ?? 0, tp ? null : g.bt?.sync ?? null,
       fold?.scratch ?? null, fold?.x ?? null, fold?.normW ?? null, fold?.half ?? 0, fold ? this.i8cnt : null);
   }
 
@@ -465,12 +482,15 @@ export class GpuDecoder {
     const r = this.lora?.sites[0]?.r ?? 0;
     c.cudaEmbedding(h.id, this.w.embed, h.x, 1, D, cfg.vocabSize, true);
     const fold = this.i8fold, zero = this.i8zeroSync, zb = zero ? 256 : 0;  // once per step, not per launch
+    // tPrep: q/k/v's and gate/up's t from their preps; the residual goes h.x → x2 (prep 1) → h.x (prep 2) in each layer
+    const tp = !fold && this.i8tprep, x2 = tp ? this.i8x2! : h.x, rows = Number(process.env.LOWBIT_INT8X_TPREP_ROWS ?? 2);
+    const tA = (g: Int8xGemv) => (tp ? [g.A, g.R, g.t, eps, rows] as const : [null, 0, null, 0, 2] as const);
     for (let l = 0; l < cfg.numLayers; l++) {
       const w = this.w.layers[l], pl = plan[l], prev = l > 0 ? plan[l - 1] : null, B = pl.B, t = pl.t, sync = zero ? pl.sync : null;
       if (!fold || !prev)
         x8.cudaInt8xPrep(h.x, null, w.inputNorm, scr.D, D, ...this.i8zero(pl.qkv, sync?.qkvO, 4), true, prev ? prev.down.y : null,
-          ...this.i8Bt(prev?.down ?? null, prev?.B.down_proj, prev?.t.down_proj), null, null, r, h.x);
-      this.i8gemv(pl.qkv, scr.D, eps, zb | (fold && prev !== null ? 128 : 0));
+          ...this.i8Bt(prev?.down ?? null, prev?.B.down_proj, prev?.t.down_proj), null, null, r, x2, false, ...tA(pl.qkv));
+      this.i8gemv(pl.qkv, scr.D, eps, zb | (fold && prev !== null ? 128 : 0) | (tp ? 4096 : 0));
       const y = pl.qkv.y, q = this.i8view(y, 0, Q), k = this.i8view(y, Q, KV), v = this.i8view(y, Q + KV, KV);
       const [bq, tq] = this.i8Bt(pl.qkv, B.q_proj, t.q_proj), [bk, tk] = this.i8Bt(pl.qkv, B.k_proj, t.k_proj), [bv, tv] = this.i8Bt(pl.qkv, B.v_proj, t.v_proj);
       if (this.i8attn) {  // one launch: B·t (unless q/k/v's GEMV added it), RoPE, cache rows, attention, the o GEMV's int8 input
@@ -490,8 +510,9 @@ export class GpuDecoder {
         continue;
       }
       this.i8gemv(pl.o, scr.Q, null, zb);
-      x8.cudaInt8xPrep(h.x, null, w.postNorm, scr.D, D, ...this.i8zero(pl.gu, sync?.gu, 2), true, pl.o.y, ...this.i8Bt(pl.o, B.o_proj, t.o_proj), null, null, r, h.x);
-      this.i8gemv(pl.gu, scr.D, eps, zb);
+      x8.cudaInt8xPrep(x2, null, w.postNorm, scr.D, D, ...this.i8zero(pl.gu, sync?.gu, 2), true, pl.o.y, ...this.i8Bt(pl.o, B.o_proj, t.o_proj), null, null, r, h.x,
+        false, ...tA(pl.gu));
+      this.i8gemv(pl.gu, scr.D, eps, zb | (tp ? 4096 : 0));
       const gate = this.i8view(pl.gu.y, 0, I), up = this.i8view(pl.gu.y, I, I);
       x8.cudaInt8xPrep(gate, up, null, scr.I, I, ...this.i8zero(pl.down, sync?.down, 2), true, null, ...this.i8Bt(pl.gu, B.gate_proj, t.gate_proj),
         ...this.i8Bt(pl.gu, B.up_proj, t.up_proj), r);
