@@ -70,6 +70,7 @@ for (const E of ENGINES) for (const { cfg, variants, fused } of CASES.filter((k)
       if (stream !== undefined) d.streamGemv = stream;  // kernel 8's GEMVs streamed (a block per SM, bulk-copy ring)
       if (tPrep !== undefined) {  // q/k/v's and gate/up's t made by their preps (the residual alternating between two buffers)
         d.tPrep = tPrep;
+        d.l2Prefetch = tPrep;  // and each prep prefetches its GEMV's weights into L2 (a hint: no effect on the results)
         assert.equal(d.int8xTPrep, tPrep, 'the preps make t');
       }
       if (variant === 4) assert.equal(d.fused, fused, `fused path: ${d.v4Unsupported()}`);
@@ -93,7 +94,7 @@ for (const E of ENGINES) for (const { cfg, variants, fused } of CASES.filter((k)
       const graphs = [new Float32Array(T * V), new Float32Array(T * V)];
       for (const out of graphs) { d.reset(); for (let i = 0; i < T; i++) out.set(d.step(ids[i])!, i * V); }
       const eCpu = relErr(eager, cpu), eFwd = relErr(eager, fwd!), eG1 = relErr(graphs[0], eager), eG2 = relErr(graphs[1], eager);
-      t.diagnostic(`GEMV v${variant}${variant === 4 ? ` kernel ${kernel}${kernel === 8 ? ' (int8-x)' : ''}${d.persistent ? ' (persistent)' : ''}${kernel === 5 && !foldAttn ? ' (attention launched alone)' : ''}${kernel === 8 ? (foldAttn ? ', attention in one launch' : ', epilogue + attention + prep') + (foldPrep ? ', preps folded' : ', prep launches') + (zeroSync ? ', counters zeroed by the preps' : '') + (d.streamGemv ? ', streamed GEMVs' : '') + (d.int8xTPrep ? ', t from the preps' : '') : ''}` : ''}: decoder vs CPU ${eCpu.toExponential(2)}, vs GPU forward ${eFwd.toExponential(2)}; graph (capture pass) ${eG1.toExponential(2)}, graph replay ${eG2.toExponential(2)}`);
+      t.diagnostic(`GEMV v${variant}${variant === 4 ? ` kernel ${kernel}${kernel === 8 ? ' (int8-x)' : ''}${d.persistent ? ' (persistent)' : ''}${kernel === 5 && !foldAttn ? ' (attention launched alone)' : ''}${kernel === 8 ? (foldAttn ? ', attention in one launch' : ', epilogue + attention + prep') + (foldPrep ? ', preps folded' : ', prep launches') + (zeroSync ? ', counters zeroed by the preps' : '') + (d.streamGemv ? ', streamed GEMVs' : '') + (d.int8xTPrep ? ', t from the preps, L2 prefetch' : '') : ''}` : ''}: decoder vs CPU ${eCpu.toExponential(2)}, vs GPU forward ${eFwd.toExponential(2)}; graph (capture pass) ${eG1.toExponential(2)}, graph replay ${eG2.toExponential(2)}`);
       assert.ok(eCpu < tol, `decoder vs CPU ${eCpu}`);
       assert.ok(eFwd < tol, `decoder vs GPU forward ${eFwd}`);
       // kernel 8 sums its split K in a fixed order (parts & 64): its graphs repeat eager bit for bit; elsewhere float

@@ -969,7 +969,8 @@ napi_value js_int8x_gemv(napi_env env, napi_callback_info info) {
 //   GEMV's input: the element x (bf16 with xBf16) + addY + B1·t1 (B1 bf16 [in, r]; written to xOut), then as is, ·normW
 //   (RMSNorm) or silu(·)·(x2 + B2·t2) (SwiGLU), quantized per 64 inputs into scratch; then nzero floats of y zeroed.
 //   A (bf16 [R, in]), t (f32 [R]): extra blocks of `rows` rows each write t = A·x̂ (· the GEMV's 1/rms with normW and eps)
-//   for the consumer GEMV's parts & 4096 (no B1/B2; xOut ≠ x)
+//   for the consumer GEMV's parts & 4096 (no B1/B2; xOut ≠ x). pf1, pf1Bytes, pf2, pf2Bytes: ranges (16-byte multiples)
+//   prefetched into L2 before the wait (the consumer GEMV's weights)
 bool lora_args(Args& a, size_t ib, size_t it, int64_t r, int64_t rows, Buf* B, Buf* t);  // (below, with the decode epilogues)
 napi_value js_int8x_prep(napi_env env, napi_callback_info info) {
   Args a(env, info, "cudaInt8xPrep");
@@ -1014,6 +1015,15 @@ napi_value js_int8x_prep(napi_env env, napi_callback_info info) {
   ex.rpb = (int)rows;
   ex.tout = static_cast<float*>(ta.ptr);
   ex.eps = (float)eps;
+  for (int i = 0; i < 2; i++) {
+    if (a.is_nullish(21 + 2 * i)) continue;
+    int64_t nb = 0;
+    Buf pb;
+    if (!a.count(22 + 2 * i, &nb) || !buf_arg(a, 21 + 2 * i, (size_t)nb, &pb)) return nullptr;
+    if (nb % 16 != 0 || nb > 0xffffffffLL) { throw_error(env, "cudaInt8xPrep: a prefetch range is a multiple of 16 bytes below 4 GiB"); return nullptr; }
+    ex.pf[i] = pb.ptr;
+    ex.pfBytes[i] = (uint32_t)nb;
+  }
   check(env, cuda_int8x_prep(x.ptr, static_cast<const float*>(x2.ptr), static_cast<const float*>(nw.ptr),
                              scr.ptr, (int)in, static_cast<float*>(y.ptr), y.ptr ? (int)nz : 0, pdl, &ex));
   return nullptr;

@@ -48,8 +48,24 @@ struct I8Prep {
   int R, rpb, nq;
   float* tout;
   float eps;
+  // L2 prefetch of the consumer GEMV's weights (its words and scale|zero words), issued before the wait: the DRAM is
+  // idle while the prep runs, and the GEMV then reads from L2
+  const void* pf[2];
+  uint32_t pfb[2];
 };
 constexpr int kPrepWarps = 8;
+// This quantizing block's 1/nq share of the prefetch ranges, by lanes 0 and 1 of its last warp, ≤ 64 KB an instruction.
+__device__ __forceinline__ void prep_prefetch(const I8Prep& p) {
+  const int lane = threadIdx.x & 31;
+  if ((int)(threadIdx.x >> 5) != kPrepWarps - 1 || lane >= 2 || !p.pf[lane]) return;
+  const uint32_t bytes = p.pfb[lane], per = (uint32_t)(((uint64_t)bytes + 16u * p.nq - 1) / (16u * p.nq)) * 16u;
+  const uint32_t off = blockIdx.x * per;
+  if (off >= bytes) return;
+  const uint32_t n = min(per, bytes - off);
+  const unsigned char* src = static_cast<const unsigned char*>(p.pf[lane]) + off;
+  for (uint32_t o = 0; o < n; o += 65536u)
+    asm volatile("cp.async.bulk.prefetch.L2.global [%0], %1;\n" ::"l"(src + o), "r"(min(65536u, n - o)) : "memory");
+}
 // group_bt, group_bt_fits: lora_dot.cuh
 // One group of 64 by one warp (lane holds values lane and 32 + lane): x̂ = round(v / a), a = absmax / 127 (1 if all
 // zero), Σx̂; lane 0 writes a and Σx̂. The prep kernel and the folded prep (fold_group) share it, so both make the same bytes.
@@ -155,6 +171,7 @@ __global__ void int8x_prep_kernel(I8Prep p) {
     return;
   }
   const int w = threadIdx.x / 32, gi = blockIdx.x * kPrepWarps + w, lane = threadIdx.x & 31;
+  prep_prefetch(p);
   pdl_trigger();
   pdl_wait();
   const int r1 = p.B1 ? p.r : 0, r2 = p.B2 ? p.r : 0;
@@ -547,6 +564,11 @@ const char* cuda_int8x_prep(const void* x, const float* x2, const float* normw, 
       p.rpb = ex->rpb;
       p.tout = ex->tout;
       p.eps = ex->eps;
+    }
+    for (int i = 0; i < 2; i++) {
+      if (ex->pf[i] && ex->pfBytes[i] % 16) return "cudaInt8xPrep: prefetch ranges are multiples of 16 bytes";
+      p.pf[i] = ex->pf[i];
+      p.pfb[i] = ex->pf[i] ? ex->pfBytes[i] : 0;
     }
   }
   p.xq = static_cast<int8_t*>(scratch);

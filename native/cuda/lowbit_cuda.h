@@ -213,6 +213,9 @@ struct Int8xPrepExtra {
   int R = 0, rpb = 2;
   float* tout = nullptr;
   float eps = 0.f;
+  // up to two ranges (16-byte multiples) prefetched into L2 before the wait: the consumer GEMV's weights
+  const void* pf[2] = {nullptr, nullptr};
+  uint32_t pfBytes[2] = {0, 0};
 };
 // The int8-x GEMV's input in scratch (x̂ | a | Σx̂ | Σx² partials): x̃ = x (or the element of ex), x·normw (RMSNorm, normw non-null) or
 // silu(x)·x2 (x2 non-null) quantized per 64 inputs; then nz floats of yz zeroed (the consumer's split-K output).

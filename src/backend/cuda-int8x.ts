@@ -45,10 +45,13 @@ export interface NativeCudaInt8x extends NativeCuda {
    * int8xPrepInput + int8X), then nzero floats of y zeroed (the consumer's split-K output); pdl: launched with PDL.
    * A (bf16 [R, in]) and tA (f32 [R]): extra blocks of `rows` rows each (1, 2, 4, 8; default 2) copy their rows of the
    * consumer GEMV's LoRA-A factor into shared memory before the PDL wait, recompute x̂ and write t = A·x̂ (· 1/rms with
-   * normW, eps as the GEMV's; twin int8xLoraA), which that GEMV reads with parts & 4096; no B1/B2, and xOut ≠ x. */
+   * normW, eps as the GEMV's; twin int8xLoraA), which that GEMV reads with parts & 4096; no B1/B2, and xOut ≠ x.
+   * pf1/pf2 (+ bytes, multiples of 16): ranges prefetched into L2 before the PDL wait (the consumer GEMV's weights; a
+   * hint with no effect on results). */
   cudaInt8xPrep(x: number, x2: number | null, normW: number | null, scratch: number, inF: number, y: number | null, nzero: number,
     pdl?: boolean, addY?: number | null, B1?: number | null, t1?: number | null, B2?: number | null, t2?: number | null, r?: number,
-    xOut?: number | null, xBf16?: boolean, A?: number | null, R?: number, tA?: number | null, eps?: number, rows?: number): void;
+    xOut?: number | null, xBf16?: boolean, A?: number | null, R?: number, tA?: number | null, eps?: number, rows?: number,
+    pf1?: number | null, pf1Bytes?: number, pf2?: number | null, pf2Bytes?: number): void;
 }
 
 /** Bytes of an int8-x scratch for in inputs: x̂ (int8) | a (f32 per 64) | Σx̂ (i32 per 64) | Σx² partials (f32 per 64: a

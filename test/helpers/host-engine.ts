@@ -224,7 +224,9 @@ export function hostEngine(): HostEngine {
     },
     cudaInt8xPrep: (x: number, x2: number | null, normW: number | null, scratch: number, inF: number, y: number | null, nzero: number,
       _pdl?: boolean, addY?: number | null, B1?: number | null, t1?: number | null, B2?: number | null, t2?: number | null, r = 0,
-      xOut?: number | null, xBf16?: boolean, A?: number | null, R = 0, tA?: number | null, eps = 0, rows = 2) => {
+      xOut?: number | null, xBf16?: boolean, A?: number | null, R = 0, tA?: number | null, eps = 0, rows = 2,
+      pf1?: number | null, pf1Bytes = 0, pf2?: number | null, pf2Bytes = 0) => {
+      for (const [h, n] of [[pf1, pf1Bytes], [pf2, pf2Bytes]] as const) if (h) { if (n % 16) throw new Error('cudaInt8xPrep: a prefetch range is a multiple of 16 bytes'); get(h, n); }
       if (A && (B1 || B2 || (xOut !== null && xOut !== undefined && xOut === x) || ![1, 2, 4, 8].includes(rows) || !tA || R < 1))
         throw new Error('cudaInt8xPrep: the A rows take no B1/B2, xOut ≠ x, t and 1, 2, 4 or 8 rows a block');
       const bt = (B?: number | null, t?: number | null): Int8xPrepBt | undefined => (B && t ? { B: bfRead(B, inF * r), t: f32(t, r).slice(), r } : undefined);

@@ -103,6 +103,9 @@ export class GpuDecoder {
    * add B·t with no A-row blocks and no wait for them (parts & 4096); the residual then alternates between two buffers
    * (the A-row blocks re-read it while the prep's other blocks write the sum). LOWBIT_INT8X_TPREP=1; not yet GPU-run. */
   tPrep = process.env.LOWBIT_INT8X_TPREP === '1';
+  /** Kernel 8: each prep launch prefetches its consumer GEMV's words and scale|zero words into L2 before its PDL wait
+   * (the DRAM is idle while the prep runs). LOWBIT_INT8X_L2PF=1; not yet GPU-run. */
+  l2Prefetch = process.env.LOWBIT_INT8X_L2PF === '1';
   private streamOn = false;
   /** the v4 plan (null when the model does not qualify: then variant 4 runs as 3) */
   private v4: V4Layer[] | null = null;
@@ -484,12 +487,15 @@ export class GpuDecoder {
     const fold = this.i8fold, zero = this.i8zeroSync, zb = zero ? 256 : 0;  // once per step, not per launch
     // tPrep: q/k/v's and gate/up's t from their preps; the residual goes h.x → x2 (prep 1) → h.x (prep 2) in each layer
     const tp = !fold && this.i8tprep, x2 = tp ? this.i8x2! : h.x, rows = Number(process.env.LOWBIT_INT8X_TPREP_ROWS ?? 2);
-    const tA = (g: Int8xGemv) => (tp ? [g.A, g.R, g.t, eps, rows] as const : [null, 0, null, 0, 2] as const);
+    const tA = (g: Int8xGemv): [number | null, number, number | null, number, number] => (tp ? [g.A, g.R, g.t, eps, rows] : [null, 0, null, 0, 2]);
+    // l2Prefetch: the consumer GEMV's words and scale|zero words into L2 by its prep (the per-tile kernel's layout)
+    const pf = (g: Int8xGemv): [number | null, number, number | null, number] =>
+      (this.l2Prefetch && !(g.parts & 512) ? [g.words, g.out * g.in / 4, g.sz, g.out * g.in / 16] : [null, 0, null, 0]);
     for (let l = 0; l < cfg.numLayers; l++) {
       const w = this.w.layers[l], pl = plan[l], prev = l > 0 ? plan[l - 1] : null, B = pl.B, t = pl.t, sync = zero ? pl.sync : null;
       if (!fold || !prev)
         x8.cudaInt8xPrep(h.x, null, w.inputNorm, scr.D, D, ...this.i8zero(pl.qkv, sync?.qkvO, 4), true, prev ? prev.down.y : null,
-          ...this.i8Bt(prev?.down ?? null, prev?.B.down_proj, prev?.t.down_proj), null, null, r, x2, false, ...tA(pl.qkv));
+          ...this.i8Bt(prev?.down ?? null, prev?.B.down_proj, prev?.t.down_proj), null, null, r, x2, false, ...tA(pl.qkv), ...pf(pl.qkv));
       this.i8gemv(pl.qkv, scr.D, eps, zb | (fold && prev !== null ? 128 : 0) | (tp ? 4096 : 0));
       const y = pl.qkv.y, q = this.i8view(y, 0, Q), k = this.i8view(y, Q, KV), v = this.i8view(y, Q + KV, KV);
       const [bq, tq] = this.i8Bt(pl.qkv, B.q_proj, t.q_proj), [bk, tk] = this.i8Bt(pl.qkv, B.k_proj, t.k_proj), [bv, tv] = this.i8Bt(pl.qkv, B.v_proj, t.v_proj);
@@ -511,11 +517,11 @@ export class GpuDecoder {
       }
       this.i8gemv(pl.o, scr.Q, null, zb);
       x8.cudaInt8xPrep(x2, null, w.postNorm, scr.D, D, ...this.i8zero(pl.gu, sync?.gu, 2), true, pl.o.y, ...this.i8Bt(pl.o, B.o_proj, t.o_proj), null, null, r, h.x,
-        false, ...tA(pl.gu));
+        false, ...tA(pl.gu), ...pf(pl.gu));
       this.i8gemv(pl.gu, scr.D, eps, zb | (tp ? 4096 : 0));
       const gate = this.i8view(pl.gu.y, 0, I), up = this.i8view(pl.gu.y, I, I);
       x8.cudaInt8xPrep(gate, up, null, scr.I, I, ...this.i8zero(pl.down, sync?.down, 2), true, null, ...this.i8Bt(pl.gu, B.gate_proj, t.gate_proj),
-        ...this.i8Bt(pl.gu, B.up_proj, t.up_proj), r);
+        ...this.i8Bt(pl.gu, B.up_proj, t.up_proj), r, null, false, null, 0, null, 0, 2, ...pf(pl.down));
       this.i8gemv(pl.down, scr.I, null, zb);
     }
     const last = plan[cfg.numLayers - 1];
