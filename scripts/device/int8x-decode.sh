@@ -19,9 +19,11 @@ if [ "${TESTS:-all}" = all ]; then  # TESTS=i8: the int8-x kernel tests only
 echo "== decoder tests ($(date +%T))"
 timeout 200 node --test --test-reporter=tap --test-concurrency=1 dist/test/cuda-decode.test.js > "$OUT/tests-dec.log" 2>&1; echo "rc=$?"
 grep -E '^# (tests|pass|fail|skipped)|^not ok|GEMV v' "$OUT/tests-dec.log"; grep -A16 '^not ok' "$OUT/tests-dec.log" | head -40
+if [ "${KTESTS:-1}" != 0 ]; then  # KTESTS=0: not the decode kernel tests
 echo "== decode kernel tests ($(date +%T))"
 timeout 150 node --test --test-reporter=tap --test-concurrency=1 dist/test/cuda-decode-kernels.test.js > "$OUT/tests-kern.log" 2>&1; echo "rc=$?"
 grep -E '^# (tests|pass|fail|skipped)|^not ok|x̂ codes moved' "$OUT/tests-kern.log"; grep -A16 '^not ok' "$OUT/tests-kern.log" | head -30
+fi
 fi
 if [ -n "${BASE:-}" ]; then
   echo "== decode tok/s, kernel 5 on the baseline addon $BASE ($(date +%T))"
@@ -45,8 +47,8 @@ for W in ${WARPS:-}; do
   echo "== decode tok/s, kernel 8 streamed, $W warps a block ($(date +%T))"
   LOWBIT_INT8X_STREAM=1 LOWBIT_INT8X_STREAM_WARPS=$W timeout 120 node bench/cuda-decode.mjs --variants 4 --kernels 8 --modes graph --tokens 128 --no-gemv 2>&1 | grep -E "tok/s|error|Error"
 done
-echo "== decode tok/s, kernel 8 with 4 LoRA-A rows a block (LOWBIT_INT8X_AROWS=4) ($(date +%T))"
-LOWBIT_INT8X_AROWS=4 timeout 120 node bench/cuda-decode.mjs --variants 4 --kernels 8 --modes graph --tokens 128 --no-gemv 2>&1 | grep -E "tok/s|error|Error"
+[ "${AROWS:-1}" != 0 ] && echo "== decode tok/s, kernel 8 with 4 LoRA-A rows a block (LOWBIT_INT8X_AROWS=4) ($(date +%T))"
+[ "${AROWS:-1}" != 0 ] && LOWBIT_INT8X_AROWS=4 timeout 120 node bench/cuda-decode.mjs --variants 4 --kernels 8 --modes graph --tokens 128 --no-gemv 2>&1 | grep -E "tok/s|error|Error"
 # t from the preps (parts & 4096), the A-row blocks' rows in shared memory before the wait (parts & 2048); VARIANTS: a
 # ;-separated list of such settings (without the LOWBIT_INT8X_ prefix on the first)
 IFS=';' read -r -a VLIST <<< "${VARIANTS:-TPREP=1;L2PF=1;TPREP=1 LOWBIT_INT8X_L2PF=1;APRE=1;AROWS=4 LOWBIT_INT8X_APRE=1;TPREP=1 LOWBIT_INT8X_APRE=1 LOWBIT_INT8X_L2PF=1}"
@@ -54,8 +56,8 @@ for V in "${VLIST[@]}"; do
   echo "== decode tok/s, kernel 8 with LOWBIT_INT8X_$V ($(date +%T))"
   env LOWBIT_INT8X_$V timeout 120 node bench/cuda-decode.mjs --variants 4 --kernels 8 --modes graph --tokens 128 --no-gemv 2>&1 | grep -E "tok/s|error|Error"
 done
-echo "== decode tok/s, kernel 8 streamed, 2 blocks an SM with a ring each (LOWBIT_INT8X_STREAM_BPS=2) ($(date +%T))"
-LOWBIT_INT8X_STREAM=1 LOWBIT_INT8X_STREAM_BPS=2 timeout 120 node bench/cuda-decode.mjs --variants 4 --kernels 8 --modes graph --tokens 128 --no-gemv 2>&1 | grep -E "tok/s|error|Error"
+[ "${BPS:-1}" != 0 ] && echo "== decode tok/s, kernel 8 streamed, 2 blocks an SM with a ring each (LOWBIT_INT8X_STREAM_BPS=2) ($(date +%T))"
+[ "${BPS:-1}" != 0 ] && LOWBIT_INT8X_STREAM=1 LOWBIT_INT8X_STREAM_BPS=2 timeout 120 node bench/cuda-decode.mjs --variants 4 --kernels 8 --modes graph --tokens 128 --no-gemv 2>&1 | grep -E "tok/s|error|Error"
 for S in ${STAGES:-}; do
   echo "== decode tok/s, kernel 8 streamed, $S ring stages ($(date +%T))"
   LOWBIT_INT8X_STREAM=1 LOWBIT_INT8X_STAGES=$S timeout 120 node bench/cuda-decode.mjs --variants 4 --kernels 8 --modes graph --tokens 128 --no-gemv 2>&1 | grep -E "tok/s|error|Error"
