@@ -368,7 +368,7 @@ test('CUDA int8-x prep hand-offs (residual + B·t + RMSNorm, SwiGLU with both B�
   }
 });
 
-test('CUDA int8-x prep with the consumer GEMV\'s LoRA-A rows (parts & 4096: t made by the prep) = the GEMV\'s own A-row blocks bit for bit (t, then y with B·t); residual + RMSNorm and SwiGLU; 1, 2, 4 rows a block; = f64; x̂ and xOut unchanged', (t) => {
+test('CUDA int8-x prep with the consumer GEMV\'s LoRA-A rows (parts & 4096: t made by the prep) = the GEMV\'s own A-row blocks bit for bit (t, then y with B·t); residual + RMSNorm and SwiGLU; 1, 2, 4 rows a block; = f64; x̂ and xOut unchanged; t as partial sums per prep block (parts & 8192)', (t) => {
   const c = cudaInt8xOps();
   if (!c) { t.skip(cudaInt8xUnavailable()); return; }
   const rng = new Rng(67), eps = 1e-5;
@@ -422,6 +422,26 @@ test('CUDA int8-x prep with the consumer GEMV\'s LoRA-A rows (parts & 4096: t ma
         c.cudaUpload(hy, new Float32Array(out).fill(-3));
         c.cudaInt8xGemv(hw, hsz, null, hscr, hy, out, inF, 8, 12 | 32 | 64 | 4096, res ? eps : null, null, R, ht, hB, ends, rB, null);
         assert.deepEqual(new Uint32Array(down(hy, out).buffer), new Uint32Array(ref.get(80000)!.y.buffer), 'y with t from the prep = y with the A rows');
+      }
+      if (!res) {  // t as partial sums per prep block of 8 groups (parts & 8192): down's path, no norm
+        const nb = Math.ceil(inF / 512), htp = u(new Float32Array(nb * R).fill(5));
+        c.cudaInt8xPrep(hx, hx2, null, hscr, inF, null, 0, true, null, null, null, null, null, 0, null, false, null, 0, null, 0, 2,
+          null, 0, null, 0, hA, R, htp);
+        const tp = down(htp, nb * R), tSum = new Float32Array(R), scr = downB(hscr, int8xScratchBytes(inF));
+        for (let k = 0; k < R; k++) for (let j = 0; j < nb; j++) tSum[k] += tp[j * R + k];
+        let bad = 0;
+        for (let i = 0; i < inF + 8 * (inF / 64); i++) if (scr[i] !== scr0[i]) bad++;
+        const eT = relErr(tSum, tRef);
+        c.cudaUpload(hy, new Float32Array(out).fill(-3));
+        c.cudaInt8xGemv(hw, hsz, null, hscr, hy, out, inF, 8, 12 | 32 | 64 | 4096 | 8192, null, null, R, htp, hB, ends, rB, null,
+          null, null, null, 0, null, nb);
+        const eY = relErr(down(hy, out), ref.get(80000)!.y);
+        t.diagnostic(`${out}×${inF} ${mode}: t as ${nb} partial sums vs f64 ${eT.toExponential(2)}; y with them vs y with the A rows ${eY.toExponential(2)}; x̂ bytes differing ${bad}`);
+        assert.equal(bad, 0, 'x̂ | a | Σx̂ with the t partials = without');
+        assert.ok(eT < 1e-5, `t partials vs f64 ${eT}`);
+        assert.ok(eY < 1e-6, `y with the t partials vs with the A rows ${eY}`);
+        assert.throws(() => c.cudaInt8xGemv(hw, hsz, null, hscr, hy, out, inF, 8, 12 | 64 | 4096 | 8192, null, null, R, htp, hB, ends, rB, null,
+          null, null, null, 0, null, nb), /8192/);
       }
       assert.throws(() => c.cudaInt8xPrep(hx, null, hn, hscr, inF, null, 0, true, hay, null, null, null, null, 0, hx, false, hA, R, ht, eps, 2), /xOut must not be x/);
       assert.throws(() => c.cudaInt8xPrep(hx, null, hn, hscr, inF, null, 0, true, null, null, null, null, null, 0, null, false, hA, R, ht, eps, 3), /rows a block/);

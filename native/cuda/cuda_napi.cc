@@ -891,7 +891,7 @@ napi_value js_int8x_tile_sz(napi_env env, napi_callback_info info) {
 //   fCnt: (its inputs / 64) u32 counters, zeroed once (each launch leaves them zero)
 napi_value js_int8x_gemv(napi_env env, napi_callback_info info) {
   Args a(env, info, "cudaInt8xGemv");
-  int64_t out = 0, in = 0, nks = 0, R = 0;
+  int64_t out = 0, in = 0, nks = 0, R = 0, np = 1;
   Buf w, sz, x{}, scr, y, A{}, t{};  // x, A, t: null unless given
   int64_t parts = 7;
   double eps = -1;
@@ -899,7 +899,7 @@ napi_value js_int8x_gemv(napi_env env, napi_callback_info info) {
       (!a.is_nullish(9) && !a.number(9, &eps)))
     return nullptr;
   if (in % 128 != 0) { throw_error(env, "cudaInt8xGemv: in must be a multiple of 128"); return nullptr; }
-  if (parts < 1 || parts > 8191) { throw_error(env, "cudaInt8xGemv: parts is a mask of 1 (quantize x), 2 (zero y), 4 (GEMV), 8 (PDL), 16 (2 ahead), 32 (x̂ in shared memory), 64 (a block per tile, fixed-order reduction, y stored), 128 (Σx² partials per group), 256 (sync zeroed by an earlier launch), 512 (streamed: a block per SM, weights through a bulk-copy ring; with 64), 1024 (4 LoRA-A rows a block; with 64), 2048 (the A rows copied into shared memory before the wait; with 64), 4096 (t made by the prep launch: B·t with no A rows and no counter; with 64)"); return nullptr; }
+  if (parts < 1 || parts > 16383) { throw_error(env, "cudaInt8xGemv: parts is a mask of 1 (quantize x), 2 (zero y), 4 (GEMV), 8 (PDL), 16 (2 ahead), 32 (x̂ in shared memory), 64 (a block per tile, fixed-order reduction, y stored), 128 (Σx² partials per group), 256 (sync zeroed by an earlier launch), 512 (streamed: a block per SM, weights through a bulk-copy ring; with 64), 1024 (4 LoRA-A rows a block; with 64), 2048 (the A rows copied into shared memory before the wait; with 64), 4096 (t made by the prep launch: B·t with no A rows and no counter; with 64), 8192 (with 4096 and 32: t as np partial sums, argument 22)"); return nullptr; }
   if (!a.is_nullish(9) && !(eps >= 0)) { throw_error(env, "cudaInt8xGemv: normEps must be ≥ 0"); return nullptr; }
   const size_t tiles = (size_t)(out + 15) / 16, ng = (size_t)in / 64;
   if (!buf_arg(a, 0, tiles * 16 * (size_t)in / 4, &w) || !buf_arg(a, 1, (size_t)out * ng * 4, &sz) ||
@@ -909,8 +909,12 @@ napi_value js_int8x_gemv(napi_env env, napi_callback_info info) {
   if (!a.is_nullish(10)) {  // A, R, t: the adapter's LoRA-A rows in the same launch
     if (!int_dim(a, 11, &R) || !buf_arg(a, 10, (size_t)R * in * 2, &A) || !aligned16(a, A.ptr, "A") || !buf_arg(a, 12, (size_t)R * 4, &t))
       return nullptr;
-  } else if ((parts & 4096) && !a.is_nullish(12)) {  // t made by the prep launch (R: its length)
-    if (!int_dim(a, 11, &R) || !buf_arg(a, 12, (size_t)R * 4, &t)) return nullptr;
+  } else if ((parts & 4096) && !a.is_nullish(12)) {  // t made by the launch before (R: its length; 8192: np partial sums)
+    if (!int_dim(a, 11, &R)) return nullptr;
+    if (parts & 8192) {
+      if (!int_dim(a, 22, &np)) return nullptr;
+    }
+    if (!buf_arg(a, 12, (size_t)R * 4 * (size_t)np, &t)) return nullptr;
   }
   Int8xGemvBt bt{};
   const bool withBt = !a.is_nullish(13);
@@ -944,6 +948,7 @@ napi_value js_int8x_gemv(napi_env env, napi_callback_info info) {
     bt.nseg = (int)len;
     bt.r = (int)rb;
     bt.sync = static_cast<unsigned*>(sync.ptr);
+    bt.np = (parts & 8192) ? (int)np : 0;
   }
   Int8xGemvFold fold{};
   const bool withFold = !a.is_nullish(17);
@@ -970,7 +975,8 @@ napi_value js_int8x_gemv(napi_env env, napi_callback_info info) {
 //   (RMSNorm) or silu(·)·(x2 + B2·t2) (SwiGLU), quantized per 64 inputs into scratch; then nzero floats of y zeroed.
 //   A (bf16 [R, in]), t (f32 [R]): extra blocks of `rows` rows each write t = A·x̂ (· the GEMV's 1/rms with normW and eps)
 //   for the consumer GEMV's parts & 4096 (no B1/B2; xOut ≠ x). pf1, pf1Bytes, pf2, pf2Bytes: ranges (16-byte multiples)
-//   prefetched into L2 before the wait (the consumer GEMV's weights)
+//   prefetched into L2 before the wait (the consumer GEMV's weights). Ap (bf16 [Rp, in]), Rp, tp (f32 [⌈in / 512⌉, Rp]):
+//   each block of 8 groups writes its partial sums of t = Ap·x̂ (no normW) for the consumer GEMV's parts & 8192
 bool lora_args(Args& a, size_t ib, size_t it, int64_t r, int64_t rows, Buf* B, Buf* t);  // (below, with the decode epilogues)
 napi_value js_int8x_prep(napi_env env, napi_callback_info info) {
   Args a(env, info, "cudaInt8xPrep");
@@ -1023,6 +1029,16 @@ napi_value js_int8x_prep(napi_env env, napi_callback_info info) {
     if (nb % 16 != 0 || nb > 0xffffffffLL) { throw_error(env, "cudaInt8xPrep: a prefetch range is a multiple of 16 bytes below 4 GiB"); return nullptr; }
     ex.pf[i] = pb.ptr;
     ex.pfBytes[i] = (uint32_t)nb;
+  }
+  if (!a.is_nullish(25)) {
+    int64_t Rp = 0;
+    Buf ap, tp;
+    if (!int_dim(a, 26, &Rp) || !buf_arg(a, 25, (size_t)Rp * in * 2, &ap) || !aligned16(a, ap.ptr, "Ap") ||
+        !buf_arg(a, 27, (ng + 7) / 8 * (size_t)Rp * 4, &tp))
+      return nullptr;
+    ex.Ap = ap.ptr;
+    ex.Rp = (int)Rp;
+    ex.tp = static_cast<float*>(tp.ptr);
   }
   check(env, cuda_int8x_prep(x.ptr, static_cast<const float*>(x2.ptr), static_cast<const float*>(nw.ptr),
                              scr.ptr, (int)in, static_cast<float*>(y.ptr), y.ptr ? (int)nz : 0, pdl, &ex));

@@ -70,6 +70,8 @@ struct I8Bt {
   unsigned* sync;
   bool pre;    // bt_prefetch (LOWBIT_INT8X_BPRE=0: off, to price it)
   bool tready;  // parts & 4096: t was made by the prep launch before (no A rows, no counter, sync null)
+  int np, Rt;   // parts & 8192 (with tready): t arrives as np partial sums [np][Rt] (by the attention's heads, or the prep's
+                // blocks), copied into shared memory with x̂ and added in order j = 0 … np − 1 by the epilogue
   bool reset;  // the last tile block out zeroes sync (a returning atomic at every tile block's exit); parts & 256: an
                // earlier launch zeroes it instead (the decoder's preps), and tile blocks leave without waiting on one
 };

@@ -52,6 +52,12 @@ struct I8Prep {
   // idle while the prep runs, and the GEMV then reads from L2
   const void* pf[2];
   uint32_t pfb[2];
+  // partial sums of the consumer GEMV's t (no norm): each quantizing block also writes, for its 8 groups (512 inputs),
+  // tp[block][r] = Σ_g a_g Σ_i Ap[r][i]·x̂_i for r < Rp, its slice of Ap copied into shared memory before the wait; the
+  // GEMV adds the nq partials in order (its parts & 8192)
+  const uint16_t* Ap;
+  int Rp;
+  float* tp;
 };
 constexpr int kPrepWarps = 8;
 // This quantizing block's 1/nq share of the prefetch ranges, by lanes 0 and 1 of its last warp, ≤ 64 KB an instruction.
@@ -69,7 +75,8 @@ __device__ __forceinline__ void prep_prefetch(const I8Prep& p) {
 // group_bt, group_bt_fits: lora_dot.cuh
 // One group of 64 by one warp (lane holds values lane and 32 + lane): x̂ = round(v / a), a = absmax / 127 (1 if all
 // zero), Σx̂; lane 0 writes a and Σx̂. The prep kernel and the folded prep (fold_group) share it, so both make the same bytes.
-__device__ __forceinline__ void quant_group(const float (&v)[2], int lane, int8_t* xq, float* a, int* sum) {
+__device__ __forceinline__ void quant_group(const float (&v)[2], int lane, int8_t* xq, float* a, int* sum, int8_t* xs = nullptr,
+                                            float* as = nullptr) {
   float m = fmaxf(fabsf(v[0]), fabsf(v[1]));
 #pragma unroll
   for (int o = 16; o > 0; o >>= 1) m = fmaxf(m, __shfl_xor_sync(0xffffffffu, m, o));
@@ -77,6 +84,11 @@ __device__ __forceinline__ void quant_group(const float (&v)[2], int lane, int8_
   const int q0 = __float2int_rn(v[0] / s), q1 = __float2int_rn(v[1] / s);
   xq[lane] = (int8_t)q0;
   xq[32 + lane] = (int8_t)q1;
+  if (xs) {  // a copy in shared memory (the prep's t partials)
+    xs[lane] = (int8_t)q0;
+    xs[32 + lane] = (int8_t)q1;
+    if (lane == 0) *as = s;
+  }
   int t = q0 + q1;
 #pragma unroll
   for (int o = 16; o > 0; o >>= 1) t += __shfl_xor_sync(0xffffffffu, t, o);
@@ -172,6 +184,19 @@ __global__ void int8x_prep_kernel(I8Prep p) {
   }
   const int w = threadIdx.x / 32, gi = blockIdx.x * kPrepWarps + w, lane = threadIdx.x & 31;
   prep_prefetch(p);
+  // t partials: this block's 512 inputs of every row of Ap (1 KB a row) into shared memory, then x̂ and a beside them
+  const int in = 64 * p.ng, k0 = 512 * (int)blockIdx.x, nin = min(512, in - k0);
+  uint4* Aps = reinterpret_cast<uint4*>(tsm);
+  int8_t* xps = reinterpret_cast<int8_t*>(tsm) + (size_t)p.Rp * 1024;
+  float* aps = reinterpret_cast<float*>(xps + 512);
+  if (p.Ap) {
+    for (int i = threadIdx.x; i < p.Rp * (nin / 8); i += blockDim.x) {
+      const int r = i / (nin / 8), k = i % (nin / 8);
+      const unsigned sa = (unsigned)__cvta_generic_to_shared(Aps + r * 64 + k);
+      asm volatile("cp.async.cg.shared.global [%0], [%1], 16;\n" ::"r"(sa), "l"(reinterpret_cast<const uint4*>(p.Ap + (size_t)r * in + k0) + k) : "memory");
+    }
+    asm volatile("cp.async.commit_group;\n" ::: "memory");
+  }
   pdl_trigger();
   pdl_wait();
   const int r1 = p.B1 ? p.r : 0, r2 = p.B2 ? p.r : 0;
@@ -201,7 +226,19 @@ __global__ void int8x_prep_kernel(I8Prep p) {
       }
       v[h] = e;
     }
-    quant_group(v, lane, p.xq + 64 * gi, p.a + gi, p.sum + gi);
+    quant_group(v, lane, p.xq + 64 * gi, p.a + gi, p.sum + gi, p.Ap ? xps + 64 * w : nullptr, aps + w);
+  }
+  if (p.Ap) {  // t partials over this block's groups: a warp a row at a time, lanes over the 8-input words
+    asm volatile("cp.async.wait_all;\n" ::: "memory");
+    __syncthreads();
+    const uint2* xv2 = reinterpret_cast<const uint2*>(xps);
+    for (int r = w; r < p.Rp; r += kPrepWarps) {
+      float acc = 0.f;
+      for (int k = lane; k < nin / 8; k += 32) acc = fmaf(aps[k >> 3], i8_arow8(Aps[r * 64 + k], xv2[k]), acc);
+#pragma unroll
+      for (int o = 16; o > 0; o >>= 1) acc += __shfl_xor_sync(0xffffffffu, acc, o);
+      if (lane == 0) p.tp[blockIdx.x * p.Rp + r] = acc;
+    }
   }
   if (p.normw) {
 #pragma unroll
@@ -342,6 +379,7 @@ __global__ void __launch_bounds__(512, AHEAD == 1 ? 2 : 1) int8x_gemv_kernel(con
   const float* psrc = SX ? reinterpret_cast<const float*>(i8x_smem + in + 8 * ng) : part;
   const int sxb = SX ? ((in + 8 * ng + 4 * npart + 15) & ~15) : 0;
   const uint4* Asm = reinterpret_cast<const uint4*>(i8x_smem + sxb);
+  float* tps = reinterpret_cast<float*>(i8x_smem + sxb);  // parts & 8192 (no A rows here): t's partial sums
   const uint4* wp = words + (size_t)tile * nblk * 32 + lane;
   const uint2* sz0 = reinterpret_cast<const uint2*>(sz + (size_t)r0 * ng);  // [blk]: the block's two groups (ng is even)
   const uint2* sz1 = reinterpret_cast<const uint2*>(sz + (size_t)r1 * ng);
@@ -391,6 +429,8 @@ __global__ void __launch_bounds__(512, AHEAD == 1 ? 2 : 1) int8x_gemv_kernel(con
     const uint4* src = reinterpret_cast<const uint4*>(xq);
     for (int i = threadIdx.x; i < (in + 8 * ng) / 16; i += blockDim.x) reinterpret_cast<uint4*>(i8x_smem)[i] = src[i];
     if ((int)threadIdx.x < npart) const_cast<float*>(psrc)[threadIdx.x] = __ldg(part + threadIdx.x);
+    if (FIXED && bt.np && active)  // t's partials ride with x̂ (one round trip), summed by the epilogue
+      for (int i = threadIdx.x; i < bt.np * bt.Rt; i += blockDim.x) tps[i] = __ldcg(tout + i);
     if (apf) asm volatile("cp.async.wait_all;\n" ::: "memory");
     __syncthreads();
   } else if (apf) {
@@ -471,7 +511,15 @@ __global__ void __launch_bounds__(512, AHEAD == 1 ? 2 : 1) int8x_gemv_kernel(con
     __syncthreads();
     __shared__ float btsm[16];  // the tile's 16 B·t values
     if (hasBt) {
-      for (int i = threadIdx.x; i < bt.r; i += blockDim.x) tsm[i] = __ldcg(tout + seg * bt.r + i);
+      for (int i = threadIdx.x; i < bt.r; i += blockDim.x) {
+        if (SX && bt.np) {
+          float s = 0.f;
+          for (int j = 0; j < bt.np; j++) s += tps[j * bt.Rt + seg * bt.r + i];  // in order: deterministic
+          tsm[i] = s;
+        } else {
+          tsm[i] = __ldcg(tout + seg * bt.r + i);
+        }
+      }
       if (bpre) asm volatile("cp.async.wait_all;\n" ::: "memory");
       __syncthreads();
       tile_bt(Btile, bpre ? bsm : reinterpret_cast<const uint4*>(Btile), tsm, bt.r, min(16, out - row0), btsm);
@@ -565,6 +613,13 @@ const char* cuda_int8x_prep(const void* x, const float* x2, const float* normw, 
       p.tout = ex->tout;
       p.eps = ex->eps;
     }
+    if (ex->Ap) {
+      if (ex->Rp < 1 || !ex->tp) return "cudaInt8xPrep: t partials need Rp ≥ 1 and tp";
+      if (normw || ex->B1 || ex->B2 || ex->A) return "cudaInt8xPrep: t partials take no norm (the GEMV's 1/rms), no hand-off B·t and no A rows";
+      p.Ap = static_cast<const uint16_t*>(ex->Ap);
+      p.Rp = ex->Rp;
+      p.tp = ex->tp;
+    }
     for (int i = 0; i < 2; i++) {
       if (ex->pf[i] && ex->pfBytes[i] % 16) return "cudaInt8xPrep: prefetch ranges are multiples of 16 bytes";
       p.pf[i] = ex->pf[i];
@@ -579,7 +634,7 @@ const char* cuda_int8x_prep(const void* x, const float* x2, const float* normw, 
   p.yz = yz;
   p.nz = nz;
   p.nq = (ng + kPrepWarps - 1) / kPrepWarps;
-  const size_t asm_ = p.A ? (size_t)p.rpb * in * 2 + in + (size_t)ng * 12 : 0;
+  const size_t asm_ = p.A ? (size_t)p.rpb * in * 2 + in + (size_t)ng * 12 : p.Ap ? (size_t)p.Rp * 1024 + 512 + 32 : 0;
   const size_t smem = std::max(((p.B1 ? p.r : 0) + (p.B2 ? p.r : 0)) * sizeof(float), asm_);
   if (smem > 200 * 1024) return "cudaInt8xPrep: the A rows' blocks need more than 200 KB of shared memory (fewer rows a block)";
   static size_t smemSet = 0;
@@ -629,6 +684,11 @@ const char* cuda_int8x_gemv(const void* words, const uint32_t* sz, const float* 
       bt.r = btIn->r;
       bt.sync = tready ? nullptr : btIn->sync;
       bt.tready = tready;
+      if (parts & 8192) {
+        if (!tready || !sx || btIn->np < 1) return "cudaInt8xGemv: t as partial sums (parts & 8192) needs parts & 4096, x̂ in shared memory (32) and np ≥ 1";
+        bt.np = btIn->np;
+        bt.Rt = Rt;
+      }
       static const bool pre = [] { const char* e = std::getenv("LOWBIT_INT8X_BPRE"); return !(e && e[0] == '0'); }();
       bt.pre = pre;
       bt.reset = (parts & 256) == 0;
@@ -667,7 +727,8 @@ const char* cuda_int8x_gemv(const void* words, const uint32_t* sz, const float* 
     // parts & 2048 (fixed order): the A-row blocks' rows prefetched into shared memory before the wait; every block of
     // the launch then carries rpb rows' room (down, 4 rows: 86 KB), so it is for the measured cases only
     const bool apre = fixed && R > 0 && (parts & 2048) != 0;
-    const size_t sxb = sx ? (size_t)((in + 8 * ng + 4 * npart + 15) & ~15) : 0, asb = apre ? (size_t)rpb * in * 2 : 0;
+    const size_t sxb = sx ? (size_t)((in + 8 * ng + 4 * npart + 15) & ~15) : 0,
+                 asb = apre ? (size_t)rpb * in * 2 : (size_t)bt.np * bt.Rt * 4;  // A rows, or t's partials (8192)
     if (sxb + asb > 200 * 1024) return "cudaInt8xGemv: the prefetched A rows (parts & 2048) need more than 200 KB of shared memory";
     const int ki = ((parts & 16) ? 1 : 0) + (sx ? 2 : 0) + (fixed ? 4 : 0);
     static size_t smemSet[8] = {};

@@ -177,6 +177,7 @@ struct Int8xGemvBt {
   int end[3];
   int nseg, r;
   unsigned* sync;
+  int np = 0;  // parts & 8192: t is np partial sums [np][its length R], added in order (made by the launch before)
 };
 // fold (bit 6 only): the same launch also makes the NEXT GEMV's input in scratch (its ng groups of 64), replacing the
 // prep launch between them: x += y, x̃ = x·normw with per-group Σx² partials (the consumer then takes bit 7), or with
@@ -216,6 +217,11 @@ struct Int8xPrepExtra {
   // up to two ranges (16-byte multiples) prefetched into L2 before the wait: the consumer GEMV's weights
   const void* pf[2] = {nullptr, nullptr};
   uint32_t pfBytes[2] = {0, 0};
+  // t partials for the consumer GEMV's parts & 8192 (no normw): Ap bf16 [Rp, in]; tp f32 [⌈in / 512⌉][Rp], one set per
+  // block of 8 groups
+  const void* Ap = nullptr;
+  int Rp = 0;
+  float* tp = nullptr;
 };
 // The int8-x GEMV's input in scratch (x̂ | a | Σx̂ | Σx² partials): x̃ = x (or the element of ex), x·normw (RMSNorm, normw non-null) or
 // silu(x)·x2 (x2 non-null) quantized per 64 inputs; then nz floats of yz zeroed (the consumer's split-K output).

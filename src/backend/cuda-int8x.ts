@@ -24,6 +24,8 @@ export interface NativeCudaInt8x extends NativeCuda {
    * 1024 (with 64, ksplit a power of two) = 4 LoRA-A rows a block, each by ksplit / 4 warps, instead of a block a row;
    * 2048 (with 64) = the A-row blocks' rows copied into shared memory before the PDL wait; 4096 (with 64, not 512) = t
    * was made by the prep launch before (cudaInt8xPrep's A): A null, R = t's length, sync null, B·t with no wait;
+   * 8192 (with 4096 and 32) = t arrives as tParts partial sums [tParts][R] (cudaInt8xPrep's Ap/tp, or the attention's
+   * heads), added in order by each tile block;
    * x is read only with 1 (else null: x̂ is already in scratch, e.g. from cudaInt8xPrep). normEps: scratch came from cudaInt8xPrep with normW, and the row sums are scaled by RMSNorm's 1/rms (from the prep's Σx²
    * partials). A (bf16 [R, in], a handle or view 16-byte aligned) and t (f32 [R]): the same launch also writes
    * t = A·x̃ on x's int8 image, a block of 4 warps per row (the adapter's LoRA-A factor; twin int8xLoraA). Bs, ends, r,
@@ -38,7 +40,7 @@ export interface NativeCudaInt8x extends NativeCuda {
   cudaInt8xGemv(words: number, sz: number, x: number | null, scratch: number, y: number, out: number, inF: number,
     ksplit: number, parts?: number, normEps?: number | null, A?: number | null, R?: number, t?: number | null,
     Bs?: number[] | null, ends?: number[] | null, r?: number, sync?: number | null,
-    fScratch?: number | null, fX?: number | null, fNormW?: number | null, fHalf?: number, fCnt?: number | null): void;
+    fScratch?: number | null, fX?: number | null, fNormW?: number | null, fHalf?: number, fCnt?: number | null, tParts?: number): void;
   /** The GEMV's input into scratch: the element v = x (bf16 with xBf16) + addY + B1·t1 (B1 bf16 [in, r], t1 f32 [r]; the
    * residual stream after the previous GEMV and its LoRA B·t, written to xOut when given), then x̃ = v, v·normW (RMSNorm; 1/rms
    * left to the GEMV) or silu(v)·(x2 + B2·t2) (SwiGLU with the up projection's B·t), quantized per 64 inputs (twins
@@ -47,11 +49,13 @@ export interface NativeCudaInt8x extends NativeCuda {
    * consumer GEMV's LoRA-A factor into shared memory before the PDL wait, recompute x̂ and write t = A·x̂ (· 1/rms with
    * normW, eps as the GEMV's; twin int8xLoraA), which that GEMV reads with parts & 4096; no B1/B2, and xOut ≠ x.
    * pf1/pf2 (+ bytes, multiples of 16): ranges prefetched into L2 before the PDL wait (the consumer GEMV's weights; a
-   * hint with no effect on results). */
+   * hint with no effect on results). Ap (bf16 [Rp, in]), tp (f32 [⌈in / 512⌉, Rp]): without normW, each block of 8
+   * groups also writes its partial sums of t = Ap·x̂ over its 512 inputs (its slice of Ap copied before the wait), which
+   * the consumer GEMV adds in order (parts & 8192). */
   cudaInt8xPrep(x: number, x2: number | null, normW: number | null, scratch: number, inF: number, y: number | null, nzero: number,
     pdl?: boolean, addY?: number | null, B1?: number | null, t1?: number | null, B2?: number | null, t2?: number | null, r?: number,
     xOut?: number | null, xBf16?: boolean, A?: number | null, R?: number, tA?: number | null, eps?: number, rows?: number,
-    pf1?: number | null, pf1Bytes?: number, pf2?: number | null, pf2Bytes?: number): void;
+    pf1?: number | null, pf1Bytes?: number, pf2?: number | null, pf2Bytes?: number, Ap?: number | null, Rp?: number, tp?: number | null): void;
 }
 
 /** Bytes of an int8-x scratch for in inputs: x̂ (int8) | a (f32 per 64) | Σx̂ (i32 per 64) | Σx² partials (f32 per 64: a

@@ -34,9 +34,9 @@ export function hostEngine(): HostEngine {
   const bufs = new Map<number, HostBuf>();
   const exactX = new Map<number, Float32Array>();  // scratch handle → the prep's x̃ (int8xExact)
   // y + B·t (B bf16 [y.length, r], t f32 from element tOff of buffer t; f64 sums), the twin of the kernels' LoRA B·t
-  const plusBt = (y: Float32Array, B: number | null, t: number | null, r: number, tOff = 0): Float32Array => {
+  const plusBt = (y: Float32Array, B: number | null, t: number | Float32Array | null, r: number, tOff = 0): Float32Array => {
     if (!B || !t || r < 1) return y;
-    const b = bfRead(B, y.length * r), tt = f32(t, tOff + r).subarray(tOff), o = new Float32Array(y.length);
+    const b = bfRead(B, y.length * r), tt = (typeof t === 'number' ? f32(t, tOff + r) : t).subarray(tOff), o = new Float32Array(y.length);
     for (let i = 0; i < y.length; i++) { let s = 0; for (let j = 0; j < r; j++) s += b[i * r + j] * tt[j]; o[i] = y[i] + s; }
     return o;
   };
@@ -225,7 +225,8 @@ export function hostEngine(): HostEngine {
     cudaInt8xPrep: (x: number, x2: number | null, normW: number | null, scratch: number, inF: number, y: number | null, nzero: number,
       _pdl?: boolean, addY?: number | null, B1?: number | null, t1?: number | null, B2?: number | null, t2?: number | null, r = 0,
       xOut?: number | null, xBf16?: boolean, A?: number | null, R = 0, tA?: number | null, eps = 0, rows = 2,
-      pf1?: number | null, pf1Bytes = 0, pf2?: number | null, pf2Bytes = 0) => {
+      pf1?: number | null, pf1Bytes = 0, pf2?: number | null, pf2Bytes = 0, Ap?: number | null, Rp = 0, tp?: number | null) => {
+      if (Ap && (normW || B1 || B2 || A || !tp || Rp < 1)) throw new Error('cudaInt8xPrep: t partials take no norm, no hand-off B·t and no A rows');
       for (const [h, n] of [[pf1, pf1Bytes], [pf2, pf2Bytes]] as const) if (h) { if (n % 16) throw new Error('cudaInt8xPrep: a prefetch range is a multiple of 16 bytes'); get(h, n); }
       if (A && (B1 || B2 || (xOut !== null && xOut !== undefined && xOut === x) || ![1, 2, 4, 8].includes(rows) || !tA || R < 1))
         throw new Error('cudaInt8xPrep: the A rows take no B1/B2, xOut ≠ x, t and 1, 2, 4 or 8 rows a block');
@@ -236,6 +237,19 @@ export function hostEngine(): HostEngine {
       if (xOut) f32(xOut, inF).set(v);
       int8xFill(scratch, xt);
       const ng = inF / 64;
+      if (Ap && tp) {  // partial sums of the consumer GEMV's t, one set per block of 8 groups (512 inputs)
+        const sb = get(scratch, inF + 8 * ng), xq = new Int8Array(sb.mem, sb.off, inF), a = f32(scratch, ng, inF / 4);
+        const Av = bfRead(Ap, Rp * inF), nb = Math.ceil(ng / 8), tv = f32(tp, nb * Rp);
+        for (let b = 0; b < nb; b++) for (let k = 0; k < Rp; k++) {
+          let acc = 0;
+          for (let g = 8 * b; g < Math.min(ng, 8 * b + 8); g++) {
+            let d = 0;
+            for (let i = 64 * g; i < 64 * g + 64; i++) d += Av[k * inF + i] * (eng.int8xExact ? xt[i] / a[g] : xq[i]);
+            acc += a[g] * d;
+          }
+          tv[b * Rp + k] = acc;
+        }
+      }
       if (A && tA) {  // the consumer GEMV's t = A·x̂ (· its 1/rms), as that GEMV's A rows would make it
         const rstd = normW ? 1 / Math.sqrt(ss / inF + eps) : 1, Av = bfRead(A, R * inF), tv = f32(tA, R);
         if (eng.int8xExact) for (let k = 0; k < R; k++) { let s = 0; for (let i = 0; i < inF; i++) s += Av[k * inF + i] * xt[i]; tv[k] = s * rstd; }
@@ -253,7 +267,7 @@ export function hostEngine(): HostEngine {
     cudaInt8xGemv: (words: number, sz: number, x: number | null, scratch: number, y: number, out: number, inF: number, _ks: number, parts = 7,
       normEps: number | null = null, A: number | null = null, R = 0, t: number | null = null, Bs: number[] | null = null,
       ends: number[] | null = null, rB = 0, sync: number | null = null, fScratch: number | null = null, fX: number | null = null,
-      fNormW: number | null = null, fHalf = 0, _fCnt: number | null = null) => {
+      fNormW: number | null = null, fHalf = 0, _fCnt: number | null = null, tParts = 1) => {
       const ng = inF / 64;
       if (sync && Bs && parts & 4) {  // the A-row counters: zero at every launch's start; the A rows leave R (parts & 256) or
         // the last tile block sets them back to 0 — so a decoder that forgets to zero them (256) fails here as on the GPU
@@ -296,9 +310,16 @@ export function hostEngine(): HostEngine {
       } else if (A && t) f32(t, R).set(int8xLoraA(bfRead(A, R * inF), R, inF, xq, a, rstd));
       if (Bs && ends && t) {  // B·t in the epilogue, segment i: rows [ends[i-1], ends[i]) with t[i·r …]
         let row0 = 0;
+        let tt: number | Float32Array = t;
+        if (parts & 8192) {  // t as tParts partial sums [tParts][R], added in order
+          if (!(parts & 4096) || !(parts & 32)) throw new Error('cudaInt8xGemv: t as partial sums (parts & 8192) needs parts & 4096 and 32');
+          const tp = f32(t, tParts * R), sum = new Float32Array(R);
+          for (let k = 0; k < R; k++) { let s = 0; for (let j = 0; j < tParts; j++) s += tp[j * R + k]; sum[k] = s; }
+          tt = sum;
+        }
         Bs.forEach((B, i) => {
           const seg = yv.subarray(row0, ends[i]);
-          seg.set(plusBt(seg, B, t, rB, i * rB));
+          seg.set(plusBt(seg, B, tt, rB, i * rB));
           row0 = ends[i];
         });
       }

@@ -101,7 +101,8 @@ export class GpuDecoder {
   /** Kernel 8: the q/k/v and gate/up adapters' t = A·x̂ made by the prep launch before their GEMV (i8tprep; extra prep
    * blocks of LOWBIT_INT8X_TPREP_ROWS rows that copy their A rows before the PDL wait and recompute x̂), so those GEMVs
    * add B·t with no A-row blocks and no wait for them (parts & 4096); the residual then alternates between two buffers
-   * (the A-row blocks re-read it while the prep's other blocks write the sum). LOWBIT_INT8X_TPREP=1; not yet GPU-run. */
+   * (the A-row blocks re-read it while the prep's other blocks write the sum). Down's t comes as partial sums from the
+   * SwiGLU prep's blocks (parts & 8192), added in order by its tile blocks. LOWBIT_INT8X_TPREP=1; not yet GPU-run. */
   tPrep = process.env.LOWBIT_INT8X_TPREP === '1';
   /** Kernel 8: each prep launch prefetches its consumer GEMV's words and scale|zero words into L2 before its PDL wait
    * (the DRAM is idle while the prep runs). LOWBIT_INT8X_L2PF=1; not yet GPU-run. */
@@ -121,6 +122,7 @@ export class GpuDecoder {
   private i8scr: Record<'D' | 'Q' | 'I', number> | null = null;
   private i8cnt: number | null = null;
   private i8x2: number | null = null;  // the residual's second buffer (i8tprep)
+  private i8tpd: number | null = null;  // down's t as partial sums, one set per block of 8 groups of the SwiGLU prep (i8tprep)
   /**
    * Folded plan: each GEMV launch prefetches the next GEMV launch's weights (codes, scale|zero words, LoRA A and B) into
    * L2, so HBM keeps streaming across the launch boundaries (the next launch's wait for its x, its staging and the
@@ -342,6 +344,7 @@ export class GpuDecoder {
     const alloc = (bytes: number) => { const h = c.cudaAlloc(bytes); this.i8bufs.push(h); return h; };
     this.i8scr = { D: alloc(int8xScratchBytes(D)), Q: alloc(int8xScratchBytes(Q)), I: alloc(int8xScratchBytes(I)) };
     this.i8x2 = lora ? alloc(D * 4) : null;
+    this.i8tpd = lora ? alloc(Math.ceil(I / 512) * Math.max(r, 1) * 4) : null;
     // the folded preps' group counters (i8fold): one set serves every launch, each leaves them zero
     this.i8cnt = null;
     if (D % 64 === 0 && I % 64 === 0) { this.i8cnt = alloc(4 * Math.max(D, I) / 64); c.cudaMemset0(this.i8cnt, 4 * Math.max(D, I) / 64); }
@@ -441,19 +444,19 @@ export class GpuDecoder {
   get int8xTPrep(): boolean { return this.i8tprep; }
   private get i8tprep(): boolean {
     const p = this.i8;
-    return !!p && this.tPrep && !!this.lora && this.i8zeroSync && this.i8x2 !== null
-      && p.every((l) => [l.qkv, l.gu].every((g) => g.A !== null && (g.parts & 512) === 0));
+    return !!p && this.tPrep && !!this.lora && this.i8zeroSync && this.i8x2 !== null && this.i8tpd !== null
+      && p.every((l) => [l.qkv, l.gu].every((g) => g.A !== null && (g.parts & 512) === 0) && l.down.A !== null && (l.down.parts & 544) === 32);
   }
 
   /** A kernel-8 GEMV launch (PDL) on the x̂ its prep left in scratch; more: parts bits of the step (128: that prep was
    * folded into the launch before, its Σx² partials are per group; 256: i8zeroSync); fold: this launch makes the next
    * GEMV's input (I8Fold). */
   private i8gemv(g: Int8xGemv, scratch: number, normEps: number | null, more = 0,
-    fold: { scratch: number; x: number | null; normW: number | null; half: number } | null = null): void {
-    const tp = (more & 4096) !== 0;  // t made by the prep before: no A rows, no counter
+    fold: { scratch: number; x: number | null; normW: number | null; half: number } | null = null, tParts = 1, tBuf: number | null = null): void {
+    const tp = (more & 4096) !== 0;  // t made by the prep before: no A rows, no counter (8192: tParts partial sums in tBuf)
     (this.c as unknown as NativeCudaInt8x).cudaInt8xGemv(g.words, g.parts & 512 ? g.szT! : g.sz, null, scratch, g.y, g.out, g.in, g.ks, g.parts | more,
-      normEps, tp ? null : g.A, g.R, g.A ? g.t : null, g.bt?.Bs ?? null, g.bt?.ends ?? null, g.bt?.r ?? 0, tp ? null : g.bt?.sync ?? null,
-      fold?.scratch ?? null, fold?.x ?? null, fold?.normW ?? null, fold?.half ?? 0, fold ? this.i8cnt : null);
+      normEps, tp ? null : g.A, g.R, g.A ? tBuf ?? g.t : null, g.bt?.Bs ?? null, g.bt?.ends ?? null, g.bt?.r ?? 0, tp ? null : g.bt?.sync ?? null,
+      fold?.scratch ?? null, fold?.x ?? null, fold?.normW ?? null, fold?.half ?? 0, fold ? this.i8cnt : null, tParts);
   }
 
   /**
@@ -521,8 +524,10 @@ export class GpuDecoder {
       this.i8gemv(pl.gu, scr.D, eps, zb | (tp ? 4096 : 0));
       const gate = this.i8view(pl.gu.y, 0, I), up = this.i8view(pl.gu.y, I, I);
       x8.cudaInt8xPrep(gate, up, null, scr.I, I, ...this.i8zero(pl.down, sync?.down, 2), true, null, ...this.i8Bt(pl.gu, B.gate_proj, t.gate_proj),
-        ...this.i8Bt(pl.gu, B.up_proj, t.up_proj), r, null, false, null, 0, null, 0, 2, ...pf(pl.down));
-      this.i8gemv(pl.down, scr.I, null, zb);
+        ...this.i8Bt(pl.gu, B.up_proj, t.up_proj), r, null, false, null, 0, null, 0, 2, ...pf(pl.down),
+        tp ? pl.down.A : null, tp ? pl.down.R : 0, tp ? this.i8tpd : null);
+      if (tp) this.i8gemv(pl.down, scr.I, null, zb | 4096 | 8192, null, Math.ceil(I / 512), this.i8tpd);
+      else this.i8gemv(pl.down, scr.I, null, zb);
     }
     const last = plan[cfg.numLayers - 1];
     const [bl, tl] = this.i8Bt(last.down, last.B.down_proj, last.t.down_proj);
