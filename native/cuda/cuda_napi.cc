@@ -1190,6 +1190,16 @@ napi_value decode_attn_call(napi_env env, napi_callback_info info, const char* n
   e.Bq = H(Bq), e.Bk = H(Bk), e.Bv = H(Bv);
   e.r = (Bq.ptr || Bk.ptr || Bv.ptr) ? (int)r : 0;
   e.i8 = i8.ptr;
+  if (!a.is_nullish(20)) {  // Ao, Ro, tpo: the o GEMV's t partials per head (with the int8-x output)
+    int64_t Ro = 0;
+    Buf ao, tpo;
+    if (!int_dim(a, 21, &Ro) || !buf_arg(a, 20, (size_t)Ro * Q * 2, &ao) || !aligned16(a, ao.ptr, "Ao") || !buf_arg(a, 22, (size_t)Hq * Ro * 4, &tpo))
+      return nullptr;
+    if (!i8.ptr || hd % 64 != 0) { throw_error(env, std::string(name) + ": the o GEMV's t partials need the int8-x output and hd % 64 == 0"); return nullptr; }
+    e.Ao = static_cast<const uint16_t*>(ao.ptr);
+    e.Ro = (int)Ro;
+    e.tpo = static_cast<float*>(tpo.ptr);
+  }
   if (cuda_decode_recording()) cuda_decode_plan_limit_pos((int)(std::min(kc.bytes, vc.bytes) / (size_t)(KV * 2)));
   check(env, fn(e));
   return nullptr;

@@ -29,6 +29,7 @@
 #include <vector>
 
 #include "check.h"
+#include "int8x_body.cuh"  // i8_arow8 (the o GEMV's t partials)
 #include "lowbit_cuda.h"
 #include "lora_dot.cuh"
 #include "mbarrier.cuh"
@@ -1001,7 +1002,8 @@ __device__ unsigned g_tready = 0, g_exit = 0;
 // The folded attention (DParams::attn): heads finished in this launch; reset with g_tready by the last block out.
 __device__ unsigned g_attn_done = 0;
 template <int DPL, int KW, bool I8 = false>
-__device__ __forceinline__ void attn_body(const DecodeAttn& e, int h, float* sm, const float* bt = nullptr);  // (below)
+__device__ __forceinline__ void attn_body(const DecodeAttn& e, int h, float* sm, const float* bt = nullptr, int8_t* xsm = nullptr,
+                                          float* asm_ = nullptr);  // (below)
 // attn_body's shared memory with KW warps (kernel 5: its scratch lies over xs, which stage_own fills only after it)
 template <int KW>
 __host__ __device__ constexpr int attn_smem_floats(int hd) { return 3 * hd + 2 * KW + KW * hd; }
@@ -1119,7 +1121,7 @@ __global__ void swiglu_epi_kernel(const float* gt, const float* up, const float*
 // e.i8: the output as the int8-x GEMV's input (x̂ per group of 64, a = absmax / 127, Σx̂) from the bf16-rounded values,
 // as cuda_int8x_prep makes it from bf16 out; needs HD ≤ blockDim.
 template <int DPL, int KW, bool I8>
-__device__ __forceinline__ void attn_body(const DecodeAttn& e, int h, float* sm, const float* bt) {
+__device__ __forceinline__ void attn_body(const DecodeAttn& e, int h, float* sm, const float* bt, int8_t* xsm, float* asm_) {
   constexpr int HD = 32 * DPL;
   float *qs = sm, *kn = qs + HD, *vn = kn + HD, *wm = vn + HD, *wl = wm + KW, *wacc = wl + KW;  // wacc [KW][HD]
   const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
@@ -1212,6 +1214,10 @@ __device__ __forceinline__ void attn_body(const DecodeAttn& e, int h, float* sm,
   __syncthreads();
   const int Q = e.Hq * HD, ng = Q / 64;
   int8_t* xq = static_cast<int8_t*>(e.i8);
+  if (xsm && tid < HD) {  // the head's x̂ and group scales for the o GEMV's t partials (decode_attn_kernel)
+    xsm[tid] = (int8_t)qv8;
+    if ((tid & 63) == 0) asm_[tid >> 6] = sc;
+  }
   if (tid < HD) {
     xq[h * HD + tid] = (int8_t)qv8;
     if ((tid & 63) == 0) {
@@ -1228,10 +1234,22 @@ __global__ void __launch_bounds__(256) decode_attn_kernel(DecodeAttn e) {
   constexpr int HD = 32 * DPL;
   __shared__ float sm[attn_smem_floats<8>(HD)];
   __shared__ float bt[3 * HD];
-  extern __shared__ float tsm[];  // tq | tk | tv [r each] when e.r > 0
+  extern __shared__ __align__(16) float tsm[];  // tq | tk | tv [r each] when e.r > 0; then the head's slice of Ao (e.Ao)
+  __shared__ __align__(16) int8_t xsm[HD];
+  __shared__ float asm_[HD / 64 + 1];
+  const int h = blockIdx.x;
+  uint4* Aos = reinterpret_cast<uint4*>(tsm + ((3 * e.r + 3) & ~3));  // Ro rows × HD bf16
+  if (e.Ao) {  // a weight: copied before the wait
+    for (int i = threadIdx.x; i < e.Ro * (HD / 8); i += blockDim.x) {
+      const int r = i / (HD / 8), k = i % (HD / 8);
+      const unsigned sa = (unsigned)__cvta_generic_to_shared(Aos + i);
+      asm volatile("cp.async.cg.shared.global [%0], [%1], 16;\n" ::"r"(sa),
+                   "l"(reinterpret_cast<const uint4*>(e.Ao + (size_t)r * e.Hq * HD + (size_t)h * HD) + k) : "memory");
+    }
+    asm volatile("cp.async.commit_group;\n" ::: "memory");
+  }
   pdl_trigger();
   pdl_wait();
-  const int h = blockIdx.x;
   if (e.r > 0) {
     stage_t(tsm, e.tq, e.Bq ? e.r : 0, e.tk, e.Bk ? e.r : 0, e.tv, e.Bv ? e.r : 0);
     const int kvh = h / (e.Hq / e.Hkv), r = e.r;
@@ -1255,8 +1273,21 @@ __global__ void __launch_bounds__(256) decode_attn_kernel(DecodeAttn e) {
     }
     __syncthreads();
   }
-  if (e.i8) attn_body<DPL, 8, true>(e, h, sm, e.r > 0 ? bt : nullptr);
+  if (e.i8) attn_body<DPL, 8, true>(e, h, sm, e.r > 0 ? bt : nullptr, e.Ao ? xsm : nullptr, asm_);
   else attn_body<DPL, 8, false>(e, h, sm, e.r > 0 ? bt : nullptr);
+  if (e.Ao && e.i8) {  // the o GEMV's t partials over this head's inputs: a warp a row, a lane an 8-input word
+    asm volatile("cp.async.wait_all;\n" ::: "memory");
+    __syncthreads();
+    const int lane = threadIdx.x & 31;
+    for (int r = threadIdx.x >> 5; r < e.Ro; r += blockDim.x >> 5) {
+      float acc = 0.f;
+      for (int k = lane; k < HD / 8; k += 32)
+        acc = fmaf(asm_[k >> 3], i8_arow8(Aos[r * (HD / 8) + k], reinterpret_cast<const uint2*>(xsm)[k]), acc);
+#pragma unroll
+      for (int o = 16; o > 0; o >>= 1) acc += __shfl_xor_sync(0xffffffffu, acc, o);
+      if (lane == 0) e.tpo[h * e.Ro + r] = acc;
+    }
+  }
 }
 
 // ---- persistent decode: every GEMV and attention of a token in ONE launch ----
@@ -1731,7 +1762,18 @@ const char* cuda_decode_attn(const DecodeAttn& e) {
     if (e.Hq > g_rec_maxHq) g_rec_maxHq = e.Hq;
     return nullptr;
   }
-  const size_t tb = (size_t)3 * e.r * sizeof(float);
+  if (e.Ao && (!e.i8 || e.Ro < 1 || !e.tpo)) return "cudaDecodeAttn: the o GEMV's t partials need the int8-x output, Ro ≥ 1 and tpo";
+  const size_t tb = (size_t)((3 * e.r + 3) & ~3) * sizeof(float) + (e.Ao ? (size_t)e.Ro * e.hd * 2 : 0);
+  if (tb > 200 * 1024) return "cudaDecodeAttn: the t partials' slice of Ao needs more than 200 KB of shared memory";
+  if (tb > 48 * 1024) {
+    static size_t set[3] = {};
+    const int i = e.hd == 64 ? 0 : e.hd == 128 ? 1 : 2;
+    if (tb > set[i]) {
+      LB_CUDA(cudaFuncSetAttribute(i == 0 ? (const void*)decode_attn_kernel<2> : i == 1 ? (const void*)decode_attn_kernel<4> : (const void*)decode_attn_kernel<8>,
+                                   cudaFuncAttributeMaxDynamicSharedMemorySize, (int)tb));
+      set[i] = tb;
+    }
+  }
   if (e.hd == 64) return launch_pdl(decode_attn_kernel<2>, (unsigned)e.Hq, 256, tb, e);
   if (e.hd == 128) return launch_pdl(decode_attn_kernel<4>, (unsigned)e.Hq, 256, tb, e);
   return launch_pdl(decode_attn_kernel<8>, (unsigned)e.Hq, 256, tb, e);

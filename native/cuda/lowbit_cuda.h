@@ -267,6 +267,11 @@ struct DecodeAttn {
   const uint16_t *Bq = nullptr, *Bk = nullptr, *Bv = nullptr;
   int r = 0;
   void* i8 = nullptr;
+  // with i8: the o GEMV's LoRA-A factor (bf16 [Ro, Hq·hd]); head h writes tpo[h·Ro + r] = Σ over its groups of
+  // a_g Σ Ao[r][i]·x̂_i (its slice of Ao copied before the wait), the partial sums that GEMV adds (parts & 8192)
+  const uint16_t* Ao = nullptr;
+  int Ro = 0;
+  float* tpo = nullptr;
 };
 const char* cuda_decode_attn(const DecodeAttn& e);
 // The same attention handed to the NEXT cuda_decode_gemv call instead of launched: kernel 5 runs it first (blocks h < Hq,

@@ -179,7 +179,8 @@ export function hostEngine(): HostEngine {
     },
     cudaDecodeAttn: (q: number, k: number, v: number, cos: number, sin: number, kc: number, vc: number, pos: number, Hq: number,
       Hkv: number, hd: number, out: number | null, tq: number | null = null, tk: number | null = null, tv: number | null = null,
-      Bq: number | null = null, Bk: number | null = null, Bv: number | null = null, r = 0, i8: number | null = null) => {
+      Bq: number | null = null, Bk: number | null = null, Bv: number | null = null, r = 0, i8: number | null = null,
+      Ao: number | null = null, Ro = 0, tpo: number | null = null) => {
       const Q = Hq * hd, KV = Hkv * hd, half = hd / 2, qo = new Float32Array(Q), ko = new Float32Array(KV);
       ropeForward(qo, plusBt(f32(q, Q), Bq, tq, r), f32(cos, half), f32(sin, half), 1, 1, Hq, hd);
       ropeForward(ko, plusBt(f32(k, KV), Bk, tk, r), f32(cos, half), f32(sin, half), 1, 1, Hkv, hd);
@@ -191,6 +192,20 @@ export function hostEngine(): HostEngine {
       const o = new Float32Array(Q), l = new Float32Array(Hq);
       attentionForwardRef(o, l, bfr(qo), K, V, 1, 1, pos + 1, Hq, Hkv, hd);
       if (i8) int8xFill(i8, bfr(o));  // the int8-x GEMV's input from the bf16 output, as cudaInt8xPrep makes it from bf16 out
+      if (Ao && (!i8 || !tpo || Ro < 1 || hd % 64)) throw new Error('cudaDecodeAttn: the o GEMV\'s t partials need the int8-x output, Ro ≥ 1, tpo and hd % 64 == 0');
+      if (Ao && i8 && tpo) {  // the o GEMV's t partials, one set per head over its groups of 64
+        const ng = Q / 64, sb = get(i8, Q + 8 * ng), xq = new Int8Array(sb.mem, sb.off, Q), a = f32(i8, ng, Q / 4);
+        const xt = eng.int8xExact ? exactX.get(i8) : undefined, Av = bfRead(Ao, Ro * Q), tv = f32(tpo, Hq * Ro);
+        for (let h = 0; h < Hq; h++) for (let k = 0; k < Ro; k++) {
+          let acc = 0;
+          for (let g = h * hd / 64; g < (h + 1) * hd / 64; g++) {
+            let d = 0;
+            for (let i = 64 * g; i < 64 * g + 64; i++) d += Av[k * Q + i] * (xt ? xt[i] / a[g] : xq[i]);
+            acc += a[g] * d;
+          }
+          tv[h * Ro + k] = acc;
+        }
+      }
       if (out) bfWrite(out, o);
     },
     cudaArgmaxF32: (x: number, n: number, id: number, ids: number | null, slot: number) => {

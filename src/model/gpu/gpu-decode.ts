@@ -102,7 +102,8 @@ export class GpuDecoder {
    * blocks of LOWBIT_INT8X_TPREP_ROWS rows that copy their A rows before the PDL wait and recompute x̂), so those GEMVs
    * add B·t with no A-row blocks and no wait for them (parts & 4096); the residual then alternates between two buffers
    * (the A-row blocks re-read it while the prep's other blocks write the sum). Down's t comes as partial sums from the
-   * SwiGLU prep's blocks (parts & 8192), added in order by its tile blocks. LOWBIT_INT8X_TPREP=1; not yet GPU-run. */
+   * SwiGLU prep's blocks and o's from the attention's heads (parts & 8192), added in order by their tile blocks: no GEMV
+   * of the layer has A-row blocks. LOWBIT_INT8X_TPREP=1; not yet GPU-run. */
   tPrep = process.env.LOWBIT_INT8X_TPREP === '1';
   /** Kernel 8: each prep launch prefetches its consumer GEMV's words and scale|zero words into L2 before its PDL wait
    * (the DRAM is idle while the prep runs). LOWBIT_INT8X_L2PF=1; not yet GPU-run. */
@@ -123,6 +124,7 @@ export class GpuDecoder {
   private i8cnt: number | null = null;
   private i8x2: number | null = null;  // the residual's second buffer (i8tprep)
   private i8tpd: number | null = null;  // down's t as partial sums, one set per block of 8 groups of the SwiGLU prep (i8tprep)
+  private i8tpo: number | null = null;  // o's t as partial sums, one set per head of the attention (i8tprep)
   /**
    * Folded plan: each GEMV launch prefetches the next GEMV launch's weights (codes, scale|zero words, LoRA A and B) into
    * L2, so HBM keeps streaming across the launch boundaries (the next launch's wait for its x, its staging and the
@@ -345,6 +347,7 @@ export class GpuDecoder {
     this.i8scr = { D: alloc(int8xScratchBytes(D)), Q: alloc(int8xScratchBytes(Q)), I: alloc(int8xScratchBytes(I)) };
     this.i8x2 = lora ? alloc(D * 4) : null;
     this.i8tpd = lora ? alloc(Math.ceil(I / 512) * Math.max(r, 1) * 4) : null;
+    this.i8tpo = lora ? alloc(cfg.numHeads * Math.max(r, 1) * 4) : null;
     // the folded preps' group counters (i8fold): one set serves every launch, each leaves them zero
     this.i8cnt = null;
     if (D % 64 === 0 && I % 64 === 0) { this.i8cnt = alloc(4 * Math.max(D, I) / 64); c.cudaMemset0(this.i8cnt, 4 * Math.max(D, I) / 64); }
@@ -444,8 +447,10 @@ export class GpuDecoder {
   get int8xTPrep(): boolean { return this.i8tprep; }
   private get i8tprep(): boolean {
     const p = this.i8;
-    return !!p && this.tPrep && !!this.lora && this.i8zeroSync && this.i8x2 !== null && this.i8tpd !== null
-      && p.every((l) => [l.qkv, l.gu].every((g) => g.A !== null && (g.parts & 512) === 0) && l.down.A !== null && (l.down.parts & 544) === 32);
+    return !!p && this.tPrep && !!this.lora && this.i8zeroSync && this.i8x2 !== null && this.i8tpd !== null && this.i8tpo !== null
+      && this.i8attn && this.w.config.headDim % 64 === 0
+      && p.every((l) => [l.qkv, l.gu].every((g) => g.A !== null && (g.parts & 512) === 0)
+        && [l.o, l.down].every((g) => g.A !== null && (g.parts & 544) === 32));
   }
 
   /** A kernel-8 GEMV launch (PDL) on the x̂ its prep left in scratch; more: parts bits of the step (128: that prep was
@@ -504,7 +509,7 @@ export class GpuDecoder {
       const [bq, tq] = this.i8Bt(pl.qkv, B.q_proj, t.q_proj), [bk, tk] = this.i8Bt(pl.qkv, B.k_proj, t.k_proj), [bv, tv] = this.i8Bt(pl.qkv, B.v_proj, t.v_proj);
       if (this.i8attn) {  // one launch: B·t (unless q/k/v's GEMV added it), RoPE, cache rows, attention, the o GEMV's int8 input
         c.cudaDecodeAttn(q, k, v, this.cosAt[pos], this.sinAt[pos], h[`kc${l}`], h[`vc${l}`], pos, cfg.numHeads, cfg.numKvHeads,
-          cfg.headDim, null, tq, tk, tv, bq, bk, bv, bq ? r : 0, scr.Q);
+          cfg.headDim, null, tq, tk, tv, bq, bk, bv, bq ? r : 0, scr.Q, tp ? pl.o.A : null, tp ? pl.o.R : 0, tp ? this.i8tpo : null);
       } else {
         c.cudaDecodeQkvEpi(q, k, v, tq, tk, tv, bq, bk, bv, r, r, r, this.cosAt[pos], this.sinAt[pos],
           cfg.numHeads, cfg.numKvHeads, cfg.headDim, h.qb, this.kAt[l][pos], this.vAt[l][pos]);
@@ -518,7 +523,8 @@ export class GpuDecoder {
         this.i8gemv(pl.down, scr.I, null, 0, next ? { scratch: scr.D, x: h.x, normW: next.inputNorm, half: 0 } : null);
         continue;
       }
-      this.i8gemv(pl.o, scr.Q, null, zb);
+      if (tp) this.i8gemv(pl.o, scr.Q, null, zb | 4096 | 8192, null, cfg.numHeads, this.i8tpo);  // t: the heads' partial sums
+      else this.i8gemv(pl.o, scr.Q, null, zb);
       x8.cudaInt8xPrep(x2, null, w.postNorm, scr.D, D, ...this.i8zero(pl.gu, sync?.gu, 2), true, pl.o.y, ...this.i8Bt(pl.o, B.o_proj, t.o_proj), null, null, r, h.x,
         false, ...tA(pl.gu), ...pf(pl.gu));
       this.i8gemv(pl.gu, scr.D, eps, zb | (tp ? 4096 : 0));
