@@ -1200,6 +1200,15 @@ napi_value decode_attn_call(napi_env env, napi_callback_info info, const char* n
     e.Ro = (int)Ro;
     e.tpo = static_cast<float*>(tpo.ptr);
   }
+  for (int i = 0; i < 2; i++) {  // pf1, pf1Bytes, pf2, pf2Bytes: L2 prefetch ranges (the o GEMV's weights)
+    if (a.is_nullish(23 + 2 * i)) continue;
+    int64_t nb = 0;
+    Buf pb;
+    if (!a.count(24 + 2 * i, &nb) || !buf_arg(a, 23 + 2 * i, (size_t)nb, &pb)) return nullptr;
+    if (nb % 16 != 0 || nb > 0xffffffffLL) { throw_error(env, std::string(name) + ": a prefetch range is a multiple of 16 bytes below 4 GiB"); return nullptr; }
+    e.pf[i] = pb.ptr;
+    e.pfb[i] = (uint32_t)nb;
+  }
   if (cuda_decode_recording()) cuda_decode_plan_limit_pos((int)(std::min(kc.bytes, vc.bytes) / (size_t)(KV * 2)));
   check(env, fn(e));
   return nullptr;

@@ -1239,6 +1239,13 @@ __global__ void __launch_bounds__(256) decode_attn_kernel(DecodeAttn e) {
   __shared__ float asm_[HD / 64 + 1];
   const int h = blockIdx.x;
   uint4* Aos = reinterpret_cast<uint4*>(tsm + ((3 * e.r + 3) & ~3));  // Ro rows × HD bf16
+  if ((threadIdx.x >> 5) == 7 && (threadIdx.x & 31) < 2 && e.pf[threadIdx.x & 31]) {  // this head's share of the L2 prefetches
+    const int i = threadIdx.x & 31;
+    const uint32_t bytes = e.pfb[i], per = (uint32_t)(((uint64_t)bytes + 16u * gridDim.x - 1) / (16u * gridDim.x)) * 16u, off = blockIdx.x * per;
+    if (off < bytes)
+      for (uint32_t o = 0, n = min(per, bytes - off); o < n; o += 65536u)
+        bulk_prefetch_l2(static_cast<const unsigned char*>(e.pf[i]) + off + o, min(65536u, n - o));
+  }
   if (e.Ao) {  // a weight: copied before the wait
     for (int i = threadIdx.x; i < e.Ro * (HD / 8); i += blockDim.x) {
       const int r = i / (HD / 8), k = i % (HD / 8);

@@ -272,6 +272,10 @@ struct DecodeAttn {
   const uint16_t* Ao = nullptr;
   int Ro = 0;
   float* tpo = nullptr;
+  // up to two ranges (16-byte multiples) prefetched into L2 before the wait: the o GEMV's weights (the DRAM idles while
+  // the attention runs)
+  const void* pf[2] = {nullptr, nullptr};
+  uint32_t pfb[2] = {0, 0};
 };
 const char* cuda_decode_attn(const DecodeAttn& e);
 // The same attention handed to the NEXT cuda_decode_gemv call instead of launched: kernel 5 runs it first (blocks h < Hq,

@@ -180,7 +180,8 @@ export function hostEngine(): HostEngine {
     cudaDecodeAttn: (q: number, k: number, v: number, cos: number, sin: number, kc: number, vc: number, pos: number, Hq: number,
       Hkv: number, hd: number, out: number | null, tq: number | null = null, tk: number | null = null, tv: number | null = null,
       Bq: number | null = null, Bk: number | null = null, Bv: number | null = null, r = 0, i8: number | null = null,
-      Ao: number | null = null, Ro = 0, tpo: number | null = null) => {
+      Ao: number | null = null, Ro = 0, tpo: number | null = null, pf1: number | null = null, pf1Bytes = 0, pf2: number | null = null, pf2Bytes = 0) => {
+      for (const [h, n] of [[pf1, pf1Bytes], [pf2, pf2Bytes]] as const) if (h) { if (n % 16) throw new Error('cudaDecodeAttn: a prefetch range is a multiple of 16 bytes'); get(h, n); }
       const Q = Hq * hd, KV = Hkv * hd, half = hd / 2, qo = new Float32Array(Q), ko = new Float32Array(KV);
       ropeForward(qo, plusBt(f32(q, Q), Bq, tq, r), f32(cos, half), f32(sin, half), 1, 1, Hq, hd);
       ropeForward(ko, plusBt(f32(k, KV), Bk, tk, r), f32(cos, half), f32(sin, half), 1, 1, Hkv, hd);

@@ -105,8 +105,8 @@ export class GpuDecoder {
    * SwiGLU prep's blocks and o's from the attention's heads (parts & 8192), added in order by their tile blocks: no GEMV
    * of the layer has A-row blocks. LOWBIT_INT8X_TPREP=1; not yet GPU-run. */
   tPrep = process.env.LOWBIT_INT8X_TPREP === '1';
-  /** Kernel 8: each prep launch prefetches its consumer GEMV's words and scale|zero words into L2 before its PDL wait
-   * (the DRAM is idle while the prep runs). LOWBIT_INT8X_L2PF=1; not yet GPU-run. */
+  /** Kernel 8: each prep launch (and the attention, for o) prefetches its consumer GEMV's words and scale|zero words into
+   * L2 before its PDL wait (the DRAM is idle while they run). LOWBIT_INT8X_L2PF=1; not yet GPU-run. */
   l2Prefetch = process.env.LOWBIT_INT8X_L2PF === '1';
   private streamOn = false;
   /** the v4 plan (null when the model does not qualify: then variant 4 runs as 3) */
@@ -509,7 +509,7 @@ export class GpuDecoder {
       const [bq, tq] = this.i8Bt(pl.qkv, B.q_proj, t.q_proj), [bk, tk] = this.i8Bt(pl.qkv, B.k_proj, t.k_proj), [bv, tv] = this.i8Bt(pl.qkv, B.v_proj, t.v_proj);
       if (this.i8attn) {  // one launch: B·t (unless q/k/v's GEMV added it), RoPE, cache rows, attention, the o GEMV's int8 input
         c.cudaDecodeAttn(q, k, v, this.cosAt[pos], this.sinAt[pos], h[`kc${l}`], h[`vc${l}`], pos, cfg.numHeads, cfg.numKvHeads,
-          cfg.headDim, null, tq, tk, tv, bq, bk, bv, bq ? r : 0, scr.Q, tp ? pl.o.A : null, tp ? pl.o.R : 0, tp ? this.i8tpo : null);
+          cfg.headDim, null, tq, tk, tv, bq, bk, bv, bq ? r : 0, scr.Q, tp ? pl.o.A : null, tp ? pl.o.R : 0, tp ? this.i8tpo : null, ...pf(pl.o));
       } else {
         c.cudaDecodeQkvEpi(q, k, v, tq, tk, tv, bq, bk, bv, r, r, r, this.cosAt[pos], this.sinAt[pos],
           cfg.numHeads, cfg.numKvHeads, cfg.headDim, h.qb, this.kAt[l][pos], this.vAt[l][pos]);
