@@ -451,8 +451,8 @@ __global__ void __launch_bounds__(512, AHEAD == 1 ? 2 : 1) int8x_gemv_kernel(con
     const uint2* xv2 = reinterpret_cast<const uint2*>(SX ? static_cast<const void*>(i8x_smem) : static_cast<const void*>(xq));
     const float* av = SX ? reinterpret_cast<const float*>(i8x_smem + in) : a;
     float acc = 0.f;
-#pragma unroll 4
     const uint4* Ars = Asm + (size_t)(FIXED && dense ? drow - arow0 : 0) * (in / 8);
+#pragma unroll 4
     for (int i = lane + 32 * dq + (dense ? 0 : in); i < in / 8; i += 32 * dn) {
       const uint4 w = apf ? Ars[i] : __ldg(Ar + i);
       const uint2 xv = SX ? xv2[i] : __ldg(xv2 + i);
