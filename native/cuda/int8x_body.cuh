@@ -44,6 +44,16 @@ __device__ __forceinline__ void i8_block(const uint4& w, const uint2& m0, const 
   }
 }
 
+// n 16-byte words of a weight from global src into shared dst by the block's threads with cp.async, then one commit
+// group (so it can be issued before the PDL wait); cp.async.wait_all and a block barrier before the first read.
+__device__ __forceinline__ void cp_async_words(uint4* dst, const uint4* src, int n) {
+  for (int i = threadIdx.x; i < n; i += blockDim.x) {
+    const unsigned sa = (unsigned)__cvta_generic_to_shared(dst + i);
+    asm volatile("cp.async.cg.shared.global [%0], [%1], 16;\n" ::"r"(sa), "l"(src + i) : "memory");
+  }
+  asm volatile("cp.async.commit_group;\n" ::: "memory");
+}
+
 // 8 inputs of a LoRA-A row (bf16, one 16-byte word) times their x̂ (8 int8 in two words): the A rows' dot product step.
 __device__ __forceinline__ float i8_arow8(const uint4& w, const uint2& xv) {
   const uint32_t ws[4] = {w.x, w.y, w.z, w.w}, xs[2] = {xv.x, xv.y};

@@ -121,12 +121,7 @@ __device__ __forceinline__ void prep_arows(const I8Prep& p, unsigned char* smem)
   float* as = reinterpret_cast<float*>(xs + in);
   float* ssg = as + p.ng;
   int* dsum = reinterpret_cast<int*>(ssg + p.ng);
-  const uint4* src = reinterpret_cast<const uint4*>(p.A + (size_t)arow0 * in);
-  for (int i = threadIdx.x; i < nrow * in / 8; i += blockDim.x) {
-    const unsigned sa = (unsigned)__cvta_generic_to_shared(As + i);
-    asm volatile("cp.async.cg.shared.global [%0], [%1], 16;\n" ::"r"(sa), "l"(src + i) : "memory");
-  }
-  asm volatile("cp.async.commit_group;\n" ::: "memory");
+  cp_async_words(As, reinterpret_cast<const uint4*>(p.A + (size_t)arow0 * in), nrow * in / 8);
   pdl_trigger();
   pdl_wait();
   for (int gi = w; gi < p.ng; gi += kPrepWarps) {
@@ -320,12 +315,7 @@ __device__ __forceinline__ void fold_group(const I8Fold& f, const float* y, int 
 // the wait for the previous launch (B is a weight): the epilogue then reads it without an HBM round trip after its wait
 // for t. No registers are held across the GEMV loop.
 __device__ __forceinline__ void bt_prefetch(uint4* dst, const uint16_t* B, int r, int nrow) {
-  const int n = nrow * (r >> 3);
-  for (int i = threadIdx.x; i < n; i += blockDim.x) {
-    const unsigned sa = (unsigned)__cvta_generic_to_shared(dst + i);
-    asm volatile("cp.async.cg.shared.global [%0], [%1], 16;\n" ::"r"(sa), "l"(reinterpret_cast<const uint4*>(B) + i) : "memory");
-  }
-  asm volatile("cp.async.commit_group;\n" ::: "memory");
+  cp_async_words(dst, reinterpret_cast<const uint4*>(B), nrow * (r >> 3));
 }
 
 // FIXED (parts & 64): a block per 16-row tile with one warp per K slice (blockDim = 32·nks), the slices' sums added in
@@ -415,14 +405,7 @@ __global__ void __launch_bounds__(512, AHEAD == 1 ? 2 : 1) int8x_gemv_kernel(con
   const int arow0 = FIXED && tile < 0 ? ((int)blockIdx.x << rlg) : 0;
   const int anrow = FIXED && tile < 0 ? min(1 << rlg, R - arow0) : 0;
   const bool apf = FIXED && apre && anrow > 0;
-  if (apf) {
-    const uint4* src = reinterpret_cast<const uint4*>(A + (size_t)arow0 * in);
-    for (int i = threadIdx.x; i < anrow * in / 8; i += blockDim.x) {
-      const unsigned sa = (unsigned)__cvta_generic_to_shared(Asm + i);
-      asm volatile("cp.async.cg.shared.global [%0], [%1], 16;\n" ::"r"(sa), "l"(src + i) : "memory");
-    }
-    asm volatile("cp.async.commit_group;\n" ::: "memory");
-  }
+  if (apf) cp_async_words(const_cast<uint4*>(Asm), reinterpret_cast<const uint4*>(A + (size_t)arow0 * in), anrow * in / 8);
   pdl_trigger();
   pdl_wait();
   if (SX) {
