@@ -368,11 +368,11 @@ test('CUDA int8-x prep hand-offs (residual + B·t + RMSNorm, SwiGLU with both B�
   }
 });
 
-test('CUDA int8-x prep with the consumer GEMV\'s LoRA-A rows (parts & 4096: t made by the prep) = the GEMV\'s own A-row blocks bit for bit (t, then y with B·t); residual + RMSNorm and SwiGLU; 1, 2, 4 rows a block; = f64; x̂ and xOut unchanged; t as partial sums per prep block (parts & 8192)', (t) => {
+test('CUDA int8-x prep with the consumer GEMV\'s t as partial sums per block of 8 groups (1 or 3 row blocks), the GEMV adding them in order × its 1/rms (parts & 4096 | 8192) = f64 and = the GEMV with its own A-row blocks; residual + RMSNorm and SwiGLU; x̂ and xOut unchanged', (t) => {
   const c = cudaInt8xOps();
   if (!c) { t.skip(cudaInt8xUnavailable()); return; }
   const rng = new Rng(67), eps = 1e-5;
-  for (const [out, inF, mode] of [[48, 4096, 'residual+norm'], [96, 1024, 'swiglu'], [48, 640, 'residual+norm']] as const) {
+  for (const [out, inF, mode] of [[48, 4096, 'residual+norm'], [96, 1024, 'swiglu'], [48, 640, 'residual+norm'], [48, 11008, 'swiglu']] as const) {
     const p = quantizeRTN(new Float32Array(out * inF).map(() => 0.03 * rng.normal()), out, inF, { bits: 2, groupSize: 64 });
     const q = unpackCodes(p.qcodes, 2, out * inF);
     const res = mode === 'residual+norm', x = new Float32Array(inF).map(() => rng.normal() * (rng.int(16) === 0 ? 8 : 1));
@@ -381,71 +381,47 @@ test('CUDA int8-x prep with the consumer GEMV\'s LoRA-A rows (parts & 4096: t ma
     const twin = int8xPrepInput(x, res ? { addY, normW } : { x2 }), tq = int8X(twin.xt);
     const rstd = res ? 1 / Math.sqrt(twin.ss / inF + eps) : 1;
     const rB = 16, R = 3 * rB, A = bf16Values(new Float32Array(R * inF).map(() => 0.05 * rng.normal()));
-    const tRef = int8xLoraA(A, R, inF, tq.xq, tq.a, rstd), ends = [16, 32, out];
+    const tRef = int8xLoraA(A, R, inF, tq.xq, tq.a, rstd), ends = [16, 32, out], nb = Math.ceil(inF / 512);
     const hs: number[] = [];
     const u = (d: ArrayBufferView): number => { const h: number = c.cudaAlloc(Math.max(16, d.byteLength)); c.cudaUpload(h, d); hs.push(h); return h; };
     const hw = u(repackInt8x(q, out, inF)), hsz = u(int8xScaleZero(p.scales!, p.zeros!)), hx = u(x), hay = u(addY), hx2 = u(x2), hn = u(normW);
     const hA = u(f32ToBf16(A)), hB = ends.map((e, i) => u(f32ToBf16(bf16Values(new Float32Array((e - (i ? ends[i - 1] : 0)) * rB).map(() => 0.1 * rng.normal())))));
     const hscr = c.cudaAlloc(int8xScratchBytes(inF)); hs.push(hscr);
     const hy = u(new Float32Array(out)), ht = u(new Float32Array(R)), hsync = u(new Uint32Array(2)), hxo = u(new Float32Array(inF));
+    const htp = u(new Float32Array(nb * R));
     const down = (h: number, n: number) => { const a = new Float32Array(n); c.cudaDownload(h, a); return a; };
     const downB = (h: number, n: number) => { const a = new Uint8Array(n); c.cudaDownload(h, a); return a; };
-    const prep = (withA: boolean, rows = 2) => {
-      c.cudaUpload(ht, new Float32Array(R).fill(7));
+    const prep = (rows: number | null) => {
+      c.cudaUpload(htp, new Float32Array(nb * R).fill(7));
       c.cudaInt8xPrep(hx, res ? null : hx2, res ? hn : null, hscr, inF, null, 0, true, res ? hay : null, null, null, null, null, 0,
-        res ? hxo : null, false, withA ? hA : null, withA ? R : 0, withA ? ht : null, eps, rows);
+        res ? hxo : null, false, null, 0, null, 0, rows ? hA : null, rows ? R : 0, rows ? htp : null, rows ?? 64);
     };
     try {
-      // the reference: the prep, then the GEMV with its own A-row blocks (a block a row at split K 8; 4 rows a block at 16)
-      const ref = new Map<number, { y: Float32Array; t: Float32Array }>();
-      for (const [ks, rowsBit] of [[8, 0], [16, 1024], [8, 1024]] as const) {
-        prep(false);
-        c.cudaInt8xGemv(hw, hsz, null, hscr, hy, out, inF, ks, 12 | 32 | 64 | 256 | rowsBit, res ? eps : null, hA, R, ht, hB, ends, rB, hsync);
-        c.cudaUpload(hsync, new Uint32Array(2));
-        ref.set(ks * 10000 + rowsBit, { y: down(hy, out), t: down(ht, R) });
-      }
-      const scr0 = downB(hscr, int8xScratchBytes(inF)), xo0 = res ? down(hxo, inF) : null;
-      // prep rows a block → the GEMV A-row layout with the same warps a row: 1 → split K 8 one a block (8 warps a row),
-      // 2 → split K 16, 4 a block (4 warps), 4 → split K 8, 4 a block (2 warps)
-      for (const [rows, key] of [[1, 80000], [2, 161024], [4, 81024]] as const) {
-        prep(true, rows);
-        const tv = down(ht, R), scr = downB(hscr, int8xScratchBytes(inF));
+      prep(null);  // the reference: the plain prep, then the GEMV with its own A-row blocks
+      c.cudaInt8xGemv(hw, hsz, null, hscr, hy, out, inF, 8, 12 | 32 | 64 | 256, res ? eps : null, hA, R, ht, hB, ends, rB, hsync);
+      const yRef = down(hy, out), scr0 = downB(hscr, int8xScratchBytes(inF)), xo0 = res ? down(hxo, inF) : null;
+      const ng = inF / 64, keep = inF + 8 * ng + (res ? 4 * Math.ceil(ng / 8) : 0);  // x̂ | a | Σx̂ | Σx² partials
+      for (const rows of [64, 16]) {  // one row block of A, or three (every block re-reads x: xOut ≠ x)
+        prep(rows);
+        const tp = down(htp, nb * R), scr = downB(hscr, int8xScratchBytes(inF)), tSum = new Float32Array(R);
+        for (let k = 0; k < R; k++) { let s2 = 0; for (let j = 0; j < nb; j++) s2 += tp[j * R + k]; tSum[k] = s2 * rstd; }
         let bad = 0;
-        const ng = inF / 64;
-        for (let i = 0; i < inF + 8 * ng + (res ? 4 * Math.ceil(ng / 8) : 0); i++) if (scr[i] !== scr0[i]) bad++;  // x̂ | a | Σx̂ | Σx² partials
-        const eT = relErr(tv, tRef);
-        t.diagnostic(`${out}×${inF} ${mode}, ${rows} A rows a prep block: t vs f64 ${eT.toExponential(2)}, x̂ | a | Σx̂ | Σx² bytes differing from the plain prep ${bad}`);
-        assert.equal(bad, 0, 'the prep\'s x̂ | a | Σx̂ with the A rows = without');
-        if (res) assert.deepEqual([...down(hxo, inF)], [...xo0!], 'xOut unchanged');
-        assert.ok(eT < 1e-5, `t vs f64 ${eT}`);
-        assert.deepEqual(new Uint32Array(tv.buffer), new Uint32Array(ref.get(key)!.t.buffer), `${rows} rows a block: t = the GEMV's A-row blocks bit for bit`);
+        for (let i = 0; i < keep; i++) if (scr[i] !== scr0[i]) bad++;
         c.cudaUpload(hy, new Float32Array(out).fill(-3));
-        c.cudaInt8xGemv(hw, hsz, null, hscr, hy, out, inF, 8, 12 | 32 | 64 | 4096, res ? eps : null, null, R, ht, hB, ends, rB, null);
-        assert.deepEqual(new Uint32Array(down(hy, out).buffer), new Uint32Array(ref.get(80000)!.y.buffer), 'y with t from the prep = y with the A rows');
-      }
-      if (!res) {  // t as partial sums per prep block of 8 groups (parts & 8192): down's path, no norm
-        const nb = Math.ceil(inF / 512), htp = u(new Float32Array(nb * R).fill(5));
-        c.cudaInt8xPrep(hx, hx2, null, hscr, inF, null, 0, true, null, null, null, null, null, 0, null, false, null, 0, null, 0, 2,
-          null, 0, null, 0, hA, R, htp);
-        const tp = down(htp, nb * R), tSum = new Float32Array(R), scr = downB(hscr, int8xScratchBytes(inF));
-        for (let k = 0; k < R; k++) for (let j = 0; j < nb; j++) tSum[k] += tp[j * R + k];
-        let bad = 0;
-        for (let i = 0; i < inF + 8 * (inF / 64); i++) if (scr[i] !== scr0[i]) bad++;
-        const eT = relErr(tSum, tRef);
-        c.cudaUpload(hy, new Float32Array(out).fill(-3));
-        c.cudaInt8xGemv(hw, hsz, null, hscr, hy, out, inF, 8, 12 | 32 | 64 | 4096 | 8192, null, null, R, htp, hB, ends, rB, null,
+        c.cudaInt8xGemv(hw, hsz, null, hscr, hy, out, inF, 8, 12 | 32 | 64 | 4096 | 8192, res ? eps : null, null, R, htp, hB, ends, rB, null,
           null, null, null, 0, null, nb);
-        const eY = relErr(down(hy, out), ref.get(80000)!.y);
-        t.diagnostic(`${out}×${inF} ${mode}: t as ${nb} partial sums vs f64 ${eT.toExponential(2)}; y with them vs y with the A rows ${eY.toExponential(2)}; x̂ bytes differing ${bad}`);
-        assert.equal(bad, 0, 'x̂ | a | Σx̂ with the t partials = without');
+        const eT = relErr(tSum, tRef), eY = relErr(down(hy, out), yRef);
+        t.diagnostic(`${out}×${inF} ${mode}, ${rows} rows a block: t (${nb} partial sums × 1/rms) vs f64 ${eT.toExponential(2)}, y with them vs y with the A-row blocks ${eY.toExponential(2)}, x̂ bytes differing ${bad}`);
+        assert.equal(bad, 0, 'the prep\'s x̂ | a | Σx̂ | Σx² with the t partials = without');
+        if (res) assert.deepEqual([...down(hxo, inF)], [...xo0!], 'xOut unchanged');
         assert.ok(eT < 1e-5, `t partials vs f64 ${eT}`);
         assert.ok(eY < 1e-6, `y with the t partials vs with the A rows ${eY}`);
-        assert.throws(() => c.cudaInt8xGemv(hw, hsz, null, hscr, hy, out, inF, 8, 12 | 64 | 4096 | 8192, null, null, R, htp, hB, ends, rB, null,
-          null, null, null, 0, null, nb), /8192/);
       }
-      assert.throws(() => c.cudaInt8xPrep(hx, null, hn, hscr, inF, null, 0, true, hay, null, null, null, null, 0, hx, false, hA, R, ht, eps, 2), /xOut must not be x/);
-      assert.throws(() => c.cudaInt8xPrep(hx, null, hn, hscr, inF, null, 0, true, null, null, null, null, null, 0, null, false, hA, R, ht, eps, 3), /rows a block/);
-      assert.throws(() => c.cudaInt8xGemv(hw, hsz, null, hscr, hy, out, inF, 8, 12 | 64 | 512 | 4096, res ? eps : null, null, R, ht, hB, ends, rB, null), /4096/);
+      if (res) assert.throws(() => c.cudaInt8xPrep(hx, null, hn, hscr, inF, null, 0, true, hay, null, null, null, null, 0, hx, false,
+        null, 0, null, 0, hA, R, htp, 16), /xOut must not be x/);
+      assert.throws(() => c.cudaInt8xGemv(hw, hsz, null, hscr, hy, out, inF, 8, 12 | 64 | 4096 | 8192, res ? eps : null, null, R, htp, hB, ends, rB, null,
+        null, null, null, 0, null, nb), /8192/);
+      assert.throws(() => c.cudaInt8xGemv(hw, hsz, null, hscr, hy, out, inF, 8, 12 | 32 | 64 | 512 | 4096, res ? eps : null, null, R, ht, hB, ends, rB, null), /4096/);
     } finally { for (const h of hs) c.cudaFree(h); }
   }
 });

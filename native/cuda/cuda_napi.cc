@@ -970,30 +970,22 @@ napi_value js_int8x_gemv(napi_env env, napi_callback_info info) {
 }
 
 // cudaInt8xPrep(x, x2 | null, normW | null, scratch, in, y | null, nzero, pdl = false, addY = null, B1 = null, t1 = null,
-//   B2 = null, t2 = null, r = 0, xOut = null, xBf16 = false, A = null, R = 0, t = null, eps = 0, rows = 2)   the int8-x
-//   GEMV's input: the element x (bf16 with xBf16) + addY + B1·t1 (B1 bf16 [in, r]; written to xOut), then as is, ·normW
-//   (RMSNorm) or silu(·)·(x2 + B2·t2) (SwiGLU), quantized per 64 inputs into scratch; then nzero floats of y zeroed.
-//   A (bf16 [R, in]), t (f32 [R]): extra blocks of `rows` rows each write t = A·x̂ (· the GEMV's 1/rms with normW and eps)
-//   for the consumer GEMV's parts & 4096 (no B1/B2; xOut ≠ x). pf1, pf1Bytes, pf2, pf2Bytes: ranges (16-byte multiples)
-//   prefetched into L2 before the wait (the consumer GEMV's weights). Ap (bf16 [Rp, in]), Rp, tp (f32 [⌈in / 512⌉, Rp]):
-//   each block of 8 groups writes its partial sums of t = Ap·x̂ (no normW) for the consumer GEMV's parts & 8192
+//   B2 = null, t2 = null, r = 0, xOut = null, xBf16 = false, pf1 = null, pf1Bytes = 0, pf2 = null, pf2Bytes = 0, Ap = null,
+//   Rp = 0, tp = null, rows = 64)   the int8-x GEMV's input: the element x (bf16 with xBf16) + addY + B1·t1 (B1 bf16
+//   [in, r]; written to xOut), then as is, ·normW (RMSNorm) or silu(·)·(x2 + B2·t2) (SwiGLU), quantized per 64 inputs
+//   into scratch; then nzero floats of y zeroed. pf1, pf1Bytes, pf2, pf2Bytes: ranges (16-byte multiples) prefetched into
+//   L2 before the wait (the consumer GEMV's weights). Ap (bf16 [Rp, in]), Rp, tp (f32 [⌈in / 512⌉, Rp]), rows (1–128):
+//   the partial sums of t = Ap·x̂ per block of 8 groups, by ⌈Rp / rows⌉ row blocks, for the consumer GEMV's parts & 8192
+//   (no B1/B2; with more than one row block xOut ≠ x)
 bool lora_args(Args& a, size_t ib, size_t it, int64_t r, int64_t rows, Buf* B, Buf* t);  // (below, with the decode epilogues)
 napi_value js_int8x_prep(napi_env env, napi_callback_info info) {
   Args a(env, info, "cudaInt8xPrep");
   int64_t in = 0, nz = 0, r = 0;
   bool pdl = false, xbf = false;
-  Buf x, x2, nw, scr, y, ay{}, b1{}, t1{}, b2{}, t2{}, xo{}, A{}, ta{};
-  int64_t R = 0, rows = 2;
-  double eps = 0;
+  Buf x, x2, nw, scr, y, ay{}, b1{}, t1{}, b2{}, t2{}, xo{};
   if (!int_dim(a, 4, &in) || !a.count(6, &nz) || (!a.is_nullish(7) && !a.boolean(7, &pdl)) ||
       (!a.is_nullish(13) && !a.count(13, &r)) || (!a.is_nullish(15) && !a.boolean(15, &xbf)))
     return nullptr;
-  if (!a.is_nullish(16)) {
-    if (!int_dim(a, 17, &R) || !buf_arg(a, 16, (size_t)R * in * 2, &A) || !aligned16(a, A.ptr, "A") || !buf_arg(a, 18, (size_t)R * 4, &ta) ||
-        (!a.is_nullish(19) && !a.number(19, &eps)) || (!a.is_nullish(20) && !int_dim(a, 20, &rows)))
-      return nullptr;
-    if (!(eps >= 0)) { throw_error(env, "cudaInt8xPrep: eps must be ≥ 0"); return nullptr; }
-  }
   if (in % 64 != 0) { throw_error(env, "cudaInt8xPrep: in must be a multiple of 64"); return nullptr; }
   const size_t ng = (size_t)in / 64;
   if (!buf_arg(a, 0, (size_t)in * (xbf ? 2 : 4), &x) || !cuda_opt_buf_arg(a, 1, (size_t)in * 4, &x2) ||
@@ -1016,28 +1008,24 @@ napi_value js_int8x_prep(napi_env env, napi_callback_info info) {
   ex.t2 = static_cast<const float*>(t2.ptr);
   ex.r = (int)r;
   ex.xout = static_cast<float*>(xo.ptr);
-  ex.A = A.ptr;
-  ex.R = (int)R;
-  ex.rpb = (int)rows;
-  ex.tout = static_cast<float*>(ta.ptr);
-  ex.eps = (float)eps;
   for (int i = 0; i < 2; i++) {
-    if (a.is_nullish(21 + 2 * i)) continue;
+    if (a.is_nullish(16 + 2 * i)) continue;
     int64_t nb = 0;
     Buf pb;
-    if (!a.count(22 + 2 * i, &nb) || !buf_arg(a, 21 + 2 * i, (size_t)nb, &pb)) return nullptr;
+    if (!a.count(17 + 2 * i, &nb) || !buf_arg(a, 16 + 2 * i, (size_t)nb, &pb)) return nullptr;
     if (nb % 16 != 0 || nb > 0xffffffffLL) { throw_error(env, "cudaInt8xPrep: a prefetch range is a multiple of 16 bytes below 4 GiB"); return nullptr; }
     ex.pf[i] = pb.ptr;
     ex.pfBytes[i] = (uint32_t)nb;
   }
-  if (!a.is_nullish(25)) {
-    int64_t Rp = 0;
+  if (!a.is_nullish(20)) {  // Ap, Rp, tp, rows: the consumer GEMV's t partials
+    int64_t Rp = 0, rows = 64;
     Buf ap, tp;
-    if (!int_dim(a, 26, &Rp) || !buf_arg(a, 25, (size_t)Rp * in * 2, &ap) || !aligned16(a, ap.ptr, "Ap") ||
-        !buf_arg(a, 27, (ng + 7) / 8 * (size_t)Rp * 4, &tp))
+    if (!int_dim(a, 21, &Rp) || !buf_arg(a, 20, (size_t)Rp * in * 2, &ap) || !aligned16(a, ap.ptr, "Ap") ||
+        !buf_arg(a, 22, (ng + 7) / 8 * (size_t)Rp * 4, &tp) || (!a.is_nullish(23) && !int_dim(a, 23, &rows)))
       return nullptr;
     ex.Ap = ap.ptr;
     ex.Rp = (int)Rp;
+    ex.Rr = (int)rows;
     ex.tp = static_cast<float*>(tp.ptr);
   }
   check(env, cuda_int8x_prep(x.ptr, static_cast<const float*>(x2.ptr), static_cast<const float*>(nw.ptr),

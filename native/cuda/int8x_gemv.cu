@@ -42,30 +42,27 @@ struct I8Prep {
   int ng;
   float* yz;
   int nz;
-  // the LoRA-A rows of the consumer GEMV (bf16 [R, in]): blocks past the nq quantizing blocks each take rpb rows and
-  // write t = A·x̂ (· 1/rms with the norm) into tout, so that GEMV's epilogue finds t ready (its parts & 4096)
-  const uint16_t* A;
-  int R, rpb, nq;
-  float* tout;
-  float eps;
+  int nq;  // blocks of 8 groups (the grid is nq × the row blocks of Ap)
   // L2 prefetch of the consumer GEMV's weights (its words and scale|zero words), issued before the wait: the DRAM is
   // idle while the prep runs, and the GEMV then reads from L2
   const void* pf[2];
   uint32_t pfb[2];
-  // partial sums of the consumer GEMV's t (no norm): each quantizing block also writes, for its 8 groups (512 inputs),
-  // tp[block][r] = Σ_g a_g Σ_i Ap[r][i]·x̂_i for r < Rp, its slice of Ap copied into shared memory before the wait; the
-  // GEMV adds the nq partials in order (its parts & 8192)
+  // partial sums of the consumer GEMV's t = A·x̂ (its LoRA-A rows, bf16 [Rp, in]): block (b, rb) of the grid takes the
+  // 8 groups b (512 inputs) and the rows [rb·Rr, rb·Rr + Rr), copies that slice of Ap into shared memory before the
+  // wait, makes its groups' x̂ (as every block of column b does: the same bits; only rb = 0 writes x̂, the residual and
+  // the Σx² partial) and writes tp[b][r] = Σ_g a_g Σ_i Ap[r][i]·x̂_i. The GEMV adds the nq partials in order and applies
+  // its 1/rms (parts & 8192)
   const uint16_t* Ap;
-  int Rp;
+  int Rp, Rr;
   float* tp;
 };
 constexpr int kPrepWarps = 8;
 // This quantizing block's 1/nq share of the prefetch ranges, by lanes 0 and 1 of its last warp, ≤ 64 KB an instruction.
-__device__ __forceinline__ void prep_prefetch(const I8Prep& p) {
+__device__ __forceinline__ void prep_prefetch(const I8Prep& p, int b) {
   const int lane = threadIdx.x & 31;
   if ((int)(threadIdx.x >> 5) != kPrepWarps - 1 || lane >= 2 || !p.pf[lane]) return;
   const uint32_t bytes = p.pfb[lane], per = (uint32_t)(((uint64_t)bytes + 16u * p.nq - 1) / (16u * p.nq)) * 16u;
-  const uint32_t off = blockIdx.x * per;
+  const uint32_t off = b * per;
   if (off >= bytes) return;
   const uint32_t n = min(per, bytes - off);
   const unsigned char* src = static_cast<const unsigned char*>(p.pf[lane]) + off;
@@ -82,8 +79,10 @@ __device__ __forceinline__ void quant_group(const float (&v)[2], int lane, int8_
   for (int o = 16; o > 0; o >>= 1) m = fmaxf(m, __shfl_xor_sync(0xffffffffu, m, o));
   const float s = m > 0.f ? m / 127.f : 1.f;
   const int q0 = __float2int_rn(v[0] / s), q1 = __float2int_rn(v[1] / s);
-  xq[lane] = (int8_t)q0;
-  xq[32 + lane] = (int8_t)q1;
+  if (xq) {  // null: a copy in shared memory only (a prep block of a row block rb > 0)
+    xq[lane] = (int8_t)q0;
+    xq[32 + lane] = (int8_t)q1;
+  }
   if (xs) {  // a copy in shared memory (the prep's t partials)
     xs[lane] = (int8_t)q0;
     xs[32 + lane] = (int8_t)q1;
@@ -92,103 +91,25 @@ __device__ __forceinline__ void quant_group(const float (&v)[2], int lane, int8_
   int t = q0 + q1;
 #pragma unroll
   for (int o = 16; o > 0; o >>= 1) t += __shfl_xor_sync(0xffffffffu, t, o);
-  if (lane == 0) { *a = s; *sum = t; }
+  if (lane == 0 && xq) { *a = s; *sum = t; }
 }
-// The prep's element without hand-offs (the A-row blocks' recomputation; the quantizing blocks' loop below does the same
-// float operations in the same order when B1/B2 are null, so both make the same x̂ and Σx² bits).
-__device__ __forceinline__ float prep_elem(const I8Prep& p, int i, float& ss) {
-  float e = p.xbf16 ? bf16f(static_cast<const uint16_t*>(p.x)[i]) : static_cast<const float*>(p.x)[i];
-  if (p.addy) e += p.addy[i];
-  if (p.normw) {
-    ss = fmaf(e, e, ss);
-    e *= p.normw[i];
-  } else if (p.x2) {
-    const float u = p.x2[i];
-    e = e / (1.f + expf(-e)) * u;
-  }
-  return e;
-}
-
-// An A-row block of the prep: its rpb rows of A copied into shared memory before the wait (a weight), then the whole
-// x̂ recomputed from x (+ addy, · normw or SwiGLU) — the quantizing blocks write the residual to xout, which must not be x
-// — and t = A·x̂ · 1/rms with the 1/rms the GEMV would compute (the same partials, added in the same order). The dot
-// mirrors the GEMV's A-row blocks with kPrepWarps / rpb warps a row, so it gives their bits.
-__device__ __forceinline__ void prep_arows(const I8Prep& p, unsigned char* smem) {
-  const int in = 64 * p.ng, lane = threadIdx.x & 31, w = threadIdx.x >> 5;
-  const int arow0 = ((int)blockIdx.x - p.nq) * p.rpb, nrow = min(p.rpb, p.R - arow0);
-  uint4* As = reinterpret_cast<uint4*>(smem);
-  int8_t* xs = reinterpret_cast<int8_t*>(smem + (size_t)p.rpb * in * 2);
-  float* as = reinterpret_cast<float*>(xs + in);
-  float* ssg = as + p.ng;
-  int* dsum = reinterpret_cast<int*>(ssg + p.ng);
-  cp_async_words(As, reinterpret_cast<const uint4*>(p.A + (size_t)arow0 * in), nrow * in / 8);
-  pdl_trigger();
-  pdl_wait();
-  for (int gi = w; gi < p.ng; gi += kPrepWarps) {
-    float v[2], ss = 0.f;
-#pragma unroll
-    for (int h = 0; h < 2; h++) v[h] = prep_elem(p, 64 * gi + 32 * h + lane, ss);
-    quant_group(v, lane, xs + 64 * gi, as + gi, dsum + gi);
-#pragma unroll
-    for (int o = 16; o > 0; o >>= 1) ss += __shfl_xor_sync(0xffffffffu, ss, o);
-    if (lane == 0) ssg[gi] = ss;
-  }
-  asm volatile("cp.async.wait_all;\n" ::: "memory");
-  __syncthreads();
-  float rs = 1.f;
-  if (p.normw) {  // the prep blocks' partials (8 groups each, in order), added in order as the GEMV's rstd_of does
-    float tot = 0.f;
-    for (int b = 0; b < p.nq; b++) {
-      float pb = 0.f;
-      for (int i = 0; i < kPrepWarps; i++) pb += 8 * b + i < p.ng ? ssg[8 * b + i] : 0.f;
-      tot += pb;
-    }
-    rs = rsqrtf(tot / (float)in + p.eps);
-  }
-  const int wpr = kPrepWarps / p.rpb, rr = w / wpr, dq = w % wpr;
-  float acc = 0.f;
-  if (rr < nrow) {
-    const uint4* Ar = As + (size_t)rr * (in / 8);
-    const uint2* xv2 = reinterpret_cast<const uint2*>(xs);
-#pragma unroll 4
-    for (int i = lane + 32 * dq; i < in / 8; i += 32 * wpr) {
-      const float pr = i8_arow8(Ar[i], xv2[i]);
-      acc = fmaf(as[i >> 3], pr, acc);
-    }
-  }
-#pragma unroll
-  for (int o = 16; o > 0; o >>= 1) acc += __shfl_xor_sync(0xffffffffu, acc, o);
-  __shared__ float dred[kPrepWarps];
-  if (lane == 0) dred[w] = acc;
-  __syncthreads();
-  if (threadIdx.x == 0)
-    for (int r = 0; r < nrow; r++) {
-      float tt = 0.f;
-      for (int i = 0; i < wpr; i++) tt += dred[r * wpr + i];
-      p.tout[arow0 + r] = tt * rs;
-    }
-}
-
 __global__ void int8x_prep_kernel(I8Prep p) {
   __shared__ float ss_s[kPrepWarps];
   __shared__ float bts[2][kPrepWarps][64];  // the warp's group's B1·t1 | B2·t2 (group_bt)
-  extern __shared__ __align__(16) float tsm[];  // t1 [r] | t2 [r] where B1 | B2 are given; an A-row block's rows and x̂
-  if ((int)blockIdx.x >= p.nq) {
-    prep_arows(p, reinterpret_cast<unsigned char*>(tsm));
-    return;
-  }
-  const int w = threadIdx.x / 32, gi = blockIdx.x * kPrepWarps + w, lane = threadIdx.x & 31;
-  prep_prefetch(p);
-  // t partials: this block's 512 inputs of every row of Ap (1 KB a row) into shared memory, then x̂ and a beside them
-  const int in = 64 * p.ng, k0 = 512 * (int)blockIdx.x, nin = min(512, in - k0);
+  extern __shared__ __align__(16) float tsm[];  // t1 [r] | t2 [r] where B1 | B2 are given; the t partials' slice of Ap
+  const int b = (int)blockIdx.x % p.nq, rb = (int)blockIdx.x / p.nq, first = rb == 0;  // first: writes x̂, residual, Σx²
+  const int w = threadIdx.x / 32, gi = b * kPrepWarps + w, lane = threadIdx.x & 31;
+  if (first) prep_prefetch(p, b);
+  // t partials: this block's 512 inputs of its Rr rows of Ap (1 KB a row) into shared memory, then x̂ and a beside them
+  const int in = 64 * p.ng, k0 = 512 * b, nin = min(512, in - k0), ra = rb * p.Rr, nr = p.Ap ? min(p.Rr, p.Rp - ra) : 0;
   uint4* Aps = reinterpret_cast<uint4*>(tsm);
-  int8_t* xps = reinterpret_cast<int8_t*>(tsm) + (size_t)p.Rp * 1024;
+  int8_t* xps = reinterpret_cast<int8_t*>(tsm) + (size_t)p.Rr * 1024;
   float* aps = reinterpret_cast<float*>(xps + 512);
   if (p.Ap) {
-    for (int i = threadIdx.x; i < p.Rp * (nin / 8); i += blockDim.x) {
+    for (int i = threadIdx.x; i < nr * (nin / 8); i += blockDim.x) {
       const int r = i / (nin / 8), k = i % (nin / 8);
       const unsigned sa = (unsigned)__cvta_generic_to_shared(Aps + r * 64 + k);
-      asm volatile("cp.async.cg.shared.global [%0], [%1], 16;\n" ::"r"(sa), "l"(reinterpret_cast<const uint4*>(p.Ap + (size_t)r * in + k0) + k) : "memory");
+      asm volatile("cp.async.cg.shared.global [%0], [%1], 16;\n" ::"r"(sa), "l"(reinterpret_cast<const uint4*>(p.Ap + (size_t)(ra + r) * in + k0) + k) : "memory");
     }
     asm volatile("cp.async.commit_group;\n" ::: "memory");
   }
@@ -210,7 +131,7 @@ __global__ void int8x_prep_kernel(I8Prep p) {
       float e = p.xbf16 ? bf16f(static_cast<const uint16_t*>(p.x)[i]) : static_cast<const float*>(p.x)[i];
       if (p.addy) e += p.addy[i];
       if (p.B1) e += grp ? bts[0][w][32 * h + lane] : lora_dot(p.B1, tsm, p.r, i);
-      if (p.xout) p.xout[i] = e;
+      if (p.xout && first) p.xout[i] = e;
       if (p.normw) {
         ss = fmaf(e, e, ss);
         e *= p.normw[i];
@@ -221,18 +142,18 @@ __global__ void int8x_prep_kernel(I8Prep p) {
       }
       v[h] = e;
     }
-    quant_group(v, lane, p.xq + 64 * gi, p.a + gi, p.sum + gi, p.Ap ? xps + 64 * w : nullptr, aps + w);
+    quant_group(v, lane, first ? p.xq + 64 * gi : nullptr, p.a + gi, p.sum + gi, p.Ap ? xps + 64 * w : nullptr, aps + w);
   }
   if (p.Ap) {  // t partials over this block's groups: a warp a row at a time, lanes over the 8-input words
     asm volatile("cp.async.wait_all;\n" ::: "memory");
     __syncthreads();
     const uint2* xv2 = reinterpret_cast<const uint2*>(xps);
-    for (int r = w; r < p.Rp; r += kPrepWarps) {
+    for (int r = w; r < nr; r += kPrepWarps) {
       float acc = 0.f;
       for (int k = lane; k < nin / 8; k += 32) acc = fmaf(aps[k >> 3], i8_arow8(Aps[r * 64 + k], xv2[k]), acc);
 #pragma unroll
       for (int o = 16; o > 0; o >>= 1) acc += __shfl_xor_sync(0xffffffffu, acc, o);
-      if (lane == 0) p.tp[blockIdx.x * p.Rp + r] = acc;
+      if (lane == 0) p.tp[b * p.Rp + ra + r] = acc;
     }
   }
   if (p.normw) {
@@ -240,15 +161,15 @@ __global__ void int8x_prep_kernel(I8Prep p) {
     for (int o = 16; o > 0; o >>= 1) ss += __shfl_xor_sync(0xffffffffu, ss, o);
     if (lane == 0) ss_s[w] = ss;
     __syncthreads();
-    if (threadIdx.x == 0) {
+    if (threadIdx.x == 0 && first) {
       float tot = 0.f;
       for (int i = 0; i < kPrepWarps; i++) tot += ss_s[i];  // fixed order: the partials are deterministic
-      p.part[blockIdx.x] = tot;
+      p.part[b] = tot;
     }
   }
-  if (p.yz) {  // the quantizing blocks only
+  if (p.yz && first) {
     const int per = (p.nz + p.nq - 1) / p.nq;
-    for (int i = blockIdx.x * per + threadIdx.x; i < min(p.nz, (int)(blockIdx.x + 1) * per); i += blockDim.x) p.yz[i] = 0.f;
+    for (int i = b * per + threadIdx.x; i < min(p.nz, (b + 1) * per); i += blockDim.x) p.yz[i] = 0.f;
   }
 }
 
@@ -495,10 +416,10 @@ __global__ void __launch_bounds__(512, AHEAD == 1 ? 2 : 1) int8x_gemv_kernel(con
     __shared__ float btsm[16];  // the tile's 16 B·t values
     if (hasBt) {
       for (int i = threadIdx.x; i < bt.r; i += blockDim.x) {
-        if (SX && bt.np) {
+        if (SX && bt.np) {  // the partial sums in order (deterministic), then the GEMV's 1/rms (prep partials of a norm)
           float s = 0.f;
-          for (int j = 0; j < bt.np; j++) s += tps[j * bt.Rt + seg * bt.r + i];  // in order: deterministic
-          tsm[i] = s;
+          for (int j = 0; j < bt.np; j++) s += tps[j * bt.Rt + seg * bt.r + i];
+          tsm[i] = npart ? s * rstd_of() : s;
         } else {
           tsm[i] = __ldcg(tout + seg * bt.r + i);
         }
@@ -585,22 +506,14 @@ const char* cuda_int8x_prep(const void* x, const float* x2, const float* normw, 
     p.t2 = ex->t2;
     p.r = ex->r;
     p.xout = ex->xout;
-    if (ex->A) {
-      if (ex->R < 1 || !ex->tout || (ex->rpb != 1 && ex->rpb != 2 && ex->rpb != 4 && ex->rpb != 8))
-        return "cudaInt8xPrep: the A rows need R ≥ 1, t and 1, 2, 4 or 8 rows a block";
-      if (ex->B1 || ex->B2) return "cudaInt8xPrep: the A rows take no hand-off B·t (the GEMV adds it in its epilogue)";
-      if (ex->xout && ex->xout == x) return "cudaInt8xPrep: with the A rows xOut must not be x (their blocks re-read x)";
-      p.A = static_cast<const uint16_t*>(ex->A);
-      p.R = ex->R;
-      p.rpb = ex->rpb;
-      p.tout = ex->tout;
-      p.eps = ex->eps;
-    }
     if (ex->Ap) {
-      if (ex->Rp < 1 || !ex->tp) return "cudaInt8xPrep: t partials need Rp ≥ 1 and tp";
-      if (normw || ex->B1 || ex->B2 || ex->A) return "cudaInt8xPrep: t partials take no norm (the GEMV's 1/rms), no hand-off B·t and no A rows";
+      if (ex->Rp < 1 || !ex->tp || ex->Rr < 1 || ex->Rr > 128) return "cudaInt8xPrep: t partials need Rp ≥ 1, tp and 1–128 rows a block";
+      if (ex->B1 || ex->B2) return "cudaInt8xPrep: t partials take no hand-off B·t (the GEMV adds B·t in its epilogue)";
+      if (ex->Rp > ex->Rr && ex->xout && ex->xout == x)
+        return "cudaInt8xPrep: with more than one row block of t partials xOut must not be x (every block re-reads x)";
       p.Ap = static_cast<const uint16_t*>(ex->Ap);
       p.Rp = ex->Rp;
+      p.Rr = ex->Rr;
       p.tp = ex->tp;
     }
     for (int i = 0; i < 2; i++) {
@@ -617,16 +530,15 @@ const char* cuda_int8x_prep(const void* x, const float* x2, const float* normw, 
   p.yz = yz;
   p.nz = nz;
   p.nq = (ng + kPrepWarps - 1) / kPrepWarps;
-  const size_t asm_ = p.A ? (size_t)p.rpb * in * 2 + in + (size_t)ng * 12 : p.Ap ? (size_t)p.Rp * 1024 + 512 + 32 : 0;
+  const size_t asm_ = p.Ap ? (size_t)p.Rr * 1024 + 512 + 32 : 0;
   const size_t smem = std::max(((p.B1 ? p.r : 0) + (p.B2 ? p.r : 0)) * sizeof(float), asm_);
-  if (smem > 200 * 1024) return "cudaInt8xPrep: the A rows' blocks need more than 200 KB of shared memory (fewer rows a block)";
   static size_t smemSet = 0;
   if (smem > 48 * 1024 && smem > smemSet) {
     LB_CUDA(cudaFuncSetAttribute((const void*)int8x_prep_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem));
     smemSet = smem;
   }
-  const unsigned nab = p.A ? (unsigned)((p.R + p.rpb - 1) / p.rpb) : 0u;
-  return launch_ex(pdl, int8x_prep_kernel, (unsigned)p.nq + nab, 32u * kPrepWarps, smem, p);
+  const unsigned nrb = p.Ap ? (unsigned)((p.Rp + p.Rr - 1) / p.Rr) : 1u;
+  return launch_ex(pdl, int8x_prep_kernel, (unsigned)p.nq * nrb, 32u * kPrepWarps, smem, p);
 }
 
 const char* cuda_int8x_gemv(const void* words, const uint32_t* sz, const float* x, void* scratch, float* y,

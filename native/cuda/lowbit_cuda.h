@@ -208,19 +208,14 @@ struct Int8xPrepExtra {
   const float* t2 = nullptr;
   int r = 0;
   float* xout = nullptr;
-  // the consumer GEMV's LoRA-A rows (bf16 [R, in]): t = A·x̂ (· 1/rms with normw, eps as the GEMV's) into tout, by
-  // extra blocks with rpb rows each (1, 2, 4, 8); needs no B1/B2 and xout ≠ x
-  const void* A = nullptr;
-  int R = 0, rpb = 2;
-  float* tout = nullptr;
-  float eps = 0.f;
   // up to two ranges (16-byte multiples) prefetched into L2 before the wait: the consumer GEMV's weights
   const void* pf[2] = {nullptr, nullptr};
   uint32_t pfBytes[2] = {0, 0};
-  // t partials for the consumer GEMV's parts & 8192 (no normw): Ap bf16 [Rp, in]; tp f32 [⌈in / 512⌉][Rp], one set per
-  // block of 8 groups
+  // t partials for the consumer GEMV's parts & 8192 (that GEMV applies its 1/rms): Ap bf16 [Rp, in]; tp f32
+  // [⌈in / 512⌉][Rp], one set per block of 8 groups; Rr rows a block (1–128), so the grid is ⌈in / 512⌉ × ⌈Rp / Rr⌉;
+  // with more than one row block, xout must not be x (every block re-reads x)
   const void* Ap = nullptr;
-  int Rp = 0;
+  int Rp = 0, Rr = 64;
   float* tp = nullptr;
 };
 // The int8-x GEMV's input in scratch (x̂ | a | Σx̂ | Σx² partials): x̃ = x (or the element of ex), x·normw (RMSNorm, normw non-null) or

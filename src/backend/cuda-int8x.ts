@@ -23,9 +23,9 @@ export interface NativeCudaInt8x extends NativeCuda {
    * 8, 16), the same bits as 64 with that split K; out % 16 == 0, and sz tile-blocked (tileInt8xSz / cudaInt8xTileSz);
    * 1024 (with 64, ksplit a power of two) = 4 LoRA-A rows a block, each by ksplit / 4 warps, instead of a block a row;
    * 2048 (with 64) = the A-row blocks' rows copied into shared memory before the PDL wait; 4096 (with 64, not 512) = t
-   * was made by the prep launch before (cudaInt8xPrep's A): A null, R = t's length, sync null, B·t with no wait;
-   * 8192 (with 4096 and 32) = t arrives as tParts partial sums [tParts][R] (cudaInt8xPrep's Ap/tp, or the attention's
-   * heads), added in order by each tile block;
+   * was made by the launch before: A null, R = t's length, sync null, B·t with no wait; 8192 (with 4096 and 32) = t
+   * arrives as tParts partial sums [tParts][R] (cudaInt8xPrep's Ap/tp, or the attention's heads), added in order by
+   * each tile block and scaled by its 1/rms (normEps);
    * x is read only with 1 (else null: x̂ is already in scratch, e.g. from cudaInt8xPrep). normEps: scratch came from cudaInt8xPrep with normW, and the row sums are scaled by RMSNorm's 1/rms (from the prep's Σx²
    * partials). A (bf16 [R, in], a handle or view 16-byte aligned) and t (f32 [R]): the same launch also writes
    * t = A·x̃ on x's int8 image, a block of 4 warps per row (the adapter's LoRA-A factor; twin int8xLoraA). Bs, ends, r,
@@ -45,17 +45,16 @@ export interface NativeCudaInt8x extends NativeCuda {
    * residual stream after the previous GEMV and its LoRA B·t, written to xOut when given), then x̃ = v, v·normW (RMSNorm; 1/rms
    * left to the GEMV) or silu(v)·(x2 + B2·t2) (SwiGLU with the up projection's B·t), quantized per 64 inputs (twins
    * int8xPrepInput + int8X), then nzero floats of y zeroed (the consumer's split-K output); pdl: launched with PDL.
-   * A (bf16 [R, in]) and tA (f32 [R]): extra blocks of `rows` rows each (1, 2, 4, 8; default 2) copy their rows of the
-   * consumer GEMV's LoRA-A factor into shared memory before the PDL wait, recompute x̂ and write t = A·x̂ (· 1/rms with
-   * normW, eps as the GEMV's; twin int8xLoraA), which that GEMV reads with parts & 4096; no B1/B2, and xOut ≠ x.
    * pf1/pf2 (+ bytes, multiples of 16): ranges prefetched into L2 before the PDL wait (the consumer GEMV's weights; a
-   * hint with no effect on results). Ap (bf16 [Rp, in]), tp (f32 [⌈in / 512⌉, Rp]): without normW, each block of 8
-   * groups also writes its partial sums of t = Ap·x̂ over its 512 inputs (its slice of Ap copied before the wait), which
-   * the consumer GEMV adds in order (parts & 8192). */
+   * hint with no effect on results). Ap (bf16 [Rp, in], the consumer GEMV's LoRA-A factor), tp (f32 [⌈in / 512⌉, Rp]),
+   * rows (1–128, default 64): block (b, rb) copies rows [rb·rows, …) of Ap over the inputs of its 8 groups b into shared
+   * memory before the wait, makes those groups' x̂ and writes its partial sums tp[b][r] = Σ_g a_g Σ_i Ap[r][i]·x̂_i, which
+   * the consumer GEMV adds in order and scales by its 1/rms (parts & 8192); no B1/B2, and with more than one row block
+   * xOut ≠ x (every block re-reads x). */
   cudaInt8xPrep(x: number, x2: number | null, normW: number | null, scratch: number, inF: number, y: number | null, nzero: number,
     pdl?: boolean, addY?: number | null, B1?: number | null, t1?: number | null, B2?: number | null, t2?: number | null, r?: number,
-    xOut?: number | null, xBf16?: boolean, A?: number | null, R?: number, tA?: number | null, eps?: number, rows?: number,
-    pf1?: number | null, pf1Bytes?: number, pf2?: number | null, pf2Bytes?: number, Ap?: number | null, Rp?: number, tp?: number | null): void;
+    xOut?: number | null, xBf16?: boolean, pf1?: number | null, pf1Bytes?: number, pf2?: number | null, pf2Bytes?: number,
+    Ap?: number | null, Rp?: number, tp?: number | null, rows?: number): void;
 }
 
 /** Bytes of an int8-x scratch for in inputs: x̂ (int8) | a (f32 per 64) | Σx̂ (i32 per 64) | Σx² partials (f32 per 64: a

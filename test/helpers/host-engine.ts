@@ -240,15 +240,14 @@ export function hostEngine(): HostEngine {
     },
     cudaInt8xPrep: (x: number, x2: number | null, normW: number | null, scratch: number, inF: number, y: number | null, nzero: number,
       _pdl?: boolean, addY?: number | null, B1?: number | null, t1?: number | null, B2?: number | null, t2?: number | null, r = 0,
-      xOut?: number | null, xBf16?: boolean, A?: number | null, R = 0, tA?: number | null, eps = 0, rows = 2,
-      pf1?: number | null, pf1Bytes = 0, pf2?: number | null, pf2Bytes = 0, Ap?: number | null, Rp = 0, tp?: number | null) => {
-      if (Ap && (normW || B1 || B2 || A || !tp || Rp < 1)) throw new Error('cudaInt8xPrep: t partials take no norm, no hand-off B·t and no A rows');
+      xOut?: number | null, xBf16?: boolean, pf1?: number | null, pf1Bytes = 0, pf2?: number | null, pf2Bytes = 0,
+      Ap?: number | null, Rp = 0, tp?: number | null, rows = 64) => {
+      if (Ap && (B1 || B2 || !tp || Rp < 1 || rows < 1 || rows > 128 || (Rp > rows && xOut !== null && xOut !== undefined && xOut === x)))
+        throw new Error('cudaInt8xPrep: t partials take no hand-off B·t, tp, 1–128 rows a block, and xOut ≠ x with more than one row block');
       for (const [h, n] of [[pf1, pf1Bytes], [pf2, pf2Bytes]] as const) if (h) { if (n % 16) throw new Error('cudaInt8xPrep: a prefetch range is a multiple of 16 bytes'); get(h, n); }
-      if (A && (B1 || B2 || (xOut !== null && xOut !== undefined && xOut === x) || ![1, 2, 4, 8].includes(rows) || !tA || R < 1))
-        throw new Error('cudaInt8xPrep: the A rows take no B1/B2, xOut ≠ x, t and 1, 2, 4 or 8 rows a block');
       const bt = (B?: number | null, t?: number | null): Int8xPrepBt | undefined => (B && t ? { B: bfRead(B, inF * r), t: f32(t, r).slice(), r } : undefined);
       const xv = xBf16 ? bfRead(x, inF) : f32(x, inF).slice();
-      const { xt, xOut: v, ss } = int8xPrepInput(xv, { x2: x2 ? f32(x2, inF).slice() : undefined, normW: normW ? f32(normW, inF).slice() : undefined,
+      const { xt, xOut: v } = int8xPrepInput(xv, { x2: x2 ? f32(x2, inF).slice() : undefined, normW: normW ? f32(normW, inF).slice() : undefined,
         addY: addY ? f32(addY, inF).slice() : undefined, bt1: bt(B1, t1), bt2: bt(B2, t2) });
       if (xOut) f32(xOut, inF).set(v);
       int8xFill(scratch, xt);
@@ -264,14 +263,6 @@ export function hostEngine(): HostEngine {
             acc += a[g] * d;
           }
           tv[b * Rp + k] = acc;
-        }
-      }
-      if (A && tA) {  // the consumer GEMV's t = A·x̂ (· its 1/rms), as that GEMV's A rows would make it
-        const rstd = normW ? 1 / Math.sqrt(ss / inF + eps) : 1, Av = bfRead(A, R * inF), tv = f32(tA, R);
-        if (eng.int8xExact) for (let k = 0; k < R; k++) { let s = 0; for (let i = 0; i < inF; i++) s += Av[k * inF + i] * xt[i]; tv[k] = s * rstd; }
-        else {
-          const sb = get(scratch, inF + 8 * ng);
-          tv.set(int8xLoraA(Av, R, inF, new Int8Array(sb.mem, sb.off, inF), f32(scratch, ng, inF / 4), rstd));
         }
       }
       if (normW) {  // Σv² per prep block of 8 groups, as the kernel leaves them for the GEMV's 1/rms
@@ -329,8 +320,8 @@ export function hostEngine(): HostEngine {
         let tt: number | Float32Array = t;
         if (parts & 8192) {  // t as tParts partial sums [tParts][R], added in order
           if (!(parts & 4096) || !(parts & 32)) throw new Error('cudaInt8xGemv: t as partial sums (parts & 8192) needs parts & 4096 and 32');
-          const tp = f32(t, tParts * R), sum = new Float32Array(R);
-          for (let k = 0; k < R; k++) { let s = 0; for (let j = 0; j < tParts; j++) s += tp[j * R + k]; sum[k] = s; }
+          const tp = f32(t, tParts * R), sum = new Float32Array(R);  // then the GEMV's 1/rms (1 without a norm)
+          for (let k = 0; k < R; k++) { let s = 0; for (let j = 0; j < tParts; j++) s += tp[j * R + k]; sum[k] = s * rstd; }
           tt = sum;
         }
         Bs.forEach((B, i) => {

@@ -98,12 +98,12 @@ export class GpuDecoder {
    * default since run 92 (H100: 408.8 vs 398.3 tok/s with the rank-64 adapter, 539.2 vs 539.1 without);
    * LOWBIT_INT8X_ZERO=tile: the last tile block out resets them. */
   zeroSync = process.env.LOWBIT_INT8X_ZERO !== 'tile';
-  /** Kernel 8: the q/k/v and gate/up adapters' t = A·x̂ made by the prep launch before their GEMV (i8tprep; extra prep
-   * blocks of LOWBIT_INT8X_TPREP_ROWS rows that copy their A rows before the PDL wait and recompute x̂), so those GEMVs
-   * add B·t with no A-row blocks and no wait for them (parts & 4096); the residual then alternates between two buffers
-   * (the A-row blocks re-read it while the prep's other blocks write the sum). Down's t comes as partial sums from the
-   * SwiGLU prep's blocks and o's from the attention's heads (parts & 8192), added in order by their tile blocks: no GEMV
-   * of the layer has A-row blocks. LOWBIT_INT8X_TPREP=1; not yet GPU-run. */
+  /** Kernel 8: every adapter's t = A·x̂ made by the launch before its GEMV (i8tprep), as partial sums that the GEMV's tile
+   * blocks add in order with x̂'s copy and scale by its 1/rms (parts & 4096 | 8192): the preps' blocks of 8 groups, each
+   * with LOWBIT_INT8X_TPREP_ROWS (64) rows of A copied before the PDL wait (q/k/v, gate/up, down), and the attention's
+   * heads (o). No GEMV then has A-row blocks or waits for them. Several row blocks re-read the residual while the first
+   * writes the sum, so the residual alternates between two buffers within a layer. LOWBIT_INT8X_TPREP=1; not yet
+   * GPU-run. */
   tPrep = process.env.LOWBIT_INT8X_TPREP === '1';
   /** Kernel 8: each prep launch (and the attention, for o) prefetches its consumer GEMV's words and scale|zero words into
    * L2 before its PDL wait (the DRAM is idle while they run). LOWBIT_INT8X_L2PF=1; not yet GPU-run. */
@@ -123,7 +123,7 @@ export class GpuDecoder {
   private i8scr: Record<'D' | 'Q' | 'I', number> | null = null;
   private i8cnt: number | null = null;
   private i8x2: number | null = null;  // the residual's second buffer (i8tprep)
-  private i8tpd: number | null = null;  // down's t as partial sums, one set per block of 8 groups of the SwiGLU prep (i8tprep)
+  private i8tp: number | null = null;  // q/k/v's, gate/up's and down's t as partial sums, a set per prep block of 8 groups (i8tprep)
   private i8tpo: number | null = null;  // o's t as partial sums, one set per head of the attention (i8tprep)
   /**
    * Folded plan: each GEMV launch prefetches the next GEMV launch's weights (codes, scale|zero words, LoRA A and B) into
@@ -346,7 +346,7 @@ export class GpuDecoder {
     const alloc = (bytes: number) => { const h = c.cudaAlloc(bytes); this.i8bufs.push(h); return h; };
     this.i8scr = { D: alloc(int8xScratchBytes(D)), Q: alloc(int8xScratchBytes(Q)), I: alloc(int8xScratchBytes(I)) };
     this.i8x2 = lora ? alloc(D * 4) : null;
-    this.i8tpd = lora ? alloc(Math.ceil(I / 512) * Math.max(r, 1) * 4) : null;
+    this.i8tp = lora ? alloc(Math.max(Math.ceil(D / 512) * 3, Math.ceil(I / 512)) * Math.max(r, 1) * 4) : null;
     this.i8tpo = lora ? alloc(cfg.numHeads * Math.max(r, 1) * 4) : null;
     // the folded preps' group counters (i8fold): one set serves every launch, each leaves them zero
     this.i8cnt = null;
@@ -447,10 +447,9 @@ export class GpuDecoder {
   get int8xTPrep(): boolean { return this.i8tprep; }
   private get i8tprep(): boolean {
     const p = this.i8;
-    return !!p && this.tPrep && !!this.lora && this.i8zeroSync && this.i8x2 !== null && this.i8tpd !== null && this.i8tpo !== null
+    return !!p && this.tPrep && !!this.lora && this.i8zeroSync && this.i8x2 !== null && this.i8tp !== null && this.i8tpo !== null
       && this.i8attn && this.w.config.headDim % 64 === 0
-      && p.every((l) => [l.qkv, l.gu].every((g) => g.A !== null && (g.parts & 512) === 0)
-        && [l.o, l.down].every((g) => g.A !== null && (g.parts & 544) === 32));
+      && p.every((l) => [l.qkv, l.o, l.gu, l.down].every((g) => g.A !== null && (g.parts & 544) === 32));
   }
 
   /** A kernel-8 GEMV launch (PDL) on the x̂ its prep left in scratch; more: parts bits of the step (128: that prep was
@@ -494,8 +493,9 @@ export class GpuDecoder {
     c.cudaEmbedding(h.id, this.w.embed, h.x, 1, D, cfg.vocabSize, true);
     const fold = this.i8fold, zero = this.i8zeroSync, zb = zero ? 256 : 0;  // once per step, not per launch
     // tPrep: q/k/v's and gate/up's t from their preps; the residual goes h.x → x2 (prep 1) → h.x (prep 2) in each layer
-    const tp = !fold && this.i8tprep, x2 = tp ? this.i8x2! : h.x, rows = Number(process.env.LOWBIT_INT8X_TPREP_ROWS ?? 2);
-    const tA = (g: Int8xGemv): [number | null, number, number | null, number, number] => (tp ? [g.A, g.R, g.t, eps, rows] : [null, 0, null, 0, 2]);
+    const tp = !fold && this.i8tprep, x2 = tp ? this.i8x2! : h.x, rows = Number(process.env.LOWBIT_INT8X_TPREP_ROWS ?? 64);
+    const tA = (g: Int8xGemv): [number | null, number, number | null, number] => (tp ? [g.A, g.R, this.i8tp, rows] : [null, 0, null, 64]);
+    const tparts = (inF: number) => Math.ceil(inF / 512);
     // l2Prefetch: the consumer GEMV's words and scale|zero words into L2 by its prep (the per-tile kernel's layout)
     const pf = (g: Int8xGemv): [number | null, number, number | null, number] =>
       (this.l2Prefetch && !(g.parts & 512) ? [g.words, g.out * g.in / 4, g.sz, g.out * g.in / 16] : [null, 0, null, 0]);
@@ -503,8 +503,8 @@ export class GpuDecoder {
       const w = this.w.layers[l], pl = plan[l], prev = l > 0 ? plan[l - 1] : null, B = pl.B, t = pl.t, sync = zero ? pl.sync : null;
       if (!fold || !prev)
         x8.cudaInt8xPrep(h.x, null, w.inputNorm, scr.D, D, ...this.i8zero(pl.qkv, sync?.qkvO, 4), true, prev ? prev.down.y : null,
-          ...this.i8Bt(prev?.down ?? null, prev?.B.down_proj, prev?.t.down_proj), null, null, r, x2, false, ...tA(pl.qkv), ...pf(pl.qkv));
-      this.i8gemv(pl.qkv, scr.D, eps, zb | (fold && prev !== null ? 128 : 0) | (tp ? 4096 : 0));
+          ...this.i8Bt(prev?.down ?? null, prev?.B.down_proj, prev?.t.down_proj), null, null, r, x2, false, ...pf(pl.qkv), ...tA(pl.qkv));
+      this.i8gemv(pl.qkv, scr.D, eps, zb | (fold && prev !== null ? 128 : 0) | (tp ? 4096 | 8192 : 0), null, tparts(D), tp ? this.i8tp : null);
       const y = pl.qkv.y, q = this.i8view(y, 0, Q), k = this.i8view(y, Q, KV), v = this.i8view(y, Q + KV, KV);
       const [bq, tq] = this.i8Bt(pl.qkv, B.q_proj, t.q_proj), [bk, tk] = this.i8Bt(pl.qkv, B.k_proj, t.k_proj), [bv, tv] = this.i8Bt(pl.qkv, B.v_proj, t.v_proj);
       if (this.i8attn) {  // one launch: B·t (unless q/k/v's GEMV added it), RoPE, cache rows, attention, the o GEMV's int8 input
@@ -526,14 +526,12 @@ export class GpuDecoder {
       if (tp) this.i8gemv(pl.o, scr.Q, null, zb | 4096 | 8192, null, cfg.numHeads, this.i8tpo);  // t: the heads' partial sums
       else this.i8gemv(pl.o, scr.Q, null, zb);
       x8.cudaInt8xPrep(x2, null, w.postNorm, scr.D, D, ...this.i8zero(pl.gu, sync?.gu, 2), true, pl.o.y, ...this.i8Bt(pl.o, B.o_proj, t.o_proj), null, null, r, h.x,
-        false, ...tA(pl.gu), ...pf(pl.gu));
-      this.i8gemv(pl.gu, scr.D, eps, zb | (tp ? 4096 : 0));
+        false, ...pf(pl.gu), ...tA(pl.gu));
+      this.i8gemv(pl.gu, scr.D, eps, zb | (tp ? 4096 | 8192 : 0), null, tparts(D), tp ? this.i8tp : null);
       const gate = this.i8view(pl.gu.y, 0, I), up = this.i8view(pl.gu.y, I, I);
       x8.cudaInt8xPrep(gate, up, null, scr.I, I, ...this.i8zero(pl.down, sync?.down, 2), true, null, ...this.i8Bt(pl.gu, B.gate_proj, t.gate_proj),
-        ...this.i8Bt(pl.gu, B.up_proj, t.up_proj), r, null, false, null, 0, null, 0, 2, ...pf(pl.down),
-        tp ? pl.down.A : null, tp ? pl.down.R : 0, tp ? this.i8tpd : null);
-      if (tp) this.i8gemv(pl.down, scr.I, null, zb | 4096 | 8192, null, Math.ceil(I / 512), this.i8tpd);
-      else this.i8gemv(pl.down, scr.I, null, zb);
+        ...this.i8Bt(pl.gu, B.up_proj, t.up_proj), r, null, false, ...pf(pl.down), ...tA(pl.down));
+      this.i8gemv(pl.down, scr.I, null, zb | (tp ? 4096 | 8192 : 0), null, tparts(I), tp ? this.i8tp : null);
     }
     const last = plan[cfg.numLayers - 1];
     const [bl, tl] = this.i8Bt(last.down, last.B.down_proj, last.t.down_proj);
