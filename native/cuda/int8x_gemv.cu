@@ -332,7 +332,7 @@ __global__ void __launch_bounds__(512, AHEAD == 1 ? 2 : 1) int8x_gemv_kernel(con
   if (SX) {
     const uint4* src = reinterpret_cast<const uint4*>(xq);
     for (int i = threadIdx.x; i < (in + 8 * ng) / 16; i += blockDim.x) reinterpret_cast<uint4*>(i8x_smem)[i] = src[i];
-    if ((int)threadIdx.x < npart) const_cast<float*>(psrc)[threadIdx.x] = __ldg(part + threadIdx.x);
+    for (int i = threadIdx.x; i < npart; i += blockDim.x) const_cast<float*>(psrc)[i] = __ldg(part + i);
     if (FIXED && bt.np && active)  // t's partials ride with x̂ (one round trip), summed by the epilogue
       for (int i = threadIdx.x; i < bt.np * bt.Rt; i += blockDim.x) tps[i] = __ldcg(tout + i);
     if (apf) asm volatile("cp.async.wait_all;\n" ::: "memory");
