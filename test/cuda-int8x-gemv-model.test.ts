@@ -300,6 +300,9 @@ test('CUDA int8-x streamed GEMV (parts & 512: a block per SM, a bulk-copy ring) 
         assert.deepEqual(new Uint32Array(streamed.y.buffer), new Uint32Array(tiled.y.buffer), `${out}×${inF} ${ks} warps${adapter ? ' + adapter' : ''}: streamed y = per-tile y bit for bit`);
         assert.ok(e < 1e-5, `${out}×${inF} ${ks} warps: streamed y vs f64 ${e}`);
         if (adapter) {
+          // parts & 16384: each warp's later blocks prefetched into L2 (a hint): the same bits
+          const selfpf = run(ks, 12 | 32 | 64 | 16384 | rows, true);
+          assert.deepEqual(new Uint32Array(selfpf.y.buffer), new Uint32Array(tiled.y.buffer), `${out}×${inF} ${ks} warps: L2 self-prefetch, y bit for bit`);
           // parts & 2048: the per-tile kernel's A-row blocks read their rows from shared memory (copied before the wait)
           const apre = run(ks, 12 | 32 | 64 | 2048 | rows, true);
           assert.deepEqual(new Uint32Array(apre.tv.buffer), new Uint32Array(tiled.tv.buffer), `${out}×${inF} ${ks} warps rows ${rows}: A rows prefetched, t bit for bit`);

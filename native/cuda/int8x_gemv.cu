@@ -253,7 +253,7 @@ __global__ void __launch_bounds__(512, AHEAD == 1 ? 2 : 1) int8x_gemv_kernel(con
                                                          const float* __restrict__ part, int npart, float eps, float* y,
                                                          int out, int in, int nks, const uint16_t* __restrict__ A, int R,
                                                          float* __restrict__ tout, I8Bt bt, I8Fold fd, int nab, int rlg,
-                                                         bool apre) {
+                                                         bool apre, bool selfpf) {
   const int lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3;
   const int nblk = in / 128, ng = in / 64, tiles = (out + 15) / 16;
   // the A-row blocks (past the packed tiles; FIXED: before them) each take one row of A (the adapter's LoRA-A factor, bf16
@@ -314,6 +314,16 @@ __global__ void __launch_bounds__(512, AHEAD == 1 ? 2 : 1) int8x_gemv_kernel(con
 #pragma unroll
   for (int i = 0; i < AHEAD; i++)
     if (active && ks + i * nks < nblk) load_w(ring[i], ks + i * nks);
+  // parts & 16384: the warp's later blocks (past the ring) prefetched into L2 now, with no registers held, so that each
+  // of their loads in the loop is an L2 hit instead of one more DRAM round trip in sequence (the ring holds one block)
+  if (selfpf && active)
+    for (int blk = ks + AHEAD * nks; blk < nblk; blk += nks) {
+      asm volatile("prefetch.global.L2 [%0];\n" ::"l"(wp + (size_t)blk * 32));
+      if (t == 0) {
+        asm volatile("prefetch.global.L2 [%0];\n" ::"l"(sz0 + blk));
+        asm volatile("prefetch.global.L2 [%0];\n" ::"l"(sz1 + blk));
+      }
+    }
   // FIXED with B·t: the tile's rows of B into shared memory now (bt_prefetch), read by the epilogue
   __shared__ __align__(16) uint4 bsm[16 * kBtMaxR / 8];
   const bool hasBt = FIXED && (bt.sync || bt.tready);
@@ -634,7 +644,7 @@ const char* cuda_int8x_gemv(const void* words, const uint32_t* sz, const float* 
     return launch_ex((parts & 8) != 0, kern[ki], blocks, threads,
                      sxb + asb, static_cast<const uint4*>(words), sz, static_cast<const int8_t*>(xq),
                      static_cast<const float*>(a), static_cast<const int*>(sum), static_cast<const float*>(part), npart, eps, y,
-                     out, in, nks, static_cast<const uint16_t*>(A), R, t, bt, fd, nab, rlg, apre);
+                     out, in, nks, static_cast<const uint16_t*>(A), R, t, bt, fd, nab, rlg, apre, (parts & 16384) != 0);
   }
   return nullptr;
 }

@@ -51,7 +51,7 @@ done
 [ "${AROWS:-1}" != 0 ] && LOWBIT_INT8X_AROWS=4 timeout 120 node bench/cuda-decode.mjs --variants 4 --kernels 8 --modes graph --tokens 128 --no-gemv 2>&1 | grep -E "tok/s|error|Error"
 # t from the preps (parts & 4096), the A-row blocks' rows in shared memory before the wait (parts & 2048); VARIANTS: a
 # ;-separated list of such settings (without the LOWBIT_INT8X_ prefix on the first)
-IFS=';' read -r -a VLIST <<< "${VARIANTS:-TPREP=1;L2PF=1;TPREP=1 LOWBIT_INT8X_L2PF=1;APRE=1;AROWS=4 LOWBIT_INT8X_APRE=1;TPREP=1 LOWBIT_INT8X_TPREP_ROWS=32 LOWBIT_INT8X_L2PF=1}"
+IFS=';' read -r -a VLIST <<< "${VARIANTS:-TPREP=1;L2PF=1;SELFPF=1;TPREP=1 LOWBIT_INT8X_L2PF=1;TPREP=1 LOWBIT_INT8X_L2PF=1 LOWBIT_INT8X_SELFPF=1;APRE=1;AROWS=4 LOWBIT_INT8X_APRE=1;TPREP=1 LOWBIT_INT8X_TPREP_ROWS=32 LOWBIT_INT8X_L2PF=1}"
 for V in "${VLIST[@]}"; do
   echo "== decode tok/s, kernel 8 with LOWBIT_INT8X_$V ($(date +%T))"
   env LOWBIT_INT8X_$V timeout 120 node bench/cuda-decode.mjs --variants 4 --kernels 8 --modes graph --tokens 128 --no-gemv 2>&1 | grep -E "tok/s|error|Error"

@@ -25,7 +25,8 @@ export interface NativeCudaInt8x extends NativeCuda {
    * 2048 (with 64) = the A-row blocks' rows copied into shared memory before the PDL wait; 4096 (with 64, not 512) = t
    * was made by the launch before: A null, R = t's length, sync null, B·t with no wait; 8192 (with 4096 and 32) = t
    * arrives as tParts partial sums [tParts][R] (cudaInt8xPrep's Ap/tp, or the attention's heads), added in order by
-   * each tile block and scaled by its 1/rms (normEps);
+   * each tile block and scaled by its 1/rms (normEps); 16384 = each warp prefetches its later blocks' words and
+   * scale|zero words into L2 at its start (no effect on results);
    * x is read only with 1 (else null: x̂ is already in scratch, e.g. from cudaInt8xPrep). normEps: scratch came from cudaInt8xPrep with normW, and the row sums are scaled by RMSNorm's 1/rms (from the prep's Σx²
    * partials). A (bf16 [R, in], a handle or view 16-byte aligned) and t (f32 [R]): the same launch also writes
    * t = A·x̃ on x's int8 image, a block of 4 warps per row (the adapter's LoRA-A factor; twin int8xLoraA). Bs, ends, r,

@@ -364,7 +364,8 @@ export class GpuDecoder {
       while (ks * 2 <= Math.min(nblk, 16) && tiles * ks < warps) ks *= 2;
       // LOWBIT_INT8X_AROWS=4: 4 LoRA-A rows a block (parts & 1024); LOWBIT_INT8X_APRE=1: the A-row blocks' rows copied
       // into shared memory before the PDL wait (parts & 2048). Neither is GPU-run yet
-      const arows = (process.env.LOWBIT_INT8X_AROWS === '4' ? 1024 : 0) | (process.env.LOWBIT_INT8X_APRE === '1' ? 2048 : 0);
+      const arows = (process.env.LOWBIT_INT8X_AROWS === '4' ? 1024 : 0) | (process.env.LOWBIT_INT8X_APRE === '1' ? 2048 : 0)
+        | (process.env.LOWBIT_INT8X_SELFPF === '1' ? 16384 : 0);  // each warp's later blocks into L2 at its start (not yet GPU-run)
       return { ks: env('LOWBIT_INT8X_KSPLIT') ?? ks, parts: 12 | arows | (env('LOWBIT_INT8X_PARTS') ?? (64 | (old && tiles <= 512 ? 16 : 32))) };
     };
     const gemv = (l: number, ps: Projection[], inF: number, y: number, t: number, sync: number): Int8xGemv => {
