@@ -68,7 +68,7 @@ for (const E of ENGINES) for (const { cfg, variants, fused } of CASES.filter((k)
       if (foldPrep !== undefined) d.foldPrep = foldPrep;
       if (zeroSync !== undefined) d.zeroSync = zeroSync;
       if (stream !== undefined) d.streamGemv = stream;  // kernel 8's GEMVs streamed (a block per SM, bulk-copy ring)
-      if (tPrep !== undefined) {  // q/k/v's and gate/up's t made by their preps (the residual alternating between two buffers)
+      if (tPrep !== undefined) {  // every GEMV's t as partial sums from the launch before (the residual alternating between two buffers)
         d.tPrep = tPrep;
         d.l2Prefetch = tPrep;  // and each prep prefetches its GEMV's weights into L2 (a hint: no effect on the results)
         assert.equal(d.int8xTPrep, tPrep, 'the preps make t');

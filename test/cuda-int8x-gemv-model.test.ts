@@ -23,6 +23,12 @@ import { cudaInt8xOps, cudaInt8xUnavailable, int8X, int8xInputOf, int8xLoraA, in
 
 const MASK = [0x03030303, 0x0c0c0c0c, 0x30303030, 0xc0c0c0c0];
 
+/** A random 2-bit group-64 RTN weight [out, inF] (entries N(0, 0.03²)) and its codes, as the GPU tests pack them. */
+function packedW2(rng: Rng, out: number, inF: number) {
+  const p = quantizeRTN(new Float32Array(out * inF).map(() => 0.03 * rng.normal()), out, inF, { bits: 2, groupSize: 64 });
+  return { p, q: unpackCodes(p.qcodes, 2, out * inF) };
+}
+
 const u8 = (w: number, b: number) => (w >>> (8 * b)) & 0xff;
 
 /** The kernel's y, lane by lane: the warp's four slot MMAs per (tile, block), then the fold per group. */
@@ -102,8 +108,8 @@ test('CUDA int8-x GEMV prototype = its twins: x quantization exact, y = f64 on t
   if (!c) { t.skip(cudaInt8xUnavailable()); return; }
   const rng = new Rng(41);
   for (const [out, inF] of [[40, 256], [1000, 4096], [300, 11008]]) {
-    const p = quantizeRTN(new Float32Array(out * inF).map(() => 0.03 * rng.normal()), out, inF, { bits: 2, groupSize: 64 });
-    const q = unpackCodes(p.qcodes, 2, out * inF), W = dequantize(p), ng = inF / 64;
+    const { p, q } = packedW2(rng, out, inF);
+    const W = dequantize(p), ng = inF / 64;
     const x = new Float32Array(inF).map(() => rng.normal() * (rng.int(16) === 0 ? 8 : 1));
     const { xq, a, sum } = int8X(x);
     const ref = new Float64Array(out);
@@ -144,8 +150,8 @@ test('CUDA int8-x prep (RMSNorm, SwiGLU) + GEMV = f64 of the normed / gated x on
   if (!c) { t.skip(cudaInt8xUnavailable()); return; }
   const rng = new Rng(43), eps = 1e-5;
   for (const [out, inF, mode] of [[48, 4096, 'norm'], [40, 640, 'norm'], [64, 11008, 'swiglu'], [33, 1024, 'plain']] as const) {
-    const p = quantizeRTN(new Float32Array(out * inF).map(() => 0.03 * rng.normal()), out, inF, { bits: 2, groupSize: 64 });
-    const q = unpackCodes(p.qcodes, 2, out * inF), W = dequantize(p);
+    const { p, q } = packedW2(rng, out, inF);
+    const W = dequantize(p);
     const x = new Float32Array(inF).map(() => rng.normal() * (rng.int(16) === 0 ? 8 : 1));
     const x2 = new Float32Array(inF).map(() => rng.normal());
     const normW = new Float32Array(inF).map(() => 0.5 + rng.next());
@@ -248,8 +254,8 @@ test('CUDA int8-x streamed GEMV (parts & 512: a block per SM, a bulk-copy ring) 
   // 6400×4096: 400 tiles, 4 per block, so a 3-stage ring wraps; 2144×11008: 3 chunks of 4096 inputs a tile, 2 tiles a
   // block (6 items); 304×11008 with 48 A rows: more blocks than tiles (≤ 2 A rows of 11008 inputs a block); 48×4096: 3 tiles
   for (const [out, inF, norm] of [[48, 4096, true], [6400, 4096, true], [304, 11008, false], [2144, 11008, false]] as const) {
-    const p = quantizeRTN(new Float32Array(out * inF).map(() => 0.03 * rng.normal()), out, inF, { bits: 2, groupSize: 64 });
-    const q = unpackCodes(p.qcodes, 2, out * inF), W = dequantize(p);
+    const { p, q } = packedW2(rng, out, inF);
+    const W = dequantize(p);
     const x = new Float32Array(inF).map(() => rng.normal() * (rng.int(16) === 0 ? 8 : 1));
     const normW = new Float32Array(inF).map(() => 0.5 + rng.next());
     const { xt, ss } = int8xPrepInput(x, norm ? { normW } : {});
@@ -332,8 +338,8 @@ test('CUDA int8-x prep hand-offs (residual + B·t + RMSNorm, SwiGLU with both B�
   const rng = new Rng(53), eps = 1e-5;
   for (const [out, inF, mode, r] of [[48, 4096, 'residual+norm', 64], [40, 1024, 'swiglu+bt', 16], [33, 640, 'bf16', 8],
     [40, 1024, 'swiglu+bt', 24], [48, 640, 'residual+norm', 12]] as const) {
-    const p = quantizeRTN(new Float32Array(out * inF).map(() => 0.03 * rng.normal()), out, inF, { bits: 2, groupSize: 64 });
-    const q = unpackCodes(p.qcodes, 2, out * inF), W = dequantize(p);
+    const { p, q } = packedW2(rng, out, inF);
+    const W = dequantize(p);
     let x = new Float32Array(inF).map(() => rng.normal() * (rng.int(16) === 0 ? 8 : 1));
     if (mode === 'bf16') x = Float32Array.from(bf16Values(x));
     const addY = new Float32Array(inF).map(() => 0.5 * rng.normal()), x2 = new Float32Array(inF).map(() => rng.normal());
@@ -376,8 +382,7 @@ test('CUDA int8-x prep with the consumer GEMV\'s t as partial sums per block of 
   if (!c) { t.skip(cudaInt8xUnavailable()); return; }
   const rng = new Rng(67), eps = 1e-5;
   for (const [out, inF, mode] of [[48, 4096, 'residual+norm'], [96, 1024, 'swiglu'], [48, 640, 'residual+norm'], [48, 11008, 'swiglu']] as const) {
-    const p = quantizeRTN(new Float32Array(out * inF).map(() => 0.03 * rng.normal()), out, inF, { bits: 2, groupSize: 64 });
-    const q = unpackCodes(p.qcodes, 2, out * inF);
+    const { p, q } = packedW2(rng, out, inF);
     const res = mode === 'residual+norm', x = new Float32Array(inF).map(() => rng.normal() * (rng.int(16) === 0 ? 8 : 1));
     const addY = new Float32Array(inF).map(() => 0.5 * rng.normal()), x2 = new Float32Array(inF).map(() => rng.normal());
     const normW = new Float32Array(inF).map(() => 0.5 + rng.next());
@@ -434,8 +439,8 @@ test('CUDA int8-x GEMV with the next prep folded into its epilogue (residual + R
   if (!c) { t.skip(cudaInt8xUnavailable()); return; }
   const rng = new Rng(61), inF = 512;
   for (const [out, half] of [[256, 0], [384, 192]] as const) {
-    const p = quantizeRTN(new Float32Array(out * inF).map(() => 0.03 * rng.normal()), out, inF, { bits: 2, groupSize: 64 });
-    const q = unpackCodes(p.qcodes, 2, out * inF), cin = half || out, cng = cin / 64;
+    const { p, q } = packedW2(rng, out, inF);
+    const cin = half || out, cng = cin / 64;
     const hs: number[] = [];
     const u = (d: ArrayBufferView) => { const h = c.cudaAlloc(Math.max(16, d.byteLength)); c.cudaUpload(h, d); hs.push(h); return h; };
     const x = new Float32Array(inF).map(() => rng.normal() * (rng.int(16) === 0 ? 8 : 1));
@@ -484,8 +489,7 @@ test('CUDA int8-x repack of an uploaded packed tensor = repackInt8x, and its des
   if (typeof c.cudaInt8xRepack !== 'function') { t.skip('this addon has no cudaInt8xRepack'); return; }
   const rng = new Rng(43);
   for (const [out, inF] of [[40, 256], [37, 384], [300, 11008]]) {
-    const p = quantizeRTN(new Float32Array(out * inF).map(() => 0.03 * rng.normal()), out, inF, { bits: 2, groupSize: 64 });
-    const q = unpackCodes(p.qcodes, 2, out * inF);
+    const { p, q } = packedW2(rng, out, inF);
     const dq = uploadPacked(cudaEngine()!, p), want = repackInt8x(q, out, inF), hw = c.cudaAlloc(want.byteLength);
     try {
       c.cudaMemset0(hw);

@@ -899,7 +899,7 @@ napi_value js_int8x_gemv(napi_env env, napi_callback_info info) {
       (!a.is_nullish(9) && !a.number(9, &eps)))
     return nullptr;
   if (in % 128 != 0) { throw_error(env, "cudaInt8xGemv: in must be a multiple of 128"); return nullptr; }
-  if (parts < 1 || parts > 32767) { throw_error(env, "cudaInt8xGemv: parts is a mask of 1 (quantize x), 2 (zero y), 4 (GEMV), 8 (PDL), 16 (2 ahead), 32 (x̂ in shared memory), 64 (a block per tile, fixed-order reduction, y stored), 128 (Σx² partials per group), 256 (sync zeroed by an earlier launch), 512 (streamed: a block per SM, weights through a bulk-copy ring; with 64), 1024 (4 LoRA-A rows a block; with 64), 2048 (the A rows copied into shared memory before the wait; with 64), 4096 (t made by the prep launch: B·t with no A rows and no counter; with 64), 8192 (with 4096 and 32: t as np partial sums, argument 22), 16384 (each warp's later blocks prefetched into L2 at its start)"); return nullptr; }
+  if (parts < 1 || parts > 32767) { throw_error(env, "cudaInt8xGemv: parts is a mask of 1 (quantize x), 2 (zero y), 4 (GEMV), 8 (PDL), 16 (2 ahead), 32 (x̂ in shared memory), 64 (a block per tile, fixed-order reduction, y stored), 128 (Σx² partials per group), 256 (sync zeroed by an earlier launch), 512 (streamed: a block per SM, weights through a bulk-copy ring; with 64), 1024 (4 LoRA-A rows a block; with 64), 2048 (the A rows copied into shared memory before the wait; with 64), 4096 (t made by the prep launch: B·t with no A rows and no counter; with 64), 8192 (with 4096 and 32: t as np partial sums, argument 22), 16384 (with 64: each warp's later blocks prefetched into L2 at its start)"); return nullptr; }
   if (!a.is_nullish(9) && !(eps >= 0)) { throw_error(env, "cudaInt8xGemv: normEps must be ≥ 0"); return nullptr; }
   const size_t tiles = (size_t)(out + 15) / 16, ng = (size_t)in / 64;
   if (!buf_arg(a, 0, tiles * 16 * (size_t)in / 4, &w) || !buf_arg(a, 1, (size_t)out * ng * 4, &sz) ||
@@ -978,6 +978,23 @@ napi_value js_int8x_gemv(napi_env env, napi_callback_info info) {
 //   the partial sums of t = Ap·x̂ per block of 8 groups, by ⌈Rp / rows⌉ row blocks, for the consumer GEMV's parts & 8192
 //   (no B1/B2; with more than one row block xOut ≠ x)
 bool lora_args(Args& a, size_t ib, size_t it, int64_t r, int64_t rows, Buf* B, Buf* t);  // (below, with the decode epilogues)
+// Two optional L2 prefetch ranges at arguments first … first + 3 (handle, bytes, handle, bytes; a null handle: none),
+// each a multiple of 16 bytes below 4 GiB within its buffer.
+bool prefetch_args(Args& a, size_t first, const void* (&ptr)[2], uint32_t (&bytes)[2]) {
+  for (int i = 0; i < 2; i++) {
+    if (a.is_nullish(first + 2 * i)) continue;
+    int64_t nb = 0;
+    Buf pb;
+    if (!a.count(first + 2 * i + 1, &nb) || !buf_arg(a, first + 2 * i, (size_t)nb, &pb)) return false;
+    if (nb % 16 != 0 || nb > 0xffffffffLL) {
+      throw_error(a.env, std::string(a.fn) + ": a prefetch range is a multiple of 16 bytes below 4 GiB");
+      return false;
+    }
+    ptr[i] = pb.ptr;
+    bytes[i] = (uint32_t)nb;
+  }
+  return true;
+}
 napi_value js_int8x_prep(napi_env env, napi_callback_info info) {
   Args a(env, info, "cudaInt8xPrep");
   int64_t in = 0, nz = 0, r = 0;
@@ -1008,15 +1025,7 @@ napi_value js_int8x_prep(napi_env env, napi_callback_info info) {
   ex.t2 = static_cast<const float*>(t2.ptr);
   ex.r = (int)r;
   ex.xout = static_cast<float*>(xo.ptr);
-  for (int i = 0; i < 2; i++) {
-    if (a.is_nullish(16 + 2 * i)) continue;
-    int64_t nb = 0;
-    Buf pb;
-    if (!a.count(17 + 2 * i, &nb) || !buf_arg(a, 16 + 2 * i, (size_t)nb, &pb)) return nullptr;
-    if (nb % 16 != 0 || nb > 0xffffffffLL) { throw_error(env, "cudaInt8xPrep: a prefetch range is a multiple of 16 bytes below 4 GiB"); return nullptr; }
-    ex.pf[i] = pb.ptr;
-    ex.pfBytes[i] = (uint32_t)nb;
-  }
+  if (!prefetch_args(a, 16, ex.pf, ex.pfBytes)) return nullptr;
   if (!a.is_nullish(20)) {  // Ap, Rp, tp, rows: the consumer GEMV's t partials
     int64_t Rp = 0, rows = 64;
     Buf ap, tp;
@@ -1188,15 +1197,7 @@ napi_value decode_attn_call(napi_env env, napi_callback_info info, const char* n
     e.Ro = (int)Ro;
     e.tpo = static_cast<float*>(tpo.ptr);
   }
-  for (int i = 0; i < 2; i++) {  // pf1, pf1Bytes, pf2, pf2Bytes: L2 prefetch ranges (the o GEMV's weights)
-    if (a.is_nullish(23 + 2 * i)) continue;
-    int64_t nb = 0;
-    Buf pb;
-    if (!a.count(24 + 2 * i, &nb) || !buf_arg(a, 23 + 2 * i, (size_t)nb, &pb)) return nullptr;
-    if (nb % 16 != 0 || nb > 0xffffffffLL) { throw_error(env, std::string(name) + ": a prefetch range is a multiple of 16 bytes below 4 GiB"); return nullptr; }
-    e.pf[i] = pb.ptr;
-    e.pfb[i] = (uint32_t)nb;
-  }
+  if (!prefetch_args(a, 23, e.pf, e.pfb)) return nullptr;  // the o GEMV's weights
   if (cuda_decode_recording()) cuda_decode_plan_limit_pos((int)(std::min(kc.bytes, vc.bytes) / (size_t)(KV * 2)));
   check(env, fn(e));
   return nullptr;

@@ -497,20 +497,11 @@ __device__ __forceinline__ uint64_t policy_evict_first() {
   asm volatile("createpolicy.fractional.L2::evict_first.b64 %0, 1.0;\n" : "=l"(pol));
   return pol;
 }
-// HBM → L2 by the bulk-copy engine, no registers or shared memory held (a hint: the data may be gone by its use).
-__device__ __forceinline__ void bulk_prefetch_l2(const void* src, uint32_t bytes) {
-  asm volatile("cp.async.bulk.prefetch.L2.global [%0], %1;\n" ::"l"(src), "r"(bytes) : "memory");
-}
 // This block's 1/grid share of every prefetch range, by lanes of the last warp (one range each), ≤ 64 KB per instruction.
 __device__ __forceinline__ void prefetch_next(const DParams& p) {
   const int lane = threadIdx.x & 31;
   if ((threadIdx.x >> 5) != kDWarps - 1 || lane >= p.npf) return;
-  const uint32_t bytes = p.pf[lane].bytes, per = (uint32_t)(((uint64_t)bytes + 16u * gridDim.x - 1) / (16u * gridDim.x)) * 16u;
-  const uint32_t off = blockIdx.x * per;
-  if (off >= bytes) return;
-  const uint32_t n = min(per, bytes - off);
-  const uint8_t* src = static_cast<const uint8_t*>(p.pf[lane].ptr) + off;
-  for (uint32_t o = 0; o < n; o += 65536u) bulk_prefetch_l2(src + o, min(65536u, n - o));
+  l2_prefetch_share(p.pf[lane].ptr, p.pf[lane].bytes, blockIdx.x, gridDim.x);
 }
 __device__ __forceinline__ uint4 lds4(const uint8_t* ptr) { return *reinterpret_cast<const uint4*>(ptr); }
 
@@ -1239,22 +1230,10 @@ __global__ void __launch_bounds__(256) decode_attn_kernel(DecodeAttn e) {
   __shared__ float asm_[HD / 64 + 1];
   const int h = blockIdx.x;
   uint4* Aos = reinterpret_cast<uint4*>(tsm + ((3 * e.r + 3) & ~3));  // Ro rows × HD bf16
-  if ((threadIdx.x >> 5) == 7 && (threadIdx.x & 31) < 2 && e.pf[threadIdx.x & 31]) {  // this head's share of the L2 prefetches
-    const int i = threadIdx.x & 31;
-    const uint32_t bytes = e.pfb[i], per = (uint32_t)(((uint64_t)bytes + 16u * gridDim.x - 1) / (16u * gridDim.x)) * 16u, off = blockIdx.x * per;
-    if (off < bytes)
-      for (uint32_t o = 0, n = min(per, bytes - off); o < n; o += 65536u)
-        bulk_prefetch_l2(static_cast<const unsigned char*>(e.pf[i]) + off + o, min(65536u, n - o));
-  }
-  if (e.Ao) {  // a weight: copied before the wait
-    for (int i = threadIdx.x; i < e.Ro * (HD / 8); i += blockDim.x) {
-      const int r = i / (HD / 8), k = i % (HD / 8);
-      const unsigned sa = (unsigned)__cvta_generic_to_shared(Aos + i);
-      asm volatile("cp.async.cg.shared.global [%0], [%1], 16;\n" ::"r"(sa),
-                   "l"(reinterpret_cast<const uint4*>(e.Ao + (size_t)r * e.Hq * HD + (size_t)h * HD) + k) : "memory");
-    }
-    asm volatile("cp.async.commit_group;\n" ::: "memory");
-  }
+  if ((threadIdx.x >> 5) == 7 && (threadIdx.x & 31) < 2 && e.pf[threadIdx.x & 31])  // this head's share of the L2 prefetches
+    l2_prefetch_share(e.pf[threadIdx.x & 31], e.pfb[threadIdx.x & 31], blockIdx.x, gridDim.x);
+  if (e.Ao)  // a weight: the head's columns of Ao copied before the wait
+    cp_async_rows(Aos, HD / 8, reinterpret_cast<const uint4*>(e.Ao + (size_t)h * HD), e.Hq * HD / 8, e.Ro, HD / 8);
   pdl_trigger();
   pdl_wait();
   if (e.r > 0) {
@@ -1287,11 +1266,7 @@ __global__ void __launch_bounds__(256) decode_attn_kernel(DecodeAttn e) {
     __syncthreads();
     const int lane = threadIdx.x & 31;
     for (int r = threadIdx.x >> 5; r < e.Ro; r += blockDim.x >> 5) {
-      float acc = 0.f;
-      for (int k = lane; k < HD / 8; k += 32)
-        acc = fmaf(asm_[k >> 3], i8_arow8(Aos[r * (HD / 8) + k], reinterpret_cast<const uint2*>(xsm)[k]), acc);
-#pragma unroll
-      for (int o = 16; o > 0; o >>= 1) acc += __shfl_xor_sync(0xffffffffu, acc, o);
+      const float acc = i8_arow_warp(Aos + r * (HD / 8), reinterpret_cast<const uint2*>(xsm), asm_, lane, HD / 8, 32);
       if (lane == 0) e.tpo[h * e.Ro + r] = acc;
     }
   }
@@ -1772,18 +1747,11 @@ const char* cuda_decode_attn(const DecodeAttn& e) {
   if (e.Ao && (!e.i8 || e.Ro < 1 || !e.tpo)) return "cudaDecodeAttn: the o GEMV's t partials need the int8-x output, Ro ≥ 1 and tpo";
   const size_t tb = (size_t)((3 * e.r + 3) & ~3) * sizeof(float) + (e.Ao ? (size_t)e.Ro * e.hd * 2 : 0);
   if (tb > 200 * 1024) return "cudaDecodeAttn: the t partials' slice of Ao needs more than 200 KB of shared memory";
-  if (tb > 48 * 1024) {
-    static size_t set[3] = {};
-    const int i = e.hd == 64 ? 0 : e.hd == 128 ? 1 : 2;
-    if (tb > set[i]) {
-      LB_CUDA(cudaFuncSetAttribute(i == 0 ? (const void*)decode_attn_kernel<2> : i == 1 ? (const void*)decode_attn_kernel<4> : (const void*)decode_attn_kernel<8>,
-                                   cudaFuncAttributeMaxDynamicSharedMemorySize, (int)tb));
-      set[i] = tb;
-    }
-  }
-  if (e.hd == 64) return launch_pdl(decode_attn_kernel<2>, (unsigned)e.Hq, 256, tb, e);
-  if (e.hd == 128) return launch_pdl(decode_attn_kernel<4>, (unsigned)e.Hq, 256, tb, e);
-  return launch_pdl(decode_attn_kernel<8>, (unsigned)e.Hq, 256, tb, e);
+  const int i = e.hd == 64 ? 0 : e.hd == 128 ? 1 : 2;
+  decltype(&decode_attn_kernel<2>) kern = i == 0 ? decode_attn_kernel<2> : i == 1 ? decode_attn_kernel<4> : decode_attn_kernel<8>;
+  static size_t set[3] = {};
+  if (const char* err = allow_dyn_smem((const void*)kern, tb, set[i])) return err;
+  return launch_pdl(kern, (unsigned)e.Hq, 256, tb, e);
 }
 
 const char* cuda_decode_attn_fold_next(const DecodeAttn& e) {

@@ -57,17 +57,10 @@ struct I8Prep {
   float* tp;
 };
 constexpr int kPrepWarps = 8;
-// This quantizing block's 1/nq share of the prefetch ranges, by lanes 0 and 1 of its last warp, ≤ 64 KB an instruction.
+// This quantizing block's 1/nq share of the prefetch ranges, by lanes 0 and 1 of its last warp.
 __device__ __forceinline__ void prep_prefetch(const I8Prep& p, int b) {
   const int lane = threadIdx.x & 31;
-  if ((int)(threadIdx.x >> 5) != kPrepWarps - 1 || lane >= 2 || !p.pf[lane]) return;
-  const uint32_t bytes = p.pfb[lane], per = (uint32_t)(((uint64_t)bytes + 16u * p.nq - 1) / (16u * p.nq)) * 16u;
-  const uint32_t off = b * per;
-  if (off >= bytes) return;
-  const uint32_t n = min(per, bytes - off);
-  const unsigned char* src = static_cast<const unsigned char*>(p.pf[lane]) + off;
-  for (uint32_t o = 0; o < n; o += 65536u)
-    asm volatile("cp.async.bulk.prefetch.L2.global [%0], %1;\n" ::"l"(src + o), "r"(min(65536u, n - o)) : "memory");
+  if ((int)(threadIdx.x >> 5) == kPrepWarps - 1 && lane < 2 && p.pf[lane]) l2_prefetch_share(p.pf[lane], p.pfb[lane], b, p.nq);
 }
 // group_bt, group_bt_fits: lora_dot.cuh
 // One group of 64 by one warp (lane holds values lane and 32 + lane): x̂ = round(v / a), a = absmax / 127 (1 if all
@@ -105,14 +98,7 @@ __global__ void int8x_prep_kernel(I8Prep p) {
   uint4* Aps = reinterpret_cast<uint4*>(tsm);
   int8_t* xps = reinterpret_cast<int8_t*>(tsm) + (size_t)p.Rr * 1024;
   float* aps = reinterpret_cast<float*>(xps + 512);
-  if (p.Ap) {
-    for (int i = threadIdx.x; i < nr * (nin / 8); i += blockDim.x) {
-      const int r = i / (nin / 8), k = i % (nin / 8);
-      const unsigned sa = (unsigned)__cvta_generic_to_shared(Aps + r * 64 + k);
-      asm volatile("cp.async.cg.shared.global [%0], [%1], 16;\n" ::"r"(sa), "l"(reinterpret_cast<const uint4*>(p.Ap + (size_t)(ra + r) * in + k0) + k) : "memory");
-    }
-    asm volatile("cp.async.commit_group;\n" ::: "memory");
-  }
+  if (p.Ap) cp_async_rows(Aps, 64, reinterpret_cast<const uint4*>(p.Ap + (size_t)ra * in + k0), in / 8, nr, nin / 8);
   pdl_trigger();
   pdl_wait();
   const int r1 = p.B1 ? p.r : 0, r2 = p.B2 ? p.r : 0;
@@ -149,10 +135,7 @@ __global__ void int8x_prep_kernel(I8Prep p) {
     __syncthreads();
     const uint2* xv2 = reinterpret_cast<const uint2*>(xps);
     for (int r = w; r < nr; r += kPrepWarps) {
-      float acc = 0.f;
-      for (int k = lane; k < nin / 8; k += 32) acc = fmaf(aps[k >> 3], i8_arow8(Aps[r * 64 + k], xv2[k]), acc);
-#pragma unroll
-      for (int o = 16; o > 0; o >>= 1) acc += __shfl_xor_sync(0xffffffffu, acc, o);
+      const float acc = i8_arow_warp(Aps + r * 64, xv2, aps, lane, nin / 8, 32);
       if (lane == 0) p.tp[b * p.Rp + ra + r] = acc;
     }
   }
@@ -314,9 +297,10 @@ __global__ void __launch_bounds__(512, AHEAD == 1 ? 2 : 1) int8x_gemv_kernel(con
 #pragma unroll
   for (int i = 0; i < AHEAD; i++)
     if (active && ks + i * nks < nblk) load_w(ring[i], ks + i * nks);
-  // parts & 16384: the warp's later blocks (past the ring) prefetched into L2 now, with no registers held, so that each
-  // of their loads in the loop is an L2 hit instead of one more DRAM round trip in sequence (the ring holds one block)
-  if (selfpf && active)
+  // parts & 16384 (fixed order only, the decoder's kernels: in the float-atomic <1, SX> kernel the loop cost an 8-byte
+  // spill): the warp's later blocks (past the ring) prefetched into L2 now, with no registers held, so that each of their
+  // loads in the loop is an L2 hit instead of one more DRAM round trip in sequence (the ring holds one block)
+  if (FIXED && selfpf && active)
     for (int blk = ks + AHEAD * nks; blk < nblk; blk += nks) {
       asm volatile("prefetch.global.L2 [%0];\n" ::"l"(wp + (size_t)blk * 32));
       if (t == 0) {
@@ -381,11 +365,11 @@ __global__ void __launch_bounds__(512, AHEAD == 1 ? 2 : 1) int8x_gemv_kernel(con
     __syncthreads();  // a dense block's warps are all dense (dfirst is a multiple of 4); FIXED: ablock
     if (threadIdx.x == 0) {
       const float rs = npart ? rstd_of() : 1.f;
-      const int nrow = FIXED ? min(1 << rlg, R - ((int)blockIdx.x << rlg)) : 1;
+      const int nrow = FIXED ? anrow : 1;
       for (int r = 0; r < nrow; r++) {
         float tt = 0.f;
         for (int i = 0; i < dn; i++) tt += dred[r * dn + i];  // the row's warps in order
-        tout[FIXED ? ((int)blockIdx.x << rlg) + r : drow] = tt * rs;
+        tout[FIXED ? arow0 + r : drow] = tt * rs;
       }
       if (FIXED && bt.sync) {
         __threadfence();
@@ -408,8 +392,8 @@ __global__ void __launch_bounds__(512, AHEAD == 1 ? 2 : 1) int8x_gemv_kernel(con
     }
     i8_block(b.w, b.m0, b.m1, b.x, b.a, b.s, y0, y1);
   }
+  const float rstd = npart ? rstd_of() : 1.f;  // (also scales t's partial sums below)
   if (npart) {
-    const float rstd = rstd_of();
     y0 *= rstd;
     y1 *= rstd;
   }
@@ -429,7 +413,7 @@ __global__ void __launch_bounds__(512, AHEAD == 1 ? 2 : 1) int8x_gemv_kernel(con
         if (SX && bt.np) {  // the partial sums in order (deterministic), then the GEMV's 1/rms (prep partials of a norm)
           float s = 0.f;
           for (int j = 0; j < bt.np; j++) s += tps[j * bt.Rt + seg * bt.r + i];
-          tsm[i] = npart ? s * rstd_of() : s;
+          tsm[i] = npart ? s * rstd : s;
         } else {
           tsm[i] = __ldcg(tout + seg * bt.r + i);
         }
@@ -543,10 +527,7 @@ const char* cuda_int8x_prep(const void* x, const float* x2, const float* normw, 
   const size_t asm_ = p.Ap ? (size_t)p.Rr * 1024 + 512 + 32 : 0;
   const size_t smem = std::max(((p.B1 ? p.r : 0) + (p.B2 ? p.r : 0)) * sizeof(float), asm_);
   static size_t smemSet = 0;
-  if (smem > 48 * 1024 && smem > smemSet) {
-    LB_CUDA(cudaFuncSetAttribute((const void*)int8x_prep_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem));
-    smemSet = smem;
-  }
+  if (const char* err = allow_dyn_smem((const void*)int8x_prep_kernel, smem, smemSet)) return err;
   const unsigned nrb = p.Ap ? (unsigned)((p.Rp + p.Rr - 1) / p.Rr) : 1u;
   return launch_ex(pdl, int8x_prep_kernel, (unsigned)p.nq * nrb, 32u * kPrepWarps, smem, p);
 }
@@ -637,10 +618,7 @@ const char* cuda_int8x_gemv(const void* words, const uint32_t* sz, const float* 
     if (sxb + asb > 200 * 1024) return "cudaInt8xGemv: the prefetched A rows (parts & 2048) need more than 200 KB of shared memory";
     const int ki = ((parts & 16) ? 1 : 0) + (sx ? 2 : 0) + (fixed ? 4 : 0);
     static size_t smemSet[8] = {};
-    if (sxb + asb > 48 * 1024 && sxb + asb > smemSet[ki]) {
-      LB_CUDA(cudaFuncSetAttribute((const void*)kern[ki], cudaFuncAttributeMaxDynamicSharedMemorySize, (int)(sxb + asb)));
-      smemSet[ki] = sxb + asb;
-    }
+    if (const char* err = allow_dyn_smem((const void*)kern[ki], sxb + asb, smemSet[ki])) return err;
     return launch_ex((parts & 8) != 0, kern[ki], blocks, threads,
                      sxb + asb, static_cast<const uint4*>(words), sz, static_cast<const int8_t*>(xq),
                      static_cast<const float*>(a), static_cast<const int*>(sum), static_cast<const float*>(part), npart, eps, y,

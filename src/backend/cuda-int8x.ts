@@ -25,8 +25,8 @@ export interface NativeCudaInt8x extends NativeCuda {
    * 2048 (with 64) = the A-row blocks' rows copied into shared memory before the PDL wait; 4096 (with 64, not 512) = t
    * was made by the launch before: A null, R = t's length, sync null, B·t with no wait; 8192 (with 4096 and 32) = t
    * arrives as tParts partial sums [tParts][R] (cudaInt8xPrep's Ap/tp, or the attention's heads), added in order by
-   * each tile block and scaled by its 1/rms (normEps); 16384 = each warp prefetches its later blocks' words and
-   * scale|zero words into L2 at its start (no effect on results);
+   * each tile block and scaled by its 1/rms (normEps); 16384 (with 64) = each warp prefetches its later blocks' words
+   * and scale|zero words into L2 at its start (no effect on results);
    * x is read only with 1 (else null: x̂ is already in scratch, e.g. from cudaInt8xPrep). normEps: scratch came from cudaInt8xPrep with normW, and the row sums are scaled by RMSNorm's 1/rms (from the prep's Σx²
    * partials). A (bf16 [R, in], a handle or view 16-byte aligned) and t (f32 [R]): the same launch also writes
    * t = A·x̃ on x's int8 image, a block of 4 warps per row (the adapter's LoRA-A factor; twin int8xLoraA). Bs, ends, r,
@@ -181,12 +181,14 @@ export function int8xPrepInput(x: Float32Array, opts: { x2?: Float32Array; normW
 }
 
 /** t[R] of cudaInt8xGemv's LoRA-A rows in f64: Σ_g a_g Σ_{i∈g} A[r, i]·x̂_i, times rstd (RMSNorm's 1/rms, else 1). A holds
- * bf16 values (f32 [R, in]); xq, a as int8X returns them. */
-export function int8xLoraA(A: Float32Array, R: number, inF: number, xq: Int8Array, a: Float32Array, rstd = 1): Float64Array {
+ * bf16 values (f32 [R, in]); xq, a as int8X returns them. Groups [g0, g1) only: a partial sum of t (the prep's and the
+ * attention's t partials, parts & 8192). */
+export function int8xLoraA(A: Float32Array, R: number, inF: number, xq: ArrayLike<number>, a: Float32Array, rstd = 1, g0 = 0,
+  g1 = inF / 64): Float64Array {
   const t = new Float64Array(R);
   for (let r = 0; r < R; r++) {
     let acc = 0;
-    for (let g = 0; g < inF / 64; g++) {
+    for (let g = g0; g < g1; g++) {
       let p = 0;
       for (let i = 64 * g; i < 64 * g + 64; i++) p += A[r * inF + i] * xq[i];
       acc += a[g] * p;

@@ -46,14 +46,25 @@ export function hostEngine(): HostEngine {
     for (let i = 0; i < v.length; i++) out[Math.floor(i / per)] += v[i] * v[i];
     return out;
   };
+  // views of an int8-x scratch of inF inputs: x̂ [inF] | a [ng] | Σx̂ [ng]
+  const int8xViews = (scratch: number, inF: number) => {
+    const ng = inF / 64, sb = get(scratch, inF + 8 * ng);
+    return { xq: new Int8Array(sb.mem, sb.off, inF), a: f32(scratch, ng, inF / 4), sum: new Int32Array(sb.mem, sb.off + inF + 4 * ng, ng) };
+  };
   // an int8-x scratch (x̂ | a | Σx̂) from x̃, as the prep kernel leaves it (and x̃ kept for int8xExact)
   const int8xFill = (scratch: number, xt: Float32Array) => {
-    const inF = xt.length, ng = inF / 64, { xq, a, sum } = int8X(xt);
+    const v = int8xViews(scratch, xt.length), { xq, a, sum } = int8X(xt);
     exactX.set(scratch, xt);
-    new Int8Array(u8(scratch, inF).buffer, u8(scratch, inF).byteOffset, inF).set(xq);
-    f32(scratch, ng, inF / 4).set(a);
-    const sb = get(scratch, inF + 8 * ng);
-    new Int32Array(sb.mem, sb.off + inF + 4 * ng, ng).set(sum);
+    v.xq.set(xq); v.a.set(a); v.sum.set(sum);
+  };
+  // the x̂ a kernel reads from that scratch: its int8 image, or with int8xExact x̃ / a (so a·x̂ is x̃ exactly)
+  const int8xXhat = (scratch: number, inF: number): { xh: ArrayLike<number>; a: Float32Array } => {
+    const { xq, a } = int8xViews(scratch, inF), xt = eng.int8xExact ? exactX.get(scratch) : undefined;
+    return { xh: xt ? Float32Array.from(xt, (x, i) => x / a[i >> 6]) : xq, a };
+  };
+  // the L2 prefetch ranges of the prep and the attention: hints, so only checked (multiples of 16 bytes within a buffer)
+  const checkPrefetch = (fn: string, ranges: [number | null | undefined, number][]) => {
+    for (const [h, n] of ranges) if (h) { if (n % 16) throw new Error(`${fn}: a prefetch range is a multiple of 16 bytes`); get(h, n); }
   };
   let next = 1;
   let capture: (() => void)[] | null = null;
@@ -181,7 +192,7 @@ export function hostEngine(): HostEngine {
       Hkv: number, hd: number, out: number | null, tq: number | null = null, tk: number | null = null, tv: number | null = null,
       Bq: number | null = null, Bk: number | null = null, Bv: number | null = null, r = 0, i8: number | null = null,
       Ao: number | null = null, Ro = 0, tpo: number | null = null, pf1: number | null = null, pf1Bytes = 0, pf2: number | null = null, pf2Bytes = 0) => {
-      for (const [h, n] of [[pf1, pf1Bytes], [pf2, pf2Bytes]] as const) if (h) { if (n % 16) throw new Error('cudaDecodeAttn: a prefetch range is a multiple of 16 bytes'); get(h, n); }
+      checkPrefetch('cudaDecodeAttn', [[pf1, pf1Bytes], [pf2, pf2Bytes]]);
       const Q = Hq * hd, KV = Hkv * hd, half = hd / 2, qo = new Float32Array(Q), ko = new Float32Array(KV);
       ropeForward(qo, plusBt(f32(q, Q), Bq, tq, r), f32(cos, half), f32(sin, half), 1, 1, Hq, hd);
       ropeForward(ko, plusBt(f32(k, KV), Bk, tk, r), f32(cos, half), f32(sin, half), 1, 1, Hkv, hd);
@@ -195,17 +206,8 @@ export function hostEngine(): HostEngine {
       if (i8) int8xFill(i8, bfr(o));  // the int8-x GEMV's input from the bf16 output, as cudaInt8xPrep makes it from bf16 out
       if (Ao && (!i8 || !tpo || Ro < 1 || hd % 64)) throw new Error('cudaDecodeAttn: the o GEMV\'s t partials need the int8-x output, Ro ≥ 1, tpo and hd % 64 == 0');
       if (Ao && i8 && tpo) {  // the o GEMV's t partials, one set per head over its groups of 64
-        const ng = Q / 64, sb = get(i8, Q + 8 * ng), xq = new Int8Array(sb.mem, sb.off, Q), a = f32(i8, ng, Q / 4);
-        const xt = eng.int8xExact ? exactX.get(i8) : undefined, Av = bfRead(Ao, Ro * Q), tv = f32(tpo, Hq * Ro);
-        for (let h = 0; h < Hq; h++) for (let k = 0; k < Ro; k++) {
-          let acc = 0;
-          for (let g = h * hd / 64; g < (h + 1) * hd / 64; g++) {
-            let d = 0;
-            for (let i = 64 * g; i < 64 * g + 64; i++) d += Av[k * Q + i] * (xt ? xt[i] / a[g] : xq[i]);
-            acc += a[g] * d;
-          }
-          tv[h * Ro + k] = acc;
-        }
+        const { xh, a } = int8xXhat(i8, Q), Av = bfRead(Ao, Ro * Q), tv = f32(tpo, Hq * Ro);
+        for (let h = 0; h < Hq; h++) tv.set(int8xLoraA(Av, Ro, Q, xh, a, 1, h * hd / 64, (h + 1) * hd / 64), h * Ro);
       }
       if (out) bfWrite(out, o);
     },
@@ -244,7 +246,7 @@ export function hostEngine(): HostEngine {
       Ap?: number | null, Rp = 0, tp?: number | null, rows = 64) => {
       if (Ap && (B1 || B2 || !tp || Rp < 1 || rows < 1 || rows > 128 || (Rp > rows && xOut !== null && xOut !== undefined && xOut === x)))
         throw new Error('cudaInt8xPrep: t partials take no hand-off B·t, tp, 1–128 rows a block, and xOut ≠ x with more than one row block');
-      for (const [h, n] of [[pf1, pf1Bytes], [pf2, pf2Bytes]] as const) if (h) { if (n % 16) throw new Error('cudaInt8xPrep: a prefetch range is a multiple of 16 bytes'); get(h, n); }
+      checkPrefetch('cudaInt8xPrep', [[pf1, pf1Bytes], [pf2, pf2Bytes]]);
       const bt = (B?: number | null, t?: number | null): Int8xPrepBt | undefined => (B && t ? { B: bfRead(B, inF * r), t: f32(t, r).slice(), r } : undefined);
       const xv = xBf16 ? bfRead(x, inF) : f32(x, inF).slice();
       const { xt, xOut: v } = int8xPrepInput(xv, { x2: x2 ? f32(x2, inF).slice() : undefined, normW: normW ? f32(normW, inF).slice() : undefined,
@@ -253,17 +255,8 @@ export function hostEngine(): HostEngine {
       int8xFill(scratch, xt);
       const ng = inF / 64;
       if (Ap && tp) {  // partial sums of the consumer GEMV's t, one set per block of 8 groups (512 inputs)
-        const sb = get(scratch, inF + 8 * ng), xq = new Int8Array(sb.mem, sb.off, inF), a = f32(scratch, ng, inF / 4);
-        const Av = bfRead(Ap, Rp * inF), nb = Math.ceil(ng / 8), tv = f32(tp, nb * Rp);
-        for (let b = 0; b < nb; b++) for (let k = 0; k < Rp; k++) {
-          let acc = 0;
-          for (let g = 8 * b; g < Math.min(ng, 8 * b + 8); g++) {
-            let d = 0;
-            for (let i = 64 * g; i < 64 * g + 64; i++) d += Av[k * inF + i] * (eng.int8xExact ? xt[i] / a[g] : xq[i]);
-            acc += a[g] * d;
-          }
-          tv[b * Rp + k] = acc;
-        }
+        const { xh, a } = int8xXhat(scratch, inF), Av = bfRead(Ap, Rp * inF), nb = Math.ceil(ng / 8), tv = f32(tp, nb * Rp);
+        for (let b = 0; b < nb; b++) tv.set(int8xLoraA(Av, Rp, inF, xh, a, 1, 8 * b, Math.min(ng, 8 * b + 8)), b * Rp);
       }
       if (normW) {  // Σv² per prep block of 8 groups, as the kernel leaves them for the GEMV's 1/rms
         const part = f32(scratch, Math.ceil(ng / 8), (inF + 8 * ng) / 4);
@@ -285,7 +278,7 @@ export function hostEngine(): HostEngine {
       if (parts & 1) (ops.cudaInt8xPrep as (...a: unknown[]) => void)(x, null, null, scratch, inF, null, 0);
       if (parts & 2) f32(y, out).fill(0);
       if (!(parts & 4)) return;
-      const sb = get(scratch, inF + 8 * ng), xq = new Int8Array(sb.mem, sb.off, inF), a = f32(scratch, ng, inF / 4), sum = new Int32Array(sb.mem, sb.off + inF + 4 * ng, ng);
+      const { xq, a, sum } = int8xViews(scratch, inF);
       const xt = eng.int8xExact ? exactX.get(scratch) : undefined;
       if (eng.int8xExact && !xt) throw new Error('cudaInt8xGemv (int8xExact): the scratch has no prep');
       let rstd = 1;

@@ -443,8 +443,9 @@ export class GpuDecoder {
       && p.every((l) => l.sync !== null && [l.qkv, l.o, l.gu, l.down].every((g) => g.bt !== null));
   }
 
-  /** Whether the preps make q/k/v's and gate/up's t (tPrep): needs the counters zeroed by the preps (every GEMV adds its
-   * own B·t, prep launches), an adapter, and the per-tile kernel for those GEMVs. */
+  /** Whether every GEMV's t comes as partial sums from the launch before it (tPrep): needs the counters zeroed by the preps
+   * (every GEMV adds its own B·t, prep launches), an adapter, the one-launch attention, and the per-tile kernel with x̂
+   * in shared memory for all four GEMVs. */
   get int8xTPrep(): boolean { return this.i8tprep; }
   private get i8tprep(): boolean {
     const p = this.i8;
@@ -493,7 +494,7 @@ export class GpuDecoder {
     const r = this.lora?.sites[0]?.r ?? 0;
     c.cudaEmbedding(h.id, this.w.embed, h.x, 1, D, cfg.vocabSize, true);
     const fold = this.i8fold, zero = this.i8zeroSync, zb = zero ? 256 : 0;  // once per step, not per launch
-    // tPrep: q/k/v's and gate/up's t from their preps; the residual goes h.x → x2 (prep 1) → h.x (prep 2) in each layer
+    // tPrep: every GEMV's t as partial sums from the launch before; the residual goes h.x → x2 (prep 1) → h.x (prep 2)
     const tp = !fold && this.i8tprep, x2 = tp ? this.i8x2! : h.x, rows = Number(process.env.LOWBIT_INT8X_TPREP_ROWS ?? 64);
     const tA = (g: Int8xGemv): [number | null, number, number | null, number] => (tp ? [g.A, g.R, this.i8tp, rows] : [null, 0, null, 64]);
     const tparts = (inF: number) => Math.ceil(inF / 512);
@@ -524,8 +525,7 @@ export class GpuDecoder {
         this.i8gemv(pl.down, scr.I, null, 0, next ? { scratch: scr.D, x: h.x, normW: next.inputNorm, half: 0 } : null);
         continue;
       }
-      if (tp) this.i8gemv(pl.o, scr.Q, null, zb | 4096 | 8192, null, cfg.numHeads, this.i8tpo);  // t: the heads' partial sums
-      else this.i8gemv(pl.o, scr.Q, null, zb);
+      this.i8gemv(pl.o, scr.Q, null, zb | (tp ? 4096 | 8192 : 0), null, cfg.numHeads, tp ? this.i8tpo : null);  // t: the heads' partial sums
       x8.cudaInt8xPrep(x2, null, w.postNorm, scr.D, D, ...this.i8zero(pl.gu, sync?.gu, 2), true, pl.o.y, ...this.i8Bt(pl.o, B.o_proj, t.o_proj), null, null, r, h.x,
         false, ...pf(pl.gu), ...tA(pl.gu));
       this.i8gemv(pl.gu, scr.D, eps, zb | (tp ? 4096 | 8192 : 0), null, tparts(D), tp ? this.i8tp : null);
