@@ -52,12 +52,7 @@ console.log(`copy bandwidth ${(BW / 1e9).toFixed(0)} GB/s (read + write)`);
 const L = 8, reps = 20;
 const timeGraph = (body) => {  // ms per body call, median of 3 graph launches
   c.cudaGraphBegin();
-  try {
-    for (let r = 0; r < reps; r++) for (let l = 0; l < L; l++) body(l);
-  } catch (e) {  // end the capture before rethrowing, so that the next graph can begin
-    try { c.cudaGraphFree(c.cudaGraphEnd()); } catch { /* the capture may already be invalid */ }
-    throw e;
-  }
+  for (let r = 0; r < reps; r++) for (let l = 0; l < L; l++) body(l);
   const g = c.cudaGraphEnd();
   c.cudaGraphLaunch(g); c.cudaSync();
   const ms = [];
@@ -175,16 +170,6 @@ const skeleton = [];
   const hBq = [bf(4096 * 64, 86), bf(4096 * 64, 87), bf(4096 * 64, 88)];
   const epiBt = [{ Bs: hBq, ends: [4096, 8192, 12288] }, { Bs: [hB.o], ends: [4096] }, { Bs: [hB.gate, hB.up], ends: [11008, 22016] },
     { Bs: [hB.down], ends: [4096] }].map((e) => { const sync = c.cudaAlloc(16); c.cudaMemset0(sync, 16); return { ...e, sync }; });
-  // t from the prep (parts & 4096 | 8192): each prep's blocks write t's partial sums from their 64-row blocks of A (the
-  // decoder's o gets them from the attention; here o's plain prep stands in), the GEMV adds them with no A-row blocks;
-  // 'tp+pf': each prep also prefetches its GEMV's words and scale|zero words into L2
-  const htp = c.cudaAlloc(Math.ceil(11008 / 512) * 192 * 4);
-  const prepTp = (l, i, s, pdl, zy, nz, pf) => {
-    const [w, sz] = layers[l][i], tail = [pf ? w : null, pf ? s.wBytes : 0, pf ? sz : null, pf ? s.szBytes : 0, loraA[l][i], rankRows[i], htp, 64];
-    if (i === 0 || i === 2) c.cudaInt8xPrep(hx, null, hn, scr[i], s.inP, zy, nz, pdl, hyr, null, null, null, null, 0, hxo, false, ...tail);
-    else if (i === 1) c.cudaInt8xPrep(hatt, null, null, scr[i], s.inP, zy, nz, pdl, null, null, null, null, null, 0, null, true, ...tail);
-    else c.cudaInt8xPrep(hx, hup, null, scr[i], s.inP, zy, nz, pdl, null, null, null, null, null, 0, null, false, ...tail);
-  };
   // the hand-offs and the LoRA-A rows once apart and once together, so each one's price shows
   for (const [label, pdl, pick, prep, handoff, withA] of [['no PDL', false, 'ks', false, false, false],
     ['PDL', true, 'ksPdl', false, false, false], ['PDL, split K 1', true, null, false, false, false],
@@ -195,36 +180,24 @@ const skeleton = [];
     ['PDL + prep launches with the hand-offs + LoRA-A rows (rank 64), float-atomic split K', true, 'ksPdlAtomic', true, true, true],
     ['PDL + prep launches with the hand-offs + LoRA-A rows (rank 64), fixed-order split K', true, 'ksPdlFixed', true, true, true],
     ['PDL + prep launches with the hand-offs + LoRA-A rows (rank 64), B·t in the GEMV epilogues (fixed-order split K)', true, 'ksPdlFixed', true, 'epi', true],
-    ['PDL + prep launches making t\'s partial sums (rank 64), B·t in the GEMV epilogues, no A-row blocks', true, 'ksPdlFixed', true, 'tp', true],
-    ['PDL + prep launches making t\'s partial sums and prefetching the GEMV\'s weights into L2, B·t in the GEMV epilogues', true, 'ksPdlFixed', true, 'tp+pf', true],
     ...(streams.includes(1) ? [['PDL + prep launches, streamed GEMVs', true, 'ksPdlStream', true, false, false],
       ['PDL + prep launches with the hand-offs + LoRA-A rows (rank 64), B·t in the GEMV epilogues, streamed GEMVs', true, 'ksPdlStream', true, 'epi', true]] : [])]) {
-    let us;
-    try {
-    us = timeGraph((l) => layers[l].forEach((h, i) => {
+    const us = timeGraph((l) => layers[l].forEach((h, i) => {
       const s = shapes[i], pr = prepOf[i];
-      const tp = typeof handoff === 'string' && handoff.startsWith('tp');
-      const { ks, A: A0 } = pick ? s[pick] : { ks: 1, A: 0 }, A = tp ? A0 | 32 | 64 | 4096 | 8192 : A0;
+      const { ks, A } = pick ? s[pick] : { ks: 1, A: 0 };
       const zy = A & 64 ? null : hy, nz = A & 64 ? 0 : s.out;  // a GEMV that stores y needs no zeroed y
-      const epi = (handoff === 'epi' || tp) && A & 64 ? epiBt[i] : null;
-      if (tp) {
-        prepTp(l, i, s, pdl, zy, nz, handoff === 'tp+pf');
-        c.cudaInt8xGemv(h[0], h[1], hx, scr[i], hy, s.out, s.inP, ks, (pdl ? 12 : 4) | A, pr.norm ? 1e-5 : null, null, rankRows[i], htp,
-          epi.Bs, epi.ends, 64, null, null, null, null, 0, null, Math.ceil(s.inP / 512));
-        return;
-      }
+      const epi = handoff === 'epi' && A & 64 ? epiBt[i] : null;
       if (prep && handoff) prepWithA(i, s, pdl, zy, nz, !!epi);
       else if (prep) c.cudaInt8xPrep(hx, pr.swiglu ? hx : null, pr.norm ? hn : null, scr[i], s.inP, zy, nz, pdl);
       c.cudaInt8xGemv(h[0], A & 512 ? h[2] : h[1], hx, scr[i], hy, s.out, s.inP, ks, (pdl ? 12 : 4) | A, prep && pr.norm ? 1e-5 : null,
         withA ? loraA[l][i] : null, withA ? rankRows[i] : 0, withA ? ht : null, epi?.Bs ?? null, epi?.ends ?? null, epi ? 64 : 0, epi?.sync ?? null);
     })) * 1e3;
-    } catch (e) { console.log(`layer skeleton (${label}): failed: ${e.message}`); continue; }  // the next rows still run
-    const bytes = read + (withA ? readArows : 0) + (handoff ? readB + (handoff !== true ? 3 * 4096 * 64 * 2 : 0) : 0), ofCopy = bytes / (us * 1e-6) / BW;
+    const bytes = read + (withA ? readArows : 0) + (handoff ? readB + (handoff === 'epi' ? 3 * 4096 * 64 * 2 : 0) : 0), ofCopy = bytes / (us * 1e-6) / BW;
     skeleton.push({ label, withLoraA: withA, withHandoffs: handoff, splits: shapes.map((s) => (pick ? `${s[pick].ks}${s[pick].A & 16 ? 'a2' : ''}${s[pick].A & 32 ? 's' : ''}${s[pick].A & 64 ? 'f' : ''}${s[pick].A & 512 ? 'S' : ''}` : '1')), usPerLayer: us, readBytes: bytes, ofCopyRead: ofCopy });
     console.log(`layer skeleton (4 GEMVs × ${L} layers, ${label}, split K ${skeleton.at(-1).splits.join('/')}): ${us.toFixed(2)} µs per layer, ${(bytes / 1e6).toFixed(1)} MB → ${(100 * ofCopy).toFixed(1)} % of the copy rate`);
   }
   for (const l of loraA) for (const h of l) c.cudaFree(h);
-  for (const h of [ht, htp, ...Object.values(hB), ...hBq, ...epiBt.map((e) => e.sync), hatt, hyr, hxo, hup]) c.cudaFree(h);
+  for (const h of [ht, ...Object.values(hB), ...hBq, ...epiBt.map((e) => e.sync), hatt, hyr, hxo, hup]) c.cudaFree(h);
   for (const l of layers) for (const s of l) for (const h of s) if (h) c.cudaFree(h);
   for (const h of [hx, hy, hn, ...scr]) c.cudaFree(h);
 }

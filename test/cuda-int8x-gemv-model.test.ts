@@ -23,12 +23,6 @@ import { cudaInt8xOps, cudaInt8xUnavailable, int8X, int8xInputOf, int8xLoraA, in
 
 const MASK = [0x03030303, 0x0c0c0c0c, 0x30303030, 0xc0c0c0c0];
 
-/** A random 2-bit group-64 RTN weight [out, inF] (entries N(0, 0.03²)) and its codes, as the GPU tests pack them. */
-function packedW2(rng: Rng, out: number, inF: number) {
-  const p = quantizeRTN(new Float32Array(out * inF).map(() => 0.03 * rng.normal()), out, inF, { bits: 2, groupSize: 64 });
-  return { p, q: unpackCodes(p.qcodes, 2, out * inF) };
-}
-
 const u8 = (w: number, b: number) => (w >>> (8 * b)) & 0xff;
 
 /** The kernel's y, lane by lane: the warp's four slot MMAs per (tile, block), then the fold per group. */
@@ -108,8 +102,8 @@ test('CUDA int8-x GEMV prototype = its twins: x quantization exact, y = f64 on t
   if (!c) { t.skip(cudaInt8xUnavailable()); return; }
   const rng = new Rng(41);
   for (const [out, inF] of [[40, 256], [1000, 4096], [300, 11008]]) {
-    const { p, q } = packedW2(rng, out, inF);
-    const W = dequantize(p), ng = inF / 64;
+    const p = quantizeRTN(new Float32Array(out * inF).map(() => 0.03 * rng.normal()), out, inF, { bits: 2, groupSize: 64 });
+    const q = unpackCodes(p.qcodes, 2, out * inF), W = dequantize(p), ng = inF / 64;
     const x = new Float32Array(inF).map(() => rng.normal() * (rng.int(16) === 0 ? 8 : 1));
     const { xq, a, sum } = int8X(x);
     const ref = new Float64Array(out);
@@ -150,8 +144,8 @@ test('CUDA int8-x prep (RMSNorm, SwiGLU) + GEMV = f64 of the normed / gated x on
   if (!c) { t.skip(cudaInt8xUnavailable()); return; }
   const rng = new Rng(43), eps = 1e-5;
   for (const [out, inF, mode] of [[48, 4096, 'norm'], [40, 640, 'norm'], [64, 11008, 'swiglu'], [33, 1024, 'plain']] as const) {
-    const { p, q } = packedW2(rng, out, inF);
-    const W = dequantize(p);
+    const p = quantizeRTN(new Float32Array(out * inF).map(() => 0.03 * rng.normal()), out, inF, { bits: 2, groupSize: 64 });
+    const q = unpackCodes(p.qcodes, 2, out * inF), W = dequantize(p);
     const x = new Float32Array(inF).map(() => rng.normal() * (rng.int(16) === 0 ? 8 : 1));
     const x2 = new Float32Array(inF).map(() => rng.normal());
     const normW = new Float32Array(inF).map(() => 0.5 + rng.next());
@@ -247,15 +241,15 @@ test('CUDA int8-x prep (RMSNorm, SwiGLU) + GEMV = f64 of the normed / gated x on
   }
 });
 
-test('CUDA int8-x streamed GEMV (parts & 512: a block per SM, a bulk-copy ring) = the per-tile kernel with the same split K bit for bit (y and t), = f64; LoRA-A rows (a block a row, or 4 a block: parts & 1024; prefetched into shared memory: parts & 2048, per-tile), B·t in 3 segments, counters back to zero or zeroed by the prep; rings that wrap', (t) => {
+test('CUDA int8-x streamed GEMV (parts & 512: a block per SM, a bulk-copy ring) = the per-tile kernel with the same split K bit for bit (y and t), = f64; LoRA-A rows (a block a row, or 4 a block: parts & 1024), B·t in 3 segments, counters back to zero or zeroed by the prep; rings that wrap', (t) => {
   const c = cudaInt8xOps();
   if (!c) { t.skip(cudaInt8xUnavailable()); return; }
   const rng = new Rng(59), eps = 1e-5;
   // 6400×4096: 400 tiles, 4 per block, so a 3-stage ring wraps; 2144×11008: 3 chunks of 4096 inputs a tile, 2 tiles a
   // block (6 items); 304×11008 with 48 A rows: more blocks than tiles (≤ 2 A rows of 11008 inputs a block); 48×4096: 3 tiles
   for (const [out, inF, norm] of [[48, 4096, true], [6400, 4096, true], [304, 11008, false], [2144, 11008, false]] as const) {
-    const { p, q } = packedW2(rng, out, inF);
-    const W = dequantize(p);
+    const p = quantizeRTN(new Float32Array(out * inF).map(() => 0.03 * rng.normal()), out, inF, { bits: 2, groupSize: 64 });
+    const q = unpackCodes(p.qcodes, 2, out * inF), W = dequantize(p);
     const x = new Float32Array(inF).map(() => rng.normal() * (rng.int(16) === 0 ? 8 : 1));
     const normW = new Float32Array(inF).map(() => 0.5 + rng.next());
     const { xt, ss } = int8xPrepInput(x, norm ? { normW } : {});
@@ -306,13 +300,6 @@ test('CUDA int8-x streamed GEMV (parts & 512: a block per SM, a bulk-copy ring) 
         assert.deepEqual(new Uint32Array(streamed.y.buffer), new Uint32Array(tiled.y.buffer), `${out}×${inF} ${ks} warps${adapter ? ' + adapter' : ''}: streamed y = per-tile y bit for bit`);
         assert.ok(e < 1e-5, `${out}×${inF} ${ks} warps: streamed y vs f64 ${e}`);
         if (adapter) {
-          // parts & 16384: each warp's later blocks prefetched into L2 (a hint): the same bits
-          const selfpf = run(ks, 12 | 32 | 64 | 16384 | rows, true);
-          assert.deepEqual(new Uint32Array(selfpf.y.buffer), new Uint32Array(tiled.y.buffer), `${out}×${inF} ${ks} warps: L2 self-prefetch, y bit for bit`);
-          // parts & 2048: the per-tile kernel's A-row blocks read their rows from shared memory (copied before the wait)
-          const apre = run(ks, 12 | 32 | 64 | 2048 | rows, true);
-          assert.deepEqual(new Uint32Array(apre.tv.buffer), new Uint32Array(tiled.tv.buffer), `${out}×${inF} ${ks} warps rows ${rows}: A rows prefetched, t bit for bit`);
-          assert.deepEqual(new Uint32Array(apre.y.buffer), new Uint32Array(tiled.y.buffer), `${out}×${inF} ${ks} warps rows ${rows}: A rows prefetched, y bit for bit`);
           assert.deepEqual(new Uint32Array(streamed.tv.buffer), new Uint32Array(tiled.tv.buffer), 'streamed t = per-tile t bit for bit');
           assert.deepEqual([...streamed.sync], [0, 0], 'the streamed launch leaves its counters at zero');
           const again = run(ks, 12 | 64 | 512 | rows, true);  // and the next launch finds them so
@@ -338,8 +325,8 @@ test('CUDA int8-x prep hand-offs (residual + B·t + RMSNorm, SwiGLU with both B�
   const rng = new Rng(53), eps = 1e-5;
   for (const [out, inF, mode, r] of [[48, 4096, 'residual+norm', 64], [40, 1024, 'swiglu+bt', 16], [33, 640, 'bf16', 8],
     [40, 1024, 'swiglu+bt', 24], [48, 640, 'residual+norm', 12]] as const) {
-    const { p, q } = packedW2(rng, out, inF);
-    const W = dequantize(p);
+    const p = quantizeRTN(new Float32Array(out * inF).map(() => 0.03 * rng.normal()), out, inF, { bits: 2, groupSize: 64 });
+    const q = unpackCodes(p.qcodes, 2, out * inF), W = dequantize(p);
     let x = new Float32Array(inF).map(() => rng.normal() * (rng.int(16) === 0 ? 8 : 1));
     if (mode === 'bf16') x = Float32Array.from(bf16Values(x));
     const addY = new Float32Array(inF).map(() => 0.5 * rng.normal()), x2 = new Float32Array(inF).map(() => rng.normal());
@@ -377,70 +364,13 @@ test('CUDA int8-x prep hand-offs (residual + B·t + RMSNorm, SwiGLU with both B�
   }
 });
 
-test('CUDA int8-x prep with the consumer GEMV\'s t as partial sums per block of 8 groups (1 or 3 row blocks), the GEMV adding them in order × its 1/rms (parts & 4096 | 8192) = f64 and = the GEMV with its own A-row blocks; residual + RMSNorm and SwiGLU; x̂ and xOut unchanged', (t) => {
-  const c = cudaInt8xOps();
-  if (!c) { t.skip(cudaInt8xUnavailable()); return; }
-  const rng = new Rng(67), eps = 1e-5;
-  for (const [out, inF, mode] of [[48, 4096, 'residual+norm'], [96, 1024, 'swiglu'], [48, 640, 'residual+norm'], [48, 11008, 'swiglu']] as const) {
-    const { p, q } = packedW2(rng, out, inF);
-    const res = mode === 'residual+norm', x = new Float32Array(inF).map(() => rng.normal() * (rng.int(16) === 0 ? 8 : 1));
-    const addY = new Float32Array(inF).map(() => 0.5 * rng.normal()), x2 = new Float32Array(inF).map(() => rng.normal());
-    const normW = new Float32Array(inF).map(() => 0.5 + rng.next());
-    const twin = int8xPrepInput(x, res ? { addY, normW } : { x2 }), tq = int8X(twin.xt);
-    const rstd = res ? 1 / Math.sqrt(twin.ss / inF + eps) : 1;
-    const rB = 16, R = 3 * rB, A = bf16Values(new Float32Array(R * inF).map(() => 0.05 * rng.normal()));
-    const tRef = int8xLoraA(A, R, inF, tq.xq, tq.a, rstd), ends = [16, 32, out], nb = Math.ceil(inF / 512);
-    const hs: number[] = [];
-    const u = (d: ArrayBufferView): number => { const h: number = c.cudaAlloc(Math.max(16, d.byteLength)); c.cudaUpload(h, d); hs.push(h); return h; };
-    const hw = u(repackInt8x(q, out, inF)), hsz = u(int8xScaleZero(p.scales!, p.zeros!)), hx = u(x), hay = u(addY), hx2 = u(x2), hn = u(normW);
-    const hA = u(f32ToBf16(A)), hB = ends.map((e, i) => u(f32ToBf16(bf16Values(new Float32Array((e - (i ? ends[i - 1] : 0)) * rB).map(() => 0.1 * rng.normal())))));
-    const hscr = c.cudaAlloc(int8xScratchBytes(inF)); hs.push(hscr);
-    const hy = u(new Float32Array(out)), ht = u(new Float32Array(R)), hsync = u(new Uint32Array(2)), hxo = u(new Float32Array(inF));
-    const htp = u(new Float32Array(nb * R));
-    const down = (h: number, n: number) => { const a = new Float32Array(n); c.cudaDownload(h, a); return a; };
-    const downB = (h: number, n: number) => { const a = new Uint8Array(n); c.cudaDownload(h, a); return a; };
-    const prep = (rows: number | null) => {
-      c.cudaUpload(htp, new Float32Array(nb * R).fill(7));
-      c.cudaInt8xPrep(hx, res ? null : hx2, res ? hn : null, hscr, inF, null, 0, true, res ? hay : null, null, null, null, null, 0,
-        res ? hxo : null, false, null, 0, null, 0, rows ? hA : null, rows ? R : 0, rows ? htp : null, rows ?? 64);
-    };
-    try {
-      prep(null);  // the reference: the plain prep, then the GEMV with its own A-row blocks
-      c.cudaInt8xGemv(hw, hsz, null, hscr, hy, out, inF, 8, 12 | 32 | 64 | 256, res ? eps : null, hA, R, ht, hB, ends, rB, hsync);
-      const yRef = down(hy, out), scr0 = downB(hscr, int8xScratchBytes(inF)), xo0 = res ? down(hxo, inF) : null;
-      const ng = inF / 64, keep = inF + 8 * ng + (res ? 4 * Math.ceil(ng / 8) : 0);  // x̂ | a | Σx̂ | Σx² partials
-      for (const rows of [64, 16]) {  // one row block of A, or three (every block re-reads x: xOut ≠ x)
-        prep(rows);
-        const tp = down(htp, nb * R), scr = downB(hscr, int8xScratchBytes(inF)), tSum = new Float32Array(R);
-        for (let k = 0; k < R; k++) { let s2 = 0; for (let j = 0; j < nb; j++) s2 += tp[j * R + k]; tSum[k] = s2 * rstd; }
-        let bad = 0;
-        for (let i = 0; i < keep; i++) if (scr[i] !== scr0[i]) bad++;
-        c.cudaUpload(hy, new Float32Array(out).fill(-3));
-        c.cudaInt8xGemv(hw, hsz, null, hscr, hy, out, inF, 8, 12 | 32 | 64 | 4096 | 8192, res ? eps : null, null, R, htp, hB, ends, rB, null,
-          null, null, null, 0, null, nb);
-        const eT = relErr(tSum, tRef), eY = relErr(down(hy, out), yRef);
-        t.diagnostic(`${out}×${inF} ${mode}, ${rows} rows a block: t (${nb} partial sums × 1/rms) vs f64 ${eT.toExponential(2)}, y with them vs y with the A-row blocks ${eY.toExponential(2)}, x̂ bytes differing ${bad}`);
-        assert.equal(bad, 0, 'the prep\'s x̂ | a | Σx̂ | Σx² with the t partials = without');
-        if (res) assert.deepEqual([...down(hxo, inF)], [...xo0!], 'xOut unchanged');
-        assert.ok(eT < 1e-5, `t partials vs f64 ${eT}`);
-        assert.ok(eY < 1e-6, `y with the t partials vs with the A rows ${eY}`);
-      }
-      if (res) assert.throws(() => c.cudaInt8xPrep(hx, null, hn, hscr, inF, null, 0, true, hay, null, null, null, null, 0, hx, false,
-        null, 0, null, 0, hA, R, htp, 16), /xOut must not be x/);
-      assert.throws(() => c.cudaInt8xGemv(hw, hsz, null, hscr, hy, out, inF, 8, 12 | 64 | 4096 | 8192, res ? eps : null, null, R, htp, hB, ends, rB, null,
-        null, null, null, 0, null, nb), /8192/);
-      assert.throws(() => c.cudaInt8xGemv(hw, hsz, null, hscr, hy, out, inF, 8, 12 | 32 | 64 | 512 | 4096, res ? eps : null, null, R, ht, hB, ends, rB, null), /4096/);
-    } finally { for (const h of hs) c.cudaFree(h); }
-  }
-});
-
 test('CUDA int8-x GEMV with the next prep folded into its epilogue (residual + RMSNorm; SwiGLU) = the GEMV, then cudaInt8xPrep on its y; the group counters end at zero', (t) => {
   const c = cudaInt8xOps();
   if (!c) { t.skip(cudaInt8xUnavailable()); return; }
   const rng = new Rng(61), inF = 512;
   for (const [out, half] of [[256, 0], [384, 192]] as const) {
-    const { p, q } = packedW2(rng, out, inF);
-    const cin = half || out, cng = cin / 64;
+    const p = quantizeRTN(new Float32Array(out * inF).map(() => 0.03 * rng.normal()), out, inF, { bits: 2, groupSize: 64 });
+    const q = unpackCodes(p.qcodes, 2, out * inF), cin = half || out, cng = cin / 64;
     const hs: number[] = [];
     const u = (d: ArrayBufferView) => { const h = c.cudaAlloc(Math.max(16, d.byteLength)); c.cudaUpload(h, d); hs.push(h); return h; };
     const x = new Float32Array(inF).map(() => rng.normal() * (rng.int(16) === 0 ? 8 : 1));
@@ -489,7 +419,8 @@ test('CUDA int8-x repack of an uploaded packed tensor = repackInt8x, and its des
   if (typeof c.cudaInt8xRepack !== 'function') { t.skip('this addon has no cudaInt8xRepack'); return; }
   const rng = new Rng(43);
   for (const [out, inF] of [[40, 256], [37, 384], [300, 11008]]) {
-    const { p, q } = packedW2(rng, out, inF);
+    const p = quantizeRTN(new Float32Array(out * inF).map(() => 0.03 * rng.normal()), out, inF, { bits: 2, groupSize: 64 });
+    const q = unpackCodes(p.qcodes, 2, out * inF);
     const dq = uploadPacked(cudaEngine()!, p), want = repackInt8x(q, out, inF), hw = c.cudaAlloc(want.byteLength);
     try {
       c.cudaMemset0(hw);

@@ -16,7 +16,7 @@ inline napi_value throw_error(napi_env env, const std::string& msg) {
 
 struct Args {
   napi_env env;
-  static constexpr size_t kMaxArgs = 32;
+  static constexpr size_t kMaxArgs = 24;
   size_t argc = kMaxArgs;
   napi_value argv[kMaxArgs];
   const char* fn;

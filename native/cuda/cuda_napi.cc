@@ -891,7 +891,7 @@ napi_value js_int8x_tile_sz(napi_env env, napi_callback_info info) {
 //   fCnt: (its inputs / 64) u32 counters, zeroed once (each launch leaves them zero)
 napi_value js_int8x_gemv(napi_env env, napi_callback_info info) {
   Args a(env, info, "cudaInt8xGemv");
-  int64_t out = 0, in = 0, nks = 0, R = 0, np = 1;
+  int64_t out = 0, in = 0, nks = 0, R = 0;
   Buf w, sz, x{}, scr, y, A{}, t{};  // x, A, t: null unless given
   int64_t parts = 7;
   double eps = -1;
@@ -899,7 +899,7 @@ napi_value js_int8x_gemv(napi_env env, napi_callback_info info) {
       (!a.is_nullish(9) && !a.number(9, &eps)))
     return nullptr;
   if (in % 128 != 0) { throw_error(env, "cudaInt8xGemv: in must be a multiple of 128"); return nullptr; }
-  if (parts < 1 || parts > 32767) { throw_error(env, "cudaInt8xGemv: parts is a mask of 1 (quantize x), 2 (zero y), 4 (GEMV), 8 (PDL), 16 (2 ahead), 32 (x̂ in shared memory), 64 (a block per tile, fixed-order reduction, y stored), 128 (Σx² partials per group), 256 (sync zeroed by an earlier launch), 512 (streamed: a block per SM, weights through a bulk-copy ring; with 64), 1024 (4 LoRA-A rows a block; with 64), 2048 (the A rows copied into shared memory before the wait; with 64), 4096 (t made by the prep launch: B·t with no A rows and no counter; with 64), 8192 (with 4096 and 32: t as np partial sums, argument 22), 16384 (with 64: each warp's later blocks prefetched into L2 at its start)"); return nullptr; }
+  if (parts < 1 || parts > 2047) { throw_error(env, "cudaInt8xGemv: parts is a mask of 1 (quantize x), 2 (zero y), 4 (GEMV), 8 (PDL), 16 (2 ahead), 32 (x̂ in shared memory), 64 (a block per tile, fixed-order reduction, y stored), 128 (Σx² partials per group), 256 (sync zeroed by an earlier launch), 512 (streamed: a block per SM, weights through a bulk-copy ring; with 64), 1024 (4 LoRA-A rows a block; with 64)"); return nullptr; }
   if (!a.is_nullish(9) && !(eps >= 0)) { throw_error(env, "cudaInt8xGemv: normEps must be ≥ 0"); return nullptr; }
   const size_t tiles = (size_t)(out + 15) / 16, ng = (size_t)in / 64;
   if (!buf_arg(a, 0, tiles * 16 * (size_t)in / 4, &w) || !buf_arg(a, 1, (size_t)out * ng * 4, &sz) ||
@@ -909,12 +909,6 @@ napi_value js_int8x_gemv(napi_env env, napi_callback_info info) {
   if (!a.is_nullish(10)) {  // A, R, t: the adapter's LoRA-A rows in the same launch
     if (!int_dim(a, 11, &R) || !buf_arg(a, 10, (size_t)R * in * 2, &A) || !aligned16(a, A.ptr, "A") || !buf_arg(a, 12, (size_t)R * 4, &t))
       return nullptr;
-  } else if ((parts & 4096) && !a.is_nullish(12)) {  // t made by the launch before (R: its length; 8192: np partial sums)
-    if (!int_dim(a, 11, &R)) return nullptr;
-    if (parts & 8192) {
-      if (!int_dim(a, 22, &np)) return nullptr;
-    }
-    if (!buf_arg(a, 12, (size_t)R * 4 * (size_t)np, &t)) return nullptr;
   }
   Int8xGemvBt bt{};
   const bool withBt = !a.is_nullish(13);
@@ -923,9 +917,7 @@ napi_value js_int8x_gemv(napi_env env, napi_callback_info info) {
     std::vector<size_t> sizes;
     int64_t rb = 0;
     Buf sync;
-    if (!array_arg(a, 13, nullptr, &hs, 0, &sizes) || !int_dim(a, 15, &rb) ||
-        (!((parts & 4096) && a.is_nullish(16)) && !buf_arg(a, 16, 8, &sync)))
-      return nullptr;
+    if (!array_arg(a, 13, nullptr, &hs, 0, &sizes) || !int_dim(a, 15, &rb) || !buf_arg(a, 16, 8, &sync)) return nullptr;
     bool is = false;
     napi_is_array(env, a.argv[14], &is);
     uint32_t len = 0;
@@ -948,7 +940,6 @@ napi_value js_int8x_gemv(napi_env env, napi_callback_info info) {
     bt.nseg = (int)len;
     bt.r = (int)rb;
     bt.sync = static_cast<unsigned*>(sync.ptr);
-    bt.np = (parts & 8192) ? (int)np : 0;
   }
   Int8xGemvFold fold{};
   const bool withFold = !a.is_nullish(17);
@@ -970,31 +961,10 @@ napi_value js_int8x_gemv(napi_env env, napi_callback_info info) {
 }
 
 // cudaInt8xPrep(x, x2 | null, normW | null, scratch, in, y | null, nzero, pdl = false, addY = null, B1 = null, t1 = null,
-//   B2 = null, t2 = null, r = 0, xOut = null, xBf16 = false, pf1 = null, pf1Bytes = 0, pf2 = null, pf2Bytes = 0, Ap = null,
-//   Rp = 0, tp = null, rows = 64)   the int8-x GEMV's input: the element x (bf16 with xBf16) + addY + B1·t1 (B1 bf16
-//   [in, r]; written to xOut), then as is, ·normW (RMSNorm) or silu(·)·(x2 + B2·t2) (SwiGLU), quantized per 64 inputs
-//   into scratch; then nzero floats of y zeroed. pf1, pf1Bytes, pf2, pf2Bytes: ranges (16-byte multiples) prefetched into
-//   L2 before the wait (the consumer GEMV's weights). Ap (bf16 [Rp, in]), Rp, tp (f32 [⌈in / 512⌉, Rp]), rows (1–128):
-//   the partial sums of t = Ap·x̂ per block of 8 groups, by ⌈Rp / rows⌉ row blocks, for the consumer GEMV's parts & 8192
-//   (no B1/B2; with more than one row block xOut ≠ x)
+//   B2 = null, t2 = null, r = 0, xOut = null, xBf16 = false)   the int8-x GEMV's input: the element x (bf16 with xBf16)
+//   + addY + B1·t1 (B1 bf16 [in, r]; written to xOut), then as is, ·normW (RMSNorm) or silu(·)·(x2 + B2·t2) (SwiGLU),
+//   quantized per 64 inputs into scratch; then nzero floats of y zeroed
 bool lora_args(Args& a, size_t ib, size_t it, int64_t r, int64_t rows, Buf* B, Buf* t);  // (below, with the decode epilogues)
-// Two optional L2 prefetch ranges at arguments first … first + 3 (handle, bytes, handle, bytes; a null handle: none),
-// each a multiple of 16 bytes below 4 GiB within its buffer.
-bool prefetch_args(Args& a, size_t first, const void* (&ptr)[2], uint32_t (&bytes)[2]) {
-  for (int i = 0; i < 2; i++) {
-    if (a.is_nullish(first + 2 * i)) continue;
-    int64_t nb = 0;
-    Buf pb;
-    if (!a.count(first + 2 * i + 1, &nb) || !buf_arg(a, first + 2 * i, (size_t)nb, &pb)) return false;
-    if (nb % 16 != 0 || nb > 0xffffffffLL) {
-      throw_error(a.env, std::string(a.fn) + ": a prefetch range is a multiple of 16 bytes below 4 GiB");
-      return false;
-    }
-    ptr[i] = pb.ptr;
-    bytes[i] = (uint32_t)nb;
-  }
-  return true;
-}
 napi_value js_int8x_prep(napi_env env, napi_callback_info info) {
   Args a(env, info, "cudaInt8xPrep");
   int64_t in = 0, nz = 0, r = 0;
@@ -1025,18 +995,6 @@ napi_value js_int8x_prep(napi_env env, napi_callback_info info) {
   ex.t2 = static_cast<const float*>(t2.ptr);
   ex.r = (int)r;
   ex.xout = static_cast<float*>(xo.ptr);
-  if (!prefetch_args(a, 16, ex.pf, ex.pfBytes)) return nullptr;
-  if (!a.is_nullish(20)) {  // Ap, Rp, tp, rows: the consumer GEMV's t partials
-    int64_t Rp = 0, rows = 64;
-    Buf ap, tp;
-    if (!int_dim(a, 21, &Rp) || !buf_arg(a, 20, (size_t)Rp * in * 2, &ap) || !aligned16(a, ap.ptr, "Ap") ||
-        !buf_arg(a, 22, (ng + 7) / 8 * (size_t)Rp * 4, &tp) || (!a.is_nullish(23) && !int_dim(a, 23, &rows)))
-      return nullptr;
-    ex.Ap = ap.ptr;
-    ex.Rp = (int)Rp;
-    ex.Rr = (int)rows;
-    ex.tp = static_cast<float*>(tp.ptr);
-  }
   check(env, cuda_int8x_prep(x.ptr, static_cast<const float*>(x2.ptr), static_cast<const float*>(nw.ptr),
                              scr.ptr, (int)in, static_cast<float*>(y.ptr), y.ptr ? (int)nz : 0, pdl, &ex));
   return nullptr;
@@ -1187,17 +1145,6 @@ napi_value decode_attn_call(napi_env env, napi_callback_info info, const char* n
   e.Bq = H(Bq), e.Bk = H(Bk), e.Bv = H(Bv);
   e.r = (Bq.ptr || Bk.ptr || Bv.ptr) ? (int)r : 0;
   e.i8 = i8.ptr;
-  if (!a.is_nullish(20)) {  // Ao, Ro, tpo: the o GEMV's t partials per head (with the int8-x output)
-    int64_t Ro = 0;
-    Buf ao, tpo;
-    if (!int_dim(a, 21, &Ro) || !buf_arg(a, 20, (size_t)Ro * Q * 2, &ao) || !aligned16(a, ao.ptr, "Ao") || !buf_arg(a, 22, (size_t)Hq * Ro * 4, &tpo))
-      return nullptr;
-    if (!i8.ptr || hd % 64 != 0) { throw_error(env, std::string(name) + ": the o GEMV's t partials need the int8-x output and hd % 64 == 0"); return nullptr; }
-    e.Ao = static_cast<const uint16_t*>(ao.ptr);
-    e.Ro = (int)Ro;
-    e.tpo = static_cast<float*>(tpo.ptr);
-  }
-  if (!prefetch_args(a, 23, e.pf, e.pfb)) return nullptr;  // the o GEMV's weights
   if (cuda_decode_recording()) cuda_decode_plan_limit_pos((int)(std::min(kc.bytes, vc.bytes) / (size_t)(KV * 2)));
   check(env, fn(e));
   return nullptr;

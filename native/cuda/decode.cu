@@ -29,7 +29,6 @@
 #include <vector>
 
 #include "check.h"
-#include "int8x_body.cuh"  // i8_arow8 (the o GEMV's t partials)
 #include "lowbit_cuda.h"
 #include "lora_dot.cuh"
 #include "mbarrier.cuh"
@@ -497,11 +496,20 @@ __device__ __forceinline__ uint64_t policy_evict_first() {
   asm volatile("createpolicy.fractional.L2::evict_first.b64 %0, 1.0;\n" : "=l"(pol));
   return pol;
 }
+// HBM → L2 by the bulk-copy engine, no registers or shared memory held (a hint: the data may be gone by its use).
+__device__ __forceinline__ void bulk_prefetch_l2(const void* src, uint32_t bytes) {
+  asm volatile("cp.async.bulk.prefetch.L2.global [%0], %1;\n" ::"l"(src), "r"(bytes) : "memory");
+}
 // This block's 1/grid share of every prefetch range, by lanes of the last warp (one range each), ≤ 64 KB per instruction.
 __device__ __forceinline__ void prefetch_next(const DParams& p) {
   const int lane = threadIdx.x & 31;
   if ((threadIdx.x >> 5) != kDWarps - 1 || lane >= p.npf) return;
-  l2_prefetch_share(p.pf[lane].ptr, p.pf[lane].bytes, blockIdx.x, gridDim.x);
+  const uint32_t bytes = p.pf[lane].bytes, per = (uint32_t)(((uint64_t)bytes + 16u * gridDim.x - 1) / (16u * gridDim.x)) * 16u;
+  const uint32_t off = blockIdx.x * per;
+  if (off >= bytes) return;
+  const uint32_t n = min(per, bytes - off);
+  const uint8_t* src = static_cast<const uint8_t*>(p.pf[lane].ptr) + off;
+  for (uint32_t o = 0; o < n; o += 65536u) bulk_prefetch_l2(src + o, min(65536u, n - o));
 }
 __device__ __forceinline__ uint4 lds4(const uint8_t* ptr) { return *reinterpret_cast<const uint4*>(ptr); }
 
@@ -993,8 +1001,7 @@ __device__ unsigned g_tready = 0, g_exit = 0;
 // The folded attention (DParams::attn): heads finished in this launch; reset with g_tready by the last block out.
 __device__ unsigned g_attn_done = 0;
 template <int DPL, int KW, bool I8 = false>
-__device__ __forceinline__ void attn_body(const DecodeAttn& e, int h, float* sm, const float* bt = nullptr, int8_t* xsm = nullptr,
-                                          float* asm_ = nullptr);  // (below)
+__device__ __forceinline__ void attn_body(const DecodeAttn& e, int h, float* sm, const float* bt = nullptr);  // (below)
 // attn_body's shared memory with KW warps (kernel 5: its scratch lies over xs, which stage_own fills only after it)
 template <int KW>
 __host__ __device__ constexpr int attn_smem_floats(int hd) { return 3 * hd + 2 * KW + KW * hd; }
@@ -1112,7 +1119,7 @@ __global__ void swiglu_epi_kernel(const float* gt, const float* up, const float*
 // e.i8: the output as the int8-x GEMV's input (x̂ per group of 64, a = absmax / 127, Σx̂) from the bf16-rounded values,
 // as cuda_int8x_prep makes it from bf16 out; needs HD ≤ blockDim.
 template <int DPL, int KW, bool I8>
-__device__ __forceinline__ void attn_body(const DecodeAttn& e, int h, float* sm, const float* bt, int8_t* xsm, float* asm_) {
+__device__ __forceinline__ void attn_body(const DecodeAttn& e, int h, float* sm, const float* bt) {
   constexpr int HD = 32 * DPL;
   float *qs = sm, *kn = qs + HD, *vn = kn + HD, *wm = vn + HD, *wl = wm + KW, *wacc = wl + KW;  // wacc [KW][HD]
   const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
@@ -1205,10 +1212,6 @@ __device__ __forceinline__ void attn_body(const DecodeAttn& e, int h, float* sm,
   __syncthreads();
   const int Q = e.Hq * HD, ng = Q / 64;
   int8_t* xq = static_cast<int8_t*>(e.i8);
-  if (xsm && tid < HD) {  // the head's x̂ and group scales for the o GEMV's t partials (decode_attn_kernel)
-    xsm[tid] = (int8_t)qv8;
-    if ((tid & 63) == 0) asm_[tid >> 6] = sc;
-  }
   if (tid < HD) {
     xq[h * HD + tid] = (int8_t)qv8;
     if ((tid & 63) == 0) {
@@ -1225,17 +1228,10 @@ __global__ void __launch_bounds__(256) decode_attn_kernel(DecodeAttn e) {
   constexpr int HD = 32 * DPL;
   __shared__ float sm[attn_smem_floats<8>(HD)];
   __shared__ float bt[3 * HD];
-  extern __shared__ __align__(16) float tsm[];  // tq | tk | tv [r each] when e.r > 0; then the head's slice of Ao (e.Ao)
-  __shared__ __align__(16) int8_t xsm[HD];
-  __shared__ float asm_[HD / 64 + 1];
-  const int h = blockIdx.x;
-  uint4* Aos = reinterpret_cast<uint4*>(tsm + ((3 * e.r + 3) & ~3));  // Ro rows × HD bf16
-  if ((threadIdx.x >> 5) == 7 && (threadIdx.x & 31) < 2 && e.pf[threadIdx.x & 31])  // this head's share of the L2 prefetches
-    l2_prefetch_share(e.pf[threadIdx.x & 31], e.pfb[threadIdx.x & 31], blockIdx.x, gridDim.x);
-  if (e.Ao)  // a weight: the head's columns of Ao copied before the wait
-    cp_async_rows(Aos, HD / 8, reinterpret_cast<const uint4*>(e.Ao + (size_t)h * HD), e.Hq * HD / 8, e.Ro, HD / 8);
+  extern __shared__ float tsm[];  // tq | tk | tv [r each] when e.r > 0
   pdl_trigger();
   pdl_wait();
+  const int h = blockIdx.x;
   if (e.r > 0) {
     stage_t(tsm, e.tq, e.Bq ? e.r : 0, e.tk, e.Bk ? e.r : 0, e.tv, e.Bv ? e.r : 0);
     const int kvh = h / (e.Hq / e.Hkv), r = e.r;
@@ -1259,17 +1255,8 @@ __global__ void __launch_bounds__(256) decode_attn_kernel(DecodeAttn e) {
     }
     __syncthreads();
   }
-  if (e.i8) attn_body<DPL, 8, true>(e, h, sm, e.r > 0 ? bt : nullptr, e.Ao ? xsm : nullptr, asm_);
+  if (e.i8) attn_body<DPL, 8, true>(e, h, sm, e.r > 0 ? bt : nullptr);
   else attn_body<DPL, 8, false>(e, h, sm, e.r > 0 ? bt : nullptr);
-  if (e.Ao && e.i8) {  // the o GEMV's t partials over this head's inputs: a warp a row, a lane an 8-input word
-    asm volatile("cp.async.wait_all;\n" ::: "memory");
-    __syncthreads();
-    const int lane = threadIdx.x & 31;
-    for (int r = threadIdx.x >> 5; r < e.Ro; r += blockDim.x >> 5) {
-      const float acc = i8_arow_warp(Aos + r * (HD / 8), reinterpret_cast<const uint2*>(xsm), asm_, lane, HD / 8, 32);
-      if (lane == 0) e.tpo[h * e.Ro + r] = acc;
-    }
-  }
 }
 
 // ---- persistent decode: every GEMV and attention of a token in ONE launch ----
@@ -1744,14 +1731,10 @@ const char* cuda_decode_attn(const DecodeAttn& e) {
     if (e.Hq > g_rec_maxHq) g_rec_maxHq = e.Hq;
     return nullptr;
   }
-  if (e.Ao && (!e.i8 || e.Ro < 1 || !e.tpo)) return "cudaDecodeAttn: the o GEMV's t partials need the int8-x output, Ro ≥ 1 and tpo";
-  const size_t tb = (size_t)((3 * e.r + 3) & ~3) * sizeof(float) + (e.Ao ? (size_t)e.Ro * e.hd * 2 : 0);
-  if (tb > 200 * 1024) return "cudaDecodeAttn: the t partials' slice of Ao needs more than 200 KB of shared memory";
-  const int i = e.hd == 64 ? 0 : e.hd == 128 ? 1 : 2;
-  decltype(&decode_attn_kernel<2>) kern = i == 0 ? decode_attn_kernel<2> : i == 1 ? decode_attn_kernel<4> : decode_attn_kernel<8>;
-  static size_t set[3] = {};
-  if (const char* err = allow_dyn_smem((const void*)kern, tb, set[i])) return err;
-  return launch_pdl(kern, (unsigned)e.Hq, 256, tb, e);
+  const size_t tb = (size_t)3 * e.r * sizeof(float);
+  if (e.hd == 64) return launch_pdl(decode_attn_kernel<2>, (unsigned)e.Hq, 256, tb, e);
+  if (e.hd == 128) return launch_pdl(decode_attn_kernel<4>, (unsigned)e.Hq, 256, tb, e);
+  return launch_pdl(decode_attn_kernel<8>, (unsigned)e.Hq, 256, tb, e);
 }
 
 const char* cuda_decode_attn_fold_next(const DecodeAttn& e) {

@@ -44,27 +44,6 @@ __device__ __forceinline__ void i8_block(const uint4& w, const uint2& m0, const 
   }
 }
 
-// n 16-byte words of a weight from global src into shared dst by the block's threads with cp.async, then one commit
-// group (so it can be issued before the PDL wait); cp.async.wait_all and a block barrier before the first read.
-__device__ __forceinline__ void cp_async_words(uint4* dst, const uint4* src, int n) {
-  for (int i = threadIdx.x; i < n; i += blockDim.x) {
-    const unsigned sa = (unsigned)__cvta_generic_to_shared(dst + i);
-    asm volatile("cp.async.cg.shared.global [%0], [%1], 16;\n" ::"r"(sa), "l"(src + i) : "memory");
-  }
-  asm volatile("cp.async.commit_group;\n" ::: "memory");
-}
-
-// rows × words 16-byte words of a weight, row i from src + i·srcStride into dst + i·dstStride (strides in words), the same
-// way: a slice of a row-major matrix into contiguous shared-memory rows.
-__device__ __forceinline__ void cp_async_rows(uint4* dst, int dstStride, const uint4* src, size_t srcStride, int rows, int words) {
-  for (int i = threadIdx.x; i < rows * words; i += blockDim.x) {
-    const int r = i / words, k = i % words;
-    const unsigned sa = (unsigned)__cvta_generic_to_shared(dst + r * dstStride + k);
-    asm volatile("cp.async.cg.shared.global [%0], [%1], 16;\n" ::"r"(sa), "l"(src + r * srcStride + k) : "memory");
-  }
-  asm volatile("cp.async.commit_group;\n" ::: "memory");
-}
-
 // 8 inputs of a LoRA-A row (bf16, one 16-byte word) times their x̂ (8 int8 in two words): the A rows' dot product step.
 __device__ __forceinline__ float i8_arow8(const uint4& w, const uint2& xv) {
   const uint32_t ws[4] = {w.x, w.y, w.z, w.w}, xs[2] = {xv.x, xv.y};
@@ -76,18 +55,6 @@ __device__ __forceinline__ float i8_arow8(const uint4& w, const uint2& xv) {
     p = fmaf(wf, xf, p);
   }
   return p;
-}
-
-// A warp's share of a LoRA-A row's dot product on x's int8 image, summed over the warp (every lane gets it): words
-// i = i0, i0 + step, … < n of the row (8 inputs each, bf16) times x̂'s (a [i / 8]: the group scales), added in that
-// order, then a shuffle tree. The streamed GEMV's A rows and the t partials of the prep and the attention.
-__device__ __forceinline__ float i8_arow_warp(const uint4* Ar, const uint2* xv2, const float* a, int i0, int n, int step) {
-  float acc = 0.f;
-#pragma unroll 4
-  for (int i = i0; i < n; i += step) acc = fmaf(a[i >> 3], i8_arow8(Ar[i], xv2[i]), acc);
-#pragma unroll
-  for (int o = 16; o > 0; o >>= 1) acc += __shfl_xor_sync(0xffffffffu, acc, o);
-  return acc;
 }
 
 // The adapters' B·t added in the GEMV's own epilogue (FIXED only): rows [0, end[0]) take B[0] with t[0 … r), rows
@@ -102,9 +69,6 @@ struct I8Bt {
   int r;
   unsigned* sync;
   bool pre;    // bt_prefetch (LOWBIT_INT8X_BPRE=0: off, to price it)
-  bool tready;  // parts & 4096: t was made by the prep launch before (no A rows, no counter, sync null)
-  int np, Rt;   // parts & 8192 (with tready): t arrives as np partial sums [np][Rt] (by the attention's heads, or the prep's
-                // blocks), copied into shared memory with x̂ and added in order j = 0 … np − 1 by the epilogue
   bool reset;  // the last tile block out zeroes sync (a returning atomic at every tile block's exit); parts & 256: an
                // earlier launch zeroes it instead (the decoder's preps), and tile blocks leave without waiting on one
 };

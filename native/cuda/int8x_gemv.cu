@@ -42,63 +42,29 @@ struct I8Prep {
   int ng;
   float* yz;
   int nz;
-  int nq;  // blocks of 8 groups (the grid is nq × the row blocks of Ap)
-  // L2 prefetch of the consumer GEMV's weights (its words and scale|zero words), issued before the wait: the DRAM is
-  // idle while the prep runs, and the GEMV then reads from L2
-  const void* pf[2];
-  uint32_t pfb[2];
-  // partial sums of the consumer GEMV's t = A·x̂ (its LoRA-A rows, bf16 [Rp, in]): block (b, rb) of the grid takes the
-  // 8 groups b (512 inputs) and the rows [rb·Rr, rb·Rr + Rr), copies that slice of Ap into shared memory before the
-  // wait, makes its groups' x̂ (as every block of column b does: the same bits; only rb = 0 writes x̂, the residual and
-  // the Σx² partial) and writes tp[b][r] = Σ_g a_g Σ_i Ap[r][i]·x̂_i. The GEMV adds the nq partials in order and applies
-  // its 1/rms (parts & 8192)
-  const uint16_t* Ap;
-  int Rp, Rr;
-  float* tp;
 };
 constexpr int kPrepWarps = 8;
-// This quantizing block's 1/nq share of the prefetch ranges, by lanes 0 and 1 of its last warp.
-__device__ __forceinline__ void prep_prefetch(const I8Prep& p, int b) {
-  const int lane = threadIdx.x & 31;
-  if ((int)(threadIdx.x >> 5) == kPrepWarps - 1 && lane < 2 && p.pf[lane]) l2_prefetch_share(p.pf[lane], p.pfb[lane], b, p.nq);
-}
 // group_bt, group_bt_fits: lora_dot.cuh
 // One group of 64 by one warp (lane holds values lane and 32 + lane): x̂ = round(v / a), a = absmax / 127 (1 if all
 // zero), Σx̂; lane 0 writes a and Σx̂. The prep kernel and the folded prep (fold_group) share it, so both make the same bytes.
-__device__ __forceinline__ void quant_group(const float (&v)[2], int lane, int8_t* xq, float* a, int* sum, int8_t* xs = nullptr,
-                                            float* as = nullptr) {
+__device__ __forceinline__ void quant_group(const float (&v)[2], int lane, int8_t* xq, float* a, int* sum) {
   float m = fmaxf(fabsf(v[0]), fabsf(v[1]));
 #pragma unroll
   for (int o = 16; o > 0; o >>= 1) m = fmaxf(m, __shfl_xor_sync(0xffffffffu, m, o));
   const float s = m > 0.f ? m / 127.f : 1.f;
   const int q0 = __float2int_rn(v[0] / s), q1 = __float2int_rn(v[1] / s);
-  if (xq) {  // null: a copy in shared memory only (a prep block of a row block rb > 0)
-    xq[lane] = (int8_t)q0;
-    xq[32 + lane] = (int8_t)q1;
-  }
-  if (xs) {  // a copy in shared memory (the prep's t partials)
-    xs[lane] = (int8_t)q0;
-    xs[32 + lane] = (int8_t)q1;
-    if (lane == 0) *as = s;
-  }
+  xq[lane] = (int8_t)q0;
+  xq[32 + lane] = (int8_t)q1;
   int t = q0 + q1;
 #pragma unroll
   for (int o = 16; o > 0; o >>= 1) t += __shfl_xor_sync(0xffffffffu, t, o);
-  if (lane == 0 && xq) { *a = s; *sum = t; }
+  if (lane == 0) { *a = s; *sum = t; }
 }
 __global__ void int8x_prep_kernel(I8Prep p) {
   __shared__ float ss_s[kPrepWarps];
   __shared__ float bts[2][kPrepWarps][64];  // the warp's group's B1·t1 | B2·t2 (group_bt)
-  extern __shared__ __align__(16) float tsm[];  // t1 [r] | t2 [r] where B1 | B2 are given; the t partials' slice of Ap
-  const int b = (int)blockIdx.x % p.nq, rb = (int)blockIdx.x / p.nq, first = rb == 0;  // first: writes x̂, residual, Σx²
-  const int w = threadIdx.x / 32, gi = b * kPrepWarps + w, lane = threadIdx.x & 31;
-  if (first) prep_prefetch(p, b);
-  // t partials: this block's 512 inputs of its Rr rows of Ap (1 KB a row) into shared memory, then x̂ and a beside them
-  const int in = 64 * p.ng, k0 = 512 * b, nin = min(512, in - k0), ra = rb * p.Rr, nr = p.Ap ? min(p.Rr, p.Rp - ra) : 0;
-  uint4* Aps = reinterpret_cast<uint4*>(tsm);
-  int8_t* xps = reinterpret_cast<int8_t*>(tsm) + (size_t)p.Rr * 1024;
-  float* aps = reinterpret_cast<float*>(xps + 512);
-  if (p.Ap) cp_async_rows(Aps, 64, reinterpret_cast<const uint4*>(p.Ap + (size_t)ra * in + k0), in / 8, nr, nin / 8);
+  extern __shared__ float tsm[];            // t1 [r] | t2 [r] where B1 | B2 are given
+  const int w = threadIdx.x / 32, gi = blockIdx.x * kPrepWarps + w, lane = threadIdx.x & 31;
   pdl_trigger();
   pdl_wait();
   const int r1 = p.B1 ? p.r : 0, r2 = p.B2 ? p.r : 0;
@@ -117,7 +83,7 @@ __global__ void int8x_prep_kernel(I8Prep p) {
       float e = p.xbf16 ? bf16f(static_cast<const uint16_t*>(p.x)[i]) : static_cast<const float*>(p.x)[i];
       if (p.addy) e += p.addy[i];
       if (p.B1) e += grp ? bts[0][w][32 * h + lane] : lora_dot(p.B1, tsm, p.r, i);
-      if (p.xout && first) p.xout[i] = e;
+      if (p.xout) p.xout[i] = e;
       if (p.normw) {
         ss = fmaf(e, e, ss);
         e *= p.normw[i];
@@ -128,31 +94,22 @@ __global__ void int8x_prep_kernel(I8Prep p) {
       }
       v[h] = e;
     }
-    quant_group(v, lane, first ? p.xq + 64 * gi : nullptr, p.a + gi, p.sum + gi, p.Ap ? xps + 64 * w : nullptr, aps + w);
-  }
-  if (p.Ap) {  // t partials over this block's groups: a warp a row at a time, lanes over the 8-input words
-    asm volatile("cp.async.wait_all;\n" ::: "memory");
-    __syncthreads();
-    const uint2* xv2 = reinterpret_cast<const uint2*>(xps);
-    for (int r = w; r < nr; r += kPrepWarps) {
-      const float acc = i8_arow_warp(Aps + r * 64, xv2, aps, lane, nin / 8, 32);
-      if (lane == 0) p.tp[b * p.Rp + ra + r] = acc;
-    }
+    quant_group(v, lane, p.xq + 64 * gi, p.a + gi, p.sum + gi);
   }
   if (p.normw) {
 #pragma unroll
     for (int o = 16; o > 0; o >>= 1) ss += __shfl_xor_sync(0xffffffffu, ss, o);
     if (lane == 0) ss_s[w] = ss;
     __syncthreads();
-    if (threadIdx.x == 0 && first) {
+    if (threadIdx.x == 0) {
       float tot = 0.f;
       for (int i = 0; i < kPrepWarps; i++) tot += ss_s[i];  // fixed order: the partials are deterministic
-      p.part[b] = tot;
+      p.part[blockIdx.x] = tot;
     }
   }
-  if (p.yz && first) {
-    const int per = (p.nz + p.nq - 1) / p.nq;
-    for (int i = b * per + threadIdx.x; i < min(p.nz, (b + 1) * per); i += blockDim.x) p.yz[i] = 0.f;
+  if (p.yz) {
+    const int per = (p.nz + gridDim.x - 1) / gridDim.x;
+    for (int i = blockIdx.x * per + threadIdx.x; i < min(p.nz, (blockIdx.x + 1) * per); i += blockDim.x) p.yz[i] = 0.f;
   }
 }
 
@@ -219,7 +176,12 @@ __device__ __forceinline__ void fold_group(const I8Fold& f, const float* y, int 
 // the wait for the previous launch (B is a weight): the epilogue then reads it without an HBM round trip after its wait
 // for t. No registers are held across the GEMV loop.
 __device__ __forceinline__ void bt_prefetch(uint4* dst, const uint16_t* B, int r, int nrow) {
-  cp_async_words(dst, reinterpret_cast<const uint4*>(B), nrow * (r >> 3));
+  const int n = nrow * (r >> 3);
+  for (int i = threadIdx.x; i < n; i += blockDim.x) {
+    const unsigned sa = (unsigned)__cvta_generic_to_shared(dst + i);
+    asm volatile("cp.async.cg.shared.global [%0], [%1], 16;\n" ::"r"(sa), "l"(reinterpret_cast<const uint4*>(B) + i) : "memory");
+  }
+  asm volatile("cp.async.commit_group;\n" ::: "memory");
 }
 
 // FIXED (parts & 64): a block per 16-row tile with one warp per K slice (blockDim = 32·nks), the slices' sums added in
@@ -227,16 +189,13 @@ __device__ __forceinline__ void bt_prefetch(uint4* dst, const uint16_t* B, int r
 // needs no zeroing (with float atomics, run 84 saw graph and eager differ by 7e-3 once: the order of the atomic adds
 // moved an x̃ across an int8 rounding boundary downstream). The A-row blocks come first, nks warps per row.
 // Otherwise: 4-warp blocks, warp = tile·nks + slice, float atomics into y (zeroed beforehand).
-// One block ahead: at most 64 registers, so two 512-thread blocks fit an SM (the t-from-the-prep branch took the default
-// kernel from 60 to 70 registers unbounded; bounded it stays spill-free, ptxas).
 template <int AHEAD, bool SX, bool FIXED>
-__global__ void __launch_bounds__(512, AHEAD == 1 ? 2 : 1) int8x_gemv_kernel(const uint4* __restrict__ words, const uint32_t* __restrict__ sz,
+__global__ void __launch_bounds__(512) int8x_gemv_kernel(const uint4* __restrict__ words, const uint32_t* __restrict__ sz,
                                                          const int8_t* __restrict__ xq,
                                                          const float* __restrict__ a, const int* __restrict__ sum,
                                                          const float* __restrict__ part, int npart, float eps, float* y,
                                                          int out, int in, int nks, const uint16_t* __restrict__ A, int R,
-                                                         float* __restrict__ tout, I8Bt bt, I8Fold fd, int nab, int rlg,
-                                                         bool apre, bool selfpf) {
+                                                         float* __restrict__ tout, I8Bt bt, I8Fold fd, int nab, int rlg) {
   const int lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3;
   const int nblk = in / 128, ng = in / 64, tiles = (out + 15) / 16;
   // the A-row blocks (past the packed tiles; FIXED: before them) each take one row of A (the adapter's LoRA-A factor, bf16
@@ -268,12 +227,6 @@ __global__ void __launch_bounds__(512, AHEAD == 1 ? 2 : 1) int8x_gemv_kernel(con
   const uint32_t* xw = SX ? reinterpret_cast<const uint32_t*>(i8x_smem) : reinterpret_cast<const uint32_t*>(xq);
   const float2* a2 = SX ? reinterpret_cast<const float2*>(i8x_smem + in) : reinterpret_cast<const float2*>(a);
   const int2* s2 = SX ? reinterpret_cast<const int2*>(i8x_smem + in + 4 * ng) : reinterpret_cast<const int2*>(sum);
-  // SX: the norm's Σx² partials follow (npart floats, copied with x̂ so their L2 round trip is the copy's), then
-  // (apre) the block's LoRA-A rows
-  const float* psrc = SX ? reinterpret_cast<const float*>(i8x_smem + in + 8 * ng) : part;
-  const int sxb = SX ? ((in + 8 * ng + 4 * npart + 15) & ~15) : 0;
-  const uint4* Asm = reinterpret_cast<const uint4*>(i8x_smem + sxb);
-  float* tps = reinterpret_cast<float*>(i8x_smem + sxb);  // parts & 8192 (no A rows here): t's partial sums
   const uint4* wp = words + (size_t)tile * nblk * 32 + lane;
   const uint2* sz0 = reinterpret_cast<const uint2*>(sz + (size_t)r0 * ng);  // [blk]: the block's two groups (ng is even)
   const uint2* sz1 = reinterpret_cast<const uint2*>(sz + (size_t)r1 * ng);
@@ -297,47 +250,23 @@ __global__ void __launch_bounds__(512, AHEAD == 1 ? 2 : 1) int8x_gemv_kernel(con
 #pragma unroll
   for (int i = 0; i < AHEAD; i++)
     if (active && ks + i * nks < nblk) load_w(ring[i], ks + i * nks);
-  // parts & 16384 (fixed order only, the decoder's kernels: in the float-atomic <1, SX> kernel the loop cost an 8-byte
-  // spill): the warp's later blocks (past the ring) prefetched into L2 now, with no registers held, so that each of their
-  // loads in the loop is an L2 hit instead of one more DRAM round trip in sequence (the ring holds one block)
-  if (FIXED && selfpf && active)
-    for (int blk = ks + AHEAD * nks; blk < nblk; blk += nks) {
-      asm volatile("prefetch.global.L2 [%0];\n" ::"l"(wp + (size_t)blk * 32));
-      if (t == 0) {
-        asm volatile("prefetch.global.L2 [%0];\n" ::"l"(sz0 + blk));
-        asm volatile("prefetch.global.L2 [%0];\n" ::"l"(sz1 + blk));
-      }
-    }
   // FIXED with B·t: the tile's rows of B into shared memory now (bt_prefetch), read by the epilogue
   __shared__ __align__(16) uint4 bsm[16 * kBtMaxR / 8];
-  const bool hasBt = FIXED && (bt.sync || bt.tready);
+  const bool hasBt = FIXED && bt.sync;
   const int row0 = tile * 16, seg = hasBt ? bt_seg(bt, row0) : 0;
   const uint16_t* Btile = hasBt ? bt_rows(bt, seg, row0) : nullptr;
   const bool bpre = FIXED && active && hasBt && bt.pre && group_bt_fits(bt.r);
   if (bpre) bt_prefetch(bsm, Btile, bt.r, min(16, out - row0));
-  // FIXED, parts & 2048: an A-row block's rows of A (a weight, contiguous) into shared memory before the wait, so its
-  // dot product after the wait reads no HBM (the A rows gate every tile's B·t epilogue)
-  const int arow0 = FIXED && tile < 0 ? ((int)blockIdx.x << rlg) : 0;
-  const int anrow = FIXED && tile < 0 ? min(1 << rlg, R - arow0) : 0;
-  const bool apf = FIXED && apre && anrow > 0;
-  if (apf) cp_async_words(const_cast<uint4*>(Asm), reinterpret_cast<const uint4*>(A + (size_t)arow0 * in), anrow * in / 8);
   pdl_trigger();
   pdl_wait();
   if (SX) {
     const uint4* src = reinterpret_cast<const uint4*>(xq);
     for (int i = threadIdx.x; i < (in + 8 * ng) / 16; i += blockDim.x) reinterpret_cast<uint4*>(i8x_smem)[i] = src[i];
-    for (int i = threadIdx.x; i < npart; i += blockDim.x) const_cast<float*>(psrc)[i] = __ldg(part + i);
-    if (FIXED && bt.np && active)  // t's partials ride with x̂ (one round trip), summed by the epilogue
-      for (int i = threadIdx.x; i < bt.np * bt.Rt; i += blockDim.x) tps[i] = __ldcg(tout + i);
-    if (apf) asm volatile("cp.async.wait_all;\n" ::: "memory");
-    __syncthreads();
-  } else if (apf) {
-    asm volatile("cp.async.wait_all;\n" ::: "memory");
     __syncthreads();
   }
   auto rstd_of = [&]() {  // RMSNorm: 1/rms from the prep blocks' Σx² (fixed order, so every warp gets the same value)
     float ss = 0.f;
-    for (int i = 0; i < npart; i++) ss += SX ? psrc[i] : __ldg(psrc + i);
+    for (int i = 0; i < npart; i++) ss += __ldg(part + i);
     return rsqrtf(ss / (float)in + eps);
   };
   if (!active) {
@@ -349,10 +278,9 @@ __global__ void __launch_bounds__(512, AHEAD == 1 ? 2 : 1) int8x_gemv_kernel(con
     const uint2* xv2 = reinterpret_cast<const uint2*>(SX ? static_cast<const void*>(i8x_smem) : static_cast<const void*>(xq));
     const float* av = SX ? reinterpret_cast<const float*>(i8x_smem + in) : a;
     float acc = 0.f;
-    const uint4* Ars = Asm + (size_t)(FIXED && dense ? drow - arow0 : 0) * (in / 8);
 #pragma unroll 4
     for (int i = lane + 32 * dq + (dense ? 0 : in); i < in / 8; i += 32 * dn) {
-      const uint4 w = apf ? Ars[i] : __ldg(Ar + i);
+      const uint4 w = __ldg(Ar + i);
       const uint2 xv = SX ? xv2[i] : __ldg(xv2 + i);
       const float ag = SX ? av[i >> 3] : __ldg(av + (i >> 3));
       const float p = i8_arow8(w, xv);
@@ -365,11 +293,11 @@ __global__ void __launch_bounds__(512, AHEAD == 1 ? 2 : 1) int8x_gemv_kernel(con
     __syncthreads();  // a dense block's warps are all dense (dfirst is a multiple of 4); FIXED: ablock
     if (threadIdx.x == 0) {
       const float rs = npart ? rstd_of() : 1.f;
-      const int nrow = FIXED ? anrow : 1;
+      const int nrow = FIXED ? min(1 << rlg, R - ((int)blockIdx.x << rlg)) : 1;
       for (int r = 0; r < nrow; r++) {
         float tt = 0.f;
         for (int i = 0; i < dn; i++) tt += dred[r * dn + i];  // the row's warps in order
-        tout[FIXED ? arow0 + r : drow] = tt * rs;
+        tout[FIXED ? ((int)blockIdx.x << rlg) + r : drow] = tt * rs;
       }
       if (FIXED && bt.sync) {
         __threadfence();
@@ -392,8 +320,8 @@ __global__ void __launch_bounds__(512, AHEAD == 1 ? 2 : 1) int8x_gemv_kernel(con
     }
     i8_block(b.w, b.m0, b.m1, b.x, b.a, b.s, y0, y1);
   }
-  const float rstd = npart ? rstd_of() : 1.f;  // (also scales t's partial sums below)
   if (npart) {
+    const float rstd = rstd_of();
     y0 *= rstd;
     y1 *= rstd;
   }
@@ -404,20 +332,12 @@ __global__ void __launch_bounds__(512, AHEAD == 1 ? 2 : 1) int8x_gemv_kernel(con
       red[ks][g] = y0;
       red[ks][g + 8] = y1;
     }
-    if (hasBt && bt.sync && threadIdx.x == 0)
+    if (hasBt && threadIdx.x == 0)
       while (ld_acquire_gpu(bt.sync) < (unsigned)R) {}
     __syncthreads();
     __shared__ float btsm[16];  // the tile's 16 B·t values
     if (hasBt) {
-      for (int i = threadIdx.x; i < bt.r; i += blockDim.x) {
-        if (SX && bt.np) {  // the partial sums in order (deterministic), then the GEMV's 1/rms (prep partials of a norm)
-          float s = 0.f;
-          for (int j = 0; j < bt.np; j++) s += tps[j * bt.Rt + seg * bt.r + i];
-          tsm[i] = npart ? s * rstd : s;
-        } else {
-          tsm[i] = __ldcg(tout + seg * bt.r + i);
-        }
-      }
+      for (int i = threadIdx.x; i < bt.r; i += blockDim.x) tsm[i] = __ldcg(tout + seg * bt.r + i);
       if (bpre) asm volatile("cp.async.wait_all;\n" ::: "memory");
       __syncthreads();
       tile_bt(Btile, bpre ? bsm : reinterpret_cast<const uint4*>(Btile), tsm, bt.r, min(16, out - row0), btsm);
@@ -500,21 +420,6 @@ const char* cuda_int8x_prep(const void* x, const float* x2, const float* normw, 
     p.t2 = ex->t2;
     p.r = ex->r;
     p.xout = ex->xout;
-    if (ex->Ap) {
-      if (ex->Rp < 1 || !ex->tp || ex->Rr < 1 || ex->Rr > 128) return "cudaInt8xPrep: t partials need Rp ≥ 1, tp and 1–128 rows a block";
-      if (ex->B1 || ex->B2) return "cudaInt8xPrep: t partials take no hand-off B·t (the GEMV adds B·t in its epilogue)";
-      if (ex->Rp > ex->Rr && ex->xout && ex->xout == x)
-        return "cudaInt8xPrep: with more than one row block of t partials xOut must not be x (every block re-reads x)";
-      p.Ap = static_cast<const uint16_t*>(ex->Ap);
-      p.Rp = ex->Rp;
-      p.Rr = ex->Rr;
-      p.tp = ex->tp;
-    }
-    for (int i = 0; i < 2; i++) {
-      if (ex->pf[i] && ex->pfBytes[i] % 16) return "cudaInt8xPrep: prefetch ranges are multiples of 16 bytes";
-      p.pf[i] = ex->pf[i];
-      p.pfb[i] = ex->pf[i] ? ex->pfBytes[i] : 0;
-    }
   }
   p.xq = static_cast<int8_t*>(scratch);
   p.a = reinterpret_cast<float*>(p.xq + in);
@@ -523,13 +428,8 @@ const char* cuda_int8x_prep(const void* x, const float* x2, const float* normw, 
   p.ng = ng;
   p.yz = yz;
   p.nz = nz;
-  p.nq = (ng + kPrepWarps - 1) / kPrepWarps;
-  const size_t asm_ = p.Ap ? (size_t)p.Rr * 1024 + 512 + 32 : 0;
-  const size_t smem = std::max(((p.B1 ? p.r : 0) + (p.B2 ? p.r : 0)) * sizeof(float), asm_);
-  static size_t smemSet = 0;
-  if (const char* err = allow_dyn_smem((const void*)int8x_prep_kernel, smem, smemSet)) return err;
-  const unsigned nrb = p.Ap ? (unsigned)((p.Rp + p.Rr - 1) / p.Rr) : 1u;
-  return launch_ex(pdl, int8x_prep_kernel, (unsigned)p.nq * nrb, 32u * kPrepWarps, smem, p);
+  const size_t smem = ((p.B1 ? p.r : 0) + (p.B2 ? p.r : 0)) * sizeof(float);
+  return launch_ex(pdl, int8x_prep_kernel, (unsigned)((ng + kPrepWarps - 1) / kPrepWarps), 32u * kPrepWarps, smem, p);
 }
 
 const char* cuda_int8x_gemv(const void* words, const uint32_t* sz, const float* x, void* scratch, float* y,
@@ -547,16 +447,13 @@ const char* cuda_int8x_gemv(const void* words, const uint32_t* sz, const float* 
   }
   if (parts & 2) LB_CUDA(cudaMemsetAsync(y, 0, (size_t)out * 4, 0));
   if (parts & 4) {
-    const int Rt = R;  // parts & 4096: t's length (made by the prep launch; no A rows here)
-    const bool tready = (parts & 4096) != 0;
-    if (!A || tready) R = 0;
+    if (!A) R = 0;
     const bool fixed = (parts & 64) != 0, sx = (parts & 32) != 0;
     if (fixed && nks > 16) return "cudaInt8xGemv: the fixed-order reduction (parts & 64) takes ksplit ≤ 16 (a block per tile)";
     I8Bt bt{};
     if (btIn) {
-      if (!fixed || (tready ? !t : R < 1)) return "cudaInt8xGemv: B·t in the epilogue needs parts & 64 and the A rows (or parts & 4096 and t)";
-      if (tready && (parts & 512)) return "cudaInt8xGemv: the streamed GEMV takes no t from the prep (parts & 4096)";
-      if (btIn->r < 1 || btIn->r > kBtMaxR || btIn->nseg < 1 || btIn->nseg > 3 || (tready ? Rt : R) < btIn->nseg * btIn->r)
+      if (!fixed || R < 1) return "cudaInt8xGemv: B·t in the epilogue needs parts & 64 and the A rows";
+      if (btIn->r < 1 || btIn->r > kBtMaxR || btIn->nseg < 1 || btIn->nseg > 3 || R < btIn->nseg * btIn->r)
         return "cudaInt8xGemv: B·t in the epilogue takes 1–3 segments of rank 1–128, their t within the A rows";
       int prev = 0;
       for (int i = 0; i < 3; i++) {
@@ -568,13 +465,7 @@ const char* cuda_int8x_gemv(const void* words, const uint32_t* sz, const float* 
       }
       if (bt.end[btIn->nseg - 1] != out) return "cudaInt8xGemv: the last B·t segment must end at out";
       bt.r = btIn->r;
-      bt.sync = tready ? nullptr : btIn->sync;
-      bt.tready = tready;
-      if (parts & 8192) {
-        if (!tready || !sx || btIn->np < 1) return "cudaInt8xGemv: t as partial sums (parts & 8192) needs parts & 4096, x̂ in shared memory (32) and np ≥ 1";
-        bt.np = btIn->np;
-        bt.Rt = Rt;
-      }
+      bt.sync = btIn->sync;
       static const bool pre = [] { const char* e = std::getenv("LOWBIT_INT8X_BPRE"); return !(e && e[0] == '0'); }();
       bt.pre = pre;
       bt.reset = (parts & 256) == 0;
@@ -610,19 +501,10 @@ const char* cuda_int8x_gemv(const void* words, const uint32_t* sz, const float* 
         int8x_gemv_kernel<1, false, false>, int8x_gemv_kernel<2, false, false>, int8x_gemv_kernel<1, true, false>,
         int8x_gemv_kernel<2, true, false>,  int8x_gemv_kernel<1, false, true>,  int8x_gemv_kernel<2, false, true>,
         int8x_gemv_kernel<1, true, true>,   int8x_gemv_kernel<2, true, true>};
-    // parts & 2048 (fixed order): the A-row blocks' rows prefetched into shared memory before the wait; every block of
-    // the launch then carries rpb rows' room (down, 4 rows: 86 KB), so it is for the measured cases only
-    const bool apre = fixed && R > 0 && (parts & 2048) != 0;
-    const size_t sxb = sx ? (size_t)((in + 8 * ng + 4 * npart + 15) & ~15) : 0,
-                 asb = apre ? (size_t)rpb * in * 2 : (size_t)bt.np * bt.Rt * 4;  // A rows, or t's partials (8192)
-    if (sxb + asb > 200 * 1024) return "cudaInt8xGemv: the prefetched A rows (parts & 2048) need more than 200 KB of shared memory";
-    const int ki = ((parts & 16) ? 1 : 0) + (sx ? 2 : 0) + (fixed ? 4 : 0);
-    static size_t smemSet[8] = {};
-    if (const char* err = allow_dyn_smem((const void*)kern[ki], sxb + asb, smemSet[ki])) return err;
-    return launch_ex((parts & 8) != 0, kern[ki], blocks, threads,
-                     sxb + asb, static_cast<const uint4*>(words), sz, static_cast<const int8_t*>(xq),
+    return launch_ex((parts & 8) != 0, kern[((parts & 16) ? 1 : 0) + (sx ? 2 : 0) + (fixed ? 4 : 0)], blocks, threads,
+                     sx ? (size_t)(in + 8 * ng) : 0, static_cast<const uint4*>(words), sz, static_cast<const int8_t*>(xq),
                      static_cast<const float*>(a), static_cast<const int*>(sum), static_cast<const float*>(part), npart, eps, y,
-                     out, in, nks, static_cast<const uint16_t*>(A), R, t, bt, fd, nab, rlg, apre, (parts & 16384) != 0);
+                     out, in, nks, static_cast<const uint16_t*>(A), R, t, bt, fd, nab, rlg);
   }
   return nullptr;
 }

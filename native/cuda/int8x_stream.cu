@@ -120,7 +120,11 @@ __global__ void __launch_bounds__(32 * NKS) int8x_stream_kernel(I8Stream p, I8Bt
     for (int k0 = 0; k0 < myA; k0 += p.rpb) {
       const int k = k0 + lr;
       const uint4* Ar = reinterpret_cast<const uint4*>(asm_ + (size_t)min(k, myA - 1) * in * 2);
-      const float acc = i8_arow_warp(Ar, xv2, av, lane + 32 * dq, k < myA ? in / 8 : 0, 32 * wpr);
+      float acc = 0.f;
+#pragma unroll 4
+      for (int i = lane + 32 * dq; k < myA && i < in / 8; i += 32 * wpr) acc = fmaf(av[i >> 3], i8_arow8(Ar[i], xv2[i]), acc);
+#pragma unroll
+      for (int o = 16; o > 0; o >>= 1) acc += __shfl_xor_sync(0xffffffffu, acc, o);
       if (lane == 0) dred[warp] = acc;
       __syncthreads();
       if (threadIdx.x == 0)
@@ -293,14 +297,14 @@ const char* cuda_int8x_stream(const void* words, const uint32_t* sz, void* scrat
   const size_t smem = fixedB + (size_t)S * stageBytes;
   if (smem > 220 * 1024) return "cudaInt8xGemv (streamed): shared memory over 220 KB";
   decltype(&int8x_stream_kernel<8>) kern = nks == 4 ? int8x_stream_kernel<4> : nks == 8 ? int8x_stream_kernel<8> : int8x_stream_kernel<16>;
-  const int ki = nks == 4 ? 0 : nks == 8 ? 1 : 2;
   static size_t smemSet[3] = {0, 0, 0};
-  static bool carved[3] = {false, false, false};
-  if (!carved[ki]) {  // the largest shared-memory carveout, so that two launches' blocks fit on one SM (PDL)
+  size_t& set = smemSet[nks == 4 ? 0 : nks == 8 ? 1 : 2];
+  if (smem > set) {
+    // and the largest shared-memory carveout, so that two launches' blocks fit on one SM (PDL)
     LB_CUDA(cudaFuncSetAttribute((const void*)kern, cudaFuncAttributePreferredSharedMemoryCarveout, 100));
-    carved[ki] = true;
+    LB_CUDA(cudaFuncSetAttribute((const void*)kern, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem));
+    set = smem;
   }
-  if (const char* err = allow_dyn_smem((const void*)kern, smem, smemSet[ki])) return err;
   const I8Stream p{static_cast<const uint4*>(words), sz, static_cast<const unsigned char*>(scratch), npart, eps, y, out, in,
                    static_cast<const uint16_t*>(A), R, t, tpb, S, nA, stageBytes, rpb};
   return launch_ex(pdl, kern, (unsigned)grid, 32u * nks, smem, p, bt);

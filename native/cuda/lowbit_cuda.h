@@ -177,7 +177,6 @@ struct Int8xGemvBt {
   int end[3];
   int nseg, r;
   unsigned* sync;
-  int np = 0;  // parts & 8192: t is np partial sums [np][its length R], added in order (made by the launch before)
 };
 // fold (bit 6 only): the same launch also makes the NEXT GEMV's input in scratch (its ng groups of 64), replacing the
 // prep launch between them: x += y, x̃ = x·normw with per-group Σx² partials (the consumer then takes bit 7), or with
@@ -208,15 +207,6 @@ struct Int8xPrepExtra {
   const float* t2 = nullptr;
   int r = 0;
   float* xout = nullptr;
-  // up to two ranges (16-byte multiples) prefetched into L2 before the wait: the consumer GEMV's weights
-  const void* pf[2] = {nullptr, nullptr};
-  uint32_t pfBytes[2] = {0, 0};
-  // t partials for the consumer GEMV's parts & 8192 (that GEMV applies its 1/rms): Ap bf16 [Rp, in]; tp f32
-  // [⌈in / 512⌉][Rp], one set per block of 8 groups; Rr rows a block (1–128), so the grid is ⌈in / 512⌉ × ⌈Rp / Rr⌉;
-  // with more than one row block, xout must not be x (every block re-reads x)
-  const void* Ap = nullptr;
-  int Rp = 0, Rr = 64;
-  float* tp = nullptr;
 };
 // The int8-x GEMV's input in scratch (x̂ | a | Σx̂ | Σx² partials): x̃ = x (or the element of ex), x·normw (RMSNorm, normw non-null) or
 // silu(x)·x2 (x2 non-null) quantized per 64 inputs; then nz floats of yz zeroed (the consumer's split-K output).
@@ -262,15 +252,6 @@ struct DecodeAttn {
   const uint16_t *Bq = nullptr, *Bk = nullptr, *Bv = nullptr;
   int r = 0;
   void* i8 = nullptr;
-  // with i8: the o GEMV's LoRA-A factor (bf16 [Ro, Hq·hd]); head h writes tpo[h·Ro + r] = Σ over its groups of
-  // a_g Σ Ao[r][i]·x̂_i (its slice of Ao copied before the wait), the partial sums that GEMV adds (parts & 8192)
-  const uint16_t* Ao = nullptr;
-  int Ro = 0;
-  float* tpo = nullptr;
-  // up to two ranges (16-byte multiples) prefetched into L2 before the wait: the o GEMV's weights (the DRAM idles while
-  // the attention runs)
-  const void* pf[2] = {nullptr, nullptr};
-  uint32_t pfb[2] = {0, 0};
 };
 const char* cuda_decode_attn(const DecodeAttn& e);
 // The same attention handed to the NEXT cuda_decode_gemv call instead of launched: kernel 5 runs it first (blocks h < Hq,

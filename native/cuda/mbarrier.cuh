@@ -29,20 +29,6 @@ __device__ __forceinline__ void bulk_g2s(uint32_t dst, const void* src, uint32_t
                ::"r"(dst), "l"(src), "r"(bytes), "r"(mbar_smem(bar)) : "memory");
 }
 
-// HBM → L2 by the bulk-copy engine, no registers or shared memory held (a hint: the data may be gone by its use).
-__device__ __forceinline__ void bulk_prefetch_l2(const void* src, uint32_t bytes) {
-  asm volatile("cp.async.bulk.prefetch.L2.global [%0], %1;\n" ::"l"(src), "r"(bytes) : "memory");
-}
-// Share `part` of `nparts` (16-byte granules) of a range of `bytes` (a multiple of 16) prefetched into L2 by the calling
-// thread, ≤ 64 KB an instruction: a launch's blocks each take their share of the next launch's weights.
-__device__ __forceinline__ void l2_prefetch_share(const void* ptr, uint32_t bytes, uint32_t part, uint32_t nparts) {
-  const uint32_t per = (uint32_t)(((uint64_t)bytes + 16u * nparts - 1) / (16u * nparts)) * 16u, off = part * per;
-  if (off >= bytes) return;
-  const uint32_t n = min(per, bytes - off);
-  const unsigned char* src = static_cast<const unsigned char*>(ptr) + off;
-  for (uint32_t o = 0; o < n; o += 65536u) bulk_prefetch_l2(src + o, min(65536u, n - o));
-}
-
 // Flags between blocks of one launch: a gpu-scope acquire load (spin on it) and release store.
 __device__ __forceinline__ unsigned ld_acquire_gpu(const unsigned* a) {
   unsigned v;

@@ -20,16 +20,6 @@ inline bool pdl_on() {
   return on != 0;
 }
 
-// Lets kern take `bytes` of dynamic shared memory where that is over the default 48 KB; `set` (one per kernel, static at
-// the caller) remembers the largest already allowed, so the attribute call is made only when it grows.
-inline const char* allow_dyn_smem(const void* kern, size_t bytes, size_t& set) {
-  if (bytes > 48 * 1024 && bytes > set) {
-    LB_CUDA(cudaFuncSetAttribute(kern, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)bytes));
-    set = bytes;
-  }
-  return nullptr;
-}
-
 // A launch on the calling thread's default stream, with the programmatic-stream-serialization attribute when pdl.
 template <typename... Exp, typename... Act>
 const char* launch_ex(bool pdl, void (*kern)(Exp...), unsigned grid, unsigned block, size_t smem, Act&&... args) {

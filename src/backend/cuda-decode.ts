@@ -64,16 +64,11 @@ export interface NativeCudaDecode extends NativeCuda {
    * over positions 0..pos (GQA). hd 64, 128 or 256. Launched alone (not recorded into a persistent plan) it may also add
    * the adapters' B·t to q, k and v before RoPE (B bf16 [Hq·hd | Hkv·hd, r] already scaled, t f32 [r]; null: none) and
    * write its output as the int8-x GEMV's input into i8 (a cudaInt8xGemv scratch of Hq·hd inputs: x̂ | a | Σx̂, what
-   * cudaInt8xPrep makes of the bf16 out) — out may then be null. With i8, Ao (bf16 [Ro, Hq·hd], the o GEMV's LoRA-A
-   * factor) and tpo (f32 [Hq, Ro]): head h also writes tpo[h·Ro + r] = Σ over its groups of 64 of a_g Σ Ao[r][i]·x̂_i,
-   * the partial sums of t that the o GEMV adds in order (cudaInt8xGemv parts & 8192). pf1/pf2 (+ bytes, multiples of 16):
-   * ranges prefetched into L2 before the PDL wait (the o GEMV's weights; a hint). The extras are optional: older addons
-   * lack them.
+   * cudaInt8xPrep makes of the bf16 out) — out may then be null. The extras are optional: older addons lack them.
    */
   cudaDecodeAttn(q: number, k: number, v: number, cos: number, sin: number, kc: number, vc: number, pos: number, Hq: number,
     Hkv: number, hd: number, out: number | null, tq?: number | null, tk?: number | null, tv?: number | null, Bq?: number | null,
-    Bk?: number | null, Bv?: number | null, r?: number, i8?: number | null, Ao?: number | null, Ro?: number, tpo?: number | null,
-    pf1?: number | null, pf1Bytes?: number, pf2?: number | null, pf2Bytes?: number): void;
+    Bk?: number | null, Bv?: number | null, r?: number, i8?: number | null): void;
   /**
    * The same attention handed to the NEXT cudaDecodeGemv call instead of launched: kernel 5 runs it first (blocks
    * h < Hq; the others wait for every head) when that call's x is `out` (bf16, in = Hq·hd) — the o GEMV — saving a launch

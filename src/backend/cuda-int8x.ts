@@ -22,11 +22,6 @@ export interface NativeCudaInt8x extends NativeCuda {
    * rows and B rows copied by the bulk-copy engine through a ring issued before the PDL wait; ksplit = warps a block (4,
    * 8, 16), the same bits as 64 with that split K; out % 16 == 0, and sz tile-blocked (tileInt8xSz / cudaInt8xTileSz);
    * 1024 (with 64, ksplit a power of two) = 4 LoRA-A rows a block, each by ksplit / 4 warps, instead of a block a row;
-   * 2048 (with 64) = the A-row blocks' rows copied into shared memory before the PDL wait; 4096 (with 64, not 512) = t
-   * was made by the launch before: A null, R = t's length, sync null, B·t with no wait; 8192 (with 4096 and 32) = t
-   * arrives as tParts partial sums [tParts][R] (cudaInt8xPrep's Ap/tp, or the attention's heads), added in order by
-   * each tile block and scaled by its 1/rms (normEps); 16384 (with 64) = each warp prefetches its later blocks' words
-   * and scale|zero words into L2 at its start (no effect on results);
    * x is read only with 1 (else null: x̂ is already in scratch, e.g. from cudaInt8xPrep). normEps: scratch came from cudaInt8xPrep with normW, and the row sums are scaled by RMSNorm's 1/rms (from the prep's Σx²
    * partials). A (bf16 [R, in], a handle or view 16-byte aligned) and t (f32 [R]): the same launch also writes
    * t = A·x̃ on x's int8 image, a block of 4 warps per row (the adapter's LoRA-A factor; twin int8xLoraA). Bs, ends, r,
@@ -41,21 +36,14 @@ export interface NativeCudaInt8x extends NativeCuda {
   cudaInt8xGemv(words: number, sz: number, x: number | null, scratch: number, y: number, out: number, inF: number,
     ksplit: number, parts?: number, normEps?: number | null, A?: number | null, R?: number, t?: number | null,
     Bs?: number[] | null, ends?: number[] | null, r?: number, sync?: number | null,
-    fScratch?: number | null, fX?: number | null, fNormW?: number | null, fHalf?: number, fCnt?: number | null, tParts?: number): void;
+    fScratch?: number | null, fX?: number | null, fNormW?: number | null, fHalf?: number, fCnt?: number | null): void;
   /** The GEMV's input into scratch: the element v = x (bf16 with xBf16) + addY + B1·t1 (B1 bf16 [in, r], t1 f32 [r]; the
    * residual stream after the previous GEMV and its LoRA B·t, written to xOut when given), then x̃ = v, v·normW (RMSNorm; 1/rms
    * left to the GEMV) or silu(v)·(x2 + B2·t2) (SwiGLU with the up projection's B·t), quantized per 64 inputs (twins
-   * int8xPrepInput + int8X), then nzero floats of y zeroed (the consumer's split-K output); pdl: launched with PDL.
-   * pf1/pf2 (+ bytes, multiples of 16): ranges prefetched into L2 before the PDL wait (the consumer GEMV's weights; a
-   * hint with no effect on results). Ap (bf16 [Rp, in], the consumer GEMV's LoRA-A factor), tp (f32 [⌈in / 512⌉, Rp]),
-   * rows (1–128, default 64): block (b, rb) copies rows [rb·rows, …) of Ap over the inputs of its 8 groups b into shared
-   * memory before the wait, makes those groups' x̂ and writes its partial sums tp[b][r] = Σ_g a_g Σ_i Ap[r][i]·x̂_i, which
-   * the consumer GEMV adds in order and scales by its 1/rms (parts & 8192); no B1/B2, and with more than one row block
-   * xOut ≠ x (every block re-reads x). */
+   * int8xPrepInput + int8X), then nzero floats of y zeroed (the consumer's split-K output); pdl: launched with PDL. */
   cudaInt8xPrep(x: number, x2: number | null, normW: number | null, scratch: number, inF: number, y: number | null, nzero: number,
     pdl?: boolean, addY?: number | null, B1?: number | null, t1?: number | null, B2?: number | null, t2?: number | null, r?: number,
-    xOut?: number | null, xBf16?: boolean, pf1?: number | null, pf1Bytes?: number, pf2?: number | null, pf2Bytes?: number,
-    Ap?: number | null, Rp?: number, tp?: number | null, rows?: number): void;
+    xOut?: number | null, xBf16?: boolean): void;
 }
 
 /** Bytes of an int8-x scratch for in inputs: x̂ (int8) | a (f32 per 64) | Σx̂ (i32 per 64) | Σx² partials (f32 per 64: a
@@ -181,14 +169,12 @@ export function int8xPrepInput(x: Float32Array, opts: { x2?: Float32Array; normW
 }
 
 /** t[R] of cudaInt8xGemv's LoRA-A rows in f64: Σ_g a_g Σ_{i∈g} A[r, i]·x̂_i, times rstd (RMSNorm's 1/rms, else 1). A holds
- * bf16 values (f32 [R, in]); xq, a as int8X returns them. Groups [g0, g1) only: a partial sum of t (the prep's and the
- * attention's t partials, parts & 8192). */
-export function int8xLoraA(A: Float32Array, R: number, inF: number, xq: ArrayLike<number>, a: Float32Array, rstd = 1, g0 = 0,
-  g1 = inF / 64): Float64Array {
+ * bf16 values (f32 [R, in]); xq, a as int8X returns them. */
+export function int8xLoraA(A: Float32Array, R: number, inF: number, xq: Int8Array, a: Float32Array, rstd = 1): Float64Array {
   const t = new Float64Array(R);
   for (let r = 0; r < R; r++) {
     let acc = 0;
-    for (let g = g0; g < g1; g++) {
+    for (let g = 0; g < inF / 64; g++) {
       let p = 0;
       for (let i = 64 * g; i < 64 * g + 64; i++) p += A[r * inF + i] * xq[i];
       acc += a[g] * p;

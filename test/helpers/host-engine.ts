@@ -34,9 +34,9 @@ export function hostEngine(): HostEngine {
   const bufs = new Map<number, HostBuf>();
   const exactX = new Map<number, Float32Array>();  // scratch handle → the prep's x̃ (int8xExact)
   // y + B·t (B bf16 [y.length, r], t f32 from element tOff of buffer t; f64 sums), the twin of the kernels' LoRA B·t
-  const plusBt = (y: Float32Array, B: number | null, t: number | Float32Array | null, r: number, tOff = 0): Float32Array => {
+  const plusBt = (y: Float32Array, B: number | null, t: number | null, r: number, tOff = 0): Float32Array => {
     if (!B || !t || r < 1) return y;
-    const b = bfRead(B, y.length * r), tt = (typeof t === 'number' ? f32(t, tOff + r) : t).subarray(tOff), o = new Float32Array(y.length);
+    const b = bfRead(B, y.length * r), tt = f32(t, tOff + r).subarray(tOff), o = new Float32Array(y.length);
     for (let i = 0; i < y.length; i++) { let s = 0; for (let j = 0; j < r; j++) s += b[i * r + j] * tt[j]; o[i] = y[i] + s; }
     return o;
   };
@@ -46,25 +46,14 @@ export function hostEngine(): HostEngine {
     for (let i = 0; i < v.length; i++) out[Math.floor(i / per)] += v[i] * v[i];
     return out;
   };
-  // views of an int8-x scratch of inF inputs: x̂ [inF] | a [ng] | Σx̂ [ng]
-  const int8xViews = (scratch: number, inF: number) => {
-    const ng = inF / 64, sb = get(scratch, inF + 8 * ng);
-    return { xq: new Int8Array(sb.mem, sb.off, inF), a: f32(scratch, ng, inF / 4), sum: new Int32Array(sb.mem, sb.off + inF + 4 * ng, ng) };
-  };
   // an int8-x scratch (x̂ | a | Σx̂) from x̃, as the prep kernel leaves it (and x̃ kept for int8xExact)
   const int8xFill = (scratch: number, xt: Float32Array) => {
-    const v = int8xViews(scratch, xt.length), { xq, a, sum } = int8X(xt);
+    const inF = xt.length, ng = inF / 64, { xq, a, sum } = int8X(xt);
     exactX.set(scratch, xt);
-    v.xq.set(xq); v.a.set(a); v.sum.set(sum);
-  };
-  // the x̂ a kernel reads from that scratch: its int8 image, or with int8xExact x̃ / a (so a·x̂ is x̃ exactly)
-  const int8xXhat = (scratch: number, inF: number): { xh: ArrayLike<number>; a: Float32Array } => {
-    const { xq, a } = int8xViews(scratch, inF), xt = eng.int8xExact ? exactX.get(scratch) : undefined;
-    return { xh: xt ? Float32Array.from(xt, (x, i) => x / a[i >> 6]) : xq, a };
-  };
-  // the L2 prefetch ranges of the prep and the attention: hints, so only checked (multiples of 16 bytes within a buffer)
-  const checkPrefetch = (fn: string, ranges: [number | null | undefined, number][]) => {
-    for (const [h, n] of ranges) if (h) { if (n % 16) throw new Error(`${fn}: a prefetch range is a multiple of 16 bytes`); get(h, n); }
+    new Int8Array(u8(scratch, inF).buffer, u8(scratch, inF).byteOffset, inF).set(xq);
+    f32(scratch, ng, inF / 4).set(a);
+    const sb = get(scratch, inF + 8 * ng);
+    new Int32Array(sb.mem, sb.off + inF + 4 * ng, ng).set(sum);
   };
   let next = 1;
   let capture: (() => void)[] | null = null;
@@ -190,9 +179,7 @@ export function hostEngine(): HostEngine {
     },
     cudaDecodeAttn: (q: number, k: number, v: number, cos: number, sin: number, kc: number, vc: number, pos: number, Hq: number,
       Hkv: number, hd: number, out: number | null, tq: number | null = null, tk: number | null = null, tv: number | null = null,
-      Bq: number | null = null, Bk: number | null = null, Bv: number | null = null, r = 0, i8: number | null = null,
-      Ao: number | null = null, Ro = 0, tpo: number | null = null, pf1: number | null = null, pf1Bytes = 0, pf2: number | null = null, pf2Bytes = 0) => {
-      checkPrefetch('cudaDecodeAttn', [[pf1, pf1Bytes], [pf2, pf2Bytes]]);
+      Bq: number | null = null, Bk: number | null = null, Bv: number | null = null, r = 0, i8: number | null = null) => {
       const Q = Hq * hd, KV = Hkv * hd, half = hd / 2, qo = new Float32Array(Q), ko = new Float32Array(KV);
       ropeForward(qo, plusBt(f32(q, Q), Bq, tq, r), f32(cos, half), f32(sin, half), 1, 1, Hq, hd);
       ropeForward(ko, plusBt(f32(k, KV), Bk, tk, r), f32(cos, half), f32(sin, half), 1, 1, Hkv, hd);
@@ -204,11 +191,6 @@ export function hostEngine(): HostEngine {
       const o = new Float32Array(Q), l = new Float32Array(Hq);
       attentionForwardRef(o, l, bfr(qo), K, V, 1, 1, pos + 1, Hq, Hkv, hd);
       if (i8) int8xFill(i8, bfr(o));  // the int8-x GEMV's input from the bf16 output, as cudaInt8xPrep makes it from bf16 out
-      if (Ao && (!i8 || !tpo || Ro < 1 || hd % 64)) throw new Error('cudaDecodeAttn: the o GEMV\'s t partials need the int8-x output, Ro ≥ 1, tpo and hd % 64 == 0');
-      if (Ao && i8 && tpo) {  // the o GEMV's t partials, one set per head over its groups of 64
-        const { xh, a } = int8xXhat(i8, Q), Av = bfRead(Ao, Ro * Q), tv = f32(tpo, Hq * Ro);
-        for (let h = 0; h < Hq; h++) tv.set(int8xLoraA(Av, Ro, Q, xh, a, 1, h * hd / 64, (h + 1) * hd / 64), h * Ro);
-      }
       if (out) bfWrite(out, o);
     },
     cudaArgmaxF32: (x: number, n: number, id: number, ids: number | null, slot: number) => {
@@ -242,11 +224,7 @@ export function hostEngine(): HostEngine {
     },
     cudaInt8xPrep: (x: number, x2: number | null, normW: number | null, scratch: number, inF: number, y: number | null, nzero: number,
       _pdl?: boolean, addY?: number | null, B1?: number | null, t1?: number | null, B2?: number | null, t2?: number | null, r = 0,
-      xOut?: number | null, xBf16?: boolean, pf1?: number | null, pf1Bytes = 0, pf2?: number | null, pf2Bytes = 0,
-      Ap?: number | null, Rp = 0, tp?: number | null, rows = 64) => {
-      if (Ap && (B1 || B2 || !tp || Rp < 1 || rows < 1 || rows > 128 || (Rp > rows && xOut !== null && xOut !== undefined && xOut === x)))
-        throw new Error('cudaInt8xPrep: t partials take no hand-off B·t, tp, 1–128 rows a block, and xOut ≠ x with more than one row block');
-      checkPrefetch('cudaInt8xPrep', [[pf1, pf1Bytes], [pf2, pf2Bytes]]);
+      xOut?: number | null, xBf16?: boolean) => {
       const bt = (B?: number | null, t?: number | null): Int8xPrepBt | undefined => (B && t ? { B: bfRead(B, inF * r), t: f32(t, r).slice(), r } : undefined);
       const xv = xBf16 ? bfRead(x, inF) : f32(x, inF).slice();
       const { xt, xOut: v } = int8xPrepInput(xv, { x2: x2 ? f32(x2, inF).slice() : undefined, normW: normW ? f32(normW, inF).slice() : undefined,
@@ -254,10 +232,6 @@ export function hostEngine(): HostEngine {
       if (xOut) f32(xOut, inF).set(v);
       int8xFill(scratch, xt);
       const ng = inF / 64;
-      if (Ap && tp) {  // partial sums of the consumer GEMV's t, one set per block of 8 groups (512 inputs)
-        const { xh, a } = int8xXhat(scratch, inF), Av = bfRead(Ap, Rp * inF), nb = Math.ceil(ng / 8), tv = f32(tp, nb * Rp);
-        for (let b = 0; b < nb; b++) tv.set(int8xLoraA(Av, Rp, inF, xh, a, 1, 8 * b, Math.min(ng, 8 * b + 8)), b * Rp);
-      }
       if (normW) {  // Σv² per prep block of 8 groups, as the kernel leaves them for the GEMV's 1/rms
         const part = f32(scratch, Math.ceil(ng / 8), (inF + 8 * ng) / 4);
         part.set(sumsOfSquares(v, 512));
@@ -267,7 +241,7 @@ export function hostEngine(): HostEngine {
     cudaInt8xGemv: (words: number, sz: number, x: number | null, scratch: number, y: number, out: number, inF: number, _ks: number, parts = 7,
       normEps: number | null = null, A: number | null = null, R = 0, t: number | null = null, Bs: number[] | null = null,
       ends: number[] | null = null, rB = 0, sync: number | null = null, fScratch: number | null = null, fX: number | null = null,
-      fNormW: number | null = null, fHalf = 0, _fCnt: number | null = null, tParts = 1) => {
+      fNormW: number | null = null, fHalf = 0, _fCnt: number | null = null) => {
       const ng = inF / 64;
       if (sync && Bs && parts & 4) {  // the A-row counters: zero at every launch's start; the A rows leave R (parts & 256) or
         // the last tile block sets them back to 0 — so a decoder that forgets to zero them (256) fails here as on the GPU
@@ -278,7 +252,7 @@ export function hostEngine(): HostEngine {
       if (parts & 1) (ops.cudaInt8xPrep as (...a: unknown[]) => void)(x, null, null, scratch, inF, null, 0);
       if (parts & 2) f32(y, out).fill(0);
       if (!(parts & 4)) return;
-      const { xq, a, sum } = int8xViews(scratch, inF);
+      const sb = get(scratch, inF + 8 * ng), xq = new Int8Array(sb.mem, sb.off, inF), a = f32(scratch, ng, inF / 4), sum = new Int32Array(sb.mem, sb.off + inF + 4 * ng, ng);
       const xt = eng.int8xExact ? exactX.get(scratch) : undefined;
       if (eng.int8xExact && !xt) throw new Error('cudaInt8xGemv (int8xExact): the scratch has no prep');
       let rstd = 1;
@@ -310,16 +284,9 @@ export function hostEngine(): HostEngine {
       } else if (A && t) f32(t, R).set(int8xLoraA(bfRead(A, R * inF), R, inF, xq, a, rstd));
       if (Bs && ends && t) {  // B·t in the epilogue, segment i: rows [ends[i-1], ends[i]) with t[i·r …]
         let row0 = 0;
-        let tt: number | Float32Array = t;
-        if (parts & 8192) {  // t as tParts partial sums [tParts][R], added in order
-          if (!(parts & 4096) || !(parts & 32)) throw new Error('cudaInt8xGemv: t as partial sums (parts & 8192) needs parts & 4096 and 32');
-          const tp = f32(t, tParts * R), sum = new Float32Array(R);  // then the GEMV's 1/rms (1 without a norm)
-          for (let k = 0; k < R; k++) { let s = 0; for (let j = 0; j < tParts; j++) s += tp[j * R + k]; sum[k] = s * rstd; }
-          tt = sum;
-        }
         Bs.forEach((B, i) => {
           const seg = yv.subarray(row0, ends[i]);
-          seg.set(plusBt(seg, B, tt, rB, i * rB));
+          seg.set(plusBt(seg, B, t, rB, i * rB));
           row0 = ends[i];
         });
       }

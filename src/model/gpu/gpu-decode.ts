@@ -98,16 +98,6 @@ export class GpuDecoder {
    * default since run 92 (H100: 408.8 vs 398.3 tok/s with the rank-64 adapter, 539.2 vs 539.1 without);
    * LOWBIT_INT8X_ZERO=tile: the last tile block out resets them. */
   zeroSync = process.env.LOWBIT_INT8X_ZERO !== 'tile';
-  /** Kernel 8: every adapter's t = A·x̂ made by the launch before its GEMV (i8tprep), as partial sums that the GEMV's tile
-   * blocks add in order with x̂'s copy and scale by its 1/rms (parts & 4096 | 8192): the preps' blocks of 8 groups, each
-   * with LOWBIT_INT8X_TPREP_ROWS (64) rows of A copied before the PDL wait (q/k/v, gate/up, down), and the attention's
-   * heads (o). No GEMV then has A-row blocks or waits for them. Several row blocks re-read the residual while the first
-   * writes the sum, so the residual alternates between two buffers within a layer. LOWBIT_INT8X_TPREP=1; not yet
-   * GPU-run. */
-  tPrep = process.env.LOWBIT_INT8X_TPREP === '1';
-  /** Kernel 8: each prep launch (and the attention, for o) prefetches its consumer GEMV's words and scale|zero words into
-   * L2 before its PDL wait (the DRAM is idle while they run). LOWBIT_INT8X_L2PF=1; not yet GPU-run. */
-  l2Prefetch = process.env.LOWBIT_INT8X_L2PF === '1';
   private streamOn = false;
   /** the v4 plan (null when the model does not qualify: then variant 4 runs as 3) */
   private v4: V4Layer[] | null = null;
@@ -122,9 +112,6 @@ export class GpuDecoder {
   private i8bufs: number[] = [];
   private i8scr: Record<'D' | 'Q' | 'I', number> | null = null;
   private i8cnt: number | null = null;
-  private i8x2: number | null = null;  // the residual's second buffer (i8tprep)
-  private i8tp: number | null = null;  // q/k/v's, gate/up's and down's t as partial sums, a set per prep block of 8 groups (i8tprep)
-  private i8tpo: number | null = null;  // o's t as partial sums, one set per head of the attention (i8tprep)
   /**
    * Folded plan: each GEMV launch prefetches the next GEMV launch's weights (codes, scale|zero words, LoRA A and B) into
    * L2, so HBM keeps streaming across the launch boundaries (the next launch's wait for its x, its staging and the
@@ -345,9 +332,6 @@ export class GpuDecoder {
     const r = lora?.sites[0]?.r ?? 0;
     const alloc = (bytes: number) => { const h = c.cudaAlloc(bytes); this.i8bufs.push(h); return h; };
     this.i8scr = { D: alloc(int8xScratchBytes(D)), Q: alloc(int8xScratchBytes(Q)), I: alloc(int8xScratchBytes(I)) };
-    this.i8x2 = lora ? alloc(D * 4) : null;
-    this.i8tp = lora ? alloc(Math.max(Math.ceil(D / 512) * 3, Math.ceil(I / 512)) * Math.max(r, 1) * 4) : null;
-    this.i8tpo = lora ? alloc(cfg.numHeads * Math.max(r, 1) * 4) : null;
     // the folded preps' group counters (i8fold): one set serves every launch, each leaves them zero
     this.i8cnt = null;
     if (D % 64 === 0 && I % 64 === 0) { this.i8cnt = alloc(4 * Math.max(D, I) / 64); c.cudaMemset0(this.i8cnt, 4 * Math.max(D, I) / 64); }
@@ -362,10 +346,8 @@ export class GpuDecoder {
       const tiles = out / 16, nblk = inF / 128, warps = old ? 4096 : 8192;
       let ks = 1;
       while (ks * 2 <= Math.min(nblk, 16) && tiles * ks < warps) ks *= 2;
-      // LOWBIT_INT8X_AROWS=4: 4 LoRA-A rows a block (parts & 1024); LOWBIT_INT8X_APRE=1: the A-row blocks' rows copied
-      // into shared memory before the PDL wait (parts & 2048). Neither is GPU-run yet
-      const arows = (process.env.LOWBIT_INT8X_AROWS === '4' ? 1024 : 0) | (process.env.LOWBIT_INT8X_APRE === '1' ? 2048 : 0)
-        | (process.env.LOWBIT_INT8X_SELFPF === '1' ? 16384 : 0);  // each warp's later blocks into L2 at its start (not yet GPU-run)
+      // LOWBIT_INT8X_AROWS=4: 4 LoRA-A rows a block (parts & 1024; not yet GPU-run)
+      const arows = process.env.LOWBIT_INT8X_AROWS === '4' ? 1024 : 0;
       return { ks: env('LOWBIT_INT8X_KSPLIT') ?? ks, parts: 12 | arows | (env('LOWBIT_INT8X_PARTS') ?? (64 | (old && tiles <= 512 ? 16 : 32))) };
     };
     const gemv = (l: number, ps: Projection[], inF: number, y: number, t: number, sync: number): Int8xGemv => {
@@ -443,26 +425,14 @@ export class GpuDecoder {
       && p.every((l) => l.sync !== null && [l.qkv, l.o, l.gu, l.down].every((g) => g.bt !== null));
   }
 
-  /** Whether every GEMV's t comes as partial sums from the launch before it (tPrep): needs the counters zeroed by the preps
-   * (every GEMV adds its own B·t, prep launches), an adapter, the one-launch attention, and the per-tile kernel with x̂
-   * in shared memory for all four GEMVs. */
-  get int8xTPrep(): boolean { return this.i8tprep; }
-  private get i8tprep(): boolean {
-    const p = this.i8;
-    return !!p && this.tPrep && !!this.lora && this.i8zeroSync && this.i8x2 !== null && this.i8tp !== null && this.i8tpo !== null
-      && this.i8attn && this.w.config.headDim % 64 === 0
-      && p.every((l) => [l.qkv, l.o, l.gu, l.down].every((g) => g.A !== null && (g.parts & 544) === 32));
-  }
-
   /** A kernel-8 GEMV launch (PDL) on the x̂ its prep left in scratch; more: parts bits of the step (128: that prep was
    * folded into the launch before, its Σx² partials are per group; 256: i8zeroSync); fold: this launch makes the next
    * GEMV's input (I8Fold). */
   private i8gemv(g: Int8xGemv, scratch: number, normEps: number | null, more = 0,
-    fold: { scratch: number; x: number | null; normW: number | null; half: number } | null = null, tParts = 1, tBuf: number | null = null): void {
-    const tp = (more & 4096) !== 0;  // t made by the prep before: no A rows, no counter (8192: tParts partial sums in tBuf)
+    fold: { scratch: number; x: number | null; normW: number | null; half: number } | null = null): void {
     (this.c as unknown as NativeCudaInt8x).cudaInt8xGemv(g.words, g.parts & 512 ? g.szT! : g.sz, null, scratch, g.y, g.out, g.in, g.ks, g.parts | more,
-      normEps, tp ? null : g.A, g.R, g.A ? tBuf ?? g.t : null, g.bt?.Bs ?? null, g.bt?.ends ?? null, g.bt?.r ?? 0, tp ? null : g.bt?.sync ?? null,
-      fold?.scratch ?? null, fold?.x ?? null, fold?.normW ?? null, fold?.half ?? 0, fold ? this.i8cnt : null, tParts);
+      normEps, g.A, g.R, g.A ? g.t : null, g.bt?.Bs ?? null, g.bt?.ends ?? null, g.bt?.r ?? 0, g.bt?.sync ?? null,
+      fold?.scratch ?? null, fold?.x ?? null, fold?.normW ?? null, fold?.half ?? 0, fold ? this.i8cnt : null);
   }
 
   /**
@@ -494,24 +464,17 @@ export class GpuDecoder {
     const r = this.lora?.sites[0]?.r ?? 0;
     c.cudaEmbedding(h.id, this.w.embed, h.x, 1, D, cfg.vocabSize, true);
     const fold = this.i8fold, zero = this.i8zeroSync, zb = zero ? 256 : 0;  // once per step, not per launch
-    // tPrep: every GEMV's t as partial sums from the launch before; the residual goes h.x → x2 (prep 1) → h.x (prep 2)
-    const tp = !fold && this.i8tprep, x2 = tp ? this.i8x2! : h.x, rows = Number(process.env.LOWBIT_INT8X_TPREP_ROWS ?? 64);
-    const tA = (g: Int8xGemv): [number | null, number, number | null, number] => (tp ? [g.A, g.R, this.i8tp, rows] : [null, 0, null, 64]);
-    const tparts = (inF: number) => Math.ceil(inF / 512);
-    // l2Prefetch: the consumer GEMV's words and scale|zero words into L2 by its prep (the per-tile kernel's layout)
-    const pf = (g: Int8xGemv): [number | null, number, number | null, number] =>
-      (this.l2Prefetch && !(g.parts & 512) ? [g.words, g.out * g.in / 4, g.sz, g.out * g.in / 16] : [null, 0, null, 0]);
     for (let l = 0; l < cfg.numLayers; l++) {
       const w = this.w.layers[l], pl = plan[l], prev = l > 0 ? plan[l - 1] : null, B = pl.B, t = pl.t, sync = zero ? pl.sync : null;
       if (!fold || !prev)
         x8.cudaInt8xPrep(h.x, null, w.inputNorm, scr.D, D, ...this.i8zero(pl.qkv, sync?.qkvO, 4), true, prev ? prev.down.y : null,
-          ...this.i8Bt(prev?.down ?? null, prev?.B.down_proj, prev?.t.down_proj), null, null, r, x2, false, ...pf(pl.qkv), ...tA(pl.qkv));
-      this.i8gemv(pl.qkv, scr.D, eps, zb | (fold && prev !== null ? 128 : 0) | (tp ? 4096 | 8192 : 0), null, tparts(D), tp ? this.i8tp : null);
+          ...this.i8Bt(prev?.down ?? null, prev?.B.down_proj, prev?.t.down_proj), null, null, r, h.x);
+      this.i8gemv(pl.qkv, scr.D, eps, zb | (fold && prev !== null ? 128 : 0));
       const y = pl.qkv.y, q = this.i8view(y, 0, Q), k = this.i8view(y, Q, KV), v = this.i8view(y, Q + KV, KV);
       const [bq, tq] = this.i8Bt(pl.qkv, B.q_proj, t.q_proj), [bk, tk] = this.i8Bt(pl.qkv, B.k_proj, t.k_proj), [bv, tv] = this.i8Bt(pl.qkv, B.v_proj, t.v_proj);
       if (this.i8attn) {  // one launch: B·t (unless q/k/v's GEMV added it), RoPE, cache rows, attention, the o GEMV's int8 input
         c.cudaDecodeAttn(q, k, v, this.cosAt[pos], this.sinAt[pos], h[`kc${l}`], h[`vc${l}`], pos, cfg.numHeads, cfg.numKvHeads,
-          cfg.headDim, null, tq, tk, tv, bq, bk, bv, bq ? r : 0, scr.Q, tp ? pl.o.A : null, tp ? pl.o.R : 0, tp ? this.i8tpo : null, ...pf(pl.o));
+          cfg.headDim, null, tq, tk, tv, bq, bk, bv, bq ? r : 0, scr.Q);
       } else {
         c.cudaDecodeQkvEpi(q, k, v, tq, tk, tv, bq, bk, bv, r, r, r, this.cosAt[pos], this.sinAt[pos],
           cfg.numHeads, cfg.numKvHeads, cfg.headDim, h.qb, this.kAt[l][pos], this.vAt[l][pos]);
@@ -525,14 +488,13 @@ export class GpuDecoder {
         this.i8gemv(pl.down, scr.I, null, 0, next ? { scratch: scr.D, x: h.x, normW: next.inputNorm, half: 0 } : null);
         continue;
       }
-      this.i8gemv(pl.o, scr.Q, null, zb | (tp ? 4096 | 8192 : 0), null, cfg.numHeads, tp ? this.i8tpo : null);  // t: the heads' partial sums
-      x8.cudaInt8xPrep(x2, null, w.postNorm, scr.D, D, ...this.i8zero(pl.gu, sync?.gu, 2), true, pl.o.y, ...this.i8Bt(pl.o, B.o_proj, t.o_proj), null, null, r, h.x,
-        false, ...pf(pl.gu), ...tA(pl.gu));
-      this.i8gemv(pl.gu, scr.D, eps, zb | (tp ? 4096 | 8192 : 0), null, tparts(D), tp ? this.i8tp : null);
+      this.i8gemv(pl.o, scr.Q, null, zb);
+      x8.cudaInt8xPrep(h.x, null, w.postNorm, scr.D, D, ...this.i8zero(pl.gu, sync?.gu, 2), true, pl.o.y, ...this.i8Bt(pl.o, B.o_proj, t.o_proj), null, null, r, h.x);
+      this.i8gemv(pl.gu, scr.D, eps, zb);
       const gate = this.i8view(pl.gu.y, 0, I), up = this.i8view(pl.gu.y, I, I);
       x8.cudaInt8xPrep(gate, up, null, scr.I, I, ...this.i8zero(pl.down, sync?.down, 2), true, null, ...this.i8Bt(pl.gu, B.gate_proj, t.gate_proj),
-        ...this.i8Bt(pl.gu, B.up_proj, t.up_proj), r, null, false, ...pf(pl.down), ...tA(pl.down));
-      this.i8gemv(pl.down, scr.I, null, zb | (tp ? 4096 | 8192 : 0), null, tparts(I), tp ? this.i8tp : null);
+        ...this.i8Bt(pl.gu, B.up_proj, t.up_proj), r);
+      this.i8gemv(pl.down, scr.I, null, zb);
     }
     const last = plan[cfg.numLayers - 1];
     const [bl, tl] = this.i8Bt(last.down, last.B.down_proj, last.t.down_proj);
