@@ -6,8 +6,9 @@
 # bench (the per-tile and the streamed GEMV, and the layer skeleton).
 # Build here: LOWBIT_REQUIRE_CUDA=1 LOWBIT_MARCH=x86-64-v4 LOWBIT_BUILD_DIR=build/device-z LOWBIT_NATIVE_FORCE=1 node scripts/build-native.mjs
 # Carry: .device build/device-z dist node_modules/@huggingface
-# BASE=build/device-base (carried too): kernel 5's decode on that addon first, the same-machine baseline (build it from
-# an older commit with a git worktree and LOWBIT_BUILD_DIR=$PWD/build/device-base). PROFILE=1: then int8x-profile.sh.
+# BASE=build/device-base (carried too): kernels 5 and 8 on that build first, the same-machine baseline. Make it with
+# scripts/device/make-base.sh COMMIT: the older commit's addon with its own dist and bench beside it, since its N-API
+# signatures need not match this tree's. PROFILE=1: then int8x-profile.sh.
 source .device/on-device.sh
 set -uo pipefail
 OUT=${OUT:-/tmp/o}; mkdir -p "$OUT"
@@ -24,8 +25,8 @@ timeout 150 node --test --test-reporter=tap --test-concurrency=1 dist/test/cuda-
 grep -E '^# (tests|pass|fail|skipped)|^not ok|x̂ codes moved' "$OUT/tests-kern.log"; grep -A16 '^not ok' "$OUT/tests-kern.log" | head -30
 fi
 if [ -n "${BASE:-}" ]; then
-  echo "== decode tok/s, kernel 5 on the baseline addon $BASE ($(date +%T))"
-  LOWBIT_ADDON=$PWD/$BASE/lowbit.node timeout 120 node bench/cuda-decode.mjs --variants 4 --kernels 5 --modes graph --tokens 128 --no-gemv --json "$OUT/decode-base.json" 2>&1 | grep -E "tok/s|error|Error"
+  echo "== decode tok/s, kernels 5 and 8 on the baseline build $BASE ($(date +%T))"
+  (cd "$BASE" && LOWBIT_ADDON=$PWD/lowbit.node timeout 150 node bench/cuda-decode.mjs --variants 4 --kernels 5,8 --modes graph --tokens 128 --no-gemv --json "$OUT/decode-base.json" 2>&1 | grep -E "tok/s|error|Error")
 fi
 echo "== decode tok/s, kernels 5 and 8 ($(date +%T))"
 timeout 200 node bench/cuda-decode.mjs --variants 4 --kernels ${KERNELS:-5,8} --modes graph --tokens 128 --no-gemv --json "$OUT/decode.json" 2>&1 | grep -E "tok/s|error|Error|int8-x plan"
