@@ -23,10 +23,11 @@
 namespace lowbit {
 namespace {
 
-constexpr int kChunkBlks = 32;                // a stage: ≤ 32 blocks of 128 inputs (4096 inputs) of one tile
-constexpr int kWordBytes = kChunkBlks * 512;  // the stage's codes: [blk][lane][4] u32
-constexpr int kSzBytes = kChunkBlks * 128;    // its scale|zero words, tile-blocked: [blk][row 0..15][2 groups] u32
-constexpr int kMaxStages = 8;
+// a stage: ≤ CB blocks of 128 inputs of one tile (CB = 32: 4096 inputs; 16 halves a stage so that 3–4 blocks an SM
+// each keep a ring); its codes [blk][lane][4] u32 (CB·512 bytes), then its scale|zero words, tile-blocked
+// [blk][row 0..15][2 groups] u32 (CB·128 bytes). A warp takes the same blocks of the tile whatever CB is (block w + k·NKS
+// of the tile), in the same order, so CB does not change the bits.
+constexpr int kMaxStages = 16;
 
 struct I8Stream {
   const uint4* words;
@@ -50,9 +51,11 @@ struct I8Stream {
 // bytes, then three bulk copies from three lanes: the codes, the scale|zero words and (the tile's last chunk) its rows of
 // B. Few and large: the copy engine takes a warp's copies one at a time (the first build copied the 16 scale|zero rows
 // one by one, 17 copies a stage, and ran 2× slower than the per-tile kernel, run 92).
+template <int CB>
 __device__ __forceinline__ void issue_stage(const I8Stream& p, const I8Bt& bt, bool bpre, unsigned char* stg, uint64_t* bar,
                                             int tile0, int i, int nch, int lane) {
   const int nblk = p.in / 128, s = i % p.S, tile = tile0 + i / nch, c = i % nch;
+  constexpr int kChunkBlks = CB, kWordBytes = CB * 512, kSzBytes = CB * 128;
   const int cb = min(kChunkBlks, nblk - kChunkBlks * c), last = c == nch - 1;
   unsigned char* st = stg + (size_t)s * p.stageBytes;
   const uint16_t* Bt = bpre && last ? bt_rows(bt, bt_seg(bt, tile * 16), tile * 16) : nullptr;
@@ -67,8 +70,9 @@ __device__ __forceinline__ void issue_stage(const I8Stream& p, const I8Bt& bt, b
     bulk_g2s(mbar_smem(st + kWordBytes + kSzBytes), Bt, 32 * bt.r, &bar[s]);
 }
 
-template <int NKS>
+template <int NKS, int CB>
 __global__ void __launch_bounds__(32 * NKS) int8x_stream_kernel(I8Stream p, I8Bt bt) {
+  constexpr int kChunkBlks = CB, kWordBytes = CB * 512, kSzBytes = CB * 128;
   extern __shared__ __align__(128) unsigned char sm[];
   __shared__ __align__(8) uint64_t bar[kMaxStages + 1];  // the ring's stages, then the A rows
   __shared__ float red[16][16], tall[3 * kBtMaxR], btsm[16], dred[16], rstd_s;
@@ -94,7 +98,7 @@ __global__ void __launch_bounds__(32 * NKS) int8x_stream_kernel(I8Stream p, I8Bt
       __syncwarp();
       for (int k = lane; k < myA; k += 32) bulk_g2s(mbar_smem(asm_ + (size_t)k * in * 2), p.A + (size_t)(blockIdx.x + k * gridDim.x) * in, in * 2, &bar[p.S]);
     }
-    for (int i = 0; i < min(p.S, nitems); i++) issue_stage(p, bt, bpre, stg, bar, tile0, i, nch, lane);
+    for (int i = 0; i < min(p.S, nitems); i++) issue_stage<CB>(p, bt, bpre, stg, bar, tile0, i, nch, lane);
   }
   pdl_trigger();
   pdl_wait();
@@ -224,7 +228,7 @@ __global__ void __launch_bounds__(32 * NKS) int8x_stream_kernel(I8Stream p, I8Bt
       }
     }
     __syncthreads();  // the stage and red are read: refill the stage
-    if (warp == 0 && i + p.S < nitems) issue_stage(p, bt, bpre, stg, bar, tile0, i + p.S, nch, lane);
+    if (warp == 0 && i + p.S < nitems) issue_stage<CB>(p, bt, bpre, stg, bar, tile0, i + p.S, nch, lane);
   }
   if (hasBt && bt.reset && threadIdx.x == 0) {  // the last block out zeroes the counters (every block has passed its wait)
     if (atomicAdd(bt.sync + 1, 1u) == gridDim.x - 1) {
@@ -269,9 +273,16 @@ const char* cuda_int8x_stream(const void* words, const uint32_t* sz, void* scrat
   if (nks != 4 && nks != 8 && nks != 16) return "cudaInt8xGemv (streamed, parts & 512): ksplit (warps per block) 4, 8 or 16";
   if (bt.sync && (bt.r > kBtMaxR || R > 3 * kBtMaxR)) return "cudaInt8xGemv (streamed): B·t takes rank ≤ 128";
   static const int envS = [] { const char* e = std::getenv("LOWBIT_INT8X_STAGES"); return e ? std::atoi(e) : 0; }();
-  // LOWBIT_INT8X_STREAM_BPS: blocks an SM (1 or 2), each with its own ring (2: twice the warps an SM, the lack that
-  // run 94's profile points at; ring budget 100 KB a block unless LOWBIT_INT8X_SMEM says otherwise). Not yet GPU-run.
-  static const int bps = [] { const char* e = std::getenv("LOWBIT_INT8X_STREAM_BPS"); return e && e[0] == '2' ? 2 : 1; }();
+  // LOWBIT_INT8X_STREAM_BPS: blocks an SM (1 to 4), each with its own ring (more warps an SM, the lack that run 94's
+  // profile points at; ring budget 100 KB a block at 2, what fits at 3 and 4, unless LOWBIT_INT8X_SMEM says otherwise).
+  // Run 96 (H100): 2 blocks gave 433.3 / 521.9 tok/s with / without the rank-64 adapter against 410.1 / 547.4 per tile.
+  static const int bps = [] { const char* e = std::getenv("LOWBIT_INT8X_STREAM_BPS"); const int b = e ? std::atoi(e) : 1; return b >= 1 && b <= 4 ? b : 1; }();
+  // every block of an SM must fit at once (the tiles' epilogues wait for all A rows): 228 KB an SM less each block's
+  // reserved 1 KB and its static shared memory
+  const size_t cap = bps == 1 ? 200 * 1024 : (size_t)(228 / bps - 5) * 1024;
+  // LOWBIT_INT8X_CHUNK=16: stages of 16 blocks of 128 inputs instead of 32 (same bits)
+  static const int kChunkBlks = [] { const char* e = std::getenv("LOWBIT_INT8X_CHUNK"); return e && std::atoi(e) == 16 ? 16 : 32; }();
+  const int kWordBytes = kChunkBlks * 512, kSzBytes = kChunkBlks * 128;
   const int tiles = out / 16, nch = (in / 128 + kChunkBlks - 1) / kChunkBlks, slots = bps * sm_count();
   const int tpb = (tiles + slots - 1) / slots;
   int grid = (tiles + tpb - 1) / tpb;
@@ -286,19 +297,21 @@ const char* cuda_int8x_stream(const void* words, const uint32_t* sz, void* scrat
   // as many stages as fit 160 KB a block (LOWBIT_INT8X_SMEM, KB). A deeper ring measured faster than leaving room for
   // the next launch's block on the SM: decode 366.3 / 464.3 tok/s at 160 KB vs 355.1 / 447.6 at 110 KB (run 94, with
   // and without the rank-64 adapter); 80 KB was slower still (run 93). LOWBIT_INT8X_STAGES: that many instead
-  static const int budgetKB = [] { const char* e = std::getenv("LOWBIT_INT8X_SMEM"); return e ? std::atoi(e) : bps == 2 ? 100 : 160; }();
+  static const int budgetKB = [] { const char* e = std::getenv("LOWBIT_INT8X_SMEM"); return e ? std::atoi(e) : bps == 1 ? 160 : bps == 2 ? 100 : 228 / bps - 8; }();
   const size_t fixedB = (size_t)xbytes + (size_t)nA * in * 2;
   int S = envS > 0 ? envS : (int)(((size_t)budgetKB * 1024 > fixedB ? (size_t)budgetKB * 1024 - fixedB : 0) / stageBytes);
   S = std::max(1, std::min({S, kMaxStages, items}));
-  // two blocks an SM must both fit (every block has to become resident: the tiles' epilogues wait for all A rows)
-  const size_t cap = bps == 2 ? 108 * 1024 : 200 * 1024;
   while (S > 1 && fixedB + (size_t)S * stageBytes > cap) S--;
   if (fixedB + (size_t)S * stageBytes > cap) return "cudaInt8xGemv (streamed): the block's shared memory is over its cap (A rows and x̂ too large)";
   const size_t smem = fixedB + (size_t)S * stageBytes;
   if (smem > 220 * 1024) return "cudaInt8xGemv (streamed): shared memory over 220 KB";
-  decltype(&int8x_stream_kernel<8>) kern = nks == 4 ? int8x_stream_kernel<4> : nks == 8 ? int8x_stream_kernel<8> : int8x_stream_kernel<16>;
-  static size_t smemSet[3] = {0, 0, 0};
-  size_t& set = smemSet[nks == 4 ? 0 : nks == 8 ? 1 : 2];
+  const bool half = kChunkBlks == 16;
+  decltype(&int8x_stream_kernel<8, 32>) kern =
+      nks == 4 ? (half ? int8x_stream_kernel<4, 16> : int8x_stream_kernel<4, 32>)
+      : nks == 8 ? (half ? int8x_stream_kernel<8, 16> : int8x_stream_kernel<8, 32>)
+                 : (half ? int8x_stream_kernel<16, 16> : int8x_stream_kernel<16, 32>);
+  static size_t smemSet[6] = {0, 0, 0, 0, 0, 0};
+  size_t& set = smemSet[(nks == 4 ? 0 : nks == 8 ? 1 : 2) + (half ? 3 : 0)];
   if (smem > set) {
     // and the largest shared-memory carveout, so that two launches' blocks fit on one SM (PDL)
     LB_CUDA(cudaFuncSetAttribute((const void*)kern, cudaFuncAttributePreferredSharedMemoryCarveout, 100));

@@ -311,8 +311,10 @@ export class GpuDecoder {
   set streamGemv(on: boolean) {
     const x8 = this.c as unknown as NativeCudaInt8x;
     this.streamOn = on && !!this.i8 && typeof x8.cudaInt8xTileSz === 'function';
-    for (const l of this.i8 ?? []) for (const g of [l.qkv, l.o, l.gu, l.down]) {
-      const ok = this.streamOn && g.out % 16 === 0 && (g.tiled.parts & 64) !== 0;
+    // LOWBIT_INT8X_STREAM_SET: which of a layer's GEMVs stream (a comma list of qkv, o, gu, down; all by default)
+    const set = (process.env.LOWBIT_INT8X_STREAM_SET ?? 'qkv,o,gu,down').split(',');
+    for (const l of this.i8 ?? []) for (const [name, g] of [['qkv', l.qkv], ['o', l.o], ['gu', l.gu], ['down', l.down]] as const) {
+      const ok = this.streamOn && set.includes(name) && g.out % 16 === 0 && (g.tiled.parts & 64) !== 0;
       if (ok && g.szT === null) {
         g.szT = this.c.cudaAlloc(g.out * g.in / 16);
         this.i8bufs.push(g.szT);
