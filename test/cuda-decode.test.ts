@@ -58,7 +58,7 @@ for (const E of ENGINES) for (const { cfg, variants, fused } of CASES.filter((k)
   // kernel 8 also with its prep launches folded into the GEMVs before them (foldPrep) and without, and with the preps
   // zeroing the GEMVs' B·t counters (zeroSync)
   const runs = variants.flatMap((v) => (v === 4 ? [[4, 5, true], [4, 5, false], [4, 6, true], [4, 0, true]]
-    : v === 8 ? [[4, 8, true, true], [4, 8, true, false], [4, 8, false, false], [4, 8, true, false, true], [4, 8, true, false, false, true],
+    : v === 8 ? [[4, 8, true, true], [4, 8, true, false], [4, 8, true, false, undefined, false], [4, 8, false, false], [4, 8, true, false, true], [4, 8, true, false, false, true],
       [4, 8, true, false, true, true]] : [[v, 0, true]]) as [number, number, boolean, boolean?, boolean?, boolean?][]);
   for (const [variant, kernel, foldAttn, foldPrep, zeroSync, stream] of runs) {
     const d: GpuDecoder = new GpuDecoder(c, g.weights, g.lora, T + 1, kernel);

@@ -187,7 +187,10 @@ export class GpuDecoder {
     // kernel 8 reads its own repacked words: the v4 plan (a second repacked copy of every weight) only where it cannot run
     if (this.gemvKernel === 8 && !this.int8xUnsupported()) this.i8 = this.planInt8x();
     else this.v4 = this.planV4();
-    if (this.i8 && process.env.LOWBIT_INT8X_STREAM === '1') this.streamGemv = true;
+    // streamed GEMVs with an adapter (runs 96–98, H100: three blocks an SM 451.2 vs 406.5 tok/s per tile); without one the
+    // per-tile kernel stays faster (544.3 vs 511.8). LOWBIT_INT8X_STREAM=0 / 1 forces either.
+    const st = process.env.LOWBIT_INT8X_STREAM;
+    if (this.i8 && (st === '1' || (st !== '0' && !!this.lora))) this.streamGemv = true;
     if (this.gemvKernel === 6 && this.v4?.every((pl) => pl.fold) && typeof c.cudaDecodePlanBegin === 'function' && this.attnFused)
       this.persistPlan = this.recordPlan();
   }
@@ -303,9 +306,10 @@ export class GpuDecoder {
    * Kernel 8's GEMVs streamed (parts & 512, native/cuda/int8x_stream.cu; LOWBIT_INT8X_STREAM=1): a block per SM owns a run
    * of whole tiles and issues its ring of bulk copies (codes, tile-blocked scale|zero words, B rows) and its LoRA-A rows
    * before the PDL wait, so the weights stream while the launches before it run. 8 warps a block
-   * (LOWBIT_INT8X_STREAM_WARPS), the K slices of the per-tile kernel with split K 8 (same bits). Opt-in: 10–14 % slower
-   * than the per-tile kernel in decode (run 94, H100: 366.3 / 464.3 vs 409.3 / 538.8 tok/s); its warps are latency-bound
-   * with one block an SM. A GEMV that does not qualify (out % 16, not fixed order) keeps the per-tile kernel.
+   * (LOWBIT_INT8X_STREAM_WARPS), the K slices of the per-tile kernel with split K 8 (same bits). With one block an SM it
+   * was 10–14 % slower than the per-tile kernel (run 94: its warps latency-bound); with three an SM (the native default,
+   * LOWBIT_INT8X_STREAM_BPS) it is faster with an adapter and the default there. A GEMV that does not qualify (out % 16,
+   * not fixed order) keeps the per-tile kernel.
    */
   get streamGemv(): boolean { return this.streamOn; }
   set streamGemv(on: boolean) {
