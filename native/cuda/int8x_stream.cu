@@ -23,11 +23,10 @@
 namespace lowbit {
 namespace {
 
-// a stage: ≤ CB blocks of 128 inputs of one tile (CB = 32: 4096 inputs; 16 halves a stage so that 3–4 blocks an SM
-// each keep a ring); its codes [blk][lane][4] u32 (CB·512 bytes), then its scale|zero words, tile-blocked
-// [blk][row 0..15][2 groups] u32 (CB·128 bytes). A warp takes the same blocks of the tile whatever CB is (block w + k·NKS
-// of the tile), in the same order, so CB does not change the bits.
-constexpr int kMaxStages = 16;
+constexpr int kChunkBlks = 32;                // a stage: ≤ 32 blocks of 128 inputs (4096 inputs) of one tile
+constexpr int kWordBytes = kChunkBlks * 512;  // the stage's codes: [blk][lane][4] u32
+constexpr int kSzBytes = kChunkBlks * 128;    // its scale|zero words, tile-blocked: [blk][row 0..15][2 groups] u32
+constexpr int kMaxStages = 8;
 
 struct I8Stream {
   const uint4* words;
@@ -51,11 +50,9 @@ struct I8Stream {
 // bytes, then three bulk copies from three lanes: the codes, the scale|zero words and (the tile's last chunk) its rows of
 // B. Few and large: the copy engine takes a warp's copies one at a time (the first build copied the 16 scale|zero rows
 // one by one, 17 copies a stage, and ran 2× slower than the per-tile kernel, run 92).
-template <int CB>
 __device__ __forceinline__ void issue_stage(const I8Stream& p, const I8Bt& bt, bool bpre, unsigned char* stg, uint64_t* bar,
                                             int tile0, int i, int nch, int lane) {
   const int nblk = p.in / 128, s = i % p.S, tile = tile0 + i / nch, c = i % nch;
-  constexpr int kChunkBlks = CB, kWordBytes = CB * 512, kSzBytes = CB * 128;
   const int cb = min(kChunkBlks, nblk - kChunkBlks * c), last = c == nch - 1;
   unsigned char* st = stg + (size_t)s * p.stageBytes;
   const uint16_t* Bt = bpre && last ? bt_rows(bt, bt_seg(bt, tile * 16), tile * 16) : nullptr;
@@ -70,9 +67,8 @@ __device__ __forceinline__ void issue_stage(const I8Stream& p, const I8Bt& bt, b
     bulk_g2s(mbar_smem(st + kWordBytes + kSzBytes), Bt, 32 * bt.r, &bar[s]);
 }
 
-template <int NKS, int CB>
+template <int NKS>
 __global__ void __launch_bounds__(32 * NKS) int8x_stream_kernel(I8Stream p, I8Bt bt) {
-  constexpr int kChunkBlks = CB, kWordBytes = CB * 512, kSzBytes = CB * 128;
   extern __shared__ __align__(128) unsigned char sm[];
   __shared__ __align__(8) uint64_t bar[kMaxStages + 1];  // the ring's stages, then the A rows
   __shared__ float red[16][16], tall[3 * kBtMaxR], btsm[16], dred[16], rstd_s;
@@ -98,7 +94,7 @@ __global__ void __launch_bounds__(32 * NKS) int8x_stream_kernel(I8Stream p, I8Bt
       __syncwarp();
       for (int k = lane; k < myA; k += 32) bulk_g2s(mbar_smem(asm_ + (size_t)k * in * 2), p.A + (size_t)(blockIdx.x + k * gridDim.x) * in, in * 2, &bar[p.S]);
     }
-    for (int i = 0; i < min(p.S, nitems); i++) issue_stage<CB>(p, bt, bpre, stg, bar, tile0, i, nch, lane);
+    for (int i = 0; i < min(p.S, nitems); i++) issue_stage(p, bt, bpre, stg, bar, tile0, i, nch, lane);
   }
   pdl_trigger();
   pdl_wait();
@@ -228,7 +224,7 @@ __global__ void __launch_bounds__(32 * NKS) int8x_stream_kernel(I8Stream p, I8Bt
       }
     }
     __syncthreads();  // the stage and red are read: refill the stage
-    if (warp == 0 && i + p.S < nitems) issue_stage<CB>(p, bt, bpre, stg, bar, tile0, i + p.S, nch, lane);
+    if (warp == 0 && i + p.S < nitems) issue_stage(p, bt, bpre, stg, bar, tile0, i + p.S, nch, lane);
   }
   if (hasBt && bt.reset && threadIdx.x == 0) {  // the last block out zeroes the counters (every block has passed its wait)
     if (atomicAdd(bt.sync + 1, 1u) == gridDim.x - 1) {
@@ -276,24 +272,26 @@ const char* cuda_int8x_stream(const void* words, const uint32_t* sz, void* scrat
   // LOWBIT_INT8X_STREAM_BPS: blocks an SM (1 to 4), each with its own ring (more warps an SM, the lack that run 94's
   // profile points at; ring budget 100 KB a block at 2, what fits at 3 and 4, unless LOWBIT_INT8X_SMEM says otherwise).
   // Run 96 (H100): 2 blocks gave 433.3 / 521.9 tok/s with / without the rank-64 adapter against 410.1 / 547.4 per tile.
-  // Run 98: 3 blocks 451.2 tok/s with the adapter against 430.7 at 2; the default.
+  // Runs 98–99: 3 blocks 451.2 / 453.0 tok/s with the adapter against 430.7 / 432.8 at 2; the default. Stages of 16
+  // blocks of 128 inputs (so that 4 blocks an SM fit a ring with down's A rows) measured slower: 411.3 at 3 blocks, 378.4
+  // at 4 (run 99).
   static const int bps = [] { const char* e = std::getenv("LOWBIT_INT8X_STREAM_BPS"); const int b = e ? std::atoi(e) : 3; return b >= 1 && b <= 4 ? b : 3; }();
   // every block of an SM must fit at once (the tiles' epilogues wait for all A rows): 228 KB an SM less each block's
   // reserved 1 KB and its static shared memory
   const size_t cap = bps == 1 ? 200 * 1024 : (size_t)(228 / bps - 5) * 1024;
-  // LOWBIT_INT8X_CHUNK=16: stages of 16 blocks of 128 inputs instead of 32 (same bits)
-  static const int kChunkBlks = [] { const char* e = std::getenv("LOWBIT_INT8X_CHUNK"); return e && std::atoi(e) == 16 ? 16 : 32; }();
-  const int kWordBytes = kChunkBlks * 512, kSzBytes = kChunkBlks * 128;
   const int tiles = out / 16, nch = (in / 128 + kChunkBlks - 1) / kChunkBlks, slots = bps * sm_count();
   const int tpb = (tiles + slots - 1) / slots;
   int grid = (tiles + tpb - 1) / tpb;
   if (!A) R = 0;
-  // at most 2 A rows per block in shared memory (48 KB for down's 11008 inputs): more blocks where the rank asks for it
-  const int maxA = std::max(1, 24576 / in);
-  if (R > 0) grid = std::max(grid, (R + maxA - 1) / maxA);
-  const int nA = R > 0 ? (R + grid - 1) / grid : 0;
   const bool bpre = bt.sync && bt.pre && group_bt_fits(bt.r);
   const int stageBytes = kWordBytes + kSzBytes + (bpre ? 32 * bt.r : 0), xbytes = (in + in / 8 + 15) & ~15;
+  // at most 2 A rows per block in shared memory (48 KB for down's 11008 inputs), and no more than leave one stage under
+  // the cap: more blocks where the rank asks for it (run 99: a GEMV of 3 tiles with 48 A rows of 4096 inputs went over
+  // the 71 KB of three blocks an SM)
+  const int fitA = cap > (size_t)(xbytes + stageBytes) ? (int)((cap - xbytes - stageBytes) / ((size_t)in * 2)) : 0;
+  const int maxA = std::max(1, std::min(24576 / in, fitA));
+  if (R > 0) grid = std::max(grid, (R + maxA - 1) / maxA);
+  const int nA = R > 0 ? (R + grid - 1) / grid : 0;
   const int items = tpb * nch;
   // as many stages as fit 160 KB a block (LOWBIT_INT8X_SMEM, KB). A deeper ring measured faster than leaving room for
   // the next launch's block on the SM: decode 366.3 / 464.3 tok/s at 160 KB vs 355.1 / 447.6 at 110 KB (run 94, with
@@ -306,18 +304,27 @@ const char* cuda_int8x_stream(const void* words, const uint32_t* sz, void* scrat
   if (fixedB + (size_t)S * stageBytes > cap) return "cudaInt8xGemv (streamed): the block's shared memory is over its cap (A rows and x̂ too large)";
   const size_t smem = fixedB + (size_t)S * stageBytes;
   if (smem > 220 * 1024) return "cudaInt8xGemv (streamed): shared memory over 220 KB";
-  const bool half = kChunkBlks == 16;
-  decltype(&int8x_stream_kernel<8, 32>) kern =
-      nks == 4 ? (half ? int8x_stream_kernel<4, 16> : int8x_stream_kernel<4, 32>)
-      : nks == 8 ? (half ? int8x_stream_kernel<8, 16> : int8x_stream_kernel<8, 32>)
-                 : (half ? int8x_stream_kernel<16, 16> : int8x_stream_kernel<16, 32>);
-  static size_t smemSet[6] = {0, 0, 0, 0, 0, 0};
-  size_t& set = smemSet[(nks == 4 ? 0 : nks == 8 ? 1 : 2) + (half ? 3 : 0)];
+  decltype(&int8x_stream_kernel<8>) kern = nks == 4 ? int8x_stream_kernel<4> : nks == 8 ? int8x_stream_kernel<8> : int8x_stream_kernel<16>;
+  static size_t smemSet[3] = {0, 0, 0};
+  size_t& set = smemSet[nks == 4 ? 0 : nks == 8 ? 1 : 2];
   if (smem > set) {
     // and the largest shared-memory carveout, so that two launches' blocks fit on one SM (PDL)
     LB_CUDA(cudaFuncSetAttribute((const void*)kern, cudaFuncAttributePreferredSharedMemoryCarveout, 100));
     LB_CUDA(cudaFuncSetAttribute((const void*)kern, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem));
     set = smem;
+  }
+  if (R > 0 && bt.sync) {
+    // the tiles' epilogues wait for every A row: the whole grid has to be resident at once (registers as well as shared
+    // memory: 16-warp blocks at three an SM do not fit), or a launch could wait on blocks that never start
+    static size_t occSmem[3] = {0, 0, 0};
+    static int occN[3] = {0, 0, 0};
+    const int k = nks == 4 ? 0 : nks == 8 ? 1 : 2;
+    if (occSmem[k] != smem) {
+      LB_CUDA(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&occN[k], kern, 32 * nks, smem));
+      occSmem[k] = smem;
+    }
+    if ((long)occN[k] * sm_count() < grid)
+      return "cudaInt8xGemv (streamed): its blocks do not all fit on the GPU at once (the tiles wait for every A row): fewer blocks an SM (LOWBIT_INT8X_STREAM_BPS) or fewer warps";
   }
   const I8Stream p{static_cast<const uint4*>(words), sz, static_cast<const unsigned char*>(scratch), npart, eps, y, out, in,
                    static_cast<const uint16_t*>(A), R, t, tpb, S, nA, stageBytes, rpb};
