@@ -59,8 +59,12 @@ for (const E of ENGINES) for (const { cfg, variants, fused } of CASES.filter((k)
   // zeroing the GEMVs' B·t counters (zeroSync)
   const runs = variants.flatMap((v) => (v === 4 ? [[4, 5, true], [4, 5, false], [4, 6, true], [4, 0, true]]
     : v === 8 ? [[4, 8, true, true], [4, 8, true, false], [4, 8, true, false, undefined, false], [4, 8, false, false], [4, 8, true, false, true], [4, 8, true, false, false, true],
-      [4, 8, true, false, true, true]] : [[v, 0, true]]) as [number, number, boolean, boolean?, boolean?, boolean?][]);
-  for (const [variant, kernel, foldAttn, foldPrep, zeroSync, stream] of runs) {
+      [4, 8, true, false, true, true], [4, 8, true, false, true, true, 'o=16,down=16']] : [[v, 0, true]]) as
+    [number, number, boolean, boolean?, boolean?, boolean?, string?][]);
+  for (const [variant, kernel, foldAttn, foldPrep, zeroSync, stream, warps] of runs) {
+    // warps: LOWBIT_INT8X_STREAM_WARPS while the streamed plan is set up (16 warps a block for o and down)
+    const saved = process.env.LOWBIT_INT8X_STREAM_WARPS;
+    if (warps) process.env.LOWBIT_INT8X_STREAM_WARPS = warps;
     const d: GpuDecoder = new GpuDecoder(c, g.weights, g.lora, T + 1, kernel);
     try {
       d.variant = variant as GpuDecoder['variant'];
@@ -68,6 +72,7 @@ for (const E of ENGINES) for (const { cfg, variants, fused } of CASES.filter((k)
       if (foldPrep !== undefined) d.foldPrep = foldPrep;
       if (zeroSync !== undefined) d.zeroSync = zeroSync;
       if (stream !== undefined) d.streamGemv = stream;  // kernel 8's GEMVs streamed (a block per SM, bulk-copy ring)
+      if (warps) { if (saved === undefined) delete process.env.LOWBIT_INT8X_STREAM_WARPS; else process.env.LOWBIT_INT8X_STREAM_WARPS = saved; }
       if (variant === 4) assert.equal(d.fused, fused, `fused path: ${d.v4Unsupported()}`);
       // kernel 8: x rounded to int8 per 64 inputs in front of every GEMV (~1e-2 of each GEMV's output, measured on the
       // prototype), so its tolerance against the CPU model is wider
@@ -89,7 +94,7 @@ for (const E of ENGINES) for (const { cfg, variants, fused } of CASES.filter((k)
       const graphs = [new Float32Array(T * V), new Float32Array(T * V)];
       for (const out of graphs) { d.reset(); for (let i = 0; i < T; i++) out.set(d.step(ids[i])!, i * V); }
       const eCpu = relErr(eager, cpu), eFwd = relErr(eager, fwd!), eG1 = relErr(graphs[0], eager), eG2 = relErr(graphs[1], eager);
-      t.diagnostic(`GEMV v${variant}${variant === 4 ? ` kernel ${kernel}${kernel === 8 ? ' (int8-x)' : ''}${d.persistent ? ' (persistent)' : ''}${kernel === 5 && !foldAttn ? ' (attention launched alone)' : ''}${kernel === 8 ? (foldAttn ? ', attention in one launch' : ', epilogue + attention + prep') + (foldPrep ? ', preps folded' : ', prep launches') + (zeroSync ? ', counters zeroed by the preps' : '') + (d.streamGemv ? ', streamed GEMVs' : '') : ''}` : ''}: decoder vs CPU ${eCpu.toExponential(2)}, vs GPU forward ${eFwd.toExponential(2)}; graph (capture pass) ${eG1.toExponential(2)}, graph replay ${eG2.toExponential(2)}`);
+      t.diagnostic(`GEMV v${variant}${variant === 4 ? ` kernel ${kernel}${kernel === 8 ? ' (int8-x)' : ''}${d.persistent ? ' (persistent)' : ''}${kernel === 5 && !foldAttn ? ' (attention launched alone)' : ''}${kernel === 8 ? (foldAttn ? ', attention in one launch' : ', epilogue + attention + prep') + (foldPrep ? ', preps folded' : ', prep launches') + (zeroSync ? ', counters zeroed by the preps' : '') + (d.streamGemv ? `, streamed GEMVs${warps ? ` (warps ${warps})` : ''}` : '') : ''}` : ''}: decoder vs CPU ${eCpu.toExponential(2)}, vs GPU forward ${eFwd.toExponential(2)}; graph (capture pass) ${eG1.toExponential(2)}, graph replay ${eG2.toExponential(2)}`);
       assert.ok(eCpu < tol, `decoder vs CPU ${eCpu}`);
       assert.ok(eFwd < tol, `decoder vs GPU forward ${eFwd}`);
       // kernel 8 sums its split K in a fixed order (parts & 64): its graphs repeat eager bit for bit; elsewhere float

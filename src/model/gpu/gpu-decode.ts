@@ -53,6 +53,18 @@ interface V4Layer {
   pf: { qkv: DecodePrefetch[]; o: DecodePrefetch[]; gu: DecodePrefetch[]; down: DecodePrefetch[] };
 }
 
+/**
+ * Warps a block of a streamed GEMV (its K slices): LOWBIT_INT8X_STREAM_WARPS is one count for every GEMV (8 by default)
+ * or a list by GEMV, e.g. "o=16,down=16". Run 99's profile: o and down have 256 tiles, one a block, so at 8 warps their
+ * 256 blocks leave a third of three blocks an SM empty; with 16 warps they take the per-tile plan's K slices (split K 16).
+ */
+function streamWarps(name: string): number {
+  const e = process.env.LOWBIT_INT8X_STREAM_WARPS ?? '8';
+  if (!e.includes('=')) return Number(e);
+  for (const kv of e.split(',')) { const [k, v] = kv.split('='); if (k === name) return Number(v); }
+  return 8;
+}
+
 export class GpuDecoder {
   private arena: DeviceArena<string>;
   private views: number[] = [];
@@ -324,7 +336,7 @@ export class GpuDecoder {
         this.i8bufs.push(g.szT);
         x8.cudaInt8xTileSz!(g.sz, g.szT, g.out, g.in);
       }
-      g.ks = ok ? Number(process.env.LOWBIT_INT8X_STREAM_WARPS ?? 8) : g.tiled.ks;
+      g.ks = ok ? streamWarps(name) : g.tiled.ks;
       g.parts = ok ? g.tiled.parts | 512 : g.tiled.parts;
     }
   }
