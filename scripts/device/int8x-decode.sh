@@ -2,7 +2,8 @@
 # The kernel-8 (int8-x) decode plan on the GPU machine: the int8-x kernel tests (GEMV with the LoRA-A rows, the prep's
 # hand-offs, the device repack), the decoder test (kernel 8 against the CPU model, graphs, device greedy), the decode
 # kernel tests (kernel 8's one-launch attention among them), decode tok/s of kernels 5 and 8 side by side (7B shape,
-# rank-64 adapter and none; kernel 8 also with the counters zeroed by the preps and with streamed GEMVs), and the int8-x
+# rank-64 adapter and none; kernel 8 streams its GEMVs with an adapter by default, and is also timed with per-tile GEMVs
+# everywhere, the counters reset by the last tile block, and the VARIANTS list), and the int8-x
 # bench (the per-tile and the streamed GEMV, and the layer skeleton).
 # Build here: LOWBIT_REQUIRE_CUDA=1 LOWBIT_MARCH=x86-64-v4 LOWBIT_BUILD_DIR=build/device-z LOWBIT_NATIVE_FORCE=1 node scripts/build-native.mjs
 # Carry: .device build/device-z dist node_modules/@huggingface
