@@ -65,14 +65,19 @@ for (const E of ENGINES) for (const { cfg, variants, fused } of CASES.filter((k)
     // warps: LOWBIT_INT8X_STREAM_WARPS while the streamed plan is set up (16 warps a block for o and down)
     const saved = process.env.LOWBIT_INT8X_STREAM_WARPS;
     if (warps) process.env.LOWBIT_INT8X_STREAM_WARPS = warps;
-    const d: GpuDecoder = new GpuDecoder(c, g.weights, g.lora, T + 1, kernel);
+    let d: GpuDecoder;
+    try {
+      d = new GpuDecoder(c, g.weights, g.lora, T + 1, kernel);
+      // kernel 8's GEMVs streamed (blocks of an SM each with a bulk-copy ring; the default with an adapter)
+      if (stream !== undefined) d.streamGemv = stream;
+    } finally {
+      if (warps) { if (saved === undefined) delete process.env.LOWBIT_INT8X_STREAM_WARPS; else process.env.LOWBIT_INT8X_STREAM_WARPS = saved; }
+    }
     try {
       d.variant = variant as GpuDecoder['variant'];
       d.foldAttn = foldAttn;
       if (foldPrep !== undefined) d.foldPrep = foldPrep;
       if (zeroSync !== undefined) d.zeroSync = zeroSync;
-      if (stream !== undefined) d.streamGemv = stream;  // kernel 8's GEMVs streamed (a block per SM, bulk-copy ring)
-      if (warps) { if (saved === undefined) delete process.env.LOWBIT_INT8X_STREAM_WARPS; else process.env.LOWBIT_INT8X_STREAM_WARPS = saved; }
       if (variant === 4) assert.equal(d.fused, fused, `fused path: ${d.v4Unsupported()}`);
       // kernel 8: x rounded to int8 per 64 inputs in front of every GEMV (~1e-2 of each GEMV's output, measured on the
       // prototype), so its tolerance against the CPU model is wider

@@ -238,11 +238,13 @@ export function hostEngine(): HostEngine {
       }
       if (y) f32(y, nzero).fill(0);
     },
-    cudaInt8xGemv: (words: number, sz: number, x: number | null, scratch: number, y: number, out: number, inF: number, _ks: number, parts = 7,
+    cudaInt8xGemv: (words: number, sz: number, x: number | null, scratch: number, y: number, out: number, inF: number, ks: number, parts = 7,
       normEps: number | null = null, A: number | null = null, R = 0, t: number | null = null, Bs: number[] | null = null,
       ends: number[] | null = null, rB = 0, sync: number | null = null, fScratch: number | null = null, fX: number | null = null,
       fNormW: number | null = null, fHalf = 0, _fCnt: number | null = null) => {
       const ng = inF / 64;
+      // the split K does not change the emulator's sums; its bounds are the kernel's (a decoder passing a bad count fails)
+      if (parts & 512 && ![4, 8, 16].includes(ks)) throw new Error('cudaInt8xGemv (streamed, parts & 512): ksplit (warps per block) 4, 8 or 16');
       if (sync && Bs && parts & 4) {  // the A-row counters: zero at every launch's start; the A rows leave R (parts & 256) or
         // the last tile block sets them back to 0 — so a decoder that forgets to zero them (256) fails here as on the GPU
         const sb = get(sync, 8), sv = new Uint32Array(sb.mem, sb.off, 2);
