@@ -279,12 +279,15 @@ test('CUDA int8-x streamed GEMV (parts & 512: a block per SM, a bulk-copy ring) 
     const hscr = c.cudaAlloc(int8xScratchBytes(inF)); hs.push(hscr);
     const hy = up(new Float32Array(out)), hA = up(f32ToBf16(A)), ht = up(new Float32Array(R)), hsync = up(new Uint32Array(2));
     const hB = Bsegs.map((b) => up(f32ToBf16(b)));
-    const run = (ks: number, parts: number, adapter: boolean, zeroByPrep = false) => {
+    // zeroByPrep: the prep zeroes the counters (parts & 256); tval: the prep sets t to the unset mark and the GEMV
+    // publishes t by value (parts & 2048), its counters left as they were
+    const run = (ks: number, parts: number, adapter: boolean, zeroByPrep = false, tval = false) => {
       c.cudaUpload(hy, new Float32Array(out).fill(-5));
       c.cudaUpload(ht, new Float32Array(R).fill(9));
-      if (zeroByPrep) c.cudaUpload(hsync, new Uint32Array([R, 3]));  // stale counts: the prep must zero them
-      c.cudaInt8xPrep(hx, null, norm ? hn : null, hscr, inF, zeroByPrep ? hsync : null, zeroByPrep ? 2 : 0, true);
-      c.cudaInt8xGemv(hw, parts & 512 ? hszT : hsz, null, hscr, hy, out, inF, ks, parts | (zeroByPrep ? 256 : 0), norm ? eps : null,
+      if (zeroByPrep || tval) c.cudaUpload(hsync, new Uint32Array([R, 3]));  // stale counts: the prep must zero them
+      c.cudaInt8xPrep(hx, null, norm ? hn : null, hscr, inF, tval ? ht : zeroByPrep ? hsync : null, tval ? R : zeroByPrep ? 2 : 0, true,
+        null, null, null, null, null, 0, null, false, tval);
+      c.cudaInt8xGemv(hw, parts & 512 ? hszT : hsz, null, hscr, hy, out, inF, ks, parts | (zeroByPrep || tval ? 256 : 0) | (tval ? 2048 : 0), norm ? eps : null,
         adapter ? hA : null, adapter ? R : 0, adapter ? ht : null, adapter ? hB : null, adapter ? ends : null, adapter ? rB : 0, adapter ? hsync : null);
       const y = new Float32Array(out), tv = new Float32Array(R), sync = new Uint32Array(2);
       c.cudaDownload(hy, y); c.cudaDownload(ht, tv); c.cudaDownload(hsync, sync);
@@ -309,6 +312,14 @@ test('CUDA int8-x streamed GEMV (parts & 512: a block per SM, a bulk-copy ring) 
       const z = run(8, 12 | 64 | 512, true, true);  // parts & 256: zeroed by the prep, none reset by the GEMV
       assert.ok(relErr(z.y, refBt) < 1e-5, `counters zeroed by the prep: y vs f64 ${relErr(z.y, refBt)}`);
       assert.deepEqual([...z.sync], [R, 0], 'the A rows counted to R; no block reset them');
+      // t published by value (parts & 2048): the same bits as the per-tile kernel, the counters untouched
+      for (const ks of [4, 8, 16]) {
+        const tiled = run(ks, 12 | 32 | 64, true), v = run(ks, 12 | 64 | 512, true, false, true);
+        assert.deepEqual(new Uint32Array(v.y.buffer), new Uint32Array(tiled.y.buffer), `${out}×${inF} ${ks} warps, t by value: y = per-tile y bit for bit`);
+        assert.deepEqual(new Uint32Array(v.tv.buffer), new Uint32Array(tiled.tv.buffer), `${out}×${inF} ${ks} warps, t by value: t = per-tile t bit for bit`);
+        assert.deepEqual([...v.sync], [R, 3], 't by value: the counters untouched');
+        if (ks === 8) t.diagnostic(`${out}×${inF}, t by value: y vs f64 ${relErr(v.y, refBt).toExponential(2)}, y and t = per-tile bit for bit`);
+      }
     } finally { for (const h of hs) c.cudaFree(h); }
   }
   const h = c.cudaAlloc(1 << 16);
@@ -316,6 +327,7 @@ test('CUDA int8-x streamed GEMV (parts & 512: a block per SM, a bulk-copy ring) 
     assert.throws(() => c.cudaInt8xGemv(h, h, null, h, h, 40, 128, 8, 12 | 64 | 512), /out % 16/);
     assert.throws(() => c.cudaInt8xGemv(h, h, null, h, h, 32, 256, 3, 12 | 64 | 512), /4, 8 or 16/);
     assert.throws(() => c.cudaInt8xGemv(h, h, null, h, h, 32, 256, 8, 12 | 512), /parts & 64/);
+    assert.throws(() => c.cudaInt8xGemv(h, h, null, h, h, 32, 256, 8, 12 | 64 | 2048, null, h, 16, h, [h], [32], 16, h), /parts & 512/);
   } finally { c.cudaFree(h); }
 });
 

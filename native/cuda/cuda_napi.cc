@@ -886,7 +886,8 @@ napi_value js_int8x_tile_sz(napi_env env, napi_callback_info info) {
 //   RMSNorm's 1/rms; A (bf16 [R, in]) and t (f32 [R]): the same launch writes t = A·x̃ (the LoRA-A rows);
 //   Bs = [B…] (1–3 handles), ends = [row end…], r, sync (2 u32, zeroed once): with bit 6 and A, the same launch also adds
 //   B·t to y, rows up to ends[i] with Bs[i] (bf16 [its rows, r], scaled) and t[i·r …]; bit 7: scratch's Σx² partials are per
-//   group (a folded prep wrote them); bit 8: sync is zeroed by an earlier launch (no reset by the last tile block). fScratch, fX, fNormW, fHalf = 0, fCnt (bit 6): the same launch makes the NEXT GEMV's
+//   group (a folded prep wrote them); bit 8: sync is zeroed by an earlier launch (no reset by the last tile block); bit 11
+//   (streamed, with bt): no counters, t published by value (an earlier launch set it to 0xffffffff: cudaInt8xPrep's unsetT). fScratch, fX, fNormW, fHalf = 0, fCnt (bit 6): the same launch makes the NEXT GEMV's
 //   input in fScratch — x̃ = (fX += y)·fNormW (residual; fNormW may be null) or, fHalf = I with out = 2I, silu(y[0, I))·y[I, 2I) —
 //   fCnt: (its inputs / 64) u32 counters, zeroed once (each launch leaves them zero)
 napi_value js_int8x_gemv(napi_env env, napi_callback_info info) {
@@ -899,7 +900,7 @@ napi_value js_int8x_gemv(napi_env env, napi_callback_info info) {
       (!a.is_nullish(9) && !a.number(9, &eps)))
     return nullptr;
   if (in % 128 != 0) { throw_error(env, "cudaInt8xGemv: in must be a multiple of 128"); return nullptr; }
-  if (parts < 1 || parts > 2047) { throw_error(env, "cudaInt8xGemv: parts is a mask of 1 (quantize x), 2 (zero y), 4 (GEMV), 8 (PDL), 16 (2 ahead), 32 (x̂ in shared memory), 64 (a block per tile, fixed-order reduction, y stored), 128 (Σx² partials per group), 256 (sync zeroed by an earlier launch), 512 (streamed: a block per SM, weights through a bulk-copy ring; with 64), 1024 (4 LoRA-A rows a block; with 64)"); return nullptr; }
+  if (parts < 1 || parts > 4095) { throw_error(env, "cudaInt8xGemv: parts is a mask of 1 (quantize x), 2 (zero y), 4 (GEMV), 8 (PDL), 16 (2 ahead), 32 (x̂ in shared memory), 64 (a block per tile, fixed-order reduction, y stored), 128 (Σx² partials per group), 256 (sync zeroed by an earlier launch), 512 (streamed: a block per SM, weights through a bulk-copy ring; with 64), 1024 (4 LoRA-A rows a block; with 64), 2048 (streamed: t published by value, set unset by an earlier launch)"); return nullptr; }
   if (!a.is_nullish(9) && !(eps >= 0)) { throw_error(env, "cudaInt8xGemv: normEps must be ≥ 0"); return nullptr; }
   const size_t tiles = (size_t)(out + 15) / 16, ng = (size_t)in / 64;
   if (!buf_arg(a, 0, tiles * 16 * (size_t)in / 4, &w) || !buf_arg(a, 1, (size_t)out * ng * 4, &sz) ||
@@ -961,17 +962,19 @@ napi_value js_int8x_gemv(napi_env env, napi_callback_info info) {
 }
 
 // cudaInt8xPrep(x, x2 | null, normW | null, scratch, in, y | null, nzero, pdl = false, addY = null, B1 = null, t1 = null,
-//   B2 = null, t2 = null, r = 0, xOut = null, xBf16 = false)   the int8-x GEMV's input: the element x (bf16 with xBf16)
+//   B2 = null, t2 = null, r = 0, xOut = null, xBf16 = false, unsetT = false)   the int8-x GEMV's input: the element x (bf16 with xBf16)
 //   + addY + B1·t1 (B1 bf16 [in, r]; written to xOut), then as is, ·normW (RMSNorm) or silu(·)·(x2 + B2·t2) (SwiGLU),
-//   quantized per 64 inputs into scratch; then nzero floats of y zeroed
+//   quantized per 64 inputs into scratch; then nzero floats of y zeroed (unsetT: set to 0xffffffff, the "t not yet
+//   stored" mark of GEMVs with parts & 2048)
 bool lora_args(Args& a, size_t ib, size_t it, int64_t r, int64_t rows, Buf* B, Buf* t);  // (below, with the decode epilogues)
 napi_value js_int8x_prep(napi_env env, napi_callback_info info) {
   Args a(env, info, "cudaInt8xPrep");
   int64_t in = 0, nz = 0, r = 0;
-  bool pdl = false, xbf = false;
+  bool pdl = false, xbf = false, unset = false;
   Buf x, x2, nw, scr, y, ay{}, b1{}, t1{}, b2{}, t2{}, xo{};
   if (!int_dim(a, 4, &in) || !a.count(6, &nz) || (!a.is_nullish(7) && !a.boolean(7, &pdl)) ||
-      (!a.is_nullish(13) && !a.count(13, &r)) || (!a.is_nullish(15) && !a.boolean(15, &xbf)))
+      (!a.is_nullish(13) && !a.count(13, &r)) || (!a.is_nullish(15) && !a.boolean(15, &xbf)) ||
+      (!a.is_nullish(16) && !a.boolean(16, &unset)))
     return nullptr;
   if (in % 64 != 0) { throw_error(env, "cudaInt8xPrep: in must be a multiple of 64"); return nullptr; }
   const size_t ng = (size_t)in / 64;
@@ -995,6 +998,7 @@ napi_value js_int8x_prep(napi_env env, napi_callback_info info) {
   ex.t2 = static_cast<const float*>(t2.ptr);
   ex.r = (int)r;
   ex.xout = static_cast<float*>(xo.ptr);
+  ex.unsetT = unset;
   check(env, cuda_int8x_prep(x.ptr, static_cast<const float*>(x2.ptr), static_cast<const float*>(nw.ptr),
                              scr.ptr, (int)in, static_cast<float*>(y.ptr), y.ptr ? (int)nz : 0, pdl, &ex));
   return nullptr;

@@ -71,7 +71,13 @@ struct I8Bt {
   bool pre;    // bt_prefetch (LOWBIT_INT8X_BPRE=0: off, to price it)
   bool reset;  // the last tile block out zeroes sync (a returning atomic at every tile block's exit); parts & 256: an
                // earlier launch zeroes it instead (the decoder's preps), and tile blocks leave without waiting on one
+  bool tval;   // parts & 2048 (streamed only): t is published by value, no counter (kTUnset below)
 };
+// parts & 2048: an earlier launch (the decoder's prep) sets every t to this bit pattern (a NaN no A row stores: a NaN t is
+// stored as 0x7fffffff), the A rows store their t with no fence or count, and a tile's epilogue spins on the t values
+// themselves: one L2 round trip instead of the counter's fence + atomic in the A-row block and the spin + t load in the
+// tile block.
+constexpr unsigned kTUnset = 0xffffffffu;
 // The segment of B·t that a tile starting at row0 falls in, and its first row of B. Selects, not bt.B[seg]: a dynamic
 // index into the parameter struct put it on the stack (48 B frame, run 86).
 __device__ __forceinline__ int bt_seg(const I8Bt& bt, int row0) { return row0 < bt.end[0] ? 0 : row0 < bt.end[1] ? 1 : 2; }

@@ -42,6 +42,7 @@ struct I8Prep {
   int ng;
   float* yz;
   int nz;
+  unsigned fill;  // the bits yz is set to: 0, or kTUnset (the A rows' t of streamed GEMVs publishing t by value)
 };
 constexpr int kPrepWarps = 8;
 // group_bt, group_bt_fits: lora_dot.cuh
@@ -109,7 +110,8 @@ __global__ void int8x_prep_kernel(I8Prep p) {
   }
   if (p.yz) {
     const int per = (p.nz + gridDim.x - 1) / gridDim.x;
-    for (int i = blockIdx.x * per + threadIdx.x; i < min(p.nz, (blockIdx.x + 1) * per); i += blockDim.x) p.yz[i] = 0.f;
+    for (int i = blockIdx.x * per + threadIdx.x; i < min(p.nz, (blockIdx.x + 1) * per); i += blockDim.x)
+      reinterpret_cast<unsigned*>(p.yz)[i] = p.fill;
   }
 }
 
@@ -420,6 +422,7 @@ const char* cuda_int8x_prep(const void* x, const float* x2, const float* normw, 
     p.t2 = ex->t2;
     p.r = ex->r;
     p.xout = ex->xout;
+    p.fill = ex->unsetT ? kTUnset : 0u;
   }
   p.xq = static_cast<int8_t*>(scratch);
   p.a = reinterpret_cast<float*>(p.xq + in);
@@ -469,6 +472,8 @@ const char* cuda_int8x_gemv(const void* words, const uint32_t* sz, const float* 
       static const bool pre = [] { const char* e = std::getenv("LOWBIT_INT8X_BPRE"); return !(e && e[0] == '0'); }();
       bt.pre = pre;
       bt.reset = (parts & 256) == 0;
+      bt.tval = (parts & 2048) != 0;
+      if (bt.tval && !(parts & 512)) return "cudaInt8xGemv: t published by value (parts & 2048) is the streamed GEMV's (parts & 512)";
     }
     I8Fold fd{};
     if (foldIn) {

@@ -131,11 +131,13 @@ __global__ void __launch_bounds__(32 * NKS) int8x_stream_kernel(I8Stream p, I8Bt
         for (int r = 0; r < p.rpb && k0 + r < myA; r++) {
           float tt = 0.f;
           for (int i = 0; i < wpr; i++) tt += dred[r * wpr + i];  // the row's warps in order
-          p.tout[blockIdx.x + (k0 + r) * gridDim.x] = tt * rstd_s;
+          unsigned v = __float_as_uint(tt * rstd_s);
+          if (v == kTUnset) v = 0x7fffffffu;  // still a NaN, never the unset mark
+          reinterpret_cast<unsigned*>(p.tout)[blockIdx.x + (k0 + r) * gridDim.x] = v;
         }
       __syncthreads();
     }
-    if (hasBt && threadIdx.x == 0) {
+    if (hasBt && !bt.tval && threadIdx.x == 0) {  // tval: the t values are their own flags
       __threadfence();
       atomicAdd(bt.sync, (unsigned)myA);
     }
@@ -202,10 +204,19 @@ __global__ void __launch_bounds__(32 * NKS) int8x_stream_kernel(I8Stream p, I8Bt
       const int row0 = tile * 16;
       if (hasBt) {
         if (!tready) {
-          if (threadIdx.x == 0)
-            while (ld_acquire_gpu(bt.sync) < (unsigned)p.R) {}
-          __syncthreads();
-          for (int k = threadIdx.x; k < p.R && k < 3 * kBtMaxR; k += blockDim.x) tall[k] = __ldcg(p.tout + k);
+          if (bt.tval) {  // every thread spins on its own t values (kTUnset until their A row stores them)
+            const unsigned* tu = reinterpret_cast<const unsigned*>(p.tout);
+            for (int k = threadIdx.x; k < p.R && k < 3 * kBtMaxR; k += blockDim.x) {
+              unsigned v;
+              while ((v = ld_relaxed_gpu(tu + k)) == kTUnset) {}
+              tall[k] = __uint_as_float(v);
+            }
+          } else {
+            if (threadIdx.x == 0)
+              while (ld_acquire_gpu(bt.sync) < (unsigned)p.R) {}
+            __syncthreads();
+            for (int k = threadIdx.x; k < p.R && k < 3 * kBtMaxR; k += blockDim.x) tall[k] = __ldcg(p.tout + k);
+          }
           tready = true;
         }
         __syncthreads();
@@ -226,7 +237,7 @@ __global__ void __launch_bounds__(32 * NKS) int8x_stream_kernel(I8Stream p, I8Bt
     __syncthreads();  // the stage and red are read: refill the stage
     if (warp == 0 && i + p.S < nitems) issue_stage(p, bt, bpre, stg, bar, tile0, i + p.S, nch, lane);
   }
-  if (hasBt && bt.reset && threadIdx.x == 0) {  // the last block out zeroes the counters (every block has passed its wait)
+  if (hasBt && bt.reset && !bt.tval && threadIdx.x == 0) {  // the last block out zeroes the counters (every block has passed its wait)
     if (atomicAdd(bt.sync + 1, 1u) == gridDim.x - 1) {
       bt.sync[0] = 0;
       bt.sync[1] = 0;

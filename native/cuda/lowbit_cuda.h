@@ -171,7 +171,8 @@ const char* cuda_repack4(const void* codes, void* dst, int out, int in);
 // in], rows 16-byte aligned): the same launch also writes t[R] = A·x̃ on x's int8 image (the adapter's LoRA-A factor).
 // bt (bit 6 and A only): the same launch also adds B·t to y — segment i (rows up to end[i]) with B[i] (bf16 [its rows,
 // r], scaled) and t[i·r …]; sync: two u32 counters, zero before the first launch (each launch leaves them zero; with bit
-// 8 an earlier launch must zero them before each launch instead).
+// 8 an earlier launch must zero them before each launch instead; with bit 11, 2048, streamed only, no counters: t is
+// published by value, an earlier launch sets it to 0xffffffff, cuda_int8x_prep's unsetT).
 struct Int8xGemvBt {
   const void* B[3];
   int end[3];
@@ -207,6 +208,7 @@ struct Int8xPrepExtra {
   const float* t2 = nullptr;
   int r = 0;
   float* xout = nullptr;
+  bool unsetT = false;  // yz is set to the "t not yet stored" mark (kTUnset) instead of 0: t of GEMVs with parts & 2048
 };
 // The int8-x GEMV's input in scratch (x̂ | a | Σx̂ | Σx² partials): x̃ = x (or the element of ex), x·normw (RMSNorm, normw non-null) or
 // silu(x)·x2 (x2 non-null) quantized per 64 inputs; then nz floats of yz zeroed (the consumer's split-K output).

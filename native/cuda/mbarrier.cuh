@@ -38,6 +38,12 @@ __device__ __forceinline__ unsigned ld_acquire_gpu(const unsigned* a) {
 __device__ __forceinline__ void st_release_gpu(unsigned* a, unsigned v) {
   asm volatile("st.release.gpu.global.u32 [%0], %1;\n" ::"l"(a), "r"(v) : "memory");
 }
+// A relaxed gpu-scope load (no caching in L1, no ordering): a spin on a value another block stores.
+__device__ __forceinline__ unsigned ld_relaxed_gpu(const unsigned* a) {
+  unsigned v;
+  asm volatile("ld.relaxed.gpu.global.u32 %0, [%1];\n" : "=r"(v) : "l"(a) : "memory");
+  return v;
+}
 // A counter add that publishes this thread's earlier writes (no return value, no full fence).
 __device__ __forceinline__ void red_release_add_gpu(unsigned* a, unsigned v) {
   asm volatile("red.release.gpu.global.add.u32 [%0], %1;\n" ::"l"(a), "r"(v) : "memory");

@@ -22,6 +22,8 @@ export interface NativeCudaInt8x extends NativeCuda {
    * rows and B rows copied by the bulk-copy engine through a ring issued before the PDL wait; ksplit = warps a block (4,
    * 8, 16), the same bits as 64 with that split K; out % 16 == 0, and sz tile-blocked (tileInt8xSz / cudaInt8xTileSz);
    * 1024 (with 64, ksplit a power of two) = 4 LoRA-A rows a block, each by ksplit / 4 warps, instead of a block a row;
+   * 2048 (with 512, Bs and 256) = t published by value: the A rows store t with no count, and each tile's B·t spins on
+   * the t values until none is 0xffffffff (the unset mark an earlier launch wrote: cudaInt8xPrep's unsetT);
    * x is read only with 1 (else null: x̂ is already in scratch, e.g. from cudaInt8xPrep). normEps: scratch came from cudaInt8xPrep with normW, and the row sums are scaled by RMSNorm's 1/rms (from the prep's Σx²
    * partials). A (bf16 [R, in], a handle or view 16-byte aligned) and t (f32 [R]): the same launch also writes
    * t = A·x̃ on x's int8 image, a block of 4 warps per row (the adapter's LoRA-A factor; twin int8xLoraA). Bs, ends, r,
@@ -40,11 +42,15 @@ export interface NativeCudaInt8x extends NativeCuda {
   /** The GEMV's input into scratch: the element v = x (bf16 with xBf16) + addY + B1·t1 (B1 bf16 [in, r], t1 f32 [r]; the
    * residual stream after the previous GEMV and its LoRA B·t, written to xOut when given), then x̃ = v, v·normW (RMSNorm; 1/rms
    * left to the GEMV) or silu(v)·(x2 + B2·t2) (SwiGLU with the up projection's B·t), quantized per 64 inputs (twins
-   * int8xPrepInput + int8X), then nzero floats of y zeroed (the consumer's split-K output); pdl: launched with PDL. */
+   * int8xPrepInput + int8X), then nzero floats of y zeroed (the consumer's split-K output; unsetT: set to the bits
+   * 0xffffffff instead, the "t not yet stored" mark of the GEMVs with parts & 2048); pdl: launched with PDL. */
   cudaInt8xPrep(x: number, x2: number | null, normW: number | null, scratch: number, inF: number, y: number | null, nzero: number,
     pdl?: boolean, addY?: number | null, B1?: number | null, t1?: number | null, B2?: number | null, t2?: number | null, r?: number,
-    xOut?: number | null, xBf16?: boolean): void;
+    xOut?: number | null, xBf16?: boolean, unsetT?: boolean): void;
 }
+
+/** The bits of a t value not yet stored (parts & 2048; a NaN no A row stores: native kTUnset). */
+export const INT8X_T_UNSET = 0xffffffff;
 
 /** Bytes of an int8-x scratch for in inputs: x̂ (int8) | a (f32 per 64) | Σx̂ (i32 per 64) | Σx² partials (f32 per 64: a
  * folded prep writes one per group, the prep launch one per block of 8 groups). */

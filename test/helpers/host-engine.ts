@@ -19,7 +19,7 @@ import { argmax } from '../../src/model/sampling.js';
 import { packedBytes, unpackCodes } from '../../src/quant/pack.js';
 import { f16BitsToF32 } from '../../src/quant/f16.js';
 import { groupCount, type PackedTensor } from '../../src/quant/types.js';
-import { int8X, int8xLoraA, int8xPrepInput, repackInt8x, tileInt8xSz, unrepackInt8x, untileInt8xSz, type Int8xPrepBt } from '../../src/backend/cuda-int8x.js';
+import { INT8X_T_UNSET as T_UNSET, int8X, int8xLoraA, int8xPrepInput, repackInt8x, tileInt8xSz, unrepackInt8x, untileInt8xSz, type Int8xPrepBt } from '../../src/backend/cuda-int8x.js';
 
 interface HostBuf { mem: ArrayBuffer; off: number; bytes: number }
 
@@ -224,7 +224,7 @@ export function hostEngine(): HostEngine {
     },
     cudaInt8xPrep: (x: number, x2: number | null, normW: number | null, scratch: number, inF: number, y: number | null, nzero: number,
       _pdl?: boolean, addY?: number | null, B1?: number | null, t1?: number | null, B2?: number | null, t2?: number | null, r = 0,
-      xOut?: number | null, xBf16?: boolean) => {
+      xOut?: number | null, xBf16?: boolean, unsetT?: boolean) => {
       const bt = (B?: number | null, t?: number | null): Int8xPrepBt | undefined => (B && t ? { B: bfRead(B, inF * r), t: f32(t, r).slice(), r } : undefined);
       const xv = xBf16 ? bfRead(x, inF) : f32(x, inF).slice();
       const { xt, xOut: v } = int8xPrepInput(xv, { x2: x2 ? f32(x2, inF).slice() : undefined, normW: normW ? f32(normW, inF).slice() : undefined,
@@ -236,7 +236,7 @@ export function hostEngine(): HostEngine {
         const part = f32(scratch, Math.ceil(ng / 8), (inF + 8 * ng) / 4);
         part.set(sumsOfSquares(v, 512));
       }
-      if (y) f32(y, nzero).fill(0);
+      if (y) { const yb = get(y, nzero * 4); new Uint32Array(yb.mem, yb.off, nzero).fill(unsetT ? T_UNSET : 0); }
     },
     cudaInt8xGemv: (words: number, sz: number, x: number | null, scratch: number, y: number, out: number, inF: number, ks: number, parts = 7,
       normEps: number | null = null, A: number | null = null, R = 0, t: number | null = null, Bs: number[] | null = null,
@@ -245,7 +245,13 @@ export function hostEngine(): HostEngine {
       const ng = inF / 64;
       // the split K does not change the emulator's sums; its bounds are the kernel's (a decoder passing a bad count fails)
       if (parts & 512 && ![4, 8, 16].includes(ks)) throw new Error('cudaInt8xGemv (streamed, parts & 512): ksplit (warps per block) 4, 8 or 16');
-      if (sync && Bs && parts & 4) {  // the A-row counters: zero at every launch's start; the A rows leave R (parts & 256) or
+      if (parts & 2048 && Bs && parts & 4) {  // t published by value: every t must carry the unset mark at the launch's
+        // start, or a GPU's tiles would take the previous token's t without waiting (a prep that forgot unsetT fails here)
+        if (!(parts & 512) || !t) throw new Error('cudaInt8xGemv: t published by value (parts & 2048) is the streamed GEMV\'s (parts & 512)');
+        const tb = get(t, R * 4), tu = new Uint32Array(tb.mem, tb.off, R);
+        const k = tu.findIndex((v) => v !== T_UNSET);
+        if (k >= 0) throw new Error(`cudaInt8xGemv: t[${k}] not unset at the launch's start (a GPU would not wait for its A row)`);
+      } else if (sync && Bs && parts & 4) {  // the A-row counters: zero at every launch's start; the A rows leave R (parts & 256) or
         // the last tile block sets them back to 0 — so a decoder that forgets to zero them (256) fails here as on the GPU
         const sb = get(sync, 8), sv = new Uint32Array(sb.mem, sb.off, 2);
         if (sv[0] !== 0 || sv[1] !== 0) throw new Error(`cudaInt8xGemv: B·t counters ${sv[0]},${sv[1]} at the launch's start (a GPU would not wait for the A rows)`);

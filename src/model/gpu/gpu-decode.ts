@@ -36,6 +36,9 @@ interface Int8xLayer {
   /** The four GEMVs' B·t counters, 8 bytes each in one buffer (q/k/v, o, gate/up, down), and views of [q/k/v, o] and
    * of each of the others: with zeroSync the preps zero them (parts & 256) instead of each GEMV's last tile block. */
   sync: { qkvO: number; gu: number; down: number } | null;
+  /** The same split of the layer's t values (one buffer: q/k/v, o, gate/up, down; floats [4r, 2r, r]): with i8tval the
+   * preps set them to the "not yet stored" mark instead of zeroing the counters (parts & 2048). */
+  tset: { qkvO: number; gu: number; down: number } | null;
 }
 
 /** Per layer, the v4 path's launches: segments of the three GEMVs reading x (q/k/v, gate/up) and the o/down ones. */
@@ -398,7 +401,9 @@ export class GpuDecoder {
     const plan: Int8xLayer[] = [];
     for (let l = 0; l < cfg.numLayers; l++) {
       const yqkv = alloc((Q + 2 * KV) * 4), yo = alloc(D * 4), ygu = alloc(2 * I * 4), yd = alloc(D * 4);
-      const R = Math.max(r, 1), tqkv = alloc(3 * R * 4), to = alloc(R * 4), tgu = alloc(2 * R * 4), td = alloc(R * 4);
+      // one buffer for the layer's t values, so that each prep sets the next GEMVs' t with one range (i8tval)
+      const R = Math.max(r, 1), tl = alloc(7 * R * 4), tqkv = this.view(tl, 0, 3 * R * 4), to = this.view(tl, 3 * R * 4, R * 4),
+        tgu = this.view(tl, 4 * R * 4, 2 * R * 4), td = this.view(tl, 6 * R * 4, R * 4);
       const B = {} as Int8xLayer['B'], t = {} as Int8xLayer['t'];
       const tv: Record<Projection, number> = { q_proj: this.view(tqkv, 0, R * 4), k_proj: this.view(tqkv, R * 4, R * 4), v_proj: this.view(tqkv, 2 * R * 4, R * 4),
         o_proj: to, gate_proj: this.view(tgu, 0, R * 4), up_proj: this.view(tgu, R * 4, R * 4), down_proj: td };
@@ -410,7 +415,8 @@ export class GpuDecoder {
         qkv: gemv(l, ['q_proj', 'k_proj', 'v_proj'], D, yqkv, tqkv, sv(0, 8)), o: gemv(l, ['o_proj'], Q, yo, to, sv(8, 8)),
         gu: gemv(l, ['gate_proj', 'up_proj'], D, ygu, tgu, sv(16, 8)), down: gemv(l, ['down_proj'], I, yd, td, sv(24, 8)),
       };
-      plan.push({ ...g, B, t, sync: lora ? { qkvO: sv(0, 16), gu: sv(16, 8), down: sv(24, 8) } : null });
+      plan.push({ ...g, B, t, sync: lora ? { qkvO: sv(0, 16), gu: sv(16, 8), down: sv(24, 8) } : null,
+        tset: lora ? { qkvO: this.view(tl, 0, 4 * R * 4), gu: tgu, down: td } : null });
     }
     return plan;
   }
@@ -429,6 +435,23 @@ export class GpuDecoder {
   private i8zero(g: Int8xGemv, sync?: number, n = 0): [number | null, number] {
     if (sync !== undefined) return [sync, n];
     return g.parts & 64 ? [null, 0] : [g.y, g.out];
+  }
+
+  /** Kernel 8 with every GEMV streamed and adding its own B·t (i8zeroSync): the A rows publish t by value (parts &
+   * 2048: no fence and count in the A-row block, one L2 round trip in each tile's wait instead of the count's spin and
+   * the t load after it), the preps setting the next GEMVs' t to the unset mark instead of zeroing their counters.
+   * LOWBIT_INT8X_TVAL=0: the counters. */
+  tval = process.env.LOWBIT_INT8X_TVAL !== '0';
+  private get i8tval(): boolean {
+    const p = this.i8;
+    return !!p && this.tval && this.i8zeroSync && p.every((l) => l.tset !== null && [l.qkv, l.o, l.gu, l.down].every((g) => (g.parts & 512) !== 0));
+  }
+
+  /** The prep's range to reset before the GEMVs up to the next prep ([buffer, floats, unsetT]): with i8tval their t
+   * values (set to the unset mark), else i8zero's. */
+  private i8reset(g: Int8xGemv, tval: boolean, tset: number | undefined, nt: number, sync?: number, n = 0): [number | null, number, boolean] {
+    if (tval && tset !== undefined) return [tset, nt, true];
+    return [...this.i8zero(g, sync, n), false];
   }
 
   /**
@@ -481,12 +504,13 @@ export class GpuDecoder {
     const D = cfg.hiddenSize, I = cfg.intermediateSize, Q = cfg.numHeads * cfg.headDim, KV = cfg.numKvHeads * cfg.headDim, eps = cfg.rmsNormEps;
     const r = this.lora?.sites[0]?.r ?? 0;
     c.cudaEmbedding(h.id, this.w.embed, h.x, 1, D, cfg.vocabSize, true);
-    const fold = this.i8fold, zero = this.i8zeroSync, zb = zero ? 256 : 0;  // once per step, not per launch
+    const fold = this.i8fold, zero = this.i8zeroSync, tval = this.i8tval, zb = (zero ? 256 : 0) | (tval ? 2048 : 0);  // once per step, not per launch
     for (let l = 0; l < cfg.numLayers; l++) {
       const w = this.w.layers[l], pl = plan[l], prev = l > 0 ? plan[l - 1] : null, B = pl.B, t = pl.t, sync = zero ? pl.sync : null;
+      const [z1, n1, u1] = this.i8reset(pl.qkv, tval, pl.tset?.qkvO, 4 * r, sync?.qkvO, 4);
       if (!fold || !prev)
-        x8.cudaInt8xPrep(h.x, null, w.inputNorm, scr.D, D, ...this.i8zero(pl.qkv, sync?.qkvO, 4), true, prev ? prev.down.y : null,
-          ...this.i8Bt(prev?.down ?? null, prev?.B.down_proj, prev?.t.down_proj), null, null, r, h.x);
+        x8.cudaInt8xPrep(h.x, null, w.inputNorm, scr.D, D, z1, n1, true, prev ? prev.down.y : null,
+          ...this.i8Bt(prev?.down ?? null, prev?.B.down_proj, prev?.t.down_proj), null, null, r, h.x, false, u1);
       this.i8gemv(pl.qkv, scr.D, eps, zb | (fold && prev !== null ? 128 : 0));
       const y = pl.qkv.y, q = this.i8view(y, 0, Q), k = this.i8view(y, Q, KV), v = this.i8view(y, Q + KV, KV);
       const [bq, tq] = this.i8Bt(pl.qkv, B.q_proj, t.q_proj), [bk, tk] = this.i8Bt(pl.qkv, B.k_proj, t.k_proj), [bv, tv] = this.i8Bt(pl.qkv, B.v_proj, t.v_proj);
@@ -507,11 +531,13 @@ export class GpuDecoder {
         continue;
       }
       this.i8gemv(pl.o, scr.Q, null, zb);
-      x8.cudaInt8xPrep(h.x, null, w.postNorm, scr.D, D, ...this.i8zero(pl.gu, sync?.gu, 2), true, pl.o.y, ...this.i8Bt(pl.o, B.o_proj, t.o_proj), null, null, r, h.x);
+      const [z2, n2, u2] = this.i8reset(pl.gu, tval, pl.tset?.gu, 2 * r, sync?.gu, 2);
+      x8.cudaInt8xPrep(h.x, null, w.postNorm, scr.D, D, z2, n2, true, pl.o.y, ...this.i8Bt(pl.o, B.o_proj, t.o_proj), null, null, r, h.x, false, u2);
       this.i8gemv(pl.gu, scr.D, eps, zb);
       const gate = this.i8view(pl.gu.y, 0, I), up = this.i8view(pl.gu.y, I, I);
-      x8.cudaInt8xPrep(gate, up, null, scr.I, I, ...this.i8zero(pl.down, sync?.down, 2), true, null, ...this.i8Bt(pl.gu, B.gate_proj, t.gate_proj),
-        ...this.i8Bt(pl.gu, B.up_proj, t.up_proj), r);
+      const [z3, n3, u3] = this.i8reset(pl.down, tval, pl.tset?.down, r, sync?.down, 2);
+      x8.cudaInt8xPrep(gate, up, null, scr.I, I, z3, n3, true, null, ...this.i8Bt(pl.gu, B.gate_proj, t.gate_proj),
+        ...this.i8Bt(pl.gu, B.up_proj, t.up_proj), r, null, false, u3);
       this.i8gemv(pl.down, scr.I, null, zb);
     }
     const last = plan[cfg.numLayers - 1];
