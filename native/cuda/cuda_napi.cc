@@ -961,6 +961,88 @@ napi_value js_int8x_gemv(napi_env env, napi_callback_info info) {
   return nullptr;
 }
 
+// cudaInt8xChain(phases, ksplit, pdl, sync)   streamed int8-x GEMVs in one launch with grid barriers between them
+//   (cuda_int8x_chain). phases: 1–4 objects { words, sz (tile-blocked), y, out, in, mode (0 scratch, 1 residual +
+//   RMSNorm, 2 SwiGLU), xs, npart, eps (mode 0; eps ≥ 0 with npart > 0: RMSNorm's 1/rms from the partials), hin, hout,
+//   yin, normW, eps (mode 1), yin (mode 2: gate | up, 2·in floats), and with an adapter A, R, t, r, b0..b2 (B per
+//   segment, bf16 [rows, r], scaled), e0..e2 (segment row ends) }; sync: 5 u32 counters, zero
+napi_value js_int8x_chain(napi_env env, napi_callback_info info) {
+  Args a(env, info, "cudaInt8xChain");
+  int64_t nks = 0;
+  bool pdl = false;
+  Buf sync;
+  bool is = false;
+  if (a.argc > 0) napi_is_array(env, a.argv[0], &is);
+  if (!is) return a.fail(0, "an array of phases"), nullptr;
+  if (!int_dim(a, 1, &nks) || (!a.is_nullish(2) && !a.boolean(2, &pdl)) || !buf_arg(a, 3, 20, &sync)) return nullptr;
+  uint32_t len = 0;
+  napi_get_array_length(env, a.argv[0], &len);
+  if (len < 1 || len > 4) { throw_error(env, "cudaInt8xChain: 1 to 4 phases"); return nullptr; }
+  Int8xChainPhase ph[4];
+  for (uint32_t k = 0; k < len; k++) {
+    napi_value el;
+    napi_get_element(env, a.argv[0], k, &el);
+    Int8xChainPhase& P = ph[k];
+    double out = 0, in = 0, mode = 0, R = 0, r = 0, npart = 0, eps = 0;
+    bool has = false, hasEps = false;
+    if (!prop_num(a, el, "out", &out, &has) || !has || !prop_num(a, el, "in", &in, &has) || !has || !(out >= 16) || !(in >= 128) ||
+        out != (double)(int)out || in != (double)(int)in) {
+      throw_error(env, "cudaInt8xChain: phase " + std::to_string(k) + " needs integer out ≥ 16 and in ≥ 128");
+      return nullptr;
+    }
+    if (!prop_num(a, el, "mode", &mode, &has) || !prop_num(a, el, "R", &R, &has) || !prop_num(a, el, "r", &r, &has) ||
+        !prop_num(a, el, "npart", &npart, &has) || !prop_num(a, el, "eps", &eps, &hasEps))
+      return nullptr;
+    P.out = (int)out;
+    P.in = (int)in;
+    P.mode = (int)mode;
+    P.R = (int)R;
+    P.npart = (int)npart;
+    P.eps = hasEps ? (float)eps : 0.f;
+    const size_t ng = (size_t)P.in / 64;
+    const void *w, *sz, *y, *A, *t, *xs, *hin, *hout, *yin, *nw;
+    if (!prop_buf(a, el, "words", (size_t)P.out * P.in / 4, &w, true) || !prop_buf(a, el, "sz", (size_t)P.out * ng * 4, &sz, true) ||
+        !prop_buf(a, el, "y", (size_t)P.out * 4, &y, true) || !prop_buf(a, el, "A", (size_t)P.R * P.in * 2, &A) ||
+        !prop_buf(a, el, "t", (size_t)P.R * 4, &t) || !prop_buf(a, el, "xs", (size_t)P.in + ng * 8 + (size_t)P.npart * 4, &xs) ||
+        !prop_buf(a, el, "hin", (size_t)P.in * 4, &hin) || !prop_buf(a, el, "hout", (size_t)P.in * 4, &hout) ||
+        !prop_buf(a, el, "yin", (size_t)P.in * 4 * (P.mode == 2 ? 2 : 1), &yin) || !prop_buf(a, el, "normW", (size_t)P.in * 4, &nw))
+      return nullptr;
+    if (!aligned16(a, w, "words") || !aligned16(a, sz, "sz") || (A && !aligned16(a, A, "A")) || (xs && !aligned16(a, xs, "xs"))) return nullptr;
+    P.words = w;
+    P.sz = static_cast<const uint32_t*>(sz);
+    P.y = static_cast<float*>(const_cast<void*>(y));
+    P.A = A;
+    P.t = static_cast<float*>(const_cast<void*>(t));
+    P.xs = xs;
+    P.hin = static_cast<const float*>(hin);
+    P.hout = static_cast<float*>(const_cast<void*>(hout));
+    P.yin = static_cast<const float*>(yin);
+    P.normw = static_cast<const float*>(nw);
+    if (A) {
+      if (!t || !(r >= 1) || r != (double)(int)r) { throw_error(env, "cudaInt8xChain: phase " + std::to_string(k) + ": A needs t and an integer r ≥ 1"); return nullptr; }
+      P.bt.r = (int)r;
+      int prev = 0;
+      for (int i = 0; i < 3; i++) {
+        const char* bk[3] = {"b0", "b1", "b2"};
+        const char* ek[3] = {"e0", "e1", "e2"};
+        double e = 0;
+        bool he = false;
+        if (!prop_num(a, el, ek[i], &e, &he)) return nullptr;
+        if (!he) break;
+        if (!(e > prev) || e > out || e != (double)(int)e) { throw_error(env, "cudaInt8xChain: segment ends must rise within out"); return nullptr; }
+        const void* B;
+        if (!prop_buf(a, el, bk[i], (size_t)(e - prev) * (size_t)r * 2, &B, true)) return nullptr;
+        P.bt.B[i] = B;
+        P.bt.end[i] = (int)e;
+        P.bt.nseg = i + 1;
+        prev = (int)e;
+      }
+    }
+  }
+  check(env, cuda_int8x_chain(ph, (int)len, (int)nks, pdl, static_cast<unsigned*>(sync.ptr)));
+  return nullptr;
+}
+
 // cudaInt8xPrep(x, x2 | null, normW | null, scratch, in, y | null, nzero, pdl = false, addY = null, B1 = null, t1 = null,
 //   B2 = null, t2 = null, r = 0, xOut = null, xBf16 = false, unsetT = false)   the int8-x GEMV's input: the element x (bf16 with xBf16)
 //   + addY + B1·t1 (B1 bf16 [in, r]; written to xOut), then as is, ·normW (RMSNorm) or silu(·)·(x2 + B2·t2) (SwiGLU),
@@ -1282,6 +1364,7 @@ void register_cuda_quant(napi_env env, napi_value exports) {
   export_fn(env, exports, "cudaRepackSpan4", js_repack4);
   export_fn(env, exports, "cudaInt8xRepack", js_int8x_repack);
   export_fn(env, exports, "cudaInt8xGemv", js_int8x_gemv);
+  export_fn(env, exports, "cudaInt8xChain", js_int8x_chain);
   export_fn(env, exports, "cudaInt8xTileSz", js_int8x_tile_sz);
   export_fn(env, exports, "cudaInt8xPrep", js_int8x_prep);
   export_fn(env, exports, "cudaDecodeGemv", js_decode_gemv);

@@ -44,6 +44,21 @@ __device__ __forceinline__ void i8_block(const uint4& w, const uint2& m0, const 
   }
 }
 
+// One group of 64 by one warp (lane holds values lane and 32 + lane): x̂ = round(v / a), a = absmax / 127 (1 if all
+// zero), Σx̂; lane 0 writes a and Σx̂. The prep kernel, the folded prep (fold_group) and the chain (int8x_stream.cu) share it, so both make the same bytes.
+__device__ __forceinline__ void quant_group(const float (&v)[2], int lane, int8_t* xq, float* a, int* sum) {
+  float m = fmaxf(fabsf(v[0]), fabsf(v[1]));
+#pragma unroll
+  for (int o = 16; o > 0; o >>= 1) m = fmaxf(m, __shfl_xor_sync(0xffffffffu, m, o));
+  const float s = m > 0.f ? m / 127.f : 1.f;
+  const int q0 = __float2int_rn(v[0] / s), q1 = __float2int_rn(v[1] / s);
+  xq[lane] = (int8_t)q0;
+  xq[32 + lane] = (int8_t)q1;
+  int t = q0 + q1;
+#pragma unroll
+  for (int o = 16; o > 0; o >>= 1) t += __shfl_xor_sync(0xffffffffu, t, o);
+  if (lane == 0) { *a = s; *sum = t; }
+}
 // 8 inputs of a LoRA-A row (bf16, one 16-byte word) times their x̂ (8 int8 in two words): the A rows' dot product step.
 __device__ __forceinline__ float i8_arow8(const uint4& w, const uint2& xv) {
   const uint32_t ws[4] = {w.x, w.y, w.z, w.w}, xs[2] = {xv.x, xv.y};

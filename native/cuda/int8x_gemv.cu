@@ -46,21 +46,7 @@ struct I8Prep {
 };
 constexpr int kPrepWarps = 8;
 // group_bt, group_bt_fits: lora_dot.cuh
-// One group of 64 by one warp (lane holds values lane and 32 + lane): x̂ = round(v / a), a = absmax / 127 (1 if all
-// zero), Σx̂; lane 0 writes a and Σx̂. The prep kernel and the folded prep (fold_group) share it, so both make the same bytes.
-__device__ __forceinline__ void quant_group(const float (&v)[2], int lane, int8_t* xq, float* a, int* sum) {
-  float m = fmaxf(fabsf(v[0]), fabsf(v[1]));
-#pragma unroll
-  for (int o = 16; o > 0; o >>= 1) m = fmaxf(m, __shfl_xor_sync(0xffffffffu, m, o));
-  const float s = m > 0.f ? m / 127.f : 1.f;
-  const int q0 = __float2int_rn(v[0] / s), q1 = __float2int_rn(v[1] / s);
-  xq[lane] = (int8_t)q0;
-  xq[32 + lane] = (int8_t)q1;
-  int t = q0 + q1;
-#pragma unroll
-  for (int o = 16; o > 0; o >>= 1) t += __shfl_xor_sync(0xffffffffu, t, o);
-  if (lane == 0) { *a = s; *sum = t; }
-}
+// quant_group: int8x_body.cuh
 __global__ void int8x_prep_kernel(I8Prep p) {
   __shared__ float ss_s[kPrepWarps];
   __shared__ float bts[2][kPrepWarps][64];  // the warp's group's B1·t1 | B2·t2 (group_bt)

@@ -245,6 +245,293 @@ __global__ void __launch_bounds__(32 * NKS) int8x_stream_kernel(I8Stream p, I8Bt
   }
 }
 
+// ---- the chain: several streamed GEMVs in ONE launch (decode kernel 8 with LOWBIT_INT8X_CHAIN) ----
+// Why: a launch per GEMV holds its SM's shared memory until its last block is gone, so the next GEMV's ring fills only
+// in the gap a prep or the attention leaves, and HBM idles through every launch's tail and dependency chain (run 99:
+// ~69 µs a layer against ~28 µs of bytes). Here o → gate/up → down → the next layer's q/k/v run in one launch with a
+// grid barrier between them; the ring is ONE sequence of items across the phases, refilled S items ahead as items are
+// consumed, so while a block waits at a barrier its ring already holds the next phase's first stages. Each block makes
+// the next phase's x̂ itself from the previous phase's y (the residual add with RMSNorm, or SwiGLU): no prep launches.
+// Every block of the grid must be resident at once (the barriers and the t waits): the launcher checks occupancy.
+constexpr int kChainMax = 4;
+struct I8Phase {
+  const uint4* words;
+  const uint32_t* sz;  // tile-blocked
+  float* y;
+  int out, in;
+  const uint16_t* A;  // LoRA-A rows [R, in] (row j by block j mod grid), t published by value (kTUnset)
+  int R;
+  float* tout;
+  I8Bt bt;       // B·t in the epilogue where bt.B[0] (t by value)
+  int tpb, nA;   // tiles and A rows a block
+  int mode;      // x̂: 0 from the scratch xs (npart Σx² partials, eps), 1 residual v = hin + yin (block 0 writes hout),
+                 // x̃ = v·normw with 1/rms from Σv² in the block, 2 SwiGLU x̃ = silu(yin[i])·yin[in + i]
+  const unsigned char* xs;
+  int npart;
+  float eps;
+  const float* hin;
+  float* hout;
+  const float* yin;
+  const float* normw;
+};
+struct I8Chain {
+  I8Phase ph[kChainMax];
+  int nph, S, stageBytes, xbytes, abytes;
+  unsigned* bar;  // [p] blocks done with phase p, [kChainMax] blocks out; zero between launches (the last block out)
+};
+
+__device__ __forceinline__ int chain_items(const I8Phase& P) {
+  const int tiles = P.out / 16, t0 = (int)blockIdx.x * P.tpb, nch = (P.in / 128 + kChunkBlks - 1) / kChunkBlks;
+  return max(0, min(P.tpb, tiles - t0)) * nch;
+}
+__device__ __forceinline__ int chain_myA(const I8Phase& P) {
+  int m = 0;
+  while (m < P.nA && (int)blockIdx.x + m * (int)gridDim.x < P.R) m++;
+  return m;
+}
+// Item gi of the block's sequence (phase p = the one whose range holds it) into ring stage gi % S, by warp 0.
+__device__ __forceinline__ void chain_issue(const I8Chain& c, const int* first, unsigned char* stg, uint64_t* bar, int gi, int lane) {
+  int p = 0;
+  while (p + 1 < c.nph && gi >= first[p + 1]) p++;
+  const I8Phase& P = c.ph[p];
+  const int nblk = P.in / 128, nch = (nblk + kChunkBlks - 1) / kChunkBlks, li = gi - first[p], s = gi % c.S;
+  const int tile = (int)blockIdx.x * P.tpb + li / nch, ch = li % nch, cb = min(kChunkBlks, nblk - kChunkBlks * ch);
+  unsigned char* st = stg + (size_t)s * c.stageBytes;
+  const bool bpre = P.bt.B[0] && P.bt.pre && group_bt_fits(P.bt.r);
+  const uint16_t* Bt = bpre && ch == nch - 1 ? bt_rows(P.bt, bt_seg(P.bt, tile * 16), tile * 16) : nullptr;
+  if (lane == 0) mbar_expect_tx(&bar[s], cb * 512 + cb * 128 + (Bt ? 32 * P.bt.r : 0));
+  __syncwarp();
+  const size_t b0 = (size_t)tile * nblk + kChunkBlks * ch;
+  if (lane == 0)
+    bulk_g2s(mbar_smem(st), P.words + b0 * 32, cb * 512, &bar[s]);
+  else if (lane == 1)
+    bulk_g2s(mbar_smem(st + kWordBytes), P.sz + b0 * 32, cb * 128, &bar[s]);
+  else if (lane == 2 && Bt)
+    bulk_g2s(mbar_smem(st + kWordBytes + kSzBytes), Bt, 32 * P.bt.r, &bar[s]);
+}
+__device__ __forceinline__ void chain_issue_a(const I8Phase& P, unsigned char* asm_, uint64_t* abar, int myA, int lane) {
+  if (lane == 0) mbar_expect_tx(abar, myA * P.in * 2);
+  __syncwarp();
+  for (int k = lane; k < myA; k += 32) bulk_g2s(mbar_smem(asm_ + (size_t)k * P.in * 2), P.A + (size_t)(blockIdx.x + k * gridDim.x) * P.in, P.in * 2, abar);
+}
+
+template <int NKS>
+__global__ void __launch_bounds__(32 * NKS, 1) int8x_chain_kernel(const __grid_constant__ I8Chain c) {
+  extern __shared__ __align__(128) unsigned char sm[];
+  __shared__ __align__(8) uint64_t bar[kMaxStages + 1];  // the ring's stages, then the A rows
+  __shared__ float red[16][16], tall[3 * kBtMaxR], btsm[16], dred[NKS], wss[NKS], rstd_s;
+  __shared__ int first[kChainMax + 1], myAs[kChainMax];
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, g = lane >> 2, t = lane & 3;
+  unsigned char* const xsm = sm;
+  unsigned char* const asm_ = sm + c.xbytes;
+  unsigned char* const stg = asm_ + c.abytes;
+  if (threadIdx.x == 0) {
+    int n = 0;
+    for (int p = 0; p < c.nph; p++) {
+      first[p] = n;
+      n += chain_items(c.ph[p]);
+      myAs[p] = chain_myA(c.ph[p]);
+    }
+    first[c.nph] = n;
+    for (int s = 0; s <= c.S; s++) mbar_init(&bar[s], 1);
+    asm volatile("fence.mbarrier_init.release.cluster;\n" ::: "memory");
+  }
+  __syncthreads();
+  const int total = first[c.nph];
+  if (warp == 0) {  // weights before the wait: the first phase's A rows and the ring's first S items
+    if (myAs[0]) chain_issue_a(c.ph[0], asm_, &bar[c.S], myAs[0], lane);
+    for (int i = 0; i < min(c.S, total); i++) chain_issue(c, first, stg, bar, i, lane);
+  }
+  pdl_trigger();
+  pdl_wait();
+  int aUse = 0;
+  for (int p = 0; p < c.nph; p++) {
+    const I8Phase& P = c.ph[p];
+    const int in = P.in, ng = in / 64, nblk = in / 128, nch = (nblk + kChunkBlks - 1) / kChunkBlks, myA = myAs[p];
+    const int nitems = first[p + 1] - first[p], tile0 = (int)blockIdx.x * P.tpb;
+    const bool hasBt = P.bt.B[0] != nullptr && P.R > 0;
+    if (p > 0) {  // every block done with the phase before (its y stored)
+      if (threadIdx.x == 0)
+        while (ld_acquire_gpu(c.bar + p - 1) < gridDim.x) {}
+      __syncthreads();
+      const I8Phase& Q = c.ph[p - 1];
+      if (blockIdx.x == 0 && Q.R > 0 && Q.bt.B[0])  // its t read by every block: unset again for the next launch
+        for (int k = threadIdx.x; k < Q.R; k += blockDim.x) reinterpret_cast<unsigned*>(Q.tout)[k] = kTUnset;
+    }
+    // the phase's x̂ in shared memory (x̂ [in] | a [ng] | Σx̂ [ng], the prep's layout) and 1/rms
+    if (nitems > 0 || myA > 0 || (P.mode == 1 && blockIdx.x == 0)) {
+      if (P.mode == 0) {
+        for (int i = threadIdx.x; i < (in + 8 * ng) / 16; i += blockDim.x)
+          reinterpret_cast<uint4*>(xsm)[i] = reinterpret_cast<const uint4*>(P.xs)[i];
+        if (threadIdx.x == 0) {
+          float ss = 0.f;
+          const float* part = reinterpret_cast<const float*>(P.xs + in + 8 * ng);
+          for (int i = 0; i < P.npart; i++) ss += __ldcg(part + i);
+          rstd_s = P.npart ? rsqrtf(ss / (float)in + P.eps) : 1.f;
+        }
+      } else {
+        float ss = 0.f;
+        for (int gi = warp; gi < ng; gi += NKS) {  // a warp per group of 64, as the prep kernel
+          float v[2];
+#pragma unroll
+          for (int h = 0; h < 2; h++) {
+            const int i = 64 * gi + 32 * h + lane;
+            float e;
+            if (P.mode == 1) {
+              e = __ldcg(P.hin + i) + __ldcg(P.yin + i);
+              if (blockIdx.x == 0) P.hout[i] = e;
+              ss = fmaf(e, e, ss);
+              e *= __ldg(P.normw + i);
+            } else {
+              const float gt = __ldcg(P.yin + i), u = __ldcg(P.yin + in + i);
+              e = gt / (1.f + expf(-gt)) * u;
+            }
+            v[h] = e;
+          }
+          quant_group(v, lane, reinterpret_cast<int8_t*>(xsm) + 64 * gi, reinterpret_cast<float*>(xsm + in) + gi,
+                      reinterpret_cast<int*>(xsm + in + 4 * ng) + gi);
+        }
+#pragma unroll
+        for (int o = 16; o > 0; o >>= 1) ss += __shfl_xor_sync(0xffffffffu, ss, o);
+        if (lane == 0) wss[warp] = ss;
+        __syncthreads();
+        if (threadIdx.x == 0) {
+          float tot = 0.f;
+          for (int w = 0; w < NKS; w++) tot += wss[w];  // fixed order: every block the same 1/rms
+          rstd_s = P.mode == 1 ? rsqrtf(tot / (float)in + P.eps) : 1.f;
+        }
+      }
+    }
+    __syncthreads();
+    const float rstd = rstd_s;
+    const uint32_t* xw = reinterpret_cast<const uint32_t*>(xsm);
+    const float2* a2 = reinterpret_cast<const float2*>(xsm + in);
+    const int2* s2 = reinterpret_cast<const int2*>(xsm + in + 4 * ng);
+    if (myA) {  // the block's LoRA-A rows: t = Σ_g a_g Σ A·x̂ (· 1/rms), a row at a time by all warps, stored by value
+      mbar_wait(&bar[c.S], (uint32_t)(aUse++) & 1u);
+      const uint2* xv2 = reinterpret_cast<const uint2*>(xsm);
+      const float* av = reinterpret_cast<const float*>(xsm + in);
+      for (int k = 0; k < myA; k++) {
+        const uint4* Ar = reinterpret_cast<const uint4*>(asm_ + (size_t)k * in * 2);
+        float acc = 0.f;
+#pragma unroll 4
+        for (int i = lane + 32 * warp; i < in / 8; i += 32 * NKS) acc = fmaf(av[i >> 3], i8_arow8(Ar[i], xv2[i]), acc);
+#pragma unroll
+        for (int o = 16; o > 0; o >>= 1) acc += __shfl_xor_sync(0xffffffffu, acc, o);
+        if (lane == 0) dred[warp] = acc;
+        __syncthreads();
+        if (threadIdx.x == 0) {
+          float tt = 0.f;
+          for (int i = 0; i < NKS; i++) tt += dred[i];
+          unsigned v = __float_as_uint(tt * rstd);
+          if (v == kTUnset) v = 0x7fffffffu;
+          reinterpret_cast<unsigned*>(P.tout)[blockIdx.x + k * gridDim.x] = v;
+        }
+        __syncthreads();
+      }
+    }
+    // the A region is free: the next phase's A rows
+    if (warp == 0 && p + 1 < c.nph && myAs[p + 1]) chain_issue_a(c.ph[p + 1], asm_, &bar[c.S], myAs[p + 1], lane);
+    bool tready = false;
+    float y0 = 0.f, y1 = 0.f;
+    for (int i = 0; i < nitems; i++) {
+      const int gi = first[p] + i, s = gi % c.S, ch = i % nch, tile = tile0 + i / nch, cb = min(kChunkBlks, nblk - kChunkBlks * ch);
+      const unsigned char* st = stg + (size_t)s * c.stageBytes;
+      const uint4* ws = reinterpret_cast<const uint4*>(st);
+      const uint32_t* szs = reinterpret_cast<const uint32_t*>(st + kWordBytes);
+      mbar_wait(&bar[s], (uint32_t)(gi / c.S) & 1u);
+      struct Blk {
+        uint4 w;
+        uint2 m0, m1;
+        uint32_t x[8];
+        float2 a;
+        int2 s;
+      };
+      auto load = [&](Blk& q, int jb) {
+        const int blk = kChunkBlks * ch + jb;
+        q.w = ws[jb * 32 + lane];
+        q.m0 = *reinterpret_cast<const uint2*>(szs + 32 * jb + 2 * g);
+        q.m1 = *reinterpret_cast<const uint2*>(szs + 32 * jb + 16 + 2 * g);
+#pragma unroll
+        for (int j = 0; j < 4; j++) {
+          q.x[2 * j] = xw[32 * blk + 8 * j + t];
+          q.x[2 * j + 1] = xw[32 * blk + 8 * j + 4 + t];
+        }
+        q.a = a2[blk];
+        q.s = s2[blk];
+      };
+      if (cb == kChunkBlks) {
+        constexpr int PER = kChunkBlks / NKS, G = PER < 4 ? PER : 4;
+#pragma unroll
+        for (int u0 = 0; u0 < PER; u0 += G) {
+          Blk q[G];
+#pragma unroll
+          for (int k = 0; k < G; k++) load(q[k], warp + (u0 + k) * NKS);
+#pragma unroll
+          for (int k = 0; k < G; k++) i8_block(q[k].w, q[k].m0, q[k].m1, q[k].x, q[k].a, q[k].s, y0, y1);
+        }
+      } else {
+        for (int jb = warp; jb < cb; jb += NKS) {
+          Blk q;
+          load(q, jb);
+          i8_block(q.w, q.m0, q.m1, q.x, q.a, q.s, y0, y1);
+        }
+      }
+      if (ch == nch - 1) {  // the tile's epilogue: slices in warp order, then B·t
+        if (P.mode == 1 || P.npart) {
+          y0 *= rstd;
+          y1 *= rstd;
+        }
+        if (t == 0) {
+          red[warp][g] = y0;
+          red[warp][g + 8] = y1;
+        }
+        y0 = y1 = 0.f;
+        const int row0 = tile * 16;
+        if (hasBt) {
+          if (!tready) {
+            const unsigned* tu = reinterpret_cast<const unsigned*>(P.tout);
+            for (int k = threadIdx.x; k < P.R && k < 3 * kBtMaxR; k += blockDim.x) {
+              unsigned v;
+              while ((v = ld_relaxed_gpu(tu + k)) == kTUnset) {}
+              tall[k] = __uint_as_float(v);
+            }
+            tready = true;
+          }
+          __syncthreads();
+          const bool bpre = P.bt.pre && group_bt_fits(P.bt.r);
+          const int seg = bt_seg(P.bt, row0);
+          const uint16_t* Btile = bt_rows(P.bt, seg, row0);
+          tile_bt(Btile, bpre ? reinterpret_cast<const uint4*>(st + kWordBytes + kSzBytes) : reinterpret_cast<const uint4*>(Btile),
+                  tall + seg * P.bt.r, P.bt.r, 16, btsm);
+        } else {
+          __syncthreads();
+        }
+        if (threadIdx.x < 16) {
+          float v = 0.f;
+          for (int k = 0; k < NKS; k++) v += red[k][threadIdx.x];
+          if (hasBt) v += btsm[threadIdx.x];
+          P.y[row0 + threadIdx.x] = v;
+        }
+      }
+      __syncthreads();  // the stage and red are read: refill the stage (with the next phase's items near the end)
+      if (warp == 0 && gi + c.S < total) chain_issue(c, first, stg, bar, gi + c.S, lane);
+    }
+    if (p + 1 < c.nph && threadIdx.x == 0) {  // this block's y of the phase is stored
+      __threadfence();
+      atomicAdd(c.bar + p, 1u);
+    }
+  }
+  if (threadIdx.x == 0 && atomicAdd(c.bar + kChainMax, 1u) == gridDim.x - 1) {
+    // the last block out: every block is past every wait and every t read — counters to 0, the last phase's t unset
+    for (int p = 0; p < c.nph; p++) c.bar[p] = 0;
+    c.bar[kChainMax] = 0;
+    const I8Phase& L = c.ph[c.nph - 1];
+    if (L.R > 0 && L.bt.B[0])
+      for (int k = 0; k < L.R; k++) reinterpret_cast<unsigned*>(L.tout)[k] = kTUnset;
+  }
+}
+
 // sz [out, in/64] (row-major) → tile-blocked [tile][blk][row 0..15][2 groups] (out % 16 == 0): a thread per word.
 __global__ void int8x_tile_sz_kernel(const uint32_t* __restrict__ sz, uint32_t* __restrict__ dst, int out, int in) {
   const int ng = in / 64, nblk = in / 128;
@@ -340,6 +627,94 @@ const char* cuda_int8x_stream(const void* words, const uint32_t* sz, void* scrat
   const I8Stream p{static_cast<const uint4*>(words), sz, static_cast<const unsigned char*>(scratch), npart, eps, y, out, in,
                    static_cast<const uint16_t*>(A), R, t, tpb, S, nA, stageBytes, rpb};
   return launch_ex(pdl, kern, (unsigned)grid, 32u * nks, smem, p, bt);
+}
+
+
+const char* cuda_int8x_chain(const Int8xChainPhase* ph, int nph, int nks, bool pdl, unsigned* sync) {
+  if (nph < 1 || nph > kChainMax) return "cudaInt8xChain: 1 to 4 phases";
+  if (nks != 8 && nks != 16) return "cudaInt8xChain: 8 or 16 warps a block";
+  if (!sync) return "cudaInt8xChain: needs its counters (5 u32, zero)";
+  // LOWBIT_INT8X_CHAIN_BPS: blocks an SM (1 or 2); LOWBIT_INT8X_CHAIN_SMEM: KB a block (default 180 at 1, so that an
+  // attention block still fits beside it and the chain's ring fills while the attention runs, 100 at 2)
+  static const int bps = [] { const char* e = std::getenv("LOWBIT_INT8X_CHAIN_BPS"); const int b = e ? std::atoi(e) : 1; return b == 2 ? 2 : 1; }();
+  static const int budgetKB = [] { const char* e = std::getenv("LOWBIT_INT8X_CHAIN_SMEM"); return e ? std::atoi(e) : 0; }();
+  const int grid = bps * sm_count();
+  const size_t budget = (size_t)(budgetKB > 0 ? budgetKB : bps == 1 ? 180 : 100) * 1024;
+  I8Chain c{};
+  c.nph = nph;
+  c.bar = sync;
+  int r = -1, xb = 0, ab = 0;
+  for (int p = 0; p < nph; p++) {
+    const Int8xChainPhase& q = ph[p];
+    I8Phase& P = c.ph[p];
+    if (q.in % 128 != 0 || q.out % 16 != 0 || q.out < 16) return "cudaInt8xChain: every phase needs in % 128 == 0 and out % 16 == 0";
+    if (q.mode < 0 || q.mode > 2) return "cudaInt8xChain: mode 0 (scratch), 1 (residual + RMSNorm) or 2 (SwiGLU)";
+    if (q.mode == 0 && !q.xs) return "cudaInt8xChain: mode 0 reads its x̂ from a scratch";
+    if (q.mode == 1 && (!q.hin || !q.hout || !q.yin || !q.normw || q.hin == q.hout)) return "cudaInt8xChain: mode 1 needs hin, yin, normw and a hout apart from hin";
+    if (q.mode == 2 && !q.yin) return "cudaInt8xChain: mode 2 reads gate | up from yin";
+    if (q.mode != 0 && p == 0) return "cudaInt8xChain: the first phase reads its x̂ from a scratch (mode 0)";
+    const bool ad = q.A && q.R > 0;
+    if (ad != (q.bt.nseg > 0)) return "cudaInt8xChain: a phase has both its A rows and its B·t, or neither";
+    P.words = static_cast<const uint4*>(q.words);
+    P.sz = q.sz;
+    P.y = q.y;
+    P.out = q.out;
+    P.in = q.in;
+    P.mode = q.mode;
+    P.xs = static_cast<const unsigned char*>(q.xs);
+    P.npart = q.npart;
+    P.eps = q.eps;
+    P.hin = q.hin;
+    P.hout = q.hout;
+    P.yin = q.yin;
+    P.normw = q.normw;
+    P.tpb = (q.out / 16 + grid - 1) / grid;
+    if (ad) {
+      if (r >= 0 && q.bt.r != r) return "cudaInt8xChain: one rank for every phase";
+      r = q.bt.r;
+      if (r < 1 || r > kBtMaxR || q.R > 3 * kBtMaxR || q.bt.nseg > 3 || q.R < q.bt.nseg * r) return "cudaInt8xChain: B·t takes 1–3 segments of rank ≤ 128";
+      int prev = 0;
+      for (int i = 0; i < 3; i++) {
+        const int e = i < q.bt.nseg ? q.bt.end[i] : q.out;
+        if (e < prev || e > q.out || (e % 16 != 0 && e != q.out)) return "cudaInt8xChain: B·t segment ends must rise, 16-row aligned, up to out";
+        P.bt.B[i] = i < q.bt.nseg ? static_cast<const uint16_t*>(q.bt.B[i]) : nullptr;
+        P.bt.end[i] = e;
+        prev = e;
+      }
+      if (P.bt.end[q.bt.nseg - 1] != q.out) return "cudaInt8xChain: the last B·t segment must end at out";
+      P.bt.r = r;
+      static const bool pre = [] { const char* e = std::getenv("LOWBIT_INT8X_BPRE"); return !(e && e[0] == '0'); }();
+      P.bt.pre = pre;
+      P.bt.tval = true;
+      P.A = static_cast<const uint16_t*>(q.A);
+      P.R = q.R;
+      P.tout = q.t;
+      P.nA = (q.R + grid - 1) / grid;
+      ab = std::max(ab, P.nA * q.in * 2);
+    }
+    xb = std::max(xb, (q.in + q.in / 8 + 15) & ~15);
+  }
+  c.xbytes = xb;
+  c.abytes = (ab + 127) & ~127;
+  c.stageBytes = kWordBytes + kSzBytes + (r > 0 && group_bt_fits(r) ? 32 * r : 0);
+  int S = (int)(((size_t)budget > (size_t)(xb + c.abytes) ? budget - xb - c.abytes : 0) / c.stageBytes);
+  S = std::min(S, kMaxStages);
+  if (S < 2) return "cudaInt8xChain: fewer than two ring stages fit the block's shared memory (LOWBIT_INT8X_CHAIN_SMEM)";
+  c.S = S;
+  const size_t smem = (size_t)xb + c.abytes + (size_t)S * c.stageBytes;
+  decltype(&int8x_chain_kernel<8>) kern = nks == 8 ? int8x_chain_kernel<8> : int8x_chain_kernel<16>;
+  static size_t smemSet[2] = {0, 0};
+  static int occN[2] = {0, 0};
+  const int k = nks == 8 ? 0 : 1;
+  if (smemSet[k] != smem) {
+    LB_CUDA(cudaFuncSetAttribute((const void*)kern, cudaFuncAttributePreferredSharedMemoryCarveout, 100));
+    LB_CUDA(cudaFuncSetAttribute((const void*)kern, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem));
+    LB_CUDA(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&occN[k], kern, 32 * nks, smem));
+    smemSet[k] = smem;
+  }
+  // the grid barriers and the t waits need every block resident at once
+  if ((long)occN[k] * sm_count() < grid) return "cudaInt8xChain: its blocks do not all fit on the GPU at once (LOWBIT_INT8X_CHAIN_BPS / _SMEM)";
+  return launch_ex(pdl, kern, (unsigned)grid, 32u * nks, smem, c);
 }
 
 }  // namespace lowbit

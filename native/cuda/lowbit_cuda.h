@@ -192,6 +192,30 @@ struct Int8xGemvFold {
 const char* cuda_int8x_gemv(const void* words, const uint32_t* sz, const float* x, void* scratch, float* y,
                             int out, int in, int nks, int parts = 7, float eps = -1.f, const void* A = nullptr, int R = 0,
                             float* t = nullptr, const Int8xGemvBt* bt = nullptr, const Int8xGemvFold* fold = nullptr);
+// A chain of streamed int8-x GEMVs in one launch (int8x_stream.cu): phase p's x̂ comes from the scratch xs (mode 0,
+// with npart Σx² partials and eps as cuda_int8x_gemv), from the residual v = hin + yin (mode 1: block 0 writes v to
+// hout, x̃ = v·normw, 1/rms in the block) or SwiGLU of yin (mode 2: silu(yin[i])·yin[in + i]); sz tile-blocked
+// (cuda_int8x_tile_sz); y stored. With an adapter (A, R, t, bt; bt.sync unused): t is published by value — every t
+// must hold 0xffffffff at the launch's start, and the chain leaves them so. sync: 5 u32, zero (the chain leaves them zero).
+struct Int8xChainPhase {
+  const void* words = nullptr;
+  const uint32_t* sz = nullptr;
+  float* y = nullptr;
+  int out = 0, in = 0;
+  const void* A = nullptr;
+  int R = 0;
+  float* t = nullptr;
+  Int8xGemvBt bt{};
+  int mode = 0;
+  const void* xs = nullptr;
+  int npart = 0;
+  float eps = 0.f;
+  const float* hin = nullptr;
+  float* hout = nullptr;
+  const float* yin = nullptr;
+  const float* normw = nullptr;
+};
+const char* cuda_int8x_chain(const Int8xChainPhase* ph, int nph, int nks, bool pdl, unsigned* sync);
 // int8-x words (the GEMV's repacked layout; twin repackInt8x) from an 'int' 2-bit code stream [out, in], in % 128 == 0.
 const char* cuda_int8x_repack(const void* codes, void* words, int out, int in);
 // The scale|zero words [out, in/64] tile-blocked for the streamed GEMV (parts & 512; twin tileInt8xSz): [tile][block of

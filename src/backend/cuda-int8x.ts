@@ -39,6 +39,14 @@ export interface NativeCudaInt8x extends NativeCuda {
     ksplit: number, parts?: number, normEps?: number | null, A?: number | null, R?: number, t?: number | null,
     Bs?: number[] | null, ends?: number[] | null, r?: number, sync?: number | null,
     fScratch?: number | null, fX?: number | null, fNormW?: number | null, fHalf?: number, fCnt?: number | null): void;
+  /** Streamed int8-x GEMVs in ONE launch with a grid barrier between them (native/cuda/int8x_stream.cu, the chain): one
+   * ring of bulk copies across the phases, so a block waiting at a barrier already holds the next phase's first
+   * weights; each block makes a phase's x̂ itself (mode 1: v = hin + yin, block 0 writes v to hout, x̃ = v·normW with
+   * 1/rms from Σv² in the block; mode 2: x̃ = silu(yin[i])·yin[in + i]; mode 0, the first phase only: the scratch xs of a
+   * prep or the attention, npart Σx² partials). sz tile-blocked; y stored. With an adapter (A, R, t, r, b0..b2, e0..e2:
+   * Int8xGemv's B·t segments) t is published by value: every t must hold 0xffffffff at the launch's start, and the chain
+   * leaves them so. ksplit 8 or 16 warps a block; sync: 5 u32 counters, zero (left zero). */
+  cudaInt8xChain?(phases: Int8xChainPhase[], ksplit: number, pdl: boolean, sync: number): void;
   /** The GEMV's input into scratch: the element v = x (bf16 with xBf16) + addY + B1·t1 (B1 bf16 [in, r], t1 f32 [r]; the
    * residual stream after the previous GEMV and its LoRA B·t, written to xOut when given), then x̃ = v, v·normW (RMSNorm; 1/rms
    * left to the GEMV) or silu(v)·(x2 + B2·t2) (SwiGLU with the up projection's B·t), quantized per 64 inputs (twins
@@ -47,6 +55,14 @@ export interface NativeCudaInt8x extends NativeCuda {
   cudaInt8xPrep(x: number, x2: number | null, normW: number | null, scratch: number, inF: number, y: number | null, nzero: number,
     pdl?: boolean, addY?: number | null, B1?: number | null, t1?: number | null, B2?: number | null, t2?: number | null, r?: number,
     xOut?: number | null, xBf16?: boolean, unsetT?: boolean): void;
+}
+
+/** A phase of cudaInt8xChain (handles; b0..b2 / e0..e2: the B·t segments' B and row ends). */
+export interface Int8xChainPhase {
+  words: number; sz: number; y: number; out: number; in: number; mode: 0 | 1 | 2;
+  xs?: number | null; npart?: number; eps?: number; hin?: number | null; hout?: number | null; yin?: number | null; normW?: number | null;
+  A?: number | null; R?: number; t?: number | null; r?: number;
+  b0?: number | null; b1?: number | null; b2?: number | null; e0?: number; e1?: number; e2?: number;
 }
 
 /** The bits of a t value not yet stored (parts & 2048; a NaN no A row stores: native kTUnset). */

@@ -19,7 +19,7 @@ import { argmax } from '../../src/model/sampling.js';
 import { packedBytes, unpackCodes } from '../../src/quant/pack.js';
 import { f16BitsToF32 } from '../../src/quant/f16.js';
 import { groupCount, type PackedTensor } from '../../src/quant/types.js';
-import { INT8X_T_UNSET as T_UNSET, int8X, int8xLoraA, int8xPrepInput, repackInt8x, tileInt8xSz, unrepackInt8x, untileInt8xSz, type Int8xPrepBt } from '../../src/backend/cuda-int8x.js';
+import { INT8X_T_UNSET as T_UNSET, int8xScratchBytes, type Int8xChainPhase, int8X, int8xLoraA, int8xPrepInput, repackInt8x, tileInt8xSz, unrepackInt8x, untileInt8xSz, type Int8xPrepBt } from '../../src/backend/cuda-int8x.js';
 
 interface HostBuf { mem: ArrayBuffer; off: number; bytes: number }
 
@@ -56,6 +56,13 @@ export function hostEngine(): HostEngine {
     new Int32Array(sb.mem, sb.off + inF + 4 * ng, ng).set(sum);
   };
   let next = 1;
+  // the chain's per-block x̂ (shared memory on the GPU): a scratch per input width, made outside any capture's checks
+  const chainScr = new Map<number, number>();
+  const chainScratch = (inF: number): number => {
+    let h = chainScr.get(inF);
+    if (h === undefined) { h = next++; bufs.set(h, { mem: new ArrayBuffer(int8xScratchBytes(inF)), off: 0, bytes: int8xScratchBytes(inF) }); chainScr.set(inF, h); }
+    return h;
+  };
   let capture: (() => void)[] | null = null;
   const graphs = new Map<number, (() => void)[]>();
   const plans = new Map<number, { name: string; args: unknown[] }[]>();
@@ -310,6 +317,41 @@ export function hostEngine(): HostEngine {
         }
       }
     },
+    // The chain (o → gate/up → down → q/k/v in one launch): each phase's x̂ made as the kernel's blocks make it (mode 1:
+    // residual + RMSNorm, hout written; mode 2: SwiGLU; mode 0: the scratch), then the streamed GEMV's emulation with t
+    // by value — so a phase whose t is not unset at the launch's start fails here as it would race on a GPU; the chain
+    // leaves every t unset and its counters zero.
+    cudaInt8xChain: (phases: Int8xChainPhase[], ks: number, _pdl: boolean, sync: number) => {
+      if (phases.length < 1 || phases.length > 4) throw new Error('cudaInt8xChain: 1 to 4 phases');
+      if (![8, 16].includes(ks)) throw new Error('cudaInt8xChain: 8 or 16 warps a block');
+      const sb = get(sync, 20), sv = new Uint32Array(sb.mem, sb.off, 5);
+      if (sv.some((v) => v !== 0)) throw new Error(`cudaInt8xChain: counters ${[...sv]} at the launch's start`);
+      phases.forEach((P, p) => {
+        if ((p === 0) !== (P.mode === 0)) throw new Error('cudaInt8xChain: the first phase reads its x̂ from a scratch (mode 0), the others make it');
+        const inF = P.in, ng = inF / 64;
+        let scratch = P.xs ?? 0, normEps: number | null = P.mode === 0 && P.npart ? P.eps ?? 0 : null, parts = 4 | 64 | 256 | 512;
+        if (P.mode !== 0) {
+          scratch = chainScratch(inF);
+          if (P.mode === 1) {
+            if (!P.hin || !P.hout || !P.yin || !P.normW || P.hin === P.hout) throw new Error('cudaInt8xChain: mode 1 needs hin, yin, normW and a hout apart from hin');
+            const res = int8xPrepInput(f32(P.hin, inF).slice(), { addY: f32(P.yin, inF).slice(), normW: f32(P.normW, inF).slice() });
+            f32(P.hout, inF).set(res.xOut);
+            int8xFill(scratch, res.xt);
+            f32(scratch, ng, (inF + 8 * ng) / 4).set(sumsOfSquares(res.xOut, 64));  // the block's Σv², as partials per group
+            parts |= 128;
+            normEps = P.eps ?? 0;
+          } else {
+            const yv = f32(P.yin!, 2 * inF);
+            int8xFill(scratch, int8xPrepInput(yv.slice(0, inF), { x2: yv.slice(inF, 2 * inF) }).xt);
+          }
+        }
+        const segs = ([[P.b0, P.e0], [P.b1, P.e1], [P.b2, P.e2]] as const).filter(([b, e]) => b && e);
+        if (P.A) parts |= 2048;
+        (ops.cudaInt8xGemv as (...a: unknown[]) => void)(P.words, P.sz, null, scratch, P.y, P.out, inF, ks, parts, normEps, P.A ?? null,
+          P.R ?? 0, P.t ?? null, P.A ? segs.map(([b]) => b) : null, P.A ? segs.map(([, e]) => e) : null, P.r ?? 0, null);
+      });
+      for (const P of phases) if (P.A && P.t) { const tb = get(P.t, (P.R ?? 0) * 4); new Uint32Array(tb.mem, tb.off, P.R ?? 0).fill(T_UNSET); }
+    },
     cudaRmsnormFwd: (x: number, w: number, yB: number | null, yF: number | null, rstd: number | null, N: number, C: number, eps: number) => {
       const y = new Float32Array(N * C), r = new Float32Array(N);
       rmsnormForwardRef(y, r, f32(x, N * C), f32(w, C), N, C, eps);
@@ -497,7 +539,7 @@ export function hostEngine(): HostEngine {
     cudaGraphLaunch(id: number): void { const g = graphs.get(id); if (!g) throw new Error('host engine: not a live graph'); noCapture('cudaGraphLaunch'); for (const f of g) f(); },
     cudaGraphFree(id: number): void { graphs.delete(id); },
     cudaEventNew: () => 1, cudaEventRecord: () => undefined, cudaEventMs: () => 0, cudaEventFree: () => undefined,
-    live: () => bufs.size,
+    live: () => bufs.size - chainScr.size,  // the chain's x̂ scratches are the emulator's own
   };
   return eng as unknown as HostEngine;
 }

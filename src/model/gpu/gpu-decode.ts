@@ -14,7 +14,7 @@ import { Rng } from '../../tensor.js';
 import { sampleToken } from '../sampling.js';
 import type { GenerateOptions } from '../generate.js';
 import { decodeSegRanges, type DecodePrefetch, type DecodeSeg } from '../../backend/cuda-decode.js';
-import { int8xScratchBytes, type NativeCudaInt8x } from '../../backend/cuda-int8x.js';
+import { INT8X_T_UNSET, int8xScratchBytes, type Int8xChainPhase, type NativeCudaInt8x } from '../../backend/cuda-int8x.js';
 
 /**
  * One int8-x GEMV launch of the kernel-8 plan: the projections reading one x, their int8-x words and scale|zero rows
@@ -114,6 +114,16 @@ export class GpuDecoder {
    * LOWBIT_INT8X_ZERO=tile: the last tile block out resets them. */
   zeroSync = process.env.LOWBIT_INT8X_ZERO !== 'tile';
   private streamOn = false;
+  /**
+   * Kernel 8 with streamed GEMVs: per layer the attention launch, then ONE launch (cudaInt8xChain) for o → gate/up →
+   * down → the next layer's q/k/v with grid barriers between them, each block making the next GEMV's x̂ itself (the
+   * residual add with RMSNorm, the SwiGLU), so no prep launches and one ring of weight copies across the four GEMVs:
+   * 2 launches a layer instead of 8. LOWBIT_INT8X_CHAIN=1 (opt-in until measured; it turns the streamed GEMVs on).
+   */
+  chain = process.env.LOWBIT_INT8X_CHAIN === '1';
+  /** the chain's counters (5 u32) and the residual's second buffer (the chain's residual phases write the other one) */
+  private chainSync: number | null = null;
+  private chainH: number | null = null;
   /** the v4 plan (null when the model does not qualify: then variant 4 runs as 3) */
   private v4: V4Layer[] | null = null;
   /**
@@ -205,7 +215,7 @@ export class GpuDecoder {
     // streamed GEMVs with an adapter (runs 96–98, H100: three blocks an SM 451.2 vs 406.5 tok/s per tile); without one the
     // per-tile kernel stays faster (544.3 vs 511.8). LOWBIT_INT8X_STREAM=0 / 1 forces either.
     const st = process.env.LOWBIT_INT8X_STREAM;
-    if (this.i8 && (st === '1' || (st !== '0' && !!this.lora))) this.streamGemv = true;
+    if (this.i8 && (st === '1' || this.chain || (st !== '0' && !!this.lora))) this.streamGemv = true;
     if (this.gemvKernel === 6 && this.v4?.every((pl) => pl.fold) && typeof c.cudaDecodePlanBegin === 'function' && this.attnFused)
       this.persistPlan = this.recordPlan();
   }
@@ -353,6 +363,9 @@ export class GpuDecoder {
     const r = lora?.sites[0]?.r ?? 0;
     const alloc = (bytes: number) => { const h = c.cudaAlloc(bytes); this.i8bufs.push(h); return h; };
     this.i8scr = { D: alloc(int8xScratchBytes(D)), Q: alloc(int8xScratchBytes(Q)), I: alloc(int8xScratchBytes(I)) };
+    this.chainSync = alloc(32);
+    c.cudaMemset0(this.chainSync, 32);
+    this.chainH = alloc(D * 4);
     // the folded preps' group counters (i8fold): one set serves every launch, each leaves them zero
     this.i8cnt = null;
     if (D % 64 === 0 && I % 64 === 0) { this.i8cnt = alloc(4 * Math.max(D, I) / 64); c.cudaMemset0(this.i8cnt, 4 * Math.max(D, I) / 64); }
@@ -402,7 +415,9 @@ export class GpuDecoder {
     for (let l = 0; l < cfg.numLayers; l++) {
       const yqkv = alloc((Q + 2 * KV) * 4), yo = alloc(D * 4), ygu = alloc(2 * I * 4), yd = alloc(D * 4);
       // one buffer for the layer's t values, so that each prep sets the next GEMVs' t with one range (i8tval)
-      const R = Math.max(r, 1), tl = alloc(7 * R * 4), tqkv = this.view(tl, 0, 3 * R * 4), to = this.view(tl, 3 * R * 4, R * 4),
+      const R = Math.max(r, 1), tl = alloc(7 * R * 4);
+      c.cudaUpload(tl, new Uint32Array(7 * R).fill(INT8X_T_UNSET));  // every t unset (parts & 2048, the chain)
+      const tqkv = this.view(tl, 0, 3 * R * 4), to = this.view(tl, 3 * R * 4, R * 4),
         tgu = this.view(tl, 4 * R * 4, 2 * R * 4), td = this.view(tl, 6 * R * 4, R * 4);
       const B = {} as Int8xLayer['B'], t = {} as Int8xLayer['t'];
       const tv: Record<Projection, number> = { q_proj: this.view(tqkv, 0, R * 4), k_proj: this.view(tqkv, R * 4, R * 4), v_proj: this.view(tqkv, 2 * R * 4, R * 4),
@@ -445,6 +460,28 @@ export class GpuDecoder {
   private get i8tval(): boolean {
     const p = this.i8;
     return !!p && this.tval && this.i8zeroSync && p.every((l) => l.tset !== null && [l.qkv, l.o, l.gu, l.down].every((g) => (g.parts & 512) !== 0));
+  }
+
+  /** Whether the token step runs the chain (chain): every GEMV streamed, the attention in one launch writing o's x̂, and
+   * with an adapter t published by value (i8tval). */
+  private get i8chain(): boolean {
+    const p = this.i8, x8 = this.c as unknown as NativeCudaInt8x;
+    if (!p || !this.chain || typeof x8.cudaInt8xChain !== 'function' || !this.i8attn) return false;
+    if (!p.every((l) => [l.qkv, l.o, l.gu, l.down].every((g) => (g.parts & 512) !== 0))) return false;
+    return !this.lora || this.i8tval;
+  }
+
+  /** Whether token steps run the chain (o → gate/up → down → q/k/v in one launch). */
+  get chained(): boolean { return this.i8chain; }
+
+  /** A chain phase of GEMV g (its words, tile-blocked sz, y, A rows and B·t segments). */
+  private chainPhase(g: Int8xGemv, mode: 0 | 1 | 2, more: Partial<Int8xChainPhase>): Int8xChainPhase {
+    const ph: Int8xChainPhase = { words: g.words, sz: g.szT!, y: g.y, out: g.out, in: g.in, mode, ...more };
+    if (g.A && g.bt) {
+      ph.A = g.A; ph.R = g.R; ph.t = g.t; ph.r = g.bt.r;
+      g.bt.Bs.forEach((B, i) => { (ph as unknown as Record<string, number>)[`b${i}`] = B; (ph as unknown as Record<string, number>)[`e${i}`] = g.bt!.ends[i]; });
+    }
+    return ph;
   }
 
   /** The prep's range to reset before the GEMVs up to the next prep ([buffer, floats, unsetT]): with i8tval their t
@@ -505,13 +542,16 @@ export class GpuDecoder {
     const r = this.lora?.sites[0]?.r ?? 0;
     c.cudaEmbedding(h.id, this.w.embed, h.x, 1, D, cfg.vocabSize, true);
     const fold = this.i8fold, zero = this.i8zeroSync, tval = this.i8tval, zb = (zero ? 256 : 0) | (tval ? 2048 : 0);  // once per step, not per launch
+    const chain = this.i8chain, hB = this.chainH!, cw = Number(process.env.LOWBIT_INT8X_CHAIN_WARPS ?? 16);
     for (let l = 0; l < cfg.numLayers; l++) {
       const w = this.w.layers[l], pl = plan[l], prev = l > 0 ? plan[l - 1] : null, B = pl.B, t = pl.t, sync = zero ? pl.sync : null;
       const [z1, n1, u1] = this.i8reset(pl.qkv, tval, pl.tset?.qkvO, 4 * r, sync?.qkvO, 4);
-      if (!fold || !prev)
-        x8.cudaInt8xPrep(h.x, null, w.inputNorm, scr.D, D, z1, n1, true, prev ? prev.down.y : null,
-          ...this.i8Bt(prev?.down ?? null, prev?.B.down_proj, prev?.t.down_proj), null, null, r, h.x, false, u1);
-      this.i8gemv(pl.qkv, scr.D, eps, zb | (fold && prev !== null ? 128 : 0));
+      if (!chain || !prev) {  // with the chain, layer l > 0's q/k/v ran in the chain of layer l - 1
+        if (!fold || !prev)
+          x8.cudaInt8xPrep(h.x, null, w.inputNorm, scr.D, D, z1, n1, true, prev ? prev.down.y : null,
+            ...this.i8Bt(prev?.down ?? null, prev?.B.down_proj, prev?.t.down_proj), null, null, r, h.x, false, u1);
+        this.i8gemv(pl.qkv, scr.D, eps, zb | (fold && prev !== null ? 128 : 0));
+      }
       const y = pl.qkv.y, q = this.i8view(y, 0, Q), k = this.i8view(y, Q, KV), v = this.i8view(y, Q + KV, KV);
       const [bq, tq] = this.i8Bt(pl.qkv, B.q_proj, t.q_proj), [bk, tk] = this.i8Bt(pl.qkv, B.k_proj, t.k_proj), [bv, tv] = this.i8Bt(pl.qkv, B.v_proj, t.v_proj);
       if (this.i8attn) {  // one launch: B·t (unless q/k/v's GEMV added it), RoPE, cache rows, attention, the o GEMV's int8 input
@@ -522,6 +562,17 @@ export class GpuDecoder {
           cfg.numHeads, cfg.numKvHeads, cfg.headDim, h.qb, this.kAt[l][pos], this.vAt[l][pos]);
         c.cudaAttnFwd(h.qb, h[`kc${l}`], h[`vc${l}`], h.att, null, 1, 1, pos + 1, cfg.numHeads, cfg.numKvHeads, cfg.headDim);
         x8.cudaInt8xPrep(h.att, null, null, scr.Q, Q, ...this.i8zero(pl.o), true, null, null, null, null, null, 0, null, true);
+      }
+      if (chain) {  // o → gate/up → down → the next layer's q/k/v in one launch; the residual alternates between h.x and hB
+        const next = l + 1 < cfg.numLayers ? plan[l + 1] : null;
+        const phases = [
+          this.chainPhase(pl.o, 0, { xs: scr.Q, npart: 0 }),
+          this.chainPhase(pl.gu, 1, { hin: h.x, yin: pl.o.y, hout: hB, normW: w.postNorm, eps }),
+          this.chainPhase(pl.down, 2, { yin: pl.gu.y }),
+        ];
+        if (next) phases.push(this.chainPhase(next.qkv, 1, { hin: hB, yin: pl.down.y, hout: h.x, normW: this.w.layers[l + 1].inputNorm, eps }));
+        x8.cudaInt8xChain!(phases, cw, true, this.chainSync!);
+        continue;
       }
       if (fold) {  // o → gate/up's input → gate/up → down's input → down → the next layer's q/k/v input, no prep launches
         this.i8gemv(pl.o, scr.Q, null, 0, { scratch: scr.D, x: h.x, normW: w.postNorm, half: 0 });
@@ -542,9 +593,10 @@ export class GpuDecoder {
     }
     const last = plan[cfg.numLayers - 1];
     const [bl, tl] = this.i8Bt(last.down, last.B.down_proj, last.t.down_proj);
-    c.cudaDecodeResidualEpi(h.x, last.down.y, tl, bl, r, D);
+    const hx = chain ? hB : h.x;  // the chain's last residual phase (gate/up's) wrote hB
+    c.cudaDecodeResidualEpi(hx, last.down.y, tl, bl, r, D);
     if (!logits) return;
-    c.cudaRmsnormFwd(h.x, this.w.finalNorm, h.lnf, null, null, 1, D, eps);
+    c.cudaRmsnormFwd(hx, this.w.finalNorm, h.lnf, null, null, 1, D, eps);
     c.cublasGemmBf16(false, true, 1, cfg.vocabSize, D, h.lnf, this.w.lmHead, h.logits, 1, 0, true);
   }
 
