@@ -492,3 +492,81 @@ test('tileInt8xSz: a stage of the streamed GEMV (tile, blocks b0 … b0 + n) is 
   assert.equal(new Set(banks).size, 16, 'rows g = 0..7: 16 distinct banks');
   assert.throws(() => tileInt8xSz(sz, 40, inF), /% 16/);
 });
+
+test('CUDA int8-x chain (o → gate/up → down → q/k/v in one launch): each phase = f64 on the previous phase\'s y (residual + RMSNorm, SwiGLU, scratch), with and without the adapters (t by value, 1–3 B·t segments); hout = hin + y bit for bit; t left unset, counters zero; repeatable bit for bit; 8 and 16 warps', (t) => {
+  const c = cudaInt8xOps();
+  if (!c || typeof c.cudaInt8xChain !== 'function') { t.skip(c ? 'the addon has no cudaInt8xChain' : cudaInt8xUnavailable()); return; }
+  const rng = new Rng(67), eps = 1e-5, rB = 16, I = 4224;
+  const hs: number[] = [];
+  const up = (d: ArrayBufferView) => { const h = c.cudaAlloc(Math.max(16, d.byteLength)); c.cudaUpload(h, d); hs.push(h); return h; };
+  const down = (h: number, n: number) => { const o = new Float32Array(n); c.cudaDownload(h, o); return o; };
+  // phases: [in, out, segments] — o (scratch), gate/up (residual + RMSNorm), down (SwiGLU, 33 blocks of 128: 2 chunks),
+  // the next q/k/v (residual + RMSNorm, 400 tiles: the ring wraps)
+  const shapes = [[1024, 1024, 1], [1024, 2 * I, 2], [I, 1024, 1], [1024, 6400, 3]] as const;
+  try {
+    const ph = shapes.map(([inF, out, nseg]) => {
+      const p = quantizeRTN(new Float32Array(out * inF).map(() => 0.03 * rng.normal()), out, inF, { bits: 2, groupSize: 64 });
+      const q = unpackCodes(p.qcodes, 2, out * inF), W = dequantize(p), szw = int8xScaleZero(p.scales!, p.zeros!);
+      const R = nseg * rB, A = bf16Values(new Float32Array(R * inF).map(() => 0.05 * rng.normal()));
+      const step = Math.floor(out / (16 * nseg)) * 16, ends = Array.from({ length: nseg }, (_, i) => (i === nseg - 1 ? out : (i + 1) * step));
+      const Bs = ends.map((e, i) => bf16Values(new Float32Array((e - (i ? ends[i - 1] : 0)) * rB).map(() => 0.1 * rng.normal())));
+      const szT = up(tileInt8xSz(szw, out, inF));
+      return { inF, out, W, A, R, ends, Bs, words: up(repackInt8x(q, out, inF)), szT, y: up(new Float32Array(out)),
+        hA: up(f32ToBf16(A)), t: up(new Uint32Array(R).fill(0xffffffff)), hB: Bs.map((b) => up(f32ToBf16(b))) };
+    });
+    const x0 = new Float32Array(1024).map(() => rng.normal()), n0 = new Float32Array(1024).map(() => 0.5 + rng.next());
+    const hx = up(x0), hn0 = up(n0), scr = up(new Uint8Array(int8xScratchBytes(1024)));
+    const hin = new Float32Array(1024).map(() => rng.normal()), hA_ = up(hin), hB_ = up(new Float32Array(1024));
+    const n1 = new Float32Array(1024).map(() => 0.5 + rng.next()), n3 = new Float32Array(1024).map(() => 0.5 + rng.next());
+    const hn1 = up(n1), hn3 = up(n3), sync = up(new Uint32Array(8));
+    // the f64 reference of y = Ŵ·x̃ (x̃ rounded to int8 per 64, · 1/rms) + B·t, t = A·x̃
+    const gemvRef = (P: typeof ph[number], xt: Float32Array, rstd: number, adapter: boolean) => {
+      const { xq, a } = int8X(xt), ref = new Float64Array(P.out), tRef = int8xLoraA(P.A, P.R, P.inF, xq, a, rstd);
+      for (let o = 0; o < P.out; o++) {
+        let acc = 0;
+        for (let i = 0; i < P.inF; i++) acc += P.W[o * P.inF + i] * a[i >> 6] * xq[i];
+        ref[o] = acc * rstd;
+        if (!adapter) continue;
+        const s = P.ends.findIndex((e) => o < e), row = o - (s ? P.ends[s - 1] : 0);
+        for (let j = 0; j < rB; j++) ref[o] += P.Bs[s][row * rB + j] * tRef[s * rB + j];
+      }
+      return ref;
+    };
+    for (const adapter of [true, false]) for (const ks of [16, 8]) {
+      c.cudaInt8xPrep(hx, null, hn0, scr, 1024, null, 0, false);
+      const phase = (k: number, mode: 0 | 1 | 2, more: object) => {
+        const P = ph[k];
+        return { words: P.words, sz: P.szT, y: P.y, out: P.out, in: P.inF, mode, ...more,
+          ...(adapter ? { A: P.hA, R: P.R, t: P.t, r: rB, ...Object.fromEntries(P.hB.flatMap((b, i) => [[`b${i}`, b], [`e${i}`, P.ends[i]]])) } : {}) };
+      };
+      const phases = [phase(0, 0, { xs: scr, npart: 2, eps }), phase(1, 1, { hin: hA_, yin: ph[0].y, hout: hB_, normW: hn1, eps }),
+        phase(2, 2, { yin: ph[1].y }), phase(3, 1, { hin: hB_, yin: ph[2].y, hout: hA_, normW: hn3, eps })];
+      c.cudaUpload(hA_, hin);
+      c.cudaInt8xChain!(phases, ks, true, sync);
+      const ys = ph.map((P) => down(P.y, P.out)), hB1 = down(hB_, 1024), hA1 = down(hA_, 1024);
+      // phase 0: the prep's x̃ and 1/rms; phases 1 and 3: the residual of the phase before; phase 2: SwiGLU of gate/up
+      const p0 = int8xPrepInput(x0, { normW: n0 });
+      const refs = [gemvRef(ph[0], p0.xt, 1 / Math.sqrt(p0.ss / 1024 + eps), adapter)];
+      const v1 = Float32Array.from(hin, (h, i) => h + ys[0][i]);
+      assert.deepEqual(new Uint32Array(hB1.buffer), new Uint32Array(v1.buffer), 'phase 1: hout = hin + y of phase 0, bit for bit');
+      const r1 = int8xPrepInput(hin, { addY: ys[0], normW: n1 });
+      refs.push(gemvRef(ph[1], r1.xt, 1 / Math.sqrt(r1.ss / 1024 + eps), adapter));
+      refs.push(gemvRef(ph[2], int8xPrepInput(ys[1].slice(0, I), { x2: ys[1].slice(I) }).xt, 1, adapter));
+      const r3 = int8xPrepInput(v1, { addY: ys[2], normW: n3 });
+      assert.deepEqual(new Uint32Array(hA1.buffer), new Uint32Array(r3.xOut.buffer), 'phase 3: hout = its hin + y of phase 2, bit for bit');
+      refs.push(gemvRef(ph[3], r3.xt, 1 / Math.sqrt(r3.ss / 1024 + eps), adapter));
+      const errs = ys.map((y, k) => relErr(y, refs[k]));
+      t.diagnostic(`chain, ${ks} warps${adapter ? `, adapters (rank ${rB})` : ''}: y vs f64 per phase ${errs.map((e) => e.toExponential(2)).join(' / ')}`);
+      errs.forEach((e, k) => assert.ok(e < (k === 2 ? 1e-4 : 1e-5), `phase ${k}: y vs f64 ${e}`));
+      assert.deepEqual([...new Uint32Array(down(sync, 5).buffer)], [0, 0, 0, 0, 0], 'the chain leaves its counters at zero');
+      if (adapter) for (const P of ph) assert.ok(new Uint32Array(down(P.t, P.R).buffer).every((v) => v === 0xffffffff), 'every t unset again');
+      // again from the same inputs: the same bits
+      c.cudaUpload(hA_, hin);
+      c.cudaInt8xChain!(phases, ks, true, sync);
+      ph.forEach((P, k) => assert.deepEqual(new Uint32Array(down(P.y, P.out).buffer), new Uint32Array(ys[k].buffer), `phase ${k}: a second chain repeats bit for bit`));
+    }
+    const h = hs[0];
+    assert.throws(() => c.cudaInt8xChain!([{ words: h, sz: h, y: h, out: 32, in: 128, mode: 1 }], 16, true, sync), /scratch|mode 1/);
+    assert.throws(() => c.cudaInt8xChain!([], 16, true, sync), /1 to 4 phases/);
+  } finally { for (const h of hs) c.cudaFree(h); }
+});
