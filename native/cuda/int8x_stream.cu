@@ -207,8 +207,8 @@ __global__ void __launch_bounds__(32 * NKS) int8x_stream_kernel(I8Stream p, I8Bt
           if (bt.tval) {  // every thread spins on its own t values (kTUnset until their A row stores them)
             const unsigned* tu = reinterpret_cast<const unsigned*>(p.tout);
             for (int k = threadIdx.x; k < p.R && k < 3 * kBtMaxR; k += blockDim.x) {
-              unsigned v;
-              while ((v = ld_relaxed_gpu(tu + k)) == kTUnset) {}
+              unsigned v, n = 0;
+              while ((v = ld_relaxed_gpu(tu + k)) == kTUnset) spin_guard(n);
               tall[k] = __uint_as_float(v);
             }
           } else {
@@ -352,7 +352,7 @@ __global__ void __launch_bounds__(32 * NKS, 1) int8x_chain_kernel(const __grid_c
     const bool hasBt = P.bt.B[0] != nullptr && P.R > 0;
     if (p > 0) {  // every block done with the phase before (its y stored)
       if (threadIdx.x == 0)
-        while (ld_acquire_gpu(c.bar + p - 1) < gridDim.x) {}
+        for (unsigned n = 0; ld_acquire_gpu(c.bar + p - 1) < gridDim.x;) spin_guard(n);
       __syncthreads();
       const I8Phase& Q = c.ph[p - 1];
       if (blockIdx.x == 0 && Q.R > 0 && Q.bt.B[0])  // its t read by every block: unset again for the next launch
@@ -492,8 +492,8 @@ __global__ void __launch_bounds__(32 * NKS, 1) int8x_chain_kernel(const __grid_c
           if (!tready) {
             const unsigned* tu = reinterpret_cast<const unsigned*>(P.tout);
             for (int k = threadIdx.x; k < P.R && k < 3 * kBtMaxR; k += blockDim.x) {
-              unsigned v;
-              while ((v = ld_relaxed_gpu(tu + k)) == kTUnset) {}
+              unsigned v, n = 0;
+              while ((v = ld_relaxed_gpu(tu + k)) == kTUnset) spin_guard(n);
               tall[k] = __uint_as_float(v);
             }
             tready = true;

@@ -44,6 +44,12 @@ __device__ __forceinline__ unsigned ld_relaxed_gpu(const unsigned* a) {
   asm volatile("ld.relaxed.gpu.global.u32 %0, [%1];\n" : "=r"(v) : "l"(a) : "memory");
   return v;
 }
+// A bounded spin for the waits on other blocks of the same launch: one that never ends (a t never stored, a block that
+// never became resident) traps after 2^22 polls (seconds; real waits are microseconds), so the launch fails with an
+// error the host reports instead of hanging the GPU.
+__device__ __forceinline__ void spin_guard(unsigned& n) {
+  if (++n == (1u << 22)) __trap();
+}
 // A counter add that publishes this thread's earlier writes (no return value, no full fence).
 __device__ __forceinline__ void red_release_add_gpu(unsigned* a, unsigned v) {
   asm volatile("red.release.gpu.global.add.u32 [%0], %1;\n" ::"l"(a), "r"(v) : "memory");
