@@ -167,6 +167,74 @@ if (args.includes('--trace5')) {
   if (out) writeFileSync(out, JSON.stringify(res, null, 1) + '\n');
   process.exit(0);
 }
+// --trace-chain: one token of kernel 8 with the chain (LOWBIT_INT8X_CHAIN=1 is set here; graph replay) with
+// %globaltimer stamps per chain launch and block, summarised per phase (o, gate/up, down, next q/k/v; median over the
+// layers, µs): the phase's span (first block past its barrier → last block's items done), and the block medians of the
+// barrier wait (from the block's previous phase's items done; phase o: from past the PDL wait), the x̂ staging, the A
+// rows and the items; per launch: entry → past the PDL wait (how early PDL let the blocks in), span, and the gap to the
+// next chain launch (the attention and the launch boundaries).
+if (args.includes('--trace-chain')) {
+  process.env.LOWBIT_INT8X_CHAIN = '1';
+  if (typeof c.cudaInt8xChainTrace !== 'function') { log('--trace-chain: this addon has no cudaInt8xChainTrace'); process.exit(1); }
+  const { grid: G, stamps: K } = c.cudaInt8xChainTrace(null), maxL = cfg.numLayers + 2, n = maxL * G * K;
+  const tb = c.cudaAlloc(n * 8);
+  res.traceChain = {};
+  for (const withLora of [true, false]) {
+    const d = new GpuDecoder(c, gw, withLora ? lora : null, prompt.length + 40, 8);
+    if (!d.chained) { log(`--trace-chain: the chain does not run (${d.int8xUnsupported() || 'streamed GEMVs / attention launch / t by value missing'})`); process.exit(1); }
+    d.useGraphs = true;
+    greedyDecode(d, prompt, 4); d.reset();
+    const P = 12, tok = (i) => prompt[i % prompt.length];
+    for (let i = 0; i < P; i++) d.step(tok(i), false);
+    c.cudaUpload(tb, new BigUint64Array(n));
+    c.cudaInt8xChainTrace(tb);
+    d.step(tok(P), false);  // position P: captured with the stamps' addresses, and run
+    const { launches } = c.cudaInt8xChainTrace(null);
+    d.reset();  // replay (warm graph): the stamps of position P are overwritten
+    for (let i = 0; i < P; i++) d.step(tok(i), false);
+    c.cudaUpload(tb, new BigUint64Array(n));
+    d.step(tok(P), false);
+    c.cudaSync();
+    const raw = new BigUint64Array(n);
+    c.cudaDownload(tb, raw);
+    const L = Math.min(launches, maxL);
+    let t0 = null;
+    for (const v of raw) if (v !== 0n && (t0 === null || v < t0)) t0 = v;
+    const at = (i, b, k) => raw[(i * G + b) * K + k] === 0n ? NaN : Number(raw[(i * G + b) * K + k] - t0) / 1000;
+    const kinds = ['o', 'gate/up', 'down', 'next q/k/v'], per = kinds.map(() => []), launch = [];
+    const bs = [...Array(G).keys()];
+    const minOf = (a) => Math.min(...a.filter((x) => !Number.isNaN(x))), maxOf = (a) => Math.max(...a.filter((x) => !Number.isNaN(x)));
+    for (let i = 0; i < L; i++) {
+      const nph = Number.isNaN(medOf(bs.map((b) => at(i, b, 2 + 4 * 3)))) ? 3 : 4, last = (b) => at(i, b, 5 + 4 * (nph - 1));
+      for (let p = 0; p < nph; p++) {
+        const from = (b) => (p === 0 ? at(i, b, 1) : at(i, b, 5 + 4 * (p - 1)));
+        per[p].push({ span: maxOf(bs.map((b) => at(i, b, 5 + 4 * p))) - minOf(bs.map((b) => at(i, b, 2 + 4 * p))),
+          barrier: medOf(bs.map((b) => at(i, b, 2 + 4 * p) - from(b))), stage: medOf(bs.map((b) => at(i, b, 3 + 4 * p) - at(i, b, 2 + 4 * p))),
+          arows: medOf(bs.map((b) => at(i, b, 4 + 4 * p) - at(i, b, 3 + 4 * p))), items: medOf(bs.map((b) => at(i, b, 5 + 4 * p) - at(i, b, 4 + 4 * p))),
+          itemsMax: maxOf(bs.map((b) => at(i, b, 5 + 4 * p) - at(i, b, 4 + 4 * p))) });
+      }
+      const end = maxOf(bs.map(last)), next = i + 1 < L ? minOf(bs.map((b) => at(i + 1, b, 1))) : NaN;
+      launch.push({ early: medOf(bs.map((b) => at(i, b, 1) - at(i, b, 0))), span: end - minOf(bs.map((b) => at(i, b, 1))), gap: next - end });
+    }
+    const f2 = (v) => (Number.isNaN(v) ? '–' : v.toFixed(2));
+    const lm = (key) => medOf(launch.map((r) => r[key]));
+    log(`trace-chain, ${withLora ? 'rank-64 adapter' : 'no adapter'}: ${launches} chain launches, grid ${G}; per launch (median over layers, µs): entry → past the PDL wait ${f2(lm('early'))}, span ${f2(lm('span'))}, gap to the next chain ${f2(lm('gap'))}`);
+    log('  phase      | span | barrier | x̂ | A rows | items med / max');
+    const sum = { launch: { early: lm('early'), span: lm('span'), gap: lm('gap') } };
+    per.forEach((rows, k) => {
+      if (!rows.length) return;
+      const o = Object.fromEntries(Object.keys(rows[0]).map((key) => [key, medOf(rows.map((r) => r[key]))]));
+      sum[kinds[k]] = o;
+      log(`  ${kinds[k].padEnd(10)} | ${f2(o.span)} | ${f2(o.barrier)} | ${f2(o.stage)} | ${f2(o.arows)} | ${f2(o.items)} / ${f2(o.itemsMax)}`);
+    });
+    res.traceChain[withLora ? 'lora' : 'none'] = sum;
+    d.free();
+  }
+  c.cudaFree(tb);
+  const out = opt('--json');
+  if (out) writeFileSync(out, JSON.stringify(res, null, 1) + '\n');
+  process.exit(0);
+}
 const gemvOnly = args.includes('--gemv-only');
 const modes = (opt('--modes', 'eager,graph')).split(',');
 // --prefetch 0,1,2: the folded plan's L2 prefetch of the next launch's weights off (0), on (1), on + evict-first copies (2)

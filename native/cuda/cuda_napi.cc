@@ -1043,6 +1043,23 @@ napi_value js_int8x_chain(napi_env env, napi_callback_info info) {
   return nullptr;
 }
 
+// cudaInt8xChainTrace(buf | null) -> { launches, grid, stamps }: chain launches from now on write u64 %globaltimer stamps
+//   [launch][grid][stamps] into buf (entry, past the PDL wait, then per phase: past its barrier, x̂ staged, A rows done,
+//   items done); launches = those traced since the previous call
+napi_value js_int8x_chain_trace(napi_env env, napi_callback_info info) {
+  Args a(env, info, "cudaInt8xChainTrace");
+  Buf t{nullptr};
+  if (!cuda_opt_buf_arg(a, 0, 8, &t)) return nullptr;
+  int launches = 0, grid = 0, stamps = 0;
+  if (!check(env, cuda_int8x_chain_trace(t.ptr, t.bytes, &launches, &grid, &stamps))) return nullptr;
+  napi_value o;
+  napi_create_object(env, &o);
+  set_prop(env, o, "launches", make_number(env, launches));
+  set_prop(env, o, "grid", make_number(env, grid));
+  set_prop(env, o, "stamps", make_number(env, stamps));
+  return o;
+}
+
 // cudaInt8xPrep(x, x2 | null, normW | null, scratch, in, y | null, nzero, pdl = false, addY = null, B1 = null, t1 = null,
 //   B2 = null, t2 = null, r = 0, xOut = null, xBf16 = false, unsetT = false)   the int8-x GEMV's input: the element x (bf16 with xBf16)
 //   + addY + B1·t1 (B1 bf16 [in, r]; written to xOut), then as is, ·normW (RMSNorm) or silu(·)·(x2 + B2·t2) (SwiGLU),
@@ -1365,6 +1382,7 @@ void register_cuda_quant(napi_env env, napi_value exports) {
   export_fn(env, exports, "cudaInt8xRepack", js_int8x_repack);
   export_fn(env, exports, "cudaInt8xGemv", js_int8x_gemv);
   export_fn(env, exports, "cudaInt8xChain", js_int8x_chain);
+  export_fn(env, exports, "cudaInt8xChainTrace", js_int8x_chain_trace);
   export_fn(env, exports, "cudaInt8xTileSz", js_int8x_tile_sz);
   export_fn(env, exports, "cudaInt8xPrep", js_int8x_prep);
   export_fn(env, exports, "cudaDecodeGemv", js_decode_gemv);

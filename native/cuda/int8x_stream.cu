@@ -278,7 +278,17 @@ struct I8Chain {
   I8Phase ph[kChainMax];
   int nph, S, stageBytes, xbytes, abytes;
   unsigned* bar;  // [p] blocks done with phase p, [kChainMax] blocks out; zero between launches (the last block out)
+  unsigned long long* ts;  // benchmarks (cuda_int8x_chain_trace): this launch's %globaltimer stamps [grid][kChainStamps]
 };
+// trace stamps a block: entry, past the PDL wait, then per phase: past its barrier, x̂ staged, A rows done, items done
+constexpr int kChainStamps = 2 + 4 * kChainMax;
+__device__ __forceinline__ void chain_stamp(const I8Chain& c, int k) {
+  if (c.ts && threadIdx.x == 0) {
+    unsigned long long t;
+    asm volatile("mov.u64 %0, %%globaltimer;" : "=l"(t));
+    c.ts[(size_t)blockIdx.x * kChainStamps + k] = t;
+  }
+}
 
 __device__ __forceinline__ int chain_items(const I8Phase& P) {
   const int tiles = P.out / 16, t0 = (int)blockIdx.x * P.tpb, nch = (P.in / 128 + kChunkBlks - 1) / kChunkBlks;
@@ -325,6 +335,7 @@ __global__ void __launch_bounds__(32 * NKS, 1) int8x_chain_kernel(const __grid_c
   unsigned char* const xsm = sm;
   unsigned char* const asm_ = sm + c.xbytes;
   unsigned char* const stg = asm_ + c.abytes;
+  chain_stamp(c, 0);
   if (threadIdx.x == 0) {
     int n = 0;
     for (int p = 0; p < c.nph; p++) {
@@ -344,6 +355,7 @@ __global__ void __launch_bounds__(32 * NKS, 1) int8x_chain_kernel(const __grid_c
   }
   pdl_trigger();
   pdl_wait();
+  chain_stamp(c, 1);
   int aUse = 0;
   for (int p = 0; p < c.nph; p++) {
     const I8Phase& P = c.ph[p];
@@ -358,6 +370,7 @@ __global__ void __launch_bounds__(32 * NKS, 1) int8x_chain_kernel(const __grid_c
       if (blockIdx.x == 0 && Q.R > 0 && Q.bt.B[0])  // its t read by every block: unset again for the next launch
         for (int k = threadIdx.x; k < Q.R; k += blockDim.x) reinterpret_cast<unsigned*>(Q.tout)[k] = kTUnset;
     }
+    chain_stamp(c, 2 + 4 * p);
     // the phase's x̂ in shared memory (x̂ [in] | a [ng] | Σx̂ [ng], the prep's layout) and 1/rms
     if (nitems > 0 || myA > 0 || (P.mode == 1 && blockIdx.x == 0)) {
       if (P.mode == 0) {
@@ -403,6 +416,7 @@ __global__ void __launch_bounds__(32 * NKS, 1) int8x_chain_kernel(const __grid_c
       }
     }
     __syncthreads();
+    chain_stamp(c, 3 + 4 * p);
     const float rstd = rstd_s;
     const uint32_t* xw = reinterpret_cast<const uint32_t*>(xsm);
     const float2* a2 = reinterpret_cast<const float2*>(xsm + in);
@@ -430,6 +444,7 @@ __global__ void __launch_bounds__(32 * NKS, 1) int8x_chain_kernel(const __grid_c
         __syncthreads();
       }
     }
+    chain_stamp(c, 4 + 4 * p);
     // the A region is free: the next phase's A rows
     if (warp == 0 && p + 1 < c.nph && myAs[p + 1]) chain_issue_a(c.ph[p + 1], asm_, &bar[c.S], myAs[p + 1], lane);
     bool tready = false;
@@ -517,6 +532,7 @@ __global__ void __launch_bounds__(32 * NKS, 1) int8x_chain_kernel(const __grid_c
       __syncthreads();  // the stage and red are read: refill the stage (with the next phase's items near the end)
       if (warp == 0 && gi + c.S < total) chain_issue(c, first, stg, bar, gi + c.S, lane);
     }
+    chain_stamp(c, 5 + 4 * p);
     if (p + 1 < c.nph && threadIdx.x == 0) {  // this block's y of the phase is stored
       __threadfence();
       atomicAdd(c.bar + p, 1u);
@@ -630,15 +646,32 @@ const char* cuda_int8x_stream(const void* words, const uint32_t* sz, void* scrat
 }
 
 
+// Chain trace (benchmarks): launches while it is on write their stamps to consecutive [grid][kChainStamps] u64 slices.
+static unsigned long long* g_chtrace = nullptr;
+static size_t g_chtrace_bytes = 0;
+static int g_chtrace_n = 0;
+static int chain_grid() {
+  static const int bps = [] { const char* e = std::getenv("LOWBIT_INT8X_CHAIN_BPS"); const int b = e ? std::atoi(e) : 1; return b == 2 ? 2 : 1; }();
+  return bps * sm_count();
+}
+const char* cuda_int8x_chain_trace(void* buf, size_t bytes, int* launches, int* grid, int* stamps) {
+  *launches = g_chtrace_n;
+  *grid = chain_grid();
+  *stamps = kChainStamps;
+  g_chtrace = static_cast<unsigned long long*>(buf);
+  g_chtrace_bytes = buf ? bytes : 0;
+  g_chtrace_n = 0;
+  return nullptr;
+}
+
 const char* cuda_int8x_chain(const Int8xChainPhase* ph, int nph, int nks, bool pdl, unsigned* sync) {
   if (nph < 1 || nph > kChainMax) return "cudaInt8xChain: 1 to 4 phases";
   if (nks != 8 && nks != 16) return "cudaInt8xChain: 8 or 16 warps a block";
   if (!sync) return "cudaInt8xChain: needs its counters (5 u32, zero)";
   // LOWBIT_INT8X_CHAIN_BPS: blocks an SM (1 or 2); LOWBIT_INT8X_CHAIN_SMEM: KB a block (default 180 at 1, so that an
   // attention block still fits beside it and the chain's ring fills while the attention runs, 100 at 2)
-  static const int bps = [] { const char* e = std::getenv("LOWBIT_INT8X_CHAIN_BPS"); const int b = e ? std::atoi(e) : 1; return b == 2 ? 2 : 1; }();
   static const int budgetKB = [] { const char* e = std::getenv("LOWBIT_INT8X_CHAIN_SMEM"); return e ? std::atoi(e) : 0; }();
-  const int grid = bps * sm_count();
+  const int grid = chain_grid(), bps = grid / sm_count();
   const size_t budget = (size_t)(budgetKB > 0 ? budgetKB : bps == 1 ? 180 : 100) * 1024;
   I8Chain c{};
   c.nph = nph;
@@ -714,6 +747,8 @@ const char* cuda_int8x_chain(const Int8xChainPhase* ph, int nph, int nks, bool p
   }
   // the grid barriers and the t waits need every block resident at once
   if ((long)occN[k] * sm_count() < grid) return "cudaInt8xChain: its blocks do not all fit on the GPU at once (LOWBIT_INT8X_CHAIN_BPS / _SMEM)";
+  const size_t slice = (size_t)grid * kChainStamps;
+  if (g_chtrace && (size_t)(g_chtrace_n + 1) * slice * 8 <= g_chtrace_bytes) c.ts = g_chtrace + (size_t)(g_chtrace_n++) * slice;
   return launch_ex(pdl, kern, (unsigned)grid, 32u * nks, smem, c);
 }
 

@@ -216,6 +216,9 @@ struct Int8xChainPhase {
   const float* normw = nullptr;
 };
 const char* cuda_int8x_chain(const Int8xChainPhase* ph, int nph, int nks, bool pdl, unsigned* sync);
+// Benchmarks: chain launches from now on write %globaltimer stamps [launch][grid][stamps] u64 into buf (null: off);
+// launches = those traced since the previous call.
+const char* cuda_int8x_chain_trace(void* buf, size_t bytes, int* launches, int* grid, int* stamps);
 // int8-x words (the GEMV's repacked layout; twin repackInt8x) from an 'int' 2-bit code stream [out, in], in % 128 == 0.
 const char* cuda_int8x_repack(const void* codes, void* words, int out, int in);
 // The scale|zero words [out, in/64] tile-blocked for the streamed GEMV (parts & 512; twin tileInt8xSz): [tile][block of

@@ -2,7 +2,8 @@
 # Kernel 8's streamed GEMVs (the default with an adapter since the twenty-first session) on the GPU machine: the int8-x
 # kernel tests at the default three blocks an SM and at two (streamed = per-tile bit for bit),
 # the decoder test, then int8x-decode.sh (kernels 5 and 8, the per-tile row, VARIANTS) and, with PROFILE=1, ncu's
-# per-kernel durations of one eager token with the adapter. Build and carry as for int8x-decode.sh.
+# per-kernel durations of one eager token with the adapter, and with CHAINTRACE=1 the chain's stamps (bench
+# --trace-chain). Build and carry as for int8x-decode.sh.
 source .device/on-device.sh >/dev/null 2>&1
 set -uo pipefail
 OUT=${OUT:-/tmp/o}; mkdir -p "$OUT"
@@ -15,3 +16,5 @@ timeout 150 node --test --test-reporter=tap --test-concurrency=1 dist/test/cuda-
 echo "decoder tests rc=$?"; grep -E "^# (pass|fail)|^not ok|int8-x" "$OUT/tests-dec.log" | cut -c1-230 | head -12
 OUT=$OUT TESTS=none BENCH=0 ZEROAB=0 AROWS=0 bash scripts/device/int8x-decode.sh 2>&1 | grep -E "tok/s|==|rror|first tokens"
 [ "${PROFILE:-0}" = 1 ] && KERNELS=8 PROFILES=token bash scripts/device/int8x-profile.sh 2>&1 | tail -24
+# CHAINTRACE=1: one token of the chain with %globaltimer stamps per launch, phase and block (bench --trace-chain)
+[ "${CHAINTRACE:-0}" = 1 ] && timeout 150 node bench/cuda-decode.mjs --trace-chain --json "$OUT/trace-chain.json" 2>&1 | tail -16
