@@ -107,6 +107,29 @@ if (args.includes('--trace')) {
   }
   process.exit(0);
 }
+// One traced token at position P under graph replay: the graphs warmed, position P captured with the stamps' addresses
+// (setTrace(tb) turns the stamps on, setTrace(null) off and returns the launches it counted) and run, then replayed warm
+// over fresh zeros. Returns the stamps, the launch count and the earliest stamp.
+function tracedToken(d, tb, n, setTrace) {
+  d.useGraphs = true;
+  greedyDecode(d, prompt, 4); d.reset();
+  const P = 12, tok = (i) => prompt[i % prompt.length];
+  for (let i = 0; i < P; i++) d.step(tok(i), false);
+  c.cudaUpload(tb, new BigUint64Array(n));
+  setTrace(tb);
+  d.step(tok(P), false);  // position P: captured with the stamps' addresses, and run
+  const { launches } = setTrace(null);
+  d.reset();  // replay (warm graphs): the stamps of position P are overwritten
+  for (let i = 0; i < P; i++) d.step(tok(i), false);
+  c.cudaUpload(tb, new BigUint64Array(n));
+  d.step(tok(P), false);
+  c.cudaSync();
+  const raw = new BigUint64Array(n);
+  c.cudaDownload(tb, raw);
+  let t0 = null;
+  for (const v of raw) if (v !== 0n && (t0 === null || v < t0)) t0 = v;
+  return { raw, launches, t0 };
+}
 // --trace5: one token of kernel 5's folded plan (graph replay) with %globaltimer stamps per GEMV launch and block,
 // summarised per GEMV kind (median over layers, µs): period (this launch's first block start → the next GEMV's), span
 // (first start → last exit), start spread, block work median / max, the slowest block's stages, and the block medians
@@ -118,24 +141,8 @@ if (args.includes('--trace5')) {
   res.trace5 = {};
   for (const withLora of [true, false]) {
     const d = new GpuDecoder(c, gw, withLora ? lora : null, prompt.length + 40, 5);
-    d.useGraphs = true;
-    greedyDecode(d, prompt, 4); d.reset();
-    const P = 12, tok = (i) => prompt[i % prompt.length];
-    for (let i = 0; i < P; i++) d.step(tok(i), false);
-    c.cudaUpload(tb, new BigUint64Array(n));
-    c.cudaDecodeGemvTrace(tb);
-    d.step(tok(P), false);  // position P: captured with the stamps' addresses, and run
-    const { launches } = c.cudaDecodeGemvTrace(null);
-    d.reset();  // replay (warm graphs): the stamps of position P are overwritten
-    for (let i = 0; i < P; i++) d.step(tok(i), false);
-    c.cudaUpload(tb, new BigUint64Array(n));
-    d.step(tok(P), false);
-    c.cudaSync();
-    const raw = new BigUint64Array(n);
-    c.cudaDownload(tb, raw);
+    const { raw, launches, t0 } = tracedToken(d, tb, n, (buf) => c.cudaDecodeGemvTrace(buf));
     const L = Math.min(launches, maxL);
-    let t0 = null;
-    for (const v of raw) if (v !== 0n && (t0 === null || v < t0)) t0 = v;
     const at = (i, b, k) => raw[(i * G + b) * K + k] === 0n ? NaN : Number(raw[(i * G + b) * K + k] - t0) / 1000;
     const kinds = ['q/k/v', 'o', 'gate/up', 'down'], per = kinds.map(() => []);
     const blocks = (i) => [...Array(G).keys()].filter((b) => !Number.isNaN(at(i, b, 0)));
@@ -182,24 +189,8 @@ if (args.includes('--trace-chain')) {
   for (const withLora of [true, false]) {
     const d = new GpuDecoder(c, gw, withLora ? lora : null, prompt.length + 40, 8);
     if (!d.chained) { log(`--trace-chain: the chain does not run (${d.int8xUnsupported() || 'streamed GEMVs / attention launch / t by value missing'})`); process.exit(1); }
-    d.useGraphs = true;
-    greedyDecode(d, prompt, 4); d.reset();
-    const P = 12, tok = (i) => prompt[i % prompt.length];
-    for (let i = 0; i < P; i++) d.step(tok(i), false);
-    c.cudaUpload(tb, new BigUint64Array(n));
-    c.cudaInt8xChainTrace(tb);
-    d.step(tok(P), false);  // position P: captured with the stamps' addresses, and run
-    const { launches } = c.cudaInt8xChainTrace(null);
-    d.reset();  // replay (warm graph): the stamps of position P are overwritten
-    for (let i = 0; i < P; i++) d.step(tok(i), false);
-    c.cudaUpload(tb, new BigUint64Array(n));
-    d.step(tok(P), false);
-    c.cudaSync();
-    const raw = new BigUint64Array(n);
-    c.cudaDownload(tb, raw);
+    const { raw, launches, t0 } = tracedToken(d, tb, n, (buf) => c.cudaInt8xChainTrace(buf));
     const L = Math.min(launches, maxL);
-    let t0 = null;
-    for (const v of raw) if (v !== 0n && (t0 === null || v < t0)) t0 = v;
     const at = (i, b, k) => raw[(i * G + b) * K + k] === 0n ? NaN : Number(raw[(i * G + b) * K + k] - t0) / 1000;
     const kinds = ['o', 'gate/up', 'down', 'next q/k/v'], per = kinds.map(() => []), launch = [];
     const bs = [...Array(G).keys()];

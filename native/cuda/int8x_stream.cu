@@ -67,12 +67,114 @@ __device__ __forceinline__ void issue_stage(const I8Stream& p, const I8Bt& bt, b
     bulk_g2s(mbar_smem(st + kWordBytes + kSzBytes), Bt, 32 * bt.r, &bar[s]);
 }
 
+// One ring stage of a tile (cb ≤ 32 blocks of 128 inputs from block blk0 of the row; codes at st, scale|zero words
+// after them) folded into lane (g, t)'s rows g and g + 8: warp w takes blocks w, w + NKS, … — the per-tile kernel's K
+// slices, in its order, so the same bits. Shared by the streamed GEMV and the chain.
+template <int NKS>
+__device__ __forceinline__ void fold_stage(const unsigned char* st, const uint32_t* xw, const float2* a2, const int2* s2, int blk0,
+                                           int cb, int warp, int lane, float& y0, float& y1) {
+  const int g = lane >> 2, t = lane & 3;
+  const uint4* ws = reinterpret_cast<const uint4*>(st);
+  const uint32_t* szs = reinterpret_cast<const uint32_t*>(st + kWordBytes);
+  struct Blk {
+    uint4 w;
+    uint2 m0, m1;
+    uint32_t x[8];
+    float2 a;
+    int2 s;
+  };
+  auto load = [&](Blk& q, int jb) {  // block jb of the stage (blk of the tile): the lane's operands from shared memory
+    const int blk = blk0 + jb;
+    q.w = ws[jb * 32 + lane];
+    q.m0 = *reinterpret_cast<const uint2*>(szs + 32 * jb + 2 * g);  // rows g, g + 8: banks 2g, 2g + 1
+    q.m1 = *reinterpret_cast<const uint2*>(szs + 32 * jb + 16 + 2 * g);
+#pragma unroll
+    for (int j = 0; j < 4; j++) {
+      q.x[2 * j] = xw[32 * blk + 8 * j + t];
+      q.x[2 * j + 1] = xw[32 * blk + 8 * j + 4 + t];
+    }
+    q.a = a2[blk];
+    q.s = s2[blk];
+  };
+  if (cb == kChunkBlks) {
+    // a full stage: the warp's 32 / NKS blocks, up to 4 loaded before any is folded, so their shared-memory loads
+    // overlap (run 93's profile: 8 warps an SM at 8.4 cycles per issued instruction, one block's chain at a time); the
+    // adds in the same order, so the same bits
+    constexpr int PER = kChunkBlks / NKS, G = PER < 4 ? PER : 4;
+#pragma unroll
+    for (int u0 = 0; u0 < PER; u0 += G) {
+      Blk q[G];
+#pragma unroll
+      for (int k = 0; k < G; k++) load(q[k], warp + (u0 + k) * NKS);
+#pragma unroll
+      for (int k = 0; k < G; k++) i8_block(q[k].w, q[k].m0, q[k].m1, q[k].x, q[k].a, q[k].s, y0, y1);
+    }
+  } else {
+    for (int jb = warp; jb < cb; jb += NKS) {
+      Blk q;
+      load(q, jb);
+      i8_block(q.w, q.m0, q.m1, q.x, q.a, q.s, y0, y1);
+    }
+  }
+}
+
+// A tile's epilogue (the tile's last stage, at st): the warps' slices (× rstd when scale) into red, then B·t — t waited
+// for once a launch (phase): by value (bt.tval: every thread spins on its own t values) or through the A rows' count —
+// and the 16 rows stored: the slices added in warp order, then B·t. Ends with the slices read (the caller's barrier
+// frees the stage).
+template <int NKS>
+__device__ __forceinline__ void tile_epilogue(float& y0, float& y1, bool scale, float rstd, const I8Bt& bt, bool hasBt, bool bpre,
+                                              const float* tout, int R, bool& tready, const unsigned char* st, int row0, float* y,
+                                              float (*red)[16], float* tall, float* btsm, int warp, int lane) {
+  const int g = lane >> 2, t = lane & 3;
+  if (scale) {
+    y0 *= rstd;
+    y1 *= rstd;
+  }
+  if (t == 0) {
+    red[warp][g] = y0;
+    red[warp][g + 8] = y1;
+  }
+  y0 = y1 = 0.f;
+  if (hasBt) {
+    if (!tready) {
+      if (bt.tval) {  // every thread spins on its own t values (kTUnset until their A row stores them)
+        const unsigned* tu = reinterpret_cast<const unsigned*>(tout);
+        for (int k = threadIdx.x; k < R && k < 3 * kBtMaxR; k += blockDim.x) {
+          unsigned v, n = 0;
+          while ((v = ld_relaxed_gpu(tu + k)) == kTUnset) spin_guard(n);
+          tall[k] = __uint_as_float(v);
+        }
+      } else {
+        if (threadIdx.x == 0)
+          while (ld_acquire_gpu(bt.sync) < (unsigned)R) {}
+        __syncthreads();
+        for (int k = threadIdx.x; k < R && k < 3 * kBtMaxR; k += blockDim.x) tall[k] = __ldcg(tout + k);
+      }
+      tready = true;
+    }
+    __syncthreads();
+    const int seg = bt_seg(bt, row0);
+    const uint16_t* Btile = bt_rows(bt, seg, row0);
+    tile_bt(Btile, bpre ? reinterpret_cast<const uint4*>(st + kWordBytes + kSzBytes) : reinterpret_cast<const uint4*>(Btile),
+            tall + seg * bt.r, bt.r, 16, btsm);  // ends with a block barrier
+  } else {
+    __syncthreads();
+  }
+  if (threadIdx.x < 16) {
+    float v = 0.f;
+    for (int k = 0; k < NKS; k++) v += red[k][threadIdx.x];  // slice order
+    if (hasBt) v += btsm[threadIdx.x];
+    y[row0 + threadIdx.x] = v;
+  }
+}
+
 template <int NKS>
 __global__ void __launch_bounds__(32 * NKS) int8x_stream_kernel(I8Stream p, I8Bt bt) {
   extern __shared__ __align__(128) unsigned char sm[];
   __shared__ __align__(8) uint64_t bar[kMaxStages + 1];  // the ring's stages, then the A rows
   __shared__ float red[16][16], tall[3 * kBtMaxR], btsm[16], dred[16], rstd_s;
-  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, g = lane >> 2, t = lane & 3, nks = NKS;
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
   const int in = p.in, nblk = in / 128, ng = in / 64, nch = (nblk + kChunkBlks - 1) / kChunkBlks, tiles = p.out / 16;
   const int tile0 = blockIdx.x * p.tpb, nitems = max(0, min(p.tpb, tiles - tile0)) * nch;
   const int xbytes = (in + 8 * ng + 15) & ~15;
@@ -148,92 +250,10 @@ __global__ void __launch_bounds__(32 * NKS) int8x_stream_kernel(I8Stream p, I8Bt
   for (int i = 0; i < nitems; i++) {
     const int s = i % p.S, c = i % nch, tile = tile0 + i / nch, cb = min(kChunkBlks, nblk - kChunkBlks * c);
     const unsigned char* st = stg + (size_t)s * p.stageBytes;
-    const uint4* ws = reinterpret_cast<const uint4*>(st);
-    const uint32_t* szs = reinterpret_cast<const uint32_t*>(st + kWordBytes);
     mbar_wait(&bar[s], (uint32_t)(i / p.S) & 1u);
-    struct Blk {
-      uint4 w;
-      uint2 m0, m1;
-      uint32_t x[8];
-      float2 a;
-      int2 s;
-    };
-    auto load = [&](Blk& q, int jb) {  // block jb of the stage (blk of the tile): the lane's operands from shared memory
-      const int blk = kChunkBlks * c + jb;
-      q.w = ws[jb * 32 + lane];
-      q.m0 = *reinterpret_cast<const uint2*>(szs + 32 * jb + 2 * g);  // rows g, g + 8: banks 2g, 2g + 1
-      q.m1 = *reinterpret_cast<const uint2*>(szs + 32 * jb + 16 + 2 * g);
-#pragma unroll
-      for (int j = 0; j < 4; j++) {
-        q.x[2 * j] = xw[32 * blk + 8 * j + t];
-        q.x[2 * j + 1] = xw[32 * blk + 8 * j + 4 + t];
-      }
-      q.a = a2[blk];
-      q.s = s2[blk];
-    };
-    if (cb == kChunkBlks) {
-      // a full stage: the warp's 32 / NKS blocks, up to 4 loaded before any is folded, so their shared-memory loads
-      // overlap (run 93's profile: 8 warps an SM at 8.4 cycles per issued instruction, one block's chain at a time); the
-      // adds in the same order, so the same bits
-      constexpr int PER = kChunkBlks / NKS, G = PER < 4 ? PER : 4;
-#pragma unroll
-      for (int u0 = 0; u0 < PER; u0 += G) {
-        Blk q[G];
-#pragma unroll
-        for (int k = 0; k < G; k++) load(q[k], warp + (u0 + k) * NKS);
-#pragma unroll
-        for (int k = 0; k < G; k++) i8_block(q[k].w, q[k].m0, q[k].m1, q[k].x, q[k].a, q[k].s, y0, y1);
-      }
-    } else {
-      for (int jb = warp; jb < cb; jb += NKS) {
-        Blk q;
-        load(q, jb);
-        i8_block(q.w, q.m0, q.m1, q.x, q.a, q.s, y0, y1);
-      }
-    }
-    if (c == nch - 1) {  // the tile's epilogue: slices in warp order, then B·t
-      if (p.npart) {
-        y0 *= rstd;
-        y1 *= rstd;
-      }
-      if (t == 0) {
-        red[warp][g] = y0;
-        red[warp][g + 8] = y1;
-      }
-      y0 = y1 = 0.f;
-      const int row0 = tile * 16;
-      if (hasBt) {
-        if (!tready) {
-          if (bt.tval) {  // every thread spins on its own t values (kTUnset until their A row stores them)
-            const unsigned* tu = reinterpret_cast<const unsigned*>(p.tout);
-            for (int k = threadIdx.x; k < p.R && k < 3 * kBtMaxR; k += blockDim.x) {
-              unsigned v, n = 0;
-              while ((v = ld_relaxed_gpu(tu + k)) == kTUnset) spin_guard(n);
-              tall[k] = __uint_as_float(v);
-            }
-          } else {
-            if (threadIdx.x == 0)
-              while (ld_acquire_gpu(bt.sync) < (unsigned)p.R) {}
-            __syncthreads();
-            for (int k = threadIdx.x; k < p.R && k < 3 * kBtMaxR; k += blockDim.x) tall[k] = __ldcg(p.tout + k);
-          }
-          tready = true;
-        }
-        __syncthreads();
-        const int seg = bt_seg(bt, row0);
-        const uint16_t* Btile = bt_rows(bt, seg, row0);
-        tile_bt(Btile, bpre ? reinterpret_cast<const uint4*>(st + kWordBytes + kSzBytes) : reinterpret_cast<const uint4*>(Btile),
-                tall + seg * bt.r, bt.r, 16, btsm);  // ends with a block barrier
-      } else {
-        __syncthreads();
-      }
-      if (threadIdx.x < 16) {
-        float v = 0.f;
-        for (int k = 0; k < nks; k++) v += red[k][threadIdx.x];  // slice order
-        if (hasBt) v += btsm[threadIdx.x];
-        p.y[row0 + threadIdx.x] = v;
-      }
-    }
+    fold_stage<NKS>(st, xw, a2, s2, kChunkBlks * c, cb, warp, lane, y0, y1);
+    if (c == nch - 1)  // the tile's epilogue
+      tile_epilogue<NKS>(y0, y1, p.npart != 0, rstd, bt, hasBt, bpre, p.tout, p.R, tready, st, tile * 16, p.y, red, tall, btsm, warp, lane);
     __syncthreads();  // the stage and red are read: refill the stage
     if (warp == 0 && i + p.S < nitems) issue_stage(p, bt, bpre, stg, bar, tile0, i + p.S, nch, lane);
   }
@@ -331,7 +351,7 @@ __global__ void __launch_bounds__(32 * NKS, 1) int8x_chain_kernel(const __grid_c
   __shared__ __align__(8) uint64_t bar[kMaxStages + 1];  // the ring's stages, then the A rows
   __shared__ float red[16][16], tall[3 * kBtMaxR], btsm[16], dred[NKS], wss[NKS], rstd_s;
   __shared__ int first[kChainMax + 1], myAs[kChainMax];
-  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, g = lane >> 2, t = lane & 3;
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
   unsigned char* const xsm = sm;
   unsigned char* const asm_ = sm + c.xbytes;
   unsigned char* const stg = asm_ + c.abytes;
@@ -452,83 +472,11 @@ __global__ void __launch_bounds__(32 * NKS, 1) int8x_chain_kernel(const __grid_c
     for (int i = 0; i < nitems; i++) {
       const int gi = first[p] + i, s = gi % c.S, ch = i % nch, tile = tile0 + i / nch, cb = min(kChunkBlks, nblk - kChunkBlks * ch);
       const unsigned char* st = stg + (size_t)s * c.stageBytes;
-      const uint4* ws = reinterpret_cast<const uint4*>(st);
-      const uint32_t* szs = reinterpret_cast<const uint32_t*>(st + kWordBytes);
       mbar_wait(&bar[s], (uint32_t)(gi / c.S) & 1u);
-      struct Blk {
-        uint4 w;
-        uint2 m0, m1;
-        uint32_t x[8];
-        float2 a;
-        int2 s;
-      };
-      auto load = [&](Blk& q, int jb) {
-        const int blk = kChunkBlks * ch + jb;
-        q.w = ws[jb * 32 + lane];
-        q.m0 = *reinterpret_cast<const uint2*>(szs + 32 * jb + 2 * g);
-        q.m1 = *reinterpret_cast<const uint2*>(szs + 32 * jb + 16 + 2 * g);
-#pragma unroll
-        for (int j = 0; j < 4; j++) {
-          q.x[2 * j] = xw[32 * blk + 8 * j + t];
-          q.x[2 * j + 1] = xw[32 * blk + 8 * j + 4 + t];
-        }
-        q.a = a2[blk];
-        q.s = s2[blk];
-      };
-      if (cb == kChunkBlks) {
-        constexpr int PER = kChunkBlks / NKS, G = PER < 4 ? PER : 4;
-#pragma unroll
-        for (int u0 = 0; u0 < PER; u0 += G) {
-          Blk q[G];
-#pragma unroll
-          for (int k = 0; k < G; k++) load(q[k], warp + (u0 + k) * NKS);
-#pragma unroll
-          for (int k = 0; k < G; k++) i8_block(q[k].w, q[k].m0, q[k].m1, q[k].x, q[k].a, q[k].s, y0, y1);
-        }
-      } else {
-        for (int jb = warp; jb < cb; jb += NKS) {
-          Blk q;
-          load(q, jb);
-          i8_block(q.w, q.m0, q.m1, q.x, q.a, q.s, y0, y1);
-        }
-      }
-      if (ch == nch - 1) {  // the tile's epilogue: slices in warp order, then B·t
-        if (P.mode == 1 || P.npart) {
-          y0 *= rstd;
-          y1 *= rstd;
-        }
-        if (t == 0) {
-          red[warp][g] = y0;
-          red[warp][g + 8] = y1;
-        }
-        y0 = y1 = 0.f;
-        const int row0 = tile * 16;
-        if (hasBt) {
-          if (!tready) {
-            const unsigned* tu = reinterpret_cast<const unsigned*>(P.tout);
-            for (int k = threadIdx.x; k < P.R && k < 3 * kBtMaxR; k += blockDim.x) {
-              unsigned v, n = 0;
-              while ((v = ld_relaxed_gpu(tu + k)) == kTUnset) spin_guard(n);
-              tall[k] = __uint_as_float(v);
-            }
-            tready = true;
-          }
-          __syncthreads();
-          const bool bpre = P.bt.pre && group_bt_fits(P.bt.r);
-          const int seg = bt_seg(P.bt, row0);
-          const uint16_t* Btile = bt_rows(P.bt, seg, row0);
-          tile_bt(Btile, bpre ? reinterpret_cast<const uint4*>(st + kWordBytes + kSzBytes) : reinterpret_cast<const uint4*>(Btile),
-                  tall + seg * P.bt.r, P.bt.r, 16, btsm);
-        } else {
-          __syncthreads();
-        }
-        if (threadIdx.x < 16) {
-          float v = 0.f;
-          for (int k = 0; k < NKS; k++) v += red[k][threadIdx.x];
-          if (hasBt) v += btsm[threadIdx.x];
-          P.y[row0 + threadIdx.x] = v;
-        }
-      }
+      fold_stage<NKS>(st, xw, a2, s2, kChunkBlks * ch, cb, warp, lane, y0, y1);
+      if (ch == nch - 1)  // the tile's epilogue
+        tile_epilogue<NKS>(y0, y1, P.mode == 1 || P.npart, rstd, P.bt, hasBt, hasBt && P.bt.pre && group_bt_fits(P.bt.r), P.tout, P.R,
+                           tready, st, tile * 16, P.y, red, tall, btsm, warp, lane);
       __syncthreads();  // the stage and red are read: refill the stage (with the next phase's items near the end)
       if (warp == 0 && gi + c.S < total) chain_issue(c, first, stg, bar, gi + c.S, lane);
     }
