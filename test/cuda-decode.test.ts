@@ -60,10 +60,11 @@ for (const E of ENGINES) for (const { cfg, variants, fused } of CASES.filter((k)
   const runs = variants.flatMap((v) => (v === 4 ? [[4, 5, true], [4, 5, false], [4, 6, true], [4, 0, true]]
     : v === 8 ? [[4, 8, true, true], [4, 8, true, false], [4, 8, true, false, undefined, false], [4, 8, false, false], [4, 8, true, false, true], [4, 8, true, false, false, true],
       [4, 8, true, false, true, true], [4, 8, true, false, true, true, 'o=16,down=16'], [4, 8, true, false, true, true, undefined, true],
-      [4, 8, true, false, true, true, undefined, true, '8']] : [[v, 0, true]]) as
-    [number, number, boolean, boolean?, boolean?, boolean?, string?, boolean?, string?][]);
-  // chain: o → gate/up → down → the next layer's q/k/v in one launch (cudaInt8xChain), chainWarps its warps a block
-  for (const [variant, kernel, foldAttn, foldPrep, zeroSync, stream, warps, chain, chainWarps] of runs) {
+      [4, 8, true, false, true, true, undefined, true, '8'], [4, 8, true, false, true, true, undefined, false, undefined, true]] : [[v, 0, true]]) as
+    [number, number, boolean, boolean?, boolean?, boolean?, string?, boolean?, string?, boolean?][]);
+  // chain: o → gate/up → down → the next layer's q/k/v in one launch (cudaInt8xChain), chainWarps its warps a block;
+  // tval: the streamed GEMVs publish t by value (the chain always does)
+  for (const [variant, kernel, foldAttn, foldPrep, zeroSync, stream, warps, chain, chainWarps, tval] of runs) {
     // warps: LOWBIT_INT8X_STREAM_WARPS while the streamed plan is set up (16 warps a block for o and down)
     const saved = process.env.LOWBIT_INT8X_STREAM_WARPS;
     if (warps) process.env.LOWBIT_INT8X_STREAM_WARPS = warps;
@@ -74,6 +75,7 @@ for (const E of ENGINES) for (const { cfg, variants, fused } of CASES.filter((k)
       // kernel 8's GEMVs streamed (blocks of an SM each with a bulk-copy ring; the default with an adapter)
       if (stream !== undefined) d.streamGemv = stream;
       if (chain) d.chain = true;
+      if (tval) d.tval = true;
     } finally {
       if (warps) { if (saved === undefined) delete process.env.LOWBIT_INT8X_STREAM_WARPS; else process.env.LOWBIT_INT8X_STREAM_WARPS = saved; }
     }
@@ -105,7 +107,7 @@ for (const E of ENGINES) for (const { cfg, variants, fused } of CASES.filter((k)
       const graphs = [new Float32Array(T * V), new Float32Array(T * V)];
       for (const out of graphs) { d.reset(); for (let i = 0; i < T; i++) out.set(d.step(ids[i])!, i * V); }
       const eCpu = relErr(eager, cpu), eFwd = relErr(eager, fwd!), eG1 = relErr(graphs[0], eager), eG2 = relErr(graphs[1], eager);
-      t.diagnostic(`GEMV v${variant}${variant === 4 ? ` kernel ${kernel}${kernel === 8 ? ' (int8-x)' : ''}${d.persistent ? ' (persistent)' : ''}${kernel === 5 && !foldAttn ? ' (attention launched alone)' : ''}${kernel === 8 ? (foldAttn ? ', attention in one launch' : ', epilogue + attention + prep') + (foldPrep ? ', preps folded' : ', prep launches') + (zeroSync ? ', counters zeroed by the preps' : '') + (d.streamGemv ? `, streamed GEMVs${warps ? ` (warps ${warps})` : ''}` : '') + (chain ? `, chained (${chainWarps ?? 16} warps)` : '') : ''}` : ''}: decoder vs CPU ${eCpu.toExponential(2)}, vs GPU forward ${eFwd.toExponential(2)}; graph (capture pass) ${eG1.toExponential(2)}, graph replay ${eG2.toExponential(2)}`);
+      t.diagnostic(`GEMV v${variant}${variant === 4 ? ` kernel ${kernel}${kernel === 8 ? ' (int8-x)' : ''}${d.persistent ? ' (persistent)' : ''}${kernel === 5 && !foldAttn ? ' (attention launched alone)' : ''}${kernel === 8 ? (foldAttn ? ', attention in one launch' : ', epilogue + attention + prep') + (foldPrep ? ', preps folded' : ', prep launches') + (zeroSync ? ', counters zeroed by the preps' : '') + (d.streamGemv ? `, streamed GEMVs${warps ? ` (warps ${warps})` : ''}` : '') + (chain ? `, chained (${chainWarps ?? 16} warps)` : '') + (tval ? ', t by value' : '') : ''}` : ''}: decoder vs CPU ${eCpu.toExponential(2)}, vs GPU forward ${eFwd.toExponential(2)}; graph (capture pass) ${eG1.toExponential(2)}, graph replay ${eG2.toExponential(2)}`);
       assert.ok(eCpu < tol, `decoder vs CPU ${eCpu}`);
       assert.ok(eFwd < tol, `decoder vs GPU forward ${eFwd}`);
       // kernel 8 sums its split K in a fixed order (parts & 64): its graphs repeat eager bit for bit; elsewhere float

@@ -455,11 +455,11 @@ export class GpuDecoder {
   /** Kernel 8 with every GEMV streamed and adding its own B·t (i8zeroSync): the A rows publish t by value (parts &
    * 2048: no fence and count in the A-row block, one L2 round trip in each tile's wait instead of the count's spin and
    * the t load after it), the preps setting the next GEMVs' t to the unset mark instead of zeroing their counters.
-   * LOWBIT_INT8X_TVAL=0: the counters. */
-  tval = process.env.LOWBIT_INT8X_TVAL !== '0';
+   * LOWBIT_INT8X_TVAL=1 (opt-in until measured on a GPU; the chain always publishes t so). */
+  tval = process.env.LOWBIT_INT8X_TVAL === '1';
   private get i8tval(): boolean {
     const p = this.i8;
-    return !!p && this.tval && this.i8zeroSync && p.every((l) => l.tset !== null && [l.qkv, l.o, l.gu, l.down].every((g) => (g.parts & 512) !== 0));
+    return !!p && (this.tval || this.chain) && this.i8zeroSync && p.every((l) => l.tset !== null && [l.qkv, l.o, l.gu, l.down].every((g) => (g.parts & 512) !== 0));
   }
 
   /** Whether the token step runs the chain (chain): every GEMV streamed, the attention in one launch writing o's x̂, and
