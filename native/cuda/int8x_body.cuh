@@ -72,6 +72,45 @@ __device__ __forceinline__ float i8_arow8(const uint4& w, const uint2& xv) {
   return p;
 }
 
+// A warp's share of a LoRA-A row's dot product on x's int8 image, summed over the warp (every lane gets it): words
+// i = i0, i0 + step, … < n of the row (8 inputs each, bf16) times x̂ (a [i / 8]: the group scales), added in that order,
+// then a shuffle tree. The streamed GEMV's and the chain's A rows.
+__device__ __forceinline__ float i8_arow_warp(const uint4* Ar, const uint2* xv2, const float* a, int i0, int n, int step) {
+  float acc = 0.f;
+#pragma unroll 4
+  for (int i = i0; i < n; i += step) acc = fmaf(a[i >> 3], i8_arow8(Ar[i], xv2[i]), acc);
+#pragma unroll
+  for (int o = 16; o > 0; o >>= 1) acc += __shfl_xor_sync(0xffffffffu, acc, o);
+  return acc;
+}
+
+// Group gi of 64 of a GEMV's input made from the GEMV before's y, by one warp (lane: elements lane, 32 + lane), then
+// quantized into xq | a | sum (quant_group): half = 0, the residual v = x + y (written to xout when given) and x̃ =
+// v·normw with Σv² added to the lane's ss (normw null: x̃ = v); half > 0, SwiGLU x̃ = silu(y[i])·y[half + i]. The folded
+// prep (fold_group) and the chain share it, so both make the same bytes.
+__device__ __forceinline__ void input_group(const float* x, const float* y, float* xout, const float* normw, int half, int gi,
+                                            int lane, int8_t* xq, float* a, int* sum, float& ss) {
+  float v[2];
+#pragma unroll
+  for (int h = 0; h < 2; h++) {
+    const int i = 64 * gi + 32 * h + lane;
+    float e;
+    if (half) {
+      const float g = __ldcg(y + i), u = __ldcg(y + half + i);
+      e = g / (1.f + expf(-g)) * u;
+    } else {
+      e = __ldcg(x + i) + __ldcg(y + i);
+      if (xout) xout[i] = e;
+      if (normw) {
+        ss = fmaf(e, e, ss);
+        e *= __ldg(normw + i);
+      }
+    }
+    v[h] = e;
+  }
+  quant_group(v, lane, xq + 64 * gi, a + gi, sum + gi);
+}
+
 // The adapters' B·t added in the GEMV's own epilogue (FIXED only): rows [0, end[0]) take B[0] with t[0 … r), rows
 // [end[0], end[1]) B[1] with t[r … 2r), … (the projections concatenated in the launch, each 16-row aligned); B bf16
 // [rows of its projection, r], scaled. t is the A rows' output of the SAME launch: the A-row blocks come first in the
@@ -132,6 +171,12 @@ __device__ __forceinline__ void tile_bt(const uint16_t* __restrict__ B, const ui
   }
   __syncthreads();
 }
+
+// bt from the launch's B·t segments (the caller checked r's presence): 1–3 segments of rank 1–128 whose t lie within R A
+// rows, their row ends rising, 16-row aligned, the last at out; and LOWBIT_INT8X_BPRE's bt.pre. cuda_int8x_gemv and the
+// chain (int8x_gemv.cu).
+struct Int8xGemvBt;
+const char* int8x_bt(const Int8xGemvBt& in, int out, int R, I8Bt* bt);
 
 // The streamed GEMV (int8x_stream.cu), called by cuda_int8x_gemv for parts & 512 (npart, eps, and rpb — the LoRA-A rows
 // summed together, each by nks / rpb warps — as the per-tile kernel's).

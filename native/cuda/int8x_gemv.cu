@@ -131,26 +131,8 @@ struct I8Fold {
   int ng, half;
 };
 __device__ __forceinline__ void fold_group(const I8Fold& f, const float* y, int gi, int lane) {
-  float v[2], ss = 0.f;
-#pragma unroll
-  for (int h = 0; h < 2; h++) {
-    const int i = 64 * gi + 32 * h + lane;
-    float e;
-    if (f.half) {
-      const float g = __ldcg(y + i), u = __ldcg(y + f.half + i);
-      e = g / (1.f + expf(-g)) * u;
-    } else {
-      e = f.x[i] + __ldcg(y + i);
-      f.x[i] = e;
-      if (f.normw) {
-        ss = fmaf(e, e, ss);
-        e *= f.normw[i];
-      }
-    }
-    v[h] = e;
-  }
-  float* a = reinterpret_cast<float*>(f.xq + 64 * f.ng);
-  quant_group(v, lane, f.xq + 64 * gi, a + gi, reinterpret_cast<int*>(a + f.ng) + gi);
+  float ss = 0.f, *a = reinterpret_cast<float*>(f.xq + 64 * f.ng);
+  input_group(f.x, y, f.half ? nullptr : f.x, f.normw, f.half, gi, lane, f.xq, a, reinterpret_cast<int*>(a + f.ng), ss);
 #pragma unroll
   for (int o = 16; o > 0; o >>= 1) ss += __shfl_xor_sync(0xffffffffu, ss, o);
   if (lane == 0) {
@@ -421,6 +403,25 @@ const char* cuda_int8x_prep(const void* x, const float* x2, const float* normw, 
   return launch_ex(pdl, int8x_prep_kernel, (unsigned)((ng + kPrepWarps - 1) / kPrepWarps), 32u * kPrepWarps, smem, p);
 }
 
+const char* int8x_bt(const Int8xGemvBt& in, int out, int R, I8Bt* bt) {
+  if (in.r < 1 || in.r > kBtMaxR || in.nseg < 1 || in.nseg > 3 || R < in.nseg * in.r)
+    return "cudaInt8x: B·t in the epilogue takes 1–3 segments of rank 1–128, their t within the A rows";
+  int prev = 0;
+  for (int i = 0; i < 3; i++) {
+    const int e = i < in.nseg ? in.end[i] : out;
+    if (e < prev || e > out || (e % 16 != 0 && e != out)) return "cudaInt8x: B·t segment ends must rise, 16-row aligned, up to out";
+    bt->B[i] = i < in.nseg ? static_cast<const uint16_t*>(in.B[i]) : nullptr;
+    bt->end[i] = e;
+    prev = e;
+  }
+  if (bt->end[in.nseg - 1] != out) return "cudaInt8x: the last B·t segment must end at out";
+  bt->r = in.r;
+  bt->sync = in.sync;
+  static const bool pre = [] { const char* e = std::getenv("LOWBIT_INT8X_BPRE"); return !(e && e[0] == '0'); }();
+  bt->pre = pre;
+  return nullptr;
+}
+
 const char* cuda_int8x_gemv(const void* words, const uint32_t* sz, const float* x, void* scratch, float* y,
                             int out, int in, int nks, int parts, float eps, const void* A, int R, float* t,
                             const Int8xGemvBt* btIn, const Int8xGemvFold* foldIn) {
@@ -442,21 +443,7 @@ const char* cuda_int8x_gemv(const void* words, const uint32_t* sz, const float* 
     I8Bt bt{};
     if (btIn) {
       if (!fixed || R < 1) return "cudaInt8xGemv: B·t in the epilogue needs parts & 64 and the A rows";
-      if (btIn->r < 1 || btIn->r > kBtMaxR || btIn->nseg < 1 || btIn->nseg > 3 || R < btIn->nseg * btIn->r)
-        return "cudaInt8xGemv: B·t in the epilogue takes 1–3 segments of rank 1–128, their t within the A rows";
-      int prev = 0;
-      for (int i = 0; i < 3; i++) {
-        const int e = i < btIn->nseg ? btIn->end[i] : out;
-        if (e < prev || e > out || (e % 16 != 0 && e != out)) return "cudaInt8xGemv: B·t segment ends must rise, 16-row aligned, up to out";
-        bt.B[i] = i < btIn->nseg ? static_cast<const uint16_t*>(btIn->B[i]) : nullptr;
-        bt.end[i] = e;
-        prev = e;
-      }
-      if (bt.end[btIn->nseg - 1] != out) return "cudaInt8xGemv: the last B·t segment must end at out";
-      bt.r = btIn->r;
-      bt.sync = btIn->sync;
-      static const bool pre = [] { const char* e = std::getenv("LOWBIT_INT8X_BPRE"); return !(e && e[0] == '0'); }();
-      bt.pre = pre;
+      if (const char* err = int8x_bt(*btIn, out, R, &bt)) return err;
       bt.reset = (parts & 256) == 0;
       bt.tval = (parts & 2048) != 0;
       if (bt.tval && !(parts & 512)) return "cudaInt8xGemv: t published by value (parts & 2048) is the streamed GEMV's (parts & 512)";

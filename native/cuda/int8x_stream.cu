@@ -46,25 +46,42 @@ struct I8Stream {
   int rpb;         // A rows summed together, each by NKS / rpb warps (the per-tile kernel's grouping: the same bits)
 };
 
-// Stage i of the block's item sequence (tile tile0 + i / nch, chunk i % nch), issued by one warp: lane 0 announces the
-// bytes, then three bulk copies from three lanes: the codes, the scale|zero words and (the tile's last chunk) its rows of
-// B. Few and large: the copy engine takes a warp's copies one at a time (the first build copied the 16 scale|zero rows
-// one by one, 17 copies a stage, and ran 2× slower than the per-tile kernel, run 92).
-__device__ __forceinline__ void issue_stage(const I8Stream& p, const I8Bt& bt, bool bpre, unsigned char* stg, uint64_t* bar,
-                                            int tile0, int i, int nch, int lane) {
-  const int nblk = p.in / 128, s = i % p.S, tile = tile0 + i / nch, c = i % nch;
-  const int cb = min(kChunkBlks, nblk - kChunkBlks * c), last = c == nch - 1;
-  unsigned char* st = stg + (size_t)s * p.stageBytes;
-  const uint16_t* Bt = bpre && last ? bt_rows(bt, bt_seg(bt, tile * 16), tile * 16) : nullptr;
-  if (lane == 0) mbar_expect_tx(&bar[s], cb * 512 + cb * 128 + (Bt ? 32 * bt.r : 0));
+// Chunk c of a tile (≤ 32 blocks of 128 inputs; nch chunks a row of in = 128·nblk inputs) into stage st completing on
+// b, issued by one warp: lane 0 announces the bytes, then three bulk copies from three lanes: the codes, the scale|zero
+// words and (the tile's last chunk, bpre) its rows of B. Few and large: the copy engine takes a warp's copies one at a
+// time (the first build copied the 16 scale|zero rows one by one, 17 copies a stage, and ran 2× slower than the per-tile
+// kernel, run 92). The streamed GEMV's and the chain's rings both fill through it.
+__device__ __forceinline__ void copy_chunk(const uint4* words, const uint32_t* sz, const I8Bt& bt, bool bpre, unsigned char* st,
+                                           uint64_t* b, int tile, int c, int nblk, int nch, int lane) {
+  const int cb = min(kChunkBlks, nblk - kChunkBlks * c);
+  const uint16_t* Bt = bpre && c == nch - 1 ? bt_rows(bt, bt_seg(bt, tile * 16), tile * 16) : nullptr;
+  if (lane == 0) mbar_expect_tx(b, cb * 512 + cb * 128 + (Bt ? 32 * bt.r : 0));
   __syncwarp();
   const size_t b0 = (size_t)tile * nblk + kChunkBlks * c;  // the stage's first block of 128 inputs
   if (lane == 0)
-    bulk_g2s(mbar_smem(st), p.words + b0 * 32, cb * 512, &bar[s]);
+    bulk_g2s(mbar_smem(st), words + b0 * 32, cb * 512, b);
   else if (lane == 1)
-    bulk_g2s(mbar_smem(st + kWordBytes), p.sz + b0 * 32, cb * 128, &bar[s]);
+    bulk_g2s(mbar_smem(st + kWordBytes), sz + b0 * 32, cb * 128, b);
   else if (lane == 2 && Bt)
-    bulk_g2s(mbar_smem(st + kWordBytes + kSzBytes), Bt, 32 * bt.r, &bar[s]);
+    bulk_g2s(mbar_smem(st + kWordBytes + kSzBytes), Bt, 32 * bt.r, b);
+}
+// Stage i of the streamed GEMV's item sequence: tile tile0 + i / nch, chunk i % nch.
+__device__ __forceinline__ void issue_stage(const I8Stream& p, const I8Bt& bt, bool bpre, unsigned char* stg, uint64_t* bar,
+                                            int tile0, int i, int nch, int lane) {
+  const int s = i % p.S;
+  copy_chunk(p.words, p.sz, bt, bpre, stg + (size_t)s * p.stageBytes, &bar[s], tile0 + i / nch, i % nch, p.in / 128, nch, lane);
+}
+// The block's LoRA-A rows blockIdx.x + k·gridDim.x (k < nA, below R), and their copy (in inputs, bf16) into dst
+// completing on b, by one warp.
+__device__ __forceinline__ int block_arows(int nA, int R) {
+  int m = 0;
+  while (m < nA && (int)blockIdx.x + m * (int)gridDim.x < R) m++;
+  return m;
+}
+__device__ __forceinline__ void copy_arows(const uint16_t* A, int in, unsigned char* dst, uint64_t* b, int myA, int lane) {
+  if (lane == 0) mbar_expect_tx(b, myA * in * 2);
+  __syncwarp();
+  for (int k = lane; k < myA; k += 32) bulk_g2s(mbar_smem(dst + (size_t)k * in * 2), A + (size_t)(blockIdx.x + k * gridDim.x) * in, in * 2, b);
 }
 
 // One ring stage of a tile (cb ≤ 32 blocks of 128 inputs from block blk0 of the row; codes at st, scale|zero words
@@ -182,8 +199,7 @@ __global__ void __launch_bounds__(32 * NKS) int8x_stream_kernel(I8Stream p, I8Bt
   unsigned char* const asm_ = sm + xbytes;
   unsigned char* const stg = asm_ + (size_t)p.nA * in * 2;
   const bool hasBt = bt.sync != nullptr, bpre = hasBt && bt.pre && group_bt_fits(bt.r);
-  int myA = 0;  // this block's A rows: blockIdx.x + k·gridDim.x
-  while (myA < p.nA && (int)blockIdx.x + myA * (int)gridDim.x < p.R) myA++;
+  const int myA = block_arows(p.nA, p.R);  // this block's A rows: blockIdx.x + k·gridDim.x
   if (threadIdx.x == 0) {
     for (int s = 0; s <= p.S; s++) mbar_init(&bar[s], 1);
     asm volatile("fence.mbarrier_init.release.cluster;\n" ::: "memory");
@@ -191,11 +207,7 @@ __global__ void __launch_bounds__(32 * NKS) int8x_stream_kernel(I8Stream p, I8Bt
   __syncthreads();
   // the weights (ring and A rows) before the wait: they do not depend on the previous launch
   if (warp == 0) {
-    if (myA) {
-      if (lane == 0) mbar_expect_tx(&bar[p.S], myA * in * 2);
-      __syncwarp();
-      for (int k = lane; k < myA; k += 32) bulk_g2s(mbar_smem(asm_ + (size_t)k * in * 2), p.A + (size_t)(blockIdx.x + k * gridDim.x) * in, in * 2, &bar[p.S]);
-    }
+    if (myA) copy_arows(p.A, in, asm_, &bar[p.S], myA, lane);
     for (int i = 0; i < min(p.S, nitems); i++) issue_stage(p, bt, bpre, stg, bar, tile0, i, nch, lane);
   }
   pdl_trigger();
@@ -222,11 +234,7 @@ __global__ void __launch_bounds__(32 * NKS) int8x_stream_kernel(I8Stream p, I8Bt
     for (int k0 = 0; k0 < myA; k0 += p.rpb) {
       const int k = k0 + lr;
       const uint4* Ar = reinterpret_cast<const uint4*>(asm_ + (size_t)min(k, myA - 1) * in * 2);
-      float acc = 0.f;
-#pragma unroll 4
-      for (int i = lane + 32 * dq; k < myA && i < in / 8; i += 32 * wpr) acc = fmaf(av[i >> 3], i8_arow8(Ar[i], xv2[i]), acc);
-#pragma unroll
-      for (int o = 16; o > 0; o >>= 1) acc += __shfl_xor_sync(0xffffffffu, acc, o);
+      const float acc = i8_arow_warp(Ar, xv2, av, lane + 32 * dq, k < myA ? in / 8 : 0, 32 * wpr);
       if (lane == 0) dred[warp] = acc;
       __syncthreads();
       if (threadIdx.x == 0)
@@ -314,35 +322,14 @@ __device__ __forceinline__ int chain_items(const I8Phase& P) {
   const int tiles = P.out / 16, t0 = (int)blockIdx.x * P.tpb, nch = (P.in / 128 + kChunkBlks - 1) / kChunkBlks;
   return max(0, min(P.tpb, tiles - t0)) * nch;
 }
-__device__ __forceinline__ int chain_myA(const I8Phase& P) {
-  int m = 0;
-  while (m < P.nA && (int)blockIdx.x + m * (int)gridDim.x < P.R) m++;
-  return m;
-}
 // Item gi of the block's sequence (phase p = the one whose range holds it) into ring stage gi % S, by warp 0.
 __device__ __forceinline__ void chain_issue(const I8Chain& c, const int* first, unsigned char* stg, uint64_t* bar, int gi, int lane) {
   int p = 0;
   while (p + 1 < c.nph && gi >= first[p + 1]) p++;
   const I8Phase& P = c.ph[p];
   const int nblk = P.in / 128, nch = (nblk + kChunkBlks - 1) / kChunkBlks, li = gi - first[p], s = gi % c.S;
-  const int tile = (int)blockIdx.x * P.tpb + li / nch, ch = li % nch, cb = min(kChunkBlks, nblk - kChunkBlks * ch);
-  unsigned char* st = stg + (size_t)s * c.stageBytes;
-  const bool bpre = P.bt.B[0] && P.bt.pre && group_bt_fits(P.bt.r);
-  const uint16_t* Bt = bpre && ch == nch - 1 ? bt_rows(P.bt, bt_seg(P.bt, tile * 16), tile * 16) : nullptr;
-  if (lane == 0) mbar_expect_tx(&bar[s], cb * 512 + cb * 128 + (Bt ? 32 * P.bt.r : 0));
-  __syncwarp();
-  const size_t b0 = (size_t)tile * nblk + kChunkBlks * ch;
-  if (lane == 0)
-    bulk_g2s(mbar_smem(st), P.words + b0 * 32, cb * 512, &bar[s]);
-  else if (lane == 1)
-    bulk_g2s(mbar_smem(st + kWordBytes), P.sz + b0 * 32, cb * 128, &bar[s]);
-  else if (lane == 2 && Bt)
-    bulk_g2s(mbar_smem(st + kWordBytes + kSzBytes), Bt, 32 * P.bt.r, &bar[s]);
-}
-__device__ __forceinline__ void chain_issue_a(const I8Phase& P, unsigned char* asm_, uint64_t* abar, int myA, int lane) {
-  if (lane == 0) mbar_expect_tx(abar, myA * P.in * 2);
-  __syncwarp();
-  for (int k = lane; k < myA; k += 32) bulk_g2s(mbar_smem(asm_ + (size_t)k * P.in * 2), P.A + (size_t)(blockIdx.x + k * gridDim.x) * P.in, P.in * 2, abar);
+  copy_chunk(P.words, P.sz, P.bt, P.bt.B[0] && P.bt.pre && group_bt_fits(P.bt.r), stg + (size_t)s * c.stageBytes, &bar[s],
+             (int)blockIdx.x * P.tpb + li / nch, li % nch, nblk, nch, lane);
 }
 
 template <int NKS>
@@ -361,7 +348,7 @@ __global__ void __launch_bounds__(32 * NKS, 1) int8x_chain_kernel(const __grid_c
     for (int p = 0; p < c.nph; p++) {
       first[p] = n;
       n += chain_items(c.ph[p]);
-      myAs[p] = chain_myA(c.ph[p]);
+      myAs[p] = block_arows(c.ph[p].nA, c.ph[p].R);
     }
     first[c.nph] = n;
     for (int s = 0; s <= c.S; s++) mbar_init(&bar[s], 1);
@@ -370,7 +357,7 @@ __global__ void __launch_bounds__(32 * NKS, 1) int8x_chain_kernel(const __grid_c
   __syncthreads();
   const int total = first[c.nph];
   if (warp == 0) {  // weights before the wait: the first phase's A rows and the ring's first S items
-    if (myAs[0]) chain_issue_a(c.ph[0], asm_, &bar[c.S], myAs[0], lane);
+    if (myAs[0]) copy_arows(c.ph[0].A, c.ph[0].in, asm_, &bar[c.S], myAs[0], lane);
     for (int i = 0; i < min(c.S, total); i++) chain_issue(c, first, stg, bar, i, lane);
   }
   pdl_trigger();
@@ -404,26 +391,10 @@ __global__ void __launch_bounds__(32 * NKS, 1) int8x_chain_kernel(const __grid_c
         }
       } else {
         float ss = 0.f;
-        for (int gi = warp; gi < ng; gi += NKS) {  // a warp per group of 64, as the prep kernel
-          float v[2];
-#pragma unroll
-          for (int h = 0; h < 2; h++) {
-            const int i = 64 * gi + 32 * h + lane;
-            float e;
-            if (P.mode == 1) {
-              e = __ldcg(P.hin + i) + __ldcg(P.yin + i);
-              if (blockIdx.x == 0) P.hout[i] = e;
-              ss = fmaf(e, e, ss);
-              e *= __ldg(P.normw + i);
-            } else {
-              const float gt = __ldcg(P.yin + i), u = __ldcg(P.yin + in + i);
-              e = gt / (1.f + expf(-gt)) * u;
-            }
-            v[h] = e;
-          }
-          quant_group(v, lane, reinterpret_cast<int8_t*>(xsm) + 64 * gi, reinterpret_cast<float*>(xsm + in) + gi,
-                      reinterpret_cast<int*>(xsm + in + 4 * ng) + gi);
-        }
+        for (int gi = warp; gi < ng; gi += NKS)  // a warp per group of 64, as the prep kernel
+          input_group(P.mode == 1 ? P.hin : nullptr, P.yin, P.mode == 1 && blockIdx.x == 0 ? P.hout : nullptr, P.normw,
+                      P.mode == 2 ? in : 0, gi, lane, reinterpret_cast<int8_t*>(xsm), reinterpret_cast<float*>(xsm + in),
+                      reinterpret_cast<int*>(xsm + in + 4 * ng), ss);
 #pragma unroll
         for (int o = 16; o > 0; o >>= 1) ss += __shfl_xor_sync(0xffffffffu, ss, o);
         if (lane == 0) wss[warp] = ss;
@@ -447,11 +418,7 @@ __global__ void __launch_bounds__(32 * NKS, 1) int8x_chain_kernel(const __grid_c
       const float* av = reinterpret_cast<const float*>(xsm + in);
       for (int k = 0; k < myA; k++) {
         const uint4* Ar = reinterpret_cast<const uint4*>(asm_ + (size_t)k * in * 2);
-        float acc = 0.f;
-#pragma unroll 4
-        for (int i = lane + 32 * warp; i < in / 8; i += 32 * NKS) acc = fmaf(av[i >> 3], i8_arow8(Ar[i], xv2[i]), acc);
-#pragma unroll
-        for (int o = 16; o > 0; o >>= 1) acc += __shfl_xor_sync(0xffffffffu, acc, o);
+        const float acc = i8_arow_warp(Ar, xv2, av, lane + 32 * warp, in / 8, 32 * NKS);
         if (lane == 0) dred[warp] = acc;
         __syncthreads();
         if (threadIdx.x == 0) {
@@ -466,7 +433,7 @@ __global__ void __launch_bounds__(32 * NKS, 1) int8x_chain_kernel(const __grid_c
     }
     chain_stamp(c, 4 + 4 * p);
     // the A region is free: the next phase's A rows
-    if (warp == 0 && p + 1 < c.nph && myAs[p + 1]) chain_issue_a(c.ph[p + 1], asm_, &bar[c.S], myAs[p + 1], lane);
+    if (warp == 0 && p + 1 < c.nph && myAs[p + 1]) copy_arows(c.ph[p + 1].A, c.ph[p + 1].in, asm_, &bar[c.S], myAs[p + 1], lane);
     bool tready = false;
     float y0 = 0.f, y1 = 0.f;
     for (int i = 0; i < nitems; i++) {
@@ -653,19 +620,9 @@ const char* cuda_int8x_chain(const Int8xChainPhase* ph, int nph, int nks, bool p
     if (ad) {
       if (r >= 0 && q.bt.r != r) return "cudaInt8xChain: one rank for every phase";
       r = q.bt.r;
-      if (r < 1 || r > kBtMaxR || q.R > 3 * kBtMaxR || q.bt.nseg > 3 || q.R < q.bt.nseg * r) return "cudaInt8xChain: B·t takes 1–3 segments of rank ≤ 128";
-      int prev = 0;
-      for (int i = 0; i < 3; i++) {
-        const int e = i < q.bt.nseg ? q.bt.end[i] : q.out;
-        if (e < prev || e > q.out || (e % 16 != 0 && e != q.out)) return "cudaInt8xChain: B·t segment ends must rise, 16-row aligned, up to out";
-        P.bt.B[i] = i < q.bt.nseg ? static_cast<const uint16_t*>(q.bt.B[i]) : nullptr;
-        P.bt.end[i] = e;
-        prev = e;
-      }
-      if (P.bt.end[q.bt.nseg - 1] != q.out) return "cudaInt8xChain: the last B·t segment must end at out";
-      P.bt.r = r;
-      static const bool pre = [] { const char* e = std::getenv("LOWBIT_INT8X_BPRE"); return !(e && e[0] == '0'); }();
-      P.bt.pre = pre;
+      if (q.R > 3 * kBtMaxR) return "cudaInt8xChain: at most 384 A rows a phase (B·t's t staged in shared memory)";
+      if (const char* err = int8x_bt(q.bt, q.out, q.R, &P.bt)) return err;
+      P.bt.sync = nullptr;  // t by value: no counters
       P.bt.tval = true;
       P.A = static_cast<const uint16_t*>(q.A);
       P.R = q.R;

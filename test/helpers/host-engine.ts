@@ -48,12 +48,14 @@ export function hostEngine(): HostEngine {
   };
   // an int8-x scratch (x̂ | a | Σx̂) from x̃, as the prep kernel leaves it (and x̃ kept for int8xExact)
   const int8xFill = (scratch: number, xt: Float32Array) => {
-    const inF = xt.length, ng = inF / 64, { xq, a, sum } = int8X(xt);
+    const v = int8xViews(scratch, xt.length), { xq, a, sum } = int8X(xt);
     exactX.set(scratch, xt);
-    new Int8Array(u8(scratch, inF).buffer, u8(scratch, inF).byteOffset, inF).set(xq);
-    f32(scratch, ng, inF / 4).set(a);
-    const sb = get(scratch, inF + 8 * ng);
-    new Int32Array(sb.mem, sb.off + inF + 4 * ng, ng).set(sum);
+    v.xq.set(xq); v.a.set(a); v.sum.set(sum);
+  };
+  // views of an int8-x scratch of inF inputs: x̂ [inF] | a [ng] | Σx̂ [ng]
+  const int8xViews = (scratch: number, inF: number) => {
+    const ng = inF / 64, sb = get(scratch, inF + 8 * ng);
+    return { xq: new Int8Array(sb.mem, sb.off, inF), a: f32(scratch, ng, inF / 4), sum: new Int32Array(sb.mem, sb.off + inF + 4 * ng, ng) };
   };
   let next = 1;
   // the chain's per-block x̂ (shared memory on the GPU): a scratch per input width, made outside any capture's checks
@@ -267,7 +269,7 @@ export function hostEngine(): HostEngine {
       if (parts & 1) (ops.cudaInt8xPrep as (...a: unknown[]) => void)(x, null, null, scratch, inF, null, 0);
       if (parts & 2) f32(y, out).fill(0);
       if (!(parts & 4)) return;
-      const sb = get(scratch, inF + 8 * ng), xq = new Int8Array(sb.mem, sb.off, inF), a = f32(scratch, ng, inF / 4), sum = new Int32Array(sb.mem, sb.off + inF + 4 * ng, ng);
+      const { xq, a, sum } = int8xViews(scratch, inF);
       const xt = eng.int8xExact ? exactX.get(scratch) : undefined;
       if (eng.int8xExact && !xt) throw new Error('cudaInt8xGemv (int8xExact): the scratch has no prep');
       let rstd = 1;

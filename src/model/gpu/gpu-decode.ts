@@ -458,16 +458,19 @@ export class GpuDecoder {
    * LOWBIT_INT8X_TVAL=1 (opt-in until measured on a GPU; the chain always publishes t so). */
   tval = process.env.LOWBIT_INT8X_TVAL === '1';
   private get i8tval(): boolean {
-    const p = this.i8;
-    return !!p && (this.tval || this.chain) && this.i8zeroSync && p.every((l) => l.tset !== null && [l.qkv, l.o, l.gu, l.down].every((g) => (g.parts & 512) !== 0));
+    return (this.tval || this.chain) && this.i8zeroSync && this.i8streamed && this.i8!.every((l) => l.tset !== null);
+  }
+
+  /** Whether every GEMV of the kernel-8 plan streams (parts & 512): t by value and the chain need it. */
+  private get i8streamed(): boolean {
+    return !!this.i8 && this.i8.every((l) => [l.qkv, l.o, l.gu, l.down].every((g) => (g.parts & 512) !== 0));
   }
 
   /** Whether the token step runs the chain (chain): every GEMV streamed, the attention in one launch writing o's x̂, and
    * with an adapter t published by value (i8tval). */
   private get i8chain(): boolean {
-    const p = this.i8, x8 = this.c as unknown as NativeCudaInt8x;
-    if (!p || !this.chain || typeof x8.cudaInt8xChain !== 'function' || !this.i8attn) return false;
-    if (!p.every((l) => [l.qkv, l.o, l.gu, l.down].every((g) => (g.parts & 512) !== 0))) return false;
+    const x8 = this.c as unknown as NativeCudaInt8x;
+    if (!this.chain || typeof x8.cudaInt8xChain !== 'function' || !this.i8attn || !this.i8streamed) return false;
     return !this.lora || this.i8tval;
   }
 
@@ -476,12 +479,9 @@ export class GpuDecoder {
 
   /** A chain phase of GEMV g (its words, tile-blocked sz, y, A rows and B·t segments). */
   private chainPhase(g: Int8xGemv, mode: 0 | 1 | 2, more: Partial<Int8xChainPhase>): Int8xChainPhase {
-    const ph: Int8xChainPhase = { words: g.words, sz: g.szT!, y: g.y, out: g.out, in: g.in, mode, ...more };
-    if (g.A && g.bt) {
-      ph.A = g.A; ph.R = g.R; ph.t = g.t; ph.r = g.bt.r;
-      g.bt.Bs.forEach((B, i) => { (ph as unknown as Record<string, number>)[`b${i}`] = B; (ph as unknown as Record<string, number>)[`e${i}`] = g.bt!.ends[i]; });
-    }
-    return ph;
+    const bt = g.A && g.bt;
+    return { words: g.words, sz: g.szT!, y: g.y, out: g.out, in: g.in, mode, ...more,
+      ...(bt ? { A: g.A, R: g.R, t: g.t, r: bt.r, ...Object.fromEntries(bt.Bs.flatMap((B, i) => [[`b${i}`, B], [`e${i}`, bt.ends[i]]])) } : {}) };
   }
 
   /** The prep's range to reset before the GEMVs up to the next prep ([buffer, floats, unsetT]): with i8tval their t
@@ -545,8 +545,8 @@ export class GpuDecoder {
     const chain = this.i8chain, hB = this.chainH!, cw = Number(process.env.LOWBIT_INT8X_CHAIN_WARPS ?? 16);
     for (let l = 0; l < cfg.numLayers; l++) {
       const w = this.w.layers[l], pl = plan[l], prev = l > 0 ? plan[l - 1] : null, B = pl.B, t = pl.t, sync = zero ? pl.sync : null;
-      const [z1, n1, u1] = this.i8reset(pl.qkv, tval, pl.tset?.qkvO, 4 * r, sync?.qkvO, 4);
       if (!chain || !prev) {  // with the chain, layer l > 0's q/k/v ran in the chain of layer l - 1
+        const [z1, n1, u1] = this.i8reset(pl.qkv, tval, pl.tset?.qkvO, 4 * r, sync?.qkvO, 4);
         if (!fold || !prev)
           x8.cudaInt8xPrep(h.x, null, w.inputNorm, scr.D, D, z1, n1, true, prev ? prev.down.y : null,
             ...this.i8Bt(prev?.down ?? null, prev?.B.down_proj, prev?.t.down_proj), null, null, r, h.x, false, u1);
