@@ -17,9 +17,11 @@ import { unpackCodes } from '../src/quant/pack.js';
 import { relErr } from './helpers/gpu-model.js';
 import { f16BitsToF32 } from '../src/io/halfs.js';
 import { bf16ToF32, cudaEngine, f32ToBf16, uploadPacked } from '../src/backend/cuda.js';
+import { cudaDecodeOps, type NativeCudaDecode } from '../src/backend/cuda-decode.js';
+import { hostEngine } from './helpers/host-engine.js';
 
 const bf16Values = (x: Float32Array): Float32Array => bf16ToF32(f32ToBf16(x));
-import { cudaInt8xOps, cudaInt8xUnavailable, int8X, int8xInputOf, int8xLoraA, int8xPrepInput, int8xScaleZero, type Int8xPrepBt, int8xScratchBytes, repackInt8x, tileInt8xSz, unrepackInt8x, untileInt8xSz } from '../src/backend/cuda-int8x.js';
+import { cudaInt8xOps, cudaInt8xUnavailable, type NativeCudaInt8x, int8X, int8xInputOf, int8xLoraA, int8xPrepInput, int8xScaleZero, type Int8xPrepBt, int8xScratchBytes, repackInt8x, tileInt8xSz, unrepackInt8x, untileInt8xSz } from '../src/backend/cuda-int8x.js';
 
 const MASK = [0x03030303, 0x0c0c0c0c, 0x30303030, 0xc0c0c0c0];
 
@@ -493,9 +495,19 @@ test('tileInt8xSz: a stage of the streamed GEMV (tile, blocks b0 … b0 + n) is 
   assert.throws(() => tileInt8xSz(sz, 40, inF), /% 16/);
 });
 
-test('CUDA int8-x chain (o → gate/up → down → q/k/v in one launch): each phase = f64 on the previous phase\'s y (residual + RMSNorm, SwiGLU, scratch), with and without the adapters (t by value, 1–3 B·t segments); hout = hin + y bit for bit; t left unset, counters zero; repeatable bit for bit; 8 and 16 warps', (t) => {
-  const c = cudaInt8xOps();
-  if (!c || typeof c.cudaInt8xChain !== 'function') { t.skip(c ? 'the addon has no cudaInt8xChain' : cudaInt8xUnavailable()); return; }
+// The chain on the GPU, and on the host emulator (test/helpers/host-engine.ts: the decoder tests' orchestration model),
+// which checks this test's own references and arguments in CI.
+type ChainEngine = NativeCudaInt8x & Pick<NativeCudaDecode, 'cudaDecodeAttn'>;
+const CHAIN_ENGINES: { name: string; get(): ChainEngine | string }[] = [
+  { name: 'CUDA', get: () => {
+    const c = cudaInt8xOps(), d = cudaDecodeOps();
+    return !c ? cudaInt8xUnavailable() : typeof c.cudaInt8xChain !== 'function' || !d ? 'the addon has no cudaInt8xChain' : c as ChainEngine;
+  } },
+  { name: 'host emulator', get: () => hostEngine() as unknown as ChainEngine },
+];
+for (const E of CHAIN_ENGINES) test(`${E.name}: int8-x chain (o → gate/up → down → q/k/v in one launch, and after the attention as its first phase): each phase = f64 on the previous phase\'s y (residual + RMSNorm, SwiGLU, scratch), with and without the adapters (t by value, 1–3 B·t segments); hout = hin + y bit for bit; the attention phase = cudaDecodeAttn (bit for bit at 8 warps, head dims 128 and 64, GQA); t left unset, counters zero; repeatable bit for bit; 8 and 16 warps`, (t) => {
+  const c = E.get();
+  if (typeof c === 'string') { t.skip(c); return; }
   const rng = new Rng(67), eps = 1e-5, rB = 16, I = 4224;
   const hs: number[] = [];
   const up = (d: ArrayBufferView) => { const h = c.cudaAlloc(Math.max(16, d.byteLength)); c.cudaUpload(h, d); hs.push(h); return h; };
@@ -519,6 +531,22 @@ test('CUDA int8-x chain (o → gate/up → down → q/k/v in one launch): each p
     const hin = new Float32Array(1024).map(() => rng.normal()), hA_ = up(hin), hB_ = up(new Float32Array(1024));
     const n1 = new Float32Array(1024).map(() => 0.5 + rng.next()), n3 = new Float32Array(1024).map(() => 0.5 + rng.next());
     const hn1 = up(n1), hn3 = up(n3), sync = up(new Uint32Array(8));
+    // the attention phase: o's x̂ (1024 inputs) from Hq heads of hd at position pos over a cache of random rows; the
+    // caches are re-uploaded before each run, since the attention writes row pos
+    const pos = 37, attnShapes = [{ Hq: 8, Hkv: 2, hd: 128 }, { Hq: 16, Hkv: 4, hd: 64 }];
+    const attnBufs = attnShapes.map(({ Hq, Hkv, hd }) => {
+      const KV = Hkv * hd, ang = Float32Array.from({ length: hd / 2 }, (_, i) => pos * 10000 ** (-2 * i / hd));
+      const kc0 = f32ToBf16(new Float32Array((pos + 1) * KV).map(() => rng.normal())), vc0 = f32ToBf16(new Float32Array((pos + 1) * KV).map(() => rng.normal()));
+      return { Hq, Hkv, hd, kc0, vc0, q: up(new Float32Array(Hq * hd).map(() => rng.normal())), k: up(new Float32Array(KV).map(() => rng.normal())),
+        v: up(new Float32Array(KV).map(() => rng.normal())), cos: up(ang.map(Math.cos)), sin: up(ang.map(Math.sin)),
+        kc: up(kc0), vc: up(vc0), kcR: up(kc0), vcR: up(vc0), xs: up(new Uint8Array(int8xScratchBytes(1024))), xsR: up(new Uint8Array(int8xScratchBytes(1024))) };
+    });
+    // x = a·x̂ of an int8-x scratch of n inputs
+    const xhat = (h: number, n: number) => {
+      const b = new Uint8Array(int8xScratchBytes(n)); c.cudaDownload(h, b);
+      const q = new Int8Array(b.buffer, 0, n), a = new Float32Array(b.buffer, n, n / 64);
+      return Float32Array.from(q, (v, i) => v * a[i >> 6]);
+    };
     // the f64 reference of y = Ŵ·x̃ (x̃ rounded to int8 per 64, · 1/rms) + B·t, t = A·x̃
     const gemvRef = (P: typeof ph[number], xt: Float32Array, rstd: number, adapter: boolean) => {
       const { xq, a } = int8X(xt), ref = new Float64Array(P.out), tRef = int8xLoraA(P.A, P.R, P.inF, xq, a, rstd);
@@ -532,21 +560,39 @@ test('CUDA int8-x chain (o → gate/up → down → q/k/v in one launch): each p
       }
       return ref;
     };
-    for (const adapter of [true, false]) for (const ks of [16, 8]) {
-      c.cudaInt8xPrep(hx, null, hn0, scr, 1024, null, 0, false);
+    for (const at of [null, ...attnBufs]) for (const adapter of [true, false]) for (const ks of [16, 8]) {
+      if (at) {  // the caches as before; cudaDecodeAttn (8 warps a head) on its own copies: the attention phase's reference
+        for (const [h, d] of [[at.kc, at.kc0], [at.vc, at.vc0], [at.kcR, at.kc0], [at.vcR, at.vc0]] as const) c.cudaUpload(h, d);
+        c.cudaDecodeAttn(at.q, at.k, at.v, at.cos, at.sin, at.kcR, at.vcR, pos, at.Hq, at.Hkv, at.hd, null, null, null, null, null, null, null, 0, at.xsR);
+      } else c.cudaInt8xPrep(hx, null, hn0, scr, 1024, null, 0, false);
       const phase = (k: number, mode: 0 | 1 | 2, more: object) => {
         const P = ph[k];
         return { words: P.words, sz: P.szT, y: P.y, out: P.out, in: P.inF, mode, ...more,
           ...(adapter ? { A: P.hA, R: P.R, t: P.t, r: rB, ...Object.fromEntries(P.hB.flatMap((b, i) => [[`b${i}`, b], [`e${i}`, P.ends[i]]])) } : {}) };
       };
-      const phases = [phase(0, 0, { xs: scr, npart: 2, eps }), phase(1, 1, { hin: hA_, yin: ph[0].y, hout: hB_, normW: hn1, eps }),
+      const attnPhase = at ? [{ mode: 3 as const, q: at.q, k: at.k, v: at.v, cos: at.cos, sin: at.sin, kc: at.kc, vc: at.vc, pos, Hq: at.Hq, Hkv: at.Hkv, hd: at.hd, xs: at.xs }] : [];
+      const phases = [...attnPhase, phase(0, 0, at ? { xs: at.xs, npart: 0 } : { xs: scr, npart: 2, eps }), phase(1, 1, { hin: hA_, yin: ph[0].y, hout: hB_, normW: hn1, eps }),
         phase(2, 2, { yin: ph[1].y }), phase(3, 1, { hin: hB_, yin: ph[2].y, hout: hA_, normW: hn3, eps })];
+      const label = `chain${at ? ` after the attention (${at.Hq} heads of ${at.hd}, ${at.Hkv} KV heads)` : ''}, ${ks} warps${adapter ? `, adapters (rank ${rB})` : ''}`;
       c.cudaUpload(hA_, hin);
       c.cudaInt8xChain!(phases, ks, true, sync);
       const ys = ph.map((P) => down(P.y, P.out)), hB1 = down(hB_, 1024), hA1 = down(hA_, 1024);
-      // phase 0: the prep's x̃ and 1/rms; phases 1 and 3: the residual of the phase before; phase 2: SwiGLU of gate/up
+      // phase 0: the prep's x̃ and 1/rms, or the attention's x̂; phases 1 and 3: the residual of the phase before; phase 2:
+      // SwiGLU of gate/up
       const p0 = int8xPrepInput(x0, { normW: n0 });
-      const refs = [gemvRef(ph[0], p0.xt, 1 / Math.sqrt(p0.ss / 1024 + eps), adapter)];
+      const refs = [at ? gemvRef(ph[0], xhat(at.xs, 1024), 1, adapter) : gemvRef(ph[0], p0.xt, 1 / Math.sqrt(p0.ss / 1024 + eps), adapter)];
+      if (at) {  // the attention phase = the attention's own launch: bit for bit with its 8 warps a head, else to the merge order
+        const mine = new Uint8Array(int8xScratchBytes(1024)), ref = new Uint8Array(int8xScratchBytes(1024));
+        c.cudaDownload(at.xs, mine); c.cudaDownload(at.xsR, ref);
+        const e = relErr(xhat(at.xs, 1024), xhat(at.xsR, 1024));
+        t.diagnostic(`${label}: attention x̂ vs cudaDecodeAttn ${e.toExponential(2)}`);
+        if (ks === 8) assert.deepEqual(mine, ref, 'the attention phase at 8 warps = cudaDecodeAttn bit for bit');
+        else assert.ok(e < 2e-3, `the attention phase at 16 warps vs cudaDecodeAttn ${e}`);
+        const KV = at.Hkv * at.hd, rows = (h: number) => { const b = new Uint16Array((pos + 1) * KV); c.cudaDownload(h, b); return b; };
+        assert.deepEqual(rows(at.kc), rows(at.kcR), 'the cache rows (k) as cudaDecodeAttn writes them');
+        assert.deepEqual(rows(at.vc), rows(at.vcR), 'the cache rows (v) as cudaDecodeAttn writes them');
+        assert.ok(rows(at.kc).subarray(pos * KV).some((v, i) => v !== at.kc0[pos * KV + i]), 'row pos written');
+      }
       const v1 = Float32Array.from(hin, (h, i) => h + ys[0][i]);
       assert.deepEqual(new Uint32Array(hB1.buffer), new Uint32Array(v1.buffer), 'phase 1: hout = hin + y of phase 0, bit for bit');
       const r1 = int8xPrepInput(hin, { addY: ys[0], normW: n1 });
@@ -556,17 +602,23 @@ test('CUDA int8-x chain (o → gate/up → down → q/k/v in one launch): each p
       assert.deepEqual(new Uint32Array(hA1.buffer), new Uint32Array(r3.xOut.buffer), 'phase 3: hout = its hin + y of phase 2, bit for bit');
       refs.push(gemvRef(ph[3], r3.xt, 1 / Math.sqrt(r3.ss / 1024 + eps), adapter));
       const errs = ys.map((y, k) => relErr(y, refs[k]));
-      t.diagnostic(`chain, ${ks} warps${adapter ? `, adapters (rank ${rB})` : ''}: y vs f64 per phase ${errs.map((e) => e.toExponential(2)).join(' / ')}`);
+      t.diagnostic(`${label}: y vs f64 per phase ${errs.map((e) => e.toExponential(2)).join(' / ')}`);
       errs.forEach((e, k) => assert.ok(e < (k === 2 ? 1e-4 : 1e-5), `phase ${k}: y vs f64 ${e}`));
-      assert.deepEqual([...new Uint32Array(down(sync, 5).buffer)], [0, 0, 0, 0, 0], 'the chain leaves its counters at zero');
+      assert.deepEqual([...new Uint32Array(down(sync, 6).buffer)], [0, 0, 0, 0, 0, 0], 'the chain leaves its counters at zero');
       if (adapter) for (const P of ph) assert.ok(new Uint32Array(down(P.t, P.R).buffer).every((v) => v === 0xffffffff), 'every t unset again');
       // again from the same inputs: the same bits
       c.cudaUpload(hA_, hin);
+      if (at) for (const [h, d] of [[at.kc, at.kc0], [at.vc, at.vc0]] as const) c.cudaUpload(h, d);
       c.cudaInt8xChain!(phases, ks, true, sync);
       ph.forEach((P, k) => assert.deepEqual(new Uint32Array(down(P.y, P.out).buffer), new Uint32Array(ys[k].buffer), `phase ${k}: a second chain repeats bit for bit`));
     }
     const h = hs[0];
     assert.throws(() => c.cudaInt8xChain!([{ words: h, sz: h, y: h, out: 32, in: 128, mode: 1 }], 16, true, sync), /scratch|mode 1/);
-    assert.throws(() => c.cudaInt8xChain!([], 16, true, sync), /1 to 4 phases/);
+    assert.throws(() => c.cudaInt8xChain!([], 16, true, sync), /1 to 5 phases/);
+    const a0 = attnBufs[0], aPh = { mode: 3 as const, q: a0.q, k: a0.k, v: a0.v, cos: a0.cos, sin: a0.sin, kc: a0.kc, vc: a0.vc, pos, Hq: a0.Hq, Hkv: a0.Hkv, hd: a0.hd, xs: a0.xs };
+    const o0 = { words: ph[0].words, sz: ph[0].szT, y: ph[0].y, out: ph[0].out, in: 1024 };
+    assert.throws(() => c.cudaInt8xChain!([aPh, { ...o0, mode: 0, xs: scr }], 16, true, sync), /output \(xs\)/);
+    assert.throws(() => c.cudaInt8xChain!([aPh], 16, true, sync), /output \(xs\)/);
+    assert.throws(() => c.cudaInt8xChain!([{ ...aPh, hd: 32, Hq: 32 }, { ...o0, mode: 0, xs: a0.xs }], 16, true, sync), /head dims/);
   } finally { for (const h of hs) c.cudaFree(h); }
 });

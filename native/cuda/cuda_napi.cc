@@ -962,10 +962,11 @@ napi_value js_int8x_gemv(napi_env env, napi_callback_info info) {
 }
 
 // cudaInt8xChain(phases, ksplit, pdl, sync)   streamed int8-x GEMVs in one launch with grid barriers between them
-//   (cuda_int8x_chain). phases: 1–4 objects { words, sz (tile-blocked), y, out, in, mode (0 scratch, 1 residual +
+//   (cuda_int8x_chain). phases: 1–5 objects { words, sz (tile-blocked), y, out, in, mode (0 scratch, 1 residual +
 //   RMSNorm, 2 SwiGLU), xs, npart, eps (mode 0; eps ≥ 0 with npart > 0: RMSNorm's 1/rms from the partials), hin, hout,
 //   yin, normW, eps (mode 1), yin (mode 2: gate | up, 2·in floats), and with an adapter A, R, t, r, b0..b2 (B per
-//   segment, bf16 [rows, r], scaled), e0..e2 (segment row ends) }; sync: 5 u32 counters, zero
+//   segment, bf16 [rows, r], scaled), e0..e2 (segment row ends) }, or first the attention { mode: 3, q, k, v, cos, sin,
+//   kc, vc, pos, Hq, Hkv, hd, xs (its int8-x output: the next phase's xs) } as cudaDecodeAttn's; sync: 6 u32, zero
 napi_value js_int8x_chain(napi_env env, napi_callback_info info) {
   Args a(env, info, "cudaInt8xChain");
   int64_t nks = 0;
@@ -974,17 +975,43 @@ napi_value js_int8x_chain(napi_env env, napi_callback_info info) {
   bool is = false;
   if (a.argc > 0) napi_is_array(env, a.argv[0], &is);
   if (!is) return a.fail(0, "an array of phases"), nullptr;
-  if (!int_dim(a, 1, &nks) || (!a.is_nullish(2) && !a.boolean(2, &pdl)) || !buf_arg(a, 3, 20, &sync)) return nullptr;
+  if (!int_dim(a, 1, &nks) || (!a.is_nullish(2) && !a.boolean(2, &pdl)) || !buf_arg(a, 3, 24, &sync)) return nullptr;
   uint32_t len = 0;
   napi_get_array_length(env, a.argv[0], &len);
-  if (len < 1 || len > 4) { throw_error(env, "cudaInt8xChain: 1 to 4 phases"); return nullptr; }
-  Int8xChainPhase ph[4];
+  if (len < 1 || len > 5) { throw_error(env, "cudaInt8xChain: 1 to 5 phases"); return nullptr; }
+  Int8xChainPhase ph[5];
   for (uint32_t k = 0; k < len; k++) {
     napi_value el;
     napi_get_element(env, a.argv[0], k, &el);
     Int8xChainPhase& P = ph[k];
     double out = 0, in = 0, mode = 0, R = 0, r = 0, npart = 0, eps = 0;
     bool has = false, hasEps = false;
+    if (!prop_num(a, el, "mode", &mode, &has)) return nullptr;
+    if (mode == 3) {  // the attention phase
+      double dims[4] = {0, 0, 0, 0};
+      const char* dk[4] = {"pos", "Hq", "Hkv", "hd"};
+      for (int i = 0; i < 4; i++)
+        if (!prop_num(a, el, dk[i], &dims[i], &has) || !has || !(dims[i] >= (i == 0 ? 0 : 1)) || dims[i] != (double)(int)dims[i] ||
+            dims[i] > 1e7) {
+          throw_error(env, std::string("cudaInt8xChain: the attention phase needs integer ") + dk[i]);
+          return nullptr;
+        }
+      const size_t pos = (size_t)dims[0], Hq = (size_t)dims[1], Hkv = (size_t)dims[2], hd = (size_t)dims[3], Q = Hq * hd, KV = Hkv * hd;
+      if (Q % 64 != 0) { throw_error(env, "cudaInt8xChain: the attention's int8-x output needs Hq·hd % 64 == 0"); return nullptr; }
+      const void *q, *kk, *v, *cs, *sn, *kc, *vc, *xs;
+      if (!prop_buf(a, el, "q", Q * 4, &q, true) || !prop_buf(a, el, "k", KV * 4, &kk, true) || !prop_buf(a, el, "v", KV * 4, &v, true) ||
+          !prop_buf(a, el, "cos", hd / 2 * 4, &cs, true) || !prop_buf(a, el, "sin", hd / 2 * 4, &sn, true) ||
+          !prop_buf(a, el, "kc", (pos + 1) * KV * 2, &kc, true) || !prop_buf(a, el, "vc", (pos + 1) * KV * 2, &vc, true) ||
+          !prop_buf(a, el, "xs", Q + Q / 64 * 8, &xs, true))
+        return nullptr;
+      P.mode = 3;
+      P.at = DecodeAttn{static_cast<const float*>(q), static_cast<const float*>(kk), static_cast<const float*>(v),
+                        static_cast<const float*>(cs), static_cast<const float*>(sn), static_cast<uint16_t*>(const_cast<void*>(kc)),
+                        static_cast<uint16_t*>(const_cast<void*>(vc)), nullptr, (int)pos, (int)Hq, (int)Hkv, (int)hd};
+      P.at.i8 = const_cast<void*>(xs);
+      P.xs = xs;
+      continue;
+    }
     if (!prop_num(a, el, "out", &out, &has) || !has || !prop_num(a, el, "in", &in, &has) || !has || !(out >= 16) || !(in >= 128) ||
         out != (double)(int)out || in != (double)(int)in) {
       throw_error(env, "cudaInt8xChain: phase " + std::to_string(k) + " needs integer out ≥ 16 and in ≥ 128");

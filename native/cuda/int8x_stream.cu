@@ -15,6 +15,7 @@
 #include <cstdlib>
 
 #include "check.h"
+#include "decode_attn_body.cuh"
 #include "int8x_body.cuh"
 #include "lowbit_cuda.h"
 #include "mbarrier.cuh"
@@ -280,8 +281,10 @@ __global__ void __launch_bounds__(32 * NKS) int8x_stream_kernel(I8Stream p, I8Bt
 // grid barrier between them; the ring is ONE sequence of items across the phases, refilled S items ahead as items are
 // consumed, so while a block waits at a barrier its ring already holds the next phase's first stages. Each block makes
 // the next phase's x̂ itself from the previous phase's y (the residual add with RMSNorm, or SwiGLU): no prep launches.
+// With the attention as a phase (mode 3, first; blocks h < Hq run head h, writing the o GEMV's x̂) a layer is one
+// launch: attention → o → gate/up → down → the next layer's q/k/v, the ring streaming o's weights during the attention.
 // Every block of the grid must be resident at once (the barriers and the t waits): the launcher checks occupancy.
-constexpr int kChainMax = 4;
+constexpr int kChainMax = 5;
 struct I8Phase {
   const uint4* words;
   const uint32_t* sz;  // tile-blocked
@@ -293,7 +296,8 @@ struct I8Phase {
   I8Bt bt;       // B·t in the epilogue where bt.B[0] (t by value)
   int tpb, nA;   // tiles and A rows a block
   int mode;      // x̂: 0 from the scratch xs (npart Σx² partials, eps), 1 residual v = hin + yin (block 0 writes hout),
-                 // x̃ = v·normw with 1/rms from Σv² in the block, 2 SwiGLU x̃ = silu(yin[i])·yin[in + i]
+                 // x̃ = v·normw with 1/rms from Σv² in the block, 2 SwiGLU x̃ = silu(yin[i])·yin[in + i]; 3 the
+                 // attention (at; no GEMV: out = 0), its output as x̂ into at.i8 for the next phase (mode 0)
   const unsigned char* xs;
   int npart;
   float eps;
@@ -301,6 +305,7 @@ struct I8Phase {
   float* hout;
   const float* yin;
   const float* normw;
+  DecodeAttn at;  // mode 3
 };
 struct I8Chain {
   I8Phase ph[kChainMax];
@@ -337,7 +342,7 @@ __global__ void __launch_bounds__(32 * NKS, 1) int8x_chain_kernel(const __grid_c
   extern __shared__ __align__(128) unsigned char sm[];
   __shared__ __align__(8) uint64_t bar[kMaxStages + 1];  // the ring's stages, then the A rows
   __shared__ float red[16][16], tall[3 * kBtMaxR], btsm[16], dred[NKS], wss[NKS], rstd_s;
-  __shared__ int first[kChainMax + 1], myAs[kChainMax];
+  __shared__ int first[kChainMax + 1], myAs[kChainMax], aFirst;
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
   unsigned char* const xsm = sm;
   unsigned char* const asm_ = sm + c.xbytes;
@@ -351,13 +356,17 @@ __global__ void __launch_bounds__(32 * NKS, 1) int8x_chain_kernel(const __grid_c
       myAs[p] = block_arows(c.ph[p].nA, c.ph[p].R);
     }
     first[c.nph] = n;
+    aFirst = c.nph;
+    for (int p = c.nph - 1; p >= 0; p--)
+      if (myAs[p]) aFirst = p;
     for (int s = 0; s <= c.S; s++) mbar_init(&bar[s], 1);
     asm volatile("fence.mbarrier_init.release.cluster;\n" ::: "memory");
   }
   __syncthreads();
   const int total = first[c.nph];
-  if (warp == 0) {  // weights before the wait: the first phase's A rows and the ring's first S items
-    if (myAs[0]) copy_arows(c.ph[0].A, c.ph[0].in, asm_, &bar[c.S], myAs[0], lane);
+  int aPh = aFirst;  // the phase whose A rows the A region holds or is filling (nph: none left)
+  if (warp == 0) {  // weights before the wait: the first A rows (of the first phase with any) and the ring's first S items
+    if (aPh < c.nph) copy_arows(c.ph[aPh].A, c.ph[aPh].in, asm_, &bar[c.S], myAs[aPh], lane);
     for (int i = 0; i < min(c.S, total); i++) chain_issue(c, first, stg, bar, i, lane);
   }
   pdl_trigger();
@@ -378,11 +387,16 @@ __global__ void __launch_bounds__(32 * NKS, 1) int8x_chain_kernel(const __grid_c
         for (int k = threadIdx.x; k < Q.R; k += blockDim.x) reinterpret_cast<unsigned*>(Q.tout)[k] = kTUnset;
     }
     chain_stamp(c, 2 + 4 * p);
-    // the phase's x̂ in shared memory (x̂ [in] | a [ng] | Σx̂ [ng], the prep's layout) and 1/rms
-    if (nitems > 0 || myA > 0 || (P.mode == 1 && blockIdx.x == 0)) {
-      if (P.mode == 0) {
+    if (P.mode == 3) {  // the attention: head blockIdx.x, its scratch over x̂'s (no GEMV in this phase)
+      if ((int)blockIdx.x < P.at.Hq) {
+        if (P.at.hd == 64) attn_body<2, NKS, true>(P.at, blockIdx.x, reinterpret_cast<float*>(xsm));
+        else attn_body<4, NKS, true>(P.at, blockIdx.x, reinterpret_cast<float*>(xsm));
+      }
+    } else if (nitems > 0 || myA > 0 || (P.mode == 1 && blockIdx.x == 0)) {
+      // the phase's x̂ in shared memory (x̂ [in] | a [ng] | Σx̂ [ng], the prep's layout) and 1/rms
+      if (P.mode == 0) {  // through L2: an attention phase of this launch may have written it
         for (int i = threadIdx.x; i < (in + 8 * ng) / 16; i += blockDim.x)
-          reinterpret_cast<uint4*>(xsm)[i] = reinterpret_cast<const uint4*>(P.xs)[i];
+          reinterpret_cast<uint4*>(xsm)[i] = __ldcg(reinterpret_cast<const uint4*>(P.xs) + i);
         if (threadIdx.x == 0) {
           float ss = 0.f;
           const float* part = reinterpret_cast<const float*>(P.xs + in + 8 * ng);
@@ -432,8 +446,12 @@ __global__ void __launch_bounds__(32 * NKS, 1) int8x_chain_kernel(const __grid_c
       }
     }
     chain_stamp(c, 4 + 4 * p);
-    // the A region is free: the next phase's A rows
-    if (warp == 0 && p + 1 < c.nph && myAs[p + 1]) copy_arows(c.ph[p + 1].A, c.ph[p + 1].in, asm_, &bar[c.S], myAs[p + 1], lane);
+    if (aPh <= p) {  // the A region is free: the next A rows (of the next phase with any)
+      int q = p + 1;
+      while (q < c.nph && !myAs[q]) q++;
+      if (warp == 0 && q < c.nph) copy_arows(c.ph[q].A, c.ph[q].in, asm_, &bar[c.S], myAs[q], lane);
+      aPh = q;
+    }
     bool tready = false;
     float y0 = 0.f, y1 = 0.f;
     for (int i = 0; i < nitems; i++) {
@@ -580,9 +598,9 @@ const char* cuda_int8x_chain_trace(void* buf, size_t bytes, int* launches, int* 
 }
 
 const char* cuda_int8x_chain(const Int8xChainPhase* ph, int nph, int nks, bool pdl, unsigned* sync) {
-  if (nph < 1 || nph > kChainMax) return "cudaInt8xChain: 1 to 4 phases";
+  if (nph < 1 || nph > kChainMax) return "cudaInt8xChain: 1 to 5 phases";
   if (nks != 8 && nks != 16) return "cudaInt8xChain: 8 or 16 warps a block";
-  if (!sync) return "cudaInt8xChain: needs its counters (5 u32, zero)";
+  if (!sync) return "cudaInt8xChain: needs its counters (6 u32, zero)";
   // LOWBIT_INT8X_CHAIN_BPS: blocks an SM (1 or 2); LOWBIT_INT8X_CHAIN_SMEM: KB a block (default 180 at 1, so that an
   // attention block still fits beside it and the chain's ring fills while the attention runs, 100 at 2)
   static const int budgetKB = [] { const char* e = std::getenv("LOWBIT_INT8X_CHAIN_SMEM"); return e ? std::atoi(e) : 0; }();
@@ -595,12 +613,26 @@ const char* cuda_int8x_chain(const Int8xChainPhase* ph, int nph, int nks, bool p
   for (int p = 0; p < nph; p++) {
     const Int8xChainPhase& q = ph[p];
     I8Phase& P = c.ph[p];
+    if (q.mode == 3) {  // the attention: a block per query head, its scratch over x̂'s
+      const DecodeAttn& e = q.at;
+      if (p != 0) return "cudaInt8xChain: the attention is the first phase";
+      if (p + 1 >= nph || ph[p + 1].mode != 0 || ph[p + 1].xs != e.i8 || ph[p + 1].in != e.Hq * e.hd)
+        return "cudaInt8xChain: the attention's output (xs) is the x̂ of the next phase (mode 0, in = Hq·hd)";
+      if (e.hd != 64 && e.hd != 128) return "cudaInt8xChain: the attention phase takes head dims 64 and 128";
+      if (e.Hkv < 1 || e.Hq % e.Hkv != 0 || e.Hq > grid) return "cudaInt8xChain: the attention needs Hkv | Hq and a block per query head";
+      if (!e.i8 || e.r != 0 || e.out) return "cudaInt8xChain: the attention phase writes the int8-x x̂ only (its B·t in the q/k/v GEMV)";
+      P.mode = 3;
+      P.at = e;
+      xb = std::max(xb, (4 * (nks == 8 ? attn_smem_floats<8>(e.hd) : attn_smem_floats<16>(e.hd)) + 15) & ~15);
+      continue;
+    }
     if (q.in % 128 != 0 || q.out % 16 != 0 || q.out < 16) return "cudaInt8xChain: every phase needs in % 128 == 0 and out % 16 == 0";
-    if (q.mode < 0 || q.mode > 2) return "cudaInt8xChain: mode 0 (scratch), 1 (residual + RMSNorm) or 2 (SwiGLU)";
+    if (q.mode < 0 || q.mode > 2) return "cudaInt8xChain: mode 0 (scratch), 1 (residual + RMSNorm), 2 (SwiGLU) or 3 (attention)";
     if (q.mode == 0 && !q.xs) return "cudaInt8xChain: mode 0 reads its x̂ from a scratch";
     if (q.mode == 1 && (!q.hin || !q.hout || !q.yin || !q.normw || q.hin == q.hout)) return "cudaInt8xChain: mode 1 needs hin, yin, normw and a hout apart from hin";
     if (q.mode == 2 && !q.yin) return "cudaInt8xChain: mode 2 reads gate | up from yin";
-    if (q.mode != 0 && p == 0) return "cudaInt8xChain: the first phase reads its x̂ from a scratch (mode 0)";
+    if ((q.mode == 0) != (p == 0 || ph[p - 1].mode == 3))
+      return "cudaInt8xChain: the first GEMV phase reads its x̂ from a scratch (mode 0), the others make it";
     const bool ad = q.A && q.R > 0;
     if (ad != (q.bt.nseg > 0)) return "cudaInt8xChain: a phase has both its A rows and its B·t, or neither";
     P.words = static_cast<const uint4*>(q.words);

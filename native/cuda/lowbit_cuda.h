@@ -192,11 +192,28 @@ struct Int8xGemvFold {
 const char* cuda_int8x_gemv(const void* words, const uint32_t* sz, const float* x, void* scratch, float* y,
                             int out, int in, int nks, int parts = 7, float eps = -1.f, const void* A = nullptr, int R = 0,
                             float* t = nullptr, const Int8xGemvBt* bt = nullptr, const Int8xGemvFold* fold = nullptr);
+// One token's attention with its RoPE and cache rows (replaces the q/k/v epilogue + attention): q (f32 [Hq·hd]) and the
+// new k, v (f32 [Hkv·hd]) → RoPE (cos/sin of position pos) → bf16; rows pos of kc/vc (bf16 [pos + 1][Hkv·hd]) written;
+// out (bf16 [Hq·hd]) = softmax(q·Kᵀ/√hd)·V over positions 0..pos (GQA). hd ∈ {64, 128, 256}.
+struct DecodeAttn {
+  const float *q, *k, *v, *cos, *sin;
+  uint16_t *kc, *vc, *out;
+  int pos, Hq, Hkv, hd;
+  // cuda_decode_attn launched alone (not recorded, not folded) may also add the adapters' B·t to q, k and v before RoPE
+  // (B bf16 [Hq·hd | Hkv·hd, r], t f32 [r]; null: none) and write its output as the int8-x GEMV's input instead of
+  // bf16 out: x̂ | a | Σx̂ into the scratch i8 (int8x_gemv.cu's layout), as cuda_int8x_prep makes them from bf16 out.
+  const float *tq = nullptr, *tk = nullptr, *tv = nullptr;
+  const uint16_t *Bq = nullptr, *Bk = nullptr, *Bv = nullptr;
+  int r = 0;
+  void* i8 = nullptr;
+};
 // A chain of streamed int8-x GEMVs in one launch (int8x_stream.cu): phase p's x̂ comes from the scratch xs (mode 0,
 // with npart Σx² partials and eps as cuda_int8x_gemv), from the residual v = hin + yin (mode 1: block 0 writes v to
 // hout, x̃ = v·normw, 1/rms in the block) or SwiGLU of yin (mode 2: silu(yin[i])·yin[in + i]); sz tile-blocked
 // (cuda_int8x_tile_sz); y stored. With an adapter (A, R, t, bt; bt.sync unused): t is published by value — every t
-// must hold 0xffffffff at the launch's start, and the chain leaves them so. sync: 5 u32, zero (the chain leaves them zero).
+// must hold 0xffffffff at the launch's start, and the chain leaves them so. Mode 3, first: the attention at (no GEMV;
+// at.i8 = the next phase's xs, its B·t left to the q/k/v GEMV), a block per query head. sync: 6 u32, zero (the chain
+// leaves them zero).
 struct Int8xChainPhase {
   const void* words = nullptr;
   const uint32_t* sz = nullptr;
@@ -214,6 +231,7 @@ struct Int8xChainPhase {
   float* hout = nullptr;
   const float* yin = nullptr;
   const float* normw = nullptr;
+  DecodeAttn at{};  // mode 3
 };
 const char* cuda_int8x_chain(const Int8xChainPhase* ph, int nph, int nks, bool pdl, unsigned* sync);
 // Benchmarks: chain launches from now on write %globaltimer stamps [launch][grid][stamps] u64 into buf (null: off);
@@ -267,21 +285,6 @@ struct DecodeQkv {
   uint16_t *qOut, *kOut, *vOut;
 };
 const char* cuda_decode_qkv_epi(const DecodeQkv& e);
-// One token's attention with its RoPE and cache rows (replaces the q/k/v epilogue + attention): q (f32 [Hq·hd]) and the
-// new k, v (f32 [Hkv·hd]) → RoPE (cos/sin of position pos) → bf16; rows pos of kc/vc (bf16 [pos + 1][Hkv·hd]) written;
-// out (bf16 [Hq·hd]) = softmax(q·Kᵀ/√hd)·V over positions 0..pos (GQA). hd ∈ {64, 128, 256}.
-struct DecodeAttn {
-  const float *q, *k, *v, *cos, *sin;
-  uint16_t *kc, *vc, *out;
-  int pos, Hq, Hkv, hd;
-  // cuda_decode_attn launched alone (not recorded, not folded) may also add the adapters' B·t to q, k and v before RoPE
-  // (B bf16 [Hq·hd | Hkv·hd, r], t f32 [r]; null: none) and write its output as the int8-x GEMV's input instead of
-  // bf16 out: x̂ | a | Σx̂ into the scratch i8 (int8x_gemv.cu's layout), as cuda_int8x_prep makes them from bf16 out.
-  const float *tq = nullptr, *tk = nullptr, *tv = nullptr;
-  const uint16_t *Bq = nullptr, *Bk = nullptr, *Bv = nullptr;
-  int r = 0;
-  void* i8 = nullptr;
-};
 const char* cuda_decode_attn(const DecodeAttn& e);
 // The same attention handed to the NEXT cuda_decode_gemv call instead of launched: kernel 5 runs it first (blocks h < Hq,
 // the other blocks wait for all heads) when that call's x is e.out (bf16) with in = Hq·hd — one launch boundary less

@@ -45,7 +45,9 @@ export interface NativeCudaInt8x extends NativeCuda {
    * 1/rms from Σv² in the block; mode 2: x̃ = silu(yin[i])·yin[in + i]; mode 0, the first phase only: the scratch xs of a
    * prep or the attention, npart Σx² partials). sz tile-blocked; y stored. With an adapter (A, R, t, r, b0..b2, e0..e2:
    * Int8xGemv's B·t segments) t is published by value: every t must hold 0xffffffff at the launch's start, and the chain
-   * leaves them so. ksplit 8 or 16 warps a block; sync: 5 u32 counters, zero (left zero). */
+   * leaves them so. First, optionally, the attention (mode 3, cudaDecodeAttn's fields with its int8-x output xs, the
+   * next phase's mode-0 input; a block per query head, the ring streaming the next phase's weights meanwhile): then a
+   * layer is one launch. ksplit 8 or 16 warps a block; sync: 6 u32 counters, zero (left zero). */
   cudaInt8xChain?(phases: Int8xChainPhase[], ksplit: number, pdl: boolean, sync: number): void;
   /** The GEMV's input into scratch: the element v = x (bf16 with xBf16) + addY + B1·t1 (B1 bf16 [in, r], t1 f32 [r]; the
    * residual stream after the previous GEMV and its LoRA B·t, written to xOut when given), then x̃ = v, v·normW (RMSNorm; 1/rms
@@ -57,13 +59,23 @@ export interface NativeCudaInt8x extends NativeCuda {
     xOut?: number | null, xBf16?: boolean, unsetT?: boolean): void;
 }
 
-/** A phase of cudaInt8xChain (handles; b0..b2 / e0..e2: the B·t segments' B and row ends). */
-export interface Int8xChainPhase {
+/** A GEMV phase of cudaInt8xChain (handles; b0..b2 / e0..e2: the B·t segments' B and row ends). */
+export interface Int8xChainGemvPhase {
   words: number; sz: number; y: number; out: number; in: number; mode: 0 | 1 | 2;
   xs?: number | null; npart?: number; eps?: number; hin?: number | null; hout?: number | null; yin?: number | null; normW?: number | null;
   A?: number | null; R?: number; t?: number | null; r?: number;
   b0?: number | null; b1?: number | null; b2?: number | null; e0?: number; e1?: number; e2?: number;
 }
+/** The chain's attention phase (first): cudaDecodeAttn's q, k, v (f32), cos, sin, caches kc, vc, pos, heads and head dim,
+ * its output quantized into xs (int8xScratchBytes(Hq·hd)), which the next phase reads (mode 0). */
+export interface Int8xChainAttnPhase {
+  mode: 3; q: number; k: number; v: number; cos: number; sin: number; kc: number; vc: number;
+  pos: number; Hq: number; Hkv: number; hd: number; xs: number;
+}
+export type Int8xChainPhase = Int8xChainGemvPhase | Int8xChainAttnPhase;
+
+/** u32 counters the chain needs (zero; it leaves them zero): a barrier per phase boundary and the blocks out. */
+export const INT8X_CHAIN_SYNC_WORDS = 6;
 
 /** The bits of a t value not yet stored (parts & 2048; a NaN no A row stores: native kTUnset). */
 export const INT8X_T_UNSET = 0xffffffff;

@@ -19,7 +19,7 @@ import { argmax } from '../../src/model/sampling.js';
 import { packedBytes, unpackCodes } from '../../src/quant/pack.js';
 import { f16BitsToF32 } from '../../src/quant/f16.js';
 import { groupCount, type PackedTensor } from '../../src/quant/types.js';
-import { INT8X_T_UNSET as T_UNSET, int8xScratchBytes, type Int8xChainPhase, int8X, int8xLoraA, int8xPrepInput, repackInt8x, tileInt8xSz, unrepackInt8x, untileInt8xSz, type Int8xPrepBt } from '../../src/backend/cuda-int8x.js';
+import { INT8X_CHAIN_SYNC_WORDS, INT8X_T_UNSET as T_UNSET, int8xScratchBytes, type Int8xChainPhase, int8X, int8xLoraA, int8xPrepInput, repackInt8x, tileInt8xSz, unrepackInt8x, untileInt8xSz, type Int8xPrepBt } from '../../src/backend/cuda-int8x.js';
 
 interface HostBuf { mem: ArrayBuffer; off: number; bytes: number }
 
@@ -322,14 +322,22 @@ export function hostEngine(): HostEngine {
     // The chain (o → gate/up → down → q/k/v in one launch): each phase's x̂ made as the kernel's blocks make it (mode 1:
     // residual + RMSNorm, hout written; mode 2: SwiGLU; mode 0: the scratch), then the streamed GEMV's emulation with t
     // by value — so a phase whose t is not unset at the launch's start fails here as it would race on a GPU; the chain
-    // leaves every t unset and its counters zero.
+    // leaves every t unset and its counters zero. Mode 3 (first): the attention, as cudaDecodeAttn with its int8-x output.
     cudaInt8xChain: (phases: Int8xChainPhase[], ks: number, _pdl: boolean, sync: number) => {
-      if (phases.length < 1 || phases.length > 4) throw new Error('cudaInt8xChain: 1 to 4 phases');
+      if (phases.length < 1 || phases.length > 5) throw new Error('cudaInt8xChain: 1 to 5 phases');
       if (![8, 16].includes(ks)) throw new Error('cudaInt8xChain: 8 or 16 warps a block');
-      const sb = get(sync, 20), sv = new Uint32Array(sb.mem, sb.off, 5);
+      const sb = get(sync, 4 * INT8X_CHAIN_SYNC_WORDS), sv = new Uint32Array(sb.mem, sb.off, INT8X_CHAIN_SYNC_WORDS);
       if (sv.some((v) => v !== 0)) throw new Error(`cudaInt8xChain: counters ${[...sv]} at the launch's start`);
       phases.forEach((P, p) => {
-        if ((p === 0) !== (P.mode === 0)) throw new Error('cudaInt8xChain: the first phase reads its x̂ from a scratch (mode 0), the others make it');
+        if (P.mode === 3) {
+          const nx = phases[p + 1];
+          if (p !== 0 || !nx || nx.mode !== 0 || nx.xs !== P.xs || nx.in !== P.Hq * P.hd) throw new Error('cudaInt8xChain: the attention is the first phase, its output (xs) the next phase\'s x̂');
+          if (P.hd !== 64 && P.hd !== 128) throw new Error('cudaInt8xChain: the attention phase takes head dims 64 and 128');
+          (ops.cudaDecodeAttn as (...a: unknown[]) => void)(P.q, P.k, P.v, P.cos, P.sin, P.kc, P.vc, P.pos, P.Hq, P.Hkv, P.hd, null,
+            null, null, null, null, null, null, 0, P.xs);
+          return;
+        }
+        if ((P.mode === 0) !== (p === 0 || phases[p - 1].mode === 3)) throw new Error('cudaInt8xChain: the first GEMV phase reads its x̂ from a scratch (mode 0), the others make it');
         const inF = P.in, ng = inF / 64;
         let scratch = P.xs ?? 0, normEps: number | null = P.mode === 0 && P.npart ? P.eps ?? 0 : null, parts = 4 | 64 | 256 | 512;
         if (P.mode !== 0) {
@@ -352,7 +360,7 @@ export function hostEngine(): HostEngine {
         (ops.cudaInt8xGemv as (...a: unknown[]) => void)(P.words, P.sz, null, scratch, P.y, P.out, inF, ks, parts, normEps, P.A ?? null,
           P.R ?? 0, P.t ?? null, P.A ? segs.map(([b]) => b) : null, P.A ? segs.map(([, e]) => e) : null, P.r ?? 0, null);
       });
-      for (const P of phases) if (P.A && P.t) { const tb = get(P.t, (P.R ?? 0) * 4); new Uint32Array(tb.mem, tb.off, P.R ?? 0).fill(T_UNSET); }
+      for (const P of phases) if (P.mode !== 3 && P.A && P.t) { const tb = get(P.t, (P.R ?? 0) * 4); new Uint32Array(tb.mem, tb.off, P.R ?? 0).fill(T_UNSET); }
     },
     cudaRmsnormFwd: (x: number, w: number, yB: number | null, yF: number | null, rstd: number | null, N: number, C: number, eps: number) => {
       const y = new Float32Array(N * C), r = new Float32Array(N);

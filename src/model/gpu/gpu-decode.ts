@@ -14,7 +14,7 @@ import { Rng } from '../../tensor.js';
 import { sampleToken } from '../sampling.js';
 import type { GenerateOptions } from '../generate.js';
 import { decodeSegRanges, type DecodePrefetch, type DecodeSeg } from '../../backend/cuda-decode.js';
-import { INT8X_T_UNSET, int8xScratchBytes, type Int8xChainPhase, type NativeCudaInt8x } from '../../backend/cuda-int8x.js';
+import { INT8X_CHAIN_SYNC_WORDS, INT8X_T_UNSET, int8xScratchBytes, type Int8xChainGemvPhase, type Int8xChainPhase, type NativeCudaInt8x } from '../../backend/cuda-int8x.js';
 
 /**
  * One int8-x GEMV launch of the kernel-8 plan: the projections reading one x, their int8-x words and scale|zero rows
@@ -121,7 +121,13 @@ export class GpuDecoder {
    * 2 launches a layer instead of 8. LOWBIT_INT8X_CHAIN=1 (opt-in until measured; it turns the streamed GEMVs on).
    */
   chain = process.env.LOWBIT_INT8X_CHAIN === '1';
-  /** the chain's counters (5 u32) and the residual's second buffer (the chain's residual phases write the other one) */
+  /**
+   * The chain with the attention as its first phase (a block per query head; the ring streams o's weights meanwhile):
+   * ONE launch a layer, attention → o → gate/up → down → the next q/k/v. LOWBIT_INT8X_CHAIN_ATTN=1 (with the chain;
+   * opt-in until measured on a GPU).
+   */
+  chainAttn = process.env.LOWBIT_INT8X_CHAIN_ATTN === '1';
+  /** the chain's counters (INT8X_CHAIN_SYNC_WORDS u32) and the residual's second buffer (the chain's residual phases write the other one) */
   private chainSync: number | null = null;
   private chainH: number | null = null;
   /** the v4 plan (null when the model does not qualify: then variant 4 runs as 3) */
@@ -363,8 +369,8 @@ export class GpuDecoder {
     const r = lora?.sites[0]?.r ?? 0;
     const alloc = (bytes: number) => { const h = c.cudaAlloc(bytes); this.i8bufs.push(h); return h; };
     this.i8scr = { D: alloc(int8xScratchBytes(D)), Q: alloc(int8xScratchBytes(Q)), I: alloc(int8xScratchBytes(I)) };
-    this.chainSync = alloc(32);
-    c.cudaMemset0(this.chainSync, 32);
+    this.chainSync = alloc(4 * INT8X_CHAIN_SYNC_WORDS);
+    c.cudaMemset0(this.chainSync, 4 * INT8X_CHAIN_SYNC_WORDS);
     this.chainH = alloc(D * 4);
     // the folded preps' group counters (i8fold): one set serves every launch, each leaves them zero
     this.i8cnt = null;
@@ -477,8 +483,17 @@ export class GpuDecoder {
   /** Whether token steps run the chain (o → gate/up → down → q/k/v in one launch). */
   get chained(): boolean { return this.i8chain; }
 
+  /** Whether the chain runs the attention as its first phase (chainAttn; head dims 64 and 128). */
+  private get i8chainAttn(): boolean {
+    const hd = this.w.config.headDim;
+    return this.i8chain && this.chainAttn && (hd === 64 || hd === 128);
+  }
+
+  /** Whether token steps run the attention inside the chain (one launch a layer). */
+  get chainedAttention(): boolean { return this.i8chainAttn; }
+
   /** A chain phase of GEMV g (its words, tile-blocked sz, y, A rows and B·t segments). */
-  private chainPhase(g: Int8xGemv, mode: 0 | 1 | 2, more: Partial<Int8xChainPhase>): Int8xChainPhase {
+  private chainPhase(g: Int8xGemv, mode: 0 | 1 | 2, more: Partial<Int8xChainGemvPhase>): Int8xChainGemvPhase {
     const bt = g.A && g.bt;
     return { words: g.words, sz: g.szT!, y: g.y, out: g.out, in: g.in, mode, ...more,
       ...(bt ? { A: g.A, R: g.R, t: g.t, r: bt.r, ...Object.fromEntries(bt.Bs.flatMap((B, i) => [[`b${i}`, B], [`e${i}`, bt.ends[i]]])) } : {}) };
@@ -542,7 +557,7 @@ export class GpuDecoder {
     const r = this.lora?.sites[0]?.r ?? 0;
     c.cudaEmbedding(h.id, this.w.embed, h.x, 1, D, cfg.vocabSize, true);
     const fold = this.i8fold, zero = this.i8zeroSync, tval = this.i8tval, zb = (zero ? 256 : 0) | (tval ? 2048 : 0);  // once per step, not per launch
-    const chain = this.i8chain, hB = this.chainH!, cw = Number(process.env.LOWBIT_INT8X_CHAIN_WARPS ?? 16);
+    const chain = this.i8chain, chainAttn = this.i8chainAttn, hB = this.chainH!, cw = Number(process.env.LOWBIT_INT8X_CHAIN_WARPS ?? 16);
     for (let l = 0; l < cfg.numLayers; l++) {
       const w = this.w.layers[l], pl = plan[l], prev = l > 0 ? plan[l - 1] : null, B = pl.B, t = pl.t, sync = zero ? pl.sync : null;
       if (!chain || !prev) {  // with the chain, layer l > 0's q/k/v ran in the chain of layer l - 1
@@ -554,7 +569,9 @@ export class GpuDecoder {
       }
       const y = pl.qkv.y, q = this.i8view(y, 0, Q), k = this.i8view(y, Q, KV), v = this.i8view(y, Q + KV, KV);
       const [bq, tq] = this.i8Bt(pl.qkv, B.q_proj, t.q_proj), [bk, tk] = this.i8Bt(pl.qkv, B.k_proj, t.k_proj), [bv, tv] = this.i8Bt(pl.qkv, B.v_proj, t.v_proj);
-      if (this.i8attn) {  // one launch: B·t (unless q/k/v's GEMV added it), RoPE, cache rows, attention, the o GEMV's int8 input
+      if (chainAttn) {
+        // the attention runs as the chain's first phase (below; q/k/v's GEMV added its B·t)
+      } else if (this.i8attn) {  // one launch: B·t (unless q/k/v's GEMV added it), RoPE, cache rows, attention, the o GEMV's int8 input
         c.cudaDecodeAttn(q, k, v, this.cosAt[pos], this.sinAt[pos], h[`kc${l}`], h[`vc${l}`], pos, cfg.numHeads, cfg.numKvHeads,
           cfg.headDim, null, tq, tk, tv, bq, bk, bv, bq ? r : 0, scr.Q);
       } else {
@@ -565,7 +582,9 @@ export class GpuDecoder {
       }
       if (chain) {  // o → gate/up → down → the next layer's q/k/v in one launch; the residual alternates between h.x and hB
         const next = l + 1 < cfg.numLayers ? plan[l + 1] : null;
-        const phases = [
+        const phases: Int8xChainPhase[] = [
+          ...(chainAttn ? [{ mode: 3 as const, q, k, v, cos: this.cosAt[pos], sin: this.sinAt[pos], kc: h[`kc${l}`], vc: h[`vc${l}`], pos,
+            Hq: cfg.numHeads, Hkv: cfg.numKvHeads, hd: cfg.headDim, xs: scr.Q }] : []),
           this.chainPhase(pl.o, 0, { xs: scr.Q, npart: 0 }),
           this.chainPhase(pl.gu, 1, { hin: h.x, yin: pl.o.y, hout: hB, normW: w.postNorm, eps }),
           this.chainPhase(pl.down, 2, { yin: pl.gu.y }),
