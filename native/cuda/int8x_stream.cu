@@ -337,7 +337,9 @@ __device__ __forceinline__ void chain_issue(const I8Chain& c, const int* first, 
              (int)blockIdx.x * P.tpb + li / nch, li % nch, nblk, nch, lane);
 }
 
-template <int NKS>
+// ATTN: compiled with the attention phase (ptxas: 97 / 103 registers at 16 / 8 warps against 78 / 87 without), so a chain
+// without it runs the code it ran before
+template <int NKS, bool ATTN>
 __global__ void __launch_bounds__(32 * NKS, 1) int8x_chain_kernel(const __grid_constant__ I8Chain c) {
   extern __shared__ __align__(128) unsigned char sm[];
   __shared__ __align__(8) uint64_t bar[kMaxStages + 1];  // the ring's stages, then the A rows
@@ -388,7 +390,7 @@ __global__ void __launch_bounds__(32 * NKS, 1) int8x_chain_kernel(const __grid_c
     }
     chain_stamp(c, 2 + 4 * p);
     if (P.mode == 3) {  // the attention: head blockIdx.x, its scratch over x̂'s (no GEMV in this phase)
-      if ((int)blockIdx.x < P.at.Hq) {
+      if (ATTN && (int)blockIdx.x < P.at.Hq) {
         if (P.at.hd == 64) attn_body<2, NKS, true>(P.at, blockIdx.x, reinterpret_cast<float*>(xsm));
         else attn_body<4, NKS, true>(P.at, blockIdx.x, reinterpret_cast<float*>(xsm));
       }
@@ -672,10 +674,12 @@ const char* cuda_int8x_chain(const Int8xChainPhase* ph, int nph, int nks, bool p
   if (S < 2) return "cudaInt8xChain: fewer than two ring stages fit the block's shared memory (LOWBIT_INT8X_CHAIN_SMEM)";
   c.S = S;
   const size_t smem = (size_t)xb + c.abytes + (size_t)S * c.stageBytes;
-  decltype(&int8x_chain_kernel<8>) kern = nks == 8 ? int8x_chain_kernel<8> : int8x_chain_kernel<16>;
-  static size_t smemSet[2] = {0, 0};
-  static int occN[2] = {0, 0};
-  const int k = nks == 8 ? 0 : 1;
+  const bool attn = c.ph[0].mode == 3;
+  decltype(&int8x_chain_kernel<8, false>) kern = nks == 8 ? (attn ? int8x_chain_kernel<8, true> : int8x_chain_kernel<8, false>)
+                                                          : (attn ? int8x_chain_kernel<16, true> : int8x_chain_kernel<16, false>);
+  static size_t smemSet[4] = {0, 0, 0, 0};
+  static int occN[4] = {0, 0, 0, 0};
+  const int k = (nks == 8 ? 0 : 1) + (attn ? 2 : 0);
   if (smemSet[k] != smem) {
     LB_CUDA(cudaFuncSetAttribute((const void*)kern, cudaFuncAttributePreferredSharedMemoryCarveout, 100));
     LB_CUDA(cudaFuncSetAttribute((const void*)kern, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem));

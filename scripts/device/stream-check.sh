@@ -16,5 +16,11 @@ timeout 150 node --test --test-reporter=tap --test-concurrency=1 dist/test/cuda-
 echo "decoder tests rc=$?"; grep -E "^# (pass|fail)|^not ok|int8-x" "$OUT/tests-dec.log" | cut -c1-230 | head -12
 OUT=$OUT TESTS=none BENCH=0 ZEROAB=0 AROWS=0 bash scripts/device/int8x-decode.sh 2>&1 | grep -E "tok/s|==|rror|first tokens"
 [ "${PROFILE:-0}" = 1 ] && KERNELS=8 PROFILES=token bash scripts/device/int8x-profile.sh 2>&1 | tail -24
-# CHAINTRACE=1: one token of the chain with %globaltimer stamps per launch, phase and block (bench --trace-chain)
-[ "${CHAINTRACE:-0}" = 1 ] && timeout 150 node bench/cuda-decode.mjs --trace-chain --json "$OUT/trace-chain.json" 2>&1 | tail -16
+# CHAINTRACE=1: one token of the chain with %globaltimer stamps per launch, phase and block (bench --trace-chain), with
+# the attention in its own launch and as the chain's first phase (LOWBIT_INT8X_CHAIN_ATTN)
+if [ "${CHAINTRACE:-0}" = 1 ]; then
+  for A in 0 1; do
+    echo "== chain trace, LOWBIT_INT8X_CHAIN_ATTN=$A"
+    LOWBIT_INT8X_CHAIN_ATTN=$A timeout 150 node bench/cuda-decode.mjs --trace-chain --json "$OUT/trace-chain-attn$A.json" 2>&1 | tail -18
+  done
+fi
