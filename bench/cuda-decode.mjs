@@ -192,16 +192,18 @@ if (args.includes('--trace-chain')) {
     const { raw, launches, t0 } = tracedToken(d, tb, n, (buf) => c.cudaInt8xChainTrace(buf));
     const L = Math.min(launches, maxL);
     const at = (i, b, k) => raw[(i * G + b) * K + k] === 0n ? NaN : Number(raw[(i * G + b) * K + k] - t0) / 1000;
+    // phase p of a launch is kinds[p % kinds.length] (a layer's chain, or with LOWBIT_INT8X_CHAIN_TOKEN=1 every layer's)
     const kinds = [...(d.chainedAttention ? ['attention'] : []), 'o', 'gate/up', 'down', 'next q/k/v'], per = kinds.map(() => []), launch = [];
     const bs = [...Array(G).keys()];
     const minOf = (a) => Math.min(...a.filter((x) => !Number.isNaN(x))), maxOf = (a) => Math.max(...a.filter((x) => !Number.isNaN(x)));
     for (let i = 0; i < L; i++) {
-      // the last layer's chain has no next q/k/v phase: its stamps stay zero
-      const nph = Number.isNaN(medOf(bs.map((b) => at(i, b, 2 + 4 * (kinds.length - 1))))) ? kinds.length - 1 : kinds.length;
+      // the launch's phases: those with stamps (the last layer has no next q/k/v; at most (K - 2) / 4 are stamped)
+      let nph = 0;
+      while (nph < (K - 2) / 4 && !Number.isNaN(medOf(bs.map((b) => at(i, b, 2 + 4 * nph))))) nph++;
       const last = (b) => at(i, b, 5 + 4 * (nph - 1));
       for (let p = 0; p < nph; p++) {
         const from = (b) => (p === 0 ? at(i, b, 1) : at(i, b, 5 + 4 * (p - 1)));
-        per[p].push({ span: maxOf(bs.map((b) => at(i, b, 5 + 4 * p))) - minOf(bs.map((b) => at(i, b, 2 + 4 * p))),
+        per[p % kinds.length].push({ span: maxOf(bs.map((b) => at(i, b, 5 + 4 * p))) - minOf(bs.map((b) => at(i, b, 2 + 4 * p))),
           barrier: medOf(bs.map((b) => at(i, b, 2 + 4 * p) - from(b))), stage: medOf(bs.map((b) => at(i, b, 3 + 4 * p) - at(i, b, 2 + 4 * p))),
           arows: medOf(bs.map((b) => at(i, b, 4 + 4 * p) - at(i, b, 3 + 4 * p))), items: medOf(bs.map((b) => at(i, b, 5 + 4 * p) - at(i, b, 4 + 4 * p))),
           itemsMax: maxOf(bs.map((b) => at(i, b, 5 + 4 * p) - at(i, b, 4 + 4 * p))) });
@@ -260,9 +262,9 @@ for (const withLora of gemvOnly ? [] : [true, false]) {
       const tps = N / s, perTok = d.bytesPerToken(prompt.length + N / 2);
       const bound = BW / perTok;
       if (kernel === 8 && !d.int8x) throw new Error(`kernel 8: ${d.int8xUnsupported()}`);
-      const r = { lora: withLora, variant, kernel, probe, persistent: d.persistent, int8x: d.int8x, chained: d.chained, chainedAttention: d.chainedAttention, mode, prefetch: pfMode, captureSeconds: d.captureSeconds, tokensPerS: tps, msPerToken: 1000 / tps, bytesPerToken: perTok, boundTokensPerS: bound, ofBound: tps / bound, first: out.slice(0, 8) };
+      const r = { lora: withLora, variant, kernel, probe, persistent: d.persistent, int8x: d.int8x, chained: d.chained, chainedAttention: d.chainedAttention, chainedToken: d.chainedToken, mode, prefetch: pfMode, captureSeconds: d.captureSeconds, tokensPerS: tps, msPerToken: 1000 / tps, bytesPerToken: perTok, boundTokensPerS: bound, ofBound: tps / bound, first: out.slice(0, 8) };
       res.runs.push(r);
-      log(`${withLora ? 'rank-64 LoRA unmerged' : 'no adapter         '} GEMV v${variant}${variant === 4 ? ` k${kernel}${d.persistent ? ' (persistent)' : ''}${d.int8x ? ` (int8-x${d.chained ? `, chained${d.chainedAttention ? ' with the attention' : ''}` : ''})` : ''}${probe ? ` probe ${probe}` : ''}` : ''} ${mode.padEnd(5)} prefetch ${pfMode}: ${tps.toFixed(1)} tok/s (${r.msPerToken.toFixed(2)} ms/token), bound ${bound.toFixed(0)} tok/s (${(perTok / 1e6).toFixed(0)} MB/token) → ${(100 * r.ofBound).toFixed(1)} %`);
+      log(`${withLora ? 'rank-64 LoRA unmerged' : 'no adapter         '} GEMV v${variant}${variant === 4 ? ` k${kernel}${d.persistent ? ' (persistent)' : ''}${d.int8x ? ` (int8-x${d.chained ? `, chained${d.chainedAttention ? ' with the attention' : ''}${d.chainedToken ? ', a token in one launch' : ''}` : ''})` : ''}${probe ? ` probe ${probe}` : ''}` : ''} ${mode.padEnd(5)} prefetch ${pfMode}: ${tps.toFixed(1)} tok/s (${r.msPerToken.toFixed(2)} ms/token), bound ${bound.toFixed(0)} tok/s (${(perTok / 1e6).toFixed(0)} MB/token) → ${(100 * r.ofBound).toFixed(1)} %`);
     } catch (e) {
       res.runs.push({ lora: withLora, variant, kernel, mode, prefetch: pfMode, error: String(e) });
       log(`${withLora ? 'lora' : 'base'} v${variant} ${mode}: ${e}`);

@@ -21,7 +21,7 @@ import { cudaDecodeOps, type NativeCudaDecode } from '../src/backend/cuda-decode
 import { hostEngine } from './helpers/host-engine.js';
 
 const bf16Values = (x: Float32Array): Float32Array => bf16ToF32(f32ToBf16(x));
-import { cudaInt8xOps, cudaInt8xUnavailable, type NativeCudaInt8x, int8X, int8xInputOf, int8xLoraA, int8xPrepInput, int8xScaleZero, type Int8xPrepBt, int8xScratchBytes, repackInt8x, tileInt8xSz, unrepackInt8x, untileInt8xSz } from '../src/backend/cuda-int8x.js';
+import { cudaInt8xOps, cudaInt8xUnavailable, type Int8xChainAttnPhase, type Int8xChainGemvPhase, type Int8xChainPhase, type NativeCudaInt8x, int8X, int8xInputOf, int8xLoraA, int8xPrepInput, int8xScaleZero, type Int8xPrepBt, int8xScratchBytes, repackInt8x, tileInt8xSz, unrepackInt8x, untileInt8xSz } from '../src/backend/cuda-int8x.js';
 
 const MASK = [0x03030303, 0x0c0c0c0c, 0x30303030, 0xc0c0c0c0];
 
@@ -501,11 +501,11 @@ type ChainEngine = NativeCudaInt8x & Pick<NativeCudaDecode, 'cudaDecodeAttn'>;
 const CHAIN_ENGINES: { name: string; get(): ChainEngine | string }[] = [
   { name: 'CUDA', get: () => {
     const c = cudaInt8xOps(), d = cudaDecodeOps();
-    return !c ? cudaInt8xUnavailable() : typeof c.cudaInt8xChain !== 'function' || !d ? 'the addon has no cudaInt8xChain' : c as ChainEngine;
+    return !c ? cudaInt8xUnavailable() : typeof c.cudaInt8xChainPlan !== 'function' || !d ? 'the addon has no cudaInt8xChainPlan' : c as ChainEngine;
   } },
   { name: 'host emulator', get: () => hostEngine() as unknown as ChainEngine },
 ];
-for (const E of CHAIN_ENGINES) test(`${E.name}: int8-x chain (o → gate/up → down → q/k/v in one launch, and after the attention as its first phase): each phase = f64 on the previous phase\'s y (residual + RMSNorm, SwiGLU, scratch), with and without the adapters (t by value, 1–3 B·t segments); hout = hin + y bit for bit; the attention phase = cudaDecodeAttn (bit for bit at 8 warps, head dims 128 and 64, GQA); t left unset, counters zero; repeatable bit for bit; 8 and 16 warps`, (t) => {
+for (const E of CHAIN_ENGINES) test(`${E.name}: int8-x chain (o → gate/up → down → q/k/v in one launch, and after the attention as its first phase): each phase = f64 on the previous phase\'s y (residual + RMSNorm, SwiGLU, scratch), with and without the adapters (t by value, 1–3 B·t segments); hout = hin + y bit for bit; the attention phase = cudaDecodeAttn (bit for bit at 8 warps, head dims 128 and 64, GQA); t left unset, counters zero; repeatable bit for bit; two layers in one launch = two launches bit for bit; 8 and 16 warps`, (t) => {
   const c = E.get();
   if (typeof c === 'string') { t.skip(c); return; }
   const rng = new Rng(67), eps = 1e-5, rB = 16, I = 4224;
@@ -531,6 +531,11 @@ for (const E of CHAIN_ENGINES) test(`${E.name}: int8-x chain (o → gate/up → 
     const hin = new Float32Array(1024).map(() => rng.normal()), hA_ = up(hin), hB_ = up(new Float32Array(1024));
     const n1 = new Float32Array(1024).map(() => 0.5 + rng.next()), n3 = new Float32Array(1024).map(() => 0.5 + rng.next());
     const hn1 = up(n1), hn3 = up(n3), sync = up(new Uint32Array(8));
+    // one launch of the phases (a plan made and freed; the attentions at position pos with the RoPE rows of rope)
+    const launch = (phases: Int8xChainPhase[], ks: number, rope: { cos: number; sin: number } | null) => {
+      const id = c.cudaInt8xChainPlan!(phases, ks, pos + 1);
+      try { c.cudaInt8xChainRun!(id, true, sync, pos, rope?.cos ?? null, rope?.sin ?? null); } finally { c.cudaInt8xChainFree!(id); }
+    };
     // the attention phase: o's x̂ (1024 inputs) from Hq heads of hd at position pos over a cache of random rows; the
     // caches are re-uploaded before each run, since the attention writes row pos
     const pos = 37, attnShapes = [{ Hq: 8, Hkv: 2, hd: 128 }, { Hq: 16, Hkv: 4, hd: 64 }];
@@ -541,6 +546,16 @@ for (const E of CHAIN_ENGINES) test(`${E.name}: int8-x chain (o → gate/up → 
         v: up(new Float32Array(KV).map(() => rng.normal())), cos: up(ang.map(Math.cos)), sin: up(ang.map(Math.sin)),
         kc: up(kc0), vc: up(vc0), kcR: up(kc0), vcR: up(vc0), xs: up(new Uint8Array(int8xScratchBytes(1024))), xsR: up(new Uint8Array(int8xScratchBytes(1024))) };
     });
+    // the chain's phase objects: GEMV phase k (with its adapter), and an attention
+    const gemvPhase = (k: number, mode: 0 | 1 | 2, more: object): Int8xChainGemvPhase => {
+      const P = ph[k];
+      return { words: P.words, sz: P.szT, y: P.y, out: P.out, in: P.inF, mode, ...more };
+    };
+    const withAdapter = (k: number, mode: 0 | 1 | 2, more: object): Int8xChainGemvPhase => {
+      const P = ph[k];
+      return { ...gemvPhase(k, mode, more), A: P.hA, R: P.R, t: P.t, r: rB, ...Object.fromEntries(P.hB.flatMap((b, i) => [[`b${i}`, b], [`e${i}`, P.ends[i]]])) };
+    };
+    const attnOf = (a: typeof attnBufs[number]): Int8xChainAttnPhase => ({ mode: 3, q: a.q, k: a.k, v: a.v, kc: a.kc, vc: a.vc, Hq: a.Hq, Hkv: a.Hkv, hd: a.hd, xs: a.xs });
     // x = a·x̂ of an int8-x scratch of n inputs
     const xhat = (h: number, n: number) => {
       const b = new Uint8Array(int8xScratchBytes(n)); c.cudaDownload(h, b);
@@ -565,17 +580,13 @@ for (const E of CHAIN_ENGINES) test(`${E.name}: int8-x chain (o → gate/up → 
         for (const [h, d] of [[at.kc, at.kc0], [at.vc, at.vc0], [at.kcR, at.kc0], [at.vcR, at.vc0]] as const) c.cudaUpload(h, d);
         c.cudaDecodeAttn(at.q, at.k, at.v, at.cos, at.sin, at.kcR, at.vcR, pos, at.Hq, at.Hkv, at.hd, null, null, null, null, null, null, null, 0, at.xsR);
       } else c.cudaInt8xPrep(hx, null, hn0, scr, 1024, null, 0, false);
-      const phase = (k: number, mode: 0 | 1 | 2, more: object) => {
-        const P = ph[k];
-        return { words: P.words, sz: P.szT, y: P.y, out: P.out, in: P.inF, mode, ...more,
-          ...(adapter ? { A: P.hA, R: P.R, t: P.t, r: rB, ...Object.fromEntries(P.hB.flatMap((b, i) => [[`b${i}`, b], [`e${i}`, P.ends[i]]])) } : {}) };
-      };
-      const attnPhase = at ? [{ mode: 3 as const, q: at.q, k: at.k, v: at.v, cos: at.cos, sin: at.sin, kc: at.kc, vc: at.vc, pos, Hq: at.Hq, Hkv: at.Hkv, hd: at.hd, xs: at.xs }] : [];
+      const phase = (k: number, mode: 0 | 1 | 2, more: object) => (adapter ? withAdapter(k, mode, more) : gemvPhase(k, mode, more));
+      const attnPhase = at ? [attnOf(at)] : [];
       const phases = [...attnPhase, phase(0, 0, at ? { xs: at.xs, npart: 0 } : { xs: scr, npart: 2, eps }), phase(1, 1, { hin: hA_, yin: ph[0].y, hout: hB_, normW: hn1, eps }),
         phase(2, 2, { yin: ph[1].y }), phase(3, 1, { hin: hB_, yin: ph[2].y, hout: hA_, normW: hn3, eps })];
       const label = `chain${at ? ` after the attention (${at.Hq} heads of ${at.hd}, ${at.Hkv} KV heads)` : ''}, ${ks} warps${adapter ? `, adapters (rank ${rB})` : ''}`;
       c.cudaUpload(hA_, hin);
-      c.cudaInt8xChain!(phases, ks, true, sync);
+      launch(phases, ks, at);
       const ys = ph.map((P) => down(P.y, P.out)), hB1 = down(hB_, 1024), hA1 = down(hA_, 1024);
       // phase 0: the prep's x̃ and 1/rms, or the attention's x̂; phases 1 and 3: the residual of the phase before; phase 2:
       // SwiGLU of gate/up
@@ -604,21 +615,48 @@ for (const E of CHAIN_ENGINES) test(`${E.name}: int8-x chain (o → gate/up → 
       const errs = ys.map((y, k) => relErr(y, refs[k]));
       t.diagnostic(`${label}: y vs f64 per phase ${errs.map((e) => e.toExponential(2)).join(' / ')}`);
       errs.forEach((e, k) => assert.ok(e < (k === 2 ? 1e-4 : 1e-5), `phase ${k}: y vs f64 ${e}`));
-      assert.deepEqual([...new Uint32Array(down(sync, 6).buffer)], [0, 0, 0, 0, 0, 0], 'the chain leaves its counters at zero');
+      assert.deepEqual([...new Uint32Array(down(sync, 2).buffer)], [0, 0], 'the chain leaves its counters at zero');
       if (adapter) for (const P of ph) assert.ok(new Uint32Array(down(P.t, P.R).buffer).every((v) => v === 0xffffffff), 'every t unset again');
       // again from the same inputs: the same bits
       c.cudaUpload(hA_, hin);
       if (at) for (const [h, d] of [[at.kc, at.kc0], [at.vc, at.vc0]] as const) c.cudaUpload(h, d);
-      c.cudaInt8xChain!(phases, ks, true, sync);
+      launch(phases, ks, at);
       ph.forEach((P, k) => assert.deepEqual(new Uint32Array(down(P.y, P.out).buffer), new Uint32Array(ys[k].buffer), `phase ${k}: a second chain repeats bit for bit`));
     }
-    const h = hs[0];
-    assert.throws(() => c.cudaInt8xChain!([{ words: h, sz: h, y: h, out: 32, in: 128, mode: 1 }], 16, true, sync), /scratch|mode 1/);
-    assert.throws(() => c.cudaInt8xChain!([], 16, true, sync), /1 to 5 phases/);
-    const a0 = attnBufs[0], aPh = { mode: 3 as const, q: a0.q, k: a0.k, v: a0.v, cos: a0.cos, sin: a0.sin, kc: a0.kc, vc: a0.vc, pos, Hq: a0.Hq, Hkv: a0.Hkv, hd: a0.hd, xs: a0.xs };
-    const o0 = { words: ph[0].words, sz: ph[0].szT, y: ph[0].y, out: ph[0].out, in: 1024 };
-    assert.throws(() => c.cudaInt8xChain!([aPh, { ...o0, mode: 0, xs: scr }], 16, true, sync), /output \(xs\)/);
-    assert.throws(() => c.cudaInt8xChain!([aPh], 16, true, sync), /output \(xs\)/);
-    assert.throws(() => c.cudaInt8xChain!([{ ...aPh, hd: 32, Hq: 32 }, { ...o0, mode: 0, xs: a0.xs }], 16, true, sync), /head dims/);
+    // a token in one launch: two layers' phases (attention → o → gate/up → down → q/k/v → attention → o → gate/up → down,
+    // the residual alternating as the decoder's does) = the same two layers as two launches, bit for bit
+    for (const ks of [16, 8]) {
+      const at = attnBufs[0], layer = (last: boolean): Int8xChainPhase[] => [attnOf(at), withAdapter(0, 0, { xs: at.xs, npart: 0 }),
+        withAdapter(1, 1, { hin: hA_, yin: ph[0].y, hout: hB_, normW: hn1, eps }), withAdapter(2, 2, { yin: ph[1].y }),
+        ...(last ? [] : [withAdapter(3, 1, { hin: hB_, yin: ph[2].y, hout: hA_, normW: hn3, eps })])];
+      const cache = (pos + 1) * at.Hkv * at.hd * 2;
+      const state = () => ([...ph.map((P) => [P.y, 4 * P.out]), [hA_, 4096], [hB_, 4096], [at.xs, int8xScratchBytes(1024)], [at.kc, cache], [at.vc, cache]] as const)
+        .map(([h, n]) => { const b = new Uint8Array(n); c.cudaDownload(h, b); return b; });
+      const fresh = () => { c.cudaUpload(hA_, hin); c.cudaUpload(at.kc, at.kc0); c.cudaUpload(at.vc, at.vc0); };
+      fresh();
+      launch([...layer(false), ...layer(true)], ks, at);
+      const one = state();
+      assert.deepEqual([...new Uint32Array(down(sync, 2).buffer)], [0, 0], 'the token chain leaves its counters at zero');
+      for (const P of ph) assert.ok(new Uint32Array(down(P.t, P.R).buffer).every((v) => v === 0xffffffff), 'the token chain leaves every t unset');
+      fresh();
+      launch(layer(false), ks, at);
+      launch(layer(true), ks, at);
+      const two = state();
+      one.forEach((b, i) => assert.deepEqual(b, two[i], `buffer ${i}: one launch of two layers = two launches, bit for bit (${ks} warps)`));
+      t.diagnostic(`two layers in one launch (9 phases, ${ks} warps) = two launches bit for bit`);
+    }
+    const h = hs[0], plan = (phases: Int8xChainPhase[]) => c.cudaInt8xChainFree!(c.cudaInt8xChainPlan!(phases, 16, pos + 1));
+    assert.throws(() => plan([{ words: h, sz: h, y: h, out: 32, in: 128, mode: 1 }]), /scratch|mode 1/);
+    assert.throws(() => plan([]), /1 to 4096 phases/);
+    const a0 = attnBufs[0], aPh = attnOf(a0), o0 = { words: ph[0].words, sz: ph[0].szT, y: ph[0].y, out: ph[0].out, in: 1024 };
+    assert.throws(() => plan([aPh, { ...o0, mode: 0, xs: scr }]), /output \(xs\)/);
+    assert.throws(() => plan([aPh]), /output \(xs\)/);
+    assert.throws(() => plan([{ ...aPh, hd: 32, Hq: 32 }, { ...o0, mode: 0, xs: a0.xs }]), /head dims/);
+    const id = c.cudaInt8xChainPlan!([aPh, { ...o0, mode: 0, xs: a0.xs }], 16, pos + 1);
+    try {
+      assert.throws(() => c.cudaInt8xChainRun!(id, true, sync, pos + 1, a0.cos, a0.sin), /position/);
+      assert.throws(() => c.cudaInt8xChainRun!(id, true, sync, pos, null, null), /position|RoPE/);
+    } finally { c.cudaInt8xChainFree!(id); }
+    assert.throws(() => c.cudaInt8xChainRun!(id, true, sync, pos, a0.cos, a0.sin), /not a live/);
   } finally { for (const h of hs) c.cudaFree(h); }
 });

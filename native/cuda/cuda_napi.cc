@@ -961,25 +961,27 @@ napi_value js_int8x_gemv(napi_env env, napi_callback_info info) {
   return nullptr;
 }
 
-// cudaInt8xChain(phases, ksplit, pdl, sync)   streamed int8-x GEMVs in one launch with grid barriers between them
-//   (cuda_int8x_chain). phases: 1–5 objects { words, sz (tile-blocked), y, out, in, mode (0 scratch, 1 residual +
-//   RMSNorm, 2 SwiGLU), xs, npart, eps (mode 0; eps ≥ 0 with npart > 0: RMSNorm's 1/rms from the partials), hin, hout,
-//   yin, normW, eps (mode 1), yin (mode 2: gate | up, 2·in floats), and with an adapter A, R, t, r, b0..b2 (B per
-//   segment, bf16 [rows, r], scaled), e0..e2 (segment row ends) }, or first the attention { mode: 3, q, k, v, cos, sin,
-//   kc, vc, pos, Hq, Hkv, hd, xs (its int8-x output: the next phase's xs) } as cudaDecodeAttn's; sync: 6 u32, zero
-napi_value js_int8x_chain(napi_env env, napi_callback_info info) {
-  Args a(env, info, "cudaInt8xChain");
-  int64_t nks = 0;
-  bool pdl = false;
-  Buf sync;
+// cudaInt8xChainPlan(phases, ksplit, positions) -> id   streamed int8-x GEMVs (and attentions) for one launch with grid
+//   barriers between them (cuda_int8x_chain_plan), the table made once on the device. phases: 1–4096 objects { words,
+//   sz (tile-blocked), y, out, in, mode (0 scratch, 1 residual + RMSNorm, 2 SwiGLU), xs, npart, eps (mode 0; eps ≥ 0
+//   with npart > 0: RMSNorm's 1/rms from the partials), hin, hout, yin, normW, eps (mode 1), yin (mode 2: gate | up,
+//   2·in floats), and with an adapter A, R, t, r, b0..b2 (B per segment, bf16 [rows, r], scaled), e0..e2 (segment row
+//   ends) }, or an attention { mode: 3, q, k, v, kc, vc, Hq, Hkv, hd, xs (its int8-x output: the next phase's xs) } as
+//   cudaDecodeAttn's, its caches holding `positions` rows; ksplit: 8 or 16 warps a block.
+// cudaInt8xChainRun(id, pdl, sync, pos = 0, cos = null, sin = null)   one launch of the plan (sync: 2 u32, zero; the
+//   attention phases at position pos < positions with the RoPE rows cos/sin f32 [hd/2]). cudaInt8xChainFree(id).
+IdTable g_chains{"int8-x chain plan"};
+napi_value js_int8x_chain_plan(napi_env env, napi_callback_info info) {
+  Args a(env, info, "cudaInt8xChainPlan");
+  int64_t nks = 0, positions = 0;
   bool is = false;
   if (a.argc > 0) napi_is_array(env, a.argv[0], &is);
   if (!is) return a.fail(0, "an array of phases"), nullptr;
-  if (!int_dim(a, 1, &nks) || (!a.is_nullish(2) && !a.boolean(2, &pdl)) || !buf_arg(a, 3, 24, &sync)) return nullptr;
+  if (!int_dim(a, 1, &nks) || !int_dim(a, 2, &positions)) return nullptr;
   uint32_t len = 0;
   napi_get_array_length(env, a.argv[0], &len);
-  if (len < 1 || len > 5) { throw_error(env, "cudaInt8xChain: 1 to 5 phases"); return nullptr; }
-  Int8xChainPhase ph[5];
+  if (len < 1 || len > 4096) { throw_error(env, "cudaInt8xChainPlan: 1 to 4096 phases"); return nullptr; }
+  std::vector<Int8xChainPhase> ph(len);
   for (uint32_t k = 0; k < len; k++) {
     napi_value el;
     napi_get_element(env, a.argv[0], k, &el);
@@ -987,34 +989,32 @@ napi_value js_int8x_chain(napi_env env, napi_callback_info info) {
     double out = 0, in = 0, mode = 0, R = 0, r = 0, npart = 0, eps = 0;
     bool has = false, hasEps = false;
     if (!prop_num(a, el, "mode", &mode, &has)) return nullptr;
-    if (mode == 3) {  // the attention phase
-      double dims[4] = {0, 0, 0, 0};
-      const char* dk[4] = {"pos", "Hq", "Hkv", "hd"};
-      for (int i = 0; i < 4; i++)
-        if (!prop_num(a, el, dk[i], &dims[i], &has) || !has || !(dims[i] >= (i == 0 ? 0 : 1)) || dims[i] != (double)(int)dims[i] ||
-            dims[i] > 1e7) {
-          throw_error(env, std::string("cudaInt8xChain: the attention phase needs integer ") + dk[i]);
+    if (mode == 3) {  // an attention phase
+      double dims[3] = {0, 0, 0};
+      const char* dk[3] = {"Hq", "Hkv", "hd"};
+      for (int i = 0; i < 3; i++)
+        if (!prop_num(a, el, dk[i], &dims[i], &has) || !has || !(dims[i] >= 1) || dims[i] != (double)(int)dims[i] || dims[i] > 1e6) {
+          throw_error(env, std::string("cudaInt8xChainPlan: the attention phase needs integer ") + dk[i]);
           return nullptr;
         }
-      const size_t pos = (size_t)dims[0], Hq = (size_t)dims[1], Hkv = (size_t)dims[2], hd = (size_t)dims[3], Q = Hq * hd, KV = Hkv * hd;
-      if (Q % 64 != 0) { throw_error(env, "cudaInt8xChain: the attention's int8-x output needs Hq·hd % 64 == 0"); return nullptr; }
-      const void *q, *kk, *v, *cs, *sn, *kc, *vc, *xs;
+      const size_t Hq = (size_t)dims[0], Hkv = (size_t)dims[1], hd = (size_t)dims[2], Q = Hq * hd, KV = Hkv * hd;
+      if (Q % 64 != 0) { throw_error(env, "cudaInt8xChainPlan: the attention's int8-x output needs Hq·hd % 64 == 0"); return nullptr; }
+      const void *q, *kk, *v, *kc, *vc, *xs;
       if (!prop_buf(a, el, "q", Q * 4, &q, true) || !prop_buf(a, el, "k", KV * 4, &kk, true) || !prop_buf(a, el, "v", KV * 4, &v, true) ||
-          !prop_buf(a, el, "cos", hd / 2 * 4, &cs, true) || !prop_buf(a, el, "sin", hd / 2 * 4, &sn, true) ||
-          !prop_buf(a, el, "kc", (pos + 1) * KV * 2, &kc, true) || !prop_buf(a, el, "vc", (pos + 1) * KV * 2, &vc, true) ||
+          !prop_buf(a, el, "kc", (size_t)positions * KV * 2, &kc, true) || !prop_buf(a, el, "vc", (size_t)positions * KV * 2, &vc, true) ||
           !prop_buf(a, el, "xs", Q + Q / 64 * 8, &xs, true))
         return nullptr;
       P.mode = 3;
-      P.at = DecodeAttn{static_cast<const float*>(q), static_cast<const float*>(kk), static_cast<const float*>(v),
-                        static_cast<const float*>(cs), static_cast<const float*>(sn), static_cast<uint16_t*>(const_cast<void*>(kc)),
-                        static_cast<uint16_t*>(const_cast<void*>(vc)), nullptr, (int)pos, (int)Hq, (int)Hkv, (int)hd};
+      P.at = DecodeAttn{static_cast<const float*>(q), static_cast<const float*>(kk), static_cast<const float*>(v), nullptr, nullptr,
+                        static_cast<uint16_t*>(const_cast<void*>(kc)), static_cast<uint16_t*>(const_cast<void*>(vc)), nullptr, 0,
+                        (int)Hq, (int)Hkv, (int)hd};
       P.at.i8 = const_cast<void*>(xs);
       P.xs = xs;
       continue;
     }
     if (!prop_num(a, el, "out", &out, &has) || !has || !prop_num(a, el, "in", &in, &has) || !has || !(out >= 16) || !(in >= 128) ||
         out != (double)(int)out || in != (double)(int)in) {
-      throw_error(env, "cudaInt8xChain: phase " + std::to_string(k) + " needs integer out ≥ 16 and in ≥ 128");
+      throw_error(env, "cudaInt8xChainPlan: phase " + std::to_string(k) + " needs integer out ≥ 16 and in ≥ 128");
       return nullptr;
     }
     if (!prop_num(a, el, "mode", &mode, &has) || !prop_num(a, el, "R", &R, &has) || !prop_num(a, el, "r", &r, &has) ||
@@ -1046,7 +1046,7 @@ napi_value js_int8x_chain(napi_env env, napi_callback_info info) {
     P.yin = static_cast<const float*>(yin);
     P.normw = static_cast<const float*>(nw);
     if (A) {
-      if (!t || !(r >= 1) || r != (double)(int)r) { throw_error(env, "cudaInt8xChain: phase " + std::to_string(k) + ": A needs t and an integer r ≥ 1"); return nullptr; }
+      if (!t || !(r >= 1) || r != (double)(int)r) { throw_error(env, "cudaInt8xChainPlan: phase " + std::to_string(k) + ": A needs t and an integer r ≥ 1"); return nullptr; }
       P.bt.r = (int)r;
       int prev = 0;
       for (int i = 0; i < 3; i++) {
@@ -1056,7 +1056,7 @@ napi_value js_int8x_chain(napi_env env, napi_callback_info info) {
         bool he = false;
         if (!prop_num(a, el, ek[i], &e, &he)) return nullptr;
         if (!he) break;
-        if (!(e > prev) || e > out || e != (double)(int)e) { throw_error(env, "cudaInt8xChain: segment ends must rise within out"); return nullptr; }
+        if (!(e > prev) || e > out || e != (double)(int)e) { throw_error(env, "cudaInt8xChainPlan: segment ends must rise within out"); return nullptr; }
         const void* B;
         if (!prop_buf(a, el, bk[i], (size_t)(e - prev) * (size_t)r * 2, &B, true)) return nullptr;
         P.bt.B[i] = B;
@@ -1066,8 +1066,27 @@ napi_value js_int8x_chain(napi_env env, napi_callback_info info) {
       }
     }
   }
-  check(env, cuda_int8x_chain(ph, (int)len, (int)nks, pdl, static_cast<unsigned*>(sync.ptr)));
+  void* plan = nullptr;
+  if (!check(env, cuda_int8x_chain_plan(ph.data(), (int)len, (int)nks, (int)positions, &plan))) return nullptr;
+  return make_number(env, g_chains.add(plan));
+}
+napi_value js_int8x_chain_run(napi_env env, napi_callback_info info) {
+  Args a(env, info, "cudaInt8xChainRun");
+  void* plan;
+  bool pdl = false;
+  int64_t pos = 0;
+  Buf sync, cs{}, sn{};
+  if (!g_chains.get(a, 0, &plan) || (!a.is_nullish(1) && !a.boolean(1, &pdl)) || !buf_arg(a, 2, 8, &sync) ||
+      (!a.is_nullish(3) && !a.count(3, &pos)))
+    return nullptr;
+  const size_t rope = (size_t)cuda_int8x_chain_hd(plan) / 2 * 4;
+  if (!cuda_opt_buf_arg(a, 4, rope, &cs) || !cuda_opt_buf_arg(a, 5, rope, &sn)) return nullptr;
+  check(env, cuda_int8x_chain_run(plan, pdl, static_cast<unsigned*>(sync.ptr), (int)pos, static_cast<const float*>(cs.ptr),
+                                  static_cast<const float*>(sn.ptr)));
   return nullptr;
+}
+napi_value js_int8x_chain_free(napi_env env, napi_callback_info info) {
+  return free_id(env, info, "cudaInt8xChainFree", g_chains, cuda_int8x_chain_free);
 }
 
 // cudaInt8xChainTrace(buf | null) -> { launches, grid, stamps }: chain launches from now on write u64 %globaltimer stamps
@@ -1408,7 +1427,9 @@ void register_cuda_quant(napi_env env, napi_value exports) {
   export_fn(env, exports, "cudaRepackSpan4", js_repack4);
   export_fn(env, exports, "cudaInt8xRepack", js_int8x_repack);
   export_fn(env, exports, "cudaInt8xGemv", js_int8x_gemv);
-  export_fn(env, exports, "cudaInt8xChain", js_int8x_chain);
+  export_fn(env, exports, "cudaInt8xChainPlan", js_int8x_chain_plan);
+  export_fn(env, exports, "cudaInt8xChainRun", js_int8x_chain_run);
+  export_fn(env, exports, "cudaInt8xChainFree", js_int8x_chain_free);
   export_fn(env, exports, "cudaInt8xChainTrace", js_int8x_chain_trace);
   export_fn(env, exports, "cudaInt8xTileSz", js_int8x_tile_sz);
   export_fn(env, exports, "cudaInt8xPrep", js_int8x_prep);

@@ -13,6 +13,7 @@
 #include <algorithm>
 #include <cstdint>
 #include <cstdlib>
+#include <vector>
 
 #include "check.h"
 #include "decode_attn_body.cuh"
@@ -281,10 +282,12 @@ __global__ void __launch_bounds__(32 * NKS) int8x_stream_kernel(I8Stream p, I8Bt
 // grid barrier between them; the ring is ONE sequence of items across the phases, refilled S items ahead as items are
 // consumed, so while a block waits at a barrier its ring already holds the next phase's first stages. Each block makes
 // the next phase's x̂ itself from the previous phase's y (the residual add with RMSNorm, or SwiGLU): no prep launches.
-// With the attention as a phase (mode 3, first; blocks h < Hq run head h, writing the o GEMV's x̂) a layer is one
-// launch: attention → o → gate/up → down → the next layer's q/k/v, the ring streaming o's weights during the attention.
-// Every block of the grid must be resident at once (the barriers and the t waits): the launcher checks occupancy.
-constexpr int kChainMax = 5;
+// With the attention as a phase (mode 3; blocks h < Hq run head h, writing the next GEMV's x̂) a layer is one launch:
+// attention → o → gate/up → down → the next layer's q/k/v, the ring streaming o's weights during the attention; and a
+// plan may hold every layer's phases, a token in one launch. The phases are a table in device memory made once (a
+// plan, cuda_int8x_chain_plan), so a launch takes any number of them and a graph replays the same table; the attention
+// phases' position and RoPE rows come with each run.
+// Every block of the grid must be resident at once (the barriers and the t waits): the plan checks occupancy.
 struct I8Phase {
   const uint4* words;
   const uint32_t* sz;  // tile-blocked
@@ -305,18 +308,23 @@ struct I8Phase {
   float* hout;
   const float* yin;
   const float* normw;
-  DecodeAttn at;  // mode 3
+  DecodeAttn at;  // mode 3 (pos, cos and sin from the run)
 };
 struct I8Chain {
-  I8Phase ph[kChainMax];
+  const I8Phase* tab;  // the plan's phases (device memory)
   int nph, S, stageBytes, xbytes, abytes;
-  unsigned* bar;  // [p] blocks done with phase p, [kChainMax] blocks out; zero between launches (the last block out)
+  unsigned* bar;  // [0] blocks arrived (once a block a phase boundary: phase p waits for p·grid), [1] blocks out; zero
+                  // between launches (the last block out)
   unsigned long long* ts;  // benchmarks (cuda_int8x_chain_trace): this launch's %globaltimer stamps [grid][kChainStamps]
+  int pos;                 // the attention phases' position and RoPE rows (f32 [hd/2])
+  const float *cos, *sin;
 };
-// trace stamps a block: entry, past the PDL wait, then per phase: past its barrier, x̂ staged, A rows done, items done
-constexpr int kChainStamps = 2 + 4 * kChainMax;
+// trace stamps a block: entry, past the PDL wait, then per phase (the first kChainTraceMax): past its barrier, x̂ staged,
+// A rows done, items done
+constexpr int kChainTraceMax = 256;
+constexpr int kChainStamps = 2 + 4 * kChainTraceMax;
 __device__ __forceinline__ void chain_stamp(const I8Chain& c, int k) {
-  if (c.ts && threadIdx.x == 0) {
+  if (c.ts && threadIdx.x == 0 && k < kChainStamps) {
     unsigned long long t;
     asm volatile("mov.u64 %0, %%globaltimer;" : "=l"(t));
     c.ts[(size_t)blockIdx.x * kChainStamps + k] = t;
@@ -327,70 +335,88 @@ __device__ __forceinline__ int chain_items(const I8Phase& P) {
   const int tiles = P.out / 16, t0 = (int)blockIdx.x * P.tpb, nch = (P.in / 128 + kChunkBlks - 1) / kChunkBlks;
   return max(0, min(P.tpb, tiles - t0)) * nch;
 }
-// Item gi of the block's sequence (phase p = the one whose range holds it) into ring stage gi % S, by warp 0.
-__device__ __forceinline__ void chain_issue(const I8Chain& c, const int* first, unsigned char* stg, uint64_t* bar, int gi, int lane) {
-  int p = 0;
-  while (p + 1 < c.nph && gi >= first[p + 1]) p++;
-  const I8Phase& P = c.ph[p];
-  const int nblk = P.in / 128, nch = (nblk + kChunkBlks - 1) / kChunkBlks, li = gi - first[p], s = gi % c.S;
+// Warp 0's issue cursor: the items [ib, ie) of the block's sequence are phase ip's.
+struct ChainCursor {
+  int ip = -1, ib = 0, ie = 0;
+};
+// Item gi of the block's sequence (gi rising from call to call) into ring stage gi % S, by warp 0; false past the last.
+__device__ __forceinline__ bool chain_issue(const I8Chain& c, ChainCursor& k, unsigned char* stg, uint64_t* bar, int gi, int lane) {
+  while (gi >= k.ie) {
+    if (k.ip + 1 >= c.nph) return false;
+    k.ip++;
+    k.ib = k.ie;
+    k.ie += chain_items(c.tab[k.ip]);
+  }
+  const I8Phase& P = c.tab[k.ip];
+  const int nblk = P.in / 128, nch = (nblk + kChunkBlks - 1) / kChunkBlks, li = gi - k.ib, s = gi % c.S;
   copy_chunk(P.words, P.sz, P.bt, P.bt.B[0] && P.bt.pre && group_bt_fits(P.bt.r), stg + (size_t)s * c.stageBytes, &bar[s],
              (int)blockIdx.x * P.tpb + li / nch, li % nch, nblk, nch, lane);
+  return true;
+}
+// The first phase of [from, from + 3) in which this block has LoRA-A rows (-1: none): the A region takes them as soon as
+// it is free, so they stream across the phases without any (an attention's, a short GEMV's with fewer rows than blocks).
+// Three: the longest run of phases without rows for a block is two (the attention, then o's 64 rows).
+__device__ __forceinline__ int chain_next_arows(const I8Chain& c, int from) {
+  for (int q = from; q < min(from + 3, c.nph); q++)
+    if (block_arows(c.tab[q].nA, c.tab[q].R)) return q;
+  return -1;
 }
 
-// ATTN: compiled with the attention phase (ptxas: 97 / 103 registers at 16 / 8 warps against 78 / 87 without), so a chain
-// without it runs the code it ran before
+// ATTN: compiled with the attention phase, so a chain without one carries none of its code (ptxas, 16 / 8 warps: 94 / 96
+// registers with it, 89 / 95 without, no spills; one block an SM at 16 warps, two fit at 8)
 template <int NKS, bool ATTN>
 __global__ void __launch_bounds__(32 * NKS, 1) int8x_chain_kernel(const __grid_constant__ I8Chain c) {
   extern __shared__ __align__(128) unsigned char sm[];
   __shared__ __align__(8) uint64_t bar[kMaxStages + 1];  // the ring's stages, then the A rows
   __shared__ float red[16][16], tall[3 * kBtMaxR], btsm[16], dred[NKS], wss[NKS], rstd_s;
-  __shared__ int first[kChainMax + 1], myAs[kChainMax], aFirst;
+  __shared__ __align__(16) unsigned char curb[sizeof(I8Phase)];  // the phase's record, copied from the table at its start
+  I8Phase& cur = *reinterpret_cast<I8Phase*>(curb);
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
   unsigned char* const xsm = sm;
   unsigned char* const asm_ = sm + c.xbytes;
   unsigned char* const stg = asm_ + c.abytes;
   chain_stamp(c, 0);
   if (threadIdx.x == 0) {
-    int n = 0;
-    for (int p = 0; p < c.nph; p++) {
-      first[p] = n;
-      n += chain_items(c.ph[p]);
-      myAs[p] = block_arows(c.ph[p].nA, c.ph[p].R);
-    }
-    first[c.nph] = n;
-    aFirst = c.nph;
-    for (int p = c.nph - 1; p >= 0; p--)
-      if (myAs[p]) aFirst = p;
     for (int s = 0; s <= c.S; s++) mbar_init(&bar[s], 1);
     asm volatile("fence.mbarrier_init.release.cluster;\n" ::: "memory");
   }
   __syncthreads();
-  const int total = first[c.nph];
-  int aPh = aFirst;  // the phase whose A rows the A region holds or is filling (nph: none left)
-  if (warp == 0) {  // weights before the wait: the first A rows (of the first phase with any) and the ring's first S items
-    if (aPh < c.nph) copy_arows(c.ph[aPh].A, c.ph[aPh].in, asm_, &bar[c.S], myAs[aPh], lane);
-    for (int i = 0; i < min(c.S, total); i++) chain_issue(c, first, stg, bar, i, lane);
+  ChainCursor cursor;  // warp 0's
+  int aPh = -1;        // warp 0's: the phase whose A rows the A region holds or is filling (-1: none)
+  if (warp == 0) {     // weights before the wait: the first A rows and the ring's first S items
+    aPh = chain_next_arows(c, 0);
+    if (aPh >= 0) copy_arows(c.tab[aPh].A, c.tab[aPh].in, asm_, &bar[c.S], block_arows(c.tab[aPh].nA, c.tab[aPh].R), lane);
+    for (int i = 0; i < c.S && chain_issue(c, cursor, stg, bar, i, lane); i++) {}
   }
   pdl_trigger();
   pdl_wait();
   chain_stamp(c, 1);
-  int aUse = 0;
+  int aUse = 0, pfirst = 0;  // pfirst: the block's first item of phase p
+  const I8Phase& P = cur;
   for (int p = 0; p < c.nph; p++) {
-    const I8Phase& P = c.ph[p];
-    const int in = P.in, ng = in / 64, nblk = in / 128, nch = (nblk + kChunkBlks - 1) / kChunkBlks, myA = myAs[p];
-    const int nitems = first[p + 1] - first[p], tile0 = (int)blockIdx.x * P.tpb;
-    const bool hasBt = P.bt.B[0] != nullptr && P.R > 0;
     if (p > 0) {  // every block done with the phase before (its y stored)
       if (threadIdx.x == 0)
-        for (unsigned n = 0; ld_acquire_gpu(c.bar + p - 1) < gridDim.x;) spin_guard(n);
+        for (unsigned n = 0; ld_acquire_gpu(c.bar) < (unsigned)p * gridDim.x;) spin_guard(n);
       __syncthreads();
-      const I8Phase& Q = c.ph[p - 1];
+      const I8Phase& Q = c.tab[p - 1];
       if (blockIdx.x == 0 && Q.R > 0 && Q.bt.B[0])  // its t read by every block: unset again for the next launch
         for (int k = threadIdx.x; k < Q.R; k += blockDim.x) reinterpret_cast<unsigned*>(Q.tout)[k] = kTUnset;
     }
+    for (int i = threadIdx.x; i < (int)(sizeof(I8Phase) / 4); i += blockDim.x)  // every thread is past the previous phase
+      reinterpret_cast<unsigned*>(&cur)[i] = __ldg(reinterpret_cast<const unsigned*>(c.tab + p) + i);
+    __syncthreads();
     chain_stamp(c, 2 + 4 * p);
+    const int in = P.in, ng = in / 64, nblk = in / 128, nch = (nblk + kChunkBlks - 1) / kChunkBlks;
+    const int myA = block_arows(P.nA, P.R), nitems = chain_items(P), tile0 = (int)blockIdx.x * P.tpb;
+    const bool hasBt = P.bt.B[0] != nullptr && P.R > 0;
     if (P.mode == 3) {  // the attention: head blockIdx.x, its scratch over x̂'s (no GEMV in this phase)
       if (ATTN && (int)blockIdx.x < P.at.Hq) {
+        if (threadIdx.x == 0) {
+          cur.at.pos = c.pos;
+          cur.at.cos = c.cos;
+          cur.at.sin = c.sin;
+        }
+        __syncthreads();
         if (P.at.hd == 64) attn_body<2, NKS, true>(P.at, blockIdx.x, reinterpret_cast<float*>(xsm));
         else attn_body<4, NKS, true>(P.at, blockIdx.x, reinterpret_cast<float*>(xsm));
       }
@@ -448,36 +474,35 @@ __global__ void __launch_bounds__(32 * NKS, 1) int8x_chain_kernel(const __grid_c
       }
     }
     chain_stamp(c, 4 + 4 * p);
-    if (aPh <= p) {  // the A region is free: the next A rows (of the next phase with any)
-      int q = p + 1;
-      while (q < c.nph && !myAs[q]) q++;
-      if (warp == 0 && q < c.nph) copy_arows(c.ph[q].A, c.ph[q].in, asm_, &bar[c.S], myAs[q], lane);
-      aPh = q;
+    if (warp == 0 && aPh <= p) {  // the A region is free (phase p's rows read, or none in it): the next A rows
+      aPh = chain_next_arows(c, p + 1);
+      if (aPh >= 0) copy_arows(c.tab[aPh].A, c.tab[aPh].in, asm_, &bar[c.S], block_arows(c.tab[aPh].nA, c.tab[aPh].R), lane);
     }
     bool tready = false;
     float y0 = 0.f, y1 = 0.f;
     for (int i = 0; i < nitems; i++) {
-      const int gi = first[p] + i, s = gi % c.S, ch = i % nch, tile = tile0 + i / nch, cb = min(kChunkBlks, nblk - kChunkBlks * ch);
+      const int gi = pfirst + i, s = gi % c.S, ch = i % nch, tile = tile0 + i / nch, cb = min(kChunkBlks, nblk - kChunkBlks * ch);
       const unsigned char* st = stg + (size_t)s * c.stageBytes;
       mbar_wait(&bar[s], (uint32_t)(gi / c.S) & 1u);
       fold_stage<NKS>(st, xw, a2, s2, kChunkBlks * ch, cb, warp, lane, y0, y1);
       if (ch == nch - 1)  // the tile's epilogue
         tile_epilogue<NKS>(y0, y1, P.mode == 1 || P.npart, rstd, P.bt, hasBt, hasBt && P.bt.pre && group_bt_fits(P.bt.r), P.tout, P.R,
                            tready, st, tile * 16, P.y, red, tall, btsm, warp, lane);
-      __syncthreads();  // the stage and red are read: refill the stage (with the next phase's items near the end)
-      if (warp == 0 && gi + c.S < total) chain_issue(c, first, stg, bar, gi + c.S, lane);
+      __syncthreads();  // the stage and red are read: refill the stage (with the next phases' items near the end)
+      if (warp == 0) chain_issue(c, cursor, stg, bar, gi + c.S, lane);
     }
+    pfirst += nitems;
     chain_stamp(c, 5 + 4 * p);
     if (p + 1 < c.nph && threadIdx.x == 0) {  // this block's y of the phase is stored
       __threadfence();
-      atomicAdd(c.bar + p, 1u);
+      atomicAdd(c.bar, 1u);
     }
   }
-  if (threadIdx.x == 0 && atomicAdd(c.bar + kChainMax, 1u) == gridDim.x - 1) {
+  if (threadIdx.x == 0 && atomicAdd(c.bar + 1, 1u) == gridDim.x - 1) {
     // the last block out: every block is past every wait and every t read — counters to 0, the last phase's t unset
-    for (int p = 0; p < c.nph; p++) c.bar[p] = 0;
-    c.bar[kChainMax] = 0;
-    const I8Phase& L = c.ph[c.nph - 1];
+    c.bar[0] = 0;
+    c.bar[1] = 0;
+    const I8Phase& L = c.tab[c.nph - 1];
     if (L.R > 0 && L.bt.B[0])
       for (int k = 0; k < L.R; k++) reinterpret_cast<unsigned*>(L.tout)[k] = kTUnset;
   }
@@ -599,44 +624,43 @@ const char* cuda_int8x_chain_trace(void* buf, size_t bytes, int* launches, int* 
   return nullptr;
 }
 
-const char* cuda_int8x_chain(const Int8xChainPhase* ph, int nph, int nks, bool pdl, unsigned* sync) {
-  if (nph < 1 || nph > kChainMax) return "cudaInt8xChain: 1 to 5 phases";
-  if (nks != 8 && nks != 16) return "cudaInt8xChain: 8 or 16 warps a block";
-  if (!sync) return "cudaInt8xChain: needs its counters (6 u32, zero)";
-  // LOWBIT_INT8X_CHAIN_BPS: blocks an SM (1 or 2); LOWBIT_INT8X_CHAIN_SMEM: KB a block (default 180 at 1, so that an
-  // attention block still fits beside it and the chain's ring fills while the attention runs, 100 at 2)
-  static const int budgetKB = [] { const char* e = std::getenv("LOWBIT_INT8X_CHAIN_SMEM"); return e ? std::atoi(e) : 0; }();
-  const int grid = chain_grid(), bps = grid / sm_count();
-  const size_t budget = (size_t)(budgetKB > 0 ? budgetKB : bps == 1 ? 180 : 100) * 1024;
-  I8Chain c{};
-  c.nph = nph;
-  c.bar = sync;
-  int r = -1, xb = 0, ab = 0;
+// A chain plan: the phase table on the device and what a launch of it needs.
+struct ChainPlan {
+  I8Phase* tab;
+  int nph, nks, S, stageBytes, xbytes, abytes, grid, hd, positions;
+  bool attn;
+  size_t smem;
+};
+
+// The phases as the kernel reads them, checked (err: why not), and the plan's sizes.
+static const char* chain_phases(const Int8xChainPhase* ph, int nph, int nks, int grid, std::vector<I8Phase>& tab, ChainPlan& plan) {
+  int r = -1, xb = 0, ab = 0, hd = 0;
   for (int p = 0; p < nph; p++) {
     const Int8xChainPhase& q = ph[p];
-    I8Phase& P = c.ph[p];
+    I8Phase& P = tab[p];
     if (q.mode == 3) {  // the attention: a block per query head, its scratch over x̂'s
       const DecodeAttn& e = q.at;
-      if (p != 0) return "cudaInt8xChain: the attention is the first phase";
       if (p + 1 >= nph || ph[p + 1].mode != 0 || ph[p + 1].xs != e.i8 || ph[p + 1].in != e.Hq * e.hd)
-        return "cudaInt8xChain: the attention's output (xs) is the x̂ of the next phase (mode 0, in = Hq·hd)";
-      if (e.hd != 64 && e.hd != 128) return "cudaInt8xChain: the attention phase takes head dims 64 and 128";
-      if (e.Hkv < 1 || e.Hq % e.Hkv != 0 || e.Hq > grid) return "cudaInt8xChain: the attention needs Hkv | Hq and a block per query head";
-      if (!e.i8 || e.r != 0 || e.out) return "cudaInt8xChain: the attention phase writes the int8-x x̂ only (its B·t in the q/k/v GEMV)";
+        return "cudaInt8xChainPlan: an attention's output (xs) is the x̂ of the next phase (mode 0, in = Hq·hd)";
+      if (e.hd != 64 && e.hd != 128) return "cudaInt8xChainPlan: the attention phase takes head dims 64 and 128";
+      if (hd && e.hd != hd) return "cudaInt8xChainPlan: one head dim for every attention phase (one RoPE row a run)";
+      if (e.Hkv < 1 || e.Hq % e.Hkv != 0 || e.Hq > grid) return "cudaInt8xChainPlan: the attention needs Hkv | Hq and a block per query head";
+      if (!e.i8 || e.r != 0 || e.out) return "cudaInt8xChainPlan: the attention phase writes the int8-x x̂ only (its B·t in the q/k/v GEMV)";
+      hd = e.hd;
       P.mode = 3;
       P.at = e;
       xb = std::max(xb, (4 * (nks == 8 ? attn_smem_floats<8>(e.hd) : attn_smem_floats<16>(e.hd)) + 15) & ~15);
       continue;
     }
-    if (q.in % 128 != 0 || q.out % 16 != 0 || q.out < 16) return "cudaInt8xChain: every phase needs in % 128 == 0 and out % 16 == 0";
-    if (q.mode < 0 || q.mode > 2) return "cudaInt8xChain: mode 0 (scratch), 1 (residual + RMSNorm), 2 (SwiGLU) or 3 (attention)";
-    if (q.mode == 0 && !q.xs) return "cudaInt8xChain: mode 0 reads its x̂ from a scratch";
-    if (q.mode == 1 && (!q.hin || !q.hout || !q.yin || !q.normw || q.hin == q.hout)) return "cudaInt8xChain: mode 1 needs hin, yin, normw and a hout apart from hin";
-    if (q.mode == 2 && !q.yin) return "cudaInt8xChain: mode 2 reads gate | up from yin";
+    if (q.in % 128 != 0 || q.out % 16 != 0 || q.out < 16) return "cudaInt8xChainPlan: every phase needs in % 128 == 0 and out % 16 == 0";
+    if (q.mode < 0 || q.mode > 2) return "cudaInt8xChainPlan: mode 0 (scratch), 1 (residual + RMSNorm), 2 (SwiGLU) or 3 (attention)";
+    if (q.mode == 0 && !q.xs) return "cudaInt8xChainPlan: mode 0 reads its x̂ from a scratch";
+    if (q.mode == 1 && (!q.hin || !q.hout || !q.yin || !q.normw || q.hin == q.hout)) return "cudaInt8xChainPlan: mode 1 needs hin, yin, normw and a hout apart from hin";
+    if (q.mode == 2 && !q.yin) return "cudaInt8xChainPlan: mode 2 reads gate | up from yin";
     if ((q.mode == 0) != (p == 0 || ph[p - 1].mode == 3))
-      return "cudaInt8xChain: the first GEMV phase reads its x̂ from a scratch (mode 0), the others make it";
+      return "cudaInt8xChainPlan: the first GEMV phase reads its x̂ from a scratch (mode 0), the others make it";
     const bool ad = q.A && q.R > 0;
-    if (ad != (q.bt.nseg > 0)) return "cudaInt8xChain: a phase has both its A rows and its B·t, or neither";
+    if (ad != (q.bt.nseg > 0)) return "cudaInt8xChainPlan: a phase has both its A rows and its B·t, or neither";
     P.words = static_cast<const uint4*>(q.words);
     P.sz = q.sz;
     P.y = q.y;
@@ -652,9 +676,9 @@ const char* cuda_int8x_chain(const Int8xChainPhase* ph, int nph, int nks, bool p
     P.normw = q.normw;
     P.tpb = (q.out / 16 + grid - 1) / grid;
     if (ad) {
-      if (r >= 0 && q.bt.r != r) return "cudaInt8xChain: one rank for every phase";
+      if (r >= 0 && q.bt.r != r) return "cudaInt8xChainPlan: one rank for every phase";
       r = q.bt.r;
-      if (q.R > 3 * kBtMaxR) return "cudaInt8xChain: at most 384 A rows a phase (B·t's t staged in shared memory)";
+      if (q.R > 3 * kBtMaxR) return "cudaInt8xChainPlan: at most 384 A rows a phase (B·t's t staged in shared memory)";
       if (const char* err = int8x_bt(q.bt, q.out, q.R, &P.bt)) return err;
       P.bt.sync = nullptr;  // t by value: no counters
       P.bt.tval = true;
@@ -666,31 +690,89 @@ const char* cuda_int8x_chain(const Int8xChainPhase* ph, int nph, int nks, bool p
     }
     xb = std::max(xb, (q.in + q.in / 8 + 15) & ~15);
   }
-  c.xbytes = xb;
-  c.abytes = (ab + 127) & ~127;
-  c.stageBytes = kWordBytes + kSzBytes + (r > 0 && group_bt_fits(r) ? 32 * r : 0);
-  int S = (int)(((size_t)budget > (size_t)(xb + c.abytes) ? budget - xb - c.abytes : 0) / c.stageBytes);
+  plan.xbytes = xb;
+  plan.abytes = (ab + 127) & ~127;
+  plan.stageBytes = kWordBytes + kSzBytes + (r > 0 && group_bt_fits(r) ? 32 * r : 0);
+  plan.hd = hd;
+  plan.attn = hd > 0;
+  return nullptr;
+}
+
+template <int NKS, bool ATTN>
+static void* chain_kernel() { return reinterpret_cast<void*>(int8x_chain_kernel<NKS, ATTN>); }
+
+const char* cuda_int8x_chain_plan(const Int8xChainPhase* ph, int nph, int nks, int positions, void** out) {
+  *out = nullptr;
+  if (nph < 1 || nph > 4096) return "cudaInt8xChainPlan: 1 to 4096 phases";
+  if (nks != 8 && nks != 16) return "cudaInt8xChainPlan: 8 or 16 warps a block";
+  // LOWBIT_INT8X_CHAIN_BPS: blocks an SM (1 or 2); LOWBIT_INT8X_CHAIN_SMEM: KB a block (default 180 at 1, 100 at 2)
+  static const int budgetKB = [] { const char* e = std::getenv("LOWBIT_INT8X_CHAIN_SMEM"); return e ? std::atoi(e) : 0; }();
+  const int grid = chain_grid(), bps = grid / sm_count();
+  const size_t budget = (size_t)(budgetKB > 0 ? budgetKB : bps == 1 ? 180 : 100) * 1024;
+  std::vector<I8Phase> tab((size_t)nph, I8Phase{});
+  ChainPlan plan{};
+  if (const char* err = chain_phases(ph, nph, nks, grid, tab, plan)) return err;
+  int S = (int)(budget > (size_t)(plan.xbytes + plan.abytes) ? (budget - plan.xbytes - plan.abytes) / plan.stageBytes : 0);
   S = std::min(S, kMaxStages);
-  if (S < 2) return "cudaInt8xChain: fewer than two ring stages fit the block's shared memory (LOWBIT_INT8X_CHAIN_SMEM)";
-  c.S = S;
-  const size_t smem = (size_t)xb + c.abytes + (size_t)S * c.stageBytes;
-  const bool attn = c.ph[0].mode == 3;
-  decltype(&int8x_chain_kernel<8, false>) kern = nks == 8 ? (attn ? int8x_chain_kernel<8, true> : int8x_chain_kernel<8, false>)
-                                                          : (attn ? int8x_chain_kernel<16, true> : int8x_chain_kernel<16, false>);
-  static size_t smemSet[4] = {0, 0, 0, 0};
-  static int occN[4] = {0, 0, 0, 0};
-  const int k = (nks == 8 ? 0 : 1) + (attn ? 2 : 0);
-  if (smemSet[k] != smem) {
-    LB_CUDA(cudaFuncSetAttribute((const void*)kern, cudaFuncAttributePreferredSharedMemoryCarveout, 100));
-    LB_CUDA(cudaFuncSetAttribute((const void*)kern, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem));
-    LB_CUDA(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&occN[k], kern, 32 * nks, smem));
-    smemSet[k] = smem;
+  if (S < 2) return "cudaInt8xChainPlan: fewer than two ring stages fit the block's shared memory (LOWBIT_INT8X_CHAIN_SMEM)";
+  plan.S = S;
+  plan.nph = nph;
+  plan.nks = nks;
+  plan.grid = grid;
+  plan.positions = positions;
+  plan.smem = (size_t)plan.xbytes + plan.abytes + (size_t)S * plan.stageBytes;
+  const void* kern = nks == 8 ? (plan.attn ? chain_kernel<8, true>() : chain_kernel<8, false>())
+                              : (plan.attn ? chain_kernel<16, true>() : chain_kernel<16, false>());
+  static size_t smemSet[4] = {0, 0, 0, 0};  // the largest a plan of each kernel asked for (the attribute is a cap)
+  size_t& set = smemSet[(nks == 8 ? 0 : 1) + (plan.attn ? 2 : 0)];
+  if (plan.smem > set) {
+    LB_CUDA(cudaFuncSetAttribute(kern, cudaFuncAttributePreferredSharedMemoryCarveout, 100));
+    LB_CUDA(cudaFuncSetAttribute(kern, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)plan.smem));
+    set = plan.smem;
   }
   // the grid barriers and the t waits need every block resident at once
-  if ((long)occN[k] * sm_count() < grid) return "cudaInt8xChain: its blocks do not all fit on the GPU at once (LOWBIT_INT8X_CHAIN_BPS / _SMEM)";
-  const size_t slice = (size_t)grid * kChainStamps;
+  int occ = 0;
+  LB_CUDA(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&occ, kern, 32 * nks, plan.smem));
+  if ((long)occ * sm_count() < grid) return "cudaInt8xChainPlan: its blocks do not all fit on the GPU at once (LOWBIT_INT8X_CHAIN_BPS / _SMEM)";
+  LB_CUDA(cudaMalloc(reinterpret_cast<void**>(&plan.tab), sizeof(I8Phase) * (size_t)nph));
+  if (cudaMemcpy(plan.tab, tab.data(), sizeof(I8Phase) * (size_t)nph, cudaMemcpyHostToDevice) != cudaSuccess) {
+    cudaFree(plan.tab);
+    return "cudaInt8xChainPlan: the phase table's upload failed";
+  }
+  *out = new ChainPlan(plan);
+  return nullptr;
+}
+
+int cuda_int8x_chain_hd(const void* plan) { return static_cast<const ChainPlan*>(plan)->hd; }
+
+const char* cuda_int8x_chain_run(const void* plan, bool pdl, unsigned* sync, int pos, const float* cos, const float* sin) {
+  const ChainPlan& P = *static_cast<const ChainPlan*>(plan);
+  if (!sync) return "cudaInt8xChainRun: needs its counters (2 u32, zero)";
+  if (P.attn && (pos < 0 || pos >= P.positions || !cos || !sin))
+    return "cudaInt8xChainRun: the attention phases need a position below the plan's and its RoPE rows";
+  I8Chain c{};
+  c.tab = P.tab;
+  c.nph = P.nph;
+  c.S = P.S;
+  c.stageBytes = P.stageBytes;
+  c.xbytes = P.xbytes;
+  c.abytes = P.abytes;
+  c.bar = sync;
+  c.pos = pos;
+  c.cos = cos;
+  c.sin = sin;
+  const size_t slice = (size_t)P.grid * kChainStamps;
   if (g_chtrace && (size_t)(g_chtrace_n + 1) * slice * 8 <= g_chtrace_bytes) c.ts = g_chtrace + (size_t)(g_chtrace_n++) * slice;
-  return launch_ex(pdl, kern, (unsigned)grid, 32u * nks, smem, c);
+  const unsigned g = (unsigned)P.grid, b = 32u * P.nks;
+  if (P.nks == 8) return P.attn ? launch_ex(pdl, int8x_chain_kernel<8, true>, g, b, P.smem, c) : launch_ex(pdl, int8x_chain_kernel<8, false>, g, b, P.smem, c);
+  return P.attn ? launch_ex(pdl, int8x_chain_kernel<16, true>, g, b, P.smem, c) : launch_ex(pdl, int8x_chain_kernel<16, false>, g, b, P.smem, c);
+}
+
+const char* cuda_int8x_chain_free(void* plan) {
+  ChainPlan* P = static_cast<ChainPlan*>(plan);
+  const cudaError_t e = cudaFree(P->tab);
+  delete P;
+  return e == cudaSuccess ? nullptr : "cudaInt8xChainFree: cudaFree failed";
 }
 
 }  // namespace lowbit

@@ -211,9 +211,10 @@ struct DecodeAttn {
 // with npart Σx² partials and eps as cuda_int8x_gemv), from the residual v = hin + yin (mode 1: block 0 writes v to
 // hout, x̃ = v·normw, 1/rms in the block) or SwiGLU of yin (mode 2: silu(yin[i])·yin[in + i]); sz tile-blocked
 // (cuda_int8x_tile_sz); y stored. With an adapter (A, R, t, bt; bt.sync unused): t is published by value — every t
-// must hold 0xffffffff at the launch's start, and the chain leaves them so. Mode 3, first: the attention at (no GEMV;
-// at.i8 = the next phase's xs, its B·t left to the q/k/v GEMV), a block per query head. sync: 6 u32, zero (the chain
-// leaves them zero).
+// must hold 0xffffffff at the launch's start, and the chain leaves them so. Mode 3: the attention at (no GEMV; at.i8 =
+// the next phase's xs, its B·t left to the q/k/v GEMV; at.pos, cos and sin come with each run), a block per query head.
+// The phases go to the device once (a plan of nks warps a block; the attention's caches hold `positions` rows);
+// cuda_int8x_chain_run launches all of them, sync: 2 u32, zero (the chain leaves them zero).
 struct Int8xChainPhase {
   const void* words = nullptr;
   const uint32_t* sz = nullptr;
@@ -233,7 +234,10 @@ struct Int8xChainPhase {
   const float* normw = nullptr;
   DecodeAttn at{};  // mode 3
 };
-const char* cuda_int8x_chain(const Int8xChainPhase* ph, int nph, int nks, bool pdl, unsigned* sync);
+const char* cuda_int8x_chain_plan(const Int8xChainPhase* ph, int nph, int nks, int positions, void** plan);
+const char* cuda_int8x_chain_run(const void* plan, bool pdl, unsigned* sync, int pos, const float* cos, const float* sin);
+const char* cuda_int8x_chain_free(void* plan);
+int cuda_int8x_chain_hd(const void* plan);  // its attention phases' head dim (0: none)
 // Benchmarks: chain launches from now on write %globaltimer stamps [launch][grid][stamps] u64 into buf (null: off);
 // launches = those traced since the previous call.
 const char* cuda_int8x_chain_trace(void* buf, size_t bytes, int* launches, int* grid, int* stamps);

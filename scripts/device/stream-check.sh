@@ -17,10 +17,10 @@ echo "decoder tests rc=$?"; grep -E "^# (pass|fail)|^not ok|int8-x" "$OUT/tests-
 OUT=$OUT TESTS=none BENCH=0 ZEROAB=0 AROWS=0 bash scripts/device/int8x-decode.sh 2>&1 | grep -E "tok/s|==|rror|first tokens"
 [ "${PROFILE:-0}" = 1 ] && KERNELS=8 PROFILES=token bash scripts/device/int8x-profile.sh 2>&1 | tail -24
 # CHAINTRACE=1: one token of the chain with %globaltimer stamps per launch, phase and block (bench --trace-chain), with
-# the attention in its own launch and as the chain's first phase (LOWBIT_INT8X_CHAIN_ATTN)
+# the attention in its own launch, as the chain's first phase, and with every layer in one chain (a token one launch)
 if [ "${CHAINTRACE:-0}" = 1 ]; then
-  for A in 0 1; do
-    echo "== chain trace, LOWBIT_INT8X_CHAIN_ATTN=$A"
-    LOWBIT_INT8X_CHAIN_ATTN=$A timeout 150 node bench/cuda-decode.mjs --trace-chain --json "$OUT/trace-chain-attn$A.json" 2>&1 | tail -18
+  for S in "LOWBIT_INT8X_CHAIN_ATTN=0" "LOWBIT_INT8X_CHAIN_ATTN=1" "LOWBIT_INT8X_CHAIN_ATTN=1 LOWBIT_INT8X_CHAIN_TOKEN=1"; do
+    echo "== chain trace, $S"
+    env $S timeout 150 node bench/cuda-decode.mjs --trace-chain --json "$OUT/trace-chain-$(echo "$S" | tr ' =' '_-').json" 2>&1 | tail -18
   done
 fi

@@ -42,13 +42,17 @@ export interface NativeCudaInt8x extends NativeCuda {
   /** Streamed int8-x GEMVs in ONE launch with a grid barrier between them (native/cuda/int8x_stream.cu, the chain): one
    * ring of bulk copies across the phases, so a block waiting at a barrier already holds the next phase's first
    * weights; each block makes a phase's x̂ itself (mode 1: v = hin + yin, block 0 writes v to hout, x̃ = v·normW with
-   * 1/rms from Σv² in the block; mode 2: x̃ = silu(yin[i])·yin[in + i]; mode 0, the first phase only: the scratch xs of a
-   * prep or the attention, npart Σx² partials). sz tile-blocked; y stored. With an adapter (A, R, t, r, b0..b2, e0..e2:
-   * Int8xGemv's B·t segments) t is published by value: every t must hold 0xffffffff at the launch's start, and the chain
-   * leaves them so. First, optionally, the attention (mode 3, cudaDecodeAttn's fields with its int8-x output xs, the
-   * next phase's mode-0 input; a block per query head, the ring streaming the next phase's weights meanwhile): then a
-   * layer is one launch. ksplit 8 or 16 warps a block; sync: 6 u32 counters, zero (left zero). */
-  cudaInt8xChain?(phases: Int8xChainPhase[], ksplit: number, pdl: boolean, sync: number): void;
+   * 1/rms from Σv² in the block; mode 2: x̃ = silu(yin[i])·yin[in + i]; mode 0, a GEMV phase first or after an attention:
+   * the scratch xs of a prep or that attention, npart Σx² partials). sz tile-blocked; y stored. With an adapter (A, R, t,
+   * r, b0..b2, e0..e2: Int8xGemv's B·t segments) t is published by value: every t must hold 0xffffffff at the launch's
+   * start, and the chain leaves them so. An attention phase (mode 3: cudaDecodeAttn's fields, its int8-x output xs the
+   * next phase's mode-0 input; a block per query head while the ring streams the next phase's weights) makes a layer,
+   * or a whole token, one launch. The phases go to the device once: a plan of ksplit (8 or 16) warps a block whose
+   * attention caches hold `positions` rows (an id); cudaInt8xChainRun launches it (sync: INT8X_CHAIN_SYNC_WORDS u32
+   * counters, zero, left zero; the attentions at position pos with the RoPE rows cos/sin f32 [hd/2]). */
+  cudaInt8xChainPlan?(phases: Int8xChainPhase[], ksplit: number, positions: number): number;
+  cudaInt8xChainRun?(plan: number, pdl: boolean, sync: number, pos?: number, cos?: number | null, sin?: number | null): void;
+  cudaInt8xChainFree?(plan: number): void;
   /** The GEMV's input into scratch: the element v = x (bf16 with xBf16) + addY + B1·t1 (B1 bf16 [in, r], t1 f32 [r]; the
    * residual stream after the previous GEMV and its LoRA B·t, written to xOut when given), then x̃ = v, v·normW (RMSNorm; 1/rms
    * left to the GEMV) or silu(v)·(x2 + B2·t2) (SwiGLU with the up projection's B·t), quantized per 64 inputs (twins
@@ -66,16 +70,16 @@ export interface Int8xChainGemvPhase {
   A?: number | null; R?: number; t?: number | null; r?: number;
   b0?: number | null; b1?: number | null; b2?: number | null; e0?: number; e1?: number; e2?: number;
 }
-/** The chain's attention phase (first): cudaDecodeAttn's q, k, v (f32), cos, sin, caches kc, vc, pos, heads and head dim,
- * its output quantized into xs (int8xScratchBytes(Hq·hd)), which the next phase reads (mode 0). */
+/** A chain's attention phase: cudaDecodeAttn's q, k, v (f32), caches kc, vc, heads and head dim (the position and the
+ * RoPE rows come with each run), its output quantized into xs (int8xScratchBytes(Hq·hd)), which the next phase reads
+ * (mode 0). */
 export interface Int8xChainAttnPhase {
-  mode: 3; q: number; k: number; v: number; cos: number; sin: number; kc: number; vc: number;
-  pos: number; Hq: number; Hkv: number; hd: number; xs: number;
+  mode: 3; q: number; k: number; v: number; kc: number; vc: number; Hq: number; Hkv: number; hd: number; xs: number;
 }
 export type Int8xChainPhase = Int8xChainGemvPhase | Int8xChainAttnPhase;
 
-/** u32 counters the chain needs (zero; it leaves them zero): a barrier per phase boundary and the blocks out. */
-export const INT8X_CHAIN_SYNC_WORDS = 6;
+/** u32 counters a chain launch needs (zero; it leaves them zero): the blocks' arrivals at the barriers and the blocks out. */
+export const INT8X_CHAIN_SYNC_WORDS = 2;
 
 /** The bits of a t value not yet stored (parts & 2048; a NaN no A row stores: native kTUnset). */
 export const INT8X_T_UNSET = 0xffffffff;

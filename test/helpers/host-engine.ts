@@ -70,6 +70,9 @@ export function hostEngine(): HostEngine {
   const plans = new Map<number, { name: string; args: unknown[] }[]>();
   let planRec: { name: string; args: unknown[] }[] | null = null;
   let nextGraph = 1;
+  // int8-x chain plans (cudaInt8xChainPlan): their phases
+  const chainPlans = new Map<number, { phases: Int8xChainPhase[]; ks: number; positions: number }>();
+  let nextChain = 1;
   const get = (h: number, need = 0): HostBuf => {
     const b = bufs.get(h);
     if (!b) throw new Error(`host engine: ${h} is not a live buffer`);
@@ -319,33 +322,31 @@ export function hostEngine(): HostEngine {
         }
       }
     },
-    // The chain (o → gate/up → down → q/k/v in one launch): each phase's x̂ made as the kernel's blocks make it (mode 1:
-    // residual + RMSNorm, hout written; mode 2: SwiGLU; mode 0: the scratch), then the streamed GEMV's emulation with t
-    // by value — so a phase whose t is not unset at the launch's start fails here as it would race on a GPU; the chain
-    // leaves every t unset and its counters zero. Mode 3 (first): the attention, as cudaDecodeAttn with its int8-x output.
-    cudaInt8xChain: (phases: Int8xChainPhase[], ks: number, _pdl: boolean, sync: number) => {
-      if (phases.length < 1 || phases.length > 5) throw new Error('cudaInt8xChain: 1 to 5 phases');
-      if (![8, 16].includes(ks)) throw new Error('cudaInt8xChain: 8 or 16 warps a block');
+    // The chain (o → gate/up → down → q/k/v in one launch, with the attentions as phases): a plan keeps the phases, checked
+    // as the addon checks them; a run makes each phase's x̂ as the kernel's blocks make it (mode 1: residual + RMSNorm,
+    // hout written; mode 2: SwiGLU; mode 0: the scratch; mode 3: the attention, as cudaDecodeAttn with its int8-x output
+    // at the run's position), then the streamed GEMV's emulation with t by value — so a phase whose t is not unset at the
+    // launch's start fails here as it would race on a GPU; the chain leaves every t unset and its counters zero.
+    cudaInt8xChainRun: (id: number, _pdl: boolean, sync: number, pos = 0, cos: number | null = null, sin: number | null = null) => {
+      const plan = chainPlans.get(id);
+      if (!plan) throw new Error('cudaInt8xChainRun: not a live int8-x chain plan');
+      const { phases, ks, positions } = plan;
       const sb = get(sync, 4 * INT8X_CHAIN_SYNC_WORDS), sv = new Uint32Array(sb.mem, sb.off, INT8X_CHAIN_SYNC_WORDS);
-      if (sv.some((v) => v !== 0)) throw new Error(`cudaInt8xChain: counters ${[...sv]} at the launch's start`);
-      phases.forEach((P, p) => {
+      if (sv.some((v) => v !== 0)) throw new Error(`cudaInt8xChainRun: counters ${[...sv]} at the launch's start`);
+      if (phases.some((P) => P.mode === 3) && (!(pos >= 0 && pos < positions) || !cos || !sin)) throw new Error('cudaInt8xChainRun: the attention phases need a position below the plan\'s and its RoPE rows');
+      phases.forEach((P) => {
         if (P.mode === 3) {
-          const nx = phases[p + 1];
-          if (p !== 0 || !nx || nx.mode !== 0 || nx.xs !== P.xs || nx.in !== P.Hq * P.hd) throw new Error('cudaInt8xChain: the attention is the first phase, its output (xs) the next phase\'s x̂');
-          if (P.hd !== 64 && P.hd !== 128) throw new Error('cudaInt8xChain: the attention phase takes head dims 64 and 128');
-          (ops.cudaDecodeAttn as (...a: unknown[]) => void)(P.q, P.k, P.v, P.cos, P.sin, P.kc, P.vc, P.pos, P.Hq, P.Hkv, P.hd, null,
+          (ops.cudaDecodeAttn as (...a: unknown[]) => void)(P.q, P.k, P.v, cos, sin, P.kc, P.vc, pos, P.Hq, P.Hkv, P.hd, null,
             null, null, null, null, null, null, 0, P.xs);
           return;
         }
-        if ((P.mode === 0) !== (p === 0 || phases[p - 1].mode === 3)) throw new Error('cudaInt8xChain: the first GEMV phase reads its x̂ from a scratch (mode 0), the others make it');
         const inF = P.in, ng = inF / 64;
         let scratch = P.xs ?? 0, normEps: number | null = P.mode === 0 && P.npart ? P.eps ?? 0 : null, parts = 4 | 64 | 256 | 512;
         if (P.mode !== 0) {
           scratch = chainScratch(inF);
           if (P.mode === 1) {
-            if (!P.hin || !P.hout || !P.yin || !P.normW || P.hin === P.hout) throw new Error('cudaInt8xChain: mode 1 needs hin, yin, normW and a hout apart from hin');
-            const res = int8xPrepInput(f32(P.hin, inF).slice(), { addY: f32(P.yin, inF).slice(), normW: f32(P.normW, inF).slice() });
-            f32(P.hout, inF).set(res.xOut);
+            const res = int8xPrepInput(f32(P.hin!, inF).slice(), { addY: f32(P.yin!, inF).slice(), normW: f32(P.normW!, inF).slice() });
+            f32(P.hout!, inF).set(res.xOut);
             int8xFill(scratch, res.xt);
             f32(scratch, ng, (inF + 8 * ng) / 4).set(sumsOfSquares(res.xOut, 64));  // the block's Σv², as partials per group
             parts |= 128;
@@ -359,8 +360,10 @@ export function hostEngine(): HostEngine {
         if (P.A) parts |= 2048;
         (ops.cudaInt8xGemv as (...a: unknown[]) => void)(P.words, P.sz, null, scratch, P.y, P.out, inF, ks, parts, normEps, P.A ?? null,
           P.R ?? 0, P.t ?? null, P.A ? segs.map(([b]) => b) : null, P.A ? segs.map(([, e]) => e) : null, P.r ?? 0, null);
+        // block 0 unsets a phase's t after the barrier that ends it (the last block out the last phase's), so a later
+        // phase of the same launch may use that t again
+        if (P.A && P.t) { const tb = get(P.t, (P.R ?? 0) * 4); new Uint32Array(tb.mem, tb.off, P.R ?? 0).fill(T_UNSET); }
       });
-      for (const P of phases) if (P.mode !== 3 && P.A && P.t) { const tb = get(P.t, (P.R ?? 0) * 4); new Uint32Array(tb.mem, tb.off, P.R ?? 0).fill(T_UNSET); }
     },
     cudaRmsnormFwd: (x: number, w: number, yB: number | null, yF: number | null, rstd: number | null, N: number, C: number, eps: number) => {
       const y = new Float32Array(N * C), r = new Float32Array(N);
@@ -543,6 +546,29 @@ export function hostEngine(): HostEngine {
       plans.set(nextGraph, ph);
       return nextGraph++;
     },
+    // int8-x chain plans (not launches: made and freed outside any capture, returning an id)
+    cudaInt8xChainPlan: (phases: Int8xChainPhase[], ks: number, positions: number): number => {
+      noCapture('cudaInt8xChainPlan');  // the addon uploads the table with a synchronous copy
+      if (phases.length < 1 || phases.length > 4096) throw new Error('cudaInt8xChainPlan: 1 to 4096 phases');
+      if (![8, 16].includes(ks)) throw new Error('cudaInt8xChainPlan: 8 or 16 warps a block');
+      let hd = 0;
+      phases.forEach((P, p) => {
+        if (P.mode === 3) {
+          const nx = phases[p + 1];
+          if (!nx || nx.mode !== 0 || nx.xs !== P.xs || nx.in !== P.Hq * P.hd) throw new Error('cudaInt8xChainPlan: an attention\'s output (xs) is the x̂ of the next phase');
+          if (P.hd !== 64 && P.hd !== 128) throw new Error('cudaInt8xChainPlan: the attention phase takes head dims 64 and 128');
+          if (hd && P.hd !== hd) throw new Error('cudaInt8xChainPlan: one head dim for every attention phase');
+          get(P.kc, positions * P.Hkv * P.hd * 2); get(P.vc, positions * P.Hkv * P.hd * 2);
+          hd = P.hd;
+          return;
+        }
+        if ((P.mode === 0) !== (p === 0 || phases[p - 1].mode === 3)) throw new Error('cudaInt8xChainPlan: the first GEMV phase reads its x̂ from a scratch (mode 0), the others make it');
+        if (P.mode === 1 && (!P.hin || !P.hout || !P.yin || !P.normW || P.hin === P.hout)) throw new Error('cudaInt8xChainPlan: mode 1 needs hin, yin, normW and a hout apart from hin');
+      });
+      chainPlans.set(nextChain, { phases: phases.map((P) => ({ ...P })), ks, positions });
+      return nextChain++;
+    },
+    cudaInt8xChainFree: (id: number) => { if (!chainPlans.delete(id)) throw new Error('cudaInt8xChainFree: not a live int8-x chain plan'); },
     cudaDecodePlanFree(id: number): void { if (!plans.delete(id)) throw new Error('cudaDecodePlanFree: not a live decode plan'); },
     cudaGraphBegin(): void { noCapture('cudaGraphBegin'); capture = []; },
     cudaGraphEnd(): number { if (!capture) throw new Error('host engine: no capture'); graphs.set(nextGraph, capture); capture = null; return nextGraph++; },

@@ -127,6 +127,14 @@ export class GpuDecoder {
    * opt-in until measured on a GPU).
    */
   chainAttn = process.env.LOWBIT_INT8X_CHAIN_ATTN === '1';
+  /**
+   * With the attention in the chain: every layer's phases in ONE chain, a token in one launch after layer 0's prep and
+   * q/k/v GEMV (no launch boundary between layers, so a layer's ring fills during the one before).
+   * LOWBIT_INT8X_CHAIN_TOKEN=1 (opt-in until measured on a GPU).
+   */
+  chainToken = process.env.LOWBIT_INT8X_CHAIN_TOKEN === '1';
+  /** the chains' device plans (cudaInt8xChainPlan ids) by warps, attention and token: made at the first step that runs them */
+  private chainPlans = new Map<string, number[]>();
   /** the chain's counters (INT8X_CHAIN_SYNC_WORDS u32) and the residual's second buffer (the chain's residual phases write the other one) */
   private chainSync: number | null = null;
   private chainH: number | null = null;
@@ -476,7 +484,7 @@ export class GpuDecoder {
    * with an adapter t published by value (i8tval). */
   private get i8chain(): boolean {
     const x8 = this.c as unknown as NativeCudaInt8x;
-    if (!this.chain || typeof x8.cudaInt8xChain !== 'function' || !this.i8attn || !this.i8streamed) return false;
+    if (!this.chain || typeof x8.cudaInt8xChainPlan !== 'function' || !this.i8attn || !this.i8streamed) return false;
     return !this.lora || this.i8tval;
   }
 
@@ -491,6 +499,43 @@ export class GpuDecoder {
 
   /** Whether token steps run the attention inside the chain (one launch a layer). */
   get chainedAttention(): boolean { return this.i8chainAttn; }
+
+  /** Whether a token's layers run as ONE chain (chainToken, with the attention in the chain). */
+  get chainedToken(): boolean { return this.i8chainAttn && this.chainToken; }
+
+  /**
+   * The chains of a token step (cudaInt8xChainPlan ids, made once): per layer l, o → gate/up → down → the next layer's
+   * q/k/v (with attn the layer's attention first), or with token ONE plan of every layer's phases. The residual
+   * alternates between h.x and chainH (gate/up's phase reads h.x and writes chainH, the next q/k/v's the reverse).
+   */
+  /** The plans the current settings run (made now where new), or null without the chain. */
+  private chainPlansNow(): number[] | null {
+    return this.i8chain ? this.chainPlansFor(Number(process.env.LOWBIT_INT8X_CHAIN_WARPS ?? 16), this.i8chainAttn, this.chainedToken) : null;
+  }
+  private chainPlansFor(cw: number, attn: boolean, token: boolean): number[] {
+    const key = `${cw}:${attn}:${token}`, have = this.chainPlans.get(key);
+    if (have) return have;
+    const x8 = this.c as unknown as NativeCudaInt8x, cfg = this.w.config, h = this.arena.h, plan = this.i8!, scr = this.i8scr!, hB = this.chainH!;
+    const Q = cfg.numHeads * cfg.headDim, KV = cfg.numKvHeads * cfg.headDim, eps = cfg.rmsNormEps;
+    const layer = (l: number): Int8xChainPhase[] => {
+      const pl = plan[l], next = l + 1 < cfg.numLayers ? plan[l + 1] : null, y = pl.qkv.y;
+      return [
+        ...(attn ? [{ mode: 3 as const, q: this.i8view(y, 0, Q), k: this.i8view(y, Q, KV), v: this.i8view(y, Q + KV, KV), kc: h[`kc${l}`], vc: h[`vc${l}`],
+          Hq: cfg.numHeads, Hkv: cfg.numKvHeads, hd: cfg.headDim, xs: scr.Q }] : []),
+        this.chainPhase(pl.o, 0, { xs: scr.Q, npart: 0 }),
+        this.chainPhase(pl.gu, 1, { hin: h.x, yin: pl.o.y, hout: hB, normW: this.w.layers[l].postNorm, eps }),
+        this.chainPhase(pl.down, 2, { yin: pl.gu.y }),
+        ...(next ? [this.chainPhase(next.qkv, 1, { hin: hB, yin: pl.down.y, hout: h.x, normW: this.w.layers[l + 1].inputNorm, eps })] : []),
+      ];
+    };
+    const layers = Array.from({ length: cfg.numLayers }, (_, l) => layer(l));
+    const phaseSets = token ? [layers.flat()] : layers, ids: number[] = [];
+    try {
+      for (const ph of phaseSets) ids.push(x8.cudaInt8xChainPlan!(ph, cw, this.maxT));
+    } catch (e) { for (const id of ids) x8.cudaInt8xChainFree!(id); throw e; }
+    this.chainPlans.set(key, ids);
+    return ids;
+  }
 
   /** A chain phase of GEMV g (its words, tile-blocked sz, y, A rows and B·t segments). */
   private chainPhase(g: Int8xGemv, mode: 0 | 1 | 2, more: Partial<Int8xChainGemvPhase>): Int8xChainGemvPhase {
@@ -557,7 +602,8 @@ export class GpuDecoder {
     const r = this.lora?.sites[0]?.r ?? 0;
     c.cudaEmbedding(h.id, this.w.embed, h.x, 1, D, cfg.vocabSize, true);
     const fold = this.i8fold, zero = this.i8zeroSync, tval = this.i8tval, zb = (zero ? 256 : 0) | (tval ? 2048 : 0);  // once per step, not per launch
-    const chain = this.i8chain, chainAttn = this.i8chainAttn, hB = this.chainH!, cw = Number(process.env.LOWBIT_INT8X_CHAIN_WARPS ?? 16);
+    const chain = this.i8chain, chainAttn = this.i8chainAttn, chainToken = this.chainedToken, hB = this.chainH!;
+    const plans = chain ? this.chainPlansNow()! : [];
     for (let l = 0; l < cfg.numLayers; l++) {
       const w = this.w.layers[l], pl = plan[l], prev = l > 0 ? plan[l - 1] : null, B = pl.B, t = pl.t, sync = zero ? pl.sync : null;
       if (!chain || !prev) {  // with the chain, layer l > 0's q/k/v ran in the chain of layer l - 1
@@ -580,17 +626,9 @@ export class GpuDecoder {
         c.cudaAttnFwd(h.qb, h[`kc${l}`], h[`vc${l}`], h.att, null, 1, 1, pos + 1, cfg.numHeads, cfg.numKvHeads, cfg.headDim);
         x8.cudaInt8xPrep(h.att, null, null, scr.Q, Q, ...this.i8zero(pl.o), true, null, null, null, null, null, 0, null, true);
       }
-      if (chain) {  // o → gate/up → down → the next layer's q/k/v in one launch; the residual alternates between h.x and hB
-        const next = l + 1 < cfg.numLayers ? plan[l + 1] : null;
-        const phases: Int8xChainPhase[] = [
-          ...(chainAttn ? [{ mode: 3 as const, q, k, v, cos: this.cosAt[pos], sin: this.sinAt[pos], kc: h[`kc${l}`], vc: h[`vc${l}`], pos,
-            Hq: cfg.numHeads, Hkv: cfg.numKvHeads, hd: cfg.headDim, xs: scr.Q }] : []),
-          this.chainPhase(pl.o, 0, { xs: scr.Q, npart: 0 }),
-          this.chainPhase(pl.gu, 1, { hin: h.x, yin: pl.o.y, hout: hB, normW: w.postNorm, eps }),
-          this.chainPhase(pl.down, 2, { yin: pl.gu.y }),
-        ];
-        if (next) phases.push(this.chainPhase(next.qkv, 1, { hin: hB, yin: pl.down.y, hout: h.x, normW: this.w.layers[l + 1].inputNorm, eps }));
-        x8.cudaInt8xChain!(phases, cw, true, this.chainSync!);
+      if (chain) {  // o → gate/up → down → the next layer's q/k/v in one launch (with the attention first), or the whole token
+        x8.cudaInt8xChainRun!(chainToken ? plans[0] : plans[l], true, this.chainSync!, pos, this.cosAt[pos], this.sinAt[pos]);
+        if (chainToken) break;
         continue;
       }
       if (fold) {  // o → gate/up's input → gate/up → down's input → down → the next layer's q/k/v input, no prep launches
@@ -732,6 +770,7 @@ export class GpuDecoder {
   /** Captures the work `enqueue` launches as one CUDA graph (ending a broken capture before rethrowing). */
   private capture(enqueue: () => void): number {
     const c = this.c, t0 = performance.now();
+    this.chainPlansNow();  // a plan's upload is a synchronous copy, which a capture does not allow
     c.cudaGraphBegin();
     try { enqueue(); } catch (e) { try { c.cudaGraphEnd(); } catch { /* broken capture */ } throw e; }
     const g = c.cudaGraphEnd();
@@ -841,6 +880,8 @@ export class GpuDecoder {
 
   free(): void {
     if (this.persistPlan !== null) { this.c.cudaDecodePlanFree(this.persistPlan); this.persistPlan = null; }
+    for (const ids of this.chainPlans.values()) for (const id of ids) (this.c as unknown as NativeCudaInt8x).cudaInt8xChainFree!(id);
+    this.chainPlans.clear();
     for (const g of [...this.graphs, ...this.greedyGraphs]) if (g) this.c.cudaGraphFree(g);
     this.graphs = [];
     this.greedyGraphs = [];
