@@ -750,17 +750,7 @@ const char* cuda_int8x_chain_run(const void* plan, bool pdl, unsigned* sync, int
   if (!sync) return "cudaInt8xChainRun: needs its counters (2 u32, zero)";
   if (P.attn && (pos < 0 || pos >= P.positions || !cos || !sin))
     return "cudaInt8xChainRun: the attention phases need a position below the plan's and its RoPE rows";
-  I8Chain c{};
-  c.tab = P.tab;
-  c.nph = P.nph;
-  c.S = P.S;
-  c.stageBytes = P.stageBytes;
-  c.xbytes = P.xbytes;
-  c.abytes = P.abytes;
-  c.bar = sync;
-  c.pos = pos;
-  c.cos = cos;
-  c.sin = sin;
+  I8Chain c{P.tab, P.nph, P.S, P.stageBytes, P.xbytes, P.abytes, sync, nullptr, pos, cos, sin};
   const size_t slice = (size_t)P.grid * kChainStamps;
   if (g_chtrace && (size_t)(g_chtrace_n + 1) * slice * 8 <= g_chtrace_bytes) c.ts = g_chtrace + (size_t)(g_chtrace_n++) * slice;
   const unsigned g = (unsigned)P.grid, b = 32u * P.nks;
