@@ -354,8 +354,9 @@ __device__ __forceinline__ bool chain_issue(const I8Chain& c, ChainCursor& k, un
   return true;
 }
 // The first phase of [from, from + 3) in which this block has LoRA-A rows (-1: none): the A region takes them as soon as
-// it is free, so they stream across the phases without any (an attention's, a short GEMV's with fewer rows than blocks).
-// Three: the longest run of phases without rows for a block is two (the attention, then o's 64 rows).
+// it is free, so they stream across phases without any (an attention's, or a GEMV's with fewer rows than blocks: at 7B
+// with rank 64, o's and down's 64 rows). Every phase's end scans again from the next phase, so no phase's rows are
+// missed; the window only bounds how early they are asked for.
 __device__ __forceinline__ int chain_next_arows(const I8Chain& c, int from) {
   for (int q = from; q < min(from + 3, c.nph); q++)
     if (block_arows(c.tab[q].nA, c.tab[q].R)) return q;
