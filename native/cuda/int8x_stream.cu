@@ -318,6 +318,8 @@ struct I8Chain {
   unsigned long long* ts;  // benchmarks (cuda_int8x_chain_trace): this launch's %globaltimer stamps [grid][kChainStamps]
   int pos;                 // the attention phases' position and RoPE rows (f32 [hd/2])
   const float *cos, *sin;
+  int probe;  // benchmarks (LOWBIT_INT8X_CHAIN_PROBE=1): the stages arrive but are not folded — the ring, barriers, x̂,
+              // A rows and epilogues alone, the skeleton's time; wrong results by design
 };
 // trace stamps a block: entry, past the PDL wait, then per phase (the first kChainTraceMax): past its barrier, x̂ staged,
 // A rows done, items done
@@ -485,7 +487,7 @@ __global__ void __launch_bounds__(32 * NKS, 1) int8x_chain_kernel(const __grid_c
       const int gi = pfirst + i, s = gi % c.S, ch = i % nch, tile = tile0 + i / nch, cb = min(kChunkBlks, nblk - kChunkBlks * ch);
       const unsigned char* st = stg + (size_t)s * c.stageBytes;
       mbar_wait(&bar[s], (uint32_t)(gi / c.S) & 1u);
-      fold_stage<NKS>(st, xw, a2, s2, kChunkBlks * ch, cb, warp, lane, y0, y1);
+      if (!c.probe) fold_stage<NKS>(st, xw, a2, s2, kChunkBlks * ch, cb, warp, lane, y0, y1);
       if (ch == nch - 1)  // the tile's epilogue
         tile_epilogue<NKS>(y0, y1, P.mode == 1 || P.npart, rstd, P.bt, hasBt, hasBt && P.bt.pre && group_bt_fits(P.bt.r), P.tout, P.R,
                            tready, st, tile * 16, P.y, red, tall, btsm, warp, lane);
@@ -751,7 +753,8 @@ const char* cuda_int8x_chain_run(const void* plan, bool pdl, unsigned* sync, int
   if (!sync) return "cudaInt8xChainRun: needs its counters (2 u32, zero)";
   if (P.attn && (pos < 0 || pos >= P.positions || !cos || !sin))
     return "cudaInt8xChainRun: the attention phases need a position below the plan's and its RoPE rows";
-  I8Chain c{P.tab, P.nph, P.S, P.stageBytes, P.xbytes, P.abytes, sync, nullptr, pos, cos, sin};
+  static const int probe = [] { const char* e = std::getenv("LOWBIT_INT8X_CHAIN_PROBE"); return e ? std::atoi(e) : 0; }();
+  I8Chain c{P.tab, P.nph, P.S, P.stageBytes, P.xbytes, P.abytes, sync, nullptr, pos, cos, sin, probe};
   const size_t slice = (size_t)P.grid * kChainStamps;
   if (g_chtrace && (size_t)(g_chtrace_n + 1) * slice * 8 <= g_chtrace_bytes) c.ts = g_chtrace + (size_t)(g_chtrace_n++) * slice;
   const unsigned g = (unsigned)P.grid, b = 32u * P.nks;
