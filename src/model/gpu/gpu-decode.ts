@@ -503,15 +503,16 @@ export class GpuDecoder {
   /** Whether a token's layers run as ONE chain (chainToken, with the attention in the chain). */
   get chainedToken(): boolean { return this.i8chainAttn && this.chainToken; }
 
+  /** The plans the current settings run (made now where new), or null without the chain. */
+  private chainPlansNow(): number[] | null {
+    return this.i8chain ? this.chainPlansFor(Number(process.env.LOWBIT_INT8X_CHAIN_WARPS ?? 16), this.i8chainAttn, this.chainedToken) : null;
+  }
+
   /**
    * The chains of a token step (cudaInt8xChainPlan ids, made once): per layer l, o → gate/up → down → the next layer's
    * q/k/v (with attn the layer's attention first), or with token ONE plan of every layer's phases. The residual
    * alternates between h.x and chainH (gate/up's phase reads h.x and writes chainH, the next q/k/v's the reverse).
    */
-  /** The plans the current settings run (made now where new), or null without the chain. */
-  private chainPlansNow(): number[] | null {
-    return this.i8chain ? this.chainPlansFor(Number(process.env.LOWBIT_INT8X_CHAIN_WARPS ?? 16), this.i8chainAttn, this.chainedToken) : null;
-  }
   private chainPlansFor(cw: number, attn: boolean, token: boolean): number[] {
     const key = `${cw}:${attn}:${token}`, have = this.chainPlans.get(key);
     if (have) return have;
