@@ -598,7 +598,9 @@ for (const E of CHAIN_ENGINES) test(`${E.name}: int8-x chain (o → gate/up → 
         const e = relErr(xhat(at.xs, 1024), xhat(at.xsR, 1024));
         t.diagnostic(`${label}: attention x̂ vs cudaDecodeAttn ${e.toExponential(2)}`);
         if (ks === 8) assert.deepEqual(mine, ref, 'the attention phase at 8 warps = cudaDecodeAttn bit for bit');
-        else assert.ok(e < 2e-3, `the attention phase at 16 warps vs cudaDecodeAttn ${e}`);
+        // 16 partials merged instead of 8: a bf16 rounding may flip, and with a group's absmax its scale (~1e-3 of the
+        // vector); 5e-3 leaves room for a few such groups
+        else assert.ok(e < 5e-3, `the attention phase at 16 warps vs cudaDecodeAttn ${e}`);
         const KV = at.Hkv * at.hd, rows = (h: number) => { const b = new Uint16Array((pos + 1) * KV); c.cudaDownload(h, b); return b; };
         assert.deepEqual(rows(at.kc), rows(at.kcR), 'the cache rows (k) as cudaDecodeAttn writes them');
         assert.deepEqual(rows(at.vc), rows(at.vcR), 'the cache rows (v) as cudaDecodeAttn writes them');
