@@ -626,8 +626,9 @@ for (const E of CHAIN_ENGINES) test(`${E.name}: int8-x chain (o → gate/up → 
       ph.forEach((P, k) => assert.deepEqual(new Uint32Array(down(P.y, P.out).buffer), new Uint32Array(ys[k].buffer), `phase ${k}: a second chain repeats bit for bit`));
     }
     // a token in one launch: two layers' phases (attention → o → gate/up → down → q/k/v → attention → o → gate/up → down,
-    // the residual alternating as the decoder's does) = the same two layers as two launches, bit for bit
-    for (const ks of [16, 8]) {
+    // the residual alternating as the decoder's does) = the same two layers as two launches, bit for bit; with the
+    // table in shared memory (a short plan's) and in global memory (a long plan's, each record copied at its phase)
+    for (const ks of [16, 8]) for (const tab of ['shared', 'global']) {
       const at = attnBufs[0], layer = (last: boolean): Int8xChainPhase[] => [attnOf(at), withAdapter(0, 0, { xs: at.xs, npart: 0 }),
         withAdapter(1, 1, { hin: hA_, yin: ph[0].y, hout: hB_, normW: hn1, eps }), withAdapter(2, 2, { yin: ph[1].y }),
         ...(last ? [] : [withAdapter(3, 1, { hin: hB_, yin: ph[2].y, hout: hA_, normW: hn3, eps })])];
@@ -636,7 +637,8 @@ for (const E of CHAIN_ENGINES) test(`${E.name}: int8-x chain (o → gate/up → 
         .map(([h, n]) => { const b = new Uint8Array(n); c.cudaDownload(h, b); return b; });
       const fresh = () => { c.cudaUpload(hA_, hin); c.cudaUpload(at.kc, at.kc0); c.cudaUpload(at.vc, at.vc0); };
       fresh();
-      launch([...layer(false), ...layer(true)], ks, at);
+      if (tab === 'global') process.env.LOWBIT_INT8X_CHAIN_TAB = 'global';
+      try { launch([...layer(false), ...layer(true)], ks, at); } finally { delete process.env.LOWBIT_INT8X_CHAIN_TAB; }
       const one = state();
       assert.deepEqual([...new Uint32Array(down(sync, 2).buffer)], [0, 0], 'the token chain leaves its counters at zero');
       for (const P of ph) assert.ok(new Uint32Array(down(P.t, P.R).buffer).every((v) => v === 0xffffffff), 'the token chain leaves every t unset');
@@ -644,8 +646,8 @@ for (const E of CHAIN_ENGINES) test(`${E.name}: int8-x chain (o → gate/up → 
       launch(layer(false), ks, at);
       launch(layer(true), ks, at);
       const two = state();
-      one.forEach((b, i) => assert.deepEqual(b, two[i], `buffer ${i}: one launch of two layers = two launches, bit for bit (${ks} warps)`));
-      t.diagnostic(`two layers in one launch (9 phases, ${ks} warps) = two launches bit for bit`);
+      one.forEach((b, i) => assert.deepEqual(b, two[i], `buffer ${i}: one launch of two layers = two launches, bit for bit (${ks} warps, table in ${tab} memory)`));
+      t.diagnostic(`two layers in one launch (9 phases, ${ks} warps, table in ${tab} memory) = two launches bit for bit`);
     }
     const h = hs[0], plan = (phases: Int8xChainPhase[]) => c.cudaInt8xChainFree!(c.cudaInt8xChainPlan!(phases, 16, pos + 1));
     assert.throws(() => plan([{ words: h, sz: h, y: h, out: 32, in: 128, mode: 1 }]), /scratch|mode 1/);

@@ -13,6 +13,7 @@
 #include <algorithm>
 #include <cstdint>
 #include <cstdlib>
+#include <string>
 #include <vector>
 
 #include "check.h"
@@ -288,7 +289,8 @@ __global__ void __launch_bounds__(32 * NKS) int8x_stream_kernel(I8Stream p, I8Bt
 // plan, cuda_int8x_chain_plan), so a launch takes any number of them and a graph replays the same table; the attention
 // phases' position and RoPE rows come with each run.
 // Every block of the grid must be resident at once (the barriers and the t waits): the plan checks occupancy.
-struct I8Phase {
+// A phase's record; 16-byte multiples, so that a small plan's table goes to shared memory in one bulk copy.
+struct alignas(16) I8Phase {
   const uint4* words;
   const uint32_t* sz;  // tile-blocked
   float* y;
@@ -320,7 +322,10 @@ struct I8Chain {
   const float *cos, *sin;
   int probe;  // benchmarks (LOWBIT_INT8X_CHAIN_PROBE=1): the stages arrive but are not folded — the ring, barriers, x̂,
               // A rows and epilogues alone, the skeleton's time; wrong results by design
+  int tabSmem;  // bytes of the table staged in shared memory at the start (a layer's few phases; 0: read from global
+                // memory, each phase's record copied at its start)
 };
+static_assert(sizeof(I8Phase) % 16 == 0, "a phase record is a whole number of 16-byte units (bulk copies)");
 // trace stamps a block: entry, past the PDL wait, then per phase (the first kChainTraceMax): past its barrier, x̂ staged,
 // A rows done, items done
 constexpr int kChainTraceMax = 256;
@@ -342,14 +347,15 @@ struct ChainCursor {
   int ip = -1, ib = 0, ie = 0;
 };
 // Item gi of the block's sequence (gi rising from call to call) into ring stage gi % S, by warp 0; false past the last.
-__device__ __forceinline__ bool chain_issue(const I8Chain& c, ChainCursor& k, unsigned char* stg, uint64_t* bar, int gi, int lane) {
+__device__ __forceinline__ bool chain_issue(const I8Chain& c, const I8Phase* tab, ChainCursor& k, unsigned char* stg, uint64_t* bar,
+                                            int gi, int lane) {
   while (gi >= k.ie) {
     if (k.ip + 1 >= c.nph) return false;
     k.ip++;
     k.ib = k.ie;
-    k.ie += chain_items(c.tab[k.ip]);
+    k.ie += chain_items(tab[k.ip]);
   }
-  const I8Phase& P = c.tab[k.ip];
+  const I8Phase& P = tab[k.ip];
   const int nblk = P.in / 128, nch = (nblk + kChunkBlks - 1) / kChunkBlks, li = gi - k.ib, s = gi % c.S;
   copy_chunk(P.words, P.sz, P.bt, P.bt.B[0] && P.bt.pre && group_bt_fits(P.bt.r), stg + (size_t)s * c.stageBytes, &bar[s],
              (int)blockIdx.x * P.tpb + li / nch, li % nch, nblk, nch, lane);
@@ -359,55 +365,69 @@ __device__ __forceinline__ bool chain_issue(const I8Chain& c, ChainCursor& k, un
 // it is free, so they stream across phases without any (an attention's, or a GEMV's with fewer rows than blocks: at 7B
 // with rank 64, o's and down's 64 rows). Every phase's end scans again from the next phase, so no phase's rows are
 // missed; the window only bounds how early they are asked for.
-__device__ __forceinline__ int chain_next_arows(const I8Chain& c, int from) {
+__device__ __forceinline__ int chain_next_arows(const I8Chain& c, const I8Phase* tab, int from) {
   for (int q = from; q < min(from + 3, c.nph); q++)
-    if (block_arows(c.tab[q].nA, c.tab[q].R)) return q;
+    if (block_arows(tab[q].nA, tab[q].R)) return q;
   return -1;
 }
 
-// ATTN: compiled with the attention phase, so a chain without one carries none of its code (ptxas, 16 / 8 warps: 94 / 96
+// ATTN: compiled with the attention phase, so a chain without one carries none of its code (ptxas, 16 / 8 warps: 95 / 101
 // registers with it, 89 / 95 without, no spills; one block an SM at 16 warps, two fit at 8)
 template <int NKS, bool ATTN>
 __global__ void __launch_bounds__(32 * NKS, 1) int8x_chain_kernel(const __grid_constant__ I8Chain c) {
   extern __shared__ __align__(128) unsigned char sm[];
-  __shared__ __align__(8) uint64_t bar[kMaxStages + 1];  // the ring's stages, then the A rows
+  __shared__ __align__(8) uint64_t bar[kMaxStages + 2];  // the ring's stages, the A rows, the table
   __shared__ float red[16][16], tall[3 * kBtMaxR], btsm[16], dred[NKS], wss[NKS], rstd_s;
-  __shared__ __align__(16) unsigned char curb[sizeof(I8Phase)];  // the phase's record, copied from the table at its start
+  __shared__ __align__(16) unsigned char curb[sizeof(I8Phase)];  // a global table's phase record, copied at its start
   I8Phase& cur = *reinterpret_cast<I8Phase*>(curb);
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
-  unsigned char* const xsm = sm;
+  // shared memory: [the table (tabSmem)] | x̂ | A rows | ring
+  const I8Phase* const tab = c.tabSmem ? reinterpret_cast<const I8Phase*>(sm) : c.tab;
+  unsigned char* const xsm = sm + c.tabSmem;
   unsigned char* const asm_ = sm + c.xbytes;
   unsigned char* const stg = asm_ + c.abytes;
   chain_stamp(c, 0);
   if (threadIdx.x == 0) {
-    for (int s = 0; s <= c.S; s++) mbar_init(&bar[s], 1);
+    for (int s = 0; s <= c.S + 1; s++) mbar_init(&bar[s], 1);
     asm volatile("fence.mbarrier_init.release.cluster;\n" ::: "memory");
   }
   __syncthreads();
   ChainCursor cursor;  // warp 0's
   int aPh = -1;        // warp 0's: the phase whose A rows the A region holds or is filling (-1: none)
-  if (warp == 0) {     // weights before the wait: the first A rows and the ring's first S items
-    aPh = chain_next_arows(c, 0);
-    if (aPh >= 0) copy_arows(c.tab[aPh].A, c.tab[aPh].in, asm_, &bar[c.S], block_arows(c.tab[aPh].nA, c.tab[aPh].R), lane);
-    for (int i = 0; i < c.S && chain_issue(c, cursor, stg, bar, i, lane); i++) {}
+  if (warp == 0) {     // the table, then weights before the wait: the first A rows and the ring's first S items
+    if (c.tabSmem) {
+      if (lane == 0) {
+        mbar_expect_tx(&bar[c.S + 1], c.tabSmem);
+        bulk_g2s(mbar_smem(sm), c.tab, c.tabSmem, &bar[c.S + 1]);
+      }
+      mbar_wait(&bar[c.S + 1], 0);
+    }
+    aPh = chain_next_arows(c, tab, 0);
+    if (aPh >= 0) copy_arows(tab[aPh].A, tab[aPh].in, asm_, &bar[c.S], block_arows(tab[aPh].nA, tab[aPh].R), lane);
+    for (int i = 0; i < c.S && chain_issue(c, tab, cursor, stg, bar, i, lane); i++) {}
   }
   pdl_trigger();
   pdl_wait();
+  if (c.tabSmem) mbar_wait(&bar[c.S + 1], 0);
   chain_stamp(c, 1);
   int aUse = 0, pfirst = 0;  // pfirst: the block's first item of phase p
-  const I8Phase& P = cur;
   for (int p = 0; p < c.nph; p++) {
     if (p > 0) {  // every block done with the phase before (its y stored)
       if (threadIdx.x == 0)
         for (unsigned n = 0; ld_acquire_gpu(c.bar) < (unsigned)p * gridDim.x;) spin_guard(n);
       __syncthreads();
-      const I8Phase& Q = c.tab[p - 1];
+      const I8Phase& Q = tab[p - 1];
       if (blockIdx.x == 0 && Q.R > 0 && Q.bt.B[0])  // its t read by every block: unset again for the next launch
         for (int k = threadIdx.x; k < Q.R; k += blockDim.x) reinterpret_cast<unsigned*>(Q.tout)[k] = kTUnset;
     }
-    for (int i = threadIdx.x; i < (int)(sizeof(I8Phase) / 4); i += blockDim.x)  // every thread is past the previous phase
-      reinterpret_cast<unsigned*>(&cur)[i] = __ldg(reinterpret_cast<const unsigned*>(c.tab + p) + i);
-    __syncthreads();
+    I8Phase* Pp = const_cast<I8Phase*>(tab + p);  // the table in shared memory is the block's own copy
+    if (!c.tabSmem) {  // a global table: the record to shared memory (every thread is past the previous phase)
+      for (int i = threadIdx.x; i < (int)(sizeof(I8Phase) / 4); i += blockDim.x)
+        reinterpret_cast<unsigned*>(&cur)[i] = __ldg(reinterpret_cast<const unsigned*>(c.tab + p) + i);
+      __syncthreads();
+      Pp = &cur;
+    }
+    const I8Phase& P = *Pp;
     chain_stamp(c, 2 + 4 * p);
     const int in = P.in, ng = in / 64, nblk = in / 128, nch = (nblk + kChunkBlks - 1) / kChunkBlks;
     const int myA = block_arows(P.nA, P.R), nitems = chain_items(P), tile0 = (int)blockIdx.x * P.tpb;
@@ -415,9 +435,9 @@ __global__ void __launch_bounds__(32 * NKS, 1) int8x_chain_kernel(const __grid_c
     if (P.mode == 3) {  // the attention: head blockIdx.x, its scratch over x̂'s (no GEMV in this phase)
       if (ATTN && (int)blockIdx.x < P.at.Hq) {
         if (threadIdx.x == 0) {
-          cur.at.pos = c.pos;
-          cur.at.cos = c.cos;
-          cur.at.sin = c.sin;
+          Pp->at.pos = c.pos;
+          Pp->at.cos = c.cos;
+          Pp->at.sin = c.sin;
         }
         __syncthreads();
         if (P.at.hd == 64) attn_body<2, NKS, true>(P.at, blockIdx.x, reinterpret_cast<float*>(xsm));
@@ -478,8 +498,8 @@ __global__ void __launch_bounds__(32 * NKS, 1) int8x_chain_kernel(const __grid_c
     }
     chain_stamp(c, 4 + 4 * p);
     if (warp == 0 && aPh <= p) {  // the A region is free (phase p's rows read, or none in it): the next A rows
-      aPh = chain_next_arows(c, p + 1);
-      if (aPh >= 0) copy_arows(c.tab[aPh].A, c.tab[aPh].in, asm_, &bar[c.S], block_arows(c.tab[aPh].nA, c.tab[aPh].R), lane);
+      aPh = chain_next_arows(c, tab, p + 1);
+      if (aPh >= 0) copy_arows(tab[aPh].A, tab[aPh].in, asm_, &bar[c.S], block_arows(tab[aPh].nA, tab[aPh].R), lane);
     }
     bool tready = false;
     float y0 = 0.f, y1 = 0.f;
@@ -492,7 +512,7 @@ __global__ void __launch_bounds__(32 * NKS, 1) int8x_chain_kernel(const __grid_c
         tile_epilogue<NKS>(y0, y1, P.mode == 1 || P.npart, rstd, P.bt, hasBt, hasBt && P.bt.pre && group_bt_fits(P.bt.r), P.tout, P.R,
                            tready, st, tile * 16, P.y, red, tall, btsm, warp, lane);
       __syncthreads();  // the stage and red are read: refill the stage (with the next phases' items near the end)
-      if (warp == 0) chain_issue(c, cursor, stg, bar, gi + c.S, lane);
+      if (warp == 0) chain_issue(c, tab, cursor, stg, bar, gi + c.S, lane);
     }
     pfirst += nitems;
     chain_stamp(c, 5 + 4 * p);
@@ -630,7 +650,7 @@ const char* cuda_int8x_chain_trace(void* buf, size_t bytes, int* launches, int* 
 // A chain plan: the phase table on the device and what a launch of it needs.
 struct ChainPlan {
   I8Phase* tab;
-  int nph, nks, S, stageBytes, xbytes, abytes, grid, hd, positions;
+  int nph, nks, S, stageBytes, xbytes, abytes, tabSmem, grid, hd, positions;
   bool attn;
   size_t smem;
 };
@@ -715,7 +735,15 @@ const char* cuda_int8x_chain_plan(const Int8xChainPhase* ph, int nph, int nks, i
   std::vector<I8Phase> tab((size_t)nph, I8Phase{});
   ChainPlan plan{};
   if (const char* err = chain_phases(ph, nph, nks, grid, tab, plan)) return err;
-  int S = (int)(budget > (size_t)(plan.xbytes + plan.abytes) ? (budget - plan.xbytes - plan.abytes) / plan.stageBytes : 0);
+  // a layer's table (a few phases) in shared memory: its records then cost no global load at each phase's start; a
+  // token's (~160 phases at 7B) stays in global memory, each record copied at its phase's start.
+  // LOWBIT_INT8X_CHAIN_TAB=global (tests): every table in global memory, so a short chain runs that path too
+  constexpr size_t kTabSmemMax = 8192;
+  const char* tabEnv = std::getenv("LOWBIT_INT8X_CHAIN_TAB");
+  const bool tabGlobal = tabEnv && std::string(tabEnv) == "global";
+  plan.tabSmem = !tabGlobal && sizeof(I8Phase) * (size_t)nph <= kTabSmemMax ? (int)(sizeof(I8Phase) * (size_t)nph) : 0;
+  const size_t fixed = (size_t)plan.tabSmem + plan.xbytes + plan.abytes;
+  int S = (int)(budget > fixed ? (budget - fixed) / plan.stageBytes : 0);
   S = std::min(S, kMaxStages);
   if (S < 2) return "cudaInt8xChainPlan: fewer than two ring stages fit the block's shared memory (LOWBIT_INT8X_CHAIN_SMEM)";
   plan.S = S;
@@ -723,7 +751,7 @@ const char* cuda_int8x_chain_plan(const Int8xChainPhase* ph, int nph, int nks, i
   plan.nks = nks;
   plan.grid = grid;
   plan.positions = positions;
-  plan.smem = (size_t)plan.xbytes + plan.abytes + (size_t)S * plan.stageBytes;
+  plan.smem = fixed + (size_t)S * plan.stageBytes;
   const void* kern = nks == 8 ? (plan.attn ? chain_kernel<8, true>() : chain_kernel<8, false>())
                               : (plan.attn ? chain_kernel<16, true>() : chain_kernel<16, false>());
   static size_t smemSet[4] = {0, 0, 0, 0};  // the largest a plan of each kernel asked for (the attribute is a cap)
@@ -754,7 +782,7 @@ const char* cuda_int8x_chain_run(const void* plan, bool pdl, unsigned* sync, int
   if (P.attn && (pos < 0 || pos >= P.positions || !cos || !sin))
     return "cudaInt8xChainRun: the attention phases need a position below the plan's and its RoPE rows";
   static const int probe = [] { const char* e = std::getenv("LOWBIT_INT8X_CHAIN_PROBE"); return e ? std::atoi(e) : 0; }();
-  I8Chain c{P.tab, P.nph, P.S, P.stageBytes, P.xbytes, P.abytes, sync, nullptr, pos, cos, sin, probe};
+  I8Chain c{P.tab, P.nph, P.S, P.stageBytes, P.xbytes, P.abytes, sync, nullptr, pos, cos, sin, probe, P.tabSmem};
   const size_t slice = (size_t)P.grid * kChainStamps;
   if (g_chtrace && (size_t)(g_chtrace_n + 1) * slice * 8 <= g_chtrace_bytes) c.ts = g_chtrace + (size_t)(g_chtrace_n++) * slice;
   const unsigned g = (unsigned)P.grid, b = 32u * P.nks;
