@@ -323,7 +323,7 @@ struct I8Chain {
   int probe;  // benchmarks (LOWBIT_INT8X_CHAIN_PROBE=1): the stages arrive but are not folded — the ring, barriers, x̂,
               // A rows and epilogues alone, the skeleton's time; wrong results by design
   int tabSmem;  // bytes of the table staged in shared memory at the start (a layer's few phases; 0: read from global
-                // memory, each phase's record copied at its start)
+                // memory, each phase's record brought in by a bulk copy during the phase before)
 };
 static_assert(sizeof(I8Phase) % 16 == 0, "a phase record is a whole number of 16-byte units (bulk copies)");
 // trace stamps a block: entry, past the PDL wait, then per phase (the first kChainTraceMax): past its barrier, x̂ staged,
@@ -378,8 +378,8 @@ __global__ void __launch_bounds__(32 * NKS, 1) int8x_chain_kernel(const __grid_c
   extern __shared__ __align__(128) unsigned char sm[];
   __shared__ __align__(8) uint64_t bar[kMaxStages + 2];  // the ring's stages, the A rows, the table
   __shared__ float red[16][16], tall[3 * kBtMaxR], btsm[16], dred[NKS], wss[NKS], rstd_s;
-  __shared__ __align__(16) unsigned char curb[sizeof(I8Phase)];  // a global table's phase record, copied at its start
-  I8Phase& cur = *reinterpret_cast<I8Phase*>(curb);
+  // a global table's records, double-buffered: phase p's in recs[p & 1], the next one's copy in flight meanwhile
+  __shared__ __align__(16) unsigned char recs[2][sizeof(I8Phase)];
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
   // shared memory: [the table (tabSmem)] | x̂ | A rows | ring
   const I8Phase* const tab = c.tabSmem ? reinterpret_cast<const I8Phase*>(sm) : c.tab;
@@ -401,6 +401,9 @@ __global__ void __launch_bounds__(32 * NKS, 1) int8x_chain_kernel(const __grid_c
         bulk_g2s(mbar_smem(sm), c.tab, c.tabSmem, &bar[c.S + 1]);
       }
       mbar_wait(&bar[c.S + 1], 0);
+    } else if (lane == 0) {  // a global table: phase 0's record (bar[S + 1] completes once a phase)
+      mbar_expect_tx(&bar[c.S + 1], sizeof(I8Phase));
+      bulk_g2s(mbar_smem(recs[0]), c.tab, sizeof(I8Phase), &bar[c.S + 1]);
     }
     aPh = chain_next_arows(c, tab, 0);
     if (aPh >= 0) copy_arows(tab[aPh].A, tab[aPh].in, asm_, &bar[c.S], block_arows(tab[aPh].nA, tab[aPh].R), lane);
@@ -408,7 +411,7 @@ __global__ void __launch_bounds__(32 * NKS, 1) int8x_chain_kernel(const __grid_c
   }
   pdl_trigger();
   pdl_wait();
-  if (c.tabSmem) mbar_wait(&bar[c.S + 1], 0);
+  if (c.tabSmem) mbar_wait(&bar[c.S + 1], 0);  // (a global table's records are waited for at their phases)
   chain_stamp(c, 1);
   int aUse = 0, pfirst = 0;  // pfirst: the block's first item of phase p
   for (int p = 0; p < c.nph; p++) {
@@ -421,11 +424,17 @@ __global__ void __launch_bounds__(32 * NKS, 1) int8x_chain_kernel(const __grid_c
         for (int k = threadIdx.x; k < Q.R; k += blockDim.x) reinterpret_cast<unsigned*>(Q.tout)[k] = kTUnset;
     }
     I8Phase* Pp = const_cast<I8Phase*>(tab + p);  // the table in shared memory is the block's own copy
-    if (!c.tabSmem) {  // a global table: the record to shared memory (every thread is past the previous phase)
-      for (int i = threadIdx.x; i < (int)(sizeof(I8Phase) / 4); i += blockDim.x)
-        reinterpret_cast<unsigned*>(&cur)[i] = __ldg(reinterpret_cast<const unsigned*>(c.tab + p) + i);
-      __syncthreads();
-      Pp = &cur;
+    if (!c.tabSmem) {  // a global table: phase p's record has landed in recs[p & 1] (issued a phase ago)
+      mbar_wait(&bar[c.S + 1], (uint32_t)p & 1u);
+      __syncthreads();  // every thread has seen it land before the next copy moves the mbarrier on
+      // the next record into the other buffer (phase p - 1's: no thread reads it past the barrier)
+      if (threadIdx.x == 0 && p + 1 < c.nph) {
+        // thread 0's own writes to that buffer (an attention's position) before the copy engine's
+        asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory");
+        mbar_expect_tx(&bar[c.S + 1], sizeof(I8Phase));
+        bulk_g2s(mbar_smem(recs[(p + 1) & 1]), c.tab + p + 1, sizeof(I8Phase), &bar[c.S + 1]);
+      }
+      Pp = reinterpret_cast<I8Phase*>(recs[p & 1]);
     }
     const I8Phase& P = *Pp;
     chain_stamp(c, 2 + 4 * p);
@@ -736,7 +745,7 @@ const char* cuda_int8x_chain_plan(const Int8xChainPhase* ph, int nph, int nks, i
   ChainPlan plan{};
   if (const char* err = chain_phases(ph, nph, nks, grid, tab, plan)) return err;
   // a layer's table (a few phases) in shared memory: its records then cost no global load at each phase's start; a
-  // token's (~160 phases at 7B) stays in global memory, each record copied at its phase's start.
+  // token's (~160 phases at 7B) stays in global memory, its records double-buffered in shared memory by bulk copies.
   // LOWBIT_INT8X_CHAIN_TAB=global (tests): every table in global memory, so a short chain runs that path too
   constexpr size_t kTabSmemMax = 8192;
   const char* tabEnv = std::getenv("LOWBIT_INT8X_CHAIN_TAB");
