@@ -87,7 +87,7 @@ __device__ __forceinline__ float i8_arow_warp(const uint4* Ar, const uint2* xv2,
 // Group gi of 64 of a GEMV's input made from the GEMV before's y, by one warp (lane: elements lane, 32 + lane), then
 // quantized into xq | a | sum (quant_group): half = 0, the residual v = x + y (written to xout when given) and x̃ =
 // v·normw with Σv² added to the lane's ss (normw null: x̃ = v); half > 0, SwiGLU x̃ = silu(y[i])·y[half + i]. The folded
-// prep (fold_group) and the chain share it, so both make the same bytes.
+// prep (fold_group) makes its input so; the chain makes the same bytes in two steps (input_load, input_make, below).
 __device__ __forceinline__ void input_group(const float* x, const float* y, float* xout, const float* normw, int half, int gi,
                                             int lane, int8_t* xq, float* a, int* sum, float& ss) {
   float v[2];
@@ -104,6 +104,43 @@ __device__ __forceinline__ void input_group(const float* x, const float* y, floa
       if (normw) {
         ss = fmaf(e, e, ss);
         e *= __ldg(normw + i);
+      }
+    }
+    v[h] = e;
+  }
+  quant_group(v, lane, xq + 64 * gi, a + gi, sum + gi);
+}
+// input_group in two steps, so that a warp can have the loads of several groups in flight before it makes any (the
+// chain's blocks each make a whole input, many groups a warp): the same operations in the same order, so the same bytes
+// (kept apart from input_group, whose compiled per-tile kernels are measured as they are).
+struct GroupIn {
+  float a[2], b[2], w[2];  // the lane's two elements: x, y and normw; or gate and up
+};
+__device__ __forceinline__ GroupIn input_load(const float* x, const float* y, const float* normw, int half, int gi, int lane) {
+  GroupIn g;
+#pragma unroll
+  for (int h = 0; h < 2; h++) {
+    const int i = 64 * gi + 32 * h + lane;
+    g.a[h] = half ? __ldcg(y + i) : __ldcg(x + i);
+    g.b[h] = half ? __ldcg(y + half + i) : __ldcg(y + i);
+    g.w[h] = !half && normw ? __ldg(normw + i) : 1.f;
+  }
+  return g;
+}
+__device__ __forceinline__ void input_make(const GroupIn& g, float* xout, bool norm, int half, int gi, int lane, int8_t* xq,
+                                           float* a, int* sum, float& ss) {
+  float v[2];
+#pragma unroll
+  for (int h = 0; h < 2; h++) {
+    float e;
+    if (half) {
+      e = g.a[h] / (1.f + expf(-g.a[h])) * g.b[h];
+    } else {
+      e = g.a[h] + g.b[h];
+      if (xout) xout[64 * gi + 32 * h + lane] = e;
+      if (norm) {
+        ss = fmaf(e, e, ss);
+        e *= g.w[h];
       }
     }
     v[h] = e;

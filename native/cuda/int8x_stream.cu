@@ -371,8 +371,8 @@ __device__ __forceinline__ int chain_next_arows(const I8Chain& c, const I8Phase*
   return -1;
 }
 
-// ATTN: compiled with the attention phase, so a chain without one carries none of its code (ptxas, 16 / 8 warps: 95 / 101
-// registers with it, 89 / 95 without, no spills; one block an SM at 16 warps, two fit at 8)
+// ATTN: compiled with the attention phase, so a chain without one carries none of its code (ptxas, 16 / 8 warps: 117 /
+// 121 registers with it, 107 / 109 without, no spills; one block an SM at 16 warps, two fit at 8)
 template <int NKS, bool ATTN>
 __global__ void __launch_bounds__(32 * NKS, 1) int8x_chain_kernel(const __grid_constant__ I8Chain c) {
   extern __shared__ __align__(128) unsigned char sm[];
@@ -464,11 +464,25 @@ __global__ void __launch_bounds__(32 * NKS, 1) int8x_chain_kernel(const __grid_c
           rstd_s = P.npart ? rsqrtf(ss / (float)in + P.eps) : 1.f;
         }
       } else {
+        // a warp per group of 64, as the prep kernel, in ascending order (Σv² in the prep's order); a warp's groups
+        // kBatch at a time, their loads all in flight before it makes any (down's 172 groups are 11 a warp: one L2
+        // round trip each would sit on the critical path after the barrier)
+        constexpr int kBatch = 4;
+        const float* hin = P.mode == 1 ? P.hin : nullptr;
+        float* hout = P.mode == 1 && blockIdx.x == 0 ? P.hout : nullptr;
+        const int half = P.mode == 2 ? in : 0;
         float ss = 0.f;
-        for (int gi = warp; gi < ng; gi += NKS)  // a warp per group of 64, as the prep kernel
-          input_group(P.mode == 1 ? P.hin : nullptr, P.yin, P.mode == 1 && blockIdx.x == 0 ? P.hout : nullptr, P.normw,
-                      P.mode == 2 ? in : 0, gi, lane, reinterpret_cast<int8_t*>(xsm), reinterpret_cast<float*>(xsm + in),
-                      reinterpret_cast<int*>(xsm + in + 4 * ng), ss);
+        for (int g0 = warp; g0 < ng; g0 += kBatch * NKS) {
+          GroupIn gin[kBatch];
+#pragma unroll
+          for (int k = 0; k < kBatch; k++)
+            if (g0 + k * NKS < ng) gin[k] = input_load(hin, P.yin, P.normw, half, g0 + k * NKS, lane);
+#pragma unroll
+          for (int k = 0; k < kBatch; k++)
+            if (g0 + k * NKS < ng)
+              input_make(gin[k], hout, P.normw != nullptr, half, g0 + k * NKS, lane, reinterpret_cast<int8_t*>(xsm),
+                         reinterpret_cast<float*>(xsm + in), reinterpret_cast<int*>(xsm + in + 4 * ng), ss);
+        }
 #pragma unroll
         for (int o = 16; o > 0; o >>= 1) ss += __shfl_xor_sync(0xffffffffu, ss, o);
         if (lane == 0) wss[warp] = ss;
