@@ -342,20 +342,35 @@ __device__ __forceinline__ int chain_items(const I8Phase& P) {
   const int tiles = P.out / 16, t0 = (int)blockIdx.x * P.tpb, nch = (P.in / 128 + kChunkBlks - 1) / kChunkBlks;
   return max(0, min(P.tpb, tiles - t0)) * nch;
 }
+// Warp 0's view of the records while the block is in phase p (-1: before the first): a table in shared memory; or a
+// global table, whose records p and p + 1 (once its copy, issued at phase p's start, has landed) are in shared memory
+// and the others in global memory (an L2 hit each).
+struct ChainRecs {
+  const I8Phase* tab;
+  const unsigned char (*recs)[sizeof(I8Phase)];
+  uint64_t* rbar;
+  bool smem;
+  __device__ __forceinline__ const I8Phase& at(int q, int p) const {
+    if (smem || q < p || q > p + 1) return tab[q];
+    if (q == p + 1) mbar_wait(rbar, (uint32_t)q & 1u);
+    return *reinterpret_cast<const I8Phase*>(recs[q & 1]);
+  }
+};
 // Warp 0's issue cursor: the items [ib, ie) of the block's sequence are phase ip's.
 struct ChainCursor {
   int ip = -1, ib = 0, ie = 0;
 };
-// Item gi of the block's sequence (gi rising from call to call) into ring stage gi % S, by warp 0; false past the last.
-__device__ __forceinline__ bool chain_issue(const I8Chain& c, const I8Phase* tab, ChainCursor& k, unsigned char* stg, uint64_t* bar,
+// Item gi of the block's sequence (gi rising from call to call) into ring stage gi % S, by warp 0 in phase p; false past
+// the last.
+__device__ __forceinline__ bool chain_issue(const I8Chain& c, const ChainRecs& r, int p, ChainCursor& k, unsigned char* stg, uint64_t* bar,
                                             int gi, int lane) {
   while (gi >= k.ie) {
     if (k.ip + 1 >= c.nph) return false;
     k.ip++;
     k.ib = k.ie;
-    k.ie += chain_items(tab[k.ip]);
+    k.ie += chain_items(r.at(k.ip, p));
   }
-  const I8Phase& P = tab[k.ip];
+  const I8Phase& P = r.at(k.ip, p);
   const int nblk = P.in / 128, nch = (nblk + kChunkBlks - 1) / kChunkBlks, li = gi - k.ib, s = gi % c.S;
   copy_chunk(P.words, P.sz, P.bt, P.bt.B[0] && P.bt.pre && group_bt_fits(P.bt.r), stg + (size_t)s * c.stageBytes, &bar[s],
              (int)blockIdx.x * P.tpb + li / nch, li % nch, nblk, nch, lane);
@@ -365,21 +380,31 @@ __device__ __forceinline__ bool chain_issue(const I8Chain& c, const I8Phase* tab
 // it is free, so they stream across phases without any (an attention's, or a GEMV's with fewer rows than blocks: at 7B
 // with rank 64, o's and down's 64 rows). Every phase's end scans again from the next phase, so no phase's rows are
 // missed; the window only bounds how early they are asked for.
-__device__ __forceinline__ int chain_next_arows(const I8Chain& c, const I8Phase* tab, int from) {
-  for (int q = from; q < min(from + 3, c.nph); q++)
-    if (block_arows(tab[q].nA, tab[q].R)) return q;
+// The three phases' counts are loaded before any is tested (one L2 round trip, not three, for a global table's).
+__device__ __forceinline__ int chain_next_arows(const I8Chain& c, const ChainRecs& r, int from, int p) {
+  int nA[3] = {0, 0, 0}, R[3] = {0, 0, 0};
+#pragma unroll
+  for (int k = 0; k < 3; k++)
+    if (from + k < c.nph) {
+      const I8Phase& Q = r.at(from + k, p);
+      nA[k] = Q.nA;
+      R[k] = Q.R;
+    }
+#pragma unroll
+  for (int k = 0; k < 3; k++)
+    if (block_arows(nA[k], R[k])) return from + k;
   return -1;
 }
 
-// ATTN: compiled with the attention phase, so a chain without one carries none of its code (ptxas, 16 / 8 warps: 117 /
-// 121 registers with it, 107 / 109 without, no spills; one block an SM at 16 warps, two fit at 8)
+// ATTN: compiled with the attention phase, so a chain without one carries none of its code (ptxas, 16 / 8 warps: 115 /
+// 123 registers with it, 108 / 111 without, no spills; one block an SM at 16 warps, two fit at 8)
 template <int NKS, bool ATTN>
 __global__ void __launch_bounds__(32 * NKS, 1) int8x_chain_kernel(const __grid_constant__ I8Chain c) {
   extern __shared__ __align__(128) unsigned char sm[];
   __shared__ __align__(8) uint64_t bar[kMaxStages + 2];  // the ring's stages, the A rows, the table
   __shared__ float red[16][16], tall[3 * kBtMaxR], btsm[16], dred[NKS], wss[NKS], rstd_s;
   // a global table's records, double-buffered: phase p's in recs[p & 1], the next one's copy in flight meanwhile
-  __shared__ __align__(16) unsigned char recs[2][sizeof(I8Phase)];
+  __shared__ __align__(16) unsigned char recsb[2][sizeof(I8Phase)];
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
   // shared memory: [the table (tabSmem)] | x̂ | A rows | ring
   const I8Phase* const tab = c.tabSmem ? reinterpret_cast<const I8Phase*>(sm) : c.tab;
@@ -392,6 +417,7 @@ __global__ void __launch_bounds__(32 * NKS, 1) int8x_chain_kernel(const __grid_c
     asm volatile("fence.mbarrier_init.release.cluster;\n" ::: "memory");
   }
   __syncthreads();
+  const ChainRecs recs{tab, recsb, &bar[c.S + 1], c.tabSmem != 0};  // warp 0's view of the records
   ChainCursor cursor;  // warp 0's
   int aPh = -1;        // warp 0's: the phase whose A rows the A region holds or is filling (-1: none)
   if (warp == 0) {     // the table, then weights before the wait: the first A rows and the ring's first S items
@@ -403,11 +429,14 @@ __global__ void __launch_bounds__(32 * NKS, 1) int8x_chain_kernel(const __grid_c
       mbar_wait(&bar[c.S + 1], 0);
     } else if (lane == 0) {  // a global table: phase 0's record (bar[S + 1] completes once a phase)
       mbar_expect_tx(&bar[c.S + 1], sizeof(I8Phase));
-      bulk_g2s(mbar_smem(recs[0]), c.tab, sizeof(I8Phase), &bar[c.S + 1]);
+      bulk_g2s(mbar_smem(recsb[0]), c.tab, sizeof(I8Phase), &bar[c.S + 1]);
     }
-    aPh = chain_next_arows(c, tab, 0);
-    if (aPh >= 0) copy_arows(tab[aPh].A, tab[aPh].in, asm_, &bar[c.S], block_arows(tab[aPh].nA, tab[aPh].R), lane);
-    for (int i = 0; i < c.S && chain_issue(c, tab, cursor, stg, bar, i, lane); i++) {}
+    aPh = chain_next_arows(c, recs, 0, -1);
+    if (aPh >= 0) {
+      const I8Phase& Q = recs.at(aPh, -1);
+      copy_arows(Q.A, Q.in, asm_, &bar[c.S], block_arows(Q.nA, Q.R), lane);
+    }
+    for (int i = 0; i < c.S && chain_issue(c, recs, -1, cursor, stg, bar, i, lane); i++) {}
   }
   pdl_trigger();
   pdl_wait();
@@ -432,9 +461,9 @@ __global__ void __launch_bounds__(32 * NKS, 1) int8x_chain_kernel(const __grid_c
         // thread 0's own writes to that buffer (an attention's position) before the copy engine's
         asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory");
         mbar_expect_tx(&bar[c.S + 1], sizeof(I8Phase));
-        bulk_g2s(mbar_smem(recs[(p + 1) & 1]), c.tab + p + 1, sizeof(I8Phase), &bar[c.S + 1]);
+        bulk_g2s(mbar_smem(recsb[(p + 1) & 1]), c.tab + p + 1, sizeof(I8Phase), &bar[c.S + 1]);
       }
-      Pp = reinterpret_cast<I8Phase*>(recs[p & 1]);
+      Pp = reinterpret_cast<I8Phase*>(recsb[p & 1]);
     }
     const I8Phase& P = *Pp;
     chain_stamp(c, 2 + 4 * p);
@@ -521,8 +550,11 @@ __global__ void __launch_bounds__(32 * NKS, 1) int8x_chain_kernel(const __grid_c
     }
     chain_stamp(c, 4 + 4 * p);
     if (warp == 0 && aPh <= p) {  // the A region is free (phase p's rows read, or none in it): the next A rows
-      aPh = chain_next_arows(c, tab, p + 1);
-      if (aPh >= 0) copy_arows(tab[aPh].A, tab[aPh].in, asm_, &bar[c.S], block_arows(tab[aPh].nA, tab[aPh].R), lane);
+      aPh = chain_next_arows(c, recs, p + 1, p);
+      if (aPh >= 0) {
+        const I8Phase& Q = recs.at(aPh, p);
+        copy_arows(Q.A, Q.in, asm_, &bar[c.S], block_arows(Q.nA, Q.R), lane);
+      }
     }
     bool tready = false;
     float y0 = 0.f, y1 = 0.f;
@@ -535,7 +567,7 @@ __global__ void __launch_bounds__(32 * NKS, 1) int8x_chain_kernel(const __grid_c
         tile_epilogue<NKS>(y0, y1, P.mode == 1 || P.npart, rstd, P.bt, hasBt, hasBt && P.bt.pre && group_bt_fits(P.bt.r), P.tout, P.R,
                            tready, st, tile * 16, P.y, red, tall, btsm, warp, lane);
       __syncthreads();  // the stage and red are read: refill the stage (with the next phases' items near the end)
-      if (warp == 0) chain_issue(c, tab, cursor, stg, bar, gi + c.S, lane);
+      if (warp == 0) chain_issue(c, recs, p, cursor, stg, bar, gi + c.S, lane);
     }
     pfirst += nitems;
     chain_stamp(c, 5 + 4 * p);
