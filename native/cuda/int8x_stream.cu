@@ -409,7 +409,7 @@ __global__ void __launch_bounds__(32 * NKS, 1) int8x_chain_kernel(const __grid_c
   // shared memory: [the table (tabSmem)] | x̂ | A rows | ring
   const I8Phase* const tab = c.tabSmem ? reinterpret_cast<const I8Phase*>(sm) : c.tab;
   unsigned char* const xsm = sm + c.tabSmem;
-  unsigned char* const asm_ = sm + c.xbytes;
+  unsigned char* const asm_ = xsm + c.xbytes;
   unsigned char* const stg = asm_ + c.abytes;
   chain_stamp(c, 0);
   if (threadIdx.x == 0) {
