@@ -396,8 +396,8 @@ __device__ __forceinline__ int chain_next_arows(const I8Chain& c, const ChainRec
   return -1;
 }
 
-// ATTN: compiled with the attention phase, so a chain without one carries none of its code (ptxas, 16 / 8 warps: 115 /
-// 123 registers with it, 108 / 111 without, no spills; one block an SM at 16 warps, two fit at 8)
+// ATTN: compiled with the attention phase, so a chain without one carries none of its code (ptxas, 16 / 8 warps: 119 /
+// 127 registers with it, 112 / 117 without, no spills; one block an SM at 16 warps, two fit at 8 — at 127, exactly)
 template <int NKS, bool ATTN>
 __global__ void __launch_bounds__(32 * NKS, 1) int8x_chain_kernel(const __grid_constant__ I8Chain c) {
   extern __shared__ __align__(128) unsigned char sm[];
