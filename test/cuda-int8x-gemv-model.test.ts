@@ -656,6 +656,8 @@ for (const E of CHAIN_ENGINES) test(`${E.name}: int8-x chain (o → gate/up → 
     assert.throws(() => plan([aPh, { ...o0, mode: 0, xs: scr }]), /output \(xs\)/);
     assert.throws(() => plan([aPh]), /output \(xs\)/);
     assert.throws(() => plan([{ ...aPh, hd: 32, Hq: 32 }, { ...o0, mode: 0, xs: a0.xs }]), /head dims/);
+    // block 0 unsets a phase's t as the next phase's blocks store theirs: adjacent phases may not share t
+    assert.throws(() => plan([withAdapter(0, 0, { xs: scr, npart: 2, eps }), { ...withAdapter(2, 2, { yin: ph[1].y }), t: ph[0].t }]), /share t/);
     const id = c.cudaInt8xChainPlan!([aPh, { ...o0, mode: 0, xs: a0.xs }], 16, pos + 1);
     try {
       assert.throws(() => c.cudaInt8xChainRun!(id, true, sync, pos + 1, a0.cos, a0.sin), /position/);

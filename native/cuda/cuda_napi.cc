@@ -1059,6 +1059,7 @@ napi_value js_int8x_chain_plan(napi_env env, napi_callback_info info) {
         if (!(e > prev) || e > out || e != (double)(int)e) { throw_error(env, "cudaInt8xChainPlan: segment ends must rise within out"); return nullptr; }
         const void* B;
         if (!prop_buf(a, el, bk[i], (size_t)(e - prev) * (size_t)r * 2, &B, true)) return nullptr;
+        if (((int)r & 7) == 0 && !aligned16(a, B, bk[i])) return nullptr;  // a tile's B rows go by bulk copy (r % 8 == 0)
         P.bt.B[i] = B;
         P.bt.end[i] = (int)e;
         P.bt.nseg = i + 1;

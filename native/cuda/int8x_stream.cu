@@ -576,8 +576,11 @@ __global__ void __launch_bounds__(32 * NKS, 1) int8x_chain_kernel(const __grid_c
       atomicAdd(c.bar, 1u);
     }
   }
+  if (threadIdx.x == 0) __threadfence();  // this block's t stores (its last A rows) before its count out
   if (threadIdx.x == 0 && atomicAdd(c.bar + 1, 1u) == gridDim.x - 1) {
     // the last block out: every block is past every wait and every t read — counters to 0, the last phase's t unset
+    // (after every block's fenced count: their t stores are older)
+    __threadfence();
     c.bar[0] = 0;
     c.bar[1] = 0;
     const I8Phase& L = c.tab[c.nph - 1];
@@ -739,6 +742,10 @@ static const char* chain_phases(const Int8xChainPhase* ph, int nph, int nks, int
       return "cudaInt8xChainPlan: the first GEMV phase reads its x̂ from a scratch (mode 0), the others make it";
     const bool ad = q.A && q.R > 0;
     if (ad != (q.bt.nseg > 0)) return "cudaInt8xChainPlan: a phase has both its A rows and its B·t, or neither";
+    // block 0 unsets a phase's t at the next phase's start while the other blocks already store that phase's: the two
+    // may not share t (a phase two or more later may: the barrier between orders them)
+    if (ad && p > 0 && ph[p - 1].mode != 3 && ph[p - 1].A && ph[p - 1].R > 0 && q.t < ph[p - 1].t + ph[p - 1].R && ph[p - 1].t < q.t + q.R)
+      return "cudaInt8xChainPlan: adjacent phases share t values";
     P.words = static_cast<const uint4*>(q.words);
     P.sz = q.sz;
     P.y = q.y;

@@ -73,6 +73,11 @@ export function hostEngine(): HostEngine {
   // int8-x chain plans (cudaInt8xChainPlan): their phases
   const chainPlans = new Map<number, { phases: Int8xChainPhase[]; ks: number; positions: number }>();
   let nextChain = 1;
+  // whether two handles' byte ranges share memory (views of one allocation included)
+  const overlaps = (h1: number, n1: number, h2: number, n2: number): boolean => {
+    const a = get(h1), b = get(h2);
+    return a.mem === b.mem && a.off < b.off + n2 && b.off < a.off + n1;
+  };
   const get = (h: number, need = 0): HostBuf => {
     const b = bufs.get(h);
     if (!b) throw new Error(`host engine: ${h} is not a live buffer`);
@@ -360,8 +365,8 @@ export function hostEngine(): HostEngine {
         if (P.A) parts |= 2048;
         (ops.cudaInt8xGemv as (...a: unknown[]) => void)(P.words, P.sz, null, scratch, P.y, P.out, inF, ks, parts, normEps, P.A ?? null,
           P.R ?? 0, P.t ?? null, P.A ? segs.map(([b]) => b) : null, P.A ? segs.map(([, e]) => e) : null, P.r ?? 0, null);
-        // block 0 unsets a phase's t after the barrier that ends it (the last block out the last phase's), so a later
-        // phase of the same launch may use that t again
+        // block 0 unsets a phase's t after the barrier that ends it (the last block out the last phase's), so a phase
+        // two or more later in the same launch may use that t again (the plan refuses the next one)
         if (P.A && P.t) { const tb = get(P.t, (P.R ?? 0) * 4); new Uint32Array(tb.mem, tb.off, P.R ?? 0).fill(T_UNSET); }
       });
     },
@@ -564,6 +569,8 @@ export function hostEngine(): HostEngine {
         }
         if ((P.mode === 0) !== (p === 0 || phases[p - 1].mode === 3)) throw new Error('cudaInt8xChainPlan: the first GEMV phase reads its x̂ from a scratch (mode 0), the others make it');
         if (P.mode === 1 && (!P.hin || !P.hout || !P.yin || !P.normW || P.hin === P.hout)) throw new Error('cudaInt8xChainPlan: mode 1 needs hin, yin, normW and a hout apart from hin');
+        const Q = phases[p - 1];
+        if (P.A && P.t && Q && Q.mode !== 3 && Q.A && Q.t && overlaps(P.t, (P.R ?? 0) * 4, Q.t, (Q.R ?? 0) * 4)) throw new Error('cudaInt8xChainPlan: adjacent phases share t values');
       });
       chainPlans.set(nextChain, { phases: phases.map((P) => ({ ...P })), ks, positions });
       return nextChain++;
