@@ -58,7 +58,7 @@ for (const E of ENGINES) for (const { cfg, variants, fused } of CASES.filter((k)
   // kernel 8 also with its prep launches folded into the GEMVs before them (foldPrep) and without, and with the preps
   // zeroing the GEMVs' B·t counters (zeroSync)
   // stream: kernel 8's GEMVs streamed (blocks of an SM each with a bulk-copy ring); warps: LOWBIT_INT8X_STREAM_WARPS;
-  // chain: o → gate/up → down → the next layer's q/k/v in one launch (cudaInt8xChain), chainWarps its warps a block,
+  // chain: o → gate/up → down → the next layer's q/k/v in one launch (cudaInt8xChainPlan / Run), chainWarps its warps a block,
   // chainAttn with the attention as its first phase (one launch a layer), chainToken every layer in one chain (one
   // launch a token after layer 0's q/k/v); tval: the streamed GEMVs publish t by value (the chain always does)
   interface Run { variant: number; kernel: number; foldAttn: boolean; foldPrep?: boolean; zeroSync?: boolean; stream?: boolean;

@@ -63,7 +63,7 @@ export interface NativeCudaInt8x extends NativeCuda {
     xOut?: number | null, xBf16?: boolean, unsetT?: boolean): void;
 }
 
-/** A GEMV phase of cudaInt8xChain (handles; b0..b2 / e0..e2: the B·t segments' B and row ends). */
+/** A GEMV phase of a chain (cudaInt8xChainPlan; handles; b0..b2 / e0..e2: the B·t segments' B and row ends). */
 export interface Int8xChainGemvPhase {
   words: number; sz: number; y: number; out: number; in: number; mode: 0 | 1 | 2;
   xs?: number | null; npart?: number; eps?: number; hin?: number | null; hout?: number | null; yin?: number | null; normW?: number | null;
