@@ -1017,8 +1017,8 @@ napi_value js_int8x_chain_plan(napi_env env, napi_callback_info info) {
       throw_error(env, "cudaInt8xChainPlan: phase " + std::to_string(k) + " needs integer out ≥ 16 and in ≥ 128");
       return nullptr;
     }
-    if (!prop_num(a, el, "mode", &mode, &has) || !prop_num(a, el, "R", &R, &has) || !prop_num(a, el, "r", &r, &has) ||
-        !prop_num(a, el, "npart", &npart, &has) || !prop_num(a, el, "eps", &eps, &hasEps))
+    if (!prop_num(a, el, "R", &R, &has) || !prop_num(a, el, "r", &r, &has) || !prop_num(a, el, "npart", &npart, &has) ||
+        !prop_num(a, el, "eps", &eps, &hasEps))
       return nullptr;
     P.out = (int)out;
     P.in = (int)in;

@@ -87,6 +87,7 @@ export function hostEngine(): HostEngine {
   const noCapture = (what: string) => { if (capture) throw new Error(`host engine: ${what} during a graph capture`); };
   const f32 = (h: number, n: number, off = 0) => { const b = get(h, (off + n) * 4); return new Float32Array(b.mem, b.off + off * 4, n); };
   const i32 = (h: number, n: number) => { const b = get(h, n * 4); return new Int32Array(b.mem, b.off, n); };
+  const u32 = (h: number, n: number) => { const b = get(h, n * 4); return new Uint32Array(b.mem, b.off, n); };
   const u16 = (h: number, n: number, off = 0) => { const b = get(h, (off + n) * 2); return new Uint16Array(b.mem, b.off + off * 2, n); };
   const u8 = (h: number, n: number) => { const b = get(h, n); return new Uint8Array(b.mem, b.off, n); };
   const fromBf = (a: Uint16Array) => { const u = new Uint32Array(a.length); for (let i = 0; i < a.length; i++) u[i] = a[i] << 16; return new Float32Array(u.buffer); };
@@ -121,7 +122,7 @@ export function hostEngine(): HostEngine {
       groupSize: d.group, qcodes: u8(d.codes, packedBytes(n, d.bits)).slice() };
     const ng = groupCount(p);
     if (d.layout === 0) {
-      const b = get(d.sz!, d.out * ng * 4), sz = new Uint32Array(b.mem, b.off, d.out * ng);
+      const sz = u32(d.sz!, d.out * ng);
       p.scales = Float32Array.from(sz, (w) => f16BitsToF32(w & 0xffff));
       p.zeros = Float32Array.from(sz, (w) => f16BitsToF32(w >>> 16));
       if (d.gidx) p.gIdx = i32(d.gidx, d.in).slice();
@@ -236,8 +237,8 @@ export function hostEngine(): HostEngine {
       u8(dst, w.byteLength).set(new Uint8Array(w.buffer));
     },
     cudaInt8xTileSz: (sz: number, dst: number, out: number, inF: number) => {
-      const n = out * inF / 64, zb = get(sz, n * 4), db = get(dst, n * 4);
-      new Uint32Array(db.mem, db.off, n).set(tileInt8xSz(new Uint32Array(zb.mem, zb.off, n), out, inF));
+      const n = out * inF / 64;
+      u32(dst, n).set(tileInt8xSz(u32(sz, n), out, inF));
     },
     cudaInt8xPrep: (x: number, x2: number | null, normW: number | null, scratch: number, inF: number, y: number | null, nzero: number,
       _pdl?: boolean, addY?: number | null, B1?: number | null, t1?: number | null, B2?: number | null, t2?: number | null, r = 0,
@@ -253,7 +254,7 @@ export function hostEngine(): HostEngine {
         const part = f32(scratch, Math.ceil(ng / 8), (inF + 8 * ng) / 4);
         part.set(sumsOfSquares(v, 512));
       }
-      if (y) { const yb = get(y, nzero * 4); new Uint32Array(yb.mem, yb.off, nzero).fill(unsetT ? T_UNSET : 0); }
+      if (y) u32(y, nzero).fill(unsetT ? T_UNSET : 0);
     },
     cudaInt8xGemv: (words: number, sz: number, x: number | null, scratch: number, y: number, out: number, inF: number, ks: number, parts = 7,
       normEps: number | null = null, A: number | null = null, R = 0, t: number | null = null, Bs: number[] | null = null,
@@ -265,12 +266,11 @@ export function hostEngine(): HostEngine {
       if (parts & 2048 && Bs && parts & 4) {  // t published by value: every t must carry the unset mark at the launch's
         // start, or a GPU's tiles would take the previous token's t without waiting (a prep that forgot unsetT fails here)
         if (!(parts & 512) || !t) throw new Error('cudaInt8xGemv: t published by value (parts & 2048) is the streamed GEMV\'s (parts & 512)');
-        const tb = get(t, R * 4), tu = new Uint32Array(tb.mem, tb.off, R);
-        const k = tu.findIndex((v) => v !== T_UNSET);
+        const k = u32(t, R).findIndex((v) => v !== T_UNSET);
         if (k >= 0) throw new Error(`cudaInt8xGemv: t[${k}] not unset at the launch's start (a GPU would not wait for its A row)`);
       } else if (sync && Bs && parts & 4) {  // the A-row counters: zero at every launch's start; the A rows leave R (parts & 256) or
         // the last tile block sets them back to 0 — so a decoder that forgets to zero them (256) fails here as on the GPU
-        const sb = get(sync, 8), sv = new Uint32Array(sb.mem, sb.off, 2);
+        const sv = u32(sync, 2);
         if (sv[0] !== 0 || sv[1] !== 0) throw new Error(`cudaInt8xGemv: B·t counters ${sv[0]},${sv[1]} at the launch's start (a GPU would not wait for the A rows)`);
         if (parts & 256) sv[0] = R;
       }
@@ -287,9 +287,9 @@ export function hostEngine(): HostEngine {
         for (const p of part) ss += p;
         rstd = 1 / Math.sqrt(ss / inF + normEps);
       }
-      const tiles = Math.ceil(out / 16), wb = get(words, tiles * 16 * inF / 4);
-      const q = unrepackInt8x(new Uint32Array(wb.mem, wb.off, tiles * 16 * inF / 16), out, inF);
-      const zb = get(sz, out * ng * 4), yv = f32(y, out), szRaw = new Uint32Array(zb.mem, zb.off, out * ng);
+      const tiles = Math.ceil(out / 16);
+      const q = unrepackInt8x(u32(words, tiles * 16 * inF / 16), out, inF);
+      const yv = f32(y, out), szRaw = u32(sz, out * ng);
       // the streamed kernel (512) reads them tile-blocked (tileInt8xSz): back to [out, ng]
       const szw = parts & 512 ? untileInt8xSz(szRaw, out, inF) : szRaw;
       for (let o = 0; o < out; o++) {
@@ -336,7 +336,7 @@ export function hostEngine(): HostEngine {
       const plan = chainPlans.get(id);
       if (!plan) throw new Error('cudaInt8xChainRun: not a live int8-x chain plan');
       const { phases, ks, positions } = plan;
-      const sb = get(sync, 4 * INT8X_CHAIN_SYNC_WORDS), sv = new Uint32Array(sb.mem, sb.off, INT8X_CHAIN_SYNC_WORDS);
+      const sv = u32(sync, INT8X_CHAIN_SYNC_WORDS);
       if (sv.some((v) => v !== 0)) throw new Error(`cudaInt8xChainRun: counters ${[...sv]} at the launch's start`);
       if (phases.some((P) => P.mode === 3) && (!(pos >= 0 && pos < positions) || !cos || !sin)) throw new Error('cudaInt8xChainRun: the attention phases need a position below the plan\'s and its RoPE rows');
       phases.forEach((P) => {
@@ -367,7 +367,7 @@ export function hostEngine(): HostEngine {
           P.R ?? 0, P.t ?? null, P.A ? segs.map(([b]) => b) : null, P.A ? segs.map(([, e]) => e) : null, P.r ?? 0, null);
         // block 0 unsets a phase's t after the barrier that ends it (the last block out the last phase's), so a phase
         // two or more later in the same launch may use that t again (the plan refuses the next one)
-        if (P.A && P.t) { const tb = get(P.t, (P.R ?? 0) * 4); new Uint32Array(tb.mem, tb.off, P.R ?? 0).fill(T_UNSET); }
+        if (P.A && P.t) u32(P.t, P.R ?? 0).fill(T_UNSET);
       });
     },
     cudaRmsnormFwd: (x: number, w: number, yB: number | null, yF: number | null, rstd: number | null, N: number, C: number, eps: number) => {

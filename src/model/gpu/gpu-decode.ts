@@ -115,7 +115,7 @@ export class GpuDecoder {
   zeroSync = process.env.LOWBIT_INT8X_ZERO !== 'tile';
   private streamOn = false;
   /**
-   * Kernel 8 with streamed GEMVs: per layer the attention launch, then ONE launch (cudaInt8xChain) for o → gate/up →
+   * Kernel 8 with streamed GEMVs: per layer the attention launch, then ONE launch (a cudaInt8xChainPlan) for o → gate/up →
    * down → the next layer's q/k/v with grid barriers between them, each block making the next GEMV's x̂ itself (the
    * residual add with RMSNorm, the SwiGLU), so no prep launches and one ring of weight copies across the four GEMVs:
    * 2 launches a layer instead of 8. LOWBIT_INT8X_CHAIN=1 (opt-in until measured; it turns the streamed GEMVs on).
@@ -517,11 +517,11 @@ export class GpuDecoder {
     const key = `${cw}:${attn}:${token}`, have = this.chainPlans.get(key);
     if (have) return have;
     const x8 = this.c as unknown as NativeCudaInt8x, cfg = this.w.config, h = this.arena.h, plan = this.i8!, scr = this.i8scr!, hB = this.chainH!;
-    const Q = cfg.numHeads * cfg.headDim, KV = cfg.numKvHeads * cfg.headDim, eps = cfg.rmsNormEps;
+    const eps = cfg.rmsNormEps;
     const layer = (l: number): Int8xChainPhase[] => {
-      const pl = plan[l], next = l + 1 < cfg.numLayers ? plan[l + 1] : null, y = pl.qkv.y;
+      const pl = plan[l], next = l + 1 < cfg.numLayers ? plan[l + 1] : null;
       return [
-        ...(attn ? [{ mode: 3 as const, q: this.i8view(y, 0, Q), k: this.i8view(y, Q, KV), v: this.i8view(y, Q + KV, KV), kc: h[`kc${l}`], vc: h[`vc${l}`],
+        ...(attn ? [{ mode: 3 as const, ...this.qkvViews(pl), kc: h[`kc${l}`], vc: h[`vc${l}`],
           Hq: cfg.numHeads, Hkv: cfg.numKvHeads, hd: cfg.headDim, xs: scr.Q }] : []),
         this.chainPhase(pl.o, 0, { xs: scr.Q, npart: 0 }),
         this.chainPhase(pl.gu, 1, { hin: h.x, yin: pl.o.y, hout: hB, normW: this.w.layers[l].postNorm, eps }),
@@ -599,7 +599,7 @@ export class GpuDecoder {
    */
   private bodyInt8x(pos: number, logits: boolean): void {
     const c = this.c, x8 = this.c as unknown as NativeCudaInt8x, cfg = this.w.config, h = this.arena.h, plan = this.i8!, scr = this.i8scr!;
-    const D = cfg.hiddenSize, I = cfg.intermediateSize, Q = cfg.numHeads * cfg.headDim, KV = cfg.numKvHeads * cfg.headDim, eps = cfg.rmsNormEps;
+    const D = cfg.hiddenSize, I = cfg.intermediateSize, Q = cfg.numHeads * cfg.headDim, eps = cfg.rmsNormEps;
     const r = this.lora?.sites[0]?.r ?? 0;
     c.cudaEmbedding(h.id, this.w.embed, h.x, 1, D, cfg.vocabSize, true);
     const fold = this.i8fold, zero = this.i8zeroSync, tval = this.i8tval, zb = (zero ? 256 : 0) | (tval ? 2048 : 0);  // once per step, not per launch
@@ -614,7 +614,7 @@ export class GpuDecoder {
             ...this.i8Bt(prev?.down ?? null, prev?.B.down_proj, prev?.t.down_proj), null, null, r, h.x, false, u1);
         this.i8gemv(pl.qkv, scr.D, eps, zb | (fold && prev !== null ? 128 : 0));
       }
-      const y = pl.qkv.y, q = this.i8view(y, 0, Q), k = this.i8view(y, Q, KV), v = this.i8view(y, Q + KV, KV);
+      const { q, k, v } = this.qkvViews(pl);
       const [bq, tq] = this.i8Bt(pl.qkv, B.q_proj, t.q_proj), [bk, tk] = this.i8Bt(pl.qkv, B.k_proj, t.k_proj), [bv, tv] = this.i8Bt(pl.qkv, B.v_proj, t.v_proj);
       if (chainAttn) {
         // the attention runs as the chain's first phase (below; q/k/v's GEMV added its B·t)
@@ -656,6 +656,12 @@ export class GpuDecoder {
     if (!logits) return;
     c.cudaRmsnormFwd(hx, this.w.finalNorm, h.lnf, null, null, 1, D, eps);
     c.cublasGemmBf16(false, true, 1, cfg.vocabSize, D, h.lnf, this.w.lmHead, h.logits, 1, 0, true);
+  }
+
+  /** A layer's q, k and v: views into its q/k/v GEMV's y. */
+  private qkvViews(pl: Int8xLayer): { q: number; k: number; v: number } {
+    const cfg = this.w.config, Q = cfg.numHeads * cfg.headDim, KV = cfg.numKvHeads * cfg.headDim, y = pl.qkv.y;
+    return { q: this.i8view(y, 0, Q), k: this.i8view(y, Q, KV), v: this.i8view(y, Q + KV, KV) };
   }
 
   /** f32 views into the kernel-8 plan's y buffers (made once, reused by every token step and graph). */
