@@ -193,7 +193,8 @@ if (args.includes('--trace-chain')) {
     const L = Math.min(launches, maxL);
     const at = (i, b, k) => raw[(i * G + b) * K + k] === 0n ? NaN : Number(raw[(i * G + b) * K + k] - t0) / 1000;
     // phase p of a launch is kinds[p % kinds.length] (a layer's chain, or with LOWBIT_INT8X_CHAIN_TOKEN=1 every layer's)
-    const kinds = [...(d.chainedAttention ? ['attention'] : []), 'o', 'gate/up', 'down', 'next q/k/v'], per = kinds.map(() => []), launch = [];
+    const kinds = [...(d.chainedAttention ? ['attention'] : []), 'o', ...(d.chainedPrep ? ['prep g/u', 'gate/up', 'prep down', 'down', 'prep qkv', 'next q/k/v'] : ['gate/up', 'down', 'next q/k/v'])];
+    const per = kinds.map(() => []), launch = [];
     const bs = [...Array(G).keys()];
     const minOf = (a) => Math.min(...a.filter((x) => !Number.isNaN(x))), maxOf = (a) => Math.max(...a.filter((x) => !Number.isNaN(x)));
     for (let i = 0; i < L; i++) {
@@ -262,9 +263,9 @@ for (const withLora of gemvOnly ? [] : [true, false]) {
       const tps = N / s, perTok = d.bytesPerToken(prompt.length + N / 2);
       const bound = BW / perTok;
       if (kernel === 8 && !d.int8x) throw new Error(`kernel 8: ${d.int8xUnsupported()}`);
-      const r = { lora: withLora, variant, kernel, probe, persistent: d.persistent, int8x: d.int8x, chained: d.chained, chainedAttention: d.chainedAttention, chainedToken: d.chainedToken, mode, prefetch: pfMode, captureSeconds: d.captureSeconds, tokensPerS: tps, msPerToken: 1000 / tps, bytesPerToken: perTok, boundTokensPerS: bound, ofBound: tps / bound, first: out.slice(0, 8) };
+      const r = { lora: withLora, variant, kernel, probe, persistent: d.persistent, int8x: d.int8x, chained: d.chained, chainedAttention: d.chainedAttention, chainedToken: d.chainedToken, chainedPrep: d.chainedPrep, mode, prefetch: pfMode, captureSeconds: d.captureSeconds, tokensPerS: tps, msPerToken: 1000 / tps, bytesPerToken: perTok, boundTokensPerS: bound, ofBound: tps / bound, first: out.slice(0, 8) };
       res.runs.push(r);
-      log(`${withLora ? 'rank-64 LoRA unmerged' : 'no adapter         '} GEMV v${variant}${variant === 4 ? ` k${kernel}${d.persistent ? ' (persistent)' : ''}${d.int8x ? ` (int8-x${d.chained ? `, chained${d.chainedAttention ? ' with the attention' : ''}${d.chainedToken ? ', a token in one launch' : ''}` : ''})` : ''}${probe ? ` probe ${probe}` : ''}` : ''} ${mode.padEnd(5)} prefetch ${pfMode}: ${tps.toFixed(1)} tok/s (${r.msPerToken.toFixed(2)} ms/token), bound ${bound.toFixed(0)} tok/s (${(perTok / 1e6).toFixed(0)} MB/token) → ${(100 * r.ofBound).toFixed(1)} %`);
+      log(`${withLora ? 'rank-64 LoRA unmerged' : 'no adapter         '} GEMV v${variant}${variant === 4 ? ` k${kernel}${d.persistent ? ' (persistent)' : ''}${d.int8x ? ` (int8-x${d.chained ? `, chained${d.chainedAttention ? ' with the attention' : ''}${d.chainedToken ? ', a token in one launch' : ''}${d.chainedPrep ? ', x̂ by prep phases' : ''}` : ''})` : ''}${probe ? ` probe ${probe}` : ''}` : ''} ${mode.padEnd(5)} prefetch ${pfMode}: ${tps.toFixed(1)} tok/s (${r.msPerToken.toFixed(2)} ms/token), bound ${bound.toFixed(0)} tok/s (${(perTok / 1e6).toFixed(0)} MB/token) → ${(100 * r.ofBound).toFixed(1)} %`);
     } catch (e) {
       res.runs.push({ lora: withLora, variant, kernel, mode, prefetch: pfMode, error: String(e) });
       log(`${withLora ? 'lora' : 'base'} v${variant} ${mode}: ${e}`);

@@ -60,9 +60,10 @@ for (const E of ENGINES) for (const { cfg, variants, fused } of CASES.filter((k)
   // stream: kernel 8's GEMVs streamed (blocks of an SM each with a bulk-copy ring); warps: LOWBIT_INT8X_STREAM_WARPS;
   // chain: o → gate/up → down → the next layer's q/k/v in one launch (cudaInt8xChainPlan / Run), chainWarps its warps a block,
   // chainAttn with the attention as its first phase (one launch a layer), chainToken every layer in one chain (one
-  // launch a token after layer 0's q/k/v); tval: the streamed GEMVs publish t by value (the chain always does)
+  // launch a token after layer 0's q/k/v), chainPrep each phase's x̂ made once by a prep phase before it; tval: the
+  // streamed GEMVs publish t by value (the chain always does)
   interface Run { variant: number; kernel: number; foldAttn: boolean; foldPrep?: boolean; zeroSync?: boolean; stream?: boolean;
-    warps?: string; chain?: boolean; chainWarps?: string; tval?: boolean; chainAttn?: boolean; chainToken?: boolean }
+    warps?: string; chain?: boolean; chainWarps?: string; tval?: boolean; chainAttn?: boolean; chainToken?: boolean; chainPrep?: boolean }
   const k8 = (more: Partial<Run>): Run => ({ variant: 4, kernel: 8, foldAttn: true, foldPrep: false, ...more });
   const streamed = { zeroSync: true, stream: true };
   const runs = variants.flatMap((v): Run[] => (v === 4 ? [5, 5, 6, 0].map((kernel, i) => ({ variant: 4, kernel, foldAttn: i !== 1 }))
@@ -70,9 +71,10 @@ for (const E of ENGINES) for (const { cfg, variants, fused } of CASES.filter((k)
       k8(streamed), k8({ ...streamed, warps: 'o=16,down=16' }), k8({ ...streamed, chain: true }), k8({ ...streamed, chain: true, chainWarps: '8' }),
       k8({ ...streamed, chain: true, chainAttn: true }), k8({ ...streamed, chain: true, chainWarps: '8', chainAttn: true }),
       k8({ ...streamed, chain: true, chainAttn: true, chainToken: true }), k8({ ...streamed, chain: true, chainWarps: '8', chainAttn: true, chainToken: true }),
+      k8({ ...streamed, chain: true, chainPrep: true }), k8({ ...streamed, chain: true, chainWarps: '8', chainAttn: true, chainToken: true, chainPrep: true }),
       k8({ ...streamed, tval: true })]
     : [{ variant: v, kernel: 0, foldAttn: true }]));
-  for (const { variant, kernel, foldAttn, foldPrep, zeroSync, stream, warps, chain, chainWarps, tval, chainAttn, chainToken } of runs) {
+  for (const { variant, kernel, foldAttn, foldPrep, zeroSync, stream, warps, chain, chainWarps, tval, chainAttn, chainToken, chainPrep } of runs) {
     // warps: LOWBIT_INT8X_STREAM_WARPS while the streamed plan is set up (16 warps a block for o and down)
     const saved = process.env.LOWBIT_INT8X_STREAM_WARPS;
     if (warps) process.env.LOWBIT_INT8X_STREAM_WARPS = warps;
@@ -85,6 +87,7 @@ for (const E of ENGINES) for (const { cfg, variants, fused } of CASES.filter((k)
       if (chain) d.chain = true;
       if (chainAttn) d.chainAttn = true;
       if (chainToken) d.chainToken = true;
+      if (chainPrep) d.chainPrep = true;
       if (tval) d.tval = true;
     } finally {
       if (warps) { if (saved === undefined) delete process.env.LOWBIT_INT8X_STREAM_WARPS; else process.env.LOWBIT_INT8X_STREAM_WARPS = saved; }
@@ -101,6 +104,7 @@ for (const E of ENGINES) for (const { cfg, variants, fused } of CASES.filter((k)
       assert.equal(d.chained, !!chain, 'the chain runs where asked for');
       assert.equal(d.chainedAttention, !!chainAttn, 'the attention runs in the chain where asked for');
       assert.equal(d.chainedToken, !!chainToken, 'a token runs as one chain where asked for');
+      assert.equal(d.chainedPrep, !!chainPrep, 'the chain\'s x̂ comes from prep phases where asked for');
       if (chainWarps) process.env.LOWBIT_INT8X_CHAIN_WARPS = chainWarps;
       const tol = kernel === 8 ? 6e-2 : 2e-2;
       if (kernel === 8 && 'int8xExact' in c) {  // the emulator on the exact x̃: kernel 8's hand-offs at kernel 5's tolerance
@@ -119,7 +123,7 @@ for (const E of ENGINES) for (const { cfg, variants, fused } of CASES.filter((k)
       const graphs = [new Float32Array(T * V), new Float32Array(T * V)];
       for (const out of graphs) { d.reset(); for (let i = 0; i < T; i++) out.set(d.step(ids[i])!, i * V); }
       const eCpu = relErr(eager, cpu), eFwd = relErr(eager, fwd!), eG1 = relErr(graphs[0], eager), eG2 = relErr(graphs[1], eager);
-      t.diagnostic(`GEMV v${variant}${variant === 4 ? ` kernel ${kernel}${kernel === 8 ? ' (int8-x)' : ''}${d.persistent ? ' (persistent)' : ''}${kernel === 5 && !foldAttn ? ' (attention launched alone)' : ''}${kernel === 8 ? (foldAttn ? ', attention in one launch' : ', epilogue + attention + prep') + (foldPrep ? ', preps folded' : ', prep launches') + (zeroSync ? ', counters zeroed by the preps' : '') + (d.streamGemv ? `, streamed GEMVs${warps ? ` (warps ${warps})` : ''}` : '') + (chain ? `, chained (${chainWarps ?? 16} warps${chainAttn ? ', with the attention' : ''}${chainToken ? ', a token in one launch' : ''})` : '') + (tval ? ', t by value' : '') : ''}` : ''}: decoder vs CPU ${eCpu.toExponential(2)}, vs GPU forward ${eFwd.toExponential(2)}; graph (capture pass) ${eG1.toExponential(2)}, graph replay ${eG2.toExponential(2)}`);
+      t.diagnostic(`GEMV v${variant}${variant === 4 ? ` kernel ${kernel}${kernel === 8 ? ' (int8-x)' : ''}${d.persistent ? ' (persistent)' : ''}${kernel === 5 && !foldAttn ? ' (attention launched alone)' : ''}${kernel === 8 ? (foldAttn ? ', attention in one launch' : ', epilogue + attention + prep') + (foldPrep ? ', preps folded' : ', prep launches') + (zeroSync ? ', counters zeroed by the preps' : '') + (d.streamGemv ? `, streamed GEMVs${warps ? ` (warps ${warps})` : ''}` : '') + (chain ? `, chained (${chainWarps ?? 16} warps${chainAttn ? ', with the attention' : ''}${chainToken ? ', a token in one launch' : ''}${chainPrep ? ', x̂ by prep phases' : ''})` : '') + (tval ? ', t by value' : '') : ''}` : ''}: decoder vs CPU ${eCpu.toExponential(2)}, vs GPU forward ${eFwd.toExponential(2)}; graph (capture pass) ${eG1.toExponential(2)}, graph replay ${eG2.toExponential(2)}`);
       assert.ok(eCpu < tol, `decoder vs CPU ${eCpu}`);
       assert.ok(eFwd < tol, `decoder vs GPU forward ${eFwd}`);
       // kernel 8 sums its split K in a fixed order (parts & 64): its graphs repeat eager bit for bit; elsewhere float

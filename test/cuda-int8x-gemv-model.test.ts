@@ -575,18 +575,9 @@ for (const E of CHAIN_ENGINES) test(`${E.name}: int8-x chain (o → gate/up → 
       }
       return ref;
     };
-    for (const at of [null, ...attnBufs]) for (const adapter of [true, false]) for (const ks of [16, 8]) {
-      if (at) {  // the caches as before; cudaDecodeAttn (8 warps a head) on its own copies: the attention phase's reference
-        for (const [h, d] of [[at.kc, at.kc0], [at.vc, at.vc0], [at.kcR, at.kc0], [at.vcR, at.vc0]] as const) c.cudaUpload(h, d);
-        c.cudaDecodeAttn(at.q, at.k, at.v, at.cos, at.sin, at.kcR, at.vcR, pos, at.Hq, at.Hkv, at.hd, null, null, null, null, null, null, null, 0, at.xsR);
-      } else c.cudaInt8xPrep(hx, null, hn0, scr, 1024, null, 0, false);
-      const phase = (k: number, mode: 0 | 1 | 2, more: object) => (adapter ? withAdapter(k, mode, more) : gemvPhase(k, mode, more));
-      const attnPhase = at ? [attnOf(at)] : [];
-      const phases = [...attnPhase, phase(0, 0, at ? { xs: at.xs, npart: 0 } : { xs: scr, npart: 2, eps }), phase(1, 1, { hin: hA_, yin: ph[0].y, hout: hB_, normW: hn1, eps }),
-        phase(2, 2, { yin: ph[1].y }), phase(3, 1, { hin: hB_, yin: ph[2].y, hout: hA_, normW: hn3, eps })];
-      const label = `chain${at ? ` after the attention (${at.Hq} heads of ${at.hd}, ${at.Hkv} KV heads)` : ''}, ${ks} warps${adapter ? `, adapters (rank ${rB})` : ''}`;
-      c.cudaUpload(hA_, hin);
-      launch(phases, ks, at);
+    // the checks of one launch's phases: each y = f64 on the previous phase's y (phase 0: the prep's x̃ and 1/rms, or the
+    // attention's x̂), the residuals bit for bit, the counters zero and every t unset again; returns the ys
+    const check = (label: string, ks: number, adapter: boolean, at: typeof attnBufs[number] | null): Float32Array[] => {
       const ys = ph.map((P) => down(P.y, P.out)), hB1 = down(hB_, 1024), hA1 = down(hA_, 1024);
       // phase 0: the prep's x̃ and 1/rms, or the attention's x̂; phases 1 and 3: the residual of the phase before; phase 2:
       // SwiGLU of gate/up
@@ -619,12 +610,43 @@ for (const E of CHAIN_ENGINES) test(`${E.name}: int8-x chain (o → gate/up → 
       errs.forEach((e, k) => assert.ok(e < (k === 2 ? 1e-4 : 1e-5), `phase ${k}: y vs f64 ${e}`));
       assert.deepEqual([...new Uint32Array(down(sync, 2).buffer)], [0, 0], 'the chain leaves its counters at zero');
       if (adapter) for (const P of ph) assert.ok(new Uint32Array(down(P.t, P.R).buffer).every((v) => v === 0xffffffff), 'every t unset again');
+      return ys;
+    };
+    for (const at of [null, ...attnBufs]) for (const adapter of [true, false]) for (const ks of [16, 8]) {
+      if (at) {  // the caches as before; cudaDecodeAttn (8 warps a head) on its own copies: the attention phase's reference
+        for (const [h, d] of [[at.kc, at.kc0], [at.vc, at.vc0], [at.kcR, at.kc0], [at.vcR, at.vc0]] as const) c.cudaUpload(h, d);
+        c.cudaDecodeAttn(at.q, at.k, at.v, at.cos, at.sin, at.kcR, at.vcR, pos, at.Hq, at.Hkv, at.hd, null, null, null, null, null, null, null, 0, at.xsR);
+      } else c.cudaInt8xPrep(hx, null, hn0, scr, 1024, null, 0, false);
+      const phase = (k: number, mode: 0 | 1 | 2, more: object) => (adapter ? withAdapter(k, mode, more) : gemvPhase(k, mode, more));
+      const attnPhase = at ? [attnOf(at)] : [];
+      const phases = [...attnPhase, phase(0, 0, at ? { xs: at.xs, npart: 0 } : { xs: scr, npart: 2, eps }), phase(1, 1, { hin: hA_, yin: ph[0].y, hout: hB_, normW: hn1, eps }),
+        phase(2, 2, { yin: ph[1].y }), phase(3, 1, { hin: hB_, yin: ph[2].y, hout: hA_, normW: hn3, eps })];
+      const label = `chain${at ? ` after the attention (${at.Hq} heads of ${at.hd}, ${at.Hkv} KV heads)` : ''}, ${ks} warps${adapter ? `, adapters (rank ${rB})` : ''}`;
+      c.cudaUpload(hA_, hin);
+      launch(phases, ks, at);
+      const ys = check(label, ks, adapter, at);
       // again from the same inputs: the same bits
       c.cudaUpload(hA_, hin);
       if (at) for (const [h, d] of [[at.kc, at.kc0], [at.vc, at.vc0]] as const) c.cudaUpload(h, d);
       launch(phases, ks, at);
       ph.forEach((P, k) => assert.deepEqual(new Uint32Array(down(P.y, P.out).buffer), new Uint32Array(ys[k].buffer), `phase ${k}: a second chain repeats bit for bit`));
     }
+    // x̂ by prep phases (mode 4: the next phase's x̂ made once for the grid, a warp a group, its Σv² a partial per group):
+    // the same checks, so each prep = cudaInt8xPrep's x̃ and the residuals bit for bit
+    const scrD = up(new Uint8Array(int8xScratchBytes(1024))), scrI = up(new Uint8Array(int8xScratchBytes(I)));
+    for (const ks of [16, 8]) {
+      c.cudaInt8xPrep(hx, null, hn0, scr, 1024, null, 0, false);
+      const phases: Int8xChainPhase[] = [withAdapter(0, 0, { xs: scr, npart: 2, eps }),
+        { mode: 4, in: 1024, xs: scrD, hin: hA_, yin: ph[0].y, hout: hB_, normW: hn1 }, withAdapter(1, 0, { xs: scrD, npart: 16, eps }),
+        { mode: 4, in: I, xs: scrI, yin: ph[1].y }, withAdapter(2, 0, { xs: scrI, npart: 0 }),
+        { mode: 4, in: 1024, xs: scrD, hin: hB_, yin: ph[2].y, hout: hA_, normW: hn3 }, withAdapter(3, 0, { xs: scrD, npart: 16, eps })];
+      c.cudaUpload(hA_, hin);
+      launch(phases, ks, null);
+      check(`chain with prep phases, ${ks} warps, adapters (rank ${rB})`, ks, true, null);
+    }
+    const prepOf = { mode: 4 as const, in: 1024, xs: scrD, hin: hA_, yin: ph[0].y, hout: hB_, normW: hn1 };
+    assert.throws(() => c.cudaInt8xChainFree!(c.cudaInt8xChainPlan!([gemvPhase(0, 0, { xs: scr, npart: 2, eps }), prepOf, gemvPhase(1, 0, { xs: scrD, npart: 2, eps })], 16, pos + 1)), /prep phase/);
+    assert.throws(() => c.cudaInt8xChainFree!(c.cudaInt8xChainPlan!([gemvPhase(0, 0, { xs: scr, npart: 2, eps }), prepOf, gemvPhase(1, 1, { hin: hA_, yin: ph[0].y, hout: hB_, normW: hn1, eps })], 16, pos + 1)), /prep phase/);
     // a token in one launch: two layers' phases (attention → o → gate/up → down → q/k/v → attention → o → gate/up → down,
     // the residual alternating as the decoder's does) = the same two layers as two launches, bit for bit; with the
     // table in shared memory (a short plan's) and in global memory (a long plan's, each record copied at its phase)

@@ -967,7 +967,8 @@ napi_value js_int8x_gemv(napi_env env, napi_callback_info info) {
 //   with npart > 0: RMSNorm's 1/rms from the partials), hin, hout, yin, normW, eps (mode 1), yin (mode 2: gate | up,
 //   2·in floats), and with an adapter A, R, t, r, b0..b2 (B per segment, bf16 [rows, r], scaled), e0..e2 (segment row
 //   ends) }, or an attention { mode: 3, q, k, v, kc, vc, Hq, Hkv, hd, xs (its int8-x output: the next phase's xs) } as
-//   cudaDecodeAttn's, its caches holding `positions` rows; ksplit: 8 or 16 warps a block.
+//   cudaDecodeAttn's, its caches holding `positions` rows, or a prep { mode: 4, in, xs, yin, and with normW hin, hout }
+//   (the next phase's x̂ made once into xs, int8xScratchBytes(in)); ksplit: 8 or 16 warps a block.
 // cudaInt8xChainRun(id, pdl, sync, pos = 0, cos = null, sin = null)   one launch of the plan (sync: 2 u32, zero; the
 //   attention phases at position pos < positions with the RoPE rows cos/sin f32 [hd/2]). cudaInt8xChainFree(id).
 IdTable g_chains{"int8-x chain plan"};
@@ -1010,6 +1011,25 @@ napi_value js_int8x_chain_plan(napi_env env, napi_callback_info info) {
                         (int)Hq, (int)Hkv, (int)hd};
       P.at.i8 = const_cast<void*>(xs);
       P.xs = xs;
+      continue;
+    }
+    if (mode == 4) {  // a prep phase: the next phase's x̂ into xs (residual + RMSNorm with normW, else SwiGLU)
+      if (!prop_num(a, el, "in", &in, &has) || !has || !(in >= 128) || in != (double)(int)in || in > 1e8) {
+        throw_error(env, "cudaInt8xChainPlan: prep phase " + std::to_string(k) + " needs an integer in ≥ 128");
+        return nullptr;
+      }
+      const size_t n = (size_t)in, ng = n / 64;
+      const void *xs, *hin, *hout, *yin, *nw;
+      if (!prop_buf(a, el, "xs", n + ng * 12, &xs, true) || !prop_buf(a, el, "normW", n * 4, &nw) || !prop_buf(a, el, "hin", n * 4, &hin) ||
+          !prop_buf(a, el, "hout", n * 4, &hout) || !prop_buf(a, el, "yin", n * 4 * (nw ? 1 : 2), &yin, true) || !aligned16(a, xs, "xs"))
+        return nullptr;
+      P.mode = 4;
+      P.in = (int)in;
+      P.xs = xs;
+      P.hin = static_cast<const float*>(hin);
+      P.hout = static_cast<float*>(const_cast<void*>(hout));
+      P.yin = static_cast<const float*>(yin);
+      P.normw = static_cast<const float*>(nw);
       continue;
     }
     if (!prop_num(a, el, "out", &out, &has) || !has || !prop_num(a, el, "in", &in, &has) || !has || !(out >= 16) || !(in >= 128) ||

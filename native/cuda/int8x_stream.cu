@@ -302,7 +302,9 @@ struct alignas(16) I8Phase {
   int tpb, nA;   // tiles and A rows a block
   int mode;      // x̂: 0 from the scratch xs (npart Σx² partials, eps), 1 residual v = hin + yin (block 0 writes hout),
                  // x̃ = v·normw with 1/rms from Σv² in the block, 2 SwiGLU x̃ = silu(yin[i])·yin[in + i]; 3 the
-                 // attention (at; no GEMV: out = 0), its output as x̂ into at.i8 for the next phase (mode 0)
+                 // attention (at; no GEMV: out = 0), its output as x̂ into at.i8 for the next phase (mode 0); 4 the
+                 // next phase's x̂ made once into xs (no GEMV: out = 0), a warp a group over the grid: normw set, as
+                 // mode 1 (hout, a Σv² partial per group), else as mode 2 — the next phase reads it (mode 0)
   const unsigned char* xs;
   int npart;
   float eps;
@@ -481,16 +483,33 @@ __global__ void __launch_bounds__(32 * NKS, 1) int8x_chain_kernel(const __grid_c
         if (P.at.hd == 64) attn_body<2, NKS, true>(P.at, blockIdx.x, reinterpret_cast<float*>(xsm));
         else attn_body<4, NKS, true>(P.at, blockIdx.x, reinterpret_cast<float*>(xsm));
       }
+    } else if (P.mode == 4) {
+      // the next phase's x̂ once for the grid (run 102: each block making all of it read 48–88 KB of y per block
+      // through L2, 4–16 µs a phase): group g by warp g / grid of block g mod grid, as the prep and the folded prep
+      // (input_group: the same bytes), its Σv² partial per group; the next phase copies the 12.4 KB at most (mode 0)
+      int8_t* const xq = reinterpret_cast<int8_t*>(const_cast<unsigned char*>(P.xs));
+      float* const av = reinterpret_cast<float*>(xq + in);
+      for (int g = (int)blockIdx.x + (int)gridDim.x * warp; g < ng; g += (int)gridDim.x * NKS) {
+        float ss = 0.f;
+        input_group(P.hin, P.yin, P.normw ? P.hout : nullptr, P.normw, P.normw ? 0 : in, g, lane, xq, av,
+                    reinterpret_cast<int*>(av + ng), ss);
+#pragma unroll
+        for (int o = 16; o > 0; o >>= 1) ss += __shfl_xor_sync(0xffffffffu, ss, o);
+        if (lane == 0 && P.normw) av[2 * ng + g] = ss;
+      }
     } else if (nitems > 0 || myA > 0 || (P.mode == 1 && blockIdx.x == 0)) {
       // the phase's x̂ in shared memory (x̂ [in] | a [ng] | Σx̂ [ng], the prep's layout) and 1/rms
       if (P.mode == 0) {  // through L2: an attention phase of this launch may have written it
         for (int i = threadIdx.x; i < (in + 8 * ng) / 16; i += blockDim.x)
           reinterpret_cast<uint4*>(xsm)[i] = __ldcg(reinterpret_cast<const uint4*>(P.xs) + i);
-        if (threadIdx.x == 0) {
+        if (warp == 0) {  // the partials by warp 0's lanes (a prep phase's are one a group: up to 172 L2 loads),
+                          // lane l adding l, l + 32, … then a shuffle tree: one order, so every block the same 1/rms
           float ss = 0.f;
           const float* part = reinterpret_cast<const float*>(P.xs + in + 8 * ng);
-          for (int i = 0; i < P.npart; i++) ss += __ldcg(part + i);
-          rstd_s = P.npart ? rsqrtf(ss / (float)in + P.eps) : 1.f;
+          for (int i = lane; i < P.npart; i += 32) ss += __ldcg(part + i);
+#pragma unroll
+          for (int o = 16; o > 0; o >>= 1) ss += __shfl_xor_sync(0xffffffffu, ss, o);
+          if (lane == 0) rstd_s = P.npart ? rsqrtf(ss / (float)in + P.eps) : 1.f;
         }
       } else {
         // a warp per group of 64, as the prep kernel, in ascending order (Σv² in the prep's order); a warp's groups
@@ -733,13 +752,28 @@ static const char* chain_phases(const Int8xChainPhase* ph, int nph, int nks, int
       xb = std::max(xb, (4 * (nks == 8 ? attn_smem_floats<8>(e.hd) : attn_smem_floats<16>(e.hd)) + 15) & ~15);
       continue;
     }
+    if (q.mode == 4) {  // the next phase's x̂ made once (its input: residual + RMSNorm with normw, else SwiGLU)
+      const Int8xChainPhase* n = p + 1 < nph ? &ph[p + 1] : nullptr;
+      if (q.in % 128 != 0 || !q.xs || !q.yin) return "cudaInt8xChainPlan: a prep phase needs in % 128 == 0, xs and yin";
+      if (q.normw && (!q.hin || !q.hout || q.hin == q.hout)) return "cudaInt8xChainPlan: a residual prep phase needs hin and a hout apart from hin";
+      if (!n || n->mode != 0 || n->xs != q.xs || n->in != q.in || n->npart != (q.normw ? q.in / 64 : 0))
+        return "cudaInt8xChainPlan: a prep phase's xs is the x̂ of the next phase (mode 0, the same in, npart = in / 64 with normw, else 0)";
+      P.mode = 4;
+      P.in = q.in;
+      P.xs = static_cast<const unsigned char*>(q.xs);
+      P.hin = q.hin;
+      P.hout = q.hout;
+      P.yin = q.yin;
+      P.normw = q.normw;
+      continue;
+    }
     if (q.in % 128 != 0 || q.out % 16 != 0 || q.out < 16) return "cudaInt8xChainPlan: every phase needs in % 128 == 0 and out % 16 == 0";
-    if (q.mode < 0 || q.mode > 2) return "cudaInt8xChainPlan: mode 0 (scratch), 1 (residual + RMSNorm), 2 (SwiGLU) or 3 (attention)";
+    if (q.mode < 0 || q.mode > 2) return "cudaInt8xChainPlan: mode 0 (scratch), 1 (residual + RMSNorm), 2 (SwiGLU), 3 (attention) or 4 (prep)";
     if (q.mode == 0 && !q.xs) return "cudaInt8xChainPlan: mode 0 reads its x̂ from a scratch";
     if (q.mode == 1 && (!q.hin || !q.hout || !q.yin || !q.normw || q.hin == q.hout)) return "cudaInt8xChainPlan: mode 1 needs hin, yin, normw and a hout apart from hin";
     if (q.mode == 2 && !q.yin) return "cudaInt8xChainPlan: mode 2 reads gate | up from yin";
-    if ((q.mode == 0) != (p == 0 || ph[p - 1].mode == 3))
-      return "cudaInt8xChainPlan: the first GEMV phase reads its x̂ from a scratch (mode 0), the others make it";
+    if ((q.mode == 0) != (p == 0 || ph[p - 1].mode == 3 || ph[p - 1].mode == 4))
+      return "cudaInt8xChainPlan: a GEMV phase first or after an attention or a prep reads its x̂ from a scratch (mode 0), the others make it";
     const bool ad = q.A && q.R > 0;
     if (ad != (q.bt.nseg > 0)) return "cudaInt8xChainPlan: a phase has both its A rows and its B·t, or neither";
     // block 0 unsets a phase's t at the next phase's start while the other blocks already store that phase's: the two

@@ -48,7 +48,8 @@ export interface NativeCudaInt8x extends NativeCuda {
    * start, and the chain leaves them so. An attention phase (mode 3: cudaDecodeAttn's fields, its int8-x output xs the
    * next phase's mode-0 input; a block per query head while the ring streams the next phase's weights) makes a layer,
    * or a whole token, one launch. The phases go to the device once: a plan of ksplit (8 or 16) warps a block whose
-   * attention caches hold `positions` rows (an id); cudaInt8xChainRun launches it (sync: INT8X_CHAIN_SYNC_WORDS u32
+   * attention caches hold `positions` rows (an id); a prep phase (mode 4) makes the next phase's x̂ once for the grid;
+   * cudaInt8xChainRun launches it (sync: INT8X_CHAIN_SYNC_WORDS u32
    * counters, zero, left zero; the attentions at position pos with the RoPE rows cos/sin f32 [hd/2]). */
   cudaInt8xChainPlan?(phases: Int8xChainPhase[], ksplit: number, positions: number): number;
   cudaInt8xChainRun?(plan: number, pdl: boolean, sync: number, pos?: number, cos?: number | null, sin?: number | null): void;
@@ -76,7 +77,14 @@ export interface Int8xChainGemvPhase {
 export interface Int8xChainAttnPhase {
   mode: 3; q: number; k: number; v: number; kc: number; vc: number; Hq: number; Hkv: number; hd: number; xs: number;
 }
-export type Int8xChainPhase = Int8xChainGemvPhase | Int8xChainAttnPhase;
+/** A chain's prep phase: the next phase's x̂ made once for the grid into xs (int8xScratchBytes(in)), a warp a group, as
+ * cudaInt8xPrep makes it: with normW the residual v = hin + yin (written to hout) and x̃ = v·normW with a Σv² partial
+ * per group (the next phase: mode 0, npart = in / 64, eps), else SwiGLU x̃ = silu(yin[i])·yin[in + i] (npart 0). The
+ * next phase then copies x̂ (≤ 12.4 KB at 7B) instead of making it from 48–88 KB of y in every block. */
+export interface Int8xChainPrepPhase {
+  mode: 4; in: number; xs: number; yin: number; hin?: number | null; hout?: number | null; normW?: number | null;
+}
+export type Int8xChainPhase = Int8xChainGemvPhase | Int8xChainAttnPhase | Int8xChainPrepPhase;
 
 /** u32 counters a chain launch needs (zero; it leaves them zero): the blocks' arrivals at the barriers and the blocks out. */
 export const INT8X_CHAIN_SYNC_WORDS = 2;

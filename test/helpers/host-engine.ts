@@ -339,14 +339,28 @@ export function hostEngine(): HostEngine {
       const sv = u32(sync, INT8X_CHAIN_SYNC_WORDS);
       if (sv.some((v) => v !== 0)) throw new Error(`cudaInt8xChainRun: counters ${[...sv]} at the launch's start`);
       if (phases.some((P) => P.mode === 3) && (!(pos >= 0 && pos < positions) || !cos || !sin)) throw new Error('cudaInt8xChainRun: the attention phases need a position below the plan\'s and its RoPE rows');
-      phases.forEach((P) => {
+      phases.forEach((P, p) => {
         if (P.mode === 3) {
           (ops.cudaDecodeAttn as (...a: unknown[]) => void)(P.q, P.k, P.v, cos, sin, P.kc, P.vc, pos, P.Hq, P.Hkv, P.hd, null,
             null, null, null, null, null, null, 0, P.xs);
           return;
         }
+        if (P.mode === 4) {  // the next phase's x̂ into xs (cudaInt8xPrep's bytes), with a Σv² partial per group
+          const inF = P.in, ng = inF / 64;
+          if (P.normW) {
+            const res = int8xPrepInput(f32(P.hin!, inF).slice(), { addY: f32(P.yin, inF).slice(), normW: f32(P.normW, inF).slice() });
+            f32(P.hout!, inF).set(res.xOut);
+            int8xFill(P.xs, res.xt);
+            f32(P.xs, ng, (inF + 8 * ng) / 4).set(sumsOfSquares(res.xOut, 64));
+          } else {
+            const yv = f32(P.yin, 2 * inF);
+            int8xFill(P.xs, int8xPrepInput(yv.slice(0, inF), { x2: yv.slice(inF, 2 * inF) }).xt);
+          }
+          return;
+        }
         const inF = P.in, ng = inF / 64;
         let scratch = P.xs ?? 0, normEps: number | null = P.mode === 0 && P.npart ? P.eps ?? 0 : null, parts = 4 | 64 | 256 | 512;
+        if (P.mode === 0 && P.npart && P.npart === ng && phases[p - 1]?.mode === 4) parts |= 128;  // a prep phase's partials: one a group
         if (P.mode !== 0) {
           scratch = chainScratch(inF);
           if (P.mode === 1) {
@@ -567,10 +581,16 @@ export function hostEngine(): HostEngine {
           hd = P.hd;
           return;
         }
-        if ((P.mode === 0) !== (p === 0 || phases[p - 1].mode === 3)) throw new Error('cudaInt8xChainPlan: the first GEMV phase reads its x̂ from a scratch (mode 0), the others make it');
+        if (P.mode === 4) {
+          const nx = phases[p + 1];
+          if (!nx || nx.mode !== 0 || nx.xs !== P.xs || nx.in !== P.in || (nx.npart ?? 0) !== (P.normW ? P.in / 64 : 0)) throw new Error('cudaInt8xChainPlan: a prep phase\'s xs is the x̂ of the next phase (mode 0, the same in, npart = in / 64 with normW, else 0)');
+          if (P.normW && (!P.hin || !P.hout || P.hin === P.hout)) throw new Error('cudaInt8xChainPlan: a residual prep phase needs hin and a hout apart from hin');
+          return;
+        }
+        if ((P.mode === 0) !== (p === 0 || phases[p - 1].mode === 3 || phases[p - 1].mode === 4)) throw new Error('cudaInt8xChainPlan: a GEMV phase first or after an attention or a prep reads its x̂ from a scratch (mode 0), the others make it');
         if (P.mode === 1 && (!P.hin || !P.hout || !P.yin || !P.normW || P.hin === P.hout)) throw new Error('cudaInt8xChainPlan: mode 1 needs hin, yin, normW and a hout apart from hin');
         const Q = phases[p - 1];
-        if (P.A && P.t && Q && Q.mode !== 3 && Q.A && Q.t && overlaps(P.t, (P.R ?? 0) * 4, Q.t, (Q.R ?? 0) * 4)) throw new Error('cudaInt8xChainPlan: adjacent phases share t values');
+        if (P.A && P.t && Q && Q.mode !== 3 && Q.mode !== 4 && Q.A && Q.t && overlaps(P.t, (P.R ?? 0) * 4, Q.t, (Q.R ?? 0) * 4)) throw new Error('cudaInt8xChainPlan: adjacent phases share t values');
       });
       chainPlans.set(nextChain, { phases: phases.map((P) => ({ ...P })), ks, positions });
       return nextChain++;

@@ -133,6 +133,12 @@ export class GpuDecoder {
    * LOWBIT_INT8X_CHAIN_TOKEN=1 (opt-in until measured on a GPU).
    */
   chainToken = process.env.LOWBIT_INT8X_CHAIN_TOKEN === '1';
+  /**
+   * The chain's x̂ made once a phase, by a prep phase before gate/up, down and the next q/k/v (a warp a group over the
+   * grid, then a barrier), instead of by every block from the whole y (run 102: 4–16 µs a phase, 48–88 KB of L2 reads a
+   * block). LOWBIT_INT8X_CHAIN_PREP=1 (with the chain; opt-in until measured on a GPU).
+   */
+  chainPrep = process.env.LOWBIT_INT8X_CHAIN_PREP === '1';
   /** the chains' device plans (cudaInt8xChainPlan ids) by warps, attention and token: made at the first step that runs them */
   private chainPlans = new Map<string, number[]>();
   /** the chain's counters (INT8X_CHAIN_SYNC_WORDS u32) and the residual's second buffer (the chain's residual phases write the other one) */
@@ -503,9 +509,12 @@ export class GpuDecoder {
   /** Whether a token's layers run as ONE chain (chainToken, with the attention in the chain). */
   get chainedToken(): boolean { return this.i8chainAttn && this.chainToken; }
 
+  /** Whether the chain makes each phase's x̂ once, in a prep phase before it (chainPrep). */
+  get chainedPrep(): boolean { return this.i8chain && this.chainPrep; }
+
   /** The plans the current settings run (made now where new), or null without the chain. */
   private chainPlansNow(): number[] | null {
-    return this.i8chain ? this.chainPlansFor(Number(process.env.LOWBIT_INT8X_CHAIN_WARPS ?? 16), this.i8chainAttn, this.chainedToken) : null;
+    return this.i8chain ? this.chainPlansFor(Number(process.env.LOWBIT_INT8X_CHAIN_WARPS ?? 16), this.i8chainAttn, this.chainedToken, this.chainedPrep) : null;
   }
 
   /**
@@ -513,20 +522,29 @@ export class GpuDecoder {
    * q/k/v (with attn the layer's attention first), or with token ONE plan of every layer's phases. The residual
    * alternates between h.x and chainH (gate/up's phase reads h.x and writes chainH, the next q/k/v's the reverse).
    */
-  private chainPlansFor(cw: number, attn: boolean, token: boolean): number[] {
-    const key = `${cw}:${attn}:${token}`, have = this.chainPlans.get(key);
+  private chainPlansFor(cw: number, attn: boolean, token: boolean, prep: boolean): number[] {
+    const key = `${cw}:${attn}:${token}:${prep}`, have = this.chainPlans.get(key);
     if (have) return have;
     const x8 = this.c as unknown as NativeCudaInt8x, cfg = this.w.config, h = this.arena.h, plan = this.i8!, scr = this.i8scr!, hB = this.chainH!;
-    const eps = cfg.rmsNormEps;
+    const eps = cfg.rmsNormEps, D = cfg.hiddenSize, I = cfg.intermediateSize;
     const layer = (l: number): Int8xChainPhase[] => {
       const pl = plan[l], next = l + 1 < cfg.numLayers ? plan[l + 1] : null;
       return [
         ...(attn ? [{ mode: 3 as const, ...this.qkvViews(pl), kc: h[`kc${l}`], vc: h[`vc${l}`],
           Hq: cfg.numHeads, Hkv: cfg.numKvHeads, hd: cfg.headDim, xs: scr.Q }] : []),
         this.chainPhase(pl.o, 0, { xs: scr.Q, npart: 0 }),
-        this.chainPhase(pl.gu, 1, { hin: h.x, yin: pl.o.y, hout: hB, normW: this.w.layers[l].postNorm, eps }),
-        this.chainPhase(pl.down, 2, { yin: pl.gu.y }),
-        ...(next ? [this.chainPhase(next.qkv, 1, { hin: hB, yin: pl.down.y, hout: h.x, normW: this.w.layers[l + 1].inputNorm, eps })] : []),
+        ...(prep ? [
+          { mode: 4 as const, in: D, xs: scr.D, hin: h.x, yin: pl.o.y, hout: hB, normW: this.w.layers[l].postNorm },
+          this.chainPhase(pl.gu, 0, { xs: scr.D, npart: D / 64, eps }),
+          { mode: 4 as const, in: I, xs: scr.I, yin: pl.gu.y },
+          this.chainPhase(pl.down, 0, { xs: scr.I, npart: 0 }),
+          ...(next ? [{ mode: 4 as const, in: D, xs: scr.D, hin: hB, yin: pl.down.y, hout: h.x, normW: this.w.layers[l + 1].inputNorm },
+            this.chainPhase(next.qkv, 0, { xs: scr.D, npart: D / 64, eps })] : []),
+        ] : [
+          this.chainPhase(pl.gu, 1, { hin: h.x, yin: pl.o.y, hout: hB, normW: this.w.layers[l].postNorm, eps }),
+          this.chainPhase(pl.down, 2, { yin: pl.gu.y }),
+          ...(next ? [this.chainPhase(next.qkv, 1, { hin: hB, yin: pl.down.y, hout: h.x, normW: this.w.layers[l + 1].inputNorm, eps })] : []),
+        ]),
       ];
     };
     const layers = Array.from({ length: cfg.numLayers }, (_, l) => layer(l));
