@@ -286,7 +286,9 @@ test('CUDA int8-x streamed GEMV (parts & 512: a block per SM, a bulk-copy ring) 
     const run = (ks: number, parts: number, adapter: boolean, zeroByPrep = false, tval = false) => {
       c.cudaUpload(hy, new Float32Array(out).fill(-5));
       c.cudaUpload(ht, new Float32Array(R).fill(9));
-      if (zeroByPrep || tval) c.cudaUpload(hsync, new Uint32Array([R, 3]));  // stale counts: the prep must zero them
+      // stale counts where the prep must zero them or t by value ignores them; else zero, as a launch that counts expects
+      // them (run 100: the per-tile reference after a t-by-value run found [R, 3], skipped its wait for t and raced)
+      c.cudaUpload(hsync, zeroByPrep || tval ? new Uint32Array([R, 3]) : new Uint32Array(2));
       c.cudaInt8xPrep(hx, null, norm ? hn : null, hscr, inF, tval ? ht : zeroByPrep ? hsync : null, tval ? R : zeroByPrep ? 2 : 0, true,
         null, null, null, null, null, 0, null, false, tval);
       c.cudaInt8xGemv(hw, parts & 512 ? hszT : hsz, null, hscr, hy, out, inF, ks, parts | (zeroByPrep || tval ? 256 : 0) | (tval ? 2048 : 0), norm ? eps : null,
