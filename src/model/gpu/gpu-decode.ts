@@ -118,19 +118,20 @@ export class GpuDecoder {
    * Kernel 8 with streamed GEMVs: per layer the attention launch, then ONE launch (a cudaInt8xChainPlan) for o → gate/up →
    * down → the next layer's q/k/v with grid barriers between them, each block making the next GEMV's x̂ itself (the
    * residual add with RMSNorm, the SwiGLU), so no prep launches and one ring of weight copies across the four GEMVs:
-   * 2 launches a layer instead of 8. LOWBIT_INT8X_CHAIN=1 (opt-in until measured; it turns the streamed GEMVs on).
+   * 2 launches a layer instead of 8. LOWBIT_INT8X_CHAIN=1 (opt-in: run 100 measured it exact and 32 % slower than the
+   * default, its x̂ and fold rate the cause, docs/cuda.md; it turns the streamed GEMVs on).
    */
   chain = process.env.LOWBIT_INT8X_CHAIN === '1';
   /**
    * The chain with the attention as its first phase (a block per query head; the ring streams o's weights meanwhile):
    * ONE launch a layer, attention → o → gate/up → down → the next q/k/v. LOWBIT_INT8X_CHAIN_ATTN=1 (with the chain;
-   * opt-in until measured on a GPU).
+   * opt-in; run 100: +3 % over the chain alone).
    */
   chainAttn = process.env.LOWBIT_INT8X_CHAIN_ATTN === '1';
   /**
    * With the attention in the chain: every layer's phases in ONE chain, a token in one launch after layer 0's prep and
    * q/k/v GEMV (no launch boundary between layers, so a layer's ring fills during the one before).
-   * LOWBIT_INT8X_CHAIN_TOKEN=1 (opt-in until measured on a GPU).
+   * LOWBIT_INT8X_CHAIN_TOKEN=1 (opt-in; run 100: +1.6 % over the chain with the attention).
    */
   chainToken = process.env.LOWBIT_INT8X_CHAIN_TOKEN === '1';
   /**
@@ -475,7 +476,7 @@ export class GpuDecoder {
   /** Kernel 8 with every GEMV streamed and adding its own B·t (i8zeroSync): the A rows publish t by value (parts &
    * 2048: no fence and count in the A-row block, one L2 round trip in each tile's wait instead of the count's spin and
    * the t load after it), the preps setting the next GEMVs' t to the unset mark instead of zeroing their counters.
-   * LOWBIT_INT8X_TVAL=1 (opt-in until measured on a GPU; the chain always publishes t so). */
+   * LOWBIT_INT8X_TVAL=1 (opt-in; run 101 measured no gain; the chain always publishes t so). */
   tval = process.env.LOWBIT_INT8X_TVAL === '1';
   private get i8tval(): boolean {
     return (this.tval || this.chain) && this.i8zeroSync && this.i8streamed && this.i8!.every((l) => l.tset !== null);
