@@ -398,6 +398,24 @@ __device__ __forceinline__ int chain_next_arows(const I8Chain& c, const ChainRec
   return -1;
 }
 
+// A prep phase (mode 4): the next phase's x̂ once for the grid (run 102: each block making all of it read 48–88 KB of y
+// a block through L2, 4–16 µs a phase): group g by warp g / grid of block g mod grid, as the prep and the folded prep
+// make it (input_group: the same bytes), its Σv² partial per group; the next phase copies the ≤ 12.4 KB (mode 0).
+// Not inlined: its own copy of the quantization would add 24 registers to the chain kernel (151 at 8 warps with the
+// attention, over the 128 that two blocks an SM allow).
+__device__ __noinline__ void chain_prep(const I8Phase& P, int nks, int warp, int lane) {
+  const int in = P.in, ng = in / 64;
+  int8_t* const xq = reinterpret_cast<int8_t*>(const_cast<unsigned char*>(P.xs));
+  float* const av = reinterpret_cast<float*>(xq + in);
+  for (int g = (int)blockIdx.x + (int)gridDim.x * warp; g < ng; g += (int)gridDim.x * nks) {
+    float ss = 0.f;
+    input_group(P.hin, P.yin, P.normw ? P.hout : nullptr, P.normw, P.normw ? 0 : in, g, lane, xq, av, reinterpret_cast<int*>(av + ng), ss);
+#pragma unroll
+    for (int o = 16; o > 0; o >>= 1) ss += __shfl_xor_sync(0xffffffffu, ss, o);
+    if (lane == 0 && P.normw) av[2 * ng + g] = ss;
+  }
+}
+
 // ATTN: compiled with the attention phase, so a chain without one carries none of its code (ptxas, 16 / 8 warps: 119 /
 // 127 registers with it, 112 / 117 without, no spills; one block an SM at 16 warps, two fit at 8 — at 127, exactly)
 template <int NKS, bool ATTN>
@@ -484,19 +502,7 @@ __global__ void __launch_bounds__(32 * NKS, 1) int8x_chain_kernel(const __grid_c
         else attn_body<4, NKS, true>(P.at, blockIdx.x, reinterpret_cast<float*>(xsm));
       }
     } else if (P.mode == 4) {
-      // the next phase's x̂ once for the grid (run 102: each block making all of it read 48–88 KB of y per block
-      // through L2, 4–16 µs a phase): group g by warp g / grid of block g mod grid, as the prep and the folded prep
-      // (input_group: the same bytes), its Σv² partial per group; the next phase copies the 12.4 KB at most (mode 0)
-      int8_t* const xq = reinterpret_cast<int8_t*>(const_cast<unsigned char*>(P.xs));
-      float* const av = reinterpret_cast<float*>(xq + in);
-      for (int g = (int)blockIdx.x + (int)gridDim.x * warp; g < ng; g += (int)gridDim.x * NKS) {
-        float ss = 0.f;
-        input_group(P.hin, P.yin, P.normw ? P.hout : nullptr, P.normw, P.normw ? 0 : in, g, lane, xq, av,
-                    reinterpret_cast<int*>(av + ng), ss);
-#pragma unroll
-        for (int o = 16; o > 0; o >>= 1) ss += __shfl_xor_sync(0xffffffffu, ss, o);
-        if (lane == 0 && P.normw) av[2 * ng + g] = ss;
-      }
+      chain_prep(P, NKS, warp, lane);
     } else if (nitems > 0 || myA > 0 || (P.mode == 1 && blockIdx.x == 0)) {
       // the phase's x̂ in shared memory (x̂ [in] | a [ng] | Σx̂ [ng], the prep's layout) and 1/rms
       if (P.mode == 0) {  // through L2: an attention phase of this launch may have written it
