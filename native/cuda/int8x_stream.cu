@@ -738,6 +738,16 @@ struct ChainPlan {
   size_t smem;
 };
 
+// A phase's input fields (a GEMV's, or a prep phase's: the same x̂ sources and scratch).
+static void input_fields(I8Phase& P, const Int8xChainPhase& q) {
+  P.mode = q.mode;
+  P.in = q.in;
+  P.xs = static_cast<const unsigned char*>(q.xs);
+  P.hin = q.hin;
+  P.hout = q.hout;
+  P.yin = q.yin;
+  P.normw = q.normw;
+}
 // The phases as the kernel reads them, checked (err: why not), and the plan's sizes.
 static const char* chain_phases(const Int8xChainPhase* ph, int nph, int nks, int grid, std::vector<I8Phase>& tab, ChainPlan& plan) {
   int r = -1, xb = 0, ab = 0, hd = 0;
@@ -764,13 +774,7 @@ static const char* chain_phases(const Int8xChainPhase* ph, int nph, int nks, int
       if (q.normw && (!q.hin || !q.hout || q.hin == q.hout)) return "cudaInt8xChainPlan: a residual prep phase needs hin and a hout apart from hin";
       if (!n || n->mode != 0 || n->xs != q.xs || n->in != q.in || n->npart != (q.normw ? q.in / 64 : 0))
         return "cudaInt8xChainPlan: a prep phase's xs is the x̂ of the next phase (mode 0, the same in, npart = in / 64 with normw, else 0)";
-      P.mode = 4;
-      P.in = q.in;
-      P.xs = static_cast<const unsigned char*>(q.xs);
-      P.hin = q.hin;
-      P.hout = q.hout;
-      P.yin = q.yin;
-      P.normw = q.normw;
+      input_fields(P, q);
       continue;
     }
     if (q.in % 128 != 0 || q.out % 16 != 0 || q.out < 16) return "cudaInt8xChainPlan: every phase needs in % 128 == 0 and out % 16 == 0";
@@ -790,15 +794,9 @@ static const char* chain_phases(const Int8xChainPhase* ph, int nph, int nks, int
     P.sz = q.sz;
     P.y = q.y;
     P.out = q.out;
-    P.in = q.in;
-    P.mode = q.mode;
-    P.xs = static_cast<const unsigned char*>(q.xs);
+    input_fields(P, q);
     P.npart = q.npart;
     P.eps = q.eps;
-    P.hin = q.hin;
-    P.hout = q.hout;
-    P.yin = q.yin;
-    P.normw = q.normw;
     P.tpb = (q.out / 16 + grid - 1) / grid;
     if (ad) {
       if (r >= 0 && q.bt.r != r) return "cudaInt8xChainPlan: one rank for every phase";
