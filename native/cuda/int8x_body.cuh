@@ -110,6 +110,21 @@ __device__ __forceinline__ void input_group(const float* x, const float* y, floa
   }
   quant_group(v, lane, xq + 64 * gi, a + gi, sum + gi);
 }
+// input_group for group gi of a whole int8-x scratch xq of 64·ng inputs (x̂ | a | Σx̂ | a Σv² partial per group), the
+// warp's Σv² stored as the group's partial (with normw); CNT: the group's counter cnt[gi] set back to 0 with it. The
+// folded prep's groups (CNT) and the chain's prep phases.
+template <bool CNT>
+__device__ __forceinline__ void scratch_group(const float* x, const float* y, float* xout, const float* normw, int half, int gi,
+                                              int lane, int8_t* xq, int ng, unsigned* cnt) {
+  float ss = 0.f, *a = reinterpret_cast<float*>(xq + 64 * ng);
+  input_group(x, y, xout, normw, half, gi, lane, xq, a, reinterpret_cast<int*>(a + ng), ss);
+#pragma unroll
+  for (int o = 16; o > 0; o >>= 1) ss += __shfl_xor_sync(0xffffffffu, ss, o);
+  if (lane == 0) {
+    if (normw) a[2 * ng + gi] = ss;
+    if (CNT) cnt[gi] = 0;
+  }
+}
 // input_group in two steps, so that a warp can have the loads of several groups in flight before it makes any (the
 // chain's blocks each make a whole input, many groups a warp): the same operations in the same order, so the same bytes
 // (kept apart from input_group, whose compiled per-tile kernels are measured as they are).

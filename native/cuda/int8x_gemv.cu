@@ -131,14 +131,7 @@ struct I8Fold {
   int ng, half;
 };
 __device__ __forceinline__ void fold_group(const I8Fold& f, const float* y, int gi, int lane) {
-  float ss = 0.f, *a = reinterpret_cast<float*>(f.xq + 64 * f.ng);
-  input_group(f.x, y, f.half ? nullptr : f.x, f.normw, f.half, gi, lane, f.xq, a, reinterpret_cast<int*>(a + f.ng), ss);
-#pragma unroll
-  for (int o = 16; o > 0; o >>= 1) ss += __shfl_xor_sync(0xffffffffu, ss, o);
-  if (lane == 0) {
-    if (f.normw) (a + 2 * f.ng)[gi] = ss;
-    f.cnt[gi] = 0;
-  }
+  scratch_group<true>(f.x, y, f.half ? nullptr : f.x, f.normw, f.half, gi, lane, f.xq, f.ng, f.cnt);
 }
 
 

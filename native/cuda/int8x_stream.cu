@@ -404,16 +404,9 @@ __device__ __forceinline__ int chain_next_arows(const I8Chain& c, const ChainRec
 // Not inlined: its own copy of the quantization would add 24 registers to the chain kernel (151 at 8 warps with the
 // attention, over the 128 that two blocks an SM allow).
 __device__ __noinline__ void chain_prep(const I8Phase& P, int nks, int warp, int lane) {
-  const int in = P.in, ng = in / 64;
   int8_t* const xq = reinterpret_cast<int8_t*>(const_cast<unsigned char*>(P.xs));
-  float* const av = reinterpret_cast<float*>(xq + in);
-  for (int g = (int)blockIdx.x + (int)gridDim.x * warp; g < ng; g += (int)gridDim.x * nks) {
-    float ss = 0.f;
-    input_group(P.hin, P.yin, P.normw ? P.hout : nullptr, P.normw, P.normw ? 0 : in, g, lane, xq, av, reinterpret_cast<int*>(av + ng), ss);
-#pragma unroll
-    for (int o = 16; o > 0; o >>= 1) ss += __shfl_xor_sync(0xffffffffu, ss, o);
-    if (lane == 0 && P.normw) av[2 * ng + g] = ss;
-  }
+  for (int g = (int)blockIdx.x + (int)gridDim.x * warp; g < P.in / 64; g += (int)gridDim.x * nks)
+    scratch_group<false>(P.hin, P.yin, P.normw ? P.hout : nullptr, P.normw, P.normw ? 0 : P.in, g, lane, xq, P.in / 64, nullptr);
 }
 
 // ATTN: compiled with the attention phase, so a chain without one carries none of its code (ptxas, 16 / 8 warps: 119 /

@@ -52,6 +52,19 @@ export function hostEngine(): HostEngine {
     exactX.set(scratch, xt);
     v.xq.set(xq); v.a.set(a); v.sum.set(sum);
   };
+  // a chain input (x̂ | a | Σx̂ | a Σv² partial per group) into scratch, as cudaInt8xPrep makes it: the residual
+  // v = hin + yin (written to hout) with RMSNorm, or SwiGLU of yin's two halves
+  const makeInput = (scratch: number, inF: number, src: { hin: number; yin: number; hout: number; normW: number } | { yin: number }) => {
+    if ('normW' in src) {
+      const res = int8xPrepInput(f32(src.hin, inF).slice(), { addY: f32(src.yin, inF).slice(), normW: f32(src.normW, inF).slice() });
+      f32(src.hout, inF).set(res.xOut);
+      int8xFill(scratch, res.xt);
+      f32(scratch, inF / 64, (inF + inF / 8) / 4).set(sumsOfSquares(res.xOut, 64));
+    } else {
+      const yv = f32(src.yin, 2 * inF);
+      int8xFill(scratch, int8xPrepInput(yv.slice(0, inF), { x2: yv.slice(inF, 2 * inF) }).xt);
+    }
+  };
   // views of an int8-x scratch of inF inputs: x̂ [inF] | a [ng] | Σx̂ [ng]
   const int8xViews = (scratch: number, inF: number) => {
     const ng = inF / 64, sb = get(scratch, inF + 8 * ng);
@@ -346,33 +359,18 @@ export function hostEngine(): HostEngine {
           return;
         }
         if (P.mode === 4) {  // the next phase's x̂ into xs (cudaInt8xPrep's bytes), with a Σv² partial per group
-          const inF = P.in, ng = inF / 64;
-          if (P.normW) {
-            const res = int8xPrepInput(f32(P.hin!, inF).slice(), { addY: f32(P.yin, inF).slice(), normW: f32(P.normW, inF).slice() });
-            f32(P.hout!, inF).set(res.xOut);
-            int8xFill(P.xs, res.xt);
-            f32(P.xs, ng, (inF + 8 * ng) / 4).set(sumsOfSquares(res.xOut, 64));
-          } else {
-            const yv = f32(P.yin, 2 * inF);
-            int8xFill(P.xs, int8xPrepInput(yv.slice(0, inF), { x2: yv.slice(inF, 2 * inF) }).xt);
-          }
+          makeInput(P.xs, P.in, P.normW ? { hin: P.hin!, yin: P.yin, hout: P.hout!, normW: P.normW } : { yin: P.yin });
           return;
         }
         const inF = P.in, ng = inF / 64;
         let scratch = P.xs ?? 0, normEps: number | null = P.mode === 0 && P.npart ? P.eps ?? 0 : null, parts = 4 | 64 | 256 | 512;
         if (P.mode === 0 && P.npart && P.npart === ng && phases[p - 1]?.mode === 4) parts |= 128;  // a prep phase's partials: one a group
-        if (P.mode !== 0) {
+        if (P.mode !== 0) {  // the block's own x̂ (its Σv², as partials per group)
           scratch = chainScratch(inF);
+          makeInput(scratch, inF, P.mode === 1 ? { hin: P.hin!, yin: P.yin!, hout: P.hout!, normW: P.normW! } : { yin: P.yin! });
           if (P.mode === 1) {
-            const res = int8xPrepInput(f32(P.hin!, inF).slice(), { addY: f32(P.yin!, inF).slice(), normW: f32(P.normW!, inF).slice() });
-            f32(P.hout!, inF).set(res.xOut);
-            int8xFill(scratch, res.xt);
-            f32(scratch, ng, (inF + 8 * ng) / 4).set(sumsOfSquares(res.xOut, 64));  // the block's Σv², as partials per group
             parts |= 128;
             normEps = P.eps ?? 0;
-          } else {
-            const yv = f32(P.yin!, 2 * inF);
-            int8xFill(scratch, int8xPrepInput(yv.slice(0, inF), { x2: yv.slice(inF, 2 * inF) }).xt);
           }
         }
         const segs = ([[P.b0, P.e0], [P.b1, P.e1], [P.b2, P.e2]] as const).filter(([b, e]) => b && e);
