@@ -527,25 +527,24 @@ export class GpuDecoder {
     const key = `${cw}:${attn}:${token}:${prep}`, have = this.chainPlans.get(key);
     if (have) return have;
     const x8 = this.c as unknown as NativeCudaInt8x, cfg = this.w.config, h = this.arena.h, plan = this.i8!, scr = this.i8scr!, hB = this.chainH!;
-    const eps = cfg.rmsNormEps, D = cfg.hiddenSize, I = cfg.intermediateSize;
+    const eps = cfg.rmsNormEps;
+    // GEMV g fed from src (the residual hin + yin with RMSNorm when normW, else SwiGLU of yin): with prep, a prep phase
+    // making its x̂ into the scratch xs, then g reading it (mode 0); else g making it in every block (mode 1 or 2)
+    type Src = { hin: number; yin: number; hout: number; normW: number } | { yin: number };
+    const fed = (g: Int8xGemv, src: Src, xs: number): Int8xChainPhase[] => {
+      const norm = 'normW' in src, e = norm ? { eps } : {};
+      return prep ? [{ mode: 4, in: g.in, xs, ...src }, this.chainPhase(g, 0, { xs, npart: norm ? g.in / 64 : 0, ...e })]
+        : [this.chainPhase(g, norm ? 1 : 2, { ...src, ...e })];
+    };
     const layer = (l: number): Int8xChainPhase[] => {
       const pl = plan[l], next = l + 1 < cfg.numLayers ? plan[l + 1] : null;
       return [
         ...(attn ? [{ mode: 3 as const, ...this.qkvViews(pl), kc: h[`kc${l}`], vc: h[`vc${l}`],
           Hq: cfg.numHeads, Hkv: cfg.numKvHeads, hd: cfg.headDim, xs: scr.Q }] : []),
         this.chainPhase(pl.o, 0, { xs: scr.Q, npart: 0 }),
-        ...(prep ? [
-          { mode: 4 as const, in: D, xs: scr.D, hin: h.x, yin: pl.o.y, hout: hB, normW: this.w.layers[l].postNorm },
-          this.chainPhase(pl.gu, 0, { xs: scr.D, npart: D / 64, eps }),
-          { mode: 4 as const, in: I, xs: scr.I, yin: pl.gu.y },
-          this.chainPhase(pl.down, 0, { xs: scr.I, npart: 0 }),
-          ...(next ? [{ mode: 4 as const, in: D, xs: scr.D, hin: hB, yin: pl.down.y, hout: h.x, normW: this.w.layers[l + 1].inputNorm },
-            this.chainPhase(next.qkv, 0, { xs: scr.D, npart: D / 64, eps })] : []),
-        ] : [
-          this.chainPhase(pl.gu, 1, { hin: h.x, yin: pl.o.y, hout: hB, normW: this.w.layers[l].postNorm, eps }),
-          this.chainPhase(pl.down, 2, { yin: pl.gu.y }),
-          ...(next ? [this.chainPhase(next.qkv, 1, { hin: hB, yin: pl.down.y, hout: h.x, normW: this.w.layers[l + 1].inputNorm, eps })] : []),
-        ]),
+        ...fed(pl.gu, { hin: h.x, yin: pl.o.y, hout: hB, normW: this.w.layers[l].postNorm }, scr.D),
+        ...fed(pl.down, { yin: pl.gu.y }, scr.I),
+        ...(next ? fed(next.qkv, { hin: hB, yin: pl.down.y, hout: h.x, normW: this.w.layers[l + 1].inputNorm }, scr.D) : []),
       ];
     };
     const layers = Array.from({ length: cfg.numLayers }, (_, l) => layer(l));
